@@ -16,6 +16,11 @@ __version__ = "0.1.0"
 # public name -> submodule that defines it
 _LAZY_EXPORTS = {
     "VideoUNet": "gen1.unet",
+    "Gen1Pipeline": "gen1.pipeline",
+    "DepthEstimator": "gen1.depth",
+    "load_depth_estimator": "gen1.depth",
+    "obscure": "gen1.depth",
+    "ContentEncoder": "gen1.content",
 }
 
 

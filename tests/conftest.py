@@ -1,0 +1,27 @@
+"""Shared test set-up: CPU only, deterministic, paths to the real clips in ../shared/clips."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+torch.set_num_threads(2)
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SHARED_CLIPS = REPO_ROOT.parent / "shared" / "clips"
+
+
+@pytest.fixture(scope="session")
+def clips_dir() -> Path:
+    """The real H.264 clips from ../shared/clips (see ../shared/README.md)."""
+    if not SHARED_CLIPS.is_dir():
+        pytest.fail(f"the shared clips are missing: expected them at {SHARED_CLIPS}")
+    return SHARED_CLIPS
+
+
+@pytest.fixture(autouse=True)
+def _seed_everything():
+    torch.manual_seed(0)
+    yield

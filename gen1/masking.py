@@ -1,0 +1,118 @@
+"""Masks for masked (subject) edits: loading, checking against the video, feathering at latent resolution.
+
+Convention: mask value 1 (white) marks the region to EDIT, 0 (black) the region kept from the source. A mask is
+one image applied to every frame, or a video / stack with one mask per frame.
+
+Feathering (:func:`feather_mask`): the pixel mask is reduced to the latent grid by area averaging (the fraction
+of each latent cell's pixels that are masked), then blurred with a separable Gaussian of standard deviation
+``sigma`` latent cells, truncated at ``radius = ceil(2 * sigma)`` cells and normalised to sum 1, with replicate
+padding at the frame borders. So the edit fades in over about ``2 * sigma`` latent cells (16 * sigma pixels
+for a Stable Diffusion VAE) and a cell further than ``radius`` cells from the masked region keeps exactly 0.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+
+
+def _to_gray_float(array: np.ndarray) -> np.ndarray:
+    """uint8 / float array (..., H, W) or (..., H, W, C) -> float32 (..., H, W) in [0, 1]."""
+    array = np.asarray(array)
+    if array.dtype == np.uint8:
+        array = array.astype(np.float32) / 255.0
+    elif array.dtype == bool:
+        array = array.astype(np.float32)
+    else:
+        array = array.astype(np.float32)
+    if array.ndim >= 3 and array.shape[-1] in (1, 3, 4):
+        array = array[..., :3].mean(axis=-1) if array.shape[-1] >= 3 else array[..., 0]
+    return array
+
+
+def mask_to_tensor(mask) -> torch.Tensor:
+    """Turn a mask given as a path, PIL image, numpy array or tensor into float ``(F, 1, H, W)`` in [0, 1].
+
+    * path: an image file (one mask for all frames) or a video (one mask per frame), read with :mod:`gen1.video`;
+    * PIL image or array ``(H, W)``, ``(H, W, C)``: one mask; array ``(F, H, W)`` or ``(F, H, W, C)``: per frame;
+    * tensor ``(H, W)``, ``(1, H, W)``, ``(F, 1, H, W)`` or ``(F, H, W)``: float in [0, 1] (or bool).
+    """
+    if isinstance(mask, (str, os.PathLike)):
+        path = Path(mask)
+        if not path.is_file():
+            raise FileNotFoundError(f"mask file not found: '{path}'")
+        from gen1 import video as video_io
+
+        if path.suffix.lower() in IMAGE_SUFFIXES:
+            array = video_io.read_image(path)[None]
+        else:
+            array = video_io.read_video(path).frames
+        return torch.from_numpy(_to_gray_float(array)).unsqueeze(1).clamp(0, 1)
+    if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image
+        mask = np.asarray(mask.convert("L"))
+    if isinstance(mask, np.ndarray):
+        gray = _to_gray_float(mask)
+        if gray.ndim == 2:
+            gray = gray[None]
+        if gray.ndim != 3:
+            raise ValueError(f"mask array must be (H,W), (H,W,C), (F,H,W) or (F,H,W,C), got shape {mask.shape}")
+        return torch.from_numpy(gray).unsqueeze(1).clamp(0, 1)
+    if isinstance(mask, torch.Tensor):
+        tensor = mask.detach().float() if mask.dtype != torch.bool else mask.detach().float()
+        if tensor.ndim == 2:
+            tensor = tensor[None, None]
+        elif tensor.ndim == 3:
+            tensor = tensor[:, None] if tensor.shape[0] != 1 else tensor[None]
+        if tensor.ndim != 4 or tensor.shape[1] != 1:
+            raise ValueError(f"mask tensor must be (H,W), (F,H,W) or (F,1,H,W), got shape {tuple(mask.shape)}")
+        return tensor.cpu().clamp(0, 1)
+    raise ValueError(f"mask must be a path, PIL image, numpy array or tensor, got {type(mask).__name__}")
+
+
+def prepare_mask(mask, num_frames: int, height: int, width: int) -> torch.Tensor:
+    """Load ``mask`` and check it against the video: returns float ``(num_frames, 1, height, width)``.
+
+    Raises ``ValueError`` if its size is not the video's ``height x width`` or if a per-frame mask has a frame
+    count other than ``num_frames``.
+    """
+    tensor = mask_to_tensor(mask)
+    if tuple(tensor.shape[-2:]) != (height, width):
+        raise ValueError(
+            f"mask size {tensor.shape[-1]}x{tensor.shape[-2]} (WxH) does not match the video size {width}x{height}"
+        )
+    if tensor.shape[0] == 1:
+        tensor = tensor.expand(num_frames, -1, -1, -1)
+    elif tensor.shape[0] != num_frames:
+        raise ValueError(f"mask has {tensor.shape[0]} frames but the video has {num_frames} (give 1 or {num_frames})")
+    return tensor.contiguous()
+
+
+def gaussian_kernel1d(sigma: float) -> torch.Tensor:
+    """A normalised 1D Gaussian of standard deviation ``sigma`` truncated at ``ceil(2 * sigma)`` taps each side."""
+    radius = max(1, math.ceil(2.0 * sigma))
+    x = torch.arange(-radius, radius + 1, dtype=torch.float32)
+    kernel = torch.exp(-0.5 * (x / sigma) ** 2)
+    return kernel / kernel.sum()
+
+
+def feather_mask(mask: torch.Tensor, latent_size: tuple[int, int], sigma: float = 1.0) -> torch.Tensor:
+    """Pixel mask ``(F, 1, H, W)`` -> feathered latent mask ``(F, 1, h, w)`` (see module docstring).
+
+    ``sigma <= 0`` disables the blur (area averaging only).
+    """
+    latent = F.adaptive_avg_pool2d(mask.float(), latent_size)
+    if sigma <= 0:
+        return latent.clamp(0, 1)
+    kernel = gaussian_kernel1d(sigma).to(latent.device)
+    radius = kernel.numel() // 2
+    latent = F.pad(latent, (radius, radius, radius, radius), mode="replicate")
+    latent = F.conv2d(latent, kernel.view(1, 1, 1, -1))
+    latent = F.conv2d(latent, kernel.view(1, 1, -1, 1))
+    return latent.clamp(0, 1)

@@ -1,0 +1,83 @@
+"""``gen1 eval``: score an edited video against its source (and a ground-truth edit, for synthetic clips).
+
+Prints a table and optionally writes the report as JSON (atomically). Metrics that need a model that was
+not given (CLIP, depth) or a ground truth are skipped with a note. See docs/synthetic.md for definitions.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "eval",
+        help="score an edited video: warp error, CLIP consistency, depth fidelity, PSNR/SSIM vs ground truth",
+        description=(
+            "Evaluate OUTPUT as an edit of SOURCE. Warp error (flow of the source, Lai et al. 2018) always; "
+            "CLIP frame/prompt consistency with --clip-model; depth fidelity with --depth-model; PSNR, SSIM and "
+            "style accuracy with --gt. Output and ground truth must have the source's frame count; other frame "
+            "sizes are resized to the source's."
+        ),
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    parser.add_argument("--source", required=True, help="source video")
+    parser.add_argument("--output", required=True, help="edited video to score")
+    parser.add_argument("--prompt", default=None, help="text prompt of the edit (for CLIP prompt consistency)")
+    parser.add_argument("--gt", default=None, help="ground-truth edit video (synthetic clips, see `gen1 synth`)")
+    parser.add_argument("--clip-model", default=None, help="directory of a transformers CLIPModel + tokenizer")
+    parser.add_argument("--depth-model", default=None, help="depth estimator name or path (gen1.depth)")
+    parser.add_argument("--flow", default="dis", choices=("dis", "farneback"), help="OpenCV optical flow method")
+    parser.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each video")
+    parser.add_argument("--device", default="cpu", help="torch device for the CLIP and depth models")
+    parser.add_argument("--json", default=None, help="write the report to this JSON file")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    from gen1.atomic import check_output_path
+    from gen1.eval.evaluate import evaluate_videos
+    from gen1.video import read_video
+
+    for name in ("source", "output", "gt"):
+        value = getattr(args, name)
+        if value is not None and not Path(value).is_file():
+            raise FileNotFoundError(f"--{name}: no such file: '{value}'")
+    if args.max_frames is not None and args.max_frames < 1:
+        raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
+    if args.json is not None:
+        check_output_path(args.json)
+
+    source = read_video(args.source, max_frames=args.max_frames)
+    output = read_video(args.output, max_frames=args.max_frames)
+    gt = read_video(args.gt, max_frames=args.max_frames) if args.gt else None
+
+    clip_scorer = None
+    if args.clip_model:
+        from gen1.eval.clip_metrics import ClipScorer
+
+        clip_scorer = ClipScorer.from_pretrained(args.clip_model, device=args.device)
+    depth_estimator = None
+    if args.depth_model:
+        from gen1.depth import load_depth_estimator
+
+        depth_estimator = load_depth_estimator(args.depth_model, device=args.device)
+
+    report = evaluate_videos(
+        source.frames,
+        output.frames,
+        prompt=args.prompt,
+        ground_truth=None if gt is None else gt.frames,
+        clip_scorer=clip_scorer,
+        depth_estimator=depth_estimator,
+        flow_method=args.flow,
+    )
+    report.info.update(source=str(args.source), output=str(args.output), gt=args.gt,
+                       clip_model=args.clip_model, depth_model=args.depth_model)
+    print(report.table())
+    if args.json:
+        report.save_json(args.json)
+        print(f"wrote {args.json}")
+    return 0

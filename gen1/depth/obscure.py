@@ -1,0 +1,102 @@
+"""Structure levels t_s: ``obscure(depth, level)`` removes detail from a depth map step by step.
+
+Gen-1 (Esser et al. 2023, Sec. 3.2) conditions on depth that has been blurred and downsampled a
+chosen number of times, so that the user decides how much of the source's fine shape the edit must
+keep. The paper does not publish the exact kernel; this is our precise definition:
+
+* one *level* = separable Gaussian-like blur with the 5-tap binomial kernel ``[1, 4, 6, 4, 1] / 16``
+  (applied along H, then along W, with replicate padding) followed by a 2x area downsample
+  (``F.interpolate(mode="area")`` to ``(max(1, h // 2), max(1, w // 2))``; a side that is already
+  1 pixel stays 1 pixel);
+* integer level ``n`` applies that step ``n`` times and then resizes the result back to the input's
+  ``(H, W)`` with bilinear interpolation (``align_corners=False``);
+* level 0 is the identity (the input is returned unchanged, bit for bit);
+* a fractional level ``n + a`` (``0 < a < 1``) is the linear interpolation
+  ``(1 - a) * obscure(d, n) + a * obscure(d, n + 1)``;
+* levels outside ``[0, 7]`` are a ``ValueError``.
+
+So level 7 keeps only a ``H/128 x W/128`` layout (for 512x512 depth: a 4x4 grid).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import torch
+import torch.nn.functional as F
+
+MAX_LEVEL = 7
+BINOMIAL_KERNEL = (1.0, 4.0, 6.0, 4.0, 1.0)
+
+
+def _blur(x: torch.Tensor) -> torch.Tensor:
+    """Separable 5-tap binomial blur of ``x`` (N, 1, H, W) with replicate padding."""
+    k = torch.tensor(BINOMIAL_KERNEL, device=x.device, dtype=x.dtype)
+    k = k / k.sum()
+    x = F.pad(x, (0, 0, 2, 2), mode="replicate")
+    x = F.conv2d(x, k.view(1, 1, 5, 1))
+    x = F.pad(x, (2, 2, 0, 0), mode="replicate")
+    return F.conv2d(x, k.view(1, 1, 1, 5))
+
+
+def _obscure_integer(x: torch.Tensor, level: int) -> torch.Tensor:
+    """Apply ``level`` blur+halve steps to ``x`` (N, 1, H, W) and resize back to (H, W)."""
+    if level == 0:
+        return x
+    size = x.shape[-2:]
+    y = x
+    for _ in range(level):
+        h, w = y.shape[-2:]
+        y = _blur(y)
+        y = F.interpolate(y, size=(max(1, h // 2), max(1, w // 2)), mode="area")
+    return F.interpolate(y, size=size, mode="bilinear", align_corners=False)
+
+
+def _check_level(level: float) -> float:
+    level = float(level)
+    if not math.isfinite(level) or level < 0 or level > MAX_LEVEL:
+        raise ValueError(f"level must be a number in [0, {MAX_LEVEL}], got {level!r}")
+    return level
+
+
+def _obscure_one_level(flat: torch.Tensor, level: float) -> torch.Tensor:
+    lo = math.floor(level)
+    frac = level - lo
+    a = _obscure_integer(flat, lo)
+    if frac == 0:
+        return a
+    b = _obscure_integer(flat, lo + 1)
+    return torch.lerp(a, b, frac)
+
+
+def obscure(depth: torch.Tensor, level: float | Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Obscure ``depth`` (..., 1, H, W) to structure level ``level`` (see the module docstring).
+
+    ``level`` is one number in [0, 7] for the whole tensor, or one level per entry of the first
+    dimension (a sequence or 1-D tensor of length ``depth.shape[0]``), which is what training uses
+    when it samples t_s per clip. Returns a tensor of the same shape, dtype and device (computed in
+    float32 internally). Level 0 returns the input unchanged.
+    """
+    if not isinstance(depth, torch.Tensor) or not depth.is_floating_point():
+        raise ValueError(f"depth must be a floating point torch.Tensor, got {type(depth).__name__}"
+                         + (f" of dtype {depth.dtype}" if isinstance(depth, torch.Tensor) else ""))
+    if depth.ndim < 3 or depth.shape[-3] != 1:
+        raise ValueError(f"depth must have shape (..., 1, H, W), got {tuple(depth.shape)}")
+
+    if isinstance(level, torch.Tensor) and level.ndim == 0:
+        level = float(level)
+    if isinstance(level, (int, float)):
+        lv = _check_level(level)
+        if lv == 0:
+            return depth
+        flat = depth.reshape(-1, 1, *depth.shape[-2:]).float()
+        return _obscure_one_level(flat, lv).reshape(depth.shape).to(depth.dtype)
+
+    levels = [_check_level(v) for v in (level.tolist() if isinstance(level, torch.Tensor) else level)]
+    if depth.ndim < 4 or len(levels) != depth.shape[0]:
+        raise ValueError(
+            f"level has {len(levels)} entries but depth has shape {tuple(depth.shape)}: per-sample levels "
+            "need one entry per index of the first dimension of a (B, ..., 1, H, W) tensor"
+        )
+    return torch.stack([obscure(d, lv) for d, lv in zip(depth, levels)])

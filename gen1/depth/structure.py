@@ -1,0 +1,141 @@
+"""User-supplied structure: depth rendered from a 3D mock-up (or any depth video / image sequence).
+
+The depth flows through the same per-clip normalisation as estimated depth, so the model sees the
+same convention: inverse depth in [0, 1], 1 = near.
+
+Conventions of the inputs (``invert``):
+
+* ``invert=False`` (default): the values are already *inverse depth / disparity*, brighter = nearer.
+  This is what MiDaS-style depth videos, ControlNet depth maps and most "depth map" PNG exports hold.
+* ``invert=True``: the values are *distance* (far = large), e.g. Blender's raw Z / "Depth" pass
+  (metric distance from the camera, written to 16-bit PNG, EXR or ``.npy``), or a normalised Z pass
+  that was not inverted in the compositor. They are converted with ``1 / d`` (not ``1 - d``), which
+  is what a monocular network's inverse depth corresponds to; values <= 0 or non-finite count as
+  infinitely far (0). Blender's background (Z = 1e10) therefore becomes 0.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gen1.depth.normalize import normalize_clip_depth
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+
+
+def _read_depth_image(path: Path) -> np.ndarray:
+    """One depth image as float32 (H, W), keeping 16-bit precision; colour images are averaged."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            arr = np.array(im)
+    except (UnidentifiedImageError, OSError) as e:
+        raise ValueError(f"cannot read depth image '{path}': {e}") from e
+    if arr.ndim == 3:
+        arr = arr[..., :3].astype(np.float32).mean(axis=-1)
+    return arr.astype(np.float32)
+
+
+def _read_video_frames(path: Path) -> np.ndarray:
+    """Frames of a depth video, uint8 (F, H, W, 3)."""
+    try:
+        from gen1.video import read_video
+    except ImportError:  # the video module is optional for this helper
+        read_video = None
+    if read_video is not None:
+        return read_video(path).frames
+    import av
+
+    try:
+        with av.open(str(path)) as container:
+            return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
+    except (av.error.FFmpegError, ValueError) as e:  # pragma: no cover - depends on the file
+        raise ValueError(f"cannot read depth video '{path}': {e}") from e
+
+
+def _load_array(path: Path) -> np.ndarray:
+    """(F, H, W) float32 from a video, an image, a .npy file or a folder of images."""
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + (".npy",))
+        if not files:
+            raise ValueError(f"structure folder '{path}' holds no depth images ({', '.join(IMAGE_SUFFIXES)}, .npy)")
+        maps = [np.load(p).astype(np.float32) if p.suffix.lower() == ".npy" else _read_depth_image(p) for p in files]
+        shapes = {m.shape for m in maps}
+        if len(shapes) != 1:
+            raise ValueError(f"depth images in '{path}' differ in size: {sorted(shapes)}")
+        return np.stack(maps)
+    suffix = path.suffix.lower()
+    if suffix == ".npy":
+        arr = np.load(path).astype(np.float32)
+        return arr[None] if arr.ndim == 2 else arr
+    if suffix in VIDEO_SUFFIXES:
+        return _read_video_frames(path).astype(np.float32).mean(axis=-1)
+    if suffix in IMAGE_SUFFIXES:
+        return _read_depth_image(path)[None]
+    raise ValueError(f"structure file '{path}' has an unsupported type '{suffix}' "
+                     f"(videos {VIDEO_SUFFIXES}, images {IMAGE_SUFFIXES}, .npy, or a folder of images)")
+
+
+def _as_tensor(data) -> torch.Tensor:
+    """numpy/tensor (F, H, W), (F, 1, H, W), (F, H, W, 1|3) or (H, W) -> float32 (F, 1, H, W)."""
+    t = torch.as_tensor(np.asarray(data) if not isinstance(data, torch.Tensor) else data).float()
+    if t.ndim == 2:
+        t = t[None, None]
+    elif t.ndim == 3:
+        t = t[:, None]
+    elif t.ndim == 4 and t.shape[1] == 1:
+        pass
+    elif t.ndim == 4 and t.shape[-1] in (1, 3):
+        t = t.mean(dim=-1)[:, None]
+    else:
+        raise ValueError(f"structure must be (F, 1, H, W), (F, H, W), (F, H, W, 1|3) or (H, W), got {tuple(t.shape)}")
+    return t
+
+
+def load_structure(
+    path_or_frames,
+    size: int | Sequence[int] | None = None,
+    *,
+    invert: bool = False,
+    low: float = 2.0,
+    high: float = 98.0,
+) -> torch.Tensor:
+    """User-supplied depth -> normalised inverse depth float32 (F, 1, H, W) in [0, 1], 1 = near.
+
+    ``path_or_frames``: a depth video, a depth image, a ``.npy`` array, a folder of depth images
+    (8- or 16-bit PNG etc., sorted by name) or an array/tensor. ``size``: None keeps the size; an
+    int resizes the short side to it (aspect kept); ``(H, W)`` resizes exactly (bilinear, antialiased).
+    ``invert``: see the module docstring (True for distance, e.g. a Blender Z pass).
+    """
+    if isinstance(path_or_frames, (str, os.PathLike)):
+        path = Path(path_or_frames)
+        if not path.exists():
+            raise FileNotFoundError(f"structure path does not exist: '{path}'")
+        depth = _as_tensor(_load_array(path))
+    else:
+        depth = _as_tensor(path_or_frames)
+    if invert:
+        valid = torch.isfinite(depth) & (depth > 0)
+        depth = torch.where(valid, 1.0 / depth.clamp_min(1e-12), torch.zeros_like(depth))
+    if size is not None:
+        h, w = depth.shape[-2:]
+        if isinstance(size, int):
+            if size < 1:
+                raise ValueError(f"size must be positive, got {size}")
+            scale = size / min(h, w)
+            target = (max(1, round(h * scale)), max(1, round(w * scale)))
+        elif len(size) == 2:
+            target = (int(size[0]), int(size[1]))
+        else:
+            raise ValueError(f"size must be None, an int (short side) or (H, W), got {size!r}")
+        if target != (h, w):
+            depth = F.interpolate(depth, size=target, mode="bilinear", align_corners=False, antialias=True)
+    return normalize_clip_depth(depth, low=low, high=high)

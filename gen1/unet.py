@@ -1,0 +1,444 @@
+"""VideoUNet: a pretrained diffusers image UNet inflated into a video UNet.
+
+The image ``UNet2DConditionModel`` is built from its own config and kept whole at ``self.unet``; temporal
+layers are inserted by wrapping diffusers' modules (see ``gen1.temporal_layers.wrappers``):
+
+* after every ``ResnetBlock2D`` a residual temporal convolution over frames,
+* after every spatial ``Transformer2DModel`` a temporal transformer (self-attention over frames at each
+  spatial location, learnable frame-position embedding up to ``max_frames``),
+
+in down, mid and up blocks. Every temporal layer's output projection starts at zero and the structure
+channels added to ``conv_in`` start at zero, so right after :meth:`VideoUNet.from_image_unet` the model
+equals the image model applied frame by frame. A per-sample ``image_mode`` gate switches the temporal layers
+off, which makes the same network the image model of the paper (guidance and joint image/video training).
+
+Weight names: an image-UNet key ``<path>.<rest>`` inside a wrapped module ``<path>`` lives at
+``unet.<path>.spatial.<rest>`` here; every other image-UNet key lives at ``unet.<key>``. New tensors are
+``unet.<path>.temporal.*``, ``unet.conv_in.*`` (widened) and ``content_proj.*``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Mapping, Optional
+
+import torch
+from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel
+from diffusers.configuration_utils import register_to_config
+from diffusers.utils import BaseOutput
+from einops import rearrange, repeat
+from torch import nn
+
+from gen1.atomic import atomic_path
+from gen1.temporal_layers import (
+    ATTENTION_BACKENDS,
+    FrameContext,
+    FrameState,
+    base_key_to_wrapped_key,
+    insert_temporal_layers,
+    require_xformers,
+)
+
+TEMPORAL_METADATA_KEY = "gen1.temporal_config"
+# base-UNet config fields that decide the shapes of the new layers; recorded with save_temporal
+_BASE_SIGNATURE_FIELDS = (
+    "out_channels",
+    "block_out_channels",
+    "layers_per_block",
+    "down_block_types",
+    "mid_block_type",
+    "up_block_types",
+    "cross_attention_dim",
+    "transformer_layers_per_block",
+)
+
+
+@dataclass
+class VideoUNetOutput(BaseOutput):
+    """``sample``: (B, latent_channels, F, H, W), the model's prediction for every frame."""
+
+    sample: torch.Tensor
+
+
+def _json_normalise(value: Any) -> Any:
+    """Tuples -> lists etc., so configs compare equal before and after a JSON round trip."""
+    return json.loads(json.dumps(value, sort_keys=True))
+
+
+def check_tensors(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Tensor], source: str) -> None:
+    """Raise ``ValueError`` naming the first missing, unexpected or wrongly shaped key(s)."""
+    missing = sorted(set(expected) - set(found))
+    unexpected = sorted(set(found) - set(expected))
+    if missing:
+        raise ValueError(f"{source}: missing key(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
+    if unexpected:
+        raise ValueError(f"{source}: unexpected key(s) {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
+    for key, shape in expected.items():
+        if tuple(found[key].shape) != tuple(shape):
+            raise ValueError(
+                f"{source}: key {key!r} has shape {tuple(found[key].shape)}, the model expects {tuple(shape)}"
+            )
+
+
+class VideoUNet(ModelMixin, ConfigMixin):
+    """Video UNet made from a diffusers ``UNet2DConditionModel`` config (see the module docstring).
+
+    Args:
+        unet_config: the image UNet's config (``unet.config``); its ``in_channels`` is either the latent
+            channels (structure channels are then added to ``conv_in``) or already latent + structure
+            (SD-2-depth: nothing is added).
+        structure_channels: input channels concatenated to the latents (depth: 1).
+        max_frames: longest clip the frame-position embedding covers.
+        content_dim: dimension of the content embeddings callers pass; if it differs from the image UNet's
+            ``cross_attention_dim`` a learned ``content_proj`` (Linear) maps it.
+        temporal_attention_head_dim: channels per head of the temporal attention (heads = C // this, >= 1).
+        temporal_num_layers: transformer blocks per temporal transformer.
+        temporal_ff_mult: feed-forward expansion of those blocks.
+        temporal_conv_kernel_size: odd kernel size of the temporal convolutions over frames.
+        temporal_norm_num_groups: GroupNorm groups in temporal layers (default: the image UNet's).
+        temporal_dropout: dropout inside temporal layers (training only).
+    """
+
+    _supports_gradient_checkpointing = True
+
+    @register_to_config
+    def __init__(
+        self,
+        unet_config: dict,
+        structure_channels: int = 1,
+        max_frames: int = 32,
+        content_dim: Optional[int] = None,
+        temporal_attention_head_dim: int = 64,
+        temporal_num_layers: int = 1,
+        temporal_ff_mult: int = 4,
+        temporal_conv_kernel_size: int = 3,
+        temporal_norm_num_groups: Optional[int] = None,
+        temporal_dropout: float = 0.0,
+    ):
+        super().__init__()
+        if not isinstance(unet_config, Mapping):
+            raise ValueError(f"unet_config must be a dict (a UNet2DConditionModel config), got {type(unet_config).__name__}")
+        if structure_channels < 0:
+            raise ValueError(f"structure_channels must be >= 0, got {structure_channels}")
+        if max_frames < 1:
+            raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        base = {k: v for k, v in dict(unet_config).items() if not k.startswith("_")}
+        latent = base.get("out_channels", 4)
+        base_in = base.get("in_channels", 4)
+        in_channels = latent + structure_channels
+        if base_in not in (latent, in_channels):
+            raise ValueError(
+                f"unet_config in_channels={base_in} fits neither the latents alone ({latent}) nor latents + "
+                f"structure_channels ({in_channels}); check structure_channels={structure_channels}"
+            )
+        self.unet = UNet2DConditionModel(**{**base, "in_channels": in_channels})
+        self._frame_context = FrameContext()
+        self._wrapped_paths = insert_temporal_layers(
+            self.unet,
+            self._frame_context,
+            max_frames=max_frames,
+            norm_num_groups=temporal_norm_num_groups or base.get("norm_num_groups", 32),
+            conv_kernel_size=temporal_conv_kernel_size,
+            attention_head_dim=temporal_attention_head_dim,
+            num_layers=temporal_num_layers,
+            ff_mult=temporal_ff_mult,
+            dropout=temporal_dropout,
+        )
+        cross = self.unet.config.cross_attention_dim
+        self.content_proj = None
+        if content_dim is not None and content_dim != cross:
+            if not isinstance(cross, int):
+                raise ValueError(f"content_dim={content_dim} needs an int cross_attention_dim, the UNet has {cross}")
+            self.content_proj = nn.Linear(content_dim, cross)
+        self._new_prefixes = ("unet.conv_in.", "content_proj.") + tuple(
+            f"unet.{path}.temporal." for path in self._wrapped_paths
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def latent_channels(self) -> int:
+        return self.unet.config.out_channels
+
+    @property
+    def in_channels(self) -> int:
+        return self.unet.config.in_channels
+
+    @property
+    def cross_attention_dim(self) -> int:
+        return self.unet.config.cross_attention_dim
+
+    @property
+    def content_dim(self) -> int:
+        return self.config.content_dim if self.config.content_dim is not None else self.cross_attention_dim
+
+    @property
+    def max_frames(self) -> int:
+        return self.config.max_frames
+
+    # ------------------------------------------------------------------ forward
+    def forward(
+        self,
+        sample: torch.Tensor,
+        timestep: torch.Tensor | float | int,
+        encoder_hidden_states: torch.Tensor,
+        image_mode: Optional[torch.Tensor] = None,
+        return_dict: bool = True,
+        *,
+        class_labels: Optional[torch.Tensor] = None,
+        added_cond_kwargs: Optional[dict[str, torch.Tensor]] = None,
+        cross_attention_kwargs: Optional[dict[str, Any]] = None,
+    ) -> VideoUNetOutput | tuple[torch.Tensor]:
+        """Predict for every frame of ``sample`` (B, in_channels, F, H, W) = ``[z_t, structure]`` on dim 1.
+
+        ``timestep``: scalar, 0-d or (B,) tensor. ``encoder_hidden_states``: (B, L, content_dim).
+        ``image_mode``: bool (B,), True turns the temporal layers off for that sample (None: all video).
+        ``class_labels`` / tensors in ``added_cond_kwargs`` with a leading batch dim B are repeated per frame.
+        """
+        batch, frames = self._check_sample(sample)
+        timesteps = self._check_timestep(timestep, batch, sample.device)
+        context = self._check_content(encoder_hidden_states, batch)
+        image_mode = self._check_image_mode(image_mode, batch, sample.device)
+        state = FrameState.from_image_mode(frames, image_mode, batch)
+
+        def per_frame(value):
+            if torch.is_tensor(value) and value.ndim >= 1 and value.shape[0] == batch:
+                return value.repeat_interleave(frames, dim=0)
+            return value
+
+        if class_labels is not None:
+            class_labels = per_frame(class_labels)
+        if added_cond_kwargs is not None:
+            added_cond_kwargs = {k: per_frame(v) for k, v in added_cond_kwargs.items()}
+        with self._frame_context.active(state):
+            out = self.unet(
+                rearrange(sample, "b c f h w -> (b f) c h w"),
+                repeat(timesteps, "b -> (b f)", f=frames),
+                repeat(context, "b l d -> (b f) l d", f=frames),
+                class_labels=class_labels,
+                added_cond_kwargs=added_cond_kwargs,
+                cross_attention_kwargs=cross_attention_kwargs,
+                return_dict=False,
+            )[0]
+        out = rearrange(out, "(b f) c h w -> b c f h w", f=frames)
+        return VideoUNetOutput(sample=out) if return_dict else (out,)
+
+    def _check_sample(self, sample: torch.Tensor) -> tuple[int, int]:
+        if not torch.is_tensor(sample) or sample.ndim != 5:
+            shape = tuple(sample.shape) if torch.is_tensor(sample) else type(sample).__name__
+            raise ValueError(f"sample must be a 5-D tensor (B, C, F, H, W), got {shape}")
+        batch, channels, frames = sample.shape[:3]
+        if channels != self.in_channels:
+            raise ValueError(
+                f"sample has {channels} channels, expected in_channels={self.in_channels} "
+                f"({self.latent_channels} latent + {self.config.structure_channels} structure)"
+            )
+        if not 1 <= frames <= self.max_frames:
+            raise ValueError(f"sample has F={frames} frames, expected 1 <= F <= max_frames={self.max_frames}")
+        return batch, frames
+
+    @staticmethod
+    def _check_timestep(timestep, batch: int, device: torch.device) -> torch.Tensor:
+        if not torch.is_tensor(timestep):
+            if isinstance(timestep, bool) or not isinstance(timestep, (int, float)):
+                raise ValueError(f"timestep must be a number or a tensor, got {type(timestep).__name__}")
+            timestep = torch.tensor(timestep)
+        timestep = timestep.to(device)
+        if timestep.ndim == 0 or (timestep.ndim == 1 and timestep.shape[0] == 1):
+            return timestep.reshape(1).expand(batch)
+        if timestep.ndim == 1 and timestep.shape[0] == batch:
+            return timestep
+        raise ValueError(f"timestep must be a scalar or of shape ({batch},), got shape {tuple(timestep.shape)}")
+
+    def _check_content(self, encoder_hidden_states: torch.Tensor, batch: int) -> torch.Tensor:
+        ehs = encoder_hidden_states
+        if not torch.is_tensor(ehs) or ehs.ndim != 3 or ehs.shape[0] != batch or ehs.shape[2] != self.content_dim:
+            shape = tuple(ehs.shape) if torch.is_tensor(ehs) else type(ehs).__name__
+            raise ValueError(
+                f"encoder_hidden_states must have shape ({batch}, L, content_dim={self.content_dim}), got {shape}"
+            )
+        return self.content_proj(ehs) if self.content_proj is not None else ehs
+
+    @staticmethod
+    def _check_image_mode(image_mode, batch: int, device: torch.device) -> Optional[torch.Tensor]:
+        if image_mode is None:
+            return None
+        if isinstance(image_mode, bool):
+            return torch.full((batch,), image_mode, dtype=torch.bool, device=device)
+        if not torch.is_tensor(image_mode) or image_mode.dtype != torch.bool or tuple(image_mode.shape) != (batch,):
+            desc = (
+                f"{image_mode.dtype} tensor of shape {tuple(image_mode.shape)}"
+                if torch.is_tensor(image_mode)
+                else type(image_mode).__name__
+            )
+            raise ValueError(f"image_mode must be a bool tensor of shape ({batch},), got {desc}")
+        return image_mode.to(device)
+
+    # ------------------------------------------------------------------ building from an image UNet
+    @classmethod
+    def from_image_unet(
+        cls,
+        unet_or_path: UNet2DConditionModel | str | os.PathLike,
+        *,
+        structure_channels: int = 1,
+        max_frames: int = 32,
+        content_dim: Optional[int] = None,
+        subfolder: Optional[str] = None,
+        torch_dtype: Optional[torch.dtype] = None,
+        **temporal_kwargs,
+    ) -> "VideoUNet":
+        """Inflate an image UNet (a ``UNet2DConditionModel`` or a diffusers folder, e.g. ``subfolder="unet"``).
+
+        Image weights are copied exactly; new ``conv_in`` channels and all temporal output projections are
+        zero, so the result equals the image UNet frame by frame. ``temporal_kwargs`` are the
+        ``temporal_*`` config arguments.
+        """
+        if isinstance(unet_or_path, UNet2DConditionModel):
+            base = unet_or_path
+        elif isinstance(unet_or_path, (str, os.PathLike)):
+            folder = Path(unet_or_path) / (subfolder or "")
+            if not (folder / "config.json").is_file():
+                raise FileNotFoundError(f"no diffusers UNet config at '{folder / 'config.json'}' (unet_or_path={unet_or_path!s})")
+            base = UNet2DConditionModel.from_pretrained(unet_or_path, subfolder=subfolder, torch_dtype=torch_dtype)
+        else:
+            raise ValueError(f"unet_or_path must be a UNet2DConditionModel or a folder, got {type(unet_or_path).__name__}")
+        unknown = sorted(k for k in temporal_kwargs if not k.startswith("temporal_"))
+        if unknown:
+            raise ValueError(f"unknown VideoUNet argument(s) {unknown}")
+        model = cls(
+            unet_config=dict(base.config),
+            structure_channels=structure_channels,
+            max_frames=max_frames,
+            content_dim=content_dim,
+            **temporal_kwargs,
+        )
+        model.load_image_unet_weights(base.state_dict())
+        # nn.Module.to: ModelMixin.to warns about fp32-kept modules on every dtype cast, even when there are none
+        return nn.Module.to(model, device=base.device, dtype=torch_dtype or base.dtype)
+
+    def load_image_unet_weights(self, state_dict: Mapping[str, torch.Tensor]) -> None:
+        """Copy an image UNet's state dict into ``self.unet`` exactly (strict: every key and shape checked).
+
+        ``conv_in`` may be narrower than ours by the structure channels: those extra input channels get zero.
+        """
+        own = self.unet.state_dict()
+        wrapped = set(self._wrapped_paths)
+        merged = dict(own)
+        mapped = set()
+        for key, value in state_dict.items():
+            target = base_key_to_wrapped_key(key, wrapped)
+            if target not in own:
+                raise ValueError(f"image UNet key {key!r} (as {target!r}) has no counterpart in the VideoUNet")
+            if key == "conv_in.weight" and value.shape[1] < own[target].shape[1] and value.shape[0] == own[target].shape[0]:
+                widened = torch.zeros_like(own[target])
+                widened[:, : value.shape[1]] = value.to(widened.dtype)
+                value = widened
+            if tuple(value.shape) != tuple(own[target].shape):
+                raise ValueError(
+                    f"image UNet key {key!r} has shape {tuple(value.shape)}, the VideoUNet expects {tuple(own[target].shape)}"
+                )
+            merged[target] = value
+            mapped.add(target)
+        temporal = tuple(f"{path}.temporal." for path in self._wrapped_paths)
+        missing = sorted(k for k in own if k not in mapped and not k.startswith(temporal))
+        if missing:
+            raise ValueError(f"image UNet state dict lacks key(s) {missing[:5]}")
+        self.unet.load_state_dict(merged, strict=True)
+
+    # ------------------------------------------------------------------ new layers
+    def _is_new_key(self, name: str) -> bool:
+        return name.startswith(self._new_prefixes)
+
+    def temporal_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters of the new layers (temporal layers, ``conv_in``, ``content_proj``) by name."""
+        return {name: p for name, p in self.named_parameters() if self._is_new_key(name)}
+
+    def temporal_parameters(self) -> Iterator[nn.Parameter]:
+        """The new parameters, for stage-wise training (train these, freeze the rest)."""
+        return iter(self.temporal_state_dict().values())
+
+    def _temporal_signature(self) -> dict:
+        """What a temporal-layers file must agree on with the model it is loaded into."""
+        signature = {k: v for k, v in self.config.items() if k != "unet_config" and not k.startswith("_")}
+        signature["base"] = {k: self.unet.config.get(k) for k in _BASE_SIGNATURE_FIELDS}
+        signature["base"]["in_channels"] = self.in_channels
+        return _json_normalise(signature)
+
+    def save_temporal(self, path: str | os.PathLike) -> Path:
+        """Write the new layers alone to ``path`` (safetensors; the temporal config goes in the metadata)."""
+        from safetensors.torch import save_file
+
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.temporal_state_dict().items()}
+        metadata = {"format": "pt", TEMPORAL_METADATA_KEY: json.dumps(self._temporal_signature(), sort_keys=True)}
+        with atomic_path(path) as tmp:
+            save_file(tensors, str(tmp), metadata=metadata)
+        return Path(path)
+
+    def load_temporal(self, path: str | os.PathLike) -> None:
+        """Load a :meth:`save_temporal` file; config, keys and shapes must match (``ValueError`` naming them)."""
+        from safetensors import safe_open
+        from safetensors.torch import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"temporal weights file not found: '{path}'")
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                metadata = f.metadata() or {}
+        except Exception as error:  # safetensors raises its own error types for a corrupt header
+            raise ValueError(f"'{path}' is not a readable safetensors file: {error}") from None
+        if TEMPORAL_METADATA_KEY not in metadata:
+            raise ValueError(f"'{path}' has no '{TEMPORAL_METADATA_KEY}' metadata: not a gen1 temporal-layers file")
+        saved = json.loads(metadata[TEMPORAL_METADATA_KEY])
+        mine = self._temporal_signature()
+        for key in sorted(set(saved) | set(mine)):
+            if saved.get(key) != mine.get(key):
+                raise ValueError(
+                    f"'{path}': temporal config {key!r} is {saved.get(key)!r} in the file but {mine.get(key)!r} in the model"
+                )
+        tensors = load_file(str(path))
+        params = self.temporal_state_dict()
+        check_tensors({k: p.shape for k, p in params.items()}, tensors, f"'{path}'")
+        with torch.no_grad():
+            for key, param in params.items():
+                param.copy_(tensors[key])
+
+    # ------------------------------------------------------------------ whole-model loading, training, attention
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
+        """diffusers' ``from_pretrained``, made strict: any missing or unexpected key raises ``ValueError``.
+
+        (diffusers itself only warns about missing keys and leaves them randomly initialised.)
+        """
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
+        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+            if info.get(kind):
+                raise ValueError(f"{pretrained_model_name_or_path}: {kind.replace('_', ' ')} {sorted(map(str, info[kind]))[:5]}")
+        return (model, info) if want_info else model
+
+    def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
+        """diffusers' gradient checkpointing over the whole model, temporal layers included.
+
+        Temporal convolutions are re-run with the resnets that diffusers checkpoints; temporal transformers
+        checkpoint their own blocks. The checkpoint function is wrapped so that re-runs during backward see the
+        frame state of the forward call that produced them.
+        """
+        if gradient_checkpointing_func is None:
+
+            def gradient_checkpointing_func(module, *args):
+                return torch.utils.checkpoint.checkpoint(module.__call__, *args, use_reentrant=False)
+
+        super().enable_gradient_checkpointing(self._frame_context.checkpointing_func(gradient_checkpointing_func))
+
+    def set_attention_backend(self, backend: str) -> None:
+        """Attention kernels for temporal and spatial attention: ``"sdpa"`` (PyTorch, default) or ``"xformers"``."""
+        if backend not in ATTENTION_BACKENDS:
+            raise ValueError(f"attention backend must be one of {ATTENTION_BACKENDS}, got {backend!r}")
+        if backend == "xformers":
+            require_xformers()
+            self.enable_xformers_memory_efficient_attention()
+        else:
+            self.disable_xformers_memory_efficient_attention()

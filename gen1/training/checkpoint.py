@@ -1,0 +1,167 @@
+"""Atomic training checkpoints: save, find the latest complete one, load, prune.
+
+A checkpoint is a directory ``OUTPUT/checkpoints/checkpoint-00000100/`` holding
+
+* ``trainable.safetensors``  the trainable weights (names as in the unwrapped VideoUNet);
+* ``ema.pt``                 diffusers EMAModel state (tensors and numbers only);
+* ``optimizer.pt``, ``lr_scheduler.pt``  their ``state_dict()``s;
+* ``rng-rank{r}.pt``         python / numpy / torch (/ CUDA) RNG states of every process;
+* ``state.json``             step, micro-step (the data position), epoch, world size -- written last.
+
+Rank 0 builds it in a temporary directory (``gen1.atomic.atomic_directory``) whose path is broadcast
+so every process can write its RNG file; it is renamed into place only after all processes are done.
+A run killed mid-save leaves only a dot-prefixed temporary directory, which :func:`list_checkpoints`
+ignores, so ``resume: latest`` picks the last complete checkpoint. All ``.pt`` files are loaded with
+``torch.load(weights_only=True)``: RNG states are stored as tensors and tuples, never as pickled objects.
+Under FSDP the model and optimizer go through ``accelerator.save_state`` (sharded state) instead.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import re
+import shutil
+from pathlib import Path
+from typing import Any, Optional
+
+import numpy as np
+import torch
+
+from gen1.atomic import atomic_directory
+
+NAME_RE = re.compile(r"^checkpoint-(\d{8})$")
+
+
+def checkpoint_root(output_dir: str | Path) -> Path:
+    return Path(output_dir) / "checkpoints"
+
+
+def list_checkpoints(output_dir: str | Path) -> list[Path]:
+    """Complete checkpoints under ``output_dir``, oldest first (temporary directories are ignored)."""
+    root = checkpoint_root(output_dir)
+    if not root.is_dir():
+        return []
+    found = [p for p in root.iterdir() if p.is_dir() and NAME_RE.match(p.name) and (p / "state.json").is_file()]
+    return sorted(found, key=lambda p: int(NAME_RE.match(p.name).group(1)))
+
+
+def resolve_resume(output_dir: str | Path, resume: Optional[str]) -> Optional[Path]:
+    """Turn ``train.resume`` (None, "latest" or a path) into a checkpoint directory, or None to start fresh."""
+    if resume is None:
+        return None
+    if resume == "latest":
+        found = list_checkpoints(output_dir)
+        return found[-1] if found else None
+    path = Path(resume)
+    if not (path / "state.json").is_file():
+        raise FileNotFoundError(f"train.resume: {resume!r} is not a complete checkpoint directory")
+    return path
+
+
+def capture_rng() -> dict[str, Any]:
+    """RNG states of this process as tensors / tuples (loadable with ``weights_only=True``)."""
+    version, internal, gauss = random.getstate()
+    np_state = np.random.get_state()
+    state = {
+        "python": (version, torch.tensor(internal, dtype=torch.int64), gauss),
+        "numpy": (np_state[0], torch.from_numpy(np_state[1].astype(np.int64)), int(np_state[2]), int(np_state[3]),
+                  float(np_state[4])),
+        "torch": torch.get_rng_state(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def restore_rng(state: dict[str, Any]) -> None:
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(int(x) for x in internal.tolist()), gauss))
+    name, keys, pos, has_gauss, cached = state["numpy"]
+    np.random.set_state((name, keys.numpy().astype(np.uint32), pos, has_gauss, cached))
+    torch.set_rng_state(state["torch"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(accelerator, output_dir: str | Path, step: int, *, trainable: dict[str, torch.Tensor],
+                    optimizer, lr_scheduler, ema, state: dict, fsdp: bool = False,
+                    keep: Optional[int] = None) -> Path:
+    """Write checkpoint ``step`` atomically from all processes; return its path."""
+    from accelerate.utils import broadcast_object_list
+    from safetensors.torch import save_file
+
+    target = checkpoint_root(output_dir) / f"checkpoint-{step:08d}"
+    rank = accelerator.process_index
+    if accelerator.is_main_process:
+        with atomic_directory(target) as tmp:
+            broadcast_object_list([str(tmp)], from_process=0) if accelerator.num_processes > 1 else None
+            _write_parts(accelerator, Path(tmp), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file)
+            accelerator.wait_for_everyone()
+            # state.json last: its presence marks a complete checkpoint even outside atomic renames.
+            (Path(tmp) / "state.json").write_text(json.dumps(dict(state, step=step), indent=2), encoding="utf-8")
+    else:
+        holder = [None]
+        broadcast_object_list(holder, from_process=0)
+        _write_parts(accelerator, Path(holder[0]), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file)
+        accelerator.wait_for_everyone()
+    accelerator.wait_for_everyone()
+    if keep is not None and accelerator.is_main_process:
+        for old in list_checkpoints(output_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+    return target
+
+
+def _write_parts(accelerator, tmp: Path, rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file) -> None:
+    torch.save(capture_rng(), tmp / f"rng-rank{rank}.pt")
+    if fsdp:
+        accelerator.save_state(str(tmp / "accelerate"))
+    if not accelerator.is_main_process:
+        return
+    if not fsdp:
+        save_file({k: v.detach().to("cpu").contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
+        torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    torch.save(lr_scheduler.state_dict(), tmp / "lr_scheduler.pt")
+    if ema is not None:
+        torch.save(ema.state_dict(), tmp / "ema.pt")
+
+
+def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn.Parameter], optimizer,
+                    lr_scheduler, ema, fsdp: bool = False) -> dict:
+    """Restore everything saved by :func:`save_checkpoint`; return ``state.json``'s content.
+
+    Trainable weights are checked by name and shape against ``params``; a mismatch raises ``ValueError``
+    naming the key.
+    """
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    if state.get("world_size", accelerator.num_processes) != accelerator.num_processes:
+        raise ValueError(f"checkpoint {str(path)!r} was written by {state['world_size']} processes, this run has "
+                         f"{accelerator.num_processes}: the data position would not match")
+    if fsdp:
+        accelerator.load_state(str(path / "accelerate"))
+    else:
+        weights = load_file(str(path / "trainable.safetensors"))
+        missing = sorted(set(params) - set(weights))
+        unexpected = sorted(set(weights) - set(params))
+        if missing or unexpected:
+            raise ValueError(f"checkpoint {str(path)!r} does not match the trainable parameters: "
+                             f"missing {missing[:5]}, unexpected {unexpected[:5]}")
+        with torch.no_grad():
+            for name, param in params.items():
+                if tuple(weights[name].shape) != tuple(param.shape):
+                    raise ValueError(f"checkpoint {str(path)!r}: '{name}' has shape {tuple(weights[name].shape)}, "
+                                     f"the model expects {tuple(param.shape)}")
+                param.copy_(weights[name].to(param.dtype))
+        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
+    lr_scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", map_location="cpu", weights_only=True))
+    if ema is not None:
+        ema_file = path / "ema.pt"
+        if not ema_file.is_file():
+            raise ValueError(f"checkpoint {str(path)!r} has no EMA state but ema.enabled is true")
+        ema.load_state_dict(torch.load(ema_file, map_location="cpu", weights_only=True))
+    rng_file = path / f"rng-rank{accelerator.process_index}.pt"
+    restore_rng(torch.load(rng_file, map_location="cpu", weights_only=True))
+    return state

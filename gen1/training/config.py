@@ -1,0 +1,271 @@
+"""Typed training configuration: dataclasses, YAML loading and ``key=value`` command-line overrides.
+
+One YAML file per training preset (``gen1/configs/*.yaml``); every field has a typed default here, so a
+preset only lists what differs. Unknown keys -- in the YAML or in an override -- raise a ``ValueError``
+naming the key and the valid ones: a misspelt option must never be silently ignored.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Optional
+
+TRAINABLE_CHOICES = ("temporal", "all", "image")
+LR_SCHEDULES = ("constant", "constant_with_warmup", "cosine", "linear")
+MIXED_PRECISION = ("no", "fp16", "bf16")
+DISTRIBUTED = ("ddp", "fsdp")
+DATA_SOURCES = ("shards", "synthetic")
+
+
+@dataclass
+class ModelConfig:
+    """Which network is trained and which of its parameters move."""
+
+    base: str = ""  # SD directory (unet/ vae/ scheduler/), a gen1 pipeline directory, or a VideoUNet directory
+    structure_channels: int = 1
+    max_frames: int = 32
+    content_dim: Optional[int] = None  # None: taken from the shards' index (CLIP embedding size)
+    trainable: str = "temporal"  # temporal = VideoUNet.temporal_parameters(); image = all but temporal layers; all
+    gradient_checkpointing: bool = False
+    temporal: dict = field(default_factory=dict)  # extra keyword arguments for the temporal layers
+
+
+@dataclass
+class DataConfig:
+    """Where training clips come from and how batches are put together."""
+
+    source: str = "shards"
+    shards: str = ""  # directory holding index.json and the shard files (gen1 preprocess)
+    batch_size: int = 2  # clips per process per micro-step (images + videos together)
+    image_ratio: float = 0.25  # fraction of each batch that is single images (1-frame clips, image mode)
+    num_workers: int = 0
+    # synthetic source (gen1.eval.synthetic), encoded on the fly with the base model's VAE
+    synthetic_frames: int = 8
+    synthetic_size: int = 64
+
+
+@dataclass
+class DiffusionConfig:
+    """The training objective: targets, conditioning dropout and structure levels."""
+
+    prediction_type: Optional[str] = None  # None: follow the base scheduler's config (epsilon / v_prediction)
+    content_dropout: float = 0.1  # probability of replacing the content with gen1.content.null_content
+    use_structure: bool = True  # False (stages 1-2): the structure channels are zeros
+    structure_level_min: float = 0.0  # t_s is drawn uniformly from the integers min..max
+    structure_level_max: float = 0.0
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 1e-4
+    weight_decay: float = 0.0
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    max_grad_norm: float = 1.0
+    lr_schedule: str = "constant_with_warmup"
+    warmup_steps: int = 0
+
+
+@dataclass
+class EMAConfig:
+    enabled: bool = True
+    decay: float = 0.9999
+    warmup: bool = False  # diffusers' EMA warm-up (decay grows with the step count)
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings: length, precision, accumulation, distribution, checkpoints and logging."""
+
+    output_dir: str = "runs/gen1"
+    max_steps: int = 1000  # optimizer steps
+    grad_accum: int = 1
+    mixed_precision: str = "no"
+    seed: int = 0
+    distributed: str = "ddp"
+    find_unused_parameters: bool = True  # image-only micro-batches leave temporal layers without gradients
+    checkpoint_every: int = 500
+    keep_checkpoints: int = 3
+    resume: Optional[str] = None  # None, "latest", or a checkpoint directory
+    log_every: int = 10
+    tensorboard: bool = True
+    validation_every: int = 0  # 0 = off; else log a held-out loss and decoded x0 predictions
+    export: bool = True  # save the final VideoUNet (save_pretrained + save_temporal)
+
+
+@dataclass
+class Config:
+    """A complete training run."""
+
+    stage: int = 2
+    model: ModelConfig = field(default_factory=ModelConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ema: EMAConfig = field(default_factory=EMAConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+
+    def validate(self) -> "Config":
+        """Check value ranges and choices; raise ``ValueError`` naming the field."""
+        _choice("model.trainable", self.model.trainable, TRAINABLE_CHOICES)
+        _choice("optim.lr_schedule", self.optim.lr_schedule, LR_SCHEDULES)
+        _choice("train.mixed_precision", self.train.mixed_precision, MIXED_PRECISION)
+        _choice("train.distributed", self.train.distributed, DISTRIBUTED)
+        _choice("data.source", self.data.source, DATA_SOURCES)
+        if self.diffusion.prediction_type is not None:
+            _choice("diffusion.prediction_type", self.diffusion.prediction_type, ("epsilon", "v_prediction"))
+        if not 0.0 <= self.data.image_ratio <= 1.0:
+            raise ValueError(f"data.image_ratio must be in [0, 1], got {self.data.image_ratio}")
+        if not 0.0 <= self.diffusion.content_dropout <= 1.0:
+            raise ValueError(f"diffusion.content_dropout must be in [0, 1], got {self.diffusion.content_dropout}")
+        lo, hi = self.diffusion.structure_level_min, self.diffusion.structure_level_max
+        if not 0 <= lo <= hi <= 7:
+            raise ValueError(f"diffusion.structure_level_min/max must satisfy 0 <= min <= max <= 7, got {lo}, {hi}")
+        for name in ("data.batch_size", "train.max_steps", "train.grad_accum", "train.checkpoint_every",
+                     "train.log_every", "train.keep_checkpoints"):
+            value = get_field(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.optim.lr <= 0:
+            raise ValueError(f"optim.lr must be positive, got {self.optim.lr}")
+        if not self.model.base:
+            raise ValueError("model.base is required: a Stable Diffusion or gen1 model directory")
+        if self.data.source == "shards" and not self.data.shards:
+            raise ValueError("data.shards is required when data.source is 'shards'")
+        return self
+
+
+def _choice(name: str, value: Any, choices: tuple) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {choices}, got {value!r}")
+
+
+def _field_types(cls) -> dict[str, Any]:
+    return typing.get_type_hints(cls)
+
+
+def _coerce(name: str, value: Any, annotation: Any) -> Any:
+    """Convert a YAML value to the declared field type, or raise ``ValueError`` naming the field."""
+    origin = typing.get_origin(annotation)
+    if origin is typing.Union:  # Optional[X]
+        if value is None:
+            return None
+        (annotation,) = [a for a in typing.get_args(annotation) if a is not type(None)]
+    if annotation is bool:
+        if isinstance(value, bool):
+            return value
+        raise ValueError(f"{name} must be true or false, got {value!r}")
+    if annotation is int:
+        if isinstance(value, bool) or not (isinstance(value, int) or (isinstance(value, float) and value.is_integer())):
+            raise ValueError(f"{name} must be an integer, got {value!r}")
+        return int(value)
+    if annotation is float:
+        if isinstance(value, str):  # YAML 1.1 reads "1e-4" (no dot) as a string
+            try:
+                value = float(value)
+            except ValueError:
+                raise ValueError(f"{name} must be a number, got {value!r}") from None
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ValueError(f"{name} must be a number, got {value!r}")
+        return float(value)
+    if annotation is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ValueError(f"{name} must be a string, got {value!r}")
+        return str(value)
+    if annotation is dict:
+        if not isinstance(value, dict):
+            raise ValueError(f"{name} must be a mapping, got {value!r}")
+        return dict(value)
+    return value
+
+
+def _build(cls, data: dict, prefix: str):
+    if not isinstance(data, dict):
+        raise ValueError(f"config section '{prefix or 'root'}' must be a mapping, got {data!r}")
+    types = _field_types(cls)
+    kwargs = {}
+    for key, value in data.items():
+        full = f"{prefix}{key}"
+        if key not in types:
+            valid = ", ".join(f"{prefix}{k}" for k in types)
+            raise ValueError(f"unknown config key '{full}' (valid keys: {valid})")
+        annotation = types[key]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[key] = _build(annotation, value or {}, f"{full}.")
+        else:
+            kwargs[key] = _coerce(full, value, annotation)
+    return cls(**kwargs)
+
+
+def config_from_dict(data: dict) -> Config:
+    """Build a :class:`Config` from nested dicts (unknown keys raise ``ValueError``)."""
+    return _build(Config, data or {}, "")
+
+
+def get_field(config: Config, dotted: str) -> Any:
+    obj: Any = config
+    for part in dotted.split("."):
+        obj = getattr(obj, part)
+    return obj
+
+
+def apply_overrides(data: dict, overrides: list[str]) -> dict:
+    """Apply ``section.key=value`` strings to a nested dict; values are parsed as YAML (``1e-4``, ``true``...)."""
+    import yaml
+
+    for item in overrides:
+        if "=" not in item:
+            raise ValueError(f"override must look like key=value, got {item!r}")
+        key, raw = item.split("=", 1)
+        parts = key.strip().split(".")
+        if not all(parts):
+            raise ValueError(f"override key is malformed: {key!r}")
+        value = yaml.safe_load(raw) if raw.strip() else ""
+        node = data
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            if not isinstance(child, dict):
+                raise ValueError(f"override {key!r}: '{part}' is not a config section")
+            node = child
+        node[parts[-1]] = value
+    return data
+
+
+def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple = ()) -> Config:
+    """Read a YAML preset (or start from defaults when ``path`` is None), apply overrides, validate.
+
+    A bare preset name such as ``stage2_temporal`` resolves to the packaged ``gen1/configs/<name>.yaml``.
+    """
+    import yaml
+
+    data: dict = {}
+    if path is not None:
+        resolved = resolve_preset(path)
+        with open(resolved, encoding="utf-8") as handle:
+            data = yaml.safe_load(handle) or {}
+        if not isinstance(data, dict):
+            raise ValueError(f"config file {str(resolved)!r} must hold a YAML mapping")
+    data = apply_overrides(data, list(overrides))
+    return config_from_dict(data).validate()
+
+
+def resolve_preset(path: str | os.PathLike) -> Path:
+    """Return the YAML file for ``path``: an existing file, or the name of a packaged preset."""
+    candidate = Path(path)
+    if candidate.is_file():
+        return candidate
+    packaged = Path(__file__).resolve().parents[1] / "configs" / f"{candidate.stem}.yaml"
+    if candidate.suffix in ("", ".yaml") and packaged.is_file() and candidate.parent == Path("."):
+        return packaged
+    raise FileNotFoundError(f"config file not found: {str(path)!r} (nor a packaged preset of that name)")
+
+
+def config_to_dict(config: Config) -> dict:
+    return dataclasses.asdict(config)

@@ -1,0 +1,114 @@
+"""Joint image + video batching whose position is a single integer.
+
+Videos (``F`` frames) and images (1-frame clips trained in image mode) have different frame counts, so a
+batch is two sub-batches, ``video`` and ``image``, each stacked on its own and sent through the UNet in
+its own forward (inside one module call, see :mod:`gen1.training.losses`). Padding images to ``F``
+frames was rejected: it wastes compute and would need masks in the temporal layers.
+
+Every micro-batch is a pure function of its global index ``m``:
+
+* the global batch has ``batch_size * world_size`` slots; slot counts of images follow a Bresenham
+  schedule, ``floor((m+1)*G*r) - floor(m*G*r)``, so the long-run image fraction is exactly ``r``;
+* images and videos are two endless streams, each a fresh seeded permutation per pass (epoch), and
+  the position in each stream after ``m`` micro-batches is known in closed form;
+* slot ``j`` goes to rank ``j % world_size`` so images spread across processes.
+
+Resuming therefore needs only the step counter (saved in checkpoints as the data position); no
+sampler state can drift, and DataLoader workers may prefetch freely.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator, Sequence
+
+import torch
+
+
+class JointBatchPlan:
+    """Which dataset indices micro-batch ``m`` holds on process ``rank``."""
+
+    def __init__(self, is_image: Sequence[bool], *, batch_size: int, image_ratio: float, seed: int,
+                 rank: int = 0, world_size: int = 1):
+        self.video_ids = [i for i, flag in enumerate(is_image) if not flag]
+        self.image_ids = [i for i, flag in enumerate(is_image) if flag]
+        if not self.video_ids and not self.image_ids:
+            raise ValueError("the training data holds no clips")
+        if not self.image_ids:
+            image_ratio = 0.0
+        elif not self.video_ids:
+            image_ratio = 1.0
+        self.image_ratio = image_ratio
+        self.batch_size = batch_size
+        self.seed = seed
+        self.rank = rank
+        self.world_size = world_size
+
+    @property
+    def global_batch(self) -> int:
+        return self.batch_size * self.world_size
+
+    def _images_before(self, m: int) -> int:
+        return math.floor(m * self.global_batch * self.image_ratio + 1e-9)
+
+    def _stream(self, ids: list[int], start: int, count: int, salt: int) -> list[int]:
+        """Items ``start .. start+count-1`` of an endless stream of per-epoch permutations of ``ids``."""
+        out = []
+        n = len(ids)
+        for k in range(start, start + count):
+            epoch, pos = divmod(k, n)
+            gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 2 + salt)
+            perm = torch.randperm(n, generator=gen)
+            out.append(ids[int(perm[pos])])
+        return out
+
+    def epoch_of(self, m: int) -> float:
+        """Passes over the video data (or image data if there are no videos) before micro-batch ``m``."""
+        if self.video_ids:
+            return (m * self.global_batch - self._images_before(m)) / len(self.video_ids)
+        return self._images_before(m) / len(self.image_ids)
+
+    def batch(self, m: int) -> list[int]:
+        """Dataset indices of micro-batch ``m`` for this rank (images first, then videos)."""
+        img_start, img_end = self._images_before(m), self._images_before(m + 1)
+        n_img = img_end - img_start
+        vid_start = m * self.global_batch - img_start
+        images = self._stream(self.image_ids, img_start, n_img, salt=1) if n_img else []
+        videos = self._stream(self.video_ids, vid_start, self.global_batch - n_img, salt=0) if n_img < self.global_batch else []
+        slots = images + videos
+        return slots[self.rank::self.world_size]
+
+
+class PlannedBatches(torch.utils.data.Sampler):
+    """A batch sampler yielding ``plan.batch(m)`` for ``m = start, start+1, ...`` (endless)."""
+
+    def __init__(self, plan: JointBatchPlan, start: int = 0):
+        self.plan = plan
+        self.start = start
+
+    def __iter__(self) -> Iterator[list[int]]:
+        m = self.start
+        while True:
+            yield self.plan.batch(m)
+            m += 1
+
+
+def collate_joint(items: list[dict]) -> dict:
+    """Stack items into ``{"video": sub-batch or None, "image": sub-batch or None}``.
+
+    A sub-batch holds ``latents (B,C,F,h,w)``, ``depth (B,1,F,h,w)``, ``content (B,F,D)``.
+    """
+    out = {}
+    for kind, flag in (("video", False), ("image", True)):
+        chosen = [it for it in items if it["is_image"] == flag]
+        if not chosen:
+            out[kind] = None
+            continue
+        out[kind] = {name: torch.stack([it[name] for it in chosen]) for name in ("latents", "depth", "content")}
+    return out
+
+
+def make_loader(dataset, plan: JointBatchPlan, *, start: int, num_workers: int = 0):
+    """A DataLoader over ``dataset`` following ``plan`` from micro-batch ``start``."""
+    return torch.utils.data.DataLoader(dataset, batch_sampler=PlannedBatches(plan, start),
+                                       collate_fn=collate_joint, num_workers=num_workers)

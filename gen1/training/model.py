@@ -1,0 +1,91 @@
+"""Load what training starts from, and choose which of its parameters train.
+
+``model.base`` may be
+
+* a Stable Diffusion directory (diffusers layout ``unet/ vae/ scheduler/``) whose ``unet`` is an image
+  ``UNet2DConditionModel``: it is inflated with :meth:`gen1.unet.VideoUNet.from_image_unet`;
+* a gen1 pipeline directory whose ``unet/`` is already a ``VideoUNet`` (continue training);
+* a bare ``VideoUNet`` directory (``config.json`` + weights) -- it then needs a ``scheduler/`` beside it
+  or inside it.
+
+The noise scheduler used for training is a ``DDPMScheduler`` built from the base's scheduler config, so
+``num_train_timesteps``, the beta schedule and ``prediction_type`` follow the base model.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from gen1.training.config import ModelConfig
+
+
+def _class_name(config_file: Path) -> str:
+    return json.loads(config_file.read_text(encoding="utf-8")).get("_class_name", "")
+
+
+def load_video_unet(config: ModelConfig, *, content_dim: Optional[int]):
+    """Build the VideoUNet to train from ``config.base`` (see module docstring)."""
+    from gen1.unet import VideoUNet
+
+    base = Path(config.base)
+    if not base.exists():
+        raise FileNotFoundError(f"model.base does not exist: {config.base!r}")
+    content_dim = config.content_dim if config.content_dim is not None else content_dim
+    for folder, subfolder in ((base / "unet", "unet"), (base, None)):
+        cfg = folder / "config.json"
+        if not cfg.is_file():
+            continue
+        name = _class_name(cfg)
+        if name == "VideoUNet":
+            unet = VideoUNet.from_pretrained(str(base), subfolder=subfolder)
+            if content_dim is not None and unet.content_dim != content_dim:
+                raise ValueError(f"model.base {config.base!r} takes content of size {unet.content_dim}, "
+                                 f"the data has {content_dim}")
+            return unet
+        if name == "UNet2DConditionModel":
+            return VideoUNet.from_image_unet(str(base), subfolder=subfolder, structure_channels=config.structure_channels,
+                                             max_frames=config.max_frames, content_dim=content_dim, **config.temporal)
+        raise ValueError(f"model.base {config.base!r}: {cfg} describes a {name!r}, expected a "
+                         "UNet2DConditionModel or VideoUNet")
+    raise FileNotFoundError(f"model.base {config.base!r} holds neither unet/config.json nor config.json")
+
+
+def load_noise_scheduler(base: str):
+    """A ``DDPMScheduler`` from the scheduler config of ``base`` (``base/scheduler`` or ``base/../scheduler``)."""
+    from diffusers import DDPMScheduler
+
+    root = Path(base)
+    for folder in (root / "scheduler", root.parent / "scheduler"):
+        if (folder / "scheduler_config.json").is_file():
+            config = DDPMScheduler.load_config(str(folder))
+            return DDPMScheduler.from_config(config)
+    raise FileNotFoundError(f"model.base {base!r}: no scheduler/scheduler_config.json found beside the UNet")
+
+
+def select_trainable(unet, trainable: str) -> dict[str, torch.nn.Parameter]:
+    """Mark the parameters of one stage trainable (others frozen); return them by name.
+
+    ``temporal``: ``VideoUNet.temporal_parameters()`` (temporal layers, new conv_in channels' weight,
+    content projection); ``all``: everything; ``image``: everything except the temporal layers (stage 1:
+    the image model learns CLIP image conditioning; the temporal layers, unused in image mode, stay put).
+    """
+    temporal_ids = {id(p) for p in unet.temporal_parameters()}
+    named = dict(unet.named_parameters())
+    if trainable == "all":
+        chosen = set(named)
+    elif trainable == "temporal":
+        chosen = {n for n, p in named.items() if id(p) in temporal_ids}
+    elif trainable == "image":
+        chosen = {n for n, p in named.items()
+                  if id(p) not in temporal_ids or "conv_in" in n or "content_proj" in n}
+    else:
+        raise ValueError(f"model.trainable must be one of ('temporal', 'all', 'image'), got {trainable!r}")
+    if not chosen:
+        raise ValueError(f"model.trainable={trainable!r} selects no parameters of this model")
+    for name, param in named.items():
+        param.requires_grad_(name in chosen)
+    return {n: p for n, p in named.items() if n in chosen}

@@ -1,0 +1,88 @@
+"""Per-micro-batch randomness and the conditioning that depends on it.
+
+All draws come from one ``torch.Generator`` seeded by ``(seed, rank, micro-step)``, so a resumed run
+draws exactly what an uninterrupted run would, independent of saved global RNG state:
+
+* diffusion timesteps (uniform over the training scheduler's steps) and Gaussian noise;
+* which frame's CLIP embedding is the clip's content (the paper conditions on one frame of the clip);
+* content dropout for classifier-free guidance (content -> ``gen1.content.null_content``);
+* the structure level ``t_s`` (integers uniform in ``[min, max]``; stage 3: 0, stage 4: 0..7), applied
+  to the cached depth with ``gen1.depth.obscure``.
+
+Targets follow the base scheduler's ``prediction_type``: the noise for ``epsilon``, ``get_velocity`` for
+``v_prediction``.
+"""
+
+from __future__ import annotations
+
+import torch
+from einops import rearrange
+
+from gen1.training.config import DiffusionConfig
+
+
+def micro_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
+    """The CPU generator for one micro-batch on one process."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + micro_step) % (2**63))
+
+
+def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
+                      prediction_type: str) -> torch.Tensor:
+    """What the network must predict for ``z_t = add_noise(latents, noise, t)``."""
+    if prediction_type == "epsilon":
+        return noise
+    if prediction_type == "v_prediction":
+        return scheduler.get_velocity(latents, noise, timesteps)
+    raise ValueError(f"diffusion.prediction_type must be 'epsilon' or 'v_prediction', got {prediction_type!r}")
+
+
+def structure_input(depth: torch.Tensor, levels: torch.Tensor, use_structure: bool) -> torch.Tensor:
+    """Structure channels ``(B,1,F,h,w)``: depth obscured to ``levels[b]`` per sample, or zeros."""
+    if not use_structure:
+        return torch.zeros_like(depth)
+    from gen1.depth import obscure
+
+    out = depth.clone()
+    for level in levels.unique().tolist():
+        chosen = levels == level
+        if level == 0:
+            continue
+        frames = rearrange(depth[chosen], "b c f h w -> b f c h w")
+        out[chosen] = rearrange(obscure(frames, float(level)), "b f c h w -> b c f h w").to(depth.dtype)
+    return out
+
+
+def draw_conditioning(sub: dict, scheduler, config: DiffusionConfig, generator: torch.Generator,
+                      prediction_type: str) -> dict:
+    """Add ``noisy`` (z_t concatenated with structure), ``timesteps``, ``context`` and ``target`` to a sub-batch.
+
+    ``sub`` holds ``latents (B,C,F,h,w)``, ``depth (B,1,F,h,w)``, ``content (B,F,D)`` on the target device.
+    """
+    from gen1.content import as_unet_context, null_content
+
+    latents, depth, content = sub["latents"], sub["depth"], sub["content"]
+    device, dtype = latents.device, latents.dtype
+    b, frames = latents.shape[0], latents.shape[2]
+    num_train = scheduler.config.num_train_timesteps
+    timesteps = torch.randint(0, num_train, (b,), generator=generator).to(device)
+    noise = torch.randn(latents.shape, generator=generator, dtype=torch.float32).to(device, dtype)
+    frame = torch.randint(0, frames, (b,), generator=generator)
+    drop = torch.rand(b, generator=generator) < config.content_dropout
+    lo, hi = int(config.structure_level_min), int(config.structure_level_max)
+    levels = torch.randint(lo, hi + 1, (b,), generator=generator)
+
+    emb = content[torch.arange(b), frame.to(device)]  # (B, D): one frame's CLIP embedding per clip
+    if drop.any():
+        null = null_content(int(drop.sum()), emb.shape[-1], device, emb.dtype)
+        emb = emb.clone()
+        emb[drop.to(device)] = null.reshape(int(drop.sum()), -1)
+    structure = structure_input(depth, levels.to(device), config.use_structure)
+    noisy = scheduler.add_noise(latents, noise, timesteps)
+    return dict(
+        noisy=torch.cat([noisy, structure], dim=1),
+        timesteps=timesteps,
+        context=as_unet_context(emb),
+        target=prediction_target(scheduler, latents, noise, timesteps, prediction_type),
+        dropped=drop,
+        levels=levels,
+    )

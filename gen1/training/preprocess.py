@@ -1,0 +1,226 @@
+"""Turn videos and images into cached training shards (VAE latents, depth, CLIP embeddings).
+
+Training reads these shards instead of decoding video and running the VAE, the depth network and CLIP
+every step. Policies (documented in docs/training.md):
+
+* **Inputs** -- a folder (searched recursively, sorted), or a CSV (column ``path``, optional ``caption``)
+  or JSONL (``{"path": ..., "caption": ...}``) list; relative paths are relative to the list file.
+  Video and image files are told apart by extension.
+* **Clips** -- a video is read keeping every ``stride``-th frame, resized to short side ``size`` and
+  centre-cropped to ``size x size``, then cut into back-to-back clips of ``clip_length`` frames (a clip
+  spans ``clip_length * stride`` source frames; a shorter tail is dropped). An image is a 1-frame clip.
+* **Latents** -- the mean of the VAE posterior times ``vae.config.scaling_factor``: exactly ``z_0``.
+* **Depth** -- the depth estimator's per-clip normalised inverse depth, area-resized to latent size.
+* **Content** -- the content encoder's CLIP image embedding of every frame.
+* **Shards** -- inputs ``[k*shard_size, (k+1)*shard_size)`` go to shard ``k``; process ``r`` of ``W``
+  handles shards ``k % W == r``; finished shards (present on disk, written atomically) are skipped, so a
+  rerun resumes. An input that cannot be read or encoded is logged and recorded as failed in its shard;
+  the job carries on and reports the count.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from gen1.training.shards import ClipRecord, read_shard_meta, shard_name, write_index, write_shard
+
+logger = logging.getLogger(__name__)
+
+VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif", ".m4v")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
+SETTINGS_NAME = "preprocess.json"
+
+
+@dataclass
+class PreprocessSettings:
+    clip_length: int = 8
+    stride: int = 4
+    size: int = 256
+    shard_size: int = 16  # input files per shard
+    max_clips_per_video: Optional[int] = None
+    dtype: str = "float16"  # storage dtype of the tensors in the shards
+    batch_size: int = 8  # frames per VAE / depth / CLIP forward
+
+    def validate(self) -> "PreprocessSettings":
+        for name in ("clip_length", "stride", "size", "shard_size", "batch_size"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or value < 1:
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
+        if self.size % 8:
+            raise ValueError(f"size must be a multiple of 8, got {self.size}")
+        if self.dtype not in ("float16", "bfloat16", "float32"):
+            raise ValueError(f"dtype must be float16, bfloat16 or float32, got {self.dtype!r}")
+        return self
+
+
+@dataclass
+class InputItem:
+    path: str
+    caption: Optional[str] = None
+
+    @property
+    def is_image(self) -> bool:
+        return Path(self.path).suffix.lower() in IMAGE_SUFFIXES
+
+
+def list_inputs(source: str | Path) -> list[InputItem]:
+    """The inputs of a folder / CSV / JSONL list, in a fixed order (shard names depend on it)."""
+    source = Path(source)
+    if not source.exists():
+        raise FileNotFoundError(f"--input not found: {str(source)!r}")
+    if source.is_dir():
+        files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES + IMAGE_SUFFIXES)
+        items = [InputItem(str(p)) for p in files]
+    elif source.suffix.lower() == ".csv":
+        with open(source, newline="", encoding="utf-8") as handle:
+            reader = csv.DictReader(handle)
+            if not reader.fieldnames or "path" not in reader.fieldnames:
+                raise ValueError(f"--input {str(source)!r}: a CSV list needs a 'path' column")
+            items = [InputItem(_relative(source, row["path"]), row.get("caption") or None) for row in reader]
+    elif source.suffix.lower() in (".jsonl", ".json"):
+        items = []
+        for number, line in enumerate(source.read_text(encoding="utf-8").splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+                items.append(InputItem(_relative(source, row["path"]), row.get("caption")))
+            except (json.JSONDecodeError, KeyError, TypeError) as err:
+                raise ValueError(f"--input {str(source)!r} line {number}: expected {{\"path\": ...}} ({err})") from None
+    else:
+        raise ValueError(f"--input must be a folder, a .csv or a .jsonl list, got {str(source)!r}")
+    if not items:
+        raise ValueError(f"--input {str(source)!r} lists no video or image files")
+    return items
+
+
+def _relative(list_file: Path, path: str) -> str:
+    p = Path(path)
+    return str(p if p.is_absolute() else list_file.parent / p)
+
+
+def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:
+    h, w = frames.shape[1:3]
+    if h < size or w < size:
+        raise ValueError(f"frames of {w}x{h} are smaller than size={size}")
+    top, left = (h - size) // 2, (w - size) // 2
+    return frames[:, top:top + size, left:left + size]
+
+
+def load_clips(item: InputItem, settings: PreprocessSettings) -> list[tuple[int, np.ndarray]]:
+    """``(first source frame, uint8 (F,size,size,3))`` clips of one input (see module docstring)."""
+    from gen1.video import read_image, read_video, resize_frames
+
+    if item.is_image:
+        frames = resize_frames(read_image(item.path)[None], settings.size)
+        return [(0, _center_crop(frames, settings.size))]
+    frames = read_video(item.path, stride=settings.stride, size=settings.size).frames
+    frames = _center_crop(frames, settings.size)
+    n = len(frames) // settings.clip_length
+    if settings.max_clips_per_video is not None:
+        n = min(n, settings.max_clips_per_video)
+    if n == 0:
+        raise ValueError(f"video has {len(frames)} frames at stride {settings.stride}, fewer than clip_length "
+                         f"{settings.clip_length}")
+    L = settings.clip_length
+    return [(i * L * settings.stride, frames[i * L:(i + 1) * L]) for i in range(n)]
+
+
+class ClipEncoder:
+    """VAE + depth estimator + content encoder applied to one clip of uint8 frames."""
+
+    def __init__(self, vae, depth_estimator, content_encoder, *, device, batch_size: int = 8):
+        self.vae, self.depth, self.content = vae, depth_estimator, content_encoder
+        self.device = torch.device(device)
+        self.batch_size = batch_size
+        self.scaling_factor = float(getattr(vae.config, "scaling_factor", 1.0))
+        self.latent_channels = int(vae.config.latent_channels)
+
+    @torch.no_grad()
+    def __call__(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """uint8 ``(F,H,W,3)`` -> latents ``(C,F,h,w)``, depth ``(1,F,h,w)``, content ``(F,D)`` (float32, CPU)."""
+        x = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0  # (F,3,H,W) [0,1]
+        latents = []
+        dtype = next(self.vae.parameters()).dtype
+        for chunk in x.split(self.batch_size):
+            posterior = self.vae.encode((chunk * 2 - 1).to(self.device, dtype)).latent_dist
+            latents.append(posterior.mean.float().cpu() * self.scaling_factor)
+        z = torch.cat(latents)  # (F,C,h,w)
+        depth = self.depth.estimate(frames, batch_size=self.batch_size).float().cpu()  # (F,1,H,W)
+        depth = F.interpolate(depth, size=z.shape[-2:], mode="area")
+        content = self.content.encode_image(frames).float().cpu()  # (F,D)
+        return z.permute(1, 0, 2, 3).contiguous(), depth.permute(1, 0, 2, 3).contiguous(), content
+
+
+def _check_settings(out: Path, settings: PreprocessSettings, is_main: bool) -> None:
+    path = out / SETTINGS_NAME
+    current = asdict(settings)
+    if path.is_file():
+        previous = json.loads(path.read_text(encoding="utf-8"))
+        for key, value in current.items():
+            if key != "batch_size" and previous.get(key) != value:
+                raise ValueError(f"--out {str(out)!r} was preprocessed with {key}={previous.get(key)!r}, now "
+                                 f"{key}={value!r}: use a new output folder or the same settings")
+    elif is_main:
+        path.write_text(json.dumps(current, indent=2), encoding="utf-8")
+
+
+def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, settings: PreprocessSettings, *,
+               rank: int = 0, world_size: int = 1, barrier=None, content_dim: Optional[int] = None) -> dict:
+    """Write this process's shards, then (rank 0, after ``barrier()``) the index; return a summary.
+
+    The summary holds ``written`` / ``skipped`` shard counts of this process, ``failed`` inputs of this
+    process (path and reason) and, on rank 0, ``index`` (which sums failures over all shards).
+    """
+    from tqdm.auto import tqdm
+
+    settings.validate()
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    _check_settings(out, settings, rank == 0)
+    dtype = getattr(torch, settings.dtype)
+    num_shards = (len(inputs) + settings.shard_size - 1) // settings.shard_size
+    mine = [k for k in range(num_shards) if k % world_size == rank]
+    summary = dict(written=0, skipped=0, failed=[], clips=0)
+    for k in tqdm(mine, desc=f"preprocess (rank {rank})", disable=rank != 0):
+        path = out / shard_name(k)
+        group = inputs[k * settings.shard_size:(k + 1) * settings.shard_size]
+        if path.is_file():
+            try:
+                read_shard_meta(path)
+                summary["skipped"] += 1
+                continue
+            except Exception as err:  # an unreadable leftover is redone, not trusted
+                logger.warning("shard %s is unreadable (%s); rewriting it", path, err)
+        clips, failed = [], []
+        for item in group:
+            try:
+                for start, frames in load_clips(item, settings):
+                    latents, depth, content = encoder(frames)
+                    clips.append(ClipRecord(latents, depth, content, source=item.path, start=start,
+                                            is_image=item.is_image, caption=item.caption))
+            except Exception as err:  # noqa: BLE001 -- one bad file must not end the job
+                logger.warning("skipping input %s: %s", item.path, err)
+                failed.append(item.path)
+                summary["failed"].append((item.path, str(err)))
+        write_shard(path, clips, inputs=[i.path for i in group], failed=failed, dtype=dtype)
+        summary["written"] += 1
+        summary["clips"] += len(clips)
+    if barrier is not None:
+        barrier()
+    if rank == 0:
+        content_dim = content_dim if content_dim is not None else int(encoder.content.embedding_dim)
+        info = dict(clip_length=settings.clip_length, stride=settings.stride, size=settings.size,
+                    latent_channels=encoder.latent_channels, content_dim=content_dim,
+                    scaling_factor=encoder.scaling_factor, num_inputs=len(inputs), dtype=settings.dtype)
+        summary["index"] = write_index(out, info)
+    return summary

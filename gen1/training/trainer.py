@@ -1,0 +1,279 @@
+"""The Accelerate training loop: joint image+video batches, accumulation, EMA, checkpoints, export.
+
+One function, :func:`train`, driven by a :class:`~gen1.training.config.Config`. It runs unchanged on one
+CPU, one GPU or many processes under ``accelerate launch`` (DDP, or FSDP via ``train.distributed``).
+
+Determinism and resuming: the batch of micro-step ``m`` (:class:`~gen1.training.data.JointBatchPlan`)
+and its random draws (:func:`~gen1.training.noise.micro_generator`) are functions of ``(seed, rank, m)``,
+and checkpoints restore weights, optimizer, EMA, LR schedule and RNG states, so a resumed run takes the
+same steps as an uninterrupted one. Master weights stay float32; ``train.mixed_precision`` sets autocast.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+import torch
+
+from gen1.training.config import Config, config_to_dict
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class TrainResult:
+    """What a run did: per-step mean losses, sample counts by kind, the last step, the export directory."""
+
+    losses: list[float] = field(default_factory=list)
+    steps: list[int] = field(default_factory=list)
+    seen: dict[str, int] = field(default_factory=lambda: {"video": 0, "image": 0})
+    step: int = 0
+    resumed_from: Optional[str] = None
+    export_dir: Optional[str] = None
+    validation: list[tuple[int, float]] = field(default_factory=list)
+
+
+def make_accelerator(config: Config):
+    """An ``Accelerator`` for the config: precision, DDP kwargs or the FSDP plugin, TensorBoard tracker."""
+    from accelerate import Accelerator
+    from accelerate.utils import DistributedDataParallelKwargs
+
+    kwargs = dict(mixed_precision=config.train.mixed_precision, project_dir=config.train.output_dir)
+    if config.train.tensorboard:
+        kwargs["log_with"] = "tensorboard"
+    if config.train.distributed == "fsdp":
+        from accelerate import FullyShardedDataParallelPlugin
+
+        kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(use_orig_params=True)
+    else:
+        kwargs["kwargs_handlers"] = [
+            DistributedDataParallelKwargs(find_unused_parameters=config.train.find_unused_parameters)]
+    return Accelerator(**kwargs)
+
+
+def _to_device(sub: Optional[dict], device) -> Optional[dict]:
+    return None if sub is None else {k: v.to(device) for k, v in sub.items()}
+
+
+def _hparams(config: Config) -> dict:
+    flat = {}
+
+    def walk(prefix, node):
+        for key, value in node.items():
+            if isinstance(value, dict):
+                walk(f"{prefix}{key}.", value)
+            else:
+                flat[f"{prefix}{key}"] = value if isinstance(value, (int, float, str, bool)) else str(value)
+
+    walk("", config_to_dict(config))
+    return flat
+
+
+def build_dataset(config: Config):
+    """The training dataset (cached shards) and its content dimension."""
+    if config.data.source == "shards":
+        from gen1.training.shards import ShardDataset
+
+        dataset = ShardDataset(config.data.shards)
+        return dataset, dataset.content_dim
+    raise ValueError(f"data.source {config.data.source!r} is not available in this build; use 'shards' "
+                     "(gen1 preprocess, which can read gen1 synth output)")
+
+
+def train(config: Config, *, stop_at: Optional[int] = None,
+          on_step: Optional[Callable[[int, float], None]] = None) -> TrainResult:
+    """Run (or resume) training as configured; return a :class:`TrainResult` (meaningful on every rank).
+
+    ``stop_at`` ends the loop after that many optimizer steps without exporting -- it simulates a job
+    being pre-empted (tests use it to check that resuming reproduces an uninterrupted run).
+    """
+    from diffusers.optimization import get_scheduler
+
+    from gen1.training import checkpoint as ckpt
+    from gen1.training.data import JointBatchPlan, make_loader
+    from gen1.training.ema import ema_weights, make_ema
+    from gen1.training.losses import DiffusionObjective
+    from gen1.training.model import load_noise_scheduler, load_video_unet, select_trainable
+    from gen1.training.noise import draw_conditioning, micro_generator
+
+    config.validate()
+    dataset, content_dim = build_dataset(config)
+    accelerator = make_accelerator(config)
+    rank, world = accelerator.process_index, accelerator.num_processes
+    torch.manual_seed(config.train.seed)  # identical temporal-layer init on every rank
+
+    unet = load_video_unet(config.model, content_dim=content_dim)
+    noise_scheduler = load_noise_scheduler(config.model.base)
+    prediction_type = config.diffusion.prediction_type or noise_scheduler.config.prediction_type
+    if prediction_type not in ("epsilon", "v_prediction"):
+        raise ValueError(f"the base scheduler's prediction_type {prediction_type!r} is not supported "
+                         "(set diffusion.prediction_type to 'epsilon' or 'v_prediction')")
+    if unet.content_dim != content_dim:
+        raise ValueError(f"the model takes content of size {unet.content_dim}, the data has {content_dim}")
+    if config.model.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    unet.train()
+    params = select_trainable(unet, config.model.trainable)
+    trainable = list(params.values())
+
+    optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
+                                  eps=config.optim.eps, weight_decay=config.optim.weight_decay)
+    lr_scheduler = get_scheduler(config.optim.lr_schedule, optimizer, num_warmup_steps=config.optim.warmup_steps,
+                                 num_training_steps=config.train.max_steps)
+    objective, optimizer = accelerator.prepare(DiffusionObjective(unet), optimizer)
+    ema = make_ema(trainable, config.ema)
+    if ema is not None:
+        ema.to(accelerator.device)
+    fsdp = config.train.distributed == "fsdp"
+
+    result = TrainResult()
+    start = 0
+    resume = ckpt.resolve_resume(config.train.output_dir, config.train.resume)
+    if resume is not None:
+        state = ckpt.load_checkpoint(accelerator, resume, params=params, optimizer=optimizer,
+                                     lr_scheduler=lr_scheduler, ema=ema, fsdp=fsdp)
+        if ema is not None:
+            ema.to(accelerator.device)
+        start = int(state["step"])
+        result.resumed_from = str(resume)
+        accelerator.print(f"resumed from {resume} at step {start}")
+    if config.train.tensorboard:
+        accelerator.init_trackers("gen1", config=_hparams(config))
+
+    accum = config.train.grad_accum
+    plan = JointBatchPlan(dataset.is_image, batch_size=config.data.batch_size, image_ratio=config.data.image_ratio,
+                          seed=config.train.seed, rank=rank, world_size=world)
+    batches = iter(make_loader(dataset, plan, start=start * accum, num_workers=config.data.num_workers))
+    device = accelerator.device
+    end = config.train.max_steps if stop_at is None else min(stop_at, config.train.max_steps)
+
+    from tqdm.auto import tqdm
+
+    progress = tqdm(range(start, end), initial=start, total=end, disable=not accelerator.is_local_main_process,
+                    desc="train")
+    step = start
+    for step in progress:
+        step_loss = 0.0
+        for a in range(accum):
+            m = step * accum + a
+            batch = next(batches)
+            gen = micro_generator(config.train.seed, rank, m)
+            subs = {}
+            for kind in ("video", "image"):
+                sub = _to_device(batch[kind], device)
+                if sub is not None:
+                    result.seen[kind] += sub["latents"].shape[0]
+                    cond = draw_conditioning(sub, noise_scheduler, config.diffusion, gen, prediction_type)
+                    sub = {k: cond[k] for k in ("noisy", "timesteps", "context", "target")}
+                subs[kind] = sub
+            sync = a == accum - 1
+            context = accelerator.no_sync(objective) if not sync and world > 1 else _null()
+            with context, accelerator.autocast():
+                loss, _ = objective(subs["video"], subs["image"])
+                accelerator.backward(loss / accum)
+            step_loss += loss.detach().item() / accum
+        if config.optim.max_grad_norm > 0:
+            accelerator.clip_grad_norm_(trainable, config.optim.max_grad_norm)
+        optimizer.step()
+        lr_scheduler.step()
+        optimizer.zero_grad(set_to_none=True)
+        if ema is not None:
+            ema.step(trainable)
+        done = step + 1
+        result.losses.append(step_loss)
+        result.steps.append(done)
+        if on_step is not None:
+            on_step(done, step_loss)
+        if not math.isfinite(step_loss):
+            raise FloatingPointError(f"training loss became {step_loss} at step {done}")
+        if done % config.train.log_every == 0 or done == end:
+            progress.set_postfix(loss=f"{step_loss:.4f}")
+            if config.train.tensorboard:
+                accelerator.log({"train/loss": step_loss, "train/lr": lr_scheduler.get_last_lr()[0],
+                                 "train/epoch": plan.epoch_of(done * accum)}, step=done)
+        if config.train.validation_every and done % config.train.validation_every == 0:
+            with ema_weights(ema, trainable):
+                value = validation_loss(objective, dataset, noise_scheduler, config, prediction_type, device)
+            result.validation.append((done, value))
+            if config.train.tensorboard:
+                accelerator.log({"val/loss": value}, step=done)
+        if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
+            unwrapped = accelerator.unwrap_model(objective).unet
+            weights = {n: p for n, p in unwrapped.named_parameters() if n in params}
+            ckpt.save_checkpoint(accelerator, config.train.output_dir, done, trainable=weights, optimizer=optimizer,
+                                 lr_scheduler=lr_scheduler, ema=ema, fsdp=fsdp, keep=config.train.keep_checkpoints,
+                                 state=dict(micro_step=done * accum, epoch=plan.epoch_of(done * accum),
+                                            world_size=world, trainable=config.model.trainable))
+        step = done
+    result.step = step if end > start else start
+
+    if stop_at is None and config.train.export and result.step >= config.train.max_steps:
+        result.export_dir = str(export_model(accelerator, objective, ema, trainable, config))
+    if config.train.tensorboard:
+        accelerator.end_training()
+    return result
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+@torch.no_grad()
+def validation_loss(objective, dataset, noise_scheduler, config: Config, prediction_type: str, device) -> float:
+    """Loss on a fixed held-out selection (first clip of each kind) with fixed noise: a cheap progress signal."""
+    from gen1.training.data import collate_joint
+    from gen1.training.noise import draw_conditioning, micro_generator
+
+    picks = []
+    for flag in (False, True):
+        if flag in dataset.is_image:
+            picks.append(dataset[dataset.is_image.index(flag)])
+    batch = collate_joint(picks)
+    gen = micro_generator(config.train.seed, 0, -1)
+    subs = {}
+    for kind in ("video", "image"):
+        sub = _to_device(batch[kind], device)
+        if sub is not None:
+            cond = draw_conditioning(sub, noise_scheduler, config.diffusion, gen, prediction_type)
+            sub = {k: cond[k] for k in ("noisy", "timesteps", "context", "target")}
+        subs[kind] = sub
+    was_training = objective.training
+    objective.eval()
+    loss, _ = objective(subs["video"], subs["image"])
+    objective.train(was_training)
+    return float(loss)
+
+
+def export_model(accelerator, objective, ema, trainable, config: Config) -> Path:
+    """Save the trained VideoUNet (EMA weights when enabled) to ``OUTPUT/export``, atomically.
+
+    ``export/unet/`` is a ``save_pretrained`` folder, ``export/temporal.safetensors`` the new layers only,
+    ``export/scheduler/`` the training scheduler (so the export can be ``model.base`` of a later stage).
+    """
+    from gen1.atomic import atomic_directory
+    from gen1.training.model import load_noise_scheduler
+
+    target = Path(config.train.output_dir) / "export"
+    accelerator.wait_for_everyone()
+    unet = accelerator.unwrap_model(objective).unet
+    if accelerator.is_main_process:
+        with ema_weights_ctx(ema, trainable), atomic_directory(target) as tmp:
+            unet.save_pretrained(str(Path(tmp) / "unet"))
+            unet.save_temporal(str(Path(tmp) / "temporal.safetensors"))
+            load_noise_scheduler(config.model.base).save_pretrained(str(Path(tmp) / "scheduler"))
+    accelerator.wait_for_everyone()
+    return target
+
+
+def ema_weights_ctx(ema, trainable):
+    from gen1.training.ema import ema_weights
+
+    return ema_weights(ema, trainable)

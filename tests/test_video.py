@@ -1,0 +1,567 @@
+"""Tests for gen1.video: reading real and synthetic videos, frame selection, resizing, writing with audio."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+import gen1.video as gv
+from gen1.video import (
+    MediaNotFoundError,
+    VideoClip,
+    read_frames_or_images,
+    read_image,
+    read_video,
+    resize_frames,
+    resized_shape,
+    write_video,
+)
+
+# ------------------------------------------------------------------------------------------
+# helpers: small videos whose frame i has brightness 10 + 6 * i, so a read frame tells its index
+# ------------------------------------------------------------------------------------------
+
+
+def _level(i: int) -> int:
+    return 10 + 6 * i
+
+
+def _indices(frames: np.ndarray) -> list[int]:
+    return [round((float(f.mean()) - 10) / 6) for f in frames]
+
+
+def _make_video(
+    path: Path,
+    num_frames: int = 30,
+    *,
+    fps: int | Fraction = 10,
+    size: tuple[int, int] = (48, 64),
+    codec: str = "libx264",
+    pts: list[int] | None = None,
+    time_base: Fraction | None = None,
+    audio: str | None = None,
+    audio_rate: int = 16000,
+    container_options: dict | None = None,
+) -> Path:
+    """Write a test video with PyAV; ``audio`` ("aac" / "pcm_s16le") adds a 440 Hz tone as long as the video."""
+    height, width = size
+    with av.open(str(path), "w", container_options=container_options or {}) as out:
+        video = out.add_stream(codec, rate=fps)
+        video.width, video.height, video.pix_fmt = width, height, "yuv420p"
+        if time_base is not None:
+            video.codec_context.time_base = time_base
+        audio_stream = None
+        if audio is not None:
+            audio_stream = out.add_stream(audio, rate=audio_rate)
+            audio_stream.layout = "mono"
+        for i in range(num_frames):
+            frame = av.VideoFrame.from_ndarray(np.full((height, width, 3), _level(i), np.uint8), format="rgb24")
+            frame.pts = i if pts is None else pts[i]
+            for packet in video.encode(frame):
+                out.mux(packet)
+        for packet in video.encode(None):
+            out.mux(packet)
+        if audio_stream is not None:
+            total = int(round(num_frames / float(fps) * audio_rate))
+            tone = (np.sin(2 * np.pi * 440 * np.arange(total) / audio_rate) * 8000).astype(np.int16)
+            audio_format = "s16p" if audio == "aac" else "s16"
+            for begin in range(0, total, 1024):
+                chunk = tone[None, begin : begin + 1024]
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(chunk), format=audio_format, layout="mono")
+                frame.sample_rate, frame.pts = audio_rate, begin
+                for packet in audio_stream.encode(frame):
+                    out.mux(packet)
+            for packet in audio_stream.encode(None):
+                out.mux(packet)
+    return path
+
+
+def _streams(path: Path) -> dict:
+    """Per stream type: codec name, rate, duration in seconds (and size / pixel format for video)."""
+    info = {}
+    with av.open(str(path)) as container:
+        for stream in container.streams:
+            entry = {"codec": stream.codec_context.name}
+            if stream.duration is not None:
+                entry["duration"] = float(stream.duration * stream.time_base)
+            if stream.type == "video":
+                entry.update(rate=stream.average_rate, width=stream.width, height=stream.height,
+                             pix_fmt=stream.codec_context.pix_fmt, frames=stream.frames)
+            elif stream.type == "audio":
+                entry.update(rate=stream.rate)
+            info[stream.type] = entry
+    return info
+
+
+@pytest.fixture(scope="module")
+def indexed(tmp_path_factory) -> Path:
+    """30 frames at 10 fps, 64x48, frame i has brightness 10 + 6 i."""
+    return _make_video(tmp_path_factory.mktemp("video") / "indexed.mp4")
+
+
+@pytest.fixture(params=["decord", "pyav"])
+def backend(request, monkeypatch):
+    """Run a test through decord and again through the PyAV fallback."""
+    if request.param == "pyav":
+        monkeypatch.setattr(gv, "_read_with_decord", lambda *args: None)
+    return request.param
+
+
+# ------------------------------------------------------------------------------------------
+# real clips
+# ------------------------------------------------------------------------------------------
+
+REAL_CLIPS = {
+    # name: (frames, height, width, fps, has_audio)
+    "car-turn.mp4": (80, 480, 480, Fraction(10), False),
+    "man-skiing.mp4": (91, 718, 718, Fraction(30000, 1001), True),
+    "wolf.mp4": (40, 512, 512, Fraction(20), False),
+    "blackswan.mp4": (42, 480, 854, Fraction(20), False),
+}
+
+
+@pytest.mark.parametrize("name", sorted(REAL_CLIPS))
+def test_real_clips_frame_counts_sizes_and_exact_fps(clips_dir, name):
+    num_frames, height, width, fps, has_audio = REAL_CLIPS[name]
+    clip = read_video(clips_dir / name)
+    assert clip.frames.shape == (num_frames, height, width, 3)
+    assert clip.frames.dtype == np.uint8
+    assert clip.fps == fps and clip.source_fps == fps
+    assert isinstance(clip.fps, Fraction)
+    assert clip.has_audio is has_audio
+    assert clip.path == clips_dir / name
+    np.testing.assert_allclose(clip.times, np.arange(num_frames) / float(fps), atol=1e-3)
+    assert clip.frames[::10, ::8, ::8].std() > 10  # real footage, not blank frames
+
+
+def test_real_clip_through_pyav_fallback_matches_decord(clips_dir, monkeypatch):
+    fast = read_video(clips_dir / "wolf.mp4", start=1.0, max_frames=3)
+    monkeypatch.setattr(gv, "_read_with_decord", lambda *args: None)
+    slow = read_video(clips_dir / "wolf.mp4", start=1.0, max_frames=3)
+    assert fast.frames.shape == slow.frames.shape == (3, 512, 512, 3)
+    np.testing.assert_allclose(fast.times, slow.times, atol=1e-3)
+    assert np.abs(fast.frames.astype(int) - slow.frames).mean() < 1.0
+
+
+def test_resize_blackswan_to_short_side_64_keeps_aspect_and_multiple_of_8(clips_dir):
+    clip = read_video(clips_dir / "blackswan.mp4", size=64, max_frames=2)
+    assert clip.frames.shape == (2, 64, 112, 3)  # 854 * 64 / 480 = 113.9 -> 114 -> centre-cropped to 112
+    assert clip.height % 8 == 0 and clip.width % 8 == 0
+    assert abs(clip.width - 854 * 64 / 480) < 8
+    assert resized_shape(480, 854, 64) == (64, 112)
+
+
+# ------------------------------------------------------------------------------------------
+# resizing policy
+# ------------------------------------------------------------------------------------------
+
+
+def test_resize_frames_portrait_upscale_and_centre_crop():
+    frames = np.zeros((2, 37, 20, 3), np.uint8)
+    frames[:, :, :, 0] = np.arange(37, dtype=np.uint8)[None, :, None] * 6  # vertical ramp
+    out = resize_frames(frames, 16)
+    assert out.shape == (2, 24, 16, 3)  # 37 * 16 / 20 = 29.6 -> 30 -> crop to 24 (3 rows each side)
+    assert resized_shape(37, 20, 16) == (24, 16)
+    ramp = out[0, :, 8, 0].astype(int)
+    assert ramp[0] > 0 and ramp[-1] < 216 and np.all(np.diff(ramp) >= 0)  # centre of the ramp, order kept
+    same = np.random.default_rng(0).integers(0, 255, (1, 16, 24, 3), dtype=np.uint8)
+    assert np.array_equal(resize_frames(same, 16), same)  # already at size: untouched
+
+
+@pytest.mark.parametrize("size", [0, 30, -8, 12.0, True])
+def test_resize_rejects_bad_size(size):
+    with pytest.raises(ValueError, match="size"):
+        resize_frames(np.zeros((1, 16, 16, 3), np.uint8), size)
+
+
+# ------------------------------------------------------------------------------------------
+# frame selection (both backends)
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "kwargs, expected, fps",
+    [
+        ({}, list(range(30)), Fraction(10)),
+        ({"stride": 3}, list(range(0, 30, 3)), Fraction(10, 3)),
+        ({"target_fps": 5}, list(range(0, 30, 2)), Fraction(5)),
+        ({"target_fps": 2.5}, list(range(0, 30, 4)), Fraction(5, 2)),
+        ({"max_frames": 4}, [0, 1, 2, 3], Fraction(10)),
+        ({"start": 1.0, "duration": 0.5}, [10, 11, 12, 13, 14], Fraction(10)),
+        ({"start": 0.95}, list(range(10, 30)), Fraction(10)),
+        ({"start": 1.0, "stride": 2, "max_frames": 3}, [10, 12, 14], Fraction(5)),
+        ({"start": 2.0, "target_fps": 5, "duration": 10}, [20, 22, 24, 26, 28], Fraction(5)),
+    ],
+)
+def test_frame_selection(indexed, backend, kwargs, expected, fps):
+    clip = read_video(indexed, **kwargs)
+    assert _indices(clip.frames) == expected
+    assert clip.fps == fps and clip.source_fps == 10
+    np.testing.assert_allclose(clip.times, np.array(expected) / 10, atol=1e-3)
+    assert clip.start == pytest.approx(expected[0] / 10, abs=1e-3)
+
+
+@pytest.mark.parametrize("start", [3.0, 2.95, 100.0])
+def test_start_beyond_the_end(indexed, backend, start):
+    with pytest.raises(ValueError, match=r"start=.*beyond the end"):
+        read_video(indexed, start=start)
+
+
+@pytest.mark.parametrize(
+    "kwargs, name",
+    [
+        ({"stride": 0}, "stride"),
+        ({"stride": 1.5}, "stride"),
+        ({"target_fps": 0}, "target_fps"),
+        ({"target_fps": -5}, "target_fps"),
+        ({"target_fps": float("nan")}, "target_fps"),
+        ({"target_fps": 30}, "target_fps"),  # above the source's 10 fps
+        ({"target_fps": 5, "stride": 2}, "target_fps"),
+        ({"max_frames": 0}, "max_frames"),
+        ({"start": -1}, "start"),
+        ({"start": "soon"}, "start"),
+        ({"duration": 0}, "duration"),
+        ({"size": 30}, "size"),
+    ],
+)
+def test_bad_read_arguments_name_the_argument(indexed, kwargs, name):
+    with pytest.raises(ValueError, match=name):
+        read_video(indexed, **kwargs)
+
+
+# ------------------------------------------------------------------------------------------
+# other containers and frame rates
+# ------------------------------------------------------------------------------------------
+
+
+def test_variable_frame_rate(tmp_path, backend):
+    pts = [0, 1, 2, 5, 6, 10, 11, 12, 20, 21, 22, 23]  # in 1/30 s: bursts and gaps
+    path = _make_video(tmp_path / "vfr.mp4", len(pts), fps=30, pts=pts, time_base=Fraction(1, 30))
+    clip = read_video(path)
+    assert _indices(clip.frames) == list(range(12))
+    np.testing.assert_allclose(clip.times, np.array(pts) / 30, atol=1e-3)
+    # the average rate (frames / duration) keeps the clip's length when written back at constant fps
+    assert 12 / 0.9 <= float(clip.fps) <= 12 / 0.75
+    # resampling picks the first frame at or after each 0.1 s tick, never a frame twice
+    resampled = read_video(path, target_fps=10)
+    assert _indices(resampled.frames) == [0, 3, 4, 5, 7, 8, 9]
+
+
+def test_webm_and_gif(tmp_path):
+    webm = _make_video(tmp_path / "clip.webm", 8, codec="libvpx-vp9")
+    clip = read_video(webm)
+    assert _indices(clip.frames) == list(range(8)) and clip.fps == 10
+
+    colours = [(255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 0), (0, 255, 255)]
+    images = [Image.new("RGB", (24, 16), c) for c in colours]
+    gif = tmp_path / "clip.gif"
+    images[0].save(gif, save_all=True, append_images=images[1:], duration=50, loop=0)
+    clip = read_video(gif)
+    assert clip.frames.shape == (5, 16, 24, 3)
+    assert clip.fps == 20
+    assert [tuple(int(v) for v in f[8, 12]) for f in clip.frames] == colours
+    assert _indices(read_video(gif, stride=2).frames) is not None and len(read_video(gif, stride=2).frames) == 3
+
+
+# ------------------------------------------------------------------------------------------
+# broken inputs
+# ------------------------------------------------------------------------------------------
+
+
+def test_missing_path_directory_and_non_videos(tmp_path):
+    with pytest.raises(MediaNotFoundError, match="nope.mp4") as info:
+        read_video(tmp_path / "nope.mp4")
+    assert isinstance(info.value, ValueError) and isinstance(info.value, FileNotFoundError)
+    with pytest.raises(ValueError, match="directory"):
+        read_video(tmp_path)
+    text = tmp_path / "notes.mp4"
+    text.write_text("this is not a video\n" * 20)
+    with pytest.raises(ValueError, match="not a readable video file: .*notes.mp4"):
+        read_video(text)
+    empty = tmp_path / "empty.mp4"
+    empty.write_bytes(b"")
+    with pytest.raises(ValueError, match="empty.mp4"):
+        read_video(empty)
+    image = tmp_path / "still.png"
+    Image.new("RGB", (8, 8)).save(image)
+    with pytest.raises(ValueError, match="still image"):
+        read_video(image)
+
+
+def test_audio_only_file_has_no_video_stream(tmp_path):
+    wav = tmp_path / "tone.wav"
+    with av.open(str(wav), "w") as out:
+        stream = out.add_stream("pcm_s16le", rate=8000)
+        stream.layout = "mono"
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 800), np.int16), format="s16", layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        for packet in [*stream.encode(frame), *stream.encode(None)]:
+            out.mux(packet)
+    with pytest.raises(ValueError, match="no video stream"):
+        read_video(wav)
+
+
+def test_truncated_files(tmp_path, capfd):
+    frames = np.random.default_rng(0).integers(0, 255, (30, 48, 64, 3), dtype=np.uint8)
+    full = write_video(tmp_path / "full.mp4", frames, 10)  # moov first (faststart): a cut keeps the index
+    data = full.read_bytes()
+    cut = tmp_path / "cut.mp4"
+    cut.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match=r"cut.mp4.*(truncated|corrupt)"):
+        read_video(cut)
+    # the first frames are intact: asking only for them works
+    assert read_video(cut, max_frames=3).frames.shape == (3, 48, 64, 3)
+
+    no_index = _make_video(tmp_path / "moov_last.mp4", 30)  # moov at the end: a cut loses the index
+    data = no_index.read_bytes()
+    no_index.write_bytes(data[: len(data) // 2])
+    with pytest.raises(ValueError, match="not a readable video file"):
+        read_video(no_index)
+    assert "ERROR opening" not in capfd.readouterr().err  # decord's chatter is silenced
+
+
+def test_zero_decodable_frames(tmp_path, capfd):
+    path = _make_video(tmp_path / "zeroed.mp4", 10, container_options={"movflags": "+faststart"})
+    data = bytearray(path.read_bytes())
+    payload = data.find(b"mdat") + 4
+    data[payload:] = bytes(len(data) - payload)  # the index is intact, every frame's data is zeros
+    path.write_bytes(bytes(data))
+    with pytest.raises(ValueError, match="no decodable frames"):
+        read_video(path)
+    err = capfd.readouterr().err
+    assert "NAL" not in err and "DECORD" not in err.upper()
+
+
+# ------------------------------------------------------------------------------------------
+# writing
+# ------------------------------------------------------------------------------------------
+
+
+def _smooth_frames(num_frames: int, height: int, width: int) -> np.ndarray:
+    y, x = np.mgrid[0:height, 0:width]
+    frames = [np.stack([(x * 4 + i * 8) % 256, (y * 4) % 256, np.full_like(x, 128)], -1) for i in range(num_frames)]
+    return np.stack(frames).astype(np.uint8)
+
+
+def test_write_round_trip_exact_fps_h264_yuv420p(tmp_path):
+    frames = _smooth_frames(6, 32, 48)
+    out = write_video(tmp_path / "out.mp4", frames, Fraction(30000, 1001))
+    assert out == tmp_path / "out.mp4"
+    info = _streams(out)["video"]
+    assert info["codec"] == "h264" and info["pix_fmt"] == "yuv420p"
+    assert info["rate"] == Fraction(30000, 1001) and info["frames"] == 6
+    clip = read_video(out)
+    assert clip.fps == Fraction(30000, 1001) and clip.has_audio is False
+    assert clip.frames.shape == frames.shape
+    assert np.abs(clip.frames.astype(int) - frames).mean() < 3
+    # a float fps close to NTSC becomes the exact fraction
+    assert read_video(write_video(tmp_path / "f.mp4", frames, 30000 / 1001)).fps == Fraction(30000, 1001)
+    assert list(tmp_path.glob(".*tmp*")) == []  # no temporary files left behind
+
+
+def test_write_odd_dimensions_pads_to_even(tmp_path):
+    frames = _smooth_frames(3, 33, 47)
+    out = write_video(tmp_path / "odd.mp4", frames, 12)
+    clip = read_video(out)
+    assert clip.frames.shape == (3, 34, 48, 3)  # one edge-repeating row and column added
+    assert np.abs(clip.frames[:, :33, :47].astype(int) - frames).mean() < 3
+    assert np.abs(clip.frames[:, 33].astype(int) - clip.frames[:, 32]).mean() < 6
+
+
+def test_write_float_tensor_is_clamped(tmp_path):
+    tensor = torch.zeros(4, 3, 16, 16)
+    tensor[:, 0] = 2.0  # red above 1 -> 255
+    tensor[:, 1] = -1.0  # green below 0 -> 0
+    tensor[:, 2] = 0.5
+    clip = read_video(write_video(tmp_path / "t.mp4", tensor, 8))
+    assert clip.frames.shape == (4, 16, 16, 3)
+    np.testing.assert_allclose(clip.frames.reshape(-1, 3).mean(0), [255, 0, 128], atol=6)
+
+
+@pytest.mark.parametrize(
+    "frames, fps, kwargs, match",
+    [
+        (np.zeros((2, 16, 16, 3), np.float32), 10, {}, "uint8"),
+        (np.zeros((2, 16, 16), np.uint8), 10, {}, r"\(F, H, W, 3\)"),
+        (torch.zeros(2, 16, 16, 3), 10, {}, r"\(F, 3, H, W\)"),
+        (torch.zeros(2, 3, 16, 16, dtype=torch.uint8), 10, {}, "float"),
+        (torch.full((2, 3, 16, 16), float("nan")), 10, {}, "NaN"),
+        (np.zeros((0, 16, 16, 3), np.uint8), 10, {}, "empty"),
+        (np.zeros((2, 16, 16, 3), np.uint8), 0, {}, "fps"),
+        (np.zeros((2, 16, 16, 3), np.uint8), float("inf"), {}, "fps"),
+        (np.zeros((2, 16, 16, 3), np.uint8), 10, {"crf": 99}, "crf"),
+        (np.zeros((2, 16, 16, 3), np.uint8), 10, {"audio_from": "/no/such/file.mp4"}, "file.mp4"),
+        (np.zeros((2, 16, 16, 3), np.uint8), 10, {"audio_start": -1, "audio_from": None}, None),
+    ],
+)
+def test_write_rejects_bad_input(tmp_path, frames, fps, kwargs, match):
+    target = tmp_path / "out.mp4"
+    if match is None:  # audio_start without audio_from is ignored, not an error
+        write_video(target, frames, fps, **kwargs)
+        assert target.exists()
+        return
+    with pytest.raises(ValueError, match=match):
+        write_video(target, frames, fps, **kwargs)
+    assert not target.exists()
+
+
+def test_write_rejects_bad_output_paths(tmp_path):
+    frames = np.zeros((1, 16, 16, 3), np.uint8)
+    with pytest.raises(ValueError, match="out.avi"):
+        write_video(tmp_path / "out.avi", frames, 10)
+    with pytest.raises(ValueError, match="does not exist"):
+        write_video(tmp_path / "missing" / "out.mp4", frames, 10)
+
+
+def test_write_is_atomic(tmp_path, monkeypatch):
+    target = tmp_path / "out.mp4"
+    target.write_bytes(b"previous result")
+    real_encode = gv._encode_video
+
+    def encode_then_crash(output, stream, frames):
+        real_encode(output, stream, frames[:2])  # part of the video is already in the temporary file
+        raise RuntimeError("encoder crashed")
+
+    monkeypatch.setattr(gv, "_encode_video", encode_then_crash)
+    with pytest.raises(RuntimeError, match="encoder crashed"):
+        write_video(target, _smooth_frames(5, 16, 16), 10)
+    assert target.read_bytes() == b"previous result"
+    fresh = tmp_path / "fresh.mp4"
+    with pytest.raises(RuntimeError):
+        write_video(fresh, _smooth_frames(5, 16, 16), 10)
+    assert not fresh.exists()
+    monkeypatch.undo()
+    # frames whose shape changes part-way through the sequence: nothing is written
+    frames = [np.zeros((16, 16, 3), np.uint8)] * 3 + [np.zeros((16, 18, 3), np.uint8)]
+    with pytest.raises(ValueError, match="shape"):
+        write_video(target, frames, 10)
+    assert target.read_bytes() == b"previous result"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["out.mp4"]
+
+
+# ------------------------------------------------------------------------------------------
+# audio
+# ------------------------------------------------------------------------------------------
+
+
+def _tone_frequency(path: Path) -> tuple[float, float, int]:
+    """(dominant frequency in Hz, duration in s, sample rate) of the first audio stream."""
+    with av.open(str(path)) as container:
+        stream = container.streams.audio[0]
+        samples = np.concatenate([f.to_ndarray()[0] for f in container.decode(stream)])
+        rate = stream.rate
+    spectrum = np.abs(np.fft.rfft(samples * np.hanning(len(samples))))
+    return float(np.argmax(spectrum) * rate / len(samples)), len(samples) / rate, rate
+
+
+def test_audio_survives_edit_round_trip(tmp_path):
+    source = _make_video(tmp_path / "with_audio.mp4", 20, audio="aac", audio_rate=22050)
+    clip = read_video(source)
+    assert clip.has_audio
+    edited = 255 - clip.frames
+    out = write_video(tmp_path / "edited.mp4", edited, clip.fps, audio_from=clip)
+    info = _streams(out)
+    assert info["audio"]["codec"] == "aac" and info["audio"]["rate"] == 22050
+    assert info["audio"]["duration"] == pytest.approx(2.0, abs=0.1)
+    frequency, _, _ = _tone_frequency(out)
+    assert frequency == pytest.approx(440, abs=10)
+    assert read_video(out).has_audio
+
+    # a section of the clip takes the matching section of the sound
+    part = read_video(source, start=0.5, max_frames=8)
+    out = write_video(tmp_path / "part.mp4", part.frames, part.fps, audio_from=part)
+    assert _streams(out)["audio"]["duration"] == pytest.approx(0.8, abs=0.1)
+    # explicit path + audio_start works the same way
+    out = write_video(tmp_path / "part2.mp4", part.frames, part.fps, audio_from=source, audio_start=0.5)
+    assert _streams(out)["audio"]["duration"] == pytest.approx(0.8, abs=0.1)
+    with pytest.raises(ValueError, match="audio_start"):
+        write_video(tmp_path / "late.mp4", part.frames, part.fps, audio_from=source, audio_start=30)
+
+
+def test_non_aac_audio_is_reencoded_to_aac(tmp_path):
+    source = _make_video(tmp_path / "pcm.mkv", 10, audio="pcm_s16le", audio_rate=16000)
+    out = write_video(tmp_path / "out.mp4", _smooth_frames(10, 48, 64), 10, audio_from=source)
+    info = _streams(out)
+    assert info["audio"]["codec"] == "aac"
+    frequency, duration, rate = _tone_frequency(out)
+    assert rate == 16000 and frequency == pytest.approx(440, abs=10)
+    assert duration == pytest.approx(1.0, abs=0.15)
+
+
+def test_clip_without_audio_writes_no_audio(tmp_path, indexed):
+    clip = read_video(indexed, max_frames=3)
+    out = write_video(tmp_path / "silent.mp4", clip.frames, clip.fps, audio_from=clip)
+    assert "audio" not in _streams(out)
+    out = write_video(tmp_path / "silent2.mp4", clip.frames, clip.fps, audio_from=indexed)
+    assert "audio" not in _streams(out)
+
+
+def test_real_clip_audio_is_copied(clips_dir, tmp_path):
+    clip = read_video(clips_dir / "man-skiing.mp4", start=1.0, max_frames=15, size=64)
+    assert clip.has_audio and clip.frames.shape == (15, 64, 64, 3)
+    out = write_video(tmp_path / "ski.mp4", clip.frames, clip.fps, audio_from=clip)
+    info = _streams(out)
+    assert info["video"]["rate"] == Fraction(30000, 1001)
+    assert info["audio"]["codec"] == "aac" and info["audio"]["rate"] == 44100
+    assert info["audio"]["duration"] == pytest.approx(15 * 1001 / 30000, abs=0.06)
+
+
+# ------------------------------------------------------------------------------------------
+# images and image sequences
+# ------------------------------------------------------------------------------------------
+
+
+def test_read_image_modes_and_errors(tmp_path):
+    rgba = Image.new("RGBA", (6, 4), (255, 0, 0, 0))  # fully transparent -> white
+    rgba.putpixel((0, 0), (0, 0, 255, 255))
+    rgba.save(tmp_path / "alpha.png")
+    image = read_image(tmp_path / "alpha.png")
+    assert image.shape == (4, 6, 3) and image.dtype == np.uint8
+    assert tuple(image[0, 0]) == (0, 0, 255) and tuple(image[1, 1]) == (255, 255, 255)
+
+    depth = Image.fromarray(np.full((4, 5), 65535 // 2, np.uint16))  # 16-bit depth render
+    depth.save(tmp_path / "depth.png")
+    assert np.all(read_image(tmp_path / "depth.png") == 127)
+
+    with pytest.raises(MediaNotFoundError, match="gone.png"):
+        read_image(tmp_path / "gone.png")
+    (tmp_path / "fake.png").write_text("not an image")
+    with pytest.raises(ValueError, match="not a readable image file: .*fake.png"):
+        read_image(tmp_path / "fake.png")
+
+
+def test_read_frames_or_images(tmp_path, indexed):
+    sequence = tmp_path / "seq"
+    sequence.mkdir()
+    for i in [1, 2, 10]:  # natural order: 1, 2, 10 (not 1, 10, 2)
+        Image.new("RGB", (20, 12), (i * 20, 0, 0)).save(sequence / f"frame{i}.png")
+    (sequence / "notes.txt").write_text("ignored")
+    frames = read_frames_or_images(sequence)
+    assert frames.shape == (3, 12, 20, 3)
+    assert list(frames[:, 0, 0, 0]) == [20, 40, 200]
+    assert read_frames_or_images(sequence, max_frames=2, size=8).shape == (2, 8, 8, 3)
+    assert read_frames_or_images(sequence / "frame2.png").shape == (1, 12, 20, 3)
+    assert read_frames_or_images(indexed, max_frames=5).shape == (5, 48, 64, 3)
+
+    Image.new("RGB", (21, 12)).save(sequence / "frame11.png")
+    with pytest.raises(ValueError, match="frame11.png"):
+        read_frames_or_images(sequence)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(ValueError, match="no image files"):
+        read_frames_or_images(empty)
+    with pytest.raises(MediaNotFoundError):
+        read_frames_or_images(tmp_path / "nothing")
+
+
+def test_video_clip_properties(indexed):
+    clip = read_video(indexed, stride=2, max_frames=5)
+    assert isinstance(clip, VideoClip)
+    assert (clip.num_frames, clip.height, clip.width) == (5, 48, 64)
+    assert clip.duration == pytest.approx(5 / 5)

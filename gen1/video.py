@@ -58,7 +58,7 @@ import re
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Iterator
 
 import numpy as np
 
@@ -136,12 +136,15 @@ class VideoClip:
 
 def _as_fraction(value: Any, name: str) -> Fraction:
     """A positive, finite frame rate as an exact Fraction (floats like 29.97002997 -> 30000/1001)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float, Fraction)) and not hasattr(value, "__float__"):
+    if isinstance(value, (bool, str)):
         raise ValueError(f"{name} must be a positive number, got {value!r}")
-    if isinstance(value, (int, Fraction)):
+    if isinstance(value, (int, np.integer, Fraction)):
         result = Fraction(value)
     else:
-        as_float = float(value)
+        try:
+            as_float = float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} must be a positive number, got {value!r}") from None
         if not math.isfinite(as_float):
             raise ValueError(f"{name} must be a positive finite number, got {value!r}")
         result = Fraction(as_float).limit_denominator(1_000_000)
@@ -319,14 +322,26 @@ class _FrameSelector:
         return keep
 
 
-def _range_error(path: Path, start: float, last_time: float | None, probe: _Probe) -> ValueError:
-    end = last_time if last_time is not None else probe.duration
-    return ValueError(f"start={start:g} s is beyond the end of '{path}' (last frame at {end:.3f} s)")
+def _range_error(path: Path, selector: _FrameSelector) -> ValueError:
+    """The error for a read that selected no frame although the video has some."""
+    if selector.last_time is not None and selector.last_time < selector.start - _TIME_EPS:
+        return ValueError(
+            f"start={selector.start:g} s is beyond the end of '{path}' (last frame at {selector.last_time:.3f} s)"
+        )
+    return ValueError(
+        f"no frame of '{path}' lies in the requested range start={selector.start:g} s, "
+        f"duration={selector.end - selector.start:g} s"
+    )
 
 
 @contextlib.contextmanager
 def _quiet_stderr() -> Iterator[None]:
-    """Silence C-level writes to stderr (decord's ffmpeg logs) for the duration of the block."""
+    """Silence C-level writes to stderr (decord's ffmpeg logs) for the duration of the block.
+
+    decord logs through its own ffmpeg build straight to file descriptor 2, so ``sys.stderr``
+    redirection cannot catch it. While the block runs, other threads' stderr output is dropped too;
+    decord calls are short, and a failed open is followed by PyAV, which reports the real error.
+    """
     import sys
 
     try:
@@ -491,7 +506,7 @@ def read_video(
         result = _read_with_pyav(path, probe, make_selector(), size)
     chunks, times, selector = result
     if not chunks:
-        raise _range_error(path, start, selector.last_time, probe)
+        raise _range_error(path, selector)
     fps = probe.fps / stride if target is None else target
     return VideoClip(
         frames=np.concatenate(chunks, axis=0),
@@ -523,7 +538,7 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
             image.load()
     except (UnidentifiedImageError, OSError, SyntaxError) as err:
         raise ValueError(f"not a readable image file: '{path}' ({err})") from None
-    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I") :
+    if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         gray = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if image.mode.startswith("I;16") or gray.max() > 255 else 255.0
         gray = np.clip(np.round(gray / peak * 255.0), 0, 255).astype(np.uint8)
@@ -726,12 +741,13 @@ def write_video(
     """
     import av
 
-    from gen1.atomic import atomic_path
+    from gen1.atomic import atomic_path, check_output_path
 
     path = Path(path)
     container_format = _OUTPUT_FORMATS.get(path.suffix.lower())
     if container_format is None:
         raise ValueError(f"output path must end in {', '.join(_OUTPUT_FORMATS)}, got '{path}'")
+    check_output_path(path)  # fail before encoding anything
     array = _pad_to_even(_frames_to_uint8(frames))
     if array.shape[0] == 0:
         raise ValueError("frames is empty: a video needs at least one frame")

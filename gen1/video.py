@@ -285,7 +285,14 @@ def _probe(path: Path) -> _Probe:
 class _FrameSelector:
     """Decides, frame by frame in presentation order, which frames a read keeps (see module doc)."""
 
-    def __init__(self, start: float, duration: float | None, stride: int, target_fps: Fraction | None, max_frames: int | None):
+    def __init__(
+        self,
+        start: float,
+        duration: float | None,
+        stride: int,
+        target_fps: Fraction | None,
+        max_frames: int | None,
+    ):
         self.start = start
         self.end = math.inf if duration is None else start + duration
         self.stride = stride

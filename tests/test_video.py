@@ -147,6 +147,8 @@ def test_real_clip_through_pyav_fallback_matches_decord(clips_dir, monkeypatch):
     assert fast.frames.shape == slow.frames.shape == (3, 512, 512, 3)
     np.testing.assert_allclose(fast.times, slow.times, atol=1e-3)
     assert np.abs(fast.frames.astype(int) - slow.frames).mean() < 1.0
+    whole = read_video(clips_dir / "wolf.mp4", size=64)  # PyAV reads every frame, resizing as it goes
+    assert whole.frames.shape == (40, 64, 64, 3) and whole.fps == 20
 
 
 def test_resize_blackswan_to_short_side_64_keeps_aspect_and_multiple_of_8(clips_dir):

@@ -1,0 +1,51 @@
+"""Load the frozen encoders that preprocessing and customisation need, from model directories.
+
+``--model`` is a Stable Diffusion directory or a gen1 pipeline directory. The VAE is ``MODEL/vae``; the
+depth estimator and content encoder are ``MODEL/depth_estimator`` and ``MODEL/content_encoder`` (a gen1
+pipeline has both) unless ``--depth-model`` / ``--content-model`` name them (a MiDaS ``.pt``, a DPT /
+Depth Anything folder, a gen1 component folder; a ContentEncoder folder or a transformers CLIP folder).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+
+def _require_dir(path: Path, what: str) -> Path:
+    if not path.exists():
+        raise FileNotFoundError(f"{what} not found: {str(path)!r}")
+    return path
+
+
+def load_vae(model: str, device, dtype):
+    from diffusers import AutoencoderKL
+
+    root = _require_dir(Path(model), "--model")
+    folder = root / "vae"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"--model {model!r} has no vae/config.json (expected a Stable Diffusion or gen1 "
+                                "pipeline directory)")
+    return AutoencoderKL.from_pretrained(str(folder), torch_dtype=dtype).to(device).eval()
+
+
+def load_depth(model: str, depth_model: Optional[str], device):
+    from gen1.depth import load_depth_estimator
+
+    path = Path(depth_model) if depth_model else Path(model) / "depth_estimator"
+    if not path.exists():
+        raise FileNotFoundError(f"no depth estimator: {str(path)!r} does not exist (give --depth-model)")
+    return load_depth_estimator(str(path), device=device).eval()
+
+
+def load_content(model: str, content_model: Optional[str], device):
+    from gen1.content import ContentEncoder
+
+    path = Path(content_model) if content_model else Path(model) / "content_encoder"
+    if not path.exists():
+        raise FileNotFoundError(f"no content encoder: {str(path)!r} does not exist (give --content-model)")
+    config = path / "config.json"
+    is_gen1 = config.is_file() and json.loads(config.read_text()).get("_class_name") == "ContentEncoder"
+    encoder = ContentEncoder.from_pretrained(str(path)) if is_gen1 else ContentEncoder.from_clip_pretrained(str(path))
+    return encoder.to(device).eval()

@@ -78,8 +78,7 @@ def test_inflated_model_equals_image_unet_frame_by_frame(kind):
     ref = base_frame_by_frame(base, sample, timestep, context)
     assert out.shape == (B, 4, F, H, W)
     assert (out - ref).abs().max().item() < 1e-6
-    # the structure channel is ignored by the base weights only where it was added (sd2-depth uses it)
-    assert ref.abs().mean() > 0.05
+    assert ref.abs().mean() > 0.05  # a non-trivial output, so the equality means something
 
 
 @torch.no_grad()
@@ -316,6 +315,18 @@ def test_attention_backends(monkeypatch):
     monkeypatch.setitem(sys.modules, "xformers.ops", None)
     with pytest.raises(ValueError, match="xformers"):
         model.set_attention_backend("xformers")
+
+
+@torch.no_grad()
+def test_temporal_attention_chunks_large_token_batches(monkeypatch):
+    """(b h w) can pass the CUDA grid limit of fused attention kernels; chunking must not change results."""
+    from gen1.temporal_layers.attention import TemporalSelfAttention
+
+    model, _ = video_unet("sd1", randomised=True)
+    sample, timestep, context = inputs(model)
+    ref = model(sample, timestep, context).sample
+    monkeypatch.setattr(TemporalSelfAttention, "max_batch", 37)
+    assert torch.allclose(model(sample, timestep, context).sample, ref, atol=1e-6)
 
 
 @torch.no_grad()

@@ -47,7 +47,17 @@ class TemporalSelfAttention(nn.Module):
             require_xformers()
         self.backend = "xformers" if valid else "sdpa"
 
+    # CUDA launch grids cap the batch dimension of the fused attention kernels (SDPA flash / memory-efficient
+    # and xformers) at 2**16 - 1 ("invalid configuration argument" beyond; pytorch#146704, xformers#845).
+    # Temporal attention's batch is (b h w), which passes that at e.g. 8 clips of 96x96 latents, so chunk it.
+    max_batch = 2**16 - 1
+
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
+        if tokens.shape[0] > self.max_batch:
+            return torch.cat([self._attend(chunk) for chunk in tokens.split(self.max_batch)], dim=0)
+        return self._attend(tokens)
+
+    def _attend(self, tokens: torch.Tensor) -> torch.Tensor:
         p = self.dropout if self.training else 0.0
         if self.backend == "xformers":
             xops = require_xformers()

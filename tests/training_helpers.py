@@ -29,7 +29,7 @@ class LumaDepth(torch.nn.Module):
     def estimate(self, frames, *, batch_size: int = 8) -> torch.Tensor:
         from gen1.depth import normalize_clip_depth
 
-        x = torch.as_tensor(np.asarray(frames)).float().permute(0, 3, 1, 2) / 255.0
+        x = torch.tensor(np.array(frames)).float().permute(0, 3, 1, 2) / 255.0
         luma = (0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2])[:, None]
         return normalize_clip_depth(luma)
 

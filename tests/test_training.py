@@ -1,0 +1,173 @@
+"""gen1 train: loss goes down on joint image+video batches; resume is exact; bad input is named."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file
+
+from training_helpers import base_overrides, make_encoder, make_media, make_sd_dir
+
+from gen1.training import checkpoint as ckpt
+from gen1.training.config import load_config
+from gen1.training.data import JointBatchPlan
+from gen1.training.preprocess import PreprocessSettings, list_inputs, preprocess
+from gen1.training.trainer import train
+
+PRESETS = ("stage1_image", "stage2_temporal", "stage3_structure", "stage4_structure_levels")
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    torch.set_num_threads(1)  # the test machine is shared; one thread is faster than two contended ones
+    root = tmp_path_factory.mktemp("train")
+    sd = make_sd_dir(root / "sd")
+    media = make_media(root / "media", videos=2, images=2, frames=8, size=32)
+    preprocess(list_inputs(media), root / "shards", make_encoder(sd),
+               PreprocessSettings(clip_length=4, stride=1, size=32, shard_size=2))
+    return root, sd, root / "shards"
+
+
+def _config(data, out: Path, **extra):
+    root, sd, shards = data
+    return load_config(None, base_overrides(sd, shards, out, extra))
+
+
+def test_loss_decreases_on_joint_image_video_batches(data):
+    root = data[0]
+    cfg = _config(data, root / "fit", **{
+        "train.max_steps": 30, "optim.lr": 3e-3, "model.trainable": "all", "data.batch_size": 2,
+        "data.image_ratio": 0.25, "diffusion.content_dropout": 0.1, "diffusion.structure_level_max": 7,
+        "train.checkpoint_every": 1000, "ema.decay": 0.9, "train.validation_every": 30,
+        "train.tensorboard": "true"})
+    result = train(cfg)
+    first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
+    print(f"loss first5={first:.4f} last5={last:.4f}")
+    assert last < 0.7 * first, (first, last)
+    assert result.seen["video"] > 0 and result.seen["image"] > 0
+    assert result.seen["image"] == 15  # exactly image_ratio of the 60 samples
+    export = Path(result.export_dir)
+    assert (export / "unet" / "config.json").is_file() and (export / "temporal.safetensors").is_file()
+    assert list((root / "fit").rglob("events.out.tfevents*")), "no TensorBoard log written"
+    from gen1.unet import VideoUNet
+
+    reloaded = VideoUNet.from_pretrained(str(export / "unet"))
+    assert reloaded.content_dim == 16
+
+
+def _weights(path: Path) -> dict:
+    out = load_file(str(path / "trainable.safetensors"))
+    ema = torch.load(path / "ema.pt", weights_only=True)["shadow_params"]
+    out.update({f"ema.{i}": t for i, t in enumerate(ema)})
+    opt = torch.load(path / "optimizer.pt", weights_only=True)["state"]
+    out.update({f"opt.{k}.{n}": v for k, s in opt.items() for n, v in s.items() if torch.is_tensor(v)})
+    return out
+
+
+def _assert_same(a: dict, b: dict):
+    assert a.keys() == b.keys()
+    for key in a:
+        assert torch.equal(a[key], b[key]), key
+
+
+RESUME = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.lr": 1e-3, "optim.lr_schedule": "cosine",
+          "optim.warmup_steps": 1, "model.trainable": "temporal", "data.image_ratio": 0.5,
+          "diffusion.structure_level_max": 7, "ema.decay": 0.9}
+
+
+def test_resume_is_exact_and_survives_a_kill_mid_checkpoint(data, monkeypatch):
+    root = data[0]
+    straight = train(_config(data, root / "straight", **RESUME))
+    reference = _weights(ckpt.list_checkpoints(root / "straight")[-1])
+
+    # k steps, "pre-empted" after step 3 (only checkpoint 2 exists), then resume: same as 2k in one go
+    train(_config(data, root / "resumed", **RESUME), stop_at=3)
+    assert [p.name for p in ckpt.list_checkpoints(root / "resumed")] == ["checkpoint-00000002"]
+    resumed = train(_config(data, root / "resumed", **RESUME, **{"train.resume": "latest"}))
+    assert resumed.resumed_from.endswith("checkpoint-00000002")
+    assert resumed.losses == straight.losses[2:]
+    _assert_same(reference, _weights(ckpt.list_checkpoints(root / "resumed")[-1]))
+
+    # killed while writing checkpoint 4: the partial write never becomes a checkpoint
+    real = ckpt._write_parts
+
+    def dying(accelerator, tmp, *args):
+        real(accelerator, tmp, *args)
+        if "00000004" in tmp.name:
+            raise KeyboardInterrupt("killed during save")
+
+    monkeypatch.setattr(ckpt, "_write_parts", dying)
+    with pytest.raises(KeyboardInterrupt):
+        train(_config(data, root / "killed", **RESUME))
+    monkeypatch.setattr(ckpt, "_write_parts", real)
+    # a SIGKILL would also leave the temporary directory behind
+    (ckpt.checkpoint_root(root / "killed") / ".checkpoint-00000004.abc.tmp").mkdir()
+    assert [p.name for p in ckpt.list_checkpoints(root / "killed")] == ["checkpoint-00000002"]
+    again = train(_config(data, root / "killed", **RESUME, **{"train.resume": "latest"}))
+    assert again.resumed_from.endswith("checkpoint-00000002")
+    _assert_same(reference, _weights(ckpt.list_checkpoints(root / "killed")[-1]))
+
+
+def test_v_prediction_follows_the_base_scheduler(data, tmp_path):
+    from gen1.training.model import load_noise_scheduler
+    from gen1.training.noise import prediction_target
+
+    root, sd, shards = data
+    v_sd = make_sd_dir(tmp_path / "sd-v", prediction_type="v_prediction")
+    sched = load_noise_scheduler(str(v_sd))
+    assert sched.config.prediction_type == "v_prediction"
+    z, eps, t = torch.randn(2, 4, 3, 4, 4), torch.randn(2, 4, 3, 4, 4), torch.tensor([10, 900])
+    v = prediction_target(sched, z, eps, t, "v_prediction")
+    a = sched.alphas_cumprod[t].sqrt().view(-1, 1, 1, 1, 1)
+    s = (1 - sched.alphas_cumprod[t]).sqrt().view(-1, 1, 1, 1, 1)
+    assert torch.allclose(v, a * eps - s * z, atol=1e-6)
+    result = train(load_config(None, base_overrides(v_sd, shards, tmp_path / "v", {"train.max_steps": 1})))
+    assert len(result.losses) == 1
+
+
+def test_batch_plan_is_stateless_and_splits_ranks():
+    is_image = [False] * 5 + [True] * 3
+    plan = JointBatchPlan(is_image, batch_size=2, image_ratio=0.25, seed=3)
+    batches = [plan.batch(m) for m in range(8)]
+    assert batches == [plan.batch(m) for m in range(8)]  # a function of m only
+    kinds = [is_image[i] for b in batches for i in b]
+    assert sum(kinds) == 4 and len(kinds) == 16
+    ranks = [JointBatchPlan(is_image, batch_size=2, image_ratio=0.25, seed=3, rank=r, world_size=2) for r in (0, 1)]
+    for m in range(6):
+        a, b = ranks[0].batch(m), ranks[1].batch(m)
+        assert len(a) == len(b) == 2 and not set(a) & set(b)  # disjoint within one pass
+
+
+def test_presets_load_and_bad_config_is_named(data, tmp_path):
+    root, sd, shards = data
+    for name in PRESETS:
+        cfg = load_config(name, [f"model.base={sd}", f"data.shards={shards}"])
+        assert cfg.stage == int(name[5])
+    assert load_config("stage4_structure_levels", [f"model.base={sd}", f"data.shards={shards}"]
+                       ).diffusion.structure_level_max == 7
+    with pytest.raises(ValueError, match=r"unknown config key 'optim.learning_rate'"):
+        load_config("stage2_temporal", [f"model.base={sd}", f"data.shards={shards}", "optim.learning_rate=1"])
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  base: x\n  trainabel: all\n")
+    with pytest.raises(ValueError, match=r"unknown config key 'model.trainabel'"):
+        load_config(bad)
+    with pytest.raises(ValueError, match=r"model.trainable must be one of"):
+        load_config(None, [f"model.base={sd}", f"data.shards={shards}", "model.trainable=some"])
+    with pytest.raises(ValueError, match=r"optim.lr must be a number, got 'fast'"):
+        load_config(None, [f"model.base={sd}", f"data.shards={shards}", "optim.lr=fast"])
+    with pytest.raises(FileNotFoundError, match=r"model.base does not exist: '.*no-such-sd'"):
+        train(load_config(None, base_overrides(tmp_path / "no-such-sd", shards, tmp_path / "o")))
+    with pytest.raises(FileNotFoundError, match="shard directory not found"):
+        train(load_config(None, base_overrides(sd, tmp_path / "no-shards", tmp_path / "o")))
+
+
+def test_train_cli_prints_config_and_names_errors(data, capsys):
+    from gen1.cli import main
+
+    root, sd, shards = data
+    assert main(["train", "stage3_structure", f"model.base={sd}", f"data.shards={shards}", "--print-config"]) == 0
+    assert "structure_level_max: 0" in capsys.readouterr().out
+    assert main(["train", "stage3_structure", f"model.base={sd}", f"data.shards={shards}", "train.bogus=1"]) == 2
+    assert "unknown config key 'train.bogus'" in capsys.readouterr().err

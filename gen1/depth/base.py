@@ -68,9 +68,9 @@ def network_input_size(height: int, width: int, target: Sequence[int], mode: str
     def constrain(x: float) -> int:
         m = multiple_of
         if mode == "upper_bound":
-            y = math.floor(x / m) * m
+            y = math.floor(x / m + 1e-6) * m  # tolerance: 854 * (256 / 854) may be 255.99999
         elif mode == "lower_bound":
-            y = math.ceil(x / m) * m
+            y = math.ceil(x / m - 1e-6) * m
         else:
             y = round(x / m) * m
         return max(m, int(y))

@@ -92,7 +92,8 @@ def load_transformers_network(directory: Path, backend: str) -> tuple[dict[str, 
     """
     _, model_cls = _classes(backend)
     try:
-        model, info = model_cls.from_pretrained(str(directory), output_loading_info=True)
+        # ignore_mismatched_sizes only to *collect* every mismatch: any mismatch is raised below, naming the key
+        model, info = model_cls.from_pretrained(str(directory), output_loading_info=True, ignore_mismatched_sizes=True)
     except (RuntimeError, ValueError, OSError) as e:
         raise ValueError(f"could not load the {backend} checkpoint in '{directory}': {e}") from e
     for kind in ("mismatched_keys", "missing_keys", "unexpected_keys"):

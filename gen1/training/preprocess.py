@@ -148,6 +148,7 @@ class ClipEncoder:
     @torch.no_grad()
     def __call__(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """uint8 ``(F,H,W,3)`` -> latents ``(C,F,h,w)``, depth ``(1,F,h,w)``, content ``(F,D)`` (float32, CPU)."""
+        frames = np.array(frames)  # a writable copy: decoders may hand out read-only arrays
         x = torch.tensor(np.asarray(frames)).permute(0, 3, 1, 2).float() / 255.0  # (F,3,H,W) [0,1]
         latents = []
         dtype = next(self.vae.parameters()).dtype

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass
 class TrainResult:
-    """What a run did: per-step mean losses, sample counts by kind, the last step, the export directory."""
+    """What a run did: per-step mean losses, sample counts by kind, the last step, the export, the model."""
 
     losses: list[float] = field(default_factory=list)
     steps: list[int] = field(default_factory=list)
@@ -35,6 +35,7 @@ class TrainResult:
     resumed_from: Optional[str] = None
     export_dir: Optional[str] = None
     validation: list[tuple[int, float]] = field(default_factory=list)
+    unet: Optional[torch.nn.Module] = None  # the trained (unwrapped) VideoUNet of this process, raw weights
 
 
 def make_accelerator(config: Config):
@@ -210,6 +211,7 @@ def train(config: Config, *, stop_at: Optional[int] = None,
                                             world_size=world, trainable=config.model.trainable))
         step = done
     result.step = step if end > start else start
+    result.unet = accelerator.unwrap_model(objective).unet
 
     if stop_at is None and config.train.export and result.step >= config.train.max_steps:
         result.export_dir = str(export_model(accelerator, objective, ema, trainable, config))

@@ -6,11 +6,11 @@ and its depth as structure (t_s drawn from 0..7). No captions are needed.
 
 By default LoRA (peft) is injected into the spatial attention projections ``to_q/to_k/to_v/to_out.0`` of
 ``attn1`` and ``attn2`` (optionally also the temporal attention's ``to_qkv/to_out``); ``full=True``
-fine-tunes every weight of the spatial attention instead. The adapter file is a safetensors file whose
+fine-tunes every weight of the VideoUNet instead. The adapter file is a safetensors file whose
 metadata (``"gen1_adapter"``) records its kind, rank, alpha and target modules:
 
 * LoRA: the peft LoRA matrices only (small; a few KiB for the tiny test model);
-* full: the fine-tuned weights by name (as large as those weights).
+* full: every weight of the VideoUNet by name (as large as the model; removal restores a backup).
 
 :func:`load_adapter` / :func:`remove_adapter` take a VideoUNet or anything with a ``.unet`` (a
 ``Gen1Pipeline``). Removing restores the original module objects and weights exactly.
@@ -58,7 +58,8 @@ class CustomizeSettings:
 
 
 def _unet_of(model):
-    unet = getattr(model, "unet", model)
+    # a VideoUNet itself has a .unet (the wrapped image UNet), so test for the VideoUNet first
+    unet = model if hasattr(model, "temporal_parameters") else getattr(model, "unet", None)
     if not hasattr(unet, "temporal_parameters"):
         raise ValueError(f"expected a VideoUNet or a pipeline with a .unet VideoUNet, got {type(model).__name__}")
     return unet
@@ -92,14 +93,16 @@ def prepare_adapter(model, settings: CustomizeSettings) -> list[torch.nn.Paramet
     """Freeze the model, add the adapter's trainable weights; return them (for the optimizer)."""
     unet = _unet_of(model)
     settings.validate()
-    targets = target_modules(unet, settings.include_temporal)
     for p in unet.parameters():
         p.requires_grad_(False)
+    if has_adapter(unet):
+        raise ValueError("the model already holds a gen1 adapter; call remove_adapter first")
     if settings.full:
-        backup = {n: p.detach().clone() for n, p in unet.named_parameters() if _module_of(n) in targets}
-        unet._gen1_adapter = dict(kind="full", backup=backup, targets=targets)
+        backup = {n: p.detach().clone() for n, p in unet.named_parameters()}
+        unet._gen1_adapter = dict(kind="full", backup=backup, targets=[])
         params = [p for n, p in unet.named_parameters() if n in backup]
     else:
+        targets = target_modules(unet, settings.include_temporal)
         alpha = float(settings.lora_alpha if settings.lora_alpha is not None else settings.lora_rank)
         _inject_lora(unet, targets, settings.lora_rank, alpha)
         unet._gen1_adapter = dict(kind="lora", targets=targets, rank=settings.lora_rank, alpha=alpha)
@@ -107,10 +110,6 @@ def prepare_adapter(model, settings: CustomizeSettings) -> list[torch.nn.Paramet
     for p in params:
         p.requires_grad_(True)
     return params
-
-
-def _module_of(param_name: str) -> str:
-    return param_name.rsplit(".", 1)[0]
 
 
 def adapter_state_dict(model) -> dict[str, torch.Tensor]:
@@ -215,6 +214,8 @@ def remove_adapter(model):
                 parent_name, _, child = name.rpartition(".")
                 parent = unet.get_submodule(parent_name) if parent_name else unet
                 setattr(parent, child, module.get_base_layer())
+        if hasattr(unet, "peft_config"):
+            del unet.peft_config
     else:
         params = dict(unet.named_parameters())
         with torch.no_grad():
@@ -255,7 +256,7 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     unet.eval()
     for p in unet.parameters():
         p.requires_grad_(False)

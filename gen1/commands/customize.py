@@ -1,0 +1,88 @@
+"""``gen1 customize``: fine-tune a gen1 model on 15-30 images of a subject or style; save a small adapter.
+
+Example::
+
+    gen1 customize --model my-gen1-pipeline/ --images corgi/ --out corgi.safetensors --lora-rank 4
+    gen1 edit input.mp4 -o out.mp4 --reference corgi/1.png --adapter corgi.safetensors
+"""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "customize",
+        help="fine-tune on a few images (LoRA by default) and save an adapter",
+        description="Train the model to reproduce each image given its own CLIP image embedding (images are "
+        "1-frame clips in image mode, structure from their depth). LoRA on the spatial attention "
+        "(to_q/to_k/to_v/to_out.0) by default, or --full fine-tuning of the whole UNet (a large adapter). Defaults come from "
+        "gen1/configs/customize.yaml.",
+    )
+    parser.add_argument("--model", required=True, help="gen1 pipeline directory (unet/ vae/ scheduler/ ...)")
+    parser.add_argument("--images", required=True, help="folder of images of the subject or style")
+    parser.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
+    parser.add_argument("--lora-rank", type=int, help="LoRA rank (default 4)")
+    parser.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank)")
+    parser.add_argument("--full", action="store_true", default=None, help="fine-tune every UNet weight instead of LoRA (adapter as large as the UNet)")
+    parser.add_argument("--include-temporal", action="store_true", default=None,
+                        help="also adapt the temporal attention")
+    parser.add_argument("--steps", type=int, help="optimizer steps (default 400)")
+    parser.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
+    parser.add_argument("--batch-size", type=int, help="images per step (default 2)")
+    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--size", type=int, default=256, help="square training size in pixels (default 256)")
+    parser.add_argument("--depth-model", help="depth estimator (default: MODEL/depth_estimator)")
+    parser.add_argument("--content-model", help="content encoder (default: MODEL/content_encoder)")
+    parser.set_defaults(func=run)
+
+
+def load_settings(args):
+    """Packaged defaults (gen1/configs/customize.yaml) overridden by the flags given."""
+    from pathlib import Path
+
+    import yaml
+
+    from gen1.training.customize import CustomizeSettings
+
+    defaults = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "customize.yaml").read_text())
+    flags = dict(lora_rank=args.lora_rank, lora_alpha=args.lora_alpha, full=args.full,
+                 include_temporal=args.include_temporal, steps=args.steps, lr=args.lr,
+                 batch_size=args.batch_size, seed=args.seed)
+    defaults.update({k: v for k, v in flags.items() if v is not None})
+    return CustomizeSettings(**defaults).validate()
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from gen1.atomic import check_output_path
+    from gen1.training.components import load_content, load_depth, load_vae
+    from gen1.training.customize import encode_images, save_adapter, train_adapter
+    from gen1.training.model import load_noise_scheduler
+    from gen1.training.preprocess import IMAGE_SUFFIXES, ClipEncoder
+    from gen1.unet import VideoUNet
+
+    settings = load_settings(args)
+    model = Path(args.model)
+    if not (model / "unet" / "config.json").is_file():
+        raise FileNotFoundError(f"--model {args.model!r} has no unet/config.json (expected a gen1 pipeline directory)")
+    check_output_path(args.out)
+    images = Path(args.images)
+    if not images.is_dir():
+        raise FileNotFoundError(f"--images folder not found: {args.images!r}")
+    paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+    if not paths:
+        raise ValueError(f"--images {args.images!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.manual_seed(settings.seed)
+    encoder = ClipEncoder(load_vae(args.model, device, torch.float32), load_depth(args.model, args.depth_model, device),
+                          load_content(args.model, args.content_model, device), device=device)
+    data = encode_images(paths, encoder, args.size)
+    unet = VideoUNet.from_pretrained(str(model), subfolder="unet").to(device)
+    losses = train_adapter(unet, data, load_noise_scheduler(str(model)), settings, device=device)
+    path = save_adapter(unet, args.out)
+    print(f"trained on {len(paths)} images for {settings.steps} steps (loss {losses[0]:.4f} -> {losses[-1]:.4f}); "
+          f"adapter {path} ({path.stat().st_size / 1024:.1f} KiB)")
+    return 0

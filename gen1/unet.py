@@ -37,6 +37,8 @@ from gen1.temporal_layers import (
     ATTENTION_BACKENDS,
     FrameContext,
     FrameState,
+    ResnetWithTemporalConv,
+    TransformerWithTemporalAttention,
     base_key_to_wrapped_key,
     insert_temporal_layers,
     require_xformers,
@@ -307,13 +309,23 @@ class VideoUNet(ModelMixin, ConfigMixin):
         unknown = sorted(k for k in temporal_kwargs if not k.startswith("temporal_"))
         if unknown:
             raise ValueError(f"unknown VideoUNet argument(s) {unknown}")
-        model = cls(
+        arguments = dict(
             unet_config=dict(base.config),
             structure_channels=structure_channels,
             max_frames=max_frames,
             content_dim=content_dim,
             **temporal_kwargs,
         )
+        # Build without random-initialising the image weights that are overwritten next (an SD-size UNet takes
+        # tens of seconds to init on CPU): construct on the meta device, allocate, init only the new layers.
+        with torch.device("meta"):
+            model = cls(**arguments)
+        persistent = set(model.state_dict())
+        if any(name not in persistent for name, _ in model.named_buffers()):  # a non-persistent buffer: init it
+            model = cls(**arguments)
+        else:
+            model = model.to_empty(device="cpu")
+            model.reset_new_layers()
         model.load_image_unet_weights(base.state_dict())
         # nn.Module.to: ModelMixin.to warns about fp32-kept modules on every dtype cast, even when there are none
         return nn.Module.to(model, device=base.device, dtype=torch_dtype or base.dtype)
@@ -323,10 +335,9 @@ class VideoUNet(ModelMixin, ConfigMixin):
 
         ``conv_in`` may be narrower than ours by the structure channels: those extra input channels get zero.
         """
-        own = self.unet.state_dict()
+        own = self.unet.state_dict()  # shares storage with the parameters: copy_ below loads them
         wrapped = set(self._wrapped_paths)
-        merged = dict(own)
-        mapped = set()
+        mapped = {}
         for key, value in state_dict.items():
             target = base_key_to_wrapped_key(key, wrapped)
             if target not in own:
@@ -339,15 +350,24 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 raise ValueError(
                     f"image UNet key {key!r} has shape {tuple(value.shape)}, the VideoUNet expects {tuple(own[target].shape)}"
                 )
-            merged[target] = value
-            mapped.add(target)
+            mapped[target] = value
         temporal = tuple(f"{path}.temporal." for path in self._wrapped_paths)
         missing = sorted(k for k in own if k not in mapped and not k.startswith(temporal))
         if missing:
             raise ValueError(f"image UNet state dict lacks key(s) {missing[:5]}")
-        self.unet.load_state_dict(merged, strict=True)
+        with torch.no_grad():
+            for target, value in mapped.items():
+                own[target].copy_(value)
 
     # ------------------------------------------------------------------ new layers
+    def reset_new_layers(self) -> None:
+        """Initialise the temporal layers (zero output projections) and ``content_proj`` afresh."""
+        for module in self.unet.modules():
+            if isinstance(module, (ResnetWithTemporalConv, TransformerWithTemporalAttention)):
+                module.temporal.reset_parameters()
+        if self.content_proj is not None:
+            self.content_proj.reset_parameters()
+
     def _is_new_key(self, name: str) -> bool:
         return name.startswith(self._new_prefixes)
 

@@ -73,6 +73,10 @@ def test_inflated_model_equals_image_unet_frame_by_frame(kind):
     else:
         assert torch.equal(model.unet.conv_in.weight[:, :4], base.conv_in.weight)
         assert not model.unet.conv_in.weight[:, 4:].any()
+    for name, p in model.temporal_state_dict().items():  # allocated on meta then initialised: no garbage
+        assert torch.isfinite(p).all(), name
+        if name.endswith(("proj_out.weight", "conv2.weight")) and ".temporal." in name:
+            assert not p.any(), name
     sample, timestep, context = inputs(model)
     out = model(sample, timestep, context).sample
     ref = base_frame_by_frame(base, sample, timestep, context)

@@ -126,13 +126,21 @@ class TemporalTransformer(nn.Module):
         self.max_frames = max_frames
         self.norm = nn.GroupNorm(norm_num_groups, channels, eps=eps)
         self.proj_in = nn.Linear(channels, channels)
-        self.frame_position = nn.Parameter(torch.randn(max_frames, channels) * 0.02)
+        self.frame_position = nn.Parameter(torch.empty(max_frames, channels))
         self.blocks = nn.ModuleList(TemporalBlock(channels, num_heads, ff_mult, dropout) for _ in range(num_layers))
         self.proj_out = nn.Linear(channels, channels)
-        nn.init.zeros_(self.proj_out.weight)
-        nn.init.zeros_(self.proj_out.bias)
         self.gradient_checkpointing = False
         self._gradient_checkpointing_func = None
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Default init for inner layers, N(0, 0.02) frame positions, zero ``proj_out`` (identity at start)."""
+        for module in self.modules():
+            if module is not self and hasattr(module, "reset_parameters"):
+                module.reset_parameters()
+        nn.init.normal_(self.frame_position, std=0.02)
+        nn.init.zeros_(self.proj_out.weight)
+        nn.init.zeros_(self.proj_out.bias)
 
     def forward(self, x: torch.Tensor, num_frames: int) -> torch.Tensor:
         """``x``: ((b f), c, h, w) -> delta of the same shape."""

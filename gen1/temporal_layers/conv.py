@@ -28,6 +28,12 @@ class TemporalConv(nn.Module):
         self.norm2 = nn.GroupNorm(norm_num_groups, channels, eps=eps)
         self.dropout = nn.Dropout(dropout)
         self.conv2 = nn.Conv3d(channels, channels, (kernel_size, 1, 1), padding=padding)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        """Default init for the inner layers, zero for the output convolution (identity at start)."""
+        for module in (self.norm1, self.conv1, self.norm2, self.conv2):
+            module.reset_parameters()
         nn.init.zeros_(self.conv2.weight)
         nn.init.zeros_(self.conv2.bias)
 

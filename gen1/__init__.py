@@ -21,6 +21,8 @@ _LAZY_EXPORTS = {
     "load_depth_estimator": "gen1.depth",
     "obscure": "gen1.depth",
     "ContentEncoder": "gen1.content",
+    "load_adapter": "gen1.training.customize",
+    "remove_adapter": "gen1.training.customize",
 }
 
 

@@ -1,0 +1,79 @@
+"""Side-by-side comparison of an edit: source | structure (obscured depth) | output.
+
+A ``.mp4``/``.mov``/``.m4v`` target gets the whole comparison video (via :func:`gen1.video.write_video`); an image
+target (``.png``, ``.jpg``, ...) gets a contact sheet: up to ``max_rows`` evenly spaced frames, one per row,
+with the three panels across. Everything is written atomically.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import torch
+
+VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v"}
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+
+
+def _as_uint8_frames(frames) -> np.ndarray:
+    """(F, H, W, 3|1) float [0,1] / uint8 numpy, (F, 3|1, H, W) float tensor, or list of PIL -> uint8 (F, H, W, 3)."""
+    if isinstance(frames, (list, tuple)):
+        frames = np.stack([np.asarray(frame.convert("RGB")) for frame in frames])
+    if isinstance(frames, torch.Tensor):
+        frames = frames.detach().float().cpu().permute(0, 2, 3, 1).numpy()
+    frames = np.asarray(frames)
+    if frames.ndim == 4 and frames.shape[1] in (1, 3) and frames.shape[-1] not in (1, 3):
+        frames = frames.transpose(0, 2, 3, 1)
+    if frames.dtype != np.uint8:
+        frames = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+    if frames.ndim != 4 or frames.shape[-1] not in (1, 3):
+        raise ValueError(f"comparison frames must be (F, H, W, 3) or (F, H, W, 1), got shape {frames.shape}")
+    if frames.shape[-1] == 1:
+        frames = np.repeat(frames, 3, axis=-1)
+    return frames
+
+
+def _fit(frames: np.ndarray, height: int, width: int) -> np.ndarray:
+    if frames.shape[1:3] == (height, width):
+        return frames
+    import cv2
+
+    return np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in frames])
+
+
+def side_by_side(source, depth, output) -> np.ndarray:
+    """``uint8 (F, H, 3 W, 3)``: each panel resized to the output's size, frame counts must match."""
+    panels = [_as_uint8_frames(x) for x in (source, depth, output)]
+    counts = {p.shape[0] for p in panels}
+    if len(counts) != 1:
+        raise ValueError(f"source, depth and output must have the same frame count, got {[p.shape[0] for p in panels]}")
+    height, width = panels[2].shape[1:3]
+    return np.concatenate([_fit(p, height, width) for p in panels], axis=2)
+
+
+def write_comparison(path: str | os.PathLike, source, depth, output, fps=None, *, max_rows: int = 4) -> Path:
+    """Write the comparison to ``path`` (video or contact-sheet image, chosen by its suffix)."""
+    from gen1.atomic import atomic_path, check_output_path
+
+    path = check_output_path(path)
+    suffix = path.suffix.lower()
+    if suffix not in VIDEO_SUFFIXES | IMAGE_SUFFIXES:
+        raise ValueError(
+            f"comparison path must end in one of {sorted(VIDEO_SUFFIXES | IMAGE_SUFFIXES)}, got '{path}'"
+        )
+    strip = side_by_side(source, depth, output)
+    if suffix in VIDEO_SUFFIXES:
+        if fps is None:
+            raise ValueError("fps is needed to write a comparison video")
+        from gen1.video import write_video
+
+        return write_video(path, strip, fps)
+    from PIL import Image
+
+    rows = np.unique(np.linspace(0, strip.shape[0] - 1, min(max_rows, strip.shape[0])).round().astype(int))
+    sheet = np.concatenate([strip[i] for i in rows], axis=0)
+    with atomic_path(path) as tmp:
+        Image.fromarray(sheet).save(tmp)  # format from the suffix, which the temp name keeps
+    return path

@@ -1,0 +1,289 @@
+"""Gen1Pipeline end to end with a tiny random pipeline (CPU): determinism, guidance, masks, windows, saving."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+from diffusers import ConfigMixin, DDIMScheduler, DPMSolverMultistepScheduler, ModelMixin
+from diffusers.configuration_utils import register_to_config
+
+from gen1.guidance import guidance_formula
+from gen1.pipeline import Gen1Pipeline
+from tiny_models import tiny_unet, tiny_vae
+from tiny_pipeline import tiny_content_encoder, tiny_depth_estimator, tiny_pipeline, tiny_video_unet
+from tiny_structure_content import TINY_DIM
+
+VIDEO_COND, VIDEO_NULL, IMAGE_NULL = 0.3, -0.2, 0.05
+
+
+@pytest.fixture(scope="module")
+def pipe():
+    return tiny_pipeline(max_frames=4)
+
+
+def _gen(seed=0):
+    return torch.Generator().manual_seed(seed)
+
+
+def _video(frames=4, height=32, width=32, seed=0):
+    return torch.rand(frames, 3, height, width, generator=torch.Generator().manual_seed(seed))
+
+
+def _embeds():
+    return torch.randn(1, TINY_DIM, generator=torch.Generator().manual_seed(5))
+
+
+# ------------------------------------------------------------------------------------------ end to end
+def test_real_clip_end_to_end_and_seeding(pipe, clips_dir):
+    from gen1.video import read_video
+
+    clip = read_video(clips_dir / "wolf.mp4", size=32, max_frames=4)
+    kwargs = dict(prompt="a wolf in snow", num_inference_steps=2, structure_level=2.0, guidance_scale=3.0)
+    with pytest.warns(UserWarning, match="without a prior"):
+        first = pipe(clip, generator=_gen(0), **kwargs)
+        again = pipe(clip, generator=_gen(0), **kwargs)
+        other = pipe(clip, generator=_gen(1), **kwargs)
+    assert first.frames.shape == (4, 32, 32, 3) and first.frames.dtype == np.float32
+    assert first.fps == Fraction(20) and first.depth.shape == (4, 1, 32, 32)
+    assert 0.0 <= first.frames.min() and first.frames.max() <= 1.0
+    np.testing.assert_array_equal(first.frames, again.frames)
+    assert np.abs(first.frames - other.frames).mean() > 1e-3
+
+
+def test_output_types_size_and_references(pipe):
+    video = (_video(3, 24, 40).permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
+    refs = [torch.rand(3, 32, 32), np.zeros((20, 30, 3), np.uint8)]
+    common = dict(reference_image=refs, content_weights=[0.3, 0.7], num_inference_steps=2, guidance_scale=2.0)
+    pt = pipe(video, size=16, output_type="pt", generator=_gen(), **common)
+    assert pt.frames.shape == (3, 3, 16, 26) and pt.depth.shape == (3, 1, 16, 26)  # short side 16, multiple of 2
+    pil = pipe(video, height=16, width=24, output_type="pil", generator=_gen(), **common)
+    assert len(pil.frames) == 3 and pil.frames[0].size == (24, 16)
+    latent = pipe(video, height=16, width=24, output_type="latent", generator=_gen(), **common)
+    assert latent.frames.shape == (1, 4, 3, 8, 12)
+
+
+@pytest.mark.parametrize(
+    "scheduler",
+    [DPMSolverMultistepScheduler(prediction_type="v_prediction"), DDIMScheduler(prediction_type="v_prediction")],
+    ids=["dpm++-v", "ddim-v"],
+)
+def test_other_schedulers_and_v_prediction(pipe, scheduler):
+    original = pipe.scheduler
+    try:
+        pipe.scheduler = scheduler
+        steps = []
+        out = pipe(
+            _video(4), content_embeds=_embeds(), num_inference_steps=3, generator=_gen(), output_type="pt",
+            temporal_guidance_scale=1.5,
+            callback_on_step_end=lambda p, i, t, kw: steps.append(int(t)) or {},
+        )
+    finally:
+        pipe.scheduler = original
+    assert out.frames.shape == (4, 3, 32, 32) and torch.isfinite(out.frames).all()
+    assert len(steps) == 3 and steps == sorted(steps, reverse=True)
+
+
+# ------------------------------------------------------------------------------------------ guidance
+class StubUNet(ModelMixin, ConfigMixin):
+    """Predicts a distinct constant per term: image mode -> IMAGE_NULL, null content -> VIDEO_NULL, else
+    VIDEO_COND. Records every call's batch size. Frame-local: output depends on nothing across frames."""
+
+    @register_to_config
+    def __init__(self, max_frames: int = 4, content_dim: int = TINY_DIM):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+        self.calls: list[int] = []
+        self.max_numel = 0
+
+    latent_channels = 4
+
+    @property
+    def content_dim(self):
+        return self.config.content_dim
+
+    def forward(self, sample, timestep, encoder_hidden_states, image_mode=None, return_dict=True):
+        self.calls.append(sample.shape[0])
+        self.max_numel = max(self.max_numel, sample.numel())
+        is_null = encoder_hidden_states.flatten(1).abs().amax(dim=1) == 0
+        image = torch.zeros_like(is_null) if image_mode is None else image_mode
+        value = torch.where(image, IMAGE_NULL, torch.where(is_null, VIDEO_NULL, VIDEO_COND))
+        out = value.view(-1, 1, 1, 1, 1) + 0.0 * sample[:, :4] + self.anchor
+        return (out,)
+
+
+def _stub_pipe(max_frames=4):
+    pipe = Gen1Pipeline(vae=tiny_vae(), unet=StubUNet(max_frames), scheduler=DDIMScheduler(),
+                        depth_estimator=None, content_encoder=None)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+GUIDANCE_CASES = [  # (w, w_t, evaluations per step)
+    (1.0, 1.0, 1), (7.5, 1.0, 2), (0.0, 1.0, 1), (1.0, 1.5, 3), (7.5, 1.2, 3), (7.5, 0.0, 3), (0.0, 0.0, 1),
+    (2.0, 2.0, 2), (0.0, 1.5, 2),
+]
+
+
+@pytest.mark.parametrize("w, w_t, evaluations", GUIDANCE_CASES)
+def test_pipeline_guidance_matches_formula_in_one_call_per_step(w, w_t, evaluations):
+    pipe = _stub_pipe()
+    preds = []
+    pipe(_video(4, 16, 16), content_embeds=_embeds(), depth=torch.rand(4, 1, 16, 16), guidance_scale=w,
+         temporal_guidance_scale=w_t, num_inference_steps=3, output_type="latent", generator=_gen(),
+         callback_on_step_end=lambda p, i, t, kw: preds.append(kw["noise_pred"].clone()) or {},
+         callback_on_step_end_tensor_inputs=["noise_pred"])
+    expected = guidance_formula(torch.tensor(VIDEO_COND), torch.tensor(VIDEO_NULL), torch.tensor(IMAGE_NULL), w, w_t)
+    assert pipe.unet.calls == [evaluations] * 3  # ONE call per step, `evaluations` batch entries
+    for pred in preds:
+        torch.testing.assert_close(pred, expected.expand_as(pred), rtol=0, atol=1e-6)
+
+
+# ------------------------------------------------------------------------------------------ masks
+def test_masked_edit_keeps_the_unmasked_region(pipe):
+    video = _video(4, 32, 32, seed=3)
+    mask = np.zeros((32, 32), np.uint8)
+    mask[:, 16:] = 255  # edit the right half, keep the left half
+    final = {}
+    out = pipe(video, content_embeds=_embeds(), num_inference_steps=2, guidance_scale=1.0, mask=mask,
+               generator=_gen(), output_type="pt", callback_on_step_end=lambda p, i, t, kw: final.update(kw) or {})
+    latents, out = final["latents"], out.frames
+    source = pipe.encode_video(video)
+    # latent columns 0..5 are > 2 latent cells (the feather radius) away from the mask edge at column 8
+    torch.testing.assert_close(latents[..., :6], source[..., :6], rtol=0, atol=0)
+    assert (latents[..., 10:] - source[..., 10:]).abs().mean() > 0.05
+    reconstruction = pipe.decode_latents(source)
+    # tolerance: 1e-5 on pixels in [0, 1] where the feathered mask, upsampled bilinearly, is 0 (pixel columns
+    # 0..9: their bilinear neighbours are latent columns <= 5)
+    torch.testing.assert_close(out[..., :10], reconstruction[..., :10], rtol=0, atol=1e-5)
+    assert (out[..., 20:] - reconstruction[..., 20:]).abs().mean() > 0.02
+
+
+# ------------------------------------------------------------------------------------------ windows
+def test_three_plus_windows_run_with_bounded_unet_inputs(pipe):
+    sizes = []
+    handle = pipe.unet.register_forward_pre_hook(lambda m, args: sizes.append(tuple(args[0].shape)))
+    try:
+        out = pipe(_video(10, 16, 16), content_embeds=_embeds(), num_inference_steps=2, guidance_scale=1.0,
+                   window_size=4, window_overlap=1, generator=_gen(), output_type="latent")
+    finally:
+        handle.remove()
+    assert out.frames.shape == (1, 4, 10, 8, 8) and torch.isfinite(out.frames).all()
+    assert len(sizes) == 2 * 3  # windows (0,4) (3,7) (6,10) for each of 2 steps
+    assert all(shape[2] == 4 for shape in sizes)
+
+
+def test_one_window_equals_the_unwindowed_loop(pipe):
+    video, embeds = _video(4, 16, 16), _embeds()
+    out = pipe(video, content_embeds=embeds, num_inference_steps=2, guidance_scale=3.0, generator=_gen(),
+               window_size=4, window_overlap=2, output_type="latent", depth=torch.full((4, 1, 16, 16), 0.5))
+    # the same computation written without windows
+    from gen1.conditioning import structure_input
+    from gen1.guidance import plan_guidance
+
+    plan = plan_guidance(3.0, 1.0)
+    _, structure = structure_input(torch.full((4, 1, 16, 16), 0.5), 0.0, (8, 8))
+    context, null = pipe._contexts(embeds, "cpu")
+    pipe.scheduler.set_timesteps(2)
+    latents = torch.randn((1, 4, 4, 8, 8), generator=_gen()) * pipe.scheduler.init_noise_sigma
+    for t in pipe.scheduler.timesteps:
+        eps = pipe.predict_noise(pipe.scheduler.scale_model_input(latents, t), structure, t, plan, context, null)
+        latents = pipe.scheduler.step(eps, t, latents, generator=_gen()).prev_sample
+    torch.testing.assert_close(out.frames, latents, rtol=0, atol=0)
+
+
+def test_window_blending_is_seamless_for_a_frame_local_model():
+    """With a model whose prediction does not couple frames, blended windows must equal one big window."""
+    pipe = _stub_pipe(max_frames=16)
+    kwargs = dict(content_embeds=_embeds(), depth=torch.rand(11, 1, 16, 16), num_inference_steps=2,
+                  temporal_guidance_scale=1.3, output_type="latent")
+    whole = pipe(_video(11, 16, 16), window_size=16, generator=_gen(), **kwargs).frames
+    windowed = pipe(_video(11, 16, 16), window_size=4, window_overlap=2, generator=_gen(), **kwargs).frames
+    torch.testing.assert_close(windowed, whole, rtol=0, atol=1e-6)
+
+
+def test_peak_unet_memory_does_not_grow_with_windows():
+    """Peak memory measure: the largest sample tensor the UNet sees per call (its activations scale with it).
+
+    Only the latents (4 x F x h x w floats) are held for the whole video; a 4-window run must not pass the
+    UNet more than 1.2x what a 1-window run does."""
+    pipe = _stub_pipe(max_frames=4)
+    common = dict(content_embeds=_embeds(), num_inference_steps=2, temporal_guidance_scale=1.2,
+                  output_type="latent", window_size=4, window_overlap=1, generator=_gen())
+    pipe(_video(4, 16, 16), depth=torch.rand(4, 1, 16, 16), **common)
+    one_window = pipe.unet.max_numel
+    pipe.unet.max_numel, pipe.unet.calls = 0, []
+    pipe(_video(13, 16, 16), depth=torch.rand(13, 1, 16, 16), **common)
+    assert len(pipe.unet.calls) == 2 * 4  # windows (0,4) (3,7) (6,10) (9,13)
+    assert pipe.unet.max_numel <= 1.2 * one_window
+
+
+# ------------------------------------------------------------------------------------------ saving, assembly
+def test_save_pretrained_round_trip_gives_identical_output(pipe, tmp_path):
+    pipe.save_pretrained(tmp_path / "pipe")
+    loaded = Gen1Pipeline.from_pretrained(tmp_path / "pipe")
+    loaded.set_progress_bar_config(disable=True)
+    kwargs = dict(prompt="red", num_inference_steps=2, output_type="pt", temporal_guidance_scale=1.2)
+    with pytest.warns(UserWarning):
+        a = pipe(_video(4, 16, 16), generator=_gen(), **kwargs).frames
+        b = loaded(_video(4, 16, 16), generator=_gen(), **kwargs).frames
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_from_stable_diffusion_assembles_and_loads_temporal_weights(tmp_path):
+    sd = tmp_path / "sd"
+    tiny_unet("sd1").save_pretrained(sd / "unet")
+    tiny_vae().save_pretrained(sd / "vae")
+    DDIMScheduler(prediction_type="v_prediction").save_pretrained(sd / "scheduler")
+    trained = tiny_video_unet(max_frames=4, seed=0)
+    trained.save_temporal(tmp_path / "temporal.safetensors")
+    pipe = Gen1Pipeline.from_stable_diffusion(
+        sd, temporal_weights=tmp_path / "temporal.safetensors", depth_estimator=tiny_depth_estimator(),
+        content_encoder=tiny_content_encoder(), max_frames=4, temporal_attention_head_dim=8,
+    )
+    pipe.set_progress_bar_config(disable=True)
+    assert pipe.scheduler.config.prediction_type == "v_prediction" and isinstance(pipe.scheduler, DDIMScheduler)
+    for key, value in trained.state_dict().items():
+        torch.testing.assert_close(pipe.unet.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    out = pipe(_video(4, 16, 16), content_embeds=_embeds(), num_inference_steps=2, generator=_gen())
+    assert out.frames.shape == (4, 16, 16, 3)
+    with pytest.raises(FileNotFoundError, match="no 'unet/' folder"):
+        Gen1Pipeline.from_stable_diffusion(sd / "unet", depth_estimator=None, content_encoder=None)
+
+
+# ------------------------------------------------------------------------------------------ input checks
+@pytest.mark.parametrize(
+    "kwargs, match",
+    [
+        (dict(structure_level=7.5), "structure_level"),
+        (dict(structure_level=-1), "structure_level"),
+        (dict(guidance_scale=-1.0), "guidance_scale"),
+        (dict(temporal_guidance_scale=-0.5), "temporal_guidance_scale"),
+        (dict(output_type="gif"), "output_type"),
+        (dict(num_inference_steps=0), "num_inference_steps"),
+        (dict(window_size=4, window_overlap=4), "window_overlap"),
+        (dict(mask=np.zeros((16, 8), np.uint8)), "mask size"),
+        (dict(mask=torch.zeros(3, 1, 16, 16)), "mask has 3 frames"),
+        (dict(depth=torch.zeros(2, 1, 16, 16)), "depth has 2 frames"),
+        (dict(content_weights=[1.0, 2.0]), "content_weights"),
+        (dict(strength=0.0), "strength"),
+    ],
+)
+def test_bad_inputs_raise_clear_errors(pipe, kwargs, match):
+    with pytest.raises(ValueError, match=match):
+        pipe(_video(4, 16, 16), **{"content_embeds": _embeds(), "num_inference_steps": 2, **kwargs})
+
+
+def test_bad_videos_and_content_raise(pipe, tmp_path):
+    with pytest.raises(ValueError, match="at least 1 frame"):
+        pipe(torch.zeros(0, 3, 16, 16), content_embeds=_embeds())
+    with pytest.raises(ValueError, match="video tensor"):
+        pipe(torch.zeros(4, 16, 16), content_embeds=_embeds())
+    with pytest.raises(FileNotFoundError, match="missing.mp4"):
+        pipe(tmp_path / "missing.mp4", content_embeds=_embeds())
+    with pytest.raises(ValueError, match="prompt, a reference_image or content_embeds"):
+        pipe(_video(4, 16, 16))
+    with pytest.raises(ValueError, match="content_dim"):
+        pipe(_video(4, 16, 16), content_embeds=torch.zeros(1, 7))

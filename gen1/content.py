@@ -124,7 +124,8 @@ def images_to_tensor(images) -> torch.Tensor:
             images = images[None]
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"images as numpy must be uint8 (N, H, W, 3), got {images.dtype} {images.shape}")
-        return torch.from_numpy(np.ascontiguousarray(images)).permute(0, 3, 1, 2).float() / 255.0
+        images = np.ascontiguousarray(images) if images.flags.writeable else np.array(images)
+        return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
     if isinstance(images, torch.Tensor):
         if images.ndim == 3:
             images = images[None]
@@ -144,7 +145,7 @@ def _single(image):
     if isinstance(image, (str, os.PathLike)):
         return _read_image(image)
     if isinstance(image, Image.Image):
-        return np.asarray(image.convert("RGB"), dtype=np.uint8)
+        return np.array(image.convert("RGB"), dtype=np.uint8)
     return image
 
 

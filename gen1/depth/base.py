@@ -87,7 +87,8 @@ def frames_to_tensor(frames) -> torch.Tensor:
             raise ValueError(f"frames as a numpy array must be (F, H, W, 3), got shape {frames.shape}")
         if frames.dtype != np.uint8:
             raise ValueError(f"frames as a numpy array must be uint8, got {frames.dtype}")
-        return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2)  # stays uint8 until batched
+        frames = np.ascontiguousarray(frames) if frames.flags.writeable else np.array(frames)
+        return torch.from_numpy(frames).permute(0, 3, 1, 2)  # stays uint8 until batched
     if isinstance(frames, torch.Tensor):
         if frames.ndim == 3:
             frames = frames[None]

@@ -324,7 +324,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         if any(name not in persistent for name, _ in model.named_buffers()):  # a non-persistent buffer: init it
             model = cls(**arguments)
         else:
-            model = model.to_empty(device="cpu")
+            model = model.to_empty(device=base.device)
             model.reset_new_layers()
         model.load_image_unet_weights(base.state_dict())
         # nn.Module.to: ModelMixin.to warns about fp32-kept modules on every dtype cast, even when there are none

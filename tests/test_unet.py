@@ -224,6 +224,11 @@ def test_from_pretrained_rejects_wrong_shape_and_missing_key(tmp_path):
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
         VideoUNet.from_pretrained(folder)
 
+    bad = dict(original, **{"unet.extra.weight": torch.zeros(1)})
+    save_file(bad, str(weights), metadata={"format": "pt"})
+    with pytest.raises(ValueError, match=r"unexpected keys.*unet\.extra\.weight"):
+        VideoUNet.from_pretrained(folder)
+
 
 def test_from_image_unet_accepts_a_diffusers_folder(tmp_path):
     base = tiny_unet("sd2")

@@ -56,7 +56,7 @@ def test_real_clip_end_to_end_and_seeding(pipe, clips_dir):
 def test_output_types_size_and_references(pipe):
     video = (_video(3, 24, 40).permute(0, 2, 3, 1).numpy() * 255).astype(np.uint8)
     refs = [torch.rand(3, 32, 32), np.zeros((20, 30, 3), np.uint8)]
-    common = dict(reference_image=refs, content_weights=[0.3, 0.7], num_inference_steps=2, guidance_scale=2.0)
+    common = dict(reference_image=refs, content_weights=[0.3, 0.7], num_inference_steps=2, guidance_scale=1.0)
     pt = pipe(video, size=16, output_type="pt", generator=_gen(), **common)
     assert pt.frames.shape == (3, 3, 16, 26) and pt.depth.shape == (3, 1, 16, 26)  # short side 16, multiple of 2
     pil = pipe(video, height=16, width=24, output_type="pil", generator=_gen(), **common)
@@ -225,7 +225,7 @@ def test_save_pretrained_round_trip_gives_identical_output(pipe, tmp_path):
     pipe.save_pretrained(tmp_path / "pipe")
     loaded = Gen1Pipeline.from_pretrained(tmp_path / "pipe")
     loaded.set_progress_bar_config(disable=True)
-    kwargs = dict(prompt="red", num_inference_steps=2, output_type="pt", temporal_guidance_scale=1.2)
+    kwargs = dict(prompt="red", num_inference_steps=2, output_type="pt", guidance_scale=1.0)
     with pytest.warns(UserWarning):
         a = pipe(_video(4, 16, 16), generator=_gen(), **kwargs).frames
         b = loaded(_video(4, 16, 16), generator=_gen(), **kwargs).frames

@@ -57,6 +57,7 @@ def register(subparsers) -> None:
     io.add_argument("--window", type=int, help="frames per temporal window (default: the model's clip length)")
     io.add_argument("--overlap", type=int, help="frames shared by neighbouring windows (default: window // 4)")
     io.add_argument("--compare", metavar="PATH", help="also write source | depth | output (.png/.jpg or .mp4)")
+    io.add_argument("--adapter", help="customisation adapter (.safetensors from `gen1 customize`) to apply")
     io.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     io.add_argument("--dtype", choices=DTYPES, help="model dtype (default: fp16 on cuda, fp32 on cpu)")
     parser.set_defaults(func=run)
@@ -83,7 +84,8 @@ def resolve_model_dir(model: str | None) -> Path:
 def _check_inputs(args) -> None:
     from gen1.atomic import check_output_path
 
-    for flag, value in (("INPUT", args.input), ("--mask", args.mask), ("--depth", args.depth)):
+    for flag, value in (("INPUT", args.input), ("--mask", args.mask), ("--depth", args.depth),
+                        ("--adapter", args.adapter)):
         if value is not None and not Path(value).is_file():
             raise FileNotFoundError(f"{flag} file not found: '{value}'")
     for value in args.reference:
@@ -160,10 +162,14 @@ def run(args: argparse.Namespace) -> int:
 
         depth = load_structure(_read_media(args.depth, clip_args, args.size))
 
-    pipe = Gen1Pipeline.from_pretrained(model_dir, torch_dtype=dtype)
+    pipe = Gen1Pipeline.from_pretrained(model_dir)
+    if args.adapter is not None:
+        from gen1.training.customize import load_adapter
+
+        load_adapter(pipe, args.adapter)
     if args.scheduler is not None:
         pipe.scheduler = _scheduler(args.scheduler, pipe.scheduler.config)
-    pipe.to(device)
+    pipe.to(device=device, dtype=dtype)  # load in fp32, cast every component (adapter included) once
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     result = pipe(
         clip.frames,

@@ -1,0 +1,87 @@
+"""`gen1 edit` end to end on real clips with a tiny saved pipeline (CPU), and its error messages."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gen1.cli import main
+from tiny_pipeline import tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny-gen1"
+    tiny_pipeline(max_frames=4).save_pretrained(path)
+    return path
+
+
+def _edit(*args) -> int:
+    return main(["edit", *map(str, args)])
+
+
+def test_edit_writes_video_with_audio_and_comparison(model_dir, clips_dir, tmp_path):
+    from gen1.video import read_video
+
+    out, compare = tmp_path / "out.mp4", tmp_path / "compare.png"
+    with pytest.warns(UserWarning, match="without a prior"):
+        code = _edit(clips_dir / "man-skiing.mp4", "-o", out, "--prompt", "a skier at night", "--model", model_dir,
+                     "--size", 32, "--max-frames", 3, "--steps", 2, "--structure-level", 3, "--guidance", 3,
+                     "--temporal-guidance", 1.2, "--compare", compare, "--seed", 1)
+    assert code == 0
+    clip = read_video(out)
+    assert clip.frames.shape == (3, 32, 32, 3)
+    assert clip.fps == Fraction(30000, 1001) and clip.has_audio
+    sheet = np.asarray(Image.open(compare))
+    assert sheet.shape == (3 * 32, 3 * 32, 3)  # 3 frames as rows; source | depth | output
+
+
+def test_edit_with_reference_mask_depth_and_windows(model_dir, clips_dir, tmp_path):
+    from gen1.video import read_video
+
+    reference, mask, depth = tmp_path / "ref.png", tmp_path / "mask.png", tmp_path / "depth.png"
+    Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(reference)
+    mask_image = np.zeros((512, 512), np.uint8)
+    mask_image[:, 256:] = 255
+    Image.fromarray(mask_image).save(mask)  # wolf.mp4 is 512x512: resized like the video
+    Image.fromarray(np.tile(np.linspace(0, 255, 64, dtype=np.uint8), (64, 1))).save(depth)
+    out = tmp_path / "out.mp4"
+    code = _edit(clips_dir / "wolf.mp4", "-o", out, "--reference", reference, "--model", model_dir, "--size", 16,
+                 "--max-frames", 6, "--steps", 2, "--guidance", 1, "--mask", mask, "--depth", depth,
+                 "--window", 4, "--overlap", 2, "--fps", 10, "--scheduler", "dpm", "--dtype", "bf16")
+    assert code == 0
+    clip = read_video(out)
+    assert clip.frames.shape == (6, 16, 16, 3) and clip.fps == 10 and not clip.has_audio
+
+
+@pytest.mark.parametrize(
+    "extra, message",
+    [
+        (["--model", "{tmp}/nope"], "--model directory not found"),
+        (["--model", "{tmp}"], "not a gen1 pipeline directory"),
+        ([], "no bundled gen1 model is installed yet; pass --model"),
+        (["--model", "{model}", "--mask", "{tmp}/missing.png"], "--mask file not found"),
+        (["--model", "{model}", "-o", "{tmp}/no/dir/out.mp4"], "output directory does not exist"),
+        (["--model", "{model}", "--structure-level", "9"], "structure_level must be in [0, 7]"),
+        (["--model", "{model}", "--guidance", "-1"], "guidance_scale must be"),
+    ],
+)
+def test_edit_errors_are_one_clear_line(model_dir, clips_dir, tmp_path, capsys, extra, message):
+    args = ["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "out.mp4"), "--prompt", "x",
+            "--size", "16", "--max-frames", "2", "--steps", "1"]
+    args += [a.format(tmp=tmp_path, model=model_dir) for a in extra]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert message in err and "Traceback" not in err
+
+
+def test_edit_needs_content_and_an_input(model_dir, tmp_path, capsys):
+    assert main(["edit", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.mp4"), "--prompt", "x"]) == 2
+    assert "INPUT file not found" in capsys.readouterr().err
+    video = tmp_path / "v.mp4"
+    video.write_bytes(b"")
+    assert main(["edit", str(video), "-o", str(tmp_path / "o.mp4"), "--model", str(model_dir)]) == 2
+    assert "give --prompt and/or --reference" in capsys.readouterr().err

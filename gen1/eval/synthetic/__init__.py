@@ -26,8 +26,9 @@ patterns stick to surfaces as they move, and a Lambert + ambient light whose dir
 "right", "top", "front") is given in the camera frame of the first frame and then fixed in the world.
 Captions are built from the fixed vocabulary in :data:`CAPTION_VOCABULARY`.
 
-Speed (measured on the 2-core build machine, shared with other jobs, torch CPU, float32):
-about 400 frames/s at 64x64 (batches of 8-frame clips, ``benchmark_fps``); see docs/synthetic.md.
+Speed (``benchmark_fps``; 2-core build machine shared with other jobs, torch CPU, float32, one thread):
+340-470 frames/s at 64x64 in 8-frame clips (160-300 under heavy load), 45-80 frames/s at 128x128;
+see docs/synthetic.md. Use one torch thread per DataLoader worker.
 """
 
 from __future__ import annotations

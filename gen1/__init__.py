@@ -20,6 +20,8 @@ _LAZY_EXPORTS = {
     "DepthEstimator": "gen1.depth",
     "load_depth_estimator": "gen1.depth",
     "obscure": "gen1.depth",
+    "load_structure": "gen1.depth",
+    "normalize_clip_depth": "gen1.depth",
     "ContentEncoder": "gen1.content",
     "load_adapter": "gen1.training.customize",
     "remove_adapter": "gen1.training.customize",

@@ -369,7 +369,7 @@ class ContentEncoder(ModelMixin, ConfigMixin):
             encoder.tokenizer = CLIPTokenizer.from_pretrained(str(path))
         encoder = encoder.to(device=device)
         if encoder.dtype != dtype:
-            encoder = encoder.to(dtype=dtype)
+            encoder = nn.Module.to(encoder, dtype=dtype)  # ModelMixin.to would warn needlessly
         return encoder.eval()
 
 

@@ -81,6 +81,11 @@ def preprocessing_from_directory(directory: Path, backend: str) -> dict[str, Any
             out["image_std"] = tuple(pp.get("image_std", out["image_std"]))
         else:
             out["image_mean"], out["image_std"] = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
+    if backend == "dpt" and out["resize_mode"] != "exact":
+        with open(directory / "config.json", encoding="utf-8") as f:
+            hybrid = bool(json.load(f).get("is_hybrid", False))
+        if not hybrid:  # transformers' plain-ViT DPT reassembles tokens on a square grid only
+            out["resize_mode"] = "exact"
     return out
 
 

@@ -123,5 +123,5 @@ def load_depth_estimator(
         estimator = _load_midas(path, variant, network_config)
     estimator = estimator.to(device=device)
     if estimator.dtype != dtype:
-        estimator = estimator.to(dtype=dtype)
+        estimator = torch.nn.Module.to(estimator, dtype=dtype)  # ModelMixin.to would warn needlessly
     return estimator.eval()

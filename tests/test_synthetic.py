@@ -59,6 +59,20 @@ def test_sphere_centre_depth_is_exact_and_floor_depth_matches_geometry():
     assert depth[0, 0, size - 1, size // 2].item() == pytest.approx(radius / -v, rel=1e-5)
 
 
+@pytest.mark.parametrize(
+    "primitive, expected",
+    [
+        (Primitive(shape="box", size=(1.0, 1.0, 1.0), position=(0.0, 0.0)), 4.0),
+        (Primitive(shape="box", size=(1.0, 1.0, 1.0), position=(0.0, 0.0), yaw=math.pi / 4), 5.0 - math.sqrt(2)),
+        (Primitive(shape="cylinder", size=(0.5, 2.0, 0.5), position=(0.0, 0.0)), 4.5),
+    ],
+)
+def test_box_and_cylinder_centre_depth_is_exact(primitive, expected):
+    camera = Camera(target=(0.0, 1.0, 0.0), radius=5.0, height=1.0)
+    _, depth = render(Scene(primitives=(primitive,), camera=camera), sample_style(1), 1, 21, 21)
+    assert depth[0, 0, 10, 10].item() == pytest.approx(expected, abs=1e-5)
+
+
 def test_moving_objects_move_and_depth_changes_over_time():
     sphere = Primitive(shape="sphere", size=(0.5, 0.5, 0.5), position=(0.0, 0.0), velocity=(0.0, 2.0))
     scene = Scene(primitives=(sphere,), camera=Camera(target=(0, 0.5, 0), radius=5.0, height=0.5))

@@ -105,7 +105,13 @@ def _intersect_cylinder(o, d, center, radius, height):
 
 
 def cast_rays(scene: Scene, t: torch.Tensor, height: int, width: int):
-    """Ray-cast all frames: z-depth, hit points, normals, texture coords, surface ids (-2 wall, -1 floor, i object)."""
+    """Ray-cast all frames of ``scene`` at times ``t`` (F,).
+
+    Returns ``(depth (F,N), normals (F,N,3), coords (F,N,3), surface (F,N), directions (F,N,3), (right, up,
+    forward))``: z-depth of the nearest hit, its unit normal, its texture coordinates (object-local for
+    objects, world for the floor, (arc length, height, 0) for the wall), the surface id (-2 wall, -1 floor,
+    ``i`` primitive ``i``), the ray directions (unit forward component) and the per-frame camera basis (F,3).
+    """
     o, d, basis = _camera_rays(scene, t, height, width)
     num_frames, num_rays = d.shape[:2]
     device = d.device

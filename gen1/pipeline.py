@@ -118,6 +118,18 @@ class Gen1Pipeline(DiffusionPipeline):
             importlib.import_module(module)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
 
+    def cast(self, dtype: torch.dtype) -> "Gen1Pipeline":
+        """Cast every model component to ``dtype`` (in place; returns self).
+
+        Uses ``torch.nn.Module.to`` directly: diffusers' ``ModelMixin.to`` warns on every dtype cast, and the
+        ``torch_dtype`` / ``dtype`` loading argument changed names across diffusers versions. Scheduler math
+        stays float32 regardless (see the module docstring).
+        """
+        for component in self.components.values():
+            if isinstance(component, torch.nn.Module):
+                torch.nn.Module.to(component, dtype=dtype)
+        return self
+
     @property
     def vae_scale_factor(self) -> int:
         """Pixels per latent cell (8 for Stable Diffusion's VAE)."""
@@ -146,6 +158,7 @@ class Gen1Pipeline(DiffusionPipeline):
         ``depth_estimator`` / ``content_encoder`` are instances, or paths loaded with
         :func:`gen1.depth.load_depth_estimator` / ``ContentEncoder.from_pretrained``. ``scheduler`` defaults to a
         ``DDIMScheduler`` with the checkpoint's scheduler config (so its ``prediction_type`` is kept).
+        Weights load in float32 and every component is then cast to ``torch_dtype`` (:meth:`cast`).
         """
         from pathlib import Path
 
@@ -165,14 +178,13 @@ class Gen1Pipeline(DiffusionPipeline):
             from gen1.content import ContentEncoder
 
             content_encoder = ContentEncoder.from_pretrained(content_encoder)
-        vae = AutoencoderKL.from_pretrained(sd_dir, subfolder="vae", torch_dtype=torch_dtype)
+        vae = AutoencoderKL.from_pretrained(sd_dir, subfolder="vae")
         unet = VideoUNet.from_image_unet(
             str(sd_dir),
             subfolder="unet",
             structure_channels=structure_channels,
             max_frames=max_frames,
             content_dim=content_encoder.embedding_dim,
-            torch_dtype=torch_dtype,
             **temporal_kwargs,
         )
         if temporal_weights is not None:
@@ -188,9 +200,7 @@ class Gen1Pipeline(DiffusionPipeline):
             prior=prior,
             prior_scheduler=prior_scheduler,
         )
-        if torch_dtype is not None:
-            pipe.to(dtype=torch_dtype)
-        return pipe
+        return pipe if torch_dtype is None else pipe.cast(torch_dtype)
 
     # ----------------------------------------------------------------------------------------------- inputs
     def encode_content(

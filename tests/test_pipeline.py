@@ -86,6 +86,13 @@ def test_other_schedulers_and_v_prediction(pipe, scheduler):
     assert len(steps) == 3 and steps == sorted(steps, reverse=True)
 
 
+def test_strength_below_one_runs_the_tail_of_the_schedule(pipe):
+    steps = []
+    out = pipe(_video(4, 16, 16), content_embeds=_embeds(), num_inference_steps=4, strength=0.5, guidance_scale=1.0,
+               generator=_gen(), output_type="latent", callback_on_step_end=lambda p, i, t, kw: steps.append(int(t)) or {})
+    assert len(steps) == 2 and steps[0] < 500 and torch.isfinite(out.frames).all()
+
+
 # ------------------------------------------------------------------------------------------ guidance
 class StubUNet(ModelMixin, ConfigMixin):
     """Predicts a distinct constant per term: image mode -> IMAGE_NULL, null content -> VIDEO_NULL, else

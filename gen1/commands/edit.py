@@ -169,7 +169,7 @@ def run(args: argparse.Namespace) -> int:
         load_adapter(pipe, args.adapter)
     if args.scheduler is not None:
         pipe.scheduler = _scheduler(args.scheduler, pipe.scheduler.config)
-    pipe.to(device=device, dtype=dtype)  # load in fp32, cast every component (adapter included) once
+    pipe.cast(dtype).to(device)  # loaded in fp32, cast once (adapter layers included)
     generator = torch.Generator(device="cpu").manual_seed(args.seed)
     result = pipe(
         clip.frames,

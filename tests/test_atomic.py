@@ -1,0 +1,54 @@
+"""Atomic outputs: complete or absent, never half-written; nothing the user had is lost on failure."""
+
+import os
+import stat
+
+import pytest
+
+from gen1.atomic import atomic_directory, atomic_path, check_output_path
+
+
+def test_atomic_path_writes_complete_file_with_normal_permissions(tmp_path):
+    target = tmp_path / "out.mp4"
+    with atomic_path(target) as tmp:
+        assert tmp.suffix == ".mp4" and tmp.parent == tmp_path and tmp != target
+        tmp.write_bytes(b"done")
+    assert target.read_bytes() == b"done"
+    umask = os.umask(0)
+    os.umask(umask)
+    assert stat.S_IMODE(target.stat().st_mode) == 0o666 & ~umask
+    assert [p.name for p in tmp_path.iterdir()] == ["out.mp4"]
+
+
+def test_atomic_path_failure_keeps_previous_file_and_leaves_no_temp(tmp_path):
+    target = tmp_path / "out.bin"
+    target.write_bytes(b"old")
+    with pytest.raises(RuntimeError):
+        with atomic_path(target) as tmp:
+            tmp.write_bytes(b"half")
+            raise RuntimeError("crash while writing")
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["out.bin"]
+
+
+def test_missing_output_directory_is_a_clear_error(tmp_path):
+    with pytest.raises(ValueError, match="output directory does not exist"):
+        check_output_path(tmp_path / "nope" / "out.mp4")
+    with pytest.raises(ValueError, match="is a directory"):
+        check_output_path(tmp_path)
+
+
+def test_atomic_directory_replaces_only_when_complete(tmp_path):
+    target = tmp_path / "ckpt"
+    with atomic_directory(target) as tmp:
+        (tmp / "a.txt").write_text("1")
+    assert (target / "a.txt").read_text() == "1"
+    with pytest.raises(RuntimeError):
+        with atomic_directory(target) as tmp:
+            (tmp / "a.txt").write_text("2")
+            raise RuntimeError("killed mid-checkpoint")
+    assert (target / "a.txt").read_text() == "1"
+    with atomic_directory(target) as tmp:
+        (tmp / "b.txt").write_text("3")
+    assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]

@@ -434,6 +434,8 @@ class Gen1Pipeline(DiffusionPipeline):
         window_size = max_frames if window_size is None else window_size
         window_overlap = (window_size // 4) if window_overlap is None else window_overlap
         check_window_arguments(window_size, window_overlap)
+        if window_size > max_frames:
+            raise ValueError(f"window_size must be <= the UNet's max_frames={max_frames}, got {window_size}")
 
         device = self._execution_device
         source, fps = video_to_tensor(video)

@@ -67,6 +67,9 @@ def test_edit_with_reference_mask_depth_and_windows(model_dir, clips_dir, tmp_pa
         (["--model", "{model}", "-o", "{tmp}/no/dir/out.mp4"], "output directory does not exist"),
         (["--model", "{model}", "--structure-level", "9"], "structure_level must be in [0, 7]"),
         (["--model", "{model}", "--guidance", "-1"], "guidance_scale must be"),
+        (["--model", "{model}", "-o", "{tmp}/out.avi"], "-o/--output must end in"),
+        (["--model", "{model}", "--compare", "{tmp}/c.txt"], "--compare must end in"),
+        (["--model", "{model}", "--window", "8"], "window_size must be <= the UNet's max_frames=4"),
     ],
 )
 def test_edit_errors_are_one_clear_line(model_dir, clips_dir, tmp_path, capsys, extra, message):

@@ -13,6 +13,7 @@ from pathlib import Path
 
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULERS = ("ddim", "dpm", "euler")
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v")
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
@@ -94,8 +95,14 @@ def _check_inputs(args) -> None:
     if not args.prompt and not args.reference:
         raise ValueError("give --prompt and/or --reference for the content of the edit")
     check_output_path(args.output)
+    if Path(args.output).suffix.lower() not in VIDEO_SUFFIXES:
+        raise ValueError(f"-o/--output must end in {', '.join(VIDEO_SUFFIXES)}, got '{args.output}'")
     if args.compare is not None:
         check_output_path(args.compare)
+        from gen1.comparison import IMAGE_SUFFIXES as COMPARE_IMAGES, VIDEO_SUFFIXES as COMPARE_VIDEOS
+
+        if Path(args.compare).suffix.lower() not in COMPARE_IMAGES | COMPARE_VIDEOS:
+            raise ValueError(f"--compare must end in one of {sorted(COMPARE_IMAGES | COMPARE_VIDEOS)}, got '{args.compare}'")
         if Path(args.compare).resolve() == Path(args.output).resolve():
             raise ValueError(f"--compare must differ from --output, got '{args.compare}' for both")
 

@@ -92,18 +92,44 @@ def resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
-def structure_input(depth: torch.Tensor, level: float, latent_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depth ``(F, 1, H, W)`` in [0, 1] -> (obscured depth ``(F, 1, H, W)``, UNet structure ``(1, 1, F, h, w)``).
+def depth_to_latent_grid(depth: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
+    """Depth ``(N, 1, H, W)`` -> ``(N, 1, h, w)`` at latent resolution by area averaging.
 
-    The depth is obscured at level ``t_s`` (:func:`gen1.depth.obscure`), resized to the latent grid and mapped
-    to [-1, 1] (``2 d - 1``, the range Stable Diffusion 2 depth was trained on), so that a depth-pretrained UNet
-    is a valid starting point.
+    Preprocessing caches depth this way and inference resizes it the same way, so the structure levels below
+    act on identical grids in training and at inference.
+    """
+    if tuple(depth.shape[-2:]) == tuple(latent_size):
+        return depth
+    return F.interpolate(depth.float(), size=tuple(latent_size), mode="area").to(depth.dtype)
+
+
+def structure_channels(depth: torch.Tensor, levels) -> torch.Tensor:
+    """THE mapping from depth to the UNet's structure input, shared by training and inference.
+
+    ``depth``: ``(B, 1, F, h, w)`` inverse depth in [0, 1] at latent resolution. ``levels``: t_s, one number or
+    one per sample (length B). The depth is obscured at t_s on the latent grid (:func:`gen1.depth.obscure`: each
+    level blurs and halves the resolution once more, relative to the latent grid, so a level means the same
+    at any video size) and mapped to [-1, 1] (``2 d - 1``, the range Stable Diffusion 2 depth was trained on,
+    so that a depth-pretrained UNet is a valid starting point).
     """
     from gen1.depth import obscure
 
-    obscured = obscure(depth.float(), check_structure_level(level)).clamp(0, 1)
-    small = resize(obscured, latent_size) * 2.0 - 1.0
-    return obscured, rearrange(small, "f c h w -> 1 c f h w")
+    frames_first = rearrange(depth, "b c f h w -> b f c h w")
+    if not isinstance(levels, (int, float)):
+        levels = [check_structure_level(float(v)) for v in (levels.tolist() if torch.is_tensor(levels) else levels)]
+    else:
+        levels = check_structure_level(levels)
+    obscured = obscure(frames_first, levels).clamp(0, 1)
+    return rearrange(obscured, "b f c h w -> b c f h w") * 2.0 - 1.0
+
+
+def structure_input(depth: torch.Tensor, level: float, latent_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth ``(F, 1, H, W)`` in [0, 1] -> (what the model sees, for display ``(F, 1, H, W)`` in [0, 1],
+    UNet structure ``(1, 1, F, h, w)`` from :func:`structure_channels`)."""
+    small = depth_to_latent_grid(depth.float(), latent_size)
+    structure = structure_channels(rearrange(small, "f c h w -> 1 c f h w"), level)
+    seen = rearrange((structure + 1.0) / 2.0, "1 c f h w -> f c h w")
+    return resize(seen, tuple(depth.shape[-2:])).clamp(0, 1), structure
 
 
 def same_aspect(size_a: tuple[int, int], size_b: tuple[int, int], tolerance: float = 0.02) -> bool:

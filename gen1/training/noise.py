@@ -16,7 +16,6 @@ Targets follow the base scheduler's ``prediction_type``: the noise for ``epsilon
 from __future__ import annotations
 
 import torch
-from einops import rearrange
 
 from gen1.training.config import DiffusionConfig
 
@@ -37,19 +36,14 @@ def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, tim
 
 
 def structure_input(depth: torch.Tensor, levels: torch.Tensor, use_structure: bool) -> torch.Tensor:
-    """Structure channels ``(B,1,F,h,w)``: depth obscured to ``levels[b]`` per sample, or zeros."""
+    """Structure channels ``(B,1,F,h,w)`` from cached latent-resolution depth: obscured to ``levels[b]`` per
+    sample and mapped exactly as at inference (:func:`gen1.conditioning.structure_channels`), or zeros when the
+    stage trains without structure."""
     if not use_structure:
         return torch.zeros_like(depth)
-    from gen1.depth import obscure
+    from gen1.conditioning import structure_channels
 
-    out = depth.clone()
-    for level in levels.unique().tolist():
-        chosen = levels == level
-        if level == 0:
-            continue
-        frames = rearrange(depth[chosen], "b c f h w -> b f c h w")
-        out[chosen] = rearrange(obscure(frames, float(level)), "b f c h w -> b c f h w").to(depth.dtype)
-    return out
+    return structure_channels(depth.float(), levels).to(depth.dtype)
 
 
 def draw_conditioning(sub: dict, scheduler, config: DiffusionConfig, generator: torch.Generator,

@@ -29,8 +29,8 @@ from typing import Optional
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
+from gen1.conditioning import depth_to_latent_grid
 from gen1.training.shards import ClipRecord, read_shard_meta, shard_name, write_index, write_shard
 
 logger = logging.getLogger(__name__)
@@ -157,7 +157,7 @@ class ClipEncoder:
             latents.append(posterior.mean.float().cpu() * self.scaling_factor)
         z = torch.cat(latents)  # (F,C,h,w)
         depth = self.depth.estimate(frames, batch_size=self.batch_size).float().cpu()  # (F,1,H,W)
-        depth = F.interpolate(depth, size=z.shape[-2:], mode="area")
+        depth = depth_to_latent_grid(depth, tuple(z.shape[-2:]))
         content = self.content.encode_image(frames).float().cpu()  # (F,D)
         return z.permute(1, 0, 2, 3).contiguous(), depth.permute(1, 0, 2, 3).contiguous(), content
 

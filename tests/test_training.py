@@ -40,7 +40,7 @@ def test_loss_decreases_on_joint_image_video_batches(data):
     cfg = _config(data, root / "fit", **{
         "train.max_steps": 30, "optim.lr": 3e-3, "model.trainable": "all", "data.batch_size": 2,
         "data.image_ratio": 0.25, "diffusion.content_dropout": 0.1, "diffusion.structure_level_max": 7,
-        "train.checkpoint_every": 1000, "ema.decay": 0.9, "train.validation_every": 30,
+        "train.checkpoint_every": 1000, "ema.decay": 0.9, "validation.every": 30, "validation.samples": "false",
         "train.tensorboard": "true"})
     result = train(cfg)
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5

@@ -19,14 +19,17 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
-def load_vae(model: str, device, dtype):
+def load_vae(model: str, device, dtype, *, what: str = "--model"):
     from diffusers import AutoencoderKL
 
-    root = _require_dir(Path(model), "--model")
+    root = _require_dir(Path(model), what)
     folder = root / "vae"
     if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"--model {model!r} has no vae/config.json (expected a Stable Diffusion or gen1 "
-                                "pipeline directory)")
+        if (root / "config.json").is_file() and "AutoencoderKL" in (root / "config.json").read_text(encoding="utf-8"):
+            folder = root  # a VAE folder itself
+        else:
+            raise FileNotFoundError(f"{what} {model!r} has no vae/config.json (expected a Stable Diffusion or gen1 "
+                                    "pipeline directory, or a VAE folder)")
     return AutoencoderKL.from_pretrained(str(folder), torch_dtype=dtype).to(device).eval()
 
 
@@ -39,12 +42,12 @@ def load_depth(model: str, depth_model: Optional[str], device):
     return load_depth_estimator(str(path), device=device).eval()
 
 
-def load_content(model: str, content_model: Optional[str], device):
+def load_content(model: str, content_model: Optional[str], device, *, what: str = "--content-model"):
     from gen1.content import ContentEncoder
 
     path = Path(content_model) if content_model else Path(model) / "content_encoder"
     if not path.exists():
-        raise FileNotFoundError(f"no content encoder: {str(path)!r} does not exist (give --content-model)")
+        raise FileNotFoundError(f"no content encoder: {str(path)!r} does not exist (give {what})")
     config = path / "config.json"
     is_gen1 = config.is_file() and json.loads(config.read_text()).get("_class_name") == "ContentEncoder"
     encoder = ContentEncoder.from_pretrained(str(path)) if is_gen1 else ContentEncoder.from_clip_pretrained(str(path))

@@ -19,6 +19,7 @@ LR_SCHEDULES = ("constant", "constant_with_warmup", "cosine", "linear")
 MIXED_PRECISION = ("no", "fp16", "bf16")
 DISTRIBUTED = ("ddp", "fsdp")
 DATA_SOURCES = ("shards", "synthetic")
+CONTENT_FRAMES = ("all", "one")
 
 
 @dataclass
@@ -32,6 +33,28 @@ class ModelConfig:
     trainable: str = "temporal"  # temporal = VideoUNet.temporal_parameters(); image = all but temporal layers; all
     gradient_checkpointing: bool = False
     temporal: dict = field(default_factory=dict)  # extra keyword arguments for the temporal layers
+    # Frozen encoders, needed by data.source=synthetic and by validation samples: a directory holding vae/
+    # (SD or gen1 pipeline) or a VAE folder itself; a gen1 ContentEncoder or transformers CLIP folder.
+    vae: str = ""  # "" = model.base (its vae/)
+    content_encoder: str = ""  # "" = MODEL.base/content_encoder
+
+
+@dataclass
+class SyntheticDataConfig:
+    """``data.source: synthetic``: clips rendered on the fly by :mod:`gen1.eval.synthetic`, encoded each step.
+
+    Training uses the scene seeds ``seed_offset .. seed_offset + num_scenes - 1`` and nothing else, so any
+    seed outside that range is guaranteed unseen (the default validation scene is ``seed_offset +
+    num_scenes``). Item ``i < num_scenes`` is the video of seed ``seed_offset + i``; item
+    ``num_scenes + i`` is the 1-frame image of the same scene (its first frame).
+    """
+
+    frames: int = 8  # frames per video clip (images are 1-frame renders)
+    size: int = 64  # square render size in pixels (a multiple of the VAE factor, 8)
+    seed_offset: int = 0  # first training scene seed
+    num_scenes: int = 10_000  # number of distinct training scene seeds
+    content_frames: str = "all"  # all: CLIP-embed every frame (as preprocess); one: one drawn frame per clip
+    encode_batch: int = 16  # frames per VAE / content-encoder forward
 
 
 @dataclass
@@ -43,9 +66,7 @@ class DataConfig:
     batch_size: int = 2  # clips per process per micro-step (images + videos together)
     image_ratio: float = 0.25  # fraction of each batch that is single images (1-frame clips, image mode)
     num_workers: int = 0
-    # synthetic source (gen1.eval.synthetic), encoded on the fly with the base model's VAE
-    synthetic_frames: int = 8
-    synthetic_size: int = 64
+    synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
 
 
 @dataclass
@@ -94,8 +115,23 @@ class TrainConfig:
     resume: Optional[str] = None  # None, "latest", or a checkpoint directory
     log_every: int = 10
     tensorboard: bool = True
-    validation_every: int = 0  # 0 = off; else log a held-out loss and decoded x0 predictions
     export: bool = True  # save the final VideoUNet (save_pretrained + save_temporal)
+
+
+@dataclass
+class ValidationConfig:
+    """Every ``every`` steps (0 = off): a held-out loss with fixed noise, and (``samples``) a short
+    ``Gen1Pipeline`` run on a held-out clip, written to ``OUTPUT/samples/`` and TensorBoard. EMA weights."""
+
+    every: int = 0
+    samples: bool = True
+    num_inference_steps: int = 10
+    guidance_scale: float = 3.0
+    structure_level: float = 0.0
+    seed: int = 0  # noise of the sample
+    scene_seed: Optional[int] = None  # synthetic source: None = data.synthetic.seed_offset + num_scenes
+    size: int = 0  # sample size in pixels (square); 0 = the data's size
+    mp4: bool = True  # also write an mp4 of the sample beside the PNG strip
 
 
 @dataclass
@@ -109,6 +145,7 @@ class Config:
     optim: OptimConfig = field(default_factory=OptimConfig)
     ema: EMAConfig = field(default_factory=EMAConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
 
     def validate(self) -> "Config":
         """Check value ranges and choices; raise ``ValueError`` naming the field."""
@@ -137,7 +174,40 @@ class Config:
             raise ValueError("model.base is required: a Stable Diffusion or gen1 model directory")
         if self.data.source == "shards" and not self.data.shards:
             raise ValueError("data.shards is required when data.source is 'shards'")
+        self._validate_synthetic()
+        if self.validation.every < 0:
+            raise ValueError(f"validation.every must be >= 0, got {self.validation.every}")
+        if self.validation.num_inference_steps < 1:
+            raise ValueError(f"validation.num_inference_steps must be >= 1, got {self.validation.num_inference_steps}")
+        if not 0 <= self.validation.structure_level <= 7:
+            raise ValueError(f"validation.structure_level must be in [0, 7], got {self.validation.structure_level}")
+        if self.validation.size < 0 or self.validation.size % 8:
+            raise ValueError(f"validation.size must be 0 or a positive multiple of 8, got {self.validation.size}")
         return self
+
+    def _validate_synthetic(self) -> None:
+        syn = self.data.synthetic
+        _choice("data.synthetic.content_frames", syn.content_frames, CONTENT_FRAMES)
+        for name in ("frames", "size", "num_scenes", "encode_batch"):
+            value = getattr(syn, name)
+            if value < 1:
+                raise ValueError(f"data.synthetic.{name} must be a positive integer, got {value!r}")
+        if syn.size % 8:
+            raise ValueError(f"data.synthetic.size must be a multiple of 8, got {syn.size}")
+        if syn.seed_offset < 0:
+            raise ValueError(f"data.synthetic.seed_offset must be >= 0, got {syn.seed_offset}")
+        if syn.frames > self.model.max_frames:
+            raise ValueError(f"data.synthetic.frames ({syn.frames}) exceeds model.max_frames ({self.model.max_frames})")
+        seed = self.validation.scene_seed
+        if self.data.source == "synthetic" and seed is not None and 0 <= seed - syn.seed_offset < syn.num_scenes:
+            raise ValueError(f"validation.scene_seed {seed} lies in the training seed range [{syn.seed_offset}, "
+                             f"{syn.seed_offset + syn.num_scenes}): it would not be held out")
+
+    @property
+    def held_out_seed(self) -> int:
+        """The synthetic validation scene: ``validation.scene_seed`` or the first seed after the training range."""
+        seed = self.validation.scene_seed
+        return self.data.synthetic.seed_offset + self.data.synthetic.num_scenes if seed is None else seed
 
 
 def _choice(name: str, value: Any, choices: tuple) -> None:

@@ -96,7 +96,8 @@ class PlannedBatches(torch.utils.data.Sampler):
 def collate_joint(items: list[dict]) -> dict:
     """Stack items into ``{"video": sub-batch or None, "image": sub-batch or None}``.
 
-    A sub-batch holds ``latents (B,C,F,h,w)``, ``depth (B,1,F,h,w)``, ``content (B,F,D)``.
+    Every tensor field of the items is stacked: for shards a sub-batch holds ``latents (B,C,F,h,w)``,
+    ``depth (B,1,F,h,w)``, ``content (B,F,D)``; for the synthetic source raw ``frames`` and ``depth``.
     """
     out = {}
     for kind, flag in (("video", False), ("image", True)):
@@ -104,7 +105,8 @@ def collate_joint(items: list[dict]) -> dict:
         if not chosen:
             out[kind] = None
             continue
-        out[kind] = {name: torch.stack([it[name] for it in chosen]) for name in ("latents", "depth", "content")}
+        names = [name for name, value in chosen[0].items() if torch.is_tensor(value)]
+        out[kind] = {name: torch.stack([it[name] for it in chosen]) for name in names}
     return out
 
 

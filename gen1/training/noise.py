@@ -7,7 +7,8 @@ draws exactly what an uninterrupted run would, independent of saved global RNG s
 * which frame's CLIP embedding is the clip's content (the paper conditions on one frame of the clip);
 * content dropout for classifier-free guidance (content -> ``gen1.content.null_content``);
 * the structure level ``t_s`` (integers uniform in ``[min, max]``; stage 3: 0, stage 4: 0..7), applied
-  to the cached depth with ``gen1.depth.obscure``.
+  to the cached depth by ``gen1.conditioning.structure_channels`` (obscure, then [0,1] -> [-1,1]), exactly as
+  ``Gen1Pipeline`` builds the structure input at inference.
 
 Targets follow the base scheduler's ``prediction_type``: the noise for ``epsilon``, ``get_velocity`` for
 ``v_prediction``.
@@ -20,9 +21,9 @@ import torch
 from gen1.training.config import DiffusionConfig
 
 
-def micro_generator(seed: int, rank: int, micro_step: int) -> torch.Generator:
-    """The CPU generator for one micro-batch on one process."""
-    return torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + micro_step) % (2**63))
+def micro_generator(seed: int, rank: int, micro_step: int, stream: int = 0) -> torch.Generator:
+    """The CPU generator for one micro-batch on one process (``stream`` > 0: an independent one, e.g. for data)."""
+    return torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + micro_step + stream * 2**40) % (2**63))
 
 
 def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
@@ -36,14 +37,13 @@ def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, tim
 
 
 def structure_input(depth: torch.Tensor, levels: torch.Tensor, use_structure: bool) -> torch.Tensor:
-    """Structure channels ``(B,1,F,h,w)`` from cached latent-resolution depth: obscured to ``levels[b]`` per
-    sample and mapped exactly as at inference (:func:`gen1.conditioning.structure_channels`), or zeros when the
-    stage trains without structure."""
+    """Structure channels ``(B,1,F,h,w)``: depth obscured to ``levels[b]`` per sample and mapped to [-1, 1] by
+    :func:`gen1.conditioning.structure_channels` (THE mapping the pipeline uses at inference), or zeros."""
     if not use_structure:
         return torch.zeros_like(depth)
     from gen1.conditioning import structure_channels
 
-    return structure_channels(depth.float(), levels).to(depth.dtype)
+    return structure_channels(depth, levels).to(depth.dtype)
 
 
 def draw_conditioning(sub: dict, scheduler, config: DiffusionConfig, generator: torch.Generator,

@@ -35,6 +35,7 @@ class TrainResult:
     resumed_from: Optional[str] = None
     export_dir: Optional[str] = None
     validation: list[tuple[int, float]] = field(default_factory=list)
+    samples: list[str] = field(default_factory=list)  # validation sample strips written (main process)
     unet: Optional[torch.nn.Module] = None  # the trained (unwrapped) VideoUNet of this process, raw weights
 
 
@@ -74,15 +75,75 @@ def _hparams(config: Config) -> dict:
     return flat
 
 
-def build_dataset(config: Config):
-    """The training dataset (cached shards) and its content dimension."""
+@dataclass
+class TrainingData:
+    """Where batches come from: the dataset, its content size, and how a collated sub-batch becomes
+    ``latents / depth / content`` on the device (identity for shards, VAE + CLIP for synthetic)."""
+
+    dataset: object
+    content_dim: int
+    encoder: Optional[object] = None  # synthetic: SyntheticEncoder
+    vae: Optional[torch.nn.Module] = None
+    content_encoder: Optional[torch.nn.Module] = None
+
+    def encode(self, sub: Optional[dict], generator: torch.Generator, device) -> Optional[dict]:
+        if sub is None:
+            return None
+        if self.encoder is None:
+            return _to_device(sub, device)
+        return self.encoder(sub, generator, device=device)
+
+
+def _encoder_dtype(config: Config, device) -> torch.dtype:
+    if torch.device(device).type == "cuda" and config.train.mixed_precision == "bf16":
+        return torch.bfloat16
+    return torch.float32
+
+
+def load_frozen_vae(config: Config, device):
+    """The VAE from ``model.vae`` (default ``model.base``), frozen, in eval mode."""
+    from gen1.training.components import load_vae
+
+    vae = load_vae(config.model.vae or config.model.base, device, _encoder_dtype(config, device),
+                   what="model.vae" if config.model.vae else "model.base")
+    return vae.requires_grad_(False)
+
+
+def load_frozen_content(config: Config, device):
+    """The content encoder from ``model.content_encoder`` (default ``model.base/content_encoder``)."""
+    from gen1.training.components import load_content
+
+    encoder = load_content(config.model.base, config.model.content_encoder or None, device,
+                           what="model.content_encoder")
+    return encoder.requires_grad_(False)
+
+
+def build_dataset(config: Config, device="cpu") -> TrainingData:
+    """The training data for ``data.source``: cached shards, or synthetic scenes encoded on the fly."""
+    needs_vae = config.validation.every > 0 and config.validation.samples
     if config.data.source == "shards":
         from gen1.training.shards import ShardDataset
 
         dataset = ShardDataset(config.data.shards)
-        return dataset, dataset.content_dim
-    raise ValueError(f"data.source {config.data.source!r} is not available in this build; use 'shards' "
-                     "(gen1 preprocess, which can read gen1 synth output)")
+        vae = load_frozen_vae(config, device) if needs_vae else None
+        return TrainingData(dataset, dataset.content_dim, vae=vae)
+    if config.data.source == "synthetic":
+        from gen1.training.synthetic import SyntheticClips, SyntheticEncoder
+
+        syn = config.data.synthetic
+        vae, content = load_frozen_vae(config, device), load_frozen_content(config, device)
+        encoder = SyntheticEncoder(vae, content, content_frames=syn.content_frames, batch=syn.encode_batch)
+        return TrainingData(SyntheticClips(syn), encoder.content_dim, encoder=encoder, vae=vae,
+                            content_encoder=content)
+    raise ValueError(f"data.source must be 'shards' or 'synthetic', got {config.data.source!r}")
+
+
+def _held_out(config: Config, data: TrainingData):
+    from gen1.training.validation import held_out_from_shards, held_out_synthetic
+
+    if data.encoder is not None:
+        return held_out_synthetic(config, data.encoder)
+    return held_out_from_shards(data.dataset, data.vae)
 
 
 def train(config: Config, *, stop_at: Optional[int] = None,
@@ -102,9 +163,10 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     from gen1.training.noise import draw_conditioning, micro_generator
 
     config.validate()
-    dataset, content_dim = build_dataset(config)
     accelerator = make_accelerator(config)
     rank, world = accelerator.process_index, accelerator.num_processes
+    data = build_dataset(config, accelerator.device)
+    dataset, content_dim = data.dataset, data.content_dim
     torch.manual_seed(config.train.seed)  # identical temporal-layer init on every rank
 
     unet = load_video_unet(config.model, content_dim=content_dim)
@@ -157,15 +219,17 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     progress = tqdm(range(start, end), initial=start, total=end, disable=not accelerator.is_local_main_process,
                     desc="train")
     step = start
+    held = None
     for step in progress:
         step_loss = 0.0
         for a in range(accum):
             m = step * accum + a
             batch = next(batches)
             gen = micro_generator(config.train.seed, rank, m)
+            data_gen = micro_generator(config.train.seed, rank, m, stream=1)
             subs = {}
             for kind in ("video", "image"):
-                sub = _to_device(batch[kind], device)
+                sub = data.encode(batch[kind], data_gen, device)
                 if sub is not None:
                     result.seen[kind] += sub["latents"].shape[0]
                     cond = draw_conditioning(sub, noise_scheduler, config.diffusion, gen, prediction_type)
@@ -196,12 +260,12 @@ def train(config: Config, *, stop_at: Optional[int] = None,
             if config.train.tensorboard:
                 accelerator.log({"train/loss": step_loss, "train/lr": lr_scheduler.get_last_lr()[0],
                                  "train/epoch": plan.epoch_of(done * accum)}, step=done)
-        if config.train.validation_every and done % config.train.validation_every == 0:
+        if config.validation.every and done % config.validation.every == 0:
+            if held is None:
+                held = _held_out(config, data)
             with ema_weights(ema, trainable):
-                value = validation_loss(objective, dataset, noise_scheduler, config, prediction_type, device)
-            result.validation.append((done, value))
-            if config.train.tensorboard:
-                accelerator.log({"val/loss": value}, step=done)
+                run_validation(accelerator, objective, held, data, noise_scheduler, config, prediction_type, done,
+                               result)
         if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
             unwrapped = accelerator.unwrap_model(objective).unet
             weights = {n: p for n, p in unwrapped.named_parameters() if n in params}
@@ -228,30 +292,33 @@ class _null:
         return False
 
 
-@torch.no_grad()
-def validation_loss(objective, dataset, noise_scheduler, config: Config, prediction_type: str, device) -> float:
-    """Loss on a fixed held-out selection (first clip of each kind) with fixed noise: a cheap progress signal."""
-    from gen1.training.data import collate_joint
-    from gen1.training.noise import draw_conditioning, micro_generator
+def run_validation(accelerator, objective, held, data: TrainingData, noise_scheduler, config: Config,
+                   prediction_type: str, step: int, result: TrainResult) -> None:
+    """Held-out loss (every process) and, on the main process, a pipeline sample written and logged."""
+    from gen1.training.validation import make_pipeline, sample, validation_loss, write_sample
 
-    picks = []
-    for flag in (False, True):
-        if flag in dataset.is_image:
-            picks.append(dataset[dataset.is_image.index(flag)])
-    batch = collate_joint(picks)
-    gen = micro_generator(config.train.seed, 0, -1)
-    subs = {}
-    for kind in ("video", "image"):
-        sub = _to_device(batch[kind], device)
-        if sub is not None:
-            cond = draw_conditioning(sub, noise_scheduler, config.diffusion, gen, prediction_type)
-            sub = {k: cond[k] for k in ("noisy", "timesteps", "context", "target")}
-        subs[kind] = sub
-    was_training = objective.training
-    objective.eval()
-    loss, _ = objective(subs["video"], subs["image"])
-    objective.train(was_training)
-    return float(loss)
+    value = validation_loss(objective, held, noise_scheduler, config, prediction_type, accelerator.device)
+    result.validation.append((step, value))
+    if config.train.tensorboard:
+        accelerator.log({"val/loss": value}, step=step)
+    if not config.validation.samples:
+        return
+    if config.train.distributed == "fsdp":
+        if step == config.validation.every:
+            logger.warning("validation.samples is skipped under FSDP (the UNet is sharded across processes)")
+        return
+    if accelerator.is_main_process:
+        unet = accelerator.unwrap_model(objective).unet
+        pipe = make_pipeline(data.vae, unet, noise_scheduler, data.content_encoder)
+        with accelerator.autocast():
+            output = sample(pipe, held, config)
+        written = write_sample(Path(config.train.output_dir) / "samples", step, held.frames, output,
+                               mp4=config.validation.mp4)
+        result.samples.append(written["png"])
+        if config.train.tensorboard:
+            writer = accelerator.get_tracker("tensorboard", unwrap=True)
+            writer.add_image("val/sample", written["strip"], global_step=step, dataformats="HWC")
+    accelerator.wait_for_everyone()
 
 
 def export_model(accelerator, objective, ema, trainable, config: Config) -> Path:

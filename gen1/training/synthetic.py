@@ -1,0 +1,119 @@
+"""``data.source: synthetic``: train on scenes rendered on the fly instead of cached shards.
+
+Why: the synthetic scene generator (:mod:`gen1.eval.synthetic`) gives unlimited clips with *exact* depth, so a
+small model can be trained (and evaluated on held-out scenes) without any data set on disk. Each training step
+renders its clips and encodes them with the frozen VAE and content encoder, producing exactly what
+:class:`~gen1.training.shards.ShardDataset` yields for preprocessed clips:
+
+* ``latents (B, C, F, h, w)``: VAE posterior mean x ``scaling_factor`` (as ``gen1 preprocess``);
+* ``depth (B, 1, F, h, w)``: the renderer's exact z-depth turned into inverse depth, normalised per clip with
+  :func:`gen1.depth.normalize_clip_depth` (the estimators' convention) and area-resized to latent size;
+* ``content (B, F, D)``: the content encoder's CLIP image embedding of every frame (``content_frames: all``),
+  or of one frame per clip drawn from the micro-step's generator and repeated (``one``: F times cheaper).
+
+Seeds: item ``i < num_scenes`` is the video of scene ``seed_offset + i`` (scene, style and motion all come from
+that seed); item ``num_scenes + i`` is the 1-frame image (first frame) of the same scene. Only seeds in
+``[seed_offset, seed_offset + num_scenes)`` are ever rendered for training, so seeds outside the range are
+held out. Which items a micro-step uses is decided by :class:`~gen1.training.data.JointBatchPlan` from the
+micro-step index alone, so the data position is one integer and resuming is exact.
+
+Work split: rendering and depth normalisation run per clip in ``__getitem__`` (DataLoader workers when
+``data.num_workers > 0``; the renderer casts all frames of a clip at once); VAE and CLIP run once per
+micro-batch on all its frames together (:class:`SyntheticEncoder`, in chunks of ``encode_batch`` frames).
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from einops import rearrange, repeat
+
+from gen1.training.config import SyntheticDataConfig
+
+
+def render_clip(seed: int, num_frames: int, size: int) -> dict:
+    """Frames ``(F, 3, size, size)`` in [0, 1] and per-clip normalised inverse depth ``(F, 1, size, size)``."""
+    from gen1.depth import normalize_clip_depth
+    from gen1.eval.synthetic import render, sample_scene, sample_style
+
+    frames, z_depth = render(sample_scene(seed), sample_style(seed), num_frames, size, size)
+    depth = normalize_clip_depth(1.0 / z_depth.clamp_min(1e-6))
+    return {"frames": frames, "depth": depth}
+
+
+class SyntheticClips(torch.utils.data.Dataset):
+    """Raw rendered clips of the training seed range (see the module docstring for the item layout).
+
+    Item ``i`` is ``{"frames": (F,3,H,W), "depth": (F,1,H,W), "is_image": bool}`` with ``F = 1`` for images.
+    """
+
+    def __init__(self, config: SyntheticDataConfig):
+        self.config = config
+        self.num_scenes = int(config.num_scenes)
+        self.is_image = [False] * self.num_scenes + [True] * self.num_scenes
+
+    def seed_of(self, index: int) -> int:
+        return self.config.seed_offset + index % self.num_scenes
+
+    def __len__(self) -> int:
+        return 2 * self.num_scenes
+
+    def __getitem__(self, index: int) -> dict:
+        if not 0 <= index < len(self):
+            raise IndexError(index)
+        is_image = index >= self.num_scenes
+        item = render_clip(self.seed_of(index), 1 if is_image else self.config.frames, self.config.size)
+        item["is_image"] = is_image
+        return item
+
+
+class SyntheticEncoder:
+    """Raw sub-batches ``{frames (B,F,3,H,W), depth (B,F,1,H,W)}`` -> ``{latents, depth, content}`` (see module)."""
+
+    def __init__(self, vae, content_encoder, *, content_frames: str = "all", batch: int = 16):
+        if content_frames not in ("all", "one"):
+            raise ValueError(f"data.synthetic.content_frames must be 'all' or 'one', got {content_frames!r}")
+        self.vae, self.content = vae, content_encoder
+        self.content_frames = content_frames
+        self.batch = batch
+        self.scaling_factor = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+
+    @property
+    def content_dim(self) -> int:
+        return int(self.content.embedding_dim)
+
+    @torch.no_grad()
+    def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` in [0, 1] -> ``(N, C, h, w)`` float32: posterior mean x scaling factor."""
+        param = next(self.vae.parameters())
+        out = [self.vae.encode((chunk * 2 - 1).to(param.device, param.dtype)).latent_dist.mean.float()
+               for chunk in frames.split(self.batch)]
+        return torch.cat(out) * self.scaling_factor
+
+    @torch.no_grad()
+    def encode_content(self, frames: torch.Tensor) -> torch.Tensor:
+        """``(N, 3, H, W)`` in [0, 1] -> CLIP image embeddings ``(N, D)`` float32."""
+        return torch.cat([self.content.encode_image(chunk).float() for chunk in frames.split(self.batch)])
+
+    @torch.no_grad()
+    def __call__(self, sub: dict, generator: Optional[torch.Generator] = None, device=None) -> dict:
+        frames, depth = sub["frames"], sub["depth"]
+        b, f = frames.shape[:2]
+        device = device or next(self.vae.parameters()).device
+        flat = rearrange(frames, "b f c h w -> (b f) c h w")
+        latents = self.encode_latents(flat)
+        small = F.interpolate(rearrange(depth, "b f c h w -> (b f) c h w").float(), size=latents.shape[-2:],
+                              mode="area")
+        if self.content_frames == "all" or f == 1:
+            content = rearrange(self.encode_content(flat), "(b f) d -> b f d", b=b)
+        else:
+            pick = torch.randint(0, f, (b,), generator=generator)
+            chosen = frames[torch.arange(b), pick]  # (B, 3, H, W): one frame per clip
+            content = repeat(self.encode_content(chosen), "b d -> b f d", f=f)
+        return {
+            "latents": rearrange(latents, "(b f) c h w -> b c f h w", b=b).to(device),
+            "depth": rearrange(small, "(b f) c h w -> b c f h w", b=b).to(device),
+            "content": content.to(device),
+        }

@@ -37,13 +37,14 @@ def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, tim
 
 
 def structure_input(depth: torch.Tensor, levels: torch.Tensor, use_structure: bool) -> torch.Tensor:
-    """Structure channels ``(B,1,F,h,w)``: depth obscured to ``levels[b]`` per sample and mapped to [-1, 1] by
-    :func:`gen1.conditioning.structure_channels` (THE mapping the pipeline uses at inference), or zeros."""
+    """Structure channels ``(B,1,F,h,w)`` from cached latent-resolution depth: obscured to ``levels[b]`` per
+    sample and mapped exactly as at inference (:func:`gen1.conditioning.structure_channels`), or zeros when the
+    stage trains without structure."""
     if not use_structure:
         return torch.zeros_like(depth)
     from gen1.conditioning import structure_channels
 
-    return structure_channels(depth, levels).to(depth.dtype)
+    return structure_channels(depth.float(), levels).to(depth.dtype)
 
 
 def draw_conditioning(sub: dict, scheduler, config: DiffusionConfig, generator: torch.Generator,

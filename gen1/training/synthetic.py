@@ -7,7 +7,8 @@ renders its clips and encodes them with the frozen VAE and content encoder, prod
 
 * ``latents (B, C, F, h, w)``: VAE posterior mean x ``scaling_factor`` (as ``gen1 preprocess``);
 * ``depth (B, 1, F, h, w)``: the renderer's exact z-depth turned into inverse depth, normalised per clip with
-  :func:`gen1.depth.normalize_clip_depth` (the estimators' convention) and area-resized to latent size;
+  :func:`gen1.depth.normalize_clip_depth` (the estimators' convention) and area-resized to latent size
+  (:func:`gen1.conditioning.depth_to_latent_grid`, as preprocess and the pipeline);
 * ``content (B, F, D)``: the content encoder's CLIP image embedding of every frame (``content_frames: all``),
   or of one frame per clip drawn from the micro-step's generator and repeated (``one``: F times cheaper).
 
@@ -27,9 +28,9 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-import torch.nn.functional as F
 from einops import rearrange, repeat
 
+from gen1.conditioning import depth_to_latent_grid
 from gen1.training.config import SyntheticDataConfig
 
 
@@ -104,8 +105,7 @@ class SyntheticEncoder:
         device = device or next(self.vae.parameters()).device
         flat = rearrange(frames, "b f c h w -> (b f) c h w")
         latents = self.encode_latents(flat)
-        small = F.interpolate(rearrange(depth, "b f c h w -> (b f) c h w").float(), size=latents.shape[-2:],
-                              mode="area")
+        small = depth_to_latent_grid(rearrange(depth, "b f c h w -> (b f) c h w").float(), tuple(latents.shape[-2:]))
         if self.content_frames == "all" or f == 1:
             content = rearrange(self.encode_content(flat), "(b f) d -> b f d", b=b)
         else:

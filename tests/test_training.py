@@ -40,7 +40,7 @@ def test_loss_decreases_on_joint_image_video_batches(data):
     cfg = _config(data, root / "fit", **{
         "train.max_steps": 30, "optim.lr": 3e-3, "model.trainable": "all", "data.batch_size": 2,
         "data.image_ratio": 0.25, "diffusion.content_dropout": 0.1, "diffusion.structure_level_max": 7,
-        "train.checkpoint_every": 1000, "ema.decay": 0.9, "validation.every": 30, "validation.samples": "false",
+        "train.checkpoint_every": 1000, "ema.decay": 0.9, "validation.every": 30, "validation.num_inference_steps": 2,
         "train.tensorboard": "true"})
     result = train(cfg)
     first, last = sum(result.losses[:5]) / 5, sum(result.losses[-5:]) / 5
@@ -51,6 +51,9 @@ def test_loss_decreases_on_joint_image_video_batches(data):
     export = Path(result.export_dir)
     assert (export / "unet" / "config.json").is_file() and (export / "temporal.safetensors").is_file()
     assert list((root / "fit").rglob("events.out.tfevents*")), "no TensorBoard log written"
+    # validation sample from the shards: source = VAE decode of the cached latents, structure = cached depth
+    assert [Path(p).name for p in result.samples] == ["step-00000030.png"] and len(result.validation) == 1
+    assert (root / "fit" / "samples" / "step-00000030.mp4").is_file()
     from gen1.unet import VideoUNet
 
     reloaded = VideoUNet.from_pretrained(str(export / "unet"))

@@ -74,6 +74,11 @@ def test_synthetic_training_learns_and_writes_validation_samples(sd, tmp_path):
             break
     assert [e.step for e in events.Images("val/sample")] == [15, 30]
     assert [e.step for e in events.Scalars("val/loss")] == [15, 30]
+    # the export carries the frozen encoders, so it can be model.base of a later synthetic stage
+    export = Path(result.export_dir)
+    assert {p.name for p in export.iterdir()} >= {"unet", "scheduler", "vae", "content_encoder"}
+    later = _config(export, tmp_path / "next", **{"train.max_steps": 1, "model.trainable": "all"})
+    assert len(train(later).losses) == 1
 
 
 RESUME = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.lr": 1e-3, "model.trainable": "temporal",

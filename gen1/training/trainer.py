@@ -278,7 +278,7 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     result.unet = accelerator.unwrap_model(objective).unet
 
     if stop_at is None and config.train.export and result.step >= config.train.max_steps:
-        result.export_dir = str(export_model(accelerator, objective, ema, trainable, config))
+        result.export_dir = str(export_model(accelerator, objective, ema, trainable, config, data))
     if config.train.tensorboard:
         accelerator.end_training()
     return result
@@ -321,11 +321,13 @@ def run_validation(accelerator, objective, held, data: TrainingData, noise_sched
     accelerator.wait_for_everyone()
 
 
-def export_model(accelerator, objective, ema, trainable, config: Config) -> Path:
+def export_model(accelerator, objective, ema, trainable, config: Config, data: Optional[TrainingData] = None) -> Path:
     """Save the trained VideoUNet (EMA weights when enabled) to ``OUTPUT/export``, atomically.
 
     ``export/unet/`` is a ``save_pretrained`` folder, ``export/temporal.safetensors`` the new layers only,
     ``export/scheduler/`` the training scheduler (so the export can be ``model.base`` of a later stage).
+    When the run loaded frozen encoders (synthetic source, validation samples), float32 ones are saved too
+    (``export/vae/``, ``export/content_encoder/``), so a later synthetic stage finds them in its base.
     """
     from gen1.atomic import atomic_directory
     from gen1.training.model import load_noise_scheduler
@@ -338,6 +340,10 @@ def export_model(accelerator, objective, ema, trainable, config: Config) -> Path
             unet.save_pretrained(str(Path(tmp) / "unet"))
             unet.save_temporal(str(Path(tmp) / "temporal.safetensors"))
             load_noise_scheduler(config.model.base).save_pretrained(str(Path(tmp) / "scheduler"))
+            for name in ("vae", "content_encoder"):
+                module = getattr(data, name, None)
+                if module is not None and next(module.parameters()).dtype == torch.float32:
+                    module.save_pretrained(str(Path(tmp) / name))
     accelerator.wait_for_everyone()
     return target
 

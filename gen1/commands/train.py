@@ -1,4 +1,4 @@
-"""``gen1 train CONFIG.yaml [section.key=value ...]``: train a VideoUNet stage on cached shards.
+"""``gen1 train CONFIG.yaml [section.key=value ...]``: train a VideoUNet stage on cached shards or synthetic scenes.
 
 Examples::
 

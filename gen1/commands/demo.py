@@ -1,0 +1,59 @@
+"""``gen1 demo``: the first command after installing -- edit a sample clip with the bundled model.
+
+    gen1 demo --out demo_out
+
+writes ``demo_out/source.mp4`` (a synthetic clip gen1 renders), ``reference.png`` (another scene in another
+style), ``edited.mp4`` and ``comparison.png`` (source | depth | reference | output). ``--input`` /
+``--reference`` / ``--prompt`` swap in your own video, image or text (output is 64 px: the demo model's size).
+"""
+
+from __future__ import annotations
+
+
+def register(subparsers) -> None:
+    parser = subparsers.add_parser(
+        "demo",
+        help="edit a sample clip with the bundled demo model (no download)",
+        description="Render a sample clip and a reference image, edit the clip with the bundled demo model and "
+        "write source.mp4, reference.png, edited.mp4 and comparison.png to --out.",
+    )
+    parser.add_argument("--out", default="gen1-demo", help="output directory (default: gen1-demo)")
+    parser.add_argument("--input", help="your own video instead of the sample clip")
+    parser.add_argument("--reference", help="your own reference image")
+    parser.add_argument("--prompt", help="a text prompt instead of the reference (e.g. \"red striped objects ...\")")
+    parser.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    parser.add_argument("--guidance", type=float, default=3.0, help="content guidance w (default 3)")
+    parser.add_argument("--structure-level", type=float, default=0.0, help="t_s in [0, 7] (default 0)")
+    parser.add_argument("--frames", type=int, default=16, help="frames to edit (default 16)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--model", help="pipeline directory (default: the bundled demo model)")
+    parser.set_defaults(func=run)
+
+
+def run(args) -> int:
+    import os
+    from pathlib import Path
+
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    if args.frames < 1:
+        raise ValueError(f"--frames must be >= 1, got {args.frames}")
+    if args.reference is not None and args.prompt is not None:
+        raise ValueError("give --reference or --prompt, not both")
+    for flag, value in (("--input", args.input), ("--reference", args.reference)):
+        if value is not None and not os.path.isfile(value):
+            raise FileNotFoundError(f"{flag} file not found: {value!r}")
+    if not Path(args.out).parent.exists():
+        raise FileNotFoundError(f"--out: parent directory of {args.out!r} does not exist")
+    import torch
+
+    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+    from gen1.demo.showcase import run_showcase
+
+    result = run_showcase(args.out, model=args.model, input_video=args.input, reference=args.reference,
+                          prompt=args.prompt, steps=args.steps, guidance=args.guidance,
+                          structure_level=args.structure_level, seed=args.seed, frames=args.frames)
+    for name, path in result["paths"].items():
+        print(f"{name}: {path}")
+    print(f"edit took {result['edit_seconds']:.1f} s")
+    return 0

@@ -1,0 +1,31 @@
+"""The bundled demo model: a small Gen-1 trained by gen1's own code on synthetic scenes.
+
+Submodules (imported on use so ``import gen1.demo`` stays light):
+
+* :mod:`gen1.demo.data` -- seed policy (training vs held-out seeds) and batches of rendered frames;
+* :mod:`gen1.demo.loop` -- a small resumable training loop with atomic checkpoints (component trainers);
+* :mod:`gen1.demo.vae`, :mod:`gen1.demo.content`, :mod:`gen1.demo.depth` -- the component trainers;
+* :mod:`gen1.demo.shards` -- synthetic clips -> ``gen1 train`` shards (VAE latents, exact depth, CLIP);
+* :mod:`gen1.demo.assemble` -- the :class:`~gen1.pipeline.Gen1Pipeline` that ships in ``gen1/assets/demo``.
+
+:func:`bundled_model_dir` is where ``gen1 edit`` finds the model when ``--model`` is not given.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+BUNDLED_SUBDIR = ("assets", "demo-model")
+
+
+def bundled_model_dir() -> Path:
+    """The directory of the bundled demo pipeline (``gen1/assets/demo-model``, where
+    ``gen1 edit`` already looks when ``--model`` is not given).
+
+    Raises ``FileNotFoundError`` if the package was installed without its data files.
+    """
+    path = Path(__file__).resolve().parents[1].joinpath(*BUNDLED_SUBDIR)
+    if not (path / "model_index.json").is_file():
+        raise FileNotFoundError(f"the bundled demo model is missing: no model_index.json in {str(path)!r} "
+                                "(reinstall gen1 with its package data, or pass --model)")
+    return path

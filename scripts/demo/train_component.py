@@ -1,0 +1,41 @@
+"""Train one component of the bundled demo model (resumable: rerun the same command to continue).
+
+    python scripts/demo/train_component.py vae     --out runs/demo/vae     --steps 600
+    python scripts/demo/train_component.py content --out runs/demo/content --steps 600
+    python scripts/demo/train_component.py depth   --out runs/demo/depth   --steps 500
+
+``--minutes M`` stops after M minutes of wall time (checkpointing first); rerun to resume.
+The finished model is exported to OUT/export; OUT/checkpoint/state.json holds the loss history.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import torch
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("component", choices=("vae", "content", "depth"))
+    parser.add_argument("--out", required=True)
+    parser.add_argument("--steps", type=int, required=True)
+    parser.add_argument("--minutes", type=float, default=None)
+    parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    if args.component == "vae":
+        from gen1.demo.vae import train_vae as train
+    elif args.component == "content":
+        from gen1.demo.content import train_content as train
+    else:
+        from gen1.demo.depth import train_depth as train
+    state = train(args.out, max_steps=args.steps, max_minutes=args.minutes, seed=args.seed)
+    print(json.dumps({"step": state["step"], "done": state["done"], "metrics": state.get("metrics")}))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -41,6 +41,8 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
+from gen1.weights import check_state_dict
+
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
 TOKENIZER_SUBFOLDER = "tokenizer"
@@ -355,15 +357,7 @@ class ContentEncoder(ModelMixin, ConfigMixin):
                 continue  # contrastive temperature / legacy buffers: not used for embeddings
             else:
                 raise ValueError(f"CLIP checkpoint '{path}' has unexpected key '{key}'")
-        for key, value in own.items():
-            if key not in mapped:
-                raise ValueError(f"CLIP checkpoint '{path}' is missing key '{key}'")
-            if tuple(mapped[key].shape) != tuple(value.shape):
-                raise ValueError(f"CLIP checkpoint '{path}' key '{key}' has shape {tuple(mapped[key].shape)}, "
-                                 f"expected {tuple(value.shape)}")
-        extra = sorted(set(mapped) - set(own))
-        if extra:
-            raise ValueError(f"CLIP checkpoint '{path}' has unexpected key '{extra[0]}'")
+        check_state_dict(own, mapped, f"CLIP checkpoint '{path}'")
         encoder.load_state_dict(mapped, strict=True)
         if (path / "tokenizer.json").is_file() or (path / "vocab.json").is_file():
             encoder.tokenizer = CLIPTokenizer.from_pretrained(str(path))

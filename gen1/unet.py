@@ -33,6 +33,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from gen1.atomic import atomic_path
+from gen1.weights import check_state_dict
 from gen1.temporal_layers import (
     ATTENTION_BACKENDS,
     FrameContext,
@@ -68,21 +69,6 @@ class VideoUNetOutput(BaseOutput):
 def _json_normalise(value: Any) -> Any:
     """Tuples -> lists etc., so configs compare equal before and after a JSON round trip."""
     return json.loads(json.dumps(value, sort_keys=True))
-
-
-def check_tensors(expected: Mapping[str, torch.Size], found: Mapping[str, torch.Tensor], source: str) -> None:
-    """Raise ``ValueError`` naming the first missing, unexpected or wrongly shaped key(s)."""
-    missing = sorted(set(expected) - set(found))
-    unexpected = sorted(set(found) - set(expected))
-    if missing:
-        raise ValueError(f"{source}: missing key(s) {missing[:5]}{' ...' if len(missing) > 5 else ''}")
-    if unexpected:
-        raise ValueError(f"{source}: unexpected key(s) {unexpected[:5]}{' ...' if len(unexpected) > 5 else ''}")
-    for key, shape in expected.items():
-        if tuple(found[key].shape) != tuple(shape):
-            raise ValueError(
-                f"{source}: key {key!r} has shape {tuple(found[key].shape)}, the model expects {tuple(shape)}"
-            )
 
 
 class VideoUNet(ModelMixin, ConfigMixin):
@@ -420,7 +406,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
                 )
         tensors = load_file(str(path))
         params = self.temporal_state_dict()
-        check_tensors({k: p.shape for k, p in params.items()}, tensors, f"'{path}'")
+        check_state_dict(params, tensors, f"'{path}'")
         with torch.no_grad():
             for key, param in params.items():
                 param.copy_(tensors[key])

@@ -38,7 +38,7 @@ def _load_midas(path: Path, variant: str | None, network_config: dict[str, Any] 
     from gen1.depth.midas import (
         MIDAS_PREPROCESSING,
         VARIANTS,
-        check_state_dict,
+        check_midas_state_dict,
         default_midas_config,
         load_midas_state_dict,
         variant_from_filename,
@@ -59,7 +59,7 @@ def _load_midas(path: Path, variant: str | None, network_config: dict[str, Any] 
     for key in own:
         if key.endswith("num_batches_tracked") and key not in sd:
             sd[key] = own[key]
-    check_state_dict(estimator.network, sd, str(path))
+    check_midas_state_dict(estimator.network, sd, str(path))
     estimator.network.load_state_dict(sd, strict=True)
     return estimator
 

@@ -395,16 +395,8 @@ def load_midas_state_dict(path) -> dict[str, torch.Tensor]:
     return sd
 
 
-def check_state_dict(module: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
-    """Raise ValueError naming the first missing, unexpected or wrongly shaped key."""
-    own = module.state_dict()
-    for key, value in own.items():
-        if key not in sd:
-            raise ValueError(f"checkpoint '{source}' is missing key '{key}' (expected shape {tuple(value.shape)})")
-        if tuple(sd[key].shape) != tuple(value.shape):
-            raise ValueError(f"checkpoint '{source}' key '{key}' has shape {tuple(sd[key].shape)}, "
-                             f"the architecture expects {tuple(value.shape)}")
-    extra = [k for k in sd if k not in own]
-    if extra:
-        raise ValueError(f"checkpoint '{source}' has unexpected key '{extra[0]}' ({len(extra)} unexpected in total); "
-                         "is it another MiDaS variant? pass variant=...")
+def check_midas_state_dict(module: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
+    """Strict key/shape check of a MiDaS checkpoint against ``module`` (:func:`gen1.weights.check_state_dict`)."""
+    from gen1.weights import check_state_dict
+
+    check_state_dict(module.state_dict(), sd, f"checkpoint '{source}'", hint="; is it another MiDaS variant? pass variant=...")

@@ -26,6 +26,8 @@ from typing import Optional
 
 import torch
 
+from gen1.weights import check_state_dict
+
 ADAPTER_NAME = "gen1_custom"
 METADATA_KEY = "gen1_adapter"
 SPATIAL_ATTENTION = r".*\.spatial\.transformer_blocks\.\d+\.attn[12]\.(to_q|to_k|to_v|to_out\.0)$"
@@ -177,15 +179,7 @@ def load_adapter(model, path: str | Path):
     else:
         raise ValueError(f"adapter {str(path)!r} has unknown kind {meta['kind']!r}")
     try:
-        for key, param in expected.items():
-            if key not in tensors:
-                raise ValueError(f"adapter {str(path)!r} lacks weight '{key}'")
-            if tuple(tensors[key].shape) != tuple(param.shape):
-                raise ValueError(f"adapter {str(path)!r}: '{key}' has shape {tuple(tensors[key].shape)}, "
-                                 f"the model expects {tuple(param.shape)}")
-        extra = sorted(set(tensors) - set(expected))
-        if extra:
-            raise ValueError(f"adapter {str(path)!r} holds unexpected weight '{extra[0]}'")
+        check_state_dict(expected, tensors, f"adapter {str(path)!r}")
         with torch.no_grad():
             for key, param in expected.items():
                 param.copy_(tensors[key].to(param.dtype))

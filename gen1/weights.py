@@ -1,0 +1,45 @@
+"""Strict weight checks shared by every loader (VideoUNet temporal files, MiDaS, CLIP, adapters).
+
+Loading never falls back to ``strict=False``: a checkpoint whose keys or shapes differ from the model's is
+refused with a ``ValueError`` that names the first offending key, before any weight is copied.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping, Sequence, Union
+
+import torch
+
+ShapeLike = Union[torch.Tensor, torch.Size, Sequence[int]]
+
+
+def _shape(value: ShapeLike) -> tuple[int, ...]:
+    return tuple(value.shape) if hasattr(value, "shape") else tuple(value)
+
+
+def _and_more(keys: list[str]) -> str:
+    return f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
+
+
+def check_state_dict(
+    expected: Mapping[str, ShapeLike], found: Mapping[str, torch.Tensor], source: str, hint: str = ""
+) -> None:
+    """Raise ``ValueError`` unless ``found`` has exactly the keys of ``expected``, each with the same shape.
+
+    ``expected`` maps keys to tensors or shapes (what the model holds); ``found`` is what the file holds;
+    ``source`` names the file in the message; ``hint`` is appended to it (e.g. "pass variant=...").
+    """
+    missing = sorted(key for key in expected if key not in found)
+    if missing:
+        key = missing[0]
+        raise ValueError(
+            f"{source}: missing key '{key}' (expected shape {_shape(expected[key])}){_and_more(missing)}{hint}"
+        )
+    unexpected = sorted(key for key in found if key not in expected)
+    if unexpected:
+        raise ValueError(f"{source}: unexpected key '{unexpected[0]}'{_and_more(unexpected)}{hint}")
+    for key, value in expected.items():
+        if _shape(found[key]) != _shape(value):
+            raise ValueError(
+                f"{source}: '{key}' has shape {_shape(found[key])}, the model expects {_shape(value)}{hint}"
+            )

@@ -211,7 +211,8 @@ class Gen1Pipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Content embedding ``(1, D)`` from prompt(s) (through the prior) and/or reference image(s), mixed with
-        ``content_weights`` (one per prompt, then one per image; default equal weights)."""
+        ``content_weights`` (one per prompt, then one per image, >= 0; normalised to sum to 1, so the result is a
+        convex combination; default equal weights)."""
         from gen1.content import mix_content
 
         prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
@@ -240,16 +241,22 @@ class Gen1Pipeline(DiffusionPipeline):
 
     @staticmethod
     def _mix(embeds: torch.Tensor, weights, mix_content) -> torch.Tensor:
-        if weights is not None and len(weights) != embeds.shape[0]:
-            raise ValueError(
-                f"content_weights must have one weight per prompt/image ({embeds.shape[0]}), got {len(weights)}"
-            )
-        if weights is not None and any(float(w) < 0 for w in weights):
-            raise ValueError(f"content_weights must be >= 0, got {list(weights)}")
-        if embeds.shape[0] == 1:
-            return embeds
-        weights = [1.0] * embeds.shape[0] if weights is None else [float(w) for w in weights]
-        return mix_content(embeds, weights).reshape(1, -1)
+        """Convex mix of the ``(N, D)`` rows -> ``(1, D)``.
+
+        The weights are normalised to sum to 1 (default: equal), so mixing N inputs keeps the magnitude of the
+        single embeddings the model was trained on, and only the weights' ratios matter (with one input its
+        weight therefore has no effect). Weights must be >= 0 and not all 0.
+        """
+        n = embeds.shape[0]
+        if weights is not None and len(weights) != n:
+            raise ValueError(f"content_weights must have one weight per prompt/image ({n}), got {len(weights)}")
+        weights = [1.0] * n if weights is None else [float(w) for w in weights]
+        if any(not np.isfinite(w) or w < 0 for w in weights):
+            raise ValueError(f"content_weights must be finite and >= 0, got {weights}")
+        total = sum(weights)
+        if total <= 0:
+            raise ValueError(f"content_weights must not all be 0, got {weights}")
+        return mix_content(embeds, [w / total for w in weights]).reshape(1, -1)
 
     @staticmethod
     def _load_image(image):
@@ -400,8 +407,8 @@ class Gen1Pipeline(DiffusionPipeline):
             video: path, ``VideoClip``, uint8 array ``(F, H, W, 3)``, float tensor ``(F, 3, H, W)`` in [0, 1], or
                 list of PIL images.
             prompt / reference_image / content_weights: content (see :meth:`encode_content`); or
-            content_embeds: precomputed CLIP-space embedding(s) ``(D,)`` / ``(N, D)`` (mixed with
-                ``content_weights`` when N > 1).
+            content_embeds: precomputed CLIP-space embedding(s) ``(D,)`` / ``(N, D)`` (N > 1: convex mix with
+                ``content_weights``, normalised to sum to 1).
             structure_level: t_s in [0, 7] (0 = depth as estimated, 7 = coarse layout only).
             guidance_scale: content guidance w >= 0. temporal_guidance_scale: w_t >= 0 (see :mod:`gen1.guidance`).
             height / width or size: output size (size = short side); default the video's size; rounded down to a

@@ -93,6 +93,21 @@ def test_strength_below_one_runs_the_tail_of_the_schedule(pipe):
     assert len(steps) == 2 and steps[0] < 500 and torch.isfinite(out.frames).all()
 
 
+# ------------------------------------------------------------------------------------------ content mixing
+def test_content_mixing_is_a_convex_combination():
+    from gen1.content import mix_content
+
+    a, b = torch.tensor([[3.0, 4.0]]), torch.tensor([[1.0, -2.0]])
+    same = Gen1Pipeline._mix(torch.cat([a, a]), None, mix_content)
+    torch.testing.assert_close(same, a, rtol=0, atol=1e-6)  # the same embedding twice gives itself back
+    torch.testing.assert_close(Gen1Pipeline._mix(torch.cat([a, b]), [3, 1], mix_content), 0.75 * a + 0.25 * b)
+    torch.testing.assert_close(Gen1Pipeline._mix(torch.cat([a, b]), [6, 2], mix_content), 0.75 * a + 0.25 * b)
+    torch.testing.assert_close(Gen1Pipeline._mix(a, [5.0], mix_content), a)  # one input: its weight is a no-op
+    for bad in ([0, 0], [-1, 2], [float("nan"), 1]):
+        with pytest.raises(ValueError, match="content_weights"):
+            Gen1Pipeline._mix(torch.cat([a, b]), bad, mix_content)
+
+
 # ------------------------------------------------------------------------------------------ guidance
 class StubUNet(ModelMixin, ConfigMixin):
     """Predicts a distinct constant per term: image mode -> IMAGE_NULL, null content -> VIDEO_NULL, else

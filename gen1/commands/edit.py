@@ -36,7 +36,7 @@ def register(subparsers) -> None:
     content.add_argument("--reference", action="append", default=[], metavar="IMG", help="reference image (repeatable)")
     content.add_argument(
         "--content-weights", type=float, nargs="+", metavar="W",
-        help="one weight per prompt, then per reference image (default: equal)",
+        help="one weight >= 0 per prompt, then per reference image; normalised to sum to 1 (default: equal)",
     )
     knobs = parser.add_argument_group("guidance and structure")
     knobs.add_argument("--structure-level", type=float, default=0.0, help="t_s in [0, 7]: 0 = full depth detail")

@@ -1,0 +1,30 @@
+"""Assemble the trained components into the bundled pipeline (fp16 safetensors) and print file sizes.
+
+    python scripts/demo/assemble.py --runs runs/demo --out gen1/assets/demo-model
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--runs", default="runs/demo", help="folder with vae/ content/ depth/ unet/ runs")
+    parser.add_argument("--out", default="gen1/assets/demo-model")
+    args = parser.parse_args()
+    from gen1.demo.assemble import assemble, save_fp16
+
+    runs = Path(args.runs)
+    pipe = assemble(vae=runs / "vae" / "export", unet=runs / "unet" / "export" / "unet",
+                    depth=runs / "depth" / "export", content=runs / "content" / "export")
+    sizes = save_fp16(pipe, args.out)
+    print(json.dumps(sizes, indent=1))
+    print(f"total {sum(sizes.values()) / 2**20:.2f} MiB")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

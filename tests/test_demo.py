@@ -1,0 +1,168 @@
+"""The bundled demo model: its recipe's building blocks, the shipped weights, ``gen1 demo`` and a reduced run
+of the evaluation script (CPU, a few seconds each)."""
+
+from __future__ import annotations
+
+import json
+import runpy
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_caption_tokenizer_makes_every_vocabulary_word_one_token():
+    from gen1.demo.tokenizer import build_caption_tokenizer
+    from gen1.eval.synthetic import CAPTION_VOCABULARY, sample_style
+
+    tok = build_caption_tokenizer(CAPTION_VOCABULARY, 32)
+    for word in CAPTION_VOCABULARY:
+        assert len(tok(word, add_special_tokens=False).input_ids) == 1, word
+    caption = sample_style(3).caption
+    ids = tok(caption).input_ids
+    # start + one token per word + the comma + end
+    assert len(ids) == len(caption.replace(",", " ,").split()) + 2
+    assert tok.decode(ids, skip_special_tokens=True).replace(" ,", ",") == caption
+    # text outside the vocabulary still tokenizes (byte fallback)
+    assert len(tok("zebra", add_special_tokens=False).input_ids) > 1
+
+
+def test_component_loop_resume_equals_uninterrupted_run(tmp_path):
+    from gen1.demo.loop import run_loop
+
+    def make():
+        torch.manual_seed(0)
+        model = torch.nn.Linear(3, 1)
+        return model, torch.optim.AdamW(model.parameters(), lr=0.1)
+
+    data = torch.randn(8, 3, generator=torch.Generator().manual_seed(1))
+
+    def loss_of(model):
+        return lambda step: ((model(data[step % 8:step % 8 + 2]) - 1).square().mean(), {})
+
+    full, opt = make()
+    state = run_loop(tmp_path / "full", full, opt, loss_of(full), max_steps=6, checkpoint_every=3)
+    assert state["done"] and [row[0] for row in state["history"]] == list(range(1, 7))
+
+    first, opt = make()
+    run_loop(tmp_path / "split", first, opt, loss_of(first), max_steps=3, checkpoint_every=3)
+    resumed, opt = make()  # a fresh process: weights and optimizer come from the checkpoint
+    state = run_loop(tmp_path / "split", resumed, opt, loss_of(resumed), max_steps=6, checkpoint_every=3)
+    assert len(state["history"]) == 6
+    for a, b in zip(full.parameters(), resumed.parameters()):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_loop_checkpoint_rejects_other_shapes(tmp_path):
+    from gen1.demo.loop import run_loop
+
+    model = torch.nn.Linear(3, 1)
+    opt = torch.optim.AdamW(model.parameters())
+    run_loop(tmp_path, model, opt, lambda s: (model(torch.ones(1, 3)).sum(), {}), max_steps=1)
+    other = torch.nn.Linear(4, 1)
+    with pytest.raises(ValueError, match="weight"):
+        run_loop(tmp_path, other, torch.optim.AdamW(other.parameters()), lambda s: (other(torch.ones(1, 4)).sum(), {}),
+                 max_steps=2)
+
+
+def test_bundled_model_is_fp16_safetensors_within_budget():
+    from gen1.demo import bundled_model_dir
+
+    root = bundled_model_dir()
+    weights = sorted(root.rglob("*.safetensors"))
+    assert {p.parent.name for p in weights} == {"vae", "unet", "depth_estimator", "content_encoder"}
+    assert not list(root.rglob("*.bin")) and not list(root.rglob("*.pt"))
+    assert sum(p.stat().st_size for p in root.rglob("*") if p.is_file()) <= 40 * 2**20
+    from safetensors import safe_open
+
+    for path in weights:
+        with safe_open(str(path), framework="pt") as handle:
+            dtypes = {handle.get_slice(k).get_dtype() for k in handle.keys()}
+        assert dtypes <= {"F16", "I64"}, (path, dtypes)
+
+
+@pytest.fixture(scope="module")
+def bundled_pipe():
+    from gen1.demo import bundled_model_dir
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_pretrained(str(bundled_model_dir()))
+    pipe.cast(torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def test_bundled_model_edits_by_reference_and_by_prompt(bundled_pipe):
+    from gen1.demo.benchmark import edit_case
+
+    case = edit_case(0, frames=4)
+    for content in (dict(reference_image=case.reference[0]), dict(prompt=case.prompt)):
+        with pytest.warns(UserWarning) if "prompt" in content else _nothing():
+            out = bundled_pipe(case.source, num_inference_steps=2, generator=torch.Generator().manual_seed(0),
+                               output_type="pt", guidance_scale=3.0, **content)
+        assert out.frames.shape == (4, 3, 64, 64)
+        assert torch.isfinite(out.frames).all()
+        assert out.depth.shape == (4, 1, 64, 64)
+
+
+class _nothing:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_benchmark_plumbing_reduced(bundled_pipe):
+    from gen1.demo.benchmark import GUIDANCE_SCALES, STRUCTURE_LEVELS, TEMPORAL_SCALES, format_table, run_benchmark, thresholds
+
+    result = run_benchmark(bundled_pipe, num_edits=1, steps=1, guidance=3.0, frames=4, progress=False)
+    assert len(result["runs"]) == 1 + 3 + 1 + 3 + 2
+    table = format_table(result)
+    rows = [line for line in table.splitlines() if line.startswith("| ") and line[2].isdigit()]
+    assert len(rows) == len(STRUCTURE_LEVELS) + len(TEMPORAL_SCALES) + len(GUIDANCE_SCALES)
+    for metrics in result["means"].values():
+        assert all(np.isfinite(v) for v in metrics.values())
+    checks = thresholds(result)
+    assert set(checks) >= {"structure_gap_ok", "style_accuracy_ok", "warp_ok"}
+
+
+def test_evaluate_script_prints_table_and_json(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "eval.json"
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", "--edits", "1", "--steps", "1", "--frames", "2",
+                                      "--threads", "2", "--json", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / "scripts" / "demo" / "evaluate.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    printed = capsys.readouterr().out
+    assert "| structure t_s |" in printed and "| temporal w_t |" in printed
+    assert json.loads(out.read_text())["num_edits"] == 1
+
+
+def test_gen1_demo_writes_video_and_comparison(tmp_path):
+    from PIL import Image
+
+    from gen1.cli import main
+
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--steps", "2", "--frames", "4"]) == 0
+    for name in ("source.mp4", "edited.mp4", "reference.png", "comparison.png"):
+        assert (out / name).is_file() and (out / name).stat().st_size > 0, name
+    sheet = Image.open(out / "comparison.png")
+    assert sheet.size == (4 * 64 * 3, 4 * 64 * 3)  # 4 panels wide, 4 frames tall, enlarged 3x
+    from gen1.video import read_video
+
+    assert read_video(str(out / "edited.mp4")).frames.shape == (4, 64, 64, 3)
+
+
+def test_gen1_demo_rejects_bad_arguments(tmp_path, capsys):
+    from gen1.cli import main
+
+    assert main(["demo", "--out", str(tmp_path / "x"), "--steps", "0"]) == 2
+    assert "--steps" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "x"), "--input", str(tmp_path / "missing.mp4")]) == 2
+    assert "missing.mp4" in capsys.readouterr().err

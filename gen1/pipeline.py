@@ -145,6 +145,7 @@ class Gen1Pipeline(DiffusionPipeline):
         temporal_weights: str | os.PathLike | None = None,
         structure_channels: int = 1,
         max_frames: int = 32,
+        clip_length: int | None = None,
         scheduler=None,
         prior=None,
         prior_scheduler=None,
@@ -158,6 +159,7 @@ class Gen1Pipeline(DiffusionPipeline):
         ``depth_estimator`` / ``content_encoder`` are instances, or paths loaded with
         :func:`gen1.depth.load_depth_estimator` / ``ContentEncoder.from_pretrained``. ``scheduler`` defaults to a
         ``DDIMScheduler`` with the checkpoint's scheduler config (so its ``prediction_type`` is kept).
+        ``clip_length`` is the clip length the temporal weights were trained on (the default temporal window).
         Weights load in float32 and every component is then cast to ``torch_dtype`` (:meth:`cast`).
         """
         from pathlib import Path
@@ -184,6 +186,7 @@ class Gen1Pipeline(DiffusionPipeline):
             subfolder="unet",
             structure_channels=structure_channels,
             max_frames=max_frames,
+            clip_length=clip_length,
             content_dim=content_encoder.embedding_dim,
             **temporal_kwargs,
         )
@@ -417,7 +420,9 @@ class Gen1Pipeline(DiffusionPipeline):
                 or a path / frames for :func:`gen1.depth.load_structure`.
             mask: region to edit (1) vs keep (0), the video's size, one mask or one per frame
                 (:mod:`gen1.masking`); feathered with a Gaussian of ``mask_feather`` latent cells.
-            window_size / window_overlap: temporal windows (default: the UNet's ``max_frames`` and a quarter of it).
+            window_size / window_overlap: temporal windows (default: the clip length the UNet was trained on,
+                ``unet.config.clip_length``, recorded by ``gen1 train``; for a UNet without one, its
+                ``max_frames``; and a quarter of the window).
             decode_chunk_size: frames per VAE encode/decode call.
             strength: in (0, 1]; below 1 starts from the source latents noised to that fraction of the schedule.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
@@ -438,7 +443,9 @@ class Gen1Pipeline(DiffusionPipeline):
                 raise ValueError(f"callback_on_step_end_tensor_inputs: {name!r} not in {self._callback_tensor_inputs}")
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         max_frames = int(getattr(self.unet.config, "max_frames", 0) or 0) or 16
-        window_size = max_frames if window_size is None else window_size
+        clip_length = int(getattr(self.unet.config, "clip_length", 0) or 0)
+        if window_size is None:  # the trained clip length: frame positions beyond it never got a gradient
+            window_size = min(clip_length, max_frames) if clip_length else max_frames
         window_overlap = (window_size // 4) if window_overlap is None else window_overlap
         check_window_arguments(window_size, window_overlap)
         if window_size > max_frames:

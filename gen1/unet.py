@@ -88,6 +88,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
         temporal_conv_kernel_size: odd kernel size of the temporal convolutions over frames.
         temporal_norm_num_groups: GroupNorm groups in temporal layers (default: the image UNet's).
         temporal_dropout: dropout inside temporal layers (training only).
+        clip_length: the clip length (frames) the model was trained on, recorded by the trainer; the
+            pipeline's default temporal window (None: unknown, the window defaults to ``max_frames``).
     """
 
     _supports_gradient_checkpointing = True
@@ -105,6 +107,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         temporal_conv_kernel_size: int = 3,
         temporal_norm_num_groups: Optional[int] = None,
         temporal_dropout: float = 0.0,
+        clip_length: Optional[int] = None,
     ):
         super().__init__()
         if not isinstance(unet_config, Mapping):
@@ -113,6 +116,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
             raise ValueError(f"structure_channels must be >= 0, got {structure_channels}")
         if max_frames < 1:
             raise ValueError(f"max_frames must be >= 1, got {max_frames}")
+        if clip_length is not None and not 1 <= clip_length <= max_frames:
+            raise ValueError(f"clip_length must be in [1, max_frames={max_frames}], got {clip_length}")
         base = {k: v for k, v in dict(unet_config).items() if not k.startswith("_")}
         latent = base.get("out_channels", 4)
         base_in = base.get("in_channels", 4)
@@ -273,6 +278,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
         structure_channels: int = 1,
         max_frames: int = 32,
         content_dim: Optional[int] = None,
+        clip_length: Optional[int] = None,
         subfolder: Optional[str] = None,
         torch_dtype: Optional[torch.dtype] = None,
         **temporal_kwargs,
@@ -300,6 +306,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
             structure_channels=structure_channels,
             max_frames=max_frames,
             content_dim=content_dim,
+            clip_length=clip_length,
             **temporal_kwargs,
         )
         # Build without random-initialising the image weights that are overwritten next (an SD-size UNet takes

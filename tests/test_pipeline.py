@@ -197,6 +197,21 @@ def test_three_plus_windows_run_with_bounded_unet_inputs(pipe):
     assert all(shape[2] == 4 for shape in sizes)
 
 
+def test_default_window_is_the_trained_clip_length():
+    pipe = tiny_pipeline(max_frames=8)
+    pipe.unet.register_to_config(clip_length=4)
+    sizes = []
+    handle = pipe.unet.register_forward_pre_hook(lambda m, args: sizes.append(args[0].shape[2]))
+    try:
+        pipe(_video(10, 16, 16), content_embeds=_embeds(), num_inference_steps=1, guidance_scale=1.0,
+             generator=_gen(), output_type="latent")
+    finally:
+        handle.remove()
+    assert sizes == [4, 4, 4]  # window 4, overlap 1: (0,4) (3,7) (6,10), not 8-frame windows
+    # a VideoUNet config saved before clip_length existed still loads (clip_length None -> window = max_frames)
+    assert tiny_video_unet(max_frames=8).config.clip_length is None
+
+
 def test_one_window_equals_the_unwindowed_loop(pipe):
     video, embeds = _video(4, 16, 16), _embeds()
     out = pipe(video, content_embeds=embeds, num_inference_steps=2, guidance_scale=3.0, generator=_gen(),

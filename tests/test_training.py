@@ -58,6 +58,7 @@ def test_loss_decreases_on_joint_image_video_batches(data):
 
     reloaded = VideoUNet.from_pretrained(str(export / "unet"))
     assert reloaded.content_dim == 16
+    assert reloaded.config.clip_length == 4 and reloaded.max_frames == 32  # the shards' clip length: default window
 
 
 def _weights(path: Path) -> dict:
@@ -162,6 +163,8 @@ def test_presets_load_and_bad_config_is_named(data, tmp_path):
         load_config(None, [f"model.base={sd}", f"data.shards={shards}", "optim.lr=fast"])
     with pytest.raises(FileNotFoundError, match=r"model.base does not exist: '.*no-such-sd'"):
         train(load_config(None, base_overrides(tmp_path / "no-such-sd", shards, tmp_path / "o")))
+    with pytest.raises(ValueError, match=r"clip length \(4 frames\) exceeds the model's max_frames \(2\)"):
+        train(load_config(None, base_overrides(sd, shards, tmp_path / "o", {"model.max_frames": 2})))
     with pytest.raises(FileNotFoundError, match="shard directory not found"):
         train(load_config(None, base_overrides(sd, tmp_path / "no-shards", tmp_path / "o")))
 

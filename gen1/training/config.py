@@ -196,7 +196,7 @@ class Config:
             raise ValueError(f"data.synthetic.size must be a multiple of 8, got {syn.size}")
         if syn.seed_offset < 0:
             raise ValueError(f"data.synthetic.seed_offset must be >= 0, got {syn.seed_offset}")
-        if syn.frames > self.model.max_frames:
+        if self.data.source == "synthetic" and syn.frames > self.model.max_frames:
             raise ValueError(f"data.synthetic.frames ({syn.frames}) exceeds model.max_frames ({self.model.max_frames})")
         seed = self.validation.scene_seed
         if self.data.source == "synthetic" and seed is not None and 0 <= seed - syn.seed_offset < syn.num_scenes:

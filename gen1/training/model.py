@@ -54,6 +54,25 @@ def load_video_unet(config: ModelConfig, *, content_dim: Optional[int]):
     raise FileNotFoundError(f"model.base {config.base!r} holds neither unet/config.json nor config.json")
 
 
+def data_clip_length(config, dataset) -> int:
+    """Frames per video clip of the training data: ``data.synthetic.frames`` or the shards' ``clip_length``."""
+    if config.data.source == "synthetic":
+        return int(config.data.synthetic.frames)
+    return int(dataset.clip_length)
+
+
+def record_clip_length(unet, clip_length: int) -> None:
+    """Record the training clip length in the VideoUNet's config (``clip_length``: the pipeline's default
+    temporal window, so inference attends over the frame positions that were trained).
+
+    Raises ``ValueError`` if the clips are longer than the model's ``max_frames`` -- before the first forward.
+    """
+    if not 1 <= clip_length <= unet.max_frames:
+        raise ValueError(f"the data's clip length ({clip_length} frames) exceeds the model's max_frames "
+                         f"({unet.max_frames}); set model.max_frames >= {clip_length} or use shorter clips")
+    unet.register_to_config(clip_length=int(clip_length))
+
+
 def load_noise_scheduler(base: str):
     """A ``DDPMScheduler`` from the scheduler config of ``base`` (``base/scheduler`` or ``base/../scheduler``)."""
     from diffusers import DDPMScheduler

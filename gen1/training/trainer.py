@@ -159,7 +159,8 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     from gen1.training.data import JointBatchPlan, make_loader
     from gen1.training.ema import ema_weights, make_ema
     from gen1.training.losses import DiffusionObjective
-    from gen1.training.model import load_noise_scheduler, load_video_unet, select_trainable
+    from gen1.training.model import (data_clip_length, load_noise_scheduler, load_video_unet,
+                                      record_clip_length, select_trainable)
     from gen1.training.noise import draw_conditioning, micro_generator
 
     config.validate()
@@ -170,6 +171,7 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     torch.manual_seed(config.train.seed)  # identical temporal-layer init on every rank
 
     unet = load_video_unet(config.model, content_dim=content_dim)
+    record_clip_length(unet, data_clip_length(config, dataset))  # the pipeline's default window
     noise_scheduler = load_noise_scheduler(config.model.base)
     prediction_type = config.diffusion.prediction_type or noise_scheduler.config.prediction_type
     if prediction_type not in ("epsilon", "v_prediction"):

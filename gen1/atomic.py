@@ -28,10 +28,19 @@ def check_output_path(path: str | os.PathLike) -> Path:
     return path
 
 
-def _current_umask() -> int:
+def _read_umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+# Read once at import: os.umask can only be read by setting it, which would race with other threads later.
+_UMASK = _read_umask()
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
 
 
 @contextlib.contextmanager
@@ -49,7 +58,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         # mkstemp creates the file private (0600); give the result the mode a plain open() would have.
-        os.chmod(tmp, 0o666 & ~_current_umask())
+        os.chmod(tmp, 0o666 & ~_UMASK)
+        _fsync(tmp)  # the data reaches the disk before the name does (a power cut leaves old or new)
         os.replace(tmp, target)
     except BaseException:
         tmp.unlink(missing_ok=True)
@@ -75,7 +85,10 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
-    os.chmod(tmp, 0o777 & ~_current_umask())  # mkdtemp makes it 0700
+    os.chmod(tmp, 0o777 & ~_UMASK)  # mkdtemp makes it 0700
+    for file in tmp.rglob("*"):
+        if file.is_file():
+            _fsync(file)
     if target.exists():
         old = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".old", dir=parent))
         os.replace(target, old / "previous")

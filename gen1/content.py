@@ -41,7 +41,7 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
-from gen1.weights import check_state_dict
+from gen1.weights import StrictLoadingMixin, check_state_dict
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
 CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
@@ -156,7 +156,7 @@ def _single(image):
 # ------------------------------------------------------------------------------------------------
 
 
-class ContentEncoder(ModelMixin, ConfigMixin):
+class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
     """CLIP image + text towers with projections (transformers), with their own preprocessing.
 
     Defaults describe OpenAI CLIP ViT-L/14 (``D = 768``). Build from a transformers CLIP checkpoint
@@ -315,7 +315,8 @@ class ContentEncoder(ModelMixin, ConfigMixin):
 
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
-        """diffusers ``from_pretrained`` plus the tokenizer from ``<dir>[/subfolder]/tokenizer`` if present."""
+        """Strict ``from_pretrained`` (:class:`gen1.weights.StrictLoadingMixin`) plus the tokenizer from
+        ``<dir>[/subfolder]/tokenizer`` if present."""
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         tok_dir = Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or "") / TOKENIZER_SUBFOLDER
         if tok_dir.is_dir():

@@ -43,3 +43,22 @@ def check_state_dict(
             raise ValueError(
                 f"{source}: '{key}' has shape {_shape(found[key])}, the model expects {_shape(value)}{hint}"
             )
+
+
+class StrictLoadingMixin:
+    """diffusers' ``from_pretrained``, made strict for gen1's components (VideoUNet, DepthEstimator,
+    ContentEncoder): any missing, unexpected or wrongly shaped key raises ``ValueError`` naming it.
+
+    diffusers itself only warns about missing keys (leaving them randomly initialised, or on the meta device)
+    and ignores unexpected ones. Put this class before ``ModelMixin`` in the bases.
+    """
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        want_info = kwargs.pop("output_loading_info", False)
+        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
+        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+            if info.get(kind):
+                keys = sorted(map(str, info[kind]))
+                raise ValueError(f"{pretrained_model_name_or_path}: {kind.replace('_', ' ')} {keys[:5]}")
+        return (model, info) if want_info else model

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import numpy as np
+import math
+
 import pytest
 import torch
 import torch.nn as nn
@@ -344,6 +346,17 @@ def test_obscure_removes_detail_monotonically():
     assert all(a > b for a, b in zip(energies, energies[1:])), energies
 
 
+@pytest.mark.parametrize("grid", [64, 32, 16])
+def test_obscure_on_latent_grids_removes_detail_until_one_value_is_left(grid):
+    """At the latent sizes the pipeline uses, every level removes detail until the halving reaches a single
+    value (level log2(grid)); levels past that coincide (the documented limit), never adding detail back."""
+    d = torch.rand(1, 1, grid, grid, generator=torch.Generator().manual_seed(0))
+    spread = [float(obscure(d, level).std()) for level in range(8)]
+    last_distinct = int(math.log2(grid))
+    assert all(a > b for a, b in zip(spread[: last_distinct + 1], spread[1 : last_distinct + 1])), spread
+    assert all(s < 1e-6 for s in spread[last_distinct:]), spread
+
+
 def test_obscure_fractional_levels_interpolate_linearly():
     d = torch.rand(2, 1, 32, 32)
     torch.testing.assert_close(obscure(d, 2.25), 0.75 * obscure(d, 2) + 0.25 * obscure(d, 3))
@@ -378,3 +391,15 @@ def test_bad_inputs_give_clear_errors(tmp_path):
         load_structure(tmp_path / "broken.png")
     with pytest.raises(ValueError, match="shape"):
         obscure(torch.rand(2, 3, 8, 8), 1)
+
+
+def test_load_structure_reads_an_image_sequence_in_natural_order(tmp_path):
+    """frame2 comes before frame10, as gen1.video reads the matching RGB sequence."""
+    from PIL import Image
+
+    values = {1: 0, 2: 60, 10: 120, 11: 250}
+    for index, value in values.items():
+        Image.fromarray(np.full((8, 8), value, np.uint8)).save(tmp_path / f"frame{index}.png")
+    depth = load_structure(tmp_path)
+    means = depth.mean(dim=(1, 2, 3))
+    assert torch.all(means[1:] > means[:-1]), means

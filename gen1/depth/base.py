@@ -23,6 +23,7 @@ from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
 from gen1.depth.normalize import normalize_clip_depth
+from gen1.weights import StrictLoadingMixin
 
 BACKENDS = ("midas", "dpt", "depth-anything")
 RESIZE_MODES = ("minimal", "upper_bound", "lower_bound", "exact")
@@ -100,7 +101,7 @@ def frames_to_tensor(frames) -> torch.Tensor:
     raise ValueError(f"frames must be a uint8 numpy array (F, H, W, 3) or a tensor (F, 3, H, W), got {type(frames).__name__}")
 
 
-class DepthEstimator(ModelMixin, ConfigMixin):
+class DepthEstimator(StrictLoadingMixin, ModelMixin, ConfigMixin):
     """Monocular depth for gen1: relative inverse depth normalised per clip, 1 = near, 0 = far.
 
     Config: ``backend`` ("midas" | "dpt" | "depth-anything"), ``network_config`` (the architecture:

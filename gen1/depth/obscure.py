@@ -15,7 +15,14 @@ keep. The paper does not publish the exact kernel; this is our precise definitio
   ``(1 - a) * obscure(d, n) + a * obscure(d, n + 1)``;
 * levels outside ``[0, 7]`` are a ``ValueError``.
 
-So level 7 keeps only a ``H/128 x W/128`` layout (for 512x512 depth: a 4x4 grid).
+So level ``n`` keeps an ``H/2^n x W/2^n`` layout, down to a single value.
+
+Where gen1 applies it: on the *latent* grid (:func:`gen1.conditioning.structure_channels`), because
+training caches depth at latent resolution and the UNet sees structure only there. On a 64x64 grid
+(512 px video, SD's 8x VAE) level 6 already leaves the mean depth, so levels 6 and 7 coincide; on a
+32x32 grid levels 5-7 do (the halving has nothing left to remove). Compared with obscuring 512 px depth
+as the paper does, where levels 0-3 differ only below one latent cell and level 7 is a 4x4 layout, this
+spends every level on detail the model can see.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ Conventions of the inputs (``invert``):
 * ``invert=False`` (default): the values are already *inverse depth / disparity*, brighter = nearer.
   This is what MiDaS-style depth videos, ControlNet depth maps and most "depth map" PNG exports hold.
 * ``invert=True``: the values are *distance* (far = large), e.g. Blender's raw Z / "Depth" pass
-  (metric distance from the camera, written to 16-bit PNG, EXR or ``.npy``), or a normalised Z pass
+  (metric distance from the camera, written to 16-bit PNG or ``.npy``; convert EXR to one of these), or a normalised Z pass
   that was not inverted in the compositor. They are converted with ``1 / d`` (not ``1 - d``), which
   is what a monocular network's inverse depth corresponds to; values <= 0 or non-finite count as
   infinitely far (0). Blender's background (Z = 1e10) therefore becomes 0.
@@ -25,8 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from gen1.depth.normalize import normalize_clip_depth
+from gen1.video import IMAGE_SUFFIXES, natural_key, read_video
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".webp")
 VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
 
 
@@ -44,27 +44,12 @@ def _read_depth_image(path: Path) -> np.ndarray:
     return arr.astype(np.float32)
 
 
-def _read_video_frames(path: Path) -> np.ndarray:
-    """Frames of a depth video, uint8 (F, H, W, 3)."""
-    try:
-        from gen1.video import read_video
-    except ImportError:  # the video module is optional for this helper
-        read_video = None
-    if read_video is not None:
-        return read_video(path).frames
-    import av
-
-    try:
-        with av.open(str(path)) as container:
-            return np.stack([f.to_ndarray(format="rgb24") for f in container.decode(video=0)])
-    except (av.error.FFmpegError, ValueError) as e:  # pragma: no cover - depends on the file
-        raise ValueError(f"cannot read depth video '{path}': {e}") from e
-
-
 def _load_array(path: Path) -> np.ndarray:
     """(F, H, W) float32 from a video, an image, a .npy file or a folder of images."""
     if path.is_dir():
-        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES + (".npy",))
+        # natural order (frame2 before frame10), as gen1.video reads the matching image sequence
+        files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + (".npy",)),
+                       key=natural_key)
         if not files:
             raise ValueError(f"structure folder '{path}' holds no depth images ({', '.join(IMAGE_SUFFIXES)}, .npy)")
         maps = [np.load(p).astype(np.float32) if p.suffix.lower() == ".npy" else _read_depth_image(p) for p in files]
@@ -77,7 +62,7 @@ def _load_array(path: Path) -> np.ndarray:
         arr = np.load(path).astype(np.float32)
         return arr[None] if arr.ndim == 2 else arr
     if suffix in VIDEO_SUFFIXES:
-        return _read_video_frames(path).astype(np.float32).mean(axis=-1)
+        return read_video(path).frames.astype(np.float32).mean(axis=-1)
     if suffix in IMAGE_SUFFIXES:
         return _read_depth_image(path)[None]
     raise ValueError(f"structure file '{path}' has an unsupported type '{suffix}' "

@@ -76,9 +76,33 @@ def test_synthetic_training_learns_and_writes_validation_samples(sd, tmp_path):
     assert [e.step for e in events.Scalars("val/loss")] == [15, 30]
     # the export carries the frozen encoders, so it can be model.base of a later synthetic stage
     export = Path(result.export_dir)
-    assert {p.name for p in export.iterdir()} >= {"unet", "scheduler", "vae", "content_encoder"}
+    assert {p.name for p in export.iterdir()} >= {"unet", "scheduler", "vae", "content_encoder", "training.json"}
+    import json
+
+    assert json.loads((export / "training.json").read_text()) == {"trainable": "all", "stage": 2,
+                                                                   "clip_length": FRAMES}
     later = _config(export, tmp_path / "next", **{"train.max_steps": 1, "model.trainable": "all"})
     assert len(train(later).losses) == 1
+
+
+def test_export_saves_float32_encoders_even_when_they_run_in_bf16(tmp_path):
+    """On CUDA with the bf16 presets the frozen encoders run in bf16: the export must still hold float32 ones."""
+    from diffusers import AutoencoderKL
+
+    from gen1.content import ContentEncoder
+    from gen1.training.trainer import TrainingData, save_frozen_encoders
+    from tiny_models import tiny_vae
+
+    vae = torch.nn.Module.to(tiny_vae(), dtype=torch.bfloat16)
+    content = torch.nn.Module.to(tiny_content_encoder(), dtype=torch.bfloat16)
+    save_frozen_encoders(TrainingData(None, 16, vae=vae, content_encoder=content), tmp_path)
+    assert next(vae.parameters()).dtype == torch.bfloat16  # the modules in use are untouched
+    for name, cls in (("vae", AutoencoderKL), ("content_encoder", ContentEncoder)):
+        stored = [t for f in (tmp_path / name).glob("*.safetensors") for t in load_file(str(f)).values()]
+        assert stored and {t.dtype for t in stored if t.is_floating_point()} == {torch.float32}, name
+        cls.from_pretrained(str(tmp_path / name))  # and it loads
+    save_frozen_encoders(TrainingData(None, 16), tmp_path / "none")  # shards without samples: nothing to save
+    assert not (tmp_path / "none").exists()
 
 
 RESUME = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.lr": 1e-3, "model.trainable": "temporal",

@@ -11,6 +11,7 @@ same steps as an uninterrupted one. Master weights stay float32; ``train.mixed_p
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
@@ -238,9 +239,10 @@ def train(config: Config, *, stop_at: Optional[int] = None,
                     sub = {k: cond[k] for k in ("noisy", "timesteps", "context", "target")}
                 subs[kind] = sub
             sync = a == accum - 1
-            context = accelerator.no_sync(objective) if not sync and world > 1 else _null()
-            with context, accelerator.autocast():
-                loss, _ = objective(subs["video"], subs["image"])
+            context = accelerator.no_sync(objective) if not sync and world > 1 else contextlib.nullcontext()
+            with context:
+                with accelerator.autocast():  # the forward only: PyTorch advises against backward under autocast
+                    loss, _ = objective(subs["video"], subs["image"])
                 accelerator.backward(loss / accum)
             step_loss += loss.detach().item() / accum
         if config.optim.max_grad_norm > 0:
@@ -286,14 +288,6 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     return result
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def run_validation(accelerator, objective, held, data: TrainingData, noise_scheduler, config: Config,
                    prediction_type: str, step: int, result: TrainResult) -> None:
     """Held-out loss (every process) and, on the main process, a pipeline sample written and logged."""
@@ -327,30 +321,44 @@ def export_model(accelerator, objective, ema, trainable, config: Config, data: O
     """Save the trained VideoUNet (EMA weights when enabled) to ``OUTPUT/export``, atomically.
 
     ``export/unet/`` is a ``save_pretrained`` folder, ``export/temporal.safetensors`` the new layers only,
-    ``export/scheduler/`` the training scheduler (so the export can be ``model.base`` of a later stage).
-    When the run loaded frozen encoders (synthetic source, validation samples), float32 ones are saved too
-    (``export/vae/``, ``export/content_encoder/``), so a later synthetic stage finds them in its base.
+    ``export/scheduler/`` the training scheduler (so the export can be ``model.base`` of a later stage), and
+    ``export/training.json`` records what trained (``trainable``, ``stage``, ``clip_length``) so that
+    :meth:`gen1.pipeline.Gen1Pipeline.from_stable_diffusion` can warn when ``temporal.safetensors`` alone would
+    drop trained image weights. When the run loaded frozen encoders (synthetic source, validation samples),
+    float32 copies are saved too (``export/vae/``, ``export/content_encoder/``; see :func:`save_frozen_encoders`).
     """
+    import json
+
     from gen1.atomic import atomic_directory
+    from gen1.training.ema import ema_weights
     from gen1.training.model import load_noise_scheduler
 
     target = Path(config.train.output_dir) / "export"
     accelerator.wait_for_everyone()
     unet = accelerator.unwrap_model(objective).unet
     if accelerator.is_main_process:
-        with ema_weights_ctx(ema, trainable), atomic_directory(target) as tmp:
+        with ema_weights(ema, trainable), atomic_directory(target) as tmp:
             unet.save_pretrained(str(Path(tmp) / "unet"))
             unet.save_temporal(str(Path(tmp) / "temporal.safetensors"))
             load_noise_scheduler(config.model.base).save_pretrained(str(Path(tmp) / "scheduler"))
-            for name in ("vae", "content_encoder"):
-                module = getattr(data, name, None)
-                if module is not None and next(module.parameters()).dtype == torch.float32:
-                    module.save_pretrained(str(Path(tmp) / name))
+            save_frozen_encoders(data, Path(tmp))
+            record = {"trainable": config.model.trainable, "stage": config.stage,
+                      "clip_length": unet.config.clip_length}
+            (Path(tmp) / EXPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
     accelerator.wait_for_everyone()
     return target
 
 
-def ema_weights_ctx(ema, trainable):
-    from gen1.training.ema import ema_weights
+EXPORT_RECORD = "training.json"
 
-    return ema_weights(ema, trainable)
+
+def save_frozen_encoders(data: Optional[TrainingData], folder: Path) -> None:
+    """Save float32 copies of the run's frozen VAE / content encoder (if loaded) to ``folder/vae`` and
+    ``folder/content_encoder``, whatever dtype they ran in (bf16 on CUDA with the presets), so the export can be
+    the ``model.base`` of a later stage. The copies leave the modules in use untouched."""
+    import copy
+
+    for name in ("vae", "content_encoder"):
+        module = getattr(data, name, None)
+        if module is not None:
+            torch.nn.Module.to(copy.deepcopy(module), dtype=torch.float32).save_pretrained(str(folder / name))

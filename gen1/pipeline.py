@@ -56,6 +56,49 @@ def _accepts(function: Callable, name: str) -> bool:
     return name in inspect.signature(function).parameters
 
 
+def _trained_video_unet(unet):
+    """``unet`` as a VideoUNet: an instance, a VideoUNet folder, or a training export holding ``unet/``."""
+    from pathlib import Path
+
+    from gen1.unet import VideoUNet
+
+    if isinstance(unet, VideoUNet):
+        return unet
+    if not isinstance(unet, (str, os.PathLike)):
+        raise ValueError(f"unet must be a VideoUNet or a folder, got {type(unet).__name__}")
+    folder = Path(unet)
+    if not (folder / "config.json").is_file() and (folder / "unet" / "config.json").is_file():
+        folder = folder / "unet"
+    if not (folder / "config.json").is_file():
+        raise FileNotFoundError(f"unet: no VideoUNet config.json in '{unet}' or '{Path(unet) / 'unet'}'")
+    import json
+
+    name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_class_name")
+    if name != "VideoUNet":
+        raise ValueError(f"unet: '{folder}' holds a {name!r}, expected a trained VideoUNet (e.g. OUTPUT/export/unet)")
+    return VideoUNet.from_pretrained(str(folder))
+
+
+def _warn_if_more_than_temporal_trained(temporal_weights) -> None:
+    """Warn when ``temporal_weights`` come from a training export that also trained non-temporal weights."""
+    import json
+    import warnings
+    from pathlib import Path
+
+    record = Path(temporal_weights).parent / "training.json"  # written by gen1.training.trainer.export_model
+    if not record.is_file():
+        return
+    trainable = json.loads(record.read_text(encoding="utf-8")).get("trainable")
+    if trainable not in (None, "temporal"):
+        warnings.warn(
+            f"temporal_weights '{temporal_weights}' come from a run that trained trainable={trainable!r}; "
+            f"its other trained weights are only in '{Path(temporal_weights).parent / 'unet'}' and are dropped "
+            "here -- pass unet= that folder to keep them",
+            UserWarning,
+            stacklevel=3,
+        )
+
+
 class Gen1Pipeline(DiffusionPipeline):
     """Edit a video by structure (depth, obscured to ``structure_level``) and content (prompt / reference image).
 
@@ -143,6 +186,7 @@ class Gen1Pipeline(DiffusionPipeline):
         depth_estimator,
         content_encoder,
         temporal_weights: str | os.PathLike | None = None,
+        unet=None,
         structure_channels: int = 1,
         max_frames: int = 32,
         clip_length: int | None = None,
@@ -155,6 +199,13 @@ class Gen1Pipeline(DiffusionPipeline):
         """Assemble a pipeline from a Stable Diffusion directory in diffusers layout (``unet/``, ``vae/``,
         ``scheduler/``), inflating its UNet into a :class:`~gen1.unet.VideoUNet` and loading ``temporal_weights``
         (from :meth:`VideoUNet.save_temporal`) if given.
+
+        From a training run: pass ``unet=`` a trained :class:`~gen1.unet.VideoUNet` or its folder (a training
+        ``OUTPUT/export/unet``, or the ``OUTPUT/export`` holding it). It is used as is, with all its trained
+        weights, instead of inflating ``sd_dir/unet`` (``structure_channels``, ``max_frames``, ``clip_length``
+        and ``temporal_kwargs`` then come from its config and must not be given). ``temporal_weights`` alone
+        holds only the new layers: loading it from a run that trained more (``export/training.json`` records
+        ``trainable``) onto the original SD UNet drops the trained image weights, and warns.
 
         ``depth_estimator`` / ``content_encoder`` are instances, or paths loaded with
         :func:`gen1.depth.load_depth_estimator` / ``ContentEncoder.from_pretrained``. ``scheduler`` defaults to a
@@ -181,16 +232,26 @@ class Gen1Pipeline(DiffusionPipeline):
 
             content_encoder = ContentEncoder.from_pretrained(content_encoder)
         vae = AutoencoderKL.from_pretrained(sd_dir, subfolder="vae")
-        unet = VideoUNet.from_image_unet(
-            str(sd_dir),
-            subfolder="unet",
-            structure_channels=structure_channels,
-            max_frames=max_frames,
-            clip_length=clip_length,
-            content_dim=content_encoder.embedding_dim,
-            **temporal_kwargs,
-        )
+        if unet is None:
+            unet = VideoUNet.from_image_unet(
+                str(sd_dir),
+                subfolder="unet",
+                structure_channels=structure_channels,
+                max_frames=max_frames,
+                clip_length=clip_length,
+                content_dim=content_encoder.embedding_dim,
+                **temporal_kwargs,
+            )
+        else:
+            if temporal_kwargs or clip_length is not None:
+                given = sorted(temporal_kwargs) + (["clip_length"] if clip_length is not None else [])
+                raise ValueError(f"unet= is a trained VideoUNet whose config is fixed; do not also pass {given}")
+            unet = _trained_video_unet(unet)
+            if unet.content_dim != content_encoder.embedding_dim:
+                raise ValueError(f"unet takes content of size {unet.content_dim}, the content_encoder gives "
+                                 f"{content_encoder.embedding_dim}")
         if temporal_weights is not None:
+            _warn_if_more_than_temporal_trained(temporal_weights)
             unet.load_temporal(temporal_weights)
         if scheduler is None:
             scheduler = DDIMScheduler.from_pretrained(sd_dir, subfolder="scheduler")

@@ -406,7 +406,7 @@ class VideoUNet(ModelMixin, ConfigMixin):
             raise ValueError(f"'{path}' has no '{TEMPORAL_METADATA_KEY}' metadata: not a gen1 temporal-layers file")
         saved = json.loads(metadata[TEMPORAL_METADATA_KEY])
         mine = self._temporal_signature()
-        for key in sorted(set(saved) | set(mine)):
+        for key in sorted((set(saved) | set(mine)) - {"clip_length"}):  # clip_length: what trained, not a shape
             if saved.get(key) != mine.get(key):
                 raise ValueError(
                     f"'{path}': temporal config {key!r} is {saved.get(key)!r} in the file but {mine.get(key)!r} in the model"
@@ -417,6 +417,8 @@ class VideoUNet(ModelMixin, ConfigMixin):
         with torch.no_grad():
             for key, param in params.items():
                 param.copy_(tensors[key])
+        if saved.get("clip_length") is not None:  # the clip length those layers were trained on
+            self.register_to_config(clip_length=saved["clip_length"])
 
     # ------------------------------------------------------------------ whole-model loading, training, attention
     @classmethod

@@ -290,6 +290,42 @@ def test_from_stable_diffusion_assembles_and_loads_temporal_weights(tmp_path):
         Gen1Pipeline.from_stable_diffusion(sd / "unet", depth_estimator=None, content_encoder=None)
 
 
+SPATIAL_KEY = "unet.down_blocks.0.attentions.0.spatial.proj_in.weight"
+
+
+def test_from_stable_diffusion_takes_a_trained_unet_from_a_training_export(tmp_path):
+    import json
+
+    sd = tmp_path / "sd"
+    tiny_unet("sd1").save_pretrained(sd / "unet")
+    tiny_vae().save_pretrained(sd / "vae")
+    DDIMScheduler().save_pretrained(sd / "scheduler")
+    trained = tiny_video_unet(max_frames=4, seed=0)
+    with torch.no_grad():  # a stage-3/4 run also trains spatial (image) weights
+        trained.state_dict()[SPATIAL_KEY].add_(0.5)
+    trained.register_to_config(clip_length=4)
+    export = tmp_path / "export"
+    trained.save_pretrained(export / "unet")
+    trained.save_temporal(export / "temporal.safetensors")
+    (export / "training.json").write_text(json.dumps({"trainable": "all", "stage": 4, "clip_length": 4}))
+    common = dict(depth_estimator=tiny_depth_estimator(), content_encoder=tiny_content_encoder())
+    for unet in (export / "unet", export, trained):
+        pipe = Gen1Pipeline.from_stable_diffusion(sd, unet=unet, **common)
+        for key, value in trained.state_dict().items():
+            torch.testing.assert_close(pipe.unet.state_dict()[key], value, rtol=0, atol=0, msg=key)
+        assert pipe.unet.config.clip_length == 4
+    # temporal weights alone from that run keep the SD spatial weights: warn
+    with pytest.warns(UserWarning, match="trainable='all'.*pass unet="):
+        pipe = Gen1Pipeline.from_stable_diffusion(sd, temporal_weights=export / "temporal.safetensors", max_frames=4,
+                                                  temporal_attention_head_dim=8, **common)
+    assert not torch.equal(pipe.unet.state_dict()[SPATIAL_KEY], trained.state_dict()[SPATIAL_KEY])
+    assert pipe.unet.config.clip_length == 4  # the temporal file says which clip length its layers trained on
+    with pytest.raises(ValueError, match="expected a trained VideoUNet"):
+        Gen1Pipeline.from_stable_diffusion(sd, unet=sd / "unet", **common)
+    with pytest.raises(ValueError, match="do not also pass"):
+        Gen1Pipeline.from_stable_diffusion(sd, unet=trained, temporal_attention_head_dim=8, **common)
+
+
 # ------------------------------------------------------------------------------------------ input checks
 @pytest.mark.parametrize(
     "kwargs, match",

@@ -131,6 +131,21 @@ def test_v_prediction_follows_the_base_scheduler(data, tmp_path):
     assert len(result.losses) == 1
 
 
+def test_temporal_stage_leaves_the_pretrained_conv_in_exactly_unchanged(data, tmp_path):
+    """Stage 2 trains the new structure channel of conv_in only: the latent channels and the bias feed the image
+    model too, so neither the gradient nor AdamW's weight decay may move them."""
+    from diffusers import UNet2DConditionModel
+
+    root, sd, shards = data
+    result = train(_config(data, tmp_path / "t", **{
+        "train.max_steps": 3, "optim.lr": 1e-2, "optim.weight_decay": 0.1, "model.trainable": "temporal",
+        "diffusion.use_structure": "true", "train.checkpoint_every": 1000, "train.export": "false"}))
+    base = UNet2DConditionModel.from_pretrained(str(sd), subfolder="unet").conv_in
+    conv_in = result.unet.unet.conv_in
+    assert torch.equal(conv_in.weight[:, :4], base.weight) and torch.equal(conv_in.bias, base.bias)
+    assert conv_in.weight[:, 4:].abs().sum() > 0  # the new (zero-initialised) structure channel trained
+
+
 def test_batch_plan_is_stateless_and_splits_ranks():
     is_image = [False] * 5 + [True] * 3
     plan = JointBatchPlan(is_image, batch_size=2, image_ratio=0.25, seed=3)

@@ -88,16 +88,28 @@ def load_noise_scheduler(base: str):
 def select_trainable(unet, trainable: str) -> dict[str, torch.nn.Parameter]:
     """Mark the parameters of one stage trainable (others frozen); return them by name.
 
-    ``temporal``: ``VideoUNet.temporal_parameters()`` (temporal layers, new conv_in channels' weight,
-    content projection); ``all``: everything; ``image``: everything except the temporal layers (stage 1:
+    ``temporal``: ``VideoUNet.temporal_parameters()`` (temporal layers, content projection) and only the NEW
+    input channels of ``conv_in`` (the structure channels added to the image UNet): its bias is frozen and a
+    gradient hook zeroes the gradient of the pretrained latent channels, because those also feed the image
+    model (image-mode samples) that stage 2 must leave as it was. Use :func:`optimizer_groups` so weight decay
+    does not move them either. ``all``: everything; ``image``: everything except the temporal layers (stage 1:
     the image model learns CLIP image conditioning; the temporal layers, unused in image mode, stay put).
     """
     temporal_ids = {id(p) for p in unet.temporal_parameters()}
     named = dict(unet.named_parameters())
+    previous = getattr(unet, "_gen1_conv_in_hook", None)
+    if previous is not None:  # a model re-selected for another stage
+        previous.remove()
+        unet._gen1_conv_in_hook = None
     if trainable == "all":
         chosen = set(named)
     elif trainable == "temporal":
-        chosen = {n for n, p in named.items() if id(p) in temporal_ids}
+        chosen = {n for n, p in named.items() if id(p) in temporal_ids and not n.startswith(CONV_IN)}
+        pretrained = _pretrained_in_channels(unet)
+        if unet.in_channels > pretrained:  # new structure channels: train those input channels only
+            chosen.add(CONV_IN + "weight")
+            unet._gen1_conv_in_hook = named[CONV_IN + "weight"].register_hook(
+                lambda grad: torch.cat([torch.zeros_like(grad[:, :pretrained]), grad[:, pretrained:]], dim=1))
     elif trainable == "image":
         chosen = {n for n, p in named.items()
                   if id(p) not in temporal_ids or "conv_in" in n or "content_proj" in n}
@@ -108,3 +120,22 @@ def select_trainable(unet, trainable: str) -> dict[str, torch.nn.Parameter]:
     for name, param in named.items():
         param.requires_grad_(name in chosen)
     return {n: p for n, p in named.items() if n in chosen}
+
+
+CONV_IN = "unet.conv_in."
+
+
+def _pretrained_in_channels(unet) -> int:
+    """Input channels of ``conv_in`` that came from the image UNet (the rest were added, zero-initialised)."""
+    return int(dict(unet.config.unet_config).get("in_channels", unet.latent_channels))
+
+
+def optimizer_groups(params: dict[str, torch.nn.Parameter], trainable: str, weight_decay: float) -> list[dict]:
+    """AdamW parameter groups: with ``trainable == "temporal"`` the partly frozen ``conv_in`` weight gets no
+    weight decay (decay acts on the whole tensor, so it would shrink the frozen pretrained channels too)."""
+    frozen_part = [p for n, p in params.items() if trainable == "temporal" and n == CONV_IN + "weight"]
+    rest = [p for n, p in params.items() if not (trainable == "temporal" and n == CONV_IN + "weight")]
+    groups = [{"params": rest, "weight_decay": weight_decay}]
+    if frozen_part:
+        groups.append({"params": frozen_part, "weight_decay": 0.0})
+    return groups

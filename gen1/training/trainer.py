@@ -161,7 +161,7 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     from gen1.training.ema import ema_weights, make_ema
     from gen1.training.losses import DiffusionObjective
     from gen1.training.model import (data_clip_length, load_noise_scheduler, load_video_unet,
-                                      record_clip_length, select_trainable)
+                                      optimizer_groups, record_clip_length, select_trainable)
     from gen1.training.noise import draw_conditioning, micro_generator
 
     config.validate()
@@ -186,7 +186,8 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     params = select_trainable(unet, config.model.trainable)
     trainable = list(params.values())
 
-    optimizer = torch.optim.AdamW(trainable, lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
+    optimizer = torch.optim.AdamW(optimizer_groups(params, config.model.trainable, config.optim.weight_decay),
+                                  lr=config.optim.lr, betas=(config.optim.beta1, config.optim.beta2),
                                   eps=config.optim.eps, weight_decay=config.optim.weight_decay)
     lr_scheduler = get_scheduler(config.optim.lr_schedule, optimizer, num_warmup_steps=config.optim.warmup_steps,
                                  num_training_steps=config.train.max_steps)

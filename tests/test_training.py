@@ -159,6 +159,33 @@ def test_batch_plan_is_stateless_and_splits_ranks():
         assert len(a) == len(b) == 2 and not set(a) & set(b)  # disjoint within one pass
 
 
+def _reference_batch(plan: JointBatchPlan, m: int) -> list[int]:
+    """The original (slow) JointBatchPlan.batch: a fresh randperm per sample, all ranks' slots, then a slice."""
+    def stream(ids, start, count, salt):
+        out = []
+        for k in range(start, start + count):
+            epoch, pos = divmod(k, len(ids))
+            perm = torch.randperm(len(ids), generator=torch.Generator().manual_seed(plan.seed * 1_000_003 + epoch * 2 + salt))
+            out.append(ids[int(perm[pos])])
+        return out
+
+    g = plan.global_batch
+    img_start = plan._images_before(m)
+    n_img = plan._images_before(m + 1) - img_start
+    images = stream(plan.image_ids, img_start, n_img, 1) if n_img else []
+    videos = stream(plan.video_ids, m * g - img_start, g - n_img, 0) if n_img < g else []
+    return (images + videos)[plan.rank::plan.world_size]
+
+
+@pytest.mark.parametrize("world, ratio", [(1, 0.25), (3, 0.3), (2, 0.0), (2, 1.0)])
+def test_batch_plan_matches_the_reference_bit_for_bit(world, ratio):
+    is_image = [i % 3 == 0 for i in range(11)]
+    for rank in range(world):
+        plan = JointBatchPlan(is_image, batch_size=3, image_ratio=ratio, seed=7, rank=rank, world_size=world)
+        ms = list(range(25)) + [3, 0, 40, 2]  # several epochs, and out of order (cache eviction)
+        assert [plan.batch(m) for m in ms] == [_reference_batch(plan, m) for m in ms]
+
+
 def test_presets_load_and_bad_config_is_named(data, tmp_path):
     root, sd, shards = data
     for name in PRESETS:

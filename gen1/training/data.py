@@ -43,6 +43,7 @@ class JointBatchPlan:
         self.seed = seed
         self.rank = rank
         self.world_size = world_size
+        self._perms: dict[tuple[int, int, int], list[int]] = {}
 
     @property
     def global_batch(self) -> int:
@@ -51,15 +52,26 @@ class JointBatchPlan:
     def _images_before(self, m: int) -> int:
         return math.floor(m * self.global_batch * self.image_ratio + 1e-9)
 
-    def _stream(self, ids: list[int], start: int, count: int, salt: int) -> list[int]:
-        """Items ``start .. start+count-1`` of an endless stream of per-epoch permutations of ``ids``."""
-        out = []
-        n = len(ids)
-        for k in range(start, start + count):
-            epoch, pos = divmod(k, n)
+    def _perm(self, n: int, epoch: int, salt: int) -> list[int]:
+        """The seeded permutation of ``range(n)`` for one pass; the last few are cached (one ``randperm`` per
+        pass instead of per sample: at a million clips that is 0.3 s per micro-batch saved)."""
+        key = (n, epoch, salt)
+        perm = self._perms.get(key)
+        if perm is None:
             gen = torch.Generator().manual_seed(self.seed * 1_000_003 + epoch * 2 + salt)
-            perm = torch.randperm(n, generator=gen)
-            out.append(ids[int(perm[pos])])
+            perm = torch.randperm(n, generator=gen).tolist()
+            if len(self._perms) >= 4:
+                self._perms.pop(next(iter(self._perms)))  # oldest first (dicts keep insertion order)
+            self._perms[key] = perm
+        return perm
+
+    def _stream(self, ids: list[int], positions, salt: int) -> list[int]:
+        """Items at ``positions`` of an endless stream of per-epoch permutations of ``ids``."""
+        n = len(ids)
+        out = []
+        for k in positions:
+            epoch, pos = divmod(k, n)
+            out.append(ids[self._perm(n, epoch, salt)[pos]])
         return out
 
     def epoch_of(self, m: int) -> float:
@@ -69,14 +81,18 @@ class JointBatchPlan:
         return self._images_before(m) / len(self.image_ids)
 
     def batch(self, m: int) -> list[int]:
-        """Dataset indices of micro-batch ``m`` for this rank (images first, then videos)."""
-        img_start, img_end = self._images_before(m), self._images_before(m + 1)
-        n_img = img_end - img_start
+        """Dataset indices of micro-batch ``m`` for this rank (images first, then videos).
+
+        Of the global batch's slots (``n_img`` images, then videos) this rank holds ``rank, rank + W, ...``;
+        only those are computed.
+        """
+        img_start = self._images_before(m)
+        n_img = self._images_before(m + 1) - img_start
         vid_start = m * self.global_batch - img_start
-        images = self._stream(self.image_ids, img_start, n_img, salt=1) if n_img else []
-        videos = self._stream(self.video_ids, vid_start, self.global_batch - n_img, salt=0) if n_img < self.global_batch else []
-        slots = images + videos
-        return slots[self.rank::self.world_size]
+        mine = range(self.rank, self.global_batch, self.world_size)
+        images = self._stream(self.image_ids, [img_start + j for j in mine if j < n_img], salt=1)
+        videos = self._stream(self.video_ids, [vid_start + j - n_img for j in mine if j >= n_img], salt=0)
+        return images + videos
 
 
 class PlannedBatches(torch.utils.data.Sampler):

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-VIDEO_SUFFIXES = {".mp4", ".mov", ".m4v"}
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".webp", ".bmp"}
+from gen1.video import IMAGE_SUFFIXES as _IMAGES, OUTPUT_VIDEO_SUFFIXES as _VIDEOS
+
+VIDEO_SUFFIXES = set(_VIDEOS)  # comparison videos: what gen1.video.write_video writes
+IMAGE_SUFFIXES = set(_IMAGES)  # contact sheets: the image formats gen1 reads and PIL writes
 
 
 def _as_uint8_frames(frames) -> np.ndarray:

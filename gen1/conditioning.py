@@ -92,6 +92,43 @@ def resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
 
 
+def vae_latent_scale(vae) -> tuple[float, float]:
+    """``(scaling_factor, shift_factor)`` of a diffusers VAE config (defaults 1 and 0)."""
+    scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
+    shift = float(getattr(vae.config, "shift_factor", 0.0) or 0.0)
+    return scaling, shift
+
+
+@torch.no_grad()
+def encode_latents(vae, frames: torch.Tensor, *, chunk_size: int = 8, device=None) -> torch.Tensor:
+    """THE latent convention, shared by preprocessing, synthetic training data, validation and the pipeline.
+
+    Float frames ``(N, 3, H, W)`` in [0, 1] -> ``z_0 = (posterior mean - shift_factor) * scaling_factor``,
+    ``(N, C, h, w)`` float32 on ``device`` (default: the VAE's), encoding ``chunk_size`` frames per call.
+    """
+    scaling, shift = vae_latent_scale(vae)
+    param = next(vae.parameters())
+    device = param.device if device is None else device
+    chunks = []
+    for chunk in frames.split(chunk_size):
+        posterior = vae.encode((chunk * 2.0 - 1.0).to(device=device, dtype=param.dtype)).latent_dist
+        chunks.append((posterior.mean.float() - shift) * scaling)
+    return torch.cat(chunks)
+
+
+@torch.no_grad()
+def decode_latents(vae, latents: torch.Tensor, *, chunk_size: int = 8, device=None) -> torch.Tensor:
+    """Inverse of :func:`encode_latents`: ``(N, C, h, w)`` -> float frames ``(N, 3, H, W)`` in [0, 1] on the CPU."""
+    scaling, shift = vae_latent_scale(vae)
+    param = next(vae.parameters())
+    device = param.device if device is None else device
+    frames = []
+    for chunk in latents.split(chunk_size):
+        pixels = vae.decode((chunk.float() / scaling + shift).to(device=device, dtype=param.dtype)).sample
+        frames.append((pixels.float() / 2.0 + 0.5).clamp(0, 1).cpu())
+    return torch.cat(frames)
+
+
 def depth_to_latent_grid(depth: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
     """Depth ``(N, 1, H, W)`` -> ``(N, 1, h, w)`` at latent resolution by area averaging.
 

@@ -20,17 +20,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
-
 
 def _to_gray_float(array: np.ndarray) -> np.ndarray:
     """uint8 / float array (..., H, W) or (..., H, W, C) -> float32 (..., H, W) in [0, 1]."""
     array = np.asarray(array)
     if array.dtype == np.uint8:
         array = array.astype(np.float32) / 255.0
-    elif array.dtype == bool:
-        array = array.astype(np.float32)
-    else:
+    else:  # bool or float
         array = array.astype(np.float32)
     if array.ndim >= 3 and array.shape[-1] in (1, 3, 4):
         array = array[..., :3].mean(axis=-1) if array.shape[-1] >= 3 else array[..., 0]
@@ -50,7 +46,7 @@ def mask_to_tensor(mask) -> torch.Tensor:
             raise FileNotFoundError(f"mask file not found: '{path}'")
         from gen1 import video as video_io
 
-        if path.suffix.lower() in IMAGE_SUFFIXES:
+        if path.suffix.lower() in video_io.IMAGE_SUFFIXES:
             array = video_io.read_image(path)[None]
         else:
             array = video_io.read_video(path).frames

@@ -29,10 +29,11 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange, repeat
 
-from gen1.conditioning import check_structure_level, resize, structure_input, target_size, video_to_tensor
+from gen1.conditioning import (check_structure_level, decode_latents, encode_latents, resize, structure_input,
+                               target_size, video_to_tensor)
 from gen1.guidance import GuidancePlan, check_scales, plan_guidance
 from gen1.masking import feather_mask, prepare_mask
-from gen1.windows import check_window_arguments, chunk_ranges, temporal_windows, window_weights
+from gen1.windows import check_window_arguments, temporal_windows, window_weights
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 
@@ -355,35 +356,18 @@ class Gen1Pipeline(DiffusionPipeline):
         return resize(depth, size)
 
     # ----------------------------------------------------------------------------------------------- VAE
-    def _scale(self) -> tuple[float, float]:
-        scaling = float(getattr(self.vae.config, "scaling_factor", 1.0) or 1.0)
-        shift = float(getattr(self.vae.config, "shift_factor", 0.0) or 0.0)
-        return scaling, shift
-
     @torch.no_grad()
     def encode_video(self, frames: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
-        """Float frames ``(F, 3, H, W)`` in [0, 1] -> latents ``(1, 4, F, h, w)`` float32 (posterior mean),
-        encoding ``chunk_size`` frames at a time."""
-        scaling, shift = self._scale()
-        device, dtype = self._execution_device, self.vae.dtype
-        chunks = []
-        for start, end in chunk_ranges(frames.shape[0], chunk_size):
-            pixels = (frames[start:end] * 2.0 - 1.0).to(device=device, dtype=dtype)
-            latents = self.vae.encode(pixels).latent_dist.mode()
-            chunks.append(((latents.float() - shift) * scaling))
-        return rearrange(torch.cat(chunks), "f c h w -> 1 c f h w")
+        """Float frames ``(F, 3, H, W)`` in [0, 1] -> latents ``(1, 4, F, h, w)`` float32, encoding ``chunk_size``
+        frames at a time (:func:`gen1.conditioning.encode_latents`: the convention training data uses)."""
+        latents = encode_latents(self.vae, frames, chunk_size=chunk_size, device=self._execution_device)
+        return rearrange(latents, "f c h w -> 1 c f h w")
 
     @torch.no_grad()
     def decode_latents(self, latents: torch.Tensor, chunk_size: int = 8) -> torch.Tensor:
         """Latents ``(1, 4, F, h, w)`` -> float frames ``(F, 3, H, W)`` in [0, 1] on the CPU, in chunks."""
-        scaling, shift = self._scale()
-        flat = rearrange(latents, "1 c f h w -> f c h w")
-        frames = []
-        for start, end in chunk_ranges(flat.shape[0], chunk_size):
-            chunk = (flat[start:end].float() / scaling + shift).to(dtype=self.vae.dtype)
-            pixels = self.vae.decode(chunk).sample
-            frames.append((pixels.float() / 2.0 + 0.5).clamp(0, 1).cpu())
-        return torch.cat(frames)
+        flat = rearrange(latents, "1 c f h w -> f c h w").to(self._execution_device)
+        return decode_latents(self.vae, flat, chunk_size=chunk_size, device=self._execution_device)
 
     # ----------------------------------------------------------------------------------------------- UNet
     def predict_noise(

@@ -73,8 +73,10 @@ __all__ = [
     "resized_shape",
 ]
 
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")  # read_image / PIL read and write these
+VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v", ".webm", ".mkv", ".avi", ".gif")  # inputs read_video is meant for
 _OUTPUT_FORMATS = {".mp4": "mp4", ".m4v": "mp4", ".mov": "mov"}
+OUTPUT_VIDEO_SUFFIXES = tuple(_OUTPUT_FORMATS)  # what write_video writes
 _COPYABLE_AUDIO = {"aac"}
 # AAC needs a layout with a channel order; sources (raw PCM) may only give a channel count
 _STANDARD_LAYOUTS = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 8: "7.1"}  # plays everywhere inside mp4; anything else is re-encoded to AAC

@@ -103,3 +103,52 @@ def test_preprocess_cli_reports_missing_model(tmp_path, capsys):
     code = main(["preprocess", "--input", str(tmp_path / "media"), "--out", str(tmp_path / "s"),
                  "--model", str(tmp_path / "no-such-model")])
     assert code == 2 and "no-such-model" in capsys.readouterr().err
+
+
+class _FailsOnSecondClip:
+    """A ClipEncoder stand-in that encodes the first clip and raises on the second."""
+
+    def __init__(self, encoder):
+        self.encoder, self.calls = encoder, 0
+
+    def __getattr__(self, name):
+        return getattr(self.encoder, name)
+
+    def __call__(self, frames):
+        self.calls += 1
+        if self.calls == 2:
+            raise RuntimeError("encoder failed on clip 2")
+        return self.encoder(frames)
+
+
+def test_an_input_failing_midway_leaves_none_of_its_clips(setup, tmp_path):
+    root, sd, media, encoder = setup
+    video = [item for item in list_inputs(media) if item.path.endswith("video0.mp4")]
+    summary = preprocess(video, tmp_path / "shards", _FailsOnSecondClip(encoder), PreprocessSettings(**SETTINGS))
+    assert summary["index"]["num_failed"] == 1 and summary["index"]["num_clips"] == 0
+
+
+def test_one_latent_convention_with_a_shifted_vae(setup):
+    """preprocess, the synthetic encoder, validation and the pipeline share gen1.conditioning's convention,
+    including a VAE shift_factor (SD VAEs have none, so only a shifted VAE tells them apart)."""
+    import copy
+
+    from gen1.conditioning import decode_latents, encode_latents
+    from gen1.training.synthetic import SyntheticEncoder
+
+    root, sd, media, encoder = setup
+    vae = copy.deepcopy(encoder.vae)
+    vae.register_to_config(shift_factor=0.25, scaling_factor=0.5)
+    frames = torch.rand(2, 3, 32, 32, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        mean = vae.encode(frames * 2 - 1).latent_dist.mean
+    expected = (mean - 0.25) * 0.5
+    torch.testing.assert_close(encode_latents(vae, frames), expected)
+    shifted = type(encoder)(vae, encoder.depth, encoder.content, device="cpu")
+    z, _, _ = shifted((frames.permute(0, 2, 3, 1).numpy() * 255).round().astype("uint8"))
+    z_ref = encode_latents(vae, torch.from_numpy((frames.permute(0, 2, 3, 1).numpy() * 255).round() / 255).permute(0, 3, 1, 2).float())
+    torch.testing.assert_close(z, z_ref.permute(1, 0, 2, 3))
+    torch.testing.assert_close(SyntheticEncoder(vae, encoder.content).encode_latents(frames), expected)
+    with torch.no_grad():
+        pixels = vae.decode(mean).sample
+    torch.testing.assert_close(decode_latents(vae, expected), (pixels / 2 + 0.5).clamp(0, 1))

@@ -13,8 +13,6 @@ from pathlib import Path
 
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULERS = ("ddim", "dpm", "euler")
-VIDEO_SUFFIXES = (".mp4", ".mov", ".m4v")
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 
 
 def bundled_model_dir() -> Path:
@@ -100,8 +98,10 @@ def _check_inputs(args) -> None:
     if not args.prompt and not args.reference:
         raise ValueError("give --prompt and/or --reference for the content of the edit")
     check_output_path(args.output)
-    if Path(args.output).suffix.lower() not in VIDEO_SUFFIXES:
-        raise ValueError(f"-o/--output must end in {', '.join(VIDEO_SUFFIXES)}, got '{args.output}'")
+    from gen1.video import OUTPUT_VIDEO_SUFFIXES
+
+    if Path(args.output).suffix.lower() not in OUTPUT_VIDEO_SUFFIXES:
+        raise ValueError(f"-o/--output must end in {', '.join(OUTPUT_VIDEO_SUFFIXES)}, got '{args.output}'")
     if args.compare is not None:
         check_output_path(args.compare)
         from gen1.comparison import IMAGE_SUFFIXES as COMPARE_IMAGES, VIDEO_SUFFIXES as COMPARE_VIDEOS
@@ -134,7 +134,7 @@ def _scheduler(name: str, config):
 
 def _read_media(path: str, clip_args: dict, size: int):
     """uint8 frames (F, H, W, 3) from an image (one frame) or a video read with the source's timing."""
-    from gen1.video import read_image, read_video, resize_frames
+    from gen1.video import IMAGE_SUFFIXES, read_image, read_video, resize_frames
 
     if Path(path).suffix.lower() in IMAGE_SUFFIXES:
         return resize_frames(read_image(path)[None], size)

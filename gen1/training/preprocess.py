@@ -9,7 +9,8 @@ every step. Policies (documented in docs/training.md):
 * **Clips** -- a video is read keeping every ``stride``-th frame, resized to short side ``size`` and
   centre-cropped to ``size x size``, then cut into back-to-back clips of ``clip_length`` frames (a clip
   spans ``clip_length * stride`` source frames; a shorter tail is dropped). An image is a 1-frame clip.
-* **Latents** -- the mean of the VAE posterior times ``vae.config.scaling_factor``: exactly ``z_0``.
+* **Latents** -- ``(posterior mean - shift_factor) * scaling_factor`` (:func:`gen1.conditioning.encode_latents`,
+  the convention the pipeline uses): exactly ``z_0``.
 * **Depth** -- the depth estimator's per-clip normalised inverse depth, area-resized to latent size.
 * **Content** -- the content encoder's CLIP image embedding of every frame.
 * **Shards** -- inputs ``[k*shard_size, (k+1)*shard_size)`` go to shard ``k``; process ``r`` of ``W``
@@ -30,13 +31,12 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gen1.conditioning import depth_to_latent_grid
+from gen1.conditioning import depth_to_latent_grid, encode_latents, vae_latent_scale
 from gen1.training.shards import ClipRecord, read_shard_meta, shard_name, write_index, write_shard
+from gen1.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # one definition, shared with gen1 edit
 
 logger = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = (".mp4", ".mov", ".webm", ".mkv", ".avi", ".gif", ".m4v")
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff")
 SETTINGS_NAME = "preprocess.json"
 
 
@@ -142,7 +142,7 @@ class ClipEncoder:
         self.vae, self.depth, self.content = vae, depth_estimator, content_encoder
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.scaling_factor = float(getattr(vae.config, "scaling_factor", 1.0))
+        self.scaling_factor, self.shift_factor = vae_latent_scale(vae)
         self.latent_channels = int(vae.config.latent_channels)
 
     @torch.no_grad()
@@ -150,12 +150,7 @@ class ClipEncoder:
         """uint8 ``(F,H,W,3)`` -> latents ``(C,F,h,w)``, depth ``(1,F,h,w)``, content ``(F,D)`` (float32, CPU)."""
         frames = np.array(frames)  # a writable copy: decoders may hand out read-only arrays
         x = torch.tensor(np.asarray(frames)).permute(0, 3, 1, 2).float() / 255.0  # (F,3,H,W) [0,1]
-        latents = []
-        dtype = next(self.vae.parameters()).dtype
-        for chunk in x.split(self.batch_size):
-            posterior = self.vae.encode((chunk * 2 - 1).to(self.device, dtype)).latent_dist
-            latents.append(posterior.mean.float().cpu() * self.scaling_factor)
-        z = torch.cat(latents)  # (F,C,h,w)
+        z = encode_latents(self.vae, x, chunk_size=self.batch_size, device=self.device).cpu()  # (F,C,h,w)
         depth = self.depth.estimate(frames, batch_size=self.batch_size).float().cpu()  # (F,1,H,W)
         depth = depth_to_latent_grid(depth, tuple(z.shape[-2:]))
         content = self.content.encode_image(frames).float().cpu()  # (F,D)
@@ -205,10 +200,12 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
         clips, failed = [], []
         for item in group:
             try:
+                item_clips = []  # all of an input's clips, or none of them if any fails
                 for start, frames in load_clips(item, settings):
                     latents, depth, content = encoder(frames)
-                    clips.append(ClipRecord(latents, depth, content, source=item.path, start=start,
-                                            is_image=item.is_image, caption=item.caption))
+                    item_clips.append(ClipRecord(latents, depth, content, source=item.path, start=start,
+                                                 is_image=item.is_image, caption=item.caption))
+                clips.extend(item_clips)
             except Exception as err:  # noqa: BLE001 -- one bad file must not end the job
                 logger.warning("skipping input %s: %s", item.path, err)
                 failed.append(item.path)
@@ -222,6 +219,6 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
         content_dim = content_dim if content_dim is not None else int(encoder.content.embedding_dim)
         info = dict(clip_length=settings.clip_length, stride=settings.stride, size=settings.size,
                     latent_channels=encoder.latent_channels, content_dim=content_dim,
-                    scaling_factor=encoder.scaling_factor, num_inputs=len(inputs), dtype=settings.dtype)
+                    scaling_factor=encoder.scaling_factor, shift_factor=encoder.shift_factor, num_inputs=len(inputs), dtype=settings.dtype)
         summary["index"] = write_index(out, info)
     return summary

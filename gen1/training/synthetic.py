@@ -5,7 +5,7 @@ small model can be trained (and evaluated on held-out scenes) without any data s
 renders its clips and encodes them with the frozen VAE and content encoder, producing exactly what
 :class:`~gen1.training.shards.ShardDataset` yields for preprocessed clips:
 
-* ``latents (B, C, F, h, w)``: VAE posterior mean x ``scaling_factor`` (as ``gen1 preprocess``);
+* ``latents (B, C, F, h, w)``: :func:`gen1.conditioning.encode_latents` (as ``gen1 preprocess``);
 * ``depth (B, 1, F, h, w)``: the renderer's exact z-depth turned into inverse depth, normalised per clip with
   :func:`gen1.depth.normalize_clip_depth` (the estimators' convention) and area-resized to latent size
   (:func:`gen1.conditioning.depth_to_latent_grid`, as preprocess and the pipeline);
@@ -79,7 +79,6 @@ class SyntheticEncoder:
         self.vae, self.content = vae, content_encoder
         self.content_frames = content_frames
         self.batch = batch
-        self.scaling_factor = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
 
     @property
     def content_dim(self) -> int:
@@ -87,11 +86,10 @@ class SyntheticEncoder:
 
     @torch.no_grad()
     def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` in [0, 1] -> ``(N, C, h, w)`` float32: posterior mean x scaling factor."""
-        param = next(self.vae.parameters())
-        out = [self.vae.encode((chunk * 2 - 1).to(param.device, param.dtype)).latent_dist.mean.float()
-               for chunk in frames.split(self.batch)]
-        return torch.cat(out) * self.scaling_factor
+        """``(N, 3, H, W)`` in [0, 1] -> ``(N, C, h, w)`` float32 (:func:`gen1.conditioning.encode_latents`)."""
+        from gen1.conditioning import encode_latents
+
+        return encode_latents(self.vae, frames, chunk_size=self.batch)
 
     @torch.no_grad()
     def encode_content(self, frames: torch.Tensor) -> torch.Tensor:

@@ -47,12 +47,9 @@ def held_out_from_shards(dataset, vae=None) -> HeldOut:
     held = HeldOut(batch=collate_joint(picks))
     if vae is not None:
         clip = picks[0]
-        scaling = float(getattr(vae.config, "scaling_factor", 1.0) or 1.0)
-        param = next(vae.parameters())
-        latents = rearrange(clip["latents"], "c f h w -> f c h w") / scaling
-        with torch.no_grad():
-            pixels = vae.decode(latents.to(param.device, param.dtype)).sample.float().cpu()
-        held.frames = ((pixels + 1) / 2).clamp(0, 1)
+        from gen1.conditioning import decode_latents
+
+        held.frames = decode_latents(vae, rearrange(clip["latents"], "c f h w -> f c h w"))
         held.depth = rearrange(clip["depth"], "c f h w -> f c h w").float()
         held.content = clip["content"][0].float()
     return held

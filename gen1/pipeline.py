@@ -397,7 +397,7 @@ class Gen1Pipeline(DiffusionPipeline):
 
     # ----------------------------------------------------------------------------------------------- call
     def check_inputs(self, *, structure_level, guidance_scale, temporal_guidance_scale, num_inference_steps,
-                     output_type, strength, decode_chunk_size):
+                     output_type, strength, decode_chunk_size, mask_feather=1.0):
         """Validate the scalar call arguments (``ValueError`` naming the argument and its value)."""
         check_structure_level(structure_level)
         check_scales(guidance_scale, temporal_guidance_scale)
@@ -407,6 +407,8 @@ class Gen1Pipeline(DiffusionPipeline):
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if not (0.0 < float(strength) <= 1.0):
             raise ValueError(f"strength must be in (0, 1], got {strength!r}")
+        if not (np.isfinite(float(mask_feather)) and float(mask_feather) >= 0):
+            raise ValueError(f"mask_feather must be a finite number >= 0 (latent cells), got {mask_feather!r}")
         if int(decode_chunk_size) != decode_chunk_size or decode_chunk_size < 1:
             raise ValueError(f"decode_chunk_size must be an integer >= 1, got {decode_chunk_size!r}")
 
@@ -482,6 +484,7 @@ class Gen1Pipeline(DiffusionPipeline):
             output_type=output_type,
             strength=strength,
             decode_chunk_size=decode_chunk_size,
+            mask_feather=mask_feather,
         )
         for name in callback_on_step_end_tensor_inputs:
             if name not in self._callback_tensor_inputs:

@@ -342,6 +342,8 @@ def test_from_stable_diffusion_takes_a_trained_unet_from_a_training_export(tmp_p
         (dict(depth=torch.zeros(2, 1, 16, 16)), "depth has 2 frames"),
         (dict(content_weights=[1.0, 2.0]), "content_weights"),
         (dict(strength=0.0), "strength"),
+        (dict(mask=np.ones((16, 16), np.uint8), mask_feather=float("nan")), "mask_feather"),
+        (dict(mask=np.ones((16, 16), np.uint8), mask_feather=-1.0), "mask_feather"),
     ],
 )
 def test_bad_inputs_raise_clear_errors(pipe, kwargs, match):

@@ -201,6 +201,8 @@ def test_presets_load_and_bad_config_is_named(data, tmp_path):
         load_config(bad)
     with pytest.raises(ValueError, match=r"model.trainable must be one of"):
         load_config(None, [f"model.base={sd}", f"data.shards={shards}", "model.trainable=some"])
+    with pytest.raises(ValueError, match=r"diffusion.structure_level_max must be a whole number"):
+        load_config(None, [f"model.base={sd}", f"data.shards={shards}", "diffusion.structure_level_max=6.5"])
     with pytest.raises(ValueError, match=r"optim.lr must be a number, got 'fast'"):
         load_config(None, [f"model.base={sd}", f"data.shards={shards}", "optim.lr=fast"])
     with pytest.raises(FileNotFoundError, match=r"model.base does not exist: '.*no-such-sd'"):

@@ -161,6 +161,10 @@ class Config:
         if not 0.0 <= self.diffusion.content_dropout <= 1.0:
             raise ValueError(f"diffusion.content_dropout must be in [0, 1], got {self.diffusion.content_dropout}")
         lo, hi = self.diffusion.structure_level_min, self.diffusion.structure_level_max
+        for name, value in (("structure_level_min", lo), ("structure_level_max", hi)):
+            if float(value) != int(value):  # levels are drawn from the integers min..max
+                raise ValueError(f"diffusion.{name} must be a whole number (t_s is drawn from the integers "
+                                 f"min..max), got {value}")
         if not 0 <= lo <= hi <= 7:
             raise ValueError(f"diffusion.structure_level_min/max must satisfy 0 <= min <= max <= 7, got {lo}, {hi}")
         for name in ("data.batch_size", "train.max_steps", "train.grad_accum", "train.checkpoint_every",

@@ -230,7 +230,7 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
 
     from gen1.training.config import DiffusionConfig
     from gen1.training.losses import DiffusionObjective
-    from gen1.training.noise import draw_conditioning, micro_generator
+    from gen1.training.noise import draw_conditioning, micro_generator, model_inputs
 
     settings.validate()
     prediction_type = prediction_type or noise_scheduler.config.prediction_type
@@ -245,8 +245,7 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
         gen = micro_generator(settings.seed, 0, step)
         pick = torch.randint(0, n, (settings.batch_size,), generator=gen)
         sub = {k: data[k][pick].to(device) for k in ("latents", "depth", "content")}
-        cond = draw_conditioning(sub, noise_scheduler, diffusion, gen, prediction_type)
-        loss, _ = objective(None, {k: cond[k] for k in ("noisy", "timesteps", "context", "target")})
+        loss, _ = objective(None, model_inputs(draw_conditioning(sub, noise_scheduler, diffusion, gen, prediction_type)))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -47,6 +47,15 @@ def structure_input(depth: torch.Tensor, levels: torch.Tensor, use_structure: bo
     return structure_channels(depth.float(), levels).to(depth.dtype)
 
 
+MODEL_INPUTS = ("noisy", "timesteps", "context", "target")
+
+
+def model_inputs(cond: dict) -> dict:
+    """The part of :func:`draw_conditioning`'s result that :class:`~gen1.training.losses.DiffusionObjective`
+    takes (the rest, ``dropped`` / ``levels``, is for tests and logging)."""
+    return {k: cond[k] for k in MODEL_INPUTS}
+
+
 def draw_conditioning(sub: dict, scheduler, config: DiffusionConfig, generator: torch.Generator,
                       prediction_type: str) -> dict:
     """Add ``noisy`` (z_t concatenated with structure), ``timesteps``, ``context`` and ``target`` to a sub-batch.

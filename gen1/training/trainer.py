@@ -162,7 +162,7 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     from gen1.training.losses import DiffusionObjective
     from gen1.training.model import (data_clip_length, load_noise_scheduler, load_video_unet,
                                       optimizer_groups, record_clip_length, select_trainable)
-    from gen1.training.noise import draw_conditioning, micro_generator
+    from gen1.training.noise import draw_conditioning, micro_generator, model_inputs
 
     config.validate()
     accelerator = make_accelerator(config)
@@ -236,8 +236,7 @@ def train(config: Config, *, stop_at: Optional[int] = None,
                 sub = data.encode(batch[kind], data_gen, device)
                 if sub is not None:
                     result.seen[kind] += sub["latents"].shape[0]
-                    cond = draw_conditioning(sub, noise_scheduler, config.diffusion, gen, prediction_type)
-                    sub = {k: cond[k] for k in ("noisy", "timesteps", "context", "target")}
+                    sub = model_inputs(draw_conditioning(sub, noise_scheduler, config.diffusion, gen, prediction_type))
                 subs[kind] = sub
             sync = a == accum - 1
             context = accelerator.no_sync(objective) if not sync and world > 1 else contextlib.nullcontext()

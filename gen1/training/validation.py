@@ -75,7 +75,7 @@ def held_out_synthetic(config: Config, encoder) -> HeldOut:
 @torch.no_grad()
 def validation_loss(objective, held: HeldOut, noise_scheduler, config: Config, prediction_type: str, device) -> float:
     """The objective on the held-out batch with fixed draws (``micro_generator(seed, 0, -1)``)."""
-    from gen1.training.noise import draw_conditioning, micro_generator
+    from gen1.training.noise import draw_conditioning, micro_generator, model_inputs
 
     gen = micro_generator(config.train.seed, 0, -1)
     subs = {}
@@ -83,8 +83,7 @@ def validation_loss(objective, held: HeldOut, noise_scheduler, config: Config, p
         sub = held.batch[kind]
         if sub is not None:
             sub = {k: v.to(device) for k, v in sub.items()}
-            cond = draw_conditioning(sub, noise_scheduler, config.diffusion, gen, prediction_type)
-            sub = {k: cond[k] for k in ("noisy", "timesteps", "context", "target")}
+            sub = model_inputs(draw_conditioning(sub, noise_scheduler, config.diffusion, gen, prediction_type))
         subs[kind] = sub
     was_training = objective.training
     objective.eval()

@@ -11,6 +11,10 @@ not on the video length) and blends the windows' noise predictions frame by fram
   video's own first and last frame. Where two windows overlap their ramps sum to exactly 1 (a linear
   cross-fade), so there is no seam; the pipeline still divides by the summed weights, which keeps the blend a
   convex combination when three windows meet.
+
+Depth is normalised to [0, 1] over the whole video before it is split into windows, while training normalises
+it per clip; on a long video whose depth range changes, a window therefore sees depth that does not span
+[0, 1] the way training clips did (known limitation; the structure levels act on it unchanged).
 """
 
 from __future__ import annotations

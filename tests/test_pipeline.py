@@ -131,6 +131,8 @@ class StubUNet(ModelMixin, ConfigMixin):
         self.max_numel = max(self.max_numel, sample.numel())
         is_null = encoder_hidden_states.flatten(1).abs().amax(dim=1) == 0
         image = torch.zeros_like(is_null) if image_mode is None else image_mode
+        # the image-model term is mu_pi(null): an image-mode row must carry the null content, not the real one
+        assert bool(is_null[image].all()), "image-mode batch entry with non-null content"
         value = torch.where(image, IMAGE_NULL, torch.where(is_null, VIDEO_NULL, VIDEO_COND))
         out = value.view(-1, 1, 1, 1, 1) + 0.0 * sample[:, :4] + self.anchor
         return (out,)
@@ -231,14 +233,40 @@ def test_one_window_equals_the_unwindowed_loop(pipe):
     torch.testing.assert_close(out.frames, latents, rtol=0, atol=0)
 
 
-def test_window_blending_is_seamless_for_a_frame_local_model():
-    """With a model whose prediction does not couple frames, blended windows must equal one big window."""
+class WindowStub(StubUNet):
+    """Predicts ``10 * k + j`` for frame ``j`` of the ``k``-th window of a step: every window disagrees with its
+    neighbours on the frames they share, so the blend is visible in the prediction."""
+
+    num_windows = 1
+
+    def forward(self, sample, timestep, encoder_hidden_states, image_mode=None, return_dict=True):
+        k = len(self.calls) % self.num_windows
+        self.calls.append(sample.shape[0])
+        local = torch.arange(sample.shape[2], dtype=sample.dtype).view(1, 1, -1, 1, 1)
+        return (10.0 * k + local + 0.0 * sample[:, :4] + self.anchor,)
+
+
+def test_window_blending_is_a_linear_cross_fade_on_overlaps():
     pipe = _stub_pipe(max_frames=16)
-    kwargs = dict(content_embeds=_embeds(), depth=torch.rand(11, 1, 16, 16), num_inference_steps=2,
-                  temporal_guidance_scale=1.3, output_type="latent")
-    whole = pipe(_video(11, 16, 16), window_size=16, generator=_gen(), **kwargs).frames
-    windowed = pipe(_video(11, 16, 16), window_size=4, window_overlap=2, generator=_gen(), **kwargs).frames
-    torch.testing.assert_close(windowed, whole, rtol=0, atol=1e-6)
+    pipe.unet = WindowStub(16)
+    pipe.unet.num_windows = 4  # 10 frames, window 4, overlap 2: (0,4) (2,6) (4,8) (6,10)
+    preds = []
+    pipe(_video(10, 16, 16), content_embeds=_embeds(), depth=torch.rand(10, 1, 16, 16), num_inference_steps=1,
+         guidance_scale=1.0, window_size=4, window_overlap=2, output_type="latent", generator=_gen(),
+         callback_on_step_end=lambda p, i, t, kw: preds.append(kw["noise_pred"][0, 0, :, 0, 0].clone()) or {},
+         callback_on_step_end_tensor_inputs=["noise_pred"])
+    starts = [0, 2, 4, 6]
+    expected = torch.zeros(10)
+    for frame in range(10):
+        inside = [k for k, s in enumerate(starts) if s <= frame < s + 4]
+        if len(inside) == 1:
+            expected[frame] = 10 * inside[0] + frame - starts[inside[0]]
+        else:  # shared by windows k and k+1: the right one fades in linearly, 1/3 then 2/3
+            k = inside[0]
+            a = (frame - starts[k + 1] + 1) / 3
+            left, right = 10 * k + frame - starts[k], 10 * (k + 1) + frame - starts[k + 1]
+            expected[frame] = (1 - a) * left + a * right
+    torch.testing.assert_close(preds[0], expected, rtol=0, atol=1e-5)
 
 
 def test_peak_unet_memory_does_not_grow_with_windows():

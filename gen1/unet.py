@@ -33,7 +33,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from gen1.atomic import atomic_path
-from gen1.weights import check_state_dict
+from gen1.weights import StrictLoadingMixin, check_state_dict
 from gen1.temporal_layers import (
     ATTENTION_BACKENDS,
     FrameContext,
@@ -71,7 +71,7 @@ def _json_normalise(value: Any) -> Any:
     return json.loads(json.dumps(value, sort_keys=True))
 
 
-class VideoUNet(ModelMixin, ConfigMixin):
+class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
     """Video UNet made from a diffusers ``UNet2DConditionModel`` config (see the module docstring).
 
     Args:
@@ -373,8 +373,20 @@ class VideoUNet(ModelMixin, ConfigMixin):
         return iter(self.temporal_state_dict().values())
 
     def _temporal_signature(self) -> dict:
-        """What a temporal-layers file must agree on with the model it is loaded into."""
-        signature = {k: v for k, v in self.config.items() if k != "unet_config" and not k.startswith("_")}
+        """What a temporal-layers file must agree on with the model it is loaded into.
+
+        Training-only settings (``temporal_dropout``) are left out, and the GroupNorm group count is recorded
+        as resolved, so layers trained with dropout, or saved with the default spelled out, load anywhere
+        the layers themselves fit.
+        """
+        signature = {
+            k: v
+            for k, v in self.config.items()
+            if k not in ("unet_config", "temporal_dropout") and not k.startswith("_")
+        }
+        signature["temporal_norm_num_groups"] = self.config.temporal_norm_num_groups or self.unet.config.get(
+            "norm_num_groups", 32
+        )
         signature["base"] = {k: self.unet.config.get(k) for k in _BASE_SIGNATURE_FIELDS}
         signature["base"]["in_channels"] = self.in_channels
         return _json_normalise(signature)
@@ -421,19 +433,6 @@ class VideoUNet(ModelMixin, ConfigMixin):
             self.register_to_config(clip_length=saved["clip_length"])
 
     # ------------------------------------------------------------------ whole-model loading, training, attention
-    @classmethod
-    def from_pretrained(cls, pretrained_model_name_or_path, **kwargs):
-        """diffusers' ``from_pretrained``, made strict: any missing or unexpected key raises ``ValueError``.
-
-        (diffusers itself only warns about missing keys and leaves them randomly initialised.)
-        """
-        want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, output_loading_info=True, **kwargs)
-        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-            if info.get(kind):
-                raise ValueError(f"{pretrained_model_name_or_path}: {kind.replace('_', ' ')} {sorted(map(str, info[kind]))[:5]}")
-        return (model, info) if want_info else model
-
     def enable_gradient_checkpointing(self, gradient_checkpointing_func=None) -> None:
         """diffusers' gradient checkpointing over the whole model, temporal layers included.
 

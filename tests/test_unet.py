@@ -360,3 +360,17 @@ def test_config_is_json_and_temporal_parameters_are_the_new_ones(tmp_path):
     conv_in = model.unet.conv_in.weight.numel() + model.unet.conv_in.bias.numel()
     assert total - new == base_total - base.conv_in.weight.numel() - base.conv_in.bias.numel()
     assert new > conv_in
+
+
+def test_temporal_layers_trained_with_dropout_load_into_an_inference_model(tmp_path):
+    """Training-only settings are not part of the temporal file's contract; the resolved group count is."""
+    base = tiny_unet("sd1")
+    trained = VideoUNet.from_image_unet(base, max_frames=4, temporal_dropout=0.1)
+    path = trained.save_temporal(tmp_path / "temporal.safetensors")
+    explicit_groups = VideoUNet.from_image_unet(base, max_frames=4, temporal_norm_num_groups=base.config.norm_num_groups)
+    explicit_groups.load_temporal(path)
+    for (name, a), b in zip(trained.temporal_state_dict().items(), explicit_groups.temporal_state_dict().values()):
+        assert torch.equal(a, b), name
+    other = VideoUNet.from_image_unet(base, max_frames=8)
+    with pytest.raises(ValueError, match="max_frames"):
+        other.load_temporal(path)

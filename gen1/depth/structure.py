@@ -25,9 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from gen1.depth.normalize import normalize_clip_depth
-from gen1.video import IMAGE_SUFFIXES, natural_key, read_video
-
-VIDEO_SUFFIXES = (".mp4", ".mov", ".mkv", ".webm", ".avi", ".m4v", ".gif")
+from gen1.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, read_video
 
 
 def _read_depth_image(path: Path) -> np.ndarray:

@@ -22,7 +22,7 @@ Output: relative inverse depth (B, H, W), non-negative, at the input resolution.
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 

@@ -390,7 +390,7 @@ class Gen1Pipeline(DiffusionPipeline):
         sample = repeat(sample, "b c f h w -> (n b) c f h w", n=n)
         hidden = torch.cat([context if cond else null_context for cond in plan.uses_content()]).to(dtype)
         gate = plan.image_mode()
-        image_mode = torch.tensor(gate, dtype=torch.bool, device=sample.device) if any(gate) else None
+        image_mode = list(gate) if any(gate) else None  # host-side gate: no device sync per step
         timesteps = timestep.reshape(1).expand(sample.shape[0]).to(sample.device)
         prediction = self.unet(sample, timesteps, encoder_hidden_states=hidden, image_mode=image_mode, return_dict=False)[0]
         return plan.combine(prediction)

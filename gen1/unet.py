@@ -193,8 +193,8 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         batch, frames = self._check_sample(sample)
         timesteps = self._check_timestep(timestep, batch, sample.device)
         context = self._check_content(encoder_hidden_states, batch)
-        image_mode = self._check_image_mode(image_mode, batch, sample.device)
-        state = FrameState.from_image_mode(frames, image_mode, batch)
+        image_mode = self._check_image_mode(image_mode, batch)
+        state = FrameState.from_image_mode(frames, image_mode, batch, device=sample.device)
 
         def per_frame(value):
             if torch.is_tensor(value) and value.ndim >= 1 and value.shape[0] == batch:
@@ -255,11 +255,18 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         return self.content_proj(ehs) if self.content_proj is not None else ehs
 
     @staticmethod
-    def _check_image_mode(image_mode, batch: int, device: torch.device) -> Optional[torch.Tensor]:
+    def _check_image_mode(image_mode, batch: int) -> Optional[torch.Tensor]:
+        """The gate as a CPU bool tensor (B,); accepts a bool, a sequence of bools or a bool tensor.
+
+        Kept on the host on purpose (see :meth:`FrameState.from_image_mode`): a gate the caller already holds
+        as a list (the pipeline's guidance plan does) costs no device round trip.
+        """
         if image_mode is None:
             return None
         if isinstance(image_mode, bool):
-            return torch.full((batch,), image_mode, dtype=torch.bool, device=device)
+            return torch.full((batch,), image_mode, dtype=torch.bool)
+        if isinstance(image_mode, (list, tuple)) and all(isinstance(g, bool) for g in image_mode):
+            image_mode = torch.tensor(image_mode, dtype=torch.bool)
         if not torch.is_tensor(image_mode) or image_mode.dtype != torch.bool or tuple(image_mode.shape) != (batch,):
             desc = (
                 f"{image_mode.dtype} tensor of shape {tuple(image_mode.shape)}"
@@ -267,7 +274,7 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
                 else type(image_mode).__name__
             )
             raise ValueError(f"image_mode must be a bool tensor of shape ({batch},), got {desc}")
-        return image_mode.to(device)
+        return image_mode.cpu()
 
     # ------------------------------------------------------------------ building from an image UNet
     @classmethod

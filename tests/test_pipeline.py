@@ -130,7 +130,7 @@ class StubUNet(ModelMixin, ConfigMixin):
         self.calls.append(sample.shape[0])
         self.max_numel = max(self.max_numel, sample.numel())
         is_null = encoder_hidden_states.flatten(1).abs().amax(dim=1) == 0
-        image = torch.zeros_like(is_null) if image_mode is None else image_mode
+        image = torch.zeros_like(is_null) if image_mode is None else torch.as_tensor(image_mode, dtype=torch.bool)
         # the image-model term is mu_pi(null): an image-mode row must carry the null content, not the real one
         assert bool(is_null[image].all()), "image-mode batch entry with non-null content"
         value = torch.where(image, IMAGE_NULL, torch.where(is_null, VIDEO_NULL, VIDEO_COND))

@@ -374,3 +374,22 @@ def test_temporal_layers_trained_with_dropout_load_into_an_inference_model(tmp_p
     other = VideoUNet.from_image_unet(base, max_frames=8)
     with pytest.raises(ValueError, match="max_frames"):
         other.load_temporal(path)
+
+
+def test_image_mode_gate_may_be_a_host_list_or_bool():
+    """The pipeline and trainer pass the gate as Python values (no device sync); same result as a tensor."""
+    model = VideoUNet.from_image_unet(tiny_unet("sd1"), max_frames=4)
+    with torch.no_grad():
+        for p in model.temporal_parameters():
+            p.normal_(0, 0.1)
+    sample = torch.randn(2, model.in_channels, 3, 8, 8)
+    context = torch.randn(2, 1, model.content_dim)
+    with torch.no_grad():
+        as_tensor = model(sample, 10, context, image_mode=torch.tensor([True, False])).sample
+        as_list = model(sample, 10, context, image_mode=[True, False]).sample
+        all_image = model(sample, 10, context, image_mode=True).sample
+        all_image_list = model(sample, 10, context, image_mode=[True, True]).sample
+    assert torch.equal(as_tensor, as_list)
+    assert torch.equal(all_image, all_image_list)
+    with pytest.raises(ValueError, match="image_mode"):
+        model(sample, 10, context, image_mode=[True])

@@ -47,11 +47,20 @@ class FrameState:
         return self.video_index is not None and self.video_index.numel() == 0
 
     @classmethod
-    def from_image_mode(cls, num_frames: int, image_mode: Optional[torch.Tensor], num_samples: int) -> "FrameState":
-        """Build the state from a bool ``image_mode`` tensor of shape (B,) (True = temporal layers off)."""
+    def from_image_mode(
+        cls, num_frames: int, image_mode: Optional[torch.Tensor], num_samples: int, device: torch.device | None = None
+    ) -> "FrameState":
+        """Build the state from a bool ``image_mode`` tensor of shape (B,) (True = temporal layers off).
+
+        Pass the gate on the CPU: which samples are video samples is decided on the host, so a CUDA model
+        needs no device synchronisation per forward (``.any()``/``nonzero`` on a CUDA gate would force one,
+        and break ``torch.compile`` graphs). ``video_index`` is then moved to ``device``.
+        """
         if image_mode is None or not bool(image_mode.any()):
             return cls(num_frames=num_frames, num_samples=num_samples, video_index=None)
         video_index = torch.nonzero(~image_mode, as_tuple=False).flatten()
+        if device is not None:
+            video_index = video_index.to(device, non_blocking=True)
         return cls(num_frames=num_frames, num_samples=num_samples, video_index=video_index)
 
 

@@ -30,8 +30,8 @@ class DiffusionObjective(torch.nn.Module):
             if sub is None:
                 continue
             b = sub["noisy"].shape[0]
-            gate = torch.full((b,), image_mode, dtype=torch.bool, device=sub["noisy"].device)
-            pred = self.unet(sub["noisy"], sub["timesteps"], sub["context"], image_mode=gate).sample
+            # a plain bool gates the whole sub-batch, decided on the host (no device sync per step)
+            pred = self.unet(sub["noisy"], sub["timesteps"], sub["context"], image_mode=image_mode).sample
             per_sample = F.mse_loss(pred.float(), sub["target"].float(), reduction="none").mean(dim=(1, 2, 3, 4))
             parts[kind] = per_sample.detach()
             total = per_sample.sum() if total is None else total + per_sample.sum()

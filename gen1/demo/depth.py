@@ -6,6 +6,12 @@ prediction to the target inverse depth, then take the mean squared residual -- t
 relative inverse depth right, which is what ``DepthEstimator.estimate`` normalises per clip anyway.
 Held-out metric: :func:`gen1.eval.depth_fidelity.depth_error` (scale-and-shift-invariant RMSE of inverse
 depth normalised to [0, 1]) on clips never used in training; a constant prediction scores about 0.2-0.3.
+
+Orientation: the least-squares scale may be negative, so the loss (and ``depth_error``) cannot tell inverse
+depth from its negation, and a trained network may well predict ``-1/z`` (the first demo run did:
+near and far came out swapped after ``estimate``'s per-clip normalisation). :func:`orient` therefore checks
+the sign of the correlation with the true inverse depth on held-out frames and, if negative, negates the
+last 1x1 convolution of the head -- an exact flip of the output. The held-out ``correlation`` is reported.
 """
 
 from __future__ import annotations
@@ -58,6 +64,34 @@ def held_out_depth_error(estimator, clips: int = 16, frames: int = 4) -> float:
     return sum(errors) / len(errors)
 
 
+@torch.no_grad()
+def held_out_correlation(estimator, clips: int = 8, frames: int = 2) -> float:
+    """Mean per-image Pearson correlation of the raw output with the true inverse depth (held-out)."""
+    from gen1.demo.data import HELD_OUT_START, render_clip
+
+    values = []
+    for i in range(clips):
+        rgb, depth, _ = render_clip(HELD_OUT_START + 30_000 + i, HELD_OUT_START + 30_000 + i, frames)
+        pred = estimator.estimate_raw(rgb)[:, 0].flatten(1)
+        target = normalized_inverse_depth(depth).flatten(1)
+        pc, tc = pred - pred.mean(1, keepdim=True), target - target.mean(1, keepdim=True)
+        values.append(((pc * tc).sum(1) / (pc.norm(dim=1) * tc.norm(dim=1)).clamp_min(1e-8)).mean())
+    return float(torch.stack(values).mean())
+
+
+@torch.no_grad()
+def orient(estimator) -> bool:
+    """Make the output increase with inverse depth (see the module docstring); return True if flipped."""
+    if held_out_correlation(estimator) >= 0:
+        return False
+    last = estimator.network.scratch.output_conv[4]
+    if not isinstance(last, torch.nn.Conv2d) or last.out_channels != 1:
+        raise ValueError(f"cannot orient this depth head: expected a 1-channel Conv2d, got {last!r}")
+    last.weight.neg_()
+    last.bias.neg_()
+    return True
+
+
 def train_depth(out: str | Path, *, max_steps: int = 500, clips: int = 8, frames: int = 2, lr: float = 2e-3,
                 seed: int = 0, max_minutes: float | None = None) -> dict:
     """Train (or resume) into ``OUT``; when done export ``OUT/export`` (``DepthEstimator.save_pretrained``)
@@ -78,7 +112,9 @@ def train_depth(out: str | Path, *, max_steps: int = 500, clips: int = 8, frames
     state = run_loop(out, estimator, optimizer, loss_fn, max_steps=max_steps, max_minutes=max_minutes,
                      lr_at=cosine_lr(lr, max_steps))
     if state["done"]:
-        metrics = dict(held_out_depth_error=held_out_depth_error(estimator))
+        flipped = orient(estimator)
+        metrics = dict(held_out_depth_error=held_out_depth_error(estimator),
+                       held_out_correlation=held_out_correlation(estimator), flipped=flipped)
         with atomic_directory(out / "export") as tmp:
             estimator.save_pretrained(str(tmp))
         state["metrics"] = metrics

@@ -2,6 +2,11 @@
 training scheduler, in the Stable Diffusion folder layout (``unet/``, ``scheduler/``), so that the
 standard ``model.base`` path inflates it with :meth:`gen1.unet.VideoUNet.from_image_unet`.
 
+The base takes ``4 + 1`` input channels (latents + structure, the SD-2-depth layout), so
+``from_image_unet`` adds nothing and the depth input starts with ordinary random weights. Zero-initialised
+structure channels (identity at start) are right for a *pretrained* base; from scratch they stayed at 1/20 of
+the latent channels' weights after 2400 steps and the first demo model ignored depth (PSNR flat in t_s).
+
 Latents are 4x16x16 (64x64 frames, factor-4 VAE); cross-attention width = the content encoder's
 embedding size (64), so no ``content_proj`` is needed. Attention (spatial cross-attention to the
 content) only at 8x8 and 4x4: content is a global style, and attention at 16x16 doubled the CPU step time. Schedule: cosine (``squaredcos_cap_v2``) with
@@ -16,7 +21,7 @@ from pathlib import Path
 import torch
 
 UNET_CONFIG = dict(
-    sample_size=16, in_channels=4, out_channels=4, layers_per_block=1,
+    sample_size=16, in_channels=5, out_channels=4, layers_per_block=1,
     block_out_channels=(32, 64, 64),
     down_block_types=("DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
     up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"),

@@ -2,7 +2,7 @@
 # Reproduce the bundled demo model (gen1/assets/demo-model) from nothing but this repository.
 # Every step resumes from its last checkpoint: rerun the script after an interruption (or run the steps in
 # slices: add --minutes M to the component trainers; the gen1 train step checkpoints every 100 steps).
-# On the 2-core CPU used to build the shipped model this took about 75 minutes; a GPU needs a few minutes.
+# On the shared 2-core CPU used to build the shipped model this took about 50 minutes; a GPU needs minutes.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}

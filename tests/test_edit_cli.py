@@ -62,7 +62,6 @@ def test_edit_with_reference_mask_depth_and_windows(model_dir, clips_dir, tmp_pa
     [
         (["--model", "{tmp}/nope"], "--model directory not found"),
         (["--model", "{tmp}"], "not a gen1 pipeline directory"),
-        ([], "no bundled gen1 model is installed yet; pass --model"),
         (["--model", "{model}", "--mask", "{tmp}/missing.png"], "--mask file not found"),
         (["--model", "{model}", "-o", "{tmp}/no/dir/out.mp4"], "output directory does not exist"),
         (["--model", "{model}", "--structure-level", "9"], "structure_level must be in [0, 7]"),
@@ -79,6 +78,26 @@ def test_edit_errors_are_one_clear_line(model_dir, clips_dir, tmp_path, capsys, 
     assert main(args) == 2
     err = capsys.readouterr().err
     assert message in err and "Traceback" not in err
+
+
+def test_without_model_the_bundled_demo_model_edits(clips_dir, tmp_path):
+    from gen1.video import read_video
+
+    out, reference = tmp_path / "out.mp4", tmp_path / "style.png"
+    Image.fromarray(np.full((64, 64, 3), (200, 30, 30), np.uint8)).save(reference)
+    assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(out), "--reference", str(reference), "--size", "64",
+                 "--max-frames", "2", "--steps", "2"]) == 0
+    assert read_video(out).frames.shape == (2, 64, 64, 3)
+
+
+def test_missing_bundled_model_is_a_clear_error(clips_dir, tmp_path, capsys, monkeypatch):
+    import gen1.demo
+
+    monkeypatch.setattr(gen1.demo, "BUNDLED_SUBDIR", ("assets", "not-installed"))
+    args = ["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "out.mp4"), "--prompt", "x"]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert "the bundled demo model is missing" in err and "pass --model" in err and "Traceback" not in err
 
 
 def test_edit_needs_content_and_an_input(model_dir, tmp_path, capsys):

@@ -15,11 +15,6 @@ DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULERS = ("ddim", "dpm", "euler")
 
 
-def bundled_model_dir() -> Path:
-    """Where an installed demo model would live (``gen1/assets/demo-model``)."""
-    return Path(__file__).resolve().parents[1] / "assets" / "demo-model"
-
-
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "edit",
@@ -70,13 +65,9 @@ def register(subparsers) -> None:
 def resolve_model_dir(model: str | None) -> Path:
     """The pipeline directory to load, with clear errors for missing / unknown directories."""
     if model is None:
-        path = bundled_model_dir()
-        if not (path / "model_index.json").is_file():
-            raise ValueError(
-                "no bundled gen1 model is installed yet; pass --model DIR "
-                "(a directory written by Gen1Pipeline.save_pretrained)"
-            )
-        return path
+        from gen1.demo import bundled_model_dir
+
+        return bundled_model_dir()  # FileNotFoundError naming the path if the package data is missing
     path = Path(model)
     if not path.exists():
         raise FileNotFoundError(f"--model directory not found: '{path}'")

@@ -20,11 +20,10 @@ import torch
 @torch.no_grad()
 def encode_clip(rgb: torch.Tensor, depth: torch.Tensor, vae, content_encoder):
     """(F,3,H,W) [0,1] frames and z-depth -> latents (C,F,h,w), depth (1,F,h,w), content (F,D)."""
-    from gen1.conditioning import depth_to_latent_grid
+    from gen1.conditioning import depth_to_latent_grid, encode_latents
     from gen1.depth import normalize_clip_depth
 
-    scaling = float(vae.config.scaling_factor)
-    z = vae.encode(rgb * 2 - 1).latent_dist.mean * scaling  # (F,C,h,w)
+    z = encode_latents(vae, rgb)  # (F,C,h,w), the convention preprocess and the pipeline use
     inv = normalize_clip_depth(1.0 / depth.clamp_min(1e-6))
     small = depth_to_latent_grid(inv, tuple(z.shape[-2:]))
     content = content_encoder.encode_image(rgb)

@@ -13,15 +13,6 @@ from gen1.content import ContentEncoder, as_unet_context, mix_content, null_cont
 from tiny_structure_content import TINY_DIM, save_tiny_clip_checkpoint, tiny_prior
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny convolutions run fastest on one thread; on a shared 2-core machine two threads mostly spin-wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 @pytest.fixture(scope="module")
 def clip_dir(tmp_path_factory):
     return save_tiny_clip_checkpoint(tmp_path_factory.mktemp("clip") / "clip-vit-tiny")

@@ -25,7 +25,6 @@ from gen1.unet import VideoUNet
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("custom")
     sd = make_sd_dir(root / "sd")
     media = make_media(root / "images", videos=0, images=3, size=32)

@@ -21,14 +21,6 @@ from gen1.depth import (
 from gen1.depth.midas import build_midas, default_midas_config
 from tiny_structure_content import TINY_MIDAS, tiny_depth_anything_config, tiny_dpt_config, tiny_midas
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """Tiny convolutions run fastest on one thread; on a shared 2-core machine two threads mostly spin-wait."""
-    previous = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
 
 MIDAS_FILES = {
     "dpt_hybrid": "dpt_hybrid-midas-501f0c75.pt",

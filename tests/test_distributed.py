@@ -54,7 +54,6 @@ def _rank_main(rank: int, port: int, overrides: list[str], out: str) -> None:
 
 
 def test_two_cpu_processes_stay_in_sync(tmp_path):
-    torch.set_num_threads(1)
     sd = make_sd_dir(tmp_path / "sd")
     media = make_media(tmp_path / "media", videos=2, images=2, frames=4, size=32)
     preprocess(list_inputs(media), tmp_path / "shards", make_encoder(sd),

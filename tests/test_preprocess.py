@@ -17,7 +17,6 @@ SETTINGS = dict(clip_length=4, stride=1, size=32, shard_size=2)
 
 @pytest.fixture(scope="module")
 def setup(tmp_path_factory):
-    torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("pre")
     sd = make_sd_dir(root / "sd")
     media = make_media(root / "media", corrupt=True)

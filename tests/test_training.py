@@ -21,7 +21,6 @@ PRESETS = ("stage1_image", "stage2_temporal", "stage3_structure", "stage4_struct
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory):
-    torch.set_num_threads(1)  # the test machine is shared; one thread is faster than two contended ones
     root = tmp_path_factory.mktemp("train")
     sd = make_sd_dir(root / "sd")
     media = make_media(root / "media", videos=2, images=2, frames=8, size=32)

@@ -21,7 +21,6 @@ FRAMES, SIZE = 4, 32
 
 @pytest.fixture(scope="module")
 def sd(tmp_path_factory):
-    torch.set_num_threads(1)  # the test machine is shared
     root = tmp_path_factory.mktemp("synthetic")
     sd = make_sd_dir(root / "sd")
     tiny_content_encoder().save_pretrained(sd / "content_encoder")

@@ -19,15 +19,6 @@ from tiny_models import UNET_KINDS, tiny_unet
 B, F, H, W = 2, 4, 16, 16
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """These models are tiny: intra-op threads only add sync overhead (10-40x slower on a loaded 2-core box)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def inputs(model: VideoUNet, batch: int = B, frames: int = F, seed: int = 1):
     g = torch.Generator().manual_seed(seed)
     sample = torch.randn(batch, model.in_channels, frames, H, W, generator=g)

@@ -265,11 +265,7 @@ def _probe(path: Path) -> _Probe:
         if not container.streams.video:
             raise ValueError(f"no video stream in '{path}' (streams: {[s.type for s in container.streams]})")
         stream = container.streams.video[0]
-        duration = None
-        if stream.duration is not None and stream.time_base is not None:
-            duration = float(stream.duration * stream.time_base)
-        elif container.duration is not None:
-            duration = container.duration / 1_000_000
+        duration = _stream_seconds(stream, container)
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not fps and stream.frames and duration:
             fps = Fraction(stream.frames) / Fraction(duration).limit_denominator(1_000_000)
@@ -559,6 +555,15 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
+def _stream_seconds(stream, container) -> float | None:
+    """A stream's duration in seconds: its own if the container records one, else the container's, else None."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None
+
+
 def natural_key(path: Path) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", path.name)]
 
@@ -653,11 +658,7 @@ def _open_audio_source(window: tuple[Path, float, bool]):
         container.close()
         return None
     stream = container.streams.audio[0]
-    length = None
-    if stream.duration is not None and stream.time_base is not None:
-        length = float(stream.duration * stream.time_base)
-    elif container.duration is not None:
-        length = container.duration / 1_000_000
+    length = _stream_seconds(stream, container)
     if length is not None and start >= length:
         container.close()
         if explicit:

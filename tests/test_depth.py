@@ -19,6 +19,7 @@ from gen1.depth import (
     obscure,
 )
 from gen1.depth.midas import build_midas, default_midas_config
+from gen1.depth.obscure import halvings
 from tiny_structure_content import TINY_MIDAS, tiny_depth_anything_config, tiny_dpt_config, tiny_midas
 
 
@@ -338,19 +339,28 @@ def test_obscure_removes_detail_monotonically():
     assert all(a > b for a, b in zip(energies, energies[1:])), energies
 
 
-@pytest.mark.parametrize("grid", [64, 32, 16])
-def test_obscure_on_latent_grids_removes_detail_until_one_value_is_left(grid):
-    """At the latent sizes the pipeline uses, every level removes detail until the halving reaches a single
-    value (level log2(grid)); levels past that coincide (the documented limit), never adding detail back."""
-    d = torch.rand(1, 1, grid, grid, generator=torch.Generator().manual_seed(0))
+@pytest.mark.parametrize("grid", [64, 32, 16, (12, 20)])
+def test_obscure_levels_stay_distinct_on_latent_grids_down_to_one_value(grid):
+    """At the latent sizes the pipeline uses (the demo's 16x16 included), every level removes detail: no two
+    of the eight levels coincide, and level 7 leaves one value along the short side (the mean layout)."""
+    h, w = (grid, grid) if isinstance(grid, int) else grid
+    d = torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(0))
     spread = [float(obscure(d, level).std()) for level in range(8)]
-    last_distinct = int(math.log2(grid))
-    assert all(a > b for a, b in zip(spread[: last_distinct + 1], spread[1 : last_distinct + 1])), spread
-    assert all(s < 1e-6 for s in spread[last_distinct:]), spread
+    assert all(a > b + 1e-4 for a, b in zip(spread, spread[1:])), spread
+    coarsest = obscure(d, 7)
+    assert float((coarsest - coarsest[..., :1, :]).abs().max()) < 1e-6  # constant along the short side (H)
+    if h == w:
+        assert spread[-1] < 1e-6
+
+
+def test_obscure_halvings_scale_with_the_grid():
+    assert halvings(7, 16, 16) == 4 and halvings(7, 64, 64) == 6 and halvings(3, 128, 128) == 3
+    assert halvings(7, 56, 96) == pytest.approx(math.log2(56))
+    assert halvings(5, 1, 9) == 0
 
 
 def test_obscure_fractional_levels_interpolate_linearly():
-    d = torch.rand(2, 1, 32, 32)
+    d = torch.rand(2, 1, 128, 128)  # log2(128) = 7: exactly one halving per level
     torch.testing.assert_close(obscure(d, 2.25), 0.75 * obscure(d, 2) + 0.25 * obscure(d, 3))
     torch.testing.assert_close(obscure(d, 0.5), 0.5 * d + 0.5 * obscure(d, 1))
     per_sample = obscure(d, torch.tensor([0.0, 3.0]))

@@ -4,25 +4,25 @@ Gen-1 (Esser et al. 2023, Sec. 3.2) conditions on depth that has been blurred an
 chosen number of times, so that the user decides how much of the source's fine shape the edit must
 keep. The paper does not publish the exact kernel; this is our precise definition:
 
-* one *level* = separable Gaussian-like blur with the 5-tap binomial kernel ``[1, 4, 6, 4, 1] / 16``
+* one *halving* = separable Gaussian-like blur with the 5-tap binomial kernel ``[1, 4, 6, 4, 1] / 16``
   (applied along H, then along W, with replicate padding) followed by a 2x area downsample
   (``F.interpolate(mode="area")`` to ``(max(1, h // 2), max(1, w // 2))``; a side that is already
   1 pixel stays 1 pixel);
-* integer level ``n`` applies that step ``n`` times and then resizes the result back to the input's
-  ``(H, W)`` with bilinear interpolation (``align_corners=False``);
-* level 0 is the identity (the input is returned unchanged, bit for bit);
-* a fractional level ``n + a`` (``0 < a < 1``) is the linear interpolation
-  ``(1 - a) * obscure(d, n) + a * obscure(d, n + 1)``;
+* level ``t`` in ``[0, 7]`` applies ``t * log2(min(H, W)) / 7`` halvings and resizes the result back to the
+  input's ``(H, W)`` with bilinear interpolation (``align_corners=False``); a fractional number of halvings
+  ``n + a`` is the linear interpolation ``(1 - a) * halve(d, n) + a * halve(d, n + 1)``;
+* so level 0 is the identity (the input is returned unchanged, bit for bit), level 7 leaves a single value
+  along the short side (the mean layout), and every level in between removes the same share of the
+  remaining resolution: level ``t`` keeps a ``min(H, W)^(1 - t/7)``-cell layout along the short side;
 * levels outside ``[0, 7]`` are a ``ValueError``.
 
-So level ``n`` keeps an ``H/2^n x W/2^n`` layout, down to a single value.
-
-Where gen1 applies it: on the *latent* grid (:func:`gen1.conditioning.structure_channels`), because
-training caches depth at latent resolution and the UNet sees structure only there. On a 64x64 grid
-(512 px video, SD's 8x VAE) level 6 already leaves the mean depth, so levels 6 and 7 coincide; on a
-32x32 grid levels 5-7 do (the halving has nothing left to remove). Compared with obscuring 512 px depth
-as the paper does, where levels 0-3 differ only below one latent cell and level 7 is a 4x4 layout, this
-spends every level on detail the model can see.
+Why the halvings scale with the grid: the paper blurs and halves 512 px depth once per level. gen1 applies
+the operator on the *latent* grid (:func:`gen1.conditioning.structure_channels`), because training caches
+depth at latent resolution and the UNet sees structure only there. With one halving per level a 64x64
+grid (512 px video, SD's 8x VAE) is down to its mean at level 6 and a 16x16 grid at level 4, so the top
+levels coincided and half of the user's knob did nothing. Scaling the halvings to the grid keeps all eight
+levels distinct at every size; on a 128x128 grid it is exactly one halving per level, and on the 64x64 grid
+of 512 px video 6/7 of one.
 """
 
 from __future__ import annotations
@@ -47,13 +47,13 @@ def _blur(x: torch.Tensor) -> torch.Tensor:
     return F.conv2d(x, k.view(1, 1, 1, 5))
 
 
-def _obscure_integer(x: torch.Tensor, level: int) -> torch.Tensor:
-    """Apply ``level`` blur+halve steps to ``x`` (N, 1, H, W) and resize back to (H, W)."""
-    if level == 0:
+def _obscure_integer(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """Apply ``steps`` blur+halve steps to ``x`` (N, 1, H, W) and resize back to (H, W)."""
+    if steps == 0:
         return x
     size = x.shape[-2:]
     y = x
-    for _ in range(level):
+    for _ in range(steps):
         h, w = y.shape[-2:]
         y = _blur(y)
         y = F.interpolate(y, size=(max(1, h // 2), max(1, w // 2)), mode="area")
@@ -67,11 +67,17 @@ def _check_level(level: float) -> float:
     return level
 
 
+def halvings(level: float, height: int, width: int) -> float:
+    """How many blur+halve steps structure level ``level`` applies to an ``height x width`` map."""
+    return level * math.log2(max(1, min(height, width))) / MAX_LEVEL
+
+
 def _obscure_one_level(flat: torch.Tensor, level: float) -> torch.Tensor:
-    lo = math.floor(level)
-    frac = level - lo
+    steps = halvings(level, *flat.shape[-2:])
+    lo = math.floor(steps)
+    frac = steps - lo
     a = _obscure_integer(flat, lo)
-    if frac == 0:
+    if frac < 1e-9:
         return a
     b = _obscure_integer(flat, lo + 1)
     return torch.lerp(a, b, frac)

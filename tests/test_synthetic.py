@@ -48,6 +48,20 @@ def test_scene_sampling_respects_ranges():
         assert {p.shape for p in scene.primitives} <= {"sphere", "box", "cylinder"}
 
 
+def test_camera_roll_turns_the_picture_and_keeps_the_geometry():
+    from dataclasses import replace
+
+    scene, style = sample_scene(3), sample_style(3)
+    _, level = render(scene, style, 1, 32, 32)
+    _, rolled = render(replace(scene, camera=replace(scene.camera, roll=90.0)), style, 1, 32, 32)
+    # a square frame rolled a quarter turn is the level frame turned clockwise (same rays, same depths)
+    torch.testing.assert_close(rolled, torch.rot90(level, -1, dims=(-2, -1)), atol=1e-3, rtol=1e-4)
+    assert sample_scene(3, max_roll=0.0) == scene
+    rolls = [sample_scene(seed, max_roll=90.0).camera.roll for seed in range(40)]
+    assert all(-90.0 <= r <= 90.0 for r in rolls) and max(rolls) > 45.0 and min(rolls) < -45.0
+    assert sample_scene(5, max_roll=90.0).primitives == sample_scene(5).primitives  # roll is drawn last
+
+
 def test_sphere_centre_depth_is_exact_and_floor_depth_matches_geometry():
     distance, radius, size = 5.0, 1.0, 33  # odd size: the centre pixel's ray goes through the sphere's centre
     scene = _one_sphere_scene(distance, radius)

@@ -32,6 +32,9 @@ def _camera_rays(scene: Scene, t: torch.Tensor, height: int, width: int):
     right = torch.linalg.cross(forward, world_up)
     right = right / right.norm(dim=-1, keepdim=True)
     up = torch.linalg.cross(right, forward)
+    if scene.camera.roll:
+        roll = math.radians(scene.camera.roll)
+        right, up = (math.cos(roll) * right + math.sin(roll) * up, math.cos(roll) * up - math.sin(roll) * right)
     tan_half = math.tan(math.radians(scene.camera.fov) / 2)
     ys = (1 - (torch.arange(height, device=t.device, dtype=torch.float32) + 0.5) * 2 / height) * tan_half
     xs = ((torch.arange(width, device=t.device, dtype=torch.float32) + 0.5) * 2 / width - 1) * tan_half * width / height

@@ -6,7 +6,7 @@ Deterministic by seed (:func:`sample_scene` uses its own ``torch.Generator``). U
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Sequence
 
 import torch
@@ -75,7 +75,8 @@ class Camera:
 
     At time ``t``: position = target_xz(t) + (radius + dolly*t) * (sin a, cos a), a = angle + angular_speed*t,
     height = height + rise * t; target = target + target_velocity * t. ``fov`` is the vertical field of
-    view in degrees.
+    view in degrees; ``roll`` (degrees) turns the camera counter-clockwise about its optical axis, so the
+    picture turns clockwise and the horizon is no longer level.
     """
 
     target: tuple[float, float, float] = (0.0, 0.6, 0.0)
@@ -87,6 +88,7 @@ class Camera:
     height: float = 2.0
     rise: float = 0.0
     fov: float = 50.0
+    roll: float = 0.0
 
     def pose(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Camera origins (F, 3) and look-at targets (F, 3) at times ``t`` (F,)."""
@@ -133,8 +135,15 @@ def _choice(gen: torch.Generator, options: Sequence):
     return options[int(torch.randint(len(options), (), generator=gen))]
 
 
-def sample_scene(seed: int) -> Scene:
-    """A random scene, fully determined by ``seed`` (uses its own ``torch.Generator``)."""
+def sample_scene(seed: int, max_roll: float = 0.0) -> Scene:
+    """A random scene, fully determined by ``seed`` (and ``max_roll``; uses its own ``torch.Generator``).
+
+    ``max_roll`` (degrees): the camera's roll is drawn uniformly from ``[-max_roll, max_roll]``. With the
+    default 0 the horizon is level and roughly at the same height in every scene, so a frame's layout is
+    largely predictable without its depth; a large roll makes the layout something only the structure
+    input can tell (the demo model trains and is evaluated that way). The roll is drawn after everything
+    else, so a scene's geometry does not depend on ``max_roll``.
+    """
     gen = torch.Generator().manual_seed(int(seed))
     num = int(torch.randint(2, 7, (), generator=gen))
     placed: list[tuple[float, float, float]] = []  # x, z, footprint radius
@@ -191,4 +200,6 @@ def sample_scene(seed: int) -> Scene:
         rise=_uniform(gen, -0.5, 0.5),
         fov=_uniform(gen, 40.0, 55.0),
     )
+    if max_roll:
+        camera = replace(camera, roll=_uniform(gen, -float(max_roll), float(max_roll)))
     return Scene(primitives=tuple(prims), camera=camera, seed=int(seed))

@@ -38,17 +38,17 @@ class EditCase:
 
 
 def edit_case(index: int, *, frames: int = 8, size: int = 64) -> EditCase:
-    from gen1.demo.data import HELD_OUT_START
-    from gen1.eval.synthetic import render, sample_edit_style, sample_scene, sample_style
+    from gen1.demo.data import HELD_OUT_START, demo_scene
+    from gen1.eval.synthetic import render, sample_edit_style, sample_style
 
     seed_a = HELD_OUT_START + 100_000 + index
     seed_b = HELD_OUT_START + 200_000 + index
     style_a = sample_style(seed_a)
     style_b = sample_edit_style(style_a, seed_b)
-    scene_a = sample_scene(seed_a)
+    scene_a = demo_scene(seed_a)
     source, _ = render(scene_a, style_a, frames, size, size)
     truth, _ = render(scene_a, style_b, frames, size, size)
-    reference, _ = render(sample_scene(seed_b), style_b, 1, size, size)
+    reference, _ = render(demo_scene(seed_b), style_b, 1, size, size)
     return EditCase(source, truth, reference, style_b.caption, seed_a)
 
 

@@ -14,11 +14,13 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/demo", help="folder with vae/ content/ depth/ unet/ runs")
     parser.add_argument("--out", default="gen1/assets/demo-model")
+    parser.add_argument("--unet", default=None, help="the VideoUNet folder (default: RUNS/unet_video/export/unet, "
+                        "the last stage of scripts/demo/train_all.sh)")
     args = parser.parse_args()
     from gen1.demo.assemble import assemble, save_fp16
 
     runs = Path(args.runs)
-    pipe = assemble(vae=runs / "vae" / "export", unet=runs / "unet" / "export" / "unet",
+    pipe = assemble(vae=runs / "vae" / "export", unet=args.unet or runs / "unet_video" / "export" / "unet",
                     depth=runs / "depth" / "export", content=runs / "content" / "export")
     sizes = save_fp16(pipe, args.out)
     print(json.dumps(sizes, indent=1))

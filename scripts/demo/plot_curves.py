@@ -3,7 +3,8 @@
     python scripts/demo/plot_curves.py --runs runs/demo --out docs/demo_training_curves.png
 
 Component losses come from ``RUN/checkpoint/state.json`` (gen1.demo.loop); the UNet's from the TensorBoard
-events that ``gen1 train`` writes (``train/loss``). Curves are smoothed with a running mean (raw in grey).
+events that ``gen1 train`` writes (``train/loss``), one curve per UNet stage (``UNET_STAGES``, each starting
+where the previous one stopped). Curves are smoothed with a running mean (raw in grey).
 """
 
 from __future__ import annotations
@@ -36,6 +37,15 @@ def unet_losses(run: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(order), np.array([values[s] for s in order])
 
 
+UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("joint", "unet_video"))
+
+
+def plot_run(ax, steps: np.ndarray, losses: np.ndarray, label: str | None = None) -> None:
+    ax.plot(steps, losses, color="0.8", linewidth=0.6)
+    window = max(1, len(losses) // 30)
+    ax.plot(steps[window - 1:], smooth(losses, window), linewidth=1.5, label=label)
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/demo")
@@ -54,17 +64,19 @@ def main() -> int:
     fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
     for ax, (title, name) in zip(axes, panels):
         if name == "unet":
-            steps, losses = unet_losses(runs / name)
+            offset = 0
+            for label, run in UNET_STAGES:
+                steps, losses = unet_losses(runs / run)
+                if len(losses):
+                    plot_run(ax, steps + offset, losses, f"{label}: {run}")
+                    offset += int(steps[-1])
+            ax.legend(fontsize=7)
         else:
             state_file = runs / name / "checkpoint" / "state.json"
             history = json.loads(state_file.read_text())["history"] if state_file.is_file() else []
-            steps = np.array([row[0] for row in history])
-            losses = np.array([row[1] for row in history])
-        if len(losses):
-            ax.plot(steps, losses, color="0.8", linewidth=0.6)
-            window = max(1, len(losses) // 30)
-            ax.plot(steps[window - 1:], smooth(losses, window), linewidth=1.5)
-            ax.set_yscale("log")
+            if history:
+                plot_run(ax, np.array([row[0] for row in history]), np.array([row[1] for row in history]))
+        ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")
     axes[0].set_ylabel("loss")

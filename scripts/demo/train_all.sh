@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # Reproduce the bundled demo model (gen1/assets/demo-model) from nothing but this repository.
 # Every step resumes from its last checkpoint: rerun the script after an interruption (or run the steps in
-# slices: add --minutes M to the component trainers; the gen1 train step checkpoints every 100 steps).
-# On the shared 2-core CPU used to build the shipped model this took about 50 minutes; a GPU needs minutes.
+# slices: add --minutes M to the component trainers; the gen1 train steps checkpoint every 100-200 steps).
+# Scenes are the demo world of gen1.demo.data (camera rolled up to 90 degrees). docs/demo.md says how the
+# shipped weights were made (the same steps, partly at an earlier commit) and how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 PY=${PYTHON:-.venv/bin/python}
@@ -10,17 +11,23 @@ R=${RUNS:-runs/demo}
 T=${THREADS:-2}
 
 # 1. components (each exports to $R/<name>/export)
-$PY scripts/demo/train_component.py vae     --out "$R/vae"     --steps 600 --threads "$T"
-$PY scripts/demo/train_component.py content --out "$R/content" --steps 800 --threads "$T"
-$PY scripts/demo/train_component.py depth   --out "$R/depth"   --steps 400 --threads "$T"
+$PY scripts/demo/train_component.py vae     --out "$R/vae"     --steps 600  --threads "$T"
+$PY scripts/demo/train_component.py content --out "$R/content" --steps 1100 --threads "$T"
+$PY scripts/demo/train_component.py depth   --out "$R/depth"   --steps 1600 --threads "$T"
 
-# 2. UNet data (synthetic clips -> gen1 shards with exact depth) and the random image-UNet base
+# 2. UNet data (synthetic clips -> gen1 shards with exact depth: 1200 8-frame videos, 8400 images) and the
+#    random image-UNet base
 $PY scripts/demo/prepare_unet.py --vae "$R/vae/export" --content "$R/content/export" \
-    --shards "$R/shards" --base "$R/base" --videos 1200 --images 400 --threads "$T"
+    --shards "$R/shards" --base "$R/base" --videos 1200 --images 8400 --threads "$T"
 
-# 3. the VideoUNet, trained by gen1's own trainer with the committed preset
+# 3. the VideoUNet, trained by gen1's own trainer with the committed presets, in three stages:
+#    joint (content, time, structure together) -> image-only (structure: 48 layouts per step) -> joint
 $PY -m gen1 train demo_joint model.base="$R/base" data.shards="$R/shards" \
-    train.output_dir="$R/unet" train.resume=latest
+    train.output_dir="$R/unet" train.resume=latest train.max_steps=1800
+$PY -m gen1 train demo_image model.base="$R/unet/export" data.shards="$R/shards" \
+    train.output_dir="$R/unet_image" train.resume=latest
+$PY -m gen1 train demo_joint model.base="$R/unet_image/export" data.shards="$R/shards" \
+    train.output_dir="$R/unet_video" train.resume=latest train.max_steps=800 optim.warmup_steps=50
 
 # 4. assemble (fp16 safetensors), curves, evaluation table
 $PY scripts/demo/assemble.py --runs "$R" --out gen1/assets/demo-model

@@ -146,8 +146,9 @@ def structure_channels(depth: torch.Tensor, levels) -> torch.Tensor:
     ``depth``: ``(B, 1, F, h, w)`` inverse depth in [0, 1] at latent resolution. ``levels``: t_s, one number or
     one per sample (length B). The depth is obscured at t_s on the latent grid (:func:`gen1.depth.obscure`: each
     level removes the same share of the grid's resolution, from the full grid at 0 to one value at 7, so a
-    level means the same at any video size and no two levels coincide) and mapped to [-1, 1] (``2 d - 1``, the range Stable Diffusion 2 depth was trained on,
-    so that a depth-pretrained UNet is a valid starting point).
+    level means the same at any video size and no two levels coincide) and mapped to [-1, 1] (``2 d - 1``,
+    the range Stable Diffusion 2 depth was trained on, so that a depth-pretrained UNet is a valid starting
+    point).
     """
     from gen1.depth import obscure
 

@@ -1,0 +1,64 @@
+"""Depth-usage probe: does a demo UNet (an export, or the bundled model's) take structure from depth?
+
+    python scripts/demo/diagnose.py --unet runs/demo/unet_image/export --images 128
+
+Prints the image-mode training loss on held-out images at fixed noise levels with the structure input at
+t_s = 0 (true), 4, 7 and another image's depth (shuffled); see gen1/demo/diagnostics.py. Seconds per
+checkpoint instead of minutes for the sampled benchmark, so a run can be followed while it trains.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import torch
+
+
+def unet_folder(path: str) -> Path:
+    """A ``gen1 train`` export keeps the UNet in ``unet/``; a UNet folder itself is taken as it is."""
+    path = Path(path)
+    return path / "unet" if (path / "unet" / "config.json").is_file() else path
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="pipeline directory for the VAE, content encoder and scheduler "
+                                        "(default: the bundled demo model)")
+    parser.add_argument("--unet", help="a VideoUNet folder to probe instead of the pipeline's (e.g. a "
+                                       "gen1 train export)")
+    parser.add_argument("--images", type=int, default=128, help="held-out images (default 128)")
+    parser.add_argument("--timesteps", default="999,850,600", help="comma-separated noise levels")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="also write the result as JSON here")
+    args = parser.parse_args()
+    timesteps = [int(t) for t in args.timesteps.split(",") if t.strip()]
+    torch.set_num_threads(args.threads)
+    from diffusers import DDPMScheduler
+
+    from gen1.demo import bundled_model_dir
+    from gen1.demo.diagnostics import format_usage, probe_images, structure_usage
+    from gen1.pipeline import Gen1Pipeline
+    from gen1.unet import VideoUNet
+
+    pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
+    pipe.cast(torch.float32)
+    unet = VideoUNet.from_pretrained(str(unet_folder(args.unet))).float().eval() if args.unet else pipe.unet.eval()
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    for t in timesteps:
+        if not 0 <= t < scheduler.config.num_train_timesteps:
+            raise ValueError(f"--timesteps: {t} is outside 0..{scheduler.config.num_train_timesteps - 1}")
+    images = probe_images(pipe.vae, pipe.content_encoder, num_images=args.images)
+    result = structure_usage(unet, scheduler, images, timesteps=timesteps)
+    print(format_usage(result))
+    if args.json:
+        from gen1.atomic import atomic_path, check_output_path
+
+        with atomic_path(check_output_path(args.json)) as tmp:
+            tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -193,8 +193,9 @@ def test_presets_load_and_bad_config_is_named(data, tmp_path):
     assert load_config("stage4_structure_levels", [f"model.base={sd}", f"data.shards={shards}"]
                        ).diffusion.structure_level_max == 7
     demo = {name: load_config(name, [f"model.base={sd}", f"data.shards={shards}"])  # the demo model's presets
-            for name in ("demo_joint", "demo_image")}
+            for name in ("demo_joint", "demo_image", "demo_temporal")}
     assert demo["demo_image"].data.image_ratio == 1.0 and demo["demo_image"].model.trainable == "image"
+    assert demo["demo_temporal"].data.image_ratio == 0.0 and demo["demo_temporal"].model.trainable == "temporal"
     with pytest.raises(ValueError, match=r"unknown config key 'optim.learning_rate'"):
         load_config("stage2_temporal", [f"model.base={sd}", f"data.shards={shards}", "optim.learning_rate=1"])
     bad = tmp_path / "bad.yaml"

@@ -37,7 +37,8 @@ def unet_losses(run: Path) -> tuple[np.ndarray, np.ndarray]:
     return np.array(order), np.array([values[s] for s in order])
 
 
-UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("joint", "unet_video"))
+UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("image, continued", "unet_image2"),
+               ("temporal only", "unet_video"))
 
 
 def plot_run(ax, steps: np.ndarray, losses: np.ndarray, label: str | None = None) -> None:

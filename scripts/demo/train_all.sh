@@ -13,21 +13,24 @@ T=${THREADS:-2}
 # 1. components (each exports to $R/<name>/export)
 $PY scripts/demo/train_component.py vae     --out "$R/vae"     --steps 600  --threads "$T"
 $PY scripts/demo/train_component.py content --out "$R/content" --steps 1100 --threads "$T"
-$PY scripts/demo/train_component.py depth   --out "$R/depth"   --steps 1600 --threads "$T"
+$PY scripts/demo/train_component.py depth   --out "$R/depth"   --steps 2800 --threads "$T"
 
-# 2. UNet data (synthetic clips -> gen1 shards with exact depth: 1200 8-frame videos, 8400 images) and the
+# 2. UNet data (synthetic clips -> gen1 shards with exact depth: 1200 8-frame videos, 32976 images) and the
 #    random image-UNet base
 $PY scripts/demo/prepare_unet.py --vae "$R/vae/export" --content "$R/content/export" \
-    --shards "$R/shards" --base "$R/base" --videos 1200 --images 8400 --threads "$T"
+    --shards "$R/shards" --base "$R/base" --videos 1200 --images 32976 --threads "$T"
 
-# 3. the VideoUNet, trained by gen1's own trainer with the committed presets, in three stages:
-#    joint (content, time, structure together) -> image-only (structure: 48 layouts per step) -> joint
+# 3. the VideoUNet, trained by gen1's own trainer with the committed presets, in four runs:
+#    joint (content, time, structure together) -> image-only (structure: 48 layouts per step), twice (the
+#    second run restarts the cosine schedule from the first one's EMA weights) -> temporal layers only
 $PY -m gen1 train demo_joint model.base="$R/base" data.shards="$R/shards" \
     train.output_dir="$R/unet" train.resume=latest train.max_steps=1800
 $PY -m gen1 train demo_image model.base="$R/unet/export" data.shards="$R/shards" \
     train.output_dir="$R/unet_image" train.resume=latest
-$PY -m gen1 train demo_joint model.base="$R/unet_image/export" data.shards="$R/shards" \
-    train.output_dir="$R/unet_video" train.resume=latest train.max_steps=800 optim.warmup_steps=50
+$PY -m gen1 train demo_image model.base="$R/unet_image/export" data.shards="$R/shards" \
+    train.output_dir="$R/unet_image2" train.resume=latest train.max_steps=13000 optim.warmup_steps=100
+$PY -m gen1 train demo_temporal model.base="$R/unet_image2/export" data.shards="$R/shards" \
+    train.output_dir="$R/unet_video" train.resume=latest
 
 # 4. assemble (fp16 safetensors), curves, evaluation table
 $PY scripts/demo/assemble.py --runs "$R" --out gen1/assets/demo-model

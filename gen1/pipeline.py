@@ -57,7 +57,7 @@ def _accepts(function: Callable, name: str) -> bool:
     return name in inspect.signature(function).parameters
 
 
-def _trained_video_unet(unet):
+def trained_video_unet(unet):
     """``unet`` as a VideoUNet: an instance, a VideoUNet folder, or a training export holding ``unet/``."""
     from pathlib import Path
 
@@ -247,7 +247,7 @@ class Gen1Pipeline(DiffusionPipeline):
             if temporal_kwargs or clip_length is not None:
                 given = sorted(temporal_kwargs) + (["clip_length"] if clip_length is not None else [])
                 raise ValueError(f"unet= is a trained VideoUNet whose config is fixed; do not also pass {given}")
-            unet = _trained_video_unet(unet)
+            unet = trained_video_unet(unet)
             if unet.content_dim != content_encoder.embedding_dim:
                 raise ValueError(f"unet takes content of size {unet.content_dim}, the content_encoder gives "
                                  f"{content_encoder.embedding_dim}")

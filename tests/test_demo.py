@@ -160,6 +160,8 @@ def test_depth_usage_probe_shows_the_bundled_model_uses_depth(bundled_pipe):
     assert set(row) == set(CONDITIONS)
     assert row["true"] < row["ts=7"] and row["true"] < row["shuffled"], row
     assert "| 850 |" in format_usage(result)
+    with pytest.raises(ValueError, match="timestep 1000 is outside the scheduler's 0..999"):
+        structure_usage(bundled_pipe.unet, scheduler, images, timesteps=(1000,))
     with pytest.raises(ValueError, match="at least 2 images"):
         probe_images(bundled_pipe.vae, bundled_pipe.content_encoder, num_images=1)
 

@@ -19,7 +19,8 @@ from __future__ import annotations
 import torch
 
 PROBE_SEED_OFFSET = 300_000
-CONDITIONS = ("true", "ts=4", "ts=7", "shuffled")
+# condition -> (structure level t_s, take the next image's depth instead of the image's own)
+CONDITIONS = {"true": (0.0, False), "ts=4": (4.0, False), "ts=7": (7.0, False), "shuffled": (0.0, True)}
 
 
 @torch.no_grad()
@@ -43,25 +44,22 @@ def probe_images(vae, content_encoder, *, num_images: int, size: int = 64) -> di
                 content=torch.stack(content).float())
 
 
-def _structure(depth: torch.Tensor, condition: str) -> torch.Tensor:
-    from gen1.conditioning import structure_channels
-
-    if condition == "true":
-        return structure_channels(depth, 0.0)
-    if condition == "shuffled":
-        return structure_channels(depth.roll(1, dims=0), 0.0)
-    return structure_channels(depth, float(condition.split("=")[1]))
-
-
 @torch.no_grad()
 def structure_usage(unet, scheduler, images: dict[str, torch.Tensor], *, timesteps=(999, 850, 600),
                     repeats: int = 2, seed: int = 0) -> dict[int, dict[str, float]]:
     """``{timestep: {condition: mean loss}}`` over ``images`` (from :func:`probe_images`); every condition of a
     timestep sees the same noise, so differences come from the structure input alone."""
+    from gen1.conditioning import structure_channels
     from gen1.content import as_unet_context
     from gen1.training.noise import prediction_target
 
+    num_train = scheduler.config.num_train_timesteps
+    for t in timesteps:
+        if not 0 <= int(t) < num_train:
+            raise ValueError(f"timestep {t} is outside the scheduler's 0..{num_train - 1}")
     latents, depth = images["latents"], images["depth"]
+    structures = {name: structure_channels(depth.roll(1, dims=0) if shuffled else depth, level)
+                  for name, (level, shuffled) in CONDITIONS.items()}
     context = as_unet_context(images["content"])
     prediction_type = scheduler.config.prediction_type
     generator = torch.Generator().manual_seed(seed)
@@ -74,8 +72,8 @@ def structure_usage(unet, scheduler, images: dict[str, torch.Tensor], *, timeste
             noise = torch.randn(latents.shape, generator=generator)
             noisy = scheduler.add_noise(latents, noise, steps)
             target = prediction_target(scheduler, latents, noise, steps, prediction_type)
-            for condition in CONDITIONS:
-                model_input = torch.cat([noisy, _structure(depth, condition)], dim=1)
+            for condition, structure in structures.items():
+                model_input = torch.cat([noisy, structure], dim=1)
                 pred = unet(model_input, steps, context, image_mode=True).sample
                 totals[condition] += float(((pred.float() - target) ** 2).mean()) / repeats
         result[int(t)] = totals

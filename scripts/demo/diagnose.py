@@ -11,15 +11,8 @@ from __future__ import annotations
 
 import argparse
 import json
-from pathlib import Path
 
 import torch
-
-
-def unet_folder(path: str) -> Path:
-    """A ``gen1 train`` export keeps the UNet in ``unet/``; a UNet folder itself is taken as it is."""
-    path = Path(path)
-    return path / "unet" if (path / "unet" / "config.json").is_file() else path
 
 
 def main() -> int:
@@ -39,16 +32,12 @@ def main() -> int:
 
     from gen1.demo import bundled_model_dir
     from gen1.demo.diagnostics import format_usage, probe_images, structure_usage
-    from gen1.pipeline import Gen1Pipeline
-    from gen1.unet import VideoUNet
+    from gen1.pipeline import Gen1Pipeline, trained_video_unet
 
     pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
     pipe.cast(torch.float32)
-    unet = VideoUNet.from_pretrained(str(unet_folder(args.unet))).float().eval() if args.unet else pipe.unet.eval()
+    unet = trained_video_unet(args.unet).float().eval() if args.unet else pipe.unet.eval()
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    for t in timesteps:
-        if not 0 <= t < scheduler.config.num_train_timesteps:
-            raise ValueError(f"--timesteps: {t} is outside 0..{scheduler.config.num_train_timesteps - 1}")
     images = probe_images(pipe.vae, pipe.content_encoder, num_images=args.images)
     result = structure_usage(unet, scheduler, images, timesteps=timesteps)
     print(format_usage(result))

@@ -96,6 +96,31 @@ def bundled_pipe():
     return pipe
 
 
+def test_demo_shards_hold_exact_or_estimated_depth_and_refuse_to_mix(bundled_pipe, tmp_path):
+    from gen1.conditioning import depth_to_latent_grid
+    from gen1.demo.data import render_clip
+    from gen1.demo.shards import build_shards
+    from gen1.training.shards import ShardDataset
+
+    vae, content, estimator = bundled_pipe.vae, bundled_pipe.content_encoder, bundled_pipe.depth_estimator
+    exact = build_shards(tmp_path / "exact", vae, content, videos=1, images=2, frames=2, shard_size=2)
+    est = build_shards(tmp_path / "est", vae, content, videos=1, images=2, frames=2, shard_size=2,
+                       depth_estimator=estimator)
+    assert (exact["depth"], est["depth"]) == ("exact (renderer)", "estimated (depth_estimator)")
+    assert exact["num_clips"] == est["num_clips"] == 3 and len(est["shards"]) == 2
+    exact_data, est_data = ShardDataset(tmp_path / "exact"), ShardDataset(tmp_path / "est")
+    assert exact_data.is_image == est_data.is_image == [False, True, True]
+    # the video clip (seed 0): same latents and content, depth is the estimator's map on the latent grid
+    rgb, _, _ = render_clip(0, 0, 2)
+    want = depth_to_latent_grid(estimator.estimate(rgb), (16, 16)).permute(1, 0, 2, 3)
+    torch.testing.assert_close(est_data[0]["depth"], want.half().float())
+    torch.testing.assert_close(est_data[0]["latents"], exact_data[0]["latents"])
+    assert (est_data[0]["depth"] - exact_data[0]["depth"]).abs().mean() > 0.01
+    with pytest.raises(ValueError, match="exact .renderer. depth; refusing to add estimated"):
+        build_shards(tmp_path / "exact", vae, content, videos=1, images=2, frames=2, shard_size=2,
+                     depth_estimator=estimator)
+
+
 def test_bundled_model_edits_by_reference_and_by_prompt(bundled_pipe):
     from gen1.demo.benchmark import edit_case
 

@@ -1,8 +1,11 @@
-"""Write what ``gen1 train demo_joint`` needs: the shards (synthetic clips encoded with the trained VAE and
-content encoder, exact depth) and the random image-UNet base. Resumable (finished shards are skipped).
+"""Write what ``gen1 train demo_*`` needs: the shards (synthetic clips encoded with the trained VAE and
+content encoder; exact depth, or a trained estimator's with ``--depth-estimator``) and, with ``--base``, the
+random image-UNet base. Resumable (finished shards are skipped).
 
     python scripts/demo/prepare_unet.py --vae runs/demo/vae/export --content runs/demo/content/export \
         --shards runs/demo/shards --base runs/demo/base --videos 1200 --images 400
+    python scripts/demo/prepare_unet.py --vae M/vae --content M/content_encoder --depth-estimator M/depth_estimator \
+        --shards runs/demo/shards_est --videos 1200 --images 32976     # M = a pipeline folder
 """
 
 from __future__ import annotations
@@ -19,7 +22,8 @@ def main() -> int:
     parser.add_argument("--vae", required=True)
     parser.add_argument("--content", required=True)
     parser.add_argument("--shards", required=True)
-    parser.add_argument("--base", required=True)
+    parser.add_argument("--base", help="also write the random image-UNet base here (skipped when present)")
+    parser.add_argument("--depth-estimator", help="depth estimator folder: shards hold its estimate, not exact depth")
     parser.add_argument("--videos", type=int, default=1200)
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--threads", type=int, default=2)
@@ -31,11 +35,16 @@ def main() -> int:
     from gen1.demo.shards import build_shards
     from gen1.demo.unet import write_base
 
-    vae = AutoencoderKL.from_pretrained(args.vae).eval()
-    content = ContentEncoder.from_pretrained(args.content).eval()
-    index = build_shards(args.shards, vae, content, videos=args.videos, images=args.images)
+    vae = AutoencoderKL.from_pretrained(args.vae).float().eval()
+    content = ContentEncoder.from_pretrained(args.content).float().eval()
+    estimator = None
+    if args.depth_estimator:
+        from gen1.depth import load_depth_estimator
+
+        estimator = load_depth_estimator(args.depth_estimator).float().eval()
+    index = build_shards(args.shards, vae, content, videos=args.videos, images=args.images, depth_estimator=estimator)
     print(json.dumps({k: v for k, v in index.items() if k != "shards"}))
-    if not (Path(args.base) / "unet" / "config.json").is_file():
+    if args.base and not (Path(args.base) / "unet" / "config.json").is_file():
         write_base(args.base, cross_attention_dim=content.embedding_dim)
     return 0
 

@@ -116,9 +116,31 @@ def test_demo_shards_hold_exact_or_estimated_depth_and_refuse_to_mix(bundled_pip
     torch.testing.assert_close(est_data[0]["depth"], want.half().float())
     torch.testing.assert_close(est_data[0]["latents"], exact_data[0]["latents"])
     assert (est_data[0]["depth"] - exact_data[0]["depth"]).abs().mean() > 0.01
-    with pytest.raises(ValueError, match="exact .renderer. depth; refusing to add estimated"):
+    with pytest.raises(ValueError, match="depth is 'exact .renderer.'; refusing to add shards whose depth is 'est"):
         build_shards(tmp_path / "exact", vae, content, videos=1, images=2, frames=2, shard_size=2,
                      depth_estimator=estimator)
+    with pytest.raises(ValueError, match="content is \"the clip's own frames\"; refusing"):
+        build_shards(tmp_path / "exact", vae, content, videos=1, images=2, frames=2, shard_size=2,
+                     reference_content=True)
+
+
+def test_demo_shards_reference_content_comes_from_another_scene_in_the_same_style(bundled_pipe, tmp_path):
+    from gen1.demo.data import render_clip
+    from gen1.demo.shards import build_shards, reference_scene_seed
+    from gen1.training.shards import ShardDataset
+
+    vae, content = bundled_pipe.vae, bundled_pipe.content_encoder
+    own = build_shards(tmp_path / "own", vae, content, videos=1, images=1, frames=2)
+    ref = build_shards(tmp_path / "ref", vae, content, videos=1, images=1, frames=2, reference_content=True)
+    assert ref["content"] == "another scene, same style" and own["content"] == "the clip's own frames"
+    own_data, ref_data = ShardDataset(tmp_path / "own"), ShardDataset(tmp_path / "ref")
+    torch.testing.assert_close(ref_data[1]["latents"], own_data[1]["latents"])  # the clip itself is unchanged
+    torch.testing.assert_close(ref_data[1]["depth"], own_data[1]["depth"])
+    assert reference_scene_seed(1) != 1
+    reference, _, caption = render_clip(reference_scene_seed(1), 1, 1)
+    assert caption == render_clip(1, 1, 1)[2]  # same style
+    torch.testing.assert_close(ref_data[1]["content"], content.encode_image(reference).half().float())
+    assert not torch.allclose(ref_data[1]["content"], own_data[1]["content"])
 
 
 def test_bundled_model_edits_by_reference_and_by_prompt(bundled_pipe):
@@ -154,6 +176,27 @@ def test_benchmark_plumbing_reduced(bundled_pipe):
         assert all(np.isfinite(v) for v in metrics.values())
     checks = thresholds(result)
     assert set(checks) >= {"structure_gap_ok", "style_accuracy_ok", "warp_ok"}
+
+
+def test_assemble_script_rebuilds_the_bundled_model_from_component_folders(tmp_path, monkeypatch, capsys):
+    """scripts/demo/assemble.py with every component given as a folder (here: the bundled model's own) writes an
+    fp16 pipeline with the same weights (fp16 -> fp32 -> fp16 is exact)."""
+    from safetensors.torch import load_file
+
+    from gen1.demo import bundled_model_dir
+
+    model, out = bundled_model_dir(), tmp_path / "model"
+    monkeypatch.setattr(sys, "argv", ["assemble.py", "--runs", str(tmp_path / "no-runs"), "--out", str(out),
+                                      "--vae", str(model / "vae"), "--content", str(model / "content_encoder"),
+                                      "--depth", str(model / "depth_estimator"), "--unet", str(model / "unet")])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(str(REPO / "scripts" / "demo" / "assemble.py"), run_name="__main__")
+    assert done.value.code == 0 and "total" in capsys.readouterr().out
+    for sub in ("vae", "unet", "content_encoder", "depth_estimator"):
+        (want,) = (model / sub).glob("*.safetensors")
+        got = load_file(str(out / sub / want.name))
+        for key, value in load_file(str(want)).items():
+            assert got[key].dtype == value.dtype and torch.equal(got[key], value), (sub, key)
 
 
 def test_bundled_model_takes_structure_from_depth_and_is_temporally_consistent(bundled_pipe):

@@ -234,10 +234,29 @@ def test_depth_usage_probe_shows_the_bundled_model_uses_depth(bundled_pipe):
         probe_images(bundled_pipe.vae, bundled_pipe.content_encoder, num_images=1)
 
 
+def test_probe_images_take_estimated_depth_and_reference_content_like_the_shards(bundled_pipe):
+    from gen1.conditioning import depth_to_latent_grid
+    from gen1.demo.data import HELD_OUT_START, render_clip
+    from gen1.demo.diagnostics import PROBE_SEED_OFFSET, REFERENCE_SEED_OFFSET, probe_images
+
+    vae, content, estimator = bundled_pipe.vae, bundled_pipe.content_encoder, bundled_pipe.depth_estimator
+    plain = probe_images(vae, content, num_images=2)
+    probed = probe_images(vae, content, num_images=2, depth_estimator=estimator, reference_content=True)
+    torch.testing.assert_close(probed["latents"], plain["latents"])
+    seed = HELD_OUT_START + PROBE_SEED_OFFSET + 1
+    rgb, _, caption = render_clip(seed, seed, 1)
+    want_depth = depth_to_latent_grid(estimator.estimate(rgb), (16, 16)).permute(1, 0, 2, 3)
+    torch.testing.assert_close(probed["depth"][1], want_depth)
+    reference, _, ref_caption = render_clip(HELD_OUT_START + REFERENCE_SEED_OFFSET + 1, seed, 1)
+    assert ref_caption == caption  # same style, another scene
+    torch.testing.assert_close(probed["content"][1], content.encode_image(reference)[0])
+    assert not torch.allclose(probed["content"], plain["content"])
+
+
 def test_diagnose_script_prints_table_and_json(tmp_path, monkeypatch, capsys):
     out = tmp_path / "usage.json"
     monkeypatch.setattr(sys, "argv", ["diagnose.py", "--images", "2", "--timesteps", "999", "--threads", "2",
-                                      "--json", str(out)])
+                                      "--estimated-depth", "--reference-content", "--json", str(out)])
     with pytest.raises(SystemExit) as exit_info:
         runpy.run_path(str(REPO / "scripts" / "demo" / "diagnose.py"), run_name="__main__")
     assert exit_info.value.code == 0

@@ -12,6 +12,8 @@ input built four ways --
 A model that takes structure from depth has ``true`` < ``ts=4`` < ``ts=7`` at high noise, where the layout is
 still undecided, and ``shuffled`` worst; one that ignores depth has all four equal. Held-out images use
 seeds :data:`gen1.demo.data.HELD_OUT_START` + 300000 upward (the benchmark's edits use +100000 and +200000).
+Images are encoded as the shards encode them (:mod:`gen1.demo.shards`), with the same two choices: exact or
+estimated depth, and content from the image itself or from another held-out scene in its style (+ 350000).
 """
 
 from __future__ import annotations
@@ -19,24 +21,31 @@ from __future__ import annotations
 import torch
 
 PROBE_SEED_OFFSET = 300_000
+REFERENCE_SEED_OFFSET = 350_000  # the held-out scenes that stand in for references (reference_content=True)
 # condition -> (structure level t_s, take the next image's depth instead of the image's own)
 CONDITIONS = {"true": (0.0, False), "ts=4": (4.0, False), "ts=7": (7.0, False), "shuffled": (0.0, True)}
 
 
 @torch.no_grad()
-def probe_images(vae, content_encoder, *, num_images: int, size: int = 64) -> dict[str, torch.Tensor]:
-    """Held-out single images, encoded as the shards encode them: ``latents (N,C,1,h,w)``, exact depth
-    ``(N,1,1,h,w)`` on the latent grid, ``content (N,D)``."""
+def probe_images(vae, content_encoder, *, num_images: int, size: int = 64, depth_estimator=None,
+                 reference_content: bool = False) -> dict[str, torch.Tensor]:
+    """Held-out single images, encoded as the shards encode them: ``latents (N,C,1,h,w)``, depth
+    ``(N,1,1,h,w)`` on the latent grid (exact, or ``depth_estimator``'s), ``content (N,D)`` (the image's own
+    embedding, or with ``reference_content`` another held-out scene's in the same style)."""
     from gen1.demo.data import HELD_OUT_START, render_clip
     from gen1.demo.shards import encode_clip
 
-    if num_images < 2:
-        raise ValueError(f"the probe needs at least 2 images (one to shuffle against), got {num_images}")
+    if not 2 <= num_images <= REFERENCE_SEED_OFFSET - PROBE_SEED_OFFSET:
+        raise ValueError(f"the probe needs at least 2 images (one to shuffle against) and at most "
+                         f"{REFERENCE_SEED_OFFSET - PROBE_SEED_OFFSET}, got {num_images}")
     latents, depth, content = [], [], []
     for i in range(num_images):
         seed = HELD_OUT_START + PROBE_SEED_OFFSET + i
         rgb, z, _ = render_clip(seed, seed, 1, size)
-        lat, small, emb = encode_clip(rgb, z, vae, content_encoder)
+        lat, small, emb = encode_clip(rgb, z, vae, content_encoder, depth_estimator)
+        if reference_content:
+            reference, _, _ = render_clip(HELD_OUT_START + REFERENCE_SEED_OFFSET + i, seed, 1, size)
+            emb = content_encoder.encode_image(reference)
         latents.append(lat)
         depth.append(small)
         content.append(emb[0])

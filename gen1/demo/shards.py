@@ -2,11 +2,20 @@
 
 Same tensors as ``gen1 preprocess`` (:class:`gen1.training.preprocess.ClipEncoder`): VAE posterior means
 times ``scaling_factor``, per-clip normalised inverse depth on the latent grid
-(:func:`gen1.conditioning.depth_to_latent_grid`), CLIP image embeddings of every frame. Depth is either the renderer's *exact* depth (normalised with
-:func:`gen1.depth.normalize_clip_depth`, the estimator's own per-clip map) or, with ``depth_estimator``,
-that estimator's output on the rendered frames -- what the pipeline feeds the UNet at inference, and what
-Gen-1 trains on (MiDaS). Exact depth teaches structure fastest; estimated depth teaches the model how far
-to trust the estimate (an exact-depth model follows the estimate's wrong details).
+(:func:`gen1.conditioning.depth_to_latent_grid`), CLIP image embeddings of every frame. Two choices that
+synthetic data makes possible:
+
+* depth: the renderer's *exact* depth (normalised with :func:`gen1.depth.normalize_clip_depth`, the
+  estimator's own per-clip map) or, with ``depth_estimator``, that estimator's output on the rendered frames
+  -- what the pipeline feeds the UNet at inference, and what Gen-1 trains on (MiDaS). Exact depth teaches
+  structure fastest; estimated depth teaches the model how far to trust the estimate (an exact-depth model
+  follows the estimate's wrong details).
+* content: the embeddings of the clip's own frames (as ``gen1 preprocess`` does on real video) or, with
+  ``reference_content``, of the same number of frames of *another* training scene rendered in the clip's
+  style (:func:`reference_scene_seed`) -- what a reference image is at inference. A frame's own embedding
+  also tells its layout (how much wall, floor and object it shows, the horizon's angle), which the UNet
+  learns to use; at inference the reference's layout is another scene's and contradicts the depth.
+
 Videos use seeds ``[0, videos)``, images (1-frame clips) seeds ``[videos, videos + images)``; all are
 training seeds (:data:`gen1.demo.data.TRAIN_SEEDS`). Shards are written atomically and skipped when
 present, so an interrupted build resumes.
@@ -17,6 +26,13 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
+
+
+def reference_scene_seed(seed: int) -> int:
+    """The training scene whose frames stand in for the reference image of clip ``seed`` (never ``seed``)."""
+    from gen1.demo.data import TRAIN_SEEDS
+
+    return (int(seed) + TRAIN_SEEDS // 2) % TRAIN_SEEDS
 
 
 @torch.no_grad()
@@ -40,9 +56,10 @@ def encode_clip(rgb: torch.Tensor, depth: torch.Tensor, vae, content_encoder, de
 
 
 def build_shards(out: str | Path, vae, content_encoder, *, videos: int, images: int, frames: int = 8,
-                 size: int = 64, shard_size: int = 128, depth_estimator=None) -> dict:
+                 size: int = 64, shard_size: int = 128, depth_estimator=None, reference_content: bool = False) -> dict:
     """Write ``videos`` video clips and ``images`` image clips to ``OUT`` and its ``index.json``
-    (depth: exact, or ``depth_estimator``'s estimate; see the module docstring)."""
+    (depth: exact, or ``depth_estimator``'s estimate; content: the clip's own frames, or with
+    ``reference_content`` another scene's in the same style; see the module docstring)."""
     from tqdm.auto import tqdm
 
     from gen1.demo.data import TRAIN_SEEDS, render_clip
@@ -51,15 +68,9 @@ def build_shards(out: str | Path, vae, content_encoder, *, videos: int, images: 
     if videos + images > TRAIN_SEEDS:
         raise ValueError(f"videos + images must be <= {TRAIN_SEEDS}, got {videos + images}")
     out = Path(out)
-    depth_kind = "exact (renderer)" if depth_estimator is None else "estimated (depth_estimator)"
-    index_path = out / "index.json"
-    if index_path.is_file():
-        import json
-
-        earlier = json.loads(index_path.read_text(encoding="utf-8")).get("depth")
-        if earlier not in (None, depth_kind):
-            raise ValueError(f"{out} holds shards with {earlier} depth; refusing to add {depth_kind} depth to them "
-                             "(use another directory)")
+    kinds = dict(depth="exact (renderer)" if depth_estimator is None else "estimated (depth_estimator)",
+                 content="another scene, same style" if reference_content else "the clip's own frames")
+    _check_same_kinds(out, kinds)
     out.mkdir(parents=True, exist_ok=True)
     items = [(seed, False) for seed in range(videos)] + [(videos + i, True) for i in range(images)]
     num_shards = (len(items) + shard_size - 1) // shard_size
@@ -69,13 +80,30 @@ def build_shards(out: str | Path, vae, content_encoder, *, videos: int, images: 
             continue
         records = []
         for seed, is_image in items[k * shard_size:(k + 1) * shard_size]:
-            rgb, depth, caption = render_clip(seed, seed, 1 if is_image else frames, size)
+            num_frames = 1 if is_image else frames
+            rgb, depth, caption = render_clip(seed, seed, num_frames, size)
             latents, small, content = encode_clip(rgb, depth, vae, content_encoder, depth_estimator)
+            if reference_content:
+                reference, _, _ = render_clip(reference_scene_seed(seed), seed, num_frames, size)
+                content = content_encoder.encode_image(reference)
             records.append(ClipRecord(latents, small, content, source=f"synthetic:{seed}", is_image=is_image,
                                       caption=caption))
         write_shard(path, records, inputs=[r.source for r in records])
     info = dict(clip_length=frames, stride=1, size=size, latent_channels=int(vae.config.latent_channels),
                 content_dim=int(content_encoder.embedding_dim), scaling_factor=float(vae.config.scaling_factor),
-                num_inputs=len(items), dtype="float16",
-                depth=depth_kind)
+                num_inputs=len(items), dtype="float16", **kinds)
     return write_index(out, info)
+
+
+def _check_same_kinds(out: Path, kinds: dict) -> None:
+    """Refuse to resume a shard directory that was built with other depth/content choices (mixed data)."""
+    import json
+
+    index_path = out / "index.json"
+    if not index_path.is_file():
+        return
+    earlier = json.loads(index_path.read_text(encoding="utf-8"))
+    for key, value in kinds.items():
+        if earlier.get(key, value) != value:
+            raise ValueError(f"{out} holds shards whose {key} is {earlier[key]!r}; refusing to add shards whose "
+                             f"{key} is {value!r} (use another directory)")

@@ -5,7 +5,7 @@ random image-UNet base. Resumable (finished shards are skipped).
     python scripts/demo/prepare_unet.py --vae runs/demo/vae/export --content runs/demo/content/export \
         --shards runs/demo/shards --base runs/demo/base --videos 1200 --images 400
     python scripts/demo/prepare_unet.py --vae M/vae --content M/content_encoder --depth-estimator M/depth_estimator \
-        --shards runs/demo/shards_est --videos 1200 --images 32976     # M = a pipeline folder
+        --reference-content --shards runs/demo/shards_ref --videos 1200 --images 32976   # M = a pipeline folder
 """
 
 from __future__ import annotations
@@ -24,6 +24,8 @@ def main() -> int:
     parser.add_argument("--shards", required=True)
     parser.add_argument("--base", help="also write the random image-UNet base here (skipped when present)")
     parser.add_argument("--depth-estimator", help="depth estimator folder: shards hold its estimate, not exact depth")
+    parser.add_argument("--reference-content", action="store_true",
+                        help="content embeddings from another scene in the clip's style (a reference), not the clip's own")
     parser.add_argument("--videos", type=int, default=1200)
     parser.add_argument("--images", type=int, default=400)
     parser.add_argument("--threads", type=int, default=2)
@@ -42,7 +44,8 @@ def main() -> int:
         from gen1.depth import load_depth_estimator
 
         estimator = load_depth_estimator(args.depth_estimator).float().eval()
-    index = build_shards(args.shards, vae, content, videos=args.videos, images=args.images, depth_estimator=estimator)
+    index = build_shards(args.shards, vae, content, videos=args.videos, images=args.images, depth_estimator=estimator,
+                         reference_content=args.reference_content)
     print(json.dumps({k: v for k, v in index.items() if k != "shards"}))
     if args.base and not (Path(args.base) / "unet" / "config.json").is_file():
         write_base(args.base, cross_attention_dim=content.embedding_dim)

@@ -35,6 +35,7 @@ class EditCase:
     reference: torch.Tensor  # (1,3,H,W): scene B in style B
     prompt: str  # style B's caption
     seed: int
+    depth: torch.Tensor  # (F,1,H,W) the renderer's z-depth of scene A (for exact-depth diagnostics)
 
 
 def edit_case(index: int, *, frames: int = 8, size: int = 64) -> EditCase:
@@ -46,10 +47,10 @@ def edit_case(index: int, *, frames: int = 8, size: int = 64) -> EditCase:
     style_a = sample_style(seed_a)
     style_b = sample_edit_style(style_a, seed_b)
     scene_a = demo_scene(seed_a)
-    source, _ = render(scene_a, style_a, frames, size, size)
+    source, depth = render(scene_a, style_a, frames, size, size)
     truth, _ = render(scene_a, style_b, frames, size, size)
     reference, _ = render(demo_scene(seed_b), style_b, 1, size, size)
-    return EditCase(source, truth, reference, style_b.caption, seed_a)
+    return EditCase(source, truth, reference, style_b.caption, seed_a, depth)
 
 
 def configurations(guidance: float) -> dict[str, dict]:

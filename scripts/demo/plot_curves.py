@@ -1,10 +1,13 @@
 """Training curves of the demo model (loss vs step) -> one PNG.
 
     python scripts/demo/plot_curves.py --runs runs/demo --out docs/demo_training_curves.png
+    python scripts/demo/plot_curves.py --runs runs/demo --unet-only --first-step 19100 --out docs/x.png
 
 Component losses come from ``RUN/checkpoint/state.json`` (gen1.demo.loop); the UNet's from the TensorBoard
 events that ``gen1 train`` writes (``train/loss``), one curve per UNet stage (``UNET_STAGES``, each starting
-where the previous one stopped). Curves are smoothed with a running mean (raw in grey).
+where the previous one stopped; runs that are not there are skipped). ``--unet-only`` draws the UNet panel alone
+and ``--first-step`` puts its first run at that step of the lineage (to plot later runs when earlier logs are
+gone). Curves are smoothed with a running mean (raw in grey).
 """
 
 from __future__ import annotations
@@ -38,7 +41,8 @@ def unet_losses(run: Path) -> tuple[np.ndarray, np.ndarray]:
 
 
 UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("image, continued", "unet_image2"),
-               ("temporal only", "unet_video"))
+               ("temporal only", "unet_video"), ("image, estimated depth + reference content", "unet_ref"),
+               ("temporal only, same data", "unet_ref_video"))
 
 
 def plot_run(ax, steps: np.ndarray, losses: np.ndarray, label: str | None = None) -> None:
@@ -51,6 +55,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/demo")
     parser.add_argument("--out", default="docs/demo_training_curves.png")
+    parser.add_argument("--unet-only", action="store_true", help="only the VideoUNet panel")
+    parser.add_argument("--first-step", type=int, default=0, help="lineage step at which the first UNet run starts")
     args = parser.parse_args()
     import matplotlib
 
@@ -62,10 +68,13 @@ def main() -> int:
     runs = Path(args.runs)
     panels = [("VAE (L1 + MSE + 1e-6 KL)", "vae"), ("content encoder (InfoNCE + align)", "content"),
               ("depth (scale-shift-invariant MSE)", "depth"), ("VideoUNet (v-prediction MSE, gen1 train)", "unet")]
-    fig, axes = plt.subplots(1, 4, figsize=(18, 3.8))
+    if args.unet_only:
+        panels = panels[-1:]
+    fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
+    axes = axes[0]
     for ax, (title, name) in zip(axes, panels):
         if name == "unet":
-            offset = 0
+            offset = args.first_step
             for label, run in UNET_STAGES:
                 steps, losses = unet_losses(runs / run)
                 if len(losses):

@@ -20,7 +20,7 @@ $PY scripts/demo/train_component.py depth   --out "$R/depth"   --steps 2800 --th
 $PY scripts/demo/prepare_unet.py --vae "$R/vae/export" --content "$R/content/export" \
     --shards "$R/shards" --base "$R/base" --videos 1200 --images 32976 --threads "$T"
 
-# 3. the VideoUNet, trained by gen1's own trainer with the committed presets, in four runs:
+# 3. the VideoUNet, trained by gen1's own trainer with the committed presets, in four runs (then two more, 4.):
 #    joint (content, time, structure together) -> image-only (structure: 48 layouts per step), twice (the
 #    second run restarts the cosine schedule from the first one's EMA weights) -> temporal layers only
 $PY -m gen1 train demo_joint model.base="$R/base" data.shards="$R/shards" \
@@ -32,7 +32,18 @@ $PY -m gen1 train demo_image model.base="$R/unet_image/export" data.shards="$R/s
 $PY -m gen1 train demo_temporal model.base="$R/unet_image2/export" data.shards="$R/shards" \
     train.output_dir="$R/unet_video" train.resume=latest
 
-# 4. assemble (fp16 safetensors), curves, evaluation table
+# 4. what the UNet gets at inference: shards whose depth is the trained estimator's and whose content is
+#    another scene in the clip's style (a reference, not the clip itself); the image stage continued on them,
+#    then the temporal layers again
+$PY scripts/demo/prepare_unet.py --vae "$R/vae/export" --content "$R/content/export" \
+    --depth-estimator "$R/depth/export" --reference-content \
+    --shards "$R/shards_ref" --videos 1200 --images 32976 --threads "$T"
+$PY -m gen1 train demo_image model.base="$R/unet_video/export" data.shards="$R/shards_ref" \
+    train.output_dir="$R/unet_ref" train.resume=latest train.max_steps=8000 optim.warmup_steps=100
+$PY -m gen1 train demo_temporal model.base="$R/unet_ref/export" data.shards="$R/shards_ref" \
+    train.output_dir="$R/unet_ref_video" train.resume=latest
+
+# 5. assemble (fp16 safetensors), curves, evaluation table
 $PY scripts/demo/assemble.py --runs "$R" --out gen1/assets/demo-model
 $PY scripts/demo/plot_curves.py --runs "$R" --out docs/demo_training_curves.png
 $PY scripts/demo/evaluate.py --edits 32 --steps 15 --json "$R/eval.json"

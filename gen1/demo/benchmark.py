@@ -167,3 +167,28 @@ def thresholds(result: dict) -> dict[str, bool | float]:
         warp_reduction=1 - warp[1.0] / warp[0.0] if warp[0.0] > 0 else 0.0,
         warp_ok=warp[0.0] > 0 and warp[1.0] <= 0.7 * warp[0.0],
     )
+
+
+def add_edit_arguments(parser, *, edits: int) -> None:
+    """The options every held-out-edit script takes (``scripts/demo/evaluate.py``, ``decompose_error.py``)."""
+    parser.add_argument("--model", help="pipeline directory (default: the bundled demo model)")
+    parser.add_argument("--edits", type=int, default=edits, help=f"held-out edit cases (default {edits})")
+    parser.add_argument("--steps", type=int, default=15, help="DDIM steps per edit (default 15)")
+    parser.add_argument("--guidance", type=float, default=3.0, help="(baseline) content guidance w (default 3)")
+    parser.add_argument("--frames", type=int, default=8)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--json", help="also write the full result as JSON here")
+
+
+def edit_script_pipeline(args):
+    """Check :func:`add_edit_arguments`' values, set the thread count and load the pipeline (float32, quiet)."""
+    from gen1.demo import bundled_model_dir
+    from gen1.pipeline import Gen1Pipeline
+
+    if args.edits < 1 or args.steps < 1:
+        raise ValueError(f"--edits and --steps must be >= 1, got {args.edits}, {args.steps}")
+    torch.set_num_threads(args.threads)
+    pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
+    pipe.cast(torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

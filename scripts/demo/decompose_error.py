@@ -21,29 +21,17 @@ LEVELS = (0.0, 7.0)
 
 
 def main() -> int:
+    from gen1.demo.benchmark import add_edit_arguments, edit_case, edit_script_pipeline
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", help="pipeline directory (default: the bundled demo model)")
-    parser.add_argument("--edits", type=int, default=8)
-    parser.add_argument("--steps", type=int, default=15)
-    parser.add_argument("--guidance", type=float, default=3.0, help="content guidance w (default 3)")
+    add_edit_arguments(parser, edits=8)
     parser.add_argument("--depth", choices=("estimated", "exact"), default="estimated")
     parser.add_argument("--content", choices=("reference", "truth", "prompt"), default="reference")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", help="also write the result as JSON here")
     args = parser.parse_args()
-    if args.edits < 1 or args.steps < 1:
-        raise ValueError(f"--edits and --steps must be >= 1, got {args.edits}, {args.steps}")
-    torch.set_num_threads(args.threads)
-    from gen1.demo import bundled_model_dir
-    from gen1.demo.benchmark import edit_case
     from gen1.demo.diagnostics import error_decomposition
     from gen1.depth import normalize_clip_depth
-    from gen1.pipeline import Gen1Pipeline
 
-    pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
-    pipe.cast(torch.float32)
-    pipe.set_progress_bar_config(disable=True)
+    pipe = edit_script_pipeline(args)
     means: dict[float, dict[str, float]] = {level: {} for level in LEVELS}
     for i in range(args.edits):
         case = edit_case(i, frames=args.frames)

@@ -294,7 +294,13 @@ def test_save_pretrained_round_trip_gives_identical_output(pipe, tmp_path):
     with pytest.warns(UserWarning):
         a = pipe(_video(4, 16, 16), generator=_gen(), **kwargs).frames
         b = loaded(_video(4, 16, 16), generator=_gen(), **kwargs).frames
-    torch.testing.assert_close(a, b, rtol=0, atol=0)
+    for name in ("vae", "unet", "content_encoder", "depth_estimator"):  # every weight bit for bit
+        saved, back = getattr(pipe, name).state_dict(), getattr(loaded, name).state_dict()
+        assert saved.keys() == back.keys(), name
+        assert all(torch.equal(saved[k], back[k]) for k in saved), name
+    # Outputs agree to float32 rounding, not bit for bit: loaded weights sit at other memory alignments, and
+    # some CPUs' vectorised kernels then sum in another order (seen: 7e-7 on a UNet output).
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-5)
 
 
 def test_from_stable_diffusion_assembles_and_loads_temporal_weights(tmp_path):

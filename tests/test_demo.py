@@ -122,6 +122,10 @@ def test_demo_shards_hold_exact_or_estimated_depth_and_refuse_to_mix(bundled_pip
     with pytest.raises(ValueError, match="content is \"the clip's own frames\"; refusing"):
         build_shards(tmp_path / "exact", vae, content, videos=1, images=2, frames=2, shard_size=2,
                      reference_content=True)
+    (tmp_path / "exact" / "index.json").unlink()  # an interrupted build has no index yet
+    with pytest.raises(ValueError, match="refusing to add shards whose depth is 'est"):
+        build_shards(tmp_path / "exact", vae, content, videos=1, images=2, frames=2, shard_size=2,
+                     depth_estimator=estimator)
 
 
 def test_demo_shards_reference_content_comes_from_another_scene_in_the_same_style(bundled_pipe, tmp_path):

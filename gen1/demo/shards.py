@@ -71,7 +71,6 @@ def build_shards(out: str | Path, vae, content_encoder, *, videos: int, images: 
     kinds = dict(depth="exact (renderer)" if depth_estimator is None else "estimated (depth_estimator)",
                  content="another scene, same style" if reference_content else "the clip's own frames")
     _check_same_kinds(out, kinds)
-    out.mkdir(parents=True, exist_ok=True)
     items = [(seed, False) for seed in range(videos)] + [(videos + i, True) for i in range(images)]
     num_shards = (len(items) + shard_size - 1) // shard_size
     for k in tqdm(range(num_shards), desc="shards"):
@@ -95,15 +94,28 @@ def build_shards(out: str | Path, vae, content_encoder, *, videos: int, images: 
     return write_index(out, info)
 
 
+BUILD_FILE = "demo_build.json"  # the depth/content choices of a (possibly unfinished) build
+
+
 def _check_same_kinds(out: Path, kinds: dict) -> None:
-    """Refuse to resume a shard directory that was built with other depth/content choices (mixed data)."""
+    """Refuse to resume a shard directory that was built with other depth/content choices (mixed data).
+
+    The choices are recorded in ``BUILD_FILE`` before the first shard is written, so an interrupted build
+    (no ``index.json`` yet) is checked too; a finished build from before the record is checked by its index.
+    """
     import json
 
-    index_path = out / "index.json"
-    if not index_path.is_file():
-        return
-    earlier = json.loads(index_path.read_text(encoding="utf-8"))
-    for key, value in kinds.items():
-        if earlier.get(key, value) != value:
-            raise ValueError(f"{out} holds shards whose {key} is {earlier[key]!r}; refusing to add shards whose "
-                             f"{key} is {value!r} (use another directory)")
+    from gen1.atomic import atomic_path
+
+    for name in (BUILD_FILE, "index.json"):
+        path = out / name
+        if path.is_file():
+            earlier = json.loads(path.read_text(encoding="utf-8"))
+            for key, value in kinds.items():
+                if earlier.get(key, value) != value:
+                    raise ValueError(f"{out} holds shards whose {key} is {earlier[key]!r}; refusing to add shards "
+                                     f"whose {key} is {value!r} (use another directory)")
+    if not (out / BUILD_FILE).is_file():
+        out.mkdir(parents=True, exist_ok=True)
+        with atomic_path(out / BUILD_FILE) as tmp:
+            tmp.write_text(json.dumps(kinds, indent=1), encoding="utf-8")

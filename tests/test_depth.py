@@ -263,6 +263,16 @@ def test_per_clip_normalisation_keeps_the_scale_where_per_frame_would_flicker():
     assert float(per_frame[1].max()) == pytest.approx(1.0)  # per-frame: the background would jump to "near"
 
 
+def test_normalize_z_depth_is_clip_normalised_inverse_depth():
+    from gen1.depth import normalize_z_depth
+
+    z = torch.linspace(1.0, 9.0, 2 * 16).reshape(2, 1, 4, 4)
+    out = normalize_z_depth(z)
+    torch.testing.assert_close(out, normalize_clip_depth(1.0 / z))
+    assert out[0, 0, 0, 0] == 1.0 and out[-1, 0, -1, -1] == 0.0  # near -> 1, far -> 0
+    assert torch.isfinite(normalize_z_depth(torch.zeros(1, 1, 2, 2))).all()  # zero depth does not divide by 0
+
+
 def test_normalize_clip_depth_uses_robust_percentiles():
     raw = torch.linspace(0, 1, 1000).reshape(10, 1, 10, 10)
     raw[0, 0, 0, 0] = 1e6  # one outlier does not squash the rest

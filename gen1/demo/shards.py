@@ -5,8 +5,8 @@ times ``scaling_factor``, per-clip normalised inverse depth on the latent grid
 (:func:`gen1.conditioning.depth_to_latent_grid`), CLIP image embeddings of every frame. Two choices that
 synthetic data makes possible:
 
-* depth: the renderer's *exact* depth (normalised with :func:`gen1.depth.normalize_clip_depth`, the
-  estimator's own per-clip map) or, with ``depth_estimator``, that estimator's output on the rendered frames
+* depth: the renderer's *exact* depth (:func:`gen1.depth.normalize_z_depth`: the estimator's own per-clip
+  map applied to 1 / z) or, with ``depth_estimator``, that estimator's output on the rendered frames
   -- what the pipeline feeds the UNet at inference, and what Gen-1 trains on (MiDaS). Exact depth teaches
   structure fastest; estimated depth teaches the model how far to trust the estimate (an exact-depth model
   follows the estimate's wrong details).
@@ -43,13 +43,13 @@ def encode_clip(rgb: torch.Tensor, depth: torch.Tensor, vae, content_encoder, de
     :meth:`~gen1.depth.DepthEstimator.estimate` of ``rgb`` and ``depth`` is not used.
     """
     from gen1.conditioning import depth_to_latent_grid, encode_latents
-    from gen1.depth import normalize_clip_depth
+    from gen1.depth import normalize_z_depth
 
     z = encode_latents(vae, rgb)  # (F,C,h,w), the convention preprocess and the pipeline use
     if depth_estimator is not None:
         inv = depth_estimator.estimate(rgb)
     else:
-        inv = normalize_clip_depth(1.0 / depth.clamp_min(1e-6))
+        inv = normalize_z_depth(depth)
     small = depth_to_latent_grid(inv, tuple(z.shape[-2:]))
     content = content_encoder.encode_image(rgb)
     return z.permute(1, 0, 2, 3).contiguous(), small.permute(1, 0, 2, 3).contiguous(), content

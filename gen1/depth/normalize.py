@@ -50,3 +50,9 @@ def normalize_clip_depth(raw: torch.Tensor, *, low: float = 2.0, high: float = 9
     out = (raw - lo) / (hi - lo)
     out = torch.nan_to_num(out, nan=0.0, posinf=1.0, neginf=0.0)
     return out.clamp_(0.0, 1.0)
+
+
+def normalize_z_depth(z_depth: torch.Tensor, *, low: float = 2.0, high: float = 98.0) -> torch.Tensor:
+    """Metric z-depth of one clip (a renderer's ground truth) -> per-clip normalised inverse depth in [0, 1]
+    (1 = near): :func:`normalize_clip_depth` of ``1 / z``, so exact depth takes the estimator's convention."""
+    return normalize_clip_depth(1.0 / z_depth.float().clamp_min(1e-6), low=low, high=high)

@@ -36,11 +36,11 @@ from gen1.training.config import SyntheticDataConfig
 
 def render_clip(seed: int, num_frames: int, size: int) -> dict:
     """Frames ``(F, 3, size, size)`` in [0, 1] and per-clip normalised inverse depth ``(F, 1, size, size)``."""
-    from gen1.depth import normalize_clip_depth
+    from gen1.depth import normalize_z_depth
     from gen1.eval.synthetic import render, sample_scene, sample_style
 
     frames, z_depth = render(sample_scene(seed), sample_style(seed), num_frames, size, size)
-    depth = normalize_clip_depth(1.0 / z_depth.clamp_min(1e-6))
+    depth = normalize_z_depth(z_depth)
     return {"frames": frames, "depth": depth}
 
 

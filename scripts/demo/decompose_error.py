@@ -29,14 +29,14 @@ def main() -> int:
     parser.add_argument("--content", choices=("reference", "truth", "prompt"), default="reference")
     args = parser.parse_args()
     from gen1.demo.diagnostics import error_decomposition
-    from gen1.depth import normalize_clip_depth
+    from gen1.depth import normalize_z_depth
 
     pipe = edit_script_pipeline(args)
     means: dict[float, dict[str, float]] = {level: {} for level in LEVELS}
     for i in range(args.edits):
         case = edit_case(i, frames=args.frames)
         if args.depth == "exact":
-            depth = normalize_clip_depth(1.0 / case.depth.clamp_min(1e-6))
+            depth = normalize_z_depth(case.depth)
         else:
             depth = pipe.depth_estimator.estimate(case.source)
         if args.content == "prompt":

@@ -42,10 +42,10 @@ def probe_images(vae, content_encoder, *, num_images: int, size: int = 64, depth
     for i in range(num_images):
         seed = HELD_OUT_START + PROBE_SEED_OFFSET + i
         rgb, z, _ = render_clip(seed, seed, 1, size)
-        lat, small, emb = encode_clip(rgb, z, vae, content_encoder, depth_estimator)
+        reference = None  # content from the image itself
         if reference_content:
-            reference, _, _ = render_clip(HELD_OUT_START + REFERENCE_SEED_OFFSET + i, seed, 1, size)
-            emb = content_encoder.encode_image(reference)
+            reference = render_clip(HELD_OUT_START + REFERENCE_SEED_OFFSET + i, seed, 1, size)[0]
+        lat, small, emb = encode_clip(rgb, z, vae, content_encoder, depth_estimator, reference)
         latents.append(lat)
         depth.append(small)
         content.append(emb[0])
@@ -125,7 +125,8 @@ def error_decomposition(output: torch.Tensor, truth: torch.Tensor, *, blur_sigma
 
     output, truth = output.float(), truth.float()
     if output.shape != truth.shape or output.ndim != 4 or output.shape[1] != 3:
-        raise ValueError(f"output and truth must both be (F, 3, H, W), got {tuple(output.shape)} and {tuple(truth.shape)}")
+        raise ValueError(f"output and truth must both be (F, 3, H, W), got {tuple(output.shape)} and "
+                         f"{tuple(truth.shape)}")
     out_mean, truth_mean = output.mean((2, 3), keepdim=True), truth.mean((2, 3), keepdim=True)
     corrected = (output - out_mean + truth_mean).clamp(0, 1)
     return dict(psnr=psnr(output, truth), palette_mse=float((out_mean - truth_mean).square().mean()),

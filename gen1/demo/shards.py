@@ -36,11 +36,13 @@ def reference_scene_seed(seed: int) -> int:
 
 
 @torch.no_grad()
-def encode_clip(rgb: torch.Tensor, depth: torch.Tensor, vae, content_encoder, depth_estimator=None):
+def encode_clip(rgb: torch.Tensor, depth: torch.Tensor, vae, content_encoder, depth_estimator=None,
+                content_frames: torch.Tensor | None = None):
     """(F,3,H,W) [0,1] frames and z-depth -> latents (C,F,h,w), depth (1,F,h,w), content (F,D).
 
     With ``depth_estimator`` (a :class:`gen1.depth.DepthEstimator`), the depth channel is its
-    :meth:`~gen1.depth.DepthEstimator.estimate` of ``rgb`` and ``depth`` is not used.
+    :meth:`~gen1.depth.DepthEstimator.estimate` of ``rgb`` and ``depth`` is not used. ``content_frames``
+    (default ``rgb``) are the frames whose CLIP embeddings become the content, e.g. a reference's.
     """
     from gen1.conditioning import depth_to_latent_grid, encode_latents
     from gen1.depth import normalize_z_depth
@@ -51,7 +53,7 @@ def encode_clip(rgb: torch.Tensor, depth: torch.Tensor, vae, content_encoder, de
     else:
         inv = normalize_z_depth(depth)
     small = depth_to_latent_grid(inv, tuple(z.shape[-2:]))
-    content = content_encoder.encode_image(rgb)
+    content = content_encoder.encode_image(rgb if content_frames is None else content_frames)
     return z.permute(1, 0, 2, 3).contiguous(), small.permute(1, 0, 2, 3).contiguous(), content
 
 
@@ -81,10 +83,10 @@ def build_shards(out: str | Path, vae, content_encoder, *, videos: int, images: 
         for seed, is_image in items[k * shard_size:(k + 1) * shard_size]:
             num_frames = 1 if is_image else frames
             rgb, depth, caption = render_clip(seed, seed, num_frames, size)
-            latents, small, content = encode_clip(rgb, depth, vae, content_encoder, depth_estimator)
+            reference = None  # content from the clip's own frames
             if reference_content:
-                reference, _, _ = render_clip(reference_scene_seed(seed), seed, num_frames, size)
-                content = content_encoder.encode_image(reference)
+                reference = render_clip(reference_scene_seed(seed), seed, num_frames, size)[0]
+            latents, small, content = encode_clip(rgb, depth, vae, content_encoder, depth_estimator, reference)
             records.append(ClipRecord(latents, small, content, source=f"synthetic:{seed}", is_image=is_image,
                                       caption=caption))
         write_shard(path, records, inputs=[r.source for r in records])

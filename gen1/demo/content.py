@@ -6,7 +6,12 @@ plus ``align_weight`` * MSE pulling the *raw* text embedding onto the (detached)
 Why the second term: gen1 conditions the UNet on raw image embeddings; a prompt without a prior uses the
 raw text embedding directly (the documented fallback), which is only useful if it lands where the image
 embeddings of that style lie -- cosine alignment alone leaves norms and offsets free.
-Held-out metric: top-1 retrieval (image -> caption and caption -> image) among ``N`` held-out clips.
+With ``hard_negatives`` = K, every image is also scored against K captions that differ from its own in
+exactly one attribute (:func:`hard_negative_captions`, as NegCLIP does for word order). Why: a batch of
+random styles can be told apart by one or two attributes (colours), so plain InfoNCE leaves the rest --
+textures, light -- out of the embedding, and the UNet cannot render what its content input does not carry.
+Held-out metrics: top-1 retrieval (image -> caption and caption -> image) among ``N`` held-out clips, and
+per-attribute accuracy (:func:`attribute_accuracy`).
 """
 
 from __future__ import annotations
@@ -57,20 +62,75 @@ class ContrastiveCLIP(nn.Module):
         text = enc.text(input_ids=tokens.input_ids.to(image.device)).text_embeds
         return image, text
 
-    def loss(self, images, captions, align_weight: float) -> tuple[torch.Tensor, dict]:
-        image, text = self.embed(images, captions)
+    def loss(self, images, captions, align_weight: float,
+             negatives: list[str] | None = None) -> tuple[torch.Tensor, dict]:
+        """InfoNCE both ways + ``align_weight`` * MSE(raw text, raw image). ``negatives``: extra captions
+        that only the image -> text direction scores against (hard negatives; text has no image for them)."""
+        batch = len(captions)
+        image, text = self.embed(images, list(captions) + list(negatives or []))
         logits = self.logit_scale.clamp(max=math.log(100)).exp() * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
-        labels = torch.arange(len(captions), device=logits.device)
-        nce = (F.cross_entropy(logits, labels) + F.cross_entropy(logits.T, labels)) / 2
+        labels = torch.arange(batch, device=logits.device)
+        nce = (F.cross_entropy(logits, labels) + F.cross_entropy(logits[:, :batch].T, labels)) / 2
+        logits, text = logits[:, :batch], text[:batch]
         align = F.mse_loss(text, image.detach())
         acc = (logits.argmax(1) == labels).float().mean()
         return nce + align_weight * align, dict(nce=nce.detach(), align=align.detach(), acc=acc)
+
+
+ATTRIBUTES = ("object_color", "object_texture", "floor_color", "floor_texture", "wall_color", "light_direction",
+              "light_level")
+"""The fields of :class:`gen1.eval.synthetic.Style` a caption names."""
+
+
+def attribute_values(name: str) -> tuple[str, ...]:
+    """Every value attribute ``name`` (one of :data:`ATTRIBUTES`) can take."""
+    from gen1.eval.synthetic.style import COLOR_NAMES, LIGHT_DIRECTIONS, LIGHT_LEVELS, TEXTURES
+
+    if name.endswith("_color"):
+        return COLOR_NAMES
+    if name.endswith("_texture"):
+        return TEXTURES
+    return {"light_direction": LIGHT_DIRECTIONS, "light_level": tuple(LIGHT_LEVELS)}[name]
+
+
+def hard_negative_captions(style, count: int, generator: torch.Generator) -> list[str]:
+    """``count`` captions of styles that differ from ``style`` in exactly one attribute (random attribute,
+    random other value)."""
+    import dataclasses
+
+    captions = []
+    for _ in range(count):
+        name = ATTRIBUTES[int(torch.randint(len(ATTRIBUTES), (), generator=generator))]
+        others = [v for v in attribute_values(name) if v != getattr(style, name)]
+        value = others[int(torch.randint(len(others), (), generator=generator))]
+        captions.append(dataclasses.replace(style, **{name: value}).caption)
+    return captions
+
+
+@torch.no_grad()
+def attribute_accuracy(encoder, images: torch.Tensor, styles) -> dict[str, float]:
+    """Per attribute, the fraction of ``images`` whose embedding is closest to the caption with the right
+    value among the captions that vary only that attribute over all its values (the rest as in the image's
+    own style). Chance: 1/12 for colours, 1/5 textures, 1/4 light direction, 1/2 light level."""
+    import dataclasses
+
+    image = F.normalize(encoder.encode_image(images), dim=-1)
+    result = {}
+    for name in ATTRIBUTES:
+        values = attribute_values(name)
+        captions = [dataclasses.replace(style, **{name: v}).caption for style in styles for v in values]
+        text = F.normalize(encoder.encode_clip_text(captions)[0], dim=-1).reshape(len(styles), len(values), -1)
+        chosen = torch.einsum("nd,nvd->nv", image, text).argmax(1)
+        truth = torch.tensor([values.index(getattr(style, name)) for style in styles])
+        result[name] = float((chosen == truth).float().mean())
+    return result
 
 
 @torch.no_grad()
 def retrieval_accuracy(encoder, count: int = 128, start: int | None = None) -> dict:
     """Top-1 retrieval among ``count`` held-out clips (first frame; scene and style from the same seed)."""
     from gen1.demo.data import HELD_OUT_START, render_clip
+    from gen1.eval.synthetic import sample_style
 
     start = HELD_OUT_START + 50_000 if start is None else start
     images, captions = [], []
@@ -78,6 +138,7 @@ def retrieval_accuracy(encoder, count: int = 128, start: int | None = None) -> d
         rgb, _, caption = render_clip(start + i, start + i, 1)
         images.append(rgb)
         captions.append(caption)
+    styles = [sample_style(start + i) for i in range(count)]
     images = torch.cat(images)
     image = F.normalize(encoder.encode_image(images), dim=-1)
     text_raw = encoder.encode_clip_text(captions)[0]
@@ -89,26 +150,41 @@ def retrieval_accuracy(encoder, count: int = 128, start: int | None = None) -> d
                 text_to_image=float((sims.argmax(0) == labels).float().mean()),
                 raw_text_image_cosine=float(F.cosine_similarity(text_raw, raw_image).mean()),
                 raw_text_image_rel_error=float((text_raw - raw_image).norm(dim=-1).mean() / raw_image.norm(dim=-1).mean()),
-                count=count)
+                attribute_accuracy=attribute_accuracy(encoder, images, styles), count=count)
 
 
 def train_content(out: str | Path, *, max_steps: int = 600, batch: int = 32, lr: float = 1e-3,
-                  align_weight: float = 1.0, seed: int = 0, max_minutes: float | None = None) -> dict:
+                  align_weight: float = 1.0, hard_negatives: int = 0, clip_frames: int = 2, seed: int = 0,
+                  max_minutes: float | None = None) -> dict:
     """Train (or resume) into ``OUT``; when done export ``OUT/export`` (``ContentEncoder.save_pretrained``
-    with the tokenizer) and return the state with held-out retrieval ``metrics``."""
-    from gen1.atomic import atomic_directory
-    from gen1.demo.data import frame_batch
-    from gen1.demo.loop import cosine_lr, run_loop
+    with the tokenizer) and return the state with held-out retrieval ``metrics``.
 
+    Each step renders ``batch`` training clips of ``clip_frames`` frames and uses one frame of each (frame
+    ``step % clip_frames``; 2 is how the first shipped encoder was trained, 1 renders half as much);
+    ``hard_negatives`` one-attribute-off captions per image (see the module docstring)."""
+    from gen1.atomic import atomic_directory
+    from gen1.demo.data import frame_batch, train_seed
+    from gen1.demo.loop import cosine_lr, run_loop
+    from gen1.eval.synthetic import sample_style
+
+    if batch < 2 or hard_negatives < 0 or clip_frames < 1:
+        raise ValueError(f"need batch >= 2, hard_negatives >= 0, clip_frames >= 1; got {batch}, {hard_negatives}, "
+                         f"{clip_frames}")
     out = Path(out)
     encoder = build_content_encoder(seed)
     model = ContrastiveCLIP(encoder)
     optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=0.01)
 
     def loss_fn(step: int):
-        rgb, _, captions = frame_batch(seed + 1, step, batch, 2)
-        images = rgb[torch.arange(batch) * 2 + (step % 2)]  # one frame per clip
-        return model.loss(images, captions, align_weight)
+        rgb, _, captions = frame_batch(seed + 1, step, batch, clip_frames)
+        images = rgb[torch.arange(batch) * clip_frames + (step % clip_frames)]  # one frame per clip
+        negatives = []
+        if hard_negatives:
+            gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
+            for i in range(batch):
+                style = sample_style(train_seed(seed + 1, step, i, batch))
+                negatives += hard_negative_captions(style, hard_negatives, gen)
+        return model.loss(images, captions, align_weight, negatives)
 
     state = run_loop(out, model, optimizer, loss_fn, max_steps=max_steps, max_minutes=max_minutes,
                      lr_at=cosine_lr(lr, max_steps))

@@ -2,6 +2,8 @@
 
     python scripts/demo/train_component.py vae     --out runs/demo/vae     --steps 600
     python scripts/demo/train_component.py content --out runs/demo/content --steps 600
+    python scripts/demo/train_component.py content --out runs/demo/content2 --steps 1500 --batch 128 \
+        --hard-negatives 3 --clip-frames 1
     python scripts/demo/train_component.py depth   --out runs/demo/depth   --steps 500
 
 ``--minutes M`` stops after M minutes of wall time (checkpointing first); rerun to resume.
@@ -24,6 +26,11 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--batch", type=int, default=32, help="content: clips per step (default 32)")
+    parser.add_argument("--hard-negatives", type=int, default=0,
+                        help="content: one-attribute-off captions per image (default 0)")
+    parser.add_argument("--clip-frames", type=int, default=2,
+                        help="content: frames rendered per clip, one used (default 2)")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.component == "vae":
@@ -32,7 +39,12 @@ def main() -> int:
         from gen1.demo.content import train_content as train
     else:
         from gen1.demo.depth import train_depth as train
-    state = train(args.out, max_steps=args.steps, max_minutes=args.minutes, seed=args.seed)
+    options = {}
+    if args.component == "content":
+        options = dict(batch=args.batch, hard_negatives=args.hard_negatives, clip_frames=args.clip_frames)
+    elif (args.batch, args.hard_negatives, args.clip_frames) != (32, 0, 2):
+        parser.error("--batch, --hard-negatives and --clip-frames are options of the content encoder only")
+    state = train(args.out, max_steps=args.steps, max_minutes=args.minutes, seed=args.seed, **options)
     print(json.dumps({"step": state["step"], "done": state["done"], "metrics": state.get("metrics")}))
     return 0
 

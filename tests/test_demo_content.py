@@ -1,0 +1,97 @@
+"""The demo content encoder's training objective and its per-attribute metric (gen1.demo.content)."""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+
+import pytest
+import torch
+
+from gen1.demo.content import (ATTRIBUTES, ContrastiveCLIP, attribute_accuracy, attribute_values,
+                               build_content_encoder, hard_negative_captions, train_content)
+from gen1.eval.synthetic import sample_style
+from gen1.eval.synthetic.style import TEXTURE_WORDS, Style
+
+CAPTION = re.compile(r"(\w+) (\w+) objects on an? (\w+) (\w+) floor in front of an? (\w+) wall, (\w+) light from "
+                     r"the (\w+)")
+WORD_TEXTURE = {word: name for name, word in TEXTURE_WORDS.items()}
+
+
+def parse_caption(caption: str) -> Style:
+    obj, obj_tex, floor, floor_tex, wall, level, direction = CAPTION.fullmatch(caption).groups()
+    return Style(obj, WORD_TEXTURE[obj_tex], floor, WORD_TEXTURE[floor_tex], wall, direction, level)
+
+
+def one_hot_features(style: Style, blind_to: tuple[str, ...] = ()) -> torch.Tensor:
+    parts = []
+    for name in ATTRIBUTES:
+        values = attribute_values(name)
+        part = torch.zeros(len(values))
+        if name not in blind_to:
+            part[values.index(getattr(style, name))] = 1.0
+        parts.append(part)
+    return torch.cat(parts)
+
+
+class OracleEncoder:
+    """Stands in for a ContentEncoder: "images" are indices into ``styles``; embeddings are one-hot attributes."""
+
+    def __init__(self, styles, blind_to=()):
+        self.styles, self.blind_to = styles, blind_to
+
+    def encode_image(self, images):
+        return torch.stack([one_hot_features(self.styles[int(i)], self.blind_to) for i in images])
+
+    def encode_clip_text(self, captions):
+        feats = torch.stack([one_hot_features(parse_caption(c)) for c in captions])
+        return feats, None, None
+
+
+def test_hard_negative_captions_differ_in_exactly_one_attribute():
+    style = sample_style(5)
+    negatives = hard_negative_captions(style, 40, torch.Generator().manual_seed(0))
+    assert negatives == hard_negative_captions(style, 40, torch.Generator().manual_seed(0))  # reproducible
+    changed = set()
+    for caption in negatives:
+        other = parse_caption(caption)
+        diff = [name for name in ATTRIBUTES if getattr(other, name) != getattr(style, name)]
+        assert len(diff) == 1, caption
+        changed.update(diff)
+    assert len(changed) >= 5  # the attribute is drawn at random, not always the same one
+
+
+def test_attribute_accuracy_reads_what_the_embedding_carries():
+    styles = [sample_style(s) for s in range(60)]
+    index = torch.arange(len(styles))
+    perfect = attribute_accuracy(OracleEncoder(styles), index, styles)
+    assert perfect == {name: 1.0 for name in ATTRIBUTES}
+    blind = attribute_accuracy(OracleEncoder(styles, blind_to=("object_texture", "light_direction")), index, styles)
+    assert blind["object_color"] == blind["floor_texture"] == 1.0
+    assert blind["object_texture"] < 0.5 and blind["light_direction"] < 0.5
+
+
+def test_hard_negatives_only_add_image_to_text_candidates():
+    torch.manual_seed(0)
+    model = ContrastiveCLIP(build_content_encoder(seed=0))
+    images = torch.rand(3, 3, 64, 64)
+    styles = [sample_style(s) for s in range(3)]
+    captions = [s.caption for s in styles]
+    plain, plain_stats = model.loss(images, captions, 1.0)
+    same, _ = model.loss(images, captions, 1.0, negatives=[])
+    torch.testing.assert_close(plain, same)
+    negatives = [dataclasses.replace(s, wall_color="black" if s.wall_color != "black" else "white").caption
+                 for s in styles]
+    harder, stats = model.loss(images, captions, 1.0, negatives=negatives)
+    assert harder > plain  # more candidates in the image -> text softmax can only raise that term
+    torch.testing.assert_close(stats["align"], plain_stats["align"])  # alignment is over the batch's own captions
+    harder.backward()
+    assert model.encoder.text.text_model.embeddings.token_embedding.weight.grad.abs().sum() > 0
+
+
+def test_train_content_with_hard_negatives_exports_and_reports_attribute_accuracy(tmp_path):
+    state = train_content(tmp_path / "content", max_steps=2, batch=2, hard_negatives=2, clip_frames=1)
+    assert state["done"] and (tmp_path / "content" / "export").is_dir()
+    assert set(state["metrics"]["attribute_accuracy"]) == set(ATTRIBUTES)
+    with pytest.raises(ValueError, match="hard_negatives"):
+        train_content(tmp_path / "bad", max_steps=1, batch=2, hard_negatives=-1)

@@ -95,3 +95,40 @@ def test_train_content_with_hard_negatives_exports_and_reports_attribute_accurac
     assert set(state["metrics"]["attribute_accuracy"]) == set(ATTRIBUTES)
     with pytest.raises(ValueError, match="hard_negatives"):
         train_content(tmp_path / "bad", max_steps=1, batch=2, hard_negatives=-1)
+
+
+def test_plot_curves_draws_both_content_encoders_and_chosen_panels(tmp_path, monkeypatch, capsys):
+    """scripts/demo/plot_curves.py: the content panel draws every content run present (content, content2);
+    --panels limits the figure; an unknown stage is refused by argparse."""
+    import json
+    import runpy
+    import sys
+    from pathlib import Path
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "demo" / "plot_curves.py")
+    runs = tmp_path / "runs"
+    for run in ("content", "content2"):
+        (runs / run / "checkpoint").mkdir(parents=True)
+        history = [[step, 5.0 / step, {}] for step in range(1, 41)]
+        (runs / run / "checkpoint" / "state.json").write_text(json.dumps({"step": 40, "history": history}))
+    figures = []
+    monkeypatch.setattr(plt.Figure, "savefig", lambda fig, path, **kw: (figures.append(fig), Path(path).write_bytes(b"png")))
+    out = tmp_path / "curves.png"
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", "--runs", str(runs), "--out", str(out), "--panels", "content",
+                                      "unet", "--first-stage", "unet_c2", "--first-step", "100"])
+    with pytest.raises(SystemExit) as done:
+        runpy.run_path(script, run_name="__main__")
+    assert done.value.code == 0 and out.is_file()
+    (fig,) = figures
+    content_ax, unet_ax = fig.axes
+    assert "content" in content_ax.get_title() and "VideoUNet" in unet_ax.get_title()
+    assert [t.get_text() for t in content_ax.get_legend().get_texts()] == ["content", "content2"]
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", "--runs", str(runs), "--out", str(out), "--first-stage", "nope"])
+    with pytest.raises(SystemExit) as refused:
+        runpy.run_path(script, run_name="__main__")
+    assert refused.value.code == 2 and "nope" in capsys.readouterr().err

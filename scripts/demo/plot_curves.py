@@ -2,12 +2,15 @@
 
     python scripts/demo/plot_curves.py --runs runs/demo --out docs/demo_training_curves.png
     python scripts/demo/plot_curves.py --runs runs/demo --unet-only --first-step 19100 --out docs/x.png
+    python scripts/demo/plot_curves.py --panels content unet --first-stage unet_c2 --first-step 27900 --out docs/y.png
 
-Component losses come from ``RUN/checkpoint/state.json`` (gen1.demo.loop); the UNet's from the TensorBoard
-events that ``gen1 train`` writes (``train/loss``), one curve per UNet stage (``UNET_STAGES``, each starting
-where the previous one stopped; runs that are not there are skipped). ``--unet-only`` draws the UNet panel alone
-and ``--first-step`` puts its first run at that step of the lineage (to plot later runs when earlier logs are
-gone). Curves are smoothed with a running mean (raw in grey).
+Component losses come from ``RUN/checkpoint/state.json`` (gen1.demo.loop; the content panel draws both
+content encoders, ``content`` and ``content2``); the UNet's from the TensorBoard events that ``gen1 train``
+writes (``train/loss``), one curve per UNet stage (``UNET_STAGES``, each starting where the previous one
+stopped; runs that are not there are skipped). ``--panels`` picks the panels (``--unet-only`` = the UNet
+alone), ``--first-stage`` starts the UNet panel at a later run and ``--first-step`` puts that run at its step
+of the lineage (to plot later runs when earlier logs are gone). Curves are smoothed with a running mean (raw
+in grey).
 """
 
 from __future__ import annotations
@@ -42,7 +45,10 @@ def unet_losses(run: Path) -> tuple[np.ndarray, np.ndarray]:
 
 UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("image, continued", "unet_image2"),
                ("temporal only", "unet_video"), ("image, estimated depth + reference content", "unet_ref"),
-               ("temporal only, same data", "unet_ref_video"))
+               ("temporal only, same data", "unet_ref_video"), ("image, content encoder 2", "unet_c2"),
+               ("temporal only, same data", "unet_c2_video"))
+# component panel -> its runs (a later run of the same component is drawn over the first)
+COMPONENT_RUNS = {"vae": ("vae",), "content": ("content", "content2"), "depth": ("depth",)}
 
 
 def plot_run(ax, steps: np.ndarray, losses: np.ndarray, label: str | None = None) -> None:
@@ -55,7 +61,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/demo")
     parser.add_argument("--out", default="docs/demo_training_curves.png")
-    parser.add_argument("--unet-only", action="store_true", help="only the VideoUNet panel")
+    parser.add_argument("--panels", nargs="+", choices=("vae", "content", "depth", "unet"),
+                        default=["vae", "content", "depth", "unet"], help="which panels to draw (default all)")
+    parser.add_argument("--unet-only", action="store_true", help="only the VideoUNet panel (= --panels unet)")
+    parser.add_argument("--first-stage", choices=[run for _, run in UNET_STAGES], default=UNET_STAGES[0][1],
+                        help="UNet panel: start at this run of UNET_STAGES (default the first)")
     parser.add_argument("--first-step", type=int, default=0, help="lineage step at which the first UNet run starts")
     args = parser.parse_args()
     import matplotlib
@@ -68,24 +78,27 @@ def main() -> int:
     runs = Path(args.runs)
     panels = [("VAE (L1 + MSE + 1e-6 KL)", "vae"), ("content encoder (InfoNCE + align)", "content"),
               ("depth (scale-shift-invariant MSE)", "depth"), ("VideoUNet (v-prediction MSE, gen1 train)", "unet")]
-    if args.unet_only:
-        panels = panels[-1:]
+    chosen = ["unet"] if args.unet_only else args.panels
+    panels = [(title, name) for title, name in panels if name in chosen]
+    stages = UNET_STAGES[[run for _, run in UNET_STAGES].index(args.first_stage):]
     fig, axes = plt.subplots(1, len(panels), figsize=(4.5 * len(panels), 3.8), squeeze=False)
     axes = axes[0]
     for ax, (title, name) in zip(axes, panels):
         if name == "unet":
             offset = args.first_step
-            for label, run in UNET_STAGES:
+            for label, run in stages:
                 steps, losses = unet_losses(runs / run)
                 if len(losses):
                     plot_run(ax, steps + offset, losses, f"{label}: {run}")
                     offset += int(steps[-1])
-            ax.legend(fontsize=7)
         else:
-            state_file = runs / name / "checkpoint" / "state.json"
-            history = json.loads(state_file.read_text())["history"] if state_file.is_file() else []
-            if history:
-                plot_run(ax, np.array([row[0] for row in history]), np.array([row[1] for row in history]))
+            for run in COMPONENT_RUNS[name]:
+                state_file = runs / run / "checkpoint" / "state.json"
+                history = json.loads(state_file.read_text())["history"] if state_file.is_file() else []
+                if history:
+                    plot_run(ax, np.array([row[0] for row in history]), np.array([row[1] for row in history]), run)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
         ax.set_yscale("log")
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("step")

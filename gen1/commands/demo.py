@@ -11,6 +11,8 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from gen1.demo import DEMO_GUIDANCE  # light: gen1.demo imports nothing heavy
+
     parser = subparsers.add_parser(
         "demo",
         help="edit a sample clip with the bundled demo model (no download)",
@@ -22,7 +24,8 @@ def register(subparsers) -> None:
     parser.add_argument("--reference", help="your own reference image")
     parser.add_argument("--prompt", help="a text prompt instead of the reference (e.g. \"red striped objects ...\")")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
-    parser.add_argument("--guidance", type=float, default=3.0, help="content guidance w (default 3)")
+    parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE,
+                        help=f"content guidance w (default {DEMO_GUIDANCE:g}; see docs/demo.md)")
     parser.add_argument("--structure-level", type=float, default=0.0, help="t_s in [0, 7] (default 0)")
     parser.add_argument("--frames", type=int, default=16, help="frames to edit (default 16)")
     parser.add_argument("--seed", type=int, default=0)

@@ -174,7 +174,10 @@ def add_edit_arguments(parser, *, edits: int) -> None:
     parser.add_argument("--model", help="pipeline directory (default: the bundled demo model)")
     parser.add_argument("--edits", type=int, default=edits, help=f"held-out edit cases (default {edits})")
     parser.add_argument("--steps", type=int, default=15, help="DDIM steps per edit (default 15)")
-    parser.add_argument("--guidance", type=float, default=3.0, help="(baseline) content guidance w (default 3)")
+    from gen1.demo import DEMO_GUIDANCE
+
+    parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE,
+                        help=f"(baseline) content guidance w (default {DEMO_GUIDANCE:g}, the demo's)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--json", help="also write the full result as JSON here")

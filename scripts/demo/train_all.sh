@@ -43,7 +43,20 @@ $PY -m gen1 train demo_image model.base="$R/unet_video/export" data.shards="$R/s
 $PY -m gen1 train demo_temporal model.base="$R/unet_ref/export" data.shards="$R/shards_ref" \
     train.output_dir="$R/unet_ref_video" train.resume=latest
 
-# 5. assemble (fp16 safetensors), curves, evaluation table
+# 5. a content encoder whose embedding carries every attribute of a style (hard-negative captions: each image
+#    also scored against captions one attribute off), the inference-condition shards encoded with it, and the
+#    image stage and the temporal layers continued on them
+$PY scripts/demo/train_component.py content --out "$R/content2" --steps 1400 --batch 128 --hard-negatives 3 \
+    --clip-frames 1 --threads "$T"
+$PY scripts/demo/prepare_unet.py --vae "$R/vae/export" --content "$R/content2/export" \
+    --depth-estimator "$R/depth/export" --reference-content \
+    --shards "$R/shards_ref2" --videos 1200 --images 32976 --threads "$T"
+$PY -m gen1 train demo_image model.base="$R/unet_ref_video/export" data.shards="$R/shards_ref2" \
+    train.output_dir="$R/unet_c2" train.resume=latest train.max_steps=6000 optim.warmup_steps=100
+$PY -m gen1 train demo_temporal model.base="$R/unet_c2/export" data.shards="$R/shards_ref2" \
+    train.output_dir="$R/unet_c2_video" train.resume=latest
+
+# 6. assemble (fp16 safetensors), curves, evaluation table
 $PY scripts/demo/assemble.py --runs "$R" --out gen1/assets/demo-model
 $PY scripts/demo/plot_curves.py --runs "$R" --out docs/demo_training_curves.png
 $PY scripts/demo/evaluate.py --edits 32 --steps 15 --json "$R/eval.json"

@@ -46,7 +46,7 @@ def unet_losses(run: Path) -> tuple[np.ndarray, np.ndarray]:
 UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("image, continued", "unet_image2"),
                ("temporal only", "unet_video"), ("image, estimated depth + reference content", "unet_ref"),
                ("temporal only, same data", "unet_ref_video"), ("image, content encoder 2", "unet_c2"),
-               ("temporal only, same data", "unet_c2_video"))
+               ("image, continued at half the lr", "unet_c2b"), ("temporal only, same data", "unet_c2b_video"))
 # component panel -> its runs (a later run of the same component is drawn over the first)
 COMPONENT_RUNS = {"vae": ("vae",), "content": ("content", "content2"), "depth": ("depth",)}
 

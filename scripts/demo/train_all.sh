@@ -45,7 +45,7 @@ $PY -m gen1 train demo_temporal model.base="$R/unet_ref/export" data.shards="$R/
 
 # 5. a content encoder whose embedding carries every attribute of a style (hard-negative captions: each image
 #    also scored against captions one attribute off), the inference-condition shards encoded with it, and the
-#    image stage and the temporal layers continued on them
+#    image stage (6000 steps, then 3000 more at half the learning rate) and the temporal layers continued on them
 $PY scripts/demo/train_component.py content --out "$R/content2" --steps 1400 --batch 128 --hard-negatives 3 \
     --clip-frames 1 --threads "$T"
 $PY scripts/demo/prepare_unet.py --vae "$R/vae/export" --content "$R/content2/export" \
@@ -53,8 +53,10 @@ $PY scripts/demo/prepare_unet.py --vae "$R/vae/export" --content "$R/content2/ex
     --shards "$R/shards_ref2" --videos 1200 --images 32976 --threads "$T"
 $PY -m gen1 train demo_image model.base="$R/unet_ref_video/export" data.shards="$R/shards_ref2" \
     train.output_dir="$R/unet_c2" train.resume=latest train.max_steps=6000 optim.warmup_steps=100
-$PY -m gen1 train demo_temporal model.base="$R/unet_c2/export" data.shards="$R/shards_ref2" \
-    train.output_dir="$R/unet_c2_video" train.resume=latest
+$PY -m gen1 train demo_image model.base="$R/unet_c2/export" data.shards="$R/shards_ref2" \
+    train.output_dir="$R/unet_c2b" train.resume=latest train.max_steps=3000 optim.warmup_steps=50 optim.lr=2.5e-4
+$PY -m gen1 train demo_temporal model.base="$R/unet_c2b/export" data.shards="$R/shards_ref2" \
+    train.output_dir="$R/unet_c2b_video" train.resume=latest
 
 # 6. assemble (fp16 safetensors), curves, evaluation table
 $PY scripts/demo/assemble.py --runs "$R" --out gen1/assets/demo-model

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from gen1.demo import DEMO_GUIDANCE
+
 STRUCTURE_LEVELS = (0, 2, 4, 7)
 TEMPORAL_SCALES = (0.0, 0.5, 1.0, 1.5)
 GUIDANCE_SCALES = (1.0, 3.0, 7.5)
@@ -174,8 +176,6 @@ def add_edit_arguments(parser, *, edits: int) -> None:
     parser.add_argument("--model", help="pipeline directory (default: the bundled demo model)")
     parser.add_argument("--edits", type=int, default=edits, help=f"held-out edit cases (default {edits})")
     parser.add_argument("--steps", type=int, default=15, help="DDIM steps per edit (default 15)")
-    from gen1.demo import DEMO_GUIDANCE
-
     parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE,
                         help=f"(baseline) content guidance w (default {DEMO_GUIDANCE:g}, the demo's)")
     parser.add_argument("--frames", type=int, default=8)

@@ -70,10 +70,10 @@ class ContrastiveCLIP(nn.Module):
         image, text = self.embed(images, list(captions) + list(negatives or []))
         logits = self.logit_scale.clamp(max=math.log(100)).exp() * F.normalize(image, dim=-1) @ F.normalize(text, dim=-1).T
         labels = torch.arange(batch, device=logits.device)
-        nce = (F.cross_entropy(logits, labels) + F.cross_entropy(logits[:, :batch].T, labels)) / 2
-        logits, text = logits[:, :batch], text[:batch]
-        align = F.mse_loss(text, image.detach())
-        acc = (logits.argmax(1) == labels).float().mean()
+        own = logits[:, :batch]  # image x its batch's own captions
+        nce = (F.cross_entropy(logits, labels) + F.cross_entropy(own.T, labels)) / 2
+        align = F.mse_loss(text[:batch], image.detach())
+        acc = (own.argmax(1) == labels).float().mean()
         return nce + align_weight * align, dict(nce=nce.detach(), align=align.detach(), acc=acc)
 
 
@@ -163,7 +163,7 @@ def train_content(out: str | Path, *, max_steps: int = 600, batch: int = 32, lr:
     ``step % clip_frames``; 2 is how the first shipped encoder was trained, 1 renders half as much);
     ``hard_negatives`` one-attribute-off captions per image (see the module docstring)."""
     from gen1.atomic import atomic_directory
-    from gen1.demo.data import frame_batch, train_seed
+    from gen1.demo.data import batch_seeds, frame_batch
     from gen1.demo.loop import cosine_lr, run_loop
     from gen1.eval.synthetic import sample_style
 
@@ -181,9 +181,8 @@ def train_content(out: str | Path, *, max_steps: int = 600, batch: int = 32, lr:
         negatives = []
         if hard_negatives:
             gen = torch.Generator().manual_seed(seed * 1_000_003 + step)
-            for i in range(batch):
-                style = sample_style(train_seed(seed + 1, step, i, batch))
-                negatives += hard_negative_captions(style, hard_negatives, gen)
+            for clip_seed in batch_seeds(seed + 1, step, batch):  # the styles frame_batch rendered
+                negatives += hard_negative_captions(sample_style(clip_seed), hard_negatives, gen)
         return model.loss(images, captions, align_weight, negatives)
 
     state = run_loop(out, model, optimizer, loss_fn, max_steps=max_steps, max_minutes=max_minutes,

@@ -35,6 +35,11 @@ def train_seed(base: int, step: int, index: int, per_step: int) -> int:
     return (int(base) * 7_919 + int(step) * int(per_step) + int(index)) % TRAIN_SEEDS
 
 
+def batch_seeds(base: int, step: int, clips: int) -> list[int]:
+    """The scene/style seeds of the ``clips`` items of batch ``step`` (what :func:`frame_batch` renders)."""
+    return [train_seed(base, step, i, clips) for i in range(clips)]
+
+
 def render_clip(scene_seed: int, style_seed: int, num_frames: int, size: int = FRAME_SIZE):
     """RGB ``(F,3,H,W)`` in [0,1], z-depth ``(F,1,H,W)`` and the caption of scene ``scene_seed`` in the
     style of ``style_seed``."""
@@ -49,8 +54,7 @@ def frame_batch(base: int, step: int, clips: int, frames: int, size: int = FRAME
     """``clips`` training clips of ``frames`` frames (scene and style from the same seed), flattened:
     RGB ``(clips*frames,3,H,W)``, z-depth ``(clips*frames,1,H,W)``, captions (one per clip)."""
     rgbs, depths, captions = [], [], []
-    for i in range(clips):
-        seed = train_seed(base, step, i, clips)
+    for seed in batch_seeds(base, step, clips):
         rgb, depth, caption = render_clip(seed, seed, frames, size)
         rgbs.append(rgb)
         depths.append(depth)

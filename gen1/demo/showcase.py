@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gen1.demo import DEMO_GUIDANCE
+
 SAMPLE_INDEX = 7  # which held-out edit case (gen1.demo.benchmark.edit_case) the demo shows
 
 
@@ -50,14 +52,13 @@ def comparison_sheet(source, depth, reference, output, *, rows: int = 4, zoom: i
 
 def run_showcase(out: str | Path, *, model: str | Path | None = None, input_video: str | None = None,
                  reference: str | None = None, prompt: str | None = None, steps: int = 20,
-                 guidance: float | None = None, structure_level: float = 0.0, seed: int = 0, frames: int = 16,
+                 guidance: float = DEMO_GUIDANCE, structure_level: float = 0.0, seed: int = 0, frames: int = 16,
                  size: int = 64) -> dict:
-    """Run the demo edit; return the written paths and the seconds the edit took. ``guidance`` defaults to
-    :data:`gen1.demo.DEMO_GUIDANCE`."""
+    """Run the demo edit; return the written paths and the seconds the edit took."""
     from PIL import Image
 
     from gen1.atomic import atomic_path
-    from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
+    from gen1.demo import bundled_model_dir
     from gen1.pipeline import Gen1Pipeline
     from gen1.video import read_image, read_video, write_video
 
@@ -88,8 +89,7 @@ def run_showcase(out: str | Path, *, model: str | Path | None = None, input_vide
     pipe = Gen1Pipeline.from_pretrained(str(model or bundled_model_dir()))
     pipe.cast(torch.float32)
     result = pipe(source, prompt=prompt, reference_image=None if ref is None else ref[0],
-                  structure_level=structure_level, guidance_scale=DEMO_GUIDANCE if guidance is None else guidance,
-                  num_inference_steps=steps,
+                  structure_level=structure_level, guidance_scale=guidance, num_inference_steps=steps,
                   generator=torch.Generator().manual_seed(seed), output_type="pt")
     seconds = time.perf_counter() - start
     output = result.frames.float().clamp(0, 1)

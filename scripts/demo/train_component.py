@@ -2,7 +2,7 @@
 
     python scripts/demo/train_component.py vae     --out runs/demo/vae     --steps 600
     python scripts/demo/train_component.py content --out runs/demo/content --steps 600
-    python scripts/demo/train_component.py content --out runs/demo/content2 --steps 1500 --batch 128 \
+    python scripts/demo/train_component.py content --out runs/demo/content2 --steps 1400 --batch 128 \
         --hard-negatives 3 --clip-frames 1
     python scripts/demo/train_component.py depth   --out runs/demo/depth   --steps 500
 
@@ -26,11 +26,10 @@ def main() -> int:
     parser.add_argument("--minutes", type=float, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--batch", type=int, default=32, help="content: clips per step (default 32)")
-    parser.add_argument("--hard-negatives", type=int, default=0,
-                        help="content: one-attribute-off captions per image (default 0)")
-    parser.add_argument("--clip-frames", type=int, default=2,
-                        help="content: frames rendered per clip, one used (default 2)")
+    # content encoder only; unset ones keep train_content's defaults (batch 32, no hard negatives, 2 frames)
+    parser.add_argument("--batch", type=int, help="content: clips per step")
+    parser.add_argument("--hard-negatives", type=int, help="content: one-attribute-off captions per image")
+    parser.add_argument("--clip-frames", type=int, help="content: frames rendered per clip, one used")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.component == "vae":
@@ -39,10 +38,9 @@ def main() -> int:
         from gen1.demo.content import train_content as train
     else:
         from gen1.demo.depth import train_depth as train
-    options = {}
-    if args.component == "content":
-        options = dict(batch=args.batch, hard_negatives=args.hard_negatives, clip_frames=args.clip_frames)
-    elif (args.batch, args.hard_negatives, args.clip_frames) != (32, 0, 2):
+    options = {name: value for name, value in (("batch", args.batch), ("hard_negatives", args.hard_negatives),
+                                               ("clip_frames", args.clip_frames)) if value is not None}
+    if options and args.component != "content":
         parser.error("--batch, --hard-negatives and --clip-frames are options of the content encoder only")
     state = train(args.out, max_steps=args.steps, max_minutes=args.minutes, seed=args.seed, **options)
     print(json.dumps({"step": state["step"], "done": state["done"], "metrics": state.get("metrics")}))

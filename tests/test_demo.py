@@ -298,6 +298,48 @@ def test_decompose_error_script_prints_table_and_json(tmp_path, monkeypatch, cap
                                                                   "psnr_blurred"}
 
 
+class _LosslessVAE(torch.nn.Module):
+    """encode/decode as the identity: the ideal scores' VAE path then changes nothing."""
+
+    def __init__(self):
+        super().__init__()
+        self.anchor = torch.nn.Parameter(torch.zeros(()))
+
+    def encode(self, images):
+        return type("Encoded", (), {"latent_dist": type("Dist", (), {"mean": images})()})()
+
+    def decode(self, latents):
+        return type("Decoded", (), {"sample": latents})()
+
+
+def test_ideal_scores_rank_predictions_with_and_without_the_layout():
+    from gen1.demo.benchmark import edit_case
+    from gen1.demo.diagnostics import ideal_scores
+    from gen1.eval.image_metrics import PSNR_CAP
+
+    case = edit_case(0, frames=2, size=32)
+    scores = ideal_scores(case, _LosslessVAE(), other_layouts=3)
+    assert scores["vae_round_trip"] == PSNR_CAP  # a lossless VAE returns the ground truth itself
+    # knowing the layout beats guessing it, and the least-squares guess beats a sharp wrong sample
+    assert scores["mean_textures"] > scores["other_layout_mean"] > scores["other_layout"]
+    assert scores["frame_mean_colour"] < PSNR_CAP
+    assert ideal_scores(case, _LosslessVAE(), other_layouts=3) == scores  # deterministic
+    with pytest.raises(ValueError, match="other_layouts must be >= 1"):
+        ideal_scores(case, _LosslessVAE(), other_layouts=0)
+
+
+def test_ideal_scores_script_prints_table_and_json(tmp_path, monkeypatch, capsys):
+    out = tmp_path / "ideal.json"
+    monkeypatch.setattr(sys, "argv", ["ideal_scores.py", "--edits", "1", "--other-layouts", "2", "--frames", "2",
+                                      "--json", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / "scripts" / "demo" / "ideal_scores.py"), run_name="__main__")
+    assert exit_info.value.code == 0
+    assert "| pixel mean of those renders" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())) == {"vae_round_trip", "mean_textures", "other_layout",
+                                               "other_layout_mean", "frame_mean_colour"}
+
+
 def test_evaluate_script_prints_table_and_json(tmp_path, monkeypatch, capsys):
     out = tmp_path / "eval.json"
     monkeypatch.setattr(sys, "argv", ["evaluate.py", "--edits", "1", "--steps", "1", "--frames", "2",

@@ -107,6 +107,21 @@ def test_other_style_keeps_depth_and_changes_pixels():
     assert (rgb_a - rgb_b).abs().mean() > 0.05
 
 
+def test_texture_detail_off_draws_each_pattern_at_its_mean():
+    import dataclasses
+
+    scene = sample_scene(3)
+    striped = dataclasses.replace(sample_style(3), object_texture="stripes", floor_texture="stripes")
+    checkered = dataclasses.replace(striped, object_texture="checker", floor_texture="checker")
+    detailed, depth = render(scene, striped, num_frames=2, height=24, width=24)
+    mean_striped, mean_depth = render(scene, striped, num_frames=2, height=24, width=24, texture_detail=False)
+    mean_checkered, _ = render(scene, checkered, num_frames=2, height=24, width=24, texture_detail=False)
+    assert torch.equal(depth, mean_depth)
+    assert not torch.allclose(detailed, mean_striped)
+    # stripes and checks both cover half the surface: averaged over where they fall, they look the same
+    torch.testing.assert_close(mean_striped, mean_checkered)
+
+
 def test_captions_name_the_style_and_use_the_fixed_vocabulary():
     style = Style("blue", "checker", "orange", "stripes", "gray", "left", "bright")
     assert style.caption == (

@@ -38,6 +38,8 @@ class EditCase:
     prompt: str  # style B's caption
     seed: int
     depth: torch.Tensor  # (F,1,H,W) the renderer's z-depth of scene A (for exact-depth diagnostics)
+    scene: object  # scene A (a gen1.eval.synthetic Scene), for diagnostics that re-render it
+    target_style: object  # style B (a gen1.eval.synthetic Style)
 
 
 def edit_case(index: int, *, frames: int = 8, size: int = 64) -> EditCase:
@@ -52,7 +54,7 @@ def edit_case(index: int, *, frames: int = 8, size: int = 64) -> EditCase:
     source, depth = render(scene_a, style_a, frames, size, size)
     truth, _ = render(scene_a, style_b, frames, size, size)
     reference, _ = render(demo_scene(seed_b), style_b, 1, size, size)
-    return EditCase(source, truth, reference, style_b.caption, seed_a, depth)
+    return EditCase(source, truth, reference, style_b.caption, seed_a, depth, scene_a, style_b)
 
 
 def configurations(guidance: float) -> dict[str, dict]:

@@ -132,3 +132,54 @@ def error_decomposition(output: torch.Tensor, truth: torch.Tensor, *, blur_sigma
     return dict(psnr=psnr(output, truth), palette_mse=float((out_mean - truth_mean).square().mean()),
                 psnr_palette_corrected=psnr(corrected, truth),
                 psnr_blurred=psnr(_gaussian_blur(output, blur_sigma), _gaussian_blur(truth, blur_sigma)))
+
+
+OTHER_LAYOUT_SEED_OFFSET = 400_000  # held-out scenes that stand in for "a layout the model was not told"
+
+
+@torch.no_grad()
+def ideal_scores(case, vae, *, other_layouts: int = 12) -> dict[str, float]:
+    """PSNR against an edit's ground truth of predictions that an ideal model could make: what the benchmark's
+    structure check can show at best. ``case`` is a :class:`gen1.demo.benchmark.EditCase`, ``vae`` the
+    pipeline's (images pass through it as the UNet's outputs do).
+
+    With the layout (what t_s = 0 gives):
+
+    * ``vae_round_trip``: the ground truth encoded and decoded -- no latent model can do better;
+    * ``mean_textures``: the ground truth's scene and style with every texture at its mean colour, through the
+      VAE -- the least-squares prediction of a model that knows layout and style but not where a texture's
+      stripes or dots fall (their phase is set by world coordinates that depth does not tell).
+
+    Without it (what t_s = 7 leaves: the coarse mean depth only):
+
+    * ``other_layout``: the target style rendered on ``other_layouts`` other scenes, mean PSNR -- a perfect,
+      sharp sample that had to guess the layout;
+    * ``other_layout_mean``: the pixel mean of those renders -- the least-squares guess without a layout;
+    * ``frame_mean_colour``: every ground-truth frame replaced by its own mean colour -- the palette alone.
+    """
+    from gen1.demo.data import HELD_OUT_START, demo_scene
+    from gen1.eval.image_metrics import psnr
+    from gen1.eval.synthetic import render
+
+    if other_layouts < 1:
+        raise ValueError(f"other_layouts must be >= 1, got {other_layouts}")
+    truth = case.ground_truth.float()
+    frames, _, height, width = truth.shape
+
+    def through_vae(images: torch.Tensor) -> torch.Tensor:
+        param = next(vae.parameters())
+        latents = vae.encode((images * 2 - 1).to(param)).latent_dist.mean
+        return (vae.decode(latents).sample.float() / 2 + 0.5).clamp(0, 1).cpu()
+
+    mean_textures, _ = render(case.scene, case.target_style, frames, height, width, texture_detail=False)
+    # other scenes per case (the benchmark's case seeds differ in their last digits)
+    first = HELD_OUT_START + OTHER_LAYOUT_SEED_OFFSET + (case.seed % 10_000) * other_layouts
+    others = torch.stack([render(demo_scene(first + j), case.target_style, frames, height, width)[0]
+                          for j in range(other_layouts)])
+    return dict(
+        vae_round_trip=psnr(through_vae(truth), truth),
+        mean_textures=psnr(through_vae(mean_textures), truth),
+        other_layout=sum(psnr(other, truth) for other in others) / other_layouts,
+        other_layout_mean=psnr(others.mean(0), truth),
+        frame_mean_colour=psnr(truth.mean((2, 3), keepdim=True).expand_as(truth), truth),
+    )

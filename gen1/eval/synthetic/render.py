@@ -29,11 +29,14 @@ def render(
     height: int = 64,
     width: int = 64,
     device: str | torch.device = "cpu",
+    *,
+    texture_detail: bool = True,
 ) -> tuple[torch.Tensor, torch.Tensor]:
     """Render ``scene`` in ``style``: RGB (F,3,H,W) float32 in [0,1] and z-depth (F,1,H,W) in scene units.
 
     All frames and pixels are cast at once. Depth does not depend on ``style``, so rendering the same
-    scene with another style gives the ground-truth edit with identical depth.
+    scene with another style gives the ground-truth edit with identical depth. ``texture_detail=False``
+    draws every texture at its mean (as from far away): the surface averaged over where its pattern falls.
     """
     if height < 1 or width < 1:
         raise ValueError(f"height and width must be >= 1, got height={height}, width={width}")
@@ -45,6 +48,8 @@ def render(
     unit_dirs = dirs / dirs.norm(dim=-1, keepdim=True)
     cos_incidence = (normals * unit_dirs).sum(-1).abs().clamp_min(0.1)
     footprint = depth * dirs.norm(dim=-1) * pixel_angle / cos_incidence
+    if not texture_detail:  # a footprint far above any period fades every pattern fully to its mean
+        footprint = torch.full_like(footprint, float("inf"))
 
     def color(name):
         return torch.tensor(PALETTE[name], dtype=torch.float32, device=device)

@@ -31,24 +31,14 @@ SCHEDULER_CONFIG = dict(num_train_timesteps=1000, beta_schedule="squaredcos_cap_
                         clip_sample=False)
 
 
-def write_base(out: str | Path, *, cross_attention_dim: int = 64, seed: int = 0,
-               block_out_channels: tuple[int, ...] = UNET_CONFIG["block_out_channels"]) -> Path:
-    """Write ``OUT/unet`` (random image UNet) and ``OUT/scheduler`` (DDPM training schedule), atomically.
-
-    ``block_out_channels``: the width of each resolution level (16x16, 8x8, 4x4); three levels, each a
-    multiple of ``norm_num_groups``. The shipped UNet uses the default (32, 64, 64).
-    """
+def write_base(out: str | Path, *, cross_attention_dim: int = 64, seed: int = 0) -> Path:
+    """Write ``OUT/unet`` (random image UNet) and ``OUT/scheduler`` (DDPM training schedule), atomically."""
     from diffusers import DDPMScheduler, UNet2DConditionModel
 
     from gen1.atomic import atomic_directory
 
-    widths = tuple(int(c) for c in block_out_channels)
-    groups = UNET_CONFIG["norm_num_groups"]
-    if len(widths) != len(UNET_CONFIG["block_out_channels"]) or any(c <= 0 or c % groups for c in widths):
-        raise ValueError(f"block_out_channels must be {len(UNET_CONFIG['block_out_channels'])} positive multiples of "
-                         f"{groups}, got {block_out_channels!r}")
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**dict(UNET_CONFIG, cross_attention_dim=cross_attention_dim, block_out_channels=widths))
+    unet = UNet2DConditionModel(**dict(UNET_CONFIG, cross_attention_dim=cross_attention_dim))
     with atomic_directory(out) as tmp:
         unet.save_pretrained(str(Path(tmp) / "unet"))
         DDPMScheduler(**SCHEDULER_CONFIG).save_pretrained(str(Path(tmp) / "scheduler"))

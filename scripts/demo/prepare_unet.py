@@ -23,8 +23,6 @@ def main() -> int:
     parser.add_argument("--content", required=True)
     parser.add_argument("--shards", required=True)
     parser.add_argument("--base", help="also write the random image-UNet base here (skipped when present)")
-    parser.add_argument("--base-channels", default="32,64,64",
-                        help="the base UNet's width per level, comma-separated (default 32,64,64, the shipped UNet's)")
     parser.add_argument("--depth-estimator", help="depth estimator folder: shards hold its estimate, not exact depth")
     parser.add_argument("--reference-content", action="store_true",
                         help="content embeddings from another scene in the clip's style (a reference), not the clip's own")
@@ -50,8 +48,7 @@ def main() -> int:
                          reference_content=args.reference_content)
     print(json.dumps({k: v for k, v in index.items() if k != "shards"}))
     if args.base and not (Path(args.base) / "unet" / "config.json").is_file():
-        channels = tuple(int(c) for c in args.base_channels.split(","))
-        write_base(args.base, cross_attention_dim=content.embedding_dim, block_out_channels=channels)
+        write_base(args.base, cross_attention_dim=content.embedding_dim)
     return 0
 
 

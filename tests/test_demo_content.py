@@ -132,3 +132,55 @@ def test_plot_curves_draws_both_content_encoders_and_chosen_panels(tmp_path, mon
     with pytest.raises(SystemExit) as refused:
         runpy.run_path(script, run_name="__main__")
     assert refused.value.code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_style_vector_is_one_hot_per_attribute():
+    from gen1.demo.content import ATTRIBUTES
+    from gen1.demo.sufficiency import style_vector
+
+    style = sample_style(3)
+    vector = style_vector(style)
+    assert vector.shape == (12 * 3 + 5 * 2 + 4 + 2,) and vector.sum() == len(ATTRIBUTES)
+    other = dataclasses.replace(style, light_direction="top" if style.light_direction != "top" else "left")
+    assert (style_vector(other) != vector).sum() == 2  # one attribute moved: one bit off, one on
+
+
+def test_direct_regressor_probe_sees_what_the_depth_adds():
+    from gen1.demo.sufficiency import fit_and_score
+
+    gen = torch.Generator().manual_seed(0)
+
+    def data(n):  # latents = the depth map painted with a colour the content names
+        depth = torch.rand(n, 1, 8, 8, generator=gen)
+        content = torch.rand(n, 3, generator=gen)
+        latents = depth * content[:, :, None, None].repeat(1, 2, 1, 1)[:, :4]
+        return dict(depth=depth, latents=latents, style=content)
+
+    train, held = data(256), data(64)
+    fit = dict(steps=150, batch=32, width=16)
+    with_depth = fit_and_score(train, held, "style", **fit)
+    without = fit_and_score(train, held, "style", use_depth=False, **fit)
+    assert with_depth["held_mse"] < 0.5 * without["held_mse"]
+    assert fit_and_score(train, held, "style", **fit) == with_depth  # seeded
+    with pytest.raises(ValueError, match="content must be one of"):
+        fit_and_score(train, held, "colour")
+
+
+def test_content_probe_script_prints_table_and_json(tmp_path, monkeypatch, capsys):
+    import json
+    import runpy
+    import sys
+    from pathlib import Path
+
+    out = tmp_path / "probe.json"
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "demo" / "content_probe.py")
+    monkeypatch.setattr(sys, "argv", ["content_probe.py", "--train", "4", "--held", "2", "--steps", "2",
+                                      "--kinds", "style,reference", "--no-depth", "style", "--json", str(out)])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(script, run_name="__main__")
+    assert exit_info.value.code == 0
+    assert "| reference+depth |" in capsys.readouterr().out
+    assert set(json.loads(out.read_text())) == {"style+depth", "reference+depth", "style, no depth"}
+    monkeypatch.setattr(sys, "argv", ["content_probe.py", "--kinds", "colour"])
+    with pytest.raises(ValueError, match="unknown content signal 'colour'"):
+        runpy.run_path(script, run_name="__main__")

@@ -96,3 +96,12 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         shutil.rmtree(old, ignore_errors=True)
     else:
         os.replace(tmp, target)
+
+
+def write_json(path: str | os.PathLike, data) -> Path:
+    """Write ``data`` as indented JSON to ``path`` atomically (its directory must exist); return the path."""
+    import json
+
+    with atomic_path(check_output_path(path)) as tmp:
+        tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
+    return Path(path)

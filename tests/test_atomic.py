@@ -52,3 +52,17 @@ def test_atomic_directory_replaces_only_when_complete(tmp_path):
         (tmp / "b.txt").write_text("3")
     assert sorted(p.name for p in target.iterdir()) == ["b.txt"]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
+
+
+def test_write_json_replaces_whole_files_and_checks_the_directory(tmp_path):
+    import json
+
+    from gen1.atomic import write_json
+
+    target = tmp_path / "result.json"
+    target.write_text("old")
+    assert write_json(target, {"psnr": 15.5}) == target
+    assert json.loads(target.read_text()) == {"psnr": 15.5}
+    assert [p.name for p in tmp_path.iterdir()] == ["result.json"]  # no temporary file left behind
+    with pytest.raises(ValueError, match="output directory does not exist"):
+        write_json(tmp_path / "missing" / "result.json", {})

@@ -10,7 +10,6 @@ with and without the depth; prints the held-out latent MSE of each. About 6 min 
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
@@ -58,10 +57,9 @@ def main() -> int:
     for name, row in results.items():
         print(f"| {name} | {row['train_mse']:.3f} | {row['held_mse']:.3f} |")
     if args.json:
-        from gen1.atomic import atomic_path, check_output_path
+        from gen1.atomic import write_json
 
-        with atomic_path(check_output_path(args.json)) as tmp:
-            tmp.write_text(json.dumps(results, indent=1), encoding="utf-8")
+        write_json(args.json, results)
     return 0
 
 

@@ -12,7 +12,6 @@ the palette corrected and PSNR of blurred frames (gen1.demo.diagnostics.error_de
 from __future__ import annotations
 
 import argparse
-import json
 import warnings
 
 import torch
@@ -59,10 +58,9 @@ def main() -> int:
         print(f"| {level:g} | {row['psnr']:.2f} | {row['palette_mse']:.4f} | {row['psnr_palette_corrected']:.2f} | "
               f"{row['psnr_blurred']:.2f} |")
     if args.json:
-        from gen1.atomic import atomic_path, check_output_path
+        from gen1.atomic import write_json
 
-        with atomic_path(check_output_path(args.json)) as tmp:
-            tmp.write_text(json.dumps({str(k): v for k, v in means.items()}, indent=1), encoding="utf-8")
+        write_json(args.json, {str(k): v for k, v in means.items()})
     return 0
 
 

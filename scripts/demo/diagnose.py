@@ -11,7 +11,6 @@ checkpoint instead of minutes for the sampled benchmark, so a run can be followe
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
@@ -49,10 +48,9 @@ def main() -> int:
     result = structure_usage(unet, scheduler, images, timesteps=timesteps)
     print(format_usage(result))
     if args.json:
-        from gen1.atomic import atomic_path, check_output_path
+        from gen1.atomic import write_json
 
-        with atomic_path(check_output_path(args.json)) as tmp:
-            tmp.write_text(json.dumps(result, indent=1), encoding="utf-8")
+        write_json(args.json, result)
     return 0
 
 

@@ -25,10 +25,9 @@ def main() -> int:
     print()
     print(json.dumps(checks, indent=1))
     if args.json:
-        from gen1.atomic import atomic_path, check_output_path
+        from gen1.atomic import write_json
 
-        with atomic_path(check_output_path(args.json)) as tmp:
-            tmp.write_text(json.dumps(dict(result, checks=checks), indent=1), encoding="utf-8")
+        write_json(args.json, dict(result, checks=checks))
     return 0
 
 

@@ -12,7 +12,6 @@ PSNR at t_s = 0 and 7: docs/demo.md.
 from __future__ import annotations
 
 import argparse
-import json
 
 import torch
 
@@ -55,10 +54,9 @@ def main() -> int:
     for key, layout, label in ROWS:
         print(f"| {label} | {layout} | {means[key]:.2f} |")
     if args.json:
-        from gen1.atomic import atomic_path, check_output_path
+        from gen1.atomic import write_json
 
-        with atomic_path(check_output_path(args.json)) as tmp:
-            tmp.write_text(json.dumps(means, indent=1), encoding="utf-8")
+        write_json(args.json, means)
     return 0
 
 

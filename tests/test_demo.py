@@ -301,6 +301,8 @@ def test_decompose_error_script_prints_table_and_json(tmp_path, monkeypatch, cap
 class _LosslessVAE(torch.nn.Module):
     """encode/decode as the identity: the ideal scores' VAE path then changes nothing."""
 
+    config = type("Config", (), {"scaling_factor": 1.0, "shift_factor": 0.0})()
+
     def __init__(self):
         super().__init__()
         self.anchor = torch.nn.Parameter(torch.zeros(()))

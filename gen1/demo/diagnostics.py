@@ -157,6 +157,7 @@ def ideal_scores(case, vae, *, other_layouts: int = 12) -> dict[str, float]:
     * ``other_layout_mean``: the pixel mean of those renders -- the least-squares guess without a layout;
     * ``frame_mean_colour``: every ground-truth frame replaced by its own mean colour -- the palette alone.
     """
+    from gen1.conditioning import decode_latents, encode_latents
     from gen1.demo.data import HELD_OUT_START, demo_scene
     from gen1.eval.image_metrics import psnr
     from gen1.eval.synthetic import render
@@ -166,10 +167,8 @@ def ideal_scores(case, vae, *, other_layouts: int = 12) -> dict[str, float]:
     truth = case.ground_truth.float()
     frames, _, height, width = truth.shape
 
-    def through_vae(images: torch.Tensor) -> torch.Tensor:
-        param = next(vae.parameters())
-        latents = vae.encode((images * 2 - 1).to(param)).latent_dist.mean
-        return (vae.decode(latents).sample.float() / 2 + 0.5).clamp(0, 1).cpu()
+    def through_vae(images: torch.Tensor) -> torch.Tensor:  # as the pipeline encodes and decodes
+        return decode_latents(vae, encode_latents(vae, images))
 
     mean_textures, _ = render(case.scene, case.target_style, frames, height, width, texture_detail=False)
     # other scenes per case (the benchmark's case seeds differ in their last digits)

@@ -8,8 +8,8 @@ import re
 import pytest
 import torch
 
-from gen1.demo.content import (ATTRIBUTES, ContrastiveCLIP, attribute_accuracy, attribute_values,
-                               build_content_encoder, hard_negative_captions, train_content)
+from gen1.demo.content import (ATTRIBUTES, ContrastiveCLIP, attribute_accuracy, attribute_targets, attribute_values,
+                               build_content_encoder, hard_negative_captions, load_encoder_weights, train_content)
 from gen1.eval.synthetic import sample_style
 from gen1.eval.synthetic.style import TEXTURE_WORDS, Style
 
@@ -95,6 +95,69 @@ def test_train_content_with_hard_negatives_exports_and_reports_attribute_accurac
     assert set(state["metrics"]["attribute_accuracy"]) == set(ATTRIBUTES)
     with pytest.raises(ValueError, match="hard_negatives"):
         train_content(tmp_path / "bad", max_steps=1, batch=2, hard_negatives=-1)
+
+
+def test_attribute_targets_index_each_style_value():
+    styles = [sample_style(s) for s in range(20)]
+    targets = attribute_targets(styles)
+    assert set(targets) == set(ATTRIBUTES)
+    for name, truth in targets.items():
+        assert [attribute_values(name)[int(i)] for i in truth] == [getattr(style, name) for style in styles]
+
+
+def test_attribute_heads_learn_the_style_from_the_image_embedding():
+    torch.manual_seed(0)
+    model = ContrastiveCLIP(build_content_encoder(seed=0), attribute_heads=True)
+    images = torch.rand(4, 3, 64, 64)
+    styles = [sample_style(s) for s in range(4)]
+    captions = [s.caption for s in styles]
+    plain, _ = model.loss(images, captions, 1.0)
+    with_heads, stats = model.loss(images, captions, 1.0, styles=styles, attribute_weight=0.5)
+    torch.testing.assert_close(with_heads, plain + 0.5 * stats["attr_ce"])
+    with pytest.raises(ValueError, match="one style per image"):
+        model.loss(images, captions, 1.0, styles=styles[:2], attribute_weight=0.5)
+    with pytest.raises(ValueError, match="attribute_heads"):
+        ContrastiveCLIP(build_content_encoder(seed=0)).loss(images, captions, 1.0, styles=styles, attribute_weight=1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+    for _ in range(40):
+        loss, stats = model.loss(images, captions, 1.0, styles=styles, attribute_weight=1.0)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    model.eval()
+    assert model.attribute_head_accuracy(images, styles) == {name: 1.0 for name in ATTRIBUTES}
+
+
+def test_train_content_fine_tunes_from_an_export_and_reports_head_accuracy(tmp_path):
+    first = train_content(tmp_path / "first", max_steps=1, batch=2, clip_frames=1)
+    assert "attribute_head_accuracy" not in first["metrics"]
+    export = tmp_path / "first" / "export"
+    fresh = build_content_encoder(seed=3)
+    load_encoder_weights(fresh, export)
+    from gen1.content import ContentEncoder
+    saved = ContentEncoder.from_pretrained(str(export)).state_dict()
+    for key, value in fresh.state_dict().items():
+        torch.testing.assert_close(value, saved[key].float())
+    state = train_content(tmp_path / "tuned", max_steps=1, batch=2, clip_frames=1, attribute_weight=1.0, init=export)
+    assert set(state["metrics"]["attribute_head_accuracy"]) == set(ATTRIBUTES)
+    assert "attr_ce" in state["history"][-1][2]
+    with pytest.raises(FileNotFoundError, match="no exported content encoder"):
+        train_content(tmp_path / "bad", max_steps=1, batch=2, init=tmp_path / "missing")
+    with pytest.raises(ValueError, match="attribute_weight"):
+        train_content(tmp_path / "bad", max_steps=1, batch=2, attribute_weight=-1)
+
+
+def test_load_encoder_weights_names_a_shape_mismatch(tmp_path):
+    from gen1.content import ContentEncoder
+
+    small = build_content_encoder(seed=0)
+    config = dict(small.config)
+    config["vision_config"] = dict(config["vision_config"], patch_size=16)
+    other = ContentEncoder(**{k: v for k, v in config.items() if not k.startswith("_")})
+    other.set_tokenizer(small.tokenizer)
+    other.save_pretrained(str(tmp_path / "other"))
+    with pytest.raises(ValueError, match="has shape"):
+        load_encoder_weights(build_content_encoder(seed=0), tmp_path / "other")
 
 
 def test_plot_curves_draws_both_content_encoders_and_chosen_panels(tmp_path, monkeypatch, capsys):

@@ -4,6 +4,8 @@
     python scripts/demo/train_component.py content --out runs/demo/content --steps 600
     python scripts/demo/train_component.py content --out runs/demo/content2 --steps 1400 --batch 128 \
         --hard-negatives 3 --clip-frames 1
+    python scripts/demo/train_component.py content --out runs/demo/content3 --steps 800 --batch 128 \
+        --hard-negatives 3 --clip-frames 1 --attribute-weight 1 --init runs/demo/content2/export
     python scripts/demo/train_component.py depth   --out runs/demo/depth   --steps 500
 
 ``--minutes M`` stops after M minutes of wall time (checkpointing first); rerun to resume.
@@ -30,6 +32,9 @@ def main() -> int:
     parser.add_argument("--batch", type=int, help="content: clips per step")
     parser.add_argument("--hard-negatives", type=int, help="content: one-attribute-off captions per image")
     parser.add_argument("--clip-frames", type=int, help="content: frames rendered per clip, one used")
+    parser.add_argument("--attribute-weight", type=float,
+                        help="content: weight of the per-attribute classification heads' cross-entropy")
+    parser.add_argument("--init", help="content: an exported encoder to fine-tune instead of random weights")
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.component == "vae":
@@ -39,9 +44,12 @@ def main() -> int:
     else:
         from gen1.demo.depth import train_depth as train
     options = {name: value for name, value in (("batch", args.batch), ("hard_negatives", args.hard_negatives),
-                                               ("clip_frames", args.clip_frames)) if value is not None}
+                                               ("clip_frames", args.clip_frames),
+                                               ("attribute_weight", args.attribute_weight), ("init", args.init))
+               if value is not None}
     if options and args.component != "content":
-        parser.error("--batch, --hard-negatives and --clip-frames are options of the content encoder only")
+        parser.error("--batch, --hard-negatives, --clip-frames, --attribute-weight and --init are options of the "
+                     "content encoder only")
     state = train(args.out, max_steps=args.steps, max_minutes=args.minutes, seed=args.seed, **options)
     print(json.dumps({"step": state["step"], "done": state["done"], "metrics": state.get("metrics")}))
     return 0

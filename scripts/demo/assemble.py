@@ -18,10 +18,10 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/demo", help="folder with vae/ content/ depth/ unet/ runs")
     parser.add_argument("--out", default="gen1/assets/demo-model")
-    parser.add_argument("--unet", default=None, help="the VideoUNet folder (default: RUNS/unet_c2b_video/export/unet, "
+    parser.add_argument("--unet", default=None, help="the VideoUNet folder (default: RUNS/unet_c4_video/export/unet, "
                         "the last stage of scripts/demo/train_all.sh)")
     parser.add_argument("--vae", default=None, help="AutoencoderKL folder (default: RUNS/vae/export)")
-    parser.add_argument("--content", default=None, help="ContentEncoder folder (default: RUNS/content2/export, "
+    parser.add_argument("--content", default=None, help="ContentEncoder folder (default: RUNS/content4/export, "
                         "the encoder the last UNet runs were trained with)")
     parser.add_argument("--depth", default=None, help="DepthEstimator folder (default: RUNS/depth/export)")
     args = parser.parse_args()
@@ -29,8 +29,8 @@ def main() -> int:
 
     runs = Path(args.runs)
     pipe = assemble(vae=args.vae or runs / "vae" / "export",
-                    unet=args.unet or runs / "unet_c2b_video" / "export" / "unet",
-                    depth=args.depth or runs / "depth" / "export", content=args.content or runs / "content2" / "export")
+                    unet=args.unet or runs / "unet_c4_video" / "export" / "unet",
+                    depth=args.depth or runs / "depth" / "export", content=args.content or runs / "content4" / "export")
     sizes = save_fp16(pipe, args.out)
     print(json.dumps(sizes, indent=1))
     print(f"total {sum(sizes.values()) / 2**20:.2f} MiB")

@@ -4,8 +4,8 @@
     python scripts/demo/plot_curves.py --runs runs/demo --unet-only --first-step 19100 --out docs/x.png
     python scripts/demo/plot_curves.py --panels content unet --first-stage unet_c2 --first-step 27900 --out docs/y.png
 
-Component losses come from ``RUN/checkpoint/state.json`` (gen1.demo.loop; the content panel draws both
-content encoders, ``content`` and ``content2``); the UNet's from the TensorBoard events that ``gen1 train``
+Component losses come from ``RUN/checkpoint/state.json`` (gen1.demo.loop; the content panel draws every
+content encoder run, ``content`` to ``content4``); the UNet's from the TensorBoard events that ``gen1 train``
 writes (``train/loss``), one curve per UNet stage (``UNET_STAGES``, each starting where the previous one
 stopped; runs that are not there are skipped). ``--panels`` picks the panels (``--unet-only`` = the UNet
 alone), ``--first-stage`` starts the UNet panel at a later run and ``--first-step`` puts that run at its step
@@ -46,9 +46,10 @@ def unet_losses(run: Path) -> tuple[np.ndarray, np.ndarray]:
 UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("image, continued", "unet_image2"),
                ("temporal only", "unet_video"), ("image, estimated depth + reference content", "unet_ref"),
                ("temporal only, same data", "unet_ref_video"), ("image, content encoder 2", "unet_c2"),
-               ("image, continued at half the lr", "unet_c2b"), ("temporal only, same data", "unet_c2b_video"))
+               ("image, continued at half the lr", "unet_c2b"), ("temporal only, same data", "unet_c2b_video"),
+               ("image, content encoder 4", "unet_c4"), ("temporal only, same data", "unet_c4_video"))
 # component panel -> its runs (a later run of the same component is drawn over the first)
-COMPONENT_RUNS = {"vae": ("vae",), "content": ("content", "content2"), "depth": ("depth",)}
+COMPONENT_RUNS = {"vae": ("vae",), "content": ("content", "content2", "content3", "content4"), "depth": ("depth",)}
 
 
 def plot_run(ax, steps: np.ndarray, losses: np.ndarray, label: str | None = None) -> None:
@@ -76,7 +77,7 @@ def main() -> int:
     from gen1.atomic import atomic_path, check_output_path
 
     runs = Path(args.runs)
-    panels = [("VAE (L1 + MSE + 1e-6 KL)", "vae"), ("content encoder (InfoNCE + align)", "content"),
+    panels = [("VAE (L1 + MSE + 1e-6 KL)", "vae"), ("content encoder (InfoNCE + align [+ attributes])", "content"),
               ("depth (scale-shift-invariant MSE)", "depth"), ("VideoUNet (v-prediction MSE, gen1 train)", "unet")]
     chosen = ["unet"] if args.unet_only else args.panels
     panels = [(title, name) for title, name in panels if name in chosen]

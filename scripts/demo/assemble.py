@@ -18,7 +18,7 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--runs", default="runs/demo", help="folder with vae/ content/ depth/ unet/ runs")
     parser.add_argument("--out", default="gen1/assets/demo-model")
-    parser.add_argument("--unet", default=None, help="the VideoUNet folder (default: RUNS/unet_c4_video/export/unet, "
+    parser.add_argument("--unet", default=None, help="the VideoUNet folder (default: RUNS/unet_c4b_video/export/unet, "
                         "the last stage of scripts/demo/train_all.sh)")
     parser.add_argument("--vae", default=None, help="AutoencoderKL folder (default: RUNS/vae/export)")
     parser.add_argument("--content", default=None, help="ContentEncoder folder (default: RUNS/content4/export, "
@@ -29,7 +29,7 @@ def main() -> int:
 
     runs = Path(args.runs)
     pipe = assemble(vae=args.vae or runs / "vae" / "export",
-                    unet=args.unet or runs / "unet_c4_video" / "export" / "unet",
+                    unet=args.unet or runs / "unet_c4b_video" / "export" / "unet",
                     depth=args.depth or runs / "depth" / "export", content=args.content or runs / "content4" / "export")
     sizes = save_fp16(pipe, args.out)
     print(json.dumps(sizes, indent=1))

@@ -47,7 +47,8 @@ UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("image, 
                ("temporal only", "unet_video"), ("image, estimated depth + reference content", "unet_ref"),
                ("temporal only, same data", "unet_ref_video"), ("image, content encoder 2", "unet_c2"),
                ("image, continued at half the lr", "unet_c2b"), ("temporal only, same data", "unet_c2b_video"),
-               ("image, content encoder 4", "unet_c4"), ("temporal only, same data", "unet_c4_video"))
+               ("image, content encoder 4", "unet_c4"), ("image, continued at half the lr", "unet_c4b"),
+               ("temporal only, same data", "unet_c4b_video"))
 # component panel -> its runs (a later run of the same component is drawn over the first)
 COMPONENT_RUNS = {"vae": ("vae",), "content": ("content", "content2", "content3", "content4"), "depth": ("depth",)}
 

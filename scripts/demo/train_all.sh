@@ -60,7 +60,8 @@ $PY -m gen1 train demo_temporal model.base="$R/unet_c2b/export" data.shards="$R/
 
 # 6. a content encoder whose raw image embedding is also trained to classify each style attribute (linear heads,
 #    cross-entropy; fine-tuned from the second encoder in two runs, the second with twice the heads' weight), the
-#    inference-condition shards encoded with it, the image stage continued on them, then the temporal layers
+#    inference-condition shards encoded with it, the image stage continued on them (8000 steps, then 4000 more at
+#    half the learning rate), then the temporal layers
 $PY scripts/demo/train_component.py content --out "$R/content3" --steps 800 --batch 128 --hard-negatives 3 \
     --clip-frames 1 --attribute-weight 1 --init "$R/content2/export" --threads "$T"
 $PY scripts/demo/train_component.py content --out "$R/content4" --steps 600 --batch 128 --hard-negatives 3 \
@@ -70,8 +71,10 @@ $PY scripts/demo/prepare_unet.py --vae "$R/vae/export" --content "$R/content4/ex
     --shards "$R/shards_ref3" --videos 1200 --images 32976 --threads "$T"
 $PY -m gen1 train demo_image model.base="$R/unet_c2b_video/export" data.shards="$R/shards_ref3" \
     train.output_dir="$R/unet_c4" train.resume=latest train.max_steps=8000 optim.warmup_steps=100
-$PY -m gen1 train demo_temporal model.base="$R/unet_c4/export" data.shards="$R/shards_ref3" \
-    train.output_dir="$R/unet_c4_video" train.resume=latest
+$PY -m gen1 train demo_image model.base="$R/unet_c4/export" data.shards="$R/shards_ref3" \
+    train.output_dir="$R/unet_c4b" train.resume=latest train.max_steps=4000 optim.warmup_steps=50 optim.lr=2.5e-4
+$PY -m gen1 train demo_temporal model.base="$R/unet_c4b/export" data.shards="$R/shards_ref3" \
+    train.output_dir="$R/unet_c4b_video" train.resume=latest
 
 # 7. assemble (fp16 safetensors), curves, evaluation table
 $PY scripts/demo/assemble.py --runs "$R" --out gen1/assets/demo-model

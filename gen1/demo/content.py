@@ -201,17 +201,10 @@ def load_encoder_weights(encoder, path: str | Path) -> None:
 
     if not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"no exported content encoder (config.json) in {str(path)!r}")
+    from gen1.weights import check_state_dict
+
     source = ContentEncoder.from_pretrained(str(path)).state_dict()
-    target = encoder.state_dict()
-    for key, value in target.items():
-        if key not in source:
-            raise ValueError(f"content encoder {str(path)!r} lacks weight {key!r}")
-        if source[key].shape != value.shape:
-            raise ValueError(f"content encoder {str(path)!r}: {key!r} has shape {tuple(source[key].shape)}, "
-                             f"expected {tuple(value.shape)}")
-    extra = sorted(set(source) - set(target))
-    if extra:
-        raise ValueError(f"content encoder {str(path)!r} has unexpected weights, e.g. {extra[0]!r}")
+    check_state_dict(encoder.state_dict(), source, f"content encoder {str(path)!r}")
     encoder.load_state_dict({key: value.float() for key, value in source.items()}, strict=True)
 
 

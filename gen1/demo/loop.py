@@ -20,6 +20,7 @@ from typing import Callable
 import torch
 
 from gen1.atomic import atomic_directory
+from gen1.weights import check_state_dict
 
 
 def save_checkpoint(out: Path, model: torch.nn.Module, optimizer, state: dict) -> None:
@@ -40,16 +41,7 @@ def load_checkpoint(out: Path, model: torch.nn.Module, optimizer) -> dict | None
     if not (folder / "state.json").is_file():
         return None
     weights = load_file(str(folder / "model.safetensors"))
-    expected = model.state_dict()
-    for key, value in expected.items():
-        if key not in weights:
-            raise ValueError(f"checkpoint {str(folder)!r} lacks weight {key!r}")
-        if weights[key].shape != value.shape:
-            raise ValueError(f"checkpoint {str(folder)!r}: {key!r} has shape {tuple(weights[key].shape)}, "
-                             f"the model expects {tuple(value.shape)}")
-    extra = sorted(set(weights) - set(expected))
-    if extra:
-        raise ValueError(f"checkpoint {str(folder)!r} has unexpected weights, e.g. {extra[0]!r}")
+    check_state_dict(model.state_dict(), weights, f"checkpoint {str(folder)!r}")
     model.load_state_dict(weights, strict=True)
     optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     return json.loads((folder / "state.json").read_text(encoding="utf-8"))

@@ -198,11 +198,10 @@ def load_encoder_weights(encoder, path: str | Path) -> None:
     """Load an exported ``ContentEncoder`` (``save_pretrained`` folder) into ``encoder`` as float32; a folder
     whose weights do not match ``encoder``'s keys and shapes raises ``ValueError`` naming the first mismatch."""
     from gen1.content import ContentEncoder
+    from gen1.weights import check_state_dict
 
     if not (Path(path) / "config.json").is_file():
         raise FileNotFoundError(f"no exported content encoder (config.json) in {str(path)!r}")
-    from gen1.weights import check_state_dict
-
     source = ContentEncoder.from_pretrained(str(path)).state_dict()
     check_state_dict(encoder.state_dict(), source, f"content encoder {str(path)!r}")
     encoder.load_state_dict({key: value.float() for key, value in source.items()}, strict=True)

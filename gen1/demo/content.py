@@ -157,12 +157,11 @@ def attribute_accuracy(encoder, images: torch.Tensor, styles) -> dict[str, float
 
     image = F.normalize(encoder.encode_image(images), dim=-1)
     result = {}
-    for name in ATTRIBUTES:
+    for name, truth in attribute_targets(styles).items():
         values = attribute_values(name)
         captions = [dataclasses.replace(style, **{name: v}).caption for style in styles for v in values]
         text = F.normalize(encoder.encode_clip_text(captions)[0], dim=-1).reshape(len(styles), len(values), -1)
         chosen = torch.einsum("nd,nvd->nv", image, text).argmax(1)
-        truth = torch.tensor([values.index(getattr(style, name)) for style in styles])
         result[name] = float((chosen == truth).float().mean())
     return result
 

@@ -31,13 +31,10 @@ REFERENCE_OFFSET = 50_000  # scene seed + this = the scene that stands in for th
 
 def style_vector(style) -> torch.Tensor:
     """One-hot encoding of every attribute a caption names (:data:`gen1.demo.content.ATTRIBUTES`)."""
-    from gen1.demo.content import ATTRIBUTES, attribute_values
+    from gen1.demo.content import attribute_targets, attribute_values
 
-    parts = []
-    for name in ATTRIBUTES:
-        values = attribute_values(name)
-        parts.append(F.one_hot(torch.tensor(values.index(getattr(style, name))), len(values)).float())
-    return torch.cat(parts)
+    return torch.cat([F.one_hot(index[0], len(attribute_values(name))).float()
+                      for name, index in attribute_targets([style]).items()])
 
 
 @torch.no_grad()

@@ -5,12 +5,12 @@
     python scripts/demo/plot_curves.py --panels content unet --first-stage unet_c2 --first-step 27900 --out docs/y.png
 
 Component losses come from ``RUN/checkpoint/state.json`` (gen1.demo.loop; the content panel draws every
-content encoder run, ``content`` to ``content4``); the UNet's from the TensorBoard events that ``gen1 train``
-writes (``train/loss``), one curve per UNet stage (``UNET_STAGES``, each starting where the previous one
-stopped; runs that are not there are skipped). ``--panels`` picks the panels (``--unet-only`` = the UNet
-alone), ``--first-stage`` starts the UNet panel at a later run and ``--first-step`` puts that run at its step
-of the lineage (to plot later runs when earlier logs are gone). Curves are smoothed with a running mean (raw
-in grey).
+content encoder run, ``content`` to ``content4``, the depth panel ``depth`` to ``depth3``); the UNet's from
+the TensorBoard events that ``gen1 train`` writes (``train/loss``), one curve per UNet stage (``UNET_STAGES``,
+each starting where the previous one stopped; runs that are not there are skipped). ``--panels`` picks the
+panels (``--unet-only`` = the UNet alone), ``--first-stage`` starts the UNet panel at a later run and
+``--first-step`` puts that run at its step of the lineage (to plot later runs when earlier logs are gone).
+Curves are smoothed with a running mean (raw in grey).
 """
 
 from __future__ import annotations
@@ -48,15 +48,17 @@ UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("image, 
                ("temporal only, same data", "unet_ref_video"), ("image, content encoder 2", "unet_c2"),
                ("image, continued at half the lr", "unet_c2b"), ("temporal only, same data", "unet_c2b_video"),
                ("image, content encoder 4", "unet_c4"), ("image, continued at half the lr", "unet_c4b"),
-               ("temporal only, same data", "unet_c4b_video"))
+               ("temporal only, same data", "unet_c4b_video"), ("image, sign-aware depth estimator", "unet_d3"),
+               ("temporal only, same data", "unet_d3_video"))
 # component panel -> its runs (a later run of the same component is drawn over the first)
-COMPONENT_RUNS = {"vae": ("vae",), "content": ("content", "content2", "content3", "content4"), "depth": ("depth",)}
+COMPONENT_RUNS = {"vae": ("vae",), "content": ("content", "content2", "content3", "content4"), "depth": ("depth", "depth2", "depth3")}
 
 
 def plot_run(ax, steps: np.ndarray, losses: np.ndarray, label: str | None = None) -> None:
-    ax.plot(steps, losses, color="0.8", linewidth=0.6)
+    ax.plot(steps, losses, color="0.8", linewidth=0.6, zorder=1)
     window = max(1, len(losses) // 30)
-    ax.plot(steps[window - 1:], smooth(losses, window), linewidth=1.5, label=label)
+    # smoothed curves above every run's raw values, so a later run's grey does not hide an earlier curve
+    ax.plot(steps[window - 1:], smooth(losses, window), linewidth=1.5, label=label, zorder=3)
 
 
 def main() -> int:
@@ -79,7 +81,7 @@ def main() -> int:
 
     runs = Path(args.runs)
     panels = [("VAE (L1 + MSE + 1e-6 KL)", "vae"), ("content encoder (InfoNCE + align [+ attributes])", "content"),
-              ("depth (scale-shift-invariant MSE)", "depth"), ("VideoUNet (v-prediction MSE, gen1 train)", "unet")]
+              ("depth (SSI MSE; depth2, depth3: SSI MAE)", "depth"), ("VideoUNet (v-prediction MSE, gen1 train)", "unet")]
     chosen = ["unet"] if args.unet_only else args.panels
     panels = [(title, name) for title, name in panels if name in chosen]
     stages = UNET_STAGES[[run for _, run in UNET_STAGES].index(args.first_stage):]

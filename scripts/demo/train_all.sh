@@ -76,7 +76,22 @@ $PY -m gen1 train demo_image model.base="$R/unet_c4/export" data.shards="$R/shar
 $PY -m gen1 train demo_temporal model.base="$R/unet_c4b/export" data.shards="$R/shards_ref3" \
     train.output_dir="$R/unet_c4b_video" train.resume=latest
 
-# 7. assemble (fp16 safetensors), curves, evaluation table
+# 7. a depth estimator that puts no frame upside down: the first one fine-tuned with the sign-aware median/MAD
+#    loss (1500 steps at lr 5e-4, then 3000 more at 1e-3), the inference-condition shards rebuilt with its depth,
+#    the image stage continued on them (6000 steps at half the learning rate), then the temporal layers
+$PY scripts/demo/train_component.py depth --out "$R/depth2" --steps 1500 --loss ssimae --lr 5e-4 \
+    --init "$R/depth/export" --threads "$T"
+$PY scripts/demo/train_component.py depth --out "$R/depth3" --steps 3000 --loss ssimae --lr 1e-3 \
+    --init "$R/depth2/export" --threads "$T"
+$PY scripts/demo/prepare_unet.py --vae "$R/vae/export" --content "$R/content4/export" \
+    --depth-estimator "$R/depth3/export" --reference-content \
+    --shards "$R/shards_ref4" --videos 1200 --images 32976 --threads "$T"
+$PY -m gen1 train demo_image model.base="$R/unet_c4b_video/export" data.shards="$R/shards_ref4" \
+    train.output_dir="$R/unet_d3" train.resume=latest train.max_steps=6000 optim.warmup_steps=50 optim.lr=2.5e-4
+$PY -m gen1 train demo_temporal model.base="$R/unet_d3/export" data.shards="$R/shards_ref4" \
+    train.output_dir="$R/unet_d3_video" train.resume=latest
+
+# 8. assemble (fp16 safetensors), curves, evaluation table
 $PY scripts/demo/assemble.py --runs "$R" --out gen1/assets/demo-model
 $PY scripts/demo/plot_curves.py --runs "$R" --out docs/demo_training_curves.png
 $PY scripts/demo/evaluate.py --edits 32 --steps 15 --json "$R/eval.json"

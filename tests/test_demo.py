@@ -342,6 +342,22 @@ def test_ideal_scores_script_prints_table_and_json(tmp_path, monkeypatch, capsys
                                                "other_layout_mean", "frame_mean_colour"}
 
 
+def test_benchmark_scores_a_later_range_of_edits(bundled_pipe):
+    """first_edit picks which held-out cases are scored: edit 1 alone gives exactly score_case's numbers on
+    case 1 (each configuration starts from the case's own noise), and the table names the range."""
+    from gen1.demo.benchmark import configurations, edit_case, format_table, run_benchmark, score_case
+
+    result = run_benchmark(bundled_pipe, num_edits=1, steps=1, guidance=1.0, frames=4, progress=False, first_edit=1)
+    alone = score_case(bundled_pipe, edit_case(1, frames=4), configurations(1.0), steps=1)
+    for name, metrics in alone.items():
+        assert result["means"][name] == pytest.approx(metrics)
+    first = score_case(bundled_pipe, edit_case(0, frames=4), {"base": configurations(1.0)["base"]}, steps=1)
+    assert first["base"]["psnr"] != pytest.approx(result["means"]["base"]["psnr"])
+    assert format_table(result).startswith("1 held-out edits (cases 1-1),")
+    with pytest.raises(ValueError, match="first_edit must be >= 0"):
+        run_benchmark(bundled_pipe, num_edits=1, steps=1, guidance=1.0, first_edit=-1, progress=False)
+
+
 def test_evaluate_script_prints_table_and_json(tmp_path, monkeypatch, capsys):
     out = tmp_path / "eval.json"
     monkeypatch.setattr(sys, "argv", ["evaluate.py", "--edits", "1", "--steps", "1", "--frames", "2",
@@ -352,6 +368,10 @@ def test_evaluate_script_prints_table_and_json(tmp_path, monkeypatch, capsys):
     printed = capsys.readouterr().out
     assert "| structure t_s |" in printed and "| temporal w_t |" in printed
     assert json.loads(out.read_text())["num_edits"] == 1
+    monkeypatch.setattr(sys, "argv", ["evaluate.py", "--first-edit", "-1"])
+    with pytest.raises(SystemExit) as exit_info:
+        runpy.run_path(str(REPO / "scripts" / "demo" / "evaluate.py"), run_name="__main__")
+    assert exit_info.value.code == 2 and "--first-edit must be >= 0" in capsys.readouterr().err
 
 
 def test_gen1_demo_writes_video_and_comparison(tmp_path):

@@ -106,9 +106,10 @@ def score_case(pipe, case: EditCase, runs: dict, *, steps: int) -> dict[str, dic
 
 
 def run_benchmark(pipe, *, num_edits: int, steps: int, guidance: float, frames: int = 8, size: int = 64,
-                  progress: bool = True) -> dict:
-    """Mean metrics per run over ``num_edits`` held-out cases, plus reference rows for the source itself and
-    the ground truth (warp error of a perfect edit)."""
+                  progress: bool = True, first_edit: int = 0) -> dict:
+    """Mean metrics per run over ``num_edits`` held-out cases (``first_edit`` onward: a later range checks
+    how much of a result is luck), plus reference rows for the source itself and the ground truth (warp error
+    of a perfect edit)."""
     from tqdm.auto import tqdm
 
     from gen1.eval.warp import source_flows, warp_error
@@ -116,7 +117,9 @@ def run_benchmark(pipe, *, num_edits: int, steps: int, guidance: float, frames: 
     runs = configurations(guidance)
     totals: dict[str, dict[str, float]] = {}
     truth_warp = 0.0
-    for i in tqdm(range(num_edits), desc="edits", disable=not progress):
+    if first_edit < 0:
+        raise ValueError(f"first_edit must be >= 0, got {first_edit}")
+    for i in tqdm(range(first_edit, first_edit + num_edits), desc="edits", disable=not progress):
         case = edit_case(i, frames=frames, size=size)
         truth_warp += warp_error(case.ground_truth, flows=source_flows(case.source)) / num_edits
         for name, metrics in score_case(pipe, case, runs, steps=steps).items():
@@ -124,7 +127,7 @@ def run_benchmark(pipe, *, num_edits: int, steps: int, guidance: float, frames: 
             for key, value in metrics.items():
                 row[key] = row.get(key, 0.0) + value / num_edits
     return dict(runs=runs, means=totals, ground_truth_warp_error=truth_warp, num_edits=num_edits, steps=steps,
-                guidance=guidance)
+                guidance=guidance, first_edit=first_edit)
 
 
 def format_table(result: dict) -> str:
@@ -134,7 +137,9 @@ def format_table(result: dict) -> str:
     def m(name, key):
         return means[name][key]
 
-    lines = [f"{result['num_edits']} held-out edits, {result['steps']} DDIM steps, baseline t_s=0, w_t=1, w={g}", "",
+    first, count = result.get("first_edit", 0), result["num_edits"]
+    cases = f" (cases {first}-{first + count - 1})" if first else ""
+    lines = [f"{count} held-out edits{cases}, {result['steps']} DDIM steps, baseline t_s=0, w_t=1, w={g}", "",
              "| structure t_s | PSNR (dB) | SSIM |", "|---|---|---|"]
     for level in STRUCTURE_LEVELS:
         name = run_name(runs, structure_level=float(level), temporal_guidance_scale=1.0, guidance_scale=g,

@@ -1,6 +1,7 @@
 """Score the bundled demo model (or any gen1 pipeline at 64x64) on held-out synthetic edits; print the table.
 
     python scripts/demo/evaluate.py --edits 32 --steps 15 --json runs/demo/eval.json
+    python scripts/demo/evaluate.py --first-edit 32 --edits 64   # the next 64 held-out edits: how much is luck
 
 See gen1/demo/benchmark.py for what each row measures; docs/demo.md holds the last table.
 """
@@ -16,10 +17,15 @@ def main() -> int:
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_edit_arguments(parser, edits=32)
+    parser.add_argument("--first-edit", type=int, default=0,
+                        help="index of the first held-out edit (default 0: the benchmark's edits 0..EDITS-1)")
     args = parser.parse_args()
+    if args.first_edit < 0:
+        parser.error(f"--first-edit must be >= 0, got {args.first_edit}")
 
     pipe = edit_script_pipeline(args)
-    result = run_benchmark(pipe, num_edits=args.edits, steps=args.steps, guidance=args.guidance, frames=args.frames)
+    result = run_benchmark(pipe, num_edits=args.edits, steps=args.steps, guidance=args.guidance, frames=args.frames,
+                           first_edit=args.first_edit)
     print(format_table(result))
     checks = thresholds(result)
     print()

@@ -66,7 +66,6 @@ def test_load_depth_weights_refuses_another_architecture(tmp_path):
         load_depth_weights(build_depth_estimator(), tmp_path / "missing")
 
 
-
 def test_bundled_depth_estimator_puts_no_held_out_frame_upside_down():
     """The shipped estimator was fine-tuned with the sign-aware loss: every held-out frame, rolled cameras
     included, correlates positively with the true inverse depth (the least-squares-trained one flipped 12.5%)."""

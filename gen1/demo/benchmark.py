@@ -110,6 +110,8 @@ def run_benchmark(pipe, *, num_edits: int, steps: int, guidance: float, frames: 
     """Mean metrics per run over ``num_edits`` held-out cases (``first_edit`` onward: a later range checks
     how much of a result is luck), plus reference rows for the source itself and the ground truth (warp error
     of a perfect edit)."""
+    if first_edit < 0:
+        raise ValueError(f"first_edit must be >= 0, got {first_edit}")
     from tqdm.auto import tqdm
 
     from gen1.eval.warp import source_flows, warp_error
@@ -117,8 +119,6 @@ def run_benchmark(pipe, *, num_edits: int, steps: int, guidance: float, frames: 
     runs = configurations(guidance)
     totals: dict[str, dict[str, float]] = {}
     truth_warp = 0.0
-    if first_edit < 0:
-        raise ValueError(f"first_edit must be >= 0, got {first_edit}")
     for i in tqdm(range(first_edit, first_edit + num_edits), desc="edits", disable=not progress):
         case = edit_case(i, frames=frames, size=size)
         truth_warp += warp_error(case.ground_truth, flows=source_flows(case.source)) / num_edits
@@ -137,7 +137,7 @@ def format_table(result: dict) -> str:
     def m(name, key):
         return means[name][key]
 
-    first, count = result.get("first_edit", 0), result["num_edits"]
+    first, count = result["first_edit"], result["num_edits"]
     cases = f" (cases {first}-{first + count - 1})" if first else ""
     lines = [f"{count} held-out edits{cases}, {result['steps']} DDIM steps, baseline t_s=0, w_t=1, w={g}", "",
              "| structure t_s | PSNR (dB) | SSIM |", "|---|---|---|"]

@@ -51,7 +51,8 @@ UNET_STAGES = (("joint", "unet"), ("image (structure)", "unet_image"), ("image, 
                ("temporal only, same data", "unet_c4b_video"), ("image, sign-aware depth estimator", "unet_d3"),
                ("temporal only, same data", "unet_d3_video"))
 # component panel -> its runs (a later run of the same component is drawn over the first)
-COMPONENT_RUNS = {"vae": ("vae",), "content": ("content", "content2", "content3", "content4"), "depth": ("depth", "depth2", "depth3")}
+COMPONENT_RUNS = {"vae": ("vae",), "content": ("content", "content2", "content3", "content4"),
+                  "depth": ("depth", "depth2", "depth3")}
 
 
 def plot_run(ax, steps: np.ndarray, losses: np.ndarray, label: str | None = None) -> None:
@@ -81,7 +82,8 @@ def main() -> int:
 
     runs = Path(args.runs)
     panels = [("VAE (L1 + MSE + 1e-6 KL)", "vae"), ("content encoder (InfoNCE + align [+ attributes])", "content"),
-              ("depth (SSI MSE; depth2, depth3: SSI MAE)", "depth"), ("VideoUNet (v-prediction MSE, gen1 train)", "unet")]
+              ("depth (SSI MSE; depth2, depth3: SSI MAE)", "depth"),
+              ("VideoUNet (v-prediction MSE, gen1 train)", "unet")]
     chosen = ["unet"] if args.unet_only else args.panels
     panels = [(title, name) for title, name in panels if name in chosen]
     stages = UNET_STAGES[[run for _, run in UNET_STAGES].index(args.first_stage):]

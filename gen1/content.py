@@ -90,6 +90,26 @@ def mix_content(embeddings: Sequence[torch.Tensor] | torch.Tensor, weights: Sequ
     return out.to(rows[0].dtype)
 
 
+def convex_mix(embeddings: torch.Tensor, weights: Sequence[float] | None = None) -> torch.Tensor:
+    """Convex mix of the ``(N, D)`` rows of ``embeddings`` -> ``(1, D)``: how prompts and references combine.
+
+    The weights (one per row, default equal) are normalised to sum to 1, so mixing N inputs keeps the magnitude
+    of the single embeddings the model was trained on and only the weights' ratios matter (with one input its
+    weight has no effect). Weights must be finite, >= 0 and not all 0 (``ValueError`` naming
+    ``content_weights`` otherwise).
+    """
+    n = embeddings.shape[0]
+    if weights is not None and len(weights) != n:
+        raise ValueError(f"content_weights must have one weight per prompt/image ({n}), got {len(weights)}")
+    weights = [1.0] * n if weights is None else [float(w) for w in weights]
+    if any(not np.isfinite(w) or w < 0 for w in weights):
+        raise ValueError(f"content_weights must be finite and >= 0, got {weights}")
+    total = sum(weights)
+    if total <= 0:
+        raise ValueError(f"content_weights must not all be 0, got {weights}")
+    return mix_content(embeddings, [w / total for w in weights]).reshape(1, -1)
+
+
 def as_unet_context(emb: torch.Tensor) -> torch.Tensor:
     """Content ``(N, D)`` (or ``(D,)``) -> ``(N, 1, D)``, the sequence VideoUNet cross-attends to."""
     if emb.ndim == 1:
@@ -457,3 +477,27 @@ def _sample_prior(encoder: ContentEncoder, prior, scheduler, text_embeds, hidden
             kwargs["prev_timestep"] = None if i + 1 == len(timesteps) else timesteps[i + 1]
         latents = scheduler.step(pred, timestep=t, sample=latents, **kwargs).prev_sample
     return prior.post_process_latents(latents).float()
+
+
+def load_content_encoder(path: str | os.PathLike) -> ContentEncoder:
+    """A :class:`ContentEncoder` from a folder in either layout: gen1's own (``save_pretrained``: a config naming
+    ``ContentEncoder``) or a transformers CLIP checkpoint (``model_type: clip``, e.g. openai/clip-vit-large-patch14).
+    """
+    folder = Path(path)
+    config_path = folder / "config.json"
+    if not folder.is_dir():
+        raise FileNotFoundError(f"content encoder folder not found: '{folder}' (gen1 never downloads weights)")
+    if not config_path.is_file():
+        raise ValueError(f"content encoder folder '{folder}' has no config.json")
+    try:
+        config = json.loads(config_path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"'{config_path}' is not valid JSON: {error}") from None
+    if config.get("_class_name") == ContentEncoder.__name__:
+        return ContentEncoder.from_pretrained(str(folder))
+    if config.get("model_type") == "clip":
+        return ContentEncoder.from_clip_pretrained(folder)
+    raise ValueError(
+        f"'{folder}' is neither a gen1 ContentEncoder (save_pretrained) nor a transformers CLIP checkpoint "
+        f"(config.json has _class_name={config.get('_class_name')!r}, model_type={config.get('model_type')!r})"
+    )

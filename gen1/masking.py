@@ -112,3 +112,59 @@ def feather_mask(mask: torch.Tensor, latent_size: tuple[int, int], sigma: float 
     latent = F.conv2d(latent, kernel.view(1, 1, 1, -1))
     latent = F.conv2d(latent, kernel.view(1, 1, -1, 1))
     return latent.clamp(0, 1)
+
+
+class KeptRegion:
+    """What a masked edit keeps: the source where the mask is 0, in latents at every step and in pixels at the end.
+
+    * :meth:`__call__` is a :func:`gen1.denoise.denoise` step hook: after each step the kept region of the
+      latents is reset to the source latents noised to the *next* step's level (the same ``noise`` the edit
+      started from), and to the clean source latents after the last step, blended with the feathered latent
+      mask ``latent_mask`` (1 = edit). The model therefore denoises the edited region in the context of the
+      real surroundings.
+    * :meth:`composite` puts the kept pixels back after decoding. The VAE decoder is not local (GroupNorm
+      statistics, mid-block attention) and not lossless, so decoded latents never equal the source; the kept
+      region is taken from the source frames themselves. The pixel blend weight is the user's pixel mask times
+      the feathered latent mask brought to pixels: 0 wherever the user's mask is 0 (those pixels are the
+      source exactly), and the feather falls inside the edited region.
+    """
+
+    def __init__(self, pixel_mask: torch.Tensor, latent_mask: torch.Tensor, source_latents: torch.Tensor,
+                 noise: torch.Tensor, scheduler, timesteps: torch.Tensor):
+        self.pixel_mask = pixel_mask
+        self.latent_mask = latent_mask
+        self.source_latents = source_latents
+        self.noise = noise
+        self.scheduler = scheduler
+        self.timesteps = timesteps
+
+    @classmethod
+    def from_pixel_mask(cls, mask: torch.Tensor, size: tuple[int, int], latent_size: tuple[int, int],
+                        sigma: float, *, source_latents: torch.Tensor, noise: torch.Tensor, scheduler,
+                        timesteps: torch.Tensor) -> "KeptRegion":
+        """From the user's mask ``(F, 1, H0, W0)`` at the source size; ``size`` is the output ``(H, W)``."""
+        from gen1.conditioning import resize
+
+        pixel_mask = resize(mask.float(), tuple(size)).clamp(0, 1)
+        latent = feather_mask(pixel_mask, latent_size, sigma)
+        latent_mask = latent.permute(1, 0, 2, 3).unsqueeze(0).to(source_latents.device)  # (1, 1, F, h, w)
+        return cls(pixel_mask, latent_mask, source_latents, noise, scheduler, timesteps)
+
+    def __call__(self, index: int, t, latents: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
+        if index + 1 < len(self.timesteps):
+            kept = self.scheduler.add_noise(self.source_latents, self.noise, self.timesteps[index + 1 : index + 2])
+        else:
+            kept = self.source_latents
+        return self.latent_mask * latents + (1.0 - self.latent_mask) * kept
+
+    def pixel_weight(self) -> torch.Tensor:
+        """Per-pixel weight of the edit ``(F, 1, H, W)`` on the CPU: user mask x feathered mask at pixel size."""
+        feathered = self.latent_mask[0].permute(1, 0, 2, 3).float().cpu()
+        feathered = F.interpolate(feathered, size=tuple(self.pixel_mask.shape[-2:]), mode="bilinear",
+                                  align_corners=False)
+        return (self.pixel_mask.cpu() * feathered).clamp(0, 1)
+
+    def composite(self, edited: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
+        """Decoded frames ``(F, 3, H, W)`` with the kept region taken from the ``source`` frames."""
+        weight = self.pixel_weight()
+        return weight * edited + (1.0 - weight) * source

@@ -1,15 +1,19 @@
 """``Gen1Pipeline``: structure- and content-guided video editing (a diffusers ``DiffusionPipeline``).
 
-One call edits one video:
+One call edits one video, as a sequence of ``prepare_*`` steps (diffusers style) around a loop that knows nothing
+of Gen-1:
 
-1. frames (path / array / tensor) -> resized to the output size -> source latents (VAE, in chunks of frames);
-2. structure: depth from the depth estimator (or the user's depth) -> obscured at ``structure_level`` ->
-   the UNet's structure channels (:func:`gen1.conditioning.structure_input`);
-3. content: prompt (through the prior) and/or reference image(s), mixed with weights, or precomputed embeddings;
-4. the scheduler loop; each step evaluates the guidance terms (:mod:`gen1.guidance`) in ONE batched UNet call per
-   temporal window (:mod:`gen1.windows`) and blends the windows' predictions; with a mask, the kept region is
-   reset to the source latents noised to the step's level (:mod:`gen1.masking`);
-5. VAE decode in chunks -> frames.
+1. :meth:`~Gen1Pipeline.check_inputs`, :meth:`~Gen1Pipeline.prepare_windows`, :class:`SourceVideo` (frames resized
+   to the output size) and the mask (:func:`gen1.masking.prepare_mask`): everything the user gave is checked
+   before any model runs;
+2. :meth:`~Gen1Pipeline.prepare_route`: content (prompt through the prior and/or reference images, mixed), and
+   structure (estimated or user depth, obscured at ``structure_level``), packed into a route
+   (:mod:`gen1.routes`) whose ``predict`` evaluates all guidance terms (:mod:`gen1.guidance`) in ONE batched call;
+3. :meth:`~Gen1Pipeline.prepare_timesteps` and :meth:`~Gen1Pipeline.prepare_latents` (noise, source latents);
+4. :func:`gen1.denoise.denoise` with the route's prediction blended over temporal windows
+   (:class:`gen1.windows.WindowBlender`) and, for masked edits, the kept region reset after every step
+   (:class:`gen1.masking.KeptRegion`);
+5. VAE decode in chunks -> frames; a masked edit takes its kept pixels from the source frames.
 
 Latents, noise and all scheduler arithmetic are float32 whatever the components' dtype; only UNet and VAE inputs
 are cast to the models' dtype.
@@ -17,23 +21,24 @@ are cast to the models' dtype.
 
 from __future__ import annotations
 
-import inspect
 import os
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, DiffusionPipeline
+from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
-from einops import rearrange, repeat
+from einops import rearrange
 
 from gen1.conditioning import (check_structure_level, decode_latents, encode_latents, resize, structure_input,
                                target_size, video_to_tensor)
+from gen1.denoise import denoise
 from gen1.guidance import GuidancePlan, check_scales, plan_guidance
-from gen1.masking import feather_mask, prepare_mask
-from gen1.windows import check_window_arguments, temporal_windows, window_weights
+from gen1.masking import KeptRegion, prepare_mask
+from gen1.routes import NativeRoute
+from gen1.windows import WindowBlender, check_window_arguments
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
 
@@ -51,53 +56,6 @@ class Gen1PipelineOutput(BaseOutput):
     frames: Any
     depth: Any = None
     fps: Any = None
-
-
-def _accepts(function: Callable, name: str) -> bool:
-    return name in inspect.signature(function).parameters
-
-
-def trained_video_unet(unet):
-    """``unet`` as a VideoUNet: an instance, a VideoUNet folder, or a training export holding ``unet/``."""
-    from pathlib import Path
-
-    from gen1.unet import VideoUNet
-
-    if isinstance(unet, VideoUNet):
-        return unet
-    if not isinstance(unet, (str, os.PathLike)):
-        raise ValueError(f"unet must be a VideoUNet or a folder, got {type(unet).__name__}")
-    folder = Path(unet)
-    if not (folder / "config.json").is_file() and (folder / "unet" / "config.json").is_file():
-        folder = folder / "unet"
-    if not (folder / "config.json").is_file():
-        raise FileNotFoundError(f"unet: no VideoUNet config.json in '{unet}' or '{Path(unet) / 'unet'}'")
-    import json
-
-    name = json.loads((folder / "config.json").read_text(encoding="utf-8")).get("_class_name")
-    if name != "VideoUNet":
-        raise ValueError(f"unet: '{folder}' holds a {name!r}, expected a trained VideoUNet (e.g. OUTPUT/export/unet)")
-    return VideoUNet.from_pretrained(str(folder))
-
-
-def _warn_if_more_than_temporal_trained(temporal_weights) -> None:
-    """Warn when ``temporal_weights`` come from a training export that also trained non-temporal weights."""
-    import json
-    import warnings
-    from pathlib import Path
-
-    record = Path(temporal_weights).parent / "training.json"  # written by gen1.training.trainer.export_model
-    if not record.is_file():
-        return
-    trainable = json.loads(record.read_text(encoding="utf-8")).get("trainable")
-    if trainable not in (None, "temporal"):
-        warnings.warn(
-            f"temporal_weights '{temporal_weights}' come from a run that trained trainable={trainable!r}; "
-            f"its other trained weights are only in '{Path(temporal_weights).parent / 'unet'}' and are dropped "
-            "here -- pass unet= that folder to keep them",
-            UserWarning,
-            stacklevel=3,
-        )
 
 
 class Gen1Pipeline(DiffusionPipeline):
@@ -209,65 +167,22 @@ class Gen1Pipeline(DiffusionPipeline):
         ``trainable``) onto the original SD UNet drops the trained image weights, and warns.
 
         ``depth_estimator`` / ``content_encoder`` are instances, or paths loaded with
-        :func:`gen1.depth.load_depth_estimator` / ``ContentEncoder.from_pretrained``. ``scheduler`` defaults to a
+        :func:`gen1.depth.load_depth_estimator` / :func:`gen1.content.load_content_encoder` (a gen1
+        ``ContentEncoder`` folder or a transformers CLIP checkpoint folder). ``scheduler`` defaults to a
         ``DDIMScheduler`` with the checkpoint's scheduler config (so its ``prediction_type`` is kept).
         ``clip_length`` is the clip length the temporal weights were trained on (the default temporal window).
         Weights load in float32 and every component is then cast to ``torch_dtype`` (:meth:`cast`).
         """
-        from pathlib import Path
+        from gen1.assembly import from_stable_diffusion
 
-        from gen1.unet import VideoUNet
-
-        sd_dir = Path(sd_dir)
-        for sub in ("unet", "vae", "scheduler"):
-            if not (sd_dir / sub).is_dir():
-                raise FileNotFoundError(
-                    f"not a Stable Diffusion directory in diffusers layout: '{sd_dir}' has no '{sub}/' folder"
-                )
-        if isinstance(depth_estimator, (str, os.PathLike)):
-            from gen1.depth import load_depth_estimator
-
-            depth_estimator = load_depth_estimator(depth_estimator)
-        if isinstance(content_encoder, (str, os.PathLike)):
-            from gen1.content import ContentEncoder
-
-            content_encoder = ContentEncoder.from_pretrained(content_encoder)
-        vae = AutoencoderKL.from_pretrained(sd_dir, subfolder="vae")
-        if unet is None:
-            unet = VideoUNet.from_image_unet(
-                str(sd_dir),
-                subfolder="unet",
-                structure_channels=structure_channels,
-                max_frames=max_frames,
-                clip_length=clip_length,
-                content_dim=content_encoder.embedding_dim,
-                **temporal_kwargs,
-            )
-        else:
-            if temporal_kwargs or clip_length is not None:
-                given = sorted(temporal_kwargs) + (["clip_length"] if clip_length is not None else [])
-                raise ValueError(f"unet= is a trained VideoUNet whose config is fixed; do not also pass {given}")
-            unet = trained_video_unet(unet)
-            if unet.content_dim != content_encoder.embedding_dim:
-                raise ValueError(f"unet takes content of size {unet.content_dim}, the content_encoder gives "
-                                 f"{content_encoder.embedding_dim}")
-        if temporal_weights is not None:
-            _warn_if_more_than_temporal_trained(temporal_weights)
-            unet.load_temporal(temporal_weights)
-        if scheduler is None:
-            scheduler = DDIMScheduler.from_pretrained(sd_dir, subfolder="scheduler")
-        pipe = cls(
-            vae=vae,
-            unet=unet,
-            scheduler=scheduler,
-            depth_estimator=depth_estimator,
-            content_encoder=content_encoder,
-            prior=prior,
-            prior_scheduler=prior_scheduler,
+        return from_stable_diffusion(
+            cls, sd_dir, depth_estimator=depth_estimator, content_encoder=content_encoder,
+            temporal_weights=temporal_weights, unet=unet, structure_channels=structure_channels,
+            max_frames=max_frames, clip_length=clip_length, scheduler=scheduler, prior=prior,
+            prior_scheduler=prior_scheduler, torch_dtype=torch_dtype, **temporal_kwargs,
         )
-        return pipe if torch_dtype is None else pipe.cast(torch_dtype)
 
-    # ----------------------------------------------------------------------------------------------- inputs
+    # ----------------------------------------------------------------------------------------------- content
     def encode_content(
         self,
         prompt: str | Sequence[str] | None = None,
@@ -276,9 +191,8 @@ class Gen1Pipeline(DiffusionPipeline):
         generator: torch.Generator | None = None,
     ) -> torch.Tensor:
         """Content embedding ``(1, D)`` from prompt(s) (through the prior) and/or reference image(s), mixed with
-        ``content_weights`` (one per prompt, then one per image, >= 0; normalised to sum to 1, so the result is a
-        convex combination; default equal weights)."""
-        from gen1.content import mix_content
+        ``content_weights`` (one per prompt, then one per image; :func:`gen1.content.convex_mix`)."""
+        from gen1.content import convex_mix
 
         prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
         if reference_image is None:
@@ -302,26 +216,7 @@ class Gen1Pipeline(DiffusionPipeline):
         for image in images:
             embeddings.append(self.content_encoder.encode_image(image).reshape(1, -1))
         embeds = torch.cat([e.reshape(e.shape[0], -1).float() for e in embeddings])
-        return self._mix(embeds, content_weights, mix_content)
-
-    @staticmethod
-    def _mix(embeds: torch.Tensor, weights, mix_content) -> torch.Tensor:
-        """Convex mix of the ``(N, D)`` rows -> ``(1, D)``.
-
-        The weights are normalised to sum to 1 (default: equal), so mixing N inputs keeps the magnitude of the
-        single embeddings the model was trained on, and only the weights' ratios matter (with one input its
-        weight therefore has no effect). Weights must be >= 0 and not all 0.
-        """
-        n = embeds.shape[0]
-        if weights is not None and len(weights) != n:
-            raise ValueError(f"content_weights must have one weight per prompt/image ({n}), got {len(weights)}")
-        weights = [1.0] * n if weights is None else [float(w) for w in weights]
-        if any(not np.isfinite(w) or w < 0 for w in weights):
-            raise ValueError(f"content_weights must be finite and >= 0, got {weights}")
-        total = sum(weights)
-        if total <= 0:
-            raise ValueError(f"content_weights must not all be 0, got {weights}")
-        return mix_content(embeds, [w / total for w in weights]).reshape(1, -1)
+        return convex_mix(embeds, content_weights)
 
     @staticmethod
     def _load_image(image):
@@ -331,8 +226,28 @@ class Gen1Pipeline(DiffusionPipeline):
             return read_image(image)
         return image
 
-    def _structure(self, frames: torch.Tensor, depth, size, batch_size: int = 8) -> torch.Tensor:
-        """Unobscured depth ``(F, 1, H, W)`` in [0, 1] at output size ``size`` (estimated or from the user)."""
+    def prepare_content(self, prompt, reference_image, content_weights, content_embeds, generator,
+                        device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(content context, null context), each ``(1, L, D)`` float32 on ``device``, from the content arguments."""
+        from gen1.content import as_unet_context, convex_mix, null_content
+
+        if content_embeds is not None:
+            embeds = torch.as_tensor(content_embeds).float()
+            embeds = convex_mix(embeds.reshape(-1, embeds.shape[-1]), content_weights)
+        else:
+            embeds = self.encode_content(prompt, reference_image, content_weights, generator=generator)
+        expected = getattr(self.unet, "content_dim", None)
+        if expected is not None and embeds.shape[-1] != expected:
+            raise ValueError(
+                f"content embedding dimension {embeds.shape[-1]} does not match the UNet's content_dim {expected}"
+            )
+        context = as_unet_context(embeds.to(device=device, dtype=torch.float32))
+        null = as_unet_context(null_content(1, embeds.shape[-1], device, torch.float32))
+        return context, null
+
+    # ----------------------------------------------------------------------------------------------- structure
+    def prepare_depth(self, frames: torch.Tensor, depth, batch_size: int = 8) -> torch.Tensor:
+        """Unobscured depth ``(F, 1, H, W)`` in [0, 1] at the frames' size: estimated, or the user's ``depth``."""
         num_frames = frames.shape[0]
         if depth is None:
             if self.depth_estimator is None:
@@ -353,7 +268,20 @@ class Gen1Pipeline(DiffusionPipeline):
             depth = depth.expand(num_frames, -1, -1, -1)
         if depth.shape[0] != num_frames:
             raise ValueError(f"depth has {depth.shape[0]} frames but the video has {num_frames} (give 1 or {num_frames})")
-        return resize(depth, size)
+        return resize(depth, tuple(frames.shape[-2:]))
+
+    # ----------------------------------------------------------------------------------------------- route
+    def prepare_route(self, source: "SourceVideo", content: dict, *, depth, structure_level: float,
+                      plan: GuidancePlan, generator, device) -> tuple[NativeRoute, torch.Tensor]:
+        """The model function of this edit and the obscured depth it is guided by (for display, ``(F, 1, H, W)``).
+
+        ``content`` holds the content arguments of :meth:`__call__` (prompt, reference_image, content_weights,
+        content_embeds). Content is encoded before anything else draws from ``generator`` (a prior samples).
+        """
+        context, null_context = self.prepare_content(generator=generator, device=device, **content)
+        depth_full = self.prepare_depth(source.frames, depth)
+        depth_shown, structure = structure_input(depth_full, structure_level, source.latent_size)
+        return NativeRoute(self.unet, structure.to(device), plan, context, null_context), depth_shown
 
     # ----------------------------------------------------------------------------------------------- VAE
     @torch.no_grad()
@@ -369,35 +297,10 @@ class Gen1Pipeline(DiffusionPipeline):
         flat = rearrange(latents, "1 c f h w -> f c h w").to(self._execution_device)
         return decode_latents(self.vae, flat, chunk_size=chunk_size, device=self._execution_device)
 
-    # ----------------------------------------------------------------------------------------------- UNet
-    def predict_noise(
-        self,
-        latents: torch.Tensor,
-        structure: torch.Tensor,
-        timestep: torch.Tensor,
-        plan: GuidancePlan,
-        context: torch.Tensor,
-        null_context: torch.Tensor,
-    ) -> torch.Tensor:
-        """Guided prediction ``(1, 4, Fw, h, w)`` float32 for one window: all of ``plan``'s terms in ONE UNet call.
-
-        Batch entry ``i`` is term ``plan.terms[i]``: the same ``[z_t, s]`` sample, the real or null content, and
-        the image-mode gate set for the image-model term.
-        """
-        n = plan.num_evaluations
-        dtype = self.unet.dtype
-        sample = torch.cat([latents, structure], dim=1).to(dtype)
-        sample = repeat(sample, "b c f h w -> (n b) c f h w", n=n)
-        hidden = torch.cat([context if cond else null_context for cond in plan.uses_content()]).to(dtype)
-        gate = plan.image_mode()
-        image_mode = list(gate) if any(gate) else None  # host-side gate: no device sync per step
-        timesteps = timestep.reshape(1).expand(sample.shape[0]).to(sample.device)
-        prediction = self.unet(sample, timesteps, encoder_hidden_states=hidden, image_mode=image_mode, return_dict=False)[0]
-        return plan.combine(prediction)
-
-    # ----------------------------------------------------------------------------------------------- call
+    # ----------------------------------------------------------------------------------------------- checks
     def check_inputs(self, *, structure_level, guidance_scale, temporal_guidance_scale, num_inference_steps,
-                     output_type, strength, decode_chunk_size, mask_feather=1.0):
+                     output_type, strength, decode_chunk_size, mask_feather=1.0,
+                     callback_on_step_end_tensor_inputs=()):
         """Validate the scalar call arguments (``ValueError`` naming the argument and its value)."""
         check_structure_level(structure_level)
         check_scales(guidance_scale, temporal_guidance_scale)
@@ -411,8 +314,30 @@ class Gen1Pipeline(DiffusionPipeline):
             raise ValueError(f"mask_feather must be a finite number >= 0 (latent cells), got {mask_feather!r}")
         if int(decode_chunk_size) != decode_chunk_size or decode_chunk_size < 1:
             raise ValueError(f"decode_chunk_size must be an integer >= 1, got {decode_chunk_size!r}")
+        for name in callback_on_step_end_tensor_inputs:
+            if name not in self._callback_tensor_inputs:
+                raise ValueError(f"callback_on_step_end_tensor_inputs: {name!r} not in {self._callback_tensor_inputs}")
 
-    def _timesteps(self, num_inference_steps: int, strength: float, device) -> torch.Tensor:
+    def prepare_windows(self, window_size: int | None, window_overlap: int | None) -> tuple[int, int]:
+        """The temporal window and overlap: given, or the clip length the UNet was trained on and a quarter of it.
+
+        Frame positions beyond the trained clip length never got a gradient, so a UNet that records
+        ``clip_length`` (``gen1 train`` does) defaults to it; otherwise to its ``max_frames``.
+        """
+        max_frames = int(getattr(self.unet.config, "max_frames", 0) or 0) or 16
+        clip_length = int(getattr(self.unet.config, "clip_length", 0) or 0)
+        if window_size is None:
+            window_size = min(clip_length, max_frames) if clip_length else max_frames
+        window_overlap = (window_size // 4) if window_overlap is None else window_overlap
+        check_window_arguments(window_size, window_overlap)
+        if window_size > max_frames:
+            raise ValueError(f"window_size must be <= the UNet's max_frames={max_frames}, got {window_size}")
+        return window_size, window_overlap
+
+    # ----------------------------------------------------------------------------------------------- schedule
+    def prepare_timesteps(self, num_inference_steps: int, strength: float, device) -> torch.Tensor:
+        """The scheduler's timesteps for ``num_inference_steps``; with ``strength < 1`` only the last ``strength``
+        share of them (at least one), the scheduler told where it starts."""
         self.scheduler.set_timesteps(num_inference_steps, device=device)
         timesteps = self.scheduler.timesteps
         if strength >= 1.0:
@@ -423,6 +348,35 @@ class Gen1Pipeline(DiffusionPipeline):
             self.scheduler.set_begin_index(skip * order)
         return timesteps[skip * order :]
 
+    def prepare_latents(self, source: "SourceVideo", timesteps: torch.Tensor, *, strength: float,
+                        need_source: bool, generator, device, decode_chunk_size: int):
+        """(initial latents, the noise they were drawn with, the source latents or None), all float32.
+
+        Below ``strength`` 1 the edit starts from the source latents noised to the first timestep; at 1 from
+        pure noise. The source latents are encoded when ``need_source`` (a masked edit keeps them) or below 1.
+        """
+        shape = (1, self.unet.latent_channels, source.num_frames, *source.latent_size)
+        noise = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+        source_latents = None
+        if need_source or strength < 1.0:
+            source_latents = self.encode_video(source.frames, decode_chunk_size).to(device)
+        if strength < 1.0:
+            latents = self.scheduler.add_noise(source_latents, noise, timesteps[:1])
+        else:
+            latents = noise * float(self.scheduler.init_noise_sigma)
+        return latents, noise, source_latents
+
+    def _callback_hook(self, callback: Callable, tensor_names: Sequence[str]):
+        """``callback_on_step_end`` as a :func:`gen1.denoise.denoise` hook (a returned ``"latents"`` replaces them)."""
+
+        def hook(index, t, latents, prediction):
+            tensors = {"latents": latents, "noise_pred": prediction}
+            outputs = callback(self, index, t, {name: tensors[name] for name in tensor_names}) or {}
+            return outputs.get("latents", latents)
+
+        return hook
+
+    # ----------------------------------------------------------------------------------------------- call
     @torch.no_grad()
     def __call__(
         self,
@@ -466,10 +420,9 @@ class Gen1Pipeline(DiffusionPipeline):
             depth: the user's structure instead of the estimate: tensor ``(F|1, 1, H, W)`` in [0, 1] (1 = near),
                 or a path / frames for :func:`gen1.depth.load_structure`.
             mask: region to edit (1) vs keep (0), the video's size, one mask or one per frame
-                (:mod:`gen1.masking`); feathered with a Gaussian of ``mask_feather`` latent cells.
-            window_size / window_overlap: temporal windows (default: the clip length the UNet was trained on,
-                ``unet.config.clip_length``, recorded by ``gen1 train``; for a UNet without one, its
-                ``max_frames``; and a quarter of the window).
+                (:mod:`gen1.masking`); feathered with a Gaussian of ``mask_feather`` latent cells. Where the mask
+                (at the output size) is 0 the output is the source frames exactly.
+            window_size / window_overlap: temporal windows (:meth:`prepare_windows`).
             decode_chunk_size: frames per VAE encode/decode call.
             strength: in (0, 1]; below 1 starts from the source latents noised to that fraction of the schedule.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
@@ -477,127 +430,48 @@ class Gen1Pipeline(DiffusionPipeline):
                 named in ``callback_on_step_end_tensor_inputs``; a returned ``"latents"`` replaces the latents.
         """
         self.check_inputs(
-            structure_level=structure_level,
-            guidance_scale=guidance_scale,
-            temporal_guidance_scale=temporal_guidance_scale,
-            num_inference_steps=num_inference_steps,
-            output_type=output_type,
-            strength=strength,
-            decode_chunk_size=decode_chunk_size,
-            mask_feather=mask_feather,
+            structure_level=structure_level, guidance_scale=guidance_scale,
+            temporal_guidance_scale=temporal_guidance_scale, num_inference_steps=num_inference_steps,
+            output_type=output_type, strength=strength, decode_chunk_size=decode_chunk_size,
+            mask_feather=mask_feather, callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
-        for name in callback_on_step_end_tensor_inputs:
-            if name not in self._callback_tensor_inputs:
-                raise ValueError(f"callback_on_step_end_tensor_inputs: {name!r} not in {self._callback_tensor_inputs}")
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
-        max_frames = int(getattr(self.unet.config, "max_frames", 0) or 0) or 16
-        clip_length = int(getattr(self.unet.config, "clip_length", 0) or 0)
-        if window_size is None:  # the trained clip length: frame positions beyond it never got a gradient
-            window_size = min(clip_length, max_frames) if clip_length else max_frames
-        window_overlap = (window_size // 4) if window_overlap is None else window_overlap
-        check_window_arguments(window_size, window_overlap)
-        if window_size > max_frames:
-            raise ValueError(f"window_size must be <= the UNet's max_frames={max_frames}, got {window_size}")
-
+        window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
         device = self._execution_device
-        source, fps = video_to_tensor(video)
-        num_frames = source.shape[0]
-        size_hw = target_size(
-            source.shape[-2], source.shape[-1], height=height, width=width, size=size, multiple=self.vae_scale_factor
+        source = SourceVideo.prepare(video, height=height, width=width, size=size, multiple=self.vae_scale_factor)
+        user_mask = None if mask is None else prepare_mask(mask, source.num_frames, *source.input_size)
+
+        content = dict(prompt=prompt, reference_image=reference_image, content_weights=content_weights,
+                       content_embeds=content_embeds)
+        route, depth_shown = self.prepare_route(source, content, depth=depth, structure_level=structure_level,
+                                                plan=plan, generator=generator, device=device)
+        timesteps = self.prepare_timesteps(num_inference_steps, strength, device)
+        latents, noise, source_latents = self.prepare_latents(
+            source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
+            device=device, decode_chunk_size=decode_chunk_size,
         )
-        keep_mask = None if mask is None else prepare_mask(mask, num_frames, source.shape[-2], source.shape[-1])
-        frames = resize(source, size_hw)
-        latent_hw = (size_hw[0] // self.vae_scale_factor, size_hw[1] // self.vae_scale_factor)
+        hooks, kept = [], None
+        if user_mask is not None:
+            kept = KeptRegion.from_pixel_mask(user_mask, source.size, source.latent_size, mask_feather,
+                                              source_latents=source_latents, noise=noise, scheduler=self.scheduler,
+                                              timesteps=timesteps)
+            hooks.append(kept)
+        if callback_on_step_end is not None:
+            hooks.append(self._callback_hook(callback_on_step_end, callback_on_step_end_tensor_inputs))
 
-        # content
-        if content_embeds is not None:
-            from gen1.content import mix_content
-
-            embeds = torch.as_tensor(content_embeds).float()
-            embeds = self._mix(embeds.reshape(-1, embeds.shape[-1]), content_weights, mix_content)
-        else:
-            embeds = self.encode_content(prompt, reference_image, content_weights, generator=generator)
-        context, null_context = self._contexts(embeds, device)
-
-        # structure
-        depth_full = self._structure(frames, depth, size_hw)
-        depth_obscured, structure = structure_input(depth_full, structure_level, latent_hw)
-        structure = structure.to(device)
-
-        # schedule and initial latents (float32)
-        timesteps = self._timesteps(num_inference_steps, strength, device)
-        shape = (1, self.unet.latent_channels, num_frames, *latent_hw)
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
-        source_latents = None
-        if keep_mask is not None or strength < 1.0:
-            source_latents = self.encode_video(frames, decode_chunk_size).to(device)
-        if strength < 1.0:
-            latents = self.scheduler.add_noise(source_latents, noise, timesteps[:1])
-        else:
-            latents = noise * float(self.scheduler.init_noise_sigma)
-        latent_mask = None
-        if keep_mask is not None:
-            latent_mask = rearrange(feather_mask(resize(keep_mask, size_hw), latent_hw, mask_feather),
-                                    "f 1 h w -> 1 1 f h w").to(device)
-
-        windows = temporal_windows(num_frames, window_size, window_overlap)
-        weights = [w.to(device) for w in window_weights(windows)]
-        weight_sum = torch.zeros(num_frames, device=device)
-        for (start, end), weight in zip(windows, weights):
-            weight_sum[start:end] += weight
-        step_kwargs = {"generator": generator} if _accepts(self.scheduler.step, "generator") else {}
-
-        with self.progress_bar(total=len(timesteps) * len(windows)) as progress:
-            for i, t in enumerate(timesteps):
-                model_input = self.scheduler.scale_model_input(latents, t)
-                noise_pred = torch.zeros_like(latents)
-                for (start, end), weight in zip(windows, weights):
-                    window_pred = self.predict_noise(
-                        model_input[:, :, start:end], structure[:, :, start:end], t, plan, context, null_context
-                    )
-                    noise_pred[:, :, start:end] += window_pred * weight.view(1, 1, -1, 1, 1)
-                    progress.update()
-                noise_pred = noise_pred / weight_sum.view(1, 1, -1, 1, 1)
-                latents = self.scheduler.step(noise_pred, t, latents, **step_kwargs, return_dict=False)[0].float()
-                if latent_mask is not None:
-                    if i + 1 < len(timesteps):
-                        kept = self.scheduler.add_noise(source_latents, noise, timesteps[i + 1 : i + 2])
-                    else:
-                        kept = source_latents
-                    latents = latent_mask * latents + (1.0 - latent_mask) * kept
-                if callback_on_step_end is not None:
-                    tensors = {"latents": latents, "noise_pred": noise_pred}
-                    outputs = callback_on_step_end(
-                        self, i, t, {name: tensors[name] for name in callback_on_step_end_tensor_inputs}
-                    ) or {}
-                    latents = outputs.get("latents", latents)
+        blender = WindowBlender(route.predict, source.num_frames, window_size, window_overlap, device=device)
+        with self.progress_bar(total=len(timesteps) * len(blender)) as progress:
+            blender.on_window = progress.update
+            latents = denoise(blender, latents, timesteps, self.scheduler, generator=generator, after_step=hooks)
 
         if output_type == "latent":
             self.maybe_free_model_hooks()
-            return Gen1PipelineOutput(frames=latents, depth=depth_obscured, fps=fps)
+            return Gen1PipelineOutput(frames=latents, depth=depth_shown, fps=source.fps)
         frames = self.decode_latents(latents, decode_chunk_size)
-        if latent_mask is not None:
-            # The VAE decoder is not local (GroupNorm statistics, mid-block attention): decoding the blended
-            # latents lets the edit leak into the kept region. Composite the decoded source latents there with
-            # the same feathered mask (bilinear to pixels), so the kept region is the source's VAE reconstruction.
-            kept = self.decode_latents(source_latents, decode_chunk_size)
-            pixel_mask = resize(rearrange(latent_mask, "1 1 f h w -> f 1 h w").float().cpu(), size_hw).clamp(0, 1)
-            frames = pixel_mask * frames + (1.0 - pixel_mask) * kept
+        if kept is not None:
+            frames = kept.composite(frames, source.frames)
         self.maybe_free_model_hooks()
-        return self._format(frames, depth_obscured, output_type, fps)
-
-    def _contexts(self, embeds: torch.Tensor, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(content context, null context), each ``(1, L, D)`` float32 on ``device``."""
-        from gen1.content import as_unet_context, null_content
-
-        expected = getattr(self.unet, "content_dim", None)
-        if expected is not None and embeds.shape[-1] != expected:
-            raise ValueError(
-                f"content embedding dimension {embeds.shape[-1]} does not match the UNet's content_dim {expected}"
-            )
-        context = as_unet_context(embeds.to(device=device, dtype=torch.float32))
-        null = as_unet_context(null_content(1, embeds.shape[-1], device, torch.float32))
-        return context, null
+        return self._format(frames, depth_shown, output_type, source.fps)
 
     @staticmethod
     def _format(frames: torch.Tensor, depth: torch.Tensor, output_type: str, fps) -> Gen1PipelineOutput:
@@ -611,3 +485,31 @@ class Gen1Pipeline(DiffusionPipeline):
 
         images = [Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in array]
         return Gen1PipelineOutput(frames=images, depth=depth_np, fps=fps)
+
+
+@dataclass
+class SourceVideo:
+    """The source of an edit at the output size: frames ``(F, 3, H, W)`` float in [0, 1] on the CPU, their frame
+    rate (None unless read from a file), the input's size before resizing and the latent grid's size."""
+
+    frames: torch.Tensor
+    fps: Any
+    input_size: tuple[int, int]
+    latent_size: tuple[int, int]
+
+    @property
+    def num_frames(self) -> int:
+        return self.frames.shape[0]
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return tuple(self.frames.shape[-2:])
+
+    @classmethod
+    def prepare(cls, video, *, height=None, width=None, size=None, multiple: int = 8) -> "SourceVideo":
+        """Read / convert ``video`` (:func:`gen1.conditioning.video_to_tensor`) and resize it to the output size."""
+        frames, fps = video_to_tensor(video)
+        input_size = tuple(frames.shape[-2:])
+        size_hw = target_size(*input_size, height=height, width=width, size=size, multiple=multiple)
+        latent_size = (size_hw[0] // multiple, size_hw[1] // multiple)
+        return cls(resize(frames, size_hw), fps, input_size, latent_size)

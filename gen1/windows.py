@@ -19,7 +19,13 @@ it per clip; on a long video whose depth range changes, a window therefore sees 
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
+
+#: ``predict_window(model_input_window, t, frames) -> prediction``: a route's guided prediction for the frames
+#: ``frames`` (a ``slice`` of the video) given the latents of just those frames.
+WindowPrediction = Callable[[torch.Tensor, torch.Tensor, slice], torch.Tensor]
 
 
 def check_window_arguments(window_size: int, overlap: int) -> None:
@@ -64,8 +70,41 @@ def window_weights(windows: list[tuple[int, int]], *, dtype: torch.dtype = torch
     return weights
 
 
-def chunk_ranges(total: int, chunk_size: int) -> list[tuple[int, int]]:
-    """``[(start, end), ...]`` consecutive ranges of at most ``chunk_size`` (for chunked VAE encode/decode)."""
-    if int(chunk_size) != chunk_size or chunk_size < 1:
-        raise ValueError(f"chunk size must be an integer >= 1, got {chunk_size!r}")
-    return [(start, min(start + chunk_size, total)) for start in range(0, total, chunk_size)]
+class WindowBlender:
+    """A model function over the whole video made from a prediction over one window at a time.
+
+    Each call evaluates ``predict_window`` on every window of :func:`temporal_windows` and blends the windows'
+    predictions frame by frame with :func:`window_weights`, divided by the summed weights (a convex
+    combination wherever windows meet). ``on_window`` is called after each window (progress bars).
+    """
+
+    def __init__(
+        self,
+        predict_window: WindowPrediction,
+        num_frames: int,
+        window_size: int,
+        overlap: int,
+        *,
+        device: torch.device | str | None = None,
+        on_window: Callable[[], None] | None = None,
+    ):
+        self.predict_window = predict_window
+        self.windows = temporal_windows(num_frames, window_size, overlap)
+        self.weights = [weight.to(device) for weight in window_weights(self.windows)]
+        self.weight_sum = torch.zeros(num_frames, device=device)
+        for (start, end), weight in zip(self.windows, self.weights):
+            self.weight_sum[start:end] += weight
+        self.on_window = on_window
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __call__(self, model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        """The blended prediction for ``model_input`` ``(B, C, F, h, w)``: float32, same shape."""
+        prediction = torch.zeros_like(model_input, dtype=torch.float32)
+        for (start, end), weight in zip(self.windows, self.weights):
+            window = self.predict_window(model_input[:, :, start:end], t, slice(start, end))
+            prediction[:, :, start:end] += window * weight.view(1, 1, -1, 1, 1)
+            if self.on_window is not None:
+                self.on_window()
+        return prediction / self.weight_sum.view(1, 1, -1, 1, 1)

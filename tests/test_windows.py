@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from gen1.windows import chunk_ranges, temporal_windows, window_weights
+from gen1.windows import temporal_windows, window_weights
 
 
 def test_short_video_is_one_window():
@@ -43,9 +43,3 @@ def test_two_window_crossfade_sums_to_one():
 def test_bad_window_arguments_raise(size, overlap):
     with pytest.raises(ValueError, match="window"):
         temporal_windows(10, size, overlap)
-
-
-def test_chunk_ranges():
-    assert chunk_ranges(10, 4) == [(0, 4), (4, 8), (8, 10)]
-    with pytest.raises(ValueError):
-        chunk_ranges(3, 0)

@@ -36,7 +36,8 @@ def main() -> int:
 
     from gen1.demo import bundled_model_dir
     from gen1.demo.diagnostics import format_usage, probe_images, structure_usage
-    from gen1.pipeline import Gen1Pipeline, trained_video_unet
+    from gen1.assembly import trained_video_unet
+    from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
     pipe.cast(torch.float32)

@@ -1,7 +1,7 @@
 """Turning a source video and user inputs into the tensors the pipeline works on.
 
 Kept apart from :mod:`gen1.pipeline` so that the loop there reads as the algorithm, and so that training code
-can build the structure input the same way (:func:`structure_input` is THE mapping from depth to the UNet's
+can build the structure input the same way (:func:`depth_to_structure` is THE mapping from depth to the UNet's
 structure channels).
 """
 
@@ -100,11 +100,15 @@ def vae_latent_scale(vae) -> tuple[float, float]:
 
 
 @torch.no_grad()
-def encode_latents(vae, frames: torch.Tensor, *, chunk_size: int = 8, device=None) -> torch.Tensor:
+def encode_latents(vae, frames: torch.Tensor, *, chunk_size: int = 8, device=None,
+                   sample_generator: torch.Generator | None = None) -> torch.Tensor:
     """THE latent convention, shared by preprocessing, synthetic training data, validation and the pipeline.
 
     Float frames ``(N, 3, H, W)`` in [0, 1] -> ``z_0 = (posterior mean - shift_factor) * scaling_factor``,
     ``(N, C, h, w)`` float32 on ``device`` (default: the VAE's), encoding ``chunk_size`` frames per call.
+    With ``sample_generator`` a posterior *sample* drawn with it replaces the mean: the convention of diffusers'
+    image-to-image and video-to-video pipelines, which the public-checkpoint route follows so that a seed
+    means the same as there.
     """
     scaling, shift = vae_latent_scale(vae)
     param = next(vae.parameters())
@@ -112,7 +116,8 @@ def encode_latents(vae, frames: torch.Tensor, *, chunk_size: int = 8, device=Non
     chunks = []
     for chunk in frames.split(chunk_size):
         posterior = vae.encode((chunk * 2.0 - 1.0).to(device=device, dtype=param.dtype)).latent_dist
-        chunks.append((posterior.mean.float() - shift) * scaling)
+        value = posterior.mean if sample_generator is None else posterior.sample(sample_generator)
+        chunks.append((value.float() - shift) * scaling)
     return torch.cat(chunks)
 
 
@@ -140,13 +145,14 @@ def depth_to_latent_grid(depth: torch.Tensor, latent_size: tuple[int, int]) -> t
     return F.interpolate(depth.float(), size=tuple(latent_size), mode="area").to(depth.dtype)
 
 
-def structure_channels(depth: torch.Tensor, levels) -> torch.Tensor:
+def depth_to_structure(depth: torch.Tensor, levels) -> torch.Tensor:
     """THE mapping from depth to the UNet's structure input, shared by training and inference.
 
     ``depth``: ``(B, 1, F, h, w)`` inverse depth in [0, 1] at latent resolution. ``levels``: t_s, one number or
-    one per sample (length B). The depth is obscured at t_s on the latent grid (:func:`gen1.depth.obscure`: each
-    level removes the same share of the grid's resolution, from the full grid at 0 to one value at 7, so a
-    level means the same at any video size and no two levels coincide) and mapped to [-1, 1] (``2 d - 1``,
+    one per sample (length B). The depth is obscured at t_s on the latent grid (:func:`gen1.depth.obscure`: the
+    levels are spread evenly in log resolution from the full grid at 0 to a layout of about 4 cells along the
+    short side at 7, so a level means the same at any video size and no two levels coincide) and mapped to
+    [-1, 1] (``2 d - 1``,
     the range Stable Diffusion 2 depth was trained on, so that a depth-pretrained UNet is a valid starting
     point).
     """
@@ -161,11 +167,11 @@ def structure_channels(depth: torch.Tensor, levels) -> torch.Tensor:
     return rearrange(obscured, "b f c h w -> b c f h w") * 2.0 - 1.0
 
 
-def structure_input(depth: torch.Tensor, level: float, latent_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
-    """Depth ``(F, 1, H, W)`` in [0, 1] -> (what the model sees, for display ``(F, 1, H, W)`` in [0, 1],
-    UNet structure ``(1, 1, F, h, w)`` from :func:`structure_channels`)."""
+def video_structure(depth: torch.Tensor, level: float, latent_size: tuple[int, int]) -> tuple[torch.Tensor, torch.Tensor]:
+    """Depth of one video ``(F, 1, H, W)`` in [0, 1] -> (what the model sees, for display ``(F, 1, H, W)`` in
+    [0, 1], UNet structure ``(1, 1, F, h, w)`` from :func:`depth_to_structure`)."""
     small = depth_to_latent_grid(depth.float(), latent_size)
-    structure = structure_channels(rearrange(small, "f c h w -> 1 c f h w"), level)
+    structure = depth_to_structure(rearrange(small, "f c h w -> 1 c f h w"), level)
     seen = rearrange((structure + 1.0) / 2.0, "1 c f h w -> f c h w")
     return resize(seen, tuple(depth.shape[-2:])).clamp(0, 1), structure
 

@@ -32,7 +32,7 @@ from diffusers.utils import BaseOutput
 from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange
 
-from gen1.conditioning import (check_structure_level, decode_latents, encode_latents, resize, structure_input,
+from gen1.conditioning import (check_structure_level, decode_latents, encode_latents, resize, video_structure,
                                target_size, video_to_tensor)
 from gen1.denoise import denoise
 from gen1.guidance import GuidancePlan, check_scales, plan_guidance
@@ -41,6 +41,14 @@ from gen1.routes import NativeRoute
 from gen1.windows import WindowBlender, check_window_arguments
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
+
+
+def check_controlnet_scale(scale) -> float:
+    """``controlnet_conditioning_scale`` as a float, or ``ValueError`` unless it is a finite number >= 0."""
+    value = float(scale)
+    if not (np.isfinite(value) and value >= 0):
+        raise ValueError(f"controlnet_conditioning_scale must be a finite number >= 0, got {scale!r}")
+    return value
 
 
 @dataclass
@@ -63,12 +71,18 @@ class Gen1Pipeline(DiffusionPipeline):
 
     Components: ``vae`` (``AutoencoderKL``), ``unet`` (:class:`gen1.unet.VideoUNet`), ``scheduler`` (any diffusers
     scheduler; DDIM by default, eps- or v-prediction per its config), ``depth_estimator``
-    (:class:`gen1.depth.DepthEstimator`), ``content_encoder`` (:class:`gen1.content.ContentEncoder`), and the
-    optional text-to-image-embedding ``prior`` (``PriorTransformer``) with its ``prior_scheduler``.
+    (:class:`gen1.depth.DepthEstimator`), and the components of one of two routes (:mod:`gen1.routes`):
+
+    * native Gen-1 models: ``content_encoder`` (:class:`gen1.content.ContentEncoder`, CLIP image embeddings) and
+      the optional text-to-image-embedding ``prior`` (``PriorTransformer``) with its ``prior_scheduler``; depth
+      enters the UNet as input channels;
+    * public checkpoints (SD-1.5 + AnimateDiff motion modules + depth ControlNet): ``controlnet``
+      (``ControlNetModel``) carries the depth, ``text_encoder`` / ``tokenizer`` (the base's CLIP text model) the
+      prompt.
     """
 
-    model_cpu_offload_seq = "content_encoder->prior->depth_estimator->unet->vae"
-    _optional_components = ["prior", "prior_scheduler"]
+    model_cpu_offload_seq = "text_encoder->content_encoder->prior->depth_estimator->controlnet->unet->vae"
+    _optional_components = ["content_encoder", "prior", "prior_scheduler", "controlnet", "text_encoder", "tokenizer"]
     _callback_tensor_inputs = ["latents", "noise_pred"]
 
     def __init__(
@@ -77,9 +91,12 @@ class Gen1Pipeline(DiffusionPipeline):
         unet,
         scheduler,
         depth_estimator,
-        content_encoder,
+        content_encoder=None,
         prior=None,
         prior_scheduler=None,
+        controlnet=None,
+        text_encoder=None,
+        tokenizer=None,
     ):
         super().__init__()
         self.register_modules(
@@ -90,7 +107,15 @@ class Gen1Pipeline(DiffusionPipeline):
             content_encoder=content_encoder,
             prior=prior,
             prior_scheduler=prior_scheduler,
+            controlnet=controlnet,
+            text_encoder=text_encoder,
+            tokenizer=tokenizer,
         )
+
+    @property
+    def route_name(self) -> str:
+        """``"controlnet"`` when structure goes through a ControlNet (public checkpoints), else ``"native"``."""
+        return "native" if self.controlnet is None else "controlnet"
 
     # ----------------------------------------------------------------------------------------------- assembly
     @classmethod
@@ -272,16 +297,70 @@ class Gen1Pipeline(DiffusionPipeline):
 
     # ----------------------------------------------------------------------------------------------- route
     def prepare_route(self, source: "SourceVideo", content: dict, *, depth, structure_level: float,
-                      plan: GuidancePlan, generator, device) -> tuple[NativeRoute, torch.Tensor]:
-        """The model function of this edit and the obscured depth it is guided by (for display, ``(F, 1, H, W)``).
+                      plan: GuidancePlan, generator, device, controlnet_conditioning_scale: float = 1.0):
+        """The model function of this edit (a route, :mod:`gen1.routes`) and the obscured depth it is guided by
+        (for display, ``(F, 1, H, W)`` in [0, 1] at the output size).
 
-        ``content`` holds the content arguments of :meth:`__call__` (prompt, reference_image, content_weights,
-        content_embeds). Content is encoded before anything else draws from ``generator`` (a prior samples).
+        ``content`` holds the content arguments of :meth:`__call__` (prompt, negative_prompt, reference_image,
+        content_weights, content_embeds). Content is encoded before anything else draws from ``generator`` (a
+        prior samples).
         """
-        context, null_context = self.prepare_content(generator=generator, device=device, **content)
+        if self.route_name == "controlnet":
+            return self._controlnet_route(source, content, depth, structure_level, plan, device,
+                                          controlnet_conditioning_scale)
+        if content.get("negative_prompt") is not None:
+            raise ValueError("negative_prompt needs a text-conditioned model (the public-checkpoint route); native "
+                             "Gen-1 models use the null content")
+        context, null_context = self.prepare_content(content["prompt"], content["reference_image"],
+                                                     content["content_weights"], content["content_embeds"],
+                                                     generator, device)
         depth_full = self.prepare_depth(source.frames, depth)
-        depth_shown, structure = structure_input(depth_full, structure_level, source.latent_size)
+        depth_shown, structure = video_structure(depth_full, structure_level, source.latent_size)
         return NativeRoute(self.unet, structure.to(device), plan, context, null_context), depth_shown
+
+    def prepare_text_content(self, prompt, content_weights, content_embeds, negative_prompt,
+                             device) -> tuple[torch.Tensor, torch.Tensor]:
+        """(content, null content) ``(1, L, D)`` float32 of the public route: the base's CLIP text encoder."""
+        from gen1.content import convex_mix
+        from gen1.prompts import encode_prompts, mixed_prompt_context
+
+        if content_embeds is not None:
+            embeds = torch.as_tensor(content_embeds).float()
+            embeds = embeds[None] if embeds.ndim == 2 else embeds
+            if embeds.ndim != 3:
+                raise ValueError(f"content_embeds must be text hidden states (L, D) or (N, L, D) on this route, "
+                                 f"got shape {tuple(embeds.shape)}")
+            context = convex_mix(embeds.flatten(1), content_weights).reshape(1, *embeds.shape[1:]).to(device)
+            null = encode_prompts(self.tokenizer, self.text_encoder, [negative_prompt or ""], device)
+        else:
+            prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
+            if not prompts:
+                raise ValueError("give a prompt or content_embeds")
+            context, null = mixed_prompt_context(self.tokenizer, self.text_encoder, prompts, content_weights,
+                                                 negative_prompt, device)
+        expected = self.unet.content_dim
+        if context.shape[-1] != expected:
+            raise ValueError(f"content hidden size {context.shape[-1]} does not match the UNet's cross-attention "
+                             f"width {expected}")
+        return context, null
+
+    def _controlnet_route(self, source, content, depth, structure_level, plan, device, conditioning_scale):
+        from gen1.depth import obscure
+        from gen1.routes import ControlNetRoute
+        from gen1.routes.controlnet import depth_to_controlnet_image
+
+        if content.get("reference_image") is not None:
+            raise ValueError("reference_image on the public-checkpoint route needs an IP-Adapter, which this "
+                             "pipeline does not have; give a prompt")
+        check_controlnet_scale(conditioning_scale)
+        context, null_context = self.prepare_text_content(content["prompt"], content["content_weights"],
+                                                          content["content_embeds"], content.get("negative_prompt"),
+                                                          device)
+        depth_full = self.prepare_depth(source.frames, depth)
+        depth_shown = obscure(depth_full, structure_level).clamp(0, 1)  # on the pixel grid the ControlNet sees
+        route = ControlNetRoute(self.unet, self.controlnet, depth_to_controlnet_image(depth_shown), plan,
+                                context.to(device), null_context.to(device), float(conditioning_scale))
+        return route, depth_shown
 
     # ----------------------------------------------------------------------------------------------- VAE
     @torch.no_grad()
@@ -349,17 +428,29 @@ class Gen1Pipeline(DiffusionPipeline):
         return timesteps[skip * order :]
 
     def prepare_latents(self, source: "SourceVideo", timesteps: torch.Tensor, *, strength: float,
-                        need_source: bool, generator, device, decode_chunk_size: int):
+                        need_source: bool, generator, device, decode_chunk_size: int,
+                        diffusers_convention: bool = False):
         """(initial latents, the noise they were drawn with, the source latents or None), all float32.
 
         Below ``strength`` 1 the edit starts from the source latents noised to the first timestep; at 1 from
         pure noise. The source latents are encoded when ``need_source`` (a masked edit keeps them) or below 1.
+        Native models use the training convention: the VAE posterior mean, noise drawn ``(1, C, F, h, w)``. The
+        public route uses diffusers' video-to-video convention (``diffusers_convention``): a posterior sample,
+        then noise drawn frame-major ``(1, F, C, h, w)``, so that a seed gives what it gives in diffusers.
         """
-        shape = (1, self.unet.latent_channels, source.num_frames, *source.latent_size)
-        noise = randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
         source_latents = None
         if need_source or strength < 1.0:
-            source_latents = self.encode_video(source.frames, decode_chunk_size).to(device)
+            sample_generator = generator if diffusers_convention else None
+            latents = encode_latents(self.vae, source.frames, chunk_size=decode_chunk_size, device=device,
+                                     sample_generator=sample_generator)
+            source_latents = rearrange(latents, "f c h w -> 1 c f h w").to(device)
+        channels, (height, width) = self.unet.latent_channels, source.latent_size
+        if diffusers_convention:
+            noise = randn_tensor((1, source.num_frames, channels, height, width), generator=generator, device=device,
+                                 dtype=torch.float32).permute(0, 2, 1, 3, 4)
+        else:
+            noise = randn_tensor((1, channels, source.num_frames, height, width), generator=generator, device=device,
+                                 dtype=torch.float32)
         if strength < 1.0:
             latents = self.scheduler.add_noise(source_latents, noise, timesteps[:1])
         else:
@@ -386,6 +477,7 @@ class Gen1Pipeline(DiffusionPipeline):
         reference_image=None,
         content_weights: Sequence[float] | None = None,
         content_embeds: torch.Tensor | None = None,
+        negative_prompt: str | None = None,
         structure_level: float = 0.0,
         guidance_scale: float = 7.5,
         temporal_guidance_scale: float = 1.0,
@@ -401,6 +493,7 @@ class Gen1Pipeline(DiffusionPipeline):
         window_overlap: int | None = None,
         decode_chunk_size: int = 8,
         strength: float = 1.0,
+        controlnet_conditioning_scale: float = 1.0,
         output_type: str = "np",
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
@@ -411,8 +504,10 @@ class Gen1Pipeline(DiffusionPipeline):
             video: path, ``VideoClip``, uint8 array ``(F, H, W, 3)``, float tensor ``(F, 3, H, W)`` in [0, 1], or
                 list of PIL images.
             prompt / reference_image / content_weights: content (see :meth:`encode_content`); or
-            content_embeds: precomputed CLIP-space embedding(s) ``(D,)`` / ``(N, D)`` (N > 1: convex mix with
+            content_embeds: precomputed content: on native models CLIP-space embedding(s) ``(D,)`` / ``(N, D)``, on
+                the public route text hidden states ``(L, D)`` / ``(N, L, D)`` (N > 1: convex mix with
                 ``content_weights``, normalised to sum to 1).
+            negative_prompt: the null content of the public route (default: the empty prompt).
             structure_level: t_s in [0, 7] (0 = depth as estimated, 7 = coarse layout only).
             guidance_scale: content guidance w >= 0. temporal_guidance_scale: w_t >= 0 (see :mod:`gen1.guidance`).
             height / width or size: output size (size = short side); default the video's size; rounded down to a
@@ -425,6 +520,7 @@ class Gen1Pipeline(DiffusionPipeline):
             window_size / window_overlap: temporal windows (:meth:`prepare_windows`).
             decode_chunk_size: frames per VAE encode/decode call.
             strength: in (0, 1]; below 1 starts from the source latents noised to that fraction of the schedule.
+            controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
             callback_on_step_end: ``f(pipe, step, timestep, kwargs) -> dict`` with ``kwargs`` holding the tensors
                 named in ``callback_on_step_end_tensor_inputs``; a returned ``"latents"`` replaces the latents.
@@ -441,14 +537,16 @@ class Gen1Pipeline(DiffusionPipeline):
         source = SourceVideo.prepare(video, height=height, width=width, size=size, multiple=self.vae_scale_factor)
         user_mask = None if mask is None else prepare_mask(mask, source.num_frames, *source.input_size)
 
-        content = dict(prompt=prompt, reference_image=reference_image, content_weights=content_weights,
-                       content_embeds=content_embeds)
+        content = dict(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
+                       content_weights=content_weights, content_embeds=content_embeds)
         route, depth_shown = self.prepare_route(source, content, depth=depth, structure_level=structure_level,
-                                                plan=plan, generator=generator, device=device)
+                                                plan=plan, generator=generator, device=device,
+                                                controlnet_conditioning_scale=controlnet_conditioning_scale)
         timesteps = self.prepare_timesteps(num_inference_steps, strength, device)
         latents, noise, source_latents = self.prepare_latents(
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
             device=device, decode_chunk_size=decode_chunk_size,
+            diffusers_convention=self.route_name == "controlnet",
         )
         hooks, kept = [], None
         if user_mask is not None:

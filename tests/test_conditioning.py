@@ -3,14 +3,14 @@
 import torch
 from einops import rearrange
 
-from gen1.conditioning import depth_to_latent_grid, structure_input
+from gen1.conditioning import depth_to_latent_grid, video_structure
 from gen1.training.noise import structure_input as training_structure_input
 
 
 def test_training_and_inference_structure_inputs_agree():
     depth = torch.rand(1, 6, 1, 32, 32, generator=torch.Generator().manual_seed(0)).squeeze(0)  # (F,1,H,W)
     for level in (0.0, 2.0, 3.5, 7.0):
-        _, at_inference = structure_input(depth, level, (8, 8))
+        _, at_inference = video_structure(depth, level, (8, 8))
         cached = rearrange(depth_to_latent_grid(depth, (8, 8)), "f c h w -> 1 c f h w")  # what preprocess caches
         in_training = training_structure_input(cached, torch.tensor([level]), use_structure=True)
         torch.testing.assert_close(at_inference, in_training, rtol=0, atol=1e-6)

@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
 
 from gen1.depth import (
@@ -349,28 +350,44 @@ def test_obscure_removes_detail_monotonically():
     assert all(a > b for a, b in zip(energies, energies[1:])), energies
 
 
-@pytest.mark.parametrize("grid", [64, 32, 16, (12, 20)])
-def test_obscure_levels_stay_distinct_on_latent_grids_down_to_one_value(grid):
-    """At the latent sizes the pipeline uses (the demo's 16x16 included), every level removes detail: no two
-    of the eight levels coincide, and level 7 leaves one value along the short side (the mean layout)."""
+@pytest.mark.parametrize("grid", [512, 64, 32, 16, 8, (12, 20)])
+def test_obscure_levels_stay_distinct_and_level_7_keeps_a_coarse_layout(grid):
+    """On the grids gen1 uses (512 px pixels for a ControlNet, the 64x64 latents of 512 px video, the demo's
+    16x16) no two of the eight levels coincide, and level 7 keeps a layout of about 4 cells along the short side:
+    never a constant."""
     h, w = (grid, grid) if isinstance(grid, int) else grid
     d = torch.rand(1, 1, h, w, generator=torch.Generator().manual_seed(0))
-    spread = [float(obscure(d, level).std()) for level in range(8)]
-    assert all(a > b + 1e-4 for a, b in zip(spread, spread[1:])), spread
-    coarsest = obscure(d, 7)
-    assert float((coarsest - coarsest[..., :1, :]).abs().max()) < 1e-6  # constant along the short side (H)
-    if h == w:
-        assert spread[-1] < 1e-6
+    levels = [obscure(d, level) for level in range(8)]
+    spread = [float(x.std()) for x in levels]
+    assert all(a > b + 1e-5 for a, b in zip(spread, spread[1:])), spread
+    for a, b in zip(levels, levels[1:]):
+        assert not torch.allclose(a, b, atol=1e-4)
+    coarsest = levels[7]
+    assert spread[7] > 1e-3  # not constant
+    # about 4 cells: the layout of d pooled to 4 cells along the short side survives, finer detail does not
+    short = min(h, w)
+    cells = F.adaptive_avg_pool2d(d, (4 * h // short, 4 * w // short))
+    back = F.interpolate(cells, size=(h, w), mode="bilinear", align_corners=False)
+    assert float(torch.corrcoef(torch.stack([coarsest.flatten(), back.flatten()]))[0, 1]) > 0.7
+
+
+def test_obscure_at_512_px_video_keeps_layout_at_level_7():
+    """The issue's case: at 512x512 (a 64x64 latent grid) level 7 used to be one value (std 0)."""
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 64), torch.linspace(0, 1, 64), indexing="ij")
+    scene = (0.3 + 0.5 * yy + 0.2 * ((xx - 0.3).abs() < 0.15).float())[None, None]  # floor gradient + a pillar
+    top = obscure(scene, 7)
+    assert float(top.std()) > 0.1
+    assert float(top[..., :, 16:23].mean() - top[..., :, 40:47].mean()) > 0.02  # the pillar's side is brighter
 
 
 def test_obscure_halvings_scale_with_the_grid():
-    assert halvings(7, 16, 16) == 4 and halvings(7, 64, 64) == 6 and halvings(3, 128, 128) == 3
-    assert halvings(7, 56, 96) == pytest.approx(math.log2(56))
-    assert halvings(5, 1, 9) == 0
+    assert halvings(7, 64, 64) == 4 and halvings(7, 512, 512) == 7 and halvings(3, 512, 512) == 3
+    assert halvings(7, 16, 16) == 2 and halvings(7, 56, 96) == pytest.approx(math.log2(56 / 4))
+    assert halvings(5, 1, 9) == 0 and halvings(7, 4, 4) == 0
 
 
 def test_obscure_fractional_levels_interpolate_linearly():
-    d = torch.rand(2, 1, 128, 128)  # log2(128) = 7: exactly one halving per level
+    d = torch.rand(2, 1, 512, 512)  # log2(512 / 4) = 7: exactly one halving per level
     torch.testing.assert_close(obscure(d, 2.25), 0.75 * obscure(d, 2) + 0.25 * obscure(d, 3))
     torch.testing.assert_close(obscure(d, 0.5), 0.5 * d + 0.5 * obscure(d, 1))
     per_sample = obscure(d, torch.tensor([0.0, 3.0]))

@@ -233,11 +233,11 @@ def test_one_window_equals_the_unwindowed_loop(pipe):
     out = pipe(video, content_embeds=embeds, num_inference_steps=2, guidance_scale=3.0, generator=_gen(),
                window_size=4, window_overlap=2, output_type="latent", depth=torch.full((4, 1, 16, 16), 0.5))
     # the same computation written without windows
-    from gen1.conditioning import structure_input
+    from gen1.conditioning import video_structure
     from gen1.guidance import plan_guidance
 
     plan = plan_guidance(3.0, 1.0)
-    _, structure = structure_input(torch.full((4, 1, 16, 16), 0.5), 0.0, (8, 8))
+    _, structure = video_structure(torch.full((4, 1, 16, 16), 0.5), 0.0, (8, 8))
     from gen1.routes import NativeRoute
 
     context, null = pipe.prepare_content(None, None, None, embeds, None, "cpu")

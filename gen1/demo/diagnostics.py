@@ -58,7 +58,7 @@ def structure_usage(unet, scheduler, images: dict[str, torch.Tensor], *, timeste
                     repeats: int = 2, seed: int = 0) -> dict[int, dict[str, float]]:
     """``{timestep: {condition: mean loss}}`` over ``images`` (from :func:`probe_images`); every condition of a
     timestep sees the same noise, so differences come from the structure input alone."""
-    from gen1.conditioning import structure_channels
+    from gen1.conditioning import depth_to_structure
     from gen1.content import as_unet_context
     from gen1.training.noise import prediction_target
 
@@ -67,7 +67,7 @@ def structure_usage(unet, scheduler, images: dict[str, torch.Tensor], *, timeste
         if not 0 <= int(t) < num_train:
             raise ValueError(f"timestep {t} is outside the scheduler's 0..{num_train - 1}")
     latents, depth = images["latents"], images["depth"]
-    structures = {name: structure_channels(depth.roll(1, dims=0) if shuffled else depth, level)
+    structures = {name: depth_to_structure(depth.roll(1, dims=0) if shuffled else depth, level)
                   for name, (level, shuffled) in CONDITIONS.items()}
     context = as_unet_context(images["content"])
     prediction_type = scheduler.config.prediction_type

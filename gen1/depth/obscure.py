@@ -8,21 +8,23 @@ keep. The paper does not publish the exact kernel; this is our precise definitio
   (applied along H, then along W, with replicate padding) followed by a 2x area downsample
   (``F.interpolate(mode="area")`` to ``(max(1, h // 2), max(1, w // 2))``; a side that is already
   1 pixel stays 1 pixel);
-* level ``t`` in ``[0, 7]`` applies ``t * log2(min(H, W)) / 7`` halvings and resizes the result back to the
-  input's ``(H, W)`` with bilinear interpolation (``align_corners=False``); a fractional number of halvings
-  ``n + a`` is the linear interpolation ``(1 - a) * halve(d, n) + a * halve(d, n + 1)``;
-* so level 0 is the identity (the input is returned unchanged, bit for bit), level 7 leaves a single value
-  along the short side (the mean layout), and every level in between removes the same share of the
-  remaining resolution: level ``t`` keeps a ``min(H, W)^(1 - t/7)``-cell layout along the short side;
+* level ``t`` in ``[0, 7]`` applies ``t / 7 * log2(min(H, W) / 4)`` halvings (none on a grid of 4 cells or fewer
+  along the short side) and resizes the result back to the input's ``(H, W)`` with bilinear interpolation
+  (``align_corners=False``); a fractional number of halvings ``n + a`` is the linear interpolation
+  ``(1 - a) * halve(d, n) + a * halve(d, n + 1)``;
+* so level 0 is the identity (the input is returned unchanged, bit for bit), level 7 keeps a coarse layout of
+  about :data:`TOP_LEVEL_CELLS` = 4 cells along the short side (as the paper's t_s = 7 does: seven halvings of
+  512 px depth leave 4 cells), never a constant, and the levels in between are spread evenly in log
+  resolution: level ``t`` keeps a ``min(H, W)^(1 - t/7) * 4^(t/7)``-cell layout along the short side;
 * levels outside ``[0, 7]`` are a ``ValueError``.
 
-Why the halvings scale with the grid: the paper blurs and halves 512 px depth once per level. gen1 applies
-the operator on the *latent* grid (:func:`gen1.conditioning.structure_channels`), because training caches
-depth at latent resolution and the UNet sees structure only there. With one halving per level a 64x64
-grid (512 px video, SD's 8x VAE) is down to its mean at level 6 and a 16x16 grid at level 4, so the top
-levels coincided and half of the user's knob did nothing. Scaling the halvings to the grid keeps all eight
-levels distinct at every size; on a 128x128 grid it is exactly one halving per level, and on the 64x64 grid
-of 512 px video 6/7 of one.
+Why the halvings scale with the grid: gen1 applies the operator on the grid the model sees structure on -- the
+*latent* grid for native models (:func:`gen1.conditioning.depth_to_structure`; training caches depth at latent
+resolution), the output's pixel grid for a depth ControlNet. A fixed halving per level would reach a constant at
+level 6 on the 64x64 latent grid of 512 px video and at level 2 on the 16x16 grid of a 64 px demo clip, so the
+top levels would coincide and carry no layout at all. Scaling to the grid keeps the eight levels distinct and
+level 7 at the same coarse layout at every size; on a 512 px pixel grid it is exactly one halving per level, as
+in the paper.
 """
 
 from __future__ import annotations
@@ -34,6 +36,8 @@ import torch
 import torch.nn.functional as F
 
 MAX_LEVEL = 7
+#: cells along the short side that the top level (7) keeps: the paper's 512 px depth halved seven times
+TOP_LEVEL_CELLS = 4
 BINOMIAL_KERNEL = (1.0, 4.0, 6.0, 4.0, 1.0)
 
 
@@ -69,7 +73,10 @@ def _check_level(level: float) -> float:
 
 def halvings(level: float, height: int, width: int) -> float:
     """How many blur+halve steps structure level ``level`` applies to an ``height x width`` map."""
-    return level * math.log2(max(1, min(height, width))) / MAX_LEVEL
+    short = min(height, width)
+    if short <= TOP_LEVEL_CELLS:
+        return 0.0
+    return level * math.log2(short / TOP_LEVEL_CELLS) / MAX_LEVEL
 
 
 def _obscure_one_level(flat: torch.Tensor, level: float) -> torch.Tensor:

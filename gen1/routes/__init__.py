@@ -8,8 +8,11 @@ route, not a branch in the loop.
 
 * :class:`NativeRoute`: gen1's own model (:class:`gen1.unet.VideoUNet` with depth concatenated to the latents and
   CLIP image embeddings in cross-attention).
+* :class:`ControlNetRoute`: public checkpoints (a VideoUNet with AnimateDiff motion modules, depth through a
+  ControlNet, text through the base's CLIP text encoder).
 """
 
+from gen1.routes.controlnet import ControlNetRoute
 from gen1.routes.native import NativeRoute
 
-__all__ = ["NativeRoute"]
+__all__ = ["ControlNetRoute", "NativeRoute"]

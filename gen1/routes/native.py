@@ -15,7 +15,7 @@ class NativeRoute:
     """gen1's own model, with structure as input channels and content through cross-attention.
 
     ``structure``: the UNet's structure channels for the whole video ``(1, S, F, h, w)`` (already obscured and
-    mapped by :func:`gen1.conditioning.structure_input`); ``context`` / ``null_context``: ``(1, L, D)`` content
+    mapped by :func:`gen1.conditioning.video_structure`); ``context`` / ``null_context``: ``(1, L, D)`` content
     and null content; ``plan``: the guidance terms of every step (:mod:`gen1.guidance`).
     """
 

@@ -7,7 +7,7 @@ draws exactly what an uninterrupted run would, independent of saved global RNG s
 * which frame's CLIP embedding is the clip's content (the paper conditions on one frame of the clip);
 * content dropout for classifier-free guidance (content -> ``gen1.content.null_content``);
 * the structure level ``t_s`` (integers uniform in ``[min, max]``; stage 3: 0, stage 4: 0..7), applied
-  to the cached depth by ``gen1.conditioning.structure_channels`` (obscure, then [0,1] -> [-1,1]), exactly as
+  to the cached depth by ``gen1.conditioning.depth_to_structure`` (obscure, then [0,1] -> [-1,1]), exactly as
   ``Gen1Pipeline`` builds the structure input at inference.
 
 Targets follow the base scheduler's ``prediction_type``: the noise for ``epsilon``, ``get_velocity`` for
@@ -38,13 +38,13 @@ def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, tim
 
 def structure_input(depth: torch.Tensor, levels: torch.Tensor, use_structure: bool) -> torch.Tensor:
     """Structure channels ``(B,1,F,h,w)`` from cached latent-resolution depth: obscured to ``levels[b]`` per
-    sample and mapped exactly as at inference (:func:`gen1.conditioning.structure_channels`), or zeros when the
+    sample and mapped exactly as at inference (:func:`gen1.conditioning.depth_to_structure`), or zeros when the
     stage trains without structure."""
     if not use_structure:
         return torch.zeros_like(depth)
-    from gen1.conditioning import structure_channels
+    from gen1.conditioning import depth_to_structure
 
-    return structure_channels(depth.float(), levels).to(depth.dtype)
+    return depth_to_structure(depth.float(), levels).to(depth.dtype)
 
 
 MODEL_INPUTS = ("noisy", "timesteps", "context", "target")

@@ -23,8 +23,8 @@ _LAZY_EXPORTS = {
     "load_structure": "gen1.depth",
     "normalize_clip_depth": "gen1.depth",
     "ContentEncoder": "gen1.content",
-    "load_adapter": "gen1.training.customize",
-    "remove_adapter": "gen1.training.customize",
+    "load_adapter": "gen1.adapters",
+    "remove_adapter": "gen1.adapters",
 }
 
 

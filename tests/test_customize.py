@@ -10,15 +10,8 @@ import torch
 from tiny_models import tiny_unet
 from training_helpers import CONTENT_DIM, TEMPORAL, make_encoder, make_media, make_sd_dir
 
-from gen1.training.customize import (
-    CustomizeSettings,
-    encode_images,
-    has_adapter,
-    load_adapter,
-    remove_adapter,
-    save_adapter,
-    train_adapter,
-)
+from gen1.adapters import has_adapter, load_adapter, remove_adapter, save_adapter
+from gen1.training.customize import CustomizeSettings, encode_images, train_adapter
 from gen1.training.model import load_noise_scheduler
 from gen1.unet import VideoUNet
 

@@ -113,11 +113,11 @@ def test_edit_applies_a_customisation_adapter(model_dir, clips_dir, tmp_path):
     import torch
 
     from gen1.pipeline import Gen1Pipeline
-    from gen1.training.customize import CustomizeSettings, prepare_adapter, save_adapter
+    from gen1.adapters import prepare_adapter, save_adapter
     from gen1.video import read_video
 
     unet = Gen1Pipeline.from_pretrained(model_dir).unet
-    prepare_adapter(unet, CustomizeSettings(lora_rank=2))
+    prepare_adapter(unet, rank=2)
     with torch.no_grad():
         for name, param in unet.named_parameters():
             if "lora_B" in name:

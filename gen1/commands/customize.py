@@ -59,7 +59,8 @@ def run(args) -> int:
 
     from gen1.atomic import check_output_path
     from gen1.training.components import load_content, load_depth, load_vae
-    from gen1.training.customize import encode_images, save_adapter, train_adapter
+    from gen1.adapters import save_adapter
+    from gen1.training.customize import encode_images, train_adapter
     from gen1.training.model import load_noise_scheduler
     from gen1.training.preprocess import ClipEncoder
     from gen1.video import IMAGE_SUFFIXES

@@ -167,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
 
     pipe = Gen1Pipeline.from_pretrained(model_dir)
     if args.adapter is not None:
-        from gen1.training.customize import load_adapter
+        from gen1.adapters import load_adapter
 
         load_adapter(pipe, args.adapter)
     if args.scheduler is not None:

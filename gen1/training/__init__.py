@@ -14,7 +14,7 @@ Modules, one job each:
 * :mod:`~gen1.training.checkpoint` atomic checkpoints and exact resume;
 * :mod:`~gen1.training.validation` held-out loss and Gen1Pipeline samples (PNG strip, mp4, TensorBoard);
 * :mod:`~gen1.training.trainer`    the Accelerate loop;
-* :mod:`~gen1.training.customize`  LoRA / full fine-tuning on a few images, adapter load/remove.
+* :mod:`~gen1.training.customize`  LoRA / full fine-tuning on a few images (adapters: :mod:`gen1.adapters`).
 
 Nothing heavy is imported here; import the submodules you need.
 """

@@ -207,6 +207,28 @@ class Gen1Pipeline(DiffusionPipeline):
             prior_scheduler=prior_scheduler, torch_dtype=torch_dtype, **temporal_kwargs,
         )
 
+    @classmethod
+    def from_animatediff(cls, base, *, motion_adapter, controlnet, depth_estimator=None, scheduler=None,
+                         max_frames: int | None = None, clip_length: int | None = None, adapter_config=None,
+                         torch_dtype: torch.dtype | None = None) -> "Gen1Pipeline":
+        """Assemble the public-checkpoint route: an SD-1.5-family ``base`` folder (diffusers layout) with AnimateDiff
+        ``motion_adapter`` (a MotionAdapter folder or instance, or an original ``mm_sd_v15_v2``-style file) as its
+        temporal layers, a depth ``controlnet`` (ControlNetModel folder or instance) carrying the structure, the
+        base's CLIP text encoder carrying the prompt, and a ``depth_estimator`` (instance or checkpoint path).
+
+        Configs are checked against each other before any weights load (:mod:`gen1.animatediff`). ``scheduler``
+        defaults to DDIM with AnimateDiff's settings (linear betas, no sample clipping, linspace spacing).
+        ``max_frames`` defaults to the adapter's ``motion_max_seq_length``; ``clip_length`` (the default temporal
+        window) to 16, the clip length AnimateDiff v2 modules were trained on. Save the result with
+        ``save_pretrained``; it loads with :meth:`from_pretrained` like any gen1 model.
+        """
+        from gen1.animatediff import from_animatediff
+
+        return from_animatediff(cls, base, motion_adapter=motion_adapter, controlnet=controlnet,
+                                depth_estimator=depth_estimator, scheduler=scheduler, max_frames=max_frames,
+                                clip_length=clip_length,
+                                adapter_config=adapter_config, torch_dtype=torch_dtype)
+
     # ----------------------------------------------------------------------------------------------- content
     def encode_content(
         self,

@@ -1,0 +1,137 @@
+"""Assembling the public-checkpoint route: an SD-1.5-family base + AnimateDiff motion modules + a depth ControlNet.
+
+What people hold, in the layouts they download them in:
+
+* the base: a Stable Diffusion 1.x folder in diffusers layout (``unet/``, ``vae/``, ``text_encoder/``,
+  ``tokenizer/``, ``scheduler/``), e.g. ``stable-diffusion-v1-5/stable-diffusion-v1-5`` or a fine-tune of it;
+* the motion modules: a diffusers ``MotionAdapter`` folder (``guoyww/animatediff-motion-adapter-v1-5-2``) or an
+  original AnimateDiff file (``mm_sd_v15_v2.ckpt``), placed by :meth:`gen1.unet.VideoUNet.from_image_unet_and_motion_adapter`;
+* the ControlNet: a diffusers ``ControlNetModel`` folder of the ``lllyasviel/control_v11f1p_sd15_depth`` layout;
+* a depth estimator (MiDaS / DPT / Depth Anything, :func:`gen1.depth.load_depth_estimator`), whose normalised
+  inverse depth is what the ControlNet sees (obscured to t_s).
+
+Every component's config is read and checked against the base before any weights are loaded
+(:func:`check_components`), so a ControlNet of another base, an adapter of another width or a text encoder of the
+wrong width is refused at once, with a message that names both sides.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any, Mapping
+
+import torch
+
+BASE_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+#: the clip length AnimateDiff v1.5 / v2 motion modules were trained on: the default temporal window
+ANIMATEDIFF_CLIP_LENGTH = 16
+#: the scheduler AnimateDiff's authors and diffusers' AnimateDiff documentation use (DDIM, linear betas)
+ANIMATEDIFF_SCHEDULER = dict(beta_schedule="linear", clip_sample=False, timestep_spacing="linspace", steps_offset=1)
+
+
+def _read_config(path: Path, what: str) -> dict:
+    if not path.is_file():
+        raise FileNotFoundError(f"{what}: no config at '{path}'")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except json.JSONDecodeError as error:
+        raise ValueError(f"{what}: '{path}' is not valid JSON ({error})") from None
+
+
+def check_base_folder(base: str | os.PathLike) -> Path:
+    """``base`` as a Path after checking it has the diffusers Stable Diffusion layout."""
+    folder = Path(base)
+    if not folder.is_dir():
+        raise FileNotFoundError(f"base model folder not found: '{folder}'")
+    missing = [sub for sub in BASE_SUBFOLDERS if not (folder / sub).is_dir()]
+    if missing:
+        raise ValueError(f"base '{folder}' is not a Stable Diffusion folder in diffusers layout: it has no "
+                         f"{', '.join(repr(m + '/') for m in missing)}")
+    return folder
+
+
+def check_controlnet_fits(unet_config: Mapping[str, Any], controlnet_config: Mapping[str, Any], *,
+                          unet_name: str = "the base UNet", controlnet_name: str = "the ControlNet") -> None:
+    """Refuse a ControlNet made for another base (its residuals would not fit the UNet's skip connections)."""
+    for field in ("cross_attention_dim", "block_out_channels", "layers_per_block", "addition_embed_type"):
+        ours, theirs = unet_config.get(field), controlnet_config.get(field)
+        if isinstance(ours, (list, tuple)) or isinstance(theirs, (list, tuple)):
+            ours, theirs = list(ours or []), list(theirs or [])
+        if ours != theirs:
+            raise ValueError(
+                f"{controlnet_name} was made for another base: its {field} is {theirs!r}, {unet_name} has "
+                f"{ours!r} (an SD-1.5 base needs an SD-1.5 ControlNet such as control_v11f1p_sd15_depth)"
+            )
+    latent = unet_config.get("out_channels", 4)
+    if controlnet_config.get("in_channels", 4) != latent:
+        raise ValueError(f"{controlnet_name} takes {controlnet_config.get('in_channels')} latent channels, "
+                         f"{unet_name} predicts {latent}")
+
+
+def check_text_encoder_fits(unet_config: Mapping[str, Any], text_config: Mapping[str, Any], *,
+                            text_name: str = "the text encoder", unet_name: str = "the base UNet") -> None:
+    """The UNet cross-attends to the text encoder's last hidden states: their widths must agree."""
+    width = text_config.get("hidden_size", (text_config.get("text_config") or {}).get("hidden_size"))
+    if width != unet_config.get("cross_attention_dim"):
+        raise ValueError(f"{text_name} gives hidden states of width {width}, but {unet_name} cross-attends to "
+                         f"width {unet_config.get('cross_attention_dim')}")
+
+
+def check_components(base: Path, controlnet) -> None:
+    """Read the configs of the base's UNet and text encoder and of ``controlnet``; refuse a mismatch."""
+    from diffusers import ControlNetModel
+
+    unet_config = _read_config(base / "unet" / "config.json", "base UNet")
+    text_config = _read_config(base / "text_encoder" / "config.json", "base text encoder")
+    check_text_encoder_fits(unet_config, text_config, text_name=f"text encoder '{base / 'text_encoder'}'",
+                            unet_name=f"UNet '{base / 'unet'}'")
+    if isinstance(controlnet, ControlNetModel):
+        controlnet_config, name = dict(controlnet.config), "the ControlNet given"
+    else:
+        folder = Path(controlnet)
+        controlnet_config = _read_config(folder / "config.json", f"ControlNet '{folder}'")
+        name = f"ControlNet '{folder}'"
+        if controlnet_config.get("_class_name") not in (None, "ControlNetModel"):
+            raise ValueError(f"{name} holds a {controlnet_config.get('_class_name')!r}, expected a ControlNetModel")
+    check_controlnet_fits(unet_config, controlnet_config, unet_name=f"UNet '{base / 'unet'}'", controlnet_name=name)
+
+
+def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_estimator=None, scheduler=None,
+                     max_frames: int | None = None, clip_length: int | None = None, adapter_config=None,
+                     torch_dtype: torch.dtype | None = None):
+    """See :meth:`gen1.pipeline.Gen1Pipeline.from_animatediff`."""
+    from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler
+    from transformers import CLIPTextModel, CLIPTokenizer
+
+    from gen1.unet import VideoUNet
+
+    base = check_base_folder(base)
+    check_components(base, controlnet)
+    if isinstance(depth_estimator, (str, os.PathLike)):
+        from gen1.depth import load_depth_estimator
+
+        depth_estimator = load_depth_estimator(depth_estimator)
+    if clip_length is None:
+        from gen1.temporal_layers import read_motion_adapter_config
+
+        longest = max_frames or read_motion_adapter_config(motion_adapter, config=adapter_config)["motion_max_seq_length"]
+        clip_length = min(ANIMATEDIFF_CLIP_LENGTH, longest)
+    unet = VideoUNet.from_image_unet_and_motion_adapter(str(base), motion_adapter, subfolder="unet",
+                                                       max_frames=max_frames, clip_length=clip_length,
+                                                       adapter_config=adapter_config)
+    if not isinstance(controlnet, ControlNetModel):
+        controlnet = ControlNetModel.from_pretrained(str(controlnet))
+    if scheduler is None:
+        scheduler = DDIMScheduler.from_pretrained(str(base), subfolder="scheduler", **ANIMATEDIFF_SCHEDULER)
+    pipe = pipeline_class(
+        vae=AutoencoderKL.from_pretrained(str(base), subfolder="vae"),
+        unet=unet,
+        scheduler=scheduler,
+        depth_estimator=depth_estimator,
+        controlnet=controlnet.eval(),
+        text_encoder=CLIPTextModel.from_pretrained(str(base), subfolder="text_encoder").eval(),
+        tokenizer=CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer"),
+    )
+    return pipe if torch_dtype is None else pipe.cast(torch_dtype)

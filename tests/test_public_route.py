@@ -1,0 +1,281 @@
+"""The public-checkpoint route (SD-1.5 + AnimateDiff motion modules + depth ControlNet + the base's text encoder):
+equal to diffusers' own pipelines at neutral settings, and every Gen-1 mode acting on it as on the native route."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from tiny_public import tiny_controlnet, write_public_stack
+
+FRAMES, SIZE = 4, 32
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    return write_public_stack(tmp_path_factory.mktemp("public"))
+
+
+def _scheduler(stack):
+    from diffusers import DDIMScheduler
+
+    from gen1.animatediff import ANIMATEDIFF_SCHEDULER
+
+    return DDIMScheduler.from_pretrained(stack["base"], subfolder="scheduler", **ANIMATEDIFF_SCHEDULER)
+
+
+@pytest.fixture(scope="module")
+def pipe(stack):
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def _video(frames=FRAMES, size=SIZE, seed=0):
+    return np.random.default_rng(seed).integers(0, 256, (frames, size, size, 3), dtype=np.uint8)
+
+
+def _depth(frames=FRAMES, size=SIZE, seed=1):
+    """Depth in exact multiples of 1/255, so that the same values reach diffusers as 8-bit images."""
+    levels = np.random.default_rng(seed).integers(0, 256, (frames, 1, size, size), dtype=np.uint8)
+    return torch.from_numpy(levels).float() / 255.0
+
+
+def _gen(seed=7):
+    return torch.Generator().manual_seed(seed)
+
+
+def _edit(pipe, **kwargs):
+    settings = dict(prompt="a red car", guidance_scale=3.0, temporal_guidance_scale=1.0, structure_level=0.0,
+                    strength=0.75, num_inference_steps=3, depth=_depth(), generator=_gen(), output_type="pt",
+                    decode_chunk_size=8)
+    settings.update(kwargs)
+    video = settings.pop("video", _video())
+    return pipe(video, **settings).frames
+
+
+def _depth_images(depth):
+    return [Image.fromarray((d[0].numpy() * 255).round().astype(np.uint8)).convert("RGB") for d in depth]
+
+
+# ------------------------------------------------------------------------------------------ equal to diffusers
+def test_video_route_equals_diffusers_animatediff_controlnet_video_to_video(stack, pipe):
+    from diffusers import (AnimateDiffVideoToVideoControlNetPipeline, ControlNetModel, MotionAdapter,
+                           UNet2DConditionModel, UNetMotionModel)
+
+    adapter = MotionAdapter.from_pretrained(stack["motion_adapter"])
+    reference = AnimateDiffVideoToVideoControlNetPipeline(
+        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+        unet=UNetMotionModel.from_unet2d(UNet2DConditionModel.from_pretrained(stack["base"], subfolder="unet"), adapter),
+        motion_adapter=adapter, controlnet=ControlNetModel.from_pretrained(stack["controlnet"]),
+        scheduler=_scheduler(stack), feature_extractor=None, image_encoder=None,
+    )
+    reference.set_progress_bar_config(disable=True)
+    video, depth = _video(), _depth()
+    expected = reference(
+        video=[Image.fromarray(frame) for frame in video], conditioning_frames=_depth_images(depth),
+        prompt="a red car", strength=0.75, num_inference_steps=3, guidance_scale=3.0, height=SIZE, width=SIZE,
+        generator=_gen(), output_type="pt", decode_chunk_size=8,
+    ).frames[0]
+    pipe.scheduler = _scheduler(stack)
+    out = _edit(pipe, video=video, depth=depth)
+    assert out.shape == expected.shape == (FRAMES, 3, SIZE, SIZE)
+    torch.testing.assert_close(out, expected.float(), rtol=0, atol=1e-4)
+    assert (out - _edit(pipe, video=video, depth=depth, prompt="a blue boat")).abs().mean() > 1e-3  # not trivial
+
+
+def _image_reference(stack, pipe, prompt: str, guidance: float):
+    from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline, UNet2DConditionModel
+
+    reference = StableDiffusionControlNetImg2ImgPipeline(
+        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+        unet=UNet2DConditionModel.from_pretrained(stack["base"], subfolder="unet"),
+        controlnet=ControlNetModel.from_pretrained(stack["controlnet"]), scheduler=_scheduler(stack),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
+    reference.set_progress_bar_config(disable=True)
+    frames = [Image.fromarray(frame) for frame in _video()]
+    # the frames go through as one batch: each is an image, and the random draws line up with gen1's
+    return reference(prompt=[prompt] * FRAMES, image=frames, control_image=_depth_images(_depth()), strength=0.75,
+                     num_inference_steps=3, guidance_scale=guidance, height=SIZE, width=SIZE, generator=_gen(),
+                     output_type="pt").images
+
+
+def test_image_model_term_equals_diffusers_controlnet_img2img_frame_by_frame(stack, pipe):
+    """w_t = 0, w = 0 leaves only mu_pi(null): the image UNet on each frame with the empty prompt."""
+    pipe.scheduler = _scheduler(stack)
+    expected = _image_reference(stack, pipe, "", guidance=1.0)
+    out = _edit(pipe, guidance_scale=0.0, temporal_guidance_scale=0.0)
+    torch.testing.assert_close(out, expected.float(), rtol=0, atol=1e-4)
+    assert (out - _edit(pipe, guidance_scale=0.0, temporal_guidance_scale=1.0)).abs().mean() > 1e-3
+
+
+def test_w_t_0_and_w_1_is_the_image_model_when_the_motion_modules_are_identity(stack):
+    """The paper's formula at w_t = 0 reads mu_pi(null) + w (mu(c) - mu(null)): with motion modules at their
+    identity (zero output projections) mu = mu_pi and w = 1 gives the image model on the prompt, frame by frame."""
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+    pipe.set_progress_bar_config(disable=True)
+    with torch.no_grad():
+        for name, param in pipe.unet.named_parameters():
+            if ".temporal." in name and "proj_out" in name:
+                param.zero_()
+    expected = _image_reference(stack, pipe, "a red car", guidance=1.0)
+    out = _edit(pipe, guidance_scale=1.0, temporal_guidance_scale=0.0)
+    torch.testing.assert_close(out, expected.float(), rtol=0, atol=1e-4)
+
+
+# ------------------------------------------------------------------------------------------ one batched call
+def _count_calls(module):
+    calls = []
+    handle = module.register_forward_pre_hook(lambda m, args, kwargs: calls.append(args[0].shape[0]), with_kwargs=True)
+    return calls, handle
+
+
+@pytest.mark.parametrize("w, w_t, unet_batch, controlnet_entries", [
+    (3.0, 1.0, 2, 2),   # plain CFG: c and null
+    (1.0, 1.0, 1, 1),   # mu(c) only
+    (3.0, 1.5, 3, 2),   # all three terms; the two null-content terms share the ControlNet's residuals
+    (0.0, 0.0, 1, 1),   # the image model on the null content
+])
+def test_one_controlnet_call_and_one_unet_call_per_step(pipe, w, w_t, unet_batch, controlnet_entries):
+    unet_calls, unet_handle = _count_calls(pipe.unet)
+    control_calls, control_handle = _count_calls(pipe.controlnet)
+    try:
+        _edit(pipe, guidance_scale=w, temporal_guidance_scale=w_t, num_inference_steps=3, strength=1.0)
+    finally:
+        unet_handle.remove()
+        control_handle.remove()
+    assert unet_calls == [unet_batch] * 3
+    assert control_calls == [controlnet_entries * FRAMES] * 3  # the ControlNet runs per frame
+
+
+# ------------------------------------------------------------------------------------------ Gen-1 modes
+def test_temporal_guidance_moves_the_output_between_image_and_video_model(pipe):
+    image, video, beyond = (_edit(pipe, temporal_guidance_scale=w_t) for w_t in (0.0, 1.0, 2.0))
+    assert (image - video).abs().mean() > 1e-3 and (beyond - video).abs().mean() > 1e-3
+
+
+def test_structure_level_obscures_what_the_controlnet_sees(pipe):
+    from gen1.depth import obscure
+
+    seen = []
+    handle = pipe.controlnet.register_forward_pre_hook(
+        lambda m, args, kwargs: seen.append(kwargs["controlnet_cond"][:FRAMES].clone()), with_kwargs=True)
+    try:
+        sharp = _edit(pipe, structure_level=0.0, num_inference_steps=1, strength=1.0)
+        coarse = _edit(pipe, structure_level=7.0, num_inference_steps=1, strength=1.0)
+    finally:
+        handle.remove()
+    torch.testing.assert_close(seen[0][:, :1], _depth(), rtol=0, atol=0)
+    torch.testing.assert_close(seen[1][:, :1], obscure(_depth(), 7.0).clamp(0, 1), rtol=0, atol=1e-6)
+    assert (sharp - coarse).abs().mean() > 1e-3
+
+
+def test_conditioning_scale_zero_ignores_the_depth(pipe):
+    other_depth = 1.0 - _depth()
+    a = _edit(pipe, controlnet_conditioning_scale=0.0)
+    b = _edit(pipe, controlnet_conditioning_scale=0.0, depth=other_depth)
+    torch.testing.assert_close(a, b, rtol=0, atol=1e-6)
+    assert (_edit(pipe) - _edit(pipe, depth=other_depth)).abs().mean() > 1e-3
+    with pytest.raises(ValueError, match="controlnet_conditioning_scale"):
+        _edit(pipe, controlnet_conditioning_scale=-1.0)
+
+
+def test_masked_edit_keeps_the_source_pixels(pipe):
+    video = _video()
+    frames = torch.from_numpy(video).permute(0, 3, 1, 2).float() / 255.0
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[:, SIZE // 2:] = 255
+    out = _edit(pipe, video=video, mask=mask)
+    assert torch.equal(out[..., : SIZE // 2], frames[..., : SIZE // 2])
+    assert (out[..., SIZE // 2 + 4:] - frames[..., SIZE // 2 + 4:]).abs().mean() > 0.02
+    assert torch.equal(_edit(pipe, video=video, mask=np.zeros((SIZE, SIZE), np.uint8)), frames)
+
+
+def test_windows_bound_the_unet_input_and_one_window_is_the_whole_clip(pipe):
+    frames = []
+    handle = pipe.unet.register_forward_pre_hook(lambda m, args, kwargs: frames.append(args[0].shape[2]),
+                                                 with_kwargs=True)
+    video, depth = _video(frames=10), _depth(frames=10)
+    try:
+        out = _edit(pipe, video=video, depth=depth, window_size=4, window_overlap=1, strength=1.0,
+                    num_inference_steps=2)
+    finally:
+        handle.remove()
+    assert set(frames) == {4} and len(frames) == 2 * 3  # windows (0,4) (3,7) (6,10) at each of 2 steps
+    assert out.shape[0] == 10 and torch.isfinite(out).all()
+    whole = _edit(pipe, window_size=FRAMES, window_overlap=0)
+    torch.testing.assert_close(whole, _edit(pipe), rtol=0, atol=0)  # default window (8) covers the 4 frames
+
+
+def test_several_prompts_mix_by_weight_and_a_negative_prompt_replaces_the_empty_one(pipe):
+    a = _edit(pipe, prompt=["a red car", "a blue boat"], content_weights=[1.0, 0.0])
+    torch.testing.assert_close(a, _edit(pipe, prompt="a red car"), rtol=0, atol=1e-5)
+    mixed = _edit(pipe, prompt=["a red car", "a blue boat"], content_weights=[1.0, 1.0])
+    assert (mixed - a).abs().mean() > 1e-4
+    assert (_edit(pipe, negative_prompt="blurry") - _edit(pipe)).abs().mean() > 1e-4
+
+
+def test_bf16_runs_close_to_fp32(stack):
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+    pipe.set_progress_bar_config(disable=True)
+    reference = _edit(pipe)
+    out = _edit(pipe.cast(torch.bfloat16))
+    assert out.dtype == torch.float32 and torch.isfinite(out).all()
+    assert (out - reference).abs().mean() < 0.05
+
+
+# ------------------------------------------------------------------------------------------ saving and loading
+def test_save_pretrained_round_trip_gives_identical_output(stack, pipe, tmp_path):
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe.save_pretrained(tmp_path / "model")
+    loaded = Gen1Pipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    assert loaded.route_name == "controlnet" and loaded.unet.temporal_kind == "animatediff"
+    torch.testing.assert_close(_edit(loaded), _edit(pipe), rtol=0, atol=0)
+
+
+def test_mismatched_components_are_refused_before_loading_weights(stack, tmp_path):
+    import json
+    import shutil
+
+    from diffusers import UNet2DConditionModel
+
+    from gen1.pipeline import Gen1Pipeline
+
+    wide = tmp_path / "controlnet_other_base"
+    other = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32,
+                                 cross_attention_dim=48, attention_head_dim=4,
+                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    tiny_controlnet(other).save_pretrained(wide)
+    with pytest.raises(ValueError, match=r"cross_attention_dim is 48.*has 32"):
+        Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"], controlnet=wide)
+
+    base = tmp_path / "base_wrong_text"
+    shutil.copytree(stack["base"], base)
+    config = json.loads((base / "text_encoder" / "config.json").read_text())
+    (base / "text_encoder" / "config.json").write_text(json.dumps(dict(config, hidden_size=64)))
+    with pytest.raises(ValueError, match=r"width 64.*width 32"):
+        Gen1Pipeline.from_animatediff(base, motion_adapter=stack["motion_adapter"], controlnet=stack["controlnet"])
+
+    with pytest.raises(ValueError, match="no 'text_encoder/'"):
+        shutil.rmtree(base / "text_encoder")
+        Gen1Pipeline.from_animatediff(base, motion_adapter=stack["motion_adapter"], controlnet=stack["controlnet"])
+
+
+def test_reference_images_need_an_ip_adapter_on_this_route(pipe):
+    with pytest.raises(ValueError, match="IP-Adapter"):
+        _edit(pipe, reference_image=_video()[0])

@@ -1,0 +1,62 @@
+"""The public-checkpoint stack at toy size, written in the layouts people download (CPU tests, random weights).
+
+* ``base/``: a Stable Diffusion 1.x folder in diffusers layout (unet, vae, text_encoder, tokenizer, scheduler,
+  model_index.json) with an SD-1.5-layout UNet that AnimateDiff motion modules fit;
+* ``motion_adapter/``: a diffusers ``MotionAdapter`` folder (config.json + diffusion_pytorch_model.safetensors);
+* ``controlnet/``: a diffusers ``ControlNetModel`` folder made from the base UNet (the control_v11f1p_sd15_depth
+  layout; its conditioning embedding downsamples 2x like the tiny VAE).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+
+from tiny_models import tiny_motion_adapter, tiny_motion_unet, tiny_vae
+from tiny_structure_content import tiny_clip_tokenizer
+
+TEXT_WIDTH = 32  # the tiny motion UNet's cross_attention_dim
+
+
+def tiny_text_encoder(seed: int = 0):
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    config = CLIPTextConfig(vocab_size=514, hidden_size=TEXT_WIDTH, intermediate_size=37, num_hidden_layers=2,
+                            num_attention_heads=2, max_position_embeddings=16, bos_token_id=512, eos_token_id=513,
+                            pad_token_id=513)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        return CLIPTextModel(config).eval()
+
+
+def tiny_controlnet(unet, seed: int = 0):
+    from diffusers import ControlNetModel
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        controlnet = ControlNetModel.from_unet(unet, conditioning_embedding_out_channels=(16, 32))
+        with torch.no_grad():  # from_unet zero-initialises the zero convolutions: give them weight
+            for name, param in controlnet.named_parameters():
+                if "controlnet_down_blocks" in name or "controlnet_mid_block" in name or "conv_out" in name:
+                    param.normal_(0.0, 0.05)
+    return controlnet.eval()
+
+
+def write_public_stack(root: Path) -> dict[str, Path]:
+    """Write base / motion_adapter / controlnet folders under ``root``; returns their paths."""
+    from diffusers import DDIMScheduler, StableDiffusionPipeline
+
+    unet = tiny_motion_unet(seed=0)
+    base = root / "base"
+    StableDiffusionPipeline(
+        vae=tiny_vae(seed=1), text_encoder=tiny_text_encoder(seed=2), tokenizer=tiny_clip_tokenizer(), unet=unet,
+        scheduler=DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False,
+                                set_alpha_to_one=False, steps_offset=1),
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    ).save_pretrained(base)
+    adapter = root / "motion_adapter"
+    tiny_motion_adapter(seed=3).save_pretrained(adapter)
+    controlnet = root / "controlnet"
+    tiny_controlnet(unet, seed=4).save_pretrained(controlnet)
+    return {"base": base, "motion_adapter": adapter, "controlnet": controlnet}

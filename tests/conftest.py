@@ -27,3 +27,15 @@ def clips_dir() -> Path:
 def _seed_everything():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(scope="session")
+def bundled_pipe():
+    """The bundled demo pipeline in float32, progress bars off (loaded once per session; tests only read it)."""
+    from gen1.demo import bundled_model_dir
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_pretrained(str(bundled_model_dir()))
+    pipe.cast(torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

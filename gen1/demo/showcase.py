@@ -17,12 +17,12 @@ import torch
 
 from gen1.demo import DEMO_GUIDANCE
 
-SAMPLE_INDEX = 7  # which held-out edit case (gen1.demo.benchmark.edit_case) the demo shows
+SAMPLE_INDEX = 7  # which held-out edit case (gen1.demo.world.edit_case) the demo shows
 
 
 def sample_inputs(frames: int = 16, size: int = 64):
     """Source (F,3,H,W), reference (1,3,H,W), its caption and the ground-truth edit, from held-out seeds."""
-    from gen1.demo.benchmark import edit_case
+    from gen1.demo.world import edit_case
 
     case = edit_case(SAMPLE_INDEX, frames=frames, size=size)
     return case.source, case.reference, case.prompt, case.ground_truth

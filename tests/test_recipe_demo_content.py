@@ -200,6 +200,20 @@ def test_plot_curves_draws_both_content_encoders_and_chosen_panels(tmp_path, mon
     assert refused.value.code == 2 and "nope" in capsys.readouterr().err
 
 
+def test_plot_curves_without_matplotlib_says_which_extra_to_install(tmp_path, monkeypatch, capsys):
+    """matplotlib is the optional extra gen1[plots]: without it the script stops with that advice, not a traceback."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "demo" / "plot_curves.py")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", "--runs", str(tmp_path), "--out", str(tmp_path / "c.png")])
+    with pytest.raises(SystemExit) as refused:
+        runpy.run_path(script, run_name="__main__")
+    assert refused.value.code == 2 and "pip install 'gen1[plots]'" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()
+
 def test_style_vector_is_one_hot_per_attribute():
     from demo_recipe.sufficiency import style_vector
 

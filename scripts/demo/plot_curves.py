@@ -73,7 +73,10 @@ def main() -> int:
                         help="UNet panel: start at this run of UNET_STAGES (default the first)")
     parser.add_argument("--first-step", type=int, default=0, help="lineage step at which the first UNet run starts")
     args = parser.parse_args()
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        parser.error("drawing the curves needs matplotlib: pip install 'gen1[plots]'")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

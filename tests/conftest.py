@@ -29,6 +29,16 @@ def _seed_everything():
     yield
 
 
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    """Whatever a test runs in-process, the next test starts with the suite's thread count (a raised count left
+    behind makes forked children of later tests hang in OpenMP)."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
 @pytest.fixture(scope="session")
 def bundled_pipe():
     """The bundled demo pipeline in float32, progress bars off (loaded once per session; tests only read it)."""

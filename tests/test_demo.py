@@ -76,14 +76,16 @@ def test_bundled_model_takes_structure_from_depth_and_is_temporally_consistent(b
     assert mean["base"]["warp_error"] < 0.7 * mean["wt=0.0"]["warp_error"], mean
 
 
-def test_gen1_demo_writes_video_and_comparison(tmp_path):
+def test_gen1_demo_writes_video_and_comparison_and_keeps_the_thread_count(tmp_path):
     from PIL import Image
 
     from gen1.cli import main
     from gen1.video import read_video
 
+    torch.set_num_threads(1)
     out = tmp_path / "demo"
     assert main(["demo", "--out", str(out), "--steps", "2", "--frames", "4"]) == 0
+    assert torch.get_num_threads() == 1  # run in-process, it leaves the caller's setting alone
     for name in ("source.mp4", "edited.mp4", "reference.png", "comparison.png"):
         assert (out / name).is_file() and (out / name).stat().st_size > 0, name
     sheet = Image.open(out / "comparison.png")

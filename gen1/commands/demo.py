@@ -50,12 +50,16 @@ def run(args) -> int:
         raise FileNotFoundError(f"--out: parent directory of {args.out!r} does not exist")
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     from gen1.demo.showcase import run_showcase
 
-    result = run_showcase(args.out, model=args.model, input_video=args.input, reference=args.reference,
-                          prompt=args.prompt, steps=args.steps, guidance=args.guidance,
-                          structure_level=args.structure_level, seed=args.seed, frames=args.frames)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(2, threads))  # the model is tiny: more threads only add overhead
+    try:
+        result = run_showcase(args.out, model=args.model, input_video=args.input, reference=args.reference,
+                              prompt=args.prompt, steps=args.steps, guidance=args.guidance,
+                              structure_level=args.structure_level, seed=args.seed, frames=args.frames)
+    finally:
+        torch.set_num_threads(threads)  # leave the caller's setting as it was (run() may be called in-process)
     for name, path in result["paths"].items():
         print(f"{name}: {path}")
     print(f"edit took {result['edit_seconds']:.1f} s")

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+from fractions import Fraction
+
 import numpy as np
 import pytest
 import torch
@@ -93,10 +95,30 @@ def test_gen1_demo_writes_video_and_comparison_and_keeps_the_thread_count(tmp_pa
     assert read_video(str(out / "edited.mp4")).frames.shape == (4, 64, 64, 3)
 
 
+def test_gen1_demo_edits_every_frame_of_an_input_and_keeps_its_audio(clips_dir, tmp_path, capsys):
+    """Like gen1 edit: more frames than the sample clip's 16, the input's frame rate and its audio."""
+    from gen1.cli import main
+    from gen1.video import read_video, write_video
+
+    clip = read_video(clips_dir / "man-skiing.mp4", size=64, max_frames=20)
+    assert clip.has_audio
+    source = write_video(tmp_path / "in.mp4", clip.frames, clip.fps, audio_from=clip)
+    out = tmp_path / "demo"
+    assert main(["demo", "--out", str(out), "--input", str(source), "--steps", "1"]) == 0
+    assert "edited 20 frames, audio kept" in capsys.readouterr().out
+    edited = read_video(out / "edited.mp4")
+    assert edited.frames.shape == (20, 64, 64, 3)
+    assert edited.fps == Fraction(30000, 1001) and edited.has_audio
+    assert main(["demo", "--out", str(out), "--input", str(source), "--steps", "1", "--frames", "3"]) == 0
+    assert read_video(out / "edited.mp4").frames.shape[0] == 3
+
+
 def test_gen1_demo_rejects_bad_arguments(tmp_path, capsys):
     from gen1.cli import main
 
     assert main(["demo", "--out", str(tmp_path / "x"), "--steps", "0"]) == 2
     assert "--steps" in capsys.readouterr().err
+    assert main(["demo", "--out", str(tmp_path / "x"), "--frames", "0"]) == 2
+    assert "--frames" in capsys.readouterr().err
     assert main(["demo", "--out", str(tmp_path / "x"), "--input", str(tmp_path / "missing.mp4")]) == 2
     assert "missing.mp4" in capsys.readouterr().err

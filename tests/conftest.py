@@ -27,3 +27,25 @@ def clips_dir() -> Path:
 def _seed_everything():
     torch.manual_seed(0)
     yield
+
+
+@pytest.fixture(autouse=True)
+def _keep_thread_count():
+    """Whatever a test runs in-process, the next test starts with the suite's thread count (a raised count left
+    behind makes forked children of later tests hang in OpenMP)."""
+    threads = torch.get_num_threads()
+    yield
+    if torch.get_num_threads() != threads:
+        torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def bundled_pipe():
+    """The bundled demo pipeline in float32, progress bars off (loaded once per session; tests only read it)."""
+    from gen1.demo import bundled_model_dir
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_pretrained(str(bundled_model_dir()))
+    pipe.cast(torch.float32)
+    pipe.set_progress_bar_config(disable=True)
+    return pipe

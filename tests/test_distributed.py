@@ -1,7 +1,8 @@
 """Two CPU processes (gloo, loopback only) train under Accelerate/DDP and end with identical weights.
 
-The two ranks are forked from the test process (already-imported torch/diffusers: no 10 s re-import per
-process) and set the environment ``accelerate launch`` would set: RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1...
+The two ranks are spawned (fresh interpreters, as ``accelerate launch`` starts them), so they inherit no thread
+pools or other state of the test process: a forked rank hangs in OpenMP when the parent has used more than one
+thread. Each sets the environment ``accelerate launch`` would set: RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1...
 """
 
 from __future__ import annotations
@@ -29,15 +30,12 @@ def _free_port() -> int:
 
 
 def _rank_main(rank: int, port: int, overrides: list[str], out: str) -> None:
-    """One process of the job; exits the forked child directly (never returns into pytest)."""
+    """One process of the job; exits the child directly with its status."""
     code = 1
     try:
+        torch.set_num_threads(1)  # as the suite runs (tests/conftest.py): the models are tiny
         os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
                           WORLD_SIZE="2", LOCAL_WORLD_SIZE="2", ACCELERATE_USE_CPU="true")
-        from accelerate.state import AcceleratorState, GradientState
-
-        AcceleratorState._reset_state(reset_partial_state=True)  # the parent's single-process state
-        GradientState._reset_state()
         from gen1.training.config import load_config
         from gen1.training.trainer import train
 
@@ -64,12 +62,12 @@ def test_two_cpu_processes_stay_in_sync(tmp_path):
         "train.max_steps": 3, "train.checkpoint_every": 3, "optim.lr": 1e-3, "model.trainable": "all",
         "data.image_ratio": 0.5, "data.batch_size": 1, "train.export": "false"})
     port = _free_port()
-    context = multiprocessing.get_context("fork")
+    context = multiprocessing.get_context("spawn")
     procs = [context.Process(target=_rank_main, args=(rank, port, overrides, str(out))) for rank in (0, 1)]
     for proc in procs:
         proc.start()
     for proc in procs:
-        proc.join(timeout=120)
+        proc.join(timeout=300)  # a spawned rank imports torch, diffusers and accelerate afresh
     for proc in procs:
         if proc.is_alive():
             proc.kill()

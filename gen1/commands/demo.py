@@ -5,6 +5,8 @@
 writes ``demo_out/source.mp4`` (a synthetic clip gen1 renders), ``reference.png`` (another scene in another
 style), ``edited.mp4`` and ``comparison.png`` (source | depth | reference | output). ``--input`` /
 ``--reference`` / ``--prompt`` swap in your own video, image or text (output is 64 px: the demo model's size).
+Your own video is edited as ``gen1 edit`` edits it: every frame (``--frames`` to edit fewer), its frame rate
+and its audio kept.
 """
 
 from __future__ import annotations
@@ -20,14 +22,16 @@ def register(subparsers) -> None:
         "write source.mp4, reference.png, edited.mp4 and comparison.png to --out.",
     )
     parser.add_argument("--out", default="gen1-demo", help="output directory (default: gen1-demo)")
-    parser.add_argument("--input", help="your own video instead of the sample clip")
+    parser.add_argument("--input", help="your own video instead of the sample clip (every frame is edited, its "
+                        "audio kept)")
     parser.add_argument("--reference", help="your own reference image")
     parser.add_argument("--prompt", help="a text prompt instead of the reference (e.g. \"red striped objects ...\")")
     parser.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
     parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE,
                         help=f"content guidance w (default {DEMO_GUIDANCE:g}; see docs/demo.md)")
     parser.add_argument("--structure-level", type=float, default=0.0, help="t_s in [0, 7] (default 0)")
-    parser.add_argument("--frames", type=int, default=16, help="frames to edit (default 16)")
+    parser.add_argument("--frames", type=int, default=None,
+                        help="frames to edit (default: the 16 of the sample clip, or every frame of --input)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", help="pipeline directory (default: the bundled demo model)")
     parser.set_defaults(func=run)
@@ -39,7 +43,7 @@ def run(args) -> int:
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
-    if args.frames < 1:
+    if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")
     if args.reference is not None and args.prompt is not None:
         raise ValueError("give --reference or --prompt, not both")
@@ -50,13 +54,18 @@ def run(args) -> int:
         raise FileNotFoundError(f"--out: parent directory of {args.out!r} does not exist")
     import torch
 
-    torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
     from gen1.demo.showcase import run_showcase
 
-    result = run_showcase(args.out, model=args.model, input_video=args.input, reference=args.reference,
-                          prompt=args.prompt, steps=args.steps, guidance=args.guidance,
-                          structure_level=args.structure_level, seed=args.seed, frames=args.frames)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(min(2, threads))  # the model is tiny: more threads only add overhead
+    try:
+        result = run_showcase(args.out, model=args.model, input_video=args.input, reference=args.reference,
+                              prompt=args.prompt, steps=args.steps, guidance=args.guidance,
+                              structure_level=args.structure_level, seed=args.seed, frames=args.frames)
+    finally:
+        torch.set_num_threads(threads)  # leave the caller's setting as it was (run() may be called in-process)
     for name, path in result["paths"].items():
         print(f"{name}: {path}")
-    print(f"edit took {result['edit_seconds']:.1f} s")
+    audio = ", audio kept" if result["audio"] else ""
+    print(f"edited {result['frames']} frames{audio} in {result['edit_seconds']:.1f} s")
     return 0

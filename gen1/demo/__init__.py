@@ -1,14 +1,15 @@
 """The bundled demo model: a small Gen-1 trained by gen1's own code on synthetic scenes.
 
-Submodules (imported on use so ``import gen1.demo`` stays light):
+What the library needs at run time, and nothing more (the recipe that trained the model lives in
+``scripts/demo``, docs/demo.md describes it):
 
-* :mod:`gen1.demo.data` -- seed policy (training vs held-out seeds) and batches of rendered frames;
-* :mod:`gen1.demo.loop` -- a small resumable training loop with atomic checkpoints (component trainers);
-* :mod:`gen1.demo.vae`, :mod:`gen1.demo.content`, :mod:`gen1.demo.depth` -- the component trainers;
-* :mod:`gen1.demo.shards` -- synthetic clips -> ``gen1 train`` shards (VAE latents, exact depth, CLIP);
-* :mod:`gen1.demo.assemble` -- the :class:`~gen1.pipeline.Gen1Pipeline` that ships in ``gen1/assets/demo``.
+* :func:`bundled_model_dir` -- where the pipeline ships (``gen1/assets/demo-model``; ``gen1 edit`` loads it
+  when ``--model`` is not given);
+* :data:`DEMO_GUIDANCE` -- the content guidance the demo uses by default;
+* :mod:`gen1.demo.world` -- the synthetic world it was trained on and its held-out edit cases;
+* :mod:`gen1.demo.showcase` -- ``gen1 demo``: edit a sample clip and show the result.
 
-:func:`bundled_model_dir` is where ``gen1 edit`` finds the model when ``--model`` is not given.
+Submodules are imported on use, so ``import gen1.demo`` stays light.
 """
 
 from __future__ import annotations
@@ -18,15 +19,14 @@ from pathlib import Path
 BUNDLED_SUBDIR = ("assets", "demo-model")
 
 DEMO_GUIDANCE = 1.0
-"""Content guidance w the demo and its benchmark use by default. On the 32 held-out edits (docs/demo.md)
-the bundled model scores higher PSNR at every structure level and at least the same style accuracy with
-w = 1 than with w = 3 (guidance over-saturates the palette this small model renders), and w = 1 needs one
-UNet pass per step instead of two."""
+"""Content guidance w that ``gen1 demo`` and the demo's benchmark use by default. The bundled model renders a
+small palette that guidance over-saturates: on its held-out edits w = 1 scores higher PSNR at every structure
+level and at least the same style accuracy as w = 3 (docs/demo.md), and needs one UNet pass per step
+instead of two."""
 
 
 def bundled_model_dir() -> Path:
-    """The directory of the bundled demo pipeline (``gen1/assets/demo-model``, where
-    ``gen1 edit`` already looks when ``--model`` is not given).
+    """The directory of the bundled demo pipeline (``gen1/assets/demo-model``).
 
     Raises ``FileNotFoundError`` if the package was installed without its data files.
     """

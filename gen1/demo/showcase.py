@@ -4,7 +4,9 @@
 style B); :func:`run_showcase` edits the clip towards the reference (or a prompt) with the bundled
 pipeline and writes ``source.mp4``, ``reference.png``, ``edited.mp4`` and ``comparison.png`` (rows = a few
 frames; columns = source | depth | reference | output, enlarged ``zoom`` times with nearest-neighbour so
-the 64x64 frames stay readable).
+the 64x64 frames stay readable). A video of your own (``input_video``) is edited as ``gen1 edit`` edits it:
+every frame (long clips in temporal windows) unless ``frames`` says fewer, at its own frame rate, with its
+audio.
 """
 
 from __future__ import annotations
@@ -17,12 +19,13 @@ import torch
 
 from gen1.demo import DEMO_GUIDANCE
 
-SAMPLE_INDEX = 7  # which held-out edit case (gen1.demo.benchmark.edit_case) the demo shows
+SAMPLE_INDEX = 7  # which held-out edit case (gen1.demo.world.edit_case) the demo shows
+SAMPLE_FRAMES = 16  # frames of the sample clip
 
 
-def sample_inputs(frames: int = 16, size: int = 64):
+def sample_inputs(frames: int = SAMPLE_FRAMES, size: int = 64):
     """Source (F,3,H,W), reference (1,3,H,W), its caption and the ground-truth edit, from held-out seeds."""
-    from gen1.demo.benchmark import edit_case
+    from gen1.demo.world import edit_case
 
     case = edit_case(SAMPLE_INDEX, frames=frames, size=size)
     return case.source, case.reference, case.prompt, case.ground_truth
@@ -52,9 +55,11 @@ def comparison_sheet(source, depth, reference, output, *, rows: int = 4, zoom: i
 
 def run_showcase(out: str | Path, *, model: str | Path | None = None, input_video: str | None = None,
                  reference: str | None = None, prompt: str | None = None, steps: int = 20,
-                 guidance: float = DEMO_GUIDANCE, structure_level: float = 0.0, seed: int = 0, frames: int = 16,
-                 size: int = 64) -> dict:
-    """Run the demo edit; return the written paths and the seconds the edit took."""
+                 guidance: float = DEMO_GUIDANCE, structure_level: float = 0.0, seed: int = 0,
+                 frames: int | None = None, size: int = 64) -> dict:
+    """Run the demo edit; return the written paths, the number of frames edited, whether audio was kept and
+    the seconds the edit took. ``frames``: how many frames to edit (default: :data:`SAMPLE_FRAMES` of the
+    sample clip, every frame of ``input_video``)."""
     from PIL import Image
 
     from gen1.atomic import atomic_path
@@ -62,14 +67,17 @@ def run_showcase(out: str | Path, *, model: str | Path | None = None, input_vide
     from gen1.pipeline import Gen1Pipeline
     from gen1.video import read_image, read_video, write_video
 
+    if frames is not None and frames < 1:
+        raise ValueError(f"frames must be >= 1, got {frames}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    fps = 8.0
-    sample_src, sample_ref, sample_prompt, _ = sample_inputs(frames, size)
+    fps, audio_from = 8.0, None
+    sample_src, sample_ref, sample_prompt, _ = sample_inputs(frames or SAMPLE_FRAMES, size)
     if input_video is not None:
         clip = read_video(input_video, size=size, max_frames=frames)
         source = torch.from_numpy(np.array(clip.frames)).permute(0, 3, 1, 2).float() / 255
-        fps = float(clip.fps)
+        fps = clip.fps
+        audio_from = clip if clip.has_audio else None
     else:
         source = sample_src
     if reference is not None:
@@ -79,7 +87,7 @@ def run_showcase(out: str | Path, *, model: str | Path | None = None, input_vide
     else:
         ref = None
     paths = dict(source=out / "source.mp4", edited=out / "edited.mp4", comparison=out / "comparison.png")
-    write_video(paths["source"], _uint8(source), fps)
+    write_video(paths["source"], _uint8(source), fps, audio_from=audio_from)
     if ref is not None:
         paths["reference"] = out / "reference.png"
         with atomic_path(paths["reference"]) as tmp:
@@ -93,10 +101,10 @@ def run_showcase(out: str | Path, *, model: str | Path | None = None, input_vide
                   generator=torch.Generator().manual_seed(seed), output_type="pt")
     seconds = time.perf_counter() - start
     output = result.frames.float().clamp(0, 1)
-    write_video(paths["edited"], _uint8(output), fps)
+    write_video(paths["edited"], _uint8(output), fps, audio_from=audio_from)
     shown_ref = ref if ref is not None else torch.ones(1, 3, *output.shape[-2:])
     sheet = comparison_sheet(source, torch.as_tensor(result.depth).float(), shown_ref, output)
     with atomic_path(paths["comparison"]) as tmp:
         Image.fromarray(sheet).save(tmp)
-    return dict(paths={k: str(v) for k, v in paths.items()}, edit_seconds=seconds,
-                prompt=prompt if ref is None else None, sample_caption=sample_prompt)
+    return dict(paths={k: str(v) for k, v in paths.items()}, frames=int(output.shape[0]), audio=audio_from is not None,
+                edit_seconds=seconds, prompt=prompt if ref is None else None, sample_caption=sample_prompt)

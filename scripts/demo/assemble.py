@@ -26,7 +26,7 @@ def main() -> int:
     parser.add_argument("--depth", default=None, help="DepthEstimator folder (default: RUNS/depth3/export, "
                         "the estimator the last UNet runs were trained with)")
     args = parser.parse_args()
-    from gen1.demo.assemble import assemble, save_fp16
+    from demo_recipe.assemble import assemble, save_fp16
 
     runs = Path(args.runs)
     pipe = assemble(vae=args.vae or runs / "vae" / "export",

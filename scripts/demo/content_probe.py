@@ -1,10 +1,10 @@
-"""Does the content signal carry enough of the style for the layout to matter? (gen1/demo/sufficiency.py)
+"""Does the content signal carry enough of the style for the layout to matter? (demo_recipe/sufficiency.py)
 
-    python scripts/demo/content_probe.py --kinds style,reference --no-depth style,reference   # ~25 min, 2 cores
+    python scripts/demo/content_probe.py --kinds style,reference --no-depth style,reference
 
 Renders one frame each of --train training scenes and --held held-out scenes, encodes them with a pipeline's
 VAE and content encoder, and fits a small direct regressor (depth + content -> latents) per content signal,
-with and without the depth; prints the held-out latent MSE of each. About 6 min per fit on a 2-core CPU.
+with and without the depth; prints the held-out latent MSE of each (docs/demo.md).
 """
 
 from __future__ import annotations
@@ -15,7 +15,8 @@ import torch
 
 
 def main() -> int:
-    from gen1.demo.sufficiency import CONTENT_KINDS
+    from demo_recipe.cli import load_pipeline, prepare_json_output
+    from demo_recipe.sufficiency import CONTENT_KINDS
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="pipeline directory (VAE, content encoder; default: the bundled demo model)")
@@ -35,14 +36,13 @@ def main() -> int:
             raise ValueError(f"unknown content signal {kind!r}; choose from {CONTENT_KINDS}")
     if args.train < 1 or args.held < 1:
         raise ValueError(f"--train and --held must be >= 1, got {args.train}, {args.held}")
+    prepare_json_output(args.json)
     torch.set_num_threads(args.threads)
-    from gen1.demo import bundled_model_dir
-    from gen1.demo.data import HELD_OUT_START
-    from gen1.demo.sufficiency import REGRESSION_HELD_OUT_OFFSET, REGRESSION_TRAIN_SEED, fit_and_score, regression_data
-    from gen1.pipeline import Gen1Pipeline
+    from demo_recipe.sufficiency import (REGRESSION_HELD_OUT_OFFSET, REGRESSION_TRAIN_SEED, fit_and_score,
+                                         regression_data)
+    from gen1.demo.world import HELD_OUT_START
 
-    pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
-    pipe.cast(torch.float32)
+    pipe = load_pipeline(args.model)
     train = regression_data(pipe.vae, pipe.content_encoder, range(REGRESSION_TRAIN_SEED, REGRESSION_TRAIN_SEED + args.train))
     held_start = HELD_OUT_START + REGRESSION_HELD_OUT_OFFSET
     held = regression_data(pipe.vae, pipe.content_encoder, range(held_start, held_start + args.held))

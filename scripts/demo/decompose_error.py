@@ -3,10 +3,10 @@
     python scripts/demo/decompose_error.py --edits 8                        # bundled estimator, reference
     python scripts/demo/decompose_error.py --edits 8 --depth exact --content truth --guidance 1
 
-Runs the benchmark's held-out edits (gen1/demo/benchmark.py: same cases, same noise per case) with the
+Runs the benchmark's held-out edits (demo_recipe/benchmark.py: same cases, same noise per case) with the
 structure input from the bundled estimator or the renderer's exact depth, and the content from the reference
 image, the ground truth's first frame (an oracle) or the prompt; prints mean PSNR, palette error, PSNR with
-the palette corrected and PSNR of blurred frames (gen1.demo.diagnostics.error_decomposition) per t_s.
+the palette corrected and PSNR of blurred frames (demo_recipe.diagnostics.error_decomposition) per t_s.
 """
 
 from __future__ import annotations
@@ -20,14 +20,15 @@ LEVELS = (0.0, 7.0)
 
 
 def main() -> int:
-    from gen1.demo.benchmark import add_edit_arguments, edit_case, edit_script_pipeline
+    from demo_recipe.benchmark import add_edit_arguments, edit_script_pipeline
+    from gen1.demo.world import edit_case
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_edit_arguments(parser, edits=8)
     parser.add_argument("--depth", choices=("estimated", "exact"), default="estimated")
     parser.add_argument("--content", choices=("reference", "truth", "prompt"), default="reference")
     args = parser.parse_args()
-    from gen1.demo.diagnostics import error_decomposition
+    from demo_recipe.diagnostics import error_decomposition
     from gen1.depth import normalize_z_depth
 
     pipe = edit_script_pipeline(args)

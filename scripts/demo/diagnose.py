@@ -4,8 +4,8 @@
     python scripts/demo/diagnose.py --unet runs/demo/unet_ref/export --estimated-depth --reference-content
 
 Prints the image-mode training loss on held-out images at fixed noise levels with the structure input at
-t_s = 0 (true), 4, 7 and another image's depth (shuffled); see gen1/demo/diagnostics.py. Seconds per
-checkpoint instead of minutes for the sampled benchmark, so a run can be followed while it trains.
+t_s = 0 (true), 4, 7 and another image's depth (shuffled); see demo_recipe/diagnostics.py. Much faster
+than the sampled benchmark, so a run can be followed while it trains.
 """
 
 from __future__ import annotations
@@ -31,16 +31,16 @@ def main() -> int:
     parser.add_argument("--json", help="also write the result as JSON here")
     args = parser.parse_args()
     timesteps = [int(t) for t in args.timesteps.split(",") if t.strip()]
+    from demo_recipe.cli import load_pipeline, prepare_json_output
+
+    prepare_json_output(args.json)
     torch.set_num_threads(args.threads)
     from diffusers import DDPMScheduler
 
-    from gen1.demo import bundled_model_dir
-    from gen1.demo.diagnostics import format_usage, probe_images, structure_usage
+    from demo_recipe.diagnostics import format_usage, probe_images, structure_usage
     from gen1.assembly import trained_video_unet
-    from gen1.pipeline import Gen1Pipeline
 
-    pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
-    pipe.cast(torch.float32)
+    pipe = load_pipeline(args.model)
     unet = trained_video_unet(args.unet).float().eval() if args.unet else pipe.unet.eval()
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     images = probe_images(pipe.vae, pipe.content_encoder, num_images=args.images,

@@ -3,7 +3,8 @@
     python scripts/demo/evaluate.py --edits 32 --steps 15 --json runs/demo/eval.json
     python scripts/demo/evaluate.py --first-edit 32 --edits 64   # the next 64 held-out edits: how much is luck
 
-See gen1/demo/benchmark.py for what each row measures; docs/demo.md holds the last table.
+See gen1/eval/edit_benchmark.py for what each row measures; docs/demo.md holds the last table. The --json
+folder is created if needed.
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ import json
 
 
 def main() -> int:
-    from gen1.demo.benchmark import add_edit_arguments, edit_script_pipeline, format_table, run_benchmark, thresholds
+    from demo_recipe.benchmark import add_edit_arguments, edit_script_pipeline, run_demo_benchmark
+    from gen1.eval.edit_benchmark import format_table, thresholds
 
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     add_edit_arguments(parser, edits=32)
@@ -24,8 +26,8 @@ def main() -> int:
         parser.error(f"--first-edit must be >= 0, got {args.first_edit}")
 
     pipe = edit_script_pipeline(args)
-    result = run_benchmark(pipe, num_edits=args.edits, steps=args.steps, guidance=args.guidance, frames=args.frames,
-                           first_edit=args.first_edit)
+    result = run_demo_benchmark(pipe, num_edits=args.edits, steps=args.steps, guidance=args.guidance,
+                                frames=args.frames, first_edit=args.first_edit)
     print(format_table(result))
     checks = thresholds(result)
     print()

@@ -2,10 +2,10 @@
 
     python scripts/demo/ideal_scores.py --edits 32
 
-For each of the benchmark's edits (gen1/demo/benchmark.py) it scores, against the ground truth, predictions
+For each of the benchmark's edits (gen1.demo.world.edit_case) it scores, against the ground truth, predictions
 an ideal model could make with the layout (the ground truth through the VAE; the same scene and style
 with every texture at its mean) and without it (the target style on other scenes: one sharp sample, and their pixel
-mean; the palette alone). See gen1.demo.diagnostics.ideal_scores. Compare with scripts/demo/evaluate.py's
+mean; the palette alone). See demo_recipe.diagnostics.ideal_scores. Compare with scripts/demo/evaluate.py's
 PSNR at t_s = 0 and 7: docs/demo.md.
 """
 
@@ -35,12 +35,15 @@ def main() -> int:
     args = parser.parse_args()
     if args.edits < 1:
         raise ValueError(f"--edits must be >= 1, got {args.edits}")
+    from demo_recipe.cli import prepare_json_output
+
+    prepare_json_output(args.json)
     torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKL
 
+    from demo_recipe.diagnostics import ideal_scores
     from gen1.demo import bundled_model_dir
-    from gen1.demo.benchmark import edit_case
-    from gen1.demo.diagnostics import ideal_scores
+    from gen1.demo.world import edit_case
 
     vae = AutoencoderKL.from_pretrained(str(args.model or bundled_model_dir()), subfolder="vae").float().eval()
     means: dict[str, float] = {}

@@ -4,7 +4,7 @@
     python scripts/demo/plot_curves.py --runs runs/demo --unet-only --first-step 19100 --out docs/x.png
     python scripts/demo/plot_curves.py --panels content unet --first-stage unet_c2 --first-step 27900 --out docs/y.png
 
-Component losses come from ``RUN/checkpoint/state.json`` (gen1.demo.loop; the content panel draws every
+Component losses come from ``RUN/checkpoint/state.json`` (demo_recipe.loop; the content panel draws every
 content encoder run, ``content`` to ``content4``, the depth panel ``depth`` to ``depth3``); the UNet's from
 the TensorBoard events that ``gen1 train`` writes (``train/loss``), one curve per UNet stage (``UNET_STAGES``,
 each starting where the previous one stopped; runs that are not there are skipped). ``--panels`` picks the
@@ -73,7 +73,10 @@ def main() -> int:
                         help="UNet panel: start at this run of UNET_STAGES (default the first)")
     parser.add_argument("--first-step", type=int, default=0, help="lineage step at which the first UNet run starts")
     args = parser.parse_args()
-    import matplotlib
+    try:
+        import matplotlib
+    except ImportError:
+        parser.error("drawing the curves needs matplotlib: pip install 'gen1[plots]'")
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt

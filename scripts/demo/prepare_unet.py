@@ -33,9 +33,9 @@ def main() -> int:
     torch.set_num_threads(args.threads)
     from diffusers import AutoencoderKL
 
+    from demo_recipe.shards import build_shards
+    from demo_recipe.unet import write_base
     from gen1.content import ContentEncoder
-    from gen1.demo.shards import build_shards
-    from gen1.demo.unet import write_base
 
     vae = AutoencoderKL.from_pretrained(args.vae).float().eval()
     content = ContentEncoder.from_pretrained(args.content).float().eval()

@@ -2,7 +2,7 @@
 # Reproduce the bundled demo model (gen1/assets/demo-model) from nothing but this repository.
 # Every step resumes from its last checkpoint: rerun the script after an interruption (or run the steps in
 # slices: add --minutes M to the component trainers; the gen1 train steps checkpoint every 100-200 steps).
-# Scenes are the demo world of gen1.demo.data (camera rolled up to 90 degrees). docs/demo.md says how the
+# Scenes are the demo world of gen1.demo.world (camera rolled up to 90 degrees). docs/demo.md says how the
 # shipped weights were made (the same steps, partly at an earlier commit) and how long each step took.
 set -euo pipefail
 cd "$(dirname "$0")/../.."

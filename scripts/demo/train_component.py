@@ -44,11 +44,11 @@ def main() -> int:
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
     if args.component == "vae":
-        from gen1.demo.vae import train_vae as train
+        from demo_recipe.vae import train_vae as train
     elif args.component == "content":
-        from gen1.demo.content import train_content as train
+        from demo_recipe.content import train_content as train
     else:
-        from gen1.demo.depth import train_depth as train
+        from demo_recipe.depth import train_depth as train
     content_options = {name: value for name, value in (("batch", args.batch), ("hard_negatives", args.hard_negatives),
                                                        ("clip_frames", args.clip_frames),
                                                        ("attribute_weight", args.attribute_weight))

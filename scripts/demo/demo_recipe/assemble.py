@@ -3,7 +3,7 @@
 Inputs are the exports of the component trainers and of ``gen1 train`` (EMA weights); the sampler is a
 ``DDIMScheduler`` with the training schedule (cosine, v-prediction). No prior is shipped: prompts use the
 content encoder's direct text embedding (trained to land on the image embeddings, see
-:mod:`gen1.demo.content`). Weights are cast to float16 and saved as safetensors; ``gen1 edit`` loads them
+:mod:`demo_recipe.content`). Weights are cast to float16 and saved as safetensors; ``gen1 edit`` loads them
 in float32 on the CPU and casts as asked.
 """
 
@@ -18,8 +18,8 @@ def assemble(*, vae: str | Path, unet: str | Path, depth: str | Path, content: s
     """A float32 ``Gen1Pipeline`` from the component folders."""
     from diffusers import AutoencoderKL, DDIMScheduler
 
+    from demo_recipe.unet import SCHEDULER_CONFIG
     from gen1.content import ContentEncoder
-    from gen1.demo.unet import SCHEDULER_CONFIG
     from gen1.depth import DepthEstimator
     from gen1.pipeline import Gen1Pipeline
     from gen1.unet import VideoUNet

@@ -1,33 +1,15 @@
-"""Seed policy and rendered batches for the demo components.
+"""Rendered training batches for the demo components.
 
-Seeds: training uses scene/style seeds in ``[0, TRAIN_SEEDS)``; every evaluation (held-out retrieval,
-depth error, the edit benchmark) uses seeds from ``HELD_OUT_START`` upward, so no held-out scene or style
-is ever seen in training. Batch ``m`` of a trainer is a pure function of ``(seed, m)``, so resuming a run
-needs only its step counter.
-
-Scenes: the demo world is :func:`gen1.eval.synthetic.sample_scene` with the camera rolled up to
-``MAX_ROLL`` degrees. With a level camera the horizon sits at about the same height in every frame, so the
-layout is mostly predictable without depth: a direct regressor (content [+ depth] -> latents, trained on 8000
-frames) cut its x0 error only from 0.497 to 0.381 with exact depth, and the first demo UNet learned to
-ignore the structure input altogether. A rolled camera makes the layout something only the structure can
-tell, which is what the demo must learn and what its evaluation measures.
+The demo world and its seed policy (training seeds ``[0, TRAIN_SEEDS)``, held-out seeds from
+``HELD_OUT_START``) are :mod:`gen1.demo.world`'s. Batch ``m`` of a trainer is a pure function of
+``(seed, m)``, so resuming a run needs only its step counter.
 """
 
 from __future__ import annotations
 
 import torch
 
-TRAIN_SEEDS = 1_000_000
-HELD_OUT_START = 10_000_000
-FRAME_SIZE = 64
-MAX_ROLL = 90.0  # degrees: horizons from vertical to vertical, never upside down
-
-
-def demo_scene(seed: int):
-    """Scene ``seed`` of the demo world (see the module docstring)."""
-    from gen1.eval.synthetic import sample_scene
-
-    return sample_scene(seed, max_roll=MAX_ROLL)
+from gen1.demo.world import FRAME_SIZE, TRAIN_SEEDS, demo_scene
 
 
 def train_seed(base: int, step: int, index: int, per_step: int) -> int:

@@ -4,14 +4,15 @@ standard ``model.base`` path inflates it with :meth:`gen1.unet.VideoUNet.from_im
 
 The base takes ``4 + 1`` input channels (latents + structure, the SD-2-depth layout), so
 ``from_image_unet`` adds nothing and the depth input starts with ordinary random weights. Zero-initialised
-structure channels (identity at start) are right for a *pretrained* base; from scratch they stayed at 1/20 of
-the latent channels' weights after 2400 steps and the first demo model ignored depth (PSNR flat in t_s).
+structure channels (identity at start) are right for a *pretrained* base; from scratch they grow too slowly
+and the model learns to ignore depth (docs/demo.md).
 
 Latents are 4x16x16 (64x64 frames, factor-4 VAE); cross-attention width = the content encoder's
 embedding size (64), so no ``content_proj`` is needed. Attention (spatial cross-attention to the
-content) only at 8x8 and 4x4: content is a global style, and attention at 16x16 doubled the CPU step time. Schedule: cosine (``squaredcos_cap_v2``) with
-v-prediction -- small models trained briefly fit v targets more stably than epsilon at high noise levels,
-and the cosine schedule spends fewer steps at near-clean noise levels that 16x16 latents do not need.
+content) only at 8x8 and 4x4: content is a global style, and attention at 16x16 would cost the most compute
+for the least gain. Schedule: cosine (``squaredcos_cap_v2``) with v-prediction -- small models trained
+briefly fit v targets more stably than epsilon at high noise levels, and the cosine schedule spends fewer
+steps at near-clean noise levels that 16x16 latents do not need.
 """
 
 from __future__ import annotations

@@ -1,14 +1,16 @@
-"""The demo depth estimator's training: sign-aware loss, fine-tuning from an export, the shipped estimator's
-orientation on held-out frames."""
+"""Recipe tests: the demo depth estimator's training (demo_recipe.depth): sign-aware loss, fine-tuning from an
+export, the bundled estimator's orientation on held-out frames."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
+from demo_recipe.depth import (build_depth_estimator, held_out_flipped_fraction, load_depth_weights, ssi_loss,
+                               ssimae_loss, train_depth)
 from gen1.demo import bundled_model_dir
-from gen1.demo.depth import (build_depth_estimator, held_out_flipped_fraction, load_depth_weights,
-                             ssi_loss, ssimae_loss, train_depth)
+
+pytestmark = pytest.mark.recipe
 
 
 def _target(seed: int = 0) -> torch.Tensor:
@@ -67,8 +69,8 @@ def test_load_depth_weights_refuses_another_architecture(tmp_path):
 
 
 def test_bundled_depth_estimator_puts_no_held_out_frame_upside_down():
-    """The shipped estimator was fine-tuned with the sign-aware loss: every held-out frame, rolled cameras
-    included, correlates positively with the true inverse depth (the least-squares-trained one flipped 12.5%)."""
+    """The bundled estimator was fine-tuned with the sign-aware loss: every held-out frame, rolled cameras
+    included, correlates positively with the true inverse depth."""
     estimator = build_depth_estimator()
     load_depth_weights(estimator, bundled_model_dir() / "depth_estimator")
     assert held_out_flipped_fraction(estimator, clips=8, frames=4) == 0.0

@@ -1,7 +1,7 @@
 """Does a trained UNet use its structure input?  The depth-usage probe for the demo recipe.
 
-Sampled edits (:mod:`gen1.demo.benchmark`) take minutes and mix many causes (content, sampler, VAE). This probe
-measures the one thing the structure stage must teach, in seconds and per checkpoint: the training loss
+Sampled edits (:mod:`demo_recipe.benchmark`) are slow and mix many causes (content, sampler, VAE). This probe
+measures the one thing the structure stage must teach, quickly and per checkpoint: the training loss
 (image mode, the scheduler's prediction target) on held-out images at fixed noise levels, with the structure
 input built four ways --
 
@@ -11,8 +11,8 @@ input built four ways --
 
 A model that takes structure from depth has ``true`` < ``ts=4`` < ``ts=7`` at high noise, where the layout is
 still undecided, and ``shuffled`` worst; one that ignores depth has all four equal. Held-out images use
-seeds :data:`gen1.demo.data.HELD_OUT_START` + 300000 upward (the benchmark's edits use +100000 and +200000).
-Images are encoded as the shards encode them (:mod:`gen1.demo.shards`), with the same two choices: exact or
+seeds :data:`gen1.demo.world.HELD_OUT_START` + 300000 upward (the benchmark's edits use +100000 and +200000).
+Images are encoded as the shards encode them (:mod:`demo_recipe.shards`), with the same two choices: exact or
 estimated depth, and content from the image itself or from another held-out scene in its style (+ 350000).
 """
 
@@ -32,8 +32,9 @@ def probe_images(vae, content_encoder, *, num_images: int, size: int = 64, depth
     """Held-out single images, encoded as the shards encode them: ``latents (N,C,1,h,w)``, depth
     ``(N,1,1,h,w)`` on the latent grid (exact, or ``depth_estimator``'s), ``content (N,D)`` (the image's own
     embedding, or with ``reference_content`` another held-out scene's in the same style)."""
-    from gen1.demo.data import HELD_OUT_START, render_clip
-    from gen1.demo.shards import encode_clip
+    from demo_recipe.data import render_clip
+    from demo_recipe.shards import encode_clip
+    from gen1.demo.world import HELD_OUT_START
 
     if not 2 <= num_images <= REFERENCE_SEED_OFFSET - PROBE_SEED_OFFSET:
         raise ValueError(f"the probe needs at least 2 images (one to shuffle against) and at most "
@@ -140,7 +141,7 @@ OTHER_LAYOUT_SEED_OFFSET = 400_000  # held-out scenes that stand in for "a layou
 @torch.no_grad()
 def ideal_scores(case, vae, *, other_layouts: int = 12) -> dict[str, float]:
     """PSNR against an edit's ground truth of predictions that an ideal model could make: what the benchmark's
-    structure check can show at best. ``case`` is a :class:`gen1.demo.benchmark.EditCase`, ``vae`` the
+    structure check can show at best. ``case`` is a :class:`gen1.eval.edit_benchmark.EditCase`, ``vae`` the
     pipeline's (images pass through it as the UNet's outputs do).
 
     With the layout (what t_s = 0 gives):
@@ -158,7 +159,7 @@ def ideal_scores(case, vae, *, other_layouts: int = 12) -> dict[str, float]:
     * ``frame_mean_colour``: every ground-truth frame replaced by its own mean colour -- the palette alone.
     """
     from gen1.conditioning import decode_latents, encode_latents
-    from gen1.demo.data import HELD_OUT_START, demo_scene
+    from gen1.demo.world import HELD_OUT_START, demo_scene
     from gen1.eval.image_metrics import psnr
     from gen1.eval.synthetic import render
 

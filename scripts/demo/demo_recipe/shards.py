@@ -17,7 +17,7 @@ synthetic data makes possible:
   learns to use; at inference the reference's layout is another scene's and contradicts the depth.
 
 Videos use seeds ``[0, videos)``, images (1-frame clips) seeds ``[videos, videos + images)``; all are
-training seeds (:data:`gen1.demo.data.TRAIN_SEEDS`). Shards are written atomically and skipped when
+training seeds (:data:`gen1.demo.world.TRAIN_SEEDS`). Shards are written atomically and skipped when
 present, so an interrupted build resumes.
 """
 
@@ -30,7 +30,7 @@ import torch
 
 def reference_scene_seed(seed: int) -> int:
     """The training scene whose frames stand in for the reference image of clip ``seed`` (never ``seed``)."""
-    from gen1.demo.data import TRAIN_SEEDS
+    from gen1.demo.world import TRAIN_SEEDS
 
     return (int(seed) + TRAIN_SEEDS // 2) % TRAIN_SEEDS
 
@@ -64,7 +64,8 @@ def build_shards(out: str | Path, vae, content_encoder, *, videos: int, images: 
     ``reference_content`` another scene's in the same style; see the module docstring)."""
     from tqdm.auto import tqdm
 
-    from gen1.demo.data import TRAIN_SEEDS, render_clip
+    from demo_recipe.data import render_clip
+    from gen1.demo.world import TRAIN_SEEDS
     from gen1.training.shards import ClipRecord, shard_name, write_index, write_shard
 
     if videos + images > TRAIN_SEEDS:

@@ -12,9 +12,10 @@ random styles can be told apart by one or two attributes (colours), so plain Inf
 textures, light -- out of the embedding, and the UNet cannot render what its content input does not carry.
 With ``attribute_weight`` = a > 0, a linear head per style attribute reads the raw image embedding and a
 times the mean cross-entropy against the frame's true attributes (which the renderer gives for free) joins
-the loss. Why: the UNet is conditioned on a *reference* of another scene, and contrastive training alone
-left light direction at 54% and textures near 30% on such references, so the UNet could not tell them; the
-heads make every attribute linearly readable from the very vector the UNet sees. The heads are not shipped.
+the loss. Why: the UNet is conditioned on a *reference* of another scene, and contrastive training alone,
+even with hard negatives, leaves the attributes that colours already separate (light direction, textures)
+weakly encoded there (docs/demo.md has the per-attribute figures); the heads make every attribute linearly
+readable from the very vector the UNet sees. The heads are not exported.
 Held-out metrics: top-1 retrieval (image -> caption and caption -> image) among ``N`` held-out clips, and
 per-attribute accuracy (:func:`attribute_accuracy`).
 """
@@ -34,8 +35,8 @@ MAX_TEXT_LEN = 32
 
 def build_content_encoder(seed: int = 0):
     """A random small ``ContentEncoder`` (ViT 64px / patch 8, 3 layers; text 2 layers) with the caption tokenizer."""
+    from demo_recipe.tokenizer import build_caption_tokenizer
     from gen1.content import ContentEncoder
-    from gen1.demo.tokenizer import build_caption_tokenizer
     from gen1.eval.synthetic import CAPTION_VOCABULARY
 
     tokenizer = build_caption_tokenizer(CAPTION_VOCABULARY, MAX_TEXT_LEN)
@@ -75,7 +76,7 @@ def attribute_targets(styles) -> dict[str, torch.Tensor]:
 
 class ContrastiveCLIP(nn.Module):
     """The encoder plus CLIP's learned temperature (``logit_scale``) and, with ``attribute_heads``, one linear
-    classifier per style attribute on the raw image embedding (neither is shipped)."""
+    classifier per style attribute on the raw image embedding (neither is exported)."""
 
     def __init__(self, encoder, attribute_heads: bool = False):
         super().__init__()
@@ -169,7 +170,8 @@ def attribute_accuracy(encoder, images: torch.Tensor, styles) -> dict[str, float
 @torch.no_grad()
 def retrieval_accuracy(encoder, count: int = 128, start: int | None = None) -> dict:
     """Top-1 retrieval among ``count`` held-out clips (first frame; scene and style from the same seed)."""
-    from gen1.demo.data import HELD_OUT_START, render_clip
+    from demo_recipe.data import render_clip
+    from gen1.demo.world import HELD_OUT_START
     from gen1.eval.synthetic import sample_style
 
     start = HELD_OUT_START + 50_000 if start is None else start
@@ -210,7 +212,8 @@ def load_encoder_weights(encoder, path: str | Path) -> None:
 def held_out_head_accuracy(model: ContrastiveCLIP, count: int = 256) -> dict[str, float]:
     """The attribute heads' per-attribute accuracy on ``count`` held-out references: frames of one held-out
     scene rendered in another held-out scene's style, as a reference is at inference."""
-    from gen1.demo.data import HELD_OUT_START, render_clip
+    from demo_recipe.data import render_clip
+    from gen1.demo.world import HELD_OUT_START
     from gen1.eval.synthetic import sample_style
 
     start = HELD_OUT_START + 60_000
@@ -227,13 +230,13 @@ def train_content(out: str | Path, *, max_steps: int = 600, batch: int = 32, lr:
     with the tokenizer) and return the state with held-out retrieval ``metrics``.
 
     Each step renders ``batch`` training clips of ``clip_frames`` frames and uses one frame of each (frame
-    ``step % clip_frames``; 2 is how the first shipped encoder was trained, 1 renders half as much);
+    ``step % clip_frames``; 1 renders half as much as 2);
     ``hard_negatives`` one-attribute-off captions per image and ``attribute_weight`` the attribute heads' share
     (see the module docstring). ``init``: an exported encoder to start from (fine-tuning; the architecture
     must be :func:`build_content_encoder`'s) instead of random weights."""
+    from demo_recipe.data import batch_seeds, frame_batch
+    from demo_recipe.loop import cosine_lr, run_loop
     from gen1.atomic import atomic_directory
-    from gen1.demo.data import batch_seeds, frame_batch
-    from gen1.demo.loop import cosine_lr, run_loop
     from gen1.eval.synthetic import sample_style
 
     if batch < 2 or hard_negatives < 0 or clip_frames < 1 or attribute_weight < 0:

@@ -1,4 +1,5 @@
-"""The demo content encoder's training objective and its per-attribute metric (gen1.demo.content)."""
+"""Recipe tests: the demo content encoder's training objective and its per-attribute metric
+(demo_recipe.content), the training-curve plot and the content-sufficiency probe."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ import re
 import pytest
 import torch
 
-from gen1.demo.content import (ATTRIBUTES, ContrastiveCLIP, attribute_accuracy, attribute_targets, attribute_values,
+from demo_recipe.content import (ATTRIBUTES, ContrastiveCLIP, attribute_accuracy, attribute_targets, attribute_values,
                                build_content_encoder, hard_negative_captions, load_encoder_weights, train_content)
 from gen1.eval.synthetic import sample_style
 from gen1.eval.synthetic.style import TEXTURE_WORDS, Style
+
+pytestmark = pytest.mark.recipe
 
 CAPTION = re.compile(r"(\w+) (\w+) objects on an? (\w+) (\w+) floor in front of an? (\w+) wall, (\w+) light from "
                      r"the (\w+)")
@@ -197,9 +200,22 @@ def test_plot_curves_draws_both_content_encoders_and_chosen_panels(tmp_path, mon
     assert refused.value.code == 2 and "nope" in capsys.readouterr().err
 
 
+def test_plot_curves_without_matplotlib_says_which_extra_to_install(tmp_path, monkeypatch, capsys):
+    """matplotlib is the optional extra gen1[plots]: without it the script stops with that advice, not a traceback."""
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = str(Path(__file__).resolve().parents[1] / "scripts" / "demo" / "plot_curves.py")
+    monkeypatch.setitem(sys.modules, "matplotlib", None)  # import matplotlib now raises ImportError
+    monkeypatch.setattr(sys, "argv", ["plot_curves.py", "--runs", str(tmp_path), "--out", str(tmp_path / "c.png")])
+    with pytest.raises(SystemExit) as refused:
+        runpy.run_path(script, run_name="__main__")
+    assert refused.value.code == 2 and "pip install 'gen1[plots]'" in capsys.readouterr().err
+    assert not (tmp_path / "c.png").exists()
+
 def test_style_vector_is_one_hot_per_attribute():
-    from gen1.demo.content import ATTRIBUTES
-    from gen1.demo.sufficiency import style_vector
+    from demo_recipe.sufficiency import style_vector
 
     style = sample_style(3)
     vector = style_vector(style)
@@ -209,7 +225,7 @@ def test_style_vector_is_one_hot_per_attribute():
 
 
 def test_direct_regressor_probe_sees_what_the_depth_adds():
-    from gen1.demo.sufficiency import fit_and_score
+    from demo_recipe.sufficiency import fit_and_score
 
     gen = torch.Generator().manual_seed(0)
 
@@ -228,22 +244,3 @@ def test_direct_regressor_probe_sees_what_the_depth_adds():
     with pytest.raises(ValueError, match="content must be one of"):
         fit_and_score(train, held, "colour")
 
-
-def test_content_probe_script_prints_table_and_json(tmp_path, monkeypatch, capsys):
-    import json
-    import runpy
-    import sys
-    from pathlib import Path
-
-    out = tmp_path / "probe.json"
-    script = str(Path(__file__).resolve().parents[1] / "scripts" / "demo" / "content_probe.py")
-    monkeypatch.setattr(sys, "argv", ["content_probe.py", "--train", "4", "--held", "2", "--steps", "2",
-                                      "--kinds", "style,reference", "--no-depth", "style", "--json", str(out)])
-    with pytest.raises(SystemExit) as exit_info:
-        runpy.run_path(script, run_name="__main__")
-    assert exit_info.value.code == 0
-    assert "| reference+depth |" in capsys.readouterr().out
-    assert set(json.loads(out.read_text())) == {"style+depth", "reference+depth", "style, no depth"}
-    monkeypatch.setattr(sys, "argv", ["content_probe.py", "--kinds", "colour"])
-    with pytest.raises(ValueError, match="unknown content signal 'colour'"):
-        runpy.run_path(script, run_name="__main__")

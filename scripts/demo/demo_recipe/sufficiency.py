@@ -24,14 +24,14 @@ from torch import nn
 from torch.nn import functional as F
 
 CONTENT_KINDS = ("style", "caption", "own", "reference")
-REGRESSION_TRAIN_SEED = 500_000  # training-range scenes (gen1.demo.data.TRAIN_SEEDS), away from the shards'
-REGRESSION_HELD_OUT_OFFSET = 300_000  # held-out images: the depth-usage probe's (gen1.demo.diagnostics)
+REGRESSION_TRAIN_SEED = 500_000  # training-range scenes (gen1.demo.world.TRAIN_SEEDS), away from the shards'
+REGRESSION_HELD_OUT_OFFSET = 300_000  # held-out images: the depth-usage probe's (demo_recipe.diagnostics)
 REFERENCE_OFFSET = 50_000  # scene seed + this = the scene that stands in for the reference
 
 
 def style_vector(style) -> torch.Tensor:
-    """One-hot encoding of every attribute a caption names (:data:`gen1.demo.content.ATTRIBUTES`)."""
-    from gen1.demo.content import attribute_targets, attribute_values
+    """One-hot encoding of every attribute a caption names (:data:`demo_recipe.content.ATTRIBUTES`)."""
+    from demo_recipe.content import attribute_targets, attribute_values
 
     return torch.cat([F.one_hot(index[0], len(attribute_values(name))).float()
                       for name, index in attribute_targets([style]).items()])
@@ -43,8 +43,8 @@ def regression_data(vae, content_encoder, seeds, *, size: int = 64) -> dict[str,
     content signal of :data:`CONTENT_KINDS` (``(N, D_kind)``)."""
     import warnings
 
-    from gen1.demo.data import demo_scene
-    from gen1.demo.shards import encode_clip
+    from demo_recipe.shards import encode_clip
+    from gen1.demo.world import demo_scene
     from gen1.eval.synthetic import render, sample_style
 
     rows: dict[str, list[torch.Tensor]] = {key: [] for key in ("latents", "depth") + CONTENT_KINDS}

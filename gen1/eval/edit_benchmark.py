@@ -1,29 +1,28 @@
-"""The demo's evidence: held-out synthetic edits scored against their ground truth (issue 7).
+"""Edit benchmark: a pipeline's edits of synthetic scenes scored against their ground truth.
 
 An edit case: scene A (geometry + motion) rendered in style A is the source; the ground truth is scene A
-rendered in style B (another object and floor colour); the content is a frame of a *different* scene B in
-style B (the reference image) or style B's caption (the prompt). Seeds come from the held-out range
-(:data:`gen1.demo.data.HELD_OUT_START` + 100000 upward), never used in training.
+rendered in style B; the content is a frame of a *different* scene B in style B (the reference image) or
+style B's caption (the prompt). :func:`synthetic_edit_case` builds one from two seeds; which seeds (and which
+world of scenes) a benchmark uses is the caller's choice -- they should be seeds the model never trained on.
 
 Every configuration of a case runs from the same generator seed (same initial noise), with depth estimated
 once by the pipeline's own depth estimator and content embedded once, so configurations differ only in the
 knob being swept. Sweeps (other knobs at the baseline ``t_s = 0``, ``w_t = 1``, ``w = guidance``):
 
-* structure: PSNR vs ground truth for t_s in (0, 2, 4, 7);
+* structure: PSNR vs ground truth for t_s in :data:`STRUCTURE_LEVELS`;
 * content: style accuracy with the reference and with the prompt;
-* time: warp error (source optical flow, :mod:`gen1.eval.warp`) for w_t in (0, 0.5, 1, 1.5), w_t = 0 being
-  the image model alone (temporal layers gated off);
-* guidance: PSNR and style accuracy for w in (1, 3, 7.5).
+* time: warp error (source optical flow, :mod:`gen1.eval.warp`) for w_t in :data:`TEMPORAL_SCALES`, w_t = 0
+  being the image model alone (temporal layers gated off);
+* guidance: PSNR and style accuracy for w in :data:`GUIDANCE_SCALES`.
 """
 
 from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Callable
 
 import torch
-
-from gen1.demo import DEMO_GUIDANCE
 
 STRUCTURE_LEVELS = (0, 2, 4, 7)
 TEMPORAL_SCALES = (0.0, 0.5, 1.0, 1.5)
@@ -36,25 +35,29 @@ class EditCase:
     ground_truth: torch.Tensor  # scene A in style B
     reference: torch.Tensor  # (1,3,H,W): scene B in style B
     prompt: str  # style B's caption
-    seed: int
+    seed: int  # the source's seed, also the generator seed of every run of the case
     depth: torch.Tensor  # (F,1,H,W) the renderer's z-depth of scene A (for exact-depth diagnostics)
     scene: object  # scene A (a gen1.eval.synthetic Scene), for diagnostics that re-render it
     target_style: object  # style B (a gen1.eval.synthetic Style)
 
 
-def edit_case(index: int, *, frames: int = 8, size: int = 64) -> EditCase:
-    from gen1.demo.data import HELD_OUT_START, demo_scene
-    from gen1.eval.synthetic import render, sample_edit_style, sample_style
+def synthetic_edit_case(source_seed: int, target_seed: int, *, frames: int = 8, size: int = 64,
+                        scene_of: Callable[[int], object] | None = None) -> EditCase:
+    """The edit case of scene and style ``source_seed`` towards the style of ``target_seed`` (sampled to differ
+    from the source's, :func:`gen1.eval.synthetic.sample_edit_style`), whose scene gives the reference image.
+    ``scene_of(seed)`` makes a scene (default :func:`gen1.eval.synthetic.sample_scene`)."""
+    from gen1.eval.synthetic import render, sample_edit_style, sample_scene, sample_style
 
-    seed_a = HELD_OUT_START + 100_000 + index
-    seed_b = HELD_OUT_START + 200_000 + index
-    style_a = sample_style(seed_a)
-    style_b = sample_edit_style(style_a, seed_b)
-    scene_a = demo_scene(seed_a)
+    if frames < 1 or size < 8:
+        raise ValueError(f"frames must be >= 1 and size >= 8, got frames={frames}, size={size}")
+    scene_of = sample_scene if scene_of is None else scene_of
+    style_a = sample_style(source_seed)
+    style_b = sample_edit_style(style_a, target_seed)
+    scene_a = scene_of(source_seed)
     source, depth = render(scene_a, style_a, frames, size, size)
     truth, _ = render(scene_a, style_b, frames, size, size)
-    reference, _ = render(demo_scene(seed_b), style_b, 1, size, size)
-    return EditCase(source, truth, reference, style_b.caption, seed_a, depth, scene_a, style_b)
+    reference, _ = render(scene_of(target_seed), style_b, 1, size, size)
+    return EditCase(source, truth, reference, style_b.caption, source_seed, depth, scene_a, style_b)
 
 
 def configurations(guidance: float) -> dict[str, dict]:
@@ -74,6 +77,7 @@ def configurations(guidance: float) -> dict[str, dict]:
 
 
 def run_name(runs: dict, **knobs) -> str:
+    """The name of the run in ``runs`` whose configuration has all of ``knobs``."""
     for name, cfg in runs.items():
         if all(cfg[k] == v for k, v in knobs.items()):
             return name
@@ -105,13 +109,15 @@ def score_case(pipe, case: EditCase, runs: dict, *, steps: int) -> dict[str, dic
     return scores
 
 
-def run_benchmark(pipe, *, num_edits: int, steps: int, guidance: float, frames: int = 8, size: int = 64,
-                  progress: bool = True, first_edit: int = 0) -> dict:
-    """Mean metrics per run over ``num_edits`` held-out cases (``first_edit`` onward: a later range checks
-    how much of a result is luck), plus reference rows for the source itself and the ground truth (warp error
+def run_benchmark(pipe, case_at: Callable[[int], EditCase], *, num_edits: int, steps: int, guidance: float,
+                  first_edit: int = 0, progress: bool = True) -> dict:
+    """Mean metrics per run over the cases ``case_at(first_edit)`` .. ``case_at(first_edit + num_edits - 1)``
+    (a later range checks how much of a result is luck), plus the warp error of the ground truth itself (that
     of a perfect edit)."""
     if first_edit < 0:
         raise ValueError(f"first_edit must be >= 0, got {first_edit}")
+    if num_edits < 1 or steps < 1:
+        raise ValueError(f"num_edits and steps must be >= 1, got {num_edits}, {steps}")
     from tqdm.auto import tqdm
 
     from gen1.eval.warp import source_flows, warp_error
@@ -120,7 +126,7 @@ def run_benchmark(pipe, *, num_edits: int, steps: int, guidance: float, frames: 
     totals: dict[str, dict[str, float]] = {}
     truth_warp = 0.0
     for i in tqdm(range(first_edit, first_edit + num_edits), desc="edits", disable=not progress):
-        case = edit_case(i, frames=frames, size=size)
+        case = case_at(i)
         truth_warp += warp_error(case.ground_truth, flows=source_flows(case.source)) / num_edits
         for name, metrics in score_case(pipe, case, runs, steps=steps).items():
             row = totals.setdefault(name, {})
@@ -137,31 +143,36 @@ def format_table(result: dict) -> str:
     def m(name, key):
         return means[name][key]
 
+    def at(level=0.0, scale=1.0, guidance=g):
+        return run_name(runs, structure_level=float(level), temporal_guidance_scale=scale, guidance_scale=guidance,
+                        content="reference")
+
     first, count = result["first_edit"], result["num_edits"]
     cases = f" (cases {first}-{first + count - 1})" if first else ""
     lines = [f"{count} held-out edits{cases}, {result['steps']} DDIM steps, baseline t_s=0, w_t=1, w={g}", "",
              "| structure t_s | PSNR (dB) | SSIM |", "|---|---|---|"]
     for level in STRUCTURE_LEVELS:
-        name = run_name(runs, structure_level=float(level), temporal_guidance_scale=1.0, guidance_scale=g,
-                        content="reference")
-        lines.append(f"| {level} | {m(name, 'psnr'):.2f} | {m(name, 'ssim'):.3f} |")
+        lines.append(f"| {level} | {m(at(level), 'psnr'):.2f} | {m(at(level), 'ssim'):.3f} |")
     lines += ["", "| content | style accuracy | style score | PSNR (dB) |", "|---|---|---|---|"]
     for label, name in (("reference image", "base"), ("prompt (direct text, no prior)", "prompt")):
-        lines.append(f"| {label} | {m(name, 'style_accuracy'):.1%} | {m(name, 'style_score'):.3f} | {m(name, 'psnr'):.2f} |")
+        lines.append(f"| {label} | {m(name, 'style_accuracy'):.1%} | {m(name, 'style_score'):.3f} | "
+                     f"{m(name, 'psnr'):.2f} |")
     lines += ["", "| temporal w_t | warp error |", "|---|---|"]
     for scale in TEMPORAL_SCALES:
-        name = run_name(runs, structure_level=0.0, temporal_guidance_scale=scale, guidance_scale=g, content="reference")
-        lines.append(f"| {scale} | {m(name, 'warp_error'):.5f} |")
+        lines.append(f"| {scale} | {m(at(scale=scale), 'warp_error'):.5f} |")
     lines.append(f"| (ground-truth edit) | {result['ground_truth_warp_error']:.5f} |")
     lines += ["", "| content guidance w | PSNR (dB) | style accuracy |", "|---|---|---|"]
     for scale in GUIDANCE_SCALES:
-        name = run_name(runs, structure_level=0.0, temporal_guidance_scale=1.0, guidance_scale=scale, content="reference")
+        name = at(guidance=scale)
         lines.append(f"| {scale} | {m(name, 'psnr'):.2f} | {m(name, 'style_accuracy'):.1%} |")
     return "\n".join(lines)
 
 
-def thresholds(result: dict) -> dict[str, bool | float]:
-    """The issue's acceptance checks on a benchmark result."""
+def thresholds(result: dict, *, structure_gap_db: float = 3.0, style_accuracy: float = 0.9,
+               warp_ratio: float = 0.7) -> dict[str, bool | float]:
+    """Pass/fail checks on a benchmark result: PSNR falls by at least ``structure_gap_db`` from t_s = 0 to
+    t_s = 7 (and whether it falls at every level), style accuracy with a reference of at least
+    ``style_accuracy``, and a warp error with w_t = 1 at most ``warp_ratio`` times the image model's (w_t = 0)."""
     runs, means, g = result["runs"], result["means"], result["guidance"]
     psnr = [means[run_name(runs, structure_level=float(t), temporal_guidance_scale=1.0, guidance_scale=g,
                            content="reference")]["psnr"] for t in STRUCTURE_LEVELS]
@@ -169,36 +180,10 @@ def thresholds(result: dict) -> dict[str, bool | float]:
                               content="reference")]["warp_error"] for s in (0.0, 1.0)}
     return dict(
         structure_gap_db=psnr[0] - psnr[-1],
-        structure_gap_ok=psnr[0] - psnr[-1] >= 3.0,
+        structure_gap_ok=psnr[0] - psnr[-1] >= structure_gap_db,
         structure_monotonic=all(a > b for a, b in zip(psnr, psnr[1:])),
         style_accuracy_reference=means["base"]["style_accuracy"],
-        style_accuracy_ok=means["base"]["style_accuracy"] >= 0.9,
+        style_accuracy_ok=means["base"]["style_accuracy"] >= style_accuracy,
         warp_reduction=1 - warp[1.0] / warp[0.0] if warp[0.0] > 0 else 0.0,
-        warp_ok=warp[0.0] > 0 and warp[1.0] <= 0.7 * warp[0.0],
+        warp_ok=warp[0.0] > 0 and warp[1.0] <= warp_ratio * warp[0.0],
     )
-
-
-def add_edit_arguments(parser, *, edits: int) -> None:
-    """The options every held-out-edit script takes (``scripts/demo/evaluate.py``, ``decompose_error.py``)."""
-    parser.add_argument("--model", help="pipeline directory (default: the bundled demo model)")
-    parser.add_argument("--edits", type=int, default=edits, help=f"held-out edit cases (default {edits})")
-    parser.add_argument("--steps", type=int, default=15, help="DDIM steps per edit (default 15)")
-    parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE,
-                        help=f"(baseline) content guidance w (default {DEMO_GUIDANCE:g}, the demo's)")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--json", help="also write the full result as JSON here")
-
-
-def edit_script_pipeline(args):
-    """Check :func:`add_edit_arguments`' values, set the thread count and load the pipeline (float32, quiet)."""
-    from gen1.demo import bundled_model_dir
-    from gen1.pipeline import Gen1Pipeline
-
-    if args.edits < 1 or args.steps < 1:
-        raise ValueError(f"--edits and --steps must be >= 1, got {args.edits}, {args.steps}")
-    torch.set_num_threads(args.threads)
-    pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
-    pipe.cast(torch.float32)
-    pipe.set_progress_bar_config(disable=True)
-    return pipe

@@ -41,7 +41,8 @@ def vae_loss(vae, frames: torch.Tensor, generator: torch.Generator, kl_weight: f
 
 @torch.no_grad()
 def held_out_frames(count: int = 32, size: int = 64) -> torch.Tensor:
-    from gen1.demo.data import HELD_OUT_START, render_clip
+    from demo_recipe.data import render_clip
+    from gen1.demo.world import HELD_OUT_START
 
     frames = [render_clip(HELD_OUT_START + i, HELD_OUT_START + i, 2, size)[0] for i in range(count // 2)]
     return torch.cat(frames)
@@ -61,9 +62,9 @@ def train_vae(out: str | Path, *, max_steps: int = 1500, clips: int = 4, frames:
               kl_weight: float = 1e-6, seed: int = 0, max_minutes: float | None = None) -> dict:
     """Train (or resume) into ``OUT``; when finished export ``OUT/export`` (diffusers folder) and return
     the run's state with held-out ``metrics``."""
+    from demo_recipe.data import frame_batch
+    from demo_recipe.loop import cosine_lr, run_loop
     from gen1.atomic import atomic_directory
-    from gen1.demo.data import frame_batch
-    from gen1.demo.loop import cosine_lr, run_loop
 
     out = Path(out)
     vae = build_vae(seed)

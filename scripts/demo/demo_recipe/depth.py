@@ -8,16 +8,16 @@ Held-out metric: :func:`gen1.eval.depth_fidelity.depth_error` (scale-and-shift-i
 depth normalised to [0, 1]) on clips never used in training; a constant prediction scores about 0.2-0.3.
 
 Orientation: the least-squares scale may be negative, so that loss (``ssimse``, and ``depth_error``) cannot
-tell inverse depth from its negation, and a trained network may well predict ``-1/z`` (the first demo run did:
-near and far came out swapped after ``estimate``'s per-clip normalisation). :func:`orient` therefore checks
-the sign of the correlation with the true inverse depth on held-out frames and, if negative, negates the
-last 1x1 convolution of the head -- an exact flip of the output. The held-out ``correlation`` is reported.
+tell inverse depth from its negation, and a trained network may well predict ``-1/z`` (near and far swapped
+after ``estimate``'s per-clip normalisation). :func:`orient` therefore checks the sign of the correlation with
+the true inverse depth on held-out frames and, if negative, negates the last 1x1 convolution of the head -- an
+exact flip of the output. The held-out ``correlation`` is reported.
 
-Orienting the whole network does not help when it is sign-blind *per image*: the shipped estimator trained with
-``ssimse`` alone predicted 12.5% of held-out frames upside down (correlation about -0.9 on those, +0.96 on the
-rest). The ``ssimae`` loss (MiDaS's other one) aligns prediction and target each by its own median and mean
-absolute deviation -- a positive scale -- so a flipped frame costs the most instead of nothing; fine-tuning with
-it (``init``) fixes the flipped frames. :func:`held_out_flipped_fraction` counts them.
+Orienting the whole network does not help when it is sign-blind *per image*: trained with ``ssimse`` alone, an
+estimator can predict some frames upside down and the rest the right way up. The ``ssimae`` loss (MiDaS's
+other one) aligns prediction and target each by its own median and mean absolute deviation -- a positive
+scale -- so a flipped frame costs the most instead of nothing; fine-tuning with it (``init``) fixes the flipped
+frames. :func:`held_out_flipped_fraction` counts them.
 """
 
 from __future__ import annotations
@@ -76,7 +76,8 @@ def normalized_inverse_depth(depth: torch.Tensor) -> torch.Tensor:
 
 @torch.no_grad()
 def held_out_depth_error(estimator, clips: int = 16, frames: int = 4) -> float:
-    from gen1.demo.data import HELD_OUT_START, render_clip
+    from demo_recipe.data import render_clip
+    from gen1.demo.world import HELD_OUT_START
     from gen1.eval.depth_fidelity import depth_error, inverse_depth
 
     errors = []
@@ -90,7 +91,8 @@ def held_out_depth_error(estimator, clips: int = 16, frames: int = 4) -> float:
 def held_out_correlations(estimator, clips: int = 8, frames: int = 2) -> torch.Tensor:
     """Per-image Pearson correlation of the raw output with the true inverse depth on held-out frames,
     ``(clips * frames,)``."""
-    from gen1.demo.data import HELD_OUT_START, render_clip
+    from demo_recipe.data import render_clip
+    from gen1.demo.world import HELD_OUT_START
 
     values = []
     for i in range(clips):
@@ -144,9 +146,9 @@ def train_depth(out: str | Path, *, max_steps: int = 500, clips: int = 8, frames
     """Train (or resume) into ``OUT``; when done export ``OUT/export`` (``DepthEstimator.save_pretrained``)
     and return the state with the held-out ``metrics``. ``loss``: a key of :data:`DEPTH_LOSSES`; ``init``: an
     exported estimator to fine-tune instead of random weights (the architecture must match)."""
+    from demo_recipe.data import frame_batch
+    from demo_recipe.loop import cosine_lr, run_loop
     from gen1.atomic import atomic_directory
-    from gen1.demo.data import frame_batch
-    from gen1.demo.loop import cosine_lr, run_loop
 
     if loss not in DEPTH_LOSSES:
         raise ValueError(f"unknown depth loss {loss!r}; choose one of {sorted(DEPTH_LOSSES)}")

@@ -15,6 +15,11 @@ off, which makes the same network the image model of the paper (guidance and joi
 Weight names: an image-UNet key ``<path>.<rest>`` inside a wrapped module ``<path>`` lives at
 ``unet.<path>.spatial.<rest>`` here; every other image-UNet key lives at ``unet.<key>``. New tensors are
 ``unet.<path>.temporal.*``, ``unet.conv_in.*`` (widened) and ``content_proj.*``.
+
+A second kind of temporal layers: AnimateDiff motion modules (diffusers' own ``AnimateDiffTransformer3D``,
+placed where ``UNetMotionModel`` places them; see ``gen1.temporal_layers.motion``), chosen by the config
+field ``motion_adapter_config`` and built with :meth:`VideoUNet.from_image_unet_and_motion_adapter`. They sit
+at ``unet.<path>.temporal.*`` too, behind the same image-mode gate.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import json
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Optional
+from typing import Any, Iterator, Mapping, Optional, Sequence
 
 import torch
 from diffusers import ConfigMixin, ModelMixin, UNet2DConditionModel
@@ -35,13 +40,20 @@ from torch import nn
 from gen1.atomic import atomic_path
 from gen1.weights import StrictLoadingMixin, check_state_dict
 from gen1.temporal_layers import (
+    ANIMATEDIFF,
     ATTENTION_BACKENDS,
     FrameContext,
     FrameState,
     ResnetWithTemporalConv,
     TransformerWithTemporalAttention,
+    adapter_key_to_unet_key,
     base_key_to_wrapped_key,
+    check_motion_adapter_fits,
+    full_motion_adapter_config,
+    insert_motion_modules,
     insert_temporal_layers,
+    load_motion_adapter,
+    read_motion_adapter_config,
     require_xformers,
 )
 
@@ -90,6 +102,10 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         temporal_dropout: dropout inside temporal layers (training only).
         clip_length: the clip length (frames) the model was trained on, recorded by the trainer; the
             pipeline's default temporal window (None: unknown, the window defaults to ``max_frames``).
+        motion_adapter_config: the kind of temporal layers. None: gen1's native layers (the ``temporal_*``
+            arguments above). A diffusers ``MotionAdapter`` config: AnimateDiff motion modules of that adapter
+            (the ``temporal_*`` arguments are then unused; ``max_frames`` may not exceed the adapter's
+            ``motion_max_seq_length``).
     """
 
     _supports_gradient_checkpointing = True
@@ -108,6 +124,7 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         temporal_norm_num_groups: Optional[int] = None,
         temporal_dropout: float = 0.0,
         clip_length: Optional[int] = None,
+        motion_adapter_config: Optional[dict] = None,
     ):
         super().__init__()
         if not isinstance(unet_config, Mapping):
@@ -129,17 +146,20 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
             )
         self.unet = UNet2DConditionModel(**{**base, "in_channels": in_channels})
         self._frame_context = FrameContext()
-        self._wrapped_paths = insert_temporal_layers(
-            self.unet,
-            self._frame_context,
-            max_frames=max_frames,
-            norm_num_groups=temporal_norm_num_groups or base.get("norm_num_groups", 32),
-            conv_kernel_size=temporal_conv_kernel_size,
-            attention_head_dim=temporal_attention_head_dim,
-            num_layers=temporal_num_layers,
-            ff_mult=temporal_ff_mult,
-            dropout=temporal_dropout,
-        )
+        if motion_adapter_config is not None:
+            self._insert_motion_modules(motion_adapter_config, max_frames)
+        else:
+            self._wrapped_paths = insert_temporal_layers(
+                self.unet,
+                self._frame_context,
+                max_frames=max_frames,
+                norm_num_groups=temporal_norm_num_groups or base.get("norm_num_groups", 32),
+                conv_kernel_size=temporal_conv_kernel_size,
+                attention_head_dim=temporal_attention_head_dim,
+                num_layers=temporal_num_layers,
+                ff_mult=temporal_ff_mult,
+                dropout=temporal_dropout,
+            )
         cross = self.unet.config.cross_attention_dim
         self.content_proj = None
         if content_dim is not None and content_dim != cross:
@@ -150,7 +170,23 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
             f"unet.{path}.temporal." for path in self._wrapped_paths
         )
 
+    def _insert_motion_modules(self, adapter_config: Mapping[str, Any], max_frames: int) -> None:
+        config = full_motion_adapter_config(adapter_config)
+        if max_frames > config["motion_max_seq_length"]:
+            raise ValueError(
+                f"max_frames={max_frames} exceeds the motion adapter's motion_max_seq_length="
+                f"{config['motion_max_seq_length']}"
+            )
+        self.register_to_config(motion_adapter_config=config)
+        self._motion_placement = insert_motion_modules(self.unet, self._frame_context, config)
+        self._wrapped_paths = list(self._motion_placement.values())
+
     # ------------------------------------------------------------------ properties
+    @property
+    def temporal_kind(self) -> str:
+        """``"gen1"`` (native temporal convolutions and attention) or ``"animatediff"`` (motion modules)."""
+        return "gen1" if self.config.motion_adapter_config is None else ANIMATEDIFF
+
     @property
     def latent_channels(self) -> int:
         return self.unet.config.out_channels
@@ -183,14 +219,19 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         class_labels: Optional[torch.Tensor] = None,
         added_cond_kwargs: Optional[dict[str, torch.Tensor]] = None,
         cross_attention_kwargs: Optional[dict[str, Any]] = None,
+        down_block_additional_residuals: Optional[Sequence[torch.Tensor]] = None,
+        mid_block_additional_residual: Optional[torch.Tensor] = None,
     ) -> VideoUNetOutput | tuple[torch.Tensor]:
         """Predict for every frame of ``sample`` (B, in_channels, F, H, W) = ``[z_t, structure]`` on dim 1.
 
         ``timestep``: scalar, 0-d or (B,) tensor. ``encoder_hidden_states``: (B, L, content_dim).
         ``image_mode``: bool (B,), True turns the temporal layers off for that sample (None: all video).
         ``class_labels`` / tensors in ``added_cond_kwargs`` with a leading batch dim B are repeated per frame.
+        ``down_block_additional_residuals`` / ``mid_block_additional_residual``: a ControlNet's residuals, per
+        image (batch B*F, clip-major), passed to the image UNet as diffusers' ControlNet pipelines pass them.
         """
         batch, frames = self._check_sample(sample)
+        self._check_control_residuals(down_block_additional_residuals, mid_block_additional_residual, batch * frames)
         timesteps = self._check_timestep(timestep, batch, sample.device)
         context = self._check_content(encoder_hidden_states, batch)
         image_mode = self._check_image_mode(image_mode, batch)
@@ -213,6 +254,8 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
                 class_labels=class_labels,
                 added_cond_kwargs=added_cond_kwargs,
                 cross_attention_kwargs=cross_attention_kwargs,
+                down_block_additional_residuals=down_block_additional_residuals,
+                mid_block_additional_residual=mid_block_additional_residual,
                 return_dict=False,
             )[0]
         out = rearrange(out, "(b f) c h w -> b c f h w", f=frames)
@@ -231,6 +274,30 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         if not 1 <= frames <= self.max_frames:
             raise ValueError(f"sample has F={frames} frames, expected 1 <= F <= max_frames={self.max_frames}")
         return batch, frames
+
+    def _check_control_residuals(
+        self, down: Optional[Sequence[torch.Tensor]], mid: Optional[torch.Tensor], images: int
+    ) -> None:
+        """ControlNet residuals come together, one per down-block output, each with batch ``images`` (B*F)."""
+        if down is None and mid is None:
+            return
+        if down is None or mid is None:
+            raise ValueError(
+                "down_block_additional_residuals and mid_block_additional_residual must be passed together "
+                f"(got {'only the mid' if down is None else 'only the down'} residual)"
+            )
+        expected = 1 + sum(len(b.resnets) + (1 if b.downsamplers else 0) for b in self.unet.down_blocks)
+        if not isinstance(down, (list, tuple)) or len(down) != expected:
+            got = len(down) if isinstance(down, (list, tuple)) else type(down).__name__
+            raise ValueError(
+                f"down_block_additional_residuals must be {expected} tensors (one per down-block output), got {got}"
+            )
+        for name, value in [(f"down_block_additional_residuals[{i}]", r) for i, r in enumerate(down)] + [
+            ("mid_block_additional_residual", mid)
+        ]:
+            if not torch.is_tensor(value) or value.ndim != 4 or value.shape[0] != images:
+                shape = tuple(value.shape) if torch.is_tensor(value) else type(value).__name__
+                raise ValueError(f"{name} must be a (B*F={images}, C, H, W) tensor, got {shape}")
 
     @staticmethod
     def _check_timestep(timestep, batch: int, device: torch.device) -> torch.Tensor:
@@ -296,15 +363,7 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         zero, so the result equals the image UNet frame by frame. ``temporal_kwargs`` are the
         ``temporal_*`` config arguments.
         """
-        if isinstance(unet_or_path, UNet2DConditionModel):
-            base = unet_or_path
-        elif isinstance(unet_or_path, (str, os.PathLike)):
-            folder = Path(unet_or_path) / (subfolder or "")
-            if not (folder / "config.json").is_file():
-                raise FileNotFoundError(f"no diffusers UNet config at '{folder / 'config.json'}' (unet_or_path={unet_or_path!s})")
-            base = UNet2DConditionModel.from_pretrained(unet_or_path, subfolder=subfolder, torch_dtype=torch_dtype)
-        else:
-            raise ValueError(f"unet_or_path must be a UNet2DConditionModel or a folder, got {type(unet_or_path).__name__}")
+        base = cls._load_image_unet(unet_or_path, subfolder, torch_dtype)
         unknown = sorted(k for k in temporal_kwargs if not k.startswith("temporal_"))
         if unknown:
             raise ValueError(f"unknown VideoUNet argument(s) {unknown}")
@@ -316,6 +375,76 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
             clip_length=clip_length,
             **temporal_kwargs,
         )
+        return cls._inflate(base, arguments, torch_dtype)
+
+    @classmethod
+    def from_image_unet_and_motion_adapter(
+        cls,
+        unet_or_path: UNet2DConditionModel | str | os.PathLike,
+        motion_adapter: Any,
+        *,
+        structure_channels: int = 0,
+        max_frames: Optional[int] = None,
+        content_dim: Optional[int] = None,
+        clip_length: Optional[int] = None,
+        subfolder: Optional[str] = None,
+        adapter_config: Mapping[str, Any] | str | os.PathLike | None = None,
+        variant: Optional[str] = None,
+        torch_dtype: Optional[torch.dtype] = None,
+    ) -> "VideoUNet":
+        """An image UNet with AnimateDiff motion modules as its temporal layers (the public-checkpoint route).
+
+        ``motion_adapter``: a diffusers ``MotionAdapter``, a MotionAdapter folder (e.g.
+        ``animatediff-motion-adapter-v1-5-2``) or an original AnimateDiff file (``mm_sd_v15_v2.ckpt``); see
+        :func:`gen1.temporal_layers.load_motion_adapter` for ``adapter_config`` (an original file's config) and
+        ``variant``. ``structure_channels`` defaults to 0: on this route structure enters through a ControlNet
+        (pass its residuals to :meth:`forward`). ``max_frames`` defaults to the adapter's
+        ``motion_max_seq_length``. Image and motion weights are copied exactly; in video mode the model
+        computes what diffusers' ``UNetMotionModel.from_unet2d(unet, adapter)`` computes.
+
+        The configs are checked against each other (``ValueError`` naming both sides) before any weight is read.
+        """
+        base_config = cls._image_unet_config(unet_or_path, subfolder)
+        motion_config = read_motion_adapter_config(motion_adapter, config=adapter_config)
+        check_motion_adapter_fits(base_config, motion_config)
+        arguments = dict(
+            unet_config=base_config,
+            structure_channels=structure_channels,
+            max_frames=motion_config["motion_max_seq_length"] if max_frames is None else max_frames,
+            content_dim=content_dim,
+            clip_length=clip_length,
+            motion_adapter_config=motion_config,
+        )
+        with torch.device("meta"):  # every argument checked before the weights are read
+            cls(**arguments)
+        adapter = load_motion_adapter(motion_adapter, config=adapter_config, variant=variant)
+        base = cls._load_image_unet(unet_or_path, subfolder, torch_dtype)
+        return cls._inflate(base, {**arguments, "unet_config": dict(base.config)}, torch_dtype, motion_adapter=adapter)
+
+    @staticmethod
+    def _image_unet_config(unet_or_path: UNet2DConditionModel | str | os.PathLike, subfolder: Optional[str]) -> dict:
+        """The image UNet's config, read without its weights."""
+        if isinstance(unet_or_path, UNet2DConditionModel):
+            return dict(unet_or_path.config)
+        if not isinstance(unet_or_path, (str, os.PathLike)):
+            raise ValueError(f"unet_or_path must be a UNet2DConditionModel or a folder, got {type(unet_or_path).__name__}")
+        folder = Path(unet_or_path) / (subfolder or "")
+        if not (folder / "config.json").is_file():
+            raise FileNotFoundError(f"no diffusers UNet config at '{folder / 'config.json'}' (unet_or_path={unet_or_path!s})")
+        return dict(UNet2DConditionModel.load_config(folder))
+
+    @classmethod
+    def _load_image_unet(
+        cls, unet_or_path: UNet2DConditionModel | str | os.PathLike, subfolder: Optional[str], torch_dtype
+    ) -> UNet2DConditionModel:
+        cls._image_unet_config(unet_or_path, subfolder)  # checks the argument
+        if isinstance(unet_or_path, UNet2DConditionModel):
+            return unet_or_path
+        return UNet2DConditionModel.from_pretrained(unet_or_path, subfolder=subfolder, torch_dtype=torch_dtype)
+
+    @classmethod
+    def _inflate(cls, base: UNet2DConditionModel, arguments: dict, torch_dtype, motion_adapter=None) -> "VideoUNet":
+        """A VideoUNet of ``arguments`` holding ``base``'s weights (and ``motion_adapter``'s, when given)."""
         # Build without random-initialising the image weights that are overwritten next (an SD-size UNet takes
         # tens of seconds to init on CPU): construct on the meta device, allocate, init only the new layers.
         with torch.device("meta"):
@@ -327,6 +456,8 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
             model = model.to_empty(device=base.device)
             model.reset_new_layers()
         model.load_image_unet_weights(base.state_dict())
+        if motion_adapter is not None:
+            model.load_motion_adapter_weights(motion_adapter)
         # nn.Module.to: ModelMixin.to warns about fp32-kept modules on every dtype cast, even when there are none
         return nn.Module.to(model, device=base.device, dtype=torch_dtype or base.dtype)
 
@@ -358,6 +489,28 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         with torch.no_grad():
             for target, value in mapped.items():
                 own[target].copy_(value)
+
+    def load_motion_adapter_weights(self, adapter) -> None:
+        """Copy a diffusers ``MotionAdapter``'s weights into the motion modules exactly.
+
+        The adapter's config must be this model's ``motion_adapter_config`` and its state dict must map onto
+        the motion modules key for key, shape for shape (``ValueError`` naming the difference).
+        """
+        if self.config.motion_adapter_config is None:
+            raise ValueError("this VideoUNet has gen1's native temporal layers, not motion modules")
+        theirs, mine = full_motion_adapter_config(adapter.config), self.config.motion_adapter_config
+        for key in sorted(mine):
+            if theirs[key] != mine[key]:
+                raise ValueError(
+                    f"motion adapter {key}={theirs[key]!r}, but this VideoUNet was built for {mine[key]!r}"
+                )
+        own = self.unet.state_dict()  # shares storage with the parameters and buffers: copy_ loads them
+        mapped = {adapter_key_to_unet_key(k, self._motion_placement): v for k, v in adapter.state_dict().items()}
+        prefixes = tuple(f"{path}.temporal." for path in self._wrapped_paths)
+        check_state_dict({k: v for k, v in own.items() if k.startswith(prefixes)}, mapped, "motion adapter")
+        with torch.no_grad():
+            for key, value in mapped.items():
+                own[key].copy_(value)
 
     # ------------------------------------------------------------------ new layers
     def reset_new_layers(self) -> None:

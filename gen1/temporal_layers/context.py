@@ -12,7 +12,8 @@ own wrappers share, for the duration of one forward call, and clears it afterwar
   checkpoint function so that the state captured at forward time is restored during the re-run.
 * The gate: :func:`apply_gated` computes ``x + delta(x)`` only for video-mode samples and returns ``x``
   untouched for image-mode samples, so image mode reproduces the image model exactly (no ``0 * delta``
-  arithmetic, which would also turn a non-finite delta into NaN).
+  arithmetic, which would also turn a non-finite delta into NaN). :func:`apply_gated_replace` is the same gate
+  for layers that return their output rather than a delta.
 """
 
 from __future__ import annotations
@@ -126,6 +127,18 @@ def apply_gated(x: torch.Tensor, delta_fn: Callable[[torch.Tensor, int], torch.T
     ``x`` has batch ``(b f)`` (clip-major). ``delta_fn`` receives only the rows of video-mode clips, so
     image-mode samples cost nothing and each clip's result does not depend on the other clips in the batch.
     """
+    return apply_gated_replace(x, lambda video, frames: video + delta_fn(video, frames), context)
+
+
+def apply_gated_replace(
+    x: torch.Tensor, fn: Callable[[torch.Tensor, int], torch.Tensor], context: FrameContext
+) -> torch.Tensor:
+    """Return ``fn(x, F)`` for video-mode clips and ``x`` itself for image-mode clips.
+
+    For temporal layers that add their own residual (AnimateDiff's motion modules): video clips get exactly
+    what the layer computes, image clips exactly their input. ``fn`` sees only the video-mode rows, as in
+    :func:`apply_gated`.
+    """
     state = context.current()
     frames = state.num_frames
     if x.shape[0] != state.num_samples * frames:
@@ -135,8 +148,8 @@ def apply_gated(x: torch.Tensor, delta_fn: Callable[[torch.Tensor, int], torch.T
     if state.all_image:
         return x
     if state.all_video:
-        return x + delta_fn(x, frames)
+        return fn(x, frames)
     clips = rearrange(x, "(b f) ... -> b f ...", f=frames)
     video = rearrange(clips[state.video_index], "b f ... -> (b f) ...")
-    delta = rearrange(delta_fn(video, frames), "(b f) ... -> b f ...", f=frames)
-    return rearrange(clips.index_add(0, state.video_index, delta), "b f ... -> (b f) ...")
+    result = rearrange(fn(video, frames), "(b f) ... -> b f ...", f=frames)
+    return rearrange(clips.index_copy(0, state.video_index, result), "b f ... -> (b f) ...")

@@ -20,42 +20,61 @@ from gen1.temporal_layers.conv import TemporalConv
 SPATIAL = "spatial"
 
 
-class ResnetWithTemporalConv(nn.Module):
-    """``ResnetBlock2D`` followed by a gated residual :class:`TemporalConv`; same call signature.
+class TemporalWrapper(nn.Module):
+    """Holds diffusers' module as ``spatial`` and the temporal layer that follows it as ``temporal``.
 
-    diffusers' down/up blocks gradient-checkpoint their resnets as a whole, so the temporal convolution is
-    checkpointed together with the resnet it follows.
+    Subclasses say how the temporal layer is applied through the image-mode gate (:meth:`apply_temporal`);
+    :class:`ResnetWrapper` and :class:`TransformerWrapper` say where (after which kind of diffusers module).
     """
 
-    def __init__(self, spatial: nn.Module, temporal: TemporalConv, context: FrameContext):
+    def __init__(self, spatial: nn.Module, temporal: nn.Module, context: FrameContext):
         super().__init__()
         self.spatial = spatial
         self.temporal = temporal
         self._frame_context = context
 
+    def apply_temporal(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        """The temporal layer on ``hidden_states`` (batch ``(b f)``) for video-mode clips only."""
+        raise NotImplementedError
+
+
+class ResnetWrapper(TemporalWrapper):
+    """``ResnetBlock2D`` followed by a gated temporal layer; same call signature.
+
+    diffusers' down/up blocks gradient-checkpoint their resnets as a whole, so the temporal layer is
+    checkpointed together with the resnet it follows.
+    """
+
     def forward(self, input_tensor: torch.Tensor, temb: torch.Tensor, *args, **kwargs) -> torch.Tensor:
-        hidden_states = self.spatial(input_tensor, temb, *args, **kwargs)
-        return apply_gated(hidden_states, self.temporal, self._frame_context)
+        return self.apply_temporal(self.spatial(input_tensor, temb, *args, **kwargs))
 
 
-class TransformerWithTemporalAttention(nn.Module):
-    """``Transformer2DModel`` followed by a gated residual :class:`TemporalTransformer`.
+class TransformerWrapper(TemporalWrapper):
+    """``Transformer2DModel`` followed by a gated temporal layer.
 
     Accepts exactly what the wrapped transformer accepts and returns the same type: its output object
     when it returns one, or a tuple ``(sample,)`` when called with ``return_dict=False``.
     """
 
-    def __init__(self, spatial: nn.Module, temporal: TemporalTransformer, context: FrameContext):
-        super().__init__()
-        self.spatial = spatial
-        self.temporal = temporal
-        self._frame_context = context
-
     def forward(self, *args, **kwargs):
         output = self.spatial(*args, **kwargs)
         if isinstance(output, tuple):
-            return (apply_gated(output[0], self.temporal, self._frame_context),) + tuple(output[1:])
-        return type(output)(sample=apply_gated(output.sample, self.temporal, self._frame_context))
+            return (self.apply_temporal(output[0]),) + tuple(output[1:])
+        return type(output)(sample=self.apply_temporal(output.sample))
+
+
+class ResnetWithTemporalConv(ResnetWrapper):
+    """``ResnetBlock2D`` followed by a gated residual :class:`TemporalConv`."""
+
+    def apply_temporal(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return apply_gated(hidden_states, self.temporal, self._frame_context)
+
+
+class TransformerWithTemporalAttention(TransformerWrapper):
+    """``Transformer2DModel`` followed by a gated residual :class:`TemporalTransformer`."""
+
+    def apply_temporal(self, hidden_states: torch.Tensor) -> torch.Tensor:
+        return apply_gated(hidden_states, self.temporal, self._frame_context)
 
 
 def insert_temporal_layers(

@@ -82,7 +82,7 @@ class Gen1Pipeline(DiffusionPipeline):
     """
 
     model_cpu_offload_seq = "text_encoder->content_encoder->prior->depth_estimator->controlnet->unet->vae"
-    _optional_components = ["content_encoder", "prior", "prior_scheduler", "controlnet", "text_encoder", "tokenizer"]
+    _optional_components = ["depth_estimator", "content_encoder", "prior", "prior_scheduler", "controlnet", "text_encoder", "tokenizer"]
     _callback_tensor_inputs = ["latents", "noise_pred"]
 
     def __init__(
@@ -90,7 +90,7 @@ class Gen1Pipeline(DiffusionPipeline):
         vae,
         unet,
         scheduler,
-        depth_estimator,
+        depth_estimator=None,
         content_encoder=None,
         prior=None,
         prior_scheduler=None,

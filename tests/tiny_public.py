@@ -39,7 +39,7 @@ def tiny_controlnet(unet, seed: int = 0):
         with torch.no_grad():  # from_unet zero-initialises the zero convolutions: give them weight
             for name, param in controlnet.named_parameters():
                 if "controlnet_down_blocks" in name or "controlnet_mid_block" in name or "conv_out" in name:
-                    param.normal_(0.0, 0.05)
+                    param.normal_(0.0, 0.5)
     return controlnet.eval()
 
 

@@ -3,10 +3,10 @@
 A crash, an exception or Ctrl-C while writing never leaves a half-written file under the requested
 name, and never destroys a file the user already had there (it is replaced only by a complete one).
 
-Temporary names are ``.{target name}.gen1-tmp-{pid}-{n}{suffix}``: hidden, tied to the target and to
-the writing process. A process killed outright (SIGKILL, power cut) cannot remove its temporary file,
-so every new write to the same target first removes the temporary files of writers that are no longer
-running (:func:`remove_stale_temporaries`).
+Temporary names are ``.{target name}.gen1-tmp-{host}-{pid}-{n}{suffix}``: hidden, tied to the target and
+to the writing process. A process killed outright (SIGKILL, power cut) cannot remove its temporary file,
+so every new write to the same target first removes the temporary files of writers on this host that are
+no longer running (:func:`remove_stale_temporaries`); a shared file system's other hosts are left alone.
 """
 
 from __future__ import annotations
@@ -17,10 +17,12 @@ import itertools
 import os
 import re
 import shutil
+import socket
 from pathlib import Path
 from typing import Iterator
 
 TEMP_MARKER = ".gen1-tmp-"
+_HOST = re.sub(r"[^A-Za-z0-9.-]", "_", socket.gethostname()) or "host"
 _counter = itertools.count()
 
 
@@ -77,7 +79,7 @@ def _fsync(path: Path) -> None:
 
 
 def _temporary_name(target: Path, suffix: str) -> Path:
-    return _parent(target) / f".{target.name}{TEMP_MARKER}{os.getpid()}-{next(_counter)}{suffix}"
+    return _parent(target) / f".{target.name}{TEMP_MARKER}{_HOST}-{os.getpid()}-{next(_counter)}{suffix}"
 
 
 def _create_temporary(target: Path, suffix: str) -> Path:
@@ -118,14 +120,14 @@ def _process_running(pid: int) -> bool:
 def remove_stale_temporaries(path: str | os.PathLike) -> list[Path]:
     """Remove the temporary files and folders of earlier writes to ``path`` whose writer is gone.
 
-    Only names made by this module (``.{name}.gen1-tmp-{pid}-...``) are considered, and only those whose
-    process no longer exists; the paths removed are returned.
+    Only names made by this module on this host (``.{name}.gen1-tmp-{host}-{pid}-...``) are considered, and
+    only those whose process no longer exists; the paths removed are returned.
     """
     target = Path(path)
-    pattern = re.compile(re.escape(f".{target.name}{TEMP_MARKER}") + r"(\d+)-\d+")
+    pattern = re.compile(re.escape(f".{target.name}{TEMP_MARKER}{_HOST}-") + r"(\d+)-\d+(\..*)?")
     removed = []
-    for candidate in _parent(target).glob(glob.escape(f".{target.name}{TEMP_MARKER}") + "*"):
-        match = pattern.match(candidate.name)
+    for candidate in _parent(target).glob(glob.escape(f".{target.name}{TEMP_MARKER}{_HOST}-") + "*"):
+        match = pattern.fullmatch(candidate.name)
         if match is None or _process_running(int(match.group(1))):
             continue
         if candidate.is_dir() and not candidate.is_symlink():

@@ -59,7 +59,8 @@ def apply_threads(threads: int | None) -> None:
 def check_number(flag: str, value, *, low: float | None = None, high: float | None = None,
                  low_open: bool = False) -> None:
     """``value`` is a finite number within [low, high] (``low_open``: (low, high]); else ``ValueError``."""
-    ok = math.isfinite(value) and (low is None or (value > low if low_open else value >= low)) and (high is None or value <= high)
+    above = low is None or (value > low if low_open else value >= low)
+    ok = math.isfinite(value) and above and (high is None or value <= high)
     if not ok:
         if low is not None and high is not None:
             rule = f"in {'(' if low_open else '['}{low:g}, {high:g}]"

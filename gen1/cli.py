@@ -35,18 +35,29 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
-    if getattr(args, "func", None) is None:
-        parser.print_help()
-        return 0
+    """Run one command. User errors (``ValueError``, ``OSError``) print one line and return 2; Ctrl-C prints
+    "interrupted" and returns 130 (the shell's code for SIGINT). Outputs are written atomically
+    (:mod:`gen1.atomic`), so neither leaves a partial output or replaces an existing one."""
+    name = "gen1"
     try:
+        parser = build_parser()
+        args = parser.parse_args(argv)
+        if getattr(args, "func", None) is None:
+            parser.print_help()
+            return 0
+        name = f"gen1 {args.command}"
         result = args.func(args)
-    except (ValueError, FileNotFoundError) as error:
-        # User errors: one clear line, no traceback.
-        print(f"gen1 {args.command}: error: {error}", file=sys.stderr)
+    except KeyboardInterrupt:
+        print(f"{name}: interrupted", file=sys.stderr)
+        return 130
+    except (ValueError, OSError) as error:
+        print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+def _one_line(error: BaseException) -> str:
+    return " ".join(line.strip() for line in str(error).splitlines() if line.strip())
 
 
 if __name__ == "__main__":  # pragma: no cover

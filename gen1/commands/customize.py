@@ -8,6 +8,17 @@ Example::
 
 from __future__ import annotations
 
+from gen1.commands._common import (
+    add_threads_argument,
+    apply_threads,
+    check_integer,
+    check_model_files,
+    check_number,
+    check_output_file,
+    check_seed,
+    seed_value,
+)
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -29,11 +40,27 @@ def register(subparsers) -> None:
     parser.add_argument("--steps", type=int, help="optimizer steps (default 400)")
     parser.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
     parser.add_argument("--batch-size", type=int, help="images per step (default 2)")
-    parser.add_argument("--seed", type=int, help="random seed (default 0)")
+    parser.add_argument("--seed", type=seed_value, help="random seed, 0 to 2**64-1 (default 0)")
     parser.add_argument("--size", type=int, default=256, help="square training size in pixels (default 256)")
     parser.add_argument("--depth-model", help="depth estimator (default: MODEL/depth_estimator)")
     parser.add_argument("--content-model", help="content encoder (default: MODEL/content_encoder)")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
+
+
+def _check_arguments(args) -> None:
+    """The flags the user gave (the YAML defaults are checked by CustomizeSettings.validate)."""
+    for flag, value in (("--lora-rank", args.lora_rank), ("--steps", args.steps), ("--batch-size", args.batch_size),
+                        ("--threads", args.threads)):
+        if value is not None:
+            check_integer(flag, value, low=1)
+    for flag, value in (("--lora-alpha", args.lora_alpha), ("--lr", args.lr)):
+        if value is not None:
+            check_number(flag, value, low=0, low_open=True)
+    check_seed("--seed", args.seed)
+    check_integer("--size", args.size, low=8)
+    if args.size % 8:
+        raise ValueError(f"--size must be a multiple of 8, got {args.size}")
 
 
 def load_settings(args):
@@ -57,7 +84,6 @@ def run(args) -> int:
 
     import torch
 
-    from gen1.atomic import check_output_path
     from gen1.training.components import load_content, load_depth, load_vae
     from gen1.adapters import save_adapter
     from gen1.training.customize import encode_images, train_adapter
@@ -66,17 +92,22 @@ def run(args) -> int:
     from gen1.video import IMAGE_SUFFIXES
     from gen1.unet import VideoUNet
 
+    _check_arguments(args)
     settings = load_settings(args)
     model = Path(args.model)
     if not (model / "unet" / "config.json").is_file():
         raise FileNotFoundError(f"--model {args.model!r} has no unet/config.json (expected a gen1 pipeline directory)")
-    check_output_path(args.out)
+    check_model_files("--model", model)
     images = Path(args.images)
     if not images.is_dir():
         raise FileNotFoundError(f"--images folder not found: {args.images!r}")
     paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ValueError(f"--images {args.images!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    out = check_output_file("--out", args.out)
+    if out.exists() and any(out.resolve().is_relative_to(d.resolve()) for d in (model, images)):
+        raise ValueError(f"--out '{args.out}' would overwrite a file of --model or --images; choose another path")
+    apply_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(settings.seed)
     encoder = ClipEncoder(load_vae(args.model, device, torch.float32), load_depth(args.model, args.depth_model, device),

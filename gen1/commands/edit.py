@@ -9,7 +9,24 @@ Example::
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
+
+from gen1.commands._common import (
+    add_threads_argument,
+    apply_threads,
+    check_input_file,
+    check_integer,
+    check_model_files,
+    check_number,
+    check_output_file,
+    check_seed,
+    errors_naming,
+    load_failure,
+    refuse_overwriting_inputs,
+    safetensors_metadata,
+    seed_value,
+)
 
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULERS = ("ddim", "dpm", "euler")
@@ -38,9 +55,17 @@ def register(subparsers) -> None:
     knobs.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
     knobs.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: the model's own)")
     knobs.add_argument("--strength", type=float, default=1.0, help="in (0, 1]: start from the noised source below 1")
-    knobs.add_argument("--seed", type=int, default=0, help="random seed (default 0)")
+    knobs.add_argument("--seed", type=seed_value, default=0, help="random seed, 0 to 2**64-1 (default 0)")
     knobs.add_argument("--mask", help="mask image or video: white = edit, black = keep the source")
-    knobs.add_argument("--depth", help="your own structure (depth video or image, 1 = near) instead of the estimate")
+    knobs.add_argument(
+        "--depth",
+        help="your own structure instead of the estimate: a depth video, an image (8/16-bit PNG or TIFF, read at "
+        "full precision), a .npy array or a folder of images; brighter = nearer unless --depth-invert",
+    )
+    knobs.add_argument(
+        "--depth-invert", action="store_true",
+        help="--depth holds distance (far = large), e.g. a Blender Z pass: use 1/distance as the structure",
+    )
     io = parser.add_argument_group("input, output and model")
     io.add_argument("--model", help="pipeline directory (Gen1Pipeline.save_pretrained); default: the bundled model")
     io.add_argument("--size", type=int, default=512, help="short side of the output in pixels (default 512)")
@@ -59,6 +84,7 @@ def register(subparsers) -> None:
         action="store_true",
         help="torch.compile the UNet: a one-off compilation at start-up for faster steps (worth it on GPUs)",
     )
+    add_threads_argument(io)
     parser.set_defaults(func=run)
 
 
@@ -76,31 +102,123 @@ def resolve_model_dir(model: str | None) -> Path:
     return path
 
 
-def _check_inputs(args) -> None:
-    from gen1.atomic import check_output_path
-
-    for flag, value in (("INPUT", args.input), ("--mask", args.mask), ("--depth", args.depth),
-                        ("--adapter", args.adapter)):
-        if value is not None and not Path(value).is_file():
-            raise FileNotFoundError(f"{flag} file not found: '{value}'")
-    for value in args.reference:
-        if not Path(value).is_file():
-            raise FileNotFoundError(f"--reference file not found: '{value}'")
+def _check_content(args) -> None:
     if not args.prompt and not args.reference:
         raise ValueError("give --prompt and/or --reference for the content of the edit")
-    check_output_path(args.output)
-    from gen1.video import OUTPUT_VIDEO_SUFFIXES
+    if any(not prompt.strip() for prompt in args.prompt):
+        raise ValueError("--prompt must not be empty")
+    if args.content_weights is not None:
+        count = len(args.prompt) + len(args.reference)
+        if len(args.content_weights) != count:
+            raise ValueError(f"--content-weights needs one weight per --prompt and --reference ({count}), "
+                             f"got {len(args.content_weights)}")
+        for weight in args.content_weights:
+            check_number("--content-weights", weight, low=0)
+        if not any(weight > 0 for weight in args.content_weights):
+            raise ValueError("--content-weights must not all be 0")
 
-    if Path(args.output).suffix.lower() not in OUTPUT_VIDEO_SUFFIXES:
-        raise ValueError(f"-o/--output must end in {', '.join(OUTPUT_VIDEO_SUFFIXES)}, got '{args.output}'")
+
+def _check_knobs(args) -> None:
+    from gen1.depth.obscure import MAX_LEVEL
+
+    check_number("--structure-level", args.structure_level, low=0, high=MAX_LEVEL)
+    check_number("--guidance", args.guidance, low=0)
+    check_number("--temporal-guidance", args.temporal_guidance, low=0)
+    check_integer("--steps", args.steps, low=1)
+    check_number("--strength", args.strength, low=0, high=1, low_open=True)
+    check_seed("--seed", args.seed)
+    check_integer("--size", args.size, low=8)
+    if args.size % 8:
+        raise ValueError(f"--size must be a multiple of 8, got {args.size}")
+    if args.fps is not None:
+        check_number("--fps", args.fps, low=0, low_open=True)
+    check_number("--start", args.start, low=0)
+    if args.duration is not None:
+        check_number("--duration", args.duration, low=0, low_open=True)
+    if args.max_frames is not None:
+        check_integer("--max-frames", args.max_frames, low=1)
+    if args.threads is not None:
+        check_integer("--threads", args.threads, low=1)
+
+
+def _check_files(args) -> None:
+    """Inputs exist and are what the flag expects; outputs are writable and overwrite no input."""
+    from gen1.comparison import IMAGE_SUFFIXES as COMPARE_IMAGES, VIDEO_SUFFIXES as COMPARE_VIDEOS
+    from gen1.video import IMAGE_SUFFIXES, OUTPUT_VIDEO_SUFFIXES, VIDEO_SUFFIXES
+
+    check_input_file("INPUT", args.input)
+    if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
+        raise ValueError(f"INPUT '{args.input}' is a still image; gen1 edit edits videos ({', '.join(VIDEO_SUFFIXES)})")
+    check_input_file("--mask", args.mask)
+    check_input_file("--depth", args.depth, directory_ok=True)
+    check_input_file("--adapter", args.adapter)
+    for reference in args.reference:
+        check_input_file("--reference", reference)
+    refuse_overwriting_inputs(
+        {"-o/--output": args.output, "--compare": args.compare},
+        {"INPUT": args.input, "--mask": args.mask, "--depth": args.depth, "--reference": args.reference,
+         "--adapter": args.adapter},
+    )
+    check_output_file("-o/--output", args.output, OUTPUT_VIDEO_SUFFIXES)
     if args.compare is not None:
-        check_output_path(args.compare)
-        from gen1.comparison import IMAGE_SUFFIXES as COMPARE_IMAGES, VIDEO_SUFFIXES as COMPARE_VIDEOS
+        check_output_file("--compare", args.compare, COMPARE_IMAGES | COMPARE_VIDEOS)
 
-        if Path(args.compare).suffix.lower() not in COMPARE_IMAGES | COMPARE_VIDEOS:
-            raise ValueError(f"--compare must end in one of {sorted(COMPARE_IMAGES | COMPARE_VIDEOS)}, got '{args.compare}'")
-        if Path(args.compare).resolve() == Path(args.output).resolve():
-            raise ValueError(f"--compare must differ from --output, got '{args.compare}' for both")
+
+def _unet_frame_limits(model_dir: Path) -> tuple[int, int] | None:
+    """(max_frames, default window) from the UNet's config, as the pipeline derives them; None if unknown."""
+    config_path = model_dir / "unet" / "config.json"
+    if not config_path.is_file():
+        return None
+    config = json.loads(config_path.read_text(encoding="utf-8"))
+    max_frames = int(config.get("max_frames") or 0) or 16
+    clip_length = int(config.get("clip_length") or 0)
+    return max_frames, (min(clip_length, max_frames) if clip_length else max_frames)
+
+
+def _check_model(args) -> Path:
+    """The model directory, its files readable, and --window / --overlap within what its UNet takes."""
+    model_dir = resolve_model_dir(args.model)
+    check_model_files("--model", model_dir)
+    limits = _unet_frame_limits(model_dir)
+    max_frames, window = limits if limits is not None else (None, args.window)
+    if args.window is not None:
+        check_integer("--window", args.window, low=1)
+        if max_frames is not None and args.window > max_frames:
+            raise ValueError(f"--window must be <= {max_frames} (the model's max_frames), got {args.window}")
+        window = args.window
+    if args.overlap is not None and window is not None:
+        check_integer("--overlap", args.overlap, low=0, high=window - 1)
+    return model_dir
+
+
+def _check_adapter(path: str) -> dict:
+    """The adapter's metadata (kind, rank, targets), or ``ValueError`` if the file is no gen1 adapter."""
+    from gen1.adapters import METADATA_KEY
+
+    try:
+        metadata = safetensors_metadata(Path(path))
+    except ValueError as error:
+        raise ValueError(f"--adapter '{path}' is not a gen1 adapter: {error}") from None
+    if METADATA_KEY not in metadata:
+        raise ValueError(f"--adapter '{path}' is not a gen1 adapter (a safetensors file without "
+                         f"'{METADATA_KEY}' metadata; `gen1 customize` writes adapters)")
+    try:
+        info = json.loads(metadata[METADATA_KEY])
+    except ValueError:
+        info = None
+    if not isinstance(info, dict) or not {"kind", "targets"} <= info.keys():
+        raise ValueError(f"--adapter '{path}': its '{METADATA_KEY}' metadata is damaged")
+    return info
+
+
+def _check_arguments(args) -> tuple[Path, dict | None]:
+    """Every check that needs no model and no decoded video, in the order a user fixes them."""
+    _check_content(args)
+    _check_knobs(args)
+    _check_files(args)
+    model_dir = _check_model(args)
+    adapter = None if args.adapter is None else _check_adapter(args.adapter)
+    return model_dir, adapter
 
 
 def _device_and_dtype(args):
@@ -132,13 +250,21 @@ def _read_media(path: str, clip_args: dict, size: int):
     return read_video(path, size=size, **clip_args).frames
 
 
+def _read_source(args, clip_args: dict):
+    from gen1.video import read_video
+
+    with errors_naming("INPUT"):
+        return read_video(args.input, size=args.size, **clip_args)
+
+
 def _mask_for(path: str, clip_args: dict, size: int, clip):
     """The mask at the clip's frame size (same resize policy as the video), as float (F|1, 1, H, W)."""
     import torch
 
     from gen1.masking import mask_to_tensor
 
-    mask = mask_to_tensor(_read_media(path, clip_args, size))
+    with errors_naming("--mask"):
+        mask = mask_to_tensor(_read_media(path, clip_args, size))
     if tuple(mask.shape[-2:]) != (clip.height, clip.width):
         raise ValueError(
             f"--mask size {mask.shape[-1]}x{mask.shape[-2]} (after resizing to --size {size}) does not match "
@@ -147,29 +273,60 @@ def _mask_for(path: str, clip_args: dict, size: int, clip):
     return torch.as_tensor(mask)
 
 
+def _user_depth(args, clip_args: dict, clip):
+    """--depth as normalised inverse depth (F|1, 1, H, W) at the clip's frame size.
+
+    A depth video is read with the clip's timing (video codecs hold 8 bits anyway); images, ``.npy`` arrays and
+    image folders are read at full precision (16-bit PNG/TIFF) and scaled and centre-cropped like the video.
+    """
+    from gen1.depth import load_structure
+    from gen1.video import VIDEO_SUFFIXES
+
+    with errors_naming("--depth"):
+        if Path(args.depth).suffix.lower() in VIDEO_SUFFIXES:
+            depth = load_structure(_read_media(args.depth, clip_args, args.size), invert=args.depth_invert)
+        else:
+            depth = load_structure(args.depth, size=(clip.height, clip.width), crop=True, invert=args.depth_invert)
+    if depth.shape[0] not in (1, clip.num_frames):
+        raise ValueError(f"--depth has {depth.shape[0]} frames but the edited clip has {clip.num_frames} "
+                         f"(give one depth map or one per edited frame)")
+    return depth
+
+
+def _load_pipeline(model_dir: Path, args, adapter: dict | None):
+    from gen1.pipeline import Gen1Pipeline
+
+    try:
+        pipe = Gen1Pipeline.from_pretrained(model_dir)
+    except Exception as error:  # its files parsed (check_model_files): say in one line what else is wrong
+        raise load_failure("--model", model_dir, error) from error
+    if adapter is not None:
+        from gen1.adapters import load_adapter
+
+        try:
+            load_adapter(pipe, args.adapter)
+        except ValueError as error:
+            raise ValueError(f"--adapter does not fit --model '{model_dir}': {error}") from None
+        details = [str(adapter["kind"])] + ([f"rank {adapter['rank']}"] if adapter.get("rank") is not None else [])
+        details.append(f"{len(adapter['targets'])} layers" if adapter["targets"] else "every UNet weight")
+        print(f"applied adapter {args.adapter} ({', '.join(details)})")
+    return pipe
+
+
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from gen1.pipeline import Gen1Pipeline
-    from gen1.video import read_video, write_video
+    from gen1.video import write_video
 
-    _check_inputs(args)
-    model_dir = resolve_model_dir(args.model)
+    model_dir, adapter = _check_arguments(args)
     device, dtype = _device_and_dtype(args)
+    apply_threads(args.threads)
     clip_args = dict(target_fps=args.fps, start=args.start, duration=args.duration, max_frames=args.max_frames)
-    clip = read_video(args.input, size=args.size, **clip_args)
+    clip = _read_source(args, clip_args)
     mask = None if args.mask is None else _mask_for(args.mask, clip_args, args.size, clip)
-    depth = None
-    if args.depth is not None:
-        from gen1.depth import load_structure
+    depth = None if args.depth is None else _user_depth(args, clip_args, clip)
 
-        depth = load_structure(_read_media(args.depth, clip_args, args.size))
-
-    pipe = Gen1Pipeline.from_pretrained(model_dir)
-    if args.adapter is not None:
-        from gen1.adapters import load_adapter
-
-        load_adapter(pipe, args.adapter)
+    pipe = _load_pipeline(model_dir, args, adapter)
     if args.scheduler is not None:
         pipe.scheduler = _scheduler(args.scheduler, pipe.scheduler.config)
     pipe.cast(dtype).to(device)  # loaded in fp32, cast once (adapter layers included)

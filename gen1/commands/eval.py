@@ -7,6 +7,20 @@ not given (CLIP, depth) or a ground truth are skipped with a note. See docs/synt
 from __future__ import annotations
 
 import argparse
+import json
+from pathlib import Path
+
+from gen1.commands._common import (
+    add_threads_argument,
+    apply_threads,
+    check_input_file,
+    check_integer,
+    check_model_files,
+    check_output_file,
+    errors_naming,
+    load_failure,
+    refuse_overwriting_inputs,
+)
 
 
 def register(subparsers) -> None:
@@ -31,39 +45,66 @@ def register(subparsers) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each video")
     parser.add_argument("--device", default="cpu", help="torch device for the CLIP and depth models")
     parser.add_argument("--json", default=None, help="write the report to this JSON file")
+    add_threads_argument(parser)
     parser.set_defaults(func=run)
 
 
-def run(args) -> int:
-    from pathlib import Path
+def _check_clip_model(path: str) -> None:
+    """A transformers CLIPModel directory with readable files (a gen1 content encoder is not one)."""
+    check_input_file("--clip-model", path, directory_ok=True)
+    config_path = Path(path) / "config.json"
+    if not Path(path).is_dir() or not config_path.is_file():
+        raise ValueError(f"--clip-model '{path}' is not a transformers CLIPModel directory (no config.json)")
+    check_model_files("--clip-model", path)
+    if json.loads(config_path.read_text(encoding="utf-8")).get("_class_name") == "ContentEncoder":
+        raise ValueError(f"--clip-model '{path}' is a gen1 content encoder (a pipeline component), not a "
+                         "transformers CLIPModel directory; give a CLIP checkpoint saved with save_pretrained")
 
-    from gen1.atomic import check_output_path
+
+def _check_arguments(args) -> None:
+    for flag, value in (("--source", args.source), ("--output", args.output), ("--gt", args.gt)):
+        check_input_file(flag, value)
+    if args.max_frames is not None:
+        check_integer("--max-frames", args.max_frames, low=1)
+    if args.threads is not None:
+        check_integer("--threads", args.threads, low=1)
+    if args.clip_model:
+        _check_clip_model(args.clip_model)
+    if args.json is not None:
+        refuse_overwriting_inputs({"--json": args.json},
+                                  {"--source": args.source, "--output": args.output, "--gt": args.gt})
+        check_output_file("--json", args.json)
+
+
+def run(args) -> int:
     from gen1.eval.evaluate import evaluate_videos
     from gen1.video import read_video
 
-    for name in ("source", "output", "gt"):
-        value = getattr(args, name)
-        if value is not None and not Path(value).is_file():
-            raise FileNotFoundError(f"--{name}: no such file: '{value}'")
-    if args.max_frames is not None and args.max_frames < 1:
-        raise ValueError(f"--max-frames must be >= 1, got {args.max_frames}")
-    if args.json is not None:
-        check_output_path(args.json)
-
-    source = read_video(args.source, max_frames=args.max_frames)
-    output = read_video(args.output, max_frames=args.max_frames)
-    gt = read_video(args.gt, max_frames=args.max_frames) if args.gt else None
+    _check_arguments(args)
+    apply_threads(args.threads)
+    videos = {}
+    for flag, path in (("--source", args.source), ("--output", args.output), ("--gt", args.gt)):
+        if path is not None:
+            with errors_naming(flag):
+                videos[flag] = read_video(path, max_frames=args.max_frames)
+    source, output, gt = videos["--source"], videos["--output"], videos.get("--gt")
 
     clip_scorer = None
     if args.clip_model:
         from gen1.eval.clip_metrics import ClipScorer
 
-        clip_scorer = ClipScorer.from_pretrained(args.clip_model, device=args.device)
+        try:
+            clip_scorer = ClipScorer.from_pretrained(args.clip_model, device=args.device)
+        except Exception as error:  # its files parsed (_check_clip_model): say in one line what else is wrong
+            raise load_failure("--clip-model", args.clip_model, error) from error
     depth_estimator = None
     if args.depth_model:
         from gen1.depth import load_depth_estimator
 
-        depth_estimator = load_depth_estimator(args.depth_model, device=args.device)
+        try:
+            depth_estimator = load_depth_estimator(args.depth_model, device=args.device)
+        except Exception as error:
+            raise load_failure("--depth-model", args.depth_model, error) from error
 
     report = evaluate_videos(
         source.frames,

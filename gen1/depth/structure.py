@@ -29,16 +29,24 @@ from gen1.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, read_video
 
 
 def _read_depth_image(path: Path) -> np.ndarray:
-    """One depth image as float32 (H, W), keeping 16-bit precision; colour images are averaged."""
-    from PIL import Image, UnidentifiedImageError
+    """One depth image as float32 (H, W) at full precision; colour images are averaged.
 
-    try:
-        with Image.open(path) as im:
-            arr = np.array(im)
-    except (UnidentifiedImageError, OSError) as e:
-        raise ValueError(f"cannot read depth image '{path}': {e}") from e
+    OpenCV (``IMREAD_UNCHANGED``) keeps 16-bit grey and colour PNG/TIFF and float TIFF as stored, where PIL
+    cuts 16-bit colour to 8 bits; PIL reads what OpenCV cannot.
+    """
+    import cv2
+
+    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if arr is None:
+        from PIL import Image, UnidentifiedImageError
+
+        try:
+            with Image.open(path) as im:
+                arr = np.array(im)
+        except (UnidentifiedImageError, OSError) as e:
+            raise ValueError(f"cannot read depth image '{path}': {e}") from e
     if arr.ndim == 3:
-        arr = arr[..., :3].astype(np.float32).mean(axis=-1)
+        arr = arr[..., :3].astype(np.float32).mean(axis=-1)  # channel order does not matter for the mean
     return arr.astype(np.float32)
 
 
@@ -87,6 +95,7 @@ def load_structure(
     path_or_frames,
     size: int | Sequence[int] | None = None,
     *,
+    crop: bool = False,
     invert: bool = False,
     low: float = 2.0,
     high: float = 98.0,
@@ -95,7 +104,8 @@ def load_structure(
 
     ``path_or_frames``: a depth video, a depth image, a ``.npy`` array, a folder of depth images
     (8- or 16-bit PNG etc., sorted by name) or an array/tensor. ``size``: None keeps the size; an
-    int resizes the short side to it (aspect kept); ``(H, W)`` resizes exactly (bilinear, antialiased).
+    int resizes the short side to it (aspect kept); ``(H, W)`` resizes exactly (bilinear, antialiased), or
+    with ``crop=True`` keeps the aspect, covering ``(H, W)`` and centre-cropping the rest (as videos are fitted).
     ``invert``: see the module docstring (True for distance, e.g. a Blender Z pass).
     """
     if isinstance(path_or_frames, (str, os.PathLike)):
@@ -119,6 +129,12 @@ def load_structure(
             target = (int(size[0]), int(size[1]))
         else:
             raise ValueError(f"size must be None, an int (short side) or (H, W), got {size!r}")
+        out = target
+        if crop:
+            scale = max(target[0] / h, target[1] / w)
+            target = (max(out[0], round(h * scale)), max(out[1], round(w * scale)))
         if target != (h, w):
             depth = F.interpolate(depth, size=target, mode="bilinear", align_corners=False, antialias=True)
+        top, left = (target[0] - out[0]) // 2, (target[1] - out[1]) // 2
+        depth = depth[..., top : top + out[0], left : left + out[1]]
     return normalize_clip_depth(depth, low=low, high=high)

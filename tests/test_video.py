@@ -11,7 +11,8 @@ import pytest
 import torch
 from PIL import Image
 
-import gen1.video as gv
+import gen1.media.read as media_read
+import gen1.media.write as media_write
 from gen1.video import (
     MediaNotFoundError,
     VideoClip,
@@ -109,7 +110,7 @@ def indexed(tmp_path_factory) -> Path:
 def backend(request, monkeypatch):
     """Run a test through decord and again through the PyAV fallback."""
     if request.param == "pyav":
-        monkeypatch.setattr(gv, "_read_with_decord", lambda *args: None)
+        monkeypatch.setattr(media_read, "_read_with_decord", lambda *args: None)
     return request.param
 
 
@@ -142,7 +143,7 @@ def test_real_clips_frame_counts_sizes_and_exact_fps(clips_dir, name):
 
 def test_real_clip_through_pyav_fallback_matches_decord(clips_dir, monkeypatch):
     fast = read_video(clips_dir / "wolf.mp4", start=1.0, max_frames=3)
-    monkeypatch.setattr(gv, "_read_with_decord", lambda *args: None)
+    monkeypatch.setattr(media_read, "_read_with_decord", lambda *args: None)
     slow = read_video(clips_dir / "wolf.mp4", start=1.0, max_frames=3)
     assert fast.frames.shape == slow.frames.shape == (3, 512, 512, 3)
     np.testing.assert_allclose(fast.times, slow.times, atol=1e-3)
@@ -430,13 +431,13 @@ def test_write_rejects_bad_output_paths(tmp_path):
 def test_write_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "out.mp4"
     target.write_bytes(b"previous result")
-    real_encode = gv._encode_video
+    real_encode = media_write._encode_video
 
     def encode_then_crash(output, stream, frames):
         real_encode(output, stream, frames[:2])  # part of the video is already in the temporary file
         raise RuntimeError("encoder crashed")
 
-    monkeypatch.setattr(gv, "_encode_video", encode_then_crash)
+    monkeypatch.setattr(media_write, "_encode_video", encode_then_crash)
     with pytest.raises(RuntimeError, match="encoder crashed"):
         write_video(target, _smooth_frames(5, 16, 16), 10)
     assert target.read_bytes() == b"previous result"

@@ -43,7 +43,8 @@ def register(subparsers) -> None:
     knobs.add_argument("--depth", help="your own structure (depth video or image, 1 = near) instead of the estimate")
     io = parser.add_argument_group("input, output and model")
     io.add_argument("--model", help="pipeline directory (Gen1Pipeline.save_pretrained); default: the bundled model")
-    io.add_argument("--size", type=int, default=512, help="short side of the output in pixels (default 512)")
+    io.add_argument("--size", type=int, default=512,
+                    help="short side of the output in pixels, a multiple of 8 up to 4096 (default 512)")
     io.add_argument("--fps", type=float, help="resample the input to this frame rate (default: keep)")
     io.add_argument("--start", type=float, default=0.0, help="start time in seconds")
     io.add_argument("--duration", type=float, help="duration in seconds")
@@ -88,6 +89,9 @@ def _check_inputs(args) -> None:
             raise FileNotFoundError(f"--reference file not found: '{value}'")
     if not args.prompt and not args.reference:
         raise ValueError("give --prompt and/or --reference for the content of the edit")
+    from gen1.media import check_size
+
+    check_size(args.size, "--size")  # before any decoding: a multiple of 8, at most MAX_SIZE
     check_output_path(args.output)
     from gen1.video import OUTPUT_VIDEO_SUFFIXES
 
@@ -125,11 +129,9 @@ def _scheduler(name: str, config):
 
 def _read_media(path: str, clip_args: dict, size: int):
     """uint8 frames (F, H, W, 3) from an image (one frame) or a video read with the source's timing."""
-    from gen1.video import IMAGE_SUFFIXES, read_image, read_video, resize_frames
+    from gen1.media import read_frames_or_images
 
-    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
-        return resize_frames(read_image(path)[None], size)
-    return read_video(path, size=size, **clip_args).frames
+    return read_frames_or_images(path, size=size, **clip_args)
 
 
 def _mask_for(path: str, clip_args: dict, size: int, clip):

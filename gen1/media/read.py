@@ -1,10 +1,17 @@
 """Reading videos as ``uint8 (F, H, W, 3)`` RGB frames with their exact timing.
 
-decord is used when it is installed and opens the file (fast random access to just the frames asked
-for); otherwise, or when decord fails or misreports the file (GIFs, broken metadata, a frame count that
-disagrees with the container), PyAV decodes it sequentially. decord's ffmpeg chatter on stderr is
-silenced so a fallback is quiet. The container is always probed with PyAV, which gives the *exact*
-source frame rate as a ``Fraction`` (``30000/1001``, not ``29.97``) and whether the file has audio.
+Two decoders. A read at the source resolution (no ``size``) uses decord when it is installed and opens
+the file (random access to just the frames asked for), fetching frames in batches of at most
+:data:`DECODE_BATCH_BYTES`. A read that resizes (``size``) uses PyAV, which decodes, converts and resizes
+one frame at a time, so memory holds the output and a few source frames, whatever the source resolution
+and however many frames are read. decord is not used there because it keeps dozens of decoded
+full-resolution frames in buffers of its own that no batching on our side can bound (measured: a 720p
+clip of 120 frames read at size 64 grew the peak by 220 MB through decord, by 12 MB through PyAV, which
+was no slower on the clips we tried). PyAV is also the fallback when decord is missing, fails, or
+misreports the file (GIFs, broken metadata, a frame count that disagrees with the container). decord's
+ffmpeg chatter on stderr is silenced so a fallback is quiet. The container is always probed with PyAV,
+which gives the *exact* source frame rate as a ``Fraction`` (``30000/1001``, not ``29.97``) and whether
+the file has audio.
 
 Frame selection works on presentation timestamps (seconds from the start of the video stream), so it is
 right for variable-frame-rate files too:
@@ -32,7 +39,7 @@ from gen1.media.checks import as_fraction, check_positive_int, check_seconds, ex
 from gen1.media.resize import check_size, resize_frames
 
 TIME_EPS = 1e-4  # seconds; frame timestamps from decord are float32
-_DECORD_CHUNK = 16  # frames decoded (and resized) at a time on the decord path
+DECODE_BATCH_BYTES = 8 * 2**20  # frames fetched from decord at a time (at least one)
 
 
 @dataclass
@@ -89,10 +96,6 @@ class _Probe:
     format_name: str
     height: int  # coded frame size (0 when unknown)
     width: int
-
-
-def _maybe_resize(frames: np.ndarray, size: int | None) -> np.ndarray:
-    return frames if size is None else resize_frames(frames, size)
 
 
 def _probe(path: Path) -> _Probe:
@@ -219,8 +222,9 @@ def _to_numpy(batch: Any) -> np.ndarray:
     return np.asarray(batch)
 
 
-def _read_with_decord(path: Path, probe: _Probe, selector: _FrameSelector, size: int | None):
-    """Frames and times via decord, or None when decord is missing, fails, or disagrees with PyAV."""
+def _read_with_decord(path: Path, probe: _Probe, selector: _FrameSelector):
+    """Frames at the source resolution and their times via decord, or None when decord is missing, fails, or
+    disagrees with PyAV."""
     try:
         import decord
     except ImportError:
@@ -240,15 +244,17 @@ def _read_with_decord(path: Path, probe: _Probe, selector: _FrameSelector, size:
             if not indices:
                 return [], times[:0], selector
             chunks = []
-            for begin in range(0, len(indices), _DECORD_CHUNK):
-                batch = _to_numpy(reader.get_batch(indices[begin : begin + _DECORD_CHUNK]))
-                chunks.append(_maybe_resize(np.ascontiguousarray(batch, dtype=np.uint8), size))
+            per_batch = max(1, DECODE_BATCH_BYTES // max(1, probe.height * probe.width * 3))
+            for begin in range(0, len(indices), per_batch):
+                batch = _to_numpy(reader.get_batch(indices[begin : begin + per_batch]))
+                chunks.append(np.ascontiguousarray(batch, dtype=np.uint8))
             return chunks, times[indices], selector
     except Exception:  # decord raises its own error types (and RuntimeError); PyAV gives the real message
         return None
 
 
 def _read_with_pyav(path: Path, probe: _Probe, selector: _FrameSelector, size: int | None):
+    """Frames (each resized to ``size`` as soon as it is decoded) and their times, decoding sequentially."""
     import av
 
     frames: list[np.ndarray] = []
@@ -273,7 +279,8 @@ def _read_with_pyav(path: Path, probe: _Probe, selector: _FrameSelector, size: i
                         t = 0.0 if last_t is None else last_t + 1.0 / float(probe.fps)
                     last_t = t
                     if selector.offer(t):
-                        frames.append(_maybe_resize(frame.to_ndarray(format="rgb24")[None], size))
+                        rgb = frame.to_ndarray(format="rgb24")[None]
+                        frames.append(rgb if size is None else resize_frames(rgb, size))
                         times.append(t)
                     if selector.done:
                         break
@@ -318,7 +325,8 @@ def read_video(
         max_frames: keep at most this many frames.
         start: time of the first frame to read, in seconds (the first frame at or after it).
         duration: read frames with ``start <= t < start + duration`` only.
-        size: target short side (a multiple of 8); the long side is centre-cropped to a multiple of 8.
+        size: target short side (a multiple of 8, at most ``MAX_SIZE``); the long side is centre-cropped
+            to a multiple of 8 (:mod:`gen1.media.resize`). Each frame is resized as it is decoded.
 
     Returns:
         ``VideoClip`` with ``frames``, ``fps`` (after stride / target_fps), ``source_fps``, ``path``,
@@ -351,7 +359,7 @@ def read_video(
     def make_selector() -> _FrameSelector:
         return _FrameSelector(start, duration, stride, target, max_frames)
 
-    result = _read_with_decord(path, probe, make_selector(), size)
+    result = None if size is not None else _read_with_decord(path, probe, make_selector())
     if result is None:
         result = _read_with_pyav(path, probe, make_selector(), size)
     chunks, times, selector = result

@@ -1,17 +1,16 @@
 """Reading videos as ``uint8 (F, H, W, 3)`` RGB frames with their exact timing.
 
 Two decoders. A read at the source resolution (no ``size``) uses decord when it is installed and opens
-the file (random access to just the frames asked for), fetching frames in batches of at most
-:data:`DECODE_BATCH_BYTES`. A read that resizes (``size``) uses PyAV, which decodes, converts and resizes
-one frame at a time, so memory holds the output and a few source frames, whatever the source resolution
-and however many frames are read. decord is not used there because it keeps dozens of decoded
-full-resolution frames in buffers of its own that no batching on our side can bound (measured: a 720p
-clip of 120 frames read at size 64 grew the peak by 220 MB through decord, by 12 MB through PyAV, which
-was no slower on the clips we tried). PyAV is also the fallback when decord is missing, fails, or
-misreports the file (GIFs, broken metadata, a frame count that disagrees with the container). decord's
-ffmpeg chatter on stderr is silenced so a fallback is quiet. The container is always probed with PyAV,
-which gives the *exact* source frame rate as a ``Fraction`` (``30000/1001``, not ``29.97``) and whether
-the file has audio.
+the file (random access to just the frames asked for), fetching at most :data:`DECODE_BATCH_BYTES` of
+frames at a time. A read that resizes (``size``) uses PyAV, which decodes, converts and resizes one frame
+at a time, so memory holds the output and a few source frames, whatever the source resolution and
+however many frames are read. decord is not used there because it keeps dozens of decoded
+full-resolution frames in pools of its own that no batching on our side can bound (a 720p clip of 120
+frames read at size 64 costs about 220 MB more through decord, 12 MB through PyAV). PyAV is also the
+fallback when decord is missing, fails, or misreports the file (GIFs, broken metadata, a frame count that
+disagrees with the container). decord's ffmpeg chatter on stderr is silenced so a fallback is quiet. The
+container is always probed with PyAV, which gives the *exact* source frame rate as a ``Fraction``
+(``30000/1001``, not ``29.97``) and whether the file has audio.
 
 Frame selection works on presentation timestamps (seconds from the start of the video stream), so it is
 right for variable-frame-rate files too:

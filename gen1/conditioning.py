@@ -7,9 +7,7 @@ structure channels).
 
 from __future__ import annotations
 
-import math
 import os
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -28,29 +26,23 @@ def check_structure_level(level: float) -> float:
 def video_to_tensor(video) -> tuple[torch.Tensor, object]:
     """Source video -> (float frames ``(F, 3, H, W)`` in [0, 1] on CPU, fps or None).
 
-    Accepts a path (read with :func:`gen1.video.read_video`), a ``VideoClip``, a uint8 array ``(F, H, W, 3)``,
-    a float tensor ``(F, 3, H, W)`` in [0, 1], or a list of PIL images.
+    Accepts a path (read with :func:`gen1.media.read_video`), a ``VideoClip``, a uint8 array ``(F, H, W, 3)``,
+    a float tensor ``(F, 3, H, W)`` in [0, 1], or a list of PIL images or uint8 arrays ``(H, W, 3)``.
     """
+    from gen1.media import check_uint8_frames, read_video, to_uint8_frames
+
     fps = None
     if isinstance(video, (str, os.PathLike)):
-        path = Path(video)
-        if not path.is_file():
-            raise FileNotFoundError(f"video file not found: '{path}'")
-        from gen1.video import read_video
-
-        video = read_video(path)
+        video = read_video(video)  # a missing file: MediaNotFoundError (a FileNotFoundError) naming it
     if hasattr(video, "frames") and hasattr(video, "fps"):  # VideoClip
         fps = video.fps
         video = video.frames
     if isinstance(video, (list, tuple)):
         if not video:
             raise ValueError("video must have at least 1 frame, got an empty list")
-        video = np.stack([np.asarray(image.convert("RGB") if hasattr(image, "convert") else image) for image in video])
+        video = to_uint8_frames(video, "video")
     if isinstance(video, np.ndarray):
-        if video.ndim != 4 or video.shape[-1] != 3:
-            raise ValueError(f"video array must be uint8 (F, H, W, 3), got shape {video.shape}")
-        if video.dtype != np.uint8:
-            raise ValueError(f"video array must be uint8 (F, H, W, 3), got dtype {video.dtype}")
+        video = check_uint8_frames(video, "video")
         frames = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2).float() / 255.0
     elif isinstance(video, torch.Tensor):
         if video.ndim != 4 or video.shape[1] != 3 or not video.is_floating_point():
@@ -68,28 +60,34 @@ def video_to_tensor(video) -> tuple[torch.Tensor, object]:
 def target_size(
     height_in: int, width_in: int, *, height=None, width=None, size=None, multiple: int = 8
 ) -> tuple[int, int]:
-    """Output ``(height, width)``: explicit ``height``/``width``, or ``size`` = short side (aspect kept),
-    or the input size; always rounded down to a multiple of ``multiple`` (the VAE's downscale factor)."""
+    """Output ``(height, width)`` for a ``height_in x width_in`` video, by gen1's one resize policy
+    (:mod:`gen1.media.resize`): ``size`` = short side (a multiple of ``multiple``, the VAE's downscale factor,
+    at most ``MAX_SIZE``; the long side rounded down to a multiple), or explicit ``height``/``width``, or the
+    input size; explicit and input sizes are rounded down to a multiple of ``multiple``. :func:`resize` then
+    scales with the aspect kept and centre-crops to it."""
+    from gen1.media import MAX_SIZE, resized_shape
+
     if size is not None and (height is not None or width is not None):
         raise ValueError("give either size or height/width, not both")
     if size is not None:
-        if int(size) != size or size < multiple:
-            raise ValueError(f"size must be an integer >= {multiple}, got {size!r}")
-        scale = size / min(height_in, width_in)
-        height, width = round(height_in * scale), round(width_in * scale)
+        return resized_shape(height_in, width_in, size, multiple=multiple)
+    for name, value in (("height", height), ("width", width)):
+        if value is not None and (isinstance(value, bool) or int(value) != value or not multiple <= value <= MAX_SIZE):
+            raise ValueError(f"{name} must be an integer in [{multiple}, {MAX_SIZE}], got {value!r}")
     height = height_in if height is None else height
     width = width_in if width is None else width
-    for name, value in (("height", height), ("width", width)):
-        if int(value) != value or value < multiple:
-            raise ValueError(f"{name} must be an integer >= {multiple}, got {value!r}")
+    if min(height, width) < multiple:
+        raise ValueError(f"the video is {width_in}x{height_in}; its sides must be at least {multiple} pixels")
     return int(height) // multiple * multiple, int(width) // multiple * multiple
 
 
 def resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """Resize ``(N, C, H, W)`` float frames to ``size`` (antialiased bilinear); a no-op at the same size."""
-    if tuple(frames.shape[-2:]) == tuple(size):
-        return frames
-    return F.interpolate(frames, size=size, mode="bilinear", antialias=True, align_corners=False)
+    """Float ``(N, C, H, W)`` frames brought to ``size = (height, width)`` by gen1's resize policy: scaled with the
+    aspect kept (antialiased bilinear) to cover it, then centre-cropped (:func:`gen1.media.fit_tensor`); a no-op
+    at the same size. A video, its mask and its depth resized by this stay aligned."""
+    from gen1.media import fit_tensor
+
+    return fit_tensor(frames, size)
 
 
 def vae_latent_scale(vae) -> tuple[float, float]:
@@ -174,8 +172,3 @@ def video_structure(depth: torch.Tensor, level: float, latent_size: tuple[int, i
     structure = depth_to_structure(rearrange(small, "f c h w -> 1 c f h w"), level)
     seen = rearrange((structure + 1.0) / 2.0, "1 c f h w -> f c h w")
     return resize(seen, tuple(depth.shape[-2:])).clamp(0, 1), structure
-
-
-def same_aspect(size_a: tuple[int, int], size_b: tuple[int, int], tolerance: float = 0.02) -> bool:
-    """True if two ``(height, width)`` sizes have aspect ratios within ``tolerance`` (relative)."""
-    return math.isclose(size_a[1] / size_a[0], size_b[1] / size_b[0], rel_tol=tolerance)

@@ -164,10 +164,12 @@ def images_to_tensor(images) -> torch.Tensor:
 def _single(image):
     from PIL import Image
 
+    from gen1.media import to_uint8_frames
+
     if isinstance(image, (str, os.PathLike)):
         return _read_image(image)
     if isinstance(image, Image.Image):
-        return np.array(image.convert("RGB"), dtype=np.uint8)
+        return to_uint8_frames([image])[0]
     return image
 
 

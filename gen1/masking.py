@@ -36,7 +36,8 @@ def _to_gray_float(array: np.ndarray) -> np.ndarray:
 def mask_to_tensor(mask) -> torch.Tensor:
     """Turn a mask given as a path, PIL image, numpy array or tensor into float ``(F, 1, H, W)`` in [0, 1].
 
-    * path: an image file (one mask for all frames) or a video (one mask per frame), read with :mod:`gen1.video`;
+    * path: an image file (one mask for all frames) or a video (one mask per frame), read with
+      :func:`gen1.media.read_frames_or_images`;
     * PIL image or array ``(H, W)``, ``(H, W, C)``: one mask; array ``(F, H, W)`` or ``(F, H, W, C)``: per frame;
     * tensor ``(H, W)``, ``(1, H, W)``, ``(F, 1, H, W)`` or ``(F, H, W)``: float in [0, 1] (or bool).
     """
@@ -44,12 +45,9 @@ def mask_to_tensor(mask) -> torch.Tensor:
         path = Path(mask)
         if not path.is_file():
             raise FileNotFoundError(f"mask file not found: '{path}'")
-        from gen1 import video as video_io
+        from gen1.media import read_frames_or_images
 
-        if path.suffix.lower() in video_io.IMAGE_SUFFIXES:
-            array = video_io.read_image(path)[None]
-        else:
-            array = video_io.read_video(path).frames
+        array = read_frames_or_images(path)
         return torch.from_numpy(_to_gray_float(array)).unsqueeze(1).clamp(0, 1)
     if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image
         mask = np.asarray(mask.convert("L"))

@@ -29,3 +29,4 @@ def test_crop_fits_like_a_video_frame(tmp_path):
     torch.testing.assert_close(fitted, expected)
     stretched = load_structure(tmp_path / "d.npy", size=(8, 8), low=0, high=100)
     assert not torch.allclose(stretched, expected)
+

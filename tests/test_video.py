@@ -1,7 +1,11 @@
-"""Tests for gen1.video: reading real and synthetic videos, frame selection, resizing, writing with audio."""
+"""Tests for gen1.media (imported as gen1.video): reading real and synthetic videos, frame selection, resizing,
+memory, writing with audio."""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -11,7 +15,9 @@ import pytest
 import torch
 from PIL import Image
 
-import gen1.video as gv
+import gen1.media.read as media_read
+import gen1.media.write as media_write
+from gen1.media import MAX_SIZE, fit_frames, to_uint8_frames
 from gen1.video import (
     MediaNotFoundError,
     VideoClip,
@@ -109,7 +115,7 @@ def indexed(tmp_path_factory) -> Path:
 def backend(request, monkeypatch):
     """Run a test through decord and again through the PyAV fallback."""
     if request.param == "pyav":
-        monkeypatch.setattr(gv, "_read_with_decord", lambda *args: None)
+        monkeypatch.setattr(media_read, "_read_with_decord", lambda *args: None)
     return request.param
 
 
@@ -142,7 +148,7 @@ def test_real_clips_frame_counts_sizes_and_exact_fps(clips_dir, name):
 
 def test_real_clip_through_pyav_fallback_matches_decord(clips_dir, monkeypatch):
     fast = read_video(clips_dir / "wolf.mp4", start=1.0, max_frames=3)
-    monkeypatch.setattr(gv, "_read_with_decord", lambda *args: None)
+    monkeypatch.setattr(media_read, "_read_with_decord", lambda *args: None)
     slow = read_video(clips_dir / "wolf.mp4", start=1.0, max_frames=3)
     assert fast.frames.shape == slow.frames.shape == (3, 512, 512, 3)
     np.testing.assert_allclose(fast.times, slow.times, atol=1e-3)
@@ -176,10 +182,56 @@ def test_resize_frames_portrait_upscale_and_centre_crop():
     assert np.array_equal(resize_frames(same, 16), same)  # already at size: untouched
 
 
-@pytest.mark.parametrize("size", [0, 30, -8, 12.0, True])
+@pytest.mark.parametrize("size", [0, 30, -8, 12.0, True, 4104, 100_000])
 def test_resize_rejects_bad_size(size):
     with pytest.raises(ValueError, match="size"):
         resize_frames(np.zeros((1, 16, 16, 3), np.uint8), size)
+
+
+def test_size_has_an_upper_limit_checked_before_decoding(indexed, tmp_path, capsys, monkeypatch):
+    assert MAX_SIZE == 4096
+    assert resized_shape(16, 16, MAX_SIZE) == (MAX_SIZE, MAX_SIZE)
+    with pytest.raises(ValueError, match="size .*at most 4096.* got 100000"):
+        read_video(indexed, size=100_000)
+
+    def no_decoding(*args):
+        raise AssertionError("the video was opened")
+
+    monkeypatch.setattr(media_read, "_probe", no_decoding)
+    from gen1.cli import main
+
+    code = main(["edit", str(indexed), "-o", str(tmp_path / "out.mp4"), "--prompt", "x", "--size", "100000"])
+    err = capsys.readouterr().err
+    assert code == 2 and "--size" in err and "4096" in err and "Traceback" not in err
+
+
+def _ramps(num_frames: int, height: int, width: int) -> np.ndarray:
+    """Red rises 3 per column, green 5 per row: a resize shows its scale and crop in the values."""
+    y, x = np.mgrid[0:height, 0:width]
+    frame = np.stack([x * 3, y * 5, np.full_like(x, 100)], -1).astype(np.uint8)
+    return np.repeat(frame[None], num_frames, axis=0)
+
+
+def test_one_resize_policy_for_uint8_frames_and_float_tensors():
+    """The reader (uint8, OpenCV) and the pipeline (float, gen1.conditioning) size, scale and crop alike."""
+    from gen1.conditioning import resize, target_size
+
+    frames = _ramps(2, 48, 80)
+    as_tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+    assert target_size(48, 80, size=16) == resized_shape(48, 80, 16) == (16, 24)
+    assert target_size(48, 80, size=16, multiple=2) == resized_shape(48, 80, 16, multiple=2) == (16, 26)
+    for shape in [(16, 24), (16, 16), (40, 24)]:
+        by_frames = fit_frames(frames, shape).astype(float)
+        by_tensor = resize(as_tensor, shape).permute(0, 2, 3, 1).numpy() * 255
+        assert by_frames.shape == by_tensor.shape == (2, *shape, 3)
+        assert np.abs(by_frames - by_tensor).mean() < 2
+    # a square from a wide frame: scaled by 1/3 (not squeezed by 1/5), the middle columns kept
+    row = fit_frames(frames, (16, 16))[0, 8, :, 0].astype(float)
+    assert np.diff(row)[2:-2] == pytest.approx(9, abs=1.5)  # 3 source columns per pixel, 3 per column
+    assert row[7:9].mean() == pytest.approx(3 * 40, abs=6)  # the source's centre column stays in the centre
+    assert np.array_equal(resize_frames(frames, 16), fit_frames(frames, (16, 24)))
+    with pytest.raises(ValueError, match="size .*at most 4096"):
+        target_size(48, 80, size=100_000)
 
 
 # ------------------------------------------------------------------------------------------
@@ -430,13 +482,13 @@ def test_write_rejects_bad_output_paths(tmp_path):
 def test_write_is_atomic(tmp_path, monkeypatch):
     target = tmp_path / "out.mp4"
     target.write_bytes(b"previous result")
-    real_encode = gv._encode_video
+    real_encode = media_write._encode_video
 
     def encode_then_crash(output, stream, frames):
         real_encode(output, stream, frames[:2])  # part of the video is already in the temporary file
         raise RuntimeError("encoder crashed")
 
-    monkeypatch.setattr(gv, "_encode_video", encode_then_crash)
+    monkeypatch.setattr(media_write, "_encode_video", encode_then_crash)
     with pytest.raises(RuntimeError, match="encoder crashed"):
         write_video(target, _smooth_frames(5, 16, 16), 10)
     assert target.read_bytes() == b"previous result"
@@ -556,6 +608,9 @@ def test_read_frames_or_images(tmp_path, indexed):
     assert read_frames_or_images(sequence, max_frames=2, size=8).shape == (2, 8, 8, 3)
     assert read_frames_or_images(sequence / "frame2.png").shape == (1, 12, 20, 3)
     assert read_frames_or_images(indexed, max_frames=5).shape == (5, 48, 64, 3)
+    # a video's frames are selected as read_video selects them; an image has no timing and ignores that
+    assert _indices(read_frames_or_images(indexed, start=1.0, stride=2, max_frames=3)) == [10, 12, 14]
+    assert read_frames_or_images(sequence / "frame2.png", start=1.0, stride=2, size=8).shape == (1, 8, 8, 3)
 
     Image.new("RGB", (21, 12)).save(sequence / "frame11.png")
     with pytest.raises(ValueError, match="frame11.png"):
@@ -573,3 +628,80 @@ def test_video_clip_properties(indexed):
     assert isinstance(clip, VideoClip)
     assert (clip.num_frames, clip.height, clip.width) == (5, 48, 64)
     assert clip.duration == pytest.approx(5 / 5)
+
+
+# ------------------------------------------------------------------------------------------
+# memory: bounded by the output size, not by the source resolution times the frame count
+# ------------------------------------------------------------------------------------------
+
+# Run in a fresh interpreter: prints the process's peak resident memory in bytes (VmHWM: decoder buffers live
+# outside Python, so tracemalloc would not see them; ru_maxrss would also count the pytest process the child
+# was forked from), and the size of the frames read from TALL (0 when TALL is "-", the baseline). Both runs
+# first read SMALL, so that imports and the decoders' start-up count in the baseline too.
+_PEAK_CHILD = """
+import re, sys
+import gen1.media.read as media_read
+from gen1.media import read_video
+
+small, tall, backend = sys.argv[1:4]
+if backend == "pyav":
+    media_read._read_with_decord = lambda *args: None
+read_video(small, size=64)
+out = 0 if tall == "-" else read_video(tall, size=64).frames.nbytes
+with open("/proc/self/status") as status:
+    peak_kib = int(re.search(r"VmHWM:\\s*(\\d+) kB", status.read()).group(1))
+print(peak_kib * 1024, out)
+"""
+
+
+def _peak_memory(small: Path, tall: Path | str, backend: str) -> tuple[int, int]:
+    root = str(Path(__file__).resolve().parents[1])  # this checkout's gen1, whatever PYTHONPATH says
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
+    result = subprocess.run([sys.executable, "-c", _PEAK_CHILD, str(small), str(tall), backend],
+                            env=env, capture_output=True, text=True, timeout=120, check=True)
+    peak, out = result.stdout.split()[-2:]
+    return int(peak), int(out)
+
+
+@pytest.fixture(scope="module")
+def tall_clip(tmp_path_factory) -> Path:
+    """16 frames of 256 x 4096 (W x H), 3 MiB of RGB each; a few KB of H.264."""
+    path = tmp_path_factory.mktemp("tall") / "tall.mp4"
+    height, width = 4096, 256
+    ramp = np.linspace(0, 255, height)[:, None, None]
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=10, options={"preset": "ultrafast"})
+        stream.width, stream.height, stream.pix_fmt = width, height, "yuv420p"
+        for i in range(16):
+            image = np.broadcast_to((ramp + 5 * i) % 256, (height, width, 3)).astype(np.uint8)
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts = i
+            out.mux(stream.encode(frame))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads peak memory from /proc (Linux)")
+@pytest.mark.parametrize("backend", ["decord", "pyav"])
+def test_reading_memory_is_bounded_by_the_output_size(indexed, tall_clip, backend):
+    """Reading a 4096-pixel-tall clip at size 64 keeps the output (16 frames of 64 x 1024, 3 MiB in all) and
+    a few source frames at a time, not a batch of 16 full frames (48 MiB, and more in decord's own pools)."""
+    baseline, _ = _peak_memory(indexed, "-", backend)
+    peak, output_bytes = _peak_memory(indexed, tall_clip, backend)
+    assert output_bytes == 16 * 1024 * 64 * 3
+    allowance = 32 * 2**20  # the decoder's reference frames and a few source frames in flight, allocator slack
+    grown = peak - baseline
+    assert grown <= 4 * output_bytes + allowance, (
+        f"reading at size 64 grew the peak by {grown / 2**20:.0f} MiB for {output_bytes / 2**20:.0f} MiB of frames"
+    )
+
+
+def test_to_uint8_frames_is_the_one_conversion():
+    images = [Image.new("RGB", (6, 4), (255, 0, 0)), Image.new("L", (6, 4), 128)]
+    frames = to_uint8_frames(images)
+    assert frames.shape == (2, 4, 6, 3) and frames.dtype == np.uint8
+    assert tuple(frames[0, 0, 0]) == (255, 0, 0) and tuple(frames[1, 0, 0]) == (128, 128, 128)
+    tensor = torch.tensor([0.0, 0.5, 1.5]).view(1, 3, 1, 1)
+    assert tuple(to_uint8_frames(tensor)[0, 0, 0]) == (0, 128, 255)
+    with pytest.raises(ValueError, match="uint8"):
+        to_uint8_frames(np.zeros((1, 4, 6, 3), np.float32))  # [0, 1] or [0, 255]? not guessed

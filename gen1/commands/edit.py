@@ -68,7 +68,8 @@ def register(subparsers) -> None:
     )
     io = parser.add_argument_group("input, output and model")
     io.add_argument("--model", help="pipeline directory (Gen1Pipeline.save_pretrained); default: the bundled model")
-    io.add_argument("--size", type=int, default=512, help="short side of the output in pixels (default 512)")
+    io.add_argument("--size", type=int, default=512,
+                    help="short side of the output in pixels, a multiple of 8 up to 4096 (default 512)")
     io.add_argument("--fps", type=float, help="resample the input to this frame rate (default: keep)")
     io.add_argument("--start", type=float, default=0.0, help="start time in seconds")
     io.add_argument("--duration", type=float, help="duration in seconds")
@@ -127,9 +128,9 @@ def _check_knobs(args) -> None:
     check_integer("--steps", args.steps, low=1)
     check_number("--strength", args.strength, low=0, high=1, low_open=True)
     check_seed("--seed", args.seed)
-    check_integer("--size", args.size, low=8)
-    if args.size % 8:
-        raise ValueError(f"--size must be a multiple of 8, got {args.size}")
+    from gen1.media import check_size
+
+    check_size(args.size, "--size")  # before any decoding: a multiple of 8, at most gen1.media.MAX_SIZE
     if args.fps is not None:
         check_number("--fps", args.fps, low=0, low_open=True)
     check_number("--start", args.start, low=0)
@@ -243,11 +244,9 @@ def _scheduler(name: str, config):
 
 def _read_media(path: str, clip_args: dict, size: int):
     """uint8 frames (F, H, W, 3) from an image (one frame) or a video read with the source's timing."""
-    from gen1.video import IMAGE_SUFFIXES, read_image, read_video, resize_frames
+    from gen1.media import read_frames_or_images
 
-    if Path(path).suffix.lower() in IMAGE_SUFFIXES:
-        return resize_frames(read_image(path)[None], size)
-    return read_video(path, size=size, **clip_args).frames
+    return read_frames_or_images(path, size=size, **clip_args)
 
 
 def _read_source(args, clip_args: dict):

@@ -33,7 +33,7 @@ import torch
 
 from gen1.conditioning import depth_to_latent_grid, encode_latents, vae_latent_scale
 from gen1.training.shards import ClipRecord, read_shard_meta, shard_name, write_index, write_shard
-from gen1.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES  # one definition, shared with gen1 edit
+from gen1.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_path  # one definition, shared with gen1 edit
 
 logger = logging.getLogger(__name__)
 
@@ -69,7 +69,7 @@ class InputItem:
 
     @property
     def is_image(self) -> bool:
-        return Path(self.path).suffix.lower() in IMAGE_SUFFIXES
+        return is_image_path(self.path)
 
 
 def list_inputs(source: str | Path) -> list[InputItem]:
@@ -108,23 +108,15 @@ def _relative(list_file: Path, path: str) -> str:
     return str(p if p.is_absolute() else list_file.parent / p)
 
 
-def _center_crop(frames: np.ndarray, size: int) -> np.ndarray:
-    h, w = frames.shape[1:3]
-    if h < size or w < size:
-        raise ValueError(f"frames of {w}x{h} are smaller than size={size}")
-    top, left = (h - size) // 2, (w - size) // 2
-    return frames[:, top:top + size, left:left + size]
-
-
 def load_clips(item: InputItem, settings: PreprocessSettings) -> list[tuple[int, np.ndarray]]:
     """``(first source frame, uint8 (F,size,size,3))`` clips of one input (see module docstring)."""
-    from gen1.video import read_image, read_video, resize_frames
+    from gen1.media import fit_frames, read_frames_or_images
 
+    size = settings.size
+    frames = read_frames_or_images(item.path, stride=settings.stride, size=size)  # short side `size`
+    frames = fit_frames(frames, (size, size))  # the centre square (gen1's resize policy at a square shape)
     if item.is_image:
-        frames = resize_frames(read_image(item.path)[None], settings.size)
-        return [(0, _center_crop(frames, settings.size))]
-    frames = read_video(item.path, stride=settings.stride, size=settings.size).frames
-    frames = _center_crop(frames, settings.size)
+        return [(0, frames)]
     n = len(frames) // settings.clip_length
     if settings.max_clips_per_video is not None:
         n = min(n, settings.max_clips_per_video)

@@ -1,0 +1,386 @@
+"""Reading videos as ``uint8 (F, H, W, 3)`` RGB frames with their exact timing.
+
+Two decoders. A read at the source resolution (no ``size``) uses decord when it is installed and opens
+the file (random access to just the frames asked for), fetching at most :data:`DECODE_BATCH_BYTES` of
+frames at a time. A read that resizes (``size``) uses PyAV, which decodes, converts and resizes one frame
+at a time, so memory holds the output and a few source frames, whatever the source resolution and
+however many frames are read. decord is not used there because it keeps dozens of decoded
+full-resolution frames in pools of its own that no batching on our side can bound (a 720p clip of 120
+frames read at size 64 costs about 220 MB more through decord, 12 MB through PyAV). PyAV is also the
+fallback when decord is missing, fails, or misreports the file (GIFs, broken metadata, a frame count that
+disagrees with the container). decord's ffmpeg chatter on stderr is silenced so a fallback is quiet. The
+container is always probed with PyAV, which gives the *exact* source frame rate as a ``Fraction``
+(``30000/1001``, not ``29.97``) and whether the file has audio.
+
+Frame selection works on presentation timestamps (seconds from the start of the video stream), so it is
+right for variable-frame-rate files too:
+
+* ``start`` / ``duration``: the window is the frames with ``start <= t < start + duration``;
+* ``stride``: every ``stride``-th frame of the window (``fps = source_fps / stride``);
+* ``target_fps``: for each tick ``t0 + k / target_fps`` the first frame at or after the tick (never a
+  frame twice; ``target_fps`` above the source rate is an error: we do not invent frames);
+* ``max_frames``: at most this many frames, from the start of the selection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from gen1.media.checks import as_fraction, check_positive_int, check_seconds, existing_file
+from gen1.media.resize import check_size, resize_frames
+
+TIME_EPS = 1e-4  # seconds; frame timestamps from decord are float32
+DECODE_BATCH_BYTES = 8 * 2**20  # frames fetched from decord at a time (at least one)
+
+
+@dataclass
+class VideoClip:
+    """Frames read from a video, with the timing needed to write an edit back in sync.
+
+    Attributes:
+        frames: ``uint8 (F, H, W, 3)`` RGB.
+        fps: frame rate of ``frames`` (after ``stride`` / ``target_fps``), exact when possible.
+        source_fps: the source video's average frame rate (``average_rate`` of the stream).
+        path: the file read.
+        has_audio: whether the source has an audio stream (``write_video(..., audio_from=clip)``).
+        times: ``float64 (F,)`` presentation time of each frame in seconds from the stream start.
+    """
+
+    frames: np.ndarray
+    fps: Fraction
+    source_fps: Fraction
+    path: Path
+    has_audio: bool
+    times: np.ndarray
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.frames.shape[0])
+
+    @property
+    def height(self) -> int:
+        return int(self.frames.shape[1])
+
+    @property
+    def width(self) -> int:
+        return int(self.frames.shape[2])
+
+    @property
+    def start(self) -> float:
+        """Time of the first frame in the source, in seconds (where its audio should start)."""
+        return float(self.times[0]) if len(self.times) else 0.0
+
+    @property
+    def duration(self) -> float:
+        """Duration of ``frames`` played at ``fps``, in seconds."""
+        return self.num_frames / float(self.fps)
+
+
+@dataclass
+class _Probe:
+    """What PyAV's demuxer says about a file, before any frame is decoded."""
+
+    fps: Fraction
+    has_audio: bool
+    num_frames: int  # 0 when the container does not say
+    duration: float | None  # seconds, None when unknown
+    format_name: str
+    height: int  # coded frame size (0 when unknown)
+    width: int
+
+
+def _probe(path: Path) -> _Probe:
+    import av
+
+    try:
+        container = av.open(str(path))
+    except (av.FFmpegError, UnicodeDecodeError) as err:
+        raise ValueError(f"not a readable video file: '{path}' ({err})") from None
+    with container:
+        format_name = container.format.name
+        if format_name == "image2" or format_name.endswith("_pipe"):
+            raise ValueError(f"'{path}' is a still image, not a video; use read_image() for images")
+        if not container.streams.video:
+            raise ValueError(f"no video stream in '{path}' (streams: {[s.type for s in container.streams]})")
+        stream = container.streams.video[0]
+        duration = stream_seconds(stream, container)
+        fps = stream.average_rate or stream.guessed_rate or stream.base_rate
+        if not fps and stream.frames and duration:
+            fps = Fraction(stream.frames) / Fraction(duration).limit_denominator(1_000_000)
+        if not fps or fps <= 0:
+            raise ValueError(f"cannot determine the frame rate of '{path}'")
+        return _Probe(
+            fps=Fraction(fps),
+            has_audio=bool(container.streams.audio),
+            num_frames=int(stream.frames or 0),
+            duration=duration,
+            format_name=format_name,
+            height=int(stream.codec_context.height or 0),
+            width=int(stream.codec_context.width or 0),
+        )
+
+
+class _FrameSelector:
+    """Decides, frame by frame in presentation order, which frames a read keeps (see module doc)."""
+
+    def __init__(
+        self,
+        start: float,
+        duration: float | None,
+        stride: int,
+        target_fps: Fraction | None,
+        max_frames: int | None,
+    ):
+        self.start = start
+        self.end = math.inf if duration is None else start + duration
+        self.stride = stride
+        self.tick = None if target_fps is None else 1.0 / float(target_fps)
+        self.max_frames = max_frames
+        self.seen_in_window = 0
+        self.selected = 0
+        self.first_time: float | None = None
+        self.next_tick = 0
+        self.done = False  # no later frame can be selected
+        self.last_time: float | None = None  # last frame time offered (for error messages)
+
+    def offer(self, t: float) -> bool:
+        self.last_time = t
+        if self.done or t < self.start - TIME_EPS:
+            return False
+        if t >= self.end - TIME_EPS:
+            self.done = True
+            return False
+        index = self.seen_in_window
+        self.seen_in_window += 1
+        if self.first_time is None:
+            self.first_time = t
+        if self.tick is not None:
+            keep = t >= self.first_time + self.next_tick * self.tick - TIME_EPS
+            while self.first_time + self.next_tick * self.tick <= t + TIME_EPS:
+                self.next_tick += 1
+        else:
+            keep = index % self.stride == 0
+        if keep:
+            self.selected += 1
+            if self.max_frames is not None and self.selected >= self.max_frames:
+                self.done = True
+        return keep
+
+
+def _range_error(path: Path, selector: _FrameSelector) -> ValueError:
+    """The error for a read that selected no frame although the video has some."""
+    if selector.last_time is not None and selector.last_time < selector.start - TIME_EPS:
+        return ValueError(
+            f"start={selector.start:g} s is beyond the end of '{path}' (last frame at {selector.last_time:.3f} s)"
+        )
+    return ValueError(
+        f"no frame of '{path}' lies in the requested range start={selector.start:g} s, "
+        f"duration={selector.end - selector.start:g} s"
+    )
+
+
+@contextlib.contextmanager
+def _quiet_stderr() -> Iterator[None]:
+    """Silence C-level writes to stderr (decord's ffmpeg logs) for the duration of the block.
+
+    decord logs through its own ffmpeg build straight to file descriptor 2, so ``sys.stderr``
+    redirection cannot catch it. While the block runs, other threads' stderr output is dropped too;
+    decord calls are short, and a failed open is followed by PyAV, which reports the real error.
+    """
+    import sys
+
+    try:
+        sys.stderr.flush()
+    except (AttributeError, ValueError):
+        pass
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
+
+
+def _to_numpy(batch: Any) -> np.ndarray:
+    """decord returns NDArray, or a torch tensor when another module set decord's bridge."""
+    if hasattr(batch, "asnumpy"):
+        return batch.asnumpy()
+    if hasattr(batch, "numpy"):
+        return batch.cpu().numpy()
+    return np.asarray(batch)
+
+
+def _read_with_decord(path: Path, probe: _Probe, selector: _FrameSelector):
+    """Frames at the source resolution and their times via decord, or None when decord is missing, fails, or
+    disagrees with PyAV."""
+    import cv2  # noqa: F401  -- before decord: decord's bundled zlib, loaded first, breaks OpenCV's PNG codec
+
+    try:
+        import decord
+    except ImportError:
+        return None
+    if probe.format_name == "gif":  # decord cannot measure GIF durations
+        return None
+    try:
+        with _quiet_stderr():
+            reader = decord.VideoReader(str(path))
+            count = len(reader)
+            if count == 0 or (probe.num_frames and count != probe.num_frames):
+                return None
+            times = np.asarray(_to_numpy(reader.get_frame_timestamp(list(range(count))))[:, 0], dtype=np.float64)
+            if not np.all(np.isfinite(times)) or np.any(np.diff(times) < 0):
+                return None
+            indices = [i for i, t in enumerate(times) if selector.offer(float(t))]
+            if not indices:
+                return [], times[:0], selector
+            chunks = []
+            per_batch = max(1, DECODE_BATCH_BYTES // max(1, probe.height * probe.width * 3))
+            for begin in range(0, len(indices), per_batch):
+                batch = _to_numpy(reader.get_batch(indices[begin : begin + per_batch]))
+                chunks.append(np.ascontiguousarray(batch, dtype=np.uint8))
+            return chunks, times[indices], selector
+    except Exception:  # decord raises its own error types (and RuntimeError); PyAV gives the real message
+        return None
+
+
+def _read_with_pyav(path: Path, probe: _Probe, selector: _FrameSelector, size: int | None):
+    """Frames (each resized to ``size`` as soon as it is decoded) and their times, decoding sequentially."""
+    import av
+
+    frames: list[np.ndarray] = []
+    times: list[float] = []
+    decoded = 0
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        # no frame threading: it would hide decoding errors of corrupt packets behind grey frames
+        tb = stream.time_base
+        origin = stream.start_time or 0
+        if selector.start > 0 and tb is not None:
+            with contextlib.suppress(av.FFmpegError):
+                container.seek(origin + int(selector.start / tb), stream=stream, backward=True)
+        last_t = None
+        try:
+            for packet in container.demux(stream):
+                for frame in packet.decode():
+                    decoded += 1
+                    if frame.pts is not None and tb is not None:
+                        t = float((frame.pts - origin) * tb)
+                    else:
+                        t = 0.0 if last_t is None else last_t + 1.0 / float(probe.fps)
+                    last_t = t
+                    if selector.offer(t):
+                        rgb = frame.to_ndarray(format="rgb24")[None]
+                        frames.append(rgb if size is None else resize_frames(rgb, size))
+                        times.append(t)
+                    if selector.done:
+                        break
+                if selector.done:
+                    break
+        except av.FFmpegError as err:
+            if decoded == 0:
+                raise ValueError(f"video '{path}' has no decodable frames ({err})") from None
+            raise ValueError(
+                f"video '{path}' is corrupt or truncated: decoding failed after {decoded} frames ({err})"
+            ) from None
+    if decoded == 0 and selector.start <= 0:
+        raise ValueError(f"video '{path}' has no decodable frames")
+    # A file cut short still demuxes: it just ends early. Read from the start to the end, we must
+    # have met (almost) all frames the container lists; 2 frames of slack for edit lists that drop
+    # leading frames.
+    if not selector.done and selector.start <= 0 and probe.num_frames and decoded + 2 < probe.num_frames:
+        raise ValueError(
+            f"video '{path}' is truncated: the container lists {probe.num_frames} frames, "
+            f"only {decoded} could be decoded"
+        )
+    return frames, np.asarray(times, dtype=np.float64), selector
+
+
+def read_video(
+    path: str | os.PathLike,
+    *,
+    stride: int = 1,
+    target_fps: float | Fraction | None = None,
+    max_frames: int | None = None,
+    start: float = 0.0,
+    duration: float | None = None,
+    size: int | None = None,
+) -> VideoClip:
+    """Read a video file as ``uint8 (F, H, W, 3)`` RGB frames.
+
+    Args:
+        path: mp4 / mov / webm / gif / mkv / ... file.
+        stride: keep every ``stride``-th frame (exclusive with ``target_fps``).
+        target_fps: resample to this rate by picking, for each tick, the first frame at or after it;
+            must not exceed the source rate.
+        max_frames: keep at most this many frames.
+        start: time of the first frame to read, in seconds (the first frame at or after it).
+        duration: read frames with ``start <= t < start + duration`` only.
+        size: target short side (a multiple of 8, at most ``MAX_SIZE``); the long side is centre-cropped
+            to a multiple of 8 (:mod:`gen1.media.resize`). Each frame is resized as it is decoded.
+
+    Returns:
+        ``VideoClip`` with ``frames``, ``fps`` (after stride / target_fps), ``source_fps``, ``path``,
+        ``has_audio`` and per-frame ``times``.
+
+    Raises:
+        MediaNotFoundError: ``path`` does not exist.
+        ValueError: not a video, no decodable frames, corrupt/truncated data, ``start`` beyond the
+            end, or a bad argument value.
+    """
+    path = existing_file(path, "video file")
+    stride = check_positive_int(stride, "stride")
+    max_frames = None if max_frames is None else check_positive_int(max_frames, "max_frames")
+    start = check_seconds(start, "start", allow_zero=True)
+    duration = None if duration is None else check_seconds(duration, "duration", allow_zero=False)
+    size = None if size is None else check_size(size)
+    target = None if target_fps is None else as_fraction(target_fps, "target_fps")
+    if target is not None and stride != 1:
+        raise ValueError(f"give either stride or target_fps, not both (stride={stride}, target_fps={target_fps})")
+
+    probe = _probe(path)
+    if target is not None and target > probe.fps * Fraction(1001, 1000):
+        raise ValueError(
+            f"target_fps={target_fps} is above the source frame rate {float(probe.fps):.3f} of '{path}'; "
+            "gen1 does not invent frames"
+        )
+    if probe.duration is not None and probe.duration > 0 and start >= probe.duration:
+        raise ValueError(f"start={start:g} s is beyond the end of '{path}' (duration {probe.duration:.3f} s)")
+
+    def make_selector() -> _FrameSelector:
+        return _FrameSelector(start, duration, stride, target, max_frames)
+
+    result = None if size is not None else _read_with_decord(path, probe, make_selector())
+    if result is None:
+        result = _read_with_pyav(path, probe, make_selector(), size)
+    chunks, times, selector = result
+    if not chunks:
+        raise _range_error(path, selector)
+    fps = probe.fps / stride if target is None else target
+    return VideoClip(
+        frames=np.concatenate(chunks, axis=0),
+        fps=fps,
+        source_fps=probe.fps,
+        path=path,
+        has_audio=probe.has_audio,
+        times=times,
+    )
+
+
+def stream_seconds(stream, container) -> float | None:
+    """A stream's duration in seconds: its own if the container records one, else the container's, else None."""
+    if stream.duration is not None and stream.time_base is not None:
+        return float(stream.duration * stream.time_base)
+    if container.duration is not None:
+        return container.duration / 1_000_000
+    return None

@@ -1,0 +1,105 @@
+"""gen1's one resize policy: scale with the aspect ratio kept until the frame covers the output, then centre-crop.
+
+``size`` is the target *short* side and must be a multiple of 8 (the VAE's downscale factor; a pipeline
+with another factor passes its own ``multiple``). :func:`resized_shape` scales so that the short side is
+exactly ``size`` (the long side rounded to the nearest pixel), then takes the long side down to a
+multiple of 8, so at most 7 pixels are lost. :func:`fit_frames` / :func:`fit_tensor` bring frames to any
+output ``(height, width)`` the same way: the smallest aspect-kept scaling that covers it, then a centre
+crop. Cropping rather than padding or stretching keeps every output pixel real, undistorted footage,
+which is what a diffusion model should see; a video, its mask and its depth that go through the same
+function stay aligned.
+
+Interpolation: uint8 frames use OpenCV, area averaging to shrink and bicubic to enlarge; float tensors use
+antialiased bilinear (torch).
+
+``size`` is at most :data:`MAX_SIZE`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gen1.media.checks import check_positive_int
+from gen1.media.frames import check_uint8_frames
+
+# The largest short side gen1 resizes to. 4096 is about twice 4K UHD's short side (2160) and 4-8x the
+# resolutions Stable-Diffusion-family models are trained at (512-1024). One 4096 x 7280 RGB frame is
+# already 90 MB, and the UNet's activations grow with the pixel count, so a larger value is a typo that
+# would otherwise fail deep inside OpenCV or run out of memory.
+MAX_SIZE = 4096
+
+
+def check_size(size: Any, name: str = "size", *, multiple: int = 8) -> int:
+    """``size`` (a target short side) as int, checked: a positive multiple of ``multiple`` up to :data:`MAX_SIZE`.
+
+    ``name`` is what the error calls it (``size`` in the API, ``--size`` at the command line).
+    """
+    size = check_positive_int(size, name)
+    if size % multiple:
+        raise ValueError(f"{name} (target short side) must be a multiple of {multiple}, got {size}")
+    if size > MAX_SIZE:
+        raise ValueError(f"{name} (target short side) must be at most {MAX_SIZE} pixels, got {size}")
+    return size
+
+
+def resized_shape(height: int, width: int, size: int, *, multiple: int = 8) -> tuple[int, int]:
+    """Output ``(height, width)`` for a ``height x width`` input resized to short side ``size`` (module policy)."""
+    size = check_size(size, multiple=multiple)
+    scale = size / min(height, width)
+    out_h = size if height <= width else max(size, round(height * scale))
+    out_w = size if width < height else max(size, round(width * scale))
+    return out_h - out_h % multiple, out_w - out_w % multiple
+
+
+def _cover(height: int, width: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
+    """``(scaled_h, scaled_w, top, left)``: the aspect-kept scaling of ``height x width`` that just covers
+    ``out_h x out_w``, and where the centred crop of that size starts in it."""
+    scale = max(out_h / height, out_w / width)
+    scaled_h, scaled_w = max(out_h, round(height * scale)), max(out_w, round(width * scale))
+    return scaled_h, scaled_w, (scaled_h - out_h) // 2, (scaled_w - out_w) // 2
+
+
+def _check_output_shape(shape: Any) -> tuple[int, int]:
+    out_h, out_w = (int(v) for v in shape)
+    if out_h < 1 or out_w < 1:
+        raise ValueError(f"output size must be positive (height, width), got {tuple(shape)}")
+    return out_h, out_w
+
+
+def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``uint8 (F, H, W, 3)`` frames scaled (aspect kept) to cover ``shape = (height, width)``, centre-cropped
+    to it. Frames already of that shape are returned as they are."""
+    import cv2
+
+    frames = check_uint8_frames(frames, "frames")
+    out_h, out_w = _check_output_shape(shape)
+    height, width = frames.shape[1:3]
+    scaled_h, scaled_w, top, left = _cover(height, width, out_h, out_w)
+    if (scaled_h, scaled_w) != (height, width):
+        interpolation = cv2.INTER_AREA if scaled_h < height else cv2.INTER_CUBIC
+        frames = np.stack([cv2.resize(f, (scaled_w, scaled_h), interpolation=interpolation) for f in frames])
+    return np.ascontiguousarray(frames[:, top : top + out_h, left : left + out_w])
+
+
+def fit_tensor(frames, shape: tuple[int, int]):
+    """Float ``(N, C, H, W)`` frames scaled (aspect kept, antialiased bilinear) to cover ``shape = (height,
+    width)``, centre-cropped to it; the same geometry as :func:`fit_frames`. A no-op at that shape."""
+    import torch.nn.functional as F
+
+    out_h, out_w = _check_output_shape(shape)
+    height, width = frames.shape[-2:]
+    scaled_h, scaled_w, top, left = _cover(height, width, out_h, out_w)
+    if (scaled_h, scaled_w) != (height, width):
+        frames = F.interpolate(frames, size=(scaled_h, scaled_w), mode="bilinear", antialias=True, align_corners=False)
+    if (scaled_h, scaled_w) == (out_h, out_w):
+        return frames
+    return frames[..., top : top + out_h, left : left + out_w].contiguous()
+
+
+def resize_frames(frames: np.ndarray, size: int) -> np.ndarray:
+    """Resize ``uint8 (F, H, W, 3)`` frames so the short side is ``size``; centre-crop the long side down to
+    a multiple of 8 (see the module docstring for why crop and not pad)."""
+    frames = check_uint8_frames(frames, "frames")
+    return fit_frames(frames, resized_shape(frames.shape[1], frames.shape[2], size))

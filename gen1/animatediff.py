@@ -79,11 +79,16 @@ def check_text_encoder_fits(unet_config: Mapping[str, Any], text_config: Mapping
                          f"width {unet_config.get('cross_attention_dim')}")
 
 
-def check_components(base: Path, controlnet) -> None:
-    """Read the configs of the base's UNet and text encoder and of ``controlnet``; refuse a mismatch."""
+def check_components(base: Path, controlnet, motion_adapter=None, adapter_config=None) -> None:
+    """Read the configs of the base's UNet and text encoder, of ``controlnet`` and of ``motion_adapter``; refuse a
+    mismatch, naming both sides. Reads no weights (an original AnimateDiff file: its tensor shapes)."""
     from diffusers import ControlNetModel
 
     unet_config = _read_config(base / "unet" / "config.json", "base UNet")
+    if motion_adapter is not None:
+        from gen1.temporal_layers import check_motion_adapter_fits, read_motion_adapter_config
+
+        check_motion_adapter_fits(unet_config, read_motion_adapter_config(motion_adapter, config=adapter_config))
     text_config = _read_config(base / "text_encoder" / "config.json", "base text encoder")
     check_text_encoder_fits(unet_config, text_config, text_name=f"text encoder '{base / 'text_encoder'}'",
                             unet_name=f"UNet '{base / 'unet'}'")
@@ -108,7 +113,7 @@ def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_
     from gen1.unet import VideoUNet
 
     base = check_base_folder(base)
-    check_components(base, controlnet)
+    check_components(base, controlnet, motion_adapter, adapter_config)
     if isinstance(depth_estimator, (str, os.PathLike)):
         from gen1.depth import load_depth_estimator
 

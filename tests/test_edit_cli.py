@@ -99,7 +99,7 @@ def _unwritable_directory(tmp_path):
         (["--model", "{model}", "--seed", "1e23"],
          "--seed must be an integer from 0 to 18446744073709551615, got 1000"),
         (["--model", "{model}", "--seed", "-1"], "--seed must be an integer from 0"),
-        (["--model", "{model}", "--size", "30"], "--size must be a multiple of 8, got 30"),
+        (["--model", "{model}", "--size", "30"], "--size (target short side) must be a multiple of 8, got 30"),
         (["--model", "{model}", "--fps", "0"], "--fps must be a finite number > 0"),
         (["--model", "{model}", "--max-frames", "0"], "--max-frames must be an integer >= 1"),
         (["--model", "{model}", "--threads", "0"], "--threads must be an integer >= 1"),

@@ -17,16 +17,15 @@ from gen1.commands._common import (
     apply_threads,
     check_input_file,
     check_integer,
-    check_model_files,
     check_number,
     check_output_file,
     check_seed,
     errors_naming,
-    load_failure,
     refuse_overwriting_inputs,
     safetensors_metadata,
     seed_value,
 )
+from gen1.commands._models import ModelSource, add_model_arguments, check_model_source, load_model, unet_config_of
 
 DTYPES = ("fp32", "fp16", "bf16")
 SCHEDULERS = ("ddim", "dpm", "euler")
@@ -44,6 +43,8 @@ def register(subparsers) -> None:
     content = parser.add_argument_group("content")
     content.add_argument("--prompt", action="append", default=[], help="text prompt (repeatable)")
     content.add_argument("--reference", action="append", default=[], metavar="IMG", help="reference image (repeatable)")
+    content.add_argument("--negative-prompt", metavar="TEXT",
+                         help="public route: what the edit should not look like (default: the empty prompt)")
     content.add_argument(
         "--content-weights", type=float, nargs="+", metavar="W",
         help="one weight >= 0 per prompt, then per reference image; normalised to sum to 1 (default: equal)",
@@ -52,6 +53,8 @@ def register(subparsers) -> None:
     knobs.add_argument("--structure-level", type=float, default=0.0, help="t_s in [0, 7]: 0 = full depth detail")
     knobs.add_argument("--guidance", type=float, default=7.5, help="content guidance scale w (default 7.5)")
     knobs.add_argument("--temporal-guidance", type=float, default=1.0, help="temporal guidance scale w_t (default 1)")
+    knobs.add_argument("--controlnet-scale", type=float, default=1.0,
+                       help="public route: strength of the depth ControlNet's guidance, >= 0 (default 1)")
     knobs.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
     knobs.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: the model's own)")
     knobs.add_argument("--strength", type=float, default=1.0, help="in (0, 1]: start from the noised source below 1")
@@ -67,7 +70,7 @@ def register(subparsers) -> None:
         help="--depth holds distance (far = large), e.g. a Blender Z pass: use 1/distance as the structure",
     )
     io = parser.add_argument_group("input, output and model")
-    io.add_argument("--model", help="pipeline directory (Gen1Pipeline.save_pretrained); default: the bundled model")
+    add_model_arguments(io)
     io.add_argument("--size", type=int, default=512,
                     help="short side of the output in pixels, a multiple of 8 up to 4096 (default 512)")
     io.add_argument("--fps", type=float, help="resample the input to this frame rate (default: keep)")
@@ -87,20 +90,6 @@ def register(subparsers) -> None:
     )
     add_threads_argument(io)
     parser.set_defaults(func=run)
-
-
-def resolve_model_dir(model: str | None) -> Path:
-    """The pipeline directory to load, with clear errors for missing / unknown directories."""
-    if model is None:
-        from gen1.demo import bundled_model_dir
-
-        return bundled_model_dir()  # FileNotFoundError naming the path if the package data is missing
-    path = Path(model)
-    if not path.exists():
-        raise FileNotFoundError(f"--model directory not found: '{path}'")
-    if not (path / "model_index.json").is_file():
-        raise ValueError(f"--model '{path}' is not a gen1 pipeline directory (no model_index.json)")
-    return path
 
 
 def _check_content(args) -> None:
@@ -125,6 +114,7 @@ def _check_knobs(args) -> None:
     check_number("--structure-level", args.structure_level, low=0, high=MAX_LEVEL)
     check_number("--guidance", args.guidance, low=0)
     check_number("--temporal-guidance", args.temporal_guidance, low=0)
+    check_number("--controlnet-scale", args.controlnet_scale, low=0)
     check_integer("--steps", args.steps, low=1)
     check_number("--strength", args.strength, low=0, high=1, low_open=True)
     check_seed("--seed", args.seed)
@@ -165,22 +155,21 @@ def _check_files(args) -> None:
         check_output_file("--compare", args.compare, COMPARE_IMAGES | COMPARE_VIDEOS)
 
 
-def _unet_frame_limits(model_dir: Path) -> tuple[int, int] | None:
-    """(max_frames, default window) from the UNet's config, as the pipeline derives them; None if unknown."""
-    config_path = model_dir / "unet" / "config.json"
-    if not config_path.is_file():
+def _unet_frame_limits(source: ModelSource) -> tuple[int, int] | None:
+    """(max_frames, default window) of the model's UNet, as the pipeline derives them; None if unknown."""
+    config = unet_config_of(source)
+    if config is None:
         return None
-    config = json.loads(config_path.read_text(encoding="utf-8"))
     max_frames = int(config.get("max_frames") or 0) or 16
     clip_length = int(config.get("clip_length") or 0)
     return max_frames, (min(clip_length, max_frames) if clip_length else max_frames)
 
 
-def _check_model(args) -> Path:
-    """The model directory, its files readable, and --window / --overlap within what its UNet takes."""
-    model_dir = resolve_model_dir(args.model)
-    check_model_files("--model", model_dir)
-    limits = _unet_frame_limits(model_dir)
+def _check_model(args) -> ModelSource:
+    """The model (a folder, or the public route's parts), its files readable, and --window / --overlap within
+    what its UNet takes."""
+    source = check_model_source(args, user_depth=args.depth is not None)
+    limits = _unet_frame_limits(source)
     max_frames, window = limits if limits is not None else (None, args.window)
     if args.window is not None:
         check_integer("--window", args.window, low=1)
@@ -189,7 +178,17 @@ def _check_model(args) -> Path:
         window = args.window
     if args.overlap is not None and window is not None:
         check_integer("--overlap", args.overlap, low=0, high=window - 1)
-    return model_dir
+    if not source.is_public and (args.negative_prompt is not None or args.controlnet_scale != 1.0):
+        flag = "--negative-prompt" if args.negative_prompt is not None else "--controlnet-scale"
+        if not _is_public_folder(source.model_dir):
+            raise ValueError(f"{flag} applies to the public route (a text-conditioned model with a ControlNet); "
+                             f"{source.describe()} is a native Gen-1 model")
+    return source
+
+
+def _is_public_folder(model_dir: Path) -> bool:
+    index = json.loads((model_dir / "model_index.json").read_text(encoding="utf-8"))
+    return bool(index.get("controlnet")) and index["controlnet"][0] is not None
 
 
 def _check_adapter(path: str) -> dict:
@@ -212,14 +211,14 @@ def _check_adapter(path: str) -> dict:
     return info
 
 
-def _check_arguments(args) -> tuple[Path, dict | None]:
+def _check_arguments(args) -> tuple[ModelSource, dict | None]:
     """Every check that needs no model and no decoded video, in the order a user fixes them."""
     _check_content(args)
     _check_knobs(args)
     _check_files(args)
-    model_dir = _check_model(args)
+    source = _check_model(args)
     adapter = None if args.adapter is None else _check_adapter(args.adapter)
-    return model_dir, adapter
+    return source, adapter
 
 
 def _device_and_dtype(args):
@@ -292,20 +291,15 @@ def _user_depth(args, clip_args: dict, clip):
     return depth
 
 
-def _load_pipeline(model_dir: Path, args, adapter: dict | None):
-    from gen1.pipeline import Gen1Pipeline
-
-    try:
-        pipe = Gen1Pipeline.from_pretrained(model_dir)
-    except Exception as error:  # its files parsed (check_model_files): say in one line what else is wrong
-        raise load_failure("--model", model_dir, error) from error
+def _load_pipeline(source: ModelSource, args, adapter: dict | None):
+    pipe = load_model(source)
     if adapter is not None:
         from gen1.adapters import load_adapter
 
         try:
             load_adapter(pipe, args.adapter)
         except ValueError as error:
-            raise ValueError(f"--adapter does not fit --model '{model_dir}': {error}") from None
+            raise ValueError(f"--adapter does not fit {source.describe()}: {error}") from None
         details = [str(adapter["kind"])] + ([f"rank {adapter['rank']}"] if adapter.get("rank") is not None else [])
         details.append(f"{len(adapter['targets'])} layers" if adapter["targets"] else "every UNet weight")
         print(f"applied adapter {args.adapter} ({', '.join(details)})")
@@ -317,7 +311,7 @@ def run(args: argparse.Namespace) -> int:
 
     from gen1.video import write_video
 
-    model_dir, adapter = _check_arguments(args)
+    source, adapter = _check_arguments(args)
     device, dtype = _device_and_dtype(args)
     apply_threads(args.threads)
     clip_args = dict(target_fps=args.fps, start=args.start, duration=args.duration, max_frames=args.max_frames)
@@ -325,7 +319,7 @@ def run(args: argparse.Namespace) -> int:
     mask = None if args.mask is None else _mask_for(args.mask, clip_args, args.size, clip)
     depth = None if args.depth is None else _user_depth(args, clip_args, clip)
 
-    pipe = _load_pipeline(model_dir, args, adapter)
+    pipe = _load_pipeline(source, args, adapter)
     if args.scheduler is not None:
         pipe.scheduler = _scheduler(args.scheduler, pipe.scheduler.config)
     pipe.cast(dtype).to(device)  # loaded in fp32, cast once (adapter layers included)
@@ -335,6 +329,7 @@ def run(args: argparse.Namespace) -> int:
     result = pipe(
         clip.frames,
         prompt=args.prompt or None,
+        negative_prompt=args.negative_prompt,
         reference_image=args.reference or None,
         content_weights=args.content_weights,
         structure_level=args.structure_level,
@@ -347,6 +342,7 @@ def run(args: argparse.Namespace) -> int:
         window_size=args.window,
         window_overlap=args.overlap,
         strength=args.strength,
+        controlnet_conditioning_scale=args.controlnet_scale,
         output_type="pt",
     )
     write_video(args.output, result.frames, clip.fps, audio_from=clip if clip.has_audio else None)

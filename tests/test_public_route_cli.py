@@ -1,0 +1,92 @@
+"""`gen1 edit` on the public-checkpoint route: assembled from its parts on the command line or loaded as a saved
+pipeline, with audio kept, --compare, user depth, a depth model, and one-line refusals of mismatched parts."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from gen1.cli import main
+from tiny_public import tiny_controlnet, write_public_stack
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    root = tmp_path_factory.mktemp("public_cli")
+    parts = write_public_stack(root)
+    from transformers import DPTForDepthEstimation
+
+    from tiny_structure_content import tiny_dpt_config
+
+    DPTForDepthEstimation(tiny_dpt_config()).save_pretrained(root / "dpt")
+    depth = root / "depth.png"
+    Image.fromarray(np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))).save(depth)
+    return dict(parts, dpt=root / "dpt", depth=depth)
+
+
+def _parts(stack):
+    return ["--base", stack["base"], "--motion-adapter", stack["motion_adapter"], "--controlnet", stack["controlnet"]]
+
+
+def _edit(argv, capsys):
+    code = main(["edit", *map(str, argv)])
+    return code, capsys.readouterr()
+
+
+def test_edit_assembles_the_public_route_keeps_audio_and_writes_the_comparison(stack, clips_dir, tmp_path, capsys):
+    from gen1.video import read_video
+
+    out, compare = tmp_path / "out.mp4", tmp_path / "compare.png"
+    code, captured = _edit([clips_dir / "man-skiing.mp4", "-o", out, "--prompt", "a red car", *_parts(stack),
+                            "--depth-model", stack["dpt"], "--size", 32, "--max-frames", 3, "--steps", 2,
+                            "--guidance", 3, "--temporal-guidance", 1.5, "--structure-level", 2,
+                            "--controlnet-scale", 0.8, "--negative-prompt", "blurry", "--compare", compare], capsys)
+    assert code == 0, captured.err
+    clip = read_video(out)
+    assert clip.frames.shape == (3, 32, 32, 3) and clip.has_audio
+    assert Image.open(compare).size[0] > 32
+
+
+def test_a_saved_public_pipeline_loads_with_model_and_takes_user_depth(stack, clips_dir, tmp_path, capsys):
+    from gen1.pipeline import Gen1Pipeline
+    from gen1.video import read_video
+
+    Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                  controlnet=stack["controlnet"]).save_pretrained(tmp_path / "model")
+    out = tmp_path / "out.mp4"
+    code, captured = _edit([clips_dir / "wolf.mp4", "-o", out, "--prompt", "snow", "--model", tmp_path / "model",
+                            "--depth", stack["depth"], "--size", 32, "--max-frames", 2, "--steps", 2], capsys)
+    assert code == 0, captured.err
+    assert read_video(out).frames.shape == (2, 32, 32, 3)
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["--base", "{base}"], "needs --base, --motion-adapter and --controlnet: --motion-adapter, --controlnet missing"),
+    (["--model", "{base}", "--base", "{base}", "--motion-adapter", "{adapter}", "--controlnet", "{controlnet}"],
+     "give either --model or --base"),
+    (["--base", "{base}", "--motion-adapter", "{adapter}", "--controlnet", "{controlnet}"], "give --depth-model"),
+    (["--base", "{base}", "--motion-adapter", "{adapter}", "--controlnet", "{wide}", "--depth", "{depth}"],
+     "was made for another base: its cross_attention_dim is 48"),
+    (["--depth-model", "{dpt}"], "--depth-model belongs to the public route"),
+    (["--negative-prompt", "blurry"], "--negative-prompt applies to the public route"),
+])
+def test_public_route_errors_are_one_line_before_loading(stack, clips_dir, tmp_path, capsys, monkeypatch, argv,
+                                                        message):
+    from diffusers import UNet2DConditionModel
+
+    import gen1.commands._models as models
+
+    wide = tmp_path / "wide"
+    other = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32,
+                                 cross_attention_dim=48, attention_head_dim=4,
+                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    tiny_controlnet(other).save_pretrained(wide)
+    monkeypatch.setattr(models, "load_model", lambda source: pytest.fail("loaded a model before refusing"))
+    names = dict(base=stack["base"], adapter=stack["motion_adapter"], controlnet=stack["controlnet"], wide=wide,
+                 depth=stack["depth"], dpt=stack["dpt"])
+    argv = [str(a).format(**names) for a in argv]
+    code, captured = _edit([clips_dir / "wolf.mp4", "-o", tmp_path / "o.mp4", "--prompt", "x", *argv], capsys)
+    assert code == 2 and message in captured.err, captured.err
+    assert "Traceback" not in captured.err and len(captured.err.strip().splitlines()) == 1

@@ -196,3 +196,71 @@ def remove_adapter(model):
                 params[key].copy_(value)
     unet._gen1_adapter = None
     return model
+
+
+# ------------------------------------------------------------------------------------------------
+# Stable Diffusion LoRAs trained elsewhere (diffusers / kohya formats)
+# ------------------------------------------------------------------------------------------------
+
+LORA_FILE = "pytorch_lora_weights.safetensors"
+
+
+def _lora_file(path: Path) -> Path:
+    if path.is_dir():
+        path = path / LORA_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"LoRA file not found: '{path}'")
+    if path.suffix != ".safetensors":
+        raise ValueError(f"LoRA '{path}': only .safetensors LoRA files are loaded (no pickles)")
+    return path
+
+
+def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_name: str = "lora") -> list[str]:
+    """Apply a Stable Diffusion LoRA (a ``pytorch_lora_weights.safetensors`` from diffusers' trainers, or a
+    kohya / A1111-style ``.safetensors``) to the image UNet inside a VideoUNet; returns the adapted module names.
+
+    diffusers converts the file to its own key layout (``StableDiffusionLoraLoaderMixin.lora_state_dict``); the
+    keys are then moved to where gen1's wrappers keep the image UNet's modules (``<path>.spatial.<rest>``) and
+    loaded with diffusers' own ``load_lora_adapter`` (peft). Text-encoder LoRA weights are not applied (the
+    public route's text encoder is used as is) and are reported in a ``UserWarning``. Every targeted module must
+    exist (``ValueError`` naming it). ``scale`` multiplies the LoRA's effect.
+    """
+    import warnings
+
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin
+    from safetensors.torch import load_file
+
+    from gen1.temporal_layers import base_key_to_wrapped_key
+
+    unet = _unet_of(model)
+    file = _lora_file(Path(path))
+    try:
+        raw = load_file(str(file))
+    except Exception as error:  # safetensors raises its own types for a corrupt file
+        raise ValueError(f"LoRA '{file}' is not a readable safetensors file: {error}") from None
+    state, alphas = StableDiffusionLoraLoaderMixin.lora_state_dict(raw)
+    unet_state = {k[len("unet."):]: v for k, v in state.items() if k.startswith("unet.")}
+    skipped = len(state) - len(unet_state)
+    if not unet_state:
+        raise ValueError(f"LoRA '{file}' holds no UNet weights")
+    if skipped:
+        warnings.warn(f"LoRA '{file}': {skipped} text-encoder tensors are not applied", UserWarning, stacklevel=2)
+    wrapped = set(unet._wrapped_paths)
+    mapped = {base_key_to_wrapped_key(key, wrapped): value for key, value in unet_state.items()}
+    modules = dict(unet.unet.named_modules())
+    targets = sorted({key.split(".lora")[0] for key in mapped if ".lora" in key})
+    missing = [name for name in targets if name not in modules]
+    if missing:
+        raise ValueError(f"LoRA '{file}' adapts '{missing[0]}', which this model's UNet does not have "
+                         "(a LoRA for another base?)")
+    network_alphas = None
+    if alphas:
+        network_alphas = {base_key_to_wrapped_key(k[len("unet."):] if k.startswith("unet.") else k, wrapped): v
+                          for k, v in alphas.items() if not k.startswith(("text_encoder", "lora_te"))}
+    try:
+        unet.unet.load_lora_adapter(mapped, prefix=None, network_alphas=network_alphas, adapter_name=adapter_name)
+    except (RuntimeError, ValueError) as error:  # wrong shapes: peft / torch say which tensor
+        raise ValueError(f"LoRA '{file}' does not fit this model's UNet: {error}") from None
+    if scale != 1.0:
+        unet.unet.set_adapters([adapter_name], weights=[float(scale)])
+    return targets

@@ -229,6 +229,12 @@ class Gen1Pipeline(DiffusionPipeline):
                                 clip_length=clip_length,
                                 adapter_config=adapter_config, torch_dtype=torch_dtype)
 
+    def load_lora_weights(self, path, *, scale: float = 1.0, adapter_name: str = "lora") -> list[str]:
+        """Apply a Stable Diffusion LoRA file (diffusers or kohya format) to the UNet (:func:`gen1.adapters.load_lora_weights`)."""
+        from gen1.adapters import load_lora_weights
+
+        return load_lora_weights(self.unet, path, scale=scale, adapter_name=adapter_name)
+
     # ----------------------------------------------------------------------------------------------- content
     def encode_content(
         self,

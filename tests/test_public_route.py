@@ -280,3 +280,64 @@ def test_mismatched_components_are_refused_before_loading_weights(stack, tmp_pat
 def test_reference_images_need_an_ip_adapter_on_this_route(pipe):
     with pytest.raises(ValueError, match="IP-Adapter"):
         _edit(pipe, reference_image=_video()[0])
+
+
+# ------------------------------------------------------------------------------------------ LoRA
+@pytest.fixture(scope="module")
+def lora_file(tmp_path_factory):
+    """A diffusers-format SD LoRA (what diffusers' trainers write) for the base UNet, and that UNet with it."""
+    from diffusers import StableDiffusionPipeline
+    from peft import LoraConfig, get_peft_model_state_dict
+
+    from tiny_models import tiny_motion_unet
+
+    unet = tiny_motion_unet(seed=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(11)
+        unet.add_adapter(LoraConfig(r=2, lora_alpha=2, target_modules=["to_q", "to_k", "to_v", "to_out.0"],
+                                    init_lora_weights=False))
+    folder = tmp_path_factory.mktemp("lora")
+    StableDiffusionPipeline.save_lora_weights(folder, unet_lora_layers=get_peft_model_state_dict(unet))
+    return folder / "pytorch_lora_weights.safetensors", unet
+
+
+def test_a_stable_diffusion_lora_applies_to_the_image_unet_exactly(stack, lora_file):
+    from gen1.pipeline import Gen1Pipeline
+
+    path, reference = lora_file
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+    pipe.set_progress_bar_config(disable=True)
+    plain = _edit(pipe)
+    targets = pipe.load_lora_weights(path)
+    adapted = {name for name, module in reference.named_modules() if hasattr(module, "lora_A")}
+    assert {name.replace(".spatial.", ".") for name in targets} == adapted  # every LoRA layer, in its wrapped place
+    sample, context = torch.randn(1, 4, 3, 16, 16), torch.randn(1, 16, 32)
+    with torch.no_grad():
+        ours = pipe.unet(sample, 500, context, image_mode=[True]).sample
+        theirs = reference(rearrange_frames(sample), 500, context.repeat(3, 1, 1)).sample
+    assert torch.equal(rearrange_frames(ours), theirs)
+    assert (_edit(pipe) - plain).abs().mean() > 1e-3
+
+
+def test_lora_scale_zero_is_no_lora_and_a_lora_of_another_base_is_refused(stack, lora_file, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from gen1.pipeline import Gen1Pipeline
+
+    path, _ = lora_file
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+    pipe.set_progress_bar_config(disable=True)
+    plain = _edit(pipe)
+    pipe.load_lora_weights(path, scale=0.0)
+    torch.testing.assert_close(_edit(pipe), plain, rtol=0, atol=1e-6)
+    foreign = {k.replace("down_blocks.0", "down_blocks.7"): v for k, v in load_file(str(path)).items()}
+    save_file(foreign, str(tmp_path / "foreign.safetensors"))
+    with pytest.raises(ValueError, match="down_blocks.7"):
+        pipe.load_lora_weights(tmp_path / "foreign.safetensors", adapter_name="other")
+
+
+def rearrange_frames(sample):
+    """(1, C, F, H, W) <-> (F, C, H, W)."""
+    return sample[0].permute(1, 0, 2, 3) if sample.ndim == 5 else sample[None].permute(0, 2, 1, 3, 4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 from pathlib import Path
 
 from gen1.commands._common import (
@@ -81,6 +82,9 @@ def register(subparsers) -> None:
     io.add_argument("--overlap", type=int, help="frames shared by neighbouring windows (default: window // 4)")
     io.add_argument("--compare", metavar="PATH", help="also write source | depth | output (.png/.jpg or .mp4)")
     io.add_argument("--adapter", help="customisation adapter (.safetensors from `gen1 customize`) to apply")
+    io.add_argument("--lora", metavar="FILE",
+                    help="a Stable Diffusion LoRA (.safetensors, diffusers or kohya format) for the UNet")
+    io.add_argument("--lora-scale", type=float, default=1.0, help="strength of --lora (default 1)")
     io.add_argument("--device", help="cpu or cuda (default: cuda when available)")
     io.add_argument("--dtype", choices=DTYPES, help="model dtype (default: fp16 on cuda, fp32 on cpu)")
     io.add_argument(
@@ -115,6 +119,8 @@ def _check_knobs(args) -> None:
     check_number("--guidance", args.guidance, low=0)
     check_number("--temporal-guidance", args.temporal_guidance, low=0)
     check_number("--controlnet-scale", args.controlnet_scale, low=0)
+    if not math.isfinite(args.lora_scale):
+        raise ValueError(f"--lora-scale must be a finite number, got {args.lora_scale:g}")
     check_integer("--steps", args.steps, low=1)
     check_number("--strength", args.strength, low=0, high=1, low_open=True)
     check_seed("--seed", args.seed)
@@ -143,12 +149,13 @@ def _check_files(args) -> None:
     check_input_file("--mask", args.mask)
     check_input_file("--depth", args.depth, directory_ok=True)
     check_input_file("--adapter", args.adapter)
+    check_input_file("--lora", args.lora, directory_ok=True)
     for reference in args.reference:
         check_input_file("--reference", reference)
     refuse_overwriting_inputs(
         {"-o/--output": args.output, "--compare": args.compare},
         {"INPUT": args.input, "--mask": args.mask, "--depth": args.depth, "--reference": args.reference,
-         "--adapter": args.adapter},
+         "--adapter": args.adapter, "--lora": args.lora},
     )
     check_output_file("-o/--output", args.output, OUTPUT_VIDEO_SUFFIXES)
     if args.compare is not None:
@@ -303,6 +310,12 @@ def _load_pipeline(source: ModelSource, args, adapter: dict | None):
         details = [str(adapter["kind"])] + ([f"rank {adapter['rank']}"] if adapter.get("rank") is not None else [])
         details.append(f"{len(adapter['targets'])} layers" if adapter["targets"] else "every UNet weight")
         print(f"applied adapter {args.adapter} ({', '.join(details)})")
+    if args.lora is not None:
+        try:
+            targets = pipe.load_lora_weights(args.lora, scale=args.lora_scale)
+        except ValueError as error:
+            raise ValueError(f"--lora: {error}") from None
+        print(f"applied LoRA {args.lora} ({len(targets)} layers, scale {args.lora_scale:g})")
     return pipe
 
 

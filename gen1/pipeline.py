@@ -78,11 +78,13 @@ class Gen1Pipeline(DiffusionPipeline):
       enters the UNet as input channels;
     * public checkpoints (SD-1.5 + AnimateDiff motion modules + depth ControlNet): ``controlnet``
       (``ControlNetModel``) carries the depth, ``text_encoder`` / ``tokenizer`` (the base's CLIP text model) the
-      prompt.
+      prompt, and with an IP-Adapter (:meth:`load_ip_adapter`) ``image_encoder`` / ``feature_extractor`` (CLIP vision)
+      the reference images.
     """
 
-    model_cpu_offload_seq = "text_encoder->content_encoder->prior->depth_estimator->controlnet->unet->vae"
-    _optional_components = ["depth_estimator", "content_encoder", "prior", "prior_scheduler", "controlnet", "text_encoder", "tokenizer"]
+    model_cpu_offload_seq = "text_encoder->image_encoder->content_encoder->prior->depth_estimator->controlnet->unet->vae"
+    _optional_components = ["depth_estimator", "content_encoder", "prior", "prior_scheduler", "controlnet",
+                            "text_encoder", "tokenizer", "image_encoder", "feature_extractor"]
     _callback_tensor_inputs = ["latents", "noise_pred"]
 
     def __init__(
@@ -97,6 +99,8 @@ class Gen1Pipeline(DiffusionPipeline):
         controlnet=None,
         text_encoder=None,
         tokenizer=None,
+        image_encoder=None,
+        feature_extractor=None,
     ):
         super().__init__()
         self.register_modules(
@@ -110,6 +114,8 @@ class Gen1Pipeline(DiffusionPipeline):
             controlnet=controlnet,
             text_encoder=text_encoder,
             tokenizer=tokenizer,
+            image_encoder=image_encoder,
+            feature_extractor=feature_extractor,
         )
 
     @property
@@ -346,49 +352,24 @@ class Gen1Pipeline(DiffusionPipeline):
         depth_shown, structure = video_structure(depth_full, structure_level, source.latent_size)
         return NativeRoute(self.unet, structure.to(device), plan, context, null_context), depth_shown
 
-    def prepare_text_content(self, prompt, content_weights, content_embeds, negative_prompt,
-                             device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(content, null content) ``(1, L, D)`` float32 of the public route: the base's CLIP text encoder."""
-        from gen1.content import convex_mix
-        from gen1.prompts import encode_prompts, mixed_prompt_context
-
-        if content_embeds is not None:
-            embeds = torch.as_tensor(content_embeds).float()
-            embeds = embeds[None] if embeds.ndim == 2 else embeds
-            if embeds.ndim != 3:
-                raise ValueError(f"content_embeds must be text hidden states (L, D) or (N, L, D) on this route, "
-                                 f"got shape {tuple(embeds.shape)}")
-            context = convex_mix(embeds.flatten(1), content_weights).reshape(1, *embeds.shape[1:]).to(device)
-            null = encode_prompts(self.tokenizer, self.text_encoder, [negative_prompt or ""], device)
-        else:
-            prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
-            if not prompts:
-                raise ValueError("give a prompt or content_embeds")
-            context, null = mixed_prompt_context(self.tokenizer, self.text_encoder, prompts, content_weights,
-                                                 negative_prompt, device)
-        expected = self.unet.content_dim
-        if context.shape[-1] != expected:
-            raise ValueError(f"content hidden size {context.shape[-1]} does not match the UNet's cross-attention "
-                             f"width {expected}")
-        return context, null
-
     def _controlnet_route(self, source, content, depth, structure_level, plan, device, conditioning_scale):
         from gen1.depth import obscure
-        from gen1.routes import ControlNetRoute
-        from gen1.routes.controlnet import depth_to_controlnet_image
+        from gen1.routes.controlnet import build_controlnet_route
 
-        if content.get("reference_image") is not None:
-            raise ValueError("reference_image on the public-checkpoint route needs an IP-Adapter, which this "
-                             "pipeline does not have; give a prompt")
         check_controlnet_scale(conditioning_scale)
-        context, null_context = self.prepare_text_content(content["prompt"], content["content_weights"],
-                                                          content["content_embeds"], content.get("negative_prompt"),
-                                                          device)
         depth_full = self.prepare_depth(source.frames, depth)
         depth_shown = obscure(depth_full, structure_level).clamp(0, 1)  # on the pixel grid the ControlNet sees
-        route = ControlNetRoute(self.unet, self.controlnet, depth_to_controlnet_image(depth_shown), plan,
-                                context.to(device), null_context.to(device), float(conditioning_scale))
+        route = build_controlnet_route(self, content, depth_shown, plan, device, float(conditioning_scale))
         return route, depth_shown
+
+    def load_ip_adapter(self, path, *, image_encoder=None, scale: float = 1.0) -> None:
+        """Reference images as content on the public route: an IP-Adapter file (diffusers / original format, e.g.
+        ``ip-adapter_sd15.safetensors``) and its CLIP vision encoder (a ``CLIPVisionModelWithProjection`` folder or
+        instance; default: ``image_encoder/`` beside the file, the ``h94/IP-Adapter`` layout). ``scale`` is how
+        strongly references act (:func:`gen1.ip_adapter.set_ip_adapter_scale`)."""
+        from gen1.ip_adapter import load_ip_adapter_into
+
+        load_ip_adapter_into(self, path, image_encoder=image_encoder, scale=scale)
 
     # ----------------------------------------------------------------------------------------------- VAE
     @torch.no_grad()

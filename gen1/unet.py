@@ -102,6 +102,9 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         temporal_dropout: dropout inside temporal layers (training only).
         clip_length: the clip length (frames) the model was trained on, recorded by the trainer; the
             pipeline's default temporal window (None: unknown, the window defaults to ``max_frames``).
+        ip_adapter_shapes: set by :func:`gen1.ip_adapter.apply_ip_adapter`: the shapes of the IP-Adapter's tensors,
+            so that a saved model rebuilds its layers before its weights load (None: no IP-Adapter);
+            ``ip_adapter_scale`` how strongly its reference images act.
         motion_adapter_config: the kind of temporal layers. None: gen1's native layers (the ``temporal_*``
             arguments above). A diffusers ``MotionAdapter`` config: AnimateDiff motion modules of that adapter
             (the ``temporal_*`` arguments are then unused; ``max_frames`` may not exceed the adapter's
@@ -125,6 +128,8 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         temporal_dropout: float = 0.0,
         clip_length: Optional[int] = None,
         motion_adapter_config: Optional[dict] = None,
+        ip_adapter_shapes: Optional[dict] = None,
+        ip_adapter_scale: float = 1.0,
     ):
         super().__init__()
         if not isinstance(unet_config, Mapping):
@@ -169,6 +174,10 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         self._new_prefixes = ("unet.conv_in.", "content_proj.") + tuple(
             f"unet.{path}.temporal." for path in self._wrapped_paths
         )
+        if ip_adapter_shapes is not None:  # a saved model with an IP-Adapter: its layers, filled by loading
+            from gen1.ip_adapter import apply_ip_adapter, zero_state
+
+            apply_ip_adapter(self, zero_state(ip_adapter_shapes), scale=ip_adapter_scale)
 
     def _insert_motion_modules(self, adapter_config: Mapping[str, Any], max_frames: int) -> None:
         config = full_motion_adapter_config(adapter_config)
@@ -238,6 +247,8 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         state = FrameState.from_image_mode(frames, image_mode, batch, device=sample.device)
 
         def per_frame(value):
+            if isinstance(value, (list, tuple)):  # e.g. IP-Adapter image embeddings: one tensor per adapter
+                return type(value)(per_frame(item) for item in value)
             if torch.is_tensor(value) and value.ndim >= 1 and value.shape[0] == batch:
                 return value.repeat_interleave(frames, dim=0)
             return value

@@ -277,7 +277,7 @@ def test_mismatched_components_are_refused_before_loading_weights(stack, tmp_pat
         Gen1Pipeline.from_animatediff(base, motion_adapter=stack["motion_adapter"], controlnet=stack["controlnet"])
 
 
-def test_reference_images_need_an_ip_adapter_on_this_route(pipe):
+def test_reference_images_need_an_ip_adapter_on_this_route(pipe):  # without one loaded
     with pytest.raises(ValueError, match="IP-Adapter"):
         _edit(pipe, reference_image=_video()[0])
 
@@ -341,3 +341,108 @@ def test_lora_scale_zero_is_no_lora_and_a_lora_of_another_base_is_refused(stack,
 def rearrange_frames(sample):
     """(1, C, F, H, W) <-> (F, C, H, W)."""
     return sample[0].permute(1, 0, 2, 3) if sample.ndim == 5 else sample[None].permute(0, 2, 1, 3, 4)
+
+
+# ------------------------------------------------------------------------------------------ IP-Adapter
+@pytest.fixture(scope="module")
+def ip_adapter(stack, tmp_path_factory):
+    from tiny_models import tiny_motion_unet
+    from tiny_public import write_ip_adapter
+
+    return write_ip_adapter(tmp_path_factory.mktemp("ip") / "models", tiny_motion_unet(seed=0))
+
+
+def _reference(seed=3):
+    return np.random.default_rng(seed).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+
+
+@pytest.fixture(scope="module")
+def ip_pipe(stack, ip_adapter):
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_ip_adapter(ip_adapter)
+    return pipe
+
+
+def test_reference_images_equal_diffusers_with_ip_adapter_image_embeds(stack, ip_adapter, ip_pipe):
+    from diffusers import (AnimateDiffVideoToVideoControlNetPipeline, ControlNetModel, MotionAdapter,
+                           UNet2DConditionModel, UNetMotionModel)
+
+    from gen1.ip_adapter import encode_reference_images
+
+    adapter = MotionAdapter.from_pretrained(stack["motion_adapter"])
+    reference = AnimateDiffVideoToVideoControlNetPipeline(
+        vae=ip_pipe.vae, text_encoder=ip_pipe.text_encoder, tokenizer=ip_pipe.tokenizer,
+        unet=UNetMotionModel.from_unet2d(UNet2DConditionModel.from_pretrained(stack["base"], subfolder="unet"), adapter),
+        motion_adapter=adapter, controlnet=ControlNetModel.from_pretrained(stack["controlnet"]),
+        scheduler=_scheduler(stack), feature_extractor=None, image_encoder=None,
+    )
+    reference.set_progress_bar_config(disable=True)
+    reference.load_ip_adapter(str(ip_adapter.parent), subfolder="", weight_name=ip_adapter.name)
+    embeds, null = encode_reference_images(ip_pipe.image_encoder, ip_pipe.feature_extractor, [_reference()],
+                                           hidden_states=False)
+    video, depth = _video(), _depth()
+    expected = reference(
+        video=[Image.fromarray(frame) for frame in video], conditioning_frames=_depth_images(depth),
+        prompt="a red car", strength=0.75, num_inference_steps=3, guidance_scale=3.0, height=SIZE, width=SIZE,
+        generator=_gen(), output_type="pt", decode_chunk_size=8,
+        ip_adapter_image_embeds=[torch.cat([null, embeds])[:, None]],
+    ).frames[0]
+    out = _edit(ip_pipe, video=video, depth=depth, reference_image=_reference())
+    torch.testing.assert_close(out, expected.float(), rtol=0, atol=1e-4)
+    assert (out - _edit(ip_pipe, video=video, depth=depth, reference_image=_reference(seed=9))).abs().mean() > 1e-4
+
+
+def test_references_mix_by_weight_and_every_mode_takes_them(ip_pipe):
+    one = _edit(ip_pipe, reference_image=_reference())
+    weighted = _edit(ip_pipe, prompt=["a red car"], reference_image=[_reference(), _reference(seed=9)],
+                     content_weights=[1.0, 1.0, 0.0])
+    torch.testing.assert_close(weighted, one, rtol=0, atol=1e-5)  # a zero weight drops a reference
+    both = _edit(ip_pipe, reference_image=[_reference(), _reference(seed=9)])
+    assert (both - one).abs().mean() > 1e-5
+    for knobs in (dict(temporal_guidance_scale=0.0), dict(guidance_scale=1.0, temporal_guidance_scale=1.5),
+                  dict(mask=np.pad(np.full((SIZE, SIZE // 2), 255, np.uint8), ((0, 0), (SIZE // 2, 0))))):
+        out = _edit(ip_pipe, reference_image=_reference(), **knobs)
+        assert torch.isfinite(out).all() and (out - one).abs().mean() > 1e-5
+    with pytest.raises(ValueError, match="content_weights"):
+        _edit(ip_pipe, reference_image=_reference(), content_weights=[1.0])
+
+
+def test_ip_adapter_mismatches_are_refused(stack, ip_adapter, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"])
+    sdxl = {k: (torch.zeros(v.shape[0], 2048) if "_ip." in k else v) for k, v in load_file(str(ip_adapter)).items()}
+    save_file(sdxl, str(tmp_path / "ip-adapter_sdxl.safetensors"))
+    shutil.copytree(ip_adapter.parent / "image_encoder", tmp_path / "image_encoder")
+    with pytest.raises(ValueError, match=r"width 2048 \(SDXL\), the base UNet has 32"):
+        pipe.load_ip_adapter(tmp_path / "ip-adapter_sdxl.safetensors")
+    lone = tmp_path / "lone"
+    lone.mkdir()
+    shutil.copy(ip_adapter, lone / ip_adapter.name)
+    with pytest.raises(ValueError, match="needs its CLIP image encoder"):
+        pipe.load_ip_adapter(lone / ip_adapter.name)
+
+
+def test_a_pipeline_with_an_ip_adapter_saves_and_loads_with_it(ip_pipe, tmp_path):
+    from gen1.pipeline import Gen1Pipeline
+
+    from gen1.ip_adapter import set_ip_adapter_scale
+
+    set_ip_adapter_scale(ip_pipe.unet, 0.6)
+    try:
+        expected = _edit(ip_pipe, reference_image=_reference())
+        ip_pipe.save_pretrained(tmp_path / "model")
+    finally:
+        set_ip_adapter_scale(ip_pipe.unet, 1.0)
+    loaded = Gen1Pipeline.from_pretrained(tmp_path / "model")
+    loaded.set_progress_bar_config(disable=True)
+    torch.testing.assert_close(_edit(loaded, reference_image=_reference()), expected, rtol=0, atol=0)

@@ -60,3 +60,32 @@ def write_public_stack(root: Path) -> dict[str, Path]:
     controlnet = root / "controlnet"
     tiny_controlnet(unet, seed=4).save_pretrained(controlnet)
     return {"base": base, "motion_adapter": adapter, "controlnet": controlnet}
+
+
+def write_ip_adapter(root: Path, unet, seed: int = 5) -> Path:
+    """An IP-Adapter for ``unet`` in the ``h94/IP-Adapter`` layout: ``ip-adapter_sd15.safetensors`` (image_proj.* and
+    ip_adapter.<n>.to_k_ip / to_v_ip, numbered over the UNet's attentions as the original is) and ``image_encoder/``."""
+    from safetensors.torch import save_file
+    from transformers import CLIPVisionConfig, CLIPVisionModelWithProjection
+
+    root.mkdir(parents=True, exist_ok=True)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        encoder = CLIPVisionModelWithProjection(CLIPVisionConfig(hidden_size=32, intermediate_size=37,
+                                                                 num_hidden_layers=2, num_attention_heads=2,
+                                                                 image_size=32, patch_size=8, projection_dim=24))
+        encoder.save_pretrained(root / "image_encoder")
+        width = unet.config.cross_attention_dim
+        tensors = {"image_proj.proj.weight": torch.randn(4 * width, 24) * 0.2,
+                   "image_proj.proj.bias": torch.randn(4 * width) * 0.1,
+                   "image_proj.norm.weight": 1 + 0.1 * torch.randn(width), "image_proj.norm.bias": 0.1 * torch.randn(width)}
+        key_id = 1
+        for name in unet.attn_processors:
+            if name.endswith("attn1.processor"):
+                continue
+            hidden = unet.get_submodule(name[: -len(".processor")]).to_q.out_features
+            tensors[f"ip_adapter.{key_id}.to_k_ip.weight"] = torch.randn(hidden, width) * 0.2
+            tensors[f"ip_adapter.{key_id}.to_v_ip.weight"] = torch.randn(hidden, width) * 0.2
+            key_id += 2
+    save_file(tensors, str(root / "ip-adapter_sd15.safetensors"))
+    return root / "ip-adapter_sd15.safetensors"

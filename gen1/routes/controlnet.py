@@ -28,7 +28,8 @@ class ControlNetRoute:
     ``conditioning``: the ControlNet's input for the whole video, ``(F, 3, H, W)`` float in [0, 1] at the output
     size. ``context`` / ``null_context``: ``(1, L, D)`` content and null content (text encoder hidden states).
     ``conditioning_scale``: multiplies the ControlNet's residuals (diffusers' ``controlnet_conditioning_scale``).
-    ``added_cond_kwargs``: extra UNet inputs per content, e.g. IP-Adapter image embeddings (``None`` for none).
+    ``image_embeds`` / ``null_image_embeds``: with an IP-Adapter, the reference images' CLIP embeddings for the
+    content terms and the null embeddings for the others, ``(1, 1, ...)`` (``None`` without an IP-Adapter).
     """
 
     unet: torch.nn.Module
@@ -38,7 +39,8 @@ class ControlNetRoute:
     context: torch.Tensor
     null_context: torch.Tensor
     conditioning_scale: float = 1.0
-    cross_attention_kwargs: dict | None = None
+    image_embeds: torch.Tensor | None = None
+    null_image_embeds: torch.Tensor | None = None
 
     def _controlnet_residuals(self, latents: torch.Tensor, timestep: torch.Tensor, frames: slice):
         """Residuals for every term of the plan, rows ``(term, frame)``; the ControlNet runs once per content."""
@@ -70,10 +72,14 @@ class ControlNetRoute:
         gate = plan.image_mode()
         image_mode = list(gate) if any(gate) else None
         timesteps = timestep.reshape(1).expand(sample.shape[0]).to(sample.device)
+        added = None
+        if self.image_embeds is not None:  # IP-Adapter: reference images for the content terms, null for the rest
+            rows = [self.image_embeds if cond else self.null_image_embeds for cond in plan.uses_content()]
+            added = {"image_embeds": [torch.cat(rows).to(device=sample.device, dtype=dtype)]}
         prediction = self.unet(sample, timesteps, encoder_hidden_states=hidden, image_mode=image_mode,
                                down_block_additional_residuals=[r.to(dtype) for r in down],
-                               mid_block_additional_residual=mid.to(dtype),
-                               cross_attention_kwargs=self.cross_attention_kwargs, return_dict=False)[0]
+                               mid_block_additional_residual=mid.to(dtype), added_cond_kwargs=added,
+                               return_dict=False)[0]
         return plan.combine(prediction)
 
 
@@ -84,3 +90,78 @@ def depth_to_controlnet_image(depth: torch.Tensor) -> torch.Tensor:
     which is what gen1's normalised depth is; the three channels are equal.
     """
     return repeat(depth.float().clamp(0, 1), "f 1 h w -> f c h w", c=3).contiguous()
+
+
+def _split_weights(weights, num_prompts: int, num_images: int):
+    """``content_weights`` (one per prompt, then one per reference) -> (prompt weights, reference weights)."""
+    if weights is None:
+        return None, None
+    if len(weights) != num_prompts + num_images:
+        raise ValueError(f"content_weights must have one weight per prompt/image ({num_prompts + num_images}), "
+                         f"got {len(weights)}")
+    return (list(weights[:num_prompts]) or None), (list(weights[num_prompts:]) or None)
+
+
+def text_content(pipe, prompts, weights, content_embeds, negative_prompt, device):
+    """(content, null content) ``(1, L, D)`` float32: the base's CLIP text encoder (:mod:`gen1.prompts`)."""
+    from gen1.content import convex_mix
+    from gen1.prompts import encode_prompts, mixed_prompt_context
+
+    if content_embeds is not None:
+        embeds = torch.as_tensor(content_embeds).float()
+        embeds = embeds[None] if embeds.ndim == 2 else embeds
+        if embeds.ndim != 3:
+            raise ValueError(f"content_embeds must be text hidden states (L, D) or (N, L, D) on this route, "
+                             f"got shape {tuple(embeds.shape)}")
+        context = convex_mix(embeds.flatten(1), weights).reshape(1, *embeds.shape[1:]).to(device)
+        null = encode_prompts(pipe.tokenizer, pipe.text_encoder, [negative_prompt or ""], device)
+    else:
+        context, null = mixed_prompt_context(pipe.tokenizer, pipe.text_encoder, prompts or [""], weights,
+                                             negative_prompt, device)
+    if context.shape[-1] != pipe.unet.content_dim:
+        raise ValueError(f"content hidden size {context.shape[-1]} does not match the UNet's cross-attention "
+                         f"width {pipe.unet.content_dim}")
+    return context, null
+
+
+def image_content(pipe, images, weights, device):
+    """(embeddings, null embeddings) ``(1, 1, ...)`` of the reference images through the IP-Adapter's encoder,
+    mixed convexly by ``weights``; None, None when the pipeline has no IP-Adapter."""
+    from gen1.content import convex_mix
+    from gen1.ip_adapter import encode_reference_images, uses_hidden_states
+
+    if getattr(pipe.unet.unet, "encoder_hid_proj", None) is None or pipe.image_encoder is None:
+        if images:
+            raise ValueError("reference images on the public-checkpoint route need an IP-Adapter: load one with "
+                             "pipe.load_ip_adapter(...) (gen1 edit --ip-adapter)")
+        return None, None
+    if not images:  # an IP-Adapter but no reference: its image tokens carry the null content everywhere
+        probe = torch.zeros(1, 3, 32, 32)
+        _, null = encode_reference_images(pipe.image_encoder, pipe.feature_extractor, [probe[0]],
+                                          hidden_states=uses_hidden_states(pipe.unet), device=device)
+        return null[None], null[None]
+    embeds, null = encode_reference_images(pipe.image_encoder, pipe.feature_extractor, images,
+                                           hidden_states=uses_hidden_states(pipe.unet), device=device)
+    mixed = convex_mix(embeds.flatten(1), weights).reshape(1, 1, *embeds.shape[1:])
+    return mixed, null[:1][None]
+
+
+def build_controlnet_route(pipe, content: dict, depth_shown: torch.Tensor, plan, device,
+                           conditioning_scale: float) -> ControlNetRoute:
+    """The route of a public pipeline for one edit: text (and reference-image) content, the ControlNet's input."""
+    prompt, images = content["prompt"], content.get("reference_image")
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
+    images = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
+    images = [pipe._load_image(image) for image in images]
+    if not prompts and not images and content.get("content_embeds") is None:
+        raise ValueError("give a prompt, a reference_image or content_embeds")
+    if content.get("content_embeds") is not None:  # precomputed text content: the weights mix its rows
+        text_weights, image_weights = content.get("content_weights"), None
+    else:
+        text_weights, image_weights = _split_weights(content.get("content_weights"), len(prompts), len(images))
+    context, null_context = text_content(pipe, prompts, text_weights, content.get("content_embeds"),
+                                         content.get("negative_prompt"), device)
+    image_embeds, null_image_embeds = image_content(pipe, images, image_weights, device)
+    return ControlNetRoute(pipe.unet, pipe.controlnet, depth_to_controlnet_image(depth_shown), plan,
+                           context.to(device), null_context.to(device), conditioning_scale,
+                           image_embeds=image_embeds, null_image_embeds=null_image_embeds)

@@ -17,7 +17,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def test_caption_tokenizer_makes_every_vocabulary_word_one_token():
     from gen1.demo.tokenizer import build_caption_tokenizer
-    from gen1.eval.synthetic import CAPTION_VOCABULARY, sample_style
+    from gen1.synthetic import CAPTION_VOCABULARY, sample_style
 
     tok = build_caption_tokenizer(CAPTION_VOCABULARY, 32)
     for word in CAPTION_VOCABULARY:

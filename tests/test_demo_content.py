@@ -10,8 +10,8 @@ import torch
 
 from gen1.demo.content import (ATTRIBUTES, ContrastiveCLIP, attribute_accuracy, attribute_targets, attribute_values,
                                build_content_encoder, hard_negative_captions, load_encoder_weights, train_content)
-from gen1.eval.synthetic import sample_style
-from gen1.eval.synthetic.style import TEXTURE_WORDS, Style
+from gen1.synthetic import sample_style
+from gen1.synthetic.style import TEXTURE_WORDS, Style
 
 CAPTION = re.compile(r"(\w+) (\w+) objects on an? (\w+) (\w+) floor in front of an? (\w+) wall, (\w+) light from "
                      r"the (\w+)")

@@ -130,7 +130,7 @@ def test_synthetic_encoding_follows_the_preprocess_conventions(sd):
     from diffusers import AutoencoderKL
 
     from gen1.depth import normalize_clip_depth
-    from gen1.eval.synthetic import render, sample_scene, sample_style
+    from gen1.synthetic import render, sample_scene, sample_style
     from gen1.training.data import collate_joint
     from gen1.training.synthetic import SyntheticClips, SyntheticEncoder
 

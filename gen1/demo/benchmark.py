@@ -38,13 +38,13 @@ class EditCase:
     prompt: str  # style B's caption
     seed: int
     depth: torch.Tensor  # (F,1,H,W) the renderer's z-depth of scene A (for exact-depth diagnostics)
-    scene: object  # scene A (a gen1.eval.synthetic Scene), for diagnostics that re-render it
-    target_style: object  # style B (a gen1.eval.synthetic Style)
+    scene: object  # scene A (a gen1.synthetic Scene), for diagnostics that re-render it
+    target_style: object  # style B (a gen1.synthetic Style)
 
 
 def edit_case(index: int, *, frames: int = 8, size: int = 64) -> EditCase:
     from gen1.demo.data import HELD_OUT_START, demo_scene
-    from gen1.eval.synthetic import render, sample_edit_style, sample_style
+    from gen1.synthetic import render, sample_edit_style, sample_style
 
     seed_a = HELD_OUT_START + 100_000 + index
     seed_b = HELD_OUT_START + 200_000 + index

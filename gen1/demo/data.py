@@ -5,7 +5,7 @@ depth error, the edit benchmark) uses seeds from ``HELD_OUT_START`` upward, so n
 is ever seen in training. Batch ``m`` of a trainer is a pure function of ``(seed, m)``, so resuming a run
 needs only its step counter.
 
-Scenes: the demo world is :func:`gen1.eval.synthetic.sample_scene` with the camera rolled up to
+Scenes: the demo world is :func:`gen1.synthetic.sample_scene` with the camera rolled up to
 ``MAX_ROLL`` degrees. With a level camera the horizon sits at about the same height in every frame, so the
 layout is mostly predictable without depth: a direct regressor (content [+ depth] -> latents, trained on 8000
 frames) cut its x0 error only from 0.497 to 0.381 with exact depth, and the first demo UNet learned to
@@ -25,7 +25,7 @@ MAX_ROLL = 90.0  # degrees: horizons from vertical to vertical, never upside dow
 
 def demo_scene(seed: int):
     """Scene ``seed`` of the demo world (see the module docstring)."""
-    from gen1.eval.synthetic import sample_scene
+    from gen1.synthetic import sample_scene
 
     return sample_scene(seed, max_roll=MAX_ROLL)
 
@@ -43,7 +43,7 @@ def batch_seeds(base: int, step: int, clips: int) -> list[int]:
 def render_clip(scene_seed: int, style_seed: int, num_frames: int, size: int = FRAME_SIZE):
     """RGB ``(F,3,H,W)`` in [0,1], z-depth ``(F,1,H,W)`` and the caption of scene ``scene_seed`` in the
     style of ``style_seed``."""
-    from gen1.eval.synthetic import render, sample_style
+    from gen1.synthetic import render, sample_style
 
     style = sample_style(style_seed)
     rgb, depth = render(demo_scene(scene_seed), style, num_frames, size, size)

@@ -160,7 +160,7 @@ def ideal_scores(case, vae, *, other_layouts: int = 12) -> dict[str, float]:
     from gen1.conditioning import decode_latents, encode_latents
     from gen1.demo.data import HELD_OUT_START, demo_scene
     from gen1.eval.image_metrics import psnr
-    from gen1.eval.synthetic import render
+    from gen1.synthetic import render
 
     if other_layouts < 1:
         raise ValueError(f"other_layouts must be >= 1, got {other_layouts}")

@@ -41,7 +41,7 @@ class ModelConfig:
 
 @dataclass
 class SyntheticDataConfig:
-    """``data.source: synthetic``: clips rendered on the fly by :mod:`gen1.eval.synthetic`, encoded each step.
+    """``data.source: synthetic``: clips rendered on the fly by :mod:`gen1.synthetic`, encoded each step.
 
     Training uses the scene seeds ``seed_offset .. seed_offset + num_scenes - 1`` and nothing else, so any
     seed outside that range is guaranteed unseen (the default validation scene is ``seed_offset +

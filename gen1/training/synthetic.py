@@ -1,6 +1,6 @@
 """``data.source: synthetic``: train on scenes rendered on the fly instead of cached shards.
 
-Why: the synthetic scene generator (:mod:`gen1.eval.synthetic`) gives unlimited clips with *exact* depth, so a
+Why: the synthetic scene generator (:mod:`gen1.synthetic`) gives unlimited clips with *exact* depth, so a
 small model can be trained (and evaluated on held-out scenes) without any data set on disk. Each training step
 renders its clips and encodes them with the frozen VAE and content encoder, producing exactly what
 :class:`~gen1.training.shards.ShardDataset` yields for preprocessed clips:
@@ -37,7 +37,7 @@ from gen1.training.config import SyntheticDataConfig
 def render_clip(seed: int, num_frames: int, size: int) -> dict:
     """Frames ``(F, 3, size, size)`` in [0, 1] and per-clip normalised inverse depth ``(F, 1, size, size)``."""
     from gen1.depth import normalize_z_depth
-    from gen1.eval.synthetic import render, sample_scene, sample_style
+    from gen1.synthetic import render, sample_scene, sample_style
 
     frames, z_depth = render(sample_scene(seed), sample_style(seed), num_frames, size, size)
     depth = normalize_z_depth(z_depth)

@@ -30,7 +30,7 @@ class ModelConfig:
     structure_channels: int = 1
     max_frames: int = 32
     content_dim: Optional[int] = None  # None: taken from the shards' index (CLIP embedding size)
-    trainable: str = "temporal"  # temporal = VideoUNet.temporal_parameters(); image = all but temporal layers; all
+    trainable: str = "temporal"  # temporal = VideoUNet.new_layers_parameters(); image = all but temporal layers; all
     gradient_checkpointing: bool = False
     temporal: dict = field(default_factory=dict)  # extra keyword arguments for the temporal layers
     # Frozen encoders, needed by data.source=synthetic and by validation samples: a directory holding vae/
@@ -115,7 +115,7 @@ class TrainConfig:
     resume: Optional[str] = None  # None, "latest", or a checkpoint directory
     log_every: int = 10
     tensorboard: bool = True
-    export: bool = True  # save the final VideoUNet (save_pretrained + save_temporal)
+    export: bool = True  # save the final VideoUNet (save_pretrained + save_new_layers)
 
 
 @dataclass

@@ -61,8 +61,8 @@ class CustomizeSettings:
 
 def _unet_of(model):
     # a VideoUNet itself has a .unet (the wrapped image UNet), so test for the VideoUNet first
-    unet = model if hasattr(model, "temporal_parameters") else getattr(model, "unet", None)
-    if not hasattr(unet, "temporal_parameters"):
+    unet = model if hasattr(model, "new_layers_parameters") else getattr(model, "unet", None)
+    if not hasattr(unet, "new_layers_parameters"):
         raise ValueError(f"expected a VideoUNet or a pipeline with a .unet VideoUNet, got {type(model).__name__}")
     return unet
 

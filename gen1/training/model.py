@@ -88,14 +88,14 @@ def load_noise_scheduler(base: str):
 def select_trainable(unet, trainable: str) -> dict[str, torch.nn.Parameter]:
     """Mark the parameters of one stage trainable (others frozen); return them by name.
 
-    ``temporal``: ``VideoUNet.temporal_parameters()`` (temporal layers, content projection) and only the NEW
+    ``temporal``: ``VideoUNet.new_layers_parameters()`` (temporal layers, content projection) and only the NEW
     input channels of ``conv_in`` (the structure channels added to the image UNet): its bias is frozen and a
     gradient hook zeroes the gradient of the pretrained latent channels, because those also feed the image
     model (image-mode samples) that stage 2 must leave as it was. Use :func:`optimizer_groups` so weight decay
     does not move them either. ``all``: everything; ``image``: everything except the temporal layers (stage 1:
     the image model learns CLIP image conditioning; the temporal layers, unused in image mode, stay put).
     """
-    temporal_ids = {id(p) for p in unet.temporal_parameters()}
+    temporal_ids = {id(p) for p in unet.new_layers_parameters()}
     named = dict(unet.named_parameters())
     previous = getattr(unet, "_gen1_conv_in_hook", None)
     if previous is not None:  # a model re-selected for another stage

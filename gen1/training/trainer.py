@@ -339,7 +339,7 @@ def export_model(accelerator, objective, ema, trainable, config: Config, data: O
     if accelerator.is_main_process:
         with ema_weights(ema, trainable), atomic_directory(target) as tmp:
             unet.save_pretrained(str(Path(tmp) / "unet"))
-            unet.save_temporal(str(Path(tmp) / "temporal.safetensors"))
+            unet.save_new_layers(str(Path(tmp) / "temporal.safetensors"))
             load_noise_scheduler(config.model.base).save_pretrained(str(Path(tmp) / "scheduler"))
             save_frozen_encoders(data, Path(tmp))
             record = {"trainable": config.model.trainable, "stage": config.stage,

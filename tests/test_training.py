@@ -115,7 +115,7 @@ def test_resume_is_exact_and_survives_a_kill_mid_checkpoint(data, monkeypatch):
 
 def test_v_prediction_follows_the_base_scheduler(data, tmp_path):
     from gen1.training.model import load_noise_scheduler
-    from gen1.training.noise import prediction_target
+    from gen1.training.draws import prediction_target
 
     root, sd, shards = data
     v_sd = make_sd_dir(tmp_path / "sd-v", prediction_type="v_prediction")

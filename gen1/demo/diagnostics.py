@@ -60,7 +60,7 @@ def structure_usage(unet, scheduler, images: dict[str, torch.Tensor], *, timeste
     timestep sees the same noise, so differences come from the structure input alone."""
     from gen1.conditioning import structure_channels
     from gen1.content import as_unet_context
-    from gen1.training.noise import prediction_target
+    from gen1.training.draws import prediction_target
 
     num_train = scheduler.config.num_train_timesteps
     for t in timesteps:

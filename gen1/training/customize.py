@@ -229,11 +229,13 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
     from tqdm.auto import tqdm
 
     from gen1.training.config import DiffusionConfig
+    from gen1.training.batch import Clips, JointBatch
+    from gen1.training.draws import draw_inputs, micro_generator
     from gen1.training.losses import DiffusionObjective
-    from gen1.training.noise import draw_conditioning, micro_generator, model_inputs
+    from gen1.training.model import with_prediction_type
 
     settings.validate()
-    prediction_type = prediction_type or noise_scheduler.config.prediction_type
+    noise_scheduler = with_prediction_type(noise_scheduler, prediction_type)
     params = prepare_adapter(unet, settings)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
     objective = DiffusionObjective(unet).to(device).train()
@@ -244,8 +246,8 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
     for step in tqdm(range(settings.steps), desc="customize", disable=not progress):
         gen = micro_generator(settings.seed, 0, step)
         pick = torch.randint(0, n, (settings.batch_size,), generator=gen)
-        sub = {k: data[k][pick].to(device) for k in ("latents", "depth", "content")}
-        loss, _ = objective(None, model_inputs(draw_conditioning(sub, noise_scheduler, diffusion, gen, prediction_type)))
+        clips = Clips(*(data[k][pick].to(device) for k in ("latents", "depth", "content")))
+        loss = objective(JointBatch(image=draw_inputs(clips, noise_scheduler, diffusion, gen, image_mode=True)))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

@@ -73,16 +73,35 @@ def record_clip_length(unet, clip_length: int) -> None:
     unet.register_to_config(clip_length=int(clip_length))
 
 
-def load_noise_scheduler(base: str):
-    """A ``DDPMScheduler`` from the scheduler config of ``base`` (``base/scheduler`` or ``base/../scheduler``)."""
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def load_noise_scheduler(base: str, prediction_type: Optional[str] = None):
+    """The training ``DDPMScheduler``: the scheduler config of ``base`` (``base/scheduler`` or
+    ``base/../scheduler``), predicting ``prediction_type`` instead of the base's type when given.
+
+    Everything downstream reads the prediction type from this scheduler -- the training targets, the held-out
+    loss, the validation sampler and the exported ``scheduler/`` -- so an override reaches all of them.
+    """
     from diffusers import DDPMScheduler
 
     root = Path(base)
     for folder in (root / "scheduler", root.parent / "scheduler"):
         if (folder / "scheduler_config.json").is_file():
-            config = DDPMScheduler.load_config(str(folder))
-            return DDPMScheduler.from_config(config)
+            scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(str(folder)))
+            return with_prediction_type(scheduler, prediction_type)
     raise FileNotFoundError(f"model.base {base!r}: no scheduler/scheduler_config.json found beside the UNet")
+
+
+def with_prediction_type(scheduler, prediction_type: Optional[str] = None):
+    """``scheduler``, or (``prediction_type`` given and different) a copy of it that predicts ``prediction_type``;
+    raises ``ValueError`` when the result's type is not one training supports."""
+    if prediction_type is not None and prediction_type != scheduler.config.prediction_type:
+        scheduler = type(scheduler).from_config(scheduler.config, prediction_type=prediction_type)
+    if scheduler.config.prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"the scheduler's prediction_type {scheduler.config.prediction_type!r} is not supported "
+                         f"(set diffusion.prediction_type to one of {PREDICTION_TYPES})")
+    return scheduler
 
 
 def select_trainable(unet, trainable: str) -> dict[str, torch.nn.Parameter]:

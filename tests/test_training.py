@@ -76,7 +76,7 @@ def _assert_same(a: dict, b: dict):
 
 
 RESUME = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.lr": 1e-3, "optim.lr_schedule": "cosine",
-          "optim.warmup_steps": 1, "model.trainable": "temporal", "data.image_ratio": 0.5,
+          "optim.warmup_steps": 1, "model.trainable": "all", "data.image_ratio": 0.5,
           "diffusion.structure_level_max": 7, "ema.decay": 0.9}
 
 
@@ -130,19 +130,29 @@ def test_v_prediction_follows_the_base_scheduler(data, tmp_path):
     assert len(result.losses) == 1
 
 
-def test_temporal_stage_leaves_the_pretrained_conv_in_exactly_unchanged(data, tmp_path):
-    """Stage 2 trains the new structure channel of conv_in only: the latent channels and the bias feed the image
-    model too, so neither the gradient nor AdamW's weight decay may move them."""
+def test_temporal_stage_leaves_what_the_image_model_runs_exactly_unchanged(data, tmp_path):
+    """Stage 2 trains the temporal layers and the new structure channel of conv_in only: conv_in's latent channels
+    and bias, and content_proj, feed the image model too, so neither the gradient nor AdamW's weight decay may
+    move them."""
     from diffusers import UNet2DConditionModel
 
+    from gen1.training.model import load_video_unet
+
     root, sd, shards = data
-    result = train(_config(data, tmp_path / "t", **{
+    cfg = _config(data, tmp_path / "t", **{
         "train.max_steps": 3, "optim.lr": 1e-2, "optim.weight_decay": 0.1, "model.trainable": "temporal",
-        "diffusion.use_structure": "true", "train.checkpoint_every": 1000, "train.export": "false"}))
+        "diffusion.use_structure": "true", "train.checkpoint_every": 1000, "train.export": "false",
+        "data.image_ratio": 0.0})
+    torch.manual_seed(cfg.train.seed)  # as the trainer does before it builds the model
+    start = load_video_unet(cfg.model, content_dim=16)
+    result = train(cfg)
     base = UNet2DConditionModel.from_pretrained(str(sd), subfolder="unet").conv_in
     conv_in = result.unet.unet.conv_in
     assert torch.equal(conv_in.weight[:, :4], base.weight) and torch.equal(conv_in.bias, base.bias)
     assert conv_in.weight[:, 4:].abs().sum() > 0  # the new (zero-initialised) structure channel trained
+    assert result.unet.content_proj is not None  # content of size 16, cross-attention of 32
+    assert torch.equal(result.unet.content_proj.weight, start.content_proj.weight)
+    assert torch.equal(result.unet.content_proj.bias, start.content_proj.bias)
 
 
 def test_batch_plan_is_stateless_and_splits_ranks():
@@ -224,3 +234,101 @@ def test_train_cli_prints_config_and_names_errors(data, capsys):
     assert "structure_level_max: 0" in capsys.readouterr().out
     assert main(["train", "stage3_structure", f"model.base={sd}", f"data.shards={shards}", "train.bogus=1"]) == 2
     assert "unknown config key 'train.bogus'" in capsys.readouterr().err
+    assert main(["train", "--list-presets"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == ["demo_image", "demo_joint", "demo_temporal", *PRESETS]
+    assert "stage2_temporal          stage 2: trains temporal, image_ratio 0, no structure" in listed
+    assert main(["train"]) == 2 and "CONFIG is required" in capsys.readouterr().err
+
+
+def test_list_presets_names_the_training_presets_and_an_unknown_name_lists_them():
+    from gen1.training.config import list_presets
+
+    names = list_presets()
+    assert set(PRESETS) | {"demo_image", "demo_joint", "demo_temporal"} == set(names)  # not customize.yaml
+    with pytest.raises(FileNotFoundError, match=r"'stage9'.*presets: demo_image, demo_joint.*stage4_structure_levels"):
+        load_config("stage9")
+
+
+@pytest.mark.parametrize("name", ["stage1_image", "stage2_temporal", "stage3_structure", "stage4_structure_levels",
+                                  "demo_image", "demo_joint", "demo_temporal"])
+def test_every_kind_of_sample_a_preset_draws_trains_something(name, data):
+    """Image samples run in image mode (temporal layers gated off): a preset that trains only the temporal layers
+    and still draws images would spend that compute on nothing. Content as wide as the cross-attention, so the
+    model has no content_proj (as SD 1.x with CLIP ViT-L/14)."""
+    from gen1.training.batch import Clips, JointBatch
+    from gen1.training.draws import draw_inputs
+    from gen1.training.losses import DiffusionObjective
+    from gen1.training.model import load_noise_scheduler, load_video_unet, select_trainable
+
+    root, sd, shards = data
+    cfg = load_config(name, [f"model.base={sd}", f"data.shards={shards}", "model.temporal={temporal_attention_head_dim: 8}"])
+    unet = load_video_unet(cfg.model, content_dim=32)
+    assert unet.content_proj is None
+    params = select_trainable(unet, cfg.model.trainable)
+    scheduler = load_noise_scheduler(cfg.model.base, cfg.diffusion.prediction_type)
+    kinds = [mode for mode, drawn in ((False, cfg.data.image_ratio < 1), (True, cfg.data.image_ratio > 0)) if drawn]
+    assert kinds
+    gen = torch.Generator().manual_seed(0)
+    for image_mode in kinds:
+        frames = 1 if image_mode else 4
+        clips = Clips(torch.randn(2, 4, frames, 8, 8, generator=gen), torch.rand(2, 1, frames, 8, 8, generator=gen),
+                      torch.randn(2, frames, 32, generator=gen))
+        part = draw_inputs(clips, scheduler, cfg.diffusion, gen, image_mode=image_mode)
+        unet.zero_grad(set_to_none=True)
+        DiffusionObjective(unet)(JointBatch(image=part) if image_mode else JointBatch(video=part)).backward()
+        moved = [n for n, p in params.items() if p.grad is not None and p.grad.abs().sum() > 0]
+        assert moved, f"preset {name}: its {'image' if image_mode else 'video'} samples train no parameter"
+
+
+def test_a_temporal_stage_refuses_image_samples_naming_the_field(data):
+    root, sd, shards = data
+    with pytest.raises(ValueError, match=r"data.image_ratio must be 0 when model.trainable is 'temporal', got 0.25"):
+        load_config("stage2_temporal", [f"model.base={sd}", f"data.shards={shards}", "data.image_ratio=0.25"])
+
+
+def test_a_prediction_type_override_reaches_validation_and_the_exported_scheduler(data, tmp_path, monkeypatch):
+    import json
+
+    from gen1.training import validation
+
+    root, sd, shards = data  # the base scheduler predicts epsilon
+    seen = []
+    real_sample = validation.sample
+
+    def recording_sample(pipe, held, config):
+        seen.append(pipe.scheduler.config.prediction_type)
+        return real_sample(pipe, held, config)
+
+    monkeypatch.setattr(validation, "sample", recording_sample)
+    result = train(_config(data, tmp_path / "v", **{
+        "diffusion.prediction_type": "v_prediction", "train.max_steps": 1, "validation.every": 1,
+        "validation.num_inference_steps": 1, "validation.mp4": "false", "model.trainable": "all"}))
+    assert seen == ["v_prediction"]
+    saved = json.loads((Path(result.export_dir) / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["prediction_type"] == "v_prediction"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=.nan", r"optim.lr must be a finite number, got nan"),
+    ("optim.lr=inf", r"optim.lr must be a finite number, got inf"),
+    ("diffusion.content_dropout=-.inf", r"diffusion.content_dropout must be a finite number, got -inf"),
+    ("ema.decay=1.0", r"ema.decay must be in \[0, 1\), got 1.0"),
+    ("ema.decay=-0.5", r"ema.decay must be in \[0, 1\), got -0.5"),
+    ("optim.lr=[1", r"override 'optim.lr=\[1': the value is not valid YAML \(line 1, column 3: "),
+])
+def test_config_values_are_checked_at_load(data, override, message):
+    root, sd, shards = data
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [f"model.base={sd}", f"data.shards={shards}", override])
+
+
+def test_malformed_yaml_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    from gen1.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  base: x\n  trainable: [all\ntrain:\n  max_steps: 3\n")
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"config file '{bad}' is not valid YAML (line 4, column 6" in err

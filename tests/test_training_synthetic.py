@@ -105,7 +105,7 @@ def test_export_saves_float32_encoders_even_when_they_run_in_bf16(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
-RESUME = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.lr": 1e-3, "model.trainable": "temporal",
+RESUME = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.lr": 1e-3, "model.trainable": "all",
           "data.image_ratio": 0.5, "ema.decay": 0.9, "data.synthetic.content_frames": "one",
           "diffusion.structure_level_max": 7}
 

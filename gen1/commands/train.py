@@ -3,7 +3,8 @@
 Examples::
 
     gen1 train stage2_temporal model.base=sd-2-1/ data.shards=shards/ train.output_dir=runs/s2
-    accelerate launch --num_processes 8 -m gen1 train my.yaml train.resume=latest
+    gen1 train --list-presets
+    accelerate launch --multi_gpu --num_processes 8 -m gen1 train my.yaml train.resume=latest
 """
 
 from __future__ import annotations
@@ -17,10 +18,26 @@ def register(subparsers) -> None:
         "section.key=value overrides. Checkpoints go to OUTPUT/checkpoints; train.resume=latest continues "
         "a run; the final model is exported to OUTPUT/export.",
     )
-    parser.add_argument("config", metavar="CONFIG", help="YAML file or packaged preset name")
+    parser.add_argument("config", nargs="?", metavar="CONFIG", help="YAML file or packaged preset name")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=5e-5")
     parser.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    parser.add_argument("--list-presets", action="store_true", help="list the packaged presets and exit")
     parser.set_defaults(func=run)
+
+
+def preset_summaries() -> list[tuple[str, str]]:
+    """``(name, what it trains on what)`` of every packaged preset."""
+    import yaml
+
+    from gen1.training.config import PRESET_DIR, config_from_dict, list_presets
+
+    out = []
+    for name in list_presets():
+        c = config_from_dict(yaml.safe_load((PRESET_DIR / f"{name}.yaml").read_text(encoding="utf-8")))
+        d = c.diffusion
+        levels = f"t_s {d.structure_level_min:g}..{d.structure_level_max:g}" if d.use_structure else "no structure"
+        out.append((name, f"stage {c.stage}: trains {c.model.trainable}, image_ratio {c.data.image_ratio:g}, {levels}"))
+    return out
 
 
 def run(args) -> int:
@@ -28,6 +45,14 @@ def run(args) -> int:
 
     from gen1.training.config import config_to_dict, load_config
 
+    if args.list_presets:
+        summaries = preset_summaries()
+        width = max(len(name) for name, _ in summaries)
+        for name, summary in summaries:
+            print(f"{name:<{width}}  {summary}".rstrip())
+        return 0
+    if args.config is None:
+        raise ValueError("CONFIG is required: a YAML file or a packaged preset name (see gen1 train --list-presets)")
     config = load_config(args.config, args.overrides)
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(config), sort_keys=False))

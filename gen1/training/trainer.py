@@ -156,6 +156,9 @@ def setup(config: Config) -> Run:
     plan = JointBatchPlan(data.dataset.is_image, batch_size=config.data.batch_size,
                           image_ratio=config.data.image_ratio, seed=config.train.seed,
                           rank=accelerator.process_index, world_size=accelerator.num_processes)
+    if config.model.trainable == "temporal" and not plan.video_ids:
+        raise ValueError("model.trainable is 'temporal' but the data holds no video clips: images run in image "
+                         "mode, with the temporal layers gated off, so they would train nothing")
     run = Run(config, accelerator, data, noise_scheduler, objective, optimizer, lr_scheduler, ema, params, plan)
     resume(run)
     if config.train.tensorboard:

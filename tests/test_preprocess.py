@@ -149,7 +149,8 @@ def test_one_latent_convention_with_a_shifted_vae(setup):
     z_ref = encode_latents(vae, torch.from_numpy((frames.permute(0, 2, 3, 1).numpy() * 255).round() / 255).permute(0, 3, 1, 2).float())
     torch.testing.assert_close(z, z_ref.permute(1, 0, 2, 3))
     rendered = RenderedClips(frames[None], torch.zeros(1, 2, 1, 32, 32))  # one 2-frame clip
-    torch.testing.assert_close(SyntheticEncoder(vae, encoder.content)(rendered).latents[0], expected.permute(1, 0, 2, 3))
+    from_rendered = SyntheticEncoder(vae, encoder.content)(rendered).latents[0]
+    torch.testing.assert_close(from_rendered, expected.permute(1, 0, 2, 3))
     with torch.no_grad():
         pixels = vae.decode(mean).sample
     torch.testing.assert_close(decode_latents(vae, expected), (pixels / 2 + 0.5).clamp(0, 1))

@@ -2,8 +2,8 @@
 
 Videos (``F`` frames) and images (1-frame clips trained in image mode) have different frame counts, so a
 batch is two parts, ``video`` and ``image`` (a :class:`~gen1.training.batch.JointBatch`), each stacked on its
-own and sent through the UNet in its own forward (inside one module call, see :mod:`gen1.training.losses`). Padding images to ``F``
-frames was rejected: it wastes compute and would need masks in the temporal layers.
+own and sent through the UNet in its own forward (inside one module call, see :mod:`gen1.training.losses`).
+Padding images to ``F`` frames was rejected: it wastes compute and would need masks in the temporal layers.
 
 Every micro-batch is a pure function of its global index ``m``:
 

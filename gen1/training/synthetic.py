@@ -90,5 +90,6 @@ class SyntheticEncoder:
         if self.content_frames == "one" and f > 1:
             pick = torch.randint(0, f, (b,), generator=generator)
             chosen = frames[torch.arange(b), pick][:, None]  # (B, 1, 3, H, W): one frame per clip
-        encoded = encode_clips(self.vae, self.content, frames, clips.depth, content_frames=chosen, chunk_size=self.batch)
+        encoded = encode_clips(self.vae, self.content, frames, clips.depth, content_frames=chosen,
+                               chunk_size=self.batch)
         return encoded.to(device or next(self.vae.parameters()).device)

@@ -262,7 +262,8 @@ def test_every_kind_of_sample_a_preset_draws_trains_something(name, data):
     from gen1.training.model import load_noise_scheduler, load_video_unet, select_trainable
 
     root, sd, shards = data
-    cfg = load_config(name, [f"model.base={sd}", f"data.shards={shards}", "model.temporal={temporal_attention_head_dim: 8}"])
+    cfg = load_config(name, [f"model.base={sd}", f"data.shards={shards}",
+                             "model.temporal={temporal_attention_head_dim: 8}"])
     unet = load_video_unet(cfg.model, content_dim=32)
     assert unet.content_proj is None
     params = select_trainable(unet, cfg.model.trainable)
@@ -332,3 +333,125 @@ def test_malformed_yaml_is_one_line_naming_the_file_and_line(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "Traceback" not in err
     assert f"config file '{bad}' is not valid YAML (line 4, column 6" in err
+
+
+INTERRUPT = {"train.max_steps": 4, "train.checkpoint_every": 1000, "optim.lr": 1e-3, "model.trainable": "all",
+             "data.image_ratio": 0.5, "ema.decay": 0.9, "diffusion.structure_level_max": 7}
+
+
+def _ctrl_c_after(monkeypatch, step: int, times: int = 1):
+    """Make the trainer receive ``times`` Ctrl-C (SIGINT) right after optimizer step ``step``."""
+    import os
+    import signal
+
+    from gen1.training import trainer
+
+    real = trainer.after_step
+
+    def after_step(run, done, loss, **kwargs):
+        real(run, done, loss, **kwargs)
+        if done == step:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer, "after_step", after_step)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_printed_resume_matches_an_uninterrupted_run(data, tmp_path, monkeypatch,
+                                                                                        capsys):
+    import shlex
+    import signal
+
+    from gen1.cli import main
+
+    root, sd, shards = data
+    config = tmp_path / "run.yaml"
+    config.write_text("stage: 2\n")
+    assert main(["train", str(config), *base_overrides(sd, shards, tmp_path / "straight", INTERRUPT)]) == 0
+    capsys.readouterr()
+
+    _ctrl_c_after(monkeypatch, 2)
+    out = tmp_path / "stopped"
+    assert main(["train", str(config), *base_overrides(sd, shards, out, INTERRUPT)]) == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    err = capsys.readouterr().err
+    assert f"interrupted after step 2; checkpoint saved: {out / 'checkpoints' / 'checkpoint-00000002'}" in err
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint-00000002"]
+    (resume,) = [line.split("resume with: ", 1)[1] for line in err.splitlines() if "resume with: " in line]
+    assert resume.startswith(f"gen1 train {config} ") and resume.endswith(" train.resume=latest")
+
+    monkeypatch.undo()
+    assert main(shlex.split(resume)[1:]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    _assert_same(_weights(ckpt.list_checkpoints(tmp_path / "straight")[-1]), _weights(ckpt.list_checkpoints(out)[-1]))
+
+
+def test_a_second_ctrl_c_quits_at_once(data, tmp_path, monkeypatch, capsys):
+    from gen1.cli import main
+
+    root, sd, shards = data
+    config = tmp_path / "run.yaml"
+    config.write_text("stage: 2\n")
+    _ctrl_c_after(monkeypatch, 1, times=2)
+    assert main(["train", str(config), *base_overrides(sd, shards, tmp_path / "o", INTERRUPT)]) == 130
+    assert "stopped at once" in capsys.readouterr().err
+    assert ckpt.list_checkpoints(tmp_path / "o") == []  # quit before any checkpoint was due
+
+
+def test_a_launch_that_would_split_the_job_is_refused_with_the_command_that_works():
+    from gen1.training.launch import check_process_count
+
+    argv = ["/env/lib/gen1/__main__.py", "train", "my.yaml", "train.output_dir=runs/a b"]
+    torchrun = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1"}
+    with pytest.raises(ValueError, match=r"launched as 2 processes \(WORLD_SIZE=2\).* On CPU run: "
+                                         r"ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m gen1 train my.yaml "
+                                         r"'train.output_dir=runs/a b'$"):
+        check_process_count(1, env=torchrun, argv=argv)
+    single = {"ACCELERATE_DYNAMO_BACKEND": "NO", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    with pytest.raises(ValueError, match=r"accelerate launch was asked for several processes but started one.*"
+                                         r"ACCELERATE_USE_CPU=true torchrun --nproc_per_node N -m gen1 train my.yaml"):
+        check_process_count(1, env=single, argv=argv)
+    with pytest.raises(ValueError, match=r"torchrun --nproc_per_node 4 my_train.py --fast$"):
+        check_process_count(1, env=dict(torchrun, WORLD_SIZE="4"), argv=["my_train.py", "--fast"])
+    check_process_count(2, env=torchrun, argv=argv)  # joined: fine
+    check_process_count(1, env={"WORLD_SIZE": "1"}, argv=argv)
+    check_process_count(1, env={}, argv=argv)
+    check_process_count(1, env={"ACCELERATE_DYNAMO_BACKEND": "NO"}, argv=argv)  # accelerate launch, one process
+
+
+def test_gen1_train_under_a_launcher_that_did_not_join_the_processes_refuses_before_writing(data, tmp_path,
+                                                                                           monkeypatch, capsys):
+    import shlex
+    import sys
+
+    from accelerate.state import AcceleratorState, GradientState
+
+    from gen1.cli import main
+
+    root, sd, shards = data
+    # WORLD_SIZE as torchrun sets it, ACCELERATE_USE_CPU unset. Without LOCAL_RANK, so that Accelerate does not wait
+    # for the second process to join a process group (with it, it would; the check is the same either way).
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    argv = ["train", "stage3_structure", *base_overrides(sd, shards, tmp_path / "o")]
+    monkeypatch.setattr(sys, "argv", ["/env/bin/gen1", *argv])
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        assert main(argv) == 2
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    assert f"On CPU run: ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m gen1 {shlex.join(argv)}\n" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_only_the_main_process_reports_the_export(monkeypatch, capsys):
+    from gen1.cli import main
+    from gen1.training import trainer
+
+    for main_process in (False, True):
+        result = trainer.TrainResult(losses=[0.5], step=3, export_dir="runs/x/export", main_process=main_process)
+        monkeypatch.setattr(trainer, "train", lambda config, result=result: result)
+        assert main(["train", "stage3_structure", "model.base=x", "data.shards=y"]) == 0
+        assert ("exported to runs/x/export" in capsys.readouterr().out) == main_process

@@ -4,10 +4,16 @@ Examples::
 
     gen1 train stage2_temporal model.base=sd-2-1/ data.shards=shards/ train.output_dir=runs/s2
     gen1 train --list-presets
-    accelerate launch --multi_gpu --num_processes 8 -m gen1 train my.yaml train.resume=latest
+    ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m gen1 train my.yaml     # two CPU processes
+    accelerate launch --multi_gpu --num_processes 8 -m gen1 train my.yaml train.resume=latest   # 8 GPUs
+
+Ctrl-C saves a checkpoint after the current step, prints the command that resumes, and exits with 130; a
+second Ctrl-C quits at once.
 """
 
 from __future__ import annotations
+
+import sys
 
 
 def register(subparsers) -> None:
@@ -57,11 +63,30 @@ def run(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(config), sort_keys=False))
         return 0
+    from gen1.training.interrupt import TrainingInterrupted
     from gen1.training.trainer import train
 
-    result = train(config)
-    if result.losses:
+    try:
+        result = train(config)
+    except TrainingInterrupted as stop:
+        if stop.main_process:
+            print(f"gen1 train: interrupted after step {stop.step}; checkpoint saved: {stop.checkpoint}\n"
+                  f"resume with: {resume_command(args)}", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print("gen1 train: stopped at once (a second Ctrl-C, or one before training began); resume from the "
+              f"last checkpoint, if any, with: {resume_command(args)}", file=sys.stderr)
+        return 130
+    if result.main_process and result.losses:
         print(f"trained to step {result.step}; last loss {result.losses[-1]:.4f}")
-    if result.export_dir:
+    if result.main_process and result.export_dir:
         print(f"exported to {result.export_dir}")
     return 0
+
+
+def resume_command(args) -> str:
+    """The ``gen1 train`` command line that continues this run from its latest checkpoint (same launcher)."""
+    import shlex
+
+    overrides = [o for o in args.overrides if not o.startswith("train.resume=")]
+    return "gen1 train " + shlex.join([args.config, *overrides, "train.resume=latest"])

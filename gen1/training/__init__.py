@@ -18,6 +18,8 @@ Modules, one job each:
 * :mod:`~gen1.training.validation` held-out loss and Gen1Pipeline samples (PNG strip, mp4, TensorBoard);
 * :mod:`~gen1.training.trainer`    the Accelerate loop: setup, step, after-step;
 * :mod:`~gen1.training.export`     the trained model written to ``OUTPUT/export``;
+* :mod:`~gen1.training.interrupt`  Ctrl-C: checkpoint after the current step, then stop;
+* :mod:`~gen1.training.launch`     refusing a launch whose processes Accelerate would not join;
 * :mod:`~gen1.training.customize`  LoRA / full fine-tuning on a few images, adapter load/remove.
 
 Nothing heavy is imported here; import the submodules you need.

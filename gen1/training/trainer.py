@@ -42,6 +42,7 @@ class TrainResult:
     validation: list[tuple[int, float]] = field(default_factory=list)
     samples: list[str] = field(default_factory=list)  # validation sample strips written (main process)
     unet: Optional[torch.nn.Module] = None  # the trained (unwrapped) VideoUNet of this process, raw weights
+    main_process: bool = True  # whether this process is the main one (it alone reports)
 
 
 @dataclass
@@ -142,7 +143,10 @@ def setup(config: Config) -> Run:
     from gen1.training.losses import DiffusionObjective
     from gen1.training.model import load_noise_scheduler, select_trainable
 
+    from gen1.training.launch import check_process_count
+
     accelerator = make_accelerator(config)
+    check_process_count(accelerator.num_processes)
     data = build_dataset(config, accelerator.device)
     torch.manual_seed(config.train.seed)  # identical new-layer init on every rank
     unet = build_unet(config, data)
@@ -237,8 +241,13 @@ def after_step(run: Run, done: int, loss: float, *, end: int, result: TrainResul
                                  "train/epoch": epoch}, step=done)
     if config.validation.every and done % config.validation.every == 0:
         run_validation(run, done, result)
-    if done % config.train.checkpoint_every == 0 or done == config.train.max_steps:
+    if checkpoint_due(config, done):
         save_run_checkpoint(run, done)
+
+
+def checkpoint_due(config: Config, done: int) -> bool:
+    """Whether step ``done`` writes a checkpoint: every ``train.checkpoint_every`` steps and the last step."""
+    return done % config.train.checkpoint_every == 0 or done == config.train.max_steps
 
 
 def save_run_checkpoint(run: Run, done: int):
@@ -260,33 +269,53 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     """Run (or resume) training as configured; return a :class:`TrainResult` (meaningful on every rank).
 
     ``stop_at`` ends the loop after that many optimizer steps without exporting -- it simulates a job
-    being pre-empted (tests use it to check that resuming reproduces an uninterrupted run).
+    being pre-empted (tests use it to check that resuming reproduces an uninterrupted run). A first Ctrl-C
+    ends the loop after the current step with a checkpoint and raises
+    :class:`~gen1.training.interrupt.TrainingInterrupted`; a second one raises ``KeyboardInterrupt`` at once.
     """
     from tqdm.auto import tqdm
 
+    from gen1.training.interrupt import agreed, stop_on_interrupt
+
     config.validate()
     run = setup(config)
-    result = TrainResult(resumed_from=run.resumed_from, step=run.start)
+    result = TrainResult(resumed_from=run.resumed_from, step=run.start,
+                         main_process=run.accelerator.is_main_process)
     end = config.train.max_steps if stop_at is None else min(stop_at, config.train.max_steps)
     micro_batches = batches(run)
     progress = tqdm(range(run.start, end), initial=run.start, total=end, desc="train",
                     disable=not run.accelerator.is_local_main_process)
-    for step in progress:
-        loss = train_step(run, micro_batches, step, result.seen)
-        done = result.step = step + 1
-        result.losses.append(loss)
-        result.steps.append(done)
-        if on_step is not None:
-            on_step(done, loss)
-        if not math.isfinite(loss):
-            raise FloatingPointError(f"training loss became {loss} at step {done}")
-        after_step(run, done, loss, end=end, result=result, progress=progress)
+    with stop_on_interrupt() as stop:
+        for step in progress:
+            loss = train_step(run, micro_batches, step, result.seen)
+            done = result.step = step + 1
+            result.losses.append(loss)
+            result.steps.append(done)
+            if on_step is not None:
+                on_step(done, loss)
+            if not math.isfinite(loss):
+                raise FloatingPointError(f"training loss became {loss} at step {done}")
+            after_step(run, done, loss, end=end, result=result, progress=progress)
+            if done < config.train.max_steps and agreed(run.accelerator, stop):
+                progress.close()
+                raise interrupted(run, done)
     result.unet = run.unet
     if stop_at is None and config.train.export and result.step >= config.train.max_steps:
         result.export_dir = str(export_model(run))
     if config.train.tensorboard:
         run.accelerator.end_training()
     return result
+
+
+def interrupted(run: Run, done: int):
+    """Checkpoint step ``done`` (unless it just was) and describe the stop as a ``TrainingInterrupted``."""
+    from gen1.training.checkpoint import checkpoint_path
+    from gen1.training.interrupt import TrainingInterrupted
+
+    if not checkpoint_due(run.config, done):
+        save_run_checkpoint(run, done)
+    path = checkpoint_path(run.config.train.output_dir, done)
+    return TrainingInterrupted(done, str(path), run.accelerator.is_main_process)
 
 
 def run_validation(run: Run, step: int, result: TrainResult) -> None:

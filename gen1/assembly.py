@@ -37,7 +37,7 @@ def trained_video_unet(unet):
 
 def _warn_if_more_than_temporal_trained(temporal_weights) -> None:
     """Warn when ``temporal_weights`` come from a training export that also trained non-temporal weights."""
-    from gen1.training.trainer import EXPORT_RECORD  # the trainer writes it; imported only when weights are given
+    from gen1.training.export import EXPORT_RECORD  # the trainer writes it; imported only when weights are given
 
     record = Path(temporal_weights).parent / EXPORT_RECORD
     if not record.is_file():
@@ -100,7 +100,7 @@ def from_stable_diffusion(pipeline_class, sd_dir, *, depth_estimator, content_en
                            max_frames=max_frames, clip_length=clip_length, temporal_kwargs=temporal_kwargs)
     if temporal_weights is not None:
         _warn_if_more_than_temporal_trained(temporal_weights)
-        unet.load_temporal(temporal_weights)
+        unet.load_new_layers(temporal_weights)
     if scheduler is None:
         scheduler = DDIMScheduler.from_pretrained(sd_dir, subfolder="scheduler")
     pipe = pipeline_class(vae=vae, unet=unet, scheduler=scheduler, depth_estimator=depth_estimator,

@@ -188,7 +188,7 @@ class Gen1Pipeline(DiffusionPipeline):
     ) -> "Gen1Pipeline":
         """Assemble a pipeline from a Stable Diffusion directory in diffusers layout (``unet/``, ``vae/``,
         ``scheduler/``), inflating its UNet into a :class:`~gen1.unet.VideoUNet` and loading ``temporal_weights``
-        (from :meth:`VideoUNet.save_temporal`) if given.
+        (from :meth:`VideoUNet.save_new_layers`) if given.
 
         From a training run: pass ``unet=`` a trained :class:`~gen1.unet.VideoUNet` or its folder (a training
         ``OUTPUT/export/unet``, or the ``OUTPUT/export`` holding it). It is used as is, with all its trained

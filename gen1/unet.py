@@ -58,7 +58,7 @@ from gen1.temporal_layers import (
 )
 
 TEMPORAL_METADATA_KEY = "gen1.temporal_config"
-# base-UNet config fields that decide the shapes of the new layers; recorded with save_temporal
+# base-UNet config fields that decide the shapes of the new layers; recorded with save_new_layers
 _BASE_SIGNATURE_FIELDS = (
     "out_channels",
     "block_out_channels",
@@ -535,13 +535,14 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
     def _is_new_key(self, name: str) -> bool:
         return name.startswith(self._new_prefixes)
 
-    def temporal_state_dict(self) -> dict[str, torch.Tensor]:
-        """Parameters of the new layers (temporal layers, ``conv_in``, ``content_proj``) by name."""
+    def new_layers_state_dict(self) -> dict[str, torch.Tensor]:
+        """Parameters of every layer inflation added, by name: the temporal layers, the widened ``conv_in`` and
+        ``content_proj`` (what :meth:`save_new_layers` writes)."""
         return {name: p for name, p in self.named_parameters() if self._is_new_key(name)}
 
-    def temporal_parameters(self) -> Iterator[nn.Parameter]:
-        """The new parameters, for stage-wise training (train these, freeze the rest)."""
-        return iter(self.temporal_state_dict().values())
+    def new_layers_parameters(self) -> Iterator[nn.Parameter]:
+        """The parameters of :meth:`new_layers_state_dict`."""
+        return iter(self.new_layers_state_dict().values())
 
     def _temporal_signature(self) -> dict:
         """What a temporal-layers file must agree on with the model it is loaded into.
@@ -562,18 +563,18 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         signature["base"]["in_channels"] = self.in_channels
         return _json_normalise(signature)
 
-    def save_temporal(self, path: str | os.PathLike) -> Path:
-        """Write the new layers alone to ``path`` (safetensors; the temporal config goes in the metadata)."""
+    def save_new_layers(self, path: str | os.PathLike) -> Path:
+        """Write the layers inflation added alone to ``path`` (safetensors; their config goes in the metadata)."""
         from safetensors.torch import save_file
 
-        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.temporal_state_dict().items()}
+        tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.new_layers_state_dict().items()}
         metadata = {"format": "pt", TEMPORAL_METADATA_KEY: json.dumps(self._temporal_signature(), sort_keys=True)}
         with atomic_path(path) as tmp:
             save_file(tensors, str(tmp), metadata=metadata)
         return Path(path)
 
-    def load_temporal(self, path: str | os.PathLike) -> None:
-        """Load a :meth:`save_temporal` file; config, keys and shapes must match (``ValueError`` naming them)."""
+    def load_new_layers(self, path: str | os.PathLike) -> None:
+        """Load a :meth:`save_new_layers` file; config, keys and shapes must match (``ValueError`` naming them)."""
         from safetensors import safe_open
         from safetensors.torch import load_file
 
@@ -595,7 +596,7 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
                     f"'{path}': temporal config {key!r} is {saved.get(key)!r} in the file but {mine.get(key)!r} in the model"
                 )
         tensors = load_file(str(path))
-        params = self.temporal_state_dict()
+        params = self.new_layers_state_dict()
         check_state_dict(params, tensors, f"'{path}'")
         with torch.no_grad():
             for key, param in params.items():

@@ -74,7 +74,7 @@ def run(args, gradient_checkpointing: bool) -> dict:
     device = torch.device(args.device)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16, "fp32": torch.float32}[args.dtype]
     model = build_model(args.base, device, gradient_checkpointing, args.frames)
-    params = list(model.parameters()) if args.trainable == "all" else list(model.temporal_parameters())
+    params = list(model.parameters()) if args.trainable == "all" else list(model.new_layers_parameters())
     for p in model.parameters():
         p.requires_grad_(False)
     for p in params:

@@ -4,7 +4,7 @@ import torch
 from einops import rearrange
 
 from gen1.conditioning import depth_to_latent_grid, video_structure
-from gen1.training.noise import structure_input as training_structure_input
+from gen1.training.draws import structure_input as training_structure_input
 
 
 def test_training_and_inference_structure_inputs_agree():

@@ -28,7 +28,7 @@ def test_bundled_model_is_fp16_safetensors_within_budget():
 
 def test_demo_edit_cases_come_from_held_out_seeds_of_the_demo_world():
     from gen1.demo.world import HELD_OUT_START, MAX_ROLL, TRAIN_SEEDS, demo_scene, edit_case
-    from gen1.eval.synthetic import render, sample_scene
+    from gen1.synthetic import render, sample_scene
 
     case = edit_case(3, frames=2, size=32)
     assert case.seed >= HELD_OUT_START > TRAIN_SEEDS

@@ -27,7 +27,7 @@ def test_configurations_change_one_knob_of_the_baseline_each():
 
 
 def test_synthetic_edit_case_keeps_the_scene_and_takes_the_style_of_the_target():
-    from gen1.eval.synthetic import render, sample_edit_style, sample_scene, sample_style
+    from gen1.synthetic import render, sample_edit_style, sample_scene, sample_style
 
     case = synthetic_edit_case(11, 12, frames=2, size=32)
     style = sample_edit_style(sample_style(11), 12)

@@ -14,7 +14,7 @@ from gen1.eval.clip_metrics import ClipScorer, frame_consistency
 from gen1.eval.depth_fidelity import depth_error, depth_fidelity, inverse_depth
 from gen1.eval.evaluate import evaluate_videos
 from gen1.eval.image_metrics import PSNR_CAP, psnr, ssim, style_accuracy, style_score
-from gen1.eval.synthetic import CAPTION_VOCABULARY, sample_clip
+from gen1.synthetic import CAPTION_VOCABULARY, sample_clip
 from gen1.eval.warp import occlusion_mask, warp_error
 
 

@@ -326,7 +326,7 @@ def test_from_stable_diffusion_assembles_and_loads_temporal_weights(tmp_path):
     tiny_vae().save_pretrained(sd / "vae")
     DDIMScheduler(prediction_type="v_prediction").save_pretrained(sd / "scheduler")
     trained = tiny_video_unet(max_frames=4, seed=0)
-    trained.save_temporal(tmp_path / "temporal.safetensors")
+    trained.save_new_layers(tmp_path / "temporal.safetensors")
     pipe = Gen1Pipeline.from_stable_diffusion(
         sd, temporal_weights=tmp_path / "temporal.safetensors", depth_estimator=tiny_depth_estimator(),
         content_encoder=tiny_content_encoder(), max_frames=4, temporal_attention_head_dim=8,
@@ -357,7 +357,7 @@ def test_from_stable_diffusion_takes_a_trained_unet_from_a_training_export(tmp_p
     trained.register_to_config(clip_length=4)
     export = tmp_path / "export"
     trained.save_pretrained(export / "unet")
-    trained.save_temporal(export / "temporal.safetensors")
+    trained.save_new_layers(export / "temporal.safetensors")
     (export / "training.json").write_text(json.dumps({"trainable": "all", "stage": 4, "clip_length": 4}))
     common = dict(depth_estimator=tiny_depth_estimator(), content_encoder=tiny_content_encoder())
     for unet in (export / "unet", export, trained):

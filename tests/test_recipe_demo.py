@@ -21,7 +21,7 @@ SCRIPTS = REPO / "scripts" / "demo"
 
 def test_caption_tokenizer_makes_every_vocabulary_word_one_token():
     from demo_recipe.tokenizer import build_caption_tokenizer
-    from gen1.eval.synthetic import CAPTION_VOCABULARY, sample_style
+    from gen1.synthetic import CAPTION_VOCABULARY, sample_style
 
     tok = build_caption_tokenizer(CAPTION_VOCABULARY, 32)
     for word in CAPTION_VOCABULARY:

@@ -11,8 +11,8 @@ import torch
 
 from demo_recipe.content import (ATTRIBUTES, ContrastiveCLIP, attribute_accuracy, attribute_targets, attribute_values,
                                build_content_encoder, hard_negative_captions, load_encoder_weights, train_content)
-from gen1.eval.synthetic import sample_style
-from gen1.eval.synthetic.style import TEXTURE_WORDS, Style
+from gen1.synthetic import sample_style
+from gen1.synthetic.style import TEXTURE_WORDS, Style
 
 pytestmark = pytest.mark.recipe
 

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from gen1.cli import main
-from gen1.eval.synthetic import (
+from gen1.synthetic import (
     CAPTION_VOCABULARY,
     TEXTURE_WORDS,
     Camera,

@@ -76,7 +76,7 @@ def _assert_same(a: dict, b: dict):
 
 
 RESUME = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.lr": 1e-3, "optim.lr_schedule": "cosine",
-          "optim.warmup_steps": 1, "model.trainable": "temporal", "data.image_ratio": 0.5,
+          "optim.warmup_steps": 1, "model.trainable": "all", "data.image_ratio": 0.5,
           "diffusion.structure_level_max": 7, "ema.decay": 0.9}
 
 
@@ -115,7 +115,7 @@ def test_resume_is_exact_and_survives_a_kill_mid_checkpoint(data, monkeypatch):
 
 def test_v_prediction_follows_the_base_scheduler(data, tmp_path):
     from gen1.training.model import load_noise_scheduler
-    from gen1.training.noise import prediction_target
+    from gen1.training.draws import prediction_target
 
     root, sd, shards = data
     v_sd = make_sd_dir(tmp_path / "sd-v", prediction_type="v_prediction")
@@ -130,19 +130,29 @@ def test_v_prediction_follows_the_base_scheduler(data, tmp_path):
     assert len(result.losses) == 1
 
 
-def test_temporal_stage_leaves_the_pretrained_conv_in_exactly_unchanged(data, tmp_path):
-    """Stage 2 trains the new structure channel of conv_in only: the latent channels and the bias feed the image
-    model too, so neither the gradient nor AdamW's weight decay may move them."""
+def test_temporal_stage_leaves_what_the_image_model_runs_exactly_unchanged(data, tmp_path):
+    """Stage 2 trains the temporal layers and the new structure channel of conv_in only: conv_in's latent channels
+    and bias, and content_proj, feed the image model too, so neither the gradient nor AdamW's weight decay may
+    move them."""
     from diffusers import UNet2DConditionModel
 
+    from gen1.training.model import load_video_unet
+
     root, sd, shards = data
-    result = train(_config(data, tmp_path / "t", **{
+    cfg = _config(data, tmp_path / "t", **{
         "train.max_steps": 3, "optim.lr": 1e-2, "optim.weight_decay": 0.1, "model.trainable": "temporal",
-        "diffusion.use_structure": "true", "train.checkpoint_every": 1000, "train.export": "false"}))
+        "diffusion.use_structure": "true", "train.checkpoint_every": 1000, "train.export": "false",
+        "data.image_ratio": 0.0})
+    torch.manual_seed(cfg.train.seed)  # as the trainer does before it builds the model
+    start = load_video_unet(cfg.model, content_dim=16)
+    result = train(cfg)
     base = UNet2DConditionModel.from_pretrained(str(sd), subfolder="unet").conv_in
     conv_in = result.unet.unet.conv_in
     assert torch.equal(conv_in.weight[:, :4], base.weight) and torch.equal(conv_in.bias, base.bias)
     assert conv_in.weight[:, 4:].abs().sum() > 0  # the new (zero-initialised) structure channel trained
+    assert result.unet.content_proj is not None  # content of size 16, cross-attention of 32
+    assert torch.equal(result.unet.content_proj.weight, start.content_proj.weight)
+    assert torch.equal(result.unet.content_proj.bias, start.content_proj.bias)
 
 
 def test_batch_plan_is_stateless_and_splits_ranks():
@@ -224,3 +234,224 @@ def test_train_cli_prints_config_and_names_errors(data, capsys):
     assert "structure_level_max: 0" in capsys.readouterr().out
     assert main(["train", "stage3_structure", f"model.base={sd}", f"data.shards={shards}", "train.bogus=1"]) == 2
     assert "unknown config key 'train.bogus'" in capsys.readouterr().err
+    assert main(["train", "--list-presets"]) == 0
+    listed = capsys.readouterr().out.splitlines()
+    assert [line.split()[0] for line in listed] == ["demo_image", "demo_joint", "demo_temporal", *PRESETS]
+    assert "stage2_temporal          stage 2: trains temporal, image_ratio 0, no structure" in listed
+    assert main(["train"]) == 2 and "CONFIG is required" in capsys.readouterr().err
+
+
+def test_list_presets_names_the_training_presets_and_an_unknown_name_lists_them():
+    from gen1.training.config import list_presets
+
+    names = list_presets()
+    assert set(PRESETS) | {"demo_image", "demo_joint", "demo_temporal"} == set(names)  # not customize.yaml
+    with pytest.raises(FileNotFoundError, match=r"'stage9'.*presets: demo_image, demo_joint.*stage4_structure_levels"):
+        load_config("stage9")
+
+
+@pytest.mark.parametrize("name", ["stage1_image", "stage2_temporal", "stage3_structure", "stage4_structure_levels",
+                                  "demo_image", "demo_joint", "demo_temporal"])
+def test_every_kind_of_sample_a_preset_draws_trains_something(name, data):
+    """Image samples run in image mode (temporal layers gated off): a preset that trains only the temporal layers
+    and still draws images would spend that compute on nothing. Content as wide as the cross-attention, so the
+    model has no content_proj (as SD 1.x with CLIP ViT-L/14)."""
+    from gen1.training.batch import Clips, JointBatch
+    from gen1.training.draws import draw_inputs
+    from gen1.training.losses import DiffusionObjective
+    from gen1.training.model import load_noise_scheduler, load_video_unet, select_trainable
+
+    root, sd, shards = data
+    cfg = load_config(name, [f"model.base={sd}", f"data.shards={shards}",
+                             "model.temporal={temporal_attention_head_dim: 8}"])
+    unet = load_video_unet(cfg.model, content_dim=32)
+    assert unet.content_proj is None
+    params = select_trainable(unet, cfg.model.trainable)
+    scheduler = load_noise_scheduler(cfg.model.base, cfg.diffusion.prediction_type)
+    kinds = [mode for mode, drawn in ((False, cfg.data.image_ratio < 1), (True, cfg.data.image_ratio > 0)) if drawn]
+    assert kinds
+    gen = torch.Generator().manual_seed(0)
+    for image_mode in kinds:
+        frames = 1 if image_mode else 4
+        clips = Clips(torch.randn(2, 4, frames, 8, 8, generator=gen), torch.rand(2, 1, frames, 8, 8, generator=gen),
+                      torch.randn(2, frames, 32, generator=gen))
+        part = draw_inputs(clips, scheduler, cfg.diffusion, gen, image_mode=image_mode)
+        unet.zero_grad(set_to_none=True)
+        DiffusionObjective(unet)(JointBatch(image=part) if image_mode else JointBatch(video=part)).backward()
+        moved = [n for n, p in params.items() if p.grad is not None and p.grad.abs().sum() > 0]
+        assert moved, f"preset {name}: its {'image' if image_mode else 'video'} samples train no parameter"
+
+
+def test_a_temporal_stage_refuses_image_samples_naming_the_field(data):
+    root, sd, shards = data
+    with pytest.raises(ValueError, match=r"data.image_ratio must be 0 when model.trainable is 'temporal', got 0.25"):
+        load_config("stage2_temporal", [f"model.base={sd}", f"data.shards={shards}", "data.image_ratio=0.25"])
+
+
+def test_a_prediction_type_override_reaches_validation_and_the_exported_scheduler(data, tmp_path, monkeypatch):
+    import json
+
+    from gen1.training import validation
+
+    root, sd, shards = data  # the base scheduler predicts epsilon
+    seen = []
+    real_sample = validation.sample
+
+    def recording_sample(pipe, held, config):
+        seen.append(pipe.scheduler.config.prediction_type)
+        return real_sample(pipe, held, config)
+
+    monkeypatch.setattr(validation, "sample", recording_sample)
+    result = train(_config(data, tmp_path / "v", **{
+        "diffusion.prediction_type": "v_prediction", "train.max_steps": 1, "validation.every": 1,
+        "validation.num_inference_steps": 1, "validation.mp4": "false", "model.trainable": "all"}))
+    assert seen == ["v_prediction"]
+    saved = json.loads((Path(result.export_dir) / "scheduler" / "scheduler_config.json").read_text())
+    assert saved["prediction_type"] == "v_prediction"
+
+
+@pytest.mark.parametrize("override, message", [
+    ("optim.lr=.nan", r"optim.lr must be a finite number, got nan"),
+    ("optim.lr=inf", r"optim.lr must be a finite number, got inf"),
+    ("diffusion.content_dropout=-.inf", r"diffusion.content_dropout must be a finite number, got -inf"),
+    ("ema.decay=1.0", r"ema.decay must be in \[0, 1\), got 1.0"),
+    ("ema.decay=-0.5", r"ema.decay must be in \[0, 1\), got -0.5"),
+    ("optim.lr=[1", r"override 'optim.lr=\[1': the value is not valid YAML \(line 1, column 3: "),
+])
+def test_config_values_are_checked_at_load(data, override, message):
+    root, sd, shards = data
+    with pytest.raises(ValueError, match=message):
+        load_config(None, [f"model.base={sd}", f"data.shards={shards}", override])
+
+
+def test_malformed_yaml_is_one_line_naming_the_file_and_line(tmp_path, capsys):
+    from gen1.cli import main
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("model:\n  base: x\n  trainable: [all\ntrain:\n  max_steps: 3\n")
+    assert main(["train", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "Traceback" not in err
+    assert f"config file '{bad}' is not valid YAML (line 4, column 6" in err
+
+
+INTERRUPT = {"train.max_steps": 4, "train.checkpoint_every": 1000, "optim.lr": 1e-3, "model.trainable": "all",
+             "data.image_ratio": 0.5, "ema.decay": 0.9, "diffusion.structure_level_max": 7}
+
+
+def _ctrl_c_after(monkeypatch, step: int, times: int = 1):
+    """Make the trainer receive ``times`` Ctrl-C (SIGINT) right after optimizer step ``step``."""
+    import os
+    import signal
+
+    from gen1.training import trainer
+
+    real = trainer.after_step
+
+    def after_step(run, done, loss, **kwargs):
+        real(run, done, loss, **kwargs)
+        if done == step:
+            for _ in range(times):
+                os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(trainer, "after_step", after_step)
+
+
+def test_ctrl_c_saves_a_checkpoint_and_the_printed_resume_matches_an_uninterrupted_run(data, tmp_path, monkeypatch,
+                                                                                        capsys):
+    import shlex
+    import signal
+
+    from gen1.cli import main
+
+    root, sd, shards = data
+    config = tmp_path / "run.yaml"
+    config.write_text("stage: 2\n")
+    assert main(["train", str(config), *base_overrides(sd, shards, tmp_path / "straight", INTERRUPT)]) == 0
+    capsys.readouterr()
+
+    _ctrl_c_after(monkeypatch, 2)
+    out = tmp_path / "stopped"
+    assert main(["train", str(config), *base_overrides(sd, shards, out, INTERRUPT)]) == 130
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    err = capsys.readouterr().err
+    assert f"interrupted after step 2; checkpoint saved: {out / 'checkpoints' / 'checkpoint-00000002'}" in err
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint-00000002"]
+    (resume,) = [line.split("resume with: ", 1)[1] for line in err.splitlines() if "resume with: " in line]
+    assert resume.startswith(f"gen1 train {config} ") and resume.endswith(" train.resume=latest")
+
+    monkeypatch.undo()
+    assert main(shlex.split(resume)[1:]) == 0
+    assert "resumed from" in capsys.readouterr().out
+    _assert_same(_weights(ckpt.list_checkpoints(tmp_path / "straight")[-1]), _weights(ckpt.list_checkpoints(out)[-1]))
+
+
+def test_a_second_ctrl_c_quits_at_once(data, tmp_path, monkeypatch, capsys):
+    from gen1.cli import main
+
+    root, sd, shards = data
+    config = tmp_path / "run.yaml"
+    config.write_text("stage: 2\n")
+    _ctrl_c_after(monkeypatch, 1, times=2)
+    assert main(["train", str(config), *base_overrides(sd, shards, tmp_path / "o", INTERRUPT)]) == 130
+    assert "stopped at once" in capsys.readouterr().err
+    assert ckpt.list_checkpoints(tmp_path / "o") == []  # quit before any checkpoint was due
+
+
+def test_a_launch_that_would_split_the_job_is_refused_with_the_command_that_works():
+    from gen1.training.launch import check_process_count
+
+    argv = ["/env/lib/gen1/__main__.py", "train", "my.yaml", "train.output_dir=runs/a b"]
+    torchrun = {"WORLD_SIZE": "2", "RANK": "1", "LOCAL_RANK": "1", "MASTER_ADDR": "127.0.0.1"}
+    with pytest.raises(ValueError, match=r"launched as 2 processes \(WORLD_SIZE=2\).* On CPU run: "
+                                         r"ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m gen1 train my.yaml "
+                                         r"'train.output_dir=runs/a b'$"):
+        check_process_count(1, env=torchrun, argv=argv)
+    single = {"ACCELERATE_DYNAMO_BACKEND": "NO", "MASTER_ADDR": "127.0.0.1", "MASTER_PORT": "29500"}
+    with pytest.raises(ValueError, match=r"accelerate launch was asked for several processes but started one.*"
+                                         r"ACCELERATE_USE_CPU=true torchrun --nproc_per_node N -m gen1 train my.yaml"):
+        check_process_count(1, env=single, argv=argv)
+    with pytest.raises(ValueError, match=r"torchrun --nproc_per_node 4 my_train.py --fast$"):
+        check_process_count(1, env=dict(torchrun, WORLD_SIZE="4"), argv=["my_train.py", "--fast"])
+    check_process_count(2, env=torchrun, argv=argv)  # joined: fine
+    check_process_count(1, env={"WORLD_SIZE": "1"}, argv=argv)
+    check_process_count(1, env={}, argv=argv)
+    check_process_count(1, env={"ACCELERATE_DYNAMO_BACKEND": "NO"}, argv=argv)  # accelerate launch, one process
+
+
+def test_gen1_train_under_a_launcher_that_did_not_join_the_processes_refuses_before_writing(data, tmp_path,
+                                                                                           monkeypatch, capsys):
+    import shlex
+    import sys
+
+    from accelerate.state import AcceleratorState, GradientState
+
+    from gen1.cli import main
+
+    root, sd, shards = data
+    # WORLD_SIZE as torchrun sets it, ACCELERATE_USE_CPU unset. Without LOCAL_RANK, so that Accelerate does not wait
+    # for the second process to join a process group (with it, it would; the check is the same either way).
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    monkeypatch.delenv("ACCELERATE_USE_CPU", raising=False)
+    argv = ["train", "stage3_structure", *base_overrides(sd, shards, tmp_path / "o")]
+    monkeypatch.setattr(sys, "argv", ["/env/bin/gen1", *argv])
+    AcceleratorState._reset_state(reset_partial_state=True)
+    try:
+        assert main(argv) == 2
+    finally:
+        AcceleratorState._reset_state(reset_partial_state=True)
+        GradientState._reset_state()
+    assert f"On CPU run: ACCELERATE_USE_CPU=true torchrun --nproc_per_node 2 -m gen1 {shlex.join(argv)}\n" in (
+        capsys.readouterr().err)
+    assert not (tmp_path / "o").exists()
+
+
+def test_only_the_main_process_reports_the_export(monkeypatch, capsys):
+    from gen1.cli import main
+    from gen1.training import trainer
+
+    for main_process in (False, True):
+        result = trainer.TrainResult(losses=[0.5], step=3, export_dir="runs/x/export", main_process=main_process)
+        monkeypatch.setattr(trainer, "train", lambda config, result=result: result)
+        assert main(["train", "stage3_structure", "model.base=x", "data.shards=y"]) == 0
+        assert ("exported to runs/x/export" in capsys.readouterr().out) == main_process

@@ -89,7 +89,8 @@ def test_export_saves_float32_encoders_even_when_they_run_in_bf16(tmp_path):
     from diffusers import AutoencoderKL
 
     from gen1.content import ContentEncoder
-    from gen1.training.trainer import TrainingData, save_frozen_encoders
+    from gen1.training.export import save_frozen_encoders
+    from gen1.training.sources import TrainingData
     from tiny_models import tiny_vae
 
     vae = torch.nn.Module.to(tiny_vae(), dtype=torch.bfloat16)
@@ -104,7 +105,7 @@ def test_export_saves_float32_encoders_even_when_they_run_in_bf16(tmp_path):
     assert not (tmp_path / "none").exists()
 
 
-RESUME = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.lr": 1e-3, "model.trainable": "temporal",
+RESUME = {"train.max_steps": 4, "train.checkpoint_every": 2, "optim.lr": 1e-3, "model.trainable": "all",
           "data.image_ratio": 0.5, "ema.decay": 0.9, "data.synthetic.content_frames": "one",
           "diffusion.structure_level_max": 7}
 
@@ -130,8 +131,8 @@ def test_synthetic_encoding_follows_the_preprocess_conventions(sd):
     from diffusers import AutoencoderKL
 
     from gen1.depth import normalize_clip_depth
-    from gen1.eval.synthetic import render, sample_scene, sample_style
-    from gen1.training.data import collate_joint
+    from gen1.synthetic import render, sample_scene, sample_style
+    from gen1.training.batch import RenderedClips, collate_joint
     from gen1.training.synthetic import SyntheticClips, SyntheticEncoder
 
     cfg = _config(sd, sd / "unused")
@@ -147,17 +148,17 @@ def test_synthetic_encoding_follows_the_preprocess_conventions(sd):
     vae = AutoencoderKL.from_pretrained(sd / "vae").eval()
     content = tiny_content_encoder()
     encoder = SyntheticEncoder(vae, content, batch=3)  # chunks across clip boundaries
-    batch = collate_joint([video, clips[5], image])
-    out = encoder(batch["video"])
-    assert out["latents"].shape == (2, 4, FRAMES, 16, 16) and out["depth"].shape == (2, 1, FRAMES, 16, 16)
+    batch = collate_joint([video, clips[5], image], RenderedClips)
+    out = encoder(batch.video)
+    assert out.latents.shape == (2, 4, FRAMES, 16, 16) and out.depth.shape == (2, 1, FRAMES, 16, 16)
     with torch.no_grad():
         z0 = vae.encode(rgb * 2 - 1).latent_dist.mean * vae.config.scaling_factor
         emb = content.encode_image(rgb)
-    torch.testing.assert_close(out["latents"][0], z0.permute(1, 0, 2, 3), rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(out["content"][0], emb, rtol=1e-4, atol=1e-5)
-    torch.testing.assert_close(out["depth"][0, 0], torch.nn.functional.avg_pool2d(video["depth"], 2)[:, 0])
-    one = SyntheticEncoder(vae, content, content_frames="one")(batch["video"], torch.Generator().manual_seed(0))
-    assert torch.equal(one["content"][:, 0], one["content"][:, -1])  # one drawn frame, repeated
+    torch.testing.assert_close(out.latents[0], z0.permute(1, 0, 2, 3), rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.content[0], emb, rtol=1e-4, atol=1e-5)
+    torch.testing.assert_close(out.depth[0, 0], torch.nn.functional.avg_pool2d(video["depth"], 2)[:, 0])
+    one = SyntheticEncoder(vae, content, content_frames="one")(batch.video, torch.Generator().manual_seed(0))
+    assert torch.equal(one.content[:, 0], one.content[:, -1])  # one drawn frame, repeated
 
 
 def test_synthetic_config_errors_are_named(sd, tmp_path):

@@ -64,7 +64,7 @@ def test_inflated_model_equals_image_unet_frame_by_frame(kind):
     else:
         assert torch.equal(model.unet.conv_in.weight[:, :4], base.conv_in.weight)
         assert not model.unet.conv_in.weight[:, 4:].any()
-    for name, p in model.temporal_state_dict().items():  # allocated on meta then initialised: no garbage
+    for name, p in model.new_layers_state_dict().items():  # allocated on meta then initialised: no garbage
         assert torch.isfinite(p).all(), name
         if name.endswith(("proj_out.weight", "conv2.weight")) and ".temporal." in name:
             assert not p.any(), name
@@ -139,18 +139,18 @@ def test_timestep_forms_are_equivalent():
 
 
 @torch.no_grad()
-def test_save_and_load_temporal_round_trip(tmp_path):
+def test_save_and_load_new_layers_round_trip(tmp_path):
     model, _ = video_unet("sd1", randomised=True)
-    path = model.save_temporal(tmp_path / "temporal.safetensors")
+    path = model.save_new_layers(tmp_path / "temporal.safetensors")
     names = set(load_file(str(path)))
-    assert names == set(model.temporal_state_dict())
+    assert names == set(model.new_layers_state_dict())
     assert "unet.conv_in.weight" in names and all(
         n.startswith("unet.conv_in.") or ".temporal." in n for n in names
     )
     fresh, _ = video_unet("sd1")
     sample, timestep, context = inputs(model)
     assert not torch.equal(fresh(sample, timestep, context).sample, model(sample, timestep, context).sample)
-    fresh.load_temporal(path)
+    fresh.load_new_layers(path)
     assert torch.equal(fresh(sample, timestep, context).sample, model(sample, timestep, context).sample)
 
 
@@ -162,9 +162,9 @@ def _rewrite(path, out, edit):
     save_file(tensors, str(out), metadata=metadata)
 
 
-def test_load_temporal_rejects_wrong_shape_missing_key_and_other_config(tmp_path):
+def test_load_new_layers_rejects_wrong_shape_missing_key_and_other_config(tmp_path):
     model, _ = video_unet("sd1", randomised=True)
-    path = model.save_temporal(tmp_path / "temporal.safetensors")
+    path = model.save_new_layers(tmp_path / "temporal.safetensors")
     key = "unet.down_blocks.0.attentions.0.temporal.proj_out.weight"
 
     def wrong_shape(t):
@@ -172,15 +172,15 @@ def test_load_temporal_rejects_wrong_shape_missing_key_and_other_config(tmp_path
 
     _rewrite(path, tmp_path / "shape.safetensors", wrong_shape)
     with pytest.raises(ValueError, match=key.replace(".", r"\.")):
-        model.load_temporal(tmp_path / "shape.safetensors")
+        model.load_new_layers(tmp_path / "shape.safetensors")
     _rewrite(path, tmp_path / "missing.safetensors", lambda t: t.pop(key))
     with pytest.raises(ValueError, match="missing.*" + key.replace(".", r"\.")):
-        model.load_temporal(tmp_path / "missing.safetensors")
+        model.load_new_layers(tmp_path / "missing.safetensors")
     other = VideoUNet.from_image_unet(tiny_unet("sd1"), max_frames=4)
     with pytest.raises(ValueError, match="max_frames"):
-        other.load_temporal(path)
+        other.load_new_layers(path)
     with pytest.raises(FileNotFoundError):
-        model.load_temporal(tmp_path / "nope.safetensors")
+        model.load_new_layers(tmp_path / "nope.safetensors")
 
 
 @torch.no_grad()
@@ -294,7 +294,7 @@ def test_content_proj_maps_a_different_content_dim():
     assert same.content_proj is None and same.content_dim == 32
     model, _ = video_unet("sd1", content_dim=48)
     assert model.content_dim == 48 and model.cross_attention_dim == 32
-    assert "content_proj.weight" in model.temporal_state_dict()
+    assert "content_proj.weight" in model.new_layers_state_dict()
     sample, timestep, context = inputs(model)
     assert context.shape[-1] == 48
     before = model(sample, timestep, context).sample
@@ -342,10 +342,10 @@ def test_deepcopy_and_context_isolation():
         model.unet(sample[:, :, 0], timestep, context)
 
 
-def test_config_is_json_and_temporal_parameters_are_the_new_ones(tmp_path):
+def test_config_is_json_and_new_layers_parameters_are_the_new_ones(tmp_path):
     model, base = video_unet("sd1")
     assert json.loads(model.to_json_string())["unet_config"]["cross_attention_dim"] == 32
-    new = sum(p.numel() for p in model.temporal_parameters())
+    new = sum(p.numel() for p in model.new_layers_parameters())
     total = sum(p.numel() for p in model.parameters())
     base_total = sum(p.numel() for p in base.parameters())
     conv_in = model.unet.conv_in.weight.numel() + model.unet.conv_in.bias.numel()
@@ -357,21 +357,21 @@ def test_temporal_layers_trained_with_dropout_load_into_an_inference_model(tmp_p
     """Training-only settings are not part of the temporal file's contract; the resolved group count is."""
     base = tiny_unet("sd1")
     trained = VideoUNet.from_image_unet(base, max_frames=4, temporal_dropout=0.1)
-    path = trained.save_temporal(tmp_path / "temporal.safetensors")
+    path = trained.save_new_layers(tmp_path / "temporal.safetensors")
     explicit_groups = VideoUNet.from_image_unet(base, max_frames=4, temporal_norm_num_groups=base.config.norm_num_groups)
-    explicit_groups.load_temporal(path)
-    for (name, a), b in zip(trained.temporal_state_dict().items(), explicit_groups.temporal_state_dict().values()):
+    explicit_groups.load_new_layers(path)
+    for (name, a), b in zip(trained.new_layers_state_dict().items(), explicit_groups.new_layers_state_dict().values()):
         assert torch.equal(a, b), name
     other = VideoUNet.from_image_unet(base, max_frames=8)
     with pytest.raises(ValueError, match="max_frames"):
-        other.load_temporal(path)
+        other.load_new_layers(path)
 
 
 def test_image_mode_gate_may_be_a_host_list_or_bool():
     """The pipeline and trainer pass the gate as Python values (no device sync); same result as a tensor."""
     model = VideoUNet.from_image_unet(tiny_unet("sd1"), max_frames=4)
     with torch.no_grad():
-        for p in model.temporal_parameters():
+        for p in model.new_layers_parameters():
             p.normal_(0, 0.1)
     sample = torch.randn(2, model.in_channels, 3, 8, 8)
     context = torch.randn(2, 1, model.content_dim)

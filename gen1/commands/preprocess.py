@@ -1,6 +1,7 @@
 """``gen1 preprocess``: cache VAE latents, depth and CLIP embeddings of videos/images into shards.
 
-Example (one process, or many with ``accelerate launch --num_processes N -m gen1 preprocess ...``)::
+Example (one process; many with ``accelerate launch --multi_gpu --num_processes N -m gen1 preprocess ...`` on
+GPUs, ``ACCELERATE_USE_CPU=true torchrun --nproc_per_node N -m gen1 preprocess ...`` on CPU)::
 
     gen1 preprocess --input videos/ --out shards/ --model sd-2-1/ --depth-model dpt_hybrid.pt \\
         --content-model clip-vit-large-patch14/ --clip-length 8 --stride 4 --size 256
@@ -16,7 +17,8 @@ def register(subparsers) -> None:
         description="Read a folder (or CSV/JSONL list) of videos and images, cut clips, encode them with the "
         "VAE, the depth estimator and the content encoder, and write safetensors shards plus index.json. "
         "Resumable (finished shards are skipped); corrupt inputs are logged and counted. Runs on every "
-        "process of `accelerate launch` (each takes every N-th shard).",
+        "process of a launcher (each takes every N-th shard): accelerate launch --multi_gpu on GPUs, "
+        "ACCELERATE_USE_CPU=true torchrun --nproc_per_node N on CPU.",
     )
     parser.add_argument("--input", required=True, help="folder of videos/images, or a .csv/.jsonl list (path[,caption])")
     parser.add_argument("--out", required=True, help="shard directory")
@@ -42,6 +44,7 @@ def run(args) -> int:
     from accelerate import Accelerator
 
     from gen1.training.components import load_content, load_depth, load_vae
+    from gen1.training.launch import check_process_count
     from gen1.training.preprocess import ClipEncoder, PreprocessSettings, list_inputs, preprocess
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -52,6 +55,7 @@ def run(args) -> int:
                                   dtype=args.dtype, batch_size=args.batch_size).validate()
     inputs = list_inputs(args.input)
     accelerator = Accelerator()
+    check_process_count(accelerator.num_processes)
     device = accelerator.device
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     encoder = ClipEncoder(load_vae(args.model, device, dtype), load_depth(args.model, args.depth_model, device),

@@ -35,7 +35,7 @@ def run(args) -> int:
 
     from tqdm import tqdm
 
-    from gen1.eval.synthetic import inverse_depth_for_viewing, sample_clip
+    from gen1.synthetic import inverse_depth_for_viewing, sample_clip
     from gen1.video import write_video
 
     for name, low in (("num", 1), ("frames", 1), ("size", 8)):

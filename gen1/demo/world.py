@@ -4,7 +4,7 @@ edit cases that ``gen1 demo`` shows and the demo's benchmark scores.
 Seeds: training uses scene/style seeds in ``[0, TRAIN_SEEDS)``; every evaluation uses seeds from
 ``HELD_OUT_START`` upward, so no held-out scene or style was seen in training.
 
-Scenes: :func:`gen1.eval.synthetic.sample_scene` with the camera rolled up to ``MAX_ROLL`` degrees. With a
+Scenes: :func:`gen1.synthetic.sample_scene` with the camera rolled up to ``MAX_ROLL`` degrees. With a
 level camera the horizon sits at about the same height in every frame, so the layout is mostly predictable
 without depth; a rolled camera makes the layout something only the structure input can tell, which is what
 the demo model must learn and what its evaluation measures (docs/demo.md).
@@ -22,7 +22,7 @@ EDIT_TARGET_OFFSET = 200_000  # ... and target style / reference scene HELD_OUT_
 
 def demo_scene(seed: int):
     """Scene ``seed`` of the demo world (see the module docstring)."""
-    from gen1.eval.synthetic import sample_scene
+    from gen1.synthetic import sample_scene
 
     return sample_scene(seed, max_roll=MAX_ROLL)
 

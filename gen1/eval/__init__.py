@@ -1,4 +1,4 @@
-"""Evaluation: procedural scenes with ground-truth edits (:mod:`gen1.eval.synthetic`) and video-editing metrics.
+"""Evaluation: video-editing metrics, scored on real clips or on the ground-truth edits of :mod:`gen1.synthetic`.
 
 Metric modules: :mod:`gen1.eval.clip_metrics` (CLIP frame / prompt consistency), :mod:`gen1.eval.warp`
 (warp error, Lai et al. 2018), :mod:`gen1.eval.depth_fidelity` (scale-and-shift-invariant depth error),

@@ -37,16 +37,16 @@ class EditCase:
     prompt: str  # style B's caption
     seed: int  # the source's seed, also the generator seed of every run of the case
     depth: torch.Tensor  # (F,1,H,W) the renderer's z-depth of scene A (for exact-depth diagnostics)
-    scene: object  # scene A (a gen1.eval.synthetic Scene), for diagnostics that re-render it
-    target_style: object  # style B (a gen1.eval.synthetic Style)
+    scene: object  # scene A (a gen1.synthetic Scene), for diagnostics that re-render it
+    target_style: object  # style B (a gen1.synthetic Style)
 
 
 def synthetic_edit_case(source_seed: int, target_seed: int, *, frames: int = 8, size: int = 64,
                         scene_of: Callable[[int], object] | None = None) -> EditCase:
     """The edit case of scene and style ``source_seed`` towards the style of ``target_seed`` (sampled to differ
-    from the source's, :func:`gen1.eval.synthetic.sample_edit_style`), whose scene gives the reference image.
-    ``scene_of(seed)`` makes a scene (default :func:`gen1.eval.synthetic.sample_scene`)."""
-    from gen1.eval.synthetic import render, sample_edit_style, sample_scene, sample_style
+    from the source's, :func:`gen1.synthetic.sample_edit_style`), whose scene gives the reference image.
+    ``scene_of(seed)`` makes a scene (default :func:`gen1.synthetic.sample_scene`)."""
+    from gen1.synthetic import render, sample_edit_style, sample_scene, sample_style
 
     if frames < 1 or size < 8:
         raise ValueError(f"frames must be >= 1 and size >= 8, got frames={frames}, size={size}")

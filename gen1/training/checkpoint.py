@@ -37,6 +37,11 @@ def checkpoint_root(output_dir: str | Path) -> Path:
     return Path(output_dir) / "checkpoints"
 
 
+def checkpoint_path(output_dir: str | Path, step: int) -> Path:
+    """Where checkpoint ``step`` of a run lives."""
+    return checkpoint_root(output_dir) / f"checkpoint-{step:08d}"
+
+
 def list_checkpoints(output_dir: str | Path) -> list[Path]:
     """Complete checkpoints under ``output_dir``, oldest first (temporary directories are ignored)."""
     root = checkpoint_root(output_dir)
@@ -91,7 +96,7 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, *, trainable
     from accelerate.utils import broadcast_object_list
     from safetensors.torch import save_file
 
-    target = checkpoint_root(output_dir) / f"checkpoint-{step:08d}"
+    target = checkpoint_path(output_dir, step)
     rank = accelerator.process_index
     if accelerator.is_main_process:
         with atomic_directory(target) as tmp:

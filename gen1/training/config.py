@@ -8,6 +8,7 @@ naming the key and the valid ones: a misspelt option must never be silently igno
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import typing
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ class ModelConfig:
     structure_channels: int = 1
     max_frames: int = 32
     content_dim: Optional[int] = None  # None: taken from the shards' index (CLIP embedding size)
-    trainable: str = "temporal"  # temporal = VideoUNet.temporal_parameters(); image = all but temporal layers; all
+    trainable: str = "temporal"  # temporal = VideoUNet.new_layers_parameters(); image = all but temporal layers; all
     gradient_checkpointing: bool = False
     temporal: dict = field(default_factory=dict)  # extra keyword arguments for the temporal layers
     # Frozen encoders, needed by data.source=synthetic and by validation samples: a directory holding vae/
@@ -41,7 +42,7 @@ class ModelConfig:
 
 @dataclass
 class SyntheticDataConfig:
-    """``data.source: synthetic``: clips rendered on the fly by :mod:`gen1.eval.synthetic`, encoded each step.
+    """``data.source: synthetic``: clips rendered on the fly by :mod:`gen1.synthetic`, encoded each step.
 
     Training uses the scene seeds ``seed_offset .. seed_offset + num_scenes - 1`` and nothing else, so any
     seed outside that range is guaranteed unseen (the default validation scene is ``seed_offset +
@@ -64,7 +65,8 @@ class DataConfig:
     source: str = "shards"
     shards: str = ""  # directory holding index.json and the shard files (gen1 preprocess)
     batch_size: int = 2  # clips per process per micro-step (images + videos together)
-    image_ratio: float = 0.25  # fraction of each batch that is single images (1-frame clips, image mode)
+    image_ratio: float = 0.0  # fraction of each batch that is single images (1-frame clips, image mode); 0 suits
+    # the default model.trainable (temporal), which images do not train
     num_workers: int = 0
     synthetic: SyntheticDataConfig = field(default_factory=SyntheticDataConfig)
 
@@ -115,7 +117,7 @@ class TrainConfig:
     resume: Optional[str] = None  # None, "latest", or a checkpoint directory
     log_every: int = 10
     tensorboard: bool = True
-    export: bool = True  # save the final VideoUNet (save_pretrained + save_temporal)
+    export: bool = True  # save the final VideoUNet (save_pretrained + save_new_layers)
 
 
 @dataclass
@@ -149,6 +151,7 @@ class Config:
 
     def validate(self) -> "Config":
         """Check value ranges and choices; raise ``ValueError`` naming the field."""
+        from gen1.depth.obscure import MAX_LEVEL
         _choice("model.trainable", self.model.trainable, TRAINABLE_CHOICES)
         _choice("optim.lr_schedule", self.optim.lr_schedule, LR_SCHEDULES)
         _choice("train.mixed_precision", self.train.mixed_precision, MIXED_PRECISION)
@@ -158,6 +161,12 @@ class Config:
             _choice("diffusion.prediction_type", self.diffusion.prediction_type, ("epsilon", "v_prediction"))
         if not 0.0 <= self.data.image_ratio <= 1.0:
             raise ValueError(f"data.image_ratio must be in [0, 1], got {self.data.image_ratio}")
+        if self.model.trainable == "temporal" and self.data.image_ratio > 0:
+            raise ValueError(f"data.image_ratio must be 0 when model.trainable is 'temporal', got "
+                             f"{self.data.image_ratio}: image samples run in image mode, with the temporal layers "
+                             "gated off, so they would train nothing")
+        if not 0.0 <= self.ema.decay < 1.0:
+            raise ValueError(f"ema.decay must be in [0, 1), got {self.ema.decay}")
         if not 0.0 <= self.diffusion.content_dropout <= 1.0:
             raise ValueError(f"diffusion.content_dropout must be in [0, 1], got {self.diffusion.content_dropout}")
         lo, hi = self.diffusion.structure_level_min, self.diffusion.structure_level_max
@@ -165,8 +174,9 @@ class Config:
             if float(value) != int(value):  # levels are drawn from the integers min..max
                 raise ValueError(f"diffusion.{name} must be a whole number (t_s is drawn from the integers "
                                  f"min..max), got {value}")
-        if not 0 <= lo <= hi <= 7:
-            raise ValueError(f"diffusion.structure_level_min/max must satisfy 0 <= min <= max <= 7, got {lo}, {hi}")
+        if not 0 <= lo <= hi <= MAX_LEVEL:
+            raise ValueError(f"diffusion.structure_level_min/max must satisfy 0 <= min <= max <= {MAX_LEVEL}, "
+                             f"got {lo}, {hi}")
         for name in ("data.batch_size", "train.max_steps", "train.grad_accum", "train.checkpoint_every",
                      "train.log_every", "train.keep_checkpoints"):
             value = get_field(self, name)
@@ -183,8 +193,9 @@ class Config:
             raise ValueError(f"validation.every must be >= 0, got {self.validation.every}")
         if self.validation.num_inference_steps < 1:
             raise ValueError(f"validation.num_inference_steps must be >= 1, got {self.validation.num_inference_steps}")
-        if not 0 <= self.validation.structure_level <= 7:
-            raise ValueError(f"validation.structure_level must be in [0, 7], got {self.validation.structure_level}")
+        if not 0 <= self.validation.structure_level <= MAX_LEVEL:
+            raise ValueError(f"validation.structure_level must be in [0, {MAX_LEVEL}], got "
+                             f"{self.validation.structure_level}")
         if self.validation.size < 0 or self.validation.size % 8:
             raise ValueError(f"validation.size must be 0 or a positive multiple of 8, got {self.validation.size}")
         return self
@@ -246,6 +257,8 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
                 raise ValueError(f"{name} must be a number, got {value!r}") from None
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ValueError(f"{name} must be a number, got {value!r}")
+        if not math.isfinite(value):
+            raise ValueError(f"{name} must be a finite number, got {value!r}")
         return float(value)
     if annotation is str:
         if not isinstance(value, (str, int, float)) or isinstance(value, bool):
@@ -299,7 +312,10 @@ def apply_overrides(data: dict, overrides: list[str]) -> dict:
         parts = key.strip().split(".")
         if not all(parts):
             raise ValueError(f"override key is malformed: {key!r}")
-        value = yaml.safe_load(raw) if raw.strip() else ""
+        try:
+            value = yaml.safe_load(raw) if raw.strip() else ""
+        except yaml.YAMLError as error:
+            raise ValueError(f"override {item!r}: the value is not valid YAML{_yaml_where(error)}") from None
         node = data
         for part in parts[:-1]:
             child = node.get(part)
@@ -323,11 +339,40 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple = (
     if path is not None:
         resolved = resolve_preset(path)
         with open(resolved, encoding="utf-8") as handle:
-            data = yaml.safe_load(handle) or {}
+            try:
+                data = yaml.safe_load(handle) or {}
+            except yaml.YAMLError as error:
+                raise ValueError(f"config file {str(resolved)!r} is not valid YAML{_yaml_where(error)}") from None
         if not isinstance(data, dict):
             raise ValueError(f"config file {str(resolved)!r} must hold a YAML mapping")
     data = apply_overrides(data, list(overrides))
     return config_from_dict(data).validate()
+
+
+def _yaml_where(error) -> str:
+    """``" (line L, column C: problem)"`` for a PyYAML error that knows where it happened, else the message."""
+    mark = getattr(error, "problem_mark", None)
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    if mark is None:
+        return f" ({problem})"
+    return f" (line {mark.line + 1}, column {mark.column + 1}: {problem})"
+
+
+PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
+
+
+def list_presets() -> list[str]:
+    """Names of the packaged training presets: the ``gen1/configs/*.yaml`` files that hold a training config
+    (``customize.yaml`` there holds the defaults of ``gen1 customize`` instead)."""
+    import yaml
+
+    sections = set(_field_types(Config))
+    names = []
+    for path in sorted(PRESET_DIR.glob("*.yaml")):
+        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        if isinstance(data, dict) and set(data) <= sections:
+            names.append(path.stem)
+    return names
 
 
 def resolve_preset(path: str | os.PathLike) -> Path:
@@ -335,10 +380,11 @@ def resolve_preset(path: str | os.PathLike) -> Path:
     candidate = Path(path)
     if candidate.is_file():
         return candidate
-    packaged = Path(__file__).resolve().parents[1] / "configs" / f"{candidate.stem}.yaml"
-    if candidate.suffix in ("", ".yaml") and packaged.is_file() and candidate.parent == Path("."):
-        return packaged
-    raise FileNotFoundError(f"config file not found: {str(path)!r} (nor a packaged preset of that name)")
+    presets = list_presets()
+    if candidate.suffix in ("", ".yaml") and candidate.parent == Path(".") and candidate.stem in presets:
+        return PRESET_DIR / f"{candidate.stem}.yaml"
+    raise FileNotFoundError(f"config file not found: {str(path)!r}, nor a packaged preset of that name "
+                            f"(presets: {', '.join(presets)})")
 
 
 def config_to_dict(config: Config) -> dict:

@@ -29,7 +29,7 @@ class CustomizeSettings:
     lr: float = 1e-4
     batch_size: int = 2
     content_dropout: float = 0.1
-    structure_level_max: int = 7
+    structure_level_max: int = 7  # gen1.depth.MAX_LEVEL (kept literal: a dataclass default)
     seed: int = 0
 
     def validate(self) -> "CustomizeSettings":
@@ -39,8 +39,10 @@ class CustomizeSettings:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
-        if not 0 <= self.structure_level_max <= 7:
-            raise ValueError(f"structure_level_max must be in 0..7, got {self.structure_level_max}")
+        from gen1.depth import MAX_LEVEL
+
+        if not 0 <= self.structure_level_max <= MAX_LEVEL:
+            raise ValueError(f"structure_level_max must be in 0..{MAX_LEVEL}, got {self.structure_level_max}")
         return self
 
 
@@ -54,11 +56,13 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
     from tqdm.auto import tqdm
 
     from gen1.training.config import DiffusionConfig
+    from gen1.training.batch import Clips, JointBatch
+    from gen1.training.draws import draw_inputs, micro_generator
     from gen1.training.losses import DiffusionObjective
-    from gen1.training.noise import draw_conditioning, micro_generator, model_inputs
+    from gen1.training.model import with_prediction_type
 
     settings.validate()
-    prediction_type = prediction_type or noise_scheduler.config.prediction_type
+    noise_scheduler = with_prediction_type(noise_scheduler, prediction_type)
     params = prepare_adapter(unet, rank=settings.lora_rank, alpha=settings.lora_alpha, full=settings.full,
                              include_temporal=settings.include_temporal)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
@@ -70,8 +74,8 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
     for step in tqdm(range(settings.steps), desc="customize", disable=not progress):
         gen = micro_generator(settings.seed, 0, step)
         pick = torch.randint(0, n, (settings.batch_size,), generator=gen)
-        sub = {k: data[k][pick].to(device) for k in ("latents", "depth", "content")}
-        loss, _ = objective(None, model_inputs(draw_conditioning(sub, noise_scheduler, diffusion, gen, prediction_type)))
+        clips = Clips(*(data[k][pick].to(device) for k in ("latents", "depth", "content")))
+        loss = objective(JointBatch(image=draw_inputs(clips, noise_scheduler, diffusion, gen, image_mode=True)))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)

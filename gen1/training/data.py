@@ -1,9 +1,9 @@
 """Joint image + video batching whose position is a single integer.
 
 Videos (``F`` frames) and images (1-frame clips trained in image mode) have different frame counts, so a
-batch is two sub-batches, ``video`` and ``image``, each stacked on its own and sent through the UNet in
-its own forward (inside one module call, see :mod:`gen1.training.losses`). Padding images to ``F``
-frames was rejected: it wastes compute and would need masks in the temporal layers.
+batch is two parts, ``video`` and ``image`` (a :class:`~gen1.training.batch.JointBatch`), each stacked on its
+own and sent through the UNet in its own forward (inside one module call, see :mod:`gen1.training.losses`).
+Padding images to ``F`` frames was rejected: it wastes compute and would need masks in the temporal layers.
 
 Every micro-batch is a pure function of its global index ``m``:
 
@@ -19,6 +19,7 @@ sampler state can drift, and DataLoader workers may prefetch freely.
 
 from __future__ import annotations
 
+import functools
 import math
 from typing import Iterator, Sequence
 
@@ -109,24 +110,10 @@ class PlannedBatches(torch.utils.data.Sampler):
             m += 1
 
 
-def collate_joint(items: list[dict]) -> dict:
-    """Stack items into ``{"video": sub-batch or None, "image": sub-batch or None}``.
+def make_loader(dataset, plan: JointBatchPlan, *, start: int, part: type, num_workers: int = 0):
+    """A DataLoader over ``dataset`` following ``plan`` from micro-batch ``start``, yielding
+    :class:`~gen1.training.batch.JointBatch` es of ``part`` (see :func:`~gen1.training.batch.collate_joint`)."""
+    from gen1.training.batch import collate_joint
 
-    Every tensor field of the items is stacked: for shards a sub-batch holds ``latents (B,C,F,h,w)``,
-    ``depth (B,1,F,h,w)``, ``content (B,F,D)``; for the synthetic source raw ``frames`` and ``depth``.
-    """
-    out = {}
-    for kind, flag in (("video", False), ("image", True)):
-        chosen = [it for it in items if it["is_image"] == flag]
-        if not chosen:
-            out[kind] = None
-            continue
-        names = [name for name, value in chosen[0].items() if torch.is_tensor(value)]
-        out[kind] = {name: torch.stack([it[name] for it in chosen]) for name in names}
-    return out
-
-
-def make_loader(dataset, plan: JointBatchPlan, *, start: int, num_workers: int = 0):
-    """A DataLoader over ``dataset`` following ``plan`` from micro-batch ``start``."""
     return torch.utils.data.DataLoader(dataset, batch_sampler=PlannedBatches(plan, start),
-                                       collate_fn=collate_joint, num_workers=num_workers)
+                                       collate_fn=functools.partial(collate_joint, part=part), num_workers=num_workers)

@@ -20,8 +20,6 @@ def make_ema(params: Sequence[torch.nn.Parameter], config: EMAConfig):
         return None
     from diffusers.training_utils import EMAModel
 
-    if not 0.0 <= config.decay <= 1.0:
-        raise ValueError(f"ema.decay must be in [0, 1], got {config.decay}")
     return EMAModel(list(params), decay=config.decay, use_ema_warmup=config.warmup)
 
 

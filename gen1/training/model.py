@@ -73,29 +73,59 @@ def record_clip_length(unet, clip_length: int) -> None:
     unet.register_to_config(clip_length=int(clip_length))
 
 
-def load_noise_scheduler(base: str):
-    """A ``DDPMScheduler`` from the scheduler config of ``base`` (``base/scheduler`` or ``base/../scheduler``)."""
+PREDICTION_TYPES = ("epsilon", "v_prediction")
+
+
+def load_noise_scheduler(base: str, prediction_type: Optional[str] = None):
+    """The training ``DDPMScheduler``: the scheduler config of ``base`` (``base/scheduler`` or
+    ``base/../scheduler``), predicting ``prediction_type`` instead of the base's type when given.
+
+    Everything downstream reads the prediction type from this scheduler -- the training targets, the held-out
+    loss, the validation sampler and the exported ``scheduler/`` -- so an override reaches all of them.
+    """
     from diffusers import DDPMScheduler
 
     root = Path(base)
     for folder in (root / "scheduler", root.parent / "scheduler"):
         if (folder / "scheduler_config.json").is_file():
-            config = DDPMScheduler.load_config(str(folder))
-            return DDPMScheduler.from_config(config)
+            scheduler = DDPMScheduler.from_config(DDPMScheduler.load_config(str(folder)))
+            return with_prediction_type(scheduler, prediction_type)
     raise FileNotFoundError(f"model.base {base!r}: no scheduler/scheduler_config.json found beside the UNet")
+
+
+def with_prediction_type(scheduler, prediction_type: Optional[str] = None):
+    """``scheduler``, or (``prediction_type`` given and different) a copy of it that predicts ``prediction_type``;
+    raises ``ValueError`` when the result's type is not one training supports."""
+    if prediction_type is not None and prediction_type != scheduler.config.prediction_type:
+        scheduler = type(scheduler).from_config(scheduler.config, prediction_type=prediction_type)
+    if scheduler.config.prediction_type not in PREDICTION_TYPES:
+        raise ValueError(f"the scheduler's prediction_type {scheduler.config.prediction_type!r} is not supported "
+                         f"(set diffusion.prediction_type to one of {PREDICTION_TYPES})")
+    return scheduler
+
+
+CONV_IN = "unet.conv_in."
+# Layers inflation added that the image model runs too (image mode uses them): the widened conv_in and the
+# content projection. Every other new layer, of whichever kind, is a temporal layer.
+IMAGE_PATH_NEW_LAYERS = (CONV_IN, "content_proj.")
+
+
+def temporal_layer_names(unet) -> set[str]:
+    """Names of the parameters of the temporal layers: the new layers less those on the image path."""
+    return {n for n in unet.new_layers_state_dict() if not n.startswith(IMAGE_PATH_NEW_LAYERS)}
 
 
 def select_trainable(unet, trainable: str) -> dict[str, torch.nn.Parameter]:
     """Mark the parameters of one stage trainable (others frozen); return them by name.
 
-    ``temporal``: ``VideoUNet.temporal_parameters()`` (temporal layers, content projection) and only the NEW
-    input channels of ``conv_in`` (the structure channels added to the image UNet): its bias is frozen and a
-    gradient hook zeroes the gradient of the pretrained latent channels, because those also feed the image
-    model (image-mode samples) that stage 2 must leave as it was. Use :func:`optimizer_groups` so weight decay
-    does not move them either. ``all``: everything; ``image``: everything except the temporal layers (stage 1:
-    the image model learns CLIP image conditioning; the temporal layers, unused in image mode, stay put).
+    ``temporal``: the temporal layers, and of ``conv_in`` only the NEW input channels (the structure channels
+    added to the image UNet). Everything the image model also runs stays put, because stage 2 must leave the
+    image model as it was: ``content_proj`` is frozen, ``conv_in``'s bias too, and a gradient hook zeroes the
+    gradient of its pretrained latent channels (use :func:`optimizer_groups` so weight decay does not move them
+    either). ``all``: everything; ``image``: everything except the temporal layers (stage 1: the image model
+    learns CLIP image conditioning; the temporal layers, unused in image mode, stay put).
     """
-    temporal_ids = {id(p) for p in unet.temporal_parameters()}
+    temporal = temporal_layer_names(unet)
     named = dict(unet.named_parameters())
     previous = getattr(unet, "_gen1_conv_in_hook", None)
     if previous is not None:  # a model re-selected for another stage
@@ -104,15 +134,14 @@ def select_trainable(unet, trainable: str) -> dict[str, torch.nn.Parameter]:
     if trainable == "all":
         chosen = set(named)
     elif trainable == "temporal":
-        chosen = {n for n, p in named.items() if id(p) in temporal_ids and not n.startswith(CONV_IN)}
+        chosen = set(temporal)
         pretrained = _pretrained_in_channels(unet)
         if unet.in_channels > pretrained:  # new structure channels: train those input channels only
             chosen.add(CONV_IN + "weight")
             unet._gen1_conv_in_hook = named[CONV_IN + "weight"].register_hook(
                 lambda grad: torch.cat([torch.zeros_like(grad[:, :pretrained]), grad[:, pretrained:]], dim=1))
     elif trainable == "image":
-        chosen = {n for n, p in named.items()
-                  if id(p) not in temporal_ids or "conv_in" in n or "content_proj" in n}
+        chosen = set(named) - temporal
     else:
         raise ValueError(f"model.trainable must be one of ('temporal', 'all', 'image'), got {trainable!r}")
     if not chosen:
@@ -120,9 +149,6 @@ def select_trainable(unet, trainable: str) -> dict[str, torch.nn.Parameter]:
     for name, param in named.items():
         param.requires_grad_(name in chosen)
     return {n: p for n, p in named.items() if n in chosen}
-
-
-CONV_IN = "unet.conv_in."
 
 
 def _pretrained_in_channels(unet) -> int:

@@ -9,10 +9,9 @@ every step. Policies (documented in docs/training.md):
 * **Clips** -- a video is read keeping every ``stride``-th frame, resized to short side ``size`` and
   centre-cropped to ``size x size``, then cut into back-to-back clips of ``clip_length`` frames (a clip
   spans ``clip_length * stride`` source frames; a shorter tail is dropped). An image is a 1-frame clip.
-* **Latents** -- ``(posterior mean - shift_factor) * scaling_factor`` (:func:`gen1.conditioning.encode_latents`,
-  the convention the pipeline uses): exactly ``z_0``.
-* **Depth** -- the depth estimator's per-clip normalised inverse depth, area-resized to latent size.
-* **Content** -- the content encoder's CLIP image embedding of every frame.
+* **Encoding** -- the depth estimator's per-clip normalised inverse depth, then
+  :func:`gen1.training.encoding.encode_clips` (shared with synthetic training): VAE latents exactly ``z_0``,
+  the depth area-resized to the latent grid, the content encoder's CLIP image embedding of every frame.
 * **Shards** -- inputs ``[k*shard_size, (k+1)*shard_size)`` go to shard ``k``; process ``r`` of ``W``
   handles shards ``k % W == r``; finished shards (present on disk, written atomically) are skipped, so a
   rerun resumes. An input that cannot be read or encoded is logged and recorded as failed in its shard;
@@ -31,7 +30,8 @@ from typing import Optional
 import numpy as np
 import torch
 
-from gen1.conditioning import depth_to_latent_grid, encode_latents, vae_latent_scale
+from gen1.conditioning import vae_latent_scale
+from gen1.training.encoding import encode_clips
 from gen1.training.shards import ClipRecord, read_shard_meta, shard_name, write_index, write_shard
 from gen1.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_path  # one definition, shared with gen1 edit
 
@@ -141,12 +141,10 @@ class ClipEncoder:
     def __call__(self, frames: np.ndarray) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """uint8 ``(F,H,W,3)`` -> latents ``(C,F,h,w)``, depth ``(1,F,h,w)``, content ``(F,D)`` (float32, CPU)."""
         frames = np.array(frames)  # a writable copy: decoders may hand out read-only arrays
-        x = torch.tensor(np.asarray(frames)).permute(0, 3, 1, 2).float() / 255.0  # (F,3,H,W) [0,1]
-        z = encode_latents(self.vae, x, chunk_size=self.batch_size, device=self.device).cpu()  # (F,C,h,w)
+        x = torch.tensor(frames).permute(0, 3, 1, 2).float() / 255.0  # (F,3,H,W) [0,1]
         depth = self.depth.estimate(frames, batch_size=self.batch_size).float().cpu()  # (F,1,H,W)
-        depth = depth_to_latent_grid(depth, tuple(z.shape[-2:]))
-        content = self.content.encode_image(frames).float().cpu()  # (F,D)
-        return z.permute(1, 0, 2, 3).contiguous(), depth.permute(1, 0, 2, 3).contiguous(), content
+        clips = encode_clips(self.vae, self.content, x[None], depth[None], chunk_size=self.batch_size).to("cpu")
+        return clips.latents[0], clips.depth[0], clips.content[0]
 
 
 def _check_settings(out: Path, settings: PreprocessSettings, is_main: bool) -> None:

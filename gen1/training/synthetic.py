@@ -1,16 +1,13 @@
 """``data.source: synthetic``: train on scenes rendered on the fly instead of cached shards.
 
-Why: the synthetic scene generator (:mod:`gen1.eval.synthetic`) gives unlimited clips with *exact* depth, so a
+Why: the synthetic scene generator (:mod:`gen1.synthetic`) gives unlimited clips with *exact* depth, so a
 small model can be trained (and evaluated on held-out scenes) without any data set on disk. Each training step
-renders its clips and encodes them with the frozen VAE and content encoder, producing exactly what
-:class:`~gen1.training.shards.ShardDataset` yields for preprocessed clips:
-
-* ``latents (B, C, F, h, w)``: :func:`gen1.conditioning.encode_latents` (as ``gen1 preprocess``);
-* ``depth (B, 1, F, h, w)``: the renderer's exact z-depth turned into inverse depth, normalised per clip with
-  :func:`gen1.depth.normalize_clip_depth` (the estimators' convention) and area-resized to latent size
-  (:func:`gen1.conditioning.depth_to_latent_grid`, as preprocess and the pipeline);
-* ``content (B, F, D)``: the content encoder's CLIP image embedding of every frame (``content_frames: all``),
-  or of one frame per clip drawn from the micro-step's generator and repeated (``one``: F times cheaper).
+renders its clips and encodes them with the frozen VAE and content encoder through
+:func:`gen1.training.encoding.encode_clips`, exactly as ``gen1 preprocess`` encodes real clips, giving what
+:class:`~gen1.training.shards.ShardDataset` yields for preprocessed clips. The depth is the renderer's exact
+z-depth turned into inverse depth and normalised per clip with :func:`gen1.depth.normalize_z_depth` (the
+estimators' convention). The content is the CLIP image embedding of every frame (``content_frames: all``), or
+of one frame per clip drawn from the micro-step's generator and repeated (``one``: F times cheaper).
 
 Seeds: item ``i < num_scenes`` is the video of scene ``seed_offset + i`` (scene, style and motion all come from
 that seed); item ``num_scenes + i`` is the 1-frame image (first frame) of the same scene. Only seeds in
@@ -28,20 +25,19 @@ from __future__ import annotations
 from typing import Optional
 
 import torch
-from einops import rearrange, repeat
 
-from gen1.conditioning import depth_to_latent_grid
+from gen1.training.batch import Clips, RenderedClips
 from gen1.training.config import SyntheticDataConfig
 
 
-def render_clip(seed: int, num_frames: int, size: int) -> dict:
-    """Frames ``(F, 3, size, size)`` in [0, 1] and per-clip normalised inverse depth ``(F, 1, size, size)``."""
+def render_seed(seed: int, num_frames: int, size: int) -> dict:
+    """Scene and style ``seed`` rendered: ``frames (F, 3, size, size)`` in [0, 1] and per-clip normalised inverse
+    depth ``depth (F, 1, size, size)`` (the fields of :class:`~gen1.training.batch.RenderedClips`, one clip)."""
     from gen1.depth import normalize_z_depth
-    from gen1.eval.synthetic import render, sample_scene, sample_style
+    from gen1.synthetic import render, sample_scene, sample_style
 
     frames, z_depth = render(sample_scene(seed), sample_style(seed), num_frames, size, size)
-    depth = normalize_z_depth(z_depth)
-    return {"frames": frames, "depth": depth}
+    return {"frames": frames, "depth": normalize_z_depth(z_depth)}
 
 
 class SyntheticClips(torch.utils.data.Dataset):
@@ -65,13 +61,13 @@ class SyntheticClips(torch.utils.data.Dataset):
         if not 0 <= index < len(self):
             raise IndexError(index)
         is_image = index >= self.num_scenes
-        item = render_clip(self.seed_of(index), 1 if is_image else self.config.frames, self.config.size)
+        item = render_seed(self.seed_of(index), 1 if is_image else self.config.frames, self.config.size)
         item["is_image"] = is_image
         return item
 
 
 class SyntheticEncoder:
-    """Raw sub-batches ``{frames (B,F,3,H,W), depth (B,F,1,H,W)}`` -> ``{latents, depth, content}`` (see module)."""
+    """:class:`~gen1.training.batch.RenderedClips` -> :class:`~gen1.training.batch.Clips` (see the module)."""
 
     def __init__(self, vae, content_encoder, *, content_frames: str = "all", batch: int = 16):
         if content_frames not in ("all", "one"):
@@ -85,33 +81,15 @@ class SyntheticEncoder:
         return int(self.content.embedding_dim)
 
     @torch.no_grad()
-    def encode_latents(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` in [0, 1] -> ``(N, C, h, w)`` float32 (:func:`gen1.conditioning.encode_latents`)."""
-        from gen1.conditioning import encode_latents
+    def __call__(self, clips: RenderedClips, generator: Optional[torch.Generator] = None, device=None) -> Clips:
+        from gen1.training.encoding import encode_clips
 
-        return encode_latents(self.vae, frames, chunk_size=self.batch)
-
-    @torch.no_grad()
-    def encode_content(self, frames: torch.Tensor) -> torch.Tensor:
-        """``(N, 3, H, W)`` in [0, 1] -> CLIP image embeddings ``(N, D)`` float32."""
-        return torch.cat([self.content.encode_image(chunk).float() for chunk in frames.split(self.batch)])
-
-    @torch.no_grad()
-    def __call__(self, sub: dict, generator: Optional[torch.Generator] = None, device=None) -> dict:
-        frames, depth = sub["frames"], sub["depth"]
+        frames = clips.frames
         b, f = frames.shape[:2]
-        device = device or next(self.vae.parameters()).device
-        flat = rearrange(frames, "b f c h w -> (b f) c h w")
-        latents = self.encode_latents(flat)
-        small = depth_to_latent_grid(rearrange(depth, "b f c h w -> (b f) c h w").float(), tuple(latents.shape[-2:]))
-        if self.content_frames == "all" or f == 1:
-            content = rearrange(self.encode_content(flat), "(b f) d -> b f d", b=b)
-        else:
+        chosen = None  # content: every frame's embedding
+        if self.content_frames == "one" and f > 1:
             pick = torch.randint(0, f, (b,), generator=generator)
-            chosen = frames[torch.arange(b), pick]  # (B, 3, H, W): one frame per clip
-            content = repeat(self.encode_content(chosen), "b d -> b f d", f=f)
-        return {
-            "latents": rearrange(latents, "(b f) c h w -> b c f h w", b=b).to(device),
-            "depth": rearrange(small, "(b f) c h w -> b c f h w", b=b).to(device),
-            "content": content.to(device),
-        }
+            chosen = frames[torch.arange(b), pick][:, None]  # (B, 1, 3, H, W): one frame per clip
+        encoded = encode_clips(self.vae, self.content, frames, clips.depth, content_frames=chosen,
+                               chunk_size=self.batch)
+        return encoded.to(device or next(self.vae.parameters()).device)

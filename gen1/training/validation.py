@@ -26,14 +26,15 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from gen1.training.batch import Clips, JointBatch, RenderedClips, collate_joint
 from gen1.training.config import Config
 
 
 @dataclass
 class HeldOut:
-    """The fixed validation inputs: encoded sub-batches for the loss, pixel-space inputs for samples."""
+    """The fixed validation inputs: an encoded batch for the loss, pixel-space inputs for samples."""
 
-    batch: dict  # {"video": sub-batch or None, "image": sub-batch or None} of latents / depth / content
+    batch: JointBatch[Clips]  # one video and (where the data has images) one image
     frames: Optional[torch.Tensor] = None  # (F, 3, H, W) in [0, 1]: the sample's source video
     depth: Optional[torch.Tensor] = None  # (F, 1, H', W') in [0, 1]: its structure (any resolution)
     content: Optional[torch.Tensor] = None  # (D,): its content embedding
@@ -41,10 +42,8 @@ class HeldOut:
 
 def held_out_from_shards(dataset, vae=None) -> HeldOut:
     """First video and first image clip of a :class:`~gen1.training.shards.ShardDataset`."""
-    from gen1.training.data import collate_joint
-
     picks = [dataset[dataset.is_image.index(flag)] for flag in (False, True) if flag in dataset.is_image]
-    held = HeldOut(batch=collate_joint(picks))
+    held = HeldOut(batch=collate_joint(picks, Clips))
     if vae is not None:
         clip = picks[0]
         from gen1.conditioning import decode_latents
@@ -57,38 +56,31 @@ def held_out_from_shards(dataset, vae=None) -> HeldOut:
 
 def held_out_synthetic(config: Config, encoder) -> HeldOut:
     """The held-out scene ``config.held_out_seed`` as a video and a 1-frame image, encoded like training data."""
-    from gen1.training.data import collate_joint
-    from gen1.training.synthetic import render_clip
+    from gen1.training.synthetic import render_seed
 
     syn = config.data.synthetic
     seed = config.held_out_seed
-    video = dict(render_clip(seed, syn.frames, syn.size), is_image=False)
-    image = dict(render_clip(seed, 1, syn.size), is_image=True)
-    raw = collate_joint([video, image])
+    video = dict(render_seed(seed, syn.frames, syn.size), is_image=False)
+    image = dict(render_seed(seed, 1, syn.size), is_image=True)
     gen = torch.Generator().manual_seed(seed)
-    batch = {kind: None if sub is None else encoder(sub, gen, device=torch.device("cpu")) for kind, sub in raw.items()}
+    batch = collate_joint([video, image], RenderedClips).map(
+        lambda clips, _: encoder(clips, gen, device=torch.device("cpu")))
     size = config.validation.size or syn.size
-    sample = video if size == syn.size else render_clip(seed, syn.frames, size)
-    return HeldOut(batch=batch, frames=sample["frames"], depth=sample["depth"], content=batch["video"]["content"][0, 0])
+    sample = video if size == syn.size else render_seed(seed, syn.frames, size)
+    return HeldOut(batch=batch, frames=sample["frames"], depth=sample["depth"], content=batch.video.content[0, 0])
 
 
 @torch.no_grad()
-def validation_loss(objective, held: HeldOut, noise_scheduler, config: Config, prediction_type: str, device) -> float:
+def validation_loss(objective, held: HeldOut, noise_scheduler, config: Config, device) -> float:
     """The objective on the held-out batch with fixed draws (``micro_generator(seed, 0, -1)``)."""
-    from gen1.training.noise import draw_conditioning, micro_generator, model_inputs
+    from gen1.training.draws import draw_joint, micro_generator
 
     gen = micro_generator(config.train.seed, 0, -1)
-    subs = {}
-    for kind in ("video", "image"):
-        sub = held.batch[kind]
-        if sub is not None:
-            sub = {k: v.to(device) for k, v in sub.items()}
-            sub = model_inputs(draw_conditioning(sub, noise_scheduler, config.diffusion, gen, prediction_type))
-        subs[kind] = sub
+    batch = draw_joint(held.batch.map(lambda clips, _: clips.to(device)), noise_scheduler, config.diffusion, gen)
     was_training = objective.training
     objective.eval()
     try:
-        loss, _ = objective(subs["video"], subs["image"])
+        loss = objective(batch)
     finally:
         objective.train(was_training)
     return float(loss)

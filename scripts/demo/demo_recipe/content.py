@@ -37,7 +37,7 @@ def build_content_encoder(seed: int = 0):
     """A random small ``ContentEncoder`` (ViT 64px / patch 8, 3 layers; text 2 layers) with the caption tokenizer."""
     from demo_recipe.tokenizer import build_caption_tokenizer
     from gen1.content import ContentEncoder
-    from gen1.eval.synthetic import CAPTION_VOCABULARY
+    from gen1.synthetic import CAPTION_VOCABULARY
 
     tokenizer = build_caption_tokenizer(CAPTION_VOCABULARY, MAX_TEXT_LEN)
     torch.manual_seed(seed)
@@ -54,12 +54,12 @@ def build_content_encoder(seed: int = 0):
 
 ATTRIBUTES = ("object_color", "object_texture", "floor_color", "floor_texture", "wall_color", "light_direction",
               "light_level")
-"""The fields of :class:`gen1.eval.synthetic.Style` a caption names."""
+"""The fields of :class:`gen1.synthetic.Style` a caption names."""
 
 
 def attribute_values(name: str) -> tuple[str, ...]:
     """Every value attribute ``name`` (one of :data:`ATTRIBUTES`) can take."""
-    from gen1.eval.synthetic.style import COLOR_NAMES, LIGHT_DIRECTIONS, LIGHT_LEVELS, TEXTURES
+    from gen1.synthetic.style import COLOR_NAMES, LIGHT_DIRECTIONS, LIGHT_LEVELS, TEXTURES
 
     if name.endswith("_color"):
         return COLOR_NAMES
@@ -172,7 +172,7 @@ def retrieval_accuracy(encoder, count: int = 128, start: int | None = None) -> d
     """Top-1 retrieval among ``count`` held-out clips (first frame; scene and style from the same seed)."""
     from demo_recipe.data import render_clip
     from gen1.demo.world import HELD_OUT_START
-    from gen1.eval.synthetic import sample_style
+    from gen1.synthetic import sample_style
 
     start = HELD_OUT_START + 50_000 if start is None else start
     images, captions = [], []
@@ -214,7 +214,7 @@ def held_out_head_accuracy(model: ContrastiveCLIP, count: int = 256) -> dict[str
     scene rendered in another held-out scene's style, as a reference is at inference."""
     from demo_recipe.data import render_clip
     from gen1.demo.world import HELD_OUT_START
-    from gen1.eval.synthetic import sample_style
+    from gen1.synthetic import sample_style
 
     start = HELD_OUT_START + 60_000
     images = torch.cat([render_clip(start + i, start + count + i, 1)[0] for i in range(count)])
@@ -237,7 +237,7 @@ def train_content(out: str | Path, *, max_steps: int = 600, batch: int = 32, lr:
     from demo_recipe.data import batch_seeds, frame_batch
     from demo_recipe.loop import cosine_lr, run_loop
     from gen1.atomic import atomic_directory
-    from gen1.eval.synthetic import sample_style
+    from gen1.synthetic import sample_style
 
     if batch < 2 or hard_negatives < 0 or clip_frames < 1 or attribute_weight < 0:
         raise ValueError(f"need batch >= 2, hard_negatives >= 0, clip_frames >= 1, attribute_weight >= 0; got "

@@ -25,7 +25,7 @@ def batch_seeds(base: int, step: int, clips: int) -> list[int]:
 def render_clip(scene_seed: int, style_seed: int, num_frames: int, size: int = FRAME_SIZE):
     """RGB ``(F,3,H,W)`` in [0,1], z-depth ``(F,1,H,W)`` and the caption of scene ``scene_seed`` in the
     style of ``style_seed``."""
-    from gen1.eval.synthetic import render, sample_style
+    from gen1.synthetic import render, sample_style
 
     style = sample_style(style_seed)
     rgb, depth = render(demo_scene(scene_seed), style, num_frames, size, size)

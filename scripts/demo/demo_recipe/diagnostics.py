@@ -61,7 +61,7 @@ def structure_usage(unet, scheduler, images: dict[str, torch.Tensor], *, timeste
     timestep sees the same noise, so differences come from the structure input alone."""
     from gen1.conditioning import depth_to_structure
     from gen1.content import as_unet_context
-    from gen1.training.noise import prediction_target
+    from gen1.training.draws import prediction_target
 
     num_train = scheduler.config.num_train_timesteps
     for t in timesteps:
@@ -161,7 +161,7 @@ def ideal_scores(case, vae, *, other_layouts: int = 12) -> dict[str, float]:
     from gen1.conditioning import decode_latents, encode_latents
     from gen1.demo.world import HELD_OUT_START, demo_scene
     from gen1.eval.image_metrics import psnr
-    from gen1.eval.synthetic import render
+    from gen1.synthetic import render
 
     if other_layouts < 1:
         raise ValueError(f"other_layouts must be >= 1, got {other_layouts}")

@@ -45,7 +45,7 @@ def regression_data(vae, content_encoder, seeds, *, size: int = 64) -> dict[str,
 
     from demo_recipe.shards import encode_clip
     from gen1.demo.world import demo_scene
-    from gen1.eval.synthetic import render, sample_style
+    from gen1.synthetic import render, sample_style
 
     rows: dict[str, list[torch.Tensor]] = {key: [] for key in ("latents", "depth") + CONTENT_KINDS}
     captions = []

@@ -9,10 +9,10 @@ from dataclasses import dataclass
 
 import torch
 
-from gen1.eval.synthetic.raycast import cast_rays
-from gen1.eval.synthetic.scene import Scene, sample_scene
-from gen1.eval.synthetic.style import LIGHT_LEVELS, PALETTE, Style, sample_edit_style, sample_style
-from gen1.eval.synthetic.textures import (
+from gen1.synthetic.raycast import cast_rays
+from gen1.synthetic.scene import Scene, sample_scene
+from gen1.synthetic.style import LIGHT_LEVELS, PALETTE, Style, sample_edit_style, sample_style
+from gen1.synthetic.textures import (
     AMBIENT,
     FLOOR_PERIOD,
     OBJECT_PERIOD,

@@ -10,7 +10,7 @@ import math
 
 import torch
 
-from gen1.eval.synthetic.scene import Scene
+from gen1.synthetic.scene import Scene
 
 _EPS = 1e-4
 

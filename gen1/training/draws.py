@@ -1,4 +1,4 @@
-"""Per-micro-batch randomness and the conditioning that depends on it.
+"""The random draws of one micro-batch, and the network inputs they make (:class:`~gen1.training.batch.NoisedClips`).
 
 All draws come from one ``torch.Generator`` seeded by ``(seed, rank, micro-step)``, so a resumed run
 draws exactly what an uninterrupted run would, independent of saved global RNG state:
@@ -10,14 +10,15 @@ draws exactly what an uninterrupted run would, independent of saved global RNG s
   to the cached depth by ``gen1.conditioning.depth_to_structure`` (obscure, then [0,1] -> [-1,1]), exactly as
   ``Gen1Pipeline`` builds the structure input at inference.
 
-Targets follow the base scheduler's ``prediction_type``: the noise for ``epsilon``, ``get_velocity`` for
-``v_prediction``.
+Targets follow the training scheduler's ``prediction_type`` (the base model's, or ``diffusion.prediction_type``
+where a config overrides it): the noise for ``epsilon``, ``get_velocity`` for ``v_prediction``.
 """
 
 from __future__ import annotations
 
 import torch
 
+from gen1.training.batch import Clips, JointBatch, NoisedClips
 from gen1.training.config import DiffusionConfig
 
 
@@ -47,24 +48,15 @@ def structure_input(depth: torch.Tensor, levels: torch.Tensor, use_structure: bo
     return depth_to_structure(depth.float(), levels).to(depth.dtype)
 
 
-MODEL_INPUTS = ("noisy", "timesteps", "context", "target")
+def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: torch.Generator, *,
+                image_mode: bool) -> NoisedClips:
+    """The network's inputs and target for ``clips`` (on their device) after this micro-step's draws.
 
-
-def model_inputs(cond: dict) -> dict:
-    """The part of :func:`draw_conditioning`'s result that :class:`~gen1.training.losses.DiffusionObjective`
-    takes (the rest, ``dropped`` / ``levels``, is for tests and logging)."""
-    return {k: cond[k] for k in MODEL_INPUTS}
-
-
-def draw_conditioning(sub: dict, scheduler, config: DiffusionConfig, generator: torch.Generator,
-                      prediction_type: str) -> dict:
-    """Add ``noisy`` (z_t concatenated with structure), ``timesteps``, ``context`` and ``target`` to a sub-batch.
-
-    ``sub`` holds ``latents (B,C,F,h,w)``, ``depth (B,1,F,h,w)``, ``content (B,F,D)`` on the target device.
+    The target follows ``scheduler.config.prediction_type`` (noise for ``epsilon``, velocity for ``v_prediction``).
     """
     from gen1.content import as_unet_context, null_content
 
-    latents, depth, content = sub["latents"], sub["depth"], sub["content"]
+    latents = clips.latents
     device, dtype = latents.device, latents.dtype
     b, frames = latents.shape[0], latents.shape[2]
     num_train = scheduler.config.num_train_timesteps
@@ -75,18 +67,25 @@ def draw_conditioning(sub: dict, scheduler, config: DiffusionConfig, generator: 
     lo, hi = int(config.structure_level_min), int(config.structure_level_max)
     levels = torch.randint(lo, hi + 1, (b,), generator=generator)
 
-    emb = content[torch.arange(b), frame.to(device)]  # (B, D): one frame's CLIP embedding per clip
+    emb = clips.content[torch.arange(b), frame.to(device)]  # (B, D): one frame's CLIP embedding per clip
     if drop.any():
         null = null_content(int(drop.sum()), emb.shape[-1], device, emb.dtype)
         emb = emb.clone()
         emb[drop.to(device)] = null.reshape(int(drop.sum()), -1)
-    structure = structure_input(depth, levels.to(device), config.use_structure)
+    structure = structure_input(clips.depth, levels.to(device), config.use_structure)
     noisy = scheduler.add_noise(latents, noise, timesteps)
-    return dict(
+    return NoisedClips(
         noisy=torch.cat([noisy, structure], dim=1),
         timesteps=timesteps,
         context=as_unet_context(emb),
-        target=prediction_target(scheduler, latents, noise, timesteps, prediction_type),
+        target=prediction_target(scheduler, latents, noise, timesteps, scheduler.config.prediction_type),
+        image_mode=image_mode,
         dropped=drop,
         levels=levels,
     )
+
+
+def draw_joint(batch: JointBatch[Clips], scheduler, config: DiffusionConfig,
+               generator: torch.Generator) -> JointBatch[NoisedClips]:
+    """:func:`draw_inputs` for each part of a micro-batch, video first, from one generator."""
+    return batch.map(lambda clips, image_mode: draw_inputs(clips, scheduler, config, generator, image_mode=image_mode))

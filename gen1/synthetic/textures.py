@@ -11,7 +11,7 @@ import math
 
 import torch
 
-from gen1.eval.synthetic.style import TEXTURES
+from gen1.synthetic.style import TEXTURES
 
 AMBIENT = 0.30
 OBJECT_PERIOD = 0.5  # texture repeat length on objects (scene units)

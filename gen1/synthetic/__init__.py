@@ -33,7 +33,7 @@ see docs/synthetic.md. Use one torch thread per DataLoader worker.
 
 from __future__ import annotations
 
-from gen1.eval.synthetic.render import (
+from gen1.synthetic.render import (
     SyntheticClip,
     SyntheticVideoDataset,
     benchmark_fps,
@@ -41,8 +41,8 @@ from gen1.eval.synthetic.render import (
     render,
     sample_clip,
 )
-from gen1.eval.synthetic.scene import SHAPES, Camera, Primitive, Scene, sample_scene
-from gen1.eval.synthetic.style import (
+from gen1.synthetic.scene import SHAPES, Camera, Primitive, Scene, sample_scene
+from gen1.synthetic.style import (
     CAPTION_VOCABULARY,
     COLOR_NAMES,
     LIGHT_DIRECTIONS,

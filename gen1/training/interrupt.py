@@ -1,0 +1,64 @@
+"""Ctrl-C during training keeps the work: the first one asks the loop to stop after the current step (it then
+saves a checkpoint and raises :class:`TrainingInterrupted`), a second one quits at once.
+
+Under several processes every rank gets the signal (a terminal sends it to the whole process group), but not
+necessarily within the same step, so the ranks agree on it after each step (one tiny all-reduce) before they
+write the checkpoint together.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import signal
+import threading
+from dataclasses import dataclass
+from typing import Iterator, Optional
+
+
+class TrainingInterrupted(Exception):
+    """Training stopped on request after optimizer step ``step``; ``checkpoint`` resumes it."""
+
+    def __init__(self, step: int, checkpoint: Optional[str], main_process: bool = True):
+        super().__init__(f"interrupted after step {step}; checkpoint: {checkpoint}")
+        self.step, self.checkpoint, self.main_process = step, checkpoint, main_process
+
+
+@dataclass
+class StopRequest:
+    """Set by the first Ctrl-C while :func:`stop_on_interrupt` is active."""
+
+    asked: bool = False
+
+
+@contextlib.contextmanager
+def stop_on_interrupt() -> Iterator[StopRequest]:
+    """While active, the first SIGINT sets ``asked`` and a second raises ``KeyboardInterrupt`` as usual.
+
+    Signal handlers live in the main thread only; elsewhere (a training loop driven from another thread) Ctrl-C
+    keeps its default behaviour.
+    """
+    request = StopRequest()
+    if threading.current_thread() is not threading.main_thread():
+        yield request
+        return
+    previous = signal.getsignal(signal.SIGINT)
+
+    def first(signum, frame):
+        request.asked = True
+        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C quits at once
+
+    signal.signal(signal.SIGINT, first)
+    try:
+        yield request
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def agreed(accelerator, request: StopRequest) -> bool:
+    """True on every process when any process was asked to stop (an all-reduce when there are several)."""
+    if accelerator.num_processes == 1:
+        return request.asked
+    import torch
+
+    flag = torch.tensor([1.0 if request.asked else 0.0], device=accelerator.device)
+    return bool(accelerator.reduce(flag, reduction="sum").item() > 0)

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gen1.media import unit_to_uint8
 from gen1.video import IMAGE_SUFFIXES as _IMAGES, OUTPUT_VIDEO_SUFFIXES as _VIDEOS
 
 VIDEO_SUFFIXES = set(_VIDEOS)  # comparison videos: what gen1.video.write_video writes
@@ -29,7 +30,7 @@ def _as_uint8_frames(frames) -> np.ndarray:
     if frames.ndim == 4 and frames.shape[1] in (1, 3) and frames.shape[-1] not in (1, 3):
         frames = frames.transpose(0, 2, 3, 1)
     if frames.dtype != np.uint8:
-        frames = (np.clip(frames, 0.0, 1.0) * 255.0).round().astype(np.uint8)
+        frames = unit_to_uint8(frames)
     if frames.ndim != 4 or frames.shape[-1] not in (1, 3):
         raise ValueError(f"comparison frames must be (F, H, W, 3) or (F, H, W, 1), got shape {frames.shape}")
     if frames.shape[-1] == 1:

@@ -262,19 +262,6 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
         pixels = self.preprocess(images)
         return self.vision(pixel_values=pixels).image_embeds.float()
 
-    def encode_video_frame(self, frames, index: int = 0) -> torch.Tensor:
-        """Embedding (1, D) of frame ``index`` (negative counts from the end) of uint8 (F, H, W, 3) or
-        tensor (F, 3, H, W) frames."""
-        n = len(frames)
-        if not -n <= int(index) < n:
-            raise ValueError(f"index must be in [{-n}, {n - 1}] for {n} frames, got {index}")
-        i = int(index) % n
-        return self.encode_image(frames[i : i + 1])
-
-    def encode_images_mean(self, images) -> torch.Tensor:
-        """Mean (1, D) of the embeddings of several images (linear, like :func:`mix_content`)."""
-        return self.encode_image(images).mean(dim=0, keepdim=True)
-
     # -- text ------------------------------------------------------------------------------------
 
     @torch.no_grad()

@@ -590,7 +590,9 @@ class Gen1Pipeline(DiffusionPipeline):
             return Gen1PipelineOutput(frames=array, depth=depth_np, fps=fps)
         from PIL import Image
 
-        images = [Image.fromarray((frame * 255).round().astype(np.uint8)) for frame in array]
+        from gen1.media import unit_to_uint8
+
+        images = [Image.fromarray(frame) for frame in unit_to_uint8(array)]
         return Gen1PipelineOutput(frames=images, depth=depth_np, fps=fps)
 
 

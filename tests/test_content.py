@@ -66,16 +66,6 @@ def test_image_embeddings_are_deterministic_and_accept_every_input_type(encoder,
     torch.testing.assert_close(encoder.encode_image(images[0]), ref[:1], atol=1e-5, rtol=0)
 
 
-def test_video_frame_and_mean_of_images(encoder):
-    frames = _images(n=4)
-    all_emb = encoder.encode_image(frames)
-    torch.testing.assert_close(encoder.encode_video_frame(frames, 2), all_emb[2:3], atol=1e-6, rtol=0)
-    torch.testing.assert_close(encoder.encode_video_frame(frames, -1), all_emb[3:4], atol=1e-6, rtol=0)
-    with pytest.raises(ValueError, match="index"):
-        encoder.encode_video_frame(frames, 4)
-    torch.testing.assert_close(encoder.encode_images_mean(frames), all_emb.mean(0, keepdim=True), atol=1e-6, rtol=0)
-
-
 def test_text_without_prior_warns_and_returns_clip_text_embedding(encoder):
     with pytest.warns(UserWarning, match="without a prior"):
         emb = encoder.encode_text(["a cat", "a dog on a beach"])

@@ -17,6 +17,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gen1.media import unit_to_uint8
+
 from gen1.demo import DEMO_GUIDANCE
 
 SAMPLE_INDEX = 7  # which held-out edit case (gen1.demo.world.edit_case) the demo shows
@@ -33,10 +35,9 @@ def sample_inputs(frames: int = SAMPLE_FRAMES, size: int = 64):
 
 def _uint8(x: torch.Tensor) -> np.ndarray:
     """(N,C,H,W) float [0,1] -> (N,H,W,3) uint8 (grey channels repeated)."""
-    x = x.detach().float().clamp(0, 1)
     if x.shape[1] == 1:
         x = x.repeat(1, 3, 1, 1)
-    return (x.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+    return unit_to_uint8(x.permute(0, 2, 3, 1))
 
 
 def comparison_sheet(source, depth, reference, output, *, rows: int = 4, zoom: int = 3) -> np.ndarray:

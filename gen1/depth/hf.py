@@ -42,12 +42,6 @@ class TransformersDepthNet(nn.Module):
         return self.model(pixel_values=x).predicted_depth
 
 
-def read_model_type(directory: Path) -> str | None:
-    """``model_type`` of a transformers checkpoint directory (None when config.json has none)."""
-    with open(directory / "config.json", encoding="utf-8") as f:
-        return json.load(f).get("model_type")
-
-
 def backend_for_model_type(model_type: str | None) -> str | None:
     for backend, mt in MODEL_TYPES.items():
         if mt == model_type:

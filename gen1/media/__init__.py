@@ -26,7 +26,7 @@ from gen1.media.checks import (
     is_image_path,
     natural_key,
 )
-from gen1.media.frames import check_uint8_frames, to_uint8_frames
+from gen1.media.frames import check_uint8_frames, to_uint8_frames, unit_to_uint8
 from gen1.media.images import read_frames_or_images, read_image
 from gen1.media.read import VideoClip, read_video
 from gen1.media.resize import MAX_SIZE, check_size, fit_frames, fit_tensor, resize_frames, resized_shape
@@ -51,5 +51,6 @@ __all__ = [
     "resize_frames",
     "resized_shape",
     "to_uint8_frames",
+    "unit_to_uint8",
     "write_video",
 ]

@@ -20,6 +20,14 @@ def check_uint8_frames(frames: Any, name: str = "frames") -> np.ndarray:
     return frames
 
 
+def unit_to_uint8(values) -> np.ndarray:
+    """THE float -> 8-bit conversion: values in [0, 1] (numpy or torch, any shape) -> uint8 numpy, clamped then
+    rounded to the nearest of 0..255."""
+    if type(values).__module__.startswith("torch"):
+        values = values.detach().float().cpu().numpy()
+    return (np.clip(np.asarray(values, dtype=np.float32), 0.0, 1.0) * 255.0).round().astype(np.uint8)
+
+
 def to_uint8_frames(frames: Any, name: str = "frames") -> np.ndarray:
     """``uint8 (F, H, W, 3)`` RGB from any of the frame forms gen1 accepts.
 
@@ -46,6 +54,5 @@ def to_uint8_frames(frames: Any, name: str = "frames") -> np.ndarray:
             raise ValueError(f"a {name} tensor must be float in [0, 1]; pass uint8 frames as numpy (F, H, W, 3)")
         if not torch.isfinite(frames).all():
             raise ValueError(f"{name} tensor contains NaN or infinite values")
-        as_uint8 = (frames.detach().float().clamp(0, 1) * 255).round().to(torch.uint8)
-        return np.ascontiguousarray(rearrange(as_uint8, "f c h w -> f h w c").cpu().numpy())
+        return np.ascontiguousarray(unit_to_uint8(rearrange(frames, "f c h w -> f h w c")))
     return check_uint8_frames(frames, name)

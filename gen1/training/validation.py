@@ -26,6 +26,7 @@ import numpy as np
 import torch
 from einops import rearrange
 
+from gen1.media import unit_to_uint8
 from gen1.training.batch import Clips, JointBatch, RenderedClips, collate_joint
 from gen1.training.config import Config
 
@@ -114,10 +115,6 @@ def sample(pipe, held: HeldOut, config: Config):
         pipe.unet.train(was_training)
 
 
-def _to_uint8(x: np.ndarray) -> np.ndarray:
-    return (np.clip(x, 0.0, 1.0) * 255.0).round().astype(np.uint8)
-
-
 def sample_strip(source: np.ndarray, depth: np.ndarray, frames: np.ndarray) -> np.ndarray:
     """uint8 ``(3H, F*W, 3)``: rows source, structure (grey), sample; one column per frame.
 
@@ -125,7 +122,7 @@ def sample_strip(source: np.ndarray, depth: np.ndarray, frames: np.ndarray) -> n
     """
     grey = np.repeat(rearrange(depth, "f 1 h w -> f h w 1"), 3, axis=-1)
     rows = [rearrange(x, "f h w c -> h (f w) c") for x in (source, grey, frames)]
-    return _to_uint8(np.concatenate(rows, axis=0))
+    return unit_to_uint8(np.concatenate(rows, axis=0))
 
 
 def write_sample(out_dir: str | Path, step: int, source: torch.Tensor, output, *, mp4: bool = True,
@@ -149,6 +146,6 @@ def write_sample(out_dir: str | Path, step: int, source: torch.Tensor, output, *
     if mp4:
         from gen1.video import write_video
 
-        side = _to_uint8(np.concatenate([src, frames], axis=2))  # (F, H, 2W, 3)
+        side = unit_to_uint8(np.concatenate([src, frames], axis=2))  # (F, H, 2W, 3)
         paths["mp4"] = str(write_video(out_dir / f"step-{step:08d}.mp4", side, fps))
     return paths

@@ -44,17 +44,13 @@ def encode_clip(rgb: torch.Tensor, depth: torch.Tensor, vae, content_encoder, de
     :meth:`~gen1.depth.DepthEstimator.estimate` of ``rgb`` and ``depth`` is not used. ``content_frames``
     (default ``rgb``) are the frames whose CLIP embeddings become the content, e.g. a reference's.
     """
-    from gen1.conditioning import depth_to_latent_grid, encode_latents
     from gen1.depth import normalize_z_depth
+    from gen1.training.encoding import encode_clips
 
-    z = encode_latents(vae, rgb)  # (F,C,h,w), the convention preprocess and the pipeline use
-    if depth_estimator is not None:
-        inv = depth_estimator.estimate(rgb)
-    else:
-        inv = normalize_z_depth(depth)
-    small = depth_to_latent_grid(inv, tuple(z.shape[-2:]))
-    content = content_encoder.encode_image(rgb if content_frames is None else content_frames)
-    return z.permute(1, 0, 2, 3).contiguous(), small.permute(1, 0, 2, 3).contiguous(), content
+    inv = depth_estimator.estimate(rgb) if depth_estimator is not None else normalize_z_depth(depth)
+    content = None if content_frames is None else content_frames[None]
+    clips = encode_clips(vae, content_encoder, rgb[None], inv[None], content_frames=content)
+    return clips.latents[0], clips.depth[0], clips.content[0]
 
 
 def build_shards(out: str | Path, vae, content_encoder, *, videos: int, images: int, frames: int = 8,

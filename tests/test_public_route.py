@@ -8,7 +8,7 @@ import pytest
 import torch
 from PIL import Image
 
-from tiny_public import tiny_controlnet, write_public_stack
+from tiny_public import write_foreign_controlnet, write_public_stack
 
 FRAMES, SIZE = 4, 32
 
@@ -64,7 +64,8 @@ def _depth_images(depth):
 
 
 # ------------------------------------------------------------------------------------------ equal to diffusers
-def test_video_route_equals_diffusers_animatediff_controlnet_video_to_video(stack, pipe):
+def _diffusers_video_pipeline(stack, pipe):
+    """diffusers' AnimateDiff ControlNet video-to-video pipeline on the same checkpoints (and text encoder)."""
     from diffusers import (AnimateDiffVideoToVideoControlNetPipeline, ControlNetModel, MotionAdapter,
                            UNet2DConditionModel, UNetMotionModel)
 
@@ -76,6 +77,11 @@ def test_video_route_equals_diffusers_animatediff_controlnet_video_to_video(stac
         scheduler=_scheduler(stack), feature_extractor=None, image_encoder=None,
     )
     reference.set_progress_bar_config(disable=True)
+    return reference
+
+
+def test_video_route_equals_diffusers_animatediff_controlnet_video_to_video(stack, pipe):
+    reference = _diffusers_video_pipeline(stack, pipe)
     video, depth = _video(), _depth()
     expected = reference(
         video=[Image.fromarray(frame) for frame in video], conditioning_frames=_depth_images(depth),
@@ -252,16 +258,9 @@ def test_mismatched_components_are_refused_before_loading_weights(stack, tmp_pat
     import json
     import shutil
 
-    from diffusers import UNet2DConditionModel
-
     from gen1.pipeline import Gen1Pipeline
 
-    wide = tmp_path / "controlnet_other_base"
-    other = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32,
-                                 cross_attention_dim=48, attention_head_dim=4,
-                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
-    tiny_controlnet(other).save_pretrained(wide)
+    wide = write_foreign_controlnet(tmp_path / "controlnet_other_base")
     with pytest.raises(ValueError, match=r"cross_attention_dim is 48.*has 32"):
         Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"], controlnet=wide)
 
@@ -368,19 +367,9 @@ def ip_pipe(stack, ip_adapter):
 
 
 def test_reference_images_equal_diffusers_with_ip_adapter_image_embeds(stack, ip_adapter, ip_pipe):
-    from diffusers import (AnimateDiffVideoToVideoControlNetPipeline, ControlNetModel, MotionAdapter,
-                           UNet2DConditionModel, UNetMotionModel)
-
     from gen1.ip_adapter import encode_reference_images
 
-    adapter = MotionAdapter.from_pretrained(stack["motion_adapter"])
-    reference = AnimateDiffVideoToVideoControlNetPipeline(
-        vae=ip_pipe.vae, text_encoder=ip_pipe.text_encoder, tokenizer=ip_pipe.tokenizer,
-        unet=UNetMotionModel.from_unet2d(UNet2DConditionModel.from_pretrained(stack["base"], subfolder="unet"), adapter),
-        motion_adapter=adapter, controlnet=ControlNetModel.from_pretrained(stack["controlnet"]),
-        scheduler=_scheduler(stack), feature_extractor=None, image_encoder=None,
-    )
-    reference.set_progress_bar_config(disable=True)
+    reference = _diffusers_video_pipeline(stack, ip_pipe)
     reference.load_ip_adapter(str(ip_adapter.parent), subfolder="", weight_name=ip_adapter.name)
     embeds, null = encode_reference_images(ip_pipe.image_encoder, ip_pipe.feature_extractor, [_reference()],
                                            hidden_states=False)

@@ -8,7 +8,7 @@ import pytest
 from PIL import Image
 
 from gen1.cli import main
-from tiny_public import tiny_controlnet, write_public_stack
+from tiny_public import write_foreign_controlnet, write_public_stack
 
 
 @pytest.fixture(scope="module")
@@ -73,16 +73,9 @@ def test_a_saved_public_pipeline_loads_with_model_and_takes_user_depth(stack, cl
 ])
 def test_public_route_errors_are_one_line_before_loading(stack, clips_dir, tmp_path, capsys, monkeypatch, argv,
                                                         message):
-    from diffusers import UNet2DConditionModel
-
     import gen1.commands._models as models
 
-    wide = tmp_path / "wide"
-    other = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32,
-                                 cross_attention_dim=48, attention_head_dim=4,
-                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
-                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
-    tiny_controlnet(other).save_pretrained(wide)
+    wide = write_foreign_controlnet(tmp_path / "wide")
     monkeypatch.setattr(models, "load_model", lambda source: pytest.fail("loaded a model before refusing"))
     names = dict(base=stack["base"], adapter=stack["motion_adapter"], controlnet=stack["controlnet"], wide=wide,
                  depth=stack["depth"], dpt=stack["dpt"])

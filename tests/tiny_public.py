@@ -43,6 +43,18 @@ def tiny_controlnet(unet, seed: int = 0):
     return controlnet.eval()
 
 
+def write_foreign_controlnet(folder: Path) -> Path:
+    """A ControlNet made for another base: cross-attention width 48 where the tiny base has 32."""
+    from diffusers import UNet2DConditionModel
+
+    other = UNet2DConditionModel(block_out_channels=(32, 64), layers_per_block=1, norm_num_groups=32,
+                                 cross_attention_dim=48, attention_head_dim=4,
+                                 down_block_types=("CrossAttnDownBlock2D", "DownBlock2D"),
+                                 up_block_types=("UpBlock2D", "CrossAttnUpBlock2D"))
+    tiny_controlnet(other).save_pretrained(folder)
+    return folder
+
+
 def write_public_stack(root: Path) -> dict[str, Path]:
     """Write base / motion_adapter / controlnet folders under ``root``; returns their paths."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline

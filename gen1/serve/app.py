@@ -152,7 +152,7 @@ def _outputs(ui) -> None:
                                 loop=True, elem_id="compare-video")
     ui.downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
     ui.command = gr.Code(label="The same edit on the command line", language="shell", interactive=False,
-                         lines=2, wrap_lines=True, elem_id="command")
+                         lines=2, max_lines=6, wrap_lines=True, elem_id="command")
     ui.status = gr.Markdown("", elem_id="status")
 
 
@@ -251,11 +251,12 @@ def _wire_edit(ui, service: EditService) -> None:
 
     def arm(request: gr.Request):
         service.arm(_session(request))
+        return "Editing… (edits run one at a time: the bar shows your place in the queue, then the progress)"
 
     def cancel(request: gr.Request):
         service.cancel(_session(request))
 
-    ui.edit_button.click(arm, None, None, queue=False, api_visibility="private").then(
+    ui.edit_button.click(arm, None, ui.status, queue=False, api_visibility="private").then(
         edit, inputs, outputs, api_name="edit", concurrency_id="device", concurrency_limit=1)
     ui.cancel_button.click(cancel, None, None, queue=False, api_visibility="private")
 

@@ -55,6 +55,30 @@ def apply_threads(threads: int | None) -> None:
     cv2.setNumThreads(threads)
 
 
+# ----------------------------------------------------------------------------------------------- device
+DTYPES = ("fp32", "fp16", "bf16")
+
+
+def add_device_arguments(group) -> None:
+    """Add ``--device`` and ``--dtype`` (where and in which precision a pipeline runs)."""
+    group.add_argument("--device", help="cpu or cuda (default: cuda when available)")
+    group.add_argument("--dtype", choices=DTYPES, help="model dtype (default: fp16 on cuda, fp32 on cpu)")
+
+
+def device_and_dtype(args):
+    """``(torch.device, torch.dtype)`` from ``--device`` / ``--dtype``; ``ValueError`` naming the flag."""
+    import torch
+
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
+        raise ValueError(f"--device must be cpu or cuda, got '{device}'")
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise ValueError(f"--device {device}: CUDA is not available on this machine")
+    name = args.dtype or ("fp16" if device.startswith("cuda") else "fp32")
+    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
+    return torch.device(device), dtype
+
+
 # ----------------------------------------------------------------------------------------------- numbers
 def check_number(flag: str, value, *, low: float | None = None, high: float | None = None,
                  low_open: bool = False) -> None:

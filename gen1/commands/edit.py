@@ -14,22 +14,19 @@ import math
 from pathlib import Path
 
 from gen1.commands._common import (
+    add_device_arguments,
     add_threads_argument,
     apply_threads,
     check_input_file,
     check_integer,
-    check_number,
     check_output_file,
-    check_seed,
-    errors_naming,
+    device_and_dtype,
     refuse_overwriting_inputs,
     safetensors_metadata,
     seed_value,
 )
 from gen1.commands._models import ModelSource, add_model_arguments, check_model_source, load_model, unet_config_of
-
-DTYPES = ("fp32", "fp16", "bf16")
-SCHEDULERS = ("ddim", "dpm", "euler")
+from gen1.editing import DEFAULTS, SCHEDULERS, EditRequest, check_request, read_inputs, request_from_args, run_edit
 
 
 def register(subparsers) -> None:
@@ -51,15 +48,18 @@ def register(subparsers) -> None:
         help="one weight >= 0 per prompt, then per reference image; normalised to sum to 1 (default: equal)",
     )
     knobs = parser.add_argument_group("guidance and structure")
-    knobs.add_argument("--structure-level", type=float, default=0.0, help="t_s in [0, 7]: 0 = full depth detail")
-    knobs.add_argument("--guidance", type=float, default=7.5, help="content guidance scale w (default 7.5)")
-    knobs.add_argument("--temporal-guidance", type=float, default=1.0, help="temporal guidance scale w_t (default 1)")
-    knobs.add_argument("--controlnet-scale", type=float, default=1.0,
+    knobs.add_argument("--structure-level", type=float, default=DEFAULTS["structure_level"], help="t_s in [0, 7]: 0 = full depth detail")
+    knobs.add_argument("--guidance", type=float, default=DEFAULTS["guidance"],
+                       help=f"content guidance scale w (default {DEFAULTS['guidance']:g})")
+    knobs.add_argument("--temporal-guidance", type=float, default=DEFAULTS["temporal_guidance"],
+                       help=f"temporal guidance scale w_t (default {DEFAULTS['temporal_guidance']:g})")
+    knobs.add_argument("--controlnet-scale", type=float, default=DEFAULTS["controlnet_scale"],
                        help="public route: strength of the depth ControlNet's guidance, >= 0 (default 1)")
-    knobs.add_argument("--steps", type=int, default=30, help="denoising steps (default 30)")
+    knobs.add_argument("--steps", type=int, default=DEFAULTS["steps"],
+                       help=f"denoising steps (default {DEFAULTS['steps']})")
     knobs.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: the model's own)")
-    knobs.add_argument("--strength", type=float, default=1.0, help="in (0, 1]: start from the noised source below 1")
-    knobs.add_argument("--seed", type=seed_value, default=0, help="random seed, 0 to 2**64-1 (default 0)")
+    knobs.add_argument("--strength", type=float, default=DEFAULTS["strength"], help="in (0, 1]: start from the noised source below 1")
+    knobs.add_argument("--seed", type=seed_value, default=DEFAULTS["seed"], help="random seed, 0 to 2**64-1 (default 0)")
     knobs.add_argument("--mask", help="mask image or video: white = edit, black = keep the source")
     knobs.add_argument(
         "--depth",
@@ -72,10 +72,10 @@ def register(subparsers) -> None:
     )
     io = parser.add_argument_group("input, output and model")
     add_model_arguments(io)
-    io.add_argument("--size", type=int, default=512,
-                    help="short side of the output in pixels, a multiple of 8 up to 4096 (default 512)")
+    io.add_argument("--size", type=int, default=DEFAULTS["size"],
+                    help=f"short side of the output in pixels, a multiple of 8 up to 4096 (default {DEFAULTS['size']})")
     io.add_argument("--fps", type=float, help="resample the input to this frame rate (default: keep)")
-    io.add_argument("--start", type=float, default=0.0, help="start time in seconds")
+    io.add_argument("--start", type=float, default=DEFAULTS["start"], help="start time in seconds")
     io.add_argument("--duration", type=float, help="duration in seconds")
     io.add_argument("--max-frames", type=int, help="at most this many frames")
     io.add_argument("--window", type=int, help="frames per temporal window (default: the model's clip length)")
@@ -85,8 +85,7 @@ def register(subparsers) -> None:
     io.add_argument("--lora", metavar="FILE",
                     help="a Stable Diffusion LoRA (.safetensors, diffusers or kohya format) for the UNet")
     io.add_argument("--lora-scale", type=float, default=1.0, help="strength of --lora (default 1)")
-    io.add_argument("--device", help="cpu or cuda (default: cuda when available)")
-    io.add_argument("--dtype", choices=DTYPES, help="model dtype (default: fp16 on cuda, fp32 on cpu)")
+    add_device_arguments(io)
     io.add_argument(
         "--compile",
         action="store_true",
@@ -96,46 +95,11 @@ def register(subparsers) -> None:
     parser.set_defaults(func=run)
 
 
-def _check_content(args) -> None:
-    if not args.prompt and not args.reference:
-        raise ValueError("give --prompt and/or --reference for the content of the edit")
-    if any(not prompt.strip() for prompt in args.prompt):
-        raise ValueError("--prompt must not be empty")
-    if args.content_weights is not None:
-        count = len(args.prompt) + len(args.reference)
-        if len(args.content_weights) != count:
-            raise ValueError(f"--content-weights needs one weight per --prompt and --reference ({count}), "
-                             f"got {len(args.content_weights)}")
-        for weight in args.content_weights:
-            check_number("--content-weights", weight, low=0)
-        if not any(weight > 0 for weight in args.content_weights):
-            raise ValueError("--content-weights must not all be 0")
-
-
-def _check_knobs(args) -> None:
-    from gen1.depth.obscure import MAX_LEVEL
-
-    check_number("--structure-level", args.structure_level, low=0, high=MAX_LEVEL)
-    check_number("--guidance", args.guidance, low=0)
-    check_number("--temporal-guidance", args.temporal_guidance, low=0)
-    check_number("--controlnet-scale", args.controlnet_scale, low=0)
-    if not math.isfinite(args.lora_scale):
-        raise ValueError(f"--lora-scale must be a finite number, got {args.lora_scale:g}")
-    check_integer("--steps", args.steps, low=1)
-    check_number("--strength", args.strength, low=0, high=1, low_open=True)
-    check_seed("--seed", args.seed)
-    from gen1.media import check_size
-
-    check_size(args.size, "--size")  # before any decoding: a multiple of 8, at most gen1.media.MAX_SIZE
-    if args.fps is not None:
-        check_number("--fps", args.fps, low=0, low_open=True)
-    check_number("--start", args.start, low=0)
-    if args.duration is not None:
-        check_number("--duration", args.duration, low=0, low_open=True)
-    if args.max_frames is not None:
-        check_integer("--max-frames", args.max_frames, low=1)
+def _check_loading_knobs(args) -> None:
     if args.threads is not None:
         check_integer("--threads", args.threads, low=1)
+    if not math.isfinite(args.lora_scale):
+        raise ValueError(f"--lora-scale must be a finite number, got {args.lora_scale:g}")
 
 
 def _check_files(args) -> None:
@@ -218,84 +182,15 @@ def _check_adapter(path: str) -> dict:
     return info
 
 
-def _check_arguments(args) -> tuple[ModelSource, dict | None]:
+def _check_arguments(args) -> tuple[EditRequest, ModelSource, dict | None]:
     """Every check that needs no model and no decoded video, in the order a user fixes them."""
-    _check_content(args)
-    _check_knobs(args)
+    request = request_from_args(args)
+    check_request(request)
+    _check_loading_knobs(args)
     _check_files(args)
     source = _check_model(args)
     adapter = None if args.adapter is None else _check_adapter(args.adapter)
-    return source, adapter
-
-
-def _device_and_dtype(args):
-    import torch
-
-    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
-        raise ValueError(f"--device must be cpu or cuda, got '{device}'")
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ValueError(f"--device {device}: CUDA is not available on this machine")
-    name = args.dtype or ("fp16" if device.startswith("cuda") else "fp32")
-    dtype = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}[name]
-    return torch.device(device), dtype
-
-
-def _scheduler(name: str, config):
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
-
-    cls = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}[name]
-    return cls.from_config(config)
-
-
-def _read_media(path: str, clip_args: dict, size: int):
-    """uint8 frames (F, H, W, 3) from an image (one frame) or a video read with the source's timing."""
-    from gen1.media import read_frames_or_images
-
-    return read_frames_or_images(path, size=size, **clip_args)
-
-
-def _read_source(args, clip_args: dict):
-    from gen1.video import read_video
-
-    with errors_naming("INPUT"):
-        return read_video(args.input, size=args.size, **clip_args)
-
-
-def _mask_for(path: str, clip_args: dict, size: int, clip):
-    """The mask at the clip's frame size (same resize policy as the video), as float (F|1, 1, H, W)."""
-    import torch
-
-    from gen1.masking import mask_to_tensor
-
-    with errors_naming("--mask"):
-        mask = mask_to_tensor(_read_media(path, clip_args, size))
-    if tuple(mask.shape[-2:]) != (clip.height, clip.width):
-        raise ValueError(
-            f"--mask size {mask.shape[-1]}x{mask.shape[-2]} (after resizing to --size {size}) does not match "
-            f"the video's {clip.width}x{clip.height}"
-        )
-    return torch.as_tensor(mask)
-
-
-def _user_depth(args, clip_args: dict, clip):
-    """--depth as normalised inverse depth (F|1, 1, H, W) at the clip's frame size.
-
-    A depth video is read with the clip's timing (video codecs hold 8 bits anyway); images, ``.npy`` arrays and
-    image folders are read at full precision (16-bit PNG/TIFF) and scaled and centre-cropped like the video.
-    """
-    from gen1.depth import load_structure
-    from gen1.video import VIDEO_SUFFIXES
-
-    with errors_naming("--depth"):
-        if Path(args.depth).suffix.lower() in VIDEO_SUFFIXES:
-            depth = load_structure(_read_media(args.depth, clip_args, args.size), invert=args.depth_invert)
-        else:
-            depth = load_structure(args.depth, size=(clip.height, clip.width), crop=True, invert=args.depth_invert)
-    if depth.shape[0] not in (1, clip.num_frames):
-        raise ValueError(f"--depth has {depth.shape[0]} frames but the edited clip has {clip.num_frames} "
-                         f"(give one depth map or one per edited frame)")
-    return depth
+    return request, source, adapter
 
 
 def _load_pipeline(source: ModelSource, args, adapter: dict | None):
@@ -320,49 +215,17 @@ def _load_pipeline(source: ModelSource, args, adapter: dict | None):
 
 
 def run(args: argparse.Namespace) -> int:
-    import torch
-
-    from gen1.video import write_video
-
-    source, adapter = _check_arguments(args)
-    device, dtype = _device_and_dtype(args)
+    request, source, adapter = _check_arguments(args)
+    device, dtype = device_and_dtype(args)
     apply_threads(args.threads)
-    clip_args = dict(target_fps=args.fps, start=args.start, duration=args.duration, max_frames=args.max_frames)
-    clip = _read_source(args, clip_args)
-    mask = None if args.mask is None else _mask_for(args.mask, clip_args, args.size, clip)
-    depth = None if args.depth is None else _user_depth(args, clip_args, clip)
+    inputs = read_inputs(request)  # before loading the model: a bad file costs seconds, not a model load
 
     pipe = _load_pipeline(source, args, adapter)
-    if args.scheduler is not None:
-        pipe.scheduler = _scheduler(args.scheduler, pipe.scheduler.config)
     pipe.cast(dtype).to(device)  # loaded in fp32, cast once (adapter layers included)
     if args.compile:
         pipe.unet.compile()  # in place: the pipeline keeps the same VideoUNet object and its attributes
-    generator = torch.Generator(device="cpu").manual_seed(args.seed)
-    result = pipe(
-        clip.frames,
-        prompt=args.prompt or None,
-        negative_prompt=args.negative_prompt,
-        reference_image=args.reference or None,
-        content_weights=args.content_weights,
-        structure_level=args.structure_level,
-        guidance_scale=args.guidance,
-        temporal_guidance_scale=args.temporal_guidance,
-        num_inference_steps=args.steps,
-        generator=generator,
-        depth=depth,
-        mask=mask,
-        window_size=args.window,
-        window_overlap=args.overlap,
-        strength=args.strength,
-        controlnet_conditioning_scale=args.controlnet_scale,
-        output_type="pt",
-    )
-    write_video(args.output, result.frames, clip.fps, audio_from=clip if clip.has_audio else None)
-    print(f"wrote {args.output} ({result.frames.shape[0]} frames at {float(clip.fps):.3f} fps)")
-    if args.compare is not None:
-        from gen1.comparison import write_comparison
-
-        write_comparison(args.compare, clip.frames, result.depth, result.frames, clip.fps)
-        print(f"wrote {args.compare}")
+    result = run_edit(pipe, request, inputs)
+    print(f"wrote {result.output} ({result.num_frames} frames at {float(result.fps):.3f} fps)")
+    if result.compare is not None:
+        print(f"wrote {result.compare}")
     return 0

@@ -1,0 +1,280 @@
+"""The gradio page of ``gen1 serve``: upload a clip, set the content and the knobs, watch the structure preview,
+edit, download.
+
+Only the layout and the wiring live here; :class:`gen1.serve.service.EditService` does the work. Edits go
+through gradio's queue one at a time (``concurrency_id="device"``): other users see their place in the queue.
+The edit is also the app's public API (``api_name="edit"``), callable with ``gradio_client``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import logging
+from types import SimpleNamespace
+
+import gradio as gr
+
+from gen1.depth.obscure import MAX_LEVEL
+from gen1.editing import DEFAULTS, SCHEDULERS, EditCancelled
+from gen1.serve.service import EditForm, EditService
+
+REFERENCE_SLOTS = 3
+MODEL_DEFAULT_SCHEDULER = "model's own"
+VIDEO_TYPES = [".mp4", ".mov", ".m4v", ".webm", ".gif", ".mkv", ".avi"]
+IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"]
+PREVIEW_HEIGHT = 240
+OUTPUT_HEIGHT = 360
+CSS = """
+#structure-preview img, #mask-editor canvas { image-rendering: pixelated; }
+#structure-preview img { width: 100%; height: 100%; object-fit: contain; }
+"""
+
+log = logging.getLogger("gen1.serve")
+
+
+def build_app(service: EditService):
+    """The gradio Blocks app over ``service``."""
+    with gr.Blocks(title="gen1: edit a video", analytics_enabled=False, delete_cache=(1800, 3600)) as app:
+        gr.Markdown("# gen1: edit a video\nUpload a clip, say what it should look like, and keep its structure "
+                    "(depth) at the level you choose. The result keeps the clip's sound.")
+        ui = SimpleNamespace(structure_state=gr.State(None))
+        with gr.Row():
+            with gr.Column(scale=5):
+                _source_inputs(ui, service)
+                _content_inputs(ui)
+                _knob_inputs(ui, service)
+                with gr.Row():
+                    ui.edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
+                    ui.cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel-button")
+            with gr.Column(scale=4):
+                _outputs(ui)
+        _wire(ui, service)
+    return app
+
+
+def launch_options() -> dict:
+    """Theme and style for ``Blocks.launch``: system fonts only, so the page loads nothing from elsewhere."""
+    fonts = ["ui-sans-serif", "system-ui", "sans-serif"]
+    theme = gr.themes.Default(font=fonts, font_mono=["ui-monospace", "monospace"])
+    return dict(theme=theme, css=CSS)
+
+
+# ----------------------------------------------------------------------------------------------- layout
+def _source_inputs(ui, service: EditService) -> None:
+    ui.video = gr.File(label="Source video (mp4, mov, webm, gif)", file_types=VIDEO_TYPES, type="filepath",
+                       elem_id="source-upload")
+    with gr.Row():
+        ui.source_preview = gr.Video(label="What will be edited (frames, size and sound)", interactive=False,
+                                     height=PREVIEW_HEIGHT, elem_id="source-preview")
+        ui.structure_image = gr.Image(label="Structure the edit keeps (first frame)", type="numpy",
+                                      interactive=False, format="png", height=PREVIEW_HEIGHT,
+                                      elem_id="structure-preview")
+    ui.structure_level = gr.Slider(0, MAX_LEVEL, value=DEFAULTS["structure_level"], step=0.1,
+                                   label="Structure level t_s",
+                                   info="--structure-level: 0 keeps every depth detail, 7 only the coarse layout",
+                                   elem_id="structure-level")
+    if len(service.catalog.names) > 1:
+        ui.model = gr.Dropdown(service.catalog.names, value=service.catalog.default_name, label="Model",
+                               elem_id="model")
+    else:
+        ui.model = gr.State(service.catalog.default_name)
+
+
+def _content_inputs(ui) -> None:
+    ui.prompt = gr.Textbox(label="Prompt", placeholder="what the video should look like, e.g. a watercolour painting",
+                           lines=2, elem_id="prompt")
+    with gr.Accordion("Reference images (the look to copy) and weights", open=False):
+        ui.prompt_weight = gr.Slider(0, 1, value=1, step=0.05, label="Prompt weight", info="--content-weights")
+        ui.references = []
+        with gr.Row():
+            for slot in range(1, REFERENCE_SLOTS + 1):
+                with gr.Column(min_width=120):
+                    image = gr.Image(label=f"Reference {slot}", type="filepath", sources=["upload"], height=160)
+                    weight = gr.Slider(0, 1, value=1, step=0.05, label=f"Weight {slot}")
+                    ui.references.append((image, weight))
+
+
+def _knob_inputs(ui, service: EditService) -> None:
+    defaults = service.catalog.defaults(service.catalog.default_name)
+    limits = service.limits
+    with gr.Row():
+        ui.guidance = gr.Slider(0, 20, value=defaults.guidance, step=0.1, label="Content guidance ω",
+                                info="--guidance: how strongly the prompt or reference is followed")
+        ui.temporal_guidance = gr.Slider(0, 5, value=DEFAULTS["temporal_guidance"], step=0.1,
+                                         label="Temporal guidance ω_t", info="--temporal-guidance: frame-to-frame "
+                                         "consistency (1 = plain video model)")
+    with gr.Row():
+        ui.steps = gr.Slider(1, 100, value=DEFAULTS["steps"], step=1, label="Steps", info="--steps",
+                             elem_id="steps")
+        ui.strength = gr.Slider(0.05, 1, value=DEFAULTS["strength"], step=0.05, label="Strength",
+                                info="--strength: below 1 starts from the noised source")
+        ui.seed = gr.Number(value=DEFAULTS["seed"], precision=0, minimum=0, label="Seed", info="--seed")
+    with gr.Accordion("Size and which frames", open=False):
+        with gr.Row():
+            ui.size = gr.Slider(8, limits.max_size, value=min(defaults.size, limits.max_size), step=8,
+                                label="Size (short side, pixels)", info="--size", elem_id="size")
+            ui.fps = gr.Number(value=None, minimum=0, label="Frame rate", info="--fps (empty: keep)")
+        with gr.Row():
+            ui.start = gr.Number(value=0, minimum=0, label="Start (s)", info="--start")
+            ui.duration = gr.Number(value=None, minimum=0, label="Duration (s)", info="--duration (empty: to the end)")
+            ui.max_frames = gr.Number(value=None, minimum=1, precision=0, label="Max frames",
+                                      info=f"--max-frames (this server edits at most {limits.max_frames} frames, "
+                                      f"{limits.max_seconds:g} s)", elem_id="max-frames")
+    with gr.Accordion("Mask: edit only part of the frame", open=False):
+        gr.Markdown("Paint the region to edit on the first frame, or upload a mask image or video "
+                    "(white = edit, black = keep).")
+        ui.mask_drawing = gr.ImageEditor(label="Draw the mask", type="numpy", sources=[], transforms=(),
+                                         layers=False, brush=gr.Brush(colors=["#ff3070"], color_mode="fixed"),
+                                         eraser=gr.Eraser(), format="png", elem_id="mask-editor")
+        ui.mask_file = gr.File(label="…or upload a mask", file_types=IMAGE_TYPES + VIDEO_TYPES, type="filepath")
+    with gr.Accordion("Your own depth (render a mock-up)", open=False):
+        ui.depth_file = gr.File(label="Depth video, image or .npy (brighter = nearer)",
+                                file_types=IMAGE_TYPES + VIDEO_TYPES + [".npy"], type="filepath")
+        ui.depth_invert = gr.Checkbox(label="It holds distance (far = bright), e.g. a Blender Z pass",
+                                      info="--depth-invert")
+    with gr.Accordion("Advanced", open=False):
+        with gr.Row():
+            ui.scheduler = gr.Dropdown([MODEL_DEFAULT_SCHEDULER, *SCHEDULERS], value=MODEL_DEFAULT_SCHEDULER,
+                                       label="Sampler", info="--scheduler")
+            ui.window = gr.Number(value=None, minimum=1, precision=0, label="Window (frames)", info="--window")
+            ui.overlap = gr.Number(value=None, minimum=0, precision=0, label="Overlap (frames)", info="--overlap")
+        with gr.Row():
+            ui.negative_prompt = gr.Textbox(label="Negative prompt (public-route models)", info="--negative-prompt")
+            ui.controlnet_scale = gr.Slider(0, 2, value=DEFAULTS["controlnet_scale"], step=0.05,
+                                            label="ControlNet scale (public-route models)", info="--controlnet-scale")
+
+
+def _outputs(ui) -> None:
+    ui.output_video = gr.Video(label="Edited video", interactive=False, height=OUTPUT_HEIGHT,
+                               loop=True, elem_id="output-video")
+    ui.compare_video = gr.Video(label="Source | structure | edit", interactive=False, height=PREVIEW_HEIGHT,
+                                loop=True, elem_id="compare-video")
+    ui.downloads = gr.File(label="Downloads", file_count="multiple", interactive=False, elem_id="downloads")
+    ui.command = gr.Code(label="The same edit on the command line", language="shell", interactive=False,
+                         lines=2, max_lines=6, wrap_lines=True, elem_id="command")
+    ui.status = gr.Markdown("", elem_id="status")
+
+
+# ----------------------------------------------------------------------------------------------- events
+def _wire(ui, service: EditService) -> None:
+    clip_inputs = [ui.video, ui.size, ui.start, ui.duration, ui.max_frames, ui.fps, ui.depth_file, ui.depth_invert,
+                   ui.model, ui.structure_level]
+    preview_outputs = [ui.source_preview, ui.structure_image, ui.structure_state]
+
+    def read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, progress):
+        if not video:
+            return None
+        progress(None, desc="reading the clip and estimating its depth")
+        form = EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames,
+                        fps=fps, depth_file=depth_file, depth_invert=depth_invert, model=model)
+        with _page_errors():
+            return service.preview_clip(form)
+
+    def preview(*values, progress=gr.Progress()):
+        *clip_values, level = values
+        clip = read_clip(*clip_values, progress)
+        if clip is None:
+            return None, None, None
+        return str(clip.source_video), clip.structure.image(level), clip.structure
+
+    def preview_upload(*values, progress=gr.Progress()):
+        *clip_values, level = values
+        clip = read_clip(*clip_values, progress)
+        if clip is None:
+            return None, None, None, None
+        canvas = {"background": clip.mask_canvas, "layers": [], "composite": None}
+        return str(clip.source_video), clip.structure.image(level), clip.structure, canvas
+
+    ui.video.upload(preview_upload, clip_inputs, preview_outputs + [ui.mask_drawing], concurrency_id="preview",
+                    api_visibility="private")
+    ui.video.clear(lambda: (None, None, None, None), None, preview_outputs + [ui.mask_drawing],
+                   api_visibility="private")
+    settings = [ui.size.release, ui.start.submit, ui.duration.submit, ui.max_frames.submit, ui.fps.submit,
+                ui.depth_file.change, ui.depth_invert.change]
+    if isinstance(ui.model, gr.Dropdown):
+        ui.model.change(lambda name: _model_defaults(service, name), ui.model, [ui.size, ui.guidance],
+                        api_visibility="private").then(preview, clip_inputs, preview_outputs,
+                                                       concurrency_id="preview", api_visibility="private")
+    gr.on(settings, preview, clip_inputs, preview_outputs, trigger_mode="always_last", concurrency_id="preview",
+          api_visibility="private")
+    ui.structure_level.change(lambda structure, level: None if structure is None else structure.image(level),
+                              [ui.structure_state, ui.structure_level], ui.structure_image, queue=False,
+                              show_progress="hidden", api_visibility="private")
+    _wire_edit(ui, service)
+
+
+def _model_defaults(service: EditService, name: str):
+    with _page_errors():
+        defaults = service.catalog.defaults(name)
+    return min(defaults.size, service.limits.max_size), defaults.guidance
+
+
+def _wire_edit(ui, service: EditService) -> None:
+    references = [component for pair in ui.references for component in pair]
+    inputs = [ui.video, ui.prompt, ui.prompt_weight, *references, ui.structure_level, ui.guidance,
+              ui.temporal_guidance, ui.steps, ui.strength, ui.seed, ui.size, ui.start, ui.duration, ui.max_frames,
+              ui.fps, ui.scheduler, ui.window, ui.overlap, ui.negative_prompt, ui.controlnet_scale, ui.mask_drawing,
+              ui.mask_file, ui.depth_file, ui.depth_invert, ui.model]
+    outputs = [ui.output_video, ui.compare_video, ui.downloads, ui.command, ui.status]
+
+    # Defaults of None make those parameters optional for API clients (the widgets' values are the other defaults).
+    def edit(video, prompt=None, prompt_weight=1.0, reference_1=None, weight_1=1.0, reference_2=None, weight_2=1.0,
+             reference_3=None, weight_3=1.0, structure_level=0.0, guidance=7.5, temporal_guidance=1.0, steps=30,
+             strength=1.0, seed=0, size=512, start=0.0, duration=None, max_frames=None, fps=None, scheduler=None,
+             window=None, overlap=None, negative_prompt=None, controlnet_scale=1.0, mask_drawing=None,
+             mask_file=None, depth_file=None, depth_invert=False, model=None, request: gr.Request = None,
+             progress=gr.Progress()):
+        form = EditForm(
+            video=video, prompt=prompt or "", prompt_weight=prompt_weight,
+            references=[(reference_1, weight_1), (reference_2, weight_2), (reference_3, weight_3)],
+            structure_level=structure_level, guidance=guidance, temporal_guidance=temporal_guidance, steps=steps,
+            strength=strength, seed=seed if seed is not None else 0, size=size, start=start or 0.0,
+            duration=duration, max_frames=max_frames, fps=fps,
+            scheduler=None if scheduler in (None, MODEL_DEFAULT_SCHEDULER) else scheduler, window=window,
+            overlap=overlap, negative_prompt=negative_prompt or "", controlnet_scale=controlnet_scale,
+            mask_drawing=mask_drawing, mask_file=mask_file, depth_file=depth_file, depth_invert=depth_invert,
+            model=model)
+        progress(0, desc="reading the clip and loading the model")
+
+        def report(done, total):
+            progress((done, total), desc="denoising (steps × windows)", unit="steps")
+
+        try:
+            with _page_errors():
+                outcome = service.edit(form, session=_session(request), progress=report)
+        except EditCancelled:
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Edit cancelled: nothing was written."
+        log.info("%s", outcome.summary)
+        return (str(outcome.output), str(outcome.compare), [str(p) for p in outcome.downloads], outcome.command,
+                outcome.summary)
+
+    def arm(request: gr.Request):
+        service.arm(_session(request))
+        return "Editing… (edits run one at a time: the bar shows your place in the queue, then the progress)"
+
+    def cancel(request: gr.Request):
+        service.cancel(_session(request))
+
+    ui.edit_button.click(arm, None, ui.status, queue=False, api_visibility="private").then(
+        edit, inputs, outputs, api_name="edit", concurrency_id="device", concurrency_limit=1)
+    ui.cancel_button.click(cancel, None, None, queue=False, api_visibility="private")
+
+
+def _session(request) -> str:
+    return getattr(request, "session_hash", None) or ""
+
+
+@contextlib.contextmanager
+def _page_errors():
+    """Show user errors on the page as ``gr.Error`` (the app keeps running); anything else becomes a short
+    ``gr.Error`` too, with the traceback in the server's log. Messages are escaped: gradio renders them as HTML."""
+    try:
+        yield
+    except (EditCancelled, gr.Error):
+        raise
+    except (ValueError, OSError) as error:
+        raise gr.Error(html.escape(str(error)), print_exception=False) from None
+    except Exception as error:
+        log.exception("the request failed")
+        raise gr.Error(html.escape(f"the edit failed ({type(error).__name__}: {error})")) from None

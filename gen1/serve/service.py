@@ -1,0 +1,279 @@
+"""What the web page does, without the page: read a clip for the preview, run an edit, cancel it.
+
+:class:`EditService` turns the page's values (:class:`EditForm`) into a :class:`gen1.editing.EditRequest` and
+runs it with :func:`gen1.editing.run_edit`, the function ``gen1 edit`` runs, so a setting means the same thing
+in both and the page can show the ``gen1 edit`` command line that reproduces its result. Every file it writes
+goes into a fresh folder of its own work directory; uploads are only read. User mistakes are ``ValueError``s
+whose messages name uploads by their file names, never by the server's paths.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import shutil
+import tempfile
+import threading
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
+
+from gen1.editing import ClipLimits, EditRequest, check_request, edit_command, read_inputs, run_edit
+from gen1.serve.models import ModelCatalog
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from gen1.serve.preview import StructurePreview
+
+MASK_CANVAS = 512  # the mask is drawn on the first frame enlarged to about this short side
+JOB_LIFETIME_S = 3600.0  # job folders older than this are removed (the page has long copied their files)
+
+
+@dataclass(frozen=True)
+class ServeLimits:
+    """What one request may ask of the server (set when it starts)."""
+
+    max_frames: int = 120
+    max_seconds: float = 20.0
+    max_upload_mb: float = 200.0
+    max_size: int = 1024
+
+
+@dataclass
+class EditForm:
+    """The page's values, as its widgets give them (``None`` or ``""`` where a field is empty)."""
+
+    video: str | None
+    prompt: str = ""
+    prompt_weight: float = 1.0
+    references: list[tuple[str | None, float]] = field(default_factory=list)
+    structure_level: float = 0.0
+    guidance: float = 7.5
+    temporal_guidance: float = 1.0
+    steps: int = 30
+    strength: float = 1.0
+    seed: int = 0
+    size: int = 512
+    start: float = 0.0
+    duration: float | None = None
+    max_frames: int | None = None
+    fps: float | None = None
+    scheduler: str | None = None
+    window: int | None = None
+    overlap: int | None = None
+    negative_prompt: str = ""
+    controlnet_scale: float = 1.0
+    mask_drawing: Any = None  # gradio ImageEditor value: {"background", "layers", "composite"}
+    mask_file: str | None = None
+    depth_file: str | None = None
+    depth_invert: bool = False
+    model: str | None = None
+
+
+@dataclass
+class ClipPreview:
+    """A clip as the edit will read it: its structure, a playable copy, and the canvas to draw a mask on."""
+
+    structure: StructurePreview
+    source_video: Path
+    mask_canvas: np.ndarray  # uint8 (H, W, 3): the first frame, enlarged
+
+
+@dataclass
+class EditOutcome:
+    output: Path
+    compare: Path
+    downloads: list[Path]
+    command: str
+    summary: str
+
+
+class EditService:
+    """Runs the page's previews and edits with the models of ``catalog`` within ``limits``, writing under
+    ``workdir`` (a new temporary folder by default, removed by :meth:`close`)."""
+
+    def __init__(self, catalog: ModelCatalog, limits: ServeLimits = ServeLimits(), workdir: Path | None = None):
+        self.catalog, self.limits = catalog, limits
+        self._own_workdir = workdir is None
+        self.workdir = Path(tempfile.mkdtemp(prefix="gen1-serve-")) if workdir is None else Path(workdir)
+        self._cancel_events: dict[str, threading.Event] = {}
+        self._cancel_lock = threading.Lock()
+
+    def close(self) -> None:
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    # ------------------------------------------------------------------------------------------- preview
+    def preview_clip(self, form: EditForm) -> ClipPreview:
+        """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy."""
+        from gen1.serve.preview import prepare_structure
+        from gen1.video import write_video
+
+        # content and mask play no part in reading the clip and its structure
+        form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
+        with _uploads_named(form):
+            request = self._request(form, self._new_job())
+            inputs = read_inputs(request, limits=self._clip_limits)
+            pipe = self.catalog.pipeline(self._model_name(form))
+            structure = prepare_structure(pipe, inputs.clip.frames, inputs.depth)
+            clip = inputs.clip
+            source = write_video(Path(request.output).with_name("source.mp4"), clip.frames, clip.fps,
+                                 audio_from=clip if clip.has_audio else None)
+        return ClipPreview(structure=structure, source_video=Path(source), mask_canvas=_enlarge(clip.frames[0]))
+
+    # ------------------------------------------------------------------------------------------- edit
+    def arm(self, session: str) -> None:
+        """A new edit of ``session`` is coming: a cancel from now on stops it (and no earlier cancel does)."""
+        with self._cancel_lock:
+            self._cancel_events[session] = threading.Event()
+
+    def cancel(self, session: str) -> None:
+        """Stop ``session``'s edit at the next denoising step (or before it starts, if it waits in the queue)."""
+        with self._cancel_lock:
+            self._cancel_events.setdefault(session, threading.Event()).set()
+
+    def edit(self, form: EditForm, *, session: str = "", progress: Callable[[int, int], None] | None = None
+             ) -> EditOutcome:
+        """Run the edit ``form`` describes; :class:`gen1.editing.EditCancelled` if ``session`` cancels it."""
+        with self._cancel_lock:
+            cancelled = self._cancel_events.setdefault(session, threading.Event())
+        started = time.monotonic()
+        job = self._new_job()
+        with _uploads_named(form):
+            request = self._request(form, job)
+            name = self._model_name(form)
+            pipe = self.catalog.pipeline(name)
+            _check_route_knobs(pipe, request, name)
+            inputs = read_inputs(request, limits=self._clip_limits)
+            result = run_edit(pipe, request, inputs, progress=progress, cancel=cancelled.is_set)
+        drawn_mask = [Path(request.mask)] if request.mask is not None and Path(request.mask).parent == job else []
+        downloads = [result.output, result.compare] + drawn_mask
+        clip = inputs.clip
+        audio = "audio kept" if clip.has_audio else "no audio in the source"
+        summary = (f"Edited {result.num_frames} frames ({clip.width}×{clip.height}, {float(clip.fps):.3f} fps, "
+                   f"{audio}) with {name} in {time.monotonic() - started:.1f} s.")
+        command = edit_command(_as_shown(request), self.catalog.command_args(name))
+        return EditOutcome(result.output, result.compare, downloads, command, summary)
+
+    # ------------------------------------------------------------------------------------------- helpers
+    def _model_name(self, form: EditForm) -> str:
+        return self.catalog.model(form.model or self.catalog.default_name).name
+
+    def _new_job(self) -> Path:
+        """A fresh folder for one preview or edit; folders older than :data:`JOB_LIFETIME_S` are removed."""
+        now = time.time()
+        for old in self.workdir.glob("job-*"):
+            if now - old.stat().st_mtime > JOB_LIFETIME_S:
+                shutil.rmtree(old, ignore_errors=True)
+        job = self.workdir / f"job-{uuid.uuid4().hex[:12]}"
+        job.mkdir(parents=True)
+        return job
+
+    @property
+    def _clip_limits(self) -> ClipLimits:
+        return ClipLimits(max_frames=self.limits.max_frames, max_seconds=self.limits.max_seconds)
+
+    def _request(self, form: EditForm, job: Path) -> EditRequest:
+        """The request ``form`` describes, checked, with its outputs (and a drawn mask) in ``job``."""
+        if not form.video:
+            raise ValueError("upload a video first")
+        if form.size > self.limits.max_size:
+            raise ValueError(f"--size {form.size} is above this server's limit of {self.limits.max_size}")
+        stem = Path(form.video).stem or "video"
+        prompts = (form.prompt.strip(),) if form.prompt and form.prompt.strip() else ()
+        references = [(path, weight) for path, weight in form.references if path]
+        weights = ([form.prompt_weight] if prompts else []) + [weight for _, weight in references]
+        request = EditRequest(
+            input=form.video, output=str(job / f"{stem}-edited.mp4"), compare=str(job / f"{stem}-comparison.mp4"),
+            prompt=prompts,
+            reference=tuple(path for path, _ in references),
+            content_weights=tuple(weights) if len(set(weights)) > 1 else None,
+            negative_prompt=form.negative_prompt.strip() or None, structure_level=form.structure_level,
+            guidance=form.guidance, temporal_guidance=form.temporal_guidance, controlnet_scale=form.controlnet_scale,
+            steps=int(form.steps), scheduler=form.scheduler or None, strength=form.strength, seed=int(form.seed),
+            mask=_mask_path(form, job), depth=form.depth_file or None, depth_invert=bool(form.depth_invert),
+            size=int(form.size), fps=form.fps or None, start=form.start or 0.0, duration=form.duration or None,
+            max_frames=_whole(form.max_frames), window=_whole(form.window), overlap=_whole(form.overlap),
+        )
+        check_request(request)
+        return request
+
+
+def _whole(value) -> int | None:
+    return None if value is None or value == "" else int(value)
+
+
+def _check_route_knobs(pipe, request: EditRequest, name: str) -> None:
+    if pipe.route_name != "controlnet" and (request.negative_prompt is not None or request.controlnet_scale != 1.0):
+        raise ValueError(f"the negative prompt and the ControlNet scale apply to public-route models (a text model "
+                         f"with a depth ControlNet); {name} is a native Gen-1 model")
+
+
+def _enlarge(frame: np.ndarray) -> np.ndarray:
+    """The frame enlarged by a whole factor to about :data:`MASK_CANVAS` on its short side, for drawing a mask."""
+    import cv2
+
+    factor = max(1, MASK_CANVAS // min(frame.shape[:2]))
+    if factor == 1:
+        return frame
+    return cv2.resize(frame, (frame.shape[1] * factor, frame.shape[0] * factor), interpolation=cv2.INTER_CUBIC)
+
+
+def _drawn_mask(drawing) -> np.ndarray | None:
+    """White where any layer of the ImageEditor value has paint, else black; ``None`` if nothing is drawn."""
+    import numpy as np
+
+    if not isinstance(drawing, dict):
+        return None
+    painted = None
+    for layer in drawing.get("layers") or []:
+        layer = np.asarray(layer)
+        if layer.ndim != 3 or layer.shape[-1] != 4:
+            continue
+        paint = layer[..., 3] > 0
+        painted = paint if painted is None or painted.shape != paint.shape else painted | paint
+    if painted is None or not painted.any():
+        return None
+    return np.where(painted, 255, 0).astype(np.uint8)
+
+
+def _mask_path(form: EditForm, job: Path) -> str | None:
+    """The mask file of the edit: the uploaded one, or the drawn one saved as ``mask.png`` in ``job``."""
+    drawn = _drawn_mask(form.mask_drawing)
+    if drawn is not None and form.mask_file:
+        raise ValueError("give one mask: drawn on the first frame or uploaded, not both (clear one of them)")
+    if drawn is None:
+        return form.mask_file or None
+    from PIL import Image
+
+    path = job / "mask.png"
+    Image.fromarray(drawn).save(path)
+    return str(path)
+
+
+def _as_shown(request: EditRequest) -> EditRequest:
+    """The request with every path shown by its file name: the names the page's downloads and the user's own
+    uploads have, for a command line to run where those files are."""
+    def name(path):
+        return None if path is None else Path(path).name
+
+    return dataclasses.replace(
+        request, input=name(request.input), output=name(request.output), compare=name(request.compare),
+        mask=name(request.mask), depth=name(request.depth), reference=tuple(map(name, request.reference)))
+
+
+@contextlib.contextmanager
+def _uploads_named(form: EditForm):
+    """Re-raise user errors (``ValueError``, ``OSError``) with the server's paths of the uploads replaced by the
+    files' names: the page tells a user about their files, not about the server's folders."""
+    try:
+        yield
+    except (ValueError, OSError) as error:
+        message = str(error)
+        uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
+        for path in sorted((str(p) for p in uploads if p), key=len, reverse=True):
+            message = message.replace(path, Path(path).name)
+        raise ValueError(message) from None

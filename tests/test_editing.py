@@ -1,0 +1,108 @@
+"""gen1.editing: the one edit that `gen1 edit` and `gen1 serve` run -- its command line, progress, cancel, limits."""
+
+from __future__ import annotations
+
+import shlex
+from dataclasses import fields, replace
+
+import pytest
+
+from gen1.cli import build_parser
+from gen1.editing import (
+    FLAGS,
+    ClipLimits,
+    ClipTooLong,
+    EditCancelled,
+    EditRequest,
+    edit_command,
+    read_inputs,
+    request_from_args,
+    run_edit,
+)
+
+
+def _parsed(command: str):
+    words = shlex.split(command)
+    assert words[:2] == ["gen1", "edit"]
+    return build_parser().parse_args(words[1:])
+
+
+FULL = EditRequest(
+    input="my clip.mp4", output="out dir/edited.mp4", prompt=("a 'watercolour' painting", "-dark night"),
+    reference=("style.png",), negative_prompt="--blurry", content_weights=(0.25, 1.5, 2.0), structure_level=3.3,
+    guidance=0.1, temporal_guidance=1.25, controlnet_scale=0.5, steps=7, scheduler="dpm", strength=0.55,
+    seed=2**64 - 1, mask="mask.png", depth="depth.npy", depth_invert=True, size=256, fps=12.5, start=1.5,
+    duration=2.25, max_frames=9, window=8, overlap=3, compare="side by side.png",
+)
+
+
+@pytest.mark.parametrize("request_", [
+    EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",)),
+    FULL,
+    EditRequest(input="-starts-like-a-flag.mp4", output="out.mp4", reference=("r.png",), structure_level=7.0),
+], ids=["defaults", "every-field", "input-like-a-flag"])
+def test_the_command_line_parses_back_to_the_same_request(request_):
+    command = edit_command(request_, model_args=["--model", "my model", "--device", "cpu"])
+    args = _parsed(command)
+    assert request_from_args(args) == request_
+    assert (args.model, args.device) == ("my model", "cpu")
+
+
+def test_every_request_field_has_its_flag_and_the_round_trip_sets_them_all():
+    assert set(FLAGS) == {item.name for item in fields(EditRequest)} - {"input"}
+    defaults = EditRequest(input="i", output="o")
+    assert all(getattr(FULL, name) != getattr(defaults, name) for name in FLAGS)
+
+
+def test_the_command_leaves_defaults_out():
+    assert edit_command(EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",), guidance=7.5, size=512)) \
+        == "gen1 edit in.mp4 -o out.mp4 --prompt 'a cat'"
+
+
+def test_gen1_edit_defaults_are_the_requests():
+    args = _parsed("gen1 edit in.mp4 -o out.mp4 --prompt x")
+    assert request_from_args(args) == EditRequest(input="in.mp4", output="out.mp4", prompt=("x",))
+
+
+@pytest.fixture
+def ski(clips_dir):
+    return str(clips_dir / "man-skiing.mp4")
+
+
+def test_run_edit_reports_steps_across_windows_and_leaves_the_pipeline_as_it_was(bundled_pipe, ski, tmp_path):
+    scheduler = bundled_pipe.scheduler
+    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), size=64, steps=3,
+                          max_frames=6, window=4, overlap=2, scheduler="euler", guidance=1.0)
+    reports = []
+    result = run_edit(bundled_pipe, request, progress=lambda done, total: reports.append((done, total)))
+    totals = {total for _, total in reports}
+    assert len(totals) == 1
+    total = totals.pop()
+    assert total % 3 == 0 and total // 3 >= 2  # steps x windows: 6 frames in windows of 4 overlapping by 2
+    assert [done for done, _ in reports] == list(range(total + 1))
+    assert result.output.is_file() and result.num_frames == 6 and result.has_audio
+    assert bundled_pipe.scheduler is scheduler and "progress_bar" not in vars(bundled_pipe)
+
+
+def test_a_cancelled_edit_stops_and_writes_nothing(bundled_pipe, ski, tmp_path):
+    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), compare=str(tmp_path / "c.mp4"),
+                          prompt=("red stripes",), size=64, steps=4, max_frames=4, guidance=1.0)
+    reports = []
+    with pytest.raises(EditCancelled):
+        run_edit(bundled_pipe, request, progress=lambda done, total: reports.append(done),
+                 cancel=lambda: len(reports) >= 2)
+    assert len(reports) == 2  # stopped at the step it was asked to
+    assert list(tmp_path.iterdir()) == []
+    assert "progress_bar" not in vars(bundled_pipe)
+    assert run_edit(bundled_pipe, request).output.is_file()  # the pipeline still edits afterwards
+
+
+def test_limits_bound_the_frames_and_seconds_read(clips_dir):
+    wolf = str(clips_dir / "wolf.mp4")  # 40 frames at 20 fps
+    request = EditRequest(input=wolf, output="unused.mp4", prompt=("x",), size=16)
+    with pytest.raises(ClipTooLong, match="more than 8 frames"):
+        read_inputs(request, limits=ClipLimits(max_frames=8))
+    shorter = EditRequest(input=wolf, output="unused.mp4", prompt=("x",), size=16, start=1.0, max_frames=8)
+    assert read_inputs(shorter, limits=ClipLimits(max_frames=8)).clip.num_frames == 8
+    with pytest.raises(ClipTooLong, match=r"lasts 0\.4 s; this server edits at most 0\.25 s"):
+        read_inputs(replace(shorter, duration=0.4), limits=ClipLimits(max_frames=100, max_seconds=0.25))

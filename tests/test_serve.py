@@ -1,0 +1,218 @@
+"""gen1 serve without a browser: the structure preview, the edit service behind the page, the command's checks,
+and gradio's queue running one edit at a time while waiting users see their place."""
+
+from __future__ import annotations
+
+import argparse
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from gen1.cli import main
+from gen1.editing import EditCancelled, EditRequest, run_edit
+from gen1.serve.models import ModelCatalog, ServedModel
+from gen1.serve.preview import prepare_structure
+from gen1.serve.service import EditForm, EditOutcome, EditService, ServeLimits
+from serve_helpers import clip_with_audio, free_port
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    from gen1.commands._models import check_model_source
+
+    source = check_model_source(argparse.Namespace(model=None, base=None, motion_adapter=None, controlnet=None,
+                                                   depth_model=None))
+    return ModelCatalog([ServedModel("demo", source, bundled=True)], device=torch.device("cpu"), dtype=torch.float32)
+
+
+@pytest.fixture
+def service(catalog, tmp_path):
+    service = EditService(catalog, ServeLimits(max_frames=12, max_seconds=5), workdir=tmp_path / "work")
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="module")
+def ski(tmp_path_factory, clips_dir):
+    return clip_with_audio(tmp_path_factory.mktemp("clip") / "ski.mp4", clips_dir, frames=6, size=64)
+
+
+def _form(video, **settings) -> EditForm:
+    values = dict(video=str(video), prompt="red stripes", size=64, steps=2, guidance=1.0)
+    values.update(settings)
+    return EditForm(**values)
+
+
+# ----------------------------------------------------------------------------------------------- preview
+def test_the_preview_shows_the_structure_the_edit_uses_at_any_level(bundled_pipe, ski, tmp_path):
+    request = EditRequest(input=str(ski), output=str(tmp_path / "o.mp4"), prompt=("x",), size=64, steps=1,
+                          structure_level=2.5, guidance=1.0)
+    result = run_edit(bundled_pipe, request)
+    from gen1.video import read_video
+
+    preview = prepare_structure(bundled_pipe, read_video(ski, size=64).frames)
+    assert torch.equal(preview.at(2.5), result.depth)
+    assert not torch.equal(preview.at(0), preview.at(6))
+    assert preview.image(6).shape == (64, 64) and preview.image(6).dtype == np.uint8
+
+
+def test_the_preview_of_a_controlnet_model_obscures_on_the_pixel_grid(tmp_path):
+    from gen1.pipeline import Gen1Pipeline
+    from tiny_public import write_public_stack
+
+    stack = write_public_stack(tmp_path)
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"])
+    pipe.set_progress_bar_config(disable=True)
+    frames = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    depth = torch.rand(4, 1, 32, 32, generator=torch.Generator().manual_seed(1))
+    result = pipe(frames, prompt="a red car", depth=depth, structure_level=4, num_inference_steps=1,
+                  output_type="pt")
+    assert torch.equal(prepare_structure(pipe, frames, depth).at(4), result.depth)
+
+
+def test_preview_clip_reads_what_the_edit_reads(service, ski):
+    clip = service.preview_clip(_form(ski, max_frames=4))
+    assert clip.structure.depth.shape == (4, 1, 64, 64)
+    assert clip.mask_canvas.shape == (512, 512, 3)  # the first frame enlarged 8x for painting a mask
+    from gen1.video import read_video
+
+    shown = read_video(clip.source_video)
+    assert shown.num_frames == 4 and shown.has_audio
+
+
+# ----------------------------------------------------------------------------------------------- edit
+def test_an_edit_writes_the_outputs_and_the_command_that_reproduces_it(service, ski):
+    outcome = service.edit(_form(ski, structure_level=3, seed=4))
+    assert [path.name for path in outcome.downloads] == ["ski-edited.mp4", "ski-comparison.mp4"]
+    assert all(path.is_file() for path in outcome.downloads)
+    assert outcome.command == ("gen1 edit ski.mp4 -o ski-edited.mp4 --prompt 'red stripes' --structure-level 3 "
+                               "--guidance 1 --steps 2 --seed 4 --size 64 --compare ski-comparison.mp4")
+    assert "6 frames" in outcome.summary and "audio kept" in outcome.summary
+
+
+def test_a_drawn_mask_is_used_offered_and_named_in_the_command(service, ski):
+    background = np.zeros((512, 512, 3), np.uint8)
+    layer = np.zeros((512, 512, 4), np.uint8)
+    layer[:, :200, 3] = 255  # painted: the left part
+    outcome = service.edit(_form(ski, mask_drawing={"background": background, "layers": [layer], "composite": None}))
+    mask = [path for path in outcome.downloads if path.name == "mask.png"]
+    assert len(mask) == 1 and "--mask mask.png" in outcome.command
+    saved = np.asarray(Image.open(mask[0]))
+    assert saved.shape == (512, 512) and saved[:, :200].min() == 255 and saved[:, 200:].max() == 0
+
+
+def test_an_empty_drawing_is_no_mask(service, ski):
+    empty = {"background": np.zeros((512, 512, 3), np.uint8), "layers": [np.zeros((512, 512, 4), np.uint8)]}
+    assert "--mask" not in service.edit(_form(ski, mask_drawing=empty)).command
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(prompt=""), "give --prompt and/or --reference"),
+    (dict(size=2048), "--size 2048 is above this server's limit of 1024"),
+    (dict(model="sd15"), "unknown model 'sd15': this server offers demo"),
+    (dict(negative_prompt="blurry"), "demo is a native Gen-1 model"),
+    (dict(mask_file="{tmp}/mask.png", mask_drawing="paint"), "give one mask"),
+    (dict(mask_file="{tmp}/wide.png"), "--mask size 112x64 (after resizing to --size 64) does not match"),
+    (dict(video="{tmp}/notes.mp4"), "INPUT: not a readable video file: 'notes.mp4'"),
+])
+def test_mistakes_are_clear_errors_that_name_uploads_by_their_names(service, ski, tmp_path, settings, message):
+    (tmp_path / "notes.mp4").write_text("not a video")
+    Image.fromarray(np.full((64, 112), 255, np.uint8)).save(tmp_path / "wide.png")
+    Image.fromarray(np.full((64, 64), 255, np.uint8)).save(tmp_path / "mask.png")
+    values = {key: value.format(tmp=tmp_path) if isinstance(value, str) else value for key, value in settings.items()}
+    if values.get("mask_drawing") == "paint":
+        layer = np.zeros((8, 8, 4), np.uint8)
+        layer[..., 3] = 255
+        values["mask_drawing"] = {"layers": [layer]}
+    form = _form(values.pop("video", ski), **values)
+    with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")) as error:
+        service.edit(form)
+    assert str(tmp_path) not in str(error.value)
+
+
+def test_a_clip_over_the_limits_is_refused(catalog, tmp_path, clips_dir):
+    service = EditService(catalog, ServeLimits(max_frames=4, max_seconds=5), workdir=tmp_path / "work")
+    with pytest.raises(ValueError, match="more than 4 frames, the most this server edits at once"):
+        service.preview_clip(_form(clips_dir / "wolf.mp4", size=16))
+    service = EditService(catalog, ServeLimits(max_frames=10, max_seconds=0.1), workdir=tmp_path / "work")
+    with pytest.raises(ValueError, match="lasts 0.2 s; this server edits at most 0.1 s"):
+        service.preview_clip(_form(clips_dir / "wolf.mp4", size=16, max_frames=4))
+
+
+def test_a_cancel_stops_the_sessions_next_edit_and_writes_nothing(service, ski):
+    service.arm("alice")
+    service.cancel("alice")
+    with pytest.raises(EditCancelled):
+        service.edit(_form(ski), session="alice")
+    assert not list(service.workdir.rglob("*.mp4"))
+    assert service.edit(_form(ski), session="bob").output.is_file()  # another session is not affected
+    service.arm("alice")  # a new edit of alice's: the old cancel no longer applies
+    assert service.edit(_form(ski), session="alice").output.is_file()
+
+
+# ----------------------------------------------------------------------------------------------- the command
+@pytest.mark.parametrize("args, message", [
+    (["--models", "nameless"], "--models takes NAME=PATH, got 'nameless'"),
+    (["--models", "x={tmp}/nope"], "--models x: --model directory not found"),
+    (["--model", "{tmp}"], "not a gen1 pipeline directory"),
+    (["--port", "70000"], "--port must be an integer from 0 to 65535, got 70000"),
+    (["--max-frames", "0"], "--max-frames must be an integer >= 1, got 0"),
+    (["--max-size", "100"], "--max-size (target short side) must be a multiple of 8"),
+    (["--device", "tpu"], "--device must be cpu or cuda"),
+])
+def test_serve_errors_are_one_line_before_anything_starts(tmp_path, capsys, monkeypatch, args, message):
+    import gen1.serve.models
+
+    monkeypatch.setattr(gen1.serve.models, "load_model", lambda source: pytest.fail("loaded a model"))
+    assert main(["serve", *[arg.format(tmp=tmp_path) for arg in args]]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1
+
+
+# ----------------------------------------------------------------------------------------------- the queue
+def test_edits_run_one_at_a_time_and_waiting_users_see_their_place(service, ski):
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+
+    from gen1.serve.app import build_app
+
+    release, running, most = threading.Event(), [], []
+
+    def blocking_edit(form, *, session="", progress=None):
+        running.append(session)
+        most.append(len(running))
+        release.wait(120)
+        running.remove(session)
+        return EditOutcome(output=ski, compare=ski, downloads=[ski], command="gen1 edit", summary=form.prompt)
+
+    service.edit = blocking_edit
+    app = build_app(service)
+    app.queue(default_concurrency_limit=1)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
+        first = client.submit(video=handle_file(str(ski)), prompt="first", api_name="/edit")
+        _wait_for(lambda: running)
+        second = client.submit(video=handle_file(str(ski)), prompt="second", api_name="/edit")
+        _wait_for(lambda: second.status().code == Status.IN_QUEUE)
+        assert second.status().rank == 0 and len(running) == 1  # next in line, while the first edit runs
+        release.set()
+        assert first.result()[-1] == "first" and second.result()[-1] == "second"
+        assert max(most) == 1
+    finally:
+        release.set()
+        app.close()
+
+
+def _wait_for(condition, limit_s: float = 120) -> None:
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError("the condition did not come true")
+        time.sleep(0.05)

@@ -45,7 +45,8 @@ class Layout:
     ``files``: required files, each entry a tuple of alternatives, preferred first; the first entry is what makes
     a folder this kind of model (its absence means "not a ..."). ``folders``: folders taken whole (a tokenizer;
     a pipeline's components). ``optional``: patterns fetched when the repo has them. ``file_suffixes``: a single file with one of
-    these suffixes is this kind of model too (an original checkpoint).
+    these suffixes is this kind of model too (an original checkpoint). ``whole``: the repo (or its folder) holds
+    just this model, so the command that fetches it takes it whole (a saved pipeline).
     """
 
     what: str
@@ -53,6 +54,7 @@ class Layout:
     folders: tuple[str, ...] = ()
     optional: tuple[str, ...] = ()
     file_suffixes: tuple[str, ...] = ()
+    whole: bool = False
 
     def is_file(self, sub: str) -> bool:
         return bool(self.file_suffixes) and sub.lower().endswith(self.file_suffixes)
@@ -84,7 +86,7 @@ IP_ADAPTER = Layout("an IP-Adapter (ip-adapter_sd15.safetensors)",
                     file_suffixes=(".safetensors", ".bin"))
 LORA = Layout("a LoRA (pytorch_lora_weights.safetensors)", files=(("pytorch_lora_weights.safetensors",),),
               file_suffixes=(".safetensors",))
-PIPELINE_INDEX = Layout("a pipeline folder (model_index.json)", files=(("model_index.json",),))
+PIPELINE_INDEX = Layout("a pipeline folder (model_index.json)", files=(("model_index.json",),), whole=True)
 
 
 def pipeline_layout(index: dict) -> Layout:
@@ -109,7 +111,7 @@ def pipeline_layout(index: dict) -> Layout:
                        else DIFFUSERS_WEIGHTS + TRANSFORMERS_WEIGHTS)
             files.extend(_model(f"{name}/", weights))
         folders.append(name)
-    return Layout("a pipeline folder", files=tuple(files), folders=tuple(dict.fromkeys(folders)))
+    return Layout("a pipeline folder", files=tuple(files), folders=tuple(dict.fromkeys(folders)), whole=True)
 
 
 # ------------------------------------------------------------------------------------------------ names
@@ -135,6 +137,8 @@ def fetch_command(repo: str, layout: Layout, sub: str = "") -> str:
     """The ``hf download`` command that fetches what gen1 needs of ``repo`` (the preferred file of each kind)."""
     if layout.is_file(sub):
         return f"hf download {repo} {sub}"
+    if layout.whole:
+        return f"hf download {repo}" + (f" {sub}/" if sub else "")
     prefix = f"{sub}/" if sub else ""
     inside = tuple(f"{folder}/" for folder in layout.folders)
     parts = [group[0] for group in layout.files if not group[0].startswith(inside)]
@@ -247,14 +251,17 @@ class _HubRequest:
             ) from None
 
     def _refuse_missing(self, missing: list[tuple[str, ...]], *, online: bool):
+        single_file = self.layout.is_file(self.sub)
+        marker_missing = missing[0] == self._groups()[0]
+        if marker_missing:  # what makes a folder this kind of model is absent: name it alone
+            missing = missing[:1]
         names = ", ".join(group[0] for group in missing[:3]) + (f" and {len(missing) - 3} more"
                                                                 if len(missing) > 3 else "")
-        single_file = self.layout.is_file(self.sub)
         start = f"{self.flag} '{self.name}': the Hub repo '{self.repo}'"
         if online:
             raise ValueError(f"{start}{'' if single_file else f' is not {self.layout.what}: it'} has no {names}")
         command = fetch_command(self.repo, self.layout, self.sub)
-        if missing[0] == self._groups()[0] and not single_file:
+        if marker_missing and not single_file:
             raise ValueError(f"{start} is cached without {names}: it is not {self.layout.what}, or its download "
                              f"was cut short (then: {command})")
         raise ValueError(f"{start} is cached without {names} (an incomplete download?); complete it: {command}")

@@ -223,7 +223,8 @@ class _HubRequest:
             raise ValueError(f"{self.flag} '{self.name}': no local path and no Hub repo '{self.repo}' (a typo? a "
                              "private repo needs `hf auth login`)") from None
         except Exception as error:  # no connection, a timeout, the Hub down: the cache may still hold the files
-            return None, f"{type(error).__name__}: {str(error).splitlines()[0] if str(error) else ''}".rstrip(": ")
+            first_line = (str(error).splitlines() or [""])[0]
+            return None, f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
 
     def _download(self, listing: list[str]) -> Path:
         from huggingface_hub import snapshot_download

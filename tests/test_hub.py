@@ -253,6 +253,37 @@ def test_online_only_the_needed_files_come_and_a_repo_without_them_is_refused_fi
     assert len(downloads) == 2  # refused before downloading anything
 
 
+def test_an_unreachable_hub_falls_back_to_the_cache_and_an_unknown_repo_is_named(online, hub, monkeypatch):
+    import httpx2
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import LocalEntryNotFoundError, RepositoryNotFoundError
+
+    from gen1.hub import CONTROLNET as LAYOUT, resolve
+
+    def unreachable(self, repo, **kwargs):
+        raise ConnectionError("no route to host")
+
+    def cache_only(repo, *, local_files_only=False, **kwargs):
+        assert local_files_only, "nothing is fetched while the Hub cannot be reached"
+        if repo not in hub:
+            raise LocalEntryNotFoundError(f"{repo} is not cached")
+        return str(hub[repo])
+
+    monkeypatch.setattr(HfApi, "list_repo_files", unreachable)
+    monkeypatch.setattr("huggingface_hub.snapshot_download", cache_only)
+    assert resolve(CONTROLNET, LAYOUT, flag="--controlnet") == hub[CONTROLNET]
+    with pytest.raises(ValueError, match=r"the Hub cannot be reached \(ConnectionError: no route to host\); fetch it"):
+        resolve("lllyasviel/control_v11p_sd15_canny", LAYOUT, flag="--controlnet")
+
+    def not_found(self, repo, **kwargs):
+        request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo}")
+        raise RepositoryNotFoundError("404", response=httpx2.Response(404, request=request))
+
+    monkeypatch.setattr(HfApi, "list_repo_files", not_found)
+    with pytest.raises(ValueError, match="--controlnet 'someone/typo': no local path and no Hub repo 'someone/typo'"):
+        resolve("someone/typo", LAYOUT, flag="--controlnet")
+
+
 # ------------------------------------------------------------------------------------------ names
 def test_a_local_path_always_wins_and_only_repo_shaped_names_go_to_the_hub(hub, stack, tmp_path):
     from gen1.hub import CONTROLNET as LAYOUT, hub_name, resolve

@@ -215,6 +215,25 @@ def _lora_file(path: Path) -> Path:
     return path
 
 
+#: a LoRA's down-projection of a cross-attention key (diffusers, peft and kohya key styles): its input width is
+#: the text width the LoRA was trained for
+_CROSS_ATTENTION_KEY_LORA = re.compile(r"attn2[._]to_k\.(lora\.down|lora_down|lora_A)\.weight$")
+
+
+def check_lora_fits(path: str | Path, cross_attention_dim: int) -> Path:
+    """Before anything loads: the LoRA file at ``path`` (a file or a folder holding ``pytorch_lora_weights.safetensors``)
+    was made for a UNet that cross-attends to ``cross_attention_dim`` wide text (768 for SD-1.5, 2048 for SDXL);
+    read from the file's header. Returns the file; ``ValueError`` naming both widths otherwise."""
+    from gen1.weights import safetensors_shapes
+
+    file = _lora_file(Path(path))
+    for key, shape in sorted(safetensors_shapes(file, "LoRA").items()):
+        if _CROSS_ATTENTION_KEY_LORA.search(key) and shape[-1] != cross_attention_dim:
+            raise ValueError(f"LoRA '{file}' was made for cross-attention width {shape[-1]}"
+                             f"{' (SDXL)' if shape[-1] == 2048 else ''}, the base UNet has {cross_attention_dim}")
+    return file
+
+
 def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_name: str = "lora") -> list[str]:
     """Apply a Stable Diffusion LoRA (a ``pytorch_lora_weights.safetensors`` from diffusers' trainers, or a
     kohya / A1111-style ``.safetensors``) to the image UNet inside a VideoUNet; returns the adapted module names.

@@ -10,9 +10,10 @@ What people hold, in the layouts they download them in:
 * a depth estimator (MiDaS / DPT / Depth Anything, :func:`gen1.depth.load_depth_estimator`), whose normalised
   inverse depth is what the ControlNet sees (obscured to t_s).
 
-Every component's config is read and checked against the base before any weights are loaded
-(:func:`check_components`), so a ControlNet of another base, an adapter of another width or a text encoder of the
-wrong width is refused at once, with a message that names both sides.
+Each part is a local path or a Hub name (:mod:`gen1.hub`). Every component's config is read and checked against the
+base before any weights are loaded or downloaded (:func:`resolve_parts`, :func:`check_components`), so a ControlNet
+of another base, an adapter of another width or a text encoder of the wrong width is refused at once, with a message
+that names both sides.
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ from typing import Any, Mapping
 import torch
 
 BASE_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
+#: the UNet widths of SDXL (and of its AnimateDiff motion adapters); SD 1.x has (320, 640, 1280, 1280)
+SDXL_BLOCK_OUT_CHANNELS = (320, 640, 1280)
 #: the clip length AnimateDiff v1.5 / v2 motion modules were trained on: the default temporal window
 ANIMATEDIFF_CLIP_LENGTH = 16
 #: the scheduler AnimateDiff's authors and diffusers' AnimateDiff documentation use (DDIM, linear betas)
@@ -88,7 +91,15 @@ def check_components(base: Path, controlnet, motion_adapter=None, adapter_config
     if motion_adapter is not None:
         from gen1.temporal_layers import check_motion_adapter_fits, read_motion_adapter_config
 
-        check_motion_adapter_fits(unet_config, read_motion_adapter_config(motion_adapter, config=adapter_config))
+        adapter = read_motion_adapter_config(motion_adapter, config=adapter_config)
+        try:
+            check_motion_adapter_fits(unet_config, adapter)
+        except ValueError as error:
+            name = f"'{motion_adapter}'" if isinstance(motion_adapter, (str, os.PathLike)) else "given"
+            sdxl = list(adapter.get("block_out_channels", [])) == list(SDXL_BLOCK_OUT_CHANNELS)
+            hint = (" (an SDXL motion adapter; an SD-1.5 base takes SD-1.5 modules such as "
+                    "guoyww/animatediff-motion-adapter-v1-5-2)") if sdxl else ""
+            raise ValueError(f"the motion adapter {name} does not fit the base: {error}{hint}") from None
     text_config = _read_config(base / "text_encoder" / "config.json", "base text encoder")
     check_text_encoder_fits(unet_config, text_config, text_name=f"text encoder '{base / 'text_encoder'}'",
                             unet_name=f"UNet '{base / 'unet'}'")
@@ -103,6 +114,26 @@ def check_components(base: Path, controlnet, motion_adapter=None, adapter_config
     check_controlnet_fits(unet_config, controlnet_config, unet_name=f"UNet '{base / 'unet'}'", controlnet_name=name)
 
 
+def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None = None, adapter_config=None) -> dict:
+    """Local paths for the parts named by path or Hub name (``base``, ``motion_adapter``, ``controlnet``,
+    ``depth_estimator``; instances and ``None`` pass through). Configs come first and are checked against each
+    other (:func:`check_components`); only then the weights, so a mismatch costs no download. ``flags`` names each
+    part in messages (the CLI's options; default: the argument names)."""
+    from gen1.hub import BASE, CONTROLNET, DEPTH_MODEL, MOTION_ADAPTER, resolve
+
+    layouts = {"base": BASE, "motion_adapter": MOTION_ADAPTER, "controlnet": CONTROLNET, "depth_estimator": DEPTH_MODEL}
+    flags = {**{key: key for key in layouts}, **(flags or {})}
+
+    def local(weights: bool) -> dict:
+        return {key: resolve(value, layouts[key], flag=flags[key], weights=weights)
+                if isinstance(value, (str, os.PathLike)) else value for key, value in parts.items()}
+
+    configs = local(weights=False)
+    check_components(check_base_folder(configs["base"]), configs["controlnet"], configs["motion_adapter"],
+                     adapter_config)
+    return local(weights=True)
+
+
 def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_estimator=None, scheduler=None,
                      max_frames: int | None = None, clip_length: int | None = None, adapter_config=None,
                      torch_dtype: torch.dtype | None = None):
@@ -112,8 +143,10 @@ def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_
 
     from gen1.unet import VideoUNet
 
-    base = check_base_folder(base)
-    check_components(base, controlnet, motion_adapter, adapter_config)
+    parts = resolve_parts(dict(base=base, motion_adapter=motion_adapter, controlnet=controlnet,
+                               depth_estimator=depth_estimator), adapter_config=adapter_config)
+    base, motion_adapter, controlnet, depth_estimator = (parts[key] for key in ("base", "motion_adapter", "controlnet",
+                                                                               "depth_estimator"))
     if isinstance(depth_estimator, (str, os.PathLike)):
         from gen1.depth import load_depth_estimator
 

@@ -23,10 +23,8 @@ import torch
 WEIGHT_NAMES = ("ip-adapter_sd15.safetensors", "ip-adapter_sd15.bin")
 
 
-def read_ip_adapter(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
-    """``{"image_proj": ..., "ip_adapter": ...}`` from an IP-Adapter file (safetensors, or a ``.bin`` read with
-    ``weights_only=True``); a folder is searched for the usual SD-1.5 file names."""
-    path = Path(path)
+def _weights_file(path: Path) -> Path:
+    """The IP-Adapter file at ``path``: the file itself, or the usual SD-1.5 file name in a folder."""
     if path.is_dir():
         found = [path / name for name in WEIGHT_NAMES if (path / name).is_file()]
         if not found:
@@ -34,6 +32,29 @@ def read_ip_adapter(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor
         path = found[0]
     if not path.is_file():
         raise FileNotFoundError(f"IP-Adapter file not found: '{path}'")
+    return path
+
+
+def _split_parts(flat: dict, path: Path) -> dict[str, dict]:
+    """``{"image_proj": ..., "ip_adapter": ...}`` from the flat keys of a safetensors IP-Adapter."""
+    state = {"image_proj": {}, "ip_adapter": {}}
+    for key, value in flat.items():
+        part, _, rest = key.partition(".")
+        if part not in state:
+            raise ValueError(f"IP-Adapter '{path}' has unexpected key '{key}' (expected image_proj.* / ip_adapter.*)")
+        state[part][rest] = value
+    return state
+
+
+def _check_parts(state, path: Path) -> None:
+    if not isinstance(state, dict) or not {"image_proj", "ip_adapter"} <= set(state):
+        raise ValueError(f"'{path}' is not an IP-Adapter checkpoint (no image_proj / ip_adapter parts)")
+
+
+def read_ip_adapter(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor]]:
+    """``{"image_proj": ..., "ip_adapter": ...}`` from an IP-Adapter file (safetensors, or a ``.bin`` read with
+    ``weights_only=True``); a folder is searched for the usual SD-1.5 file names."""
+    path = _weights_file(Path(path))
     if path.suffix == ".safetensors":
         from safetensors.torch import load_file
 
@@ -41,17 +62,28 @@ def read_ip_adapter(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor
             flat = load_file(str(path))
         except Exception as error:  # safetensors' own error types for a corrupt file
             raise ValueError(f"IP-Adapter '{path}' is not a readable safetensors file: {error}") from None
-        state = {"image_proj": {}, "ip_adapter": {}}
-        for key, value in flat.items():
-            part, _, rest = key.partition(".")
-            if part not in state:
-                raise ValueError(f"IP-Adapter '{path}' has unexpected key '{key}' (expected image_proj.* / ip_adapter.*)")
-            state[part][rest] = value
+        state = _split_parts(flat, path)
     else:
         state = torch.load(path, map_location="cpu", weights_only=True)
-    if not isinstance(state, dict) or not {"image_proj", "ip_adapter"} <= set(state):
-        raise ValueError(f"'{path}' is not an IP-Adapter checkpoint (no image_proj / ip_adapter parts)")
+    _check_parts(state, path)
     return state
+
+
+def read_ip_adapter_shapes(path: str | os.PathLike) -> dict[str, dict[str, list[int]]]:
+    """The shapes of an IP-Adapter's tensors by part, as :func:`read_ip_adapter` would return them; a safetensors
+    file is read from its header only (cheap: checks run on it before anything is loaded)."""
+    path = _weights_file(Path(path))
+    if path.suffix != ".safetensors":
+        return tensor_shapes(read_ip_adapter(path))
+    from gen1.weights import safetensors_shapes
+
+    state = _split_parts(safetensors_shapes(path, "IP-Adapter"), path)
+    _check_parts(state, path)
+    return state
+
+
+def tensor_shapes(state: dict) -> dict[str, dict[str, list[int]]]:
+    return {part: {key: list(value.shape) for key, value in tensors.items()} for part, tensors in state.items()}
 
 
 def _image_unet_processors(image_unet) -> dict[str, object]:
@@ -71,7 +103,8 @@ def apply_ip_adapter(video_unet, state: dict, *, scale: float = 1.0) -> None:
     from gen1.temporal_layers import base_key_to_wrapped_key
 
     unet = video_unet.unet
-    _check_cross_attention_fits(state, unet.config.cross_attention_dim)
+    shapes = tensor_shapes(state)
+    check_cross_attention_fits(shapes, unet.config.cross_attention_dim)
     view = SimpleNamespace(attn_processors=_image_unet_processors(unet), config=unet.config)
     try:
         processors = UNet2DConditionLoadersMixin._convert_ip_adapter_attn_to_diffusers(view, [state],
@@ -87,7 +120,6 @@ def apply_ip_adapter(video_unet, state: dict, *, scale: float = 1.0) -> None:
     unet.encoder_hid_proj = MultiIPAdapterImageProjection([projection])
     unet.register_to_config(encoder_hid_dim_type="ip_image_proj")
     unet.to(dtype=video_unet.dtype, device=video_unet.device)
-    shapes = {part: {key: list(value.shape) for key, value in tensors.items()} for part, tensors in state.items()}
     video_unet.register_to_config(ip_adapter_shapes=shapes)  # save_pretrained -> from_pretrained rebuilds them
     set_ip_adapter_scale(video_unet, scale)
 
@@ -97,12 +129,13 @@ def zero_state(shapes: dict) -> dict[str, dict[str, torch.Tensor]]:
     return {part: {key: torch.zeros(shape) for key, shape in tensors.items()} for part, tensors in shapes.items()}
 
 
-def _check_cross_attention_fits(state: dict, width: int) -> None:
-    """The adapter's image tokens enter cross-attention: their width must be the UNet's (768 for SD-1.5, 2048 SDXL)."""
-    first = next((v for k, v in sorted(state["ip_adapter"].items()) if k.endswith("to_k_ip.weight")), None)
-    if first is not None and first.shape[1] != width:
-        raise ValueError(f"the IP-Adapter was made for cross-attention width {first.shape[1]}"
-                         f"{' (SDXL)' if first.shape[1] == 2048 else ''}, the base UNet has {width}")
+def check_cross_attention_fits(shapes: dict, width: int) -> None:
+    """The adapter's image tokens enter cross-attention: their width must be the UNet's (768 for SD-1.5, 2048 SDXL).
+    ``shapes``: :func:`read_ip_adapter_shapes`."""
+    first = next((v for k, v in sorted(shapes["ip_adapter"].items()) if k.endswith("to_k_ip.weight")), None)
+    if first is not None and first[1] != width:
+        raise ValueError(f"the IP-Adapter was made for cross-attention width {first[1]}"
+                         f"{' (SDXL)' if first[1] == 2048 else ''}, the base UNet has {width}")
 
 
 def set_ip_adapter_scale(video_unet, scale: float) -> None:
@@ -138,6 +171,43 @@ def encode_reference_images(image_encoder, feature_extractor, images, *, hidden_
     return embeds, torch.zeros_like(embeds)
 
 
+def resolve_ip_adapter(path, image_encoder=None, *, flag: str = "path", encoder_flag: str = "image_encoder="):
+    """(local IP-Adapter path, image encoder) from paths or Hub names (:mod:`gen1.hub`). Without ``image_encoder``,
+    the ``image_encoder/`` folder beside the file (the ``h94/IP-Adapter`` layout), fetched from the same repo for a
+    Hub name; a missing encoder is a ``ValueError`` naming where it was looked for and ``encoder_flag``."""
+    from gen1.hub import IMAGE_ENCODER, IP_ADAPTER, companion, resolve
+
+    local = resolve(path, IP_ADAPTER, flag=flag)
+    if image_encoder is not None:
+        if isinstance(image_encoder, torch.nn.Module):
+            return local, image_encoder
+        return local, resolve(image_encoder, IMAGE_ENCODER, flag=encoder_flag)
+    if not Path(path).exists():  # a Hub name: the encoder comes from the same repo
+        name = companion(path, "image_encoder", of_file=local.is_file())
+        try:
+            return local, resolve(name, IMAGE_ENCODER, flag=f"the image encoder of {flag}")
+        except (ValueError, OSError) as error:
+            raise ValueError(f"{error} (or give {encoder_flag})") from None
+    folder = (local if local.is_dir() else local.parent) / "image_encoder"
+    if not (folder / "config.json").is_file():
+        raise ValueError(f"the IP-Adapter '{path}' needs its CLIP image encoder: none at '{folder}', give "
+                         f"{encoder_flag} (a CLIPVisionModelWithProjection folder)")
+    return local, folder
+
+
+def check_ip_adapter_files(path, image_encoder, unet_config: dict) -> None:
+    """Before anything loads: the IP-Adapter ``path`` (tensor shapes from its header) fits the base UNet's
+    cross-attention width and the ``image_encoder`` folder's projection width (its config)."""
+    import json
+
+    shapes = read_ip_adapter_shapes(path)
+    if unet_config.get("cross_attention_dim") is not None:
+        check_cross_attention_fits(shapes, unet_config["cross_attention_dim"])
+    if not isinstance(image_encoder, torch.nn.Module):
+        config = json.loads((Path(image_encoder) / "config.json").read_text(encoding="utf-8"))
+        check_projection_fits(shapes, config.get("projection_dim"), path)
+
+
 def load_ip_adapter_into(pipe, path, *, image_encoder=None, scale: float = 1.0) -> None:
     """:meth:`gen1.pipeline.Gen1Pipeline.load_ip_adapter`: check, read, apply, and register the vision encoder."""
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
@@ -145,26 +215,20 @@ def load_ip_adapter_into(pipe, path, *, image_encoder=None, scale: float = 1.0) 
     if pipe.route_name != "controlnet":
         raise ValueError("IP-Adapters fit the public-checkpoint route (an SD UNet with a text encoder); native Gen-1 "
                          "models take reference images through their own content encoder")
-    path = Path(path)
+    path, image_encoder = resolve_ip_adapter(path, image_encoder)
     state = read_ip_adapter(path)
-    if image_encoder is None:
-        folder = (path if path.is_dir() else path.parent) / "image_encoder"
-        if not (folder / "config.json").is_file():
-            raise ValueError(f"the IP-Adapter '{path}' needs its CLIP image encoder: none at '{folder}', give "
-                             "image_encoder= (a CLIPVisionModelWithProjection folder)")
-        image_encoder = folder
     if not isinstance(image_encoder, torch.nn.Module):
         image_encoder = CLIPVisionModelWithProjection.from_pretrained(str(image_encoder))
-    _check_projection_fits(state, image_encoder, path)
+    check_projection_fits(tensor_shapes(state), image_encoder.config.projection_dim, path)
     apply_ip_adapter(pipe.unet, state, scale=scale)
     size = image_encoder.config.image_size
     pipe.register_modules(image_encoder=image_encoder.eval().to(pipe.unet.device),
                           feature_extractor=CLIPImageProcessor(size=size, crop_size=size))
 
 
-def _check_projection_fits(state: dict, image_encoder, path: Path) -> None:
+def check_projection_fits(shapes: dict, projection_dim: int, path) -> None:
     """The basic adapter projects the encoder's ``image_embeds``: its input width must be the encoder's."""
-    weight = state["image_proj"].get("proj.weight")
-    if weight is not None and weight.shape[1] != image_encoder.config.projection_dim:
-        raise ValueError(f"IP-Adapter '{path}' takes image embeddings of width {weight.shape[1]}, the image encoder "
-                         f"gives {image_encoder.config.projection_dim} (an encoder for another adapter?)")
+    weight = shapes["image_proj"].get("proj.weight")
+    if weight is not None and weight[1] != projection_dim:
+        raise ValueError(f"IP-Adapter '{path}' takes image embeddings of width {weight[1]}, the image encoder "
+                         f"gives {projection_dim} (an encoder for another adapter?)")

@@ -133,11 +133,20 @@ class Gen1Pipeline(DiffusionPipeline):
         resolves such a module if it is already imported (it never imports code a repository names). gen1's
         own component modules are trusted code, so they are imported here: those named ``gen1.*`` in a local
         ``model_index.json``, and the standard ones (unet, depth, content).
+
+        ``pretrained_model_name_or_path`` is a local folder or a Hub repo id (``ORG/NAME[/SUBFOLDER]``), fetched
+        through huggingface_hub's cache by :func:`gen1.hub.resolve_pipeline` (offline: from the cache, with one-line
+        errors for what is missing).
         """
         import importlib
         import json
         from pathlib import Path
 
+        from gen1.hub import resolve_pipeline
+
+        if not Path(pretrained_model_name_or_path).exists():
+            pretrained_model_name_or_path = resolve_pipeline(pretrained_model_name_or_path,
+                                                             flag="pretrained_model_name_or_path")
         modules = {"gen1.unet", "gen1.depth", "gen1.content"}
         index = Path(pretrained_model_name_or_path) / "model_index.json"
         if index.is_file():
@@ -222,7 +231,10 @@ class Gen1Pipeline(DiffusionPipeline):
         temporal layers, a depth ``controlnet`` (ControlNetModel folder or instance) carrying the structure, the
         base's CLIP text encoder carrying the prompt, and a ``depth_estimator`` (instance or checkpoint path).
 
-        Configs are checked against each other before any weights load (:mod:`gen1.animatediff`). ``scheduler``
+        Each part given by name is a local path or a Hub name (``ORG/NAME``, or ``ORG/NAME/path/in/repo`` for one
+        file, e.g. ``guoyww/animatediff/mm_sd_v15_v2.ckpt``), fetched through huggingface_hub's cache
+        (:mod:`gen1.hub`). Configs are checked against each other before any weights load or download
+        (:mod:`gen1.animatediff`). ``scheduler``
         defaults to DDIM with AnimateDiff's settings (linear betas, no sample clipping, linspace spacing).
         ``max_frames`` defaults to the adapter's ``motion_max_seq_length``; ``clip_length`` (the default temporal
         window) to 16, the clip length AnimateDiff v2 modules were trained on. Save the result with
@@ -365,8 +377,9 @@ class Gen1Pipeline(DiffusionPipeline):
     def load_ip_adapter(self, path, *, image_encoder=None, scale: float = 1.0) -> None:
         """Reference images as content on the public route: an IP-Adapter file (diffusers / original format, e.g.
         ``ip-adapter_sd15.safetensors``) and its CLIP vision encoder (a ``CLIPVisionModelWithProjection`` folder or
-        instance; default: ``image_encoder/`` beside the file, the ``h94/IP-Adapter`` layout). ``scale`` is how
-        strongly references act (:func:`gen1.ip_adapter.set_ip_adapter_scale`)."""
+        instance; default: ``image_encoder/`` beside the file, the ``h94/IP-Adapter`` layout). Both may be Hub names,
+        e.g. ``h94/IP-Adapter/models/ip-adapter_sd15.safetensors`` (:mod:`gen1.hub`). ``scale`` is how strongly
+        references act (:func:`gen1.ip_adapter.set_ip_adapter_scale`)."""
         from gen1.ip_adapter import load_ip_adapter_into
 
         load_ip_adapter_into(self, path, image_encoder=image_encoder, scale=scale)

@@ -45,6 +45,18 @@ def check_state_dict(
             )
 
 
+def safetensors_shapes(path, what: str) -> dict[str, list[int]]:
+    """Every tensor's shape in a safetensors file, from its header alone (no tensor is read): what checks made
+    before loading need. ``what`` names the file in the ``ValueError`` for an unreadable one."""
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            return {key: list(handle.get_slice(key).get_shape()) for key in handle.keys()}
+    except Exception as error:  # safetensors' own error types for a corrupt file
+        raise ValueError(f"{what} '{path}' is not a readable safetensors file: {error}") from None
+
+
 class StrictLoadingMixin:
     """diffusers' ``from_pretrained``, made strict for gen1's components (VideoUNet, DepthEstimator,
     ContentEncoder): any missing, unexpected or wrongly shaped key raises ``ValueError`` naming it.

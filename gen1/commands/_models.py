@@ -2,67 +2,107 @@
 
 Shared by the commands that load a pipeline, so a flag means the same everywhere:
 
-* ``--model DIR``: a pipeline folder (``Gen1Pipeline.save_pretrained``; default: the bundled demo model);
-* ``--base DIR --motion-adapter PATH --controlnet DIR [--depth-model PATH]``: the public-checkpoint route
-  (:meth:`gen1.pipeline.Gen1Pipeline.from_animatediff`), the three named separately.
+* ``--model DIR|ORG/NAME``: a pipeline folder (``Gen1Pipeline.save_pretrained``; default: the bundled demo model);
+* ``--base --motion-adapter --controlnet [--depth-model]``: the public-checkpoint route
+  (:meth:`gen1.pipeline.Gen1Pipeline.from_animatediff`), the three named separately;
+* with ``gen1 edit``, ``--ip-adapter [--image-encoder]`` (reference images on the public route) and ``--lora``.
 
-:func:`check_model_source` runs before any heavy work (files present, configs parsed and checked against each
-other); :func:`load_model` then loads.
+Every name is a local path or a Hub repo id (``ORG/NAME``, or ``ORG/NAME/path/in/repo`` for one file or folder of
+a repo), fetched through huggingface_hub's cache (:mod:`gen1.hub`). :func:`check_model_source` runs before any
+heavy work (names resolved, files present, configs parsed and checked against each other, adapters' shapes checked
+against the base); :func:`load_model` then loads.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from gen1.commands._common import check_input_file, check_model_files, load_failure
+from gen1.commands._common import check_model_files, load_failure
 
 PUBLIC_FLAGS = ("--base", "--motion-adapter", "--controlnet")
+NAME_HELP = "a local path or a Hub repo id"
 
 
 def add_model_arguments(group) -> None:
-    group.add_argument("--model", help="pipeline directory (Gen1Pipeline.save_pretrained); default: the bundled model")
-    group.add_argument("--base", metavar="DIR",
-                       help="public route: a Stable Diffusion 1.x folder in diffusers layout (unet, vae, text_encoder, "
-                       "tokenizer, scheduler), with --motion-adapter and --controlnet")
-    group.add_argument("--motion-adapter", metavar="PATH",
-                       help="public route: AnimateDiff motion modules (a MotionAdapter folder or mm_sd_v15_v2.ckpt)")
-    group.add_argument("--controlnet", metavar="DIR", help="public route: a depth ControlNet folder (diffusers layout)")
-    group.add_argument("--depth-model", metavar="PATH",
-                       help="public route: the depth estimator (MiDaS .pt, or a DPT / Depth Anything folder); "
-                       "without it, give --depth")
+    group.add_argument("--model", metavar="DIR|REPO",
+                       help=f"pipeline folder (Gen1Pipeline.save_pretrained), {NAME_HELP}; default: the bundled model")
+    group.add_argument("--base", metavar="DIR|REPO",
+                       help="public route: a Stable Diffusion 1.x model in diffusers layout (unet, vae, text_encoder, "
+                       "tokenizer, scheduler), e.g. stable-diffusion-v1-5/stable-diffusion-v1-5; with "
+                       "--motion-adapter and --controlnet")
+    group.add_argument("--motion-adapter", metavar="PATH|REPO",
+                       help="public route: AnimateDiff motion modules: a MotionAdapter folder or repo "
+                       "(guoyww/animatediff-motion-adapter-v1-5-2), or an original file (mm_sd_v15_v2.ckpt, or "
+                       "REPO/path/to/file such as guoyww/animatediff/mm_sd_v15_v2.ckpt)")
+    group.add_argument("--controlnet", metavar="DIR|REPO",
+                       help="public route: a depth ControlNet in diffusers layout, e.g. "
+                       "lllyasviel/control_v11f1p_sd15_depth")
+    group.add_argument("--depth-model", metavar="PATH|REPO",
+                       help="public route: the depth estimator (a MiDaS .pt file, e.g. "
+                       "lllyasviel/Annotators/dpt_hybrid-midas-501f0c75.pt, or a DPT / Depth Anything folder or repo "
+                       "such as Intel/dpt-hybrid-midas); without it, give --depth")
 
 
 @dataclass
 class ModelSource:
-    """A saved pipeline folder, or the parts of the public route."""
+    """A saved pipeline folder, or the parts of the public route (local paths, Hub names resolved), and what is
+    applied after loading (an IP-Adapter, a LoRA)."""
 
     model_dir: Path | None = None
     base: Path | None = None
     motion_adapter: Path | None = None
     controlnet: Path | None = None
     depth_model: Path | None = None
+    label: str | None = None  # the name the user gave (a Hub name rather than its cache path)
+    ip_adapter: Path | None = None
+    image_encoder: Path | None = None
+    ip_adapter_scale: float = 1.0
+    lora: Path | None = None
 
     @property
     def is_public(self) -> bool:
         return self.base is not None
 
     def describe(self) -> str:
-        return f"--model '{self.model_dir}'" if not self.is_public else f"--base '{self.base}'"
+        flag, path = ("--model", self.model_dir) if not self.is_public else ("--base", self.base)
+        return f"{flag} '{self.label or path}'"
 
 
 def resolve_model_dir(model: str | None) -> Path:
-    """The pipeline directory to load, with clear errors for missing / unknown directories."""
+    """The pipeline directory to load (a local folder or a Hub repo), with clear errors for missing / unknown ones."""
     if model is None:
         from gen1.demo import bundled_model_dir
 
         return bundled_model_dir()  # FileNotFoundError naming the path if the package data is missing
+    from gen1.hub import hub_name, resolve_pipeline
+
     path = Path(model)
+    if not path.exists() and hub_name(model) is not None:
+        return resolve_pipeline(model, flag="--model")
     if not path.exists():
         raise FileNotFoundError(f"--model directory not found: '{path}'")
     if not (path / "model_index.json").is_file():
         raise ValueError(f"--model '{path}' is not a gen1 pipeline directory (no model_index.json)")
     return path
+
+
+def is_public_model(source: ModelSource) -> bool:
+    """Whether the model takes the public route (a ControlNet carries the structure), assembled or saved."""
+    if source.is_public:
+        return True
+    index = json.loads((source.model_dir / "model_index.json").read_text(encoding="utf-8"))
+    return bool(index.get("controlnet")) and index["controlnet"][0] is not None
+
+
+def image_unet_config(source: ModelSource) -> dict | None:
+    """The config of the image UNet inside the model (the base's; a saved model records it), or None if unknown."""
+    path = (source.base if source.is_public else source.model_dir) / "unet" / "config.json"
+    if not path.is_file():
+        return None
+    config = json.loads(path.read_text(encoding="utf-8"))
+    return config if source.is_public else config.get("unet_config")
 
 
 def check_model_source(args, *, user_depth: bool = False) -> ModelSource:
@@ -74,34 +114,86 @@ def check_model_source(args, *, user_depth: bool = False) -> ModelSource:
             raise ValueError("--depth-model belongs to the public route (--base, --motion-adapter, --controlnet)")
         model_dir = resolve_model_dir(args.model)
         check_model_files("--model", model_dir)
-        return ModelSource(model_dir=model_dir)
+        source = ModelSource(model_dir=model_dir, label=args.model)
+    else:
+        source = _public_source(args, public, depth_model, user_depth)
+    _check_ip_adapter(args, source)
+    _check_lora(args, source)
+    return source
+
+
+def _public_source(args, public: dict, depth_model, user_depth: bool) -> ModelSource:
     if args.model is not None:
         raise ValueError("give either --model or --base/--motion-adapter/--controlnet, not both")
     missing = [flag for flag, value in public.items() if value is None]
     if missing:
         raise ValueError(f"the public route needs --base, --motion-adapter and --controlnet: {', '.join(missing)} "
                          "missing")
-    check_input_file("--base", public["--base"], directory_ok=True)
-    check_input_file("--motion-adapter", public["--motion-adapter"], directory_ok=True)
-    check_input_file("--controlnet", public["--controlnet"], directory_ok=True)
     if depth_model is None and not user_depth:
         raise ValueError("the public route needs a depth estimator: give --depth-model (e.g. "
                          "dpt_hybrid-midas-501f0c75.pt) or your own --depth")
-    if depth_model is not None:
-        check_input_file("--depth-model", depth_model, directory_ok=True)
-    from gen1.animatediff import check_base_folder, check_components
+    from gen1.animatediff import resolve_parts
 
-    base = check_base_folder(public["--base"])
-    check_components(base, Path(public["--controlnet"]), Path(public["--motion-adapter"]))
-    return ModelSource(base=base, motion_adapter=Path(public["--motion-adapter"]),
-                       controlnet=Path(public["--controlnet"]),
-                       depth_model=None if depth_model is None else Path(depth_model))
+    flags = {"base": "--base", "motion_adapter": "--motion-adapter", "controlnet": "--controlnet",
+             "depth_estimator": "--depth-model"}
+    parts = resolve_parts({"base": public["--base"], "motion_adapter": public["--motion-adapter"],
+                           "controlnet": public["--controlnet"], "depth_estimator": depth_model}, flags=flags)
+    return ModelSource(base=parts["base"], motion_adapter=parts["motion_adapter"], controlnet=parts["controlnet"],
+                       depth_model=parts["depth_estimator"], label=public["--base"])
+
+
+def _check_ip_adapter(args, source: ModelSource) -> None:
+    """``--ip-adapter`` / ``--image-encoder``: resolved, and their shapes checked against the base, before loading."""
+    name, encoder = getattr(args, "ip_adapter", None), getattr(args, "image_encoder", None)
+    if name is None:
+        if encoder is not None:
+            raise ValueError("--image-encoder belongs to --ip-adapter (the IP-Adapter's CLIP image encoder)")
+        if getattr(args, "reference", None) and is_public_model(source) and not _has_ip_adapter(source):
+            raise ValueError("--reference on the public route needs an IP-Adapter: give --ip-adapter (e.g. "
+                             "h94/IP-Adapter/models/ip-adapter_sd15.safetensors)")
+        return
+    if not is_public_model(source):
+        raise ValueError(f"--ip-adapter applies to the public route (an SD UNet with a text encoder); "
+                         f"{source.describe()} is a native Gen-1 model, whose own content encoder takes --reference")
+    from gen1.ip_adapter import check_ip_adapter_files, resolve_ip_adapter
+
+    path, image_encoder = resolve_ip_adapter(name, encoder, flag="--ip-adapter", encoder_flag="--image-encoder")
+    try:
+        check_ip_adapter_files(path, image_encoder, image_unet_config(source) or {})
+    except ValueError as error:
+        raise ValueError(f"--ip-adapter '{name}' does not fit {source.describe()}: {error}") from None
+    source.ip_adapter, source.image_encoder = path, image_encoder
+    source.ip_adapter_scale = getattr(args, "ip_adapter_scale", 1.0)
+
+
+def _has_ip_adapter(source: ModelSource) -> bool:
+    """A saved public pipeline that holds an IP-Adapter (its UNet config records the adapter's shapes)."""
+    if source.is_public:
+        return False
+    config = json.loads((source.model_dir / "unet" / "config.json").read_text(encoding="utf-8"))
+    return bool(config.get("ip_adapter_shapes"))
+
+
+def _check_lora(args, source: ModelSource) -> None:
+    """``--lora``: resolved, and made for the base's text width (an SDXL LoRA on SD-1.5 is refused), before loading."""
+    name = getattr(args, "lora", None)
+    if name is None:
+        return
+    from gen1.adapters import check_lora_fits
+    from gen1.hub import LORA, resolve
+
+    config = image_unet_config(source) or {}
+    path = resolve(name, LORA, flag="--lora")
+    if config.get("cross_attention_dim") is not None:
+        try:
+            path = check_lora_fits(path, config["cross_attention_dim"])
+        except (ValueError, OSError) as error:
+            raise ValueError(f"--lora: {error}") from None
+    source.lora = path
 
 
 def unet_config_of(source: ModelSource) -> dict | None:
     """The UNet's config as the pipeline will see it (frame limits for --window checks), or None if unknown."""
-    import json
-
     if source.is_public:
         from gen1.animatediff import ANIMATEDIFF_CLIP_LENGTH
         from gen1.temporal_layers import read_motion_adapter_config
@@ -113,14 +205,22 @@ def unet_config_of(source: ModelSource) -> dict | None:
 
 
 def load_model(source: ModelSource):
-    """Load the pipeline; a failure is one line naming the flag and the path."""
+    """Load the pipeline and apply the IP-Adapter; a failure is one line naming the flag and the path."""
     from gen1.pipeline import Gen1Pipeline
 
     try:
         if not source.is_public:
-            return Gen1Pipeline.from_pretrained(source.model_dir)
-        return Gen1Pipeline.from_animatediff(source.base, motion_adapter=source.motion_adapter,
-                                             controlnet=source.controlnet, depth_estimator=source.depth_model)
+            pipe = Gen1Pipeline.from_pretrained(source.model_dir)
+        else:
+            pipe = Gen1Pipeline.from_animatediff(source.base, motion_adapter=source.motion_adapter,
+                                                 controlnet=source.controlnet, depth_estimator=source.depth_model)
     except Exception as error:  # configs were parsed and checked: say in one line what else is wrong
         flag, path = ("--model", source.model_dir) if not source.is_public else ("--base", source.base)
         raise load_failure(flag, path, error) from error
+    if source.ip_adapter is not None:
+        try:
+            pipe.load_ip_adapter(source.ip_adapter, image_encoder=source.image_encoder, scale=source.ip_adapter_scale)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"--ip-adapter: {error}") from None
+        print(f"applied IP-Adapter {source.ip_adapter} (scale {source.ip_adapter_scale:g})")
+    return pipe

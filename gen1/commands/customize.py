@@ -1,9 +1,17 @@
 """``gen1 customize``: fine-tune a gen1 model on 15-30 images of a subject or style; save a small adapter.
 
-Example::
+Examples::
 
     gen1 customize --model my-gen1-pipeline/ --images corgi/ --out corgi.safetensors --lora-rank 4
     gen1 edit input.mp4 -o out.mp4 --reference corgi/1.png --adapter corgi.safetensors
+
+    # the public route: the subject is tied to an instance prompt (DreamBooth-LoRA style)
+    gen1 customize --base stable-diffusion-v1-5/stable-diffusion-v1-5 \\
+        --motion-adapter guoyww/animatediff-motion-adapter-v1-5-2 --controlnet lllyasviel/control_v11f1p_sd15_depth \\
+        --depth-model lllyasviel/Annotators/dpt_hybrid-midas-501f0c75.pt \\
+        --images corgi/ --prompt "a photo of sks dog" --out corgi-sd15.safetensors
+    gen1 edit input.mp4 -o out.mp4 --prompt "a photo of sks dog running" --adapter corgi-sd15.safetensors \\
+        --base ... --motion-adapter ... --controlnet ... --depth-model ...
 """
 
 from __future__ import annotations
@@ -18,18 +26,26 @@ from gen1.commands._common import (
     check_seed,
     seed_value,
 )
+from gen1.commands._models import NAME_HELP
 
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
         "customize",
         help="fine-tune on a few images (LoRA by default) and save an adapter",
-        description="Train the model to reproduce each image given its own CLIP image embedding (images are "
-        "1-frame clips in image mode, structure from their depth). LoRA on the spatial attention "
-        "(to_q/to_k/to_v/to_out.0) by default, or --full fine-tuning of the whole UNet (a large adapter). Defaults come from "
-        "gen1/configs/customize.yaml.",
+        description="Native Gen-1 models learn to reproduce each image given its own CLIP image embedding; the public "
+        "route (--base/--motion-adapter/--controlnet, or a saved public --model) learns it given --prompt (an "
+        "instance prompt such as 'a photo of sks dog'; default: the empty prompt). Images are 1-frame clips in image "
+        "mode, with structure from their depth. LoRA on the spatial attention (to_q/to_k/to_v/to_out.0) by default, "
+        "or --full fine-tuning of the whole UNet (a large adapter). Defaults come from gen1/configs/customize.yaml.",
     )
-    parser.add_argument("--model", required=True, help="gen1 pipeline directory (unet/ vae/ scheduler/ ...)")
+    parser.add_argument("--model", metavar="DIR|REPO",
+                        help=f"gen1 pipeline (unet/ vae/ scheduler/ ...), {NAME_HELP}")
+    parser.add_argument("--base", metavar="DIR|REPO", help="public route: the Stable Diffusion 1.x base (as gen1 edit)")
+    parser.add_argument("--motion-adapter", metavar="PATH|REPO",
+                        help="public route: the AnimateDiff motion modules you edit with (off while training)")
+    parser.add_argument("--controlnet", metavar="DIR|REPO", help="public route: the depth ControlNet")
+    parser.add_argument("--prompt", help="public route: the instance prompt that names the subject (default: empty)")
     parser.add_argument("--images", required=True, help="folder of images of the subject or style")
     parser.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
     parser.add_argument("--lora-rank", type=int, help="LoRA rank (default 4)")
@@ -42,8 +58,10 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, help="images per step (default 2)")
     parser.add_argument("--seed", type=seed_value, help="random seed, 0 to 2**64-1 (default 0)")
     parser.add_argument("--size", type=int, default=256, help="square training size in pixels (default 256)")
-    parser.add_argument("--depth-model", help="depth estimator (default: MODEL/depth_estimator)")
-    parser.add_argument("--content-model", help="content encoder (default: MODEL/content_encoder)")
+    parser.add_argument("--depth-model", metavar="PATH|REPO",
+                        help="depth estimator (default: MODEL/depth_estimator; the public route assembled from its "
+                        "parts needs one)")
+    parser.add_argument("--content-model", help="native models: content encoder (default: MODEL/content_encoder)")
     add_threads_argument(parser)
     parser.set_defaults(func=run)
 
@@ -79,42 +97,112 @@ def load_settings(args):
     return CustomizeSettings(**defaults).validate()
 
 
-def run(args) -> int:
+def _check_model(args):
+    """The model to customise (a :class:`gen1.commands._models.ModelSource`), its flags consistent with its route."""
     from pathlib import Path
 
-    import torch
+    from gen1.commands._models import ModelSource, check_model_source, is_public_model, resolve_model_dir
 
-    from gen1.training.components import load_content, load_depth, load_vae
-    from gen1.adapters import save_adapter
-    from gen1.training.customize import encode_images, train_adapter
-    from gen1.training.model import load_noise_scheduler
-    from gen1.training.preprocess import ClipEncoder
+    if any(value is not None for value in (args.base, args.motion_adapter, args.controlnet)):
+        source = check_model_source(args)  # the parts resolved and checked against each other; --depth-model needed
+    else:
+        if args.model is None:
+            raise ValueError("give --model (a gen1 pipeline) or the public route's --base, --motion-adapter and "
+                             "--controlnet")
+        model = resolve_model_dir(args.model)
+        if not (Path(model) / "unet" / "config.json").is_file():
+            raise FileNotFoundError(f"--model {args.model!r} has no unet/config.json (expected a gen1 pipeline "
+                                    "directory)")
+        check_model_files("--model", model)
+        source = ModelSource(model_dir=Path(model), label=args.model)
+    if is_public_model(source):
+        if args.content_model is not None:
+            raise ValueError("--content-model belongs to native Gen-1 models; on the public route the content is "
+                             "the --prompt")
+        if args.depth_model is None and not source.is_public and not (source.model_dir / "depth_estimator").is_dir():
+            raise ValueError(f"{source.describe()} has no depth estimator: give --depth-model")
+    elif args.prompt is not None:
+        raise ValueError(f"--prompt applies to the public route; {source.describe()} is a native Gen-1 model, "
+                         "customised on each image's own CLIP embedding")
+    return source
+
+
+def _image_paths(args):
+    from pathlib import Path
+
     from gen1.video import IMAGE_SUFFIXES
-    from gen1.unet import VideoUNet
 
-    _check_arguments(args)
-    settings = load_settings(args)
-    model = Path(args.model)
-    if not (model / "unet" / "config.json").is_file():
-        raise FileNotFoundError(f"--model {args.model!r} has no unet/config.json (expected a gen1 pipeline directory)")
-    check_model_files("--model", model)
     images = Path(args.images)
     if not images.is_dir():
         raise FileNotFoundError(f"--images folder not found: {args.images!r}")
     paths = sorted(p for p in images.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
     if not paths:
         raise ValueError(f"--images {args.images!r} holds no images ({', '.join(IMAGE_SUFFIXES)})")
+    return paths
+
+
+def _train_native(args, source, paths, settings, device):
+    import torch
+
+    from gen1.training.components import load_content, load_depth, load_vae
+    from gen1.training.customize import encode_images, train_adapter
+    from gen1.training.model import load_noise_scheduler
+    from gen1.training.preprocess import ClipEncoder
+    from gen1.unet import VideoUNet
+
+    model = str(source.model_dir)
+    encoder = ClipEncoder(load_vae(model, device, torch.float32), load_depth(model, args.depth_model, device),
+                          load_content(model, args.content_model, device), device=device)
+    data = encode_images(paths, encoder, args.size)
+    unet = VideoUNet.from_pretrained(model, subfolder="unet").to(device)
+    return unet, train_adapter(unet, data, load_noise_scheduler(model), settings, device=device)
+
+
+def _train_public(args, source, paths, settings, device):
+    """LoRA of the public route's image UNet, on the images given the instance prompt (see gen1.training.customize)."""
+    from diffusers import DDPMScheduler
+
+    from gen1.commands._models import load_model
+    from gen1.training.customize import encode_public_images, train_adapter
+
+    pipe = load_model(source)
+    estimator = pipe.depth_estimator
+    if args.depth_model is not None and not source.is_public:  # a saved public pipeline, another estimator
+        from gen1.depth import load_depth_estimator
+        from gen1.hub import DEPTH_MODEL, resolve
+
+        estimator = load_depth_estimator(resolve(args.depth_model, DEPTH_MODEL, flag="--depth-model"))
+    pipe.to(device)
+    estimator.to(device)
+    data = encode_public_images(paths, pipe, estimator, args.prompt or "", args.size)
+    # the schedule the edits denoise with (the pipeline's; AnimateDiff's linear betas when assembled from parts)
+    scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
+    losses = train_adapter(pipe.unet, data, scheduler, settings, device=device, controlnet=pipe.controlnet)
+    pipe.unet._gen1_adapter["prompt"] = args.prompt or ""  # recorded in the adapter's metadata
+    return pipe.unet, losses
+
+
+def run(args) -> int:
+    from pathlib import Path
+
+    import torch
+
+    from gen1.adapters import save_adapter
+    from gen1.commands._models import is_public_model
+
+    _check_arguments(args)
+    settings = load_settings(args)
+    source = _check_model(args)
+    paths = _image_paths(args)
     out = check_output_file("--out", args.out)
-    if out.exists() and any(out.resolve().is_relative_to(d.resolve()) for d in (model, images)):
-        raise ValueError(f"--out '{args.out}' would overwrite a file of --model or --images; choose another path")
+    inputs = [Path(folder) for folder in (source.model_dir, source.base, args.images) if folder is not None]
+    if out.exists() and any(out.resolve().is_relative_to(folder.resolve()) for folder in inputs):
+        raise ValueError(f"--out '{args.out}' would overwrite a file of the model or --images; choose another path")
     apply_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(settings.seed)
-    encoder = ClipEncoder(load_vae(args.model, device, torch.float32), load_depth(args.model, args.depth_model, device),
-                          load_content(args.model, args.content_model, device), device=device)
-    data = encode_images(paths, encoder, args.size)
-    unet = VideoUNet.from_pretrained(str(model), subfolder="unet").to(device)
-    losses = train_adapter(unet, data, load_noise_scheduler(str(model)), settings, device=device)
+    train = _train_public if is_public_model(source) else _train_native
+    unet, losses = train(args, source, paths, settings, device)
     path = save_adapter(unet, args.out)
     print(f"trained on {len(paths)} images for {settings.steps} steps (loss {losses[0]:.4f} -> {losses[-1]:.4f}); "
           f"adapter {path} ({path.stat().st_size / 1024:.1f} KiB)")

@@ -19,13 +19,15 @@ from gen1.commands._common import (
     apply_threads,
     check_input_file,
     check_integer,
+    check_number,
     check_output_file,
     device_and_dtype,
     refuse_overwriting_inputs,
     safetensors_metadata,
     seed_value,
 )
-from gen1.commands._models import ModelSource, add_model_arguments, check_model_source, load_model, unet_config_of
+from gen1.commands._models import (ModelSource, add_model_arguments, check_model_source, is_public_model, load_model,
+                                  unet_config_of)
 from gen1.editing import DEFAULTS, SCHEDULERS, EditRequest, check_request, read_inputs, request_from_args, run_edit
 
 
@@ -43,6 +45,15 @@ def register(subparsers) -> None:
     content.add_argument("--reference", action="append", default=[], metavar="IMG", help="reference image (repeatable)")
     content.add_argument("--negative-prompt", metavar="TEXT",
                          help="public route: what the edit should not look like (default: the empty prompt)")
+    content.add_argument("--ip-adapter", metavar="PATH|REPO",
+                         help="public route: an IP-Adapter for --reference images, a local file or a Hub name such as "
+                         "h94/IP-Adapter/models/ip-adapter_sd15.safetensors (its CLIP image encoder: image_encoder/ "
+                         "beside it, or --image-encoder)")
+    content.add_argument("--image-encoder", metavar="DIR|REPO",
+                         help="the IP-Adapter's CLIP image encoder (a CLIPVisionModelWithProjection folder or Hub name; "
+                         "default: image_encoder/ beside --ip-adapter)")
+    content.add_argument("--ip-adapter-scale", type=float, default=1.0,
+                         help="how strongly the --reference images act through the IP-Adapter, >= 0 (default 1)")
     content.add_argument(
         "--content-weights", type=float, nargs="+", metavar="W",
         help="one weight >= 0 per prompt, then per reference image; normalised to sum to 1 (default: equal)",
@@ -82,8 +93,9 @@ def register(subparsers) -> None:
     io.add_argument("--overlap", type=int, help="frames shared by neighbouring windows (default: window // 4)")
     io.add_argument("--compare", metavar="PATH", help="also write source | depth | output (.png/.jpg or .mp4)")
     io.add_argument("--adapter", help="customisation adapter (.safetensors from `gen1 customize`) to apply")
-    io.add_argument("--lora", metavar="FILE",
-                    help="a Stable Diffusion LoRA (.safetensors, diffusers or kohya format) for the UNet")
+    io.add_argument("--lora", metavar="FILE|REPO",
+                    help="a Stable Diffusion LoRA (.safetensors, diffusers or kohya format) for the UNet, a local "
+                    "file or a Hub name")
     io.add_argument("--lora-scale", type=float, default=1.0, help="strength of --lora (default 1)")
     add_device_arguments(io)
     io.add_argument(
@@ -96,6 +108,8 @@ def register(subparsers) -> None:
 
 
 def _check_loading_knobs(args) -> None:
+    """The flags that shape loading rather than the edit (the request's own are checked by gen1.editing)."""
+    check_number("--ip-adapter-scale", args.ip_adapter_scale, low=0)
     if args.threads is not None:
         check_integer("--threads", args.threads, low=1)
     if not math.isfinite(args.lora_scale):
@@ -113,7 +127,6 @@ def _check_files(args) -> None:
     check_input_file("--mask", args.mask)
     check_input_file("--depth", args.depth, directory_ok=True)
     check_input_file("--adapter", args.adapter)
-    check_input_file("--lora", args.lora, directory_ok=True)
     for reference in args.reference:
         check_input_file("--reference", reference)
     refuse_overwriting_inputs(
@@ -151,15 +164,10 @@ def _check_model(args) -> ModelSource:
         check_integer("--overlap", args.overlap, low=0, high=window - 1)
     if not source.is_public and (args.negative_prompt is not None or args.controlnet_scale != 1.0):
         flag = "--negative-prompt" if args.negative_prompt is not None else "--controlnet-scale"
-        if not _is_public_folder(source.model_dir):
+        if not is_public_model(source):
             raise ValueError(f"{flag} applies to the public route (a text-conditioned model with a ControlNet); "
                              f"{source.describe()} is a native Gen-1 model")
     return source
-
-
-def _is_public_folder(model_dir: Path) -> bool:
-    index = json.loads((model_dir / "model_index.json").read_text(encoding="utf-8"))
-    return bool(index.get("controlnet")) and index["controlnet"][0] is not None
 
 
 def _check_adapter(path: str) -> dict:
@@ -207,7 +215,7 @@ def _load_pipeline(source: ModelSource, args, adapter: dict | None):
         print(f"applied adapter {args.adapter} ({', '.join(details)})")
     if args.lora is not None:
         try:
-            targets = pipe.load_lora_weights(args.lora, scale=args.lora_scale)
+            targets = pipe.load_lora_weights(source.lora, scale=args.lora_scale)
         except ValueError as error:
             raise ValueError(f"--lora: {error}") from None
         print(f"applied LoRA {args.lora} ({len(targets)} layers, scale {args.lora_scale:g})")

@@ -50,13 +50,15 @@ class RenderedClips:
 class NoisedClips:
     """One part of a micro-batch as the network sees it, and the draws that made it."""
 
-    noisy: torch.Tensor  # (B, C + S, F, h, w): z_t with the structure channels concatenated
+    noisy: torch.Tensor  # (B, C + S, F, h, w): z_t with the structure channels concatenated (S = 0: a ControlNet)
     timesteps: torch.Tensor  # (B,)
     context: torch.Tensor  # (B, 1, D): each clip's content (or the null content) as cross-attention context
     target: torch.Tensor  # (B, C, F, h, w): what the network must predict (noise or velocity)
     image_mode: bool  # True: the temporal layers are gated off (the image model)
     dropped: torch.Tensor  # (B,) bool: content replaced by the null content (classifier-free guidance)
     levels: torch.Tensor  # (B,) int: the structure level t_s each clip's depth was obscured to
+    # public route: the ControlNet's (down residuals, mid residual) for these inputs, added to the UNet's skips
+    controlnet_residuals: Optional[tuple] = None
 
     def __len__(self) -> int:
         return self.noisy.shape[0]

@@ -4,6 +4,12 @@ Gen-1 customises by teaching the model to reproduce the subject *given its own C
 each image trains as a 1-frame clip in image mode (temporal layers off) with its embedding as content
 and its depth as structure (t_s drawn from 0..7). No captions are needed.
 
+On the public route (an SD-1.5 UNet with motion modules and a depth ControlNet) the content is text, so the
+subject is tied to a prompt, as in DreamBooth-LoRA: an instance prompt such as "a photo of sks dog" (or the empty
+prompt, which makes the adapter a style of every edit). Each image trains in image mode (motion modules off),
+its depth obscured to a drawn t_s entering through the frozen ControlNet as at inference
+(:func:`gen1.training.draws.draw_controlnet_inputs`), the LoRA on the image UNet's attention.
+
 The adapter is trained on the frozen VideoUNet and saved with :func:`gen1.adapters.save_adapter`; inference
 applies it with :func:`gen1.adapters.load_adapter`.
 """
@@ -47,17 +53,18 @@ class CustomizeSettings:
 
 
 def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings, *, device="cpu",
-                  prediction_type: Optional[str] = None, progress: bool = True) -> list[float]:
+                  prediction_type: Optional[str] = None, progress: bool = True, controlnet=None) -> list[float]:
     """Fine-tune ``unet`` on encoded images; return the per-step losses.
 
     ``data`` holds ``latents (N,C,1,h,w)``, ``depth (N,1,1,h,w)``, ``content (N,1,D)`` (from
-    :class:`gen1.training.preprocess.ClipEncoder`). Each step draws ``batch_size`` images.
+    :class:`gen1.training.preprocess.ClipEncoder`); with a ``controlnet`` (the public route), what
+    :func:`encode_public_images` returns. Each step draws ``batch_size`` images.
     """
     from tqdm.auto import tqdm
 
     from gen1.training.config import DiffusionConfig
     from gen1.training.batch import Clips, JointBatch
-    from gen1.training.draws import draw_inputs, micro_generator
+    from gen1.training.draws import draw_controlnet_inputs, draw_inputs, micro_generator
     from gen1.training.losses import DiffusionObjective
     from gen1.training.model import with_prediction_type
 
@@ -74,8 +81,14 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
     for step in tqdm(range(settings.steps), desc="customize", disable=not progress):
         gen = micro_generator(settings.seed, 0, step)
         pick = torch.randint(0, n, (settings.batch_size,), generator=gen)
-        clips = Clips(*(data[k][pick].to(device) for k in ("latents", "depth", "content")))
-        loss = objective(JointBatch(image=draw_inputs(clips, noise_scheduler, diffusion, gen, image_mode=True)))
+        if controlnet is None:
+            clips = Clips(*(data[k][pick].to(device) for k in ("latents", "depth", "content")))
+            part = draw_inputs(clips, noise_scheduler, diffusion, gen, image_mode=True)
+        else:
+            part = draw_controlnet_inputs(controlnet, data["latents"][pick].to(device), data["depth"][pick].to(device),
+                                          data["content"].to(device), data["null_content"].to(device),
+                                          noise_scheduler, diffusion, gen)
+        loss = objective(JointBatch(image=part))
         loss.backward()
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
@@ -86,16 +99,41 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
     return losses
 
 
-def encode_images(paths: list[Path], encoder, size: int) -> dict:
-    """Images -> ``latents (N,C,1,h,w)``, ``depth (N,1,1,h,w)``, ``content (N,1,D)`` with a ClipEncoder."""
+def _read_images(paths: list[Path], size: int):
+    """Each image as uint8 ``(1, size, size, 3)``, centre-cropped as preprocessing crops training clips."""
     from gen1.training.preprocess import InputItem, PreprocessSettings, load_clips
 
     settings = PreprocessSettings(clip_length=1, stride=1, size=size)
-    out = {"latents": [], "depth": [], "content": []}
     for path in paths:
         ((_, frames),) = load_clips(InputItem(str(path)), settings)
+        yield frames
+
+
+def encode_images(paths: list[Path], encoder, size: int) -> dict:
+    """Images -> ``latents (N,C,1,h,w)``, ``depth (N,1,1,h,w)``, ``content (N,1,D)`` with a ClipEncoder."""
+    out = {"latents": [], "depth": [], "content": []}
+    for frames in _read_images(paths, size):
         latents, depth, content = encoder(frames)
         out["latents"].append(latents)
         out["depth"].append(depth)
         out["content"].append(content)
     return {k: torch.stack(v) for k, v in out.items()}
+
+
+@torch.no_grad()
+def encode_public_images(paths: list[Path], pipe, depth_estimator, prompt: str, size: int) -> dict:
+    """Images -> what :func:`train_adapter` takes on the public route: ``latents (N,C,1,h,w)`` (the VAE's
+    convention, :func:`gen1.conditioning.encode_latents`), ``depth (N,1,size,size)`` (each image's normalised
+    inverse depth on the ControlNet's pixel grid), ``content`` / ``null_content`` ``(1,L,D)`` (the hidden states of
+    ``prompt`` and of the empty prompt, through the base's text encoder)."""
+    from gen1.conditioning import encode_latents
+    from gen1.prompts import encode_prompts
+
+    latents, depth = [], []
+    for frames in _read_images(paths, size):
+        pixels = torch.from_numpy(frames.copy()).permute(0, 3, 1, 2).float() / 255.0  # (1, 3, H, W)
+        latents.append(encode_latents(pipe.vae, pixels).cpu()[:, :, None])  # (1, C, 1, h, w)
+        depth.append(depth_estimator.estimate(frames).float().cpu())  # (1, 1, H, W)
+    content = encode_prompts(pipe.tokenizer, pipe.text_encoder, [prompt]).cpu()
+    null = encode_prompts(pipe.tokenizer, pipe.text_encoder, [""]).cpu()
+    return {"latents": torch.cat(latents), "depth": torch.cat(depth), "content": content, "null_content": null}

@@ -16,6 +16,8 @@ where a config overrides it): the noise for ``epsilon``, ``get_velocity`` for ``
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 
 from gen1.training.batch import Clips, JointBatch, NoisedClips
@@ -48,15 +50,19 @@ def structure_input(depth: torch.Tensor, levels: torch.Tensor, use_structure: bo
     return depth_to_structure(depth.float(), levels).to(depth.dtype)
 
 
-def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: torch.Generator, *,
-                image_mode: bool) -> NoisedClips:
-    """The network's inputs and target for ``clips`` (on their device) after this micro-step's draws.
+@dataclass
+class Draws:
+    """The random draws of one micro-batch part (see the module docstring), in the order they are drawn."""
 
-    The target follows ``scheduler.config.prediction_type`` (noise for ``epsilon``, velocity for ``v_prediction``).
-    """
-    from gen1.content import as_unet_context, null_content
+    timesteps: torch.Tensor  # (B,) on the latents' device
+    noise: torch.Tensor  # like the latents
+    frame: torch.Tensor  # (B,) CPU: the frame whose content embedding is the clip's content
+    drop: torch.Tensor  # (B,) CPU bool: content dropped (classifier-free guidance)
+    levels: torch.Tensor  # (B,) CPU int: structure level t_s
 
-    latents = clips.latents
+
+def draw(latents: torch.Tensor, scheduler, config: DiffusionConfig, generator: torch.Generator) -> Draws:
+    """This micro-step's draws for ``latents (B, C, F, h, w)``, all from ``generator``."""
     device, dtype = latents.device, latents.dtype
     b, frames = latents.shape[0], latents.shape[2]
     num_train = scheduler.config.num_train_timesteps
@@ -66,22 +72,74 @@ def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: tor
     drop = torch.rand(b, generator=generator) < config.content_dropout
     lo, hi = int(config.structure_level_min), int(config.structure_level_max)
     levels = torch.randint(lo, hi + 1, (b,), generator=generator)
+    return Draws(timesteps, noise, frame, drop, levels)
 
-    emb = clips.content[torch.arange(b), frame.to(device)]  # (B, D): one frame's CLIP embedding per clip
-    if drop.any():
-        null = null_content(int(drop.sum()), emb.shape[-1], device, emb.dtype)
+
+def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: torch.Generator, *,
+                image_mode: bool) -> NoisedClips:
+    """The network's inputs and target for ``clips`` (on their device) after this micro-step's draws.
+
+    The target follows ``scheduler.config.prediction_type`` (noise for ``epsilon``, velocity for ``v_prediction``).
+    """
+    from gen1.content import as_unet_context, null_content
+
+    latents = clips.latents
+    device = latents.device
+    d = draw(latents, scheduler, config, generator)
+    b = latents.shape[0]
+    emb = clips.content[torch.arange(b), d.frame.to(device)]  # (B, D): one frame's CLIP embedding per clip
+    if d.drop.any():
+        null = null_content(int(d.drop.sum()), emb.shape[-1], device, emb.dtype)
         emb = emb.clone()
-        emb[drop.to(device)] = null.reshape(int(drop.sum()), -1)
-    structure = structure_input(clips.depth, levels.to(device), config.use_structure)
-    noisy = scheduler.add_noise(latents, noise, timesteps)
+        emb[d.drop.to(device)] = null.reshape(int(d.drop.sum()), -1)
+    structure = structure_input(clips.depth, d.levels.to(device), config.use_structure)
+    noisy = scheduler.add_noise(latents, d.noise, d.timesteps)
     return NoisedClips(
         noisy=torch.cat([noisy, structure], dim=1),
-        timesteps=timesteps,
+        timesteps=d.timesteps,
         context=as_unet_context(emb),
-        target=prediction_target(scheduler, latents, noise, timesteps, scheduler.config.prediction_type),
+        target=prediction_target(scheduler, latents, d.noise, d.timesteps, scheduler.config.prediction_type),
         image_mode=image_mode,
-        dropped=drop,
-        levels=levels,
+        dropped=d.drop,
+        levels=d.levels,
+    )
+
+
+def draw_controlnet_inputs(controlnet, latents: torch.Tensor, depth: torch.Tensor, context: torch.Tensor,
+                           null_context: torch.Tensor, scheduler, config: DiffusionConfig,
+                           generator: torch.Generator) -> NoisedClips:
+    """Image-mode inputs of the public route (a UNet with a depth ControlNet) for images ``latents (B, C, 1, h, w)``.
+
+    The content is text hidden states ``context (1, L, D)``, dropped to ``null_context`` (the empty prompt's);
+    the structure is ``depth (B, 1, H, W)`` on the ControlNet's pixel grid, obscured to each image's drawn t_s and
+    shown to the frozen ControlNet exactly as :class:`gen1.routes.ControlNetRoute` shows it at inference. The
+    ControlNet's residuals travel with the inputs to the UNet (``controlnet_residuals``).
+    """
+    from einops import rearrange
+
+    from gen1.depth import obscure
+    from gen1.routes.controlnet import depth_to_controlnet_image
+
+    d = draw(latents, scheduler, config, generator)
+    b, device = latents.shape[0], latents.device
+    dropped = d.drop.to(device).view(b, 1, 1)
+    hidden = torch.where(dropped, null_context.expand(b, -1, -1), context.expand(b, -1, -1)).to(latents.dtype)
+    noisy = scheduler.add_noise(latents, d.noise, d.timesteps)
+    shown = obscure(depth.float(), d.levels) if config.use_structure else torch.zeros_like(depth, dtype=torch.float32)
+    image = depth_to_controlnet_image(shown).to(device=device, dtype=controlnet.dtype)
+    with torch.no_grad():  # the ControlNet is frozen: its residuals are inputs, not part of what trains
+        down, mid = controlnet(rearrange(noisy, "b c 1 h w -> b c h w").to(controlnet.dtype), d.timesteps,
+                               encoder_hidden_states=hidden.to(controlnet.dtype), controlnet_cond=image,
+                               return_dict=False)
+    return NoisedClips(
+        noisy=noisy,
+        timesteps=d.timesteps,
+        context=hidden,
+        target=prediction_target(scheduler, latents, d.noise, d.timesteps, scheduler.config.prediction_type),
+        image_mode=True,
+        dropped=d.drop,
+        levels=d.levels,
+        controlnet_residuals=(list(down), mid),
     )
 
 

@@ -28,7 +28,11 @@ class DiffusionObjective(torch.nn.Module):
         count = 0
         for _, part in batch.parts():
             # a plain bool gates the whole part, decided on the host (no device sync per step)
-            pred = self.unet(part.noisy, part.timesteps, part.context, image_mode=part.image_mode).sample
+            residuals = {}
+            if part.controlnet_residuals is not None:  # the public route: structure through a ControlNet
+                down, mid = part.controlnet_residuals
+                residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
+            pred = self.unet(part.noisy, part.timesteps, part.context, image_mode=part.image_mode, **residuals).sample
             per_sample = F.mse_loss(pred.float(), part.target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
             total = per_sample.sum() if total is None else total + per_sample.sum()
             count += len(part)

@@ -19,6 +19,8 @@ from gen1.commands._common import (
     seed_value,
 )
 
+FALLBACK_SIZE = 256  # --size for a model that records no trained size (gen1.model_defaults)
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -41,7 +43,8 @@ def register(subparsers) -> None:
     parser.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
     parser.add_argument("--batch-size", type=int, help="images per step (default 2)")
     parser.add_argument("--seed", type=seed_value, help="random seed, 0 to 2**64-1 (default 0)")
-    parser.add_argument("--size", type=int, default=256, help="square training size in pixels (default 256)")
+    parser.add_argument("--size", type=int,
+                        help="square training size in pixels (default: the size the model was trained at, else 256)")
     parser.add_argument("--depth-model", help="depth estimator (default: MODEL/depth_estimator)")
     parser.add_argument("--content-model", help="content encoder (default: MODEL/content_encoder)")
     add_threads_argument(parser)
@@ -58,9 +61,25 @@ def _check_arguments(args) -> None:
         if value is not None:
             check_number(flag, value, low=0, low_open=True)
     check_seed("--seed", args.seed)
-    check_integer("--size", args.size, low=8)
-    if args.size % 8:
-        raise ValueError(f"--size must be a multiple of 8, got {args.size}")
+    if args.size is not None:
+        check_integer("--size", args.size, low=8)
+        if args.size % 8:
+            raise ValueError(f"--size must be a multiple of 8, got {args.size}")
+
+
+def _size_from_model(args, model) -> None:
+    """--size not given: the size the model was trained at (:mod:`gen1.model_defaults`); given far from it: a warning."""
+    import warnings
+
+    from gen1.model_defaults import far_from_trained, read_model_defaults
+
+    trained = read_model_defaults(model).trained_size
+    if args.size is None:
+        args.size = trained or FALLBACK_SIZE
+        print(f"defaults: --size {args.size}" + (" (the model's trained size)" if trained else ""))
+    warning = far_from_trained(args.size, trained)
+    if warning is not None:
+        warnings.warn(warning, UserWarning)
 
 
 def load_settings(args):
@@ -98,6 +117,7 @@ def run(args) -> int:
     if not (model / "unet" / "config.json").is_file():
         raise FileNotFoundError(f"--model {args.model!r} has no unet/config.json (expected a gen1 pipeline directory)")
     check_model_files("--model", model)
+    _size_from_model(args, model)
     images = Path(args.images)
     if not images.is_dir():
         raise FileNotFoundError(f"--images folder not found: {args.images!r}")

@@ -52,7 +52,8 @@ def register(subparsers) -> None:
     )
     knobs = parser.add_argument_group("guidance and structure")
     knobs.add_argument("--structure-level", type=float, default=0.0, help="t_s in [0, 7]: 0 = full depth detail")
-    knobs.add_argument("--guidance", type=float, default=7.5, help="content guidance scale w (default 7.5)")
+    knobs.add_argument("--guidance", type=float,
+                       help="content guidance scale w (default: the model's recommended w, else 7.5)")
     knobs.add_argument("--temporal-guidance", type=float, default=1.0, help="temporal guidance scale w_t (default 1)")
     knobs.add_argument("--controlnet-scale", type=float, default=1.0,
                        help="public route: strength of the depth ControlNet's guidance, >= 0 (default 1)")
@@ -72,8 +73,9 @@ def register(subparsers) -> None:
     )
     io = parser.add_argument_group("input, output and model")
     add_model_arguments(io)
-    io.add_argument("--size", type=int, default=512,
-                    help="short side of the output in pixels, a multiple of 8 up to 4096 (default 512)")
+    io.add_argument("--size", type=int,
+                    help="short side of the output in pixels, a multiple of 8 up to 4096 (default: the size the "
+                    "model was trained at, else 512)")
     io.add_argument("--fps", type=float, help="resample the input to this frame rate (default: keep)")
     io.add_argument("--start", type=float, default=0.0, help="start time in seconds")
     io.add_argument("--duration", type=float, help="duration in seconds")
@@ -116,7 +118,8 @@ def _check_knobs(args) -> None:
     from gen1.depth.obscure import MAX_LEVEL
 
     check_number("--structure-level", args.structure_level, low=0, high=MAX_LEVEL)
-    check_number("--guidance", args.guidance, low=0)
+    if args.guidance is not None:
+        check_number("--guidance", args.guidance, low=0)
     check_number("--temporal-guidance", args.temporal_guidance, low=0)
     check_number("--controlnet-scale", args.controlnet_scale, low=0)
     if not math.isfinite(args.lora_scale):
@@ -126,7 +129,8 @@ def _check_knobs(args) -> None:
     check_seed("--seed", args.seed)
     from gen1.media import check_size
 
-    check_size(args.size, "--size")  # before any decoding: a multiple of 8, at most gen1.media.MAX_SIZE
+    if args.size is not None:
+        check_size(args.size, "--size")  # before any decoding: a multiple of 8, at most gen1.media.MAX_SIZE
     if args.fps is not None:
         check_number("--fps", args.fps, low=0, low_open=True)
     check_number("--start", args.start, low=0)
@@ -224,8 +228,25 @@ def _check_arguments(args) -> tuple[ModelSource, dict | None]:
     _check_knobs(args)
     _check_files(args)
     source = _check_model(args)
+    _apply_model_defaults(args, source)
     adapter = None if args.adapter is None else _check_adapter(args.adapter)
     return source, adapter
+
+
+def _apply_model_defaults(args, source: ModelSource) -> None:
+    """--size and --guidance not given: the model's own (:mod:`gen1.model_defaults`), said in one line."""
+    from gen1.model_defaults import FALLBACK_EDIT_SIZE, base_folder_defaults, read_model_defaults
+
+    defaults = base_folder_defaults(source.base) if source.is_public else read_model_defaults(source.model_dir)
+    chosen = []
+    if args.size is None:
+        args.size = defaults.size_or(FALLBACK_EDIT_SIZE)
+        chosen.append(f"--size {args.size}" + (" (the model's trained size)" if defaults.trained_size else ""))
+    if args.guidance is None:
+        args.guidance = defaults.guidance_or()
+        chosen.append(f"--guidance {args.guidance:g}" + (" (the model's)" if defaults.guidance_scale is not None else ""))
+    if chosen:
+        print(f"defaults: {', '.join(chosen)}")
 
 
 def _device_and_dtype(args):
@@ -345,6 +366,8 @@ def run(args: argparse.Namespace) -> int:
         negative_prompt=args.negative_prompt,
         reference_image=args.reference or None,
         content_weights=args.content_weights,
+        height=clip.height,
+        width=clip.width,
         structure_level=args.structure_level,
         guidance_scale=args.guidance,
         temporal_guidance_scale=args.temporal_guidance,

@@ -314,14 +314,14 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
 
     def unknown_words(self, prompts: str | Sequence[str]) -> list[str]:
         """The words of ``prompts`` outside ``text_vocabulary``, in order of appearance, each once (always empty
-        for an open vocabulary). Words are split as CLIP's tokenizer splits them: lower case, runs of letters,
-        single digits and runs of other symbols."""
+        for an open vocabulary). Words are runs of letters, lower case, as CLIP's tokenizer splits them;
+        punctuation and digits are not checked (byte-level tokens every CLIP tokenizer has)."""
         vocabulary = self.config.text_vocabulary
         if vocabulary is None:
             return []
         known = {word.lower() for word in vocabulary}
         prompts = [prompts] if isinstance(prompts, str) else prompts
-        words = [w for p in prompts for w in re.findall(r"[^\W\d_]+|\d|[^\w\s]+", p.lower())]
+        words = [w for p in prompts for w in re.findall(r"[^\W\d_]+", p.lower())]
         return list(dict.fromkeys(w for w in words if w not in known))
 
     def _warn_about_unknown_words(self, prompts: Sequence[str]) -> None:

@@ -553,7 +553,7 @@ class Gen1Pipeline(DiffusionPipeline):
             negative_prompt: the null content of the public route (default: the empty prompt).
             structure_level: t_s in [0, 7] (0 = depth as estimated, 7 = coarse layout only).
             guidance_scale: content guidance w >= 0 (default: the model's ``recommended_guidance_scale``, else 7.5).
-                temporal_guidance_scale: w_t >= 0 (see :mod:`gen1.guidance`).
+            temporal_guidance_scale: w_t >= 0 (see :mod:`gen1.guidance`).
             height / width or size: output size (size = short side). Default: the size the model was trained at
                 (``trained_size``: the short side becomes it, the aspect ratio is kept), or the video's own size
                 when the model records none; rounded down to a multiple of the VAE factor. A short side more than

@@ -9,7 +9,8 @@ Conventions (one place, used everywhere):
 * **Text.** ``encode_text`` samples the prior (diffusers ``PriorTransformer`` + ``UnCLIPScheduler`` loop,
   classifier-free guided against the empty prompt, as in unCLIP/Karlo). Without a prior the raw CLIP
   ``text_embeds`` are returned with a warning: same dimension, but a different distribution (norm and
-  direction statistics) than image embeddings, so results are weaker.
+  direction statistics) than image embeddings, so results are weaker -- unless the encoder says its text
+  tower was trained to embed into image space (``text_in_image_space``, see :class:`ContentEncoder`).
 * **Null content** (classifier-free guidance): :func:`null_content` = zeros. Zero is independent of any
   CLIP checkpoint, of prompts and of dtype, it is what diffusers' image-variation / unCLIP pipelines use
   as the negative image embedding, and training replaces dropped content by exactly this tensor.
@@ -30,6 +31,7 @@ from __future__ import annotations
 import inspect
 import json
 import os
+import re
 import warnings
 from pathlib import Path
 from typing import Any, Sequence
@@ -183,6 +185,16 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
 
     Defaults describe OpenAI CLIP ViT-L/14 (``D = 768``). Build from a transformers CLIP checkpoint
     directory with :meth:`from_clip_pretrained`; round-trip with ``save_pretrained``/``from_pretrained``.
+
+    Two settings describe what the text tower was trained on, for encoders trained by their makers rather than
+    OpenAI's (the bundled demo model's is one):
+
+    * ``text_vocabulary``: the closed list of words its tokenizer and text tower were trained on (None: open,
+      as CLIP's BPE). A prompt word outside it is split into letters the model never learnt to read, so
+      :meth:`encode_clip_text` warns and names the words it knows.
+    * ``text_in_image_space``: its raw text embedding was trained to land on the image embeddings of what the
+      text describes (e.g. contrastively, plus a regression onto the image embedding), so a prompt needs no
+      prior and :meth:`encode_text` does not warn without one.
     """
 
     config_name = "config.json"
@@ -197,8 +209,13 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
         crop_size: int = 224,
         image_mean: Sequence[float] = CLIP_MEAN,
         image_std: Sequence[float] = CLIP_STD,
+        text_vocabulary: Sequence[str] | None = None,
+        text_in_image_space: bool = False,
     ):
         super().__init__()
+        if text_vocabulary is not None and (isinstance(text_vocabulary, str)
+                                            or not all(isinstance(w, str) and w for w in text_vocabulary)):
+            raise ValueError(f"text_vocabulary must be a list of words or None, got {text_vocabulary!r}")
         from transformers import (
             CLIPTextConfig,
             CLIPTextModelWithProjection,
@@ -273,6 +290,7 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
         prompts = [prompts] if isinstance(prompts, str) else list(prompts)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise ValueError(f"prompts must be a string or a non-empty list of strings, got {prompts!r}")
+        self._warn_about_unknown_words(prompts)
         max_length = min(int(self.tokenizer.model_max_length), int(self.text.config.max_position_embeddings))
         tokens = self.tokenizer(prompts, padding="max_length", max_length=max_length, truncation=True,
                                 return_tensors="pt")
@@ -280,6 +298,30 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
         mask = tokens.attention_mask.to(self.device).bool()
         out = self.text(input_ids=ids)
         return out.text_embeds.float(), out.last_hidden_state, mask
+
+    def unknown_words(self, prompts: str | Sequence[str]) -> list[str]:
+        """The words of ``prompts`` outside ``text_vocabulary``, in order of appearance, each once (always empty
+        for an open vocabulary). Words are runs of letters, lower case, as CLIP's tokenizer splits them;
+        punctuation and digits are not checked (byte-level tokens every CLIP tokenizer has)."""
+        vocabulary = self.config.text_vocabulary
+        if vocabulary is None:
+            return []
+        known = {word.lower() for word in vocabulary}
+        prompts = [prompts] if isinstance(prompts, str) else prompts
+        words = [w for p in prompts for w in re.findall(r"[^\W\d_]+", p.lower())]
+        return list(dict.fromkeys(w for w in words if w not in known))
+
+    def _warn_about_unknown_words(self, prompts: Sequence[str]) -> None:
+        unknown = self.unknown_words(prompts)
+        if unknown:
+            vocabulary = self.config.text_vocabulary
+            warnings.warn(
+                f"prompt words this content encoder was not trained on are read letter by letter and carry little "
+                f"meaning: {', '.join(repr(w) for w in unknown)}. Its {len(vocabulary)} words: "
+                f"{', '.join(sorted(vocabulary))}",
+                UserWarning,
+                stacklevel=4,
+            )
 
     @torch.no_grad()
     def encode_text(
@@ -299,17 +341,19 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
         attention mask as ``encoder_hidden_states`` / ``attention_mask``, classifier-free guidance
         ``guidance_scale`` against the empty prompt (off when <= 1), ``num_inference_steps`` steps of
         ``prior_scheduler`` (default ``UnCLIPScheduler`` as in Karlo), then ``post_process_latents``.
-        Without a prior: raw CLIP text embeddings and a ``UserWarning``.
+        Without a prior: raw CLIP text embeddings, with a ``UserWarning`` unless the encoder was trained for that
+        (``text_in_image_space``).
         """
         text_embeds, hidden, mask = self.encode_clip_text(prompts)
         if prior is None:
-            warnings.warn(
-                "encode_text without a prior: using the CLIP text embedding directly as content; it lives in "
-                "the same space as image embeddings but with different statistics, so results are weaker. "
-                "Pass prior= (a PriorTransformer) for unCLIP-style text->image-embedding mapping.",
-                UserWarning,
-                stacklevel=2,
-            )
+            if not self.config.text_in_image_space:
+                warnings.warn(
+                    "encode_text without a prior: using the CLIP text embedding directly as content; it lives in "
+                    "the same space as image embeddings but with different statistics, so results are weaker. "
+                    "Pass prior= (a PriorTransformer) for unCLIP-style text->image-embedding mapping.",
+                    UserWarning,
+                    stacklevel=2,
+                )
             return text_embeds
         return _sample_prior(self, prior, prior_scheduler, text_embeds, hidden, mask,
                              num_inference_steps, guidance_scale, generator)

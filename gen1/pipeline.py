@@ -22,6 +22,7 @@ are cast to the models' dtype.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass
 from typing import Any, Callable, Sequence
 
@@ -80,6 +81,10 @@ class Gen1Pipeline(DiffusionPipeline):
       (``ControlNetModel``) carries the depth, ``text_encoder`` / ``tokenizer`` (the base's CLIP text model) the
       prompt, and with an IP-Adapter (:meth:`load_ip_adapter`) ``image_encoder`` / ``feature_extractor`` (CLIP vision)
       the reference images.
+
+    The pipeline's config also records the model's own defaults (:mod:`gen1.model_defaults`): ``trained_size``,
+    the short side in pixels it was trained at, and ``recommended_guidance_scale``; ``__call__`` uses them when
+    ``size`` / ``guidance_scale`` are not given, and ``save_pretrained`` writes them to ``model_index.json``.
     """
 
     model_cpu_offload_seq = "text_encoder->image_encoder->content_encoder->prior->depth_estimator->controlnet->unet->vae"
@@ -101,8 +106,14 @@ class Gen1Pipeline(DiffusionPipeline):
         tokenizer=None,
         image_encoder=None,
         feature_extractor=None,
+        trained_size: int | None = None,
+        recommended_guidance_scale: float | None = None,
     ):
         super().__init__()
+        from gen1.model_defaults import check_defaults
+
+        check_defaults(trained_size, recommended_guidance_scale)
+        self.register_to_config(trained_size=trained_size, recommended_guidance_scale=recommended_guidance_scale)
         self.register_modules(
             vae=vae,
             unet=unet,
@@ -117,6 +128,24 @@ class Gen1Pipeline(DiffusionPipeline):
             image_encoder=image_encoder,
             feature_extractor=feature_extractor,
         )
+
+    @property
+    def default_guidance_scale(self) -> float:
+        """The content guidance ``__call__`` uses when none is given: the model's recorded
+        ``recommended_guidance_scale``, else 7.5 (:mod:`gen1.model_defaults`)."""
+        from gen1.model_defaults import ModelDefaults
+
+        return ModelDefaults(guidance_scale=self.config.recommended_guidance_scale).guidance_or()
+
+    def _record_image_model_size(self) -> "Gen1Pipeline":
+        """Record the image model's own size (``sample_size`` x VAE factor, 512 for SD 1.5) as ``trained_size``
+        unless a size is recorded already: the default of pipelines assembled from a Stable Diffusion base."""
+        from gen1.model_defaults import image_model_size
+
+        if self.config.trained_size is None:
+            size = image_model_size(dict(self.unet.unet.config), dict(self.vae.config))
+            self.register_to_config(trained_size=size)
+        return self
 
     @property
     def route_name(self) -> str:
@@ -155,7 +184,10 @@ class Gen1Pipeline(DiffusionPipeline):
                     if value[0] == "gen1" or value[0].startswith("gen1."):
                         modules.add(value[0])
         elif Path(pretrained_model_name_or_path).is_dir():
-            raise ValueError(f"'{pretrained_model_name_or_path}' is not a pipeline directory (no model_index.json)")
+            from gen1.model_folders import not_a_pipeline_hint
+
+            raise ValueError(f"'{pretrained_model_name_or_path}' is not a pipeline directory (no model_index.json): "
+                             f"{not_a_pipeline_hint(pretrained_model_name_or_path)}")
         for module in sorted(modules):
             importlib.import_module(module)
         return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
@@ -211,7 +243,8 @@ class Gen1Pipeline(DiffusionPipeline):
         ``ContentEncoder`` folder or a transformers CLIP checkpoint folder). ``scheduler`` defaults to a
         ``DDIMScheduler`` with the checkpoint's scheduler config (so its ``prediction_type`` is kept).
         ``clip_length`` is the clip length the temporal weights were trained on (the default temporal window).
-        Weights load in float32 and every component is then cast to ``torch_dtype`` (:meth:`cast`).
+        Weights load in float32 and every component is then cast to ``torch_dtype`` (:meth:`cast`). The pipeline's
+        default size (``trained_size``) is the Stable Diffusion UNet's (``sample_size`` x VAE factor: 512 for SD 1.5).
         """
         from gen1.assembly import from_stable_diffusion
 
@@ -220,7 +253,7 @@ class Gen1Pipeline(DiffusionPipeline):
             temporal_weights=temporal_weights, unet=unet, structure_channels=structure_channels,
             max_frames=max_frames, clip_length=clip_length, scheduler=scheduler, prior=prior,
             prior_scheduler=prior_scheduler, torch_dtype=torch_dtype, **temporal_kwargs,
-        )
+        )._record_image_model_size()
 
     @classmethod
     def from_animatediff(cls, base, *, motion_adapter, controlnet, depth_estimator=None, scheduler=None,
@@ -237,7 +270,8 @@ class Gen1Pipeline(DiffusionPipeline):
         (:mod:`gen1.animatediff`). ``scheduler``
         defaults to DDIM with AnimateDiff's settings (linear betas, no sample clipping, linspace spacing).
         ``max_frames`` defaults to the adapter's ``motion_max_seq_length``; ``clip_length`` (the default temporal
-        window) to 16, the clip length AnimateDiff v2 modules were trained on. Save the result with
+        window) to 16, the clip length AnimateDiff v2 modules were trained on. Its default size (``trained_size``) is
+        the base's (512 for SD 1.5), its default guidance 7.5. Save the result with
         ``save_pretrained``; it loads with :meth:`from_pretrained` like any gen1 model.
         """
         from gen1.animatediff import from_animatediff
@@ -245,7 +279,7 @@ class Gen1Pipeline(DiffusionPipeline):
         return from_animatediff(cls, base, motion_adapter=motion_adapter, controlnet=controlnet,
                                 depth_estimator=depth_estimator, scheduler=scheduler, max_frames=max_frames,
                                 clip_length=clip_length,
-                                adapter_config=adapter_config, torch_dtype=torch_dtype)
+                                adapter_config=adapter_config, torch_dtype=torch_dtype)._record_image_model_size()
 
     def load_lora_weights(self, path, *, scale: float = 1.0, adapter_name: str = "lora") -> list[str]:
         """Apply a Stable Diffusion LoRA file (diffusers or kohya format) to the UNet (:func:`gen1.adapters.load_lora_weights`)."""
@@ -503,7 +537,7 @@ class Gen1Pipeline(DiffusionPipeline):
         content_embeds: torch.Tensor | None = None,
         negative_prompt: str | None = None,
         structure_level: float = 0.0,
-        guidance_scale: float = 7.5,
+        guidance_scale: float | None = None,
         temporal_guidance_scale: float = 1.0,
         num_inference_steps: int = 30,
         generator: torch.Generator | None = None,
@@ -533,9 +567,12 @@ class Gen1Pipeline(DiffusionPipeline):
                 ``content_weights``, normalised to sum to 1).
             negative_prompt: the null content of the public route (default: the empty prompt).
             structure_level: t_s in [0, 7] (0 = depth as estimated, 7 = coarse layout only).
-            guidance_scale: content guidance w >= 0. temporal_guidance_scale: w_t >= 0 (see :mod:`gen1.guidance`).
-            height / width or size: output size (size = short side); default the video's size; rounded down to a
-                multiple of the VAE factor.
+            guidance_scale: content guidance w >= 0 (default: the model's ``recommended_guidance_scale``, else 7.5).
+            temporal_guidance_scale: w_t >= 0 (see :mod:`gen1.guidance`).
+            height / width or size: output size (size = short side). Default: the size the model was trained at
+                (``trained_size``: the short side becomes it, the aspect ratio is kept), or the video's own size
+                when the model records none; rounded down to a multiple of the VAE factor. A short side more than
+                2x above or below ``trained_size`` warns (``UserWarning``).
             depth: the user's structure instead of the estimate: tensor ``(F|1, 1, H, W)`` in [0, 1] (1 = near),
                 or a path / frames for :func:`gen1.depth.load_structure`.
             mask: region to edit (1) vs keep (0), the video's size, one mask or one per frame
@@ -549,6 +586,8 @@ class Gen1Pipeline(DiffusionPipeline):
             callback_on_step_end: ``f(pipe, step, timestep, kwargs) -> dict`` with ``kwargs`` holding the tensors
                 named in ``callback_on_step_end_tensor_inputs``; a returned ``"latents"`` replaces the latents.
         """
+        if guidance_scale is None:
+            guidance_scale = self.default_guidance_scale
         self.check_inputs(
             structure_level=structure_level, guidance_scale=guidance_scale,
             temporal_guidance_scale=temporal_guidance_scale, num_inference_steps=num_inference_steps,
@@ -558,7 +597,10 @@ class Gen1Pipeline(DiffusionPipeline):
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
         device = self._execution_device
+        if size is None and height is None and width is None:
+            size = self.config.trained_size  # None: the video's own size
         source = SourceVideo.prepare(video, height=height, width=width, size=size, multiple=self.vae_scale_factor)
+        self._warn_if_far_from_trained(min(source.size))
         user_mask = None if mask is None else prepare_mask(mask, source.num_frames, *source.input_size)
 
         content = dict(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
@@ -594,6 +636,13 @@ class Gen1Pipeline(DiffusionPipeline):
             frames = kept.composite(frames, source.frames)
         self.maybe_free_model_hooks()
         return self._format(frames, depth_shown, output_type, source.fps)
+
+    def _warn_if_far_from_trained(self, short_side: int) -> None:
+        from gen1.model_defaults import far_from_trained
+
+        message = far_from_trained(short_side, self.config.trained_size)
+        if message is not None:
+            warnings.warn(message, UserWarning, stacklevel=4)  # the caller of __call__ (under torch.no_grad)
 
     @staticmethod
     def _format(frames: torch.Tensor, depth: torch.Tensor, output_type: str, fps) -> Gen1PipelineOutput:

@@ -152,3 +152,45 @@ def test_bad_inputs_give_clear_errors(encoder, clip_dir, tmp_path):
     save_file(sd, broken / "model.safetensors", metadata={"format": "pt"})
     with pytest.raises(ValueError, match="visual_projection.weight"):
         ContentEncoder.from_clip_pretrained(broken)
+
+
+def _closed_encoder(encoder, **flags):
+    """The tiny encoder's weights and tokenizer under a config that records a closed vocabulary."""
+    closed = ContentEncoder(**{**{k: v for k, v in encoder.config.items() if not k.startswith("_")}, **flags})
+    closed.load_state_dict(encoder.state_dict())
+    closed.set_tokenizer(encoder.tokenizer)
+    return closed.eval()
+
+
+def test_words_outside_a_closed_vocabulary_warn_listing_the_vocabulary(encoder, tmp_path):
+    closed = _closed_encoder(encoder, text_vocabulary=["a", "red", "floor", "on"], text_in_image_space=True)
+    assert closed.unknown_words(["a Red floor", "red, on a floor 2", "a blue-red floor"]) == ["blue"]
+    with pytest.warns(UserWarning, match=r"not trained on .*: 'watercolour', 'painting'\. Its 4 words: a, floor, on, "
+                                         r"red$") as seen:
+        closed.encode_text("A watercolour painting on a painting")
+    assert len(seen) == 1  # and no "without a prior": its text tower embeds into image space
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        closed.encode_text(["a red floor", "red on a floor"])
+    # the settings survive save_pretrained / from_pretrained
+    closed.save_pretrained(tmp_path / "closed")
+    again = ContentEncoder.from_pretrained(tmp_path / "closed")
+    assert again.config.text_vocabulary == ["a", "red", "floor", "on"] and again.config.text_in_image_space
+    # an open vocabulary (CLIP's) never warns about words
+    assert encoder.unknown_words("a watercolour painting") == []
+    with pytest.raises(ValueError, match="text_vocabulary must be a list of words"):
+        ContentEncoder(text_vocabulary="red floor")
+
+
+def test_the_bundled_encoder_knows_the_caption_words_and_warns_about_others(bundled_pipe):
+    from gen1.synthetic import CAPTION_VOCABULARY
+
+    content = bundled_pipe.content_encoder
+    assert tuple(sorted(content.config.text_vocabulary)) == CAPTION_VOCABULARY and len(CAPTION_VOCABULARY) == 34
+    for word in CAPTION_VOCABULARY:  # each caption word is one token of its tokenizer
+        assert len(content.tokenizer(word, add_special_tokens=False).input_ids) == 1, word
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "without a prior": the demo's text tower was trained into image space
+        content.encode_text("red striped objects on a blue floor")
+    with pytest.warns(UserWarning, match=r"'watercolour', 'painting'\. Its 34 words: a, an, black, blue"):
+        content.encode_text("a watercolour painting")

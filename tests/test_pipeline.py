@@ -335,8 +335,9 @@ def test_from_stable_diffusion_assembles_and_loads_temporal_weights(tmp_path):
     assert pipe.scheduler.config.prediction_type == "v_prediction" and isinstance(pipe.scheduler, DDIMScheduler)
     for key, value in trained.state_dict().items():
         torch.testing.assert_close(pipe.unet.state_dict()[key], value, rtol=0, atol=0, msg=key)
+    assert pipe.config.trained_size == 32  # the SD UNet's size: sample_size 16 x the VAE's factor 2
     out = pipe(_video(4, 16, 16), content_embeds=_embeds(), num_inference_steps=2, generator=_gen())
-    assert out.frames.shape == (4, 16, 16, 3)
+    assert out.frames.shape == (4, 32, 32, 3)  # the default size is the base model's
     with pytest.raises(FileNotFoundError, match="no 'unet/' folder"):
         Gen1Pipeline.from_stable_diffusion(sd / "unet", depth_estimator=None, content_encoder=None)
 

@@ -84,7 +84,10 @@ def resolve_model_dir(model: str | None) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"--model directory not found: '{path}'")
     if not (path / "model_index.json").is_file():
-        raise ValueError(f"--model '{path}' is not a gen1 pipeline directory (no model_index.json)")
+        from gen1.model_folders import not_a_pipeline_hint
+
+        raise ValueError(f"--model '{path}' is not a gen1 pipeline directory (no model_index.json): "
+                         f"{not_a_pipeline_hint(path)}")
     return path
 
 
@@ -114,6 +117,9 @@ def check_model_source(args, *, user_depth: bool = False) -> ModelSource:
             raise ValueError("--depth-model belongs to the public route (--base, --motion-adapter, --controlnet)")
         model_dir = resolve_model_dir(args.model)
         check_model_files("--model", model_dir)
+        from gen1.model_folders import check_edit_components
+
+        check_edit_components("--model", model_dir, user_depth=user_depth)
         source = ModelSource(model_dir=model_dir, label=args.model)
     else:
         source = _public_source(args, public, depth_model, user_depth)

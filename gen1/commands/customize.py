@@ -28,6 +28,8 @@ from gen1.commands._common import (
 )
 from gen1.commands._models import NAME_HELP
 
+FALLBACK_SIZE = 256  # --size for a model that records no trained size (gen1.model_defaults)
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -57,7 +59,8 @@ def register(subparsers) -> None:
     parser.add_argument("--lr", type=float, help="learning rate (default 1e-4)")
     parser.add_argument("--batch-size", type=int, help="images per step (default 2)")
     parser.add_argument("--seed", type=seed_value, help="random seed, 0 to 2**64-1 (default 0)")
-    parser.add_argument("--size", type=int, default=256, help="square training size in pixels (default 256)")
+    parser.add_argument("--size", type=int,
+                        help="square training size in pixels (default: the size the model was trained at, else 256)")
     parser.add_argument("--depth-model", metavar="PATH|REPO",
                         help="depth estimator (default: MODEL/depth_estimator; the public route assembled from its "
                         "parts needs one)")
@@ -76,9 +79,27 @@ def _check_arguments(args) -> None:
         if value is not None:
             check_number(flag, value, low=0, low_open=True)
     check_seed("--seed", args.seed)
-    check_integer("--size", args.size, low=8)
-    if args.size % 8:
-        raise ValueError(f"--size must be a multiple of 8, got {args.size}")
+    if args.size is not None:
+        check_integer("--size", args.size, low=8)
+        if args.size % 8:
+            raise ValueError(f"--size must be a multiple of 8, got {args.size}")
+
+
+def _size_from_model(args, source) -> None:
+    """--size not given: the size the model was trained at (:mod:`gen1.model_defaults`; a public base's image
+    size); given far from it: a warning."""
+    import warnings
+
+    from gen1.model_defaults import base_folder_defaults, far_from_trained, read_model_defaults
+
+    defaults = base_folder_defaults(source.base) if source.is_public else read_model_defaults(source.model_dir)
+    trained = defaults.trained_size
+    if args.size is None:
+        args.size = trained or FALLBACK_SIZE
+        print(f"defaults: --size {args.size}" + (" (the model's trained size)" if trained else ""))
+    warning = far_from_trained(args.size, trained)
+    if warning is not None:
+        warnings.warn(warning, UserWarning)
 
 
 def load_settings(args):
@@ -193,6 +214,7 @@ def run(args) -> int:
     _check_arguments(args)
     settings = load_settings(args)
     source = _check_model(args)
+    _size_from_model(args, source)
     paths = _image_paths(args)
     out = check_output_file("--out", args.out)
     inputs = [Path(folder) for folder in (source.model_dir, source.base, args.images) if folder is not None]

@@ -28,7 +28,8 @@ from gen1.commands._common import (
 )
 from gen1.commands._models import (ModelSource, add_model_arguments, check_model_source, is_public_model, load_model,
                                   unet_config_of)
-from gen1.editing import DEFAULTS, SCHEDULERS, EditRequest, check_request, read_inputs, request_from_args, run_edit
+from gen1.editing import (DEFAULTS, SCHEDULERS, EditRequest, check_request, read_inputs, request_from_args, run_edit,
+                          with_model_defaults)
 
 
 def register(subparsers) -> None:
@@ -59,9 +60,10 @@ def register(subparsers) -> None:
         help="one weight >= 0 per prompt, then per reference image; normalised to sum to 1 (default: equal)",
     )
     knobs = parser.add_argument_group("guidance and structure")
-    knobs.add_argument("--structure-level", type=float, default=DEFAULTS["structure_level"], help="t_s in [0, 7]: 0 = full depth detail")
-    knobs.add_argument("--guidance", type=float, default=DEFAULTS["guidance"],
-                       help=f"content guidance scale w (default {DEFAULTS['guidance']:g})")
+    knobs.add_argument("--structure-level", type=float, default=DEFAULTS["structure_level"],
+                       help="t_s in [0, 7]: 0 = full depth detail")
+    knobs.add_argument("--guidance", type=float,
+                       help="content guidance scale w (default: the model's recommended w, else 7.5)")
     knobs.add_argument("--temporal-guidance", type=float, default=DEFAULTS["temporal_guidance"],
                        help=f"temporal guidance scale w_t (default {DEFAULTS['temporal_guidance']:g})")
     knobs.add_argument("--controlnet-scale", type=float, default=DEFAULTS["controlnet_scale"],
@@ -83,8 +85,9 @@ def register(subparsers) -> None:
     )
     io = parser.add_argument_group("input, output and model")
     add_model_arguments(io)
-    io.add_argument("--size", type=int, default=DEFAULTS["size"],
-                    help=f"short side of the output in pixels, a multiple of 8 up to 4096 (default {DEFAULTS['size']})")
+    io.add_argument("--size", type=int,
+                    help="short side of the output in pixels, a multiple of 8 up to 4096 (default: the size the "
+                    "model was trained at, else 512)")
     io.add_argument("--fps", type=float, help="resample the input to this frame rate (default: keep)")
     io.add_argument("--start", type=float, default=DEFAULTS["start"], help="start time in seconds")
     io.add_argument("--duration", type=float, help="duration in seconds")
@@ -197,8 +200,21 @@ def _check_arguments(args) -> tuple[EditRequest, ModelSource, dict | None]:
     _check_loading_knobs(args)
     _check_files(args)
     source = _check_model(args)
+    request = _with_model_defaults(request, source)
     adapter = None if args.adapter is None else _check_adapter(args.adapter)
     return request, source, adapter
+
+
+def _with_model_defaults(request: EditRequest, source: ModelSource) -> EditRequest:
+    """--size and --guidance not given: the model's own (:mod:`gen1.model_defaults`), said in one line; read from
+    its folder (a public base's image size), before any model is loaded."""
+    from gen1.model_defaults import base_folder_defaults, read_model_defaults
+
+    defaults = base_folder_defaults(source.base) if source.is_public else read_model_defaults(source.model_dir)
+    request, chosen = with_model_defaults(request, defaults)
+    if chosen:
+        print(f"defaults: {', '.join(chosen)}")
+    return request
 
 
 def _load_pipeline(source: ModelSource, args, adapter: dict | None):

@@ -22,7 +22,7 @@ def register(subparsers) -> None:
         help="train a VideoUNet stage (Accelerate: one CPU/GPU or accelerate launch)",
         description="Train from a YAML preset (a file, or a packaged preset name such as stage2_temporal) with "
         "section.key=value overrides. Checkpoints go to OUTPUT/checkpoints; train.resume=latest continues "
-        "a run; the final model is exported to OUTPUT/export.",
+        "a run; the final model is exported to OUTPUT/export, a pipeline folder for `gen1 edit --model`.",
     )
     parser.add_argument("config", nargs="?", metavar="CONFIG", help="YAML file or packaged preset name")
     parser.add_argument("overrides", nargs="*", metavar="KEY=VALUE", help="config overrides, e.g. optim.lr=5e-5")

@@ -38,6 +38,9 @@ class ModelConfig:
     # (SD or gen1 pipeline) or a VAE folder itself; a gen1 ContentEncoder or transformers CLIP folder.
     vae: str = ""  # "" = model.base (its vae/)
     content_encoder: str = ""  # "" = MODEL.base/content_encoder
+    # Only for the export (OUTPUT/export is an editing pipeline): a MiDaS .pt, a DPT / Depth Anything folder or a
+    # gen1 DepthEstimator folder, e.g. the --depth-model of `gen1 preprocess`. "" = MODEL.base/depth_estimator if any.
+    depth_estimator: str = ""
 
 
 @dataclass
@@ -186,6 +189,9 @@ class Config:
             raise ValueError(f"optim.lr must be positive, got {self.optim.lr}")
         if not self.model.base:
             raise ValueError("model.base is required: a Stable Diffusion or gen1 model directory")
+        if self.model.depth_estimator and not Path(self.model.depth_estimator).exists():
+            raise ValueError(f"model.depth_estimator {self.model.depth_estimator!r} does not exist (a MiDaS .pt file, "
+                             "or a DPT / Depth Anything / gen1 DepthEstimator folder)")
         if self.data.source == "shards" and not self.data.shards:
             raise ValueError("data.shards is required when data.source is 'shards'")
         self._validate_synthetic()

@@ -3,7 +3,8 @@
 Inputs are the exports of the component trainers and of ``gen1 train`` (EMA weights); the sampler is a
 ``DDIMScheduler`` with the training schedule (cosine, v-prediction). No prior is shipped: prompts use the
 content encoder's direct text embedding (trained to land on the image embeddings, see
-:mod:`demo_recipe.content`). Weights are cast to float16 and saved as safetensors; ``gen1 edit`` loads them
+:mod:`demo_recipe.content`). The pipeline records its defaults: 64 px, the frames it was trained on, and
+guidance ``gen1.demo.DEMO_GUIDANCE``. Weights are cast to float16 and saved as safetensors; ``gen1 edit`` loads them
 in float32 on the CPU and casts as asked.
 """
 
@@ -20,6 +21,8 @@ def assemble(*, vae: str | Path, unet: str | Path, depth: str | Path, content: s
 
     from demo_recipe.unet import SCHEDULER_CONFIG
     from gen1.content import ContentEncoder
+    from gen1.demo import DEMO_GUIDANCE
+    from gen1.demo.world import FRAME_SIZE
     from gen1.depth import DepthEstimator
     from gen1.pipeline import Gen1Pipeline
     from gen1.unet import VideoUNet
@@ -31,6 +34,8 @@ def assemble(*, vae: str | Path, unet: str | Path, depth: str | Path, content: s
         scheduler=scheduler,
         depth_estimator=DepthEstimator.from_pretrained(str(depth)),
         content_encoder=ContentEncoder.from_pretrained(str(content)),
+        trained_size=FRAME_SIZE,  # its defaults (gen1.model_defaults): the frames it was trained on, its best w
+        recommended_guidance_scale=DEMO_GUIDANCE,
     )
 
 

@@ -46,8 +46,10 @@ def build_content_encoder(seed: int = 0):
                 eos_token_id=tokenizer.eos_token_id, pad_token_id=tokenizer.pad_token_id)
     vision = dict(hidden_size=64, intermediate_size=128, num_hidden_layers=3, num_attention_heads=4,
                   image_size=64, patch_size=8)
+    # the text tower reads only the caption words, and the alignment term of its loss puts its raw embedding on
+    # the image embeddings (see the module docstring): both recorded, so prompts warn only where they should
     encoder = ContentEncoder(vision_config=vision, text_config=text, projection_dim=EMBED_DIM, image_size=64,
-                             crop_size=64)
+                             crop_size=64, text_vocabulary=list(CAPTION_VOCABULARY), text_in_image_space=True)
     encoder.set_tokenizer(tokenizer)
     return encoder
 

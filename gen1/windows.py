@@ -4,13 +4,22 @@ A step on a long video evaluates the UNet on one window of frames at a time (so 
 not on the video length) and blends the windows' noise predictions frame by frame:
 
 * :func:`temporal_windows` tiles ``num_frames`` with windows of ``window_size`` frames whose starts advance by
-  ``window_size - overlap``; the last window is moved back to end on the last frame, so every window has the
-  full length the model was trained on (it may then overlap its neighbour by more than ``overlap``).
+  the stride ``window_size - overlap`` from an ``offset``; the last window is moved back to end on the last
+  frame, and with an offset a window at frame 0 comes first, so every window has the full length the model was
+  trained on (such a window may overlap its neighbour by more than ``overlap``).
 * :func:`window_weights` gives each window a trapezoid: weight 1 inside, a linear ramp
   ``1/(o+1), 2/(o+1), ..., o/(o+1)`` over each of the ``o`` frames it shares with a neighbour, and no ramp at the
   video's own first and last frame. Where two windows overlap their ramps sum to exactly 1 (a linear
-  cross-fade), so there is no seam; the pipeline still divides by the summed weights, which keeps the blend a
-  convex combination when three windows meet.
+  cross-fade); the blend still divides by the summed weights, which keeps it a convex combination when three
+  windows meet.
+* **Shifted windows** (:func:`step_windows`, the default): step ``k`` of the loop tiles the video from offset
+  ``k mod stride``, so the window edges move by one frame per step and, away from the first and the last window
+  (which stay at the video's ends), no frame is at a window edge at every step. With one fixed tiling the
+  windows' disagreements build up at the same frames at every step and show as seams; shifted, each seam of a
+  step falls inside a window at the following steps, which smooth it away. A shift adds at most one window per
+  step; videos where that would cost more than :data:`MAX_SHIFT_COST` (fewer than four windows) keep fixed
+  windows. docs/long_videos.md has the measurements (seam ratio, :mod:`gen1.eval.seams`) and the candidates
+  that lost. ``shift=False`` uses the offset-0 tiling at every step.
 
 Depth is normalised to [0, 1] over the whole video before it is split into windows, while training normalises
 it per clip; on a long video whose depth range changes, a window therefore sees depth that does not span
@@ -36,11 +45,12 @@ def check_window_arguments(window_size: int, overlap: int) -> None:
         raise ValueError(f"window_overlap must be an integer in [0, window_size={window_size}), got {overlap!r}")
 
 
-def temporal_windows(num_frames: int, window_size: int, overlap: int) -> list[tuple[int, int]]:
+def temporal_windows(num_frames: int, window_size: int, overlap: int, offset: int = 0) -> list[tuple[int, int]]:
     """Return ``[(start, end), ...]`` half-open frame ranges covering ``range(num_frames)``.
 
-    A video no longer than ``window_size`` is one window. Starts advance by ``window_size - overlap`` and the
-    last window is aligned to the end of the video.
+    A video no longer than ``window_size`` is one window. Starts advance by ``window_size - overlap`` from
+    ``offset`` (a window at 0 comes first when ``offset > 0``) and the last window is aligned to the end of the
+    video.
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
@@ -48,7 +58,10 @@ def temporal_windows(num_frames: int, window_size: int, overlap: int) -> list[tu
     if num_frames <= window_size:
         return [(0, num_frames)]
     stride = window_size - overlap
-    starts = list(range(0, num_frames - window_size, stride)) + [num_frames - window_size]
+    if int(offset) != offset or not 0 <= offset < stride:
+        raise ValueError(f"offset must be an integer in [0, {stride}), got {offset!r}")
+    starts = ([0] if offset else []) + list(range(offset, num_frames - window_size, stride))
+    starts.append(num_frames - window_size)
     return [(start, start + window_size) for start in starts]
 
 
@@ -70,12 +83,52 @@ def window_weights(windows: list[tuple[int, int]], *, dtype: torch.dtype = torch
     return weights
 
 
+MAX_SHIFT_COST = 1.25
+"""Windows shift only on videos where no step's tiling has more than this many times the windows of the
+unshifted tiling. A shift adds at most one window, so this means videos of four windows or more."""
+
+
+def shifts_windows(num_frames: int, window_size: int, overlap: int) -> bool:
+    """Whether :func:`step_windows` shifts the windows of this video (see :data:`MAX_SHIFT_COST`)."""
+    if num_frames <= window_size:
+        return False
+    unshifted = len(temporal_windows(num_frames, window_size, overlap))
+    return all(len(temporal_windows(num_frames, window_size, overlap, offset)) <= MAX_SHIFT_COST * unshifted
+               for offset in range(1, window_size - overlap))
+
+
+def step_windows(num_frames: int, window_size: int, overlap: int, step: int, *,
+                 shift: bool = True) -> list[tuple[int, int]]:
+    """The windows of denoising step ``step`` (0-based): offset ``step mod stride`` when ``shift`` and the video
+    is long enough (:func:`shifts_windows`), else offset 0."""
+    if int(step) != step or step < 0:
+        raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    check_window_arguments(window_size, overlap)
+    shifted = shift and shifts_windows(num_frames, window_size, overlap)
+    offset = int(step) % (window_size - overlap) if shifted else 0
+    return temporal_windows(num_frames, window_size, overlap, offset)
+
+
+def window_schedule(num_frames: int, window_size: int, overlap: int, num_steps: int, *,
+                    shift: bool = True) -> list[list[tuple[int, int]]]:
+    """The windows of every step of a ``num_steps``-evaluation edit, as :class:`WindowBlender` uses them.
+
+    ``num_steps`` counts model evaluations: the denoising steps for DDIM or DPM-Solver++, the length of the
+    scheduler's ``timesteps`` in general (for ``strength < 1``, only the steps that run).
+    """
+    if int(num_steps) != num_steps or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    return [step_windows(num_frames, window_size, overlap, step, shift=shift) for step in range(num_steps)]
+
+
 class WindowBlender:
     """A model function over the whole video made from a prediction over one window at a time.
 
-    Each call evaluates ``predict_window`` on every window of :func:`temporal_windows` and blends the windows'
-    predictions frame by frame with :func:`window_weights`, divided by the summed weights (a convex
-    combination wherever windows meet). ``on_window`` is called after each window (progress bars).
+    The ``k``-th call (the ``k``-th step of the loop) evaluates ``predict_window`` on every window of
+    :func:`step_windows` for step ``k`` and blends the windows' predictions frame by frame with
+    :func:`window_weights`, divided by the summed weights (a convex combination wherever windows meet).
+    ``on_window`` is called after each window (progress bars). A blender counts its calls, so it serves one
+    run of the loop: make a new one per edit.
     """
 
     def __init__(
@@ -85,26 +138,46 @@ class WindowBlender:
         window_size: int,
         overlap: int,
         *,
+        shift: bool = True,
         device: torch.device | str | None = None,
         on_window: Callable[[], None] | None = None,
     ):
+        check_window_arguments(window_size, overlap)
         self.predict_window = predict_window
-        self.windows = temporal_windows(num_frames, window_size, overlap)
-        self.weights = [weight.to(device) for weight in window_weights(self.windows)]
-        self.weight_sum = torch.zeros(num_frames, device=device)
-        for (start, end), weight in zip(self.windows, self.weights):
-            self.weight_sum[start:end] += weight
+        self.num_frames, self.window_size, self.overlap, self.shift = num_frames, window_size, overlap, shift
+        self.device = device
         self.on_window = on_window
+        self.step = 0
+        self._blends: dict[tuple, tuple[list[torch.Tensor], torch.Tensor]] = {}
 
-    def __len__(self) -> int:
-        return len(self.windows)
+    def windows(self, step: int) -> list[tuple[int, int]]:
+        """The windows of the ``step``-th call."""
+        return step_windows(self.num_frames, self.window_size, self.overlap, step, shift=self.shift)
+
+    def window_evaluations(self, num_steps: int) -> int:
+        """How many times ``predict_window`` runs in ``num_steps`` calls (the length of a progress bar)."""
+        return sum(len(self.windows(step)) for step in range(num_steps))
+
+    def _blend(self, windows: list[tuple[int, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per window its weights, and the summed weight per frame (cached per tiling)."""
+        key = tuple(windows)
+        if key not in self._blends:
+            weights = [weight.to(self.device) for weight in window_weights(windows)]
+            weight_sum = torch.zeros(self.num_frames, device=self.device)
+            for (start, end), weight in zip(windows, weights):
+                weight_sum[start:end] += weight
+            self._blends[key] = weights, weight_sum
+        return self._blends[key]
 
     def __call__(self, model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The blended prediction for ``model_input`` ``(B, C, F, h, w)``: float32, same shape."""
+        windows = self.windows(self.step)
+        self.step += 1
+        weights, weight_sum = self._blend(windows)
         prediction = torch.zeros_like(model_input, dtype=torch.float32)
-        for (start, end), weight in zip(self.windows, self.weights):
+        for (start, end), weight in zip(windows, weights):
             window = self.predict_window(model_input[:, :, start:end], t, slice(start, end))
             prediction[:, :, start:end] += window * weight.view(1, 1, -1, 1, 1)
             if self.on_window is not None:
                 self.on_window()
-        return prediction / self.weight_sum.view(1, 1, -1, 1, 1)
+        return prediction / weight_sum.view(1, 1, -1, 1, 1)

@@ -169,7 +169,8 @@ def test_evaluate_videos_report(tiny_clip_dir):
         clip_scorer=ClipScorer.from_pretrained(tiny_clip_dir), depth_estimator=lambda f: f.mean(1, keepdim=True),
     )
     m = report.metrics
-    assert all(value is not None for value in m.values())
+    assert all(value is not None for key, value in m.items() if not key.startswith("seam_ratio"))
+    assert "no window schedule" in report.notes["seam_ratio"]  # measured with window_schedule (test_seams.py)
     assert m["psnr"] == PSNR_CAP and m["style_accuracy"] == 1.0
     with pytest.raises(ValueError, match="frames"):
         evaluate_videos(clip.frames, clip.edit_frames[:2])
@@ -199,8 +200,8 @@ def test_eval_command_writes_json(tmp_path, tiny_clip_dir, capsys):
     report = json.loads(out_json.read_text())
     assert set(report) == {"info", "metrics", "notes"}
     assert set(report["metrics"]) == {
-        "warp_error", "warp_error_source", "clip_frame_consistency", "clip_prompt_consistency", "depth_fidelity",
-        "psnr", "ssim", "style_accuracy", "style_score",
+        "warp_error", "warp_error_source", "seam_ratio", "seam_ratio_source", "clip_frame_consistency",
+        "clip_prompt_consistency", "depth_fidelity", "psnr", "ssim", "style_accuracy", "style_score",
     }
     assert report["metrics"]["depth_fidelity"] is None and "depth" in report["notes"]["depth_fidelity"]
     assert report["metrics"]["style_accuracy"] == 1.0 and report["metrics"]["psnr"] > 30

@@ -1,32 +1,17 @@
-"""Temporal windows, blending weights and chunk ranges."""
+"""Temporal windows, blending weights, the per-step window schedule and the blender that follows it."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from gen1.windows import temporal_windows, window_weights
+from gen1.eval.seams import seam_pairs
+from gen1.windows import WindowBlender, shifts_windows, temporal_windows, window_schedule, window_weights
 
 
 def test_short_video_is_one_window():
     assert temporal_windows(5, 8, 2) == [(0, 5)]
     assert temporal_windows(8, 8, 2) == [(0, 8)]
-
-
-@pytest.mark.parametrize("frames, size, overlap", [(20, 8, 2), (13, 4, 1), (9, 4, 3), (30, 6, 0), (11, 5, 2)])
-def test_windows_cover_all_frames_with_full_length(frames, size, overlap):
-    windows = temporal_windows(frames, size, overlap)
-    assert windows[0][0] == 0 and windows[-1][1] == frames
-    assert all(end - start == size for start, end in windows)
-    for (s0, e0), (s1, e1) in zip(windows, windows[1:]):
-        assert s1 > s0 and s1 <= e0  # advance, no gaps
-        assert e0 - s1 >= overlap
-    # weights partition the frames: positive everywhere, blended sum normalises to 1
-    total = torch.zeros(frames)
-    for (start, end), weight in zip(windows, window_weights(windows)):
-        assert weight.shape == (end - start,) and bool((weight > 0).all())
-        total[start:end] += weight
-    assert bool((total > 0).all())
 
 
 def test_two_window_crossfade_sums_to_one():
@@ -39,7 +24,81 @@ def test_two_window_crossfade_sums_to_one():
     torch.testing.assert_close(first[6:] + second[:2], torch.ones(2))
 
 
+def _assert_tiles(windows, frames, size, overlap):
+    """Full-length windows from frame 0 to the last frame, advancing, no gaps, sharing >= overlap frames."""
+    assert windows[0][0] == 0 and windows[-1][1] == frames
+    assert all(end - start == min(size, frames) for start, end in windows)
+    for (s0, e0), (s1, e1) in zip(windows, windows[1:]):
+        assert s0 < s1 <= e0 and e0 - s1 >= overlap
+
+
+CASES = [(20, 8, 2), (48, 8, 2), (13, 4, 1), (9, 4, 3), (30, 6, 0), (11, 5, 2), (80, 16, 4), (6, 8, 2)]
+
+
+@pytest.mark.parametrize("frames, size, overlap", CASES)
+@pytest.mark.parametrize("shift", [True, False])
+def test_the_schedule_covers_every_frame_at_every_step(frames, size, overlap, shift):
+    schedule = window_schedule(frames, size, overlap, 15, shift=shift)
+    assert len(schedule) == 15
+    for windows in schedule:
+        _assert_tiles(windows, frames, size, overlap)
+        total = torch.zeros(frames)
+        for (start, end), weight in zip(windows, window_weights(windows)):
+            assert bool((weight > 0).all())
+            total[start:end] += weight
+        assert bool((total > 0).all())
+    assert schedule[0] == temporal_windows(frames, size, overlap)  # the first step is the unshifted tiling
+    if not shift:
+        assert all(windows == schedule[0] for windows in schedule)
+
+
+@pytest.mark.parametrize("frames, size, overlap", [(48, 8, 2), (40, 8, 2), (80, 16, 4), (30, 6, 0)])
+def test_shifted_windows_leave_no_frame_pair_at_a_seam_at_every_step(frames, size, overlap):
+    """Away from the first and last window (which are always at frame 0 and at the end), every frame pair is
+    inside a window at some step; with fixed windows the pairs at their overlaps are at a seam at every step."""
+    def always_at_seam(schedule):
+        at_seam = [seam_pairs(windows, frames) for windows in schedule]
+        return [t for t in range(size, frames - size - 1) if all(step[t] for step in at_seam)]
+
+    assert always_at_seam(window_schedule(frames, size, overlap, size - overlap, shift=True)) == []
+    assert always_at_seam(window_schedule(frames, size, overlap, size - overlap, shift=False)) != []
+
+
+@pytest.mark.parametrize("size, overlap", [(8, 2), (16, 4), (4, 1), (6, 0), (8, 7)])
+def test_shifting_costs_at_most_a_quarter_more_window_evaluations(size, overlap):
+    for frames in range(1, 12 * size):
+        shifted = sum(map(len, window_schedule(frames, size, overlap, 30)))
+        fixed = sum(map(len, window_schedule(frames, size, overlap, 30, shift=False)))
+        assert fixed <= shifted <= 1.25 * fixed
+        if len(temporal_windows(frames, size, overlap)) >= 4 and overlap < size - 1:
+            assert shifts_windows(frames, size, overlap)
+
+
+def test_the_blender_follows_the_schedule_and_blends_convexly():
+    frames, size, overlap, steps = 23, 6, 2, 7
+    calls = []
+
+    def predict(latents, t, window):
+        calls.append((window.start, window.stop))
+        assert latents.shape[2] == size
+        return torch.full_like(latents, 3.0)
+
+    blender = WindowBlender(predict, frames, size, overlap)
+    latents = torch.zeros(1, 4, frames, 2, 2)
+    for _ in range(steps):
+        torch.testing.assert_close(blender(latents, torch.tensor(1)), torch.full_like(latents, 3.0))
+    assert calls == [w for windows in window_schedule(frames, size, overlap, steps) for w in windows]
+    assert blender.window_evaluations(steps) == len(calls)
+
+
 @pytest.mark.parametrize("size, overlap", [(0, 0), (4, 4), (4, -1), (2.5, 0)])
 def test_bad_window_arguments_raise(size, overlap):
     with pytest.raises(ValueError, match="window"):
         temporal_windows(10, size, overlap)
+
+
+def test_bad_offset_and_steps_raise():
+    with pytest.raises(ValueError, match="offset"):
+        temporal_windows(20, 8, 2, offset=6)
+    with pytest.raises(ValueError, match="num_steps"):
+        window_schedule(20, 8, 2, 0)

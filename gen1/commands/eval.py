@@ -43,6 +43,12 @@ def register(subparsers) -> None:
     parser.add_argument("--depth-model", default=None, help="depth estimator name or path (gen1.depth)")
     parser.add_argument("--flow", default="dis", choices=("dis", "farneback"), help="OpenCV optical flow method")
     parser.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each video")
+    windows = parser.add_argument_group("seam ratio (long edits): the temporal windows the edit used")
+    windows.add_argument("--window", type=int, default=None,
+                         help="frames per window of the edit (its --window, default its model's clip length)")
+    windows.add_argument("--overlap", type=int, default=None, help="the edit's --overlap (default: window // 4)")
+    windows.add_argument("--steps", type=int, default=30, help="denoising steps the edit ran")
+    windows.add_argument("--fixed-windows", action="store_true", help="the edit kept its windows fixed (no shift)")
     parser.add_argument("--device", default="cpu", help="torch device for the CLIP and depth models")
     parser.add_argument("--json", default=None, help="write the report to this JSON file")
     add_threads_argument(parser)
@@ -114,6 +120,7 @@ def run(args) -> int:
         clip_scorer=clip_scorer,
         depth_estimator=depth_estimator,
         flow_method=args.flow,
+        window_schedule=_window_schedule(args, output.frames.shape[0]),
     )
     report.info.update(source=str(args.source), output=str(args.output), gt=args.gt,
                        clip_model=args.clip_model, depth_model=args.depth_model)
@@ -122,3 +129,15 @@ def run(args) -> int:
         report.save_json(args.json)
         print(f"wrote {args.json}")
     return 0
+
+
+def _window_schedule(args, num_frames: int):
+    """The edit's windows at every step (:func:`gen1.windows.window_schedule`), or None without ``--window``."""
+    if args.window is None:
+        return None
+    from gen1.windows import window_schedule
+
+    if args.steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    overlap = args.window // 4 if args.overlap is None else args.overlap
+    return window_schedule(num_frames, args.window, overlap, args.steps, shift=not args.fixed_windows)

@@ -30,6 +30,19 @@ def _match_size(video: torch.Tensor, reference: torch.Tensor, name: str, report:
     return video
 
 
+def _set_seam_ratio(report: Report, key: str, pair_errors, window_schedule) -> None:
+    from gen1.eval.seams import seam_ratio
+
+    if window_schedule is None:
+        report.skip(key, "no window schedule (--window)")
+        return
+    ratio = seam_ratio(pair_errors, window_schedule)
+    if ratio is None:
+        report.skip(key, "no seams to measure (one window, or every pair at a seam or inside occluded)")
+    else:
+        report.set(key, ratio)
+
+
 def evaluate_videos(
     source,
     output,
@@ -39,14 +52,17 @@ def evaluate_videos(
     clip_scorer=None,
     depth_estimator=None,
     flow_method: str = "dis",
+    window_schedule=None,
 ) -> Report:
     """All metrics for ``output`` (an edit of ``source``). Frames: uint8 (F,H,W,3) or float (F,3,H,W).
 
     ``clip_scorer``: a :class:`gen1.eval.clip_metrics.ClipScorer` or None; ``depth_estimator``: an object with
-    ``.estimate(frames)`` (or a callable) or None. Metrics whose inputs are missing are skipped with a note.
+    ``.estimate(frames)`` (or a callable) or None. ``window_schedule``: the temporal windows of every step of
+    the edit (:func:`gen1.windows.window_schedule`), for the seam ratio (:mod:`gen1.eval.seams`) of the output
+    and, as its reference, of the source. Metrics whose inputs are missing are skipped with a note.
     """
     from gen1.eval.depth_fidelity import depth_fidelity
-    from gen1.eval.warp import source_flows, warp_error
+    from gen1.eval.warp import mean_warp_error, pair_warp_errors, source_flows
 
     report = Report()
     src = as_float_video(source)
@@ -57,10 +73,12 @@ def evaluate_videos(
 
     if src.shape[0] >= 2:
         flows = source_flows(src, flow_method)
-        report.set("warp_error", warp_error(out, flows=flows))
-        report.set("warp_error_source", warp_error(src, flows=flows))
+        for suffix, video in (("", out), ("_source", src)):
+            pair_errors = pair_warp_errors(video, flows=flows)
+            report.set("warp_error" + suffix, mean_warp_error(pair_errors))
+            _set_seam_ratio(report, "seam_ratio" + suffix, pair_errors, window_schedule)
     else:
-        for key in ("warp_error", "warp_error_source"):
+        for key in ("warp_error", "warp_error_source", "seam_ratio", "seam_ratio_source"):
             report.skip(key, "needs at least 2 frames")
 
     if clip_scorer is None:

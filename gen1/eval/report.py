@@ -11,6 +11,8 @@ from pathlib import Path
 METRICS: dict[str, tuple[str, str]] = {
     "warp_error": ("warp error (Lai et al.)", "lower is better"),
     "warp_error_source": ("warp error of the source (reference)", "lower is better"),
+    "seam_ratio": ("seam ratio (warp error at window seams / inside)", "1 = seams invisible, lower is better"),
+    "seam_ratio_source": ("seam ratio of the source (reference)", "the clip's own level at those frames"),
     "clip_frame_consistency": ("CLIP frame consistency", "higher is better"),
     "clip_prompt_consistency": ("CLIP prompt consistency", "higher is better"),
     "depth_fidelity": ("depth error (scale/shift-invariant RMSE)", "lower is better"),

@@ -83,6 +83,44 @@ def source_flows(source, method: str = "dis") -> list[tuple[torch.Tensor, torch.
     return pairs
 
 
+def _check_flows(output, source, method: str, flows) -> tuple[torch.Tensor, list]:
+    """``output`` as a float video and the source flows for it (computed unless given), both checked."""
+    out = as_float_video(output)
+    if out.shape[0] < 2:
+        raise ValueError(f"warp error needs at least 2 frames, got {out.shape[0]}")
+    if flows is None:
+        src = out if source is None else as_float_video(source)
+        if src.shape != out.shape:
+            raise ValueError(f"source and output must have the same shape, got {tuple(src.shape)} and {tuple(out.shape)}")
+        flows = source_flows(src, method)
+    if len(flows) != out.shape[0] - 1:
+        raise ValueError(f"flows must have {out.shape[0] - 1} pairs for {out.shape[0]} frames, got {len(flows)}")
+    return out, flows
+
+
+def pair_warp_errors(
+    output,
+    source=None,
+    *,
+    method: str = "dis",
+    motion_boundaries: bool = True,
+    flows: list[tuple[torch.Tensor, torch.Tensor]] | None = None,
+) -> list[float | None]:
+    """``E_t`` of every frame pair (t, t+1) of ``output`` (see the module docstring); ``None`` for a pair whose
+    mask is empty. Arguments as for :func:`warp_error`."""
+    out, flows = _check_flows(output, source, method, flows)
+    errors = []
+    for t, (fwd, bwd) in enumerate(flows):
+        mask = occlusion_mask(fwd, bwd, motion_boundaries)
+        if not bool(mask.any()):
+            errors.append(None)
+            continue
+        warped, _ = _sample(out[t + 1], fwd)
+        sq = (out[t] - warped).square().sum(0)
+        errors.append(float(sq[mask].mean()))
+    return errors
+
+
 def warp_error(
     output,
     source=None,
@@ -96,24 +134,13 @@ def warp_error(
     ``source`` defaults to ``output`` itself (then it measures self-consistency). ``flows`` may pass
     precomputed :func:`source_flows` to score several outputs of the same source.
     """
-    out = as_float_video(output)
-    if out.shape[0] < 2:
-        raise ValueError(f"warp error needs at least 2 frames, got {out.shape[0]}")
-    if flows is None:
-        src = out if source is None else as_float_video(source)
-        if src.shape != out.shape:
-            raise ValueError(f"source and output must have the same shape, got {tuple(src.shape)} and {tuple(out.shape)}")
-        flows = source_flows(src, method)
-    if len(flows) != out.shape[0] - 1:
-        raise ValueError(f"flows must have {out.shape[0] - 1} pairs for {out.shape[0]} frames, got {len(flows)}")
-    errors = []
-    for t, (fwd, bwd) in enumerate(flows):
-        mask = occlusion_mask(fwd, bwd, motion_boundaries)
-        if not bool(mask.any()):
-            continue
-        warped, _ = _sample(out[t + 1], fwd)
-        sq = (out[t] - warped).square().sum(0)
-        errors.append(float(sq[mask].mean()))
+    return mean_warp_error(pair_warp_errors(output, source, method=method, motion_boundaries=motion_boundaries,
+                                           flows=flows))
+
+
+def mean_warp_error(pair_errors: list[float | None]) -> float:
+    """The warp error of a video from :func:`pair_warp_errors`: the mean over the pairs that have valid pixels."""
+    errors = [e for e in pair_errors if e is not None]
     if not errors:
         raise ValueError("warp error is undefined: every pixel of every frame pair was masked as occluded")
     return float(np.mean(errors))

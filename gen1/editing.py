@@ -22,7 +22,7 @@ from __future__ import annotations
 import contextlib
 import math
 import shlex
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
@@ -49,7 +49,7 @@ class EditRequest:
     negative_prompt: str | None = None
     content_weights: tuple[float, ...] | None = None
     structure_level: float = 0.0
-    guidance: float = 7.5
+    guidance: float | None = None  # None: the model's recommended w (gen1.model_defaults), else 7.5
     temporal_guidance: float = 1.0
     controlnet_scale: float = 1.0
     steps: int = 30
@@ -59,13 +59,14 @@ class EditRequest:
     mask: str | None = None
     depth: str | None = None
     depth_invert: bool = False
-    size: int = 512
+    size: int | None = None  # None: the size the model was trained at (gen1.model_defaults), else 512
     fps: float | None = None
     start: float = 0.0
     duration: float | None = None
     max_frames: int | None = None
     window: int | None = None
     overlap: int | None = None
+    fixed_windows: bool = False  # True: the same windows at every step (gen1.windows; default: shifted)
     compare: str | None = None
 
     def __post_init__(self):  # lists from argparse or JSON become tuples, so that requests compare and hash
@@ -94,6 +95,7 @@ FLAGS = {
     "scheduler": "--scheduler", "strength": "--strength", "seed": "--seed", "mask": "--mask", "depth": "--depth",
     "depth_invert": "--depth-invert", "size": "--size", "fps": "--fps", "start": "--start",
     "duration": "--duration", "max_frames": "--max-frames", "window": "--window", "overlap": "--overlap",
+    "fixed_windows": "--fixed-windows",
     "compare": "--compare",
 }
 
@@ -131,7 +133,8 @@ def _check_knobs(request: EditRequest) -> None:
     from gen1.media import check_size
 
     check_number("--structure-level", request.structure_level, low=0, high=MAX_LEVEL)
-    check_number("--guidance", request.guidance, low=0)
+    if request.guidance is not None:
+        check_number("--guidance", request.guidance, low=0)
     check_number("--temporal-guidance", request.temporal_guidance, low=0)
     check_number("--controlnet-scale", request.controlnet_scale, low=0)
     check_integer("--steps", request.steps, low=1)
@@ -139,7 +142,8 @@ def _check_knobs(request: EditRequest) -> None:
         raise ValueError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got '{request.scheduler}'")
     check_number("--strength", request.strength, low=0, high=1, low_open=True)
     check_seed("--seed", request.seed)
-    check_size(request.size, "--size")  # before any decoding: a multiple of 8, at most gen1.media.MAX_SIZE
+    if request.size is not None:
+        check_size(request.size, "--size")  # before any decoding: a multiple of 8, at most gen1.media.MAX_SIZE
     if request.fps is not None:
         check_number("--fps", request.fps, low=0, low_open=True)
     check_number("--start", request.start, low=0)
@@ -147,6 +151,23 @@ def _check_knobs(request: EditRequest) -> None:
         check_number("--duration", request.duration, low=0, low_open=True)
     if request.max_frames is not None:
         check_integer("--max-frames", request.max_frames, low=1)
+
+
+def with_model_defaults(request: EditRequest, defaults) -> tuple[EditRequest, list[str]]:
+    """``request`` with an unset ``size`` and ``guidance`` taken from a model's :class:`gen1.model_defaults.ModelDefaults`
+    (else 512 px and w = 7.5), and the flags so chosen, as ``gen1 edit`` reports them (``["--size 64 (the model's
+    trained size)", ...]``)."""
+    from gen1.model_defaults import FALLBACK_EDIT_SIZE
+
+    chosen, changes = [], {}
+    if request.size is None:
+        changes["size"] = defaults.size_or(FALLBACK_EDIT_SIZE)
+        chosen.append(f"--size {changes['size']}" + (" (the model's trained size)" if defaults.trained_size else ""))
+    if request.guidance is None:
+        changes["guidance"] = defaults.guidance_or()
+        chosen.append(f"--guidance {changes['guidance']:g}" + (" (the model's)" if defaults.guidance_scale is not None
+                                                              else ""))
+    return replace(request, **changes), chosen
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -283,6 +304,10 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
 
     from gen1.video import write_video
 
+    from gen1.model_defaults import ModelDefaults
+
+    request, _ = with_model_defaults(request, ModelDefaults(pipe.config.trained_size,
+                                                            pipe.config.recommended_guidance_scale))
     inputs = read_inputs(request) if inputs is None else inputs
     clip = inputs.clip
     generator = torch.Generator(device="cpu").manual_seed(request.seed)
@@ -293,6 +318,8 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
             negative_prompt=request.negative_prompt,
             reference_image=list(request.reference) or None,
             content_weights=None if request.content_weights is None else list(request.content_weights),
+            height=clip.height,  # the clip as read (at request.size), not resized again to the model's size
+            width=clip.width,
             structure_level=request.structure_level,
             guidance_scale=request.guidance,
             temporal_guidance_scale=request.temporal_guidance,
@@ -302,6 +329,7 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
             mask=inputs.mask,
             window_size=request.window,
             window_overlap=request.overlap,
+            window_shift=not request.fixed_windows,
             strength=request.strength,
             controlnet_conditioning_scale=request.controlnet_scale,
             output_type="pt",

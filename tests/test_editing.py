@@ -32,7 +32,7 @@ FULL = EditRequest(
     reference=("style.png",), negative_prompt="--blurry", content_weights=(0.25, 1.5, 2.0), structure_level=3.3,
     guidance=0.1, temporal_guidance=1.25, controlnet_scale=0.5, steps=7, scheduler="dpm", strength=0.55,
     seed=2**64 - 1, mask="mask.png", depth="depth.npy", depth_invert=True, size=256, fps=12.5, start=1.5,
-    duration=2.25, max_frames=9, window=8, overlap=3, compare="side by side.png",
+    duration=2.25, max_frames=9, window=8, overlap=3, fixed_windows=True, compare="side by side.png",
 )
 
 
@@ -54,9 +54,11 @@ def test_every_request_field_has_its_flag_and_the_round_trip_sets_them_all():
     assert all(getattr(FULL, name) != getattr(defaults, name) for name in FLAGS)
 
 
-def test_the_command_leaves_defaults_out():
+def test_the_command_leaves_defaults_out_and_writes_a_size_and_guidance_that_were_chosen():
+    assert edit_command(EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",))) \
+        == "gen1 edit in.mp4 -o out.mp4 --prompt 'a cat'"  # size and guidance: the model's own
     assert edit_command(EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",), guidance=7.5, size=512)) \
-        == "gen1 edit in.mp4 -o out.mp4 --prompt 'a cat'"
+        == "gen1 edit in.mp4 -o out.mp4 --prompt 'a cat' --guidance 7.5 --size 512"
 
 
 def test_gen1_edit_defaults_are_the_requests():
@@ -106,3 +108,16 @@ def test_limits_bound_the_frames_and_seconds_read(clips_dir):
     assert read_inputs(shorter, limits=ClipLimits(max_frames=8)).clip.num_frames == 8
     with pytest.raises(ClipTooLong, match=r"lasts 0\.4 s; this server edits at most 0\.25 s"):
         read_inputs(replace(shorter, duration=0.4), limits=ClipLimits(max_frames=100, max_seconds=0.25))
+
+
+def test_fixed_windows_keep_one_tiling_and_the_default_shifts_it(bundled_pipe, ski, tmp_path):
+    # 13 frames in windows of 4 sharing 1: fixed (0,4) (3,7) (6,10) (9,13) at each of 3 steps; shifted, steps 1
+    # and 2 start from offsets 1 and 2 and add a window at frame 0 (gen1.windows.step_windows)
+    totals = {}
+    for fixed in (True, False):
+        request = EditRequest(input=ski, output=str(tmp_path / f"{fixed}.mp4"), prompt=("red stripes",), size=64,
+                              steps=3, max_frames=13, window=4, overlap=1, fixed_windows=fixed, scheduler="ddim")
+        reports = []
+        run_edit(bundled_pipe, request, progress=lambda done, total: reports.append(total))
+        totals[fixed] = reports[-1]
+    assert totals == {True: 3 * 4, False: 4 + 5 + 5}

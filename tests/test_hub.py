@@ -295,3 +295,27 @@ def test_a_local_path_always_wins_and_only_repo_shaped_names_go_to_the_hub(hub, 
     assert hub_name("org/name/models/image_encoder") == ("org/name", "models/image_encoder")
     assert [hub_name(n) for n in ("name", "./org/name", "/org/name", "org/name/", "org/../name", "o--g/name")] == \
         [None] * 6
+
+
+def test_the_readme_command_for_public_weights_runs_as_written_from_the_cache(hub, capsys):
+    """README.md's "Real videos with public weights" command, word for word, with every repo it names in the cache
+    (tiny random weights in the real layouts) and input.mp4 a short clip in the working folder."""
+    import re
+    import shlex
+    from pathlib import Path
+
+    from training_helpers import moving_square
+
+    from gen1.video import read_video, write_video
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    section = readme.split("### Real videos with public weights", 1)[1].split("###", 1)[0]
+    (block,) = re.findall(r"^```bash\n(.*?)^```", section, flags=re.S | re.M)
+    (command,) = [shlex.split(line, comments=True) for line in block.replace("\\\n", " ").splitlines() if line.strip()]
+    assert command[:2] == ["gen1", "edit"] and "--model" not in command
+    assert {BASE, MOTION, CONTROLNET, DEPTH} <= set(command)  # every part by its Hub name
+    write_video("input.mp4", moving_square(2, 48, seed=0), fps=8)  # the hub fixture's folder is the working one
+    code = main(command[1:])
+    captured = capsys.readouterr()
+    assert code == 0, captured.err
+    assert read_video("out.mp4").frames.shape[0] == 2

@@ -26,7 +26,7 @@ def catalog():
 
     source = check_model_source(argparse.Namespace(model=None, base=None, motion_adapter=None, controlnet=None,
                                                    depth_model=None))
-    return ModelCatalog([ServedModel("demo", source, bundled=True)], device=torch.device("cpu"), dtype=torch.float32)
+    return ModelCatalog([ServedModel("demo", source)], device=torch.device("cpu"), dtype=torch.float32)
 
 
 @pytest.fixture

@@ -80,7 +80,7 @@ def _served_models(args) -> list:
             served.append(ServedModel(name=Path(args.model).name or args.model, source=source,
                                       model_args=("--model", args.model)))
         else:
-            served.append(ServedModel(name=BUNDLED_NAME, source=source, bundled=True))
+            served.append(ServedModel(name=BUNDLED_NAME, source=source))
     for entry in args.models:
         name, separator, path = entry.partition("=")
         if not separator or not name.strip() or not path:

@@ -220,8 +220,8 @@ def _wire_edit(ui, service: EditService) -> None:
 
     # Defaults of None make those parameters optional for API clients (the widgets' values are the other defaults).
     def edit(video, prompt=None, prompt_weight=1.0, reference_1=None, weight_1=1.0, reference_2=None, weight_2=1.0,
-             reference_3=None, weight_3=1.0, structure_level=0.0, guidance=7.5, temporal_guidance=1.0, steps=30,
-             strength=1.0, seed=0, size=512, start=0.0, duration=None, max_frames=None, fps=None, scheduler=None,
+             reference_3=None, weight_3=1.0, structure_level=0.0, guidance=None, temporal_guidance=1.0, steps=30,
+             strength=1.0, seed=0, size=None, start=0.0, duration=None, max_frames=None, fps=None, scheduler=None,
              window=None, overlap=None, negative_prompt=None, controlnet_scale=1.0, mask_drawing=None,
              mask_file=None, depth_file=None, depth_invert=False, model=None, request: gr.Request = None,
              progress=gr.Progress()):

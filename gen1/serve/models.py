@@ -20,12 +20,11 @@ class ServedModel:
     name: str
     source: ModelSource
     model_args: tuple[str, ...] = ()
-    bundled: bool = False  # the bundled demo model: its own default guidance (gen1.demo.DEMO_GUIDANCE)
 
 
 @dataclass
-class ModelDefaults:
-    """Knob values a model is best started from: its training resolution and, for the demo model, its guidance."""
+class KnobDefaults:
+    """The size and guidance the app's controls start from for a model."""
 
     size: int
     guidance: float
@@ -80,28 +79,16 @@ class ModelCatalog:
                 self._loaded[name] = pipe
             return self._loaded[name]
 
-    def defaults(self, name: str) -> ModelDefaults:
-        """Knob defaults for model ``name`` (loads it)."""
-        from gen1.demo import DEMO_GUIDANCE
-        from gen1.editing import DEFAULTS
+    def defaults(self, name: str) -> KnobDefaults:
+        """Knob defaults for model ``name`` (loads it): what its folder records (:mod:`gen1.model_defaults`), as
+        ``gen1 edit`` takes them."""
+        from gen1.editing import EditRequest, with_model_defaults
+        from gen1.model_defaults import ModelDefaults
 
-        pipe = self.pipeline(name)
-        guidance = DEMO_GUIDANCE if self.model(name).bundled else DEFAULTS["guidance"]
-        return ModelDefaults(size=native_size(pipe, fallback=DEFAULTS["size"]), guidance=guidance)
-
-
-def native_size(pipe, *, fallback: int) -> int:
-    """The short side (pixels, a multiple of 8) the pipeline's UNet was built for: its latent ``sample_size``
-    times the VAE's factor (512 for Stable Diffusion 1.5, 64 for the demo model); ``fallback`` if unknown."""
-    config = getattr(pipe.unet, "config", {})
-    inner = config.get("unet_config") if hasattr(config, "get") else None
-    sample_size = (inner or {}).get("sample_size") or (config.get("sample_size") if hasattr(config, "get") else None)
-    if isinstance(sample_size, (list, tuple)):
-        sample_size = min(sample_size)
-    if not isinstance(sample_size, int) or sample_size < 1:
-        return fallback
-    size = sample_size * pipe.vae_scale_factor
-    return max(8, size - size % 8)
+        config = self.pipeline(name).config
+        recorded = ModelDefaults(config.trained_size, config.recommended_guidance_scale)
+        request, _ = with_model_defaults(EditRequest(input="", output=""), recorded)
+        return KnobDefaults(size=request.size, guidance=request.guidance)
 
 
-__all__ = ["ModelCatalog", "ModelDefaults", "ServedModel", "native_size"]
+__all__ = ["KnobDefaults", "ModelCatalog", "ServedModel"]

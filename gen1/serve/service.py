@@ -16,7 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
@@ -51,12 +51,12 @@ class EditForm:
     prompt_weight: float = 1.0
     references: list[tuple[str | None, float]] = field(default_factory=list)
     structure_level: float = 0.0
-    guidance: float = 7.5
+    guidance: float | None = None  # None: the model's recommended w
     temporal_guidance: float = 1.0
     steps: int = 30
     strength: float = 1.0
     seed: int = 0
-    size: int = 512
+    size: int | None = None  # None: the size the model was trained at
     start: float = 0.0
     duration: float | None = None
     max_frames: int | None = None
@@ -180,6 +180,10 @@ class EditService:
         """The request ``form`` describes, checked, with its outputs (and a drawn mask) in ``job``."""
         if not form.video:
             raise ValueError("upload a video first")
+        if form.size is None or form.guidance is None:  # an API client left them out: the model's own
+            defaults = self.catalog.defaults(self._model_name(form))
+            form = replace(form, size=defaults.size if form.size is None else form.size,
+                           guidance=defaults.guidance if form.guidance is None else form.guidance)
         if form.size > self.limits.max_size:
             raise ValueError(f"--size {form.size} is above this server's limit of {self.limits.max_size}")
         stem = Path(form.video).stem or "video"

@@ -107,7 +107,8 @@ def register(subparsers) -> None:
     io.add_argument(
         "--compile",
         action="store_true",
-        help="torch.compile the UNet: a one-off compilation at start-up for faster steps (worth it on GPUs)",
+        help="torch.compile the UNet (and the ControlNet of the public route): a one-off compilation at start-up "
+        "for faster steps (worth it on GPUs)",
     )
     add_threads_argument(io)
     parser.set_defaults(func=run)
@@ -250,7 +251,7 @@ def run(args: argparse.Namespace) -> int:
     pipe = _load_pipeline(source, args, adapter)
     pipe.cast(dtype).to(device)  # loaded in fp32, cast once (adapter layers included)
     if args.compile:
-        pipe.unet.compile()  # in place: the pipeline keeps the same VideoUNet object and its attributes
+        pipe.compile_denoiser()  # in place: the UNet (and a ControlNet) stay the same objects
     result = run_edit(pipe, request, inputs)
     print(f"wrote {result.output} ({result.num_frames} frames at {float(result.fps):.3f} fps)")
     if result.compare is not None:

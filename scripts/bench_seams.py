@@ -40,7 +40,7 @@ def load_clip(spec: str, clips_dir: Path, size: int) -> tuple[str, torch.Tensor]
     """(label, frames (F, 3, size, size) float in [0, 1]) for a clip spec (see the module docstring)."""
     parts = spec.split(":")
     if parts[0] == "synth":
-        from gen1.eval.synthetic import sample_clip
+        from gen1.synthetic import sample_clip
 
         if len(parts) not in (2, 3):
             raise ValueError(f"--clips: a synthetic clip is synth:SEED[:FRAMES], got {spec!r}")

@@ -7,6 +7,7 @@ and in Python::
 
     request = EditRequest(input="in.mp4", output="out.mp4", prompt=("a watercolour painting",), structure_level=3)
     check_request(request)                     # ValueError naming the gen1 edit flag, before any heavy work
+    request = with_pipeline_defaults(request, pipe)   # unset size / guidance: the model's own
     inputs = read_inputs(request)              # decode the clip, the mask and your own depth
     result = run_edit(pipe, request, inputs, progress=lambda done, total: ..., cancel=stop.is_set)
     edit_command(request)                      # "gen1 edit in.mp4 -o out.mp4 --prompt '...' --structure-level 3"
@@ -170,6 +171,15 @@ def with_model_defaults(request: EditRequest, defaults) -> tuple[EditRequest, li
     return replace(request, **changes), chosen
 
 
+def with_pipeline_defaults(request: EditRequest, pipe) -> EditRequest:
+    """``request`` with an unset ``size`` and ``guidance`` taken from what ``pipe``'s model records
+    (:func:`with_model_defaults`)."""
+    from gen1.model_defaults import ModelDefaults
+
+    recorded = ModelDefaults(pipe.config.trained_size, pipe.config.recommended_guidance_scale)
+    return with_model_defaults(request, recorded)[0]
+
+
 # ----------------------------------------------------------------------------------------------- reading
 @dataclass(frozen=True)
 class ClipLimits:
@@ -198,6 +208,9 @@ def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> Ed
     With ``limits``, no more than ``limits.max_frames + 1`` frames are decoded from any file (memory stays
     bounded whatever is uploaded) and a longer selection is a :class:`ClipTooLong`.
     """
+    if request.size is None:
+        raise ValueError("the request has no size: give one, or take the model's with "
+                         "with_pipeline_defaults(request, pipe) before reading the inputs")
     clip_args = request.clip_args
     if limits is not None:
         clip_args["max_frames"] = min(request.max_frames or math.inf, limits.max_frames + 1)
@@ -304,10 +317,7 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
 
     from gen1.video import write_video
 
-    from gen1.model_defaults import ModelDefaults
-
-    request, _ = with_model_defaults(request, ModelDefaults(pipe.config.trained_size,
-                                                            pipe.config.recommended_guidance_scale))
+    request = with_pipeline_defaults(request, pipe)
     inputs = read_inputs(request) if inputs is None else inputs
     clip = inputs.clip
     generator = torch.Generator(device="cpu").manual_seed(request.seed)
@@ -460,4 +470,5 @@ def _number(value: float) -> str:
 __all__ = [
     "ClipLimits", "ClipTooLong", "DEFAULTS", "EditCancelled", "EditInputs", "EditRequest", "EditResult", "FLAGS",
     "SCHEDULERS", "check_request", "edit_command", "make_scheduler", "read_inputs", "request_from_args", "run_edit",
+    "with_model_defaults", "with_pipeline_defaults",
 ]

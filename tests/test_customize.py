@@ -99,6 +99,20 @@ def test_bad_adapters_are_named(setup, tmp_path):
 def test_customize_cli_names_missing_model(tmp_path, capsys):
     from gen1.cli import main
 
-    code = main(["customize", "--model", str(tmp_path / "nope"), "--images", str(tmp_path),
+    from PIL import Image
+
+    (tmp_path / "images").mkdir()
+    Image.new("RGB", (16, 16)).save(tmp_path / "images" / "a.png")
+    code = main(["customize", "--model", str(tmp_path / "nope"), "--images", str(tmp_path / "images"),
                  "--out", str(tmp_path / "a.safetensors")])
     assert code == 2 and "nope" in capsys.readouterr().err
+
+
+def test_customize_checks_the_users_files_before_resolving_the_model(tmp_path, capsys, monkeypatch):
+    import gen1.commands.customize as customize
+    from gen1.cli import main
+
+    monkeypatch.setattr(customize, "_check_model", lambda args: pytest.fail("resolved the model first"))
+    code = main(["customize", "--model", "some-org/some-model", "--images", str(tmp_path / "typo"),
+                 "--out", str(tmp_path / "a.safetensors")])
+    assert code == 2 and "--images folder not found" in capsys.readouterr().err

@@ -121,3 +121,16 @@ def test_fixed_windows_keep_one_tiling_and_the_default_shifts_it(bundled_pipe, s
         run_edit(bundled_pipe, request, progress=lambda done, total: reports.append(total))
         totals[fixed] = reports[-1]
     assert totals == {True: 3 * 4, False: 4 + 5 + 5}
+
+
+def test_inputs_are_read_at_the_models_size_when_the_request_leaves_it_to_the_model(bundled_pipe, ski, tmp_path):
+    from gen1.editing import with_pipeline_defaults
+
+    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), steps=1, max_frames=2)
+    with pytest.raises(ValueError, match="the request has no size: .*with_pipeline_defaults"):
+        read_inputs(request)  # not silently at the video's own size
+    resolved = with_pipeline_defaults(request, bundled_pipe)
+    assert (resolved.size, resolved.guidance) == (64, 1.0)  # what the bundled model records
+    inputs = read_inputs(resolved)
+    assert min(inputs.clip.height, inputs.clip.width) == 64
+    assert run_edit(bundled_pipe, resolved, inputs).frames.shape[-2:] == (inputs.clip.height, inputs.clip.width)

@@ -100,6 +100,8 @@ def test_reference_images_act_through_the_ip_adapter_by_its_scale(stack, clips_d
     (["--image-encoder", "{encoder16}"], "--image-encoder belongs to --ip-adapter"),
     (["--ip-adapter", "nothere"], "--ip-adapter path not found: 'nothere' (nor is it a Hub repo id ORG/NAME)"),
     (["--ip-adapter", "{ip}", "--ip-adapter-scale", "-1"], "--ip-adapter-scale must be a finite number >= 0, got -1"),
+    (["--ip-adapter-scale", "0.5"], "--ip-adapter-scale needs an IP-Adapter: give --ip-adapter; --base '{base}' holds "
+     "none"),
 ])
 def test_adapters_that_do_not_fit_are_refused_in_one_line_before_loading(stack, clips_dir, tmp_path, capsys,
                                                                           monkeypatch, argv, message):
@@ -121,3 +123,25 @@ def test_an_ip_adapter_on_a_native_model_is_refused(stack, clips_dir, tmp_path, 
                             "--model", stack["native"], "--ip-adapter", stack["ip"]], capsys)
     assert code == 2 and "--ip-adapter applies to the public route" in captured.err
     assert f"--model '{stack['native']}' is a native Gen-1 model" in captured.err
+
+
+def test_a_saved_pipelines_ip_adapter_takes_the_scale_asked_for(stack, clips_dir, tmp_path, capsys):
+    from gen1.pipeline import Gen1Pipeline
+    from gen1.video import read_video
+
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"])
+    pipe.load_ip_adapter(stack["ip"])
+    pipe.save_pretrained(tmp_path / "model")
+    depth = tmp_path / "depth.png"
+    Image.fromarray(np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))).save(depth)
+    common = [clips_dir / "wolf.mp4", "--prompt", "a fox", "--reference", stack["reference"], "--model",
+              tmp_path / "model", "--depth", depth, "--size", 32, "--max-frames", 2, "--steps", 2]
+    outputs = {}
+    for scale in (None, 0):
+        out = tmp_path / f"{scale}.mp4"
+        code, captured = _edit([*common, "-o", out, *([] if scale is None else ["--ip-adapter-scale", scale])], capsys)
+        assert code == 0, captured.err
+        assert ("IP-Adapter scale 0" in captured.out) == (scale == 0)
+        outputs[scale] = read_video(out).frames.astype(np.float32)
+    assert np.abs(outputs[None] - outputs[0]).mean() > 1.0  # scale 0 switches the saved adapter's references off

@@ -58,7 +58,7 @@ class ModelSource:
     label: str | None = None  # the name the user gave (a Hub name rather than its cache path)
     ip_adapter: Path | None = None
     image_encoder: Path | None = None
-    ip_adapter_scale: float = 1.0
+    ip_adapter_scale: float | None = None  # None: 1 for a new IP-Adapter, the saved scale for a saved one
     lora: Path | None = None
 
     @property
@@ -151,9 +151,15 @@ def _public_source(args, public: dict, depth_model, user_depth: bool) -> ModelSo
 def _check_ip_adapter(args, source: ModelSource) -> None:
     """``--ip-adapter`` / ``--image-encoder``: resolved, and their shapes checked against the base, before loading."""
     name, encoder = getattr(args, "ip_adapter", None), getattr(args, "image_encoder", None)
+    scale = getattr(args, "ip_adapter_scale", None)
     if name is None:
         if encoder is not None:
             raise ValueError("--image-encoder belongs to --ip-adapter (the IP-Adapter's CLIP image encoder)")
+        if scale is not None:
+            if not (is_public_model(source) and _has_ip_adapter(source)):
+                raise ValueError(f"--ip-adapter-scale needs an IP-Adapter: give --ip-adapter; {source.describe()} "
+                                 "holds none")
+            source.ip_adapter_scale = scale  # the saved pipeline's adapter, at the scale asked for
         if getattr(args, "reference", None) and is_public_model(source) and not _has_ip_adapter(source):
             raise ValueError("--reference on the public route needs an IP-Adapter: give --ip-adapter (e.g. "
                              "h94/IP-Adapter/models/ip-adapter_sd15.safetensors)")
@@ -169,7 +175,7 @@ def _check_ip_adapter(args, source: ModelSource) -> None:
     except ValueError as error:
         raise ValueError(f"--ip-adapter '{name}' does not fit {source.describe()}: {error}") from None
     source.ip_adapter, source.image_encoder = path, image_encoder
-    source.ip_adapter_scale = getattr(args, "ip_adapter_scale", 1.0)
+    source.ip_adapter_scale = scale
 
 
 def _has_ip_adapter(source: ModelSource) -> bool:
@@ -224,9 +230,15 @@ def load_model(source: ModelSource):
         flag, path = ("--model", source.model_dir) if not source.is_public else ("--base", source.base)
         raise load_failure(flag, path, error) from error
     if source.ip_adapter is not None:
+        scale = 1.0 if source.ip_adapter_scale is None else source.ip_adapter_scale
         try:
-            pipe.load_ip_adapter(source.ip_adapter, image_encoder=source.image_encoder, scale=source.ip_adapter_scale)
+            pipe.load_ip_adapter(source.ip_adapter, image_encoder=source.image_encoder, scale=scale)
         except (ValueError, OSError) as error:
             raise ValueError(f"--ip-adapter: {error}") from None
-        print(f"applied IP-Adapter {source.ip_adapter} (scale {source.ip_adapter_scale:g})")
+        print(f"applied IP-Adapter {source.ip_adapter} (scale {scale:g})")
+    elif source.ip_adapter_scale is not None:  # a saved pipeline's own IP-Adapter
+        from gen1.ip_adapter import set_ip_adapter_scale
+
+        set_ip_adapter_scale(pipe.unet, source.ip_adapter_scale)
+        print(f"IP-Adapter scale {source.ip_adapter_scale:g}")
     return pipe

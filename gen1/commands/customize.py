@@ -213,10 +213,10 @@ def run(args) -> int:
 
     _check_arguments(args)
     settings = load_settings(args)
+    paths = _image_paths(args)  # the user's own files first: a typo costs nothing, not a model download
+    out = check_output_file("--out", args.out)
     source = _check_model(args)
     _size_from_model(args, source)
-    paths = _image_paths(args)
-    out = check_output_file("--out", args.out)
     inputs = [Path(folder) for folder in (source.model_dir, source.base, args.images) if folder is not None]
     if out.exists() and any(out.resolve().is_relative_to(folder.resolve()) for folder in inputs):
         raise ValueError(f"--out '{args.out}' would overwrite a file of the model or --images; choose another path")

@@ -53,8 +53,9 @@ def register(subparsers) -> None:
     content.add_argument("--image-encoder", metavar="DIR|REPO",
                          help="the IP-Adapter's CLIP image encoder (a CLIPVisionModelWithProjection folder or Hub name; "
                          "default: image_encoder/ beside --ip-adapter)")
-    content.add_argument("--ip-adapter-scale", type=float, default=1.0,
-                         help="how strongly the --reference images act through the IP-Adapter, >= 0 (default 1)")
+    content.add_argument("--ip-adapter-scale", type=float,
+                         help="how strongly the --reference images act through the IP-Adapter, >= 0 (default 1, or the scale a "
+                         "saved pipeline holds)")
     content.add_argument(
         "--content-weights", type=float, nargs="+", metavar="W",
         help="one weight >= 0 per prompt, then per reference image; normalised to sum to 1 (default: equal)",
@@ -116,7 +117,8 @@ def register(subparsers) -> None:
 
 def _check_loading_knobs(args) -> None:
     """The flags that shape loading rather than the edit (the request's own are checked by gen1.editing)."""
-    check_number("--ip-adapter-scale", args.ip_adapter_scale, low=0)
+    if args.ip_adapter_scale is not None:
+        check_number("--ip-adapter-scale", args.ip_adapter_scale, low=0)
     if args.threads is not None:
         check_integer("--threads", args.threads, low=1)
     if not math.isfinite(args.lora_scale):

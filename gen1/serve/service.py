@@ -182,7 +182,7 @@ class EditService:
             raise ValueError("upload a video first")
         if form.size is None or form.guidance is None:  # an API client left them out: the model's own
             defaults = self.catalog.defaults(self._model_name(form))
-            form = replace(form, size=defaults.size if form.size is None else form.size,
+            form = replace(form, size=min(defaults.size, self.limits.max_size) if form.size is None else form.size,
                            guidance=defaults.guidance if form.guidance is None else form.guidance)
         if form.size > self.limits.max_size:
             raise ValueError(f"--size {form.size} is above this server's limit of {self.limits.max_size}")

@@ -114,11 +114,13 @@ def check_components(base: Path, controlnet, motion_adapter=None, adapter_config
     check_controlnet_fits(unet_config, controlnet_config, unet_name=f"UNet '{base / 'unet'}'", controlnet_name=name)
 
 
-def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None = None, adapter_config=None) -> dict:
+def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None = None, adapter_config=None,
+                  weights: bool = True) -> dict:
     """Local paths for the parts named by path or Hub name (``base``, ``motion_adapter``, ``controlnet``,
     ``depth_estimator``; instances and ``None`` pass through). Configs come first and are checked against each
     other (:func:`check_components`); only then the weights, so a mismatch costs no download. ``flags`` names each
-    part in messages (the CLI's options; default: the argument names)."""
+    part in messages (the CLI's options; default: the argument names). ``weights=False`` stops after the configs
+    (the same folders, for more checks by the caller before anything large is fetched)."""
     from gen1.hub import BASE, CONTROLNET, DEPTH_MODEL, MOTION_ADAPTER, resolve
 
     layouts = {"base": BASE, "motion_adapter": MOTION_ADAPTER, "controlnet": CONTROLNET, "depth_estimator": DEPTH_MODEL}
@@ -131,7 +133,7 @@ def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None =
     configs = local(weights=False)
     check_components(check_base_folder(configs["base"]), configs["controlnet"], configs["motion_adapter"],
                      adapter_config)
-    return local(weights=True)
+    return local(weights=True) if weights else configs
 
 
 def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_estimator=None, scheduler=None,

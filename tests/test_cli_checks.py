@@ -97,8 +97,11 @@ def test_customize_checks_flags_and_model_files_before_loading(tmp_path, capsys)
 
     from gen1.demo import bundled_model_dir
 
+    from PIL import Image
+
     images = tmp_path / "images"
     images.mkdir()
+    Image.new("RGB", (16, 16)).save(images / "a.png")  # the images are checked first; the model is what fails here
     common = ["customize", "--images", str(images), "--out", str(tmp_path / "a.safetensors")]
     assert main([*common, "--model", str(bundled_model_dir()), "--lora-rank", "0"]) == 2
     assert "--lora-rank must be an integer >= 1, got 0" in capsys.readouterr().err

@@ -158,9 +158,9 @@ def test_the_python_api_gives_the_same_edit_by_name_as_by_path(hub, stack):
 def test_a_partial_cache_names_the_missing_file_in_one_line(hub, stack, clips_dir, tmp_path, capsys, forbid_loading,
                                                             repo, missing, argv, message):
     (hub[repo] / missing).unlink()
+    content = ["--reference", stack["reference"]] if argv else ["--prompt", "x"]  # a reference needs --ip-adapter
     argv = argv if "--model" in argv else [*_public(), *argv]
-    code, captured = _edit([clips_dir / "wolf.mp4", "-o", tmp_path / "o.mp4", "--reference", stack["reference"],
-                            *argv], capsys)
+    code, captured = _edit([clips_dir / "wolf.mp4", "-o", tmp_path / "o.mp4", *content, *argv], capsys)
     _assert_one_line(code, captured, message)
     if repo == IP:
         assert "(or give --image-encoder)" in captured.err
@@ -319,3 +319,24 @@ def test_the_readme_command_for_public_weights_runs_as_written_from_the_cache(hu
     captured = capsys.readouterr()
     assert code == 0, captured.err
     assert read_video("out.mp4").frames.shape[0] == 2
+
+
+def test_an_adapter_that_does_not_fit_is_refused_before_any_weights_are_fetched(online, stack, clips_dir, tmp_path,
+                                                                               capsys):
+    """The public parts' configs, then the IP-Adapter's fit, and only then the parts' weights: an adapter for
+    another base costs no multi-gigabyte download."""
+    from safetensors.torch import save_file
+
+    listings, downloads = online
+    for repo, folder in ((BASE, stack["base"]), (MOTION, stack["motion_adapter"]), (CONTROLNET, stack["controlnet"]),
+                         (DEPTH, stack["dpt"])):
+        listings[repo] = sorted(str(p.relative_to(folder)) for p in folder.rglob("*") if p.is_file())
+    sdxl = tmp_path / "ip-adapter_sdxl.safetensors"  # an SDXL-shaped header (text width 2048) is all the check reads
+    save_file({"image_proj.proj.weight": torch.zeros(8, 24), "ip_adapter.1.to_k_ip.weight": torch.zeros(32, 2048),
+               "ip_adapter.1.to_v_ip.weight": torch.zeros(32, 2048)}, str(sdxl))
+    shutil.copytree(stack["ip"] / "models" / "image_encoder", tmp_path / "image_encoder")
+    code, captured = _edit([clips_dir / "wolf.mp4", "-o", tmp_path / "o.mp4", "--reference", stack["reference"],
+                            *_public(), "--ip-adapter", sdxl], capsys)
+    assert code == 2 and "does not fit" in captured.err, captured.err
+    fetched = [name for _, patterns in downloads for name in patterns]
+    assert not any(name.endswith((".safetensors", ".bin")) for name in fetched), fetched

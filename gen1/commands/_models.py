@@ -122,9 +122,11 @@ def check_model_source(args, *, user_depth: bool = False) -> ModelSource:
         check_edit_components("--model", model_dir, user_depth=user_depth)
         source = ModelSource(model_dir=model_dir, label=args.model)
     else:
-        source = _public_source(args, public, depth_model, user_depth)
+        source = _public_source(args, public, depth_model, user_depth)  # configs only, so far
     _check_ip_adapter(args, source)
     _check_lora(args, source)
+    if source.is_public:  # every check passed: now the weights of the parts named on the Hub
+        _public_parts(public, depth_model, weights=True)
     return source
 
 
@@ -138,14 +140,21 @@ def _public_source(args, public: dict, depth_model, user_depth: bool) -> ModelSo
     if depth_model is None and not user_depth:
         raise ValueError("the public route needs a depth estimator: give --depth-model (e.g. "
                          "dpt_hybrid-midas-501f0c75.pt) or your own --depth")
+    parts = _public_parts(public, depth_model, weights=False)
+    return ModelSource(base=parts["base"], motion_adapter=parts["motion_adapter"], controlnet=parts["controlnet"],
+                       depth_model=parts["depth_estimator"], label=public["--base"])
+
+
+def _public_parts(public: dict, depth_model, *, weights: bool) -> dict:
+    """The public route's parts as local folders (Hub names through the cache), checked against each other;
+    with ``weights=False`` only their configs are fetched (the folders are the same either way)."""
     from gen1.animatediff import resolve_parts
 
     flags = {"base": "--base", "motion_adapter": "--motion-adapter", "controlnet": "--controlnet",
              "depth_estimator": "--depth-model"}
-    parts = resolve_parts({"base": public["--base"], "motion_adapter": public["--motion-adapter"],
-                           "controlnet": public["--controlnet"], "depth_estimator": depth_model}, flags=flags)
-    return ModelSource(base=parts["base"], motion_adapter=parts["motion_adapter"], controlnet=parts["controlnet"],
-                       depth_model=parts["depth_estimator"], label=public["--base"])
+    return resolve_parts({"base": public["--base"], "motion_adapter": public["--motion-adapter"],
+                          "controlnet": public["--controlnet"], "depth_estimator": depth_model}, flags=flags,
+                         weights=weights)
 
 
 def _check_ip_adapter(args, source: ModelSource) -> None:

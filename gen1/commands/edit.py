@@ -205,9 +205,9 @@ def _check_arguments(args) -> tuple[EditRequest, ModelSource, dict | None]:
     check_request(request)
     _check_loading_knobs(args)
     _check_files(args)
+    adapter = None if args.adapter is None else _check_adapter(args.adapter)  # a local file: before any model
     source = _check_model(args)
     request = _with_model_defaults(request, source)
-    adapter = None if args.adapter is None else _check_adapter(args.adapter)
     return request, source, adapter
 
 

@@ -41,7 +41,14 @@ def register(subparsers) -> None:
     )
     parser.add_argument("input", metavar="INPUT", help="source video")
     parser.add_argument("-o", "--output", required=True, help="output video (.mp4/.mov/.m4v)")
-    content = parser.add_argument_group("content")
+    _add_content_arguments(parser.add_argument_group("content"))
+    _add_knob_arguments(parser.add_argument_group("guidance and structure"))
+    _add_io_arguments(parser.add_argument_group("input, output and model"))
+    parser.set_defaults(func=run)
+
+
+def _add_content_arguments(content) -> None:
+    """What the edit should look like: prompts, reference images (and the public route's IP-Adapter)."""
     content.add_argument("--prompt", action="append", default=[], help="text prompt (repeatable)")
     content.add_argument("--reference", action="append", default=[], metavar="IMG", help="reference image (repeatable)")
     content.add_argument("--negative-prompt", metavar="TEXT",
@@ -54,13 +61,16 @@ def register(subparsers) -> None:
                          help="the IP-Adapter's CLIP image encoder (a CLIPVisionModelWithProjection folder or Hub name; "
                          "default: image_encoder/ beside --ip-adapter)")
     content.add_argument("--ip-adapter-scale", type=float,
-                         help="how strongly the --reference images act through the IP-Adapter, >= 0 (default 1, or the scale a "
-                         "saved pipeline holds)")
+                         help="how strongly the --reference images act through the IP-Adapter, >= 0 (default 1, "
+                         "or the scale a saved pipeline holds)")
     content.add_argument(
         "--content-weights", type=float, nargs="+", metavar="W",
         help="one weight >= 0 per prompt, then per reference image; normalised to sum to 1 (default: equal)",
     )
-    knobs = parser.add_argument_group("guidance and structure")
+
+
+def _add_knob_arguments(knobs) -> None:
+    """Guidance, structure, sampling, the mask and your own depth."""
     knobs.add_argument("--structure-level", type=float, default=DEFAULTS["structure_level"],
                        help="t_s in [0, 7]: 0 = full depth detail")
     knobs.add_argument("--guidance", type=float,
@@ -72,8 +82,10 @@ def register(subparsers) -> None:
     knobs.add_argument("--steps", type=int, default=DEFAULTS["steps"],
                        help=f"denoising steps (default {DEFAULTS['steps']})")
     knobs.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: the model's own)")
-    knobs.add_argument("--strength", type=float, default=DEFAULTS["strength"], help="in (0, 1]: start from the noised source below 1")
-    knobs.add_argument("--seed", type=seed_value, default=DEFAULTS["seed"], help="random seed, 0 to 2**64-1 (default 0)")
+    knobs.add_argument("--strength", type=float, default=DEFAULTS["strength"],
+                       help="in (0, 1]: start from the noised source below 1")
+    knobs.add_argument("--seed", type=seed_value, default=DEFAULTS["seed"],
+                       help="random seed, 0 to 2**64-1 (default 0)")
     knobs.add_argument("--mask", help="mask image or video: white = edit, black = keep the source")
     knobs.add_argument(
         "--depth",
@@ -84,7 +96,10 @@ def register(subparsers) -> None:
         "--depth-invert", action="store_true",
         help="--depth holds distance (far = large), e.g. a Blender Z pass: use 1/distance as the structure",
     )
-    io = parser.add_argument_group("input, output and model")
+
+
+def _add_io_arguments(io) -> None:
+    """Which frames, which model and adapters, where the output goes, on which device."""
     add_model_arguments(io)
     io.add_argument("--size", type=int,
                     help="short side of the output in pixels, a multiple of 8 up to 4096 (default: the size the "
@@ -112,7 +127,6 @@ def register(subparsers) -> None:
         "for faster steps (worth it on GPUs)",
     )
     add_threads_argument(io)
-    parser.set_defaults(func=run)
 
 
 def _check_loading_knobs(args) -> None:

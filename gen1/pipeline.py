@@ -463,6 +463,20 @@ class Gen1Pipeline(DiffusionPipeline):
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback_on_step_end_tensor_inputs: {name!r} not in {self._callback_tensor_inputs}")
 
+    def prepare_source(self, video, *, height: int | None = None, width: int | None = None,
+                       size: int | None = None) -> "SourceVideo":
+        """The video at its output size: the given one, else the model's ``trained_size`` (short side), else the
+        video's own; a short side far from ``trained_size`` warns (:func:`gen1.model_defaults.far_from_trained`)."""
+        from gen1.model_defaults import far_from_trained
+
+        if size is None and height is None and width is None:
+            size = self.config.trained_size  # None: the video's own size
+        source = SourceVideo.prepare(video, height=height, width=width, size=size, multiple=self.vae_scale_factor)
+        message = far_from_trained(min(source.size), self.config.trained_size)
+        if message is not None:  # stacklevel 4: the caller of __call__ (this, __call__, torch.no_grad's wrapper)
+            warnings.warn(message, UserWarning, stacklevel=4)
+        return source
+
     def prepare_windows(self, window_size: int | None, window_overlap: int | None) -> tuple[int, int]:
         """The temporal window and overlap: given, or the clip length the UNet was trained on and a quarter of it.
 
@@ -535,7 +549,7 @@ class Gen1Pipeline(DiffusionPipeline):
 
     # ----------------------------------------------------------------------------------------------- call
     # Over 80 lines only by its signature and the docstring documenting each argument; the body is a sequence of
-    # prepare_* calls around the denoising loop.
+    # prepare_* calls around the denoising loop (splitting it would only move the argument list elsewhere).
     @torch.no_grad()
     def __call__(
         self,
@@ -610,10 +624,7 @@ class Gen1Pipeline(DiffusionPipeline):
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
         device = self._execution_device
-        if size is None and height is None and width is None:
-            size = self.config.trained_size  # None: the video's own size
-        source = SourceVideo.prepare(video, height=height, width=width, size=size, multiple=self.vae_scale_factor)
-        self._warn_if_far_from_trained(min(source.size))
+        source = self.prepare_source(video, height=height, width=width, size=size)
         user_mask = None if mask is None else prepare_mask(mask, source.num_frames, *source.input_size)
 
         content = dict(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
@@ -627,12 +638,10 @@ class Gen1Pipeline(DiffusionPipeline):
             device=device, decode_chunk_size=decode_chunk_size,
             diffusers_convention=self.route_name == "controlnet",
         )
-        hooks, kept = [], None
-        if user_mask is not None:
-            kept = KeptRegion.from_pixel_mask(user_mask, source.size, source.latent_size, mask_feather,
-                                              source_latents=source_latents, noise=noise, scheduler=self.scheduler,
-                                              timesteps=timesteps)
-            hooks.append(kept)
+        kept = None if user_mask is None else KeptRegion.from_pixel_mask(
+            user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
+            scheduler=self.scheduler, timesteps=timesteps)
+        hooks = [kept] if kept is not None else []
         if callback_on_step_end is not None:
             hooks.append(self._callback_hook(callback_on_step_end, callback_on_step_end_tensor_inputs))
 
@@ -651,12 +660,6 @@ class Gen1Pipeline(DiffusionPipeline):
         self.maybe_free_model_hooks()
         return self._format(frames, depth_shown, output_type, source.fps)
 
-    def _warn_if_far_from_trained(self, short_side: int) -> None:
-        from gen1.model_defaults import far_from_trained
-
-        message = far_from_trained(short_side, self.config.trained_size)
-        if message is not None:
-            warnings.warn(message, UserWarning, stacklevel=4)  # the caller of __call__ (under torch.no_grad)
 
     @staticmethod
     def _format(frames: torch.Tensor, depth: torch.Tensor, output_type: str, fps) -> Gen1PipelineOutput:

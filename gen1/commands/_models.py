@@ -69,6 +69,13 @@ class ModelSource:
         flag, path = ("--model", self.model_dir) if not self.is_public else ("--base", self.base)
         return f"{flag} '{self.label or path}'"
 
+    def recorded_defaults(self):
+        """The size and guidance the model records (:mod:`gen1.model_defaults`), read from its folder without
+        loading it: a saved pipeline's ``model_index.json``, or the public base's image size."""
+        from gen1.model_defaults import base_folder_defaults, read_model_defaults
+
+        return base_folder_defaults(self.base) if self.is_public else read_model_defaults(self.model_dir)
+
 
 def resolve_model_dir(model: str | None) -> Path:
     """The pipeline directory to load (a local folder or a Hub repo), with clear errors for missing / unknown ones."""

@@ -90,10 +90,9 @@ def _size_from_model(args, source) -> None:
     size); given far from it: a warning."""
     import warnings
 
-    from gen1.model_defaults import base_folder_defaults, far_from_trained, read_model_defaults
+    from gen1.model_defaults import far_from_trained
 
-    defaults = base_folder_defaults(source.base) if source.is_public else read_model_defaults(source.model_dir)
-    trained = defaults.trained_size
+    trained = source.recorded_defaults().trained_size
     if args.size is None:
         args.size = trained or FALLBACK_SIZE
         print(f"defaults: --size {args.size}" + (" (the model's trained size)" if trained else ""))

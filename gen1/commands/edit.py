@@ -228,10 +228,7 @@ def _check_arguments(args) -> tuple[EditRequest, ModelSource, dict | None]:
 def _with_model_defaults(request: EditRequest, source: ModelSource) -> EditRequest:
     """--size and --guidance not given: the model's own (:mod:`gen1.model_defaults`), said in one line; read from
     its folder (a public base's image size), before any model is loaded."""
-    from gen1.model_defaults import base_folder_defaults, read_model_defaults
-
-    defaults = base_folder_defaults(source.base) if source.is_public else read_model_defaults(source.model_dir)
-    request, chosen = with_model_defaults(request, defaults)
+    request, chosen = with_model_defaults(request, source.recorded_defaults())
     if chosen:
         print(f"defaults: {', '.join(chosen)}")
     return request

@@ -80,13 +80,11 @@ class ModelCatalog:
             return self._loaded[name]
 
     def defaults(self, name: str) -> KnobDefaults:
-        """Knob defaults for model ``name`` (loads it): what its folder records (:mod:`gen1.model_defaults`), as
-        ``gen1 edit`` takes them."""
+        """Knob defaults for model ``name``: what its folder records (:mod:`gen1.model_defaults`), as ``gen1 edit``
+        takes them; read from the folder, so choosing a model in the page loads nothing."""
         from gen1.editing import EditRequest, with_model_defaults
-        from gen1.model_defaults import ModelDefaults
 
-        config = self.pipeline(name).config
-        recorded = ModelDefaults(config.trained_size, config.recommended_guidance_scale)
+        recorded = self.model(name).source.recorded_defaults()
         request, _ = with_model_defaults(EditRequest(input="", output=""), recorded)
         return KnobDefaults(size=request.size, guidance=request.guidance)
 

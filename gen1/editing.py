@@ -174,10 +174,7 @@ def with_model_defaults(request: EditRequest, defaults) -> tuple[EditRequest, li
 def with_pipeline_defaults(request: EditRequest, pipe) -> EditRequest:
     """``request`` with an unset ``size`` and ``guidance`` taken from what ``pipe``'s model records
     (:func:`with_model_defaults`)."""
-    from gen1.model_defaults import ModelDefaults
-
-    recorded = ModelDefaults(pipe.config.trained_size, pipe.config.recommended_guidance_scale)
-    return with_model_defaults(request, recorded)[0]
+    return with_model_defaults(request, pipe.recorded_defaults)[0]
 
 
 # ----------------------------------------------------------------------------------------------- reading

@@ -130,12 +130,17 @@ class Gen1Pipeline(DiffusionPipeline):
         )
 
     @property
+    def recorded_defaults(self):
+        """The size and guidance this model records (:class:`gen1.model_defaults.ModelDefaults`)."""
+        from gen1.model_defaults import ModelDefaults
+
+        return ModelDefaults(self.config.trained_size, self.config.recommended_guidance_scale)
+
+    @property
     def default_guidance_scale(self) -> float:
         """The content guidance ``__call__`` uses when none is given: the model's recorded
         ``recommended_guidance_scale``, else 7.5 (:mod:`gen1.model_defaults`)."""
-        from gen1.model_defaults import ModelDefaults
-
-        return ModelDefaults(guidance_scale=self.config.recommended_guidance_scale).guidance_or()
+        return self.recorded_defaults.guidance_or()
 
     def _record_image_model_size(self) -> "Gen1Pipeline":
         """Record the image model's own size (``sample_size`` x VAE factor, 512 for SD 1.5) as ``trained_size``

@@ -18,17 +18,13 @@ PROMPT = "a photo of sks dog"
 
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
-    from transformers import DPTForDepthEstimation
-
     from tiny_pipeline import tiny_pipeline
-    from tiny_structure_content import tiny_dpt_config
 
     root = tmp_path_factory.mktemp("customize_public")
-    parts = write_public_stack(root)
-    DPTForDepthEstimation(tiny_dpt_config()).save_pretrained(root / "dpt")
+    parts = write_public_stack(root, dpt=True)
     images = make_media(root / "images", videos=0, images=3, size=32)
     tiny_pipeline(max_frames=4).save_pretrained(root / "native")
-    return dict(parts, dpt=root / "dpt", images=images, native=root / "native")
+    return dict(parts, images=images, native=root / "native")
 
 
 def _pipe(stack):

@@ -30,15 +30,11 @@ NATIVE = "gen1-org/tiny-gen1"
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     """The tiny public stack, a DPT, an IP-Adapter, an original AnimateDiff file and a saved native pipeline."""
-    from transformers import DPTForDepthEstimation
-
     from tiny_models import original_animatediff_state_dict, tiny_motion_adapter, tiny_motion_unet
     from tiny_pipeline import tiny_pipeline
-    from tiny_structure_content import tiny_dpt_config
 
     root = tmp_path_factory.mktemp("hub_stack")
-    parts = write_public_stack(root)
-    DPTForDepthEstimation(tiny_dpt_config()).save_pretrained(root / "dpt")
+    parts = write_public_stack(root, dpt=True)
     write_ip_adapter(root / "ip" / "models", tiny_motion_unet(seed=0))
     torch.save(original_animatediff_state_dict(tiny_motion_adapter(seed=3, motion_num_attention_heads=8)),
                root / "mm_sd_v15_v2.ckpt")
@@ -46,7 +42,7 @@ def stack(tmp_path_factory):
     (root / "README.md").write_text("a model card\n")
     reference = root / "reference.png"
     Image.fromarray(np.random.default_rng(0).integers(0, 256, (40, 40, 3), dtype=np.uint8)).save(reference)
-    return dict(parts, dpt=root / "dpt", ip=root / "ip", original=root / "mm_sd_v15_v2.ckpt",
+    return dict(parts, ip=root / "ip", original=root / "mm_sd_v15_v2.ckpt",
                 native=root / "native", readme=root / "README.md", reference=reference)
 
 

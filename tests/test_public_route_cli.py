@@ -14,15 +14,10 @@ from tiny_public import write_foreign_controlnet, write_public_stack
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     root = tmp_path_factory.mktemp("public_cli")
-    parts = write_public_stack(root)
-    from transformers import DPTForDepthEstimation
-
-    from tiny_structure_content import tiny_dpt_config
-
-    DPTForDepthEstimation(tiny_dpt_config()).save_pretrained(root / "dpt")
+    parts = write_public_stack(root, dpt=True)
     depth = root / "depth.png"
     Image.fromarray(np.tile(np.linspace(0, 255, 32, dtype=np.uint8), (32, 1))).save(depth)
-    return dict(parts, dpt=root / "dpt", depth=depth)
+    return dict(parts, depth=depth)
 
 
 def _parts(stack):

@@ -55,8 +55,9 @@ def write_foreign_controlnet(folder: Path) -> Path:
     return folder
 
 
-def write_public_stack(root: Path) -> dict[str, Path]:
-    """Write base / motion_adapter / controlnet folders under ``root``; returns their paths."""
+def write_public_stack(root: Path, *, dpt: bool = False) -> dict[str, Path]:
+    """Write base / motion_adapter / controlnet folders under ``root`` (and with ``dpt`` a tiny transformers DPT
+    depth estimator, ``dpt``); returns their paths."""
     from diffusers import DDIMScheduler, StableDiffusionPipeline
 
     unet = tiny_motion_unet(seed=0)
@@ -71,7 +72,15 @@ def write_public_stack(root: Path) -> dict[str, Path]:
     tiny_motion_adapter(seed=3).save_pretrained(adapter)
     controlnet = root / "controlnet"
     tiny_controlnet(unet, seed=4).save_pretrained(controlnet)
-    return {"base": base, "motion_adapter": adapter, "controlnet": controlnet}
+    parts = {"base": base, "motion_adapter": adapter, "controlnet": controlnet}
+    if dpt:
+        from transformers import DPTForDepthEstimation
+
+        from tiny_structure_content import tiny_dpt_config
+
+        DPTForDepthEstimation(tiny_dpt_config()).save_pretrained(root / "dpt")
+        parts["dpt"] = root / "dpt"
+    return parts
 
 
 def write_ip_adapter(root: Path, unet, seed: int = 5) -> Path:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from gen1.eval.evaluate import evaluate_videos
-from gen1.eval.seams import layout_seam_ratio, seam_pairs, seam_ratio
+from gen1.eval.seams import layout_seam_ratio, mean_pair_errors, seam_pairs, seam_ratio
 from gen1.eval.warp import pair_warp_errors
 from gen1.windows import temporal_windows, window_schedule
 from test_metrics import _translating_video
@@ -80,6 +80,24 @@ def test_the_ratio_of_a_schedule_is_its_worst_layout():
     assert layout_seam_ratio(errors, schedule[0]) < 1
     worst = layout_seam_ratio(errors, shifted)
     assert worst > 1 and seam_ratio(errors, schedule) == worst
+
+
+def test_the_mean_over_seeds_keeps_a_seam_and_averages_the_noise_away():
+    layout = temporal_windows(FRAMES, WINDOW, OVERLAP)
+    at_seam = seam_pairs(layout, FRAMES)
+    generator = torch.Generator().manual_seed(0)
+    seam_free = [(1 + 0.6 * torch.rand(FRAMES - 1, generator=generator)).tolist() for _ in range(64)]
+    with_seam = [[e * (1.3 if s else 1.0) for e, s in zip(run, at_seam)] for run in seam_free]
+    single = [layout_seam_ratio(run, layout) for run in seam_free]
+    assert max(abs(r - 1) for r in single) > 0.05  # one run: noise of the order of the targets
+    assert abs(layout_seam_ratio(mean_pair_errors(seam_free), layout) - 1) < 0.03
+    assert layout_seam_ratio(mean_pair_errors(with_seam), layout) == pytest.approx(1.3, abs=0.04)
+    # a pair without valid pixels in one run has none in the mean; runs must describe the same clip
+    assert mean_pair_errors([[1.0, None, 3.0], [3.0, 2.0, 5.0]]) == [2.0, None, 4.0]
+    with pytest.raises(ValueError, match="same number of frame pairs"):
+        mean_pair_errors([[1.0, 2.0], [1.0]])
+    with pytest.raises(ValueError, match="at least one run"):
+        mean_pair_errors([])
 
 
 def test_eval_command_reports_the_seam_ratio(tmp_path, capsys):

@@ -17,6 +17,13 @@ shows. It is not pooled over the steps: pooled, a schedule that puts every pair 
 read 1 whatever the video looks like. Being a maximum it is conservative: over several layouts the clip's
 motion alone lifts it a little. ``gen1 eval`` reports the same ratio of the source over the same windows (a
 video without seams) as the reference for that, and the overall warp error beside both.
+
+One edit's ratio is noisy: a layout splits a 40-80-frame clip into two sets of some twenty pairs each, and the
+warp error of single pairs varies with the texture the edit happened to draw there. To compare window settings,
+a benchmark edits the clip with several seeds and takes the ratio of the seeds' mean error per pair
+(:func:`mean_pair_errors`): a seam is where the windows put it in every seed and survives the mean, the
+seed's chance texture does not. What the mean cannot remove is the clip's own: a pair with fast motion or an
+occlusion is hard in every seed, and it lifts the ratio of any layout that has it at a seam.
 """
 
 from __future__ import annotations
@@ -73,3 +80,15 @@ def seam_ratio(pair_errors: Sequence[float | None], schedule: Sequence[Layout]) 
     ratios = [layout_seam_ratio(pair_errors, layout) for layout in distinct_layouts(schedule)]
     ratios = [r for r in ratios if r is not None]
     return max(ratios) if ratios else None
+
+
+def mean_pair_errors(runs: Sequence[Sequence[float | None]]) -> list[float | None]:
+    """Per frame pair, the mean of the pair's warp error over ``runs`` (several edits of the same clip, e.g.
+    one per seed); ``None`` where any run has no valid pixels there (the occlusion mask comes from the source,
+    so that is the same pair in every run)."""
+    if not runs:
+        raise ValueError("mean_pair_errors needs at least one run")
+    lengths = {len(run) for run in runs}
+    if len(lengths) != 1:
+        raise ValueError(f"every run must have the same number of frame pairs, got {sorted(lengths)}")
+    return [None if any(error is None for error in pair) else sum(pair) / len(pair) for pair in zip(*runs)]

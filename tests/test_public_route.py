@@ -223,6 +223,31 @@ def test_windows_bound_the_unet_input_and_one_window_is_the_whole_clip(pipe):
     torch.testing.assert_close(whole, _edit(pipe), rtol=0, atol=0)  # default window (8) covers the 4 frames
 
 
+def test_long_videos_shift_their_windows_every_step_as_on_the_native_route(pipe, monkeypatch):
+    import gen1.pipeline
+    from gen1.windows import WindowBlender, window_schedule
+
+    used, unet_frames, controlnet_calls = [], [], []
+
+    class RecordingBlender(WindowBlender):
+        def __call__(self, model_input, t):
+            used.append(self.windows(self.step))
+            return super().__call__(model_input, t)
+
+    monkeypatch.setattr(gen1.pipeline, "WindowBlender", RecordingBlender)
+    hooks = [pipe.unet.register_forward_pre_hook(lambda m, a, k: unet_frames.append(a[0].shape[2]), with_kwargs=True),
+             pipe.controlnet.register_forward_pre_hook(lambda m, a, k: controlnet_calls.append(1), with_kwargs=True)]
+    try:  # 16 frames in windows of 4 overlapping by 1: five windows, enough to shift
+        out = _edit(pipe, video=_video(frames=16), depth=_depth(frames=16), window_size=4, window_overlap=1,
+                    strength=1.0, num_inference_steps=3)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    assert used == window_schedule(16, 4, 1, 3) and used[0] != used[1]  # the default: shifted
+    assert set(unet_frames) == {4} and len(unet_frames) == len(controlnet_calls) == sum(map(len, used))
+    assert out.shape[0] == 16 and torch.isfinite(out).all()
+
+
 def test_several_prompts_mix_by_weight_and_a_negative_prompt_replaces_the_empty_one(pipe):
     a = _edit(pipe, prompt=["a red car", "a blue boat"], content_weights=[1.0, 0.0])
     torch.testing.assert_close(a, _edit(pipe, prompt="a red car"), rtol=0, atol=1e-5)

@@ -13,13 +13,19 @@ not on the video length) and blends the windows' noise predictions frame by fram
   cross-fade); the blend still divides by the summed weights, which keeps it a convex combination when three
   windows meet.
 * **Shifted windows** (:func:`step_windows`, the default): step ``k`` of the loop tiles the video from offset
-  ``k mod stride``, so the window edges move by one frame per step and, away from the first and the last window
-  (which stay at the video's ends), no frame is at a window edge at every step. With one fixed tiling the
-  windows' disagreements build up at the same frames at every step and show as seams; shifted, each seam of a
-  step falls inside a window at the following steps, which smooth it away. A shift adds at most one window per
-  step; videos where that would cost more than :data:`MAX_SHIFT_COST` (fewer than four windows) keep fixed
-  windows. docs/long_videos.md has the measurements (seam ratio, :mod:`gen1.eval.seams`) and the candidates
-  that lost. ``shift=False`` uses the offset-0 tiling at every step.
+  ``k mod stride``, so the window edges move by one frame per step and no frame is at a window edge at every
+  step. With one fixed tiling the windows' disagreements build up at the same frames at every step and show
+  as seams; shifted, each seam of a step falls inside a window at the following steps, which smooth it away.
+  A shifted tiling is a grid: windows start every ``stride`` frames from ``offset - stride``, and at the
+  video's ends a grid window is cut short (:func:`grid_windows`). The model still sees every window at its
+  full trained length, moved inside the video (the computed windows of :func:`temporal_windows`), but a
+  window's prediction is blended only into the frames of its place on the grid (:func:`blend_windows`):
+  the rest of it is context. Blended over the whole computed window, the first and the last window would
+  end at the same frames at every step (frame ``window`` and ``frames - window``) and leave a seam there.
+  A shift adds at most one window per step; videos where that would cost more than :data:`MAX_SHIFT_COST`
+  (fewer than four windows) keep fixed windows. docs/long_videos.md has the measurements (seam ratio,
+  :mod:`gen1.eval.seams`) and the candidates that lost. ``shift=False`` uses the offset-0 tiling at every
+  step, each window blended over its whole length (the windows of gen1 before shifting).
 
 Depth is normalised to [0, 1] over the whole video before it is split into windows, while training normalises
 it per clip; on a long video whose depth range changes, a window therefore sees depth that does not span
@@ -45,24 +51,46 @@ def check_window_arguments(window_size: int, overlap: int) -> None:
         raise ValueError(f"window_overlap must be an integer in [0, window_size={window_size}), got {overlap!r}")
 
 
-def temporal_windows(num_frames: int, window_size: int, overlap: int, offset: int = 0) -> list[tuple[int, int]]:
-    """Return ``[(start, end), ...]`` half-open frame ranges covering ``range(num_frames)``.
+def _grid_starts(num_frames: int, window_size: int, overlap: int, offset: int) -> list[int]:
+    """Starts of the grid windows: every ``stride`` frames from ``offset`` (and ``offset - stride`` before it
+    when ``offset > 0``) while a window still reaches past the previous one's overlap."""
+    stride = window_size - overlap
+    if int(offset) != offset or not 0 <= offset < stride:
+        raise ValueError(f"offset must be an integer in [0, {stride}), got {offset!r}")
+    return ([offset - stride] if offset else []) + list(range(offset, num_frames - overlap, stride))
 
-    A video no longer than ``window_size`` is one window. Starts advance by ``window_size - overlap`` from
-    ``offset`` (a window at 0 comes first when ``offset > 0``) and the last window is aligned to the end of the
-    video.
+
+def grid_windows(num_frames: int, window_size: int, overlap: int, offset: int = 0) -> list[tuple[int, int]]:
+    """The tiling from ``offset`` as a grid: ``[(start, end), ...]`` with starts every ``window_size - overlap``
+    frames, each window cut to the video (so the first and the last may be shorter than ``window_size``).
+
+    These are the frames each window's prediction is blended into when windows shift (:func:`blend_windows`);
+    :func:`temporal_windows` gives the frames the model sees for the same windows.
     """
     if num_frames < 1:
         raise ValueError(f"num_frames must be >= 1, got {num_frames}")
     check_window_arguments(window_size, overlap)
     if num_frames <= window_size:
         return [(0, num_frames)]
-    stride = window_size - overlap
-    if int(offset) != offset or not 0 <= offset < stride:
-        raise ValueError(f"offset must be an integer in [0, {stride}), got {offset!r}")
-    starts = ([0] if offset else []) + list(range(offset, num_frames - window_size, stride))
-    starts.append(num_frames - window_size)
-    return [(start, start + window_size) for start in starts]
+    starts = _grid_starts(num_frames, window_size, overlap, offset)
+    return [(max(start, 0), min(start + window_size, num_frames)) for start in starts]
+
+
+def temporal_windows(num_frames: int, window_size: int, overlap: int, offset: int = 0) -> list[tuple[int, int]]:
+    """Return ``[(start, end), ...]`` half-open frame ranges covering ``range(num_frames)``: the windows the model
+    evaluates.
+
+    A video no longer than ``window_size`` is one window. Starts advance by ``window_size - overlap`` from
+    ``offset`` (a window at 0 comes first when ``offset > 0``) and the last window is aligned to the end of the
+    video: the windows of :func:`grid_windows`, each moved inside the video at its full length.
+    """
+    if num_frames < 1:
+        raise ValueError(f"num_frames must be >= 1, got {num_frames}")
+    check_window_arguments(window_size, overlap)
+    if num_frames <= window_size:
+        return [(0, num_frames)]
+    starts = _grid_starts(num_frames, window_size, overlap, offset)
+    return [(start, start + window_size) for start in (min(max(s, 0), num_frames - window_size) for s in starts)]
 
 
 def window_weights(windows: list[tuple[int, int]], *, dtype: torch.dtype = torch.float32) -> list[torch.Tensor]:
@@ -109,24 +137,49 @@ def step_windows(num_frames: int, window_size: int, overlap: int, step: int, *,
     return temporal_windows(num_frames, window_size, overlap, offset)
 
 
+def blend_windows(num_frames: int, window_size: int, overlap: int, step: int, *,
+                  shift: bool = True) -> list[tuple[int, int]]:
+    """Per window of :func:`step_windows` (same order), the frames its prediction is blended into: its place on
+    the grid (:func:`grid_windows`) when the windows shift, else the whole window. Each lies inside its
+    window, and together they cover every frame."""
+    windows = step_windows(num_frames, window_size, overlap, step, shift=shift)
+    if not (shift and shifts_windows(num_frames, window_size, overlap)):
+        return windows
+    return grid_windows(num_frames, window_size, overlap, int(step) % (window_size - overlap))
+
+
+def _check_num_steps(num_steps: int) -> None:
+    if int(num_steps) != num_steps or num_steps < 1:
+        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+
+
 def window_schedule(num_frames: int, window_size: int, overlap: int, num_steps: int, *,
                     shift: bool = True) -> list[list[tuple[int, int]]]:
-    """The windows of every step of a ``num_steps``-evaluation edit, as :class:`WindowBlender` uses them.
+    """The windows the model evaluates at every step of a ``num_steps``-evaluation edit, as
+    :class:`WindowBlender` uses them.
 
     ``num_steps`` counts model evaluations: the denoising steps for DDIM or DPM-Solver++, the length of the
     scheduler's ``timesteps`` in general (for ``strength < 1``, only the steps that run).
     """
-    if int(num_steps) != num_steps or num_steps < 1:
-        raise ValueError(f"num_steps must be an integer >= 1, got {num_steps!r}")
+    _check_num_steps(num_steps)
     return [step_windows(num_frames, window_size, overlap, step, shift=shift) for step in range(num_steps)]
+
+
+def blend_schedule(num_frames: int, window_size: int, overlap: int, num_steps: int, *,
+                   shift: bool = True) -> list[list[tuple[int, int]]]:
+    """Per step, the frames each window's prediction was blended into (:func:`blend_windows`): where the
+    windows of an edit meet, so the layouts its seam ratio is measured on (:mod:`gen1.eval.seams`)."""
+    _check_num_steps(num_steps)
+    return [blend_windows(num_frames, window_size, overlap, step, shift=shift) for step in range(num_steps)]
 
 
 class WindowBlender:
     """A model function over the whole video made from a prediction over one window at a time.
 
     The ``k``-th call (the ``k``-th step of the loop) evaluates ``predict_window`` on every window of
-    :func:`step_windows` for step ``k`` and blends the windows' predictions frame by frame with
-    :func:`window_weights`, divided by the summed weights (a convex combination wherever windows meet).
+    :func:`step_windows` for step ``k`` and blends the windows' predictions frame by frame over the frames of
+    :func:`blend_windows` with :func:`window_weights`, divided by the summed weights (a convex combination
+    wherever windows meet).
     ``on_window`` is called after each window (progress bars). A blender counts its calls, so it serves one
     run of the loop: make a new one per edit.
     """
@@ -158,11 +211,18 @@ class WindowBlender:
         """How many times ``predict_window`` runs in ``num_steps`` calls (the length of a progress bar)."""
         return sum(len(self.windows(step)) for step in range(num_steps))
 
-    def _blend(self, windows: list[tuple[int, int]]) -> tuple[list[torch.Tensor], torch.Tensor]:
-        """Per window its weights, and the summed weight per frame (cached per tiling)."""
-        key = tuple(windows)
+    def _blend(self, step: int) -> tuple[list[torch.Tensor], torch.Tensor]:
+        """Per window of ``step``, its weights over the whole window (0 on frames it only gives context to), and
+        the summed weight per frame (cached per layout)."""
+        windows = self.windows(step)
+        blends = blend_windows(self.num_frames, self.window_size, self.overlap, step, shift=self.shift)
+        key = (tuple(windows), tuple(blends))
         if key not in self._blends:
-            weights = [weight.to(self.device) for weight in window_weights(windows)]
+            weights = []
+            for (start, end), (blend_start, blend_end), ramp in zip(windows, blends, window_weights(blends)):
+                weight = torch.zeros(end - start)
+                weight[blend_start - start: blend_end - start] = ramp
+                weights.append(weight.to(self.device))
             weight_sum = torch.zeros(self.num_frames, device=self.device)
             for (start, end), weight in zip(windows, weights):
                 weight_sum[start:end] += weight
@@ -172,8 +232,8 @@ class WindowBlender:
     def __call__(self, model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """The blended prediction for ``model_input`` ``(B, C, F, h, w)``: float32, same shape."""
         windows = self.windows(self.step)
+        weights, weight_sum = self._blend(self.step)
         self.step += 1
-        weights, weight_sum = self._blend(windows)
         prediction = torch.zeros_like(model_input, dtype=torch.float32)
         for (start, end), weight in zip(windows, weights):
             window = self.predict_window(model_input[:, :, start:end], t, slice(start, end))

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 from gen1.eval.seams import seam_pairs
-from gen1.windows import WindowBlender, shifts_windows, temporal_windows, window_schedule, window_weights
+from gen1.windows import (WindowBlender, blend_schedule, blend_windows, grid_windows, shifts_windows, temporal_windows,
+                          window_schedule, window_weights)
 
 
 def test_short_video_is_one_window():
@@ -50,18 +51,39 @@ def test_the_schedule_covers_every_frame_at_every_step(frames, size, overlap, sh
     assert schedule[0] == temporal_windows(frames, size, overlap)  # the first step is the unshifted tiling
     if not shift:
         assert all(windows == schedule[0] for windows in schedule)
+    # each window's prediction is blended into frames inside it, and the blends cover every frame
+    for windows, blends in zip(schedule, blend_schedule(frames, size, overlap, 15, shift=shift)):
+        assert len(blends) == len(windows)
+        assert all(s <= bs < be <= e for (s, e), (bs, be) in zip(windows, blends))
+        covered = torch.zeros(frames)
+        for (start, end), weight in zip(blends, window_weights(blends)):
+            covered[start:end] += weight
+        assert bool((covered > 0).all())
+        if not (shift and shifts_windows(frames, size, overlap)):
+            assert blends == windows  # fixed windows blend over their whole length, as before shifting
 
 
-@pytest.mark.parametrize("frames, size, overlap", [(48, 8, 2), (40, 8, 2), (80, 16, 4), (30, 6, 0)])
+def test_a_shifted_grid_cuts_the_end_windows_and_the_model_sees_them_whole():
+    assert grid_windows(48, 8, 2, offset=1)[:2] == [(0, 3), (1, 9)] and grid_windows(48, 8, 2, 1)[-1] == (43, 48)
+    assert temporal_windows(48, 8, 2, offset=1)[:2] == [(0, 8), (1, 9)] and temporal_windows(48, 8, 2, 1)[-1] == (40, 48)
+    assert grid_windows(48, 8, 2) == temporal_windows(48, 8, 2)[:-1] + [(42, 48)]
+    assert blend_windows(48, 8, 2, step=7) == grid_windows(48, 8, 2, offset=1)
+    assert blend_windows(48, 8, 2, step=7, shift=False) == temporal_windows(48, 8, 2)
+
+
+@pytest.mark.parametrize("frames, size, overlap", [(48, 8, 2), (40, 8, 2), (42, 8, 2), (80, 16, 4), (30, 6, 0)])
 def test_shifted_windows_leave_no_frame_pair_at_a_seam_at_every_step(frames, size, overlap):
-    """Away from the first and last window (which are always at frame 0 and at the end), every frame pair is
-    inside a window at some step; with fixed windows the pairs at their overlaps are at a seam at every step."""
+    """Every frame pair, the video's ends included, is inside one window's blend at some step; with fixed windows
+    the pairs at their overlaps are at a seam at every step."""
     def always_at_seam(schedule):
         at_seam = [seam_pairs(windows, frames) for windows in schedule]
-        return [t for t in range(size, frames - size - 1) if all(step[t] for step in at_seam)]
+        return [t for t in range(frames - 1) if all(step[t] for step in at_seam)]
 
-    assert always_at_seam(window_schedule(frames, size, overlap, size - overlap, shift=True)) == []
-    assert always_at_seam(window_schedule(frames, size, overlap, size - overlap, shift=False)) != []
+    assert always_at_seam(blend_schedule(frames, size, overlap, size - overlap, shift=True)) == []
+    assert always_at_seam(blend_schedule(frames, size, overlap, size - overlap, shift=False)) != []
+    # blended over the whole computed window, the first window would end at frame `size` at every step
+    computed = always_at_seam(window_schedule(frames, size, overlap, size - overlap, shift=True))
+    assert size - 1 in computed and computed == [t for t in computed if t < size or t >= frames - size - 1]
 
 
 @pytest.mark.parametrize("size, overlap", [(8, 2), (16, 4), (4, 1), (6, 0), (8, 7)])
@@ -89,6 +111,22 @@ def test_the_blender_follows_the_schedule_and_blends_convexly():
         torch.testing.assert_close(blender(latents, torch.tensor(1)), torch.full_like(latents, 3.0))
     assert calls == [w for windows in window_schedule(frames, size, overlap, steps) for w in windows]
     assert blender.window_evaluations(steps) == len(calls)
+
+
+def test_a_window_gives_its_prediction_only_to_its_place_on_the_grid():
+    frames, size, overlap = 23, 6, 2  # step 1: computed (0,6) (1,7) (5,11) ...; blended (0,3) (1,7) (5,11) ...
+    blender = WindowBlender(lambda latents, t, window: torch.full_like(latents, float(window.start)),
+                            frames, size, overlap)
+    latents = torch.zeros(1, 1, frames, 1, 1)
+    for step in range(2):
+        out = blender(latents, torch.tensor(1))[0, 0, :, 0, 0]
+        expected_numerator, expected_total = torch.zeros(frames), torch.zeros(frames)
+        for (start, _), (bs, be), ramp in zip(blender.windows(step), blend_windows(frames, size, overlap, step),
+                                              window_weights(blend_windows(frames, size, overlap, step))):
+            expected_numerator[bs:be] += start * ramp
+            expected_total[bs:be] += ramp
+        torch.testing.assert_close(out, expected_numerator / expected_total)
+    assert out[3:5].tolist() == [1.0, 1.0]  # frames 3-4: only window (1,7) blends there; (0,6) is context
 
 
 @pytest.mark.parametrize("size, overlap", [(0, 0), (4, 4), (4, -1), (2.5, 0)])

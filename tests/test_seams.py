@@ -11,7 +11,7 @@ import torch
 from gen1.eval.evaluate import evaluate_videos
 from gen1.eval.seams import layout_seam_ratio, mean_pair_errors, seam_pairs, seam_ratio
 from gen1.eval.warp import pair_warp_errors
-from gen1.windows import temporal_windows, window_schedule
+from gen1.windows import blend_schedule, temporal_windows
 from test_metrics import _translating_video
 
 FRAMES, WINDOW, OVERLAP = 20, 8, 2  # windows (0,8) (6,14) (12,20): overlaps at frames 6-7 and 12-13
@@ -53,7 +53,7 @@ def test_a_jump_at_a_window_edge_gives_a_ratio_well_above_one():
 
 def test_a_constant_video_has_ratio_one():
     constant = torch.full((FRAMES, 3, 32, 32), 0.4)
-    report = evaluate_videos(constant, constant, window_schedule=window_schedule(FRAMES, WINDOW, OVERLAP, 10))
+    report = evaluate_videos(constant, constant, window_schedule=blend_schedule(FRAMES, WINDOW, OVERLAP, 10))
     assert report.metrics["warp_error"] == 0.0
     assert report.metrics["seam_ratio"] == 1.0 and report.metrics["seam_ratio_source"] == 1.0
 
@@ -66,7 +66,7 @@ def test_zero_inside_and_undefined_cases():
     assert layout_seam_ratio([None] * 5 + [0.1] * 3 + [None] * 5, layout) is None  # no inside pair with pixels
     # a video that fits in one window has no seam: skipped, with a note
     short = _translating_video(num_frames=6)
-    report = evaluate_videos(short, short, window_schedule=window_schedule(6, WINDOW, OVERLAP, 3))
+    report = evaluate_videos(short, short, window_schedule=blend_schedule(6, WINDOW, OVERLAP, 3))
     assert report.metrics["seam_ratio"] is None and "no seams" in report.notes["seam_ratio"]
     with pytest.raises(ValueError, match="not inside"):  # a schedule for another frame count
         evaluate_videos(short, short, window_schedule=[[(0, 8), (6, 14)]])

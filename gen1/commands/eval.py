@@ -132,12 +132,13 @@ def run(args) -> int:
 
 
 def _window_schedule(args, num_frames: int):
-    """The edit's windows at every step (:func:`gen1.windows.window_schedule`), or None without ``--window``."""
+    """Where the edit's windows met at every step (:func:`gen1.windows.blend_schedule`), or None without
+    ``--window``."""
     if args.window is None:
         return None
-    from gen1.windows import window_schedule
+    from gen1.windows import blend_schedule
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     overlap = args.window // 4 if args.overlap is None else args.overlap
-    return window_schedule(num_frames, args.window, overlap, args.steps, shift=not args.fixed_windows)
+    return blend_schedule(num_frames, args.window, overlap, args.steps, shift=not args.fixed_windows)

@@ -57,9 +57,9 @@ def evaluate_videos(
     """All metrics for ``output`` (an edit of ``source``). Frames: uint8 (F,H,W,3) or float (F,3,H,W).
 
     ``clip_scorer``: a :class:`gen1.eval.clip_metrics.ClipScorer` or None; ``depth_estimator``: an object with
-    ``.estimate(frames)`` (or a callable) or None. ``window_schedule``: the temporal windows of every step of
-    the edit (:func:`gen1.windows.window_schedule`), for the seam ratio (:mod:`gen1.eval.seams`) of the output
-    and, as its reference, of the source. Metrics whose inputs are missing are skipped with a note.
+    ``.estimate(frames)`` (or a callable) or None. ``window_schedule``: where the temporal windows of the edit
+    met at every step (:func:`gen1.windows.blend_schedule`), for the seam ratio (:mod:`gen1.eval.seams`) of the
+    output and, as its reference, of the source. Metrics whose inputs are missing are skipped with a note.
     """
     from gen1.eval.depth_fidelity import depth_fidelity
     from gen1.eval.warp import mean_warp_error, pair_warp_errors, source_flows

@@ -11,7 +11,8 @@ left out. 1 means the seams cannot be told from the inside of a window. When bot
 video) the ratio is 1; a seam error over an inside error of 0 is ``inf``. A layout with no seam pair (one
 window) or no inside pair has no ratio (``None``).
 
-An edit may use another layout at each step (:func:`gen1.windows.window_schedule`). Its seam ratio is the
+An edit may use another layout at each step (:func:`gen1.windows.blend_schedule`: per window, the frames its
+prediction was blended into, which is where one window hands over to the next). Its seam ratio is the
 **largest** ratio over the distinct layouts of its schedule, so that a seam left at the windows of any step
 shows. It is not pooled over the steps: pooled, a schedule that puts every pair at a seam equally often would
 read 1 whatever the video looks like. Being a maximum it is conservative: over several layouts the clip's

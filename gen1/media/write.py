@@ -45,9 +45,10 @@ def _pad_to_even(frames: np.ndarray) -> np.ndarray:
 
 # On CPUs with AVX-512, x264 (core 165, the one in PyAV's wheels) encodes the same frames differently from run
 # to run when a row is not a multiple of 8 macroblocks (128 px) wide: seen here by up to 25 levels on some
-# pixels (44-52 dB apart), in 1 of 200 to most encodes depending on the size, never at 128, 256, 384 or 512 px
-# wide. Its AVX-512 macroblock-tree code evidently reads past the end of a row: limiting x264 to AVX2, or
-# turning mbtree off, makes every encode the same (300 of 300).
+# pixels (44-52 dB apart), in 1 of 200 to most encodes depending on the size and content (seen at 64, 96, 192,
+# 320, 448, 576, 704 px wide; never in 30-150 encodes at 128, 256, 384, 512, 768 px). Its AVX-512
+# macroblock-tree code evidently reads past the end of a row: limiting x264 to AVX2, or turning mbtree off,
+# makes every encode the same (300 of 300).
 _MBTREE_SAFE_MACROBLOCKS = 8
 
 

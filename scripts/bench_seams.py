@@ -9,8 +9,10 @@ error (mean over the seeds); and how many frames the UNet processed per frame of
 terms together). Every setting of a clip uses the same seeds, depth and reference image, so settings differ
 only in their windows.
 
-Clips: ``NAME`` or ``NAME:FRAMES`` from ``--clips-dir`` (the first FRAMES frames; all without), and
-``synth:SEED[:FRAMES]``, a procedural scene as ``gen1 synth --seed SEED --frames FRAMES`` renders it.
+Clips: ``NAME`` or ``NAME:FRAMES`` from ``--clips-dir`` (the first FRAMES frames; all without);
+``NAME:pingpong``, the clip played forward and then backward (2F - 1 frames: how the shared 40- and 42-frame
+clips reach the 48+ frames the seam benchmark asks for); and ``synth:SEED[:FRAMES]``, a procedural scene as
+``gen1 synth --seed SEED --frames FRAMES`` renders it.
 Settings: ``fixed:OVERLAP`` (the same windows at every step) or ``shifted:OVERLAP`` (the default:
 :func:`gen1.windows.step_windows`). "x today" compares with ``fixed`` at the default overlap (window // 4).
 
@@ -54,11 +56,15 @@ def load_clip(spec: str, clips_dir: Path, size: int) -> tuple[str, torch.Tensor]
         return f"synth {parts[1]}", clip.frames.float().clamp(0, 1)
     from gen1.video import read_video
 
-    if len(parts) > 2:
-        raise ValueError(f"--clips: a clip is NAME[:FRAMES], got {spec!r}")
+    if len(parts) > 2 or (len(parts) == 2 and not (parts[1].isdigit() or parts[1] == "pingpong")):
+        raise ValueError(f"--clips: a clip is NAME[:FRAMES] or NAME:pingpong, got {spec!r}")
+    pingpong = parts[1:] == ["pingpong"]
     path = clips_dir / f"{parts[0]}.mp4"
-    clip = read_video(path, size=size, max_frames=int(parts[1]) if len(parts) == 2 else None)
-    return parts[0], torch.from_numpy(np.asarray(clip.frames)).permute(0, 3, 1, 2).float() / 255
+    clip = read_video(path, size=size, max_frames=int(parts[1]) if len(parts) == 2 and not pingpong else None)
+    frames = torch.from_numpy(np.asarray(clip.frames)).permute(0, 3, 1, 2).float() / 255
+    if pingpong:  # forward, then backward from the second-to-last frame: 2F - 1 frames, no frame shown twice in a row
+        return f"{parts[0]} pingpong", torch.cat([frames, frames.flip(0)[1:]])
+    return parts[0], frames
 
 
 def parse_setting(spec: str) -> tuple[str, int]:

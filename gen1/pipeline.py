@@ -609,8 +609,8 @@ class Gen1Pipeline(DiffusionPipeline):
                 (:mod:`gen1.masking`); feathered with a Gaussian of ``mask_feather`` latent cells. Where the mask
                 (at the output size) is 0 the output is the source frames exactly.
             window_size / window_overlap: temporal windows (:meth:`prepare_windows`).
-            window_shift: move the windows by one frame per step so that no frame is at a window edge at every
-                step (seamless long videos, :mod:`gen1.windows`); False keeps the same windows at every step.
+            window_shift: move the windows from step to step so that no frame is at a window edge at every step
+                (seamless long videos, :mod:`gen1.windows`); False keeps the same windows at every step.
             decode_chunk_size: frames per VAE encode/decode call.
             strength: in (0, 1]; below 1 starts from the source latents noised to that fraction of the schedule.
             controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
@@ -650,9 +650,9 @@ class Gen1Pipeline(DiffusionPipeline):
         if callback_on_step_end is not None:
             hooks.append(self._callback_hook(callback_on_step_end, callback_on_step_end_tensor_inputs))
 
-        blender = WindowBlender(route.predict, source.num_frames, window_size, window_overlap, shift=window_shift,
-                                device=device)
-        with self.progress_bar(total=blender.window_evaluations(len(timesteps))) as progress:
+        blender = WindowBlender(route.predict, source.num_frames, window_size, window_overlap,
+                                num_steps=len(timesteps), shift=window_shift, device=device)
+        with self.progress_bar(total=blender.window_evaluations()) as progress:
             blender.on_window = progress.update
             latents = denoise(blender, latents, timesteps, self.scheduler, generator=generator, after_step=hooks)
 

@@ -12,10 +12,17 @@ not on the video length) and blends the windows' noise predictions frame by fram
   video's own first and last frame. Where two windows overlap their ramps sum to exactly 1 (a linear
   cross-fade); the blend still divides by the summed weights, which keeps it a convex combination when three
   windows meet.
-* **Shifted windows** (:func:`step_windows`, the default): step ``k`` of the loop tiles the video from offset
-  ``k mod stride``, so the window edges move by one frame per step and no frame is at a window edge at every
-  step. With one fixed tiling the windows' disagreements build up at the same frames at every step and show
-  as seams; shifted, each seam of a step falls inside a window at the following steps, which smooth it away.
+* **Shifted windows** (:func:`step_windows`, the default): each step tiles the video from another offset in
+  ``[0, stride)``, so no frame is at a window edge at every step. With one fixed tiling the windows'
+  disagreements build up at the same frames at every step and show as seams; shifted, each seam of a step
+  falls inside a window at other steps, which smooth it away. The offsets go round in cycles of ``stride``
+  steps aligned to the **end** of the loop and, counted back from the last step, in the order
+  :func:`shift_order` (0, h, 1, h + 1, ... with h = ceil(stride / 2)): the last step is the unshifted tiling
+  and the step before it puts its seams half a stride away. The last steps' seams are the ones no later step
+  smooths; in this order any two consecutive steps at the end put their seams on different frames and every
+  complete cycle puts each frame pair at a seam equally often, while an incomplete cycle falls on the first,
+  noisiest steps. (Offsets ``0, 1, 2, ...`` from the first step left the last steps' seams next to each
+  other, and a measurably higher seam ratio on the layouts of the last steps: docs/long_videos.md.)
   A shifted tiling is a grid: windows start every ``stride`` frames from ``offset - stride``, and at the
   video's ends a grid window is cut short (:func:`grid_windows`). The model still sees every window at its
   full trained length, moved inside the video (the computed windows of :func:`temporal_windows`), but a
@@ -116,6 +123,20 @@ MAX_SHIFT_COST = 1.25
 unshifted tiling. A shift adds at most one window, so this means videos of four windows or more."""
 
 
+def shift_order(stride: int) -> list[int]:
+    """The offsets of one cycle of shifted windows, counted back from the last step: the two halves of
+    ``range(stride)`` interleaved, ``[0, h, 1, h + 1, ...]`` with ``h = ceil(stride / 2)``, so that consecutive
+    steps put their seams about half a stride apart (e.g. stride 6: ``[0, 3, 1, 4, 2, 5]``)."""
+    half = (stride + 1) // 2
+    return [offset for low in range(half) for offset in (low, low + half) if offset < stride]
+
+
+def step_offset(step: int, num_steps: int, stride: int) -> int:
+    """The offset of shifted windows at ``step`` of a ``num_steps``-step loop: :func:`shift_order` counted back
+    from the last step (which gets offset 0)."""
+    return shift_order(stride)[(num_steps - 1 - step) % stride]
+
+
 def shifts_windows(num_frames: int, window_size: int, overlap: int) -> bool:
     """Whether :func:`step_windows` shifts the windows of this video (see :data:`MAX_SHIFT_COST`)."""
     if num_frames <= window_size:
@@ -125,27 +146,36 @@ def shifts_windows(num_frames: int, window_size: int, overlap: int) -> bool:
                for offset in range(1, window_size - overlap))
 
 
-def step_windows(num_frames: int, window_size: int, overlap: int, step: int, *,
-                 shift: bool = True) -> list[tuple[int, int]]:
-    """The windows of denoising step ``step`` (0-based): offset ``step mod stride`` when ``shift`` and the video
-    is long enough (:func:`shifts_windows`), else offset 0."""
+def _step_offset(num_frames: int, window_size: int, overlap: int, step: int, num_steps: int, shift: bool) -> int:
+    """The tiling's offset at ``step``: :func:`step_offset` when ``shift`` and the video is long enough
+    (:func:`shifts_windows`), else 0."""
     if int(step) != step or step < 0:
         raise ValueError(f"step must be an integer >= 0, got {step!r}")
+    _check_num_steps(num_steps)
     check_window_arguments(window_size, overlap)
-    shifted = shift and shifts_windows(num_frames, window_size, overlap)
-    offset = int(step) % (window_size - overlap) if shifted else 0
+    if not (shift and shifts_windows(num_frames, window_size, overlap)):
+        return 0
+    return step_offset(int(step), int(num_steps), window_size - overlap)
+
+
+def step_windows(num_frames: int, window_size: int, overlap: int, step: int, *, num_steps: int,
+                 shift: bool = True) -> list[tuple[int, int]]:
+    """The windows the model evaluates at step ``step`` (0-based) of a ``num_steps``-step loop: the tiling from
+    :func:`step_offset` when ``shift`` and the video is long enough (:func:`shifts_windows`), else offset 0."""
+    offset = _step_offset(num_frames, window_size, overlap, step, num_steps, shift)
     return temporal_windows(num_frames, window_size, overlap, offset)
 
 
-def blend_windows(num_frames: int, window_size: int, overlap: int, step: int, *,
+def blend_windows(num_frames: int, window_size: int, overlap: int, step: int, *, num_steps: int,
                   shift: bool = True) -> list[tuple[int, int]]:
     """Per window of :func:`step_windows` (same order), the frames its prediction is blended into: its place on
     the grid (:func:`grid_windows`) when the windows shift, else the whole window. Each lies inside its
     window, and together they cover every frame."""
-    windows = step_windows(num_frames, window_size, overlap, step, shift=shift)
+    windows = step_windows(num_frames, window_size, overlap, step, num_steps=num_steps, shift=shift)
     if not (shift and shifts_windows(num_frames, window_size, overlap)):
         return windows
-    return grid_windows(num_frames, window_size, overlap, int(step) % (window_size - overlap))
+    return grid_windows(num_frames, window_size, overlap,
+                        _step_offset(num_frames, window_size, overlap, step, num_steps, shift))
 
 
 def _check_num_steps(num_steps: int) -> None:
@@ -162,7 +192,8 @@ def window_schedule(num_frames: int, window_size: int, overlap: int, num_steps: 
     scheduler's ``timesteps`` in general (for ``strength < 1``, only the steps that run).
     """
     _check_num_steps(num_steps)
-    return [step_windows(num_frames, window_size, overlap, step, shift=shift) for step in range(num_steps)]
+    return [step_windows(num_frames, window_size, overlap, step, num_steps=num_steps, shift=shift)
+            for step in range(num_steps)]
 
 
 def blend_schedule(num_frames: int, window_size: int, overlap: int, num_steps: int, *,
@@ -170,14 +201,15 @@ def blend_schedule(num_frames: int, window_size: int, overlap: int, num_steps: i
     """Per step, the frames each window's prediction was blended into (:func:`blend_windows`): where the
     windows of an edit meet, so the layouts its seam ratio is measured on (:mod:`gen1.eval.seams`)."""
     _check_num_steps(num_steps)
-    return [blend_windows(num_frames, window_size, overlap, step, shift=shift) for step in range(num_steps)]
+    return [blend_windows(num_frames, window_size, overlap, step, num_steps=num_steps, shift=shift)
+            for step in range(num_steps)]
 
 
 class WindowBlender:
     """A model function over the whole video made from a prediction over one window at a time.
 
-    The ``k``-th call (the ``k``-th step of the loop) evaluates ``predict_window`` on every window of
-    :func:`step_windows` for step ``k`` and blends the windows' predictions frame by frame over the frames of
+    The ``k``-th call (the ``k``-th step of a loop of ``num_steps`` model evaluations) evaluates
+    ``predict_window`` on every window of :func:`step_windows` for step ``k`` and blends the windows' predictions frame by frame over the frames of
     :func:`blend_windows` with :func:`window_weights`, divided by the summed weights (a convex combination
     wherever windows meet).
     ``on_window`` is called after each window (progress bars). A blender counts its calls, so it serves one
@@ -191,13 +223,16 @@ class WindowBlender:
         window_size: int,
         overlap: int,
         *,
+        num_steps: int,
         shift: bool = True,
         device: torch.device | str | None = None,
         on_window: Callable[[], None] | None = None,
     ):
         check_window_arguments(window_size, overlap)
+        _check_num_steps(num_steps)
         self.predict_window = predict_window
         self.num_frames, self.window_size, self.overlap, self.shift = num_frames, window_size, overlap, shift
+        self.num_steps = int(num_steps)
         self.device = device
         self.on_window = on_window
         self.step = 0
@@ -205,17 +240,20 @@ class WindowBlender:
 
     def windows(self, step: int) -> list[tuple[int, int]]:
         """The windows of the ``step``-th call."""
-        return step_windows(self.num_frames, self.window_size, self.overlap, step, shift=self.shift)
+        return step_windows(self.num_frames, self.window_size, self.overlap, step, num_steps=self.num_steps,
+                            shift=self.shift)
 
-    def window_evaluations(self, num_steps: int) -> int:
-        """How many times ``predict_window`` runs in ``num_steps`` calls (the length of a progress bar)."""
-        return sum(len(self.windows(step)) for step in range(num_steps))
+    def window_evaluations(self) -> int:
+        """How many times ``predict_window`` runs in the loop's ``num_steps`` calls (the length of a progress
+        bar)."""
+        return sum(len(self.windows(step)) for step in range(self.num_steps))
 
     def _blend(self, step: int) -> tuple[list[torch.Tensor], torch.Tensor]:
         """Per window of ``step``, its weights over the whole window (0 on frames it only gives context to), and
         the summed weight per frame (cached per layout)."""
         windows = self.windows(step)
-        blends = blend_windows(self.num_frames, self.window_size, self.overlap, step, shift=self.shift)
+        blends = blend_windows(self.num_frames, self.window_size, self.overlap, step, num_steps=self.num_steps,
+                               shift=self.shift)
         key = (tuple(windows), tuple(blends))
         if key not in self._blends:
             weights = []

@@ -111,8 +111,8 @@ def test_limits_bound_the_frames_and_seconds_read(clips_dir):
 
 
 def test_fixed_windows_keep_one_tiling_and_the_default_shifts_it(bundled_pipe, ski, tmp_path):
-    # 13 frames in windows of 4 sharing 1: fixed (0,4) (3,7) (6,10) (9,13) at each of 3 steps; shifted, steps 1
-    # and 2 start from offsets 1 and 2 and add a window at frame 0 (gen1.windows.step_windows)
+    # 13 frames in windows of 4 sharing 1: fixed (0,4) (3,7) (6,10) (9,13) at each of 3 steps; shifted, steps 0
+    # and 1 start from offsets 1 and 2 and add a window at frame 0, step 2 is unshifted (gen1.windows.step_offset)
     totals = {}
     for fixed in (True, False):
         request = EditRequest(input=ski, output=str(tmp_path / f"{fixed}.mp4"), prompt=("red stripes",), size=64,

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from gen1.eval.seams import seam_pairs
-from gen1.windows import (WindowBlender, blend_schedule, blend_windows, grid_windows, shifts_windows, temporal_windows,
-                          window_schedule, window_weights)
+from gen1.windows import (WindowBlender, blend_schedule, blend_windows, grid_windows, shift_order, shifts_windows,
+                          step_offset, temporal_windows, window_schedule, window_weights)
 
 
 def test_short_video_is_one_window():
@@ -48,7 +48,7 @@ def test_the_schedule_covers_every_frame_at_every_step(frames, size, overlap, sh
             assert bool((weight > 0).all())
             total[start:end] += weight
         assert bool((total > 0).all())
-    assert schedule[0] == temporal_windows(frames, size, overlap)  # the first step is the unshifted tiling
+    assert schedule[-1] == temporal_windows(frames, size, overlap)  # the last step is the unshifted tiling
     if not shift:
         assert all(windows == schedule[0] for windows in schedule)
     # each window's prediction is blended into frames inside it, and the blends cover every frame
@@ -67,8 +67,29 @@ def test_a_shifted_grid_cuts_the_end_windows_and_the_model_sees_them_whole():
     assert grid_windows(48, 8, 2, offset=1)[:2] == [(0, 3), (1, 9)] and grid_windows(48, 8, 2, 1)[-1] == (43, 48)
     assert temporal_windows(48, 8, 2, offset=1)[:2] == [(0, 8), (1, 9)] and temporal_windows(48, 8, 2, 1)[-1] == (40, 48)
     assert grid_windows(48, 8, 2) == temporal_windows(48, 8, 2)[:-1] + [(42, 48)]
-    assert blend_windows(48, 8, 2, step=7) == grid_windows(48, 8, 2, offset=1)
-    assert blend_windows(48, 8, 2, step=7, shift=False) == temporal_windows(48, 8, 2)
+    assert blend_windows(48, 8, 2, step=12, num_steps=15) == grid_windows(48, 8, 2, offset=1)
+    assert blend_windows(48, 8, 2, step=12, num_steps=15, shift=False) == temporal_windows(48, 8, 2)
+
+
+@pytest.mark.parametrize("stride", range(1, 17))
+def test_a_cycle_of_shifts_uses_every_offset_once_half_a_stride_apart(stride):
+    order = shift_order(stride)
+    assert sorted(order) == list(range(stride)) and order[0] == 0
+    assert all(abs(b - a) >= stride // 2 - 1 for a, b in zip(order, order[1:]))
+
+
+def test_the_shifts_end_on_the_unshifted_tiling_and_spread_the_last_steps_seams():
+    """Counted back from the last step: offsets 0, 3, 1, 4, 2, 5 (window 8, overlap 2), so an incomplete cycle is
+    at the start, the last two steps put their seams on different frame pairs, and each complete cycle puts every
+    pair at a seam equally often."""
+    frames, size, overlap, steps = 48, 8, 2, 15
+    assert [step_offset(step, steps, 6) for step in range(steps)] == [1, 3, 0, 5, 2, 4] * 2 + [1, 3, 0]
+    at_seam = [seam_pairs(layout, frames) for layout in blend_schedule(frames, size, overlap, steps)]
+    inner = range(size, frames - size)  # away from the ends, where the grid's cut windows add edges
+    last, before_last = at_seam[-1], at_seam[-2]
+    assert not any(last[t] and before_last[t] for t in inner) and all(last[t] or before_last[t] for t in inner)
+    for cycle in (at_seam[-6:], at_seam[-12:-6]):
+        assert len({sum(step[t] for step in cycle) for t in inner}) == 1
 
 
 @pytest.mark.parametrize("frames, size, overlap", [(48, 8, 2), (40, 8, 2), (42, 8, 2), (80, 16, 4), (30, 6, 0)])
@@ -105,24 +126,24 @@ def test_the_blender_follows_the_schedule_and_blends_convexly():
         assert latents.shape[2] == size
         return torch.full_like(latents, 3.0)
 
-    blender = WindowBlender(predict, frames, size, overlap)
+    blender = WindowBlender(predict, frames, size, overlap, num_steps=steps)
     latents = torch.zeros(1, 4, frames, 2, 2)
     for _ in range(steps):
         torch.testing.assert_close(blender(latents, torch.tensor(1)), torch.full_like(latents, 3.0))
     assert calls == [w for windows in window_schedule(frames, size, overlap, steps) for w in windows]
-    assert blender.window_evaluations(steps) == len(calls)
+    assert blender.window_evaluations() == len(calls)
 
 
 def test_a_window_gives_its_prediction_only_to_its_place_on_the_grid():
-    frames, size, overlap = 23, 6, 2  # step 1: computed (0,6) (1,7) (5,11) ...; blended (0,3) (1,7) (5,11) ...
+    frames, size, overlap = 23, 6, 2  # step 1 of 4 (offset 1): computed (0,6) (1,7) (5,11) ...; blended (0,3) (1,7) ...
     blender = WindowBlender(lambda latents, t, window: torch.full_like(latents, float(window.start)),
-                            frames, size, overlap)
+                            frames, size, overlap, num_steps=4)
     latents = torch.zeros(1, 1, frames, 1, 1)
     for step in range(2):
         out = blender(latents, torch.tensor(1))[0, 0, :, 0, 0]
         expected_numerator, expected_total = torch.zeros(frames), torch.zeros(frames)
-        for (start, _), (bs, be), ramp in zip(blender.windows(step), blend_windows(frames, size, overlap, step),
-                                              window_weights(blend_windows(frames, size, overlap, step))):
+        blends = blend_windows(frames, size, overlap, step, num_steps=4)
+        for (start, _), (bs, be), ramp in zip(blender.windows(step), blends, window_weights(blends)):
             expected_numerator[bs:be] += start * ramp
             expected_total[bs:be] += ramp
         torch.testing.assert_close(out, expected_numerator / expected_total)

@@ -111,7 +111,7 @@ def _add_io_arguments(io) -> None:
     io.add_argument("--window", type=int, help="frames per temporal window (default: the model's clip length)")
     io.add_argument("--overlap", type=int, help="frames shared by neighbouring windows (default: window // 4)")
     io.add_argument("--fixed-windows", action="store_true",
-                    help="keep the same windows at every step (default: they shift by a frame per step, so that no "
+                    help="keep the same windows at every step (default: they shift from step to step, so that no "
                     "frame stays at a window edge; docs/long_videos.md)")
     io.add_argument("--compare", metavar="PATH", help="also write source | depth | output (.png/.jpg or .mp4)")
     io.add_argument("--adapter", help="customisation adapter (.safetensors from `gen1 customize`) to apply")

@@ -209,9 +209,9 @@ class WindowBlender:
     """A model function over the whole video made from a prediction over one window at a time.
 
     The ``k``-th call (the ``k``-th step of a loop of ``num_steps`` model evaluations) evaluates
-    ``predict_window`` on every window of :func:`step_windows` for step ``k`` and blends the windows' predictions frame by frame over the frames of
-    :func:`blend_windows` with :func:`window_weights`, divided by the summed weights (a convex combination
-    wherever windows meet).
+    ``predict_window`` on every window of :func:`step_windows` for step ``k`` and blends the windows'
+    predictions frame by frame over the frames of :func:`blend_windows` with :func:`window_weights`, divided by
+    the summed weights (a convex combination wherever windows meet).
     ``on_window`` is called after each window (progress bars). A blender counts its calls, so it serves one
     run of the loop: make a new one per edit.
     """

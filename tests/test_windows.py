@@ -75,7 +75,7 @@ def test_a_shifted_grid_cuts_the_end_windows_and_the_model_sees_them_whole():
 def test_a_cycle_of_shifts_uses_every_offset_once_half_a_stride_apart(stride):
     order = shift_order(stride)
     assert sorted(order) == list(range(stride)) and order[0] == 0
-    assert all(abs(b - a) >= stride // 2 - 1 for a, b in zip(order, order[1:]))
+    assert all(abs(b - a) >= (stride - 1) // 2 for a, b in zip(order, order[1:]))
 
 
 def test_the_shifts_end_on_the_unshifted_tiling_and_spread_the_last_steps_seams():

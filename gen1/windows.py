@@ -146,15 +146,16 @@ def shifts_windows(num_frames: int, window_size: int, overlap: int) -> bool:
                for offset in range(1, window_size - overlap))
 
 
-def _step_offset(num_frames: int, window_size: int, overlap: int, step: int, num_steps: int, shift: bool) -> int:
-    """The tiling's offset at ``step``: :func:`step_offset` when ``shift`` and the video is long enough
-    (:func:`shifts_windows`), else 0."""
+def _shifted_offset(num_frames: int, window_size: int, overlap: int, step: int, num_steps: int,
+                    shift: bool) -> int | None:
+    """The tiling's offset at ``step`` (:func:`step_offset`) when ``shift`` and the video is long enough
+    (:func:`shifts_windows`); None when the windows stay fixed."""
     if int(step) != step or step < 0:
         raise ValueError(f"step must be an integer >= 0, got {step!r}")
     _check_num_steps(num_steps)
     check_window_arguments(window_size, overlap)
     if not (shift and shifts_windows(num_frames, window_size, overlap)):
-        return 0
+        return None
     return step_offset(int(step), int(num_steps), window_size - overlap)
 
 
@@ -162,8 +163,8 @@ def step_windows(num_frames: int, window_size: int, overlap: int, step: int, *, 
                  shift: bool = True) -> list[tuple[int, int]]:
     """The windows the model evaluates at step ``step`` (0-based) of a ``num_steps``-step loop: the tiling from
     :func:`step_offset` when ``shift`` and the video is long enough (:func:`shifts_windows`), else offset 0."""
-    offset = _step_offset(num_frames, window_size, overlap, step, num_steps, shift)
-    return temporal_windows(num_frames, window_size, overlap, offset)
+    offset = _shifted_offset(num_frames, window_size, overlap, step, num_steps, shift)
+    return temporal_windows(num_frames, window_size, overlap, offset or 0)
 
 
 def blend_windows(num_frames: int, window_size: int, overlap: int, step: int, *, num_steps: int,
@@ -171,11 +172,10 @@ def blend_windows(num_frames: int, window_size: int, overlap: int, step: int, *,
     """Per window of :func:`step_windows` (same order), the frames its prediction is blended into: its place on
     the grid (:func:`grid_windows`) when the windows shift, else the whole window. Each lies inside its
     window, and together they cover every frame."""
-    windows = step_windows(num_frames, window_size, overlap, step, num_steps=num_steps, shift=shift)
-    if not (shift and shifts_windows(num_frames, window_size, overlap)):
-        return windows
-    return grid_windows(num_frames, window_size, overlap,
-                        _step_offset(num_frames, window_size, overlap, step, num_steps, shift))
+    offset = _shifted_offset(num_frames, window_size, overlap, step, num_steps, shift)
+    if offset is None:
+        return temporal_windows(num_frames, window_size, overlap)
+    return grid_windows(num_frames, window_size, overlap, offset)
 
 
 def _check_num_steps(num_steps: int) -> None:

@@ -47,7 +47,8 @@ def register(subparsers) -> None:
     windows.add_argument("--window", type=int, default=None,
                          help="frames per window of the edit (its --window, default its model's clip length)")
     windows.add_argument("--overlap", type=int, default=None, help="the edit's --overlap (default: window // 4)")
-    windows.add_argument("--steps", type=int, default=30, help="denoising steps the edit ran (its --steps; with --strength below 1, the steps that ran)")
+    windows.add_argument("--steps", type=int, default=30,
+                         help="denoising steps the edit ran (its --steps; with --strength below 1, the steps that ran)")
     windows.add_argument("--fixed-windows", action="store_true", help="the edit kept its windows fixed (no shift)")
     parser.add_argument("--device", default="cpu", help="torch device for the CLIP and depth models")
     parser.add_argument("--json", default=None, help="write the report to this JSON file")

@@ -266,7 +266,7 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
         warnings.warn(f"LoRA '{file}': {skipped} text-encoder tensors are not applied", UserWarning, stacklevel=2)
     wrapped = set(unet._wrapped_paths)
     mapped = {base_key_to_wrapped_key(key, wrapped): value for key, value in unet_state.items()}
-    modules = dict(unet.unet.named_modules())
+    modules = dict(unet.image_unet.named_modules())
     targets = sorted({key.split(".lora")[0] for key in mapped if ".lora" in key})
     missing = [name for name in targets if name not in modules]
     if missing:
@@ -277,9 +277,9 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
         network_alphas = {base_key_to_wrapped_key(k[len("unet."):] if k.startswith("unet.") else k, wrapped): v
                           for k, v in alphas.items() if not k.startswith(("text_encoder", "lora_te"))}
     try:
-        unet.unet.load_lora_adapter(mapped, prefix=None, network_alphas=network_alphas, adapter_name=adapter_name)
+        unet.image_unet.load_lora_adapter(mapped, prefix=None, network_alphas=network_alphas, adapter_name=adapter_name)
     except (RuntimeError, ValueError) as error:  # wrong shapes: peft / torch say which tensor
         raise ValueError(f"LoRA '{file}' does not fit this model's UNet: {error}") from None
     if scale != 1.0:
-        unet.unet.set_adapters([adapter_name], weights=[float(scale)])
+        unet.image_unet.set_adapters([adapter_name], weights=[float(scale)])
     return targets

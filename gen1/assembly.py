@@ -37,7 +37,7 @@ def trained_video_unet(unet):
 
 def _warn_if_more_than_temporal_trained(temporal_weights) -> None:
     """Warn when ``temporal_weights`` come from a training export that also trained non-temporal weights."""
-    from gen1.training.export import EXPORT_RECORD  # the trainer writes it; imported only when weights are given
+    from gen1.model_folders import EXPORT_RECORD
 
     record = Path(temporal_weights).parent / EXPORT_RECORD
     if not record.is_file():

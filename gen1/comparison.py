@@ -1,6 +1,6 @@
 """Side-by-side comparison of an edit: source | structure (obscured depth) | output.
 
-A ``.mp4``/``.mov``/``.m4v`` target gets the whole comparison video (via :func:`gen1.video.write_video`); an image
+A ``.mp4``/``.mov``/``.m4v`` target gets the whole comparison video (via :func:`gen1.media.write_video`); an image
 target (``.png``, ``.jpg``, ...) gets a contact sheet: up to ``max_rows`` evenly spaced frames, one per row,
 with the three panels across. Everything is written atomically.
 """
@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from gen1.media import unit_to_uint8
-from gen1.video import IMAGE_SUFFIXES as _IMAGES, OUTPUT_VIDEO_SUFFIXES as _VIDEOS
+from gen1.media import IMAGE_SUFFIXES as _IMAGES, OUTPUT_VIDEO_SUFFIXES as _VIDEOS
 
-VIDEO_SUFFIXES = set(_VIDEOS)  # comparison videos: what gen1.video.write_video writes
+VIDEO_SUFFIXES = set(_VIDEOS)  # comparison videos: what gen1.media.write_video writes
 IMAGE_SUFFIXES = set(_IMAGES)  # contact sheets: the image formats gen1 reads and PIL writes
 
 
@@ -70,7 +70,7 @@ def write_comparison(path: str | os.PathLike, source, depth, output, fps=None, *
     if suffix in VIDEO_SUFFIXES:
         if fps is None:
             raise ValueError("fps is needed to write a comparison video")
-        from gen1.video import write_video
+        from gen1.media import write_video
 
         return write_video(path, strip, fps)
     from PIL import Image

@@ -127,7 +127,7 @@ def as_unet_context(emb: torch.Tensor) -> torch.Tensor:
 
 
 def _read_image(path) -> np.ndarray:
-    from gen1.video import read_image
+    from gen1.media import read_image
 
     return read_image(path)
 

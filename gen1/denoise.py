@@ -3,8 +3,8 @@
 In the spirit of k-diffusion's samplers, the loop only asks a *model function* for a prediction at each step
 and hands it to the scheduler. Everything Gen-1 does around it lives elsewhere and enters through two seams:
 
-* ``model_fn(model_input, t) -> prediction``: the guided prediction for the whole video (float32, the shape
-  of the latents). Conditioning routes (gen1's own UNet with structure channels, or a ControlNet route) and
+* ``model_fn(model_input, t, step) -> prediction``: the guided prediction for the whole video (float32, the
+  shape of the latents) at the ``step``-th step of the loop (0-based). Conditioning routes (gen1's own UNet with structure channels, or a ControlNet route) and
   temporal windows (:class:`gen1.windows.WindowBlender`) are model functions or wrap one.
 * ``after_step`` hooks ``hook(index, t, latents, prediction) -> latents``: run after each scheduler step, in
   order; the masked-edit blend (:class:`gen1.masking.KeptRegion`) and the user's ``callback_on_step_end`` are
@@ -19,8 +19,9 @@ import inspect
 from typing import Callable, Sequence
 
 import torch
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
-ModelFunction = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+ModelFunction = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 StepHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
 
@@ -49,8 +50,20 @@ def denoise(
     latents = latents.float()
     for index, t in enumerate(timesteps):
         model_input = scheduler.scale_model_input(latents, t)
-        prediction = model_fn(model_input, t)
+        prediction = model_fn(model_input, t, index)
         latents = scheduler.step(prediction, t, latents, **step_kwargs, return_dict=False)[0].float()
         for hook in after_step:
             latents = hook(index, t, latents, prediction)
     return latents
+
+
+#: The samplers an edit can name, by diffusers class.
+SCHEDULER_CLASSES = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
+SCHEDULERS = tuple(SCHEDULER_CLASSES)
+
+
+def make_scheduler(name: str, config):
+    """A diffusers scheduler of kind ``name`` (:data:`SCHEDULERS`) from another scheduler's config."""
+    if name not in SCHEDULER_CLASSES:
+        raise ValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}, got {name!r}")
+    return SCHEDULER_CLASSES[name].from_config(config)

@@ -1,11 +1,11 @@
 """One video edit, the way ``gen1 edit`` and ``gen1 serve`` both run it.
 
 An :class:`EditRequest` holds everything an edit needs besides the model: the files (source, mask, your own
-depth, reference images, outputs) and the knobs, with the defaults of ``gen1 edit``. Its field names are the
-``dest`` names of ``gen1 edit``'s flags, so a setting means the same thing on the command line, in the web app
-and in Python::
+depth, reference images, outputs) and the settings declared once in :mod:`gen1.settings`, under the names
+``Gen1Pipeline.__call__`` takes; ``gen1 edit``'s flags are made from the same declaration, so a setting means the
+same thing on the command line, in the web app and in Python::
 
-    request = EditRequest(input="in.mp4", output="out.mp4", prompt=("a watercolour painting",), structure_level=3)
+    request = EditRequest(input="in.mp4", output="out.mp4", prompt=("red striped objects",), structure_level=3)
     check_request(request)                     # ValueError naming the gen1 edit flag, before any heavy work
     request = with_pipeline_defaults(request, pipe)   # unset size / guidance: the model's own
     inputs = read_inputs(request)              # decode the clip, the mask and your own depth
@@ -20,58 +20,36 @@ writes nothing.
 
 from __future__ import annotations
 
-import contextlib
 import math
 import shlex
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
-from gen1.commands._common import check_integer, check_number, check_seed, errors_naming
-
-SCHEDULERS = ("ddim", "dpm", "euler")
+from gen1.checks import errors_naming
+from gen1.model_defaults import edit_size
+from gen1.settings import FLAGS, EditSettings, check_settings, flag_label, setting_fields
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: denoising steps done so far across all temporal windows, of ``total``."""
 
 
-@dataclass(frozen=True)
-class EditRequest:
-    """What to edit and how: paths and knobs, named and defaulted as ``gen1 edit``'s flags (see its ``--help``).
+@dataclass(frozen=True, kw_only=True)
+class EditRequest(EditSettings):
+    """What to edit and how: the files (source, outputs) and every setting of :class:`gen1.settings.EditSettings`,
+    named as ``Gen1Pipeline.__call__`` names them and defaulted as ``gen1 edit`` defaults them.
 
-    ``prompt`` and ``reference`` hold one entry per ``--prompt`` / ``--reference``; ``content_weights`` one weight
-    per prompt, then per reference (``None``: equal). ``compare`` is the optional source | depth | output file.
+    ``prompt`` and ``reference_image`` hold one entry per ``--prompt`` / ``--reference`` (image paths);
+    ``content_weights`` one weight per prompt, then per reference (``None``: equal); ``mask`` / ``depth`` are
+    paths. ``compare`` is the optional source | depth | output file.
     """
 
     input: str
     output: str
-    prompt: tuple[str, ...] = ()
-    reference: tuple[str, ...] = ()
-    negative_prompt: str | None = None
-    content_weights: tuple[float, ...] | None = None
-    structure_level: float = 0.0
-    guidance: float | None = None  # None: the model's recommended w (gen1.model_defaults), else 7.5
-    temporal_guidance: float = 1.0
-    controlnet_scale: float = 1.0
-    steps: int = 30
-    scheduler: str | None = None
-    strength: float = 1.0
-    seed: int = 0
-    mask: str | None = None
-    depth: str | None = None
-    depth_invert: bool = False
-    size: int | None = None  # None: the size the model was trained at (gen1.model_defaults), else 512
-    fps: float | None = None
-    start: float = 0.0
-    duration: float | None = None
-    max_frames: int | None = None
-    window: int | None = None
-    overlap: int | None = None
-    fixed_windows: bool = False  # True: the same windows at every step (gen1.windows; default: shifted)
     compare: str | None = None
 
     def __post_init__(self):  # lists from argparse or JSON become tuples, so that requests compare and hash
-        for name in ("prompt", "reference"):
+        for name in ("prompt", "reference_image"):
             object.__setattr__(self, name, tuple(str(value) for value in getattr(self, name)))
         if self.content_weights is not None:
             object.__setattr__(self, "content_weights", tuple(float(w) for w in self.content_weights))
@@ -82,23 +60,19 @@ class EditRequest:
 
     @property
     def clip_args(self) -> dict:
-        """Which frames of the source are edited (``gen1.video.read_video``'s selection arguments)."""
+        """Which frames of the source are edited (``gen1.media.read_video``'s selection arguments)."""
         return dict(target_fps=self.fps, start=self.start, duration=self.duration, max_frames=self.max_frames)
 
+    def settings(self, stage: str) -> dict:
+        """The settings of one ``stage`` (``"edit"``: ``Gen1Pipeline.__call__``'s arguments; ``"read"``; ``"seed"``)."""
+        return {item.name: getattr(self, item.name) for item in setting_fields() if item.metadata["stage"] == stage}
 
-DEFAULTS = {item.name: item.default for item in fields(EditRequest) if item.name not in ("input", "output")}
 
-# EditRequest field -> the gen1 edit flag that sets it (INPUT is positional), in the order edit_command writes them.
-FLAGS = {
-    "output": "-o", "prompt": "--prompt", "reference": "--reference", "negative_prompt": "--negative-prompt",
-    "content_weights": "--content-weights", "structure_level": "--structure-level", "guidance": "--guidance",
-    "temporal_guidance": "--temporal-guidance", "controlnet_scale": "--controlnet-scale", "steps": "--steps",
-    "scheduler": "--scheduler", "strength": "--strength", "seed": "--seed", "mask": "--mask", "depth": "--depth",
-    "depth_invert": "--depth-invert", "size": "--size", "fps": "--fps", "start": "--start",
-    "duration": "--duration", "max_frames": "--max-frames", "window": "--window", "overlap": "--overlap",
-    "fixed_windows": "--fixed-windows",
-    "compare": "--compare",
-}
+#: The ``gen1 edit`` command line's words for each field of a request, in the order :func:`edit_command` writes
+#: them (INPUT is positional).
+COMMAND_FLAGS = {"output": "-o", **FLAGS, "compare": "--compare"}
+#: Each field's default (the files have none).
+DEFAULTS = {item.name: item.default for item in setting_fields()}
 
 
 def request_from_args(args) -> EditRequest:
@@ -108,73 +82,59 @@ def request_from_args(args) -> EditRequest:
 
 # ----------------------------------------------------------------------------------------------- checks
 def check_request(request: EditRequest) -> None:
-    """Check the content and the knobs; ``ValueError`` naming the flag. Files are the caller's to check."""
+    """Check the content and every setting's range (:func:`gen1.settings.check_settings`); ``ValueError`` naming
+    the ``gen1 edit`` flag. Files are the caller's to check."""
     _check_content(request)
-    _check_knobs(request)
+    check_settings({item.name: getattr(request, item.name) for item in setting_fields()}, flag_label)
 
 
 def _check_content(request: EditRequest) -> None:
-    if not request.prompt and not request.reference:
+    if not request.prompt and not request.reference_image:
         raise ValueError("give --prompt and/or --reference for the content of the edit")
     if any(not prompt.strip() for prompt in request.prompt):
         raise ValueError("--prompt must not be empty")
     if request.content_weights is not None:
-        count = len(request.prompt) + len(request.reference)
+        count = len(request.prompt) + len(request.reference_image)
         if len(request.content_weights) != count:
             raise ValueError(f"--content-weights needs one weight per --prompt and --reference ({count}), "
                              f"got {len(request.content_weights)}")
-        for weight in request.content_weights:
-            check_number("--content-weights", weight, low=0)
+        check_settings({"content_weights": request.content_weights}, flag_label)
         if not any(weight > 0 for weight in request.content_weights):
             raise ValueError("--content-weights must not all be 0")
 
 
-def _check_knobs(request: EditRequest) -> None:
-    from gen1.depth.obscure import MAX_LEVEL
-    from gen1.media import check_size
-
-    check_number("--structure-level", request.structure_level, low=0, high=MAX_LEVEL)
-    if request.guidance is not None:
-        check_number("--guidance", request.guidance, low=0)
-    check_number("--temporal-guidance", request.temporal_guidance, low=0)
-    check_number("--controlnet-scale", request.controlnet_scale, low=0)
-    check_integer("--steps", request.steps, low=1)
-    if request.scheduler is not None and request.scheduler not in SCHEDULERS:
-        raise ValueError(f"--scheduler must be one of {', '.join(SCHEDULERS)}, got '{request.scheduler}'")
-    check_number("--strength", request.strength, low=0, high=1, low_open=True)
-    check_seed("--seed", request.seed)
-    if request.size is not None:
-        check_size(request.size, "--size")  # before any decoding: a multiple of 8, at most gen1.media.MAX_SIZE
-    if request.fps is not None:
-        check_number("--fps", request.fps, low=0, low_open=True)
-    check_number("--start", request.start, low=0)
-    if request.duration is not None:
-        check_number("--duration", request.duration, low=0, low_open=True)
-    if request.max_frames is not None:
-        check_integer("--max-frames", request.max_frames, low=1)
-
-
-def with_model_defaults(request: EditRequest, defaults) -> tuple[EditRequest, list[str]]:
-    """``request`` with an unset ``size`` and ``guidance`` taken from a model's :class:`gen1.model_defaults.ModelDefaults`
-    (else 512 px and w = 7.5), and the flags so chosen, as ``gen1 edit`` reports them (``["--size 64 (the model's
-    trained size)", ...]``)."""
-    from gen1.model_defaults import FALLBACK_EDIT_SIZE
-
+def with_model_defaults(request: EditRequest, defaults, source_short_side: int | None = None
+                        ) -> tuple[EditRequest, list[str]]:
+    """``request`` with an unset ``size`` and ``guidance_scale`` taken from a model's
+    :class:`gen1.model_defaults.ModelDefaults` (:func:`gen1.model_defaults.edit_size` of the source's short side, as
+    the pipeline chooses it, and w = 7.5 when the model records none), and the flags so chosen, as ``gen1 edit``
+    reports them (``["--size 64 (the model's trained size)", ...]``)."""
     chosen, changes = [], {}
     if request.size is None:
-        changes["size"] = defaults.size_or(FALLBACK_EDIT_SIZE)
+        changes["size"] = edit_size(defaults.trained_size, source_short_side)
         chosen.append(f"--size {changes['size']}" + (" (the model's trained size)" if defaults.trained_size else ""))
-    if request.guidance is None:
-        changes["guidance"] = defaults.guidance_or()
-        chosen.append(f"--guidance {changes['guidance']:g}" + (" (the model's)" if defaults.guidance_scale is not None
-                                                              else ""))
+    if request.guidance_scale is None:
+        changes["guidance_scale"] = defaults.guidance_or()
+        chosen.append(f"--guidance {changes['guidance_scale']:g}"
+                      + (" (the model's)" if defaults.guidance_scale is not None else ""))
     return replace(request, **changes), chosen
 
 
 def with_pipeline_defaults(request: EditRequest, pipe) -> EditRequest:
-    """``request`` with an unset ``size`` and ``guidance`` taken from what ``pipe``'s model records
-    (:func:`with_model_defaults`)."""
-    return with_model_defaults(request, pipe.recorded_defaults)[0]
+    """``request`` with an unset ``size`` and ``guidance_scale`` taken from what ``pipe``'s model records
+    (:func:`with_model_defaults`; the source's size probed when the model records none)."""
+    short_side = None if request.size is not None or pipe.config.trained_size else source_short_side(request.input)
+    return with_model_defaults(request, pipe.recorded_defaults, short_side)[0]
+
+
+def source_short_side(path: str) -> int | None:
+    """The source video's short side in pixels (read from its header), or None if it cannot be probed."""
+    from gen1.media import frame_size
+
+    try:
+        return min(frame_size(path)) or None
+    except (OSError, ValueError):
+        return None
 
 
 # ----------------------------------------------------------------------------------------------- reading
@@ -194,7 +154,7 @@ class ClipTooLong(ValueError):
 class EditInputs:
     """The decoded inputs of an edit: the source clip, the mask ``(F|1, 1, H, W)`` and your own depth, if any."""
 
-    clip: Any  # gen1.video.VideoClip
+    clip: Any  # gen1.media.VideoClip
     mask: Any = None
     depth: Any = None
 
@@ -237,7 +197,7 @@ def _read_media(path: str, clip_args: dict, size: int):
 
 
 def _read_source(request: EditRequest, clip_args: dict):
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     with errors_naming("INPUT"):
         return read_video(request.input, size=request.size, **clip_args)
@@ -266,7 +226,7 @@ def _user_depth(request: EditRequest, clip_args: dict, clip):
     image folders are read at full precision (16-bit PNG/TIFF) and scaled and centre-cropped like the video.
     """
     from gen1.depth import load_structure
-    from gen1.video import VIDEO_SUFFIXES
+    from gen1.media import VIDEO_SUFFIXES
 
     with errors_naming("--depth"):
         if Path(request.depth).suffix.lower() in VIDEO_SUFFIXES:
@@ -308,39 +268,30 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
 
     ``inputs`` are the decoded inputs (:func:`read_inputs`; read here when omitted). ``progress(done, total)``
     is called as denoising steps finish in each temporal window; ``cancel()`` is polled at the same moments and
-    before writing: when it returns true the edit stops with :class:`EditCancelled` and writes nothing.
+    before writing: when it returns true the edit stops with :class:`EditCancelled` and writes nothing. Both reach
+    the pipeline as arguments of this call only (its scheduler too), so the pipeline itself is never changed.
     """
     import torch
 
-    from gen1.video import write_video
+    from gen1.media import write_video
 
     request = with_pipeline_defaults(request, pipe)
     inputs = read_inputs(request) if inputs is None else inputs
     clip = inputs.clip
     generator = torch.Generator(device="cpu").manual_seed(request.seed)
-    with _scheduler_swapped(pipe, request.scheduler), _reporting_progress(pipe, progress, cancel):
-        result = pipe(
-            clip.frames,
-            prompt=list(request.prompt) or None,
-            negative_prompt=request.negative_prompt,
-            reference_image=list(request.reference) or None,
-            content_weights=None if request.content_weights is None else list(request.content_weights),
-            height=clip.height,  # the clip as read (at request.size), not resized again to the model's size
-            width=clip.width,
-            structure_level=request.structure_level,
-            guidance_scale=request.guidance,
-            temporal_guidance_scale=request.temporal_guidance,
-            num_inference_steps=request.steps,
-            generator=generator,
-            depth=inputs.depth,
-            mask=inputs.mask,
-            window_size=request.window,
-            window_overlap=request.overlap,
-            window_shift=not request.fixed_windows,
-            strength=request.strength,
-            controlnet_conditioning_scale=request.controlnet_scale,
-            output_type="pt",
-        )
+    settings = request.settings("edit")
+    settings.update(prompt=list(request.prompt) or None, reference_image=list(request.reference_image) or None,
+                    content_weights=None if request.content_weights is None else list(request.content_weights),
+                    depth=inputs.depth, mask=inputs.mask, size=None)
+    result = pipe(
+        clip.frames,
+        **settings,
+        height=clip.height,  # the clip as read (at request.size), not resized again to the model's size
+        width=clip.width,
+        generator=generator,
+        output_type="pt",
+        progress_callback=_reporter(progress, cancel),
+    )
     if cancel is not None and cancel():
         raise EditCancelled("the edit was cancelled")
     output = write_video(request.output, result.frames, clip.fps, audio_from=clip if clip.has_audio else None)
@@ -353,79 +304,19 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
                       has_audio=clip.has_audio)
 
 
-def make_scheduler(name: str, config):
-    """A diffusers scheduler of kind ``name`` (``ddim``, ``dpm``, ``euler``) from another scheduler's config."""
-    from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+def _reporter(progress: Progress | None, cancel: Callable[[], bool] | None):
+    """The pipeline's ``progress_callback``: reports ``progress(done, total)`` and raises :class:`EditCancelled`
+    as soon as ``cancel()`` is true; None when neither is given."""
+    if progress is None and cancel is None:
+        return None
 
-    cls = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}[name]
-    return cls.from_config(config)
-
-
-@contextlib.contextmanager
-def _scheduler_swapped(pipe, name: str | None):
-    """Use scheduler ``name`` for one call, then give the pipeline back its own (a server reuses the pipeline)."""
-    if name is None:
-        yield
-        return
-    own = pipe.scheduler
-    pipe.scheduler = make_scheduler(name, own.config)
-    try:
-        yield
-    finally:
-        pipe.scheduler = own
-
-
-class _ReportingBar:
-    """The pipeline's progress bar, also reporting ``progress(done, total)`` and raising when ``cancel()``.
-
-    The pipeline advances its bar once per temporal window of each denoising step, with ``total`` = steps x
-    windows, so this is the edit's real progress.
-    """
-
-    def __init__(self, bar, total: int, progress: Progress | None, cancel: Callable[[], bool] | None):
-        self._bar, self._total, self._progress, self._cancel = bar, int(total or 0), progress, cancel
-        self._done = 0
-
-    def __enter__(self):
-        self._bar.__enter__()
-        self._report()
-        return self
-
-    def __exit__(self, *exc_info):
-        return self._bar.__exit__(*exc_info)
-
-    def update(self, n: int = 1):
-        self._bar.update(n)
-        self._done += n
-        self._report()
-
-    def _report(self) -> None:
-        if self._progress is not None:
-            self._progress(self._done, self._total)
-        if self._cancel is not None and self._cancel():
+    def report(done: int, total: int) -> None:
+        if progress is not None:
+            progress(done, total)
+        if cancel is not None and cancel():
             raise EditCancelled("the edit was cancelled")
 
-    def __getattr__(self, name):
-        return getattr(self._bar, name)
-
-
-@contextlib.contextmanager
-def _reporting_progress(pipe, progress: Progress | None, cancel: Callable[[], bool] | None):
-    """For one call, wrap the bars of diffusers' ``DiffusionPipeline.progress_bar`` (the hook diffusers gives
-    for following a pipeline) in :class:`_ReportingBar`."""
-    if progress is None and cancel is None:
-        yield
-        return
-    make_bar = pipe.progress_bar
-
-    def progress_bar(iterable=None, total=None):
-        return _ReportingBar(make_bar(iterable=iterable, total=total), total, progress, cancel)
-
-    pipe.progress_bar = progress_bar  # an instance attribute in front of the method, removed below
-    try:
-        yield
-    finally:
-        del pipe.progress_bar
+    return report
 
 
 # ----------------------------------------------------------------------------------------------- command line
@@ -434,13 +325,13 @@ def edit_command(request: EditRequest, model_args: Sequence[str] = ()) -> str:
     ``model_args`` (e.g. ``["--model", "DIR"]``), quoted for a POSIX shell."""
     words = ["gen1", "edit"]
     words += [request.input] if not request.input.startswith("-") else []
-    for name, flag in FLAGS.items():
+    for name, flag in COMMAND_FLAGS.items():
         value = getattr(request, name)
-        if name != "output" and value == DEFAULTS[name]:
+        if name != "output" and value == DEFAULTS.get(name):
             continue
         if isinstance(value, bool):
-            words.append(flag)
-        elif name in ("prompt", "reference"):
+            words.append(flag)  # a switch: given only when it differs from its default
+        elif name in ("prompt", "reference_image"):
             for item in value:
                 words += _option(flag, item)
         elif name == "content_weights":
@@ -465,7 +356,7 @@ def _number(value: float) -> str:
 
 
 __all__ = [
-    "ClipLimits", "ClipTooLong", "DEFAULTS", "EditCancelled", "EditInputs", "EditRequest", "EditResult", "FLAGS",
-    "SCHEDULERS", "check_request", "edit_command", "make_scheduler", "read_inputs", "request_from_args", "run_edit",
+    "COMMAND_FLAGS", "ClipLimits", "ClipTooLong", "DEFAULTS", "EditCancelled", "EditInputs", "EditRequest",
+    "EditResult", "check_request", "edit_command", "read_inputs", "request_from_args", "run_edit", "source_short_side",
     "with_model_defaults", "with_pipeline_defaults",
 ]

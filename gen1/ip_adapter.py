@@ -102,7 +102,7 @@ def apply_ip_adapter(video_unet, state: dict, *, scale: float = 1.0) -> None:
 
     from gen1.temporal_layers import base_key_to_wrapped_key
 
-    unet = video_unet.unet
+    unet = video_unet.image_unet
     shapes = tensor_shapes(state)
     check_cross_attention_fits(shapes, unet.config.cross_attention_dim)
     view = SimpleNamespace(attn_processors=_image_unet_processors(unet), config=unet.config)
@@ -142,7 +142,7 @@ def set_ip_adapter_scale(video_unet, scale: float) -> None:
     """How strongly the reference images act (the IP-Adapter's attention scale), on every adapted attention."""
     from diffusers.models.attention_processor import IPAdapterAttnProcessor, IPAdapterAttnProcessor2_0
 
-    for processor in video_unet.unet.attn_processors.values():
+    for processor in video_unet.image_unet.attn_processors.values():
         if isinstance(processor, (IPAdapterAttnProcessor, IPAdapterAttnProcessor2_0)):
             processor.scale = [float(scale)] * len(processor.scale)
     video_unet.register_to_config(ip_adapter_scale=float(scale))
@@ -152,7 +152,7 @@ def uses_hidden_states(video_unet) -> bool:
     """True for the "plus" adapters, which take the vision encoder's penultimate hidden states, not image_embeds."""
     from diffusers.models.embeddings import ImageProjection
 
-    layers = video_unet.unet.encoder_hid_proj.image_projection_layers
+    layers = video_unet.image_unet.encoder_hid_proj.image_projection_layers
     return not isinstance(layers[0], ImageProjection)
 
 
@@ -212,9 +212,10 @@ def load_ip_adapter_into(pipe, path, *, image_encoder=None, scale: float = 1.0) 
     """:meth:`gen1.pipeline.Gen1Pipeline.load_ip_adapter`: check, read, apply, and register the vision encoder."""
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
-    if pipe.route_name != "controlnet":
-        raise ValueError("IP-Adapters fit the public-checkpoint route (an SD UNet with a text encoder); native Gen-1 "
-                         "models take reference images through their own content encoder")
+    route = pipe.route
+    if not route.references_through_ip_adapter:
+        raise ValueError(f"IP-Adapters do not fit this pipeline, {route.description}: it takes reference images "
+                         "through its own content encoder")
     path, image_encoder = resolve_ip_adapter(path, image_encoder)
     state = read_ip_adapter(path)
     if not isinstance(image_encoder, torch.nn.Module):

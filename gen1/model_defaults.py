@@ -31,7 +31,7 @@ from pathlib import Path
 TRAINED_SIZE_KEY = "trained_size"
 GUIDANCE_KEY = "recommended_guidance_scale"
 FALLBACK_GUIDANCE = 7.5  # classifier-free guidance as Stable Diffusion pipelines default to it
-FALLBACK_EDIT_SIZE = 512  # gen1 edit on a model that records no size (Stable Diffusion's)
+FALLBACK_SIZE = 512  # the largest default short side of an edit with a model that records no size (edit_size)
 FAR_FACTOR = 2.0  # a size more than this factor above or below the trained one warns
 
 
@@ -105,3 +105,15 @@ def far_from_trained(size: int, trained_size: int | None) -> str | None:
     cost = "" if size < trained_size else f", about {(size / trained_size) ** 2:.0f}x the compute per step"
     return (f"size {size} px is far from the {trained_size} px this model was trained at: expect a worse edit{cost} "
             f"(its default size is {trained_size})")
+
+
+def edit_size(trained_size: int | None, source_short_side: int | None = None, multiple: int = 8) -> int:
+    """The default short side of an edit, the same for ``Gen1Pipeline.__call__``, ``gen1 edit`` and ``gen1 serve``:
+    the model's ``trained_size``; for a model that records none, the source's own short side up to
+    :data:`FALLBACK_SIZE` (512, Stable Diffusion's), rounded down to a ``multiple`` (the VAE's factor; 8 for a
+    command's ``--size``), or :data:`FALLBACK_SIZE` when the source's size is not known."""
+    if trained_size:
+        return int(trained_size)
+    if source_short_side is None:
+        return FALLBACK_SIZE
+    return max(multiple, min(int(source_short_side), FALLBACK_SIZE) // multiple * multiple)

@@ -13,6 +13,9 @@ import os
 from pathlib import Path
 
 PIPELINE_INDEX = "model_index.json"
+#: What a ``gen1 train`` export trained (``trainable``, ``stage``, ``clip_length``), beside its weights: written by
+#: :mod:`gen1.training.export`, read by :mod:`gen1.assembly` (both name it from here, so they cannot disagree).
+EXPORT_RECORD = "training.json"
 
 
 def _class_name(config: Path) -> str | None:
@@ -27,7 +30,7 @@ def not_a_pipeline_hint(folder: str | os.PathLike) -> str:
     folder = Path(folder)
     if (folder / "export" / PIPELINE_INDEX).is_file():
         return f"it is a `gen1 train` output folder: give its export, '{folder / 'export'}'"
-    if (folder / "training.json").is_file():
+    if (folder / EXPORT_RECORD).is_file():
         return ("it is a `gen1 train` export from a gen1 that did not write pipelines: run the same `gen1 train` "
                 "command again with train.resume=latest to export it as one")
     if _class_name(folder / "config.json") == "VideoUNet":

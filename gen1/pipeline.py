@@ -30,26 +30,18 @@ import numpy as np
 import torch
 from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
-from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange
 
-from gen1.conditioning import (check_structure_level, decode_latents, encode_latents, resize, video_structure,
-                               target_size, video_to_tensor)
-from gen1.denoise import denoise
-from gen1.guidance import GuidancePlan, check_scales, plan_guidance
+from gen1.conditioning import decode_latents, encode_latents, resize, target_size, video_to_tensor
+from gen1.denoise import denoise, make_scheduler
+from gen1.guidance import GuidancePlan, plan_guidance
 from gen1.masking import KeptRegion, prepare_mask
-from gen1.routes import NativeRoute
+from gen1.routes import ContentRequest, Route, route_class
+from gen1.model_defaults import edit_size
+from gen1.settings import check_setting, check_settings
 from gen1.windows import WindowBlender, check_window_arguments
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
-
-
-def check_controlnet_scale(scale) -> float:
-    """``controlnet_conditioning_scale`` as a float, or ``ValueError`` unless it is a finite number >= 0."""
-    value = float(scale)
-    if not (np.isfinite(value) and value >= 0):
-        raise ValueError(f"controlnet_conditioning_scale must be a finite number >= 0, got {scale!r}")
-    return value
 
 
 @dataclass
@@ -148,14 +140,14 @@ class Gen1Pipeline(DiffusionPipeline):
         from gen1.model_defaults import image_model_size
 
         if self.config.trained_size is None:
-            size = image_model_size(dict(self.unet.unet.config), dict(self.vae.config))
+            size = image_model_size(dict(self.unet.image_unet.config), dict(self.vae.config))
             self.register_to_config(trained_size=size)
         return self
 
     @property
-    def route_name(self) -> str:
-        """``"controlnet"`` when structure goes through a ControlNet (public checkpoints), else ``"native"``."""
-        return "native" if self.controlnet is None else "controlnet"
+    def route(self) -> Route:
+        """The route this pipeline's components make (:mod:`gen1.routes`): what carries structure and content."""
+        return route_class(self.components)(self)
 
     # ----------------------------------------------------------------------------------------------- assembly
     @classmethod
@@ -214,7 +206,7 @@ class Gen1Pipeline(DiffusionPipeline):
         route, the ControlNet (``compile_kwargs`` go to ``torch.compile``). The components stay the same objects
         with their attributes, so adapters and guidance see no difference; the first step pays the compilation.
         Returns the modules compiled."""
-        networks = [module for module in (self.unet, self.controlnet) if module is not None]
+        networks = self.route.denoisers()
         for module in networks:
             module.compile(**compile_kwargs)
         return networks
@@ -302,69 +294,6 @@ class Gen1Pipeline(DiffusionPipeline):
 
         return load_lora_weights(self.unet, path, scale=scale, adapter_name=adapter_name)
 
-    # ----------------------------------------------------------------------------------------------- content
-    def encode_content(
-        self,
-        prompt: str | Sequence[str] | None = None,
-        reference_image=None,
-        content_weights: Sequence[float] | None = None,
-        generator: torch.Generator | None = None,
-    ) -> torch.Tensor:
-        """Content embedding ``(1, D)`` from prompt(s) (through the prior) and/or reference image(s), mixed with
-        ``content_weights`` (one per prompt, then one per image; :func:`gen1.content.convex_mix`)."""
-        from gen1.content import convex_mix
-
-        prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
-        if reference_image is None:
-            images = []
-        elif isinstance(reference_image, (list, tuple)):
-            images = list(reference_image)
-        else:
-            images = [reference_image]
-        if not prompts and not images:
-            raise ValueError("give a prompt, a reference_image or content_embeds")
-        if self.content_encoder is None:
-            raise ValueError("this pipeline has no content_encoder; pass content_embeds instead")
-        images = [self._load_image(image) for image in images]
-        embeddings = []
-        if prompts:
-            embeddings.append(
-                self.content_encoder.encode_text(
-                    prompts, prior=self.prior, prior_scheduler=self.prior_scheduler, generator=generator
-                )
-            )
-        for image in images:
-            embeddings.append(self.content_encoder.encode_image(image).reshape(1, -1))
-        embeds = torch.cat([e.reshape(e.shape[0], -1).float() for e in embeddings])
-        return convex_mix(embeds, content_weights)
-
-    @staticmethod
-    def _load_image(image):
-        if isinstance(image, (str, os.PathLike)):
-            from gen1.video import read_image
-
-            return read_image(image)
-        return image
-
-    def prepare_content(self, prompt, reference_image, content_weights, content_embeds, generator,
-                        device) -> tuple[torch.Tensor, torch.Tensor]:
-        """(content context, null context), each ``(1, L, D)`` float32 on ``device``, from the content arguments."""
-        from gen1.content import as_unet_context, convex_mix, null_content
-
-        if content_embeds is not None:
-            embeds = torch.as_tensor(content_embeds).float()
-            embeds = convex_mix(embeds.reshape(-1, embeds.shape[-1]), content_weights)
-        else:
-            embeds = self.encode_content(prompt, reference_image, content_weights, generator=generator)
-        expected = getattr(self.unet, "content_dim", None)
-        if expected is not None and embeds.shape[-1] != expected:
-            raise ValueError(
-                f"content embedding dimension {embeds.shape[-1]} does not match the UNet's content_dim {expected}"
-            )
-        context = as_unet_context(embeds.to(device=device, dtype=torch.float32))
-        null = as_unet_context(null_content(1, embeds.shape[-1], device, torch.float32))
-        return context, null
-
     # ----------------------------------------------------------------------------------------------- structure
     def prepare_depth(self, frames: torch.Tensor, depth, batch_size: int = 8) -> torch.Tensor:
         """Unobscured depth ``(F, 1, H, W)`` in [0, 1] at the frames' size: estimated, or the user's ``depth``."""
@@ -391,37 +320,19 @@ class Gen1Pipeline(DiffusionPipeline):
         return resize(depth, tuple(frames.shape[-2:]))
 
     # ----------------------------------------------------------------------------------------------- route
-    def prepare_route(self, source: "SourceVideo", content: dict, *, depth, structure_level: float,
-                      plan: GuidancePlan, generator, device, controlnet_conditioning_scale: float = 1.0):
-        """The model function of this edit (a route, :mod:`gen1.routes`) and the obscured depth it is guided by
-        (for display, ``(F, 1, H, W)`` in [0, 1] at the output size).
+    def prepare_route(self, source: "SourceVideo", content: ContentRequest, *, depth, structure_level: float,
+                      plan: GuidancePlan, generator, device, settings: dict | None = None):
+        """The model function of this edit (the route's :class:`gen1.routes.GuidedPrediction`) and the obscured
+        depth it is guided by (for display, ``(F, 1, H, W)`` in [0, 1] at the output size).
 
-        ``content`` holds the content arguments of :meth:`__call__` (prompt, negative_prompt, reference_image,
-        content_weights, content_embeds). Content is encoded before anything else draws from ``generator`` (a
-        prior samples).
+        Content is encoded before anything else draws from ``generator`` (a prior samples). ``settings``: the
+        route-specific settings of the call (e.g. ``controlnet_conditioning_scale``), already checked.
         """
-        if self.route_name == "controlnet":
-            return self._controlnet_route(source, content, depth, structure_level, plan, device,
-                                          controlnet_conditioning_scale)
-        if content.get("negative_prompt") is not None:
-            raise ValueError("negative_prompt needs a text-conditioned model (the public-checkpoint route); native "
-                             "Gen-1 models use the null content")
-        context, null_context = self.prepare_content(content["prompt"], content["reference_image"],
-                                                     content["content_weights"], content["content_embeds"],
-                                                     generator, device)
+        route = self.route
+        encoded = route.encode_content(content, generator=generator, device=device)
         depth_full = self.prepare_depth(source.frames, depth)
-        depth_shown, structure = video_structure(depth_full, structure_level, source.latent_size)
-        return NativeRoute(self.unet, structure.to(device), plan, context, null_context), depth_shown
-
-    def _controlnet_route(self, source, content, depth, structure_level, plan, device, conditioning_scale):
-        from gen1.depth import obscure
-        from gen1.routes.controlnet import build_controlnet_route
-
-        check_controlnet_scale(conditioning_scale)
-        depth_full = self.prepare_depth(source.frames, depth)
-        depth_shown = obscure(depth_full, structure_level).clamp(0, 1)  # on the pixel grid the ControlNet sees
-        route = build_controlnet_route(self, content, depth_shown, plan, device, float(conditioning_scale))
-        return route, depth_shown
+        depth_shown, structure = route.structure(depth_full, structure_level, source.latent_size)
+        return route.bind(encoded, structure, plan, settings or {}), depth_shown
 
     def load_ip_adapter(self, path, *, image_encoder=None, scale: float = 1.0) -> None:
         """Reference images as content on the public route: an IP-Adapter file (diffusers / original format, e.g.
@@ -451,15 +362,13 @@ class Gen1Pipeline(DiffusionPipeline):
     def check_inputs(self, *, structure_level, guidance_scale, temporal_guidance_scale, num_inference_steps,
                      output_type, strength, decode_chunk_size, mask_feather=1.0,
                      callback_on_step_end_tensor_inputs=()):
-        """Validate the scalar call arguments (``ValueError`` naming the argument and its value)."""
-        check_structure_level(structure_level)
-        check_scales(guidance_scale, temporal_guidance_scale)
-        if int(num_inference_steps) != num_inference_steps or num_inference_steps < 1:
-            raise ValueError(f"num_inference_steps must be an integer >= 1, got {num_inference_steps!r}")
+        """Validate the scalar call arguments (``ValueError`` naming the argument and its value); the declared
+        settings by their declared ranges (:func:`gen1.settings.check_settings`)."""
+        check_settings(dict(structure_level=structure_level, guidance_scale=guidance_scale,
+                            temporal_guidance_scale=temporal_guidance_scale, num_inference_steps=num_inference_steps,
+                            strength=strength))
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
-        if not (0.0 < float(strength) <= 1.0):
-            raise ValueError(f"strength must be in (0, 1], got {strength!r}")
         if not (np.isfinite(float(mask_feather)) and float(mask_feather) >= 0):
             raise ValueError(f"mask_feather must be a finite number >= 0 (latent cells), got {mask_feather!r}")
         if int(decode_chunk_size) != decode_chunk_size or decode_chunk_size < 1:
@@ -471,11 +380,13 @@ class Gen1Pipeline(DiffusionPipeline):
     def prepare_source(self, video, *, height: int | None = None, width: int | None = None,
                        size: int | None = None) -> "SourceVideo":
         """The video at its output size: the given one, else the model's ``trained_size`` (short side), else the
-        video's own; a short side far from ``trained_size`` warns (:func:`gen1.model_defaults.far_from_trained`)."""
+        video's own short side up to :data:`gen1.model_defaults.FALLBACK_SIZE` (:func:`gen1.model_defaults.edit_size`,
+        the rule ``gen1 edit`` and ``gen1 serve`` follow too); a short side far from ``trained_size`` warns
+        (:func:`gen1.model_defaults.far_from_trained`)."""
         from gen1.model_defaults import far_from_trained
 
         if size is None and height is None and width is None:
-            size = self.config.trained_size  # None: the video's own size
+            size = self.config.trained_size  # None: edit_size of the video's own short side
         source = SourceVideo.prepare(video, height=height, width=width, size=size, multiple=self.vae_scale_factor)
         message = far_from_trained(min(source.size), self.config.trained_size)
         if message is not None:  # stacklevel 4: the caller of __call__ (this, __call__, torch.no_grad's wrapper)
@@ -499,47 +410,52 @@ class Gen1Pipeline(DiffusionPipeline):
         return window_size, window_overlap
 
     # ----------------------------------------------------------------------------------------------- schedule
-    def prepare_timesteps(self, num_inference_steps: int, strength: float, device) -> torch.Tensor:
+    def prepare_scheduler(self, scheduler=None):
+        """The scheduler of one call: the pipeline's own, or ``scheduler`` (an instance, or a name of
+        :data:`gen1.settings.SCHEDULERS` made from the pipeline's scheduler config). A named one is a new object,
+        so one call never changes the pipeline that another call uses."""
+        if scheduler is None:
+            return self.scheduler
+        if isinstance(scheduler, str):
+            check_setting("scheduler", scheduler)
+            return make_scheduler(scheduler, self.scheduler.config)
+        return scheduler
+
+    def prepare_timesteps(self, num_inference_steps: int, strength: float, device, scheduler=None) -> torch.Tensor:
         """The scheduler's timesteps for ``num_inference_steps``; with ``strength < 1`` only the last ``strength``
         share of them (at least one), the scheduler told where it starts."""
-        self.scheduler.set_timesteps(num_inference_steps, device=device)
-        timesteps = self.scheduler.timesteps
+        scheduler = scheduler or self.scheduler
+        scheduler.set_timesteps(num_inference_steps, device=device)
+        timesteps = scheduler.timesteps
         if strength >= 1.0:
             return timesteps
-        order = getattr(self.scheduler, "order", 1)
+        order = getattr(scheduler, "order", 1)
         skip = max(num_inference_steps - max(int(num_inference_steps * strength), 1), 0)
-        if hasattr(self.scheduler, "set_begin_index"):
-            self.scheduler.set_begin_index(skip * order)
+        if hasattr(scheduler, "set_begin_index"):
+            scheduler.set_begin_index(skip * order)
         return timesteps[skip * order :]
 
     def prepare_latents(self, source: "SourceVideo", timesteps: torch.Tensor, *, strength: float,
-                        need_source: bool, generator, device, decode_chunk_size: int,
-                        diffusers_convention: bool = False):
+                        need_source: bool, generator, device, decode_chunk_size: int, scheduler=None):
         """(initial latents, the noise they were drawn with, the source latents or None), all float32.
 
         Below ``strength`` 1 the edit starts from the source latents noised to the first timestep; at 1 from
         pure noise. The source latents are encoded when ``need_source`` (a masked edit keeps them) or below 1.
-        Native models use the training convention: the VAE posterior mean, noise drawn ``(1, C, F, h, w)``. The
-        public route uses diffusers' video-to-video convention (``diffusers_convention``): a posterior sample,
-        then noise drawn frame-major ``(1, F, C, h, w)``, so that a seed gives what it gives in diffusers.
+        How the source is encoded and the noise drawn is the route's convention
+        (:meth:`gen1.routes.Route.encode_source`, :meth:`~gen1.routes.Route.draw_noise`): native models use the training convention, the public route
+        diffusers' video-to-video convention, so that a seed gives what it gives in diffusers.
         """
+        route, scheduler = self.route, scheduler or self.scheduler
         source_latents = None
         if need_source or strength < 1.0:
-            sample_generator = generator if diffusers_convention else None
-            latents = encode_latents(self.vae, source.frames, chunk_size=decode_chunk_size, device=device,
-                                     sample_generator=sample_generator)
-            source_latents = rearrange(latents, "f c h w -> 1 c f h w").to(device)
-        channels, (height, width) = self.unet.latent_channels, source.latent_size
-        if diffusers_convention:
-            noise = randn_tensor((1, source.num_frames, channels, height, width), generator=generator, device=device,
-                                 dtype=torch.float32).permute(0, 2, 1, 3, 4)
-        else:
-            noise = randn_tensor((1, channels, source.num_frames, height, width), generator=generator, device=device,
-                                 dtype=torch.float32)
+            source_latents = route.encode_source(source.frames, generator=generator, device=device,
+                                                 chunk_size=decode_chunk_size)
+        shape = (1, self.unet.latent_channels, source.num_frames, *source.latent_size)
+        noise = route.draw_noise(shape, generator=generator, device=device)
         if strength < 1.0:
-            latents = self.scheduler.add_noise(source_latents, noise, timesteps[:1])
+            latents = scheduler.add_noise(source_latents, noise, timesteps[:1])
         else:
-            latents = noise * float(self.scheduler.init_noise_sigma)
+            latents = noise * float(scheduler.init_noise_sigma)
         return latents, noise, source_latents
 
     def _callback_hook(self, callback: Callable, tensor_names: Sequence[str]):
@@ -582,9 +498,11 @@ class Gen1Pipeline(DiffusionPipeline):
         decode_chunk_size: int = 8,
         strength: float = 1.0,
         controlnet_conditioning_scale: float = 1.0,
+        scheduler=None,
         output_type: str = "np",
         callback_on_step_end: Callable | None = None,
         callback_on_step_end_tensor_inputs: Sequence[str] = ("latents",),
+        progress_callback: Callable[[int, int], None] | None = None,
     ) -> Gen1PipelineOutput:
         """Edit ``video``; see the module docstring for the data flow.
 
@@ -614,9 +532,15 @@ class Gen1Pipeline(DiffusionPipeline):
             decode_chunk_size: frames per VAE encode/decode call.
             strength: in (0, 1]; below 1 starts from the source latents noised to that fraction of the schedule.
             controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
+            scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, made from the pipeline's
+                scheduler config) or a scheduler instance; default: the pipeline's own. The pipeline is not changed.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
             callback_on_step_end: ``f(pipe, step, timestep, kwargs) -> dict`` with ``kwargs`` holding the tensors
                 named in ``callback_on_step_end_tensor_inputs``; a returned ``"latents"`` replaces the latents.
+            progress_callback: ``f(done, total)`` after each temporal window of each step (``total`` = steps x
+                windows, the length of the progress bar); an exception it raises stops the edit (a cancel button).
+            Settings a route does not take (e.g. ``negative_prompt`` on a native model) are refused
+            (:meth:`gen1.routes.Route.check_settings`).
         """
         if guidance_scale is None:
             guidance_scale = self.default_guidance_scale
@@ -626,35 +550,50 @@ class Gen1Pipeline(DiffusionPipeline):
             output_type=output_type, strength=strength, decode_chunk_size=decode_chunk_size,
             mask_feather=mask_feather, callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
+        route_settings = dict(negative_prompt=negative_prompt,
+                              controlnet_conditioning_scale=controlnet_conditioning_scale)
+        self.route.check_settings(route_settings, model="this pipeline")
+        check_settings(route_settings)
+        scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
         device = self._execution_device
         source = self.prepare_source(video, height=height, width=width, size=size)
         user_mask = None if mask is None else prepare_mask(mask, source.num_frames, *source.input_size)
 
-        content = dict(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
-                       content_weights=content_weights, content_embeds=content_embeds)
-        route, depth_shown = self.prepare_route(source, content, depth=depth, structure_level=structure_level,
-                                                plan=plan, generator=generator, device=device,
-                                                controlnet_conditioning_scale=controlnet_conditioning_scale)
-        timesteps = self.prepare_timesteps(num_inference_steps, strength, device)
+        content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
+                                 content_weights=content_weights, content_embeds=content_embeds)
+        prediction, depth_shown = self.prepare_route(source, content, depth=depth, structure_level=structure_level,
+                                                     plan=plan, generator=generator, device=device,
+                                                     settings=route_settings)
+        timesteps = self.prepare_timesteps(num_inference_steps, strength, device, scheduler)
         latents, noise, source_latents = self.prepare_latents(
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
-            device=device, decode_chunk_size=decode_chunk_size,
-            diffusers_convention=self.route_name == "controlnet",
+            device=device, decode_chunk_size=decode_chunk_size, scheduler=scheduler,
         )
         kept = None if user_mask is None else KeptRegion.from_pixel_mask(
             user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
-            scheduler=self.scheduler, timesteps=timesteps)
+            scheduler=scheduler, timesteps=timesteps)
         hooks = [kept] if kept is not None else []
         if callback_on_step_end is not None:
             hooks.append(self._callback_hook(callback_on_step_end, callback_on_step_end_tensor_inputs))
 
-        blender = WindowBlender(route.predict, source.num_frames, window_size, window_overlap,
+        blender = WindowBlender(prediction.predict, source.num_frames, window_size, window_overlap,
                                 num_steps=len(timesteps), shift=window_shift, device=device)
-        with self.progress_bar(total=blender.window_evaluations()) as progress:
-            blender.on_window = progress.update
-            latents = denoise(blender, latents, timesteps, self.scheduler, generator=generator, after_step=hooks)
+        total = blender.window_evaluations()
+        done = 0
+        with self.progress_bar(total=total) as progress:
+            def on_window():
+                nonlocal done
+                done += 1
+                progress.update()
+                if progress_callback is not None:
+                    progress_callback(done, total)
+
+            blender.on_window = on_window
+            if progress_callback is not None:
+                progress_callback(0, total)
+            latents = denoise(blender, latents, timesteps, scheduler, generator=generator, after_step=hooks)
 
         if output_type == "latent":
             self.maybe_free_model_hooks()
@@ -702,9 +641,12 @@ class SourceVideo:
 
     @classmethod
     def prepare(cls, video, *, height=None, width=None, size=None, multiple: int = 8) -> "SourceVideo":
-        """Read / convert ``video`` (:func:`gen1.conditioning.video_to_tensor`) and resize it to the output size."""
+        """Read / convert ``video`` (:func:`gen1.conditioning.video_to_tensor`) and resize it to the output size
+        (none given: :func:`gen1.model_defaults.edit_size` of its own short side)."""
         frames, fps = video_to_tensor(video)
         input_size = tuple(frames.shape[-2:])
+        if size is None and height is None and width is None:
+            size = edit_size(None, min(input_size), multiple)
         size_hw = target_size(*input_size, height=height, width=width, size=size, multiple=multiple)
         latent_size = (size_hw[0] // multiple, size_hw[1] // multiple)
         return cls(resize(frames, size_hw), fps, input_size, latent_size)

@@ -192,6 +192,11 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
 
     # ------------------------------------------------------------------ properties
     @property
+    def image_unet(self) -> UNet2DConditionModel:
+        """The wrapped diffusers image UNet (its spatial layers, with the temporal ones inserted in place)."""
+        return self.unet
+
+    @property
     def temporal_kind(self) -> str:
         """``"gen1"`` (native temporal convolutions and attention) or ``"animatediff"`` (motion modules)."""
         return "gen1" if self.config.motion_adapter_config is None else ANIMATEDIFF

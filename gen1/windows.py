@@ -208,12 +208,11 @@ def blend_schedule(num_frames: int, window_size: int, overlap: int, num_steps: i
 class WindowBlender:
     """A model function over the whole video made from a prediction over one window at a time.
 
-    The ``k``-th call (the ``k``-th step of a loop of ``num_steps`` model evaluations) evaluates
-    ``predict_window`` on every window of :func:`step_windows` for step ``k`` and blends the windows'
-    predictions frame by frame over the frames of :func:`blend_windows` with :func:`window_weights`, divided by
-    the summed weights (a convex combination wherever windows meet).
-    ``on_window`` is called after each window (progress bars). A blender counts its calls, so it serves one
-    run of the loop: make a new one per edit.
+    Called at step ``k`` of a loop of ``num_steps`` model evaluations (the loop hands it the step,
+    :func:`gen1.denoise.denoise`), it evaluates ``predict_window`` on every window of :func:`step_windows` for step
+    ``k`` and blends the windows' predictions frame by frame over the frames of :func:`blend_windows` with
+    :func:`window_weights`, divided by the summed weights (a convex combination wherever windows meet).
+    ``on_window`` is called after each window (progress bars).
     """
 
     def __init__(
@@ -235,7 +234,6 @@ class WindowBlender:
         self.num_steps = int(num_steps)
         self.device = device
         self.on_window = on_window
-        self.step = 0
         self._blends: dict[tuple, tuple[list[torch.Tensor], torch.Tensor]] = {}
 
     def windows(self, step: int) -> list[tuple[int, int]]:
@@ -267,11 +265,12 @@ class WindowBlender:
             self._blends[key] = weights, weight_sum
         return self._blends[key]
 
-    def __call__(self, model_input: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        """The blended prediction for ``model_input`` ``(B, C, F, h, w)``: float32, same shape."""
-        windows = self.windows(self.step)
-        weights, weight_sum = self._blend(self.step)
-        self.step += 1
+    def __call__(self, model_input: torch.Tensor, t: torch.Tensor, step: int) -> torch.Tensor:
+        """The blended prediction for ``model_input`` ``(B, C, F, h, w)`` at loop step ``step``: float32, same shape."""
+        if not 0 <= step < self.num_steps:
+            raise ValueError(f"step must be in [0, {self.num_steps}), got {step}")
+        windows = self.windows(step)
+        weights, weight_sum = self._blend(step)
         prediction = torch.zeros_like(model_input, dtype=torch.float32)
         for (start, end), weight in zip(windows, weights):
             window = self.predict_window(model_input[:, :, start:end], t, slice(start, end))

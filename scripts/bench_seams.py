@@ -54,7 +54,7 @@ def load_clip(spec: str, clips_dir: Path, size: int) -> tuple[str, torch.Tensor]
         frames = int(parts[2]) if len(parts) == 3 else 48
         clip = sample_clip(int(parts[1]), frames, size, size)
         return f"synth {parts[1]}", clip.frames.float().clamp(0, 1)
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     if len(parts) > 2 or (len(parts) == 2 and not (parts[1].isdigit() or parts[1] == "pingpong")):
         raise ValueError(f"--clips: a clip is NAME[:FRAMES] or NAME:pingpong, got {spec!r}")

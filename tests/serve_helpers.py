@@ -62,7 +62,7 @@ class Server:
 
 def clip_with_audio(path: Path, clips_dir: Path, frames: int = 10, size: int = 96) -> Path:
     """The first ``frames`` frames of man-skiing.mp4 (which has sound) at ``size``, with their audio."""
-    from gen1.video import read_video, write_video
+    from gen1.media import read_video, write_video
 
     clip = read_video(clips_dir / "man-skiing.mp4", max_frames=frames, size=size)
     assert clip.has_audio

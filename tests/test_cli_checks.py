@@ -11,13 +11,8 @@ import pytest
 import torch
 
 from gen1.cli import main
-from gen1.commands._common import (
-    check_number,
-    refuse_overwriting_inputs,
-    safetensors_metadata,
-    same_file,
-    seed_value,
-)
+from gen1.commands._common import refuse_overwriting_inputs, same_file
+from gen1.checks import check_number, safetensors_metadata, seed_value
 
 
 def test_same_file_sees_through_links_and_relative_paths(tmp_path, monkeypatch):
@@ -56,7 +51,7 @@ def test_safetensors_metadata_names_truncation(tmp_path):
 
 @pytest.fixture
 def videos(tmp_path):
-    from gen1.video import write_video
+    from gen1.media import write_video
 
     frames = np.random.default_rng(0).integers(0, 255, (3, 32, 32, 3), dtype=np.uint8)
     write_video(tmp_path / "src.mp4", frames, 8)

@@ -46,7 +46,7 @@ def test_the_public_lora_trains_in_image_mode_changes_the_edit_and_round_trips(s
     from diffusers import DDPMScheduler
 
     from gen1.adapters import load_adapter, save_adapter
-    from gen1.training.customize import CustomizeSettings, encode_public_images, train_adapter
+    from gen1.training.customize import CustomizeSettings, controlnet_image_inputs, encode_public_images, train_adapter
     from gen1.unet import VideoUNet
 
     pipe = _pipe(stack)
@@ -70,7 +70,7 @@ def test_the_public_lora_trains_in_image_mode_changes_the_edit_and_round_trips(s
     monkeypatch.setattr(VideoUNet, "forward", spy)
     settings = CustomizeSettings(steps=3, lr=1e-2, batch_size=2)
     losses = train_adapter(pipe.unet, data, DDPMScheduler.from_config(pipe.scheduler.config), settings,
-                           progress=False, controlnet=pipe.controlnet)
+                           progress=False, draw=controlnet_image_inputs(pipe.controlnet))
     monkeypatch.undo()
     assert len(losses) == 3 and all(np.isfinite(losses))
     assert len(calls) == 3 and all(c["down_block_additional_residuals"] and c["mid_block_additional_residual"]
@@ -89,7 +89,7 @@ def test_the_public_lora_trains_in_image_mode_changes_the_edit_and_round_trips(s
 def test_customize_and_edit_with_the_adapter_on_the_command_line(stack, clips_dir, tmp_path, capsys):
     from safetensors import safe_open
 
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     parts = ["--base", stack["base"], "--motion-adapter", stack["motion_adapter"], "--controlnet",
              stack["controlnet"], "--depth-model", stack["dpt"]]
@@ -114,12 +114,12 @@ def test_customize_and_edit_with_the_adapter_on_the_command_line(stack, clips_di
 
 
 @pytest.mark.parametrize("argv, message", [
-    (["--model", "{native}", "--prompt", "sks"], "--prompt applies to the public route; --model '{native}' is a "
+    (["--model", "{native}", "--prompt", "sks"], "--prompt does not apply to --model '{native}', a "
      "native Gen-1 model"),
     (["--base", "{base}", "--motion-adapter", "{motion_adapter}", "--controlnet", "{controlnet}"],
      "the public route needs a depth estimator: give --depth-model"),
     (["--base", "{base}", "--motion-adapter", "{motion_adapter}", "--controlnet", "{controlnet}", "--depth-model",
-      "{dpt}", "--content-model", "{dpt}"], "--content-model belongs to native Gen-1 models"),
+      "{dpt}", "--content-model", "{dpt}"], "--content-model does not apply to"),
     (["--base", "{base}"], "needs --base, --motion-adapter and --controlnet: --motion-adapter, --controlnet missing"),
     ([], "give --model (a gen1 pipeline) or the public route's --base, --motion-adapter and --controlnet"),
 ])

@@ -87,7 +87,7 @@ def test_gen1_demo_writes_video_and_comparison_and_keeps_the_thread_count(tmp_pa
     from PIL import Image
 
     from gen1.cli import main
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     torch.set_num_threads(1)
     out = tmp_path / "demo"
@@ -103,7 +103,7 @@ def test_gen1_demo_writes_video_and_comparison_and_keeps_the_thread_count(tmp_pa
 def test_gen1_demo_edits_every_frame_of_an_input_and_keeps_its_audio(clips_dir, tmp_path, capsys):
     """Like gen1 edit: more frames than the sample clip's 16, the input's frame rate and its audio."""
     from gen1.cli import main
-    from gen1.video import read_video, write_video
+    from gen1.media import read_video, write_video
 
     clip = read_video(clips_dir / "man-skiing.mp4", size=64, max_frames=20)
     assert clip.has_audio

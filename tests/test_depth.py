@@ -423,7 +423,7 @@ def test_bad_inputs_give_clear_errors(tmp_path):
 
 
 def test_load_structure_reads_an_image_sequence_in_natural_order(tmp_path):
-    """frame2 comes before frame10, as gen1.video reads the matching RGB sequence."""
+    """frame2 comes before frame10, as gen1.media reads the matching RGB sequence."""
     from PIL import Image
 
     values = {1: 0, 2: 60, 10: 120, 11: 250}

@@ -25,7 +25,7 @@ def _edit(*args) -> int:
 
 
 def test_edit_writes_video_with_audio_and_comparison(model_dir, clips_dir, tmp_path):
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     out, compare = tmp_path / "out.mp4", tmp_path / "compare.png"
     with pytest.warns(UserWarning, match="without a prior"):
@@ -41,7 +41,7 @@ def test_edit_writes_video_with_audio_and_comparison(model_dir, clips_dir, tmp_p
 
 
 def test_edit_with_reference_mask_depth_and_windows(model_dir, clips_dir, tmp_path):
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     reference, mask, depth = tmp_path / "ref.png", tmp_path / "mask.png", tmp_path / "depth.png"
     Image.fromarray(np.full((40, 40, 3), 200, np.uint8)).save(reference)
@@ -61,14 +61,14 @@ def test_edit_with_reference_mask_depth_and_windows(model_dir, clips_dir, tmp_pa
 @pytest.fixture
 def forbid_heavy_work(monkeypatch):
     """Loading the model or decoding a video fails the test: the errors below must come before either."""
-    import gen1.video
+    import gen1.media
     from gen1.pipeline import Gen1Pipeline
 
     def forbidden(*args, **kwargs):
         raise AssertionError("heavy work started before the arguments were checked")
 
     monkeypatch.setattr(Gen1Pipeline, "from_pretrained", forbidden)
-    monkeypatch.setattr(gen1.video, "read_video", forbidden)
+    monkeypatch.setattr(gen1.media, "read_video", forbidden)
 
 
 def _unwritable_directory(tmp_path):
@@ -209,7 +209,7 @@ def test_a_file_that_is_no_adapter_is_refused_before_any_work(model_dir, clips_d
 
 
 def test_without_model_the_bundled_demo_model_edits(clips_dir, tmp_path):
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     out, reference = tmp_path / "out.mp4", tmp_path / "style.png"
     Image.fromarray(np.full((64, 64, 3), (200, 30, 30), np.uint8)).save(reference)
@@ -242,7 +242,7 @@ def test_edit_applies_a_customisation_adapter(model_dir, clips_dir, tmp_path, ca
 
     from gen1.pipeline import Gen1Pipeline
     from gen1.adapters import prepare_adapter, save_adapter
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     unet = Gen1Pipeline.from_pretrained(model_dir).unet
     prepare_adapter(unet, rank=2)

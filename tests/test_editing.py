@@ -9,7 +9,7 @@ import pytest
 
 from gen1.cli import build_parser
 from gen1.editing import (
-    FLAGS,
+    COMMAND_FLAGS,
     ClipLimits,
     ClipTooLong,
     EditCancelled,
@@ -29,17 +29,17 @@ def _parsed(command: str):
 
 FULL = EditRequest(
     input="my clip.mp4", output="out dir/edited.mp4", prompt=("a 'watercolour' painting", "-dark night"),
-    reference=("style.png",), negative_prompt="--blurry", content_weights=(0.25, 1.5, 2.0), structure_level=3.3,
-    guidance=0.1, temporal_guidance=1.25, controlnet_scale=0.5, steps=7, scheduler="dpm", strength=0.55,
+    reference_image=("style.png",), negative_prompt="--blurry", content_weights=(0.25, 1.5, 2.0), structure_level=3.3,
+    guidance_scale=0.1, temporal_guidance_scale=1.25, controlnet_conditioning_scale=0.5, num_inference_steps=7, scheduler="dpm", strength=0.55,
     seed=2**64 - 1, mask="mask.png", depth="depth.npy", depth_invert=True, size=256, fps=12.5, start=1.5,
-    duration=2.25, max_frames=9, window=8, overlap=3, fixed_windows=True, compare="side by side.png",
+    duration=2.25, max_frames=9, window_size=8, window_overlap=3, window_shift=False, compare="side by side.png",
 )
 
 
 @pytest.mark.parametrize("request_", [
     EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",)),
     FULL,
-    EditRequest(input="-starts-like-a-flag.mp4", output="out.mp4", reference=("r.png",), structure_level=7.0),
+    EditRequest(input="-starts-like-a-flag.mp4", output="out.mp4", reference_image=("r.png",), structure_level=7.0),
 ], ids=["defaults", "every-field", "input-like-a-flag"])
 def test_the_command_line_parses_back_to_the_same_request(request_):
     command = edit_command(request_, model_args=["--model", "my model", "--device", "cpu"])
@@ -49,15 +49,15 @@ def test_the_command_line_parses_back_to_the_same_request(request_):
 
 
 def test_every_request_field_has_its_flag_and_the_round_trip_sets_them_all():
-    assert set(FLAGS) == {item.name for item in fields(EditRequest)} - {"input"}
+    assert set(COMMAND_FLAGS) == {item.name for item in fields(EditRequest)} - {"input"}
     defaults = EditRequest(input="i", output="o")
-    assert all(getattr(FULL, name) != getattr(defaults, name) for name in FLAGS)
+    assert all(getattr(FULL, name) != getattr(defaults, name) for name in COMMAND_FLAGS)
 
 
 def test_the_command_leaves_defaults_out_and_writes_a_size_and_guidance_that_were_chosen():
     assert edit_command(EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",))) \
         == "gen1 edit in.mp4 -o out.mp4 --prompt 'a cat'"  # size and guidance: the model's own
-    assert edit_command(EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",), guidance=7.5, size=512)) \
+    assert edit_command(EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",), guidance_scale=7.5, size=512)) \
         == "gen1 edit in.mp4 -o out.mp4 --prompt 'a cat' --guidance 7.5 --size 512"
 
 
@@ -73,8 +73,8 @@ def ski(clips_dir):
 
 def test_run_edit_reports_steps_across_windows_and_leaves_the_pipeline_as_it_was(bundled_pipe, ski, tmp_path):
     scheduler = bundled_pipe.scheduler
-    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), size=64, steps=3,
-                          max_frames=6, window=4, overlap=2, scheduler="euler", guidance=1.0)
+    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), size=64, num_inference_steps=3,
+                          max_frames=6, window_size=4, window_overlap=2, scheduler="euler", guidance_scale=1.0)
     reports = []
     result = run_edit(bundled_pipe, request, progress=lambda done, total: reports.append((done, total)))
     totals = {total for _, total in reports}
@@ -88,7 +88,7 @@ def test_run_edit_reports_steps_across_windows_and_leaves_the_pipeline_as_it_was
 
 def test_a_cancelled_edit_stops_and_writes_nothing(bundled_pipe, ski, tmp_path):
     request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), compare=str(tmp_path / "c.mp4"),
-                          prompt=("red stripes",), size=64, steps=4, max_frames=4, guidance=1.0)
+                          prompt=("red stripes",), size=64, num_inference_steps=4, max_frames=4, guidance_scale=1.0)
     reports = []
     with pytest.raises(EditCancelled):
         run_edit(bundled_pipe, request, progress=lambda done, total: reports.append(done),
@@ -116,7 +116,7 @@ def test_fixed_windows_keep_one_tiling_and_the_default_shifts_it(bundled_pipe, s
     totals = {}
     for fixed in (True, False):
         request = EditRequest(input=ski, output=str(tmp_path / f"{fixed}.mp4"), prompt=("red stripes",), size=64,
-                              steps=3, max_frames=13, window=4, overlap=1, fixed_windows=fixed, scheduler="ddim")
+                              num_inference_steps=3, max_frames=13, window_size=4, window_overlap=1, window_shift=not fixed, scheduler="ddim")
         reports = []
         run_edit(bundled_pipe, request, progress=lambda done, total: reports.append(total))
         totals[fixed] = reports[-1]
@@ -126,11 +126,11 @@ def test_fixed_windows_keep_one_tiling_and_the_default_shifts_it(bundled_pipe, s
 def test_inputs_are_read_at_the_models_size_when_the_request_leaves_it_to_the_model(bundled_pipe, ski, tmp_path):
     from gen1.editing import with_pipeline_defaults
 
-    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), steps=1, max_frames=2)
+    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), num_inference_steps=1, max_frames=2)
     with pytest.raises(ValueError, match="the request has no size: .*with_pipeline_defaults"):
         read_inputs(request)  # not silently at the video's own size
     resolved = with_pipeline_defaults(request, bundled_pipe)
-    assert (resolved.size, resolved.guidance) == (64, 1.0)  # what the bundled model records
+    assert (resolved.size, resolved.guidance_scale) == (64, 1.0)  # what the bundled model records
     inputs = read_inputs(resolved)
     assert min(inputs.clip.height, inputs.clip.width) == 64
     assert run_edit(bundled_pipe, resolved, inputs).frames.shape[-2:] == (inputs.clip.height, inputs.clip.width)

@@ -89,14 +89,13 @@ def _assert_one_line(code, captured, *fragments):
 
 @pytest.fixture
 def forbid_loading(monkeypatch):
-    import gen1.commands._models as models
-
-    monkeypatch.setattr(models, "load_model", lambda source: pytest.fail("loaded a model before refusing"))
+    for target in ("gen1.commands.edit.load_model", "gen1.model_sources.load_model"):
+        monkeypatch.setattr(target, lambda *args, **kwargs: pytest.fail("loaded a model before refusing"))
 
 
 # ------------------------------------------------------------------------------------------ everything cached
 def test_edit_takes_every_public_part_by_name_from_the_cache(hub, stack, clips_dir, tmp_path, capsys):
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     out = tmp_path / "out.mp4"
     code, captured = _edit([clips_dir / "wolf.mp4", "-o", out, "--prompt", "a fox", "--reference", stack["reference"],
@@ -110,7 +109,7 @@ def test_edit_takes_every_public_part_by_name_from_the_cache(hub, stack, clips_d
 
 def test_a_saved_pipeline_repo_edits_and_loads_by_name(hub, stack, clips_dir, tmp_path, capsys):
     from gen1.pipeline import Gen1Pipeline
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     out = tmp_path / "out.mp4"
     code, captured = _edit([clips_dir / "wolf.mp4", "-o", out, "--reference", stack["reference"], "--model", NATIVE,
@@ -302,7 +301,7 @@ def test_the_readme_command_for_public_weights_runs_as_written_from_the_cache(hu
 
     from training_helpers import moving_square
 
-    from gen1.video import read_video, write_video
+    from gen1.media import read_video, write_video
 
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     section = readme.split("### Real videos with public weights", 1)[1].split("###", 1)[0]

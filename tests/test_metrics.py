@@ -185,7 +185,7 @@ def test_evaluate_videos_report(tiny_clip_dir):
 
 
 def test_eval_command_writes_json(tmp_path, tiny_clip_dir, capsys):
-    from gen1.video import write_video
+    from gen1.media import write_video
 
     clip = sample_clip(1, num_frames=3, height=32, width=32)
     write_video(tmp_path / "src.mp4", clip.frames, 8)

@@ -105,7 +105,7 @@ def test_stable_diffusion_bases_default_to_their_image_model_size():
 
 
 def test_gen1_edit_uses_the_model_defaults_and_warns_for_a_far_size(tmp_path, capsys):
-    from gen1.video import read_video, write_video
+    from gen1.media import read_video, write_video
 
     model = tmp_path / "model"
     _recorded(trained_size=16, guidance=2.0).save_pretrained(model)

@@ -38,7 +38,7 @@ def _embeds():
 
 # ------------------------------------------------------------------------------------------ end to end
 def test_real_clip_end_to_end_and_seeding(pipe, clips_dir):
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     clip = read_video(clips_dir / "wolf.mp4", size=32, max_frames=4)
     kwargs = dict(prompt="a wolf in snow", num_inference_steps=2, structure_level=2.0, guidance_scale=3.0)
@@ -238,10 +238,11 @@ def test_one_window_equals_the_unwindowed_loop(pipe):
 
     plan = plan_guidance(3.0, 1.0)
     _, structure = video_structure(torch.full((4, 1, 16, 16), 0.5), 0.0, (8, 8))
-    from gen1.routes import NativeRoute
+    from gen1.routes import ContentRequest
 
-    context, null = pipe.prepare_content(None, None, None, embeds, None, "cpu")
-    route = NativeRoute(pipe.unet, structure, plan, context, null)
+    route = pipe.route
+    content = route.encode_content(ContentRequest(content_embeds=embeds), generator=None, device="cpu")
+    route = route.bind(content, structure, plan, {})
     pipe.scheduler.set_timesteps(2)
     latents = torch.randn((1, 4, 4, 8, 8), generator=_gen()) * pipe.scheduler.init_noise_sigma
     for t in pipe.scheduler.timesteps:

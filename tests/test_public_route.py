@@ -8,6 +8,8 @@ import pytest
 import torch
 from PIL import Image
 
+from gen1.routes import ControlNetRoute
+
 from tiny_public import write_foreign_controlnet, write_public_stack
 
 FRAMES, SIZE = 4, 32
@@ -230,9 +232,9 @@ def test_long_videos_shift_their_windows_every_step_as_on_the_native_route(pipe,
     used, unet_frames, controlnet_calls = [], [], []
 
     class RecordingBlender(WindowBlender):
-        def __call__(self, model_input, t):
-            used.append(self.windows(self.step))
-            return super().__call__(model_input, t)
+        def __call__(self, model_input, t, step):
+            used.append(self.windows(step))
+            return super().__call__(model_input, t, step)
 
     monkeypatch.setattr(gen1.pipeline, "WindowBlender", RecordingBlender)
     hooks = [pipe.unet.register_forward_pre_hook(lambda m, a, k: unet_frames.append(a[0].shape[2]), with_kwargs=True),
@@ -275,7 +277,7 @@ def test_save_pretrained_round_trip_gives_identical_output(stack, pipe, tmp_path
     pipe.save_pretrained(tmp_path / "model")
     loaded = Gen1Pipeline.from_pretrained(tmp_path / "model")
     loaded.set_progress_bar_config(disable=True)
-    assert loaded.route_name == "controlnet" and loaded.unet.temporal_kind == "animatediff"
+    assert isinstance(loaded.route, ControlNetRoute) and loaded.unet.temporal_kind == "animatediff"
     torch.testing.assert_close(_edit(loaded), _edit(pipe), rtol=0, atol=0)
 
 

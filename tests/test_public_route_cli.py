@@ -30,7 +30,7 @@ def _edit(argv, capsys):
 
 
 def test_edit_assembles_the_public_route_keeps_audio_and_writes_the_comparison(stack, clips_dir, tmp_path, capsys):
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     out, compare = tmp_path / "out.mp4", tmp_path / "compare.png"
     code, captured = _edit([clips_dir / "man-skiing.mp4", "-o", out, "--prompt", "a red car", *_parts(stack),
@@ -45,7 +45,7 @@ def test_edit_assembles_the_public_route_keeps_audio_and_writes_the_comparison(s
 
 def test_a_saved_public_pipeline_loads_with_model_and_takes_user_depth(stack, clips_dir, tmp_path, capsys):
     from gen1.pipeline import Gen1Pipeline
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
                                   controlnet=stack["controlnet"]).save_pretrained(tmp_path / "model")
@@ -64,14 +64,13 @@ def test_a_saved_public_pipeline_loads_with_model_and_takes_user_depth(stack, cl
     (["--base", "{base}", "--motion-adapter", "{adapter}", "--controlnet", "{wide}", "--depth", "{depth}"],
      "was made for another base: its cross_attention_dim is 48"),
     (["--depth-model", "{dpt}"], "--depth-model belongs to the public route"),
-    (["--negative-prompt", "blurry"], "--negative-prompt applies to the public route"),
+    (["--negative-prompt", "blurry"], "--negative-prompt does not apply to"),
 ])
 def test_public_route_errors_are_one_line_before_loading(stack, clips_dir, tmp_path, capsys, monkeypatch, argv,
                                                         message):
-    import gen1.commands._models as models
-
     wide = write_foreign_controlnet(tmp_path / "wide")
-    monkeypatch.setattr(models, "load_model", lambda source: pytest.fail("loaded a model before refusing"))
+    for target in ("gen1.commands.edit.load_model", "gen1.model_sources.load_model"):
+        monkeypatch.setattr(target, lambda *args, **kwargs: pytest.fail("loaded a model before refusing"))
     names = dict(base=stack["base"], adapter=stack["motion_adapter"], controlnet=stack["controlnet"], wide=wide,
                  depth=stack["depth"], dpt=stack["dpt"])
     argv = [str(a).format(**names) for a in argv]

@@ -42,7 +42,7 @@ def workdir(tmp_path_factory):
 
     from gen1.pipeline import Gen1Pipeline
     from gen1.unet import VideoUNet
-    from gen1.video import write_video
+    from gen1.media import write_video
 
     root = tmp_path_factory.mktemp("readme")
     tiny = tiny_pipeline(max_frames=4)
@@ -102,7 +102,7 @@ class _no_context:
 
 
 def test_the_readme_edit_commands_run_and_the_first_uses_the_bundled_model_at_64_px(workdir, monkeypatch, capsys):
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     root, _ = workdir
     section = README.split("### The command", 1)[1].split("###", 1)[0]

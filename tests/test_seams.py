@@ -102,7 +102,7 @@ def test_the_mean_over_seeds_keeps_a_seam_and_averages_the_noise_away():
 
 def test_eval_command_reports_the_seam_ratio(tmp_path, capsys):
     from gen1.cli import main
-    from gen1.video import write_video
+    from gen1.media import write_video
 
     source = _translating_video(FRAMES)
     to_uint8 = lambda v: (v.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()  # noqa: E731

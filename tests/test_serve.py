@@ -22,7 +22,7 @@ from serve_helpers import clip_with_audio, free_port
 
 @pytest.fixture(scope="module")
 def catalog():
-    from gen1.commands._models import check_model_source
+    from gen1.model_sources import check_model_source
 
     source = check_model_source(argparse.Namespace(model=None, base=None, motion_adapter=None, controlnet=None,
                                                    depth_model=None))
@@ -42,17 +42,17 @@ def ski(tmp_path_factory, clips_dir):
 
 
 def _form(video, **settings) -> EditForm:
-    values = dict(video=str(video), prompt="red stripes", size=64, steps=2, guidance=1.0)
+    values = dict(video=str(video), prompt="red stripes", size=64, num_inference_steps=2, guidance_scale=1.0)
     values.update(settings)
     return EditForm(**values)
 
 
 # ----------------------------------------------------------------------------------------------- preview
 def test_the_preview_shows_the_structure_the_edit_uses_at_any_level(bundled_pipe, ski, tmp_path):
-    request = EditRequest(input=str(ski), output=str(tmp_path / "o.mp4"), prompt=("x",), size=64, steps=1,
-                          structure_level=2.5, guidance=1.0)
+    request = EditRequest(input=str(ski), output=str(tmp_path / "o.mp4"), prompt=("x",), size=64, num_inference_steps=1,
+                          structure_level=2.5, guidance_scale=1.0)
     result = run_edit(bundled_pipe, request)
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     preview = prepare_structure(bundled_pipe, read_video(ski, size=64).frames)
     assert torch.equal(preview.at(2.5), result.depth)
@@ -79,7 +79,7 @@ def test_preview_clip_reads_what_the_edit_reads(service, ski):
     clip = service.preview_clip(_form(ski, max_frames=4))
     assert clip.structure.depth.shape == (4, 1, 64, 64)
     assert clip.mask_canvas.shape == (512, 512, 3)  # the first frame enlarged 8x for painting a mask
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     shown = read_video(clip.source_video)
     assert shown.num_frames == 4 and shown.has_audio
@@ -115,7 +115,7 @@ def test_an_empty_drawing_is_no_mask(service, ski):
     (dict(prompt=""), "give --prompt and/or --reference"),
     (dict(size=2048), "--size 2048 is above this server's limit of 1024"),
     (dict(model="sd15"), "unknown model 'sd15': this server offers demo"),
-    (dict(negative_prompt="blurry"), "demo is a native Gen-1 model"),
+    (dict(negative_prompt="blurry"), "--negative-prompt does not apply to demo, a native Gen-1 model"),
     (dict(mask_file="{tmp}/mask.png", mask_drawing="paint"), "give one mask"),
     (dict(mask_file="{tmp}/wide.png"), "--mask size 112x64 (after resizing to --size 64) does not match"),
     (dict(video="{tmp}/notes.mp4"), "INPUT: not a readable video file: 'notes.mp4'"),

@@ -78,7 +78,7 @@ def _edit_and_wait(page) -> str:
 
 def test_edit_in_a_real_browser(server, browser, source_clip, tmp_path):
     from gen1.editing import EditRequest, edit_command
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     page = browser.new_page(viewport={"width": 1400, "height": 1500}, accept_downloads=True)
     page.goto(server.url)
@@ -114,7 +114,7 @@ def test_edit_in_a_real_browser(server, browser, source_clip, tmp_path):
     assert result.has_audio
     assert page.locator("#downloads a[download='ski-comparison.mp4']").count() == 1
     shown = EditRequest(input="ski.mp4", output="ski-edited.mp4", compare="ski-comparison.mp4", prompt=(PROMPT,),
-                        structure_level=5, guidance=1, steps=3, size=64)
+                        structure_level=5, guidance_scale=1, num_inference_steps=3, size=64)
     assert edit_command(shown) in page.inner_text("#command")
     _screenshot(page, tmp_path / "serve.png")
 
@@ -147,7 +147,7 @@ def test_gradio_client_edit_gives_the_frames_of_gen1_edit(server, source_clip, t
     from gradio_client import Client, handle_file
 
     from gen1.cli import main
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     client = Client(server.url, verbose=False, download_files=str(tmp_path / "client"), analytics_enabled=False)
     output, compare, downloads, command, summary = client.predict(

@@ -152,7 +152,7 @@ def test_dataset_items():
 
 
 def test_synth_command_writes_clip_depth_caption_and_edit(tmp_path):
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     out = tmp_path / "clips"
     assert main(["synth", "--out", str(out), "--num", "1", "--frames", "3", "--size", "16", "--seed", "5"]) == 0

@@ -41,7 +41,7 @@ def _config(sd: Path, out: Path, **extra):
 def test_synthetic_training_learns_and_writes_validation_samples(sd, tmp_path):
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     out = tmp_path / "fit"
     cfg = _config(sd, out, **{

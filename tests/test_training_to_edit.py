@@ -25,7 +25,7 @@ SIZE = 32
 @pytest.fixture(scope="module")
 def parts(tmp_path_factory):
     """A tiny SD folder with a content encoder beside it, a depth estimator folder, a source clip and a reference."""
-    from gen1.video import write_video
+    from gen1.media import write_video
 
     root = tmp_path_factory.mktemp("to_edit")
     sd = make_sd_dir(root / "sd")
@@ -62,7 +62,7 @@ def test_gen1_edit_loads_a_training_export_at_the_size_it_was_trained_at(parts, 
     assert _edit(root / "input.mp4", "-o", out, "--reference", root / "style.png", "--model", export,
                  "--steps", 2) == 0
     assert "defaults: --size 32 (the model's trained size), --guidance 7.5" in capsys.readouterr().out
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     assert read_video(out).frames.shape == (4, SIZE, SIZE, 3)  # the 48 px source at the trained size
 

@@ -21,7 +21,7 @@ def test_16_bit_colour_depth_keeps_every_level(tmp_path):
 
 
 def test_crop_fits_like_a_video_frame(tmp_path):
-    """(H, W) with crop=True keeps the aspect and centre-crops the long side, as gen1.video fits frames."""
+    """(H, W) with crop=True keeps the aspect and centre-crops the long side, as gen1.media fits frames."""
     depth = np.tile(np.arange(16, dtype=np.float32), (8, 1))  # 8 x 16, the value is the column
     np.save(tmp_path / "d.npy", depth)
     fitted = load_structure(tmp_path / "d.npy", size=(8, 8), crop=True, low=0, high=100)

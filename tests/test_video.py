@@ -1,4 +1,4 @@
-"""Tests for gen1.media (imported as gen1.video): reading real and synthetic videos, frame selection, resizing,
+"""Tests for gen1.media (imported as gen1.media): reading real and synthetic videos, frame selection, resizing,
 memory, writing with audio."""
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from PIL import Image
 import gen1.media.read as media_read
 import gen1.media.write as media_write
 from gen1.media import MAX_SIZE, fit_frames, to_uint8_frames
-from gen1.video import (
+from gen1.media import (
     MediaNotFoundError,
     VideoClip,
     read_frames_or_images,

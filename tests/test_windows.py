@@ -128,8 +128,8 @@ def test_the_blender_follows_the_schedule_and_blends_convexly():
 
     blender = WindowBlender(predict, frames, size, overlap, num_steps=steps)
     latents = torch.zeros(1, 4, frames, 2, 2)
-    for _ in range(steps):
-        torch.testing.assert_close(blender(latents, torch.tensor(1)), torch.full_like(latents, 3.0))
+    for step in range(steps):
+        torch.testing.assert_close(blender(latents, torch.tensor(1), step), torch.full_like(latents, 3.0))
     assert calls == [w for windows in window_schedule(frames, size, overlap, steps) for w in windows]
     assert blender.window_evaluations() == len(calls)
 
@@ -140,7 +140,7 @@ def test_a_window_gives_its_prediction_only_to_its_place_on_the_grid():
                             frames, size, overlap, num_steps=4)
     latents = torch.zeros(1, 1, frames, 1, 1)
     for step in range(2):
-        out = blender(latents, torch.tensor(1))[0, 0, :, 0, 0]
+        out = blender(latents, torch.tensor(1), step)[0, 0, :, 0, 0]
         expected_numerator, expected_total = torch.zeros(frames), torch.zeros(frames)
         blends = blend_windows(frames, size, overlap, step, num_steps=4)
         for (start, _), (bs, be), ramp in zip(blender.windows(step), blends, window_weights(blends)):

@@ -77,7 +77,7 @@ def make_media(folder: Path, *, videos: int = 2, images: int = 2, frames: int = 
     """Write moving-square mp4s and PNG stills (and optionally a corrupt 'video') into ``folder``."""
     from PIL import Image
 
-    from gen1.video import write_video
+    from gen1.media import write_video
 
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(videos):

@@ -16,16 +16,8 @@ Examples::
 
 from __future__ import annotations
 
-from gen1.commands._common import (
-    add_threads_argument,
-    apply_threads,
-    check_integer,
-    check_model_files,
-    check_number,
-    check_output_file,
-    check_seed,
-    seed_value,
-)
+from gen1.commands._common import add_threads_argument, apply_threads, check_output_file
+from gen1.checks import check_integer, check_model_files, check_number, check_seed, seed_value
 from gen1.commands._models import NAME_HELP
 
 FALLBACK_SIZE = 256  # --size for a model that records no trained size (gen1.model_defaults)
@@ -118,10 +110,10 @@ def load_settings(args):
 
 
 def _check_model(args):
-    """The model to customise (a :class:`gen1.commands._models.ModelSource`), its flags consistent with its route."""
+    """The model to customise (a :class:`gen1.model_sources.ModelSource`), its flags consistent with its route."""
     from pathlib import Path
 
-    from gen1.commands._models import ModelSource, check_model_source, is_public_model, resolve_model_dir
+    from gen1.model_sources import ModelSource, check_model_source, resolve_model_dir
 
     if any(value is not None for value in (args.base, args.motion_adapter, args.controlnet)):
         source = check_model_source(args)  # the parts resolved and checked against each other; --depth-model needed
@@ -135,14 +127,14 @@ def _check_model(args):
                                     "directory)")
         check_model_files("--model", model)
         source = ModelSource(model_dir=Path(model), label=args.model)
-    if is_public_model(source):
+    if source.route.text_content:
         if args.content_model is not None:
-            raise ValueError("--content-model belongs to native Gen-1 models; on the public route the content is "
-                             "the --prompt")
+            raise ValueError(f"--content-model does not apply to {source.describe()}, {source.route.description}: "
+                             "its content is the --prompt")
         if args.depth_model is None and not source.is_public and not (source.model_dir / "depth_estimator").is_dir():
             raise ValueError(f"{source.describe()} has no depth estimator: give --depth-model")
     elif args.prompt is not None:
-        raise ValueError(f"--prompt applies to the public route; {source.describe()} is a native Gen-1 model, "
+        raise ValueError(f"--prompt does not apply to {source.describe()}, {source.route.description}: it is "
                          "customised on each image's own CLIP embedding")
     return source
 
@@ -150,7 +142,7 @@ def _check_model(args):
 def _image_paths(args):
     from pathlib import Path
 
-    from gen1.video import IMAGE_SUFFIXES
+    from gen1.media import IMAGE_SUFFIXES
 
     images = Path(args.images)
     if not images.is_dir():
@@ -182,10 +174,10 @@ def _train_public(args, source, paths, settings, device):
     """LoRA of the public route's image UNet, on the images given the instance prompt (see gen1.training.customize)."""
     from diffusers import DDPMScheduler
 
-    from gen1.commands._models import load_model
-    from gen1.training.customize import encode_public_images, train_adapter
+    from gen1.model_sources import load_model
+    from gen1.training.customize import controlnet_image_inputs, encode_public_images, train_adapter
 
-    pipe = load_model(source)
+    pipe = load_model(source, report=print)
     estimator = pipe.depth_estimator
     if args.depth_model is not None and not source.is_public:  # a saved public pipeline, another estimator
         from gen1.depth import load_depth_estimator
@@ -197,7 +189,8 @@ def _train_public(args, source, paths, settings, device):
     data = encode_public_images(paths, pipe, estimator, args.prompt or "", args.size)
     # the schedule the edits denoise with (the pipeline's; AnimateDiff's linear betas when assembled from parts)
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
-    losses = train_adapter(pipe.unet, data, scheduler, settings, device=device, controlnet=pipe.controlnet)
+    losses = train_adapter(pipe.unet, data, scheduler, settings, device=device,
+                           draw=controlnet_image_inputs(pipe.controlnet))
     pipe.unet._gen1_adapter["prompt"] = args.prompt or ""  # recorded in the adapter's metadata
     return pipe.unet, losses
 
@@ -208,8 +201,6 @@ def run(args) -> int:
     import torch
 
     from gen1.adapters import save_adapter
-    from gen1.commands._models import is_public_model
-
     _check_arguments(args)
     settings = load_settings(args)
     paths = _image_paths(args)  # the user's own files first: a typo costs nothing, not a model download
@@ -222,7 +213,7 @@ def run(args) -> int:
     apply_threads(args.threads)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(settings.seed)
-    train = _train_public if is_public_model(source) else _train_native
+    train = _train_public if source.route.text_content else _train_native  # a prompt, or its CLIP embedding
     unet, losses = train(args, source, paths, settings, device)
     path = save_adapter(unet, args.out)
     print(f"trained on {len(paths)} images for {settings.steps} steps (loss {losses[0]:.4f} -> {losses[-1]:.4f}); "

@@ -13,23 +13,14 @@ import json
 import math
 from pathlib import Path
 
-from gen1.commands._common import (
-    add_device_arguments,
-    add_threads_argument,
-    apply_threads,
-    check_input_file,
-    check_integer,
-    check_number,
-    check_output_file,
-    device_and_dtype,
-    refuse_overwriting_inputs,
-    safetensors_metadata,
-    seed_value,
-)
-from gen1.commands._models import (ModelSource, add_model_arguments, check_model_source, is_public_model, load_model,
-                                  unet_config_of)
-from gen1.editing import (DEFAULTS, SCHEDULERS, EditRequest, check_request, read_inputs, request_from_args, run_edit,
+from gen1.checks import check_integer, check_number, safetensors_metadata
+from gen1.commands._common import (add_device_arguments, add_threads_argument, apply_threads, check_input_file,
+                                   check_output_file, device_and_dtype, refuse_overwriting_inputs)
+from gen1.commands._models import add_model_arguments
+from gen1.editing import (EditRequest, check_request, read_inputs, request_from_args, run_edit, source_short_side,
                           with_model_defaults)
+from gen1.model_sources import ModelSource, check_model_source, load_model, unet_config_of
+from gen1.settings import add_setting_arguments, flag_label
 
 
 def register(subparsers) -> None:
@@ -41,78 +32,32 @@ def register(subparsers) -> None:
     )
     parser.add_argument("input", metavar="INPUT", help="source video")
     parser.add_argument("-o", "--output", required=True, help="output video (.mp4/.mov/.m4v)")
-    _add_content_arguments(parser.add_argument_group("content"))
-    _add_knob_arguments(parser.add_argument_group("guidance and structure"))
-    _add_io_arguments(parser.add_argument_group("input, output and model"))
+    groups = {"content": parser.add_argument_group("content"),
+              "knobs": parser.add_argument_group("guidance and structure"),
+              "io": parser.add_argument_group("input, output and model")}
+    add_setting_arguments(groups)  # every setting of the edit, from its one declaration (gen1.settings)
+    _add_ip_adapter_arguments(groups["content"])
+    _add_io_arguments(groups["io"])
     parser.set_defaults(func=run)
 
 
-def _add_content_arguments(content) -> None:
-    """What the edit should look like: prompts, reference images (and the public route's IP-Adapter)."""
-    content.add_argument("--prompt", action="append", default=[], help="text prompt (repeatable)")
-    content.add_argument("--reference", action="append", default=[], metavar="IMG", help="reference image (repeatable)")
-    content.add_argument("--negative-prompt", metavar="TEXT",
-                         help="public route: what the edit should not look like (default: the empty prompt)")
+def _add_ip_adapter_arguments(content) -> None:
+    """Reference images on the public route: the IP-Adapter that carries them."""
     content.add_argument("--ip-adapter", metavar="PATH|REPO",
                          help="public route: an IP-Adapter for --reference images, a local file or a Hub name such as "
                          "h94/IP-Adapter/models/ip-adapter_sd15.safetensors (its CLIP image encoder: image_encoder/ "
                          "beside it, or --image-encoder)")
     content.add_argument("--image-encoder", metavar="DIR|REPO",
-                         help="the IP-Adapter's CLIP image encoder (a CLIPVisionModelWithProjection folder or Hub name; "
-                         "default: image_encoder/ beside --ip-adapter)")
+                         help="the IP-Adapter's CLIP image encoder (a CLIPVisionModelWithProjection folder or Hub "
+                         "name; default: image_encoder/ beside --ip-adapter)")
     content.add_argument("--ip-adapter-scale", type=float,
                          help="how strongly the --reference images act through the IP-Adapter, >= 0 (default 1, "
                          "or the scale a saved pipeline holds)")
-    content.add_argument(
-        "--content-weights", type=float, nargs="+", metavar="W",
-        help="one weight >= 0 per prompt, then per reference image; normalised to sum to 1 (default: equal)",
-    )
-
-
-def _add_knob_arguments(knobs) -> None:
-    """Guidance, structure, sampling, the mask and your own depth."""
-    knobs.add_argument("--structure-level", type=float, default=DEFAULTS["structure_level"],
-                       help="t_s in [0, 7]: 0 = full depth detail")
-    knobs.add_argument("--guidance", type=float,
-                       help="content guidance scale w (default: the model's recommended w, else 7.5)")
-    knobs.add_argument("--temporal-guidance", type=float, default=DEFAULTS["temporal_guidance"],
-                       help=f"temporal guidance scale w_t (default {DEFAULTS['temporal_guidance']:g})")
-    knobs.add_argument("--controlnet-scale", type=float, default=DEFAULTS["controlnet_scale"],
-                       help="public route: strength of the depth ControlNet's guidance, >= 0 (default 1)")
-    knobs.add_argument("--steps", type=int, default=DEFAULTS["steps"],
-                       help=f"denoising steps (default {DEFAULTS['steps']})")
-    knobs.add_argument("--scheduler", choices=SCHEDULERS, help="sampler (default: the model's own)")
-    knobs.add_argument("--strength", type=float, default=DEFAULTS["strength"],
-                       help="in (0, 1]: start from the noised source below 1")
-    knobs.add_argument("--seed", type=seed_value, default=DEFAULTS["seed"],
-                       help="random seed, 0 to 2**64-1 (default 0)")
-    knobs.add_argument("--mask", help="mask image or video: white = edit, black = keep the source")
-    knobs.add_argument(
-        "--depth",
-        help="your own structure instead of the estimate: a depth video, an image (8/16-bit PNG or TIFF, read at "
-        "full precision), a .npy array or a folder of images; brighter = nearer unless --depth-invert",
-    )
-    knobs.add_argument(
-        "--depth-invert", action="store_true",
-        help="--depth holds distance (far = large), e.g. a Blender Z pass: use 1/distance as the structure",
-    )
 
 
 def _add_io_arguments(io) -> None:
-    """Which frames, which model and adapters, where the output goes, on which device."""
+    """Which model and adapters, where the comparison goes, on which device."""
     add_model_arguments(io)
-    io.add_argument("--size", type=int,
-                    help="short side of the output in pixels, a multiple of 8 up to 4096 (default: the size the "
-                    "model was trained at, else 512)")
-    io.add_argument("--fps", type=float, help="resample the input to this frame rate (default: keep)")
-    io.add_argument("--start", type=float, default=DEFAULTS["start"], help="start time in seconds")
-    io.add_argument("--duration", type=float, help="duration in seconds")
-    io.add_argument("--max-frames", type=int, help="at most this many frames")
-    io.add_argument("--window", type=int, help="frames per temporal window (default: the model's clip length)")
-    io.add_argument("--overlap", type=int, help="frames shared by neighbouring windows (default: window // 4)")
-    io.add_argument("--fixed-windows", action="store_true",
-                    help="keep the same windows at every step (default: they shift from step to step, so that no "
-                    "frame stays at a window edge; docs/long_videos.md)")
     io.add_argument("--compare", metavar="PATH", help="also write source | depth | output (.png/.jpg or .mp4)")
     io.add_argument("--adapter", help="customisation adapter (.safetensors from `gen1 customize`) to apply")
     io.add_argument("--lora", metavar="FILE|REPO",
@@ -142,7 +87,7 @@ def _check_loading_knobs(args) -> None:
 def _check_files(args) -> None:
     """Inputs exist and are what the flag expects; outputs are writable and overwrite no input."""
     from gen1.comparison import IMAGE_SUFFIXES as COMPARE_IMAGES, VIDEO_SUFFIXES as COMPARE_VIDEOS
-    from gen1.video import IMAGE_SUFFIXES, OUTPUT_VIDEO_SUFFIXES, VIDEO_SUFFIXES
+    from gen1.media import IMAGE_SUFFIXES, OUTPUT_VIDEO_SUFFIXES, VIDEO_SUFFIXES
 
     check_input_file("INPUT", args.input)
     if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
@@ -150,11 +95,11 @@ def _check_files(args) -> None:
     check_input_file("--mask", args.mask)
     check_input_file("--depth", args.depth, directory_ok=True)
     check_input_file("--adapter", args.adapter)
-    for reference in args.reference:
+    for reference in args.reference_image:
         check_input_file("--reference", reference)
     refuse_overwriting_inputs(
         {"-o/--output": args.output, "--compare": args.compare},
-        {"INPUT": args.input, "--mask": args.mask, "--depth": args.depth, "--reference": args.reference,
+        {"INPUT": args.input, "--mask": args.mask, "--depth": args.depth, "--reference": args.reference_image,
          "--adapter": args.adapter, "--lora": args.lora},
     )
     check_output_file("-o/--output", args.output, OUTPUT_VIDEO_SUFFIXES)
@@ -177,19 +122,15 @@ def _check_model(args) -> ModelSource:
     what its UNet takes."""
     source = check_model_source(args, user_depth=args.depth is not None)
     limits = _unet_frame_limits(source)
-    max_frames, window = limits if limits is not None else (None, args.window)
-    if args.window is not None:
-        check_integer("--window", args.window, low=1)
-        if max_frames is not None and args.window > max_frames:
-            raise ValueError(f"--window must be <= {max_frames} (the model's max_frames), got {args.window}")
-        window = args.window
-    if args.overlap is not None and window is not None:
-        check_integer("--overlap", args.overlap, low=0, high=window - 1)
-    if not source.is_public and (args.negative_prompt is not None or args.controlnet_scale != 1.0):
-        flag = "--negative-prompt" if args.negative_prompt is not None else "--controlnet-scale"
-        if not is_public_model(source):
-            raise ValueError(f"{flag} applies to the public route (a text-conditioned model with a ControlNet); "
-                             f"{source.describe()} is a native Gen-1 model")
+    max_frames, window = limits if limits is not None else (None, args.window_size)
+    if args.window_size is not None:
+        check_integer("--window", args.window_size, low=1)
+        if max_frames is not None and args.window_size > max_frames:
+            raise ValueError(f"--window must be <= {max_frames} (the model's max_frames), got {args.window_size}")
+        window = args.window_size
+    if args.window_overlap is not None and window is not None:
+        check_integer("--overlap", args.window_overlap, low=0, high=window - 1)
+    source.route.check_settings(vars(args), label=flag_label, model=source.describe())
     return source
 
 
@@ -227,15 +168,17 @@ def _check_arguments(args) -> tuple[EditRequest, ModelSource, dict | None]:
 
 def _with_model_defaults(request: EditRequest, source: ModelSource) -> EditRequest:
     """--size and --guidance not given: the model's own (:mod:`gen1.model_defaults`), said in one line; read from
-    its folder (a public base's image size), before any model is loaded."""
-    request, chosen = with_model_defaults(request, source.recorded_defaults())
+    its folder (a public base's image size) before any model is loaded, as the pipeline would choose them."""
+    defaults = source.recorded_defaults()
+    short_side = None if defaults.trained_size or request.size is not None else source_short_side(request.input)
+    request, chosen = with_model_defaults(request, defaults, short_side)
     if chosen:
         print(f"defaults: {', '.join(chosen)}")
     return request
 
 
 def _load_pipeline(source: ModelSource, args, adapter: dict | None):
-    pipe = load_model(source)
+    pipe = load_model(source, report=print)
     if adapter is not None:
         from gen1.adapters import load_adapter
 

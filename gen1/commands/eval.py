@@ -10,17 +10,9 @@ import argparse
 import json
 from pathlib import Path
 
-from gen1.commands._common import (
-    add_threads_argument,
-    apply_threads,
-    check_input_file,
-    check_integer,
-    check_model_files,
-    check_output_file,
-    errors_naming,
-    load_failure,
-    refuse_overwriting_inputs,
-)
+from gen1.commands._common import (add_threads_argument, apply_threads, check_input_file, check_output_file,
+                                   refuse_overwriting_inputs)
+from gen1.checks import check_integer, check_model_files, errors_naming, load_failure
 
 
 def register(subparsers) -> None:
@@ -85,7 +77,7 @@ def _check_arguments(args) -> None:
 
 def run(args) -> int:
     from gen1.eval.evaluate import evaluate_videos
-    from gen1.video import read_video
+    from gen1.media import read_video
 
     _check_arguments(args)
     apply_threads(args.threads)

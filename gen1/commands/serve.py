@@ -15,15 +15,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from gen1.commands._common import (
-    add_device_arguments,
-    add_threads_argument,
-    apply_threads,
-    check_integer,
-    check_number,
-    device_and_dtype,
-)
-from gen1.commands._models import PUBLIC_FLAGS, add_model_arguments, check_model_source
+from gen1.commands._common import add_device_arguments, add_threads_argument, apply_threads, device_and_dtype
+from gen1.checks import check_integer, check_number
+from gen1.commands._models import add_model_arguments
+from gen1.model_sources import PUBLIC_FLAGS, check_model_source
 
 BUNDLED_NAME = "gen1 demo (64 px)"
 

@@ -36,7 +36,7 @@ def run(args) -> int:
     from tqdm import tqdm
 
     from gen1.synthetic import inverse_depth_for_viewing, sample_clip
-    from gen1.video import write_video
+    from gen1.media import write_video
 
     for name, low in (("num", 1), ("frames", 1), ("size", 8)):
         if getattr(args, name) < low:

@@ -66,7 +66,7 @@ def run_showcase(out: str | Path, *, model: str | Path | None = None, input_vide
     from gen1.atomic import atomic_path
     from gen1.demo import bundled_model_dir
     from gen1.pipeline import Gen1Pipeline
-    from gen1.video import read_image, read_video, write_video
+    from gen1.media import read_image, read_video, write_video
 
     if frames is not None and frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")

@@ -25,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 from gen1.depth.normalize import normalize_clip_depth
-from gen1.video import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, read_video
+from gen1.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, read_video
 
 
 def _read_depth_image(path: Path) -> np.ndarray:
@@ -53,7 +53,7 @@ def _read_depth_image(path: Path) -> np.ndarray:
 def _load_array(path: Path) -> np.ndarray:
     """(F, H, W) float32 from a video, an image, a .npy file or a folder of images."""
     if path.is_dir():
-        # natural order (frame2 before frame10), as gen1.video reads the matching image sequence
+        # natural order (frame2 before frame10), as gen1.media reads the matching image sequence
         files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + (".npy",)),
                        key=natural_key)
         if not files:

@@ -384,3 +384,9 @@ def stream_seconds(stream, container) -> float | None:
     if container.duration is not None:
         return container.duration / 1_000_000
     return None
+
+
+def frame_size(path: str | os.PathLike) -> tuple[int, int]:
+    """``(height, width)`` of a video's frames, from its header (nothing is decoded)."""
+    probe = _probe(Path(path))
+    return probe.height, probe.width

@@ -13,34 +13,34 @@ residuals are gathered to the UNet's batch of terms.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import torch
-from einops import repeat
+from diffusers.utils.torch_utils import randn_tensor
+from einops import rearrange, repeat
 
-from gen1.guidance import GuidancePlan
+from gen1.conditioning import encode_latents
+from gen1.content import convex_mix
+from gen1.depth import obscure
+from gen1.ip_adapter import encode_reference_images, uses_hidden_states
+from gen1.prompts import encode_prompts, mixed_prompt_context
+from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, is_present, load_reference
 
 
 @dataclass
-class ControlNetRoute:
+class ControlNetPrediction(GuidedPrediction):
     """Guided prediction of a UNet + ControlNet pair for one window of frames.
 
-    ``conditioning``: the ControlNet's input for the whole video, ``(F, 3, H, W)`` float in [0, 1] at the output
-    size. ``context`` / ``null_context``: ``(1, L, D)`` content and null content (text encoder hidden states).
+    ``structure``: the ControlNet's input for the whole video, ``(F, 3, H, W)`` float in [0, 1] at the output size.
+    ``content``: text encoder hidden states, and with an IP-Adapter the reference images' CLIP embeddings for the
+    content terms and the null embeddings for the others (``extra`` / ``null_extra``, ``(1, 1, ...)``).
     ``conditioning_scale``: multiplies the ControlNet's residuals (diffusers' ``controlnet_conditioning_scale``).
-    ``image_embeds`` / ``null_image_embeds``: with an IP-Adapter, the reference images' CLIP embeddings for the
-    content terms and the null embeddings for the others, ``(1, 1, ...)`` (``None`` without an IP-Adapter).
     """
 
-    unet: torch.nn.Module
-    controlnet: torch.nn.Module
-    conditioning: torch.Tensor
-    plan: GuidancePlan
-    context: torch.Tensor
-    null_context: torch.Tensor
+    controlnet: torch.nn.Module = None
     conditioning_scale: float = 1.0
-    image_embeds: torch.Tensor | None = None
-    null_image_embeds: torch.Tensor | None = None
+    structure_frame_dim = 0
 
     def _controlnet_residuals(self, latents: torch.Tensor, timestep: torch.Tensor, frames: slice):
         """Residuals for every term of the plan, rows ``(term, frame)``; the ControlNet runs once per content."""
@@ -49,9 +49,10 @@ class ControlNetRoute:
         num_frames = latents.shape[2]
         dtype = self.controlnet.dtype
         sample = repeat(latents, "1 c f h w -> (n f) c h w", n=len(distinct)).to(dtype)
-        hidden = torch.cat([self.context if cond else self.null_context for cond in distinct]).to(dtype)
+        context = self.content
+        hidden = torch.cat([context.context if cond else context.null_context for cond in distinct]).to(dtype)
         hidden = hidden.repeat_interleave(num_frames, dim=0)
-        image = self.conditioning[frames].to(device=sample.device, dtype=dtype)
+        image = self.structure_of(frames).to(device=sample.device, dtype=dtype)
         image = repeat(image, "f c h w -> (n f) c h w", n=len(distinct))
         down, mid = self.controlnet(sample, timestep, encoder_hidden_states=hidden, controlnet_cond=image,
                                     conditioning_scale=self.conditioning_scale, return_dict=False)
@@ -62,25 +63,80 @@ class ControlNetRoute:
         rows = torch.tensor([e * num_frames + f for e in entry for f in range(num_frames)], device=mid.device)
         return [residual.index_select(0, rows) for residual in down], mid.index_select(0, rows)
 
-    def predict(self, latents: torch.Tensor, timestep: torch.Tensor, frames: slice) -> torch.Tensor:
-        """Guided prediction ``(1, C, Fw, h, w)`` float32 for the window ``frames``."""
-        plan = self.plan
-        down, mid = self._controlnet_residuals(latents, timestep, frames)
+    def evaluate(self, latents, timesteps, hidden, image_mode, frames):
+        down, mid = self._controlnet_residuals(latents, timesteps[0], frames)
         dtype = self.unet.dtype
-        sample = repeat(latents, "b c f h w -> (n b) c f h w", n=plan.num_evaluations).to(dtype)
-        hidden = torch.cat([self.context if cond else self.null_context for cond in plan.uses_content()]).to(dtype)
-        gate = plan.image_mode()
-        image_mode = list(gate) if any(gate) else None
-        timesteps = timestep.reshape(1).expand(sample.shape[0]).to(sample.device)
+        sample = self.terms_of(latents).to(dtype)
         added = None
-        if self.image_embeds is not None:  # IP-Adapter: reference images for the content terms, null for the rest
-            rows = [self.image_embeds if cond else self.null_image_embeds for cond in plan.uses_content()]
+        if self.content.extra is not None:  # IP-Adapter: reference images for the content terms, null for the rest
+            rows = self.per_term(self.content.extra, self.content.null_extra)
             added = {"image_embeds": [torch.cat(rows).to(device=sample.device, dtype=dtype)]}
-        prediction = self.unet(sample, timesteps, encoder_hidden_states=hidden, image_mode=image_mode,
-                               down_block_additional_residuals=[r.to(dtype) for r in down],
-                               mid_block_additional_residual=mid.to(dtype), added_cond_kwargs=added,
-                               return_dict=False)[0]
-        return plan.combine(prediction)
+        return self.unet(sample, timesteps, encoder_hidden_states=hidden.to(dtype), image_mode=image_mode,
+                         down_block_additional_residuals=[r.to(dtype) for r in down],
+                         mid_block_additional_residual=mid.to(dtype), added_cond_kwargs=added,
+                         return_dict=False)[0]
+
+
+class ControlNetRoute(Route):
+    """Public checkpoints: structure through a depth ControlNet, content through the base's text encoder (and an
+    IP-Adapter for reference images); diffusers' video-to-video conventions for noise and source latents."""
+
+    description = "a public-checkpoint model (a text-conditioned UNet with a depth ControlNet)"
+    optional_settings = frozenset({"negative_prompt", "controlnet_conditioning_scale"})
+    text_content = True
+    references_through_ip_adapter = True
+
+    @classmethod
+    def fits(cls, components):
+        return is_present(components, "controlnet")
+
+    def denoisers(self):
+        return [self.pipe.unet, self.pipe.controlnet]
+
+    def encode_content(self, content: ContentRequest, *, generator, device) -> Content:
+        """Text hidden states (prompts or precomputed) and, with an IP-Adapter, reference-image embeddings."""
+        pipe = self.pipe
+        prompts, images = content.prompts, [load_reference(image) for image in content.images]
+        if not prompts and not images and content.content_embeds is None:
+            raise ValueError("give a prompt, a reference_image or content_embeds")
+        if content.content_embeds is not None:  # precomputed text content: the weights mix its rows
+            text_weights, image_weights = content.content_weights, None
+        else:
+            text_weights, image_weights = _split_weights(content.content_weights, len(prompts), len(images))
+        context, null_context = text_content(pipe, prompts, text_weights, content.content_embeds,
+                                             content.negative_prompt, device)
+        image_embeds, null_image_embeds = image_content(pipe, images, image_weights, device)
+        return Content(context.to(device), null_context.to(device), image_embeds, null_image_embeds)
+
+    def structure(self, depth, level, latent_size):
+        """Obscured on the pixel grid the ControlNet sees; its input is that depth as three equal channels."""
+        shown = obscure(depth, level).clamp(0, 1)
+        return shown, depth_to_controlnet_image(shown)
+
+    def encode_source(self, frames, *, generator, device, chunk_size):
+        """diffusers' video-to-video convention: a posterior sample (drawn from ``generator``)."""
+        latents = encode_latents(self.pipe.vae, frames, chunk_size=chunk_size, device=device,
+                                 sample_generator=generator)
+        return rearrange(latents, "f c h w -> 1 c f h w").to(device)
+
+    def draw_noise(self, shape, *, generator, device):
+        """Noise drawn frame-major ``(1, F, C, h, w)`` as diffusers draws it, so a seed gives what it gives there."""
+        batch, channels, num_frames, height, width = shape
+        return randn_tensor((batch, num_frames, channels, height, width), generator=generator, device=device,
+                            dtype=torch.float32).permute(0, 2, 1, 3, 4)
+
+    def bind(self, content, structure, plan, settings):
+        scale = check_controlnet_scale(settings.get("controlnet_conditioning_scale", 1.0))
+        return ControlNetPrediction(self.pipe.unet, plan, content, structure, controlnet=self.pipe.controlnet,
+                                    conditioning_scale=scale)
+
+
+def check_controlnet_scale(scale) -> float:
+    """``controlnet_conditioning_scale`` as a float, or ``ValueError`` unless it is a finite number >= 0."""
+    value = float(scale)
+    if not (math.isfinite(value) and value >= 0):
+        raise ValueError(f"controlnet_conditioning_scale must be a finite number >= 0, got {scale!r}")
+    return value
 
 
 def depth_to_controlnet_image(depth: torch.Tensor) -> torch.Tensor:
@@ -104,9 +160,6 @@ def _split_weights(weights, num_prompts: int, num_images: int):
 
 def text_content(pipe, prompts, weights, content_embeds, negative_prompt, device):
     """(content, null content) ``(1, L, D)`` float32: the base's CLIP text encoder (:mod:`gen1.prompts`)."""
-    from gen1.content import convex_mix
-    from gen1.prompts import encode_prompts, mixed_prompt_context
-
     if content_embeds is not None:
         embeds = torch.as_tensor(content_embeds).float()
         embeds = embeds[None] if embeds.ndim == 2 else embeds
@@ -127,10 +180,7 @@ def text_content(pipe, prompts, weights, content_embeds, negative_prompt, device
 def image_content(pipe, images, weights, device):
     """(embeddings, null embeddings) ``(1, 1, ...)`` of the reference images through the IP-Adapter's encoder,
     mixed convexly by ``weights``; None, None when the pipeline has no IP-Adapter."""
-    from gen1.content import convex_mix
-    from gen1.ip_adapter import encode_reference_images, uses_hidden_states
-
-    if getattr(pipe.unet.unet, "encoder_hid_proj", None) is None or pipe.image_encoder is None:
+    if getattr(pipe.unet.image_unet, "encoder_hid_proj", None) is None or pipe.image_encoder is None:
         if images:
             raise ValueError("reference images on the public-checkpoint route need an IP-Adapter: load one with "
                              "pipe.load_ip_adapter(...) (gen1 edit --ip-adapter)")
@@ -144,24 +194,3 @@ def image_content(pipe, images, weights, device):
                                            hidden_states=uses_hidden_states(pipe.unet), device=device)
     mixed = convex_mix(embeds.flatten(1), weights).reshape(1, 1, *embeds.shape[1:])
     return mixed, null[:1][None]
-
-
-def build_controlnet_route(pipe, content: dict, depth_shown: torch.Tensor, plan, device,
-                           conditioning_scale: float) -> ControlNetRoute:
-    """The route of a public pipeline for one edit: text (and reference-image) content, the ControlNet's input."""
-    prompt, images = content["prompt"], content.get("reference_image")
-    prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
-    images = [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
-    images = [pipe._load_image(image) for image in images]
-    if not prompts and not images and content.get("content_embeds") is None:
-        raise ValueError("give a prompt, a reference_image or content_embeds")
-    if content.get("content_embeds") is not None:  # precomputed text content: the weights mix its rows
-        text_weights, image_weights = content.get("content_weights"), None
-    else:
-        text_weights, image_weights = _split_weights(content.get("content_weights"), len(prompts), len(images))
-    context, null_context = text_content(pipe, prompts, text_weights, content.get("content_embeds"),
-                                         content.get("negative_prompt"), device)
-    image_embeds, null_image_embeds = image_content(pipe, images, image_weights, device)
-    return ControlNetRoute(pipe.unet, pipe.controlnet, depth_to_controlnet_image(depth_shown), plan,
-                           context.to(device), null_context.to(device), conditioning_scale,
-                           image_embeds=image_embeds, null_image_embeds=null_image_embeds)

@@ -1,44 +1,84 @@
-"""The native Gen-1 route: ``VideoUNet([z_t, s], t, c)``, all guidance terms in one batched call."""
+"""The native Gen-1 route: ``VideoUNet([z_t, s], t, c)``, all guidance terms in one batched call.
+
+Structure enters as input channels concatenated to the latents (the depth obscured to t_s on the latent grid,
+:func:`gen1.conditioning.video_structure`); content is a CLIP image embedding (a reference image, or a prompt
+through the prior) in cross-attention, and the null content is the zero embedding the model was trained with.
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any, Mapping
 
 import torch
-from einops import repeat
 
+from gen1.conditioning import video_structure
+from gen1.content import as_unet_context, convex_mix, null_content
 from gen1.guidance import GuidancePlan
+from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, load_reference
 
 
 @dataclass
-class NativeRoute:
-    """gen1's own model, with structure as input channels and content through cross-attention.
+class NativePrediction(GuidedPrediction):
+    """``structure``: the UNet's structure channels ``(1, S, F, h, w)``, concatenated to the latents."""
 
-    ``structure``: the UNet's structure channels for the whole video ``(1, S, F, h, w)`` (already obscured and
-    mapped by :func:`gen1.conditioning.video_structure`); ``context`` / ``null_context``: ``(1, L, D)`` content
-    and null content; ``plan``: the guidance terms of every step (:mod:`gen1.guidance`).
-    """
-
-    unet: torch.nn.Module
-    structure: torch.Tensor
-    plan: GuidancePlan
-    context: torch.Tensor
-    null_context: torch.Tensor
-
-    def predict(self, latents: torch.Tensor, timestep: torch.Tensor, frames: slice) -> torch.Tensor:
-        """Guided prediction ``(1, C, Fw, h, w)`` float32 for the window ``frames``: ONE UNet call for all terms.
-
-        Batch entry ``i`` is term ``plan.terms[i]``: the same ``[z_t, s]`` sample, the real or null content, and
-        the image-mode gate set for the image-model term.
-        """
-        plan = self.plan
+    def evaluate(self, latents, timesteps, hidden, image_mode, frames):
         dtype = self.unet.dtype
-        sample = torch.cat([latents, self.structure[:, :, frames]], dim=1).to(dtype)
-        sample = repeat(sample, "b c f h w -> (n b) c f h w", n=plan.num_evaluations)
-        hidden = torch.cat([self.context if cond else self.null_context for cond in plan.uses_content()]).to(dtype)
-        gate = plan.image_mode()
-        image_mode = list(gate) if any(gate) else None  # host-side gate: no device sync per step
-        timesteps = timestep.reshape(1).expand(sample.shape[0]).to(sample.device)
-        prediction = self.unet(sample, timesteps, encoder_hidden_states=hidden, image_mode=image_mode,
-                               return_dict=False)[0]
-        return plan.combine(prediction)
+        sample = self.terms_of(torch.cat([latents, self.structure_of(frames)], dim=1).to(dtype))
+        return self.unet(sample, timesteps, encoder_hidden_states=hidden.to(dtype), image_mode=image_mode,
+                         return_dict=False)[0]
+
+
+class NativeRoute(Route):
+    """gen1's own model: structure as input channels, CLIP image embeddings through cross-attention."""
+
+    description = "a native Gen-1 model (its own content encoder, depth as input channels)"
+
+    @classmethod
+    def fits(cls, components: Mapping[str, Any]) -> bool:
+        return True  # the fallback: a VideoUNet that takes its structure itself
+
+    def encode_content(self, content: ContentRequest, *, generator, device) -> Content:
+        """CLIP-space content ``(1, 1, D)`` from prompts (through the prior), reference images or precomputed
+        embeddings, mixed by ``content_weights``; the null content is the zero embedding."""
+        pipe = self.pipe
+        if content.content_embeds is not None:
+            embeds = torch.as_tensor(content.content_embeds).float()
+            embeds = convex_mix(embeds.reshape(-1, embeds.shape[-1]), content.content_weights)
+        else:
+            embeds = self.encode_prompts_and_images(content, generator)
+        expected = getattr(pipe.unet, "content_dim", None)
+        if expected is not None and embeds.shape[-1] != expected:
+            raise ValueError(
+                f"content embedding dimension {embeds.shape[-1]} does not match the UNet's content_dim {expected}"
+            )
+        context = as_unet_context(embeds.to(device=device, dtype=torch.float32))
+        null = as_unet_context(null_content(1, embeds.shape[-1], device, torch.float32))
+        return Content(context, null)
+
+    def encode_prompts_and_images(self, content: ContentRequest, generator) -> torch.Tensor:
+        """Content embedding ``(1, D)`` of the prompts and reference images, mixed with ``content_weights`` (one
+        per prompt, then one per image; :func:`gen1.content.convex_mix`)."""
+        pipe = self.pipe
+        prompts, images = content.prompts, content.images
+        if not prompts and not images:
+            raise ValueError("give a prompt, a reference_image or content_embeds")
+        if pipe.content_encoder is None:
+            raise ValueError("this pipeline has no content_encoder; pass content_embeds instead")
+        images = [load_reference(image) for image in images]
+        embeddings = []
+        if prompts:
+            embeddings.append(pipe.content_encoder.encode_text(prompts, prior=pipe.prior,
+                                                               prior_scheduler=pipe.prior_scheduler,
+                                                               generator=generator))
+        for image in images:
+            embeddings.append(pipe.content_encoder.encode_image(image).reshape(1, -1))
+        embeds = torch.cat([e.reshape(e.shape[0], -1).float() for e in embeddings])
+        return convex_mix(embeds, content.content_weights)
+
+    def structure(self, depth, level, latent_size):
+        """Obscured on the latent grid (:func:`gen1.conditioning.video_structure`): what the UNet sees."""
+        return video_structure(depth, level, latent_size)
+
+    def bind(self, content: Content, structure, plan: GuidancePlan, settings: Mapping[str, Any]) -> NativePrediction:
+        return NativePrediction(self.pipe.unet, plan, content, structure.to(content.context.device))

@@ -16,7 +16,8 @@ from types import SimpleNamespace
 import gradio as gr
 
 from gen1.depth.obscure import MAX_LEVEL
-from gen1.editing import DEFAULTS, SCHEDULERS, EditCancelled
+from gen1.editing import DEFAULTS, EditCancelled
+from gen1.settings import SCHEDULERS
 from gen1.serve.service import EditForm, EditService
 
 REFERENCE_SLOTS = 3
@@ -99,14 +100,15 @@ def _knob_inputs(ui, service: EditService) -> None:
     defaults = service.catalog.defaults(service.catalog.default_name)
     limits = service.limits
     with gr.Row():
-        ui.guidance = gr.Slider(0, 20, value=defaults.guidance, step=0.1, label="Content guidance ω",
-                                info="--guidance: how strongly the prompt or reference is followed")
-        ui.temporal_guidance = gr.Slider(0, 5, value=DEFAULTS["temporal_guidance"], step=0.1,
-                                         label="Temporal guidance ω_t", info="--temporal-guidance: frame-to-frame "
+        ui.guidance_scale = gr.Slider(0, 20, value=defaults.guidance_scale, step=0.1, label="Content guidance ω",
+                                      info="--guidance: how strongly the prompt or reference is followed")
+        ui.temporal_guidance_scale = gr.Slider(0, 5, value=DEFAULTS["temporal_guidance_scale"], step=0.1,
+                                               label="Temporal guidance ω_t", info="--temporal-guidance: "
+                                               "frame-to-frame "
                                          "consistency (1 = plain video model)")
     with gr.Row():
-        ui.steps = gr.Slider(1, 100, value=DEFAULTS["steps"], step=1, label="Steps", info="--steps",
-                             elem_id="steps")
+        ui.num_inference_steps = gr.Slider(1, 100, value=DEFAULTS["num_inference_steps"], step=1, label="Steps",
+                                           info="--steps", elem_id="steps")
         ui.strength = gr.Slider(0.05, 1, value=DEFAULTS["strength"], step=0.05, label="Strength",
                                 info="--strength: below 1 starts from the noised source")
         ui.seed = gr.Number(value=DEFAULTS["seed"], precision=0, minimum=0, label="Seed", info="--seed")
@@ -137,12 +139,16 @@ def _knob_inputs(ui, service: EditService) -> None:
         with gr.Row():
             ui.scheduler = gr.Dropdown([MODEL_DEFAULT_SCHEDULER, *SCHEDULERS], value=MODEL_DEFAULT_SCHEDULER,
                                        label="Sampler", info="--scheduler")
-            ui.window = gr.Number(value=None, minimum=1, precision=0, label="Window (frames)", info="--window")
-            ui.overlap = gr.Number(value=None, minimum=0, precision=0, label="Overlap (frames)", info="--overlap")
+            ui.window_size = gr.Number(value=None, minimum=1, precision=0, label="Window (frames)", info="--window")
+            ui.window_overlap = gr.Number(value=None, minimum=0, precision=0, label="Overlap (frames)",
+                                          info="--overlap")
+            ui.window_shift = gr.Checkbox(value=DEFAULTS["window_shift"], label="Shift the windows every step",
+                                          info="unticked: --fixed-windows")
         with gr.Row():
             ui.negative_prompt = gr.Textbox(label="Negative prompt (public-route models)", info="--negative-prompt")
-            ui.controlnet_scale = gr.Slider(0, 2, value=DEFAULTS["controlnet_scale"], step=0.05,
-                                            label="ControlNet scale (public-route models)", info="--controlnet-scale")
+            ui.controlnet_conditioning_scale = gr.Slider(0, 2, value=DEFAULTS["controlnet_conditioning_scale"],
+                                                         step=0.05, label="ControlNet scale (public-route models)",
+                                                         info="--controlnet-scale")
 
 
 def _outputs(ui) -> None:
@@ -193,7 +199,7 @@ def _wire(ui, service: EditService) -> None:
     settings = [ui.size.release, ui.start.submit, ui.duration.submit, ui.max_frames.submit, ui.fps.submit,
                 ui.depth_file.change, ui.depth_invert.change]
     if isinstance(ui.model, gr.Dropdown):
-        ui.model.change(lambda name: _model_defaults(service, name), ui.model, [ui.size, ui.guidance],
+        ui.model.change(lambda name: _model_defaults(service, name), ui.model, [ui.size, ui.guidance_scale],
                         api_visibility="private").then(preview, clip_inputs, preview_outputs,
                                                        concurrency_id="preview", api_visibility="private")
     gr.on(settings, preview, clip_inputs, preview_outputs, trigger_mode="always_last", concurrency_id="preview",
@@ -207,32 +213,35 @@ def _wire(ui, service: EditService) -> None:
 def _model_defaults(service: EditService, name: str):
     with _page_errors():
         defaults = service.catalog.defaults(name)
-    return min(defaults.size, service.limits.max_size), defaults.guidance
+    return min(defaults.size, service.limits.max_size), defaults.guidance_scale
 
 
 def _wire_edit(ui, service: EditService) -> None:
     references = [component for pair in ui.references for component in pair]
-    inputs = [ui.video, ui.prompt, ui.prompt_weight, *references, ui.structure_level, ui.guidance,
-              ui.temporal_guidance, ui.steps, ui.strength, ui.seed, ui.size, ui.start, ui.duration, ui.max_frames,
-              ui.fps, ui.scheduler, ui.window, ui.overlap, ui.negative_prompt, ui.controlnet_scale, ui.mask_drawing,
+    inputs = [ui.video, ui.prompt, ui.prompt_weight, *references, ui.structure_level, ui.guidance_scale,
+              ui.temporal_guidance_scale, ui.num_inference_steps, ui.strength, ui.seed, ui.size, ui.start,
+              ui.duration, ui.max_frames, ui.fps, ui.scheduler, ui.window_size, ui.window_overlap, ui.window_shift,
+              ui.negative_prompt, ui.controlnet_conditioning_scale, ui.mask_drawing,
               ui.mask_file, ui.depth_file, ui.depth_invert, ui.model]
     outputs = [ui.output_video, ui.compare_video, ui.downloads, ui.command, ui.status]
 
     # Defaults of None make those parameters optional for API clients (the widgets' values are the other defaults).
     def edit(video, prompt=None, prompt_weight=1.0, reference_1=None, weight_1=1.0, reference_2=None, weight_2=1.0,
-             reference_3=None, weight_3=1.0, structure_level=0.0, guidance=None, temporal_guidance=1.0, steps=30,
-             strength=1.0, seed=0, size=None, start=0.0, duration=None, max_frames=None, fps=None, scheduler=None,
-             window=None, overlap=None, negative_prompt=None, controlnet_scale=1.0, mask_drawing=None,
-             mask_file=None, depth_file=None, depth_invert=False, model=None, request: gr.Request = None,
-             progress=gr.Progress()):
+             reference_3=None, weight_3=1.0, structure_level=0.0, guidance_scale=None, temporal_guidance_scale=1.0,
+             num_inference_steps=30, strength=1.0, seed=0, size=None, start=0.0, duration=None, max_frames=None,
+             fps=None, scheduler=None, window_size=None, window_overlap=None, window_shift=True,
+             negative_prompt=None, controlnet_conditioning_scale=1.0, mask_drawing=None, mask_file=None,
+             depth_file=None, depth_invert=False, model=None, request: gr.Request = None, progress=gr.Progress()):
         form = EditForm(
             video=video, prompt=prompt or "", prompt_weight=prompt_weight,
             references=[(reference_1, weight_1), (reference_2, weight_2), (reference_3, weight_3)],
-            structure_level=structure_level, guidance=guidance, temporal_guidance=temporal_guidance, steps=steps,
+            structure_level=structure_level, guidance_scale=guidance_scale,
+            temporal_guidance_scale=temporal_guidance_scale, num_inference_steps=num_inference_steps,
             strength=strength, seed=seed if seed is not None else 0, size=size, start=start or 0.0,
             duration=duration, max_frames=max_frames, fps=fps,
-            scheduler=None if scheduler in (None, MODEL_DEFAULT_SCHEDULER) else scheduler, window=window,
-            overlap=overlap, negative_prompt=negative_prompt or "", controlnet_scale=controlnet_scale,
+            scheduler=None if scheduler in (None, MODEL_DEFAULT_SCHEDULER) else scheduler, window_size=window_size,
+            window_overlap=window_overlap, window_shift=window_shift if window_shift is not None else True,
+            negative_prompt=negative_prompt or "", controlnet_conditioning_scale=controlnet_conditioning_scale,
             mask_drawing=mask_drawing, mask_file=mask_file, depth_file=depth_file, depth_invert=depth_invert,
             model=model)
         progress(0, desc="reading the clip and loading the model")

@@ -10,7 +10,7 @@ import threading
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from gen1.commands._models import ModelSource, load_model
+from gen1.model_sources import ModelSource, load_model
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,7 @@ class KnobDefaults:
     """The size and guidance the app's controls start from for a model."""
 
     size: int
-    guidance: float
+    guidance_scale: float
 
 
 class ModelCatalog:
@@ -86,7 +86,7 @@ class ModelCatalog:
 
         recorded = self.model(name).source.recorded_defaults()
         request, _ = with_model_defaults(EditRequest(input="", output=""), recorded)
-        return KnobDefaults(size=request.size, guidance=request.guidance)
+        return KnobDefaults(size=request.size, guidance_scale=request.guidance_scale)
 
 
 __all__ = ["KnobDefaults", "ModelCatalog", "ServedModel"]

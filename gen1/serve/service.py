@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from gen1.editing import ClipLimits, EditRequest, check_request, edit_command, read_inputs, run_edit
+from gen1.settings import flag_label
 from gen1.serve.models import ModelCatalog
 
 if TYPE_CHECKING:
@@ -44,16 +45,19 @@ class ServeLimits:
 
 @dataclass
 class EditForm:
-    """The page's values, as its widgets give them (``None`` or ``""`` where a field is empty)."""
+    """The page's values, as its widgets give them (``None`` or ``""`` where a field is empty).
+
+    A field named as a setting of :class:`gen1.settings.EditSettings` is that setting; the others are the page's
+    own ways of giving one (:data:`FORM_FIELDS`)."""
 
     video: str | None
     prompt: str = ""
     prompt_weight: float = 1.0
     references: list[tuple[str | None, float]] = field(default_factory=list)
     structure_level: float = 0.0
-    guidance: float | None = None  # None: the model's recommended w
-    temporal_guidance: float = 1.0
-    steps: int = 30
+    guidance_scale: float | None = None  # None: the model's recommended w
+    temporal_guidance_scale: float = 1.0
+    num_inference_steps: int = 30
     strength: float = 1.0
     seed: int = 0
     size: int | None = None  # None: the size the model was trained at
@@ -62,15 +66,22 @@ class EditForm:
     max_frames: int | None = None
     fps: float | None = None
     scheduler: str | None = None
-    window: int | None = None
-    overlap: int | None = None
+    window_size: int | None = None
+    window_overlap: int | None = None
     negative_prompt: str = ""
-    controlnet_scale: float = 1.0
+    controlnet_conditioning_scale: float = 1.0
     mask_drawing: Any = None  # gradio ImageEditor value: {"background", "layers", "composite"}
     mask_file: str | None = None
     depth_file: str | None = None
     depth_invert: bool = False
+    window_shift: bool = True
     model: str | None = None
+
+
+#: The settings the page gives through fields of its own kind (every other setting is an EditForm field of its name).
+FORM_FIELDS = {"prompt": ("prompt",), "reference_image": ("references",),
+               "content_weights": ("prompt_weight", "references"), "mask": ("mask_drawing", "mask_file"),
+               "depth": ("depth_file",)}
 
 
 @dataclass
@@ -110,7 +121,7 @@ class EditService:
     def preview_clip(self, form: EditForm) -> ClipPreview:
         """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy."""
         from gen1.serve.preview import prepare_structure
-        from gen1.video import write_video
+        from gen1.media import write_video
 
         # content and mask play no part in reading the clip and its structure
         form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
@@ -146,7 +157,7 @@ class EditService:
             request = self._request(form, job)
             name = self._model_name(form)
             pipe = self.catalog.pipeline(name)
-            _check_route_knobs(pipe, request, name)
+            pipe.route.check_settings(request.settings("edit"), label=flag_label, model=name)
             inputs = read_inputs(request, limits=self._clip_limits)
             result = run_edit(pipe, request, inputs, progress=progress, cancel=cancelled.is_set)
         drawn_mask = [Path(request.mask)] if request.mask is not None and Path(request.mask).parent == job else []
@@ -180,10 +191,11 @@ class EditService:
         """The request ``form`` describes, checked, with its outputs (and a drawn mask) in ``job``."""
         if not form.video:
             raise ValueError("upload a video first")
-        if form.size is None or form.guidance is None:  # an API client left them out: the model's own
+        if form.size is None or form.guidance_scale is None:  # an API client left them out: the model's own
             defaults = self.catalog.defaults(self._model_name(form))
             form = replace(form, size=min(defaults.size, self.limits.max_size) if form.size is None else form.size,
-                           guidance=defaults.guidance if form.guidance is None else form.guidance)
+                           guidance_scale=(defaults.guidance_scale if form.guidance_scale is None
+                                           else form.guidance_scale))
         if form.size > self.limits.max_size:
             raise ValueError(f"--size {form.size} is above this server's limit of {self.limits.max_size}")
         stem = Path(form.video).stem or "video"
@@ -193,14 +205,17 @@ class EditService:
         request = EditRequest(
             input=form.video, output=str(job / f"{stem}-edited.mp4"), compare=str(job / f"{stem}-comparison.mp4"),
             prompt=prompts,
-            reference=tuple(path for path, _ in references),
+            reference_image=tuple(path for path, _ in references),
             content_weights=tuple(weights) if len(set(weights)) > 1 else None,
             negative_prompt=form.negative_prompt.strip() or None, structure_level=form.structure_level,
-            guidance=form.guidance, temporal_guidance=form.temporal_guidance, controlnet_scale=form.controlnet_scale,
-            steps=int(form.steps), scheduler=form.scheduler or None, strength=form.strength, seed=int(form.seed),
-            mask=_mask_path(form, job), depth=form.depth_file or None, depth_invert=bool(form.depth_invert),
-            size=int(form.size), fps=form.fps or None, start=form.start or 0.0, duration=form.duration or None,
-            max_frames=_whole(form.max_frames), window=_whole(form.window), overlap=_whole(form.overlap),
+            guidance_scale=form.guidance_scale, temporal_guidance_scale=form.temporal_guidance_scale,
+            controlnet_conditioning_scale=form.controlnet_conditioning_scale,
+            num_inference_steps=int(form.num_inference_steps), scheduler=form.scheduler or None,
+            strength=form.strength, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
+            depth_invert=bool(form.depth_invert), size=int(form.size), fps=form.fps or None,
+            start=form.start or 0.0, duration=form.duration or None, max_frames=_whole(form.max_frames),
+            window_size=_whole(form.window_size), window_overlap=_whole(form.window_overlap),
+            window_shift=bool(form.window_shift),
         )
         check_request(request)
         return request
@@ -208,12 +223,6 @@ class EditService:
 
 def _whole(value) -> int | None:
     return None if value is None or value == "" else int(value)
-
-
-def _check_route_knobs(pipe, request: EditRequest, name: str) -> None:
-    if pipe.route_name != "controlnet" and (request.negative_prompt is not None or request.controlnet_scale != 1.0):
-        raise ValueError(f"the negative prompt and the ControlNet scale apply to public-route models (a text model "
-                         f"with a depth ControlNet); {name} is a native Gen-1 model")
 
 
 def _enlarge(frame: np.ndarray) -> np.ndarray:
@@ -266,7 +275,7 @@ def _as_shown(request: EditRequest) -> EditRequest:
 
     return dataclasses.replace(
         request, input=name(request.input), output=name(request.output), compare=name(request.compare),
-        mask=name(request.mask), depth=name(request.depth), reference=tuple(map(name, request.reference)))
+        mask=name(request.mask), depth=name(request.depth), reference_image=tuple(map(name, request.reference_image)))
 
 
 @contextlib.contextmanager

@@ -52,19 +52,44 @@ class CustomizeSettings:
         return self
 
 
+def draw_image_inputs(data: dict, pick: torch.Tensor, noise_scheduler, diffusion, generator, device):
+    """A native model's training inputs for the images ``pick`` of ``data`` (latents, depth, content from
+    :class:`gen1.training.preprocess.ClipEncoder`), in image mode, as training draws them."""
+    from gen1.training.batch import Clips
+    from gen1.training.draws import draw_inputs
+
+    clips = Clips(*(data[k][pick].to(device) for k in ("latents", "depth", "content")))
+    return draw_inputs(clips, noise_scheduler, diffusion, generator, image_mode=True)
+
+
+def controlnet_image_inputs(controlnet):
+    """The public route's draw (see :func:`draw_image_inputs`): depth through the frozen ``controlnet``, the
+    content the instance prompt's hidden states (:func:`encode_public_images`)."""
+    from gen1.training.draws import draw_controlnet_inputs
+
+    def draw(data, pick, noise_scheduler, diffusion, generator, device):
+        return draw_controlnet_inputs(controlnet, data["latents"][pick].to(device), data["depth"][pick].to(device),
+                                      data["content"].to(device), data["null_content"].to(device),
+                                      noise_scheduler, diffusion, generator)
+
+    return draw
+
+
 def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings, *, device="cpu",
-                  prediction_type: Optional[str] = None, progress: bool = True, controlnet=None) -> list[float]:
+                  prediction_type: Optional[str] = None, progress: bool = True,
+                  draw=draw_image_inputs) -> list[float]:
     """Fine-tune ``unet`` on encoded images; return the per-step losses.
 
-    ``data`` holds ``latents (N,C,1,h,w)``, ``depth (N,1,1,h,w)``, ``content (N,1,D)`` (from
-    :class:`gen1.training.preprocess.ClipEncoder`); with a ``controlnet`` (the public route), what
-    :func:`encode_public_images` returns. Each step draws ``batch_size`` images.
+    ``data`` holds the encoded images and ``draw(data, pick, noise_scheduler, diffusion, generator, device)`` turns
+    the images ``pick`` into a batch of training inputs: :func:`draw_image_inputs` for a native model (``latents
+    (N,C,1,h,w)``, ``depth (N,1,1,h,w)``, ``content (N,1,D)``), :func:`controlnet_image_inputs` for the public route
+    (what :func:`encode_public_images` returns). Each step draws ``batch_size`` images.
     """
     from tqdm.auto import tqdm
 
+    from gen1.training.batch import JointBatch
     from gen1.training.config import DiffusionConfig
-    from gen1.training.batch import Clips, JointBatch
-    from gen1.training.draws import draw_controlnet_inputs, draw_inputs, micro_generator
+    from gen1.training.draws import micro_generator
     from gen1.training.losses import DiffusionObjective
     from gen1.training.model import with_prediction_type
 
@@ -81,13 +106,7 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
     for step in tqdm(range(settings.steps), desc="customize", disable=not progress):
         gen = micro_generator(settings.seed, 0, step)
         pick = torch.randint(0, n, (settings.batch_size,), generator=gen)
-        if controlnet is None:
-            clips = Clips(*(data[k][pick].to(device) for k in ("latents", "depth", "content")))
-            part = draw_inputs(clips, noise_scheduler, diffusion, gen, image_mode=True)
-        else:
-            part = draw_controlnet_inputs(controlnet, data["latents"][pick].to(device), data["depth"][pick].to(device),
-                                          data["content"].to(device), data["null_content"].to(device),
-                                          noise_scheduler, diffusion, gen)
+        part = draw(data, pick, noise_scheduler, diffusion, gen, device)
         loss = objective(JointBatch(image=part))
         loss.backward()
         optimizer.step()

@@ -112,7 +112,7 @@ def draw_controlnet_inputs(controlnet, latents: torch.Tensor, depth: torch.Tenso
 
     The content is text hidden states ``context (1, L, D)``, dropped to ``null_context`` (the empty prompt's);
     the structure is ``depth (B, 1, H, W)`` on the ControlNet's pixel grid, obscured to each image's drawn t_s and
-    shown to the frozen ControlNet exactly as :class:`gen1.routes.ControlNetRoute` shows it at inference. The
+    shown to the frozen ControlNet exactly as :mod:`gen1.routes.controlnet` shows it at inference. The
     ControlNet's residuals travel with the inputs to the UNet (``controlnet_residuals``).
     """
     from einops import rearrange

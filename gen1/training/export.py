@@ -27,12 +27,13 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
+from gen1.model_folders import EXPORT_RECORD
+
 if TYPE_CHECKING:
     from gen1.training.config import Config
     from gen1.training.sources import TrainingData
     from gen1.training.trainer import Run
 
-EXPORT_RECORD = "training.json"  # what trained, beside the export's weights
 NEW_LAYERS_FILE = "temporal.safetensors"  # the layers inflation added (the name predates motion modules)
 
 

@@ -144,7 +144,7 @@ def write_sample(out_dir: str | Path, step: int, source: torch.Tensor, output, *
         Image.fromarray(strip).save(tmp, format="PNG")
     paths = {"png": str(png), "strip": strip}
     if mp4:
-        from gen1.video import write_video
+        from gen1.media import write_video
 
         side = unit_to_uint8(np.concatenate([src, frames], axis=2))  # (F, H, 2W, 3)
         paths["mp4"] = str(write_video(out_dir / f"step-{step:08d}.mp4", side, fps))

@@ -1,0 +1,191 @@
+"""What every route is: the route-specific half of an edit, and the batching of guidance terms written once.
+
+A *route* is how structure and content reach one kind of backbone. Everything that differs between backbones
+lives in its route class, so the pipeline, the editing layer, the web app and the commands ask the route and
+never test which one they hold:
+
+* which components make a pipeline of this kind (:meth:`Route.fits`), and which optional settings it accepts
+  (:attr:`Route.optional_settings`; :meth:`Route.check_settings` refuses the others in one line);
+* its content: prompts, reference images, precomputed embeddings and the null content (:meth:`Route.encode_content`);
+* its structure input at a level t_s (:meth:`Route.structure`): the one function both an edit and the web app's
+  structure preview call;
+* its noise and source-encoding conventions (:meth:`Route.encode_source`, :meth:`Route.draw_noise`);
+* its model function (:meth:`Route.bind` -> :class:`GuidedPrediction`, whose ``predict`` the loop calls).
+
+:class:`GuidedPrediction` holds what every route shares: batch entry ``i`` of one network call is guidance term
+``plan.terms[i]`` (the same latents, the real or null content, the image-mode gate), combined by the plan.
+A route's prediction only says how to run its networks on that batch (:meth:`GuidedPrediction.evaluate`).
+"""
+
+from __future__ import annotations
+
+import os
+
+from dataclasses import dataclass
+from typing import Any, ClassVar, Mapping
+
+import torch
+from diffusers.utils.torch_utils import randn_tensor
+from einops import rearrange, repeat
+
+from gen1.conditioning import encode_latents
+from gen1.guidance import GuidancePlan
+from gen1.media import read_image
+
+
+def is_present(components: Mapping[str, Any], name: str) -> bool:
+    """Whether component ``name`` is there: a loaded module, or a ``model_index.json`` entry other than
+    ``[null, null]`` (diffusers' record of an optional component left out)."""
+    value = components.get(name)
+    if isinstance(value, (list, tuple)):
+        return any(part is not None for part in value)
+    return value is not None
+
+
+def load_reference(image):
+    """A reference image as given (an array or tensor), or read from its path."""
+    return read_image(image) if isinstance(image, (str, os.PathLike)) else image
+
+
+@dataclass
+class Content:
+    """The encoded content of one edit: ``context`` / ``null_context`` ``(1, L, D)`` float32 for the terms with
+    the real and the null content, and whatever else the route's networks take per content (``extra`` and
+    ``null_extra``, e.g. IP-Adapter image embeddings), both ``None`` when it takes nothing else."""
+
+    context: torch.Tensor
+    null_context: torch.Tensor
+    extra: Any = None
+    null_extra: Any = None
+
+
+@dataclass
+class ContentRequest:
+    """The content arguments of an edit as the pipeline's ``__call__`` names them."""
+
+    prompt: Any = None
+    reference_image: Any = None
+    content_weights: Any = None
+    content_embeds: Any = None
+    negative_prompt: str | None = None
+
+    @property
+    def prompts(self) -> list[str]:
+        return [self.prompt] if isinstance(self.prompt, str) else list(self.prompt or [])
+
+    @property
+    def images(self) -> list:
+        images = self.reference_image
+        return [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
+
+
+@dataclass
+class GuidedPrediction:
+    """The model function of one edit: ``predict(latents, t, frames)`` -> the guided prediction of a window.
+
+    ``structure``: the route's structure input for the whole video, indexed by frame on dimension
+    ``structure_frame_dim`` (what :meth:`Route.structure` returned); ``content``: :class:`Content`.
+    """
+
+    unet: torch.nn.Module
+    plan: GuidancePlan
+    content: Content
+    structure: torch.Tensor
+    structure_frame_dim: ClassVar[int] = 2
+
+    def structure_of(self, frames: slice) -> torch.Tensor:
+        """The structure input of the window ``frames``."""
+        index = [slice(None)] * self.structure.ndim
+        index[self.structure_frame_dim] = frames
+        return self.structure[tuple(index)]
+
+    def per_term(self, real, null) -> list:
+        """``real`` for the terms with the content, ``null`` for the others, in the plan's batch order."""
+        return [real if cond else null for cond in self.plan.uses_content()]
+
+    def predict(self, latents: torch.Tensor, timestep: torch.Tensor, frames: slice) -> torch.Tensor:
+        """Guided prediction ``(1, C, Fw, h, w)`` float32 for the window ``frames``: every guidance term in ONE
+        batched network call (:meth:`evaluate`), combined by the plan."""
+        plan = self.plan
+        hidden = torch.cat(self.per_term(self.content.context, self.content.null_context))
+        gate = plan.image_mode()
+        image_mode = list(gate) if any(gate) else None  # host-side gate: no device sync per step
+        batch = plan.num_evaluations * latents.shape[0]
+        timesteps = timestep.reshape(1).expand(batch).to(latents.device)
+        return plan.combine(self.evaluate(latents, timesteps, hidden, image_mode, frames))
+
+    def evaluate(self, latents: torch.Tensor, timesteps: torch.Tensor, hidden: torch.Tensor, image_mode,
+                 frames: slice) -> torch.Tensor:
+        """The networks on the batch of terms: ``latents`` ``(1, C, Fw, h, w)`` of the window (repeat them per
+        term), ``timesteps`` / ``hidden`` / ``image_mode`` one entry per term. Returns the term-major batch of
+        predictions."""
+        raise NotImplementedError
+
+    def terms_of(self, tensor: torch.Tensor) -> torch.Tensor:
+        """``tensor`` ``(1, ...)`` repeated once per guidance term (term-major)."""
+        return repeat(tensor, "b ... -> (n b) ...", n=self.plan.num_evaluations)
+
+
+class Route:
+    """The route-specific half of an edit for a pipeline of one kind (see the module docstring).
+
+    A route is made per pipeline (``Route(pipe)``, cheap: it holds the pipeline, no tensors); the pipeline asks it
+    for :meth:`encode_content`, :meth:`structure`, :meth:`encode_source` / :meth:`draw_noise` and :meth:`bind`.
+    """
+
+    #: What a user reads in a message: "<description>" ("a native Gen-1 model").
+    description: ClassVar[str] = ""
+    #: Settings beyond the ones every route takes, that this route accepts (API names).
+    optional_settings: ClassVar[frozenset[str]] = frozenset()
+    #: Whether the content is text through the model's own text encoder (a customisation is tied to a prompt).
+    text_content: ClassVar[bool] = False
+    #: Whether reference images need an IP-Adapter loaded into the pipeline.
+    references_through_ip_adapter: ClassVar[bool] = False
+
+    def __init__(self, pipe):
+        self.pipe = pipe
+
+    # ------------------------------------------------------------------------------------------- what it is
+    @classmethod
+    def fits(cls, components: Mapping[str, Any]) -> bool:
+        """Whether a pipeline with ``components`` (name -> the component, or its ``model_index.json`` entry) is of
+        this kind (:func:`is_present` says whether one is there)."""
+        raise NotImplementedError
+
+    @classmethod
+    def check_settings(cls, settings: Mapping[str, Any], *, label=lambda name: name, model: str = "this model"):
+        """``ValueError`` for the first optional setting given (not ``None`` and not its neutral value) that this
+        route does not accept, naming it with ``label(name)`` (a flag on the command line) and ``model``."""
+        from gen1.settings import OPTIONAL_SETTINGS  # the declaration of settings sits above the routes
+
+        for name, neutral in OPTIONAL_SETTINGS.items():
+            value = settings.get(name, neutral)
+            if name not in cls.optional_settings and value is not None and value != neutral:
+                raise ValueError(f"{label(name)} does not apply to {model}, {cls.description}")
+
+    def denoisers(self) -> list[torch.nn.Module]:
+        """The networks that run at every denoising step (what ``--compile`` compiles)."""
+        return [self.pipe.unet]
+
+    # ------------------------------------------------------------------------------------------- the edit
+    def encode_content(self, content: ContentRequest, *, generator, device) -> Content:
+        """The content and null content of an edit (see :class:`Content`)."""
+        raise NotImplementedError
+
+    def structure(self, depth: torch.Tensor, level: float, latent_size: tuple[int, int]):
+        """(the obscured depth the edit is guided by, ``(F, 1, H, W)`` in [0, 1] at the output size, for display;
+        the structure input its networks take) for the unobscured ``depth`` ``(F, 1, H, W)`` at ``level``."""
+        raise NotImplementedError
+
+    def encode_source(self, frames: torch.Tensor, *, generator, device, chunk_size: int) -> torch.Tensor:
+        """Source latents ``(1, C, F, h, w)`` float32: the VAE posterior mean (the training convention)."""
+        latents = encode_latents(self.pipe.vae, frames, chunk_size=chunk_size, device=device)
+        return rearrange(latents, "f c h w -> 1 c f h w").to(device)
+
+    def draw_noise(self, shape: tuple[int, int, int, int, int], *, generator, device) -> torch.Tensor:
+        """Initial noise ``(1, C, F, h, w)`` float32, drawn in that order (the training convention)."""
+        return randn_tensor(shape, generator=generator, device=device, dtype=torch.float32)
+
+    def bind(self, content: Content, structure, plan: GuidancePlan, settings: Mapping[str, Any]) -> GuidedPrediction:
+        """The model function of one edit (its prediction's ``predict`` goes to the loop)."""
+        raise NotImplementedError

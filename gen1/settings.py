@@ -1,0 +1,177 @@
+"""The settings of an edit, declared once: name, default, range, flag and help of each.
+
+:class:`EditSettings` holds every knob of an edit under the name ``Gen1Pipeline.__call__`` takes (``guidance_scale``,
+``window_size``, ...). Everything else is derived from it or checked against it: ``gen1 edit``'s flags
+(:func:`add_setting_arguments`), the request :mod:`gen1.editing` runs (a subclass adding the files), the web form
+(tested against it), and the range checks (:func:`check_setting`, the one place a range is written), which the
+pipeline, the editing layer and the front ends all call, naming the setting their own way (a flag or a keyword).
+
+Each field's metadata (:func:`setting`) says:
+
+* ``flag``: the ``gen1 edit`` option; ``help``: its help text; ``group``: which part of ``--help`` it is listed in;
+* ``low`` / ``high`` / ``low_open`` / ``integer`` / ``choices``: its range;
+* ``stage``: ``"edit"`` for a ``Gen1Pipeline.__call__`` argument, ``"read"`` for how the source is read
+  (frame selection, the depth file's convention), ``"seed"`` for the generator's seed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from typing import Any, Callable, Mapping
+
+from gen1.checks import SEED_MAX, check_integer, check_number, seed_value
+from gen1.denoise import SCHEDULERS
+from gen1.depth.obscure import MAX_LEVEL
+from gen1.media import check_size
+from gen1.model_defaults import FALLBACK_SIZE
+
+
+def setting(default, flag: str, help: str, *, group: str = "knobs", stage: str = "edit", low=None, high=None,
+            low_open: bool = False, integer: bool = False, choices=None, metavar: str | None = None,
+            repeat: bool = False, nargs: str | None = None, kind: type | Callable | None = None,
+            switch: bool = False):
+    """A field of :class:`EditSettings` with its flag, help and range (see the module docstring).
+
+    ``repeat``: the flag may be given several times (a tuple); ``nargs``: several values after one flag;
+    ``switch``: a flag without a value that sets the opposite of ``default``; ``kind``: argparse's ``type``.
+    """
+    metadata = dict(flag=flag, help=help, group=group, stage=stage, low=low, high=high, low_open=low_open,
+                    integer=integer, choices=choices, metavar=metavar, repeat=repeat, nargs=nargs, kind=kind,
+                    switch=switch)
+    return field(default=default, metadata=metadata)
+
+
+@dataclass(frozen=True, kw_only=True)
+class EditSettings:
+    """Every knob of an edit, with ``Gen1Pipeline.__call__``'s names and ``gen1 edit``'s defaults."""
+
+    # content
+    prompt: tuple[str, ...] = setting((), "--prompt", "text prompt (repeatable)", group="content", repeat=True)
+    reference_image: tuple[str, ...] = setting((), "--reference", "reference image (repeatable)", group="content",
+                                               repeat=True, metavar="IMG")
+    negative_prompt: str | None = setting(None, "--negative-prompt", "public route: what the edit should not look "
+                                          "like (default: the empty prompt)", group="content", metavar="TEXT")
+    content_weights: tuple[float, ...] | None = setting(
+        None, "--content-weights", "one weight >= 0 per prompt, then per reference image; normalised to sum to 1 "
+        "(default: equal)", group="content", nargs="+", kind=float, metavar="W", low=0)
+    # guidance and structure
+    structure_level: float = setting(0.0, "--structure-level", f"t_s in [0, {MAX_LEVEL}]: 0 = full depth detail, "
+                                     f"{MAX_LEVEL} = coarse layout only (default 0)", low=0, high=MAX_LEVEL,
+                                     kind=float)
+    guidance_scale: float | None = setting(None, "--guidance", "content guidance scale w (default: the model's "
+                                           "recommended w, else 7.5)", low=0, kind=float)
+    temporal_guidance_scale: float = setting(1.0, "--temporal-guidance", "temporal guidance scale w_t (default 1)",
+                                             low=0, kind=float)
+    controlnet_conditioning_scale: float = setting(1.0, "--controlnet-scale", "public route: strength of the depth "
+                                                   "ControlNet's guidance, >= 0 (default 1)", low=0, kind=float)
+    num_inference_steps: int = setting(30, "--steps", "denoising steps (default 30)", low=1, integer=True, kind=int)
+    scheduler: str | None = setting(None, "--scheduler", "sampler (default: the model's own)", choices=SCHEDULERS)
+    strength: float = setting(1.0, "--strength", "in (0, 1]: start from the noised source below 1", low=0, high=1,
+                              low_open=True, kind=float)
+    seed: int = setting(0, "--seed", "random seed, 0 to 2**64-1 (default 0)", stage="seed", low=0, high=SEED_MAX,
+                        integer=True, kind=seed_value)
+    mask: str | None = setting(None, "--mask", "mask image or video: white = edit, black = keep the source")
+    depth: str | None = setting(None, "--depth", "your own structure instead of the estimate: a depth video, an "
+                                "image (8/16-bit PNG or TIFF, read at full precision), a .npy array or a folder of "
+                                "images; brighter = nearer unless --depth-invert")
+    depth_invert: bool = setting(False, "--depth-invert", "--depth holds distance (far = large), e.g. a Blender Z "
+                                 "pass: use 1/distance as the structure", stage="read", switch=True)
+    # which frames, at which size, in which windows
+    size: int | None = setting(None, "--size", "short side of the output in pixels, a multiple of 8 up to 4096 "
+                               f"(default: the size the model was trained at, else {FALLBACK_SIZE})", group="io",
+                               kind=int)
+    fps: float | None = setting(None, "--fps", "resample the input to this frame rate (default: keep)", group="io",
+                                stage="read", low=0, low_open=True, kind=float)
+    start: float = setting(0.0, "--start", "start time in seconds", group="io", stage="read", low=0, kind=float)
+    duration: float | None = setting(None, "--duration", "duration in seconds", group="io", stage="read", low=0,
+                                     low_open=True, kind=float)
+    max_frames: int | None = setting(None, "--max-frames", "at most this many frames", group="io", stage="read",
+                                     low=1, integer=True, kind=int)
+    window_size: int | None = setting(None, "--window", "frames per temporal window (default: the model's clip "
+                                      "length)", group="io", low=1, integer=True, kind=int)
+    window_overlap: int | None = setting(None, "--overlap", "frames shared by neighbouring windows (default: "
+                                         "window // 4)", group="io", low=0, integer=True, kind=int)
+    window_shift: bool = setting(True, "--fixed-windows", "keep the same windows at every step (default: they shift "
+                                 "from step to step, so that no frame stays at a window edge; docs/long_videos.md)",
+                                 group="io", switch=True)
+
+
+def setting_fields():
+    """The fields of :class:`EditSettings`, in declaration order."""
+    return fields(EditSettings)
+
+
+#: Setting name -> its ``gen1 edit`` flag.
+FLAGS: dict[str, str] = {item.name: item.metadata["flag"] for item in setting_fields()}
+#: Setting name -> its default.
+DEFAULTS: dict[str, Any] = {item.name: item.default for item in setting_fields()}
+#: The settings only some routes take, with the value that leaves them out (:meth:`gen1.routes.Route.check_settings`).
+OPTIONAL_SETTINGS: dict[str, Any] = {"negative_prompt": None, "controlnet_conditioning_scale": 1.0}
+
+
+def flag_label(name: str) -> str:
+    """How the command line names a setting (its flag); other names are returned as they are."""
+    return FLAGS.get(name, name)
+
+
+def check_setting(name: str, value, label: Callable[[str], str] = lambda name: name) -> None:
+    """``ValueError`` unless ``value`` is within setting ``name``'s declared range; ``None`` passes (not given).
+
+    The message names the setting as ``label(name)`` (``flag_label`` for a command line). Sizes are checked by
+    :func:`gen1.media.check_size` (a multiple of 8 up to :data:`gen1.media.MAX_SIZE`).
+    """
+    if value is None:
+        return
+    spec = _FIELDS[name].metadata
+    shown = label(name)
+    if name == "size":
+        check_size(value, shown)
+        return
+    values = value if spec["repeat"] or spec["nargs"] else (value,)
+    for item in values:
+        if spec["choices"] is not None:
+            if item not in spec["choices"]:
+                raise ValueError(f"{shown} must be one of {', '.join(spec['choices'])}, got '{item}'")
+        elif spec["integer"]:
+            if isinstance(item, bool) or not float(item).is_integer():
+                raise ValueError(f"{shown} must be an integer, got {item!r}")
+            check_integer(shown, int(item), low=spec["low"], high=spec["high"])
+        elif spec["low"] is not None or spec["high"] is not None:
+            try:
+                number = float(item)
+            except (TypeError, ValueError):
+                raise ValueError(f"{shown} must be a number, got {item!r}") from None
+            check_number(shown, number, low=spec["low"], high=spec["high"], low_open=spec["low_open"])
+
+
+def check_settings(settings: Mapping[str, Any], label: Callable[[str], str] = lambda name: name) -> None:
+    """:func:`check_setting` for every declared setting in ``settings`` (other keys are ignored)."""
+    for name, value in settings.items():
+        if name in _FIELDS:
+            check_setting(name, value, label)
+
+
+def add_setting_arguments(groups: Mapping[str, Any]) -> None:
+    """Add every setting's flag to the argparse group named by its ``group`` (``content``, ``knobs``, ``io``);
+    the parsed ``dest`` of each is the setting's name."""
+    for item in setting_fields():
+        spec = item.metadata
+        kwargs = dict(dest=item.name, help=spec["help"])
+        if spec["switch"]:
+            kwargs.update(action="store_false" if item.default else "store_true")
+        else:
+            if spec["repeat"]:
+                kwargs.update(action="append", default=[])
+            else:
+                kwargs.update(default=item.default)
+            for key, argparse_key in (("kind", "type"), ("metavar", "metavar"), ("nargs", "nargs"),
+                                      ("choices", "choices")):
+                if spec[key] is not None:
+                    kwargs[argparse_key] = spec[key]
+        groups[spec["group"]].add_argument(spec["flag"], **kwargs)
+
+
+_FIELDS = {item.name: item for item in setting_fields()}
+
+__all__ = ["DEFAULTS", "FALLBACK_SIZE", "FLAGS", "OPTIONAL_SETTINGS", "SCHEDULERS", "EditSettings",
+           "add_setting_arguments", "check_setting", "check_settings", "flag_label", "setting", "setting_fields"]

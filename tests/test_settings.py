@@ -1,0 +1,91 @@
+"""An edit's settings are declared once (gen1.settings.EditSettings): the command line's flags, the web form and the
+pipeline's arguments are made from that declaration or checked against it here, and ranges are checked in one
+place."""
+
+from __future__ import annotations
+
+import argparse
+import inspect
+from dataclasses import fields
+
+import pytest
+
+from gen1.cli import build_parser
+from gen1.editing import EditRequest, check_request
+from gen1.pipeline import Gen1Pipeline
+from gen1.serve.service import FORM_FIELDS, EditForm
+from gen1.settings import DEFAULTS, FLAGS, EditSettings, check_setting, flag_label, setting_fields
+
+#: ``gen1 edit``'s options before the settings were declared once: the same list, no option lost or renamed.
+EDIT_OPTIONS = ['--adapter', '--base', '--compare', '--compile', '--content-weights', '--controlnet',
+                '--controlnet-scale', '--depth', '--depth-invert', '--depth-model', '--device', '--dtype', '--duration',
+                '--fixed-windows', '--fps', '--guidance', '--help', '--image-encoder', '--ip-adapter',
+                '--ip-adapter-scale', '--lora', '--lora-scale', '--mask', '--max-frames', '--model', '--motion-adapter',
+                '--negative-prompt', '--output', '--overlap', '--prompt', '--reference', '--scheduler', '--seed',
+                '--size', '--start', '--steps', '--strength', '--structure-level', '--temporal-guidance', '--threads',
+                '--window', '-h', '-o']
+
+
+def _edit_parser() -> argparse.ArgumentParser:
+    subparsers = next(a for a in build_parser()._actions if isinstance(a, argparse._SubParsersAction))
+    return subparsers.choices["edit"]
+
+
+def test_gen1_edit_has_one_flag_per_setting_with_the_settings_name_and_default():
+    actions = {action.dest: action for action in _edit_parser()._actions}
+    for item in setting_fields():
+        action = actions.get(item.name)
+        assert action is not None, f"gen1 edit has no flag for the setting {item.name}"
+        assert item.metadata["flag"] in action.option_strings
+        parsed = _edit_parser().parse_args(["in.mp4", "-o", "out.mp4"])
+        assert getattr(parsed, item.name) == (list(item.default) if item.metadata["repeat"] else item.default)
+
+
+def test_gen1_edit_help_lists_the_same_options_as_before():
+    options = sorted(option for action in _edit_parser()._actions for option in action.option_strings)
+    assert options == EDIT_OPTIONS
+
+
+def test_the_pipeline_takes_every_edit_setting_by_its_name():
+    parameters = inspect.signature(Gen1Pipeline.__call__).parameters
+    for item in setting_fields():
+        if item.metadata["stage"] == "edit":
+            assert item.name in parameters, f"Gen1Pipeline.__call__ has no argument {item.name}"
+            default = parameters[item.name].default
+            if item.name not in ("prompt", "reference_image", "guidance_scale"):  # None there: no content / the model's
+                assert default == item.default, f"{item.name}: {default!r} in the pipeline, {item.default!r} declared"
+
+
+def test_the_web_form_gives_every_setting_and_nothing_else():
+    form_fields = {item.name for item in fields(EditForm)}
+    given_otherwise = {name for names in FORM_FIELDS.values() for name in names}
+    for item in setting_fields():
+        assert item.name in form_fields or item.name in FORM_FIELDS, f"the web form has no field for {item.name}"
+    unexplained = form_fields - {item.name for item in setting_fields()} - given_otherwise - {"video", "model"}
+    assert not unexplained, f"web form fields that are no setting: {sorted(unexplained)}"
+    for name in form_fields & set(DEFAULTS):
+        if name not in ("guidance_scale", "size", "prompt", "negative_prompt"):  # empty: the model's own, or no text
+            assert getattr(EditForm(video=None), name) == DEFAULTS[name], name
+
+
+def test_the_request_is_the_settings_plus_its_files():
+    assert issubclass(EditRequest, EditSettings)
+    assert {item.name for item in fields(EditRequest)} - set(FLAGS) == {"input", "output", "compare"}
+
+
+@pytest.mark.parametrize("name, value, rule", [
+    ("structure_level", 7.5, r"in \[0, 7\]"),
+    ("guidance_scale", -1.0, ">= 0"),
+    ("num_inference_steps", 0, "integer >= 1"),
+    ("strength", 0.0, r"in \(0, 1\]"),
+    ("scheduler", "plms", "one of ddim, dpm, euler"),
+    ("window_overlap", -1, "integer >= 0"),
+    ("size", 100, "multiple of 8"),
+])
+def test_a_range_is_checked_in_one_place_and_named_as_each_caller_names_it(name, value, rule):
+    with pytest.raises(ValueError, match=f"^{name} .*{rule}"):
+        check_setting(name, value)
+    with pytest.raises(ValueError, match=f"^{FLAGS[name]} .*{rule}"):
+        check_setting(name, value, flag_label)
+    with pytest.raises(ValueError, match=f"^{FLAGS[name]} "):
+        check_request(EditRequest(input="in.mp4", output="out.mp4", prompt=("x",), **{name: value}))

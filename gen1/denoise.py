@@ -21,6 +21,8 @@ from typing import Callable, Sequence
 import torch
 from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
 
+from gen1.settings import SCHEDULERS
+
 ModelFunction = Callable[[torch.Tensor, torch.Tensor, int], torch.Tensor]
 StepHook = Callable[[int, torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -57,9 +59,9 @@ def denoise(
     return latents
 
 
-#: The samplers an edit can name, by diffusers class.
+#: The samplers an edit can name (gen1.settings.SCHEDULERS), by diffusers class.
 SCHEDULER_CLASSES = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
-SCHEDULERS = tuple(SCHEDULER_CLASSES)
+assert tuple(SCHEDULER_CLASSES) == SCHEDULERS, "gen1.settings.SCHEDULERS and the classes here must name the same"
 
 
 def make_scheduler(name: str, config):

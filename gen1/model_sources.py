@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Callable
 
 from gen1.checks import check_model_files, load_failure
-from gen1.routes import Route, route_class
 
 PUBLIC_FLAGS = ("--base", "--motion-adapter", "--controlnet")
 
@@ -50,8 +49,10 @@ class ModelSource:
         return self.base is not None
 
     @property
-    def route(self) -> type[Route]:
-        """The route the model takes (:mod:`gen1.routes`), from its parts or its folder, without loading it."""
+    def route(self):
+        """The route class the model takes (:mod:`gen1.routes`), from its parts or its folder, without loading it."""
+        from gen1.routes import route_class  # lazy: torch and diffusers; the commands import this module to parse
+
         if self.is_public:
             return route_class({"controlnet": self.controlnet})
         index = json.loads((self.model_dir / "model_index.json").read_text(encoding="utf-8"))

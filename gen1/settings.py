@@ -20,10 +20,15 @@ from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from gen1.checks import SEED_MAX, check_integer, check_number, seed_value
-from gen1.denoise import SCHEDULERS
-from gen1.depth.obscure import MAX_LEVEL
 from gen1.media import check_size
 from gen1.model_defaults import FALLBACK_SIZE
+
+
+#: The structure levels t_s run from 0 to this (gen1.depth.obscure defines what each does; the number lives here, at
+#: the bottom of the layers, so that declaring the settings needs no torch: every command builds its parser from them).
+MAX_LEVEL = 7
+#: The samplers an edit can name (gen1.denoise.make_scheduler makes them).
+SCHEDULERS = ("ddim", "dpm", "euler")
 
 
 def setting(default, flag: str, help: str, *, group: str = "knobs", stage: str = "edit", low=None, high=None,

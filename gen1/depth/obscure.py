@@ -35,7 +35,8 @@ from typing import Sequence
 import torch
 import torch.nn.functional as F
 
-MAX_LEVEL = 7
+from gen1.settings import MAX_LEVEL  # the number of levels, declared with the edit's settings
+
 #: cells along the short side that the top level (7) keeps: the paper's 512 px depth halved seven times
 TOP_LEVEL_CELLS = 4
 BINOMIAL_KERNEL = (1.0, 4.0, 6.0, 4.0, 1.0)

@@ -15,7 +15,7 @@ from types import SimpleNamespace
 
 import gradio as gr
 
-from gen1.depth.obscure import MAX_LEVEL
+from gen1.settings import MAX_LEVEL
 from gen1.editing import DEFAULTS, EditCancelled
 from gen1.settings import SCHEDULERS
 from gen1.serve.service import EditForm, EditService

@@ -154,7 +154,7 @@ class Config:
 
     def validate(self) -> "Config":
         """Check value ranges and choices; raise ``ValueError`` naming the field."""
-        from gen1.depth.obscure import MAX_LEVEL
+        from gen1.settings import MAX_LEVEL
         _choice("model.trainable", self.model.trainable, TRAINABLE_CHOICES)
         _choice("optim.lr_schedule", self.optim.lr_schedule, LR_SCHEDULES)
         _choice("train.mixed_precision", self.train.mixed_precision, MIXED_PRECISION)

@@ -129,7 +129,7 @@ def as_unet_context(emb: torch.Tensor) -> torch.Tensor:
 def _read_image(path) -> np.ndarray:
     from gen1.video import read_image
 
-    return read_image(path)
+    return read_image(path, what="reference image")
 
 
 def images_to_tensor(images) -> torch.Tensor:

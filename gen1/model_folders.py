@@ -33,7 +33,7 @@ GEN1_COMPONENTS = {
 # the components a Gen1Pipeline has: under these names only [library, class] or [null, null] is a valid entry
 COMPONENT_NAMES = ("vae", "unet", "scheduler", "depth_estimator", "content_encoder", "prior", "prior_scheduler",
                    "controlnet", "text_encoder", "tokenizer", "image_encoder", "feature_extractor")
-_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]*")
+_CLASS_NAME = re.compile(r"[A-Z][A-Za-z0-9_]*")  # a class, as diffusers and transformers name theirs
 _DOTTED = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
 
 
@@ -79,9 +79,9 @@ def check_component_source(index_path: str | os.PathLike, name: str, value) -> s
     library, cls = value
     if library is None and cls is None:
         return None
-    if not isinstance(library, str) or not isinstance(cls, str) or not _IDENTIFIER.fullmatch(cls) \
+    if not isinstance(library, str) or not isinstance(cls, str) or not _CLASS_NAME.fullmatch(cls) \
             or not _DOTTED.fullmatch(library):
-        raise ValueError(f"{where} must name a library and a class as strings")
+        raise ValueError(f"{where} must name a library (a module name) and a class (CamelCase)")
     if library in COMPONENT_LIBRARIES:
         return None
     if library in GEN1_COMPONENTS.get(cls, ()):

@@ -35,7 +35,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
@@ -45,21 +44,13 @@ DEMO_MODEL = REPO / "gen1" / "assets" / "demo-model"
 
 
 # ------------------------------------------------------------------------------------------ hostile files
-def _chunk(kind: bytes, data: bytes) -> bytes:
-    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-
-def png_claiming(path: Path, width: int, height: int, *, bit_depth: int = 8, colour_type: int = 2) -> Path:
-    """A PNG whose header claims ``width x height`` with one row of data: bytes on disk, gigabytes decoded."""
-    ihdr = struct.pack(">IIBBBBB", width, height, bit_depth, colour_type, 0, 0, 0)
-    row = b"\x00" * (1 + min(width * 6, 1 << 16))
-    path.write_bytes(b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", zlib.compress(row, 9))
-                     + _chunk(b"IEND", b""))
-    return path
+sys.path.insert(0, str(REPO / "tests"))
+from bad_files import npy_claiming, png_claiming  # noqa: E402 - the tests' own makers of hostile files
 
 
 def npy_with_header(path: Path, header: dict | str, data: bytes = b"\x00" * 64, magic: bytes = b"\x93NUMPY\x01\x00"
                     ) -> Path:
+    """A ``.npy`` with any header text (``npy_claiming`` writes well-formed ones) and magic."""
     text = (repr(header) if isinstance(header, dict) else header).encode("latin1")
     text += b" " * (64 - (10 + len(text) + 1) % 64) + b"\n"
     path.write_bytes(magic + struct.pack("<H", len(text)) + text + data)
@@ -197,8 +188,7 @@ def npy_cases(work: Path) -> list[Case]:
     folder = work / "npy"
     folder.mkdir()
     variants = {
-        "petabyte shape": npy_with_header(folder / "huge.npy", {"descr": "<f4", "fortran_order": False,
-                                                                 "shape": (10**6, 10**5, 10**5)}),
+        "petabyte shape": npy_claiming(folder / "huge.npy", (10**6, 10**5, 10**5)),
         "truncated data": npy_with_header(folder / "short.npy", {"descr": "<f4", "fortran_order": False,
                                                                   "shape": (4, 64, 64)}),
         "object dtype": npy_with_header(folder / "objects.npy", {"descr": "|O", "fortran_order": False,
@@ -264,7 +254,8 @@ def model_folder_cases(work: Path) -> list[Case]:
 
 
 def hub_cases(work: Path) -> list[Case]:
-    from gen1.hub import BASE, CONTROLNET, IP_ADAPTER, LORA, MOTION_ADAPTER, PIPELINE_INDEX, resolve, resolve_all
+    from gen1 import hub
+    from gen1.hub import BASE, CONTROLNET, IP_ADAPTER, LORA, MOTION_ADAPTER, PIPELINE_INDEX, resolve
     from gen1.pipeline import Gen1Pipeline
 
     here = work / "cwd"
@@ -278,17 +269,13 @@ def hub_cases(work: Path) -> list[Case]:
     parts = [("--base", "a/base", BASE), ("--motion-adapter", "a/motion", MOTION_ADAPTER),
              ("--controlnet", "a/controlnet", CONTROLNET), ("--ip-adapter", "a/ip", IP_ADAPTER),
              ("--model", "a/model", PIPELINE_INDEX)]
-    cases.append(Case("hub", "five parts missing at once", lambda: _all_named(resolve_all(parts), parts),
+    cases.append(Case("hub", "five parts missing at once", lambda: hub.resolve_all(parts),
                       ("5 of 5 model parts are missing",)))
     for name in ("./runs/export", "../runs/export", "runs/export", "runs/model.safetensors", "out/lora.safetensors",
                  "adapters/style.pt", "~/models/x", "/nonexistent/model"):
         cases.append(Case("hub", f"local-looking name {name}",
                           lambda n=name: _in(here, lambda: resolve(n, LORA, flag="--lora")), (f"'{name}'",)))
     return cases
-
-
-def _all_named(result, parts):  # reached only if nothing was refused
-    return result
 
 
 def _in(folder: Path, run: Callable[[], object]):
@@ -362,8 +349,7 @@ def cli_cases(work: Path, timeout: float) -> list[Case]:
     write_video(clip, np.full((2, 64, 64, 3), 100, np.uint8), fps=8)
     mask = png_claiming(folder / "mask.png", 13000, 13000)
     reference = png_claiming(folder / "ref.png", 20000, 20000)
-    depth = npy_with_header(folder / "depth.npy", {"descr": "<f4", "fortran_order": False,
-                                                   "shape": (10**6, 10**5, 10**5)})
+    depth = npy_claiming(folder / "depth.npy", (10**6, 10**5, 10**5))
     bad_model = Path(shutil.copytree(DEMO_MODEL, folder / "model"))
     index = json.loads((bad_model / "model_index.json").read_text())
     index["unet"] = ["gen1.__main__", "VideoUNet"]

@@ -294,8 +294,7 @@ class _HubRequest:
             info = HfApi().model_info(self.repo, timeout=LISTING_TIMEOUT)
             return [sibling.rfilename for sibling in info.siblings or ()], None
         except GatedRepoError:
-            raise ValueError(f"{self.flag} '{self.name}': the Hub repo '{self.repo}' is gated: accept its terms at "
-                             f"https://huggingface.co/{self.repo} and log in with `hf auth login`") from None
+            raise self._gated() from None
         except RepositoryNotFoundError:
             raise ValueError(f"{self.flag} '{self.name}': no local path and no Hub repo '{self.repo}' (a typo? a "
                              "private repo needs `hf auth login`)") from None
@@ -305,6 +304,7 @@ class _HubRequest:
 
     def _download(self, listing: list[str]) -> Path:
         from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import GatedRepoError
 
         files = set(listing)
         chosen, missing = [], []
@@ -313,7 +313,14 @@ class _HubRequest:
             (chosen if present else missing).append(present[0] if present else group)
         if missing:
             self._refuse_missing(missing, online=True)
-        return Path(snapshot_download(self.repo, allow_patterns=chosen + self._patterns()))
+        try:
+            return Path(snapshot_download(self.repo, allow_patterns=chosen + self._patterns()))
+        except GatedRepoError:  # a gated repo's listing is public (model_info), its files are not
+            raise self._gated() from None
+
+    def _gated(self) -> ValueError:
+        return ValueError(f"{self.flag} '{self.name}': the Hub repo '{self.repo}' is gated: accept its terms at "
+                          f"https://huggingface.co/{self.repo} and log in with `hf auth login`")
 
     def _cached_root(self, unreachable: str) -> Path:
         from huggingface_hub import constants, snapshot_download

@@ -139,3 +139,25 @@ def test_repo_names_and_files_in_repos_are_still_hub_names(cache):
     for name in ("guoyww/animatediff/mm_sd_v15_v2.ckpt", "black-forest-labs/FLUX.1-dev", "h94/IP-Adapter",
                  "h94/IP-Adapter/models/ip-adapter_sd15.safetensors", CONTROLNET):
         assert local_path_reason(name) is None, name
+
+
+def test_a_gated_repo_is_one_line_when_its_files_are_refused(cache, monkeypatch):
+    """model_info lists a gated repo's files without a login; the download is what is refused."""
+    import httpx2
+    from huggingface_hub import constants
+    from huggingface_hub.errors import GatedRepoError
+
+    from gen1.hub import CONTROLNET as CONTROLNET_LAYOUT, resolve
+    from tiny_hub import repo_info
+
+    def gated(*args, **kwargs):
+        request = httpx2.Request("GET", "https://huggingface.co/api/models/org/gated")
+        raise GatedRepoError("403 gated", response=httpx2.Response(403, request=request))
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(HfApi, "model_info", lambda self, repo, **kwargs: repo_info(
+        ["config.json", "diffusion_pytorch_model.safetensors"]))
+    monkeypatch.setattr("huggingface_hub.snapshot_download", gated)
+    with pytest.raises(ValueError, match=r"^--controlnet 'org/gated': the Hub repo 'org/gated' is gated: accept its "
+                                         r"terms at https://huggingface.co/org/gated and log in"):
+        resolve("org/gated", CONTROLNET_LAYOUT, flag="--controlnet")

@@ -36,8 +36,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. User errors (``ValueError``, ``OSError``) print one line and return 2; Ctrl-C prints
-    "interrupted" and returns 130 (the shell's code for SIGINT), SIGTERM "terminated" and 143. Outputs are written atomically
-    (:mod:`gen1.atomic`), so neither leaves a partial output or replaces an existing one."""
+    "interrupted" and returns 130 (the shell's code for SIGINT); SIGTERM unwinds the same way, prints "terminated"
+    and returns 143. Outputs are written atomically (:mod:`gen1.atomic`), so none of these leaves a partial output
+    or replaces an existing one."""
     from gen1.atomic import Terminated, sigterm_as_interrupt
 
     name = "gen1"

@@ -86,7 +86,7 @@ def check_component_source(index_path: str | os.PathLike, name: str, value) -> s
         return None
     if library in GEN1_COMPONENTS.get(cls, ()):
         return library
-    if "." not in library and library != "gen1" and _diffusers_pipeline_module(library):
+    if re.fullmatch(r"[a-z][a-z0-9_]*", library) and library != "gen1" and _diffusers_pipeline_module(library):
         return None
     known = ", ".join(f"[{modules[0]!r}, {cls!r}]" for cls, modules in GEN1_COMPONENTS.items())
     raise ValueError(f"{where} names a module gen1 does not load components from (a model folder may only use "

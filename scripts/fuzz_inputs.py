@@ -316,7 +316,9 @@ def signal_cases(work: Path, timeout: float) -> list[Case]:
     code = ("import sys, time\nfrom gen1.atomic import atomic_path, sigterm_as_interrupt, Terminated\n"
             "try:\n    with sigterm_as_interrupt():\n"
             f"        with atomic_path({str(out)!r}) as tmp:\n"
-            "            tmp.write_bytes(b'half')\n            print('writing', flush=True)\n            time.sleep(300)\n"
+            "            tmp.write_bytes(b'half')\n"
+            "            print('writing', flush=True)\n"
+            "            time.sleep(300)\n"
             "except Terminated:\n    print('gen1: terminated (SIGTERM)', file=sys.stderr)\n    sys.exit(2)\n")
 
     def atomic_write():
@@ -370,7 +372,8 @@ def cli_cases(work: Path, timeout: float) -> list[Case]:
         ("FIFO as INPUT", ["edit", str(fifo), "-o", str(out), "--prompt", "x"], (str(fifo),), ()),
         ("--model ./missing/relative", [*base, "--model", "./missing/relative"], ("missing/relative",), ()),
         ("--base runs/model.safetensors", [*base, "--base", "runs/model.safetensors", "--motion-adapter", "a/b",
-                                           "--controlnet", "c/d", "--depth-model", "e/f"], ("runs/model.safetensors",), ()),
+                                           "--controlnet", "c/d", "--depth-model", "e/f"],
+         ("runs/model.safetensors",), ()),
     ]
     cases = [Case("cli", name, lambda a=args: _gen1(a, timeout), names, inputs, cli=True)
              for name, args, names, inputs in variants]

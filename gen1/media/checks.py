@@ -42,10 +42,14 @@ def existing_file(path: str | os.PathLike, what: str) -> Path:
     if not path.exists():
         raise MediaNotFoundError(f"{what} not found: '{path}'")
     if path.is_dir():
-        raise ValueError(f"expected a {what}, got a directory: '{path}'")
+        raise ValueError(f"expected {_a(what)}, got a directory: '{path}'")
     if not path.is_file():  # a FIFO, socket or device: reading it could block forever or never end
-        raise ValueError(f"expected a {what}, got {_file_kind(path)}, not a regular file: '{path}'")
+        raise ValueError(f"expected {_a(what)}, got {_file_kind(path)}, not a regular file: '{path}'")
     return path
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
 
 
 def _file_kind(path: Path) -> str:

@@ -121,14 +121,16 @@ def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None =
     other (:func:`check_components`); only then the weights, so a mismatch costs no download. ``flags`` names each
     part in messages (the CLI's options; default: the argument names). ``weights=False`` stops after the configs
     (the same folders, for more checks by the caller before anything large is fetched)."""
-    from gen1.hub import BASE, CONTROLNET, DEPTH_MODEL, MOTION_ADAPTER, resolve
+    from gen1.hub import BASE, CONTROLNET, DEPTH_MODEL, MOTION_ADAPTER, resolve_all
 
     layouts = {"base": BASE, "motion_adapter": MOTION_ADAPTER, "controlnet": CONTROLNET, "depth_estimator": DEPTH_MODEL}
     flags = {**{key: key for key in layouts}, **(flags or {})}
 
     def local(weights: bool) -> dict:
-        return {key: resolve(value, layouts[key], flag=flags[key], weights=weights)
-                if isinstance(value, (str, os.PathLike)) else value for key, value in parts.items()}
+        """Every named part resolved at once: all the missing ones in one message (gen1.hub.resolve_all)."""
+        named = [key for key, value in parts.items() if isinstance(value, (str, os.PathLike))]
+        paths = resolve_all([(flags[key], parts[key], layouts[key]) for key in named], weights=weights)
+        return {**parts, **dict(zip(named, paths))}
 
     configs = local(weights=False)
     check_components(check_base_folder(configs["base"]), configs["controlnet"], configs["motion_adapter"],

@@ -7,6 +7,10 @@ Temporary names are ``.{target name}.gen1-tmp-{host}-{pid}-{n}{suffix}``: hidden
 to the writing process. A process killed outright (SIGKILL, power cut) cannot remove its temporary file,
 so every new write to the same target first removes the temporary files of writers on this host that are
 no longer running (:func:`remove_stale_temporaries`); a shared file system's other hosts are left alone.
+
+SIGTERM (what ``kill``, schedulers and containers send) would end the process without any of that cleanup;
+:func:`sigterm_as_interrupt` turns it into :class:`Terminated`, a ``KeyboardInterrupt``, so it unwinds exactly
+as Ctrl-C does: temporaries removed, previous outputs kept.
 """
 
 from __future__ import annotations
@@ -17,7 +21,9 @@ import itertools
 import os
 import re
 import shutil
+import signal
 import socket
+import threading
 from pathlib import Path
 from typing import Iterator
 
@@ -197,3 +203,33 @@ def write_json(path: str | os.PathLike, data) -> Path:
     with atomic_path(check_output_path(path)) as tmp:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")
     return Path(path)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM, raised as Ctrl-C's exception so that whatever cleans up after Ctrl-C cleans up after it too."""
+
+    def __init__(self, signum: int = signal.SIGTERM):
+        super().__init__(f"terminated by signal {signum}")
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame):
+    raise Terminated(signum)
+
+
+@contextlib.contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """While active, SIGTERM raises :class:`Terminated` (a ``KeyboardInterrupt``) in the main thread.
+
+    Handlers can only be set from the main thread; elsewhere this does nothing. Code that handles Ctrl-C its own
+    way (training saves a checkpoint first: :mod:`gen1.training.interrupt`) installs its own handler for both
+    signals inside this block; the previous handler is restored on exit.
+    """
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)

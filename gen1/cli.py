@@ -36,17 +36,24 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Run one command. User errors (``ValueError``, ``OSError``) print one line and return 2; Ctrl-C prints
-    "interrupted" and returns 130 (the shell's code for SIGINT). Outputs are written atomically
-    (:mod:`gen1.atomic`), so neither leaves a partial output or replaces an existing one."""
+    "interrupted" and returns 130 (the shell's code for SIGINT); SIGTERM unwinds the same way, prints "terminated"
+    and returns 143. Outputs are written atomically (:mod:`gen1.atomic`), so none of these leaves a partial output
+    or replaces an existing one."""
+    from gen1.atomic import Terminated, sigterm_as_interrupt
+
     name = "gen1"
     try:
-        parser = build_parser()
-        args = parser.parse_args(argv)
-        if getattr(args, "func", None) is None:
-            parser.print_help()
-            return 0
-        name = f"gen1 {args.command}"
-        result = args.func(args)
+        with sigterm_as_interrupt():  # SIGTERM unwinds like Ctrl-C: temporaries removed, training checkpointed
+            parser = build_parser()
+            args = parser.parse_args(argv)
+            if getattr(args, "func", None) is None:
+                parser.print_help()
+                return 0
+            name = f"gen1 {args.command}"
+            result = args.func(args)
+    except Terminated:
+        print(f"{name}: terminated (SIGTERM)", file=sys.stderr)
+        return 143  # 128 + SIGTERM, as the shell reports a process that SIGTERM ended
     except KeyboardInterrupt:
         print(f"{name}: interrupted", file=sys.stderr)
         return 130

@@ -129,7 +129,7 @@ def as_unet_context(emb: torch.Tensor) -> torch.Tensor:
 def _read_image(path) -> np.ndarray:
     from gen1.media import read_image
 
-    return read_image(path)
+    return read_image(path, what="reference image")
 
 
 def images_to_tensor(images) -> torch.Tensor:
@@ -392,8 +392,9 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
             raise FileNotFoundError(f"CLIP checkpoint directory not found: '{path}' (gen1 never downloads weights)")
         if not (path / "config.json").is_file():
             raise ValueError(f"CLIP checkpoint directory '{path}' has no config.json")
-        with open(path / "config.json", encoding="utf-8") as f:
-            model_type = json.load(f).get("model_type")
+        from gen1.model_folders import read_json_object
+
+        model_type = read_json_object(path / "config.json", "a model config").get("model_type")
         if model_type != "clip":
             raise ValueError(f"'{path}' holds a {model_type!r} model, expected a transformers CLIPModel ('clip')")
         clip = CLIPConfig.from_pretrained(str(path))
@@ -425,8 +426,9 @@ def _preprocessing_from_directory(path: Path) -> dict[str, Any]:
     pp_path = path / "preprocessor_config.json"
     if not pp_path.is_file():
         return {}
-    with open(pp_path, encoding="utf-8") as f:
-        pp = json.load(f)
+    from gen1.model_folders import read_json_object
+
+    pp = read_json_object(pp_path, "a preprocessor config")
     out: dict[str, Any] = {}
     size = pp.get("size")
     if isinstance(size, dict):
@@ -522,10 +524,9 @@ def load_content_encoder(path: str | os.PathLike) -> ContentEncoder:
         raise FileNotFoundError(f"content encoder folder not found: '{folder}' (gen1 never downloads weights)")
     if not config_path.is_file():
         raise ValueError(f"content encoder folder '{folder}' has no config.json")
-    try:
-        config = json.loads(config_path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as error:
-        raise ValueError(f"'{config_path}' is not valid JSON: {error}") from None
+    from gen1.model_folders import read_json_object
+
+    config = read_json_object(config_path, "a model config")
     if config.get("_class_name") == ContentEncoder.__name__:
         return ContentEncoder.from_pretrained(str(folder))
     if config.get("model_type") == "clip":

@@ -11,8 +11,15 @@ name that :func:`resolve` turns into a local path:
 * ``ORG/NAME/PATH/IN/REPO`` is one file of a repo (``guoyww/animatediff/mm_sd_v15_v2.ckpt``) or one folder
   of it (``h94/IP-Adapter/models/image_encoder``).
 
+A name that looks like a local path is never tried on the Hub (:func:`local_path_reason`): one starting with
+``./``, ``../``, ``/`` or ``~``, one whose first folder exists here, one whose name ends in a file suffix
+(``runs/model.safetensors``); when it does not exist it is a missing path, at once.
+
 Files come from the cache (``HF_HUB_CACHE``, by default ``~/.cache/huggingface/hub``) when the Hub cannot be
-reached or ``HF_HUB_OFFLINE=1`` is set. Every failure is one ``ValueError`` line that names the option, the
+reached or ``HF_HUB_OFFLINE=1`` is set. Whether the Hub answers is asked once per name with a single request
+(no retries: a name that is not in the cache fails at once when the network is down, instead of after
+huggingface_hub's back-off of about 25 s). :func:`resolve_all` resolves several named parts and reports every
+missing one in one message. Every failure is one ``ValueError`` line that names the option, the
 repo and what to do: a repo that is not cached gets the ``hf download`` command that fetches exactly what gen1
 needs; a cached copy missing files (an interrupted download) is named with the files it lacks; a repo that does
 not hold the expected model (no ``model_index.json`` / ``config.json`` / file) is refused before anything large
@@ -24,13 +31,13 @@ can be checked against each other before gigabytes of weights come down.
 
 from __future__ import annotations
 
-import json
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth")
+LISTING_TIMEOUT = 10.0  # seconds for the one request that lists a repo (and tells whether the Hub answers)
 DIFFUSERS_WEIGHTS = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 TRANSFORMERS_WEIGHTS = ("model.safetensors", "pytorch_model.bin")
 # one segment of a repo id (huggingface_hub's rules: letters, digits, '-', '_', '.'; no '--' or '..')
@@ -115,6 +122,28 @@ def pipeline_layout(index: dict) -> Layout:
 
 
 # ------------------------------------------------------------------------------------------------ names
+# suffixes of files a user passes as a model (weights, configs, media): a repo's name never ends in one of these
+LOCAL_FILE_SUFFIXES = WEIGHT_SUFFIXES + (".json", ".yaml", ".yml", ".txt", ".npy", ".npz", ".png", ".jpg", ".jpeg",
+                                         ".mp4", ".mov", ".onnx", ".gguf")
+
+
+def local_path_reason(name) -> str | None:
+    """Why ``name`` is a local path and no Hub repo id (None when it may be one): it starts with ``./``, ``../``,
+    ``/`` or ``~``, its first folder exists in the working directory, or its repo part ends in a file suffix
+    (:data:`LOCAL_FILE_SUFFIXES`: ``runs/model.safetensors``). A file inside a repo (``ORG/NAME/file.ckpt``) keeps
+    its suffix: only the ``ORG/NAME`` part is looked at."""
+    text = os.fspath(name)
+    if text.startswith(("./", "../", ".\\", "..\\", "/", "~")) or text in (".", ".."):
+        return "it starts like a local path"
+    first = text.replace("\\", "/").split("/", 1)[0]
+    if "/" in text.replace("\\", "/") and first and Path(first).is_dir():
+        return f"its first folder '{first}' exists here"
+    parsed = hub_name(text)
+    if parsed is not None and parsed[0].split("/", 1)[1].lower().endswith(LOCAL_FILE_SUFFIXES):
+        return f"'{parsed[0]}' ends in a file suffix"
+    return None
+
+
 def hub_name(name) -> tuple[str, str] | None:
     """``(repo_id, path in the repo)`` when ``name`` is shaped like a Hub name (``ORG/NAME[/PATH]``), else None."""
     text = os.fspath(name)
@@ -156,6 +185,10 @@ def resolve(name, layout: Layout, *, flag: str, weights: bool = True) -> Path:
     path = Path(name)
     if path.exists():
         return path
+    local = local_path_reason(name)
+    if local is not None:
+        raise FileNotFoundError(f"{flag} path not found: '{name}' ({local}, so it is taken as a local path, "
+                                f"not a Hub repo; resolved from '{Path.cwd()}')")
     parsed = hub_name(name)
     if parsed is None:
         raise FileNotFoundError(f"{flag} path not found: '{name}' (nor is it a Hub repo id ORG/NAME)")
@@ -168,8 +201,47 @@ def resolve_pipeline(name, *, flag: str, weights: bool = True) -> Path:
     folder = resolve(name, PIPELINE_INDEX, flag=flag, weights=weights)
     if Path(name).exists():
         return folder
-    index = json.loads((folder / "model_index.json").read_text(encoding="utf-8"))
+    from gen1.model_folders import check_component_source, read_json_object
+
+    index_path = folder / "model_index.json"
+    try:  # the index is checked before any component is fetched: JSON object, components from allowed modules
+        index = read_json_object(index_path, "a pipeline index")
+        for key, value in index.items():
+            if not key.startswith("_") and isinstance(value, list):
+                check_component_source(index_path, key, value)
+    except ValueError as error:
+        raise ValueError(f"{flag} '{name}': {error}") from None
     return resolve(name, pipeline_layout(index), flag=flag, weights=weights)
+
+
+def resolve_all(parts, *, weights: bool = True) -> list[Path]:
+    """Resolve several named parts at once; every part that cannot be had is reported, in one ``ValueError``.
+
+    ``parts``: ``(flag, name, layout)`` triples, ``layout`` a :class:`Layout` (:data:`PIPELINE_INDEX` resolves a
+    whole pipeline, as :func:`resolve_pipeline`); a part whose name is None is skipped (its path is None). Returns
+    the local paths in the order given. Each part is tried once (a name not in the cache fails at once when the
+    Hub cannot be reached), so a user missing four repos learns of all four from one run: the message joins
+    each part's one-line error with "; ", after a count (``"2 of 4 model parts are missing: --base ...; ..."``).
+    """
+    paths: list[Path | None] = []
+    errors: list[str] = []
+    for flag, name, layout in parts:
+        if name is None:
+            paths.append(None)
+            continue
+        try:
+            paths.append(resolve_pipeline(name, flag=flag, weights=weights) if layout is PIPELINE_INDEX
+                         else resolve(name, layout, flag=flag, weights=weights))
+        except (ValueError, FileNotFoundError) as error:
+            paths.append(None)
+            errors.append(error)
+    if len(errors) == 1:  # one part missing: its own error, as resolving it alone would raise it
+        raise errors[0]
+    if errors:
+        given = sum(1 for _, name, _ in parts if name is not None)
+        raise ValueError(f"{len(errors)} of {given} model parts are missing: "
+                         + "; ".join(" ".join(str(error).split()) for error in errors))
+    return paths
 
 
 @dataclass
@@ -208,17 +280,22 @@ class _HubRequest:
 
     # -------------------------------------------------------------------------------------- the Hub
     def _list_repo(self):
-        """(the repo's file list, None), or (None, why the Hub cannot be reached)."""
+        """(the repo's file list, None), or (None, why the Hub cannot be reached).
+
+        One request, ``model_info`` (its ``siblings`` are the repo's files), with no retries: huggingface_hub's
+        ``list_repo_files`` retries a refused connection five times with back-off (about 25 s per name) before
+        the cache is even looked at.
+        """
         from huggingface_hub import HfApi, constants
         from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
         if constants.HF_HUB_OFFLINE:
             return None, "HF_HUB_OFFLINE is set"
         try:
-            return HfApi().list_repo_files(self.repo), None
+            info = HfApi().model_info(self.repo, timeout=LISTING_TIMEOUT)
+            return [sibling.rfilename for sibling in info.siblings or ()], None
         except GatedRepoError:
-            raise ValueError(f"{self.flag} '{self.name}': the Hub repo '{self.repo}' is gated: accept its terms at "
-                             f"https://huggingface.co/{self.repo} and log in with `hf auth login`") from None
+            raise self._gated() from None
         except RepositoryNotFoundError:
             raise ValueError(f"{self.flag} '{self.name}': no local path and no Hub repo '{self.repo}' (a typo? a "
                              "private repo needs `hf auth login`)") from None
@@ -228,6 +305,7 @@ class _HubRequest:
 
     def _download(self, listing: list[str]) -> Path:
         from huggingface_hub import snapshot_download
+        from huggingface_hub.errors import GatedRepoError
 
         files = set(listing)
         chosen, missing = [], []
@@ -236,7 +314,14 @@ class _HubRequest:
             (chosen if present else missing).append(present[0] if present else group)
         if missing:
             self._refuse_missing(missing, online=True)
-        return Path(snapshot_download(self.repo, allow_patterns=chosen + self._patterns()))
+        try:
+            return Path(snapshot_download(self.repo, allow_patterns=chosen + self._patterns()))
+        except GatedRepoError:  # a gated repo's listing is public (model_info), its files are not
+            raise self._gated() from None
+
+    def _gated(self) -> ValueError:
+        return ValueError(f"{self.flag} '{self.name}': the Hub repo '{self.repo}' is gated: accept its terms at "
+                          f"https://huggingface.co/{self.repo} and log in with `hf auth login`")
 
     def _cached_root(self, unreachable: str) -> Path:
         from huggingface_hub import constants, snapshot_download

@@ -69,7 +69,9 @@ def read_model_defaults(folder: str | os.PathLike) -> ModelDefaults:
     index = Path(folder) / "model_index.json"
     if not index.is_file():
         return ModelDefaults()
-    config = json.loads(index.read_text(encoding="utf-8"))
+    from gen1.model_folders import read_json_object
+
+    config = read_json_object(index, "a pipeline index")
     return check_defaults(config.get(TRAINED_SIZE_KEY), config.get(GUIDANCE_KEY), where=f"'{index}'")
 
 
@@ -94,6 +96,8 @@ def base_folder_defaults(base: str | os.PathLike) -> ModelDefaults:
         vae = json.loads((base / "vae" / "config.json").read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return ModelDefaults()
+    if not isinstance(unet, dict) or not isinstance(vae, dict):
+        return ModelDefaults()  # not configs: the base's loading names the file
     return ModelDefaults(image_model_size(unet, vae))
 
 

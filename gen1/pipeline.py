@@ -157,18 +157,19 @@ class Gen1Pipeline(DiffusionPipeline):
         ``save_pretrained`` records a gen1 component in ``model_index.json`` under its defining module (e.g.
         ``["gen1.unet", "VideoUNet"]``, since ``gen1`` is not one of diffusers' libraries), and diffusers only
         resolves such a module if it is already imported (it never imports code a repository names). gen1's
-        own component modules are trusted code, so they are imported here: those named ``gen1.*`` in a local
-        ``model_index.json``, and the standard ones (unet, depth, content).
+        own component modules are trusted code, so they are imported here: the standard ones (unet, depth, content)
+        and those the folder's ``model_index.json`` names, once :func:`gen1.model_folders.check_pipeline_folder`
+        has checked every entry against its allow-list (a module outside it is refused, never imported).
 
         ``pretrained_model_name_or_path`` is a local folder or a Hub repo id (``ORG/NAME[/SUBFOLDER]``), fetched
         through huggingface_hub's cache by :func:`gen1.hub.resolve_pipeline` (offline: from the cache, with one-line
         errors for what is missing).
         """
         import importlib
-        import json
         from pathlib import Path
 
         from gen1.hub import resolve_pipeline
+        from gen1.model_folders import check_pipeline_folder
 
         if not Path(pretrained_model_name_or_path).exists():
             pretrained_model_name_or_path = resolve_pipeline(pretrained_model_name_or_path,
@@ -176,10 +177,7 @@ class Gen1Pipeline(DiffusionPipeline):
         modules = {"gen1.unet", "gen1.depth", "gen1.content"}
         index = Path(pretrained_model_name_or_path) / "model_index.json"
         if index.is_file():
-            for value in json.loads(index.read_text()).values():
-                if isinstance(value, list) and value and isinstance(value[0], str):
-                    if value[0] == "gen1" or value[0].startswith("gen1."):
-                        modules.add(value[0])
+            modules.update(check_pipeline_folder(pretrained_model_name_or_path))
         elif Path(pretrained_model_name_or_path).is_dir():
             from gen1.model_folders import not_a_pipeline_hint
 

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from gen1.cli import main
-from tiny_hub import cache_repo, offline_cache
+from tiny_hub import cache_repo, offline_cache, repo_info
 from tiny_public import write_ip_adapter, write_public_stack
 
 BASE = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -220,7 +220,7 @@ def online(hub, monkeypatch):
 
     listings, downloads = {}, []
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
-    monkeypatch.setattr(HfApi, "list_repo_files", lambda self, repo, **kwargs: listings[repo])
+    monkeypatch.setattr(HfApi, "model_info", lambda self, repo, **kwargs: repo_info(listings[repo]))
 
     def snapshot_download(repo, *, allow_patterns=None, **kwargs):
         downloads.append((repo, sorted(allow_patterns)))
@@ -264,7 +264,7 @@ def test_an_unreachable_hub_falls_back_to_the_cache_and_an_unknown_repo_is_named
             raise LocalEntryNotFoundError(f"{repo} is not cached")
         return str(hub[repo])
 
-    monkeypatch.setattr(HfApi, "list_repo_files", unreachable)
+    monkeypatch.setattr(HfApi, "model_info", unreachable)
     monkeypatch.setattr("huggingface_hub.snapshot_download", cache_only)
     assert resolve(CONTROLNET, LAYOUT, flag="--controlnet") == hub[CONTROLNET]
     with pytest.raises(ValueError, match=r"the Hub cannot be reached \(ConnectionError: no route to host\); fetch it"):
@@ -274,7 +274,7 @@ def test_an_unreachable_hub_falls_back_to_the_cache_and_an_unknown_repo_is_named
         request = httpx2.Request("GET", f"https://huggingface.co/api/models/{repo}")
         raise RepositoryNotFoundError("404", response=httpx2.Response(404, request=request))
 
-    monkeypatch.setattr(HfApi, "list_repo_files", not_found)
+    monkeypatch.setattr(HfApi, "model_info", not_found)
     with pytest.raises(ValueError, match="--controlnet 'someone/typo': no local path and no Hub repo 'someone/typo'"):
         resolve("someone/typo", LAYOUT, flag="--controlnet")
 

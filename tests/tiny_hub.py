@@ -51,4 +51,12 @@ def offline_cache(monkeypatch, root: Path) -> Path:
         raise AssertionError("a test asked the Hub")
 
     monkeypatch.setattr(HfApi, "list_repo_files", no_network)
+    monkeypatch.setattr(HfApi, "model_info", no_network)
     return cache
+
+
+def repo_info(files):
+    """What ``HfApi.model_info`` answers for a repo holding ``files`` (the part gen1 reads: ``siblings``)."""
+    from types import SimpleNamespace
+
+    return SimpleNamespace(siblings=[SimpleNamespace(rfilename=name) for name in files])

@@ -8,7 +8,6 @@ directory in the ``save_pretrained`` layout (config.json + model.safetensors / p
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any
 
@@ -59,8 +58,7 @@ def preprocessing_from_directory(directory: Path, backend: str) -> dict[str, Any
                    image_mean=(0.485, 0.456, 0.406), image_std=(0.229, 0.224, 0.225))
     path = directory / "preprocessor_config.json"
     if path.is_file():
-        with open(path, encoding="utf-8") as f:
-            pp = json.load(f)
+        pp = read_json_object(path, "a preprocessor config")
         size = pp.get("size")
         if isinstance(size, dict) and "height" in size and "width" in size:
             out["input_size"] = (int(size["height"]), int(size["width"]))
@@ -76,8 +74,7 @@ def preprocessing_from_directory(directory: Path, backend: str) -> dict[str, Any
         else:
             out["image_mean"], out["image_std"] = (0.0, 0.0, 0.0), (1.0, 1.0, 1.0)
     if backend == "dpt" and out["resize_mode"] != "exact":
-        with open(directory / "config.json", encoding="utf-8") as f:
-            hybrid = bool(json.load(f).get("is_hybrid", False))
+        hybrid = bool(read_json_object(directory / "config.json", "a model config").get("is_hybrid", False))
         if not hybrid:  # transformers' plain-ViT DPT reassembles tokens on a square grid only
             out["resize_mode"] = "exact"
     return out

@@ -12,7 +12,6 @@ Nothing is downloaded: a name that is not a local path is a ``FileNotFoundError`
 
 from __future__ import annotations
 
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -20,6 +19,7 @@ from typing import Any
 import torch
 
 from gen1.depth.base import BACKENDS, DepthEstimator
+from gen1.model_folders import read_json_object
 
 _ALIASES = {"depth_anything": "depth-anything", "depthanything": "depth-anything", "midas": "midas", "dpt": "dpt",
             "depth-anything": "depth-anything"}
@@ -67,8 +67,7 @@ def _load_midas(path: Path, variant: str | None, network_config: dict[str, Any] 
 def _load_directory(path: Path, backend: str | None) -> DepthEstimator:
     from gen1.depth import hf
 
-    with open(path / "config.json", encoding="utf-8") as f:
-        config = json.load(f)
+    config = read_json_object(path / "config.json", "a model config")
     if config.get("_class_name") == DepthEstimator.__name__:
         return DepthEstimator.from_pretrained(str(path))
     detected = hf.backend_for_model_type(config.get("model_type"))

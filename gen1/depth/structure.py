@@ -26,51 +26,76 @@ import torch.nn.functional as F
 
 from gen1.depth.normalize import normalize_clip_depth
 from gen1.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, read_video
+from gen1.media.images import read_depth_image
 
 
-def _read_depth_image(path: Path) -> np.ndarray:
-    """One depth image as float32 (H, W) at full precision; colour images are averaged.
+MAX_DEPTH_VALUES = 2**30  # values in one depth array (.npy): 4 GiB as float32, e.g. 4096 frames of 512x512
 
-    OpenCV (``IMREAD_UNCHANGED``) keeps 16-bit grey and colour PNG/TIFF and float TIFF as stored, where PIL
-    cuts 16-bit colour to 8 bits; PIL reads what OpenCV cannot.
+
+def _read_npy(path: Path, max_pixels: int | None) -> np.ndarray:
+    """A ``.npy`` depth array as float32, its header checked before anything is allocated.
+
+    ``np.load`` allocates what the header claims, so a few bytes can ask for petabytes: the shape is read
+    first (``numpy.lib.format``) and refused, naming the file, when the data in the file does not match it
+    (a truncated or forged file), a frame is over ``max_pixels`` or the whole is over :data:`MAX_DEPTH_VALUES`.
+    Object arrays (pickles) are never loaded.
     """
-    import cv2
+    from numpy.lib import format as npy
 
-    arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
-    if arr is None:
-        from PIL import Image, UnidentifiedImageError
+    from gen1.media.checks import existing_file
+    from gen1.media.images import check_max_pixels, check_pixel_count
 
-        try:
-            with Image.open(path) as im:
-                arr = np.array(im)
-        except (UnidentifiedImageError, OSError) as e:
-            raise ValueError(f"cannot read depth image '{path}': {e}") from e
-    if arr.ndim == 3:
-        arr = arr[..., :3].astype(np.float32).mean(axis=-1)  # channel order does not matter for the mean
-    return arr.astype(np.float32)
+    path = existing_file(path, "depth array")
+    max_pixels = check_max_pixels(max_pixels)
+    try:
+        with open(path, "rb") as f:
+            version = npy.read_magic(f)
+            header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
+            shape, fortran_order, dtype = header(f, max_header_size=10_000)
+            data_start = f.tell()
+    except (ValueError, OSError, SyntaxError, EOFError) as err:
+        raise ValueError(f"depth array '{path}' is not a readable .npy file ({err})") from None
+    if dtype.hasobject or dtype.kind not in "biuf":
+        raise ValueError(f"depth array '{path}' holds {dtype} values; depth must be numbers (int or float)")
+    if len(shape) not in (2, 3, 4) or any(n < 1 for n in shape):
+        raise ValueError(f"depth array '{path}' has shape {shape}; expected (H, W), (F, H, W) or (F, H, W, 1|3)")
+    values = int(np.prod(shape, dtype=object))
+    if values * dtype.itemsize != path.stat().st_size - data_start:
+        raise ValueError(f"depth array '{path}' claims shape {shape} of {dtype} ({values * dtype.itemsize:,} bytes) "
+                         f"but holds {path.stat().st_size - data_start:,} bytes of data (truncated or not written "
+                         "by numpy)")
+    channels_last = len(shape) == 4 and shape[1] != 1 and shape[-1] in (1, 3)  # (F, H, W, 1|3), see _as_tensor
+    height, width = shape[1:3] if channels_last else shape[-2:]
+    check_pixel_count(height, width, path, "depth array", max_pixels)
+    if values > MAX_DEPTH_VALUES:
+        raise ValueError(f"depth array '{path}' has shape {shape} = {values:,} values, more than the "
+                         f"{MAX_DEPTH_VALUES:,} gen1 loads; give fewer frames or a smaller size")
+    return np.load(path, allow_pickle=False).astype(np.float32)
 
 
-def _load_array(path: Path) -> np.ndarray:
-    """(F, H, W) float32 from a video, an image, a .npy file or a folder of images."""
+def _load_array(path: Path, max_pixels: int | None = None) -> np.ndarray:
+    """(F, H, W) float32 from a video, an image, a .npy file or a folder of images (each frame at most
+    ``max_pixels``, checked before decoding)."""
     if path.is_dir():
         # natural order (frame2 before frame10), as gen1.media reads the matching image sequence
         files = sorted((p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES + (".npy",)),
                        key=natural_key)
         if not files:
             raise ValueError(f"structure folder '{path}' holds no depth images ({', '.join(IMAGE_SUFFIXES)}, .npy)")
-        maps = [np.load(p).astype(np.float32) if p.suffix.lower() == ".npy" else _read_depth_image(p) for p in files]
+        maps = [_read_npy(p, max_pixels) if p.suffix.lower() == ".npy" else read_depth_image(p, max_pixels=max_pixels)
+                for p in files]
         shapes = {m.shape for m in maps}
         if len(shapes) != 1:
             raise ValueError(f"depth images in '{path}' differ in size: {sorted(shapes)}")
         return np.stack(maps)
     suffix = path.suffix.lower()
     if suffix == ".npy":
-        arr = np.load(path).astype(np.float32)
+        arr = _read_npy(path, max_pixels)
         return arr[None] if arr.ndim == 2 else arr
     if suffix in VIDEO_SUFFIXES:
         return read_video(path).frames.astype(np.float32).mean(axis=-1)
     if suffix in IMAGE_SUFFIXES:
-        return _read_depth_image(path)[None]
+        return read_depth_image(path, max_pixels=max_pixels)[None]
     raise ValueError(f"structure file '{path}' has an unsupported type '{suffix}' "
                      f"(videos {VIDEO_SUFFIXES}, images {IMAGE_SUFFIXES}, .npy, or a folder of images)")
 
@@ -99,6 +124,7 @@ def load_structure(
     invert: bool = False,
     low: float = 2.0,
     high: float = 98.0,
+    max_pixels: int | None = None,
 ) -> torch.Tensor:
     """User-supplied depth -> normalised inverse depth float32 (F, 1, H, W) in [0, 1], 1 = near.
 
@@ -106,13 +132,15 @@ def load_structure(
     (8- or 16-bit PNG etc., sorted by name) or an array/tensor. ``size``: None keeps the size; an
     int resizes the short side to it (aspect kept); ``(H, W)`` resizes exactly (bilinear, antialiased), or
     with ``crop=True`` keeps the aspect, covering ``(H, W)`` and centre-cropping the rest (as videos are fitted).
-    ``invert``: see the module docstring (True for distance, e.g. a Blender Z pass).
+    ``invert``: see the module docstring (True for distance, e.g. a Blender Z pass). ``max_pixels``: the largest
+    depth image or ``.npy`` frame read (default :data:`gen1.media.images.MAX_IMAGE_PIXELS`), checked on the file's
+    header before anything is decoded or allocated; over it, a ``ValueError`` naming the file.
     """
     if isinstance(path_or_frames, (str, os.PathLike)):
         path = Path(path_or_frames)
         if not path.exists():
             raise FileNotFoundError(f"structure path does not exist: '{path}'")
-        depth = _as_tensor(_load_array(path))
+        depth = _as_tensor(_load_array(path, max_pixels))
     else:
         depth = _as_tensor(path_or_frames)
     if invert:

@@ -36,13 +36,32 @@ def natural_key(path: Path) -> list:
 
 
 def existing_file(path: str | os.PathLike, what: str) -> Path:
-    """``path`` as a Path, checked to exist and not be a directory (``what`` names it in the error)."""
+    """``path`` as a Path, checked to exist and be a regular file (``what`` names it in the error): a directory,
+    a FIFO or a device is refused at once, since reading a FIFO with no writer blocks forever."""
     path = Path(path)
     if not path.exists():
         raise MediaNotFoundError(f"{what} not found: '{path}'")
     if path.is_dir():
-        raise ValueError(f"expected a {what}, got a directory: '{path}'")
+        raise ValueError(f"expected {_a(what)}, got a directory: '{path}'")
+    if not path.is_file():  # a FIFO, socket or device: reading it could block forever or never end
+        raise ValueError(f"expected {_a(what)}, got {_file_kind(path)}, not a regular file: '{path}'")
     return path
+
+
+def _a(noun: str) -> str:
+    return f"{'an' if noun[:1].lower() in 'aeiou' else 'a'} {noun}"
+
+
+def _file_kind(path: Path) -> str:
+    """What a path that is neither a regular file nor a directory is, in words."""
+    import stat
+
+    mode = path.stat().st_mode
+    for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),
+                       (stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device")):
+        if test(mode):
+            return kind
+    return "a special file"
 
 
 def as_fraction(value: Any, name: str) -> Fraction:

@@ -1,16 +1,26 @@
 """Still images, and the one reader that takes a video, an image or a folder of images alike.
 
-``read_image`` reads one picture (PIL) as ``uint8 (H, W, 3)``. ``read_frames_or_images`` reads a video, a
+``read_image`` reads one picture (PIL) as ``uint8 (H, W, 3)``; ``read_depth_image`` reads one depth picture at
+full precision (16-bit and float PNG/TIFF) as ``float32 (H, W)``. ``read_frames_or_images`` reads a video, a
 single image (one frame) or a directory holding an image sequence (natural sort order) as frames; it is
 where gen1 decides by the file suffix (:func:`gen1.media.checks.is_image_path`) whether a file is a still
 image or a video.
+
+Every image gen1 reads (source frames, masks, references, depth images) goes through :func:`open_image`: the
+file's header is read first and an image of more than ``max_pixels`` pixels (default :data:`MAX_IMAGE_PIXELS`)
+is refused before any pixel is decoded, since a few hundred kilobytes of PNG can claim gigabytes of pixels (a
+"decompression bomb"). PIL's own bomb check (``DecompressionBombError``) and its limits on compressed text chunks
+end in the same one-line ``ValueError`` naming the file.
 """
 
 from __future__ import annotations
 
+import contextlib
 import os
+import warnings
 from fractions import Fraction
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 
@@ -26,21 +36,66 @@ from gen1.media.read import read_video
 from gen1.media.resize import check_size, resize_frames
 
 
-def read_image(path: str | os.PathLike) -> np.ndarray:
+MAX_IMAGE_PIXELS = 8192 * 8192  # 67 megapixels: 4x MAX_SIZE squared; 200 MB as RGB, 256 MB as float32 depth
+
+
+def check_max_pixels(max_pixels) -> int:
+    """``max_pixels`` as a positive int (``None``: :data:`MAX_IMAGE_PIXELS`)."""
+    return MAX_IMAGE_PIXELS if max_pixels is None else check_positive_int(max_pixels, "max_pixels")
+
+
+def check_pixel_count(height: int, width: int, path, what: str, max_pixels: int) -> None:
+    """``ValueError`` naming ``path`` when an image of ``height x width`` is over ``max_pixels``."""
+    if int(height) * int(width) > max_pixels:
+        raise ValueError(f"{what} '{path}' is {width}x{height} = {int(height) * int(width):,} pixels, more than the "
+                         f"{max_pixels:,} gen1 reads (a decompression bomb, or scale it down first)")
+
+
+@contextlib.contextmanager
+def open_image(path: str | os.PathLike, what: str = "image file", *, max_pixels: int | None = None) -> Iterator:
+    """A PIL image of ``path`` with its header read and checked, its pixels not yet decoded (call ``load()``).
+
+    Refuses, each with one ``ValueError`` naming ``what`` and the file: a file PIL cannot identify, an image of
+    more than ``max_pixels`` pixels (checked on the header, before decoding), and what PIL's own decompression-bomb
+    and text-chunk limits stop (also when raised by ``load()`` inside the block).
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = existing_file(path, what)
+    max_pixels = check_max_pixels(max_pixels)
+    refused = (UnidentifiedImageError, OSError, SyntaxError, ValueError, EOFError)
+    with warnings.catch_warnings():
+        # our limit is checked below; PIL's warning (above its own limit) would only repeat it, or contradict a
+        # caller's larger max_pixels
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        try:
+            image = Image.open(path)
+        except Image.DecompressionBombError as err:
+            raise ValueError(f"{what} '{path}' is too large to read safely ({err})") from None
+        except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+            raise ValueError(f"not a readable image file: '{path}' ({err})") from None
+        with image:
+            check_pixel_count(image.height, image.width, path, what, max_pixels)
+            try:
+                yield image
+            except Image.DecompressionBombError as err:
+                raise ValueError(f"{what} '{path}' is too large to read safely ({err})") from None
+            except refused as err:  # truncated data, a text chunk over PIL's limit, ...
+                raise ValueError(f"not a readable image file: '{path}' ({type(err).__name__}: {err})") from None
+
+
+def read_image(path: str | os.PathLike, *, what: str = "image file", max_pixels: int | None = None) -> np.ndarray:
     """Read an image as ``uint8 (H, W, 3)`` RGB.
 
     EXIF orientation is applied; transparent images are composited over white; 16-bit greyscale
-    (common for depth renders) is scaled to 8 bits rather than clipped.
+    (common for depth renders) is scaled to 8 bits rather than clipped. ``what`` names the file in errors
+    (``"mask image"``); an image over ``max_pixels`` pixels is refused before decoding (:func:`open_image`).
     """
-    from PIL import Image, ImageOps, UnidentifiedImageError
+    from PIL import Image, ImageOps
 
-    path = existing_file(path, "image file")
-    try:
-        with Image.open(path) as image:
-            image = ImageOps.exif_transpose(image)
-            image.load()
-    except (UnidentifiedImageError, OSError, SyntaxError) as err:
-        raise ValueError(f"not a readable image file: '{path}' ({err})") from None
+    with open_image(path, what, max_pixels=max_pixels) as image:
+        image = ImageOps.exif_transpose(image)
+        image.load()
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         gray = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if image.mode.startswith("I;16") or gray.max() > 255 else 255.0
@@ -53,6 +108,27 @@ def read_image(path: str | os.PathLike) -> np.ndarray:
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
 
 
+def read_depth_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
+    """One depth image as ``float32 (H, W)`` at full precision; colour images are averaged.
+
+    The header is checked by :func:`open_image` (size limit, decompression bombs) before anything is decoded.
+    OpenCV (``IMREAD_UNCHANGED``) then decodes it, keeping 16-bit grey and colour PNG/TIFF and float TIFF as
+    stored, where PIL cuts 16-bit colour to 8 bits; PIL decodes what OpenCV cannot.
+    """
+    import cv2
+
+    with open_image(path, "depth image", max_pixels=max_pixels) as image:
+        arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+        if arr is not None and arr.shape[0] * arr.shape[1] > image.width * image.height:
+            arr = None  # OpenCV read something else than the header PIL checked: trust neither size, decode with PIL
+        if arr is None:
+            image.load()
+            arr = np.array(image)
+    if arr.ndim == 3:
+        arr = arr[..., :3].astype(np.float32).mean(axis=-1)  # channel order does not matter for the mean
+    return arr.astype(np.float32)
+
+
 def read_frames_or_images(
     path: str | os.PathLike,
     *,
@@ -62,6 +138,7 @@ def read_frames_or_images(
     target_fps: float | Fraction | None = None,
     start: float = 0.0,
     duration: float | None = None,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Frames ``uint8 (F, H, W, 3)`` from a video file, a single image (F = 1), or a directory of images read
     in natural order (``frame2.png`` before ``frame10.png``); all images must share a size.
@@ -70,6 +147,7 @@ def read_frames_or_images(
     :func:`read_video`); ``max_frames`` limits a video or an image sequence. ``stride``, ``target_fps``,
     ``start`` and ``duration`` select frames of a video (see :func:`read_video`) and do not apply to
     images, which have no timing: a mask or depth image stands for every frame of the clip it goes with.
+    ``max_pixels`` bounds each image (:func:`open_image`).
     """
     path = Path(path)
     if not path.exists():
@@ -87,7 +165,7 @@ def read_frames_or_images(
         files = [path]
     images, first_shape = [], None
     for file in files[:max_frames]:
-        image = read_image(file)
+        image = read_image(file, max_pixels=max_pixels)
         first_shape = first_shape or image.shape
         if image.shape != first_shape:
             raise ValueError(

@@ -1,5 +1,6 @@
-"""Ctrl-C during training keeps the work: the first one asks the loop to stop after the current step (it then
-saves a checkpoint and raises :class:`TrainingInterrupted`), a second one quits at once.
+"""Ctrl-C (or SIGTERM) during training keeps the work: the first one asks the loop to stop after the current step
+(it then saves a checkpoint and raises :class:`TrainingInterrupted`), a second one quits at once. SIGTERM is what
+schedulers, containers and ``kill`` send (Slurm before a job's time runs out), so it is treated exactly as Ctrl-C.
 
 Under several processes every rank gets the signal (a terminal sends it to the whole process group), but not
 necessarily within the same step, so the ranks agree on it after each step (one tiny all-reduce) before they
@@ -32,26 +33,35 @@ class StopRequest:
 
 @contextlib.contextmanager
 def stop_on_interrupt() -> Iterator[StopRequest]:
-    """While active, the first SIGINT sets ``asked`` and a second raises ``KeyboardInterrupt`` as usual.
+    """While active, the first SIGINT or SIGTERM sets ``asked``; a second one raises ``KeyboardInterrupt`` (for
+    SIGTERM, :class:`gen1.atomic.Terminated`, a ``KeyboardInterrupt``) as usual.
 
     Signal handlers live in the main thread only; elsewhere (a training loop driven from another thread) Ctrl-C
     keeps its default behaviour.
     """
+    from gen1.atomic import Terminated
+
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
         yield request
         return
-    previous = signal.getsignal(signal.SIGINT)
+    previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+
+    def quit_now(signum, frame):
+        raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
     def first(signum, frame):
         request.asked = True
-        signal.signal(signal.SIGINT, signal.default_int_handler)  # a second Ctrl-C quits at once
+        for each in previous:  # a second signal quits at once
+            signal.signal(each, quit_now)
 
-    signal.signal(signal.SIGINT, first)
+    for signum in previous:
+        signal.signal(signum, first)
     try:
         yield request
     finally:
-        signal.signal(signal.SIGINT, previous)
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
 
 
 def agreed(accelerator, request: StopRequest) -> bool:

@@ -91,6 +91,9 @@ class Gen1Pipeline(DiffusionPipeline):
     _optional_components = ["depth_estimator", "content_encoder", "prior", "prior_scheduler", "controlnet",
                             "text_encoder", "tokenizer", "image_encoder", "feature_extractor"]
     _callback_tensor_inputs = ["latents", "noise_pred"]
+    #: Estimated depth kept between edits of the same clip (:mod:`gen1.depth.cache`): True = the user's cache
+    #: directory, False = estimate every time (``gen1 edit --no-cache``), or a ``DepthCache``.
+    depth_cache = True
 
     def __init__(
         self,
@@ -372,7 +375,9 @@ class Gen1Pipeline(DiffusionPipeline):
         if depth is None:
             if self.depth_estimator is None:
                 raise ValueError("this pipeline has no depth_estimator; pass depth")
-            depth = self.depth_estimator.estimate(frames, batch_size=batch_size)
+            from gen1.depth.cache import estimate_depth
+
+            depth = estimate_depth(self.depth_estimator, frames, batch_size=batch_size, cache=self.depth_cache)
         elif isinstance(depth, torch.Tensor):
             if depth.ndim != 4 or depth.shape[1] != 1:
                 raise ValueError(f"depth tensor must be (F, 1, H, W) in [0, 1], got shape {tuple(depth.shape)}")

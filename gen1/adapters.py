@@ -205,6 +205,16 @@ def remove_adapter(model):
 LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
+def _local_lora(path) -> Path:
+    """``path`` itself when it exists or is no Hub name; else the Hub file or repo it names, through huggingface_hub's
+    cache (:mod:`gen1.hub`), e.g. ``wangfuyun/AnimateLCM/AnimateLCM_sd15_t2v_lora.safetensors``."""
+    from gen1.hub import LORA, hub_name, resolve
+
+    if Path(path).exists() or hub_name(path) is None:
+        return Path(path)
+    return resolve(path, LORA, flag="LoRA")
+
+
 def _lora_file(path: Path) -> Path:
     if path.is_dir():
         path = path / LORA_FILE
@@ -237,6 +247,9 @@ def check_lora_fits(path: str | Path, cross_attention_dim: int) -> Path:
 def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_name: str = "lora") -> list[str]:
     """Apply a Stable Diffusion LoRA (a ``pytorch_lora_weights.safetensors`` from diffusers' trainers, or a
     kohya / A1111-style ``.safetensors``) to the image UNet inside a VideoUNet; returns the adapted module names.
+    ``path``: a file, a folder holding ``pytorch_lora_weights.safetensors``, or a Hub name of either (``ORG/NAME`` or
+    ``ORG/NAME/FILE``; :mod:`gen1.hub`). Every layer the file adapts is applied, convolutions included (LCM-LoRA and
+    AnimateLCM's LoRA also adapt the ResNet blocks' ``conv1/conv2/time_emb_proj`` and the resamplers).
 
     diffusers converts the file to its own key layout (``StableDiffusionLoraLoaderMixin.lora_state_dict``); the
     keys are then moved to where gen1's wrappers keep the image UNet's modules (``<path>.spatial.<rest>``) and
@@ -252,7 +265,7 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
     from gen1.temporal_layers import base_key_to_wrapped_key
 
     unet = _unet_of(model)
-    file = _lora_file(Path(path))
+    file = _lora_file(_local_lora(path))
     try:
         raw = load_file(str(file))
     except Exception as error:  # safetensors raises its own types for a corrupt file
@@ -273,11 +286,12 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
         raise ValueError(f"LoRA '{file}' adapts '{missing[0]}', which this model's UNet does not have "
                          "(a LoRA for another base?)")
     network_alphas = None
-    if alphas:
-        network_alphas = {base_key_to_wrapped_key(k[len("unet."):] if k.startswith("unet.") else k, wrapped): v
+    if alphas:  # kohya files scale each layer by alpha / rank; diffusers takes them only with a key prefix
+        network_alphas = {"unet." + base_key_to_wrapped_key(k[len("unet."):] if k.startswith("unet.") else k, wrapped): v
                           for k, v in alphas.items() if not k.startswith(("text_encoder", "lora_te"))}
     try:
-        unet.unet.load_lora_adapter(mapped, prefix=None, network_alphas=network_alphas, adapter_name=adapter_name)
+        unet.unet.load_lora_adapter({f"unet.{k}": v for k, v in mapped.items()}, prefix="unet",
+                                    network_alphas=network_alphas, adapter_name=adapter_name)
     except (RuntimeError, ValueError) as error:  # wrong shapes: peft / torch say which tensor
         raise ValueError(f"LoRA '{file}' does not fit this model's UNet: {error}") from None
     if scale != 1.0:

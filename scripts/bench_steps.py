@@ -81,18 +81,29 @@ class EvaluationCounter:
         return value
 
 
+def detail(video: torch.Tensor) -> float:
+    """Mean absolute difference between neighbouring pixels (x and y) of a (F, 3, H, W) video: how much fine detail
+    it has. PSNR and warp error both reward blur (a blurred edit is nearer the mean and steadier), so the frontier
+    also reports each setting's detail as a share of the ground truth's, and the choice guards it."""
+    dx = (video[..., :, 1:] - video[..., :, :-1]).abs().mean()
+    dy = (video[..., 1:, :] - video[..., :-1, :]).abs().mean()
+    return float((dx + dy) / 2)
+
+
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--cases", type=int, default=3, help="number of synthetic edit cases (default 3)")
     parser.add_argument("--frames", type=int, default=8, help="frames per case (default 8)")
     parser.add_argument("--samplers", nargs="+", default=DEFAULT_SAMPLERS, choices=list(SAMPLERS),
                         help=f"default {' '.join(DEFAULT_SAMPLERS)} (dpmpp2m-karras: see KARRAS_NOTE)")
-    parser.add_argument("--steps", nargs="+", type=int, default=[4, 6, 8, 10, 15, 20, 30])
+    parser.add_argument("--steps", nargs="+", type=int, default=[2, 3, 4, 6, 8, 10, 15, 20, 30])
     parser.add_argument("--temporal-guidance", nargs="+", type=float, default=[1.0, 1.2],
                         help="w_t values (1 = off, plain CFG on the video model)")
     parser.add_argument("--reference", default="ddim:30", help="SAMPLER:STEPS of today's default (default ddim:30)")
     parser.add_argument("--psnr-tolerance", type=float, default=0.2, help="dB below the reference (default 0.2)")
     parser.add_argument("--warp-tolerance", type=float, default=0.02, help="relative warp error above (default 0.02)")
+    parser.add_argument("--detail-tolerance", type=float, default=0.05,
+                        help="relative loss of detail (vs the ground truth's) allowed below the reference's (default 0.05)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
     parser.add_argument("--out", type=Path, help="JSON with every measurement and the summary")
@@ -128,7 +139,7 @@ def measure(args) -> list[dict]:
     """One row per (case, setting)."""
     from gen1.demo.world import demo_scene
     from gen1.eval.edit_benchmark import synthetic_edit_case
-    from gen1.eval.image_metrics import psnr
+    from gen1.eval.image_metrics import psnr, ssim
     from gen1.eval.warp import source_flows, warp_error
 
     pipe = load_pipeline()
@@ -144,6 +155,7 @@ def measure(args) -> list[dict]:
         depth = pipe.depth_estimator.estimate(case.source)
         content = pipe.content_encoder.encode_image(case.reference)
         flows = source_flows(case.source)
+        truth_detail = detail(case.ground_truth)
         order = list(settings)
         order_rng.shuffle(order)
         # one warm-up edit per case, not timed (first-call allocations)
@@ -159,6 +171,7 @@ def measure(args) -> list[dict]:
             out = out.float().clamp(0, 1)
             rows.append(dict(case=i, sampler=sampler, steps=steps, temporal_guidance=wt, seconds=seconds,
                              unet_evaluations_per_frame=counter.take(), psnr=psnr(out, case.ground_truth),
+                             ssim=ssim(out, case.ground_truth), detail=detail(out) / truth_detail,
                              warp_error=warp_error(out, flows=flows)))
             print(f"case {i + 1}/{args.cases} setting {n + 1}/{len(order)} {sampler:15s} {steps:3d} steps "
                   f"w_t={wt:g}: {rows[-1]['psnr']:.2f} dB, warp {rows[-1]['warp_error']:.4f}, {seconds:.2f} s",
@@ -176,6 +189,8 @@ def summarise(rows: list[dict], args) -> dict:
     for (sampler, steps, wt), group in sorted(groups.items()):
         settings.append(dict(sampler=sampler, steps=steps, temporal_guidance=wt, cases=len(group),
                              psnr=statistics.fmean(r["psnr"] for r in group),
+                             ssim=statistics.fmean(r["ssim"] for r in group),
+                             detail=statistics.fmean(r["detail"] for r in group),
                              warp_error=statistics.fmean(r["warp_error"] for r in group),
                              seconds_median=statistics.median(r["seconds"] for r in group),
                              unet_evaluations_per_frame=statistics.fmean(r["unet_evaluations_per_frame"] for r in group)))
@@ -186,26 +201,39 @@ def summarise(rows: list[dict], args) -> dict:
         good = [s for s in settings if s["temporal_guidance"] == wt
                 and s["psnr"] >= reference["psnr"] - args.psnr_tolerance
                 and s["warp_error"] <= reference["warp_error"] * (1 + args.warp_tolerance)]
+        kept = [s for s in good if s["detail"] >= reference["detail"] * (1 - args.detail_tolerance)]
         for s in settings:
             if s["temporal_guidance"] == wt:
                 s["within_bounds"] = s in good
-        best = min(good, key=lambda s: (s["unet_evaluations_per_frame"], s["seconds_median"]))
+                s["keeps_detail"] = s in kept
+
+        def cheapest(candidates):
+            return min(candidates, key=lambda s: (s["unet_evaluations_per_frame"], s["seconds_median"]))
+
+        best, best_detail = cheapest(good), cheapest(kept)
         choices[f"{wt:g}"] = dict(reference=reference, cheapest=best,
-                                  time_ratio=best["seconds_median"] / reference["seconds_median"])
+                                  time_ratio=best["seconds_median"] / reference["seconds_median"],
+                                  cheapest_keeping_detail=best_detail,
+                                  time_ratio_keeping_detail=best_detail["seconds_median"] / reference["seconds_median"])
     return dict(settings=settings, choices=choices)
 
 
 def format_table(summary: dict, args) -> str:
     ref_sampler, ref_steps = args.reference
-    lines = [f"| sampler | steps | w_t | PSNR (dB) | warp error | s / edit (median) | UNet evals / frame | "
-             f"within {args.psnr_tolerance:g} dB and {args.warp_tolerance:.0%} of {ref_sampler} {ref_steps} |",
-             "|---|---|---|---|---|---|---|---|"]
+    lines = [f"| sampler | steps | w_t | PSNR (dB) | SSIM | detail / truth's | warp error | s / edit (median) | "
+             f"UNet evals / frame | within {args.psnr_tolerance:g} dB and {args.warp_tolerance:.0%} of {ref_sampler} "
+             f"{ref_steps} | and detail within {args.detail_tolerance:.0%} |",
+             "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summary["settings"], key=lambda s: (s["temporal_guidance"], s["sampler"], s["steps"])):
-        chosen = any(c["cheapest"] is s for c in summary["choices"].values())
-        mark = "**chosen**" if chosen else ("yes" if s["within_bounds"] else "")
+        def mark(flag, role):
+            if any(c[role] is s for c in summary["choices"].values()):
+                return "**cheapest**"
+            return "yes" if s[flag] else ""
+
         lines.append(f"| {s['sampler']} | {s['steps']} | {s['temporal_guidance']:g} | {s['psnr']:.2f} | "
-                     f"{s['warp_error']:.4f} | {s['seconds_median']:.2f} | {s['unet_evaluations_per_frame']:.0f} | "
-                     f"{mark} |")
+                     f"{s['ssim']:.3f} | {s['detail']:.3f} | {s['warp_error']:.4f} | {s['seconds_median']:.2f} | "
+                     f"{s['unet_evaluations_per_frame']:.0f} | {mark('within_bounds', 'cheapest')} | "
+                     f"{mark('keeps_detail', 'cheapest_keeping_detail')} |")
     return "\n".join(lines) + "\n"
 
 
@@ -218,9 +246,9 @@ def plot(summary: dict, path: Path) -> None:
     from gen1.atomic import atomic_path
 
     wts = sorted({s["temporal_guidance"] for s in summary["settings"]})
-    fig, axes = plt.subplots(len(wts), 2, figsize=(10, 3.6 * len(wts)), squeeze=False)
+    fig, axes = plt.subplots(len(wts), 3, figsize=(15, 3.6 * len(wts)), squeeze=False)
     for row, wt in enumerate(wts):
-        for col, metric in enumerate(("psnr", "warp_error")):
+        for col, metric in enumerate(("psnr", "warp_error", "detail")):
             ax = axes[row][col]
             for sampler in dict.fromkeys(s["sampler"] for s in summary["settings"]):
                 pts = sorted((s["unet_evaluations_per_frame"], s[metric]) for s in summary["settings"]
@@ -230,7 +258,8 @@ def plot(summary: dict, path: Path) -> None:
             ax.axhline(reference[metric], color="grey", linestyle=":", linewidth=1)
             ax.set_xscale("log")
             ax.set_xlabel("UNet evaluations per frame")
-            ax.set_ylabel("PSNR vs ground truth (dB)" if metric == "psnr" else "warp error")
+            ax.set_ylabel({"psnr": "PSNR vs ground truth (dB)", "warp_error": "warp error",
+                           "detail": "detail / ground truth's"}[metric])
             ax.set_title(f"w_t = {wt:g}")
             ax.legend(fontsize=7)
     fig.tight_layout()
@@ -258,11 +287,14 @@ def main(argv=None) -> None:
         plot(summary, args.plot)
     print(table)
     for wt, choice in summary["choices"].items():
-        best, ref = choice["cheapest"], choice["reference"]
-        print(f"w_t={wt}: cheapest within bounds: {best['sampler']} {best['steps']} steps "
-              f"({best['psnr']:.2f} dB vs {ref['psnr']:.2f}, warp {best['warp_error']:.4f} vs {ref['warp_error']:.4f}, "
-              f"{best['unet_evaluations_per_frame']:.0f} vs {ref['unet_evaluations_per_frame']:.0f} evals/frame, "
-              f"time x{choice['time_ratio']:.2f})")
+        ref = choice["reference"]
+        for role, ratio, what in (("cheapest", "time_ratio", "within bounds"),
+                                  ("cheapest_keeping_detail", "time_ratio_keeping_detail", "also keeping detail")):
+            best = choice[role]
+            print(f"w_t={wt}: cheapest {what}: {best['sampler']} {best['steps']} steps ({best['psnr']:.2f} dB vs "
+                  f"{ref['psnr']:.2f}, warp {best['warp_error']:.4f} vs {ref['warp_error']:.4f}, detail "
+                  f"{best['detail']:.3f} vs {ref['detail']:.3f}, {best['unet_evaluations_per_frame']:.0f} vs "
+                  f"{ref['unet_evaluations_per_frame']:.0f} evals/frame, time x{choice[ratio]:.2f})")
 
 
 if __name__ == "__main__":

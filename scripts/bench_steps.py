@@ -108,7 +108,9 @@ def parse_args(argv=None):
     parser.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
     parser.add_argument("--out", type=Path, help="JSON with every measurement and the summary")
     parser.add_argument("--table", type=Path, help="markdown table")
-    parser.add_argument("--plot", type=Path, help="PNG: PSNR and warp error against UNet evaluations per frame")
+    parser.add_argument("--plot", type=Path, help="PNG: PSNR, warp error and detail against UNet evaluations per frame")
+    parser.add_argument("--from-json", type=Path, help="measure nothing: summarise the rows of an earlier --out file "
+                        "(with the tolerances given now) into --table / --plot")
     args = parser.parse_args(argv)
     sampler, _, steps = args.reference.partition(":")
     if sampler not in SAMPLERS or not steps.isdigit():
@@ -239,6 +241,7 @@ def format_table(summary: dict, args) -> str:
 
 def plot(summary: dict, path: Path) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -257,6 +260,9 @@ def plot(summary: dict, path: Path) -> None:
             reference = summary["choices"][f"{wt:g}"]["reference"]
             ax.axhline(reference[metric], color="grey", linestyle=":", linewidth=1)
             ax.set_xscale("log")
+            ticks = sorted({s["unet_evaluations_per_frame"] for s in summary["settings"] if s["temporal_guidance"] == wt})
+            ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=7)
+            ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             ax.set_xlabel("UNet evaluations per frame")
             ax.set_ylabel({"psnr": "PSNR vs ground truth (dB)", "warp_error": "warp error",
                            "detail": "detail / ground truth's"}[metric])
@@ -272,11 +278,17 @@ def main(argv=None) -> None:
     args = parse_args(argv)
     torch.set_num_threads(args.threads)
     warnings.filterwarnings("ignore", category=FutureWarning)
-    rows = measure(args)
-    summary = summarise(rows, args)
     from gen1.atomic import atomic_path, write_json
 
     command = "python scripts/bench_steps.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    if args.from_json:
+        earlier = json.loads(args.from_json.read_text(encoding="utf-8"))
+        rows, command = earlier["rows"], earlier["command"]
+        args.temporal_guidance = sorted({r["temporal_guidance"] for r in rows})
+        args.cases, args.frames = earlier["cases"], earlier["frames"]
+    else:
+        rows = measure(args)
+    summary = summarise(rows, args)
     if args.out:
         write_json(args.out, dict(command=command, cases=args.cases, frames=args.frames, rows=rows, **summary))
     table = format_table(summary, args)

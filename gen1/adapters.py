@@ -287,7 +287,7 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
                          "(a LoRA for another base?)")
     network_alphas = None
     if alphas:  # kohya files scale each layer by alpha / rank; diffusers takes them only with a key prefix
-        network_alphas = {"unet." + base_key_to_wrapped_key(k[len("unet."):] if k.startswith("unet.") else k, wrapped): v
+        network_alphas = {"unet." + base_key_to_wrapped_key(k.removeprefix("unet."), wrapped): v
                           for k, v in alphas.items() if not k.startswith(("text_encoder", "lora_te"))}
     try:
         unet.unet.load_lora_adapter({f"unet.{k}": v for k, v in mapped.items()}, prefix="unet",

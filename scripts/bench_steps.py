@@ -103,7 +103,8 @@ def parse_args(argv=None):
     parser.add_argument("--psnr-tolerance", type=float, default=0.2, help="dB below the reference (default 0.2)")
     parser.add_argument("--warp-tolerance", type=float, default=0.02, help="relative warp error above (default 0.02)")
     parser.add_argument("--detail-tolerance", type=float, default=0.05,
-                        help="relative loss of detail (vs the ground truth's) allowed below the reference's (default 0.05)")
+                        help="relative loss of detail (vs the ground truth's) allowed below the reference's "
+                             "(default 0.05)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--seed", type=int, default=0, help="seed of the interleaving order")
     parser.add_argument("--out", type=Path, help="JSON with every measurement and the summary")
@@ -195,7 +196,8 @@ def summarise(rows: list[dict], args) -> dict:
                              detail=statistics.fmean(r["detail"] for r in group),
                              warp_error=statistics.fmean(r["warp_error"] for r in group),
                              seconds_median=statistics.median(r["seconds"] for r in group),
-                             unet_evaluations_per_frame=statistics.fmean(r["unet_evaluations_per_frame"] for r in group)))
+                             unet_evaluations_per_frame=statistics.fmean(r["unet_evaluations_per_frame"]
+                                                                         for r in group)))
     choices = {}
     for wt in args.temporal_guidance:
         reference = next(s for s in settings if (s["sampler"], s["steps"]) == args.reference
@@ -210,7 +212,7 @@ def summarise(rows: list[dict], args) -> dict:
                 s["keeps_detail"] = s in kept
 
         def cheapest(candidates):
-            return min(candidates, key=lambda s: (s["unet_evaluations_per_frame"], s["seconds_median"]))
+            return min(candidates, key=lambda x: (x["unet_evaluations_per_frame"], x["seconds_median"]))
 
         best, best_detail = cheapest(good), cheapest(kept)
         choices[f"{wt:g}"] = dict(reference=reference, cheapest=best,
@@ -227,7 +229,7 @@ def format_table(summary: dict, args) -> str:
              f"{ref_steps} | and detail within {args.detail_tolerance:.0%} |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for s in sorted(summary["settings"], key=lambda s: (s["temporal_guidance"], s["sampler"], s["steps"])):
-        def mark(flag, role):
+        def mark(flag, role, s=s):
             if any(c[role] is s for c in summary["choices"].values()):
                 return "**cheapest**"
             return "yes" if s[flag] else ""
@@ -260,7 +262,8 @@ def plot(summary: dict, path: Path) -> None:
             reference = summary["choices"][f"{wt:g}"]["reference"]
             ax.axhline(reference[metric], color="grey", linestyle=":", linewidth=1)
             ax.set_xscale("log")
-            ticks = sorted({s["unet_evaluations_per_frame"] for s in summary["settings"] if s["temporal_guidance"] == wt})
+            ticks = sorted({s["unet_evaluations_per_frame"] for s in summary["settings"]
+                            if s["temporal_guidance"] == wt})
             ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=7)
             ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
             ax.set_xlabel("UNet evaluations per frame")

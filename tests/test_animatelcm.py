@@ -119,9 +119,9 @@ def test_animatelcm_set_equals_diffusers_animatediff_controlnet_video_to_video(h
     video, depth = _video(), _depth()
     settings = dict(prompt="a red car", strength=0.75, num_inference_steps=4, guidance_scale=guidance,
                     output_type="pt", decode_chunk_size=8)
+    depth_images = [Image.fromarray((d[0].numpy() * 255).round().astype(np.uint8)).convert("RGB") for d in depth]
     expected = reference(video=[Image.fromarray(f) for f in video], generator=_gen(), height=SIZE, width=SIZE,
-                         conditioning_frames=[Image.fromarray((d[0].numpy() * 255).round().astype(np.uint8)).convert("RGB")
-                                              for d in depth], **settings).frames[0]
+                         conditioning_frames=depth_images, **settings).frames[0]
     out = pipe(video, depth=depth, generator=_gen(), temporal_guidance_scale=1.0, structure_level=0.0,
                **settings).frames
     assert out.shape == expected.shape == (FRAMES, 3, SIZE, SIZE)

@@ -70,7 +70,7 @@ def _hash_tensor(digest, tensor: torch.Tensor) -> None:
 # estimator -> (signature of its parameters' identity and versions, fingerprint): hashing a DPT-Hybrid's weights
 # (about 0.5 GB) at every edit would cost a good part of what the cache saves, so it is done again only when a
 # parameter or buffer was replaced or changed in place (torch bumps a tensor's _version on every in-place write).
-_fingerprints: "weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, str]]" = weakref.WeakKeyDictionary()
+_fingerprints: weakref.WeakKeyDictionary[torch.nn.Module, tuple[tuple, str]] = weakref.WeakKeyDictionary()
 
 
 def estimator_fingerprint(estimator) -> str | None:

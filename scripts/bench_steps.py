@@ -2,18 +2,19 @@
 
 Every setting (sampler x steps x temporal guidance w_t) edits the same held-out-style synthetic cases from the
 same initial noise, with depth estimated and content embedded once per case, and is scored against the case's
-ground truth: PSNR, warp error (source optical flow), seconds per edit (the denoising loop plus VAE encode/decode)
+ground truth: PSNR, SSIM, detail (neighbouring-pixel differences as a share of the ground truth's: PSNR and warp
+error both reward blur), warp error (source optical flow), seconds per edit (the denoising loop plus VAE decoding)
 and UNet evaluations per frame (counted by a hook on the UNet: batch terms x frames per call, over the clip's
 frames). Settings run interleaved in a shuffled order within each case, so a load change on a shared machine
 spreads over all of them; seconds are medians over cases.
 
-The reference is today's default, 30 DDIM steps (``--reference``); a setting is "as good" when its mean PSNR is at
-most ``--psnr-tolerance`` dB below the reference's and its mean warp error at most ``--warp-tolerance`` (relative)
-above; the cheapest such setting by UNet evaluations per frame (then by seconds) is reported, for w_t = 1 and for
-each other w_t against the same sampler at 30 DDIM steps with that w_t.
+The reference is today's default, 30 DDIM steps (``--reference``), at each w_t. A setting is within bounds when its
+mean PSNR is at most ``--psnr-tolerance`` dB below the reference's and its mean warp error at most
+``--warp-tolerance`` (relative) above; it also keeps detail when its mean detail is at most ``--detail-tolerance``
+(relative) below. The cheapest setting of each kind, by UNet evaluations per frame, then by seconds, is reported.
 
-    python scripts/bench_steps.py --out docs/performance_steps.json --table docs/performance_steps.md \
-        --plot docs/performance_steps.png
+    python scripts/bench_steps.py --cases 8 --out docs/performance_steps.json --plot docs/performance_steps.png
+    python scripts/bench_steps.py --from-json docs/performance_steps.json --table table.md   # re-summarise only
 
 Cases: the demo world's scenes (rolled cameras, :func:`gen1.demo.world.demo_scene`) at seeds that neither training
 (< 1e6) nor the demo's own held-out cases (1e7 + 1e5 + i, 1e7 + 2e5 + i) use: source 1e7 + 5e5 + i, target

@@ -227,3 +227,12 @@ def test_a_given_cache_object_is_used(monkeypatch, tmp_path):
     assert counter.calls == 1 and torch.equal(a, b)
     assert pipe.depth_cache.hits == 1 and len(pipe.depth_cache.entries()) == 1
     assert not (Path(os.environ["GEN1_CACHE_DIR"]) / "depth").exists()
+
+
+def test_another_writers_temporary_file_is_neither_an_entry_nor_evicted(estimator, tmp_path):
+    cache = DepthCache(tmp_path, max_bytes=2000)  # room for the entry, not for the temporary file
+    cache.directory.mkdir(parents=True)
+    in_flight = cache.directory / f".{'0' * 64}.safetensors.gen1-tmp-host-{os.getpid()}-0.tmp.safetensors"
+    in_flight.write_bytes(b"x" * 100_000)
+    cache.store("f" * 64, torch.zeros(1, 1, 2, 2))
+    assert in_flight.exists() and cache.entries() == [cache.path_for("f" * 64)]

@@ -140,6 +140,8 @@ class DepthCache:
             return []
         found = []
         for path in self.directory.glob(f"*{SUFFIX}"):
+            if path.name.startswith("."):  # another writer's temporary file (gen1.atomic), not an entry yet
+                continue
             try:
                 found.append((path.stat().st_mtime_ns, path.name, path))
             except FileNotFoundError:  # evicted by another process meanwhile

@@ -280,7 +280,12 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
     wrapped = set(unet._wrapped_paths)
     mapped = {base_key_to_wrapped_key(key, wrapped): value for key, value in unet_state.items()}
     modules = dict(unet.unet.named_modules())
-    targets = sorted({key.split(".lora")[0] for key in mapped if ".lora" in key})
+    # module names as peft will see them (older diffusers and kohya files name attention LoRAs
+    # ``attn1.processor.to_k_lora.down``; diffusers' own converter says which module that is)
+    from diffusers.utils import convert_unet_state_dict_to_peft
+
+    peft_keys = convert_unet_state_dict_to_peft(dict(mapped))
+    targets = sorted({key.split(".lora")[0] for key in peft_keys if ".lora" in key})
     missing = [name for name in targets if name not in modules]
     if missing:
         raise ValueError(f"LoRA '{file}' adapts '{missing[0]}', which this model's UNet does not have "
@@ -297,3 +302,26 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
     if scale != 1.0:
         unet.unet.set_adapters([adapter_name], weights=[float(scale)])
     return targets
+
+
+def fuse_lora_weights(model) -> list[str]:
+    """Merge the Stable Diffusion LoRAs applied by :func:`load_lora_weights` into the image UNet's weights, at the
+    scales they were loaded with, and remove their LoRA layers; returns the merged module names.
+
+    A pipeline holding unmerged LoRA layers saves keys that a plain UNet does not have, so its ``save_pretrained``
+    folder would not load; merged, it saves and loads as an ordinary model (an AnimateLCM set assembled once and
+    then used with ``gen1 edit --model``), and each step skips the LoRA's extra products. Not reversible; a
+    ``gen1 customize`` adapter must be removed first (``ValueError``), so that it is never merged by accident.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    unet = _unet_of(model)
+    if has_adapter(unet):
+        raise ValueError("the model holds a gen1 customisation adapter; remove_adapter() it before fusing LoRAs")
+    inner = unet.unet
+    merged = [name for name, module in inner.named_modules() if isinstance(module, BaseTunerLayer)]
+    if not merged:
+        raise ValueError("no LoRA is loaded to fuse (load_lora_weights first)")
+    inner.fuse_lora()
+    inner.unload_lora()
+    return merged

@@ -115,6 +115,7 @@ def test_animatelcm_set_equals_diffusers_animatediff_controlnet_video_to_video(h
     assert isinstance(pipe.scheduler, LCMScheduler) and pipe.scheduler.config.beta_schedule == "linear"
     assert pipe.unet.max_frames >= 16  # the adapter's 32-frame position table, not the v2 default of 8
     assert any(".resnets." in t and t.endswith("conv1") for t in targets)  # the LoRA's convolutions are applied too
+    assert any(t.endswith("attn2.to_k") for t in targets)  # kohya's attention names, as the modules peft adapts
     reference = _diffusers_set(hub, pipe, lora_scale=0.8)
     video, depth = _video(), _depth()
     settings = dict(prompt="a red car", strength=0.75, num_inference_steps=4, guidance_scale=guidance,
@@ -132,3 +133,24 @@ def test_animatelcm_set_equals_diffusers_animatediff_controlnet_video_to_video(h
     without_lora = _gen1_set(hub, lora_scale=0.0)[0]
     plain = without_lora(video, depth=depth, generator=_gen(), **settings).frames
     assert (out - plain).abs().mean() > 1e-3
+
+
+def test_a_fused_set_saves_and_loads_as_a_plain_model(hub, monkeypatch, tmp_path):
+    from gen1.adapters import fuse_lora_weights
+    from gen1.pipeline import Gen1Pipeline
+
+    _offline_hub(hub, monkeypatch, tmp_path)
+    pipe, targets = _gen1_set(hub, lora_scale=0.8)
+    settings = dict(prompt="a red car", strength=0.75, num_inference_steps=2, guidance_scale=1.5, depth=_depth(),
+                    output_type="pt")
+    unfused = pipe(_video(), generator=_gen(), **settings).frames
+    assert sorted(fuse_lora_weights(pipe)) == sorted(targets)
+    fused = pipe(_video(), generator=_gen(), **settings).frames
+    torch.testing.assert_close(fused, unfused, rtol=0, atol=1e-5)
+    pipe.save_pretrained(tmp_path / "animatelcm-set")
+    loaded = Gen1Pipeline.from_pretrained(str(tmp_path / "animatelcm-set"))
+    loaded.set_progress_bar_config(disable=True)
+    assert type(loaded.scheduler).__name__ == "LCMScheduler"
+    torch.testing.assert_close(loaded(_video(), generator=_gen(), **settings).frames, fused, rtol=0, atol=1e-6)
+    with pytest.raises(ValueError, match="no LoRA"):
+        fuse_lora_weights(loaded)

@@ -205,6 +205,16 @@ def remove_adapter(model):
 LORA_FILE = "pytorch_lora_weights.safetensors"
 
 
+def _local_lora(path) -> Path:
+    """``path`` itself when it exists or is no Hub name; else the Hub file or repo it names, through huggingface_hub's
+    cache (:mod:`gen1.hub`), e.g. ``wangfuyun/AnimateLCM/AnimateLCM_sd15_t2v_lora.safetensors``."""
+    from gen1.hub import LORA, hub_name, resolve
+
+    if Path(path).exists() or hub_name(path) is None:
+        return Path(path)
+    return resolve(path, LORA, flag="LoRA")
+
+
 def _lora_file(path: Path) -> Path:
     if path.is_dir():
         path = path / LORA_FILE
@@ -237,6 +247,9 @@ def check_lora_fits(path: str | Path, cross_attention_dim: int) -> Path:
 def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_name: str = "lora") -> list[str]:
     """Apply a Stable Diffusion LoRA (a ``pytorch_lora_weights.safetensors`` from diffusers' trainers, or a
     kohya / A1111-style ``.safetensors``) to the image UNet inside a VideoUNet; returns the adapted module names.
+    ``path``: a file, a folder holding ``pytorch_lora_weights.safetensors``, or a Hub name of either (``ORG/NAME`` or
+    ``ORG/NAME/FILE``; :mod:`gen1.hub`). Every layer the file adapts is applied, convolutions included (LCM-LoRA and
+    AnimateLCM's LoRA also adapt the ResNet blocks' ``conv1/conv2/time_emb_proj`` and the resamplers).
 
     diffusers converts the file to its own key layout (``StableDiffusionLoraLoaderMixin.lora_state_dict``); the
     keys are then moved to where gen1's wrappers keep the image UNet's modules (``<path>.spatial.<rest>``) and
@@ -252,7 +265,7 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
     from gen1.temporal_layers import base_key_to_wrapped_key
 
     unet = _unet_of(model)
-    file = _lora_file(Path(path))
+    file = _lora_file(_local_lora(path))
     try:
         raw = load_file(str(file))
     except Exception as error:  # safetensors raises its own types for a corrupt file
@@ -267,19 +280,48 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
     wrapped = set(unet._wrapped_paths)
     mapped = {base_key_to_wrapped_key(key, wrapped): value for key, value in unet_state.items()}
     modules = dict(unet.image_unet.named_modules())
-    targets = sorted({key.split(".lora")[0] for key in mapped if ".lora" in key})
+    # module names as peft will see them (older diffusers and kohya files name attention LoRAs
+    # ``attn1.processor.to_k_lora.down``; diffusers' own converter says which module that is)
+    from diffusers.utils import convert_unet_state_dict_to_peft
+
+    peft_keys = convert_unet_state_dict_to_peft(dict(mapped))
+    targets = sorted({key.split(".lora")[0] for key in peft_keys if ".lora" in key})
     missing = [name for name in targets if name not in modules]
     if missing:
         raise ValueError(f"LoRA '{file}' adapts '{missing[0]}', which this model's UNet does not have "
                          "(a LoRA for another base?)")
     network_alphas = None
-    if alphas:
-        network_alphas = {base_key_to_wrapped_key(k[len("unet."):] if k.startswith("unet.") else k, wrapped): v
+    if alphas:  # kohya files scale each layer by alpha / rank; diffusers takes them only with a key prefix
+        network_alphas = {"unet." + base_key_to_wrapped_key(k.removeprefix("unet."), wrapped): v
                           for k, v in alphas.items() if not k.startswith(("text_encoder", "lora_te"))}
     try:
-        unet.image_unet.load_lora_adapter(mapped, prefix=None, network_alphas=network_alphas, adapter_name=adapter_name)
+        unet.image_unet.load_lora_adapter({f"unet.{k}": v for k, v in mapped.items()}, prefix="unet",
+                                    network_alphas=network_alphas, adapter_name=adapter_name)
     except (RuntimeError, ValueError) as error:  # wrong shapes: peft / torch say which tensor
         raise ValueError(f"LoRA '{file}' does not fit this model's UNet: {error}") from None
     if scale != 1.0:
         unet.image_unet.set_adapters([adapter_name], weights=[float(scale)])
     return targets
+
+
+def fuse_lora_weights(model) -> list[str]:
+    """Merge the Stable Diffusion LoRAs applied by :func:`load_lora_weights` into the image UNet's weights, at the
+    scales they were loaded with, and remove their LoRA layers; returns the merged module names.
+
+    A pipeline holding unmerged LoRA layers saves keys that a plain UNet does not have, so its ``save_pretrained``
+    folder would not load; merged, it saves and loads as an ordinary model (an AnimateLCM set assembled once and
+    then used with ``gen1 edit --model``), and each step skips the LoRA's extra products. Not reversible; a
+    ``gen1 customize`` adapter must be removed first (``ValueError``), so that it is never merged by accident.
+    """
+    from peft.tuners.tuners_utils import BaseTunerLayer
+
+    unet = _unet_of(model)
+    if has_adapter(unet):
+        raise ValueError("the model holds a gen1 customisation adapter; remove_adapter() it before fusing LoRAs")
+    inner = unet.image_unet
+    merged = [name for name, module in inner.named_modules() if isinstance(module, BaseTunerLayer)]
+    if not merged:
+        raise ValueError("no LoRA is loaded to fuse (load_lora_weights first)")
+    inner.fuse_lora()
+    inner.unload_lora()
+    return merged

@@ -293,13 +293,18 @@ class Gen1Pipeline(DiffusionPipeline):
         return load_lora_weights(self.unet, path, scale=scale, adapter_name=adapter_name)
 
     # ----------------------------------------------------------------------------------------------- structure
-    def prepare_depth(self, frames: torch.Tensor, depth, batch_size: int = 8) -> torch.Tensor:
-        """Unobscured depth ``(F, 1, H, W)`` in [0, 1] at the frames' size: estimated, or the user's ``depth``."""
+    def prepare_depth(self, frames: torch.Tensor, depth, batch_size: int = 8, cache=True) -> torch.Tensor:
+        """Unobscured depth ``(F, 1, H, W)`` in [0, 1] at the frames' size: estimated, or the user's ``depth``.
+
+        An estimate is kept between edits of the same clip (:mod:`gen1.depth.cache`): ``cache`` True = in the user's
+        cache directory, False = estimate every time (``gen1 edit --no-cache``), or a ``DepthCache``."""
         num_frames = frames.shape[0]
         if depth is None:
             if self.depth_estimator is None:
                 raise ValueError("this pipeline has no depth_estimator; pass depth")
-            depth = self.depth_estimator.estimate(frames, batch_size=batch_size)
+            from gen1.depth.cache import estimate_depth
+
+            depth = estimate_depth(self.depth_estimator, frames, batch_size=batch_size, cache=cache)
         elif isinstance(depth, torch.Tensor):
             if depth.ndim != 4 or depth.shape[1] != 1:
                 raise ValueError(f"depth tensor must be (F, 1, H, W) in [0, 1], got shape {tuple(depth.shape)}")
@@ -319,7 +324,7 @@ class Gen1Pipeline(DiffusionPipeline):
 
     # ----------------------------------------------------------------------------------------------- route
     def prepare_route(self, source: "SourceVideo", content: ContentRequest, *, depth, structure_level: float,
-                      plan: GuidancePlan, generator, device, settings: dict | None = None):
+                      plan: GuidancePlan, generator, device, settings: dict | None = None, depth_cache=True):
         """The model function of this edit (the route's :class:`gen1.routes.GuidedPrediction`) and the obscured
         depth it is guided by (for display, ``(F, 1, H, W)`` in [0, 1] at the output size).
 
@@ -328,7 +333,7 @@ class Gen1Pipeline(DiffusionPipeline):
         """
         route = self.route
         encoded = route.encode_content(content, generator=generator, device=device)
-        depth_full = self.prepare_depth(source.frames, depth)
+        depth_full = self.prepare_depth(source.frames, depth, cache=depth_cache)
         depth_shown, structure = route.structure(depth_full, structure_level, source.latent_size)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown
 
@@ -488,6 +493,7 @@ class Gen1Pipeline(DiffusionPipeline):
         width: int | None = None,
         size: int | None = None,
         depth=None,
+        depth_cache=True,
         mask=None,
         mask_feather: float = 1.0,
         window_size: int | None = None,
@@ -521,6 +527,7 @@ class Gen1Pipeline(DiffusionPipeline):
                 2x above or below ``trained_size`` warns (``UserWarning``).
             depth: the user's structure instead of the estimate: tensor ``(F|1, 1, H, W)`` in [0, 1] (1 = near),
                 or a path / frames for :func:`gen1.depth.load_structure`.
+            depth_cache: keep the estimated depth for the next edit of the same clip (:meth:`prepare_depth`).
             mask: region to edit (1) vs keep (0), the video's size, one mask or one per frame
                 (:mod:`gen1.masking`); feathered with a Gaussian of ``mask_feather`` latent cells. Where the mask
                 (at the output size) is 0 the output is the source frames exactly.
@@ -563,7 +570,7 @@ class Gen1Pipeline(DiffusionPipeline):
                                  content_weights=content_weights, content_embeds=content_embeds)
         prediction, depth_shown = self.prepare_route(source, content, depth=depth, structure_level=structure_level,
                                                      plan=plan, generator=generator, device=device,
-                                                     settings=route_settings)
+                                                     settings=route_settings, depth_cache=depth_cache)
         timesteps = self.prepare_timesteps(num_inference_steps, strength, device, scheduler)
         latents, noise, source_latents = self.prepare_latents(
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,

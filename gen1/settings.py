@@ -79,6 +79,9 @@ class EditSettings:
     depth: str | None = setting(None, "--depth", "your own structure instead of the estimate: a depth video, an "
                                 "image (8/16-bit PNG or TIFF, read at full precision), a .npy array or a folder of "
                                 "images; brighter = nearer unless --depth-invert")
+    depth_cache: bool = setting(True, "--no-cache", "estimate the depth again instead of taking it from the cache of "
+                                "earlier edits of the same clip (gen1.depth.cache: the user's cache directory, or "
+                                "GEN1_CACHE_DIR)", switch=True)
     depth_invert: bool = setting(False, "--depth-invert", "--depth holds distance (far = large), e.g. a Blender Z "
                                  "pass: use 1/distance as the structure", stage="read", switch=True)
     # which frames, at which size, in which windows

@@ -24,6 +24,14 @@ def clips_dir() -> Path:
 
 
 @pytest.fixture(autouse=True)
+def _private_cache_dir(tmp_path_factory, monkeypatch):
+    """Every test gets its own empty gen1 cache directory (GEN1_CACHE_DIR, inherited by the CLI subprocesses it
+    starts): tests never read or fill the user's real cache, and no test sees another's entries."""
+    monkeypatch.setenv("GEN1_CACHE_DIR", str(tmp_path_factory.mktemp("gen1-cache")))
+    yield
+
+
+@pytest.fixture(autouse=True)
 def _seed_everything():
     torch.manual_seed(0)
     yield

@@ -74,6 +74,7 @@ class EditForm:
     mask_file: str | None = None
     depth_file: str | None = None
     depth_invert: bool = False
+    depth_cache: bool = True
     window_shift: bool = True
     model: str | None = None
 
@@ -212,8 +213,8 @@ class EditService:
             controlnet_conditioning_scale=form.controlnet_conditioning_scale,
             num_inference_steps=int(form.num_inference_steps), scheduler=form.scheduler or None,
             strength=form.strength, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
-            depth_invert=bool(form.depth_invert), size=int(form.size), fps=form.fps or None,
-            start=form.start or 0.0, duration=form.duration or None, max_frames=_whole(form.max_frames),
+            depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),
+            fps=form.fps or None, start=form.start or 0.0, duration=form.duration or None, max_frames=_whole(form.max_frames),
             window_size=_whole(form.window_size), window_overlap=_whole(form.window_overlap),
             window_shift=bool(form.window_shift),
         )

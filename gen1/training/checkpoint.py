@@ -6,7 +6,14 @@ A checkpoint is a directory ``OUTPUT/checkpoints/checkpoint-00000100/`` holding
 * ``ema.pt``                 diffusers EMAModel state (tensors and numbers only);
 * ``optimizer.pt``, ``lr_scheduler.pt``  their ``state_dict()``s;
 * ``rng-rank{r}.pt``         python / numpy / torch (/ CUDA) RNG states of every process;
-* ``state.json``             step, micro-step (the data position), epoch, world size -- written last.
+* ``state.json``             step, micro-step (the data position), epoch, world size, global batch -- written last.
+
+Elastic resume: a checkpoint resumes at any world size whose global batch (``data.batch_size`` x processes) is
+the one it was written with: the data position and every draw are keyed by global sample slots, not ranks (see
+:mod:`gen1.training.trainer`), and the weights, optimizer and EMA are whole on every process under DDP. A process
+without an RNG file of its own rank takes rank 0's (the training draws use their own generators, not these).
+With another global batch the same step would hold other samples with other draws, so the run would no longer
+match an uninterrupted one: that is refused (:func:`check_elastic`), naming the batch size that resumes exactly.
 
 Rank 0 builds it in a temporary directory (``gen1.atomic.atomic_directory``) whose path is broadcast
 so every process can write its RNG file; it is renamed into place only after all processes are done.
@@ -131,20 +138,41 @@ def _write_parts(accelerator, tmp: Path, rank, trainable, optimizer, lr_schedule
         torch.save(ema.state_dict(), tmp / "ema.pt")
 
 
+def check_elastic(path: Path, state: dict, processes: int, global_batch: Optional[int], *, fsdp: bool) -> None:
+    """Refuse a resume that would not continue the run exactly (``ValueError``, one line saying what changes):
+    another global batch, or another world size under FSDP (its sharded state is per process) or from a
+    checkpoint that did not record its global batch."""
+    written = state.get("world_size", processes)
+    saved = state.get("global_batch")
+    if written == processes and (saved is None or global_batch is None or saved == global_batch):
+        return
+    where = f"checkpoint {str(path)!r} was written by {written} process(es)"
+    if fsdp and written != processes:
+        raise ValueError(f"{where}, this run has {processes}: FSDP checkpoints hold per-process shards, resume "
+                         f"FSDP at the same world size (DDP resumes at any world size with the same global batch)")
+    if saved is None:
+        raise ValueError(f"{where} and does not record its global batch, this run has {processes}: resume it at "
+                         f"{written} process(es)")
+    if global_batch is not None and saved != global_batch:
+        per = saved // processes if saved % processes == 0 else None
+        fix = f"set data.batch_size={per}" if per else f"use a process count dividing {saved}"
+        raise ValueError(f"{where} with a global batch of {saved}, this run's is {global_batch} ({processes} x "
+                         f"data.batch_size): every later step would hold other samples with other random draws, so "
+                         f"the run would not continue as it began; {fix} to resume exactly")
+
+
 def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn.Parameter], optimizer,
-                    lr_scheduler, ema, fsdp: bool = False) -> dict:
+                    lr_scheduler, ema, fsdp: bool = False, global_batch: Optional[int] = None) -> dict:
     """Restore everything saved by :func:`save_checkpoint`; return ``state.json``'s content.
 
     Trainable weights are checked by name and shape against ``params``; a mismatch raises ``ValueError``
-    naming the key.
+    naming the key. ``global_batch``: this run's, checked against the checkpoint's (:func:`check_elastic`).
     """
     from safetensors.torch import load_file
 
     path = Path(path)
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    if state.get("world_size", accelerator.num_processes) != accelerator.num_processes:
-        raise ValueError(f"checkpoint {str(path)!r} was written by {state['world_size']} processes, this run has "
-                         f"{accelerator.num_processes}: the data position would not match")
+    check_elastic(path, state, accelerator.num_processes, global_batch, fsdp=fsdp)
     if fsdp:
         accelerator.load_state(str(path / "accelerate"))
     else:
@@ -168,5 +196,7 @@ def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn
             raise ValueError(f"checkpoint {str(path)!r} has no EMA state but ema.enabled is true")
         ema.load_state_dict(torch.load(ema_file, map_location="cpu", weights_only=True))
     rng_file = path / f"rng-rank{accelerator.process_index}.pt"
+    if not rng_file.is_file():  # resumed on more processes than wrote it: the new ranks start from rank 0's
+        rng_file = path / "rng-rank0.pt"
     restore_rng(torch.load(rng_file, map_location="cpu", weights_only=True))
     return state

@@ -5,10 +5,13 @@ under ``accelerate launch`` (DDP, or FSDP via ``train.distributed``). It is thre
 a :class:`Run` (model, optimizer, EMA, data plan; resumed from a checkpoint when asked), :func:`train_step`
 takes one optimizer step of ``grad_accum`` micro-batches, and :func:`after_step` logs, validates and saves.
 
-Determinism and resuming: the batch of micro-step ``m`` (:class:`~gen1.training.data.JointBatchPlan`)
-and its random draws (:func:`~gen1.training.draws.micro_generator`) are functions of ``(seed, rank, m)``,
-and checkpoints restore weights, optimizer, EMA, LR schedule and RNG states, so a resumed run takes the
-same steps as an uninterrupted one. Master weights stay float32; ``train.mixed_precision`` sets autocast.
+Determinism and resuming: the global batch of micro-step ``m`` (:class:`~gen1.training.data.JointBatchPlan`)
+and the random draws of each of its samples (:func:`~gen1.training.draws.slot_generators`) are functions of
+``(seed, m, global slot)``, never of the rank, and the loss is the mean over the global batch, so the same global
+batch (``data.batch_size`` x processes) gives the same update at any world size. Checkpoints restore weights,
+optimizer, EMA, LR schedule and RNG states, so a resumed run takes the same steps as an uninterrupted one, also
+when it resumes at another world size with the same global batch (see :mod:`gen1.training.checkpoint`).
+Master weights stay float32; ``train.mixed_precision`` sets autocast.
 """
 
 from __future__ import annotations
@@ -178,7 +181,8 @@ def resume(run: Run) -> None:
     if path is None:
         return
     state = ckpt.load_checkpoint(run.accelerator, path, params=run.params, optimizer=run.optimizer,
-                                 lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp)
+                                 lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp,
+                                 global_batch=run.plan.global_batch)
     if run.ema is not None:
         run.ema.to(run.accelerator.device)
     run.start = int(state["step"])
@@ -197,14 +201,14 @@ def batches(run: Run) -> Iterator[JointBatch]:
 def micro_step(run: Run, batch: JointBatch, m: int, *, sync: bool, seen: dict[str, int]) -> float:
     """Forward and backward of micro-batch ``m`` (gradients reduced across processes only when ``sync``);
     adds its clips to ``seen``; returns its loss."""
-    from gen1.training.draws import draw_joint, micro_generator
+    from gen1.training.draws import draw_joint, joint_slot_generators
 
     config, accelerator = run.config, run.accelerator
-    rank = accelerator.process_index
-    clips = run.data.encode(batch, micro_generator(config.train.seed, rank, m, stream=1), accelerator.device)
+    slots = run.plan.slots(m)  # the global slots this process holds: the draws are theirs, not the rank's
+    clips = run.data.encode(batch, joint_slot_generators(config.train.seed, m, slots, stream=1), accelerator.device)
     for kind, count in clips.count().items():
         seen[kind] += count
-    inputs = draw_joint(clips, run.noise_scheduler, config.diffusion, micro_generator(config.train.seed, rank, m))
+    inputs = draw_joint(clips, run.noise_scheduler, config.diffusion, joint_slot_generators(config.train.seed, m, slots))
     skip_sync = not sync and accelerator.num_processes > 1
     with accelerator.no_sync(run.objective) if skip_sync else contextlib.nullcontext():
         with accelerator.autocast():  # the forward only: PyTorch advises against backward under autocast
@@ -261,6 +265,7 @@ def save_run_checkpoint(run: Run, done: int):
         run.accelerator, config.train.output_dir, done, trainable=weights, optimizer=run.optimizer,
         lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp, keep=config.train.keep_checkpoints,
         state=dict(micro_step=micro, epoch=run.plan.epoch_of(micro), world_size=run.accelerator.num_processes,
+                   global_batch=run.plan.global_batch,
                    trainable=config.model.trainable))
 
 

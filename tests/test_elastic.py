@@ -1,0 +1,153 @@
+"""World-size-independent training: the same global batch gives the same weights at any world size, and a run
+checkpointed at two processes resumes at one and matches.
+
+The reference trains one process with ``data.batch_size`` 4; the same run as two spawned gloo processes (as
+``torchrun`` starts them, each with a DataLoader worker) with batch 2 each must reach the same weights, and so
+must the one-process run resumed (with two DataLoader workers) from the two-process run's step-2 checkpoint.
+Tolerance 1e-5: the gradients of 4 samples are summed in another order (two halves, then all-reduced), which
+changes them by float rounding only (about 1e-7 of each tensor's largest entry). AdamW divides each entry by
+``|g| + eps``, so for entries near zero that rounding is amplified by ``lr / eps``: with the default eps 1e-8 an
+entry off by 1e-9 moves its weight by 1e-4. The runs here use eps 1e-6, which bounds that at 1e-6.
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import shutil
+import socket
+import traceback
+from pathlib import Path
+
+import pytest
+import torch
+from safetensors.torch import load_file, save_file
+
+from training_helpers import base_overrides, make_encoder, make_media, make_sd_dir
+
+from gen1.training import checkpoint as ckpt
+from gen1.training.config import load_config
+from gen1.training.data import JointBatchPlan
+from gen1.training.draws import slot_generators
+from gen1.training.preprocess import PreprocessSettings, list_inputs, preprocess
+from gen1.training.trainer import train
+
+RUN = {"train.max_steps": 3, "train.checkpoint_every": 2, "optim.lr": 1e-3, "optim.eps": 1e-6, "model.trainable": "all",
+       "data.image_ratio": 0.5, "train.export": "false", "diffusion.content_dropout": 0.3,
+       "diffusion.structure_level_max": 7}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _rank_main(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
+    """One process of a job launched as ``torchrun`` would (RANK, WORLD_SIZE, ...); exits with its status."""
+    code = 1
+    try:
+        torch.set_num_threads(1)
+        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
+                          WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world), ACCELERATE_USE_CPU="true")
+        result = train(load_config(None, overrides))
+        save_file({k: v.detach().contiguous() for k, v in result.unet.state_dict().items()},
+                  f"{out}/rank{rank}.safetensors")
+        torch.distributed.destroy_process_group()
+        code = 0
+    except BaseException:  # noqa: BLE001 -- reported to the parent, which asserts on it
+        Path(out, f"rank{rank}.error").write_text(traceback.format_exc())
+    finally:
+        os._exit(code)
+
+
+def launch(world: int, overrides: list[str], out: Path) -> list[dict]:
+    """Run ``gen1.training.trainer.train`` as ``world`` spawned gloo processes; each process's final weights."""
+    port = _free_port()
+    context = multiprocessing.get_context("spawn")
+    procs = [context.Process(target=_rank_main, args=(r, world, port, overrides, str(out))) for r in range(world)]
+    for proc in procs:
+        proc.start()
+    for proc in procs:
+        proc.join(timeout=300)
+    for proc in procs:
+        if proc.is_alive():
+            proc.kill()
+    errors = {p.name: p.read_text() for p in out.glob("*.error")}
+    assert not errors, errors
+    assert [p.exitcode for p in procs] == [0] * world
+    return [load_file(str(out / f"rank{r}.safetensors")) for r in range(world)]
+
+
+def _state(unet) -> dict:
+    return {k: v.detach().clone() for k, v in unet.state_dict().items()}
+
+
+def _assert_close(a: dict, b: dict, what: str) -> None:
+    assert a.keys() == b.keys()
+    worst = max((a[k] - b[k]).abs().max().item() for k in a)
+    assert worst <= 1e-5, f"{what}: weights differ by {worst}"
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    root = tmp_path_factory.mktemp("elastic")
+    sd = make_sd_dir(root / "sd")
+    media = make_media(root / "media", videos=2, images=2, frames=5, size=32)
+    preprocess(list_inputs(media), root / "shards", make_encoder(sd),
+               PreprocessSettings(clip_length=4, stride=1, size=32, shard_size=2))
+    return root, sd, root / "shards"
+
+
+def test_the_global_batch_and_its_draws_do_not_depend_on_the_world_size():
+    is_image = [i % 3 == 0 for i in range(10)]
+    one = JointBatchPlan(is_image, batch_size=4, image_ratio=0.4, seed=5)
+    two = [JointBatchPlan(is_image, batch_size=2, image_ratio=0.4, seed=5, rank=r, world_size=2) for r in (0, 1)]
+    for m in range(12):
+        by_slot = {}
+        for plan in two:
+            images, videos = plan.slots(m)
+            by_slot.update(zip(images + videos, plan.batch(m)))
+        images, videos = one.slots(m)
+        assert images + videos == sorted(by_slot)
+        assert [by_slot[j] for j in images + videos] == one.batch(m)
+    a, b = slot_generators(0, 3, [0, 1]), slot_generators(0, 3, [1])
+    assert torch.equal(torch.rand(4, generator=a[1]), torch.rand(4, generator=b[0]))  # keyed by slot, not order
+    assert not torch.equal(torch.rand(4, generator=slot_generators(0, 3, [0])[0]),
+                           torch.rand(4, generator=slot_generators(0, 4, [0])[0]))
+
+
+def test_world_size_two_matches_one_and_resumes_at_one(data, tmp_path):
+    root, sd, shards = data
+    single = train(load_config(None, base_overrides(sd, shards, tmp_path / "w1", {**RUN, "data.batch_size": 4})))
+    reference = _state(single.unet)
+
+    out = tmp_path / "w2"
+    out.mkdir()
+    ranks = launch(2, base_overrides(sd, shards, out, {**RUN, "data.batch_size": 2, "data.num_workers": 1}), out)
+    for key in ranks[0]:
+        assert torch.equal(ranks[0][key], ranks[1][key]), key
+    _assert_close(reference, ranks[0], "world size 2 x batch 2 vs 1 x 4")
+    assert not torch.equal(reference["unet.conv_out.weight"], load_file(
+        str(ckpt.list_checkpoints(out)[0] / "trainable.safetensors"))["unet.conv_out.weight"])  # it trained
+
+    # the two-process run's step-2 checkpoint, resumed by one process with batch 4 (and two DataLoader workers)
+    moved = tmp_path / "resumed"
+    shutil.copytree(ckpt.checkpoint_path(out, 2), ckpt.checkpoint_path(moved, 2))
+    resumed = train(load_config(None, base_overrides(sd, shards, moved, {
+        **RUN, "data.batch_size": 4, "data.num_workers": 2, "train.resume": "latest"})))
+    assert resumed.resumed_from.endswith("checkpoint-00000002") and resumed.steps == [3]
+    _assert_close(reference, _state(resumed.unet), "resumed at world size 1 from a world size 2 checkpoint")
+
+
+def test_a_resume_with_another_global_batch_is_refused_saying_what_changes(data, tmp_path):
+    path = tmp_path / "ck"
+    state = {"world_size": 2, "global_batch": 4}
+    ckpt.check_elastic(path, state, 1, 4, fsdp=False)  # same global batch: allowed
+    ckpt.check_elastic(path, state, 4, 4, fsdp=False)
+    with pytest.raises(ValueError, match=r"global batch of 4, this run's is 6 .*set data.batch_size=2"):
+        ckpt.check_elastic(path, state, 2, 6, fsdp=False)
+    with pytest.raises(ValueError, match="FSDP checkpoints hold per-process shards"):
+        ckpt.check_elastic(path, state, 1, 4, fsdp=True)
+    with pytest.raises(ValueError, match="does not record its global batch"):
+        ckpt.check_elastic(path, {"world_size": 2}, 1, 4, fsdp=False)

@@ -12,17 +12,13 @@ entry off by 1e-9 moves its weight by 1e-4. The runs here use eps 1e-6, which bo
 
 from __future__ import annotations
 
-import multiprocessing
-import os
 import shutil
-import socket
-import traceback
-from pathlib import Path
 
 import pytest
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 
+from distributed_helpers import launch
 from training_helpers import base_overrides, make_encoder, make_media, make_sd_dir
 
 from gen1.training import checkpoint as ckpt
@@ -35,48 +31,6 @@ from gen1.training.trainer import train
 RUN = {"train.max_steps": 3, "train.checkpoint_every": 2, "optim.lr": 1e-3, "optim.eps": 1e-6, "model.trainable": "all",
        "data.image_ratio": 0.5, "train.export": "false", "diffusion.content_dropout": 0.3,
        "diffusion.structure_level_max": 7}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def _rank_main(rank: int, world: int, port: int, overrides: list[str], out: str) -> None:
-    """One process of a job launched as ``torchrun`` would (RANK, WORLD_SIZE, ...); exits with its status."""
-    code = 1
-    try:
-        torch.set_num_threads(1)
-        os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), LOCAL_RANK=str(rank),
-                          WORLD_SIZE=str(world), LOCAL_WORLD_SIZE=str(world), ACCELERATE_USE_CPU="true")
-        result = train(load_config(None, overrides))
-        save_file({k: v.detach().contiguous() for k, v in result.unet.state_dict().items()},
-                  f"{out}/rank{rank}.safetensors")
-        torch.distributed.destroy_process_group()
-        code = 0
-    except BaseException:  # noqa: BLE001 -- reported to the parent, which asserts on it
-        Path(out, f"rank{rank}.error").write_text(traceback.format_exc())
-    finally:
-        os._exit(code)
-
-
-def launch(world: int, overrides: list[str], out: Path) -> list[dict]:
-    """Run ``gen1.training.trainer.train`` as ``world`` spawned gloo processes; each process's final weights."""
-    port = _free_port()
-    context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_rank_main, args=(r, world, port, overrides, str(out))) for r in range(world)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=300)
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-    errors = {p.name: p.read_text() for p in out.glob("*.error")}
-    assert not errors, errors
-    assert [p.exitcode for p in procs] == [0] * world
-    return [load_file(str(out / f"rank{r}.safetensors")) for r in range(world)]
 
 
 def _state(unet) -> dict:

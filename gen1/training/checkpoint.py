@@ -3,7 +3,8 @@
 A checkpoint is a directory ``OUTPUT/checkpoints/checkpoint-00000100/`` holding
 
 * ``trainable.safetensors``  the trainable weights (names as in the unwrapped VideoUNet);
-* ``ema.pt``                 diffusers EMAModel state (tensors and numbers only);
+* ``ema.pt``                 diffusers EMAModel state (tensors and numbers only); under FSDP ``ema-rank{r}.pt``,
+                             one per process, since each averages its own shard of the weights;
 * ``optimizer.pt``, ``lr_scheduler.pt``  their ``state_dict()``s;
 * ``rng-rank{r}.pt``         python / numpy / torch (/ CUDA) RNG states of every process;
 * ``state.json``             step, micro-step (the data position), epoch, world size, global batch -- written last.
@@ -124,18 +125,25 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, *, trainable
     return target
 
 
+def ema_file(path: Path, rank: int, fsdp: bool) -> Path:
+    """The EMA state of process ``rank``: per process under FSDP (each shadows its own shard), else one file."""
+    return path / (f"ema-rank{rank}.pt" if fsdp else "ema.pt")
+
+
 def _write_parts(accelerator, tmp: Path, rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file) -> None:
     torch.save(capture_rng(), tmp / f"rng-rank{rank}.pt")
     if fsdp:
         accelerator.save_state(str(tmp / "accelerate"))
+        if ema is not None:
+            torch.save(ema.state_dict(), ema_file(tmp, rank, fsdp))
     if not accelerator.is_main_process:
         return
     if not fsdp:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(lr_scheduler.state_dict(), tmp / "lr_scheduler.pt")
-    if ema is not None:
-        torch.save(ema.state_dict(), tmp / "ema.pt")
+    if ema is not None and not fsdp:
+        torch.save(ema.state_dict(), ema_file(tmp, rank, fsdp))
 
 
 def check_elastic(path: Path, state: dict, processes: int, global_batch: Optional[int], *, fsdp: bool) -> None:
@@ -191,10 +199,10 @@ def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     lr_scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", map_location="cpu", weights_only=True))
     if ema is not None:
-        ema_file = path / "ema.pt"
-        if not ema_file.is_file():
-            raise ValueError(f"checkpoint {str(path)!r} has no EMA state but ema.enabled is true")
-        ema.load_state_dict(torch.load(ema_file, map_location="cpu", weights_only=True))
+        saved = ema_file(path, accelerator.process_index, fsdp)
+        if not saved.is_file():
+            raise ValueError(f"checkpoint {str(path)!r} has no EMA state ({saved.name}) but ema.enabled is true")
+        ema.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
     rng_file = path / f"rng-rank{accelerator.process_index}.pt"
     if not rng_file.is_file():  # resumed on more processes than wrote it: the new ranks start from rank 0's
         rng_file = path / "rng-rank0.pt"

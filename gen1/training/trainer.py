@@ -225,13 +225,28 @@ def train_step(run: Run, micro_batches: Iterator[JointBatch], step: int, seen: d
     for a in range(accum):
         loss += micro_step(run, next(micro_batches), step * accum + a, sync=a == accum - 1, seen=seen) / accum
     if run.config.optim.max_grad_norm > 0:
-        run.accelerator.clip_grad_norm_(run.trainable, run.config.optim.max_grad_norm)
+        clip_gradients(run, run.config.optim.max_grad_norm)
     run.optimizer.step()
     run.lr_scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     if run.ema is not None:
         run.ema.step(run.trainable)
     return loss
+
+
+def clip_gradients(run: Run, max_norm: float) -> None:
+    """Clip the trainable gradients to a total norm of ``max_norm``, the norm taken over all processes' shards.
+
+    Under FSDP each process holds a shard of every gradient; Accelerate's ``clip_grad_norm_`` takes the global
+    norm only when it is handed exactly the wrapped model's parameters, and otherwise clips each shard by its
+    own local norm (so ``model.trainable: temporal`` would clip differently from DDP). The FSDP root's
+    ``clip_grad_norm_`` takes the norm over every gradient it holds, which are the trainable ones (frozen
+    parameters have none): the DDP result.
+    """
+    if run.fsdp and hasattr(run.objective, "clip_grad_norm_"):
+        run.objective.clip_grad_norm_(max_norm)
+    else:
+        run.accelerator.clip_grad_norm_(run.trainable, max_norm)
 
 
 def after_step(run: Run, done: int, loss: float, *, end: int, result: TrainResult, progress) -> None:

@@ -112,3 +112,35 @@ def test_a_dying_encoder_actor_and_an_interrupted_driver_end_with_the_same_shard
     rerun = preprocess_ray(inputs, out, functools.partial(tiny_encoder, str(sd)), SETTINGS)
     assert rerun["skipped"] == len(first) and rerun["written"] == 4 - len(first)
     _assert_same_shards(expected, out)
+
+
+def test_only_the_frames_of_the_kept_clips_are_decoded(classic, monkeypatch):
+    import gen1.media
+
+    sd, inputs, _ = classic
+    real, asked = gen1.media.read_frames_or_images, []
+
+    def recording(path, **kwargs):
+        frames = real(path, **kwargs)
+        asked.append((Path(path).name, kwargs.get("max_frames"), len(frames)))
+        return frames
+
+    monkeypatch.setattr(gen1.media, "read_frames_or_images", recording)
+    from gen1.training.preprocess import load_clips
+
+    video = next(item for item in inputs if item.path.endswith("video0.mp4"))
+    clips = load_clips(video, SETTINGS)
+    assert [start for start, _ in clips] == [0, 4]
+    assert asked == [("video0.mp4", 8, 8)]  # 12 frames in the file, 2 clips of 4 kept: 8 decoded
+
+
+def test_ray_options_are_checked_in_one_line(classic, capsys):
+    from gen1.cli import main
+
+    sd, inputs, _ = classic
+    media = str(Path(inputs[0].path).parent)
+    common = ["preprocess", "--input", media, "--out", str(sd.parent / "cli"), "--model", str(sd)]
+    assert main([*common, "--engine", "ray", "--encoders", "0"]) == 2
+    assert "encoders must be a positive integer, got 0" in capsys.readouterr().err
+    assert main([*common, "--address", "ray://head:10001"]) == 2
+    assert "--address and --encoders apply to --engine ray only" in capsys.readouterr().err

@@ -150,6 +150,18 @@ class ClipEncoder:
         return clips.latents[0], clips.depth[0], clips.content[0]
 
 
+def load_clip_encoder(model: str, depth_model: Optional[str], content_model: Optional[str], device, *,
+                      batch_size: int = 8) -> ClipEncoder:
+    """The :class:`ClipEncoder` of ``gen1 preprocess`` on ``device``: MODEL's VAE (float16 on CUDA), the depth
+    estimator and the content encoder. Module-level, so Ray can ship it to encoder actors by reference."""
+    from gen1.training.components import load_content, load_depth, load_vae
+
+    device = torch.device(device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    return ClipEncoder(load_vae(model, device, dtype), load_depth(model, depth_model, device),
+                       load_content(model, content_model, device), device=device, batch_size=batch_size)
+
+
 def _check_settings(out: Path, settings: PreprocessSettings, is_main: bool) -> None:
     path = out / SETTINGS_NAME
     current = asdict(settings)

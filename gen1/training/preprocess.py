@@ -219,8 +219,11 @@ def encoder_info(encoder: ClipEncoder, content_dim: Optional[int] = None) -> dic
 
 
 def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, settings: PreprocessSettings, *,
-               rank: int = 0, world_size: int = 1, barrier=None, content_dim: Optional[int] = None) -> dict:
+               rank: int = 0, world_size: int = 1, barrier=None, content_dim: Optional[int] = None,
+               load=load_clips) -> dict:
     """Write this process's shards, then (rank 0, after ``barrier()``) the index; return a summary.
+
+    ``load(item, settings)`` reads an input's clips (default :func:`load_clips`; a benchmark swaps in a stand-in).
 
     The summary holds ``written`` / ``skipped`` shard counts of this process, ``failed`` inputs of this
     process (path and reason) and, on rank 0, ``index`` (which sums failures over all shards).
@@ -244,7 +247,7 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
         clips, failed = [], []
         for item in group:
             try:  # all of an input's clips, or none of them if any fails
-                clips.extend(encode_input(encoder, item, load_clips(item, settings)))
+                clips.extend(encode_input(encoder, item, load(item, settings)))
             except Exception as err:  # noqa: BLE001 -- one bad file must not end the job
                 logger.warning("skipping input %s: %s", item.path, err)
                 failed.append(item.path)

@@ -90,15 +90,15 @@ def unpack_clips(row: dict) -> tuple[list, list]:
 class DecodeShard:
     """The decode step (a plain function object, run as Ray tasks): a shard id -> its inputs' uint8 clips."""
 
-    def __init__(self, groups: list[list[InputItem]], settings: PreprocessSettings):
-        self.groups, self.settings = groups, settings
+    def __init__(self, groups: list[list[InputItem]], settings: PreprocessSettings, load: Callable = load_clips):
+        self.groups, self.settings, self.load = groups, settings, load
 
     def __call__(self, row: dict) -> dict:
         k = int(row["shard"])
         per_input, failed = [], []
         for item in self.groups[k]:
             try:
-                per_input.append(load_clips(item, self.settings))
+                per_input.append(self.load(item, self.settings))
             except Exception as err:  # noqa: BLE001 -- an unreadable input is recorded, as in the classic engine
                 per_input.append(None)
                 failed.append((item.path, str(err)))
@@ -167,13 +167,14 @@ def _encoder_info_remote(ray, make_encoder: Callable, gpus: float) -> dict:
 
 def preprocess_ray(inputs: list[InputItem], out: str | Path, make_encoder: Callable,
                    settings: PreprocessSettings, ray_settings: Optional[RaySettings] = None, *,
-                   on_shard: Optional[Callable[[int], None]] = None) -> dict:
+                   on_shard: Optional[Callable[[int], None]] = None, load: Callable = load_clips) -> dict:
     """Write the missing shards of ``inputs`` into ``out`` on the connected Ray cluster, then the index.
 
     ``make_encoder(device)`` builds the :class:`~gen1.training.preprocess.ClipEncoder` inside each encoder actor
     (it must be picklable: a module-level function or a ``functools.partial`` of one). ``ray.init`` must have
     been called (a local cluster, or ``address=`` an existing one). ``on_shard(k)`` is called on the driver as
-    each shard is reported done. Returns the summary of :func:`gen1.training.preprocess.preprocess`.
+    each shard is reported done. ``load(item, settings)`` reads an input's clips in the decode tasks (default
+    :func:`~gen1.training.preprocess.load_clips`). Returns the summary of :func:`gen1.training.preprocess.preprocess`.
     """
     import ray
     import ray.data
@@ -196,7 +197,7 @@ def preprocess_ray(inputs: list[InputItem], out: str | Path, make_encoder: Calla
         ds = ray.data.from_items([{"shard": k} for k in missing], override_num_blocks=len(missing))
         # retries are Ray Data's defaults: a decode task whose worker died runs again, a dead encoder actor is
         # restarted and its shard retried (both without limit); errors of an input are caught and recorded
-        ds = ds.map(DecodeShard(groups, settings), num_cpus=ray_settings.decode_cpus)
+        ds = ds.map(DecodeShard(groups, settings, load), num_cpus=ray_settings.decode_cpus)
         ds = ds.map_batches(EncodeShards, fn_constructor_args=(make_encoder, groups, str(out), settings),
                             batch_size=1, concurrency=encoders, num_cpus=ray_settings.encoder_cpus, num_gpus=gpus)
         for row in ds.iter_rows():

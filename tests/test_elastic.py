@@ -1,5 +1,5 @@
-"""World-size-independent training: the same global batch gives the same weights at any world size, and a run
-checkpointed at two processes resumes at one and matches.
+"""World-size-independent training: the same global batch gives the same weights at any world size, a run
+checkpointed at two processes resumes at one and matches, and FSDP trains and exports what DDP does.
 
 The reference trains one process with ``data.batch_size`` 4; the same run as two spawned gloo processes (as
 ``torchrun`` starts them, each with a DataLoader worker) with batch 2 each must reach the same weights, and so
@@ -8,6 +8,13 @@ Tolerance 1e-5: the gradients of 4 samples are summed in another order (two halv
 changes them by float rounding only (about 1e-7 of each tensor's largest entry). AdamW divides each entry by
 ``|g| + eps``, so for entries near zero that rounding is amplified by ``lr / eps``: with the default eps 1e-8 an
 entry off by 1e-9 moves its weight by 1e-4. The runs here use eps 1e-6, which bounds that at 1e-6.
+
+FSDP: the same two-process run under FSDP (PyTorch's FSDP sharding the model over gloo, forced on the CPU, see
+``distributed_helpers``): its trained weights (Accelerate's gathered FSDP state) and its exported EMA UNet,
+gathered from the shards, must equal DDP's within 1e-5 (measured 7e-7: reduce-scatter rounds differently from
+all-reduce). Clipping is on (``optim.max_grad_norm`` 1.0) and must take the norm over all processes' shards;
+without that fix they differed by 4e-4. Not covered: an FSDP run resumed from its checkpoint restores the weights
+exactly, but its next step differed from an uninterrupted run by up to 8e-4 here; that is an open issue.
 """
 
 from __future__ import annotations
@@ -28,9 +35,10 @@ from gen1.training.draws import slot_generators
 from gen1.training.preprocess import PreprocessSettings, list_inputs, preprocess
 from gen1.training.trainer import train
 
-RUN = {"train.max_steps": 3, "train.checkpoint_every": 2, "optim.lr": 1e-3, "optim.eps": 1e-6, "model.trainable": "all",
-       "data.image_ratio": 0.5, "train.export": "false", "diffusion.content_dropout": 0.3,
-       "diffusion.structure_level_max": 7}
+RUN = {"train.max_steps": 3, "train.checkpoint_every": 2, "optim.lr": 1e-3, "optim.eps": 1e-6,
+       "optim.max_grad_norm": 1.0, "model.trainable": "all", "data.image_ratio": 0.5, "train.export": "false",
+       "diffusion.content_dropout": 0.3, "diffusion.structure_level_max": 7, "ema.decay": 0.5}
+TWO = {**RUN, "data.batch_size": 2, "data.num_workers": 1, "train.export": "true"}  # per process, with an export
 
 
 def _state(unet) -> dict:
@@ -71,14 +79,34 @@ def test_the_global_batch_and_its_draws_do_not_depend_on_the_world_size():
                            torch.rand(4, generator=slot_generators(0, 4, [0])[0]))
 
 
-def test_world_size_two_matches_one_and_resumes_at_one(data, tmp_path):
+@pytest.fixture(scope="module")
+def ddp_two(data, tmp_path_factory):
+    """The run as two DDP processes of batch 2 (a DataLoader worker each): their weights, and the output folder."""
+    root, sd, shards = data
+    out = tmp_path_factory.mktemp("ddp-two")
+    return launch(2, base_overrides(sd, shards, out, TWO), out), out
+
+
+def _trained(out, step: int) -> dict:
+    """The whole trained UNet of checkpoint ``step`` (DDP: trainable.safetensors; FSDP: Accelerate's gathered
+    full state dict, keyed like the DiffusionObjective it wraps)."""
+    path = ckpt.checkpoint_path(out, step)
+    if (path / "trainable.safetensors").is_file():
+        return load_file(str(path / "trainable.safetensors"))
+    full = torch.load(path / "accelerate" / "pytorch_model_fsdp.bin", map_location="cpu", weights_only=True)
+    return {k[len("unet."):]: v for k, v in full.items()}
+
+
+def _exported(out) -> dict:
+    return load_file(str(out / "export" / "unet" / "diffusion_pytorch_model.safetensors"))
+
+
+def test_world_size_two_matches_one_and_resumes_at_one(data, ddp_two, tmp_path):
     root, sd, shards = data
     single = train(load_config(None, base_overrides(sd, shards, tmp_path / "w1", {**RUN, "data.batch_size": 4})))
     reference = _state(single.unet)
 
-    out = tmp_path / "w2"
-    out.mkdir()
-    ranks = launch(2, base_overrides(sd, shards, out, {**RUN, "data.batch_size": 2, "data.num_workers": 1}), out)
+    ranks, out = ddp_two
     for key in ranks[0]:
         assert torch.equal(ranks[0][key], ranks[1][key]), key
     _assert_close(reference, ranks[0], "world size 2 x batch 2 vs 1 x 4")
@@ -105,3 +133,14 @@ def test_a_resume_with_another_global_batch_is_refused_saying_what_changes(data,
         ckpt.check_elastic(path, state, 1, 4, fsdp=True)
     with pytest.raises(ValueError, match="does not record its global batch"):
         ckpt.check_elastic(path, {"world_size": 2}, 1, 4, fsdp=False)
+
+
+def test_fsdp_trains_and_exports_what_ddp_does(data, ddp_two, tmp_path):
+    root, sd, shards = data
+    _, ddp = ddp_two
+    fsdp = tmp_path / "fsdp"
+    fsdp.mkdir()
+    launch(2, base_overrides(sd, shards, fsdp, TWO), fsdp, fsdp=True)
+    _assert_close(_trained(ddp, 3), _trained(fsdp, 3), "FSDP's trained weights vs DDP's")
+    _assert_close(_exported(ddp), _exported(fsdp), "FSDP's exported EMA UNet vs DDP's")
+    assert not torch.equal(_exported(ddp)["unet.conv_out.weight"], _trained(ddp, 3)["unet.conv_out.weight"])

@@ -21,7 +21,10 @@ so every process can write its RNG file; it is renamed into place only after all
 A run killed mid-save leaves only a dot-prefixed temporary directory, which :func:`list_checkpoints`
 ignores, so ``resume: latest`` picks the last complete checkpoint. All ``.pt`` files are loaded with
 ``torch.load(weights_only=True)``: RNG states are stored as tensors and tuples, never as pickled objects.
-Under FSDP the model and optimizer go through ``accelerator.save_state`` (sharded state) instead.
+Under FSDP the model goes through Accelerate's ``save_fsdp_model`` (``fsdp/pytorch_model_fsdp.bin``, the whole
+model gathered on rank 0) and each process saves its own shard's optimizer state (``optimizer-rank{r}.pt``):
+Accelerate's gathered FSDP optimizer state did not resume exactly (the next step was 8e-4 off an uninterrupted
+run) and costs a full gather on rank 0; per-process state resumes bit for bit at the same world size.
 """
 
 from __future__ import annotations
@@ -99,8 +102,9 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, *, trainable: dict[str, torch.Tensor],
                     optimizer, lr_scheduler, ema, state: dict, fsdp: bool = False,
-                    keep: Optional[int] = None) -> Path:
-    """Write checkpoint ``step`` atomically from all processes; return its path."""
+                    keep: Optional[int] = None, model=None) -> Path:
+    """Write checkpoint ``step`` atomically from all processes; return its path (``model``: the FSDP-wrapped
+    module, needed under FSDP)."""
     from accelerate.utils import broadcast_object_list
     from safetensors.torch import save_file
 
@@ -109,14 +113,16 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, *, trainable
     if accelerator.is_main_process:
         with atomic_directory(target) as tmp:
             broadcast_object_list([str(tmp)], from_process=0) if accelerator.num_processes > 1 else None
-            _write_parts(accelerator, Path(tmp), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file)
+            _write_parts(accelerator, Path(tmp), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file,
+                         model)
             accelerator.wait_for_everyone()
             # state.json last: its presence marks a complete checkpoint even outside atomic renames.
             (Path(tmp) / "state.json").write_text(json.dumps(dict(state, step=step), indent=2), encoding="utf-8")
     else:
         holder = [None]
         broadcast_object_list(holder, from_process=0)
-        _write_parts(accelerator, Path(holder[0]), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file)
+        _write_parts(accelerator, Path(holder[0]), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file,
+                     model)
         accelerator.wait_for_everyone()
     accelerator.wait_for_everyone()
     if keep is not None and accelerator.is_main_process:
@@ -130,10 +136,14 @@ def ema_file(path: Path, rank: int, fsdp: bool) -> Path:
     return path / (f"ema-rank{rank}.pt" if fsdp else "ema.pt")
 
 
-def _write_parts(accelerator, tmp: Path, rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file) -> None:
+def _write_parts(accelerator, tmp: Path, rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file,
+                 model=None) -> None:
     torch.save(capture_rng(), tmp / f"rng-rank{rank}.pt")
     if fsdp:
-        accelerator.save_state(str(tmp / "accelerate"))
+        from accelerate.utils import save_fsdp_model
+
+        save_fsdp_model(accelerator.state.fsdp_plugin, accelerator, model, str(tmp / "fsdp"))
+        torch.save(optimizer.state_dict(), tmp / f"optimizer-rank{rank}.pt")
         if ema is not None:
             torch.save(ema.state_dict(), ema_file(tmp, rank, fsdp))
     if not accelerator.is_main_process:
@@ -170,11 +180,12 @@ def check_elastic(path: Path, state: dict, processes: int, global_batch: Optiona
 
 
 def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn.Parameter], optimizer,
-                    lr_scheduler, ema, fsdp: bool = False, global_batch: Optional[int] = None) -> dict:
+                    lr_scheduler, ema, fsdp: bool = False, global_batch: Optional[int] = None, model=None) -> dict:
     """Restore everything saved by :func:`save_checkpoint`; return ``state.json``'s content.
 
     Trainable weights are checked by name and shape against ``params``; a mismatch raises ``ValueError``
     naming the key. ``global_batch``: this run's, checked against the checkpoint's (:func:`check_elastic`).
+    ``model``: the FSDP-wrapped module, needed under FSDP.
     """
     from safetensors.torch import load_file
 
@@ -182,7 +193,11 @@ def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
     check_elastic(path, state, accelerator.num_processes, global_batch, fsdp=fsdp)
     if fsdp:
-        accelerator.load_state(str(path / "accelerate"))
+        from accelerate.utils import load_fsdp_model
+
+        load_fsdp_model(accelerator.state.fsdp_plugin, accelerator, model, str(path / "fsdp"))
+        optimizer.load_state_dict(torch.load(path / f"optimizer-rank{accelerator.process_index}.pt",
+                                             map_location="cpu", weights_only=True))
     else:
         weights = load_file(str(path / "trainable.safetensors"))
         missing = sorted(set(params) - set(weights))

@@ -182,7 +182,7 @@ def resume(run: Run) -> None:
         return
     state = ckpt.load_checkpoint(run.accelerator, path, params=run.params, optimizer=run.optimizer,
                                  lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp,
-                                 global_batch=run.plan.global_batch)
+                                 global_batch=run.plan.global_batch, model=run.objective)
     if run.ema is not None:
         run.ema.to(run.accelerator.device)
     run.start = int(state["step"])
@@ -279,6 +279,7 @@ def save_run_checkpoint(run: Run, done: int):
     return ckpt.save_checkpoint(
         run.accelerator, config.train.output_dir, done, trainable=weights, optimizer=run.optimizer,
         lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp, keep=config.train.keep_checkpoints,
+        model=run.objective,
         state=dict(micro_step=micro, epoch=run.plan.epoch_of(micro), world_size=run.accelerator.num_processes,
                    global_batch=run.plan.global_batch,
                    trainable=config.model.trainable))

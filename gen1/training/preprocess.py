@@ -12,6 +12,8 @@ every step. Policies (documented in docs/training.md):
 * **Encoding** -- the depth estimator's per-clip normalised inverse depth, then
   :func:`gen1.training.encoding.encode_clips` (shared with synthetic training): VAE latents exactly ``z_0``,
   the depth area-resized to the latent grid, the content encoder's CLIP image embedding of every frame.
+* **Engines** -- :func:`preprocess` here runs in each process of a launcher; the Ray Data engine
+  (:mod:`gen1.training.ray_preprocess`) writes the same shards from the same helpers.
 * **Shards** -- inputs ``[k*shard_size, (k+1)*shard_size)`` go to shard ``k``; process ``r`` of ``W``
   handles shards ``k % W == r``; finished shards (present on disk, written atomically) are skipped, so a
   rerun resumes. An input that cannot be read or encoded is logged and recorded as failed in its shard;
@@ -162,7 +164,8 @@ def load_clip_encoder(model: str, depth_model: Optional[str], content_model: Opt
                        load_content(model, content_model, device), device=device, batch_size=batch_size)
 
 
-def _check_settings(out: Path, settings: PreprocessSettings, is_main: bool) -> None:
+def check_settings(out: Path, settings: PreprocessSettings, is_main: bool) -> None:
+    """Refuse ``out`` if it was preprocessed with other clip settings; the main process records them (both engines)."""
     path = out / SETTINGS_NAME
     current = asdict(settings)
     if path.is_file():
@@ -233,7 +236,7 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
     settings.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, settings, rank == 0)
+    check_settings(out, settings, rank == 0)
     dtype = getattr(torch, settings.dtype)
     groups = shard_inputs(inputs, settings)
     mine = [k for k in range(len(groups)) if k % world_size == rank]

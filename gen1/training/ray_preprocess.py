@@ -34,7 +34,7 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from gen1.training.preprocess import (InputItem, PreprocessSettings, _check_settings, encode_input, encoder_info,
+from gen1.training.preprocess import (InputItem, PreprocessSettings, check_settings, encode_input, encoder_info,
                                       index_info, load_clips, shard_finished, shard_inputs)
 from gen1.training.shards import INDEX_NAME, shard_name, write_index, write_shard
 
@@ -183,7 +183,7 @@ def preprocess_ray(inputs: list[InputItem], out: str | Path, make_encoder: Calla
     ray_settings = (ray_settings or RaySettings()).validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, settings, True)
+    check_settings(out, settings, True)
     groups = shard_inputs(inputs, settings)
     missing = [k for k in range(len(groups)) if not shard_finished(out / shard_name(k))]
     summary = dict(written=0, skipped=len(groups) - len(missing), failed=[], clips=0)

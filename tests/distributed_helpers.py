@@ -5,11 +5,11 @@ other state of the test process: a forked rank hangs in OpenMP when the parent h
 Each sets the environment a launcher sets (RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1, ...) and
 ``ACCELERATE_USE_CPU=true``, and saves its final UNet weights as ``OUT/rank{r}.safetensors``.
 
-``fsdp=True`` runs the processes under FSDP (``train.distributed=fsdp``). Accelerate (1.15) chooses FSDP only on accelerators: on CPU it
-accepts the FSDP plugin and silently runs DDP. So these processes set the Accelerator's state to FSDP on the
-CPU device after building it (:func:`_force_fsdp`), and PyTorch's FSDP then shards the model over gloo: the
-trainer's FSDP code (prepare, clipping, sharded checkpoints, per-process EMA, gathered export) runs as on GPUs;
-what is not exercised on CPU is NCCL, CUDA streams and mixed precision.
+``fsdp=True`` runs the processes under FSDP (``train.distributed=fsdp``). Accelerate (1.15) chooses FSDP only on
+accelerators: on CPU it accepts the FSDP plugin and silently runs DDP. So these processes set the Accelerator's
+state to FSDP on the CPU device after building it (:func:`_force_fsdp`), and PyTorch's FSDP then shards the
+model over gloo: the trainer's FSDP code (prepare, clipping, checkpoints, per-process optimizer and EMA state,
+gathered export) runs as on GPUs; what is not exercised on CPU is NCCL, CUDA streams and mixed precision.
 """
 
 from __future__ import annotations

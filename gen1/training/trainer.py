@@ -208,7 +208,8 @@ def micro_step(run: Run, batch: JointBatch, m: int, *, sync: bool, seen: dict[st
     clips = run.data.encode(batch, joint_slot_generators(config.train.seed, m, slots, stream=1), accelerator.device)
     for kind, count in clips.count().items():
         seen[kind] += count
-    inputs = draw_joint(clips, run.noise_scheduler, config.diffusion, joint_slot_generators(config.train.seed, m, slots))
+    generators = joint_slot_generators(config.train.seed, m, slots)
+    inputs = draw_joint(clips, run.noise_scheduler, config.diffusion, generators)
     skip_sync = not sync and accelerator.num_processes > 1
     with accelerator.no_sync(run.objective) if skip_sync else contextlib.nullcontext():
         with accelerator.autocast():  # the forward only: PyTorch advises against backward under autocast

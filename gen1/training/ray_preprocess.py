@@ -200,13 +200,19 @@ def preprocess_ray(inputs: list[InputItem], out: str | Path, make_encoder: Calla
         ds = ds.map(DecodeShard(groups, settings, load), num_cpus=ray_settings.decode_cpus)
         ds = ds.map_batches(EncodeShards, fn_constructor_args=(make_encoder, groups, str(out), settings),
                             batch_size=1, concurrency=encoders, num_cpus=ray_settings.encoder_cpus, num_gpus=gpus)
-        for row in ds.iter_rows():
-            summary["written"] += 1
-            summary["clips"] += int(row["clips"])
-            summary["failed"].extend(tuple(f) for f in json.loads(row["failed"]))
-            info = json.loads(row["info"])
-            if on_shard is not None:
-                on_shard(int(row["shard"]))
+        rows = iter(ds.iter_rows())
+        try:
+            for row in rows:
+                summary["written"] += 1
+                summary["clips"] += int(row["clips"])
+                summary["failed"].extend(tuple(f) for f in json.loads(row["failed"]))
+                info = json.loads(row["info"])
+                if on_shard is not None:
+                    on_shard(int(row["shard"]))
+        finally:  # an interrupted driver stops the pipeline now (a shard being written is renamed whole or not)
+            close = getattr(rows, "close", None)
+            if close is not None:
+                close()
     if info is None and (out / INDEX_NAME).is_file():
         previous = json.loads((out / INDEX_NAME).read_text(encoding="utf-8"))
         info = {key: previous[key] for key in ("latent_channels", "content_dim", "scaling_factor", "shift_factor")}

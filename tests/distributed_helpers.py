@@ -105,3 +105,32 @@ def launch(world: int, overrides: list[str], out: Path, *, fsdp: bool = False) -
     wrappers = {(out / f"rank{r}.wrapper").read_text() for r in range(world)}
     assert wrappers == {"FullyShardedDataParallel" if fsdp else "DistributedDataParallel"}, wrappers
     return [] if fsdp else [load_file(str(out / f"rank{r}.safetensors")) for r in range(world)]
+
+
+def torchrun_nodes(nodes: int, command: list[str], log_dir: Path, *, timeout: float = 300) -> None:
+    """Run ``torchrun --nnodes NODES --nproc_per_node 1 -m gen1 COMMAND`` as NODES launchers on this machine (one
+    per "node", joined by static rendezvous on 127.0.0.1), as a multi-node job is started; asserts every node
+    exited cleanly (their output is in ``log_dir/node{r}.log``)."""
+    import subprocess
+    import sys
+
+    port = _free_port()
+    env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
+    torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc_per_node", "1",
+                "--master_addr", "127.0.0.1", "--master_port", str(port)]
+    procs, logs = [], []
+    for rank in range(nodes):
+        log = open(log_dir / f"node{rank}.log", "w")
+        logs.append(log)
+        procs.append(subprocess.Popen([*torchrun, "--node_rank", str(rank), "-m", "gen1", *command], env=env,
+                                      stdout=log, stderr=subprocess.STDOUT))
+    try:
+        codes = [proc.wait(timeout=timeout) for proc in procs]
+    finally:
+        for proc in procs:
+            if proc.poll() is None:
+                proc.kill()
+        for log in logs:
+            log.close()
+    output = {r: (log_dir / f"node{r}.log").read_text()[-3000:] for r in range(nodes)}
+    assert codes == [0] * nodes, output

@@ -1,9 +1,10 @@
 """World-size-independent training: the same global batch gives the same weights at any world size, a run
 checkpointed at two processes resumes at one and matches, and FSDP trains and exports what DDP does.
 
-The reference trains one process with ``data.batch_size`` 4; the same run as two spawned gloo processes (as
-``torchrun`` starts them, each with a DataLoader worker) with batch 2 each must reach the same weights, and so
-must the one-process run resumed (with two DataLoader workers) from the two-process run's step-2 checkpoint.
+The reference trains one process with ``data.batch_size`` 4; the same run as a two-"node" job on this machine
+(``torchrun --nnodes 2`` twice, gloo, one process with a DataLoader worker and batch 2 per node) must reach the
+same weights, and so must the one-process run resumed (with two DataLoader workers) from the two-node run's
+step-2 checkpoint.
 Tolerance 1e-5: the gradients of 4 samples are summed in another order (two halves, then all-reduced), which
 changes them by float rounding only (about 1e-7 of each tensor's largest entry). AdamW divides each entry by
 ``|g| + eps``, so for entries near zero that rounding is amplified by ``lr / eps``: with the default eps 1e-8 an
@@ -19,13 +20,14 @@ process's optimizer shard exactly (through Accelerate's gathered optimizer state
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
 import torch
 from safetensors.torch import load_file
 
-from distributed_helpers import launch
+from distributed_helpers import launch, torchrun_nodes
 from training_helpers import base_overrides, make_encoder, make_media, make_sd_dir
 
 from gen1.training import checkpoint as ckpt
@@ -81,10 +83,14 @@ def test_the_global_batch_and_its_draws_do_not_depend_on_the_world_size():
 
 @pytest.fixture(scope="module")
 def ddp_two(data, tmp_path_factory):
-    """The run as two DDP processes of batch 2 (a DataLoader worker each): their weights, and the output folder."""
+    """The run as a two-node job on this machine (``torchrun --nnodes 2``, one process of batch 2 per node, a
+    DataLoader worker each, ``gen1 train`` as a user runs it): its output folder."""
     root, sd, shards = data
     out = tmp_path_factory.mktemp("ddp-two")
-    return launch(2, base_overrides(sd, shards, out, TWO), out), out
+    defaults = out / "defaults.yaml"
+    defaults.write_text("{}\n")  # the config defaults, as the in-process runs here use them
+    torchrun_nodes(2, ["train", str(defaults), *base_overrides(sd, shards, out, TWO)], out)
+    return out
 
 
 def _trained(out, step: int) -> dict:
@@ -106,12 +112,11 @@ def test_world_size_two_matches_one_and_resumes_at_one(data, ddp_two, tmp_path):
     single = train(load_config(None, base_overrides(sd, shards, tmp_path / "w1", {**RUN, "data.batch_size": 4})))
     reference = _state(single.unet)
 
-    ranks, out = ddp_two
-    for key in ranks[0]:
-        assert torch.equal(ranks[0][key], ranks[1][key]), key
-    _assert_close(reference, ranks[0], "world size 2 x batch 2 vs 1 x 4")
-    assert not torch.equal(reference["unet.conv_out.weight"], load_file(
-        str(ckpt.list_checkpoints(out)[0] / "trainable.safetensors"))["unet.conv_out.weight"])  # it trained
+    out = ddp_two
+    state = json.loads((ckpt.checkpoint_path(out, 3) / "state.json").read_text())
+    assert (state["world_size"], state["global_batch"]) == (2, 4)  # the two nodes joined as one job
+    _assert_close(reference, _trained(out, 3), "two nodes x batch 2 vs one process x 4")
+    assert not torch.equal(reference["unet.conv_out.weight"], _trained(out, 2)["unet.conv_out.weight"])  # it trained
 
     # the two-process run's step-2 checkpoint, resumed by one process with batch 4 (and two DataLoader workers)
     moved = tmp_path / "resumed"
@@ -137,7 +142,7 @@ def test_a_resume_with_another_global_batch_is_refused_saying_what_changes(data,
 
 def test_fsdp_trains_resumes_and_exports_what_ddp_does(data, ddp_two, tmp_path):
     root, sd, shards = data
-    _, ddp = ddp_two
+    ddp = ddp_two
     fsdp = tmp_path / "fsdp"
     fsdp.mkdir()
     # two steps, stopped (the LR schedule is constant), then resumed for the third by a fresh pair of processes

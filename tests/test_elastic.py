@@ -138,6 +138,10 @@ def test_a_resume_with_another_global_batch_is_refused_saying_what_changes(data,
         ckpt.check_elastic(path, state, 1, 4, fsdp=True)
     with pytest.raises(ValueError, match="does not record its global batch"):
         ckpt.check_elastic(path, {"world_size": 2}, 1, 4, fsdp=False)
+    written = {**state, "step": 3, "micro_step": 6}  # two micro-batches per step
+    ckpt.check_elastic(path, written, 1, 4, fsdp=False, grad_accum=2)
+    with pytest.raises(ValueError, match="written with train.grad_accum=2, this run has 1"):
+        ckpt.check_elastic(path, written, 1, 4, fsdp=False, grad_accum=1)
 
 
 def test_fsdp_trains_resumes_and_exports_what_ddp_does(data, ddp_two, tmp_path):

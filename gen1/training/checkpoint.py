@@ -156,10 +156,16 @@ def _write_parts(accelerator, tmp: Path, rank, trainable, optimizer, lr_schedule
         torch.save(ema.state_dict(), ema_file(tmp, rank, fsdp))
 
 
-def check_elastic(path: Path, state: dict, processes: int, global_batch: Optional[int], *, fsdp: bool) -> None:
+def check_elastic(path: Path, state: dict, processes: int, global_batch: Optional[int], *, fsdp: bool,
+                  grad_accum: Optional[int] = None) -> None:
     """Refuse a resume that would not continue the run exactly (``ValueError``, one line saying what changes):
-    another global batch, or another world size under FSDP (its sharded state is per process) or from a
-    checkpoint that did not record its global batch."""
+    another global batch or ``train.grad_accum``, or another world size under FSDP (its sharded state is per
+    process) or from a checkpoint that did not record its global batch."""
+    step, micro = state.get("step"), state.get("micro_step")
+    if grad_accum is not None and step and micro is not None and micro != step * grad_accum:
+        raise ValueError(f"checkpoint {str(path)!r} was written with train.grad_accum={micro // step}, this run has "
+                         f"{grad_accum}: it would resume at another data position; use train.grad_accum="
+                         f"{micro // step}")
     written = state.get("world_size", processes)
     saved = state.get("global_batch")
     if written == processes and (saved is None or global_batch is None or saved == global_batch):
@@ -180,18 +186,20 @@ def check_elastic(path: Path, state: dict, processes: int, global_batch: Optiona
 
 
 def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn.Parameter], optimizer,
-                    lr_scheduler, ema, fsdp: bool = False, global_batch: Optional[int] = None, model=None) -> dict:
+                    lr_scheduler, ema, fsdp: bool = False, global_batch: Optional[int] = None, model=None,
+                    grad_accum: Optional[int] = None) -> dict:
     """Restore everything saved by :func:`save_checkpoint`; return ``state.json``'s content.
 
     Trainable weights are checked by name and shape against ``params``; a mismatch raises ``ValueError``
-    naming the key. ``global_batch``: this run's, checked against the checkpoint's (:func:`check_elastic`).
+    naming the key. ``global_batch``, ``grad_accum``: this run's, checked against the checkpoint's
+    (:func:`check_elastic`).
     ``model``: the FSDP-wrapped module, needed under FSDP.
     """
     from safetensors.torch import load_file
 
     path = Path(path)
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    check_elastic(path, state, accelerator.num_processes, global_batch, fsdp=fsdp)
+    check_elastic(path, state, accelerator.num_processes, global_batch, fsdp=fsdp, grad_accum=grad_accum)
     if fsdp:
         from accelerate.utils import load_fsdp_model
 

@@ -182,7 +182,8 @@ def resume(run: Run) -> None:
         return
     state = ckpt.load_checkpoint(run.accelerator, path, params=run.params, optimizer=run.optimizer,
                                  lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp,
-                                 global_batch=run.plan.global_batch, model=run.objective)
+                                 global_batch=run.plan.global_batch, model=run.objective,
+                                 grad_accum=run.config.train.grad_accum)
     if run.ema is not None:
         run.ema.to(run.accelerator.device)
     run.start = int(state["step"])

@@ -5,6 +5,10 @@ GPUs, ``ACCELERATE_USE_CPU=true torchrun --nproc_per_node N -m gen1 preprocess .
 
     gen1 preprocess --input videos/ --out shards/ --model sd-2-1/ --depth-model dpt_hybrid.pt \\
         --content-model clip-vit-large-patch14/ --clip-length 8 --stride 4 --size 256
+
+On Ray Data (``pip install gen1[ray]``), locally or on a cluster (``--address``), same shards and index::
+
+    gen1 preprocess --engine ray --address ray://head:10001 --input /shared/videos --out /shared/shards ...
 """
 
 from __future__ import annotations
@@ -33,6 +37,11 @@ def register(subparsers) -> None:
     parser.add_argument("--dtype", default="float16", choices=("float16", "bfloat16", "float32"),
                         help="storage dtype in the shards (default float16)")
     parser.add_argument("--batch-size", type=int, default=8, help="frames per encoder forward (default 8)")
+    parser.add_argument("--engine", default="accelerate", choices=("accelerate", "ray"),
+                        help="accelerate: this process group (default); ray: Ray Data, decode tasks feeding encoder "
+                        "actors (pip install gen1[ray])")
+    parser.add_argument("--address", help="--engine ray: the Ray cluster to join (default: a local Ray)")
+    parser.add_argument("--encoders", type=int, help="--engine ray: encoder actors (default: one per GPU, or 1)")
     parser.set_defaults(func=run)
 
 
@@ -40,12 +49,10 @@ def run(args) -> int:
     import logging
     from pathlib import Path
 
-    import torch
     from accelerate import Accelerator
 
-    from gen1.training.components import load_content, load_depth, load_vae
     from gen1.training.launch import check_process_count
-    from gen1.training.preprocess import ClipEncoder, PreprocessSettings, list_inputs, preprocess
+    from gen1.training.preprocess import PreprocessSettings, list_inputs, load_clip_encoder, preprocess
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not Path(args.model).exists():
@@ -54,13 +61,14 @@ def run(args) -> int:
                                   shard_size=args.shard_size, max_clips_per_video=args.max_clips_per_video,
                                   dtype=args.dtype, batch_size=args.batch_size).validate()
     inputs = list_inputs(args.input)
+    if args.engine == "ray":
+        return run_ray(args, inputs, settings)
+    if args.address or args.encoders:
+        raise ValueError("--address and --encoders apply to --engine ray only")
     accelerator = Accelerator()
     check_process_count(accelerator.num_processes)
-    device = accelerator.device
-    dtype = torch.float16 if device.type == "cuda" else torch.float32
-    encoder = ClipEncoder(load_vae(args.model, device, dtype), load_depth(args.model, args.depth_model, device),
-                          load_content(args.model, args.content_model, device), device=device,
-                          batch_size=settings.batch_size)
+    encoder = load_clip_encoder(args.model, args.depth_model, args.content_model, accelerator.device,
+                                batch_size=settings.batch_size)
     summary = preprocess(inputs, args.out, encoder, settings, rank=accelerator.process_index,
                          world_size=accelerator.num_processes, barrier=accelerator.wait_for_everyone)
     accelerator.print(f"rank {accelerator.process_index}: wrote {summary['written']} shards, skipped "
@@ -70,3 +78,30 @@ def run(args) -> int:
         print(f"{args.out}: {index['num_clips']} clips in {len(index['shards'])} shards; "
               f"{index['num_failed']} corrupt/unreadable inputs skipped")
     return 0
+
+
+def run_ray(args, inputs, settings) -> int:
+    """``--engine ray``: join (or start) Ray, preprocess on Ray Data, print the summary."""
+    import functools
+
+    from gen1.training.preprocess import load_clip_encoder
+    from gen1.training.ray_preprocess import RaySettings, preprocess_ray
+
+    try:
+        import ray
+    except ImportError:
+        raise ValueError("--engine ray needs Ray Data: pip install 'gen1[ray]'") from None
+    ray_settings = RaySettings(encoders=args.encoders).validate()
+    ray.init(address=args.address, log_to_driver=False)
+    try:
+        make = functools.partial(load_clip_encoder, args.model, args.depth_model, args.content_model,
+                                 batch_size=settings.batch_size)
+        summary = preprocess_ray(inputs, args.out, make, settings, ray_settings)  # make(device)
+    finally:
+        ray.shutdown()
+    index = summary["index"]
+    print(f"{args.out}: wrote {summary['written']} shards, skipped {summary['skipped']} finished ones; "
+          f"{index['num_clips']} clips in {len(index['shards'])} shards; {index['num_failed']} corrupt/unreadable "
+          "inputs skipped")
+    return 0
+

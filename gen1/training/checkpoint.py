@@ -3,17 +3,28 @@
 A checkpoint is a directory ``OUTPUT/checkpoints/checkpoint-00000100/`` holding
 
 * ``trainable.safetensors``  the trainable weights (names as in the unwrapped VideoUNet);
-* ``ema.pt``                 diffusers EMAModel state (tensors and numbers only);
+* ``ema.pt``                 diffusers EMAModel state (tensors and numbers only); under FSDP ``ema-rank{r}.pt``,
+                             one per process, since each averages its own shard of the weights;
 * ``optimizer.pt``, ``lr_scheduler.pt``  their ``state_dict()``s;
 * ``rng-rank{r}.pt``         python / numpy / torch (/ CUDA) RNG states of every process;
-* ``state.json``             step, micro-step (the data position), epoch, world size -- written last.
+* ``state.json``             step, micro-step (the data position), epoch, world size, global batch -- written last.
+
+Elastic resume: a checkpoint resumes at any world size whose global batch (``data.batch_size`` x processes) is
+the one it was written with: the data position and every draw are keyed by global sample slots, not ranks (see
+:mod:`gen1.training.trainer`), and the weights, optimizer and EMA are whole on every process under DDP. A process
+without an RNG file of its own rank takes rank 0's (the training draws use their own generators, not these).
+With another global batch the same step would hold other samples with other draws, so the run would no longer
+match an uninterrupted one: that is refused (:func:`check_elastic`), naming the batch size that resumes exactly.
 
 Rank 0 builds it in a temporary directory (``gen1.atomic.atomic_directory``) whose path is broadcast
 so every process can write its RNG file; it is renamed into place only after all processes are done.
 A run killed mid-save leaves only a dot-prefixed temporary directory, which :func:`list_checkpoints`
 ignores, so ``resume: latest`` picks the last complete checkpoint. All ``.pt`` files are loaded with
 ``torch.load(weights_only=True)``: RNG states are stored as tensors and tuples, never as pickled objects.
-Under FSDP the model and optimizer go through ``accelerator.save_state`` (sharded state) instead.
+Under FSDP the model goes through Accelerate's ``save_fsdp_model`` (``fsdp/pytorch_model_fsdp.bin``, the whole
+model gathered on rank 0) and each process saves its own shard's optimizer state (``optimizer-rank{r}.pt``):
+Accelerate's gathered FSDP optimizer state did not resume exactly (the next step was 8e-4 off an uninterrupted
+run) and costs a full gather on rank 0; per-process state resumes bit for bit at the same world size.
 """
 
 from __future__ import annotations
@@ -91,8 +102,9 @@ def restore_rng(state: dict[str, Any]) -> None:
 
 def save_checkpoint(accelerator, output_dir: str | Path, step: int, *, trainable: dict[str, torch.Tensor],
                     optimizer, lr_scheduler, ema, state: dict, fsdp: bool = False,
-                    keep: Optional[int] = None) -> Path:
-    """Write checkpoint ``step`` atomically from all processes; return its path."""
+                    keep: Optional[int] = None, model=None) -> Path:
+    """Write checkpoint ``step`` atomically from all processes; return its path (``model``: the FSDP-wrapped
+    module, needed under FSDP)."""
     from accelerate.utils import broadcast_object_list
     from safetensors.torch import save_file
 
@@ -101,14 +113,16 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, *, trainable
     if accelerator.is_main_process:
         with atomic_directory(target) as tmp:
             broadcast_object_list([str(tmp)], from_process=0) if accelerator.num_processes > 1 else None
-            _write_parts(accelerator, Path(tmp), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file)
+            _write_parts(accelerator, Path(tmp), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file,
+                         model)
             accelerator.wait_for_everyone()
             # state.json last: its presence marks a complete checkpoint even outside atomic renames.
             (Path(tmp) / "state.json").write_text(json.dumps(dict(state, step=step), indent=2), encoding="utf-8")
     else:
         holder = [None]
         broadcast_object_list(holder, from_process=0)
-        _write_parts(accelerator, Path(holder[0]), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file)
+        _write_parts(accelerator, Path(holder[0]), rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file,
+                     model)
         accelerator.wait_for_everyone()
     accelerator.wait_for_everyone()
     if keep is not None and accelerator.is_main_process:
@@ -117,36 +131,81 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, *, trainable
     return target
 
 
-def _write_parts(accelerator, tmp: Path, rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file) -> None:
+def ema_file(path: Path, rank: int, fsdp: bool) -> Path:
+    """The EMA state of process ``rank``: per process under FSDP (each shadows its own shard), else one file."""
+    return path / (f"ema-rank{rank}.pt" if fsdp else "ema.pt")
+
+
+def _write_parts(accelerator, tmp: Path, rank, trainable, optimizer, lr_scheduler, ema, fsdp, save_file,
+                 model=None) -> None:
     torch.save(capture_rng(), tmp / f"rng-rank{rank}.pt")
     if fsdp:
-        accelerator.save_state(str(tmp / "accelerate"))
+        from accelerate.utils import save_fsdp_model
+
+        save_fsdp_model(accelerator.state.fsdp_plugin, accelerator, model, str(tmp / "fsdp"))
+        torch.save(optimizer.state_dict(), tmp / f"optimizer-rank{rank}.pt")
+        if ema is not None:
+            torch.save(ema.state_dict(), ema_file(tmp, rank, fsdp))
     if not accelerator.is_main_process:
         return
     if not fsdp:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in trainable.items()}, str(tmp / "trainable.safetensors"))
         torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
     torch.save(lr_scheduler.state_dict(), tmp / "lr_scheduler.pt")
-    if ema is not None:
-        torch.save(ema.state_dict(), tmp / "ema.pt")
+    if ema is not None and not fsdp:
+        torch.save(ema.state_dict(), ema_file(tmp, rank, fsdp))
+
+
+def check_elastic(path: Path, state: dict, processes: int, global_batch: Optional[int], *, fsdp: bool,
+                  grad_accum: Optional[int] = None) -> None:
+    """Refuse a resume that would not continue the run exactly (``ValueError``, one line saying what changes):
+    another global batch or ``train.grad_accum``, or another world size under FSDP (its sharded state is per
+    process) or from a checkpoint that did not record its global batch."""
+    step, micro = state.get("step"), state.get("micro_step")
+    if grad_accum is not None and step and micro is not None and micro != step * grad_accum:
+        raise ValueError(f"checkpoint {str(path)!r} was written with train.grad_accum={micro // step}, this run has "
+                         f"{grad_accum}: it would resume at another data position; use train.grad_accum="
+                         f"{micro // step}")
+    written = state.get("world_size", processes)
+    saved = state.get("global_batch")
+    if written == processes and (saved is None or global_batch is None or saved == global_batch):
+        return
+    where = f"checkpoint {str(path)!r} was written by {written} process(es)"
+    if fsdp and written != processes:
+        raise ValueError(f"{where}, this run has {processes}: FSDP checkpoints hold per-process shards, resume "
+                         f"FSDP at the same world size (DDP resumes at any world size with the same global batch)")
+    if saved is None:
+        raise ValueError(f"{where} and does not record its global batch, this run has {processes}: resume it at "
+                         f"{written} process(es)")
+    if global_batch is not None and saved != global_batch:
+        per = saved // processes if saved % processes == 0 else None
+        fix = f"set data.batch_size={per}" if per else f"use a process count dividing {saved}"
+        raise ValueError(f"{where} with a global batch of {saved}, this run's is {global_batch} ({processes} x "
+                         f"data.batch_size): every later step would hold other samples with other random draws, so "
+                         f"the run would not continue as it began; {fix} to resume exactly")
 
 
 def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn.Parameter], optimizer,
-                    lr_scheduler, ema, fsdp: bool = False) -> dict:
+                    lr_scheduler, ema, fsdp: bool = False, global_batch: Optional[int] = None, model=None,
+                    grad_accum: Optional[int] = None) -> dict:
     """Restore everything saved by :func:`save_checkpoint`; return ``state.json``'s content.
 
     Trainable weights are checked by name and shape against ``params``; a mismatch raises ``ValueError``
-    naming the key.
+    naming the key. ``global_batch``, ``grad_accum``: this run's, checked against the checkpoint's
+    (:func:`check_elastic`).
+    ``model``: the FSDP-wrapped module, needed under FSDP.
     """
     from safetensors.torch import load_file
 
     path = Path(path)
     state = json.loads((path / "state.json").read_text(encoding="utf-8"))
-    if state.get("world_size", accelerator.num_processes) != accelerator.num_processes:
-        raise ValueError(f"checkpoint {str(path)!r} was written by {state['world_size']} processes, this run has "
-                         f"{accelerator.num_processes}: the data position would not match")
+    check_elastic(path, state, accelerator.num_processes, global_batch, fsdp=fsdp, grad_accum=grad_accum)
     if fsdp:
-        accelerator.load_state(str(path / "accelerate"))
+        from accelerate.utils import load_fsdp_model
+
+        load_fsdp_model(accelerator.state.fsdp_plugin, accelerator, model, str(path / "fsdp"))
+        optimizer.load_state_dict(torch.load(path / f"optimizer-rank{accelerator.process_index}.pt",
+                                             map_location="cpu", weights_only=True))
     else:
         weights = load_file(str(path / "trainable.safetensors"))
         missing = sorted(set(params) - set(weights))
@@ -163,10 +222,12 @@ def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn
         optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
     lr_scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", map_location="cpu", weights_only=True))
     if ema is not None:
-        ema_file = path / "ema.pt"
-        if not ema_file.is_file():
-            raise ValueError(f"checkpoint {str(path)!r} has no EMA state but ema.enabled is true")
-        ema.load_state_dict(torch.load(ema_file, map_location="cpu", weights_only=True))
+        saved = ema_file(path, accelerator.process_index, fsdp)
+        if not saved.is_file():
+            raise ValueError(f"checkpoint {str(path)!r} has no EMA state ({saved.name}) but ema.enabled is true")
+        ema.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
     rng_file = path / f"rng-rank{accelerator.process_index}.pt"
+    if not rng_file.is_file():  # resumed on more processes than wrote it: the new ranks start from rank 0's
+        rng_file = path / "rng-rank0.pt"
     restore_rng(torch.load(rng_file, map_location="cpu", weights_only=True))
     return state

@@ -14,7 +14,10 @@ Every micro-batch is a pure function of its global index ``m``:
 * slot ``j`` goes to rank ``j % world_size`` so images spread across processes.
 
 Resuming therefore needs only the step counter (saved in checkpoints as the data position); no
-sampler state can drift, and DataLoader workers may prefetch freely.
+sampler state can drift, and DataLoader workers may prefetch freely. Which clip fills slot ``j`` of micro-batch
+``m`` depends on the global batch ``G`` only, never on how the slots are split over processes, and the random
+draws of a sample are keyed by its slot (:func:`gen1.training.draws.slot_generators`), so the same ``G`` at any
+world size trains on the same samples with the same draws, and a run may resume at another world size.
 """
 
 from __future__ import annotations
@@ -81,18 +84,25 @@ class JointBatchPlan:
             return (m * self.global_batch - self._images_before(m)) / len(self.video_ids)
         return self._images_before(m) / len(self.image_ids)
 
+    def slots(self, m: int) -> tuple[list[int], list[int]]:
+        """The global slots of micro-batch ``m`` this rank holds: ``(image slots, video slots)``, in the order
+        :meth:`batch` lists their clips (the global batch's ``n_img`` image slots come first, then videos)."""
+        n_img = self._images_before(m + 1) - self._images_before(m)
+        mine = range(self.rank, self.global_batch, self.world_size)
+        return [j for j in mine if j < n_img], [j for j in mine if j >= n_img]
+
     def batch(self, m: int) -> list[int]:
         """Dataset indices of micro-batch ``m`` for this rank (images first, then videos).
 
-        Of the global batch's slots (``n_img`` images, then videos) this rank holds ``rank, rank + W, ...``;
-        only those are computed.
+        Of the global batch's slots (``n_img`` images, then videos) this rank holds ``rank, rank + W, ...``
+        (:meth:`slots`); only those are computed.
         """
         img_start = self._images_before(m)
         n_img = self._images_before(m + 1) - img_start
         vid_start = m * self.global_batch - img_start
-        mine = range(self.rank, self.global_batch, self.world_size)
-        images = self._stream(self.image_ids, [img_start + j for j in mine if j < n_img], salt=1)
-        videos = self._stream(self.video_ids, [vid_start + j - n_img for j in mine if j >= n_img], salt=0)
+        image_slots, video_slots = self.slots(m)
+        images = self._stream(self.image_ids, [img_start + j for j in image_slots], salt=1)
+        videos = self._stream(self.video_ids, [vid_start + j - n_img for j in video_slots], salt=0)
         return images + videos
 
 

@@ -1,7 +1,10 @@
 """The random draws of one micro-batch, and the network inputs they make (:class:`~gen1.training.batch.NoisedClips`).
 
-All draws come from one ``torch.Generator`` seeded by ``(seed, rank, micro-step)``, so a resumed run
-draws exactly what an uninterrupted run would, independent of saved global RNG state:
+In training every sample draws from its own ``torch.Generator`` seeded by ``(seed, micro-step, global slot)``
+(:func:`slot_generators`; the slot is the sample's place in the global batch, see
+:meth:`gen1.training.data.JointBatchPlan.slots`), never by the rank: a resumed run draws exactly what an
+uninterrupted run would, independent of saved global RNG state, and the same global batch draws the same at any
+world size. (Customisation and validation, single-process, draw a whole batch from one generator.) The draws:
 
 * diffusion timesteps (uniform over the training scheduler's steps) and Gaussian noise;
 * which frame's CLIP embedding is the clip's content (the paper conditions on one frame of the clip);
@@ -16,7 +19,9 @@ where a config overrides it): the noise for ``epsilon``, ``get_velocity`` for ``
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from typing import Sequence, Union
 
 import torch
 
@@ -27,6 +32,19 @@ from gen1.training.config import DiffusionConfig
 def micro_generator(seed: int, rank: int, micro_step: int, stream: int = 0) -> torch.Generator:
     """The CPU generator for one micro-batch on one process (``stream`` > 0: an independent one, e.g. for data)."""
     return torch.Generator().manual_seed((seed * 1_000_003 + rank * 7_919 + micro_step + stream * 2**40) % (2**63))
+
+
+def slot_generators(seed: int, micro_step: int, slots: Sequence[int], stream: int = 0) -> list[torch.Generator]:
+    """One CPU generator per global slot of micro-step ``micro_step`` (``stream`` > 0: independent ones, e.g. the
+    data's draws). The seed is a hash of ``(seed, micro_step, slot, stream)``: no two slots of a run share one."""
+    def one(slot: int) -> torch.Generator:
+        key = hashlib.blake2b(f"{seed}/{micro_step}/{slot}/{stream}".encode(), digest_size=8).digest()
+        return torch.Generator().manual_seed(int.from_bytes(key, "little") >> 1)
+
+    return [one(int(slot)) for slot in slots]
+
+
+Generators = Union[torch.Generator, Sequence[torch.Generator]]
 
 
 def prediction_target(scheduler, latents: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor,
@@ -61,8 +79,15 @@ class Draws:
     levels: torch.Tensor  # (B,) CPU int: structure level t_s
 
 
-def draw(latents: torch.Tensor, scheduler, config: DiffusionConfig, generator: torch.Generator) -> Draws:
-    """This micro-step's draws for ``latents (B, C, F, h, w)``, all from ``generator``."""
+def draw(latents: torch.Tensor, scheduler, config: DiffusionConfig, generator: Generators) -> Draws:
+    """This micro-step's draws for ``latents (B, C, F, h, w)``: all from ``generator``, or sample ``b``'s from
+    ``generator[b]`` when it is a sequence of per-sample generators (:func:`slot_generators`)."""
+    if not isinstance(generator, torch.Generator):
+        if len(generator) != latents.shape[0]:
+            raise ValueError(f"{len(generator)} generators for a batch of {latents.shape[0]} samples")
+        each = [draw(latents[b:b + 1], scheduler, config, g) for b, g in enumerate(generator)]
+        return Draws(*(torch.cat([getattr(d, name) for d in each]) for name in
+                       ("timesteps", "noise", "frame", "drop", "levels")))
     device, dtype = latents.device, latents.dtype
     b, frames = latents.shape[0], latents.shape[2]
     num_train = scheduler.config.num_train_timesteps
@@ -75,7 +100,7 @@ def draw(latents: torch.Tensor, scheduler, config: DiffusionConfig, generator: t
     return Draws(timesteps, noise, frame, drop, levels)
 
 
-def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: torch.Generator, *,
+def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: Generators, *,
                 image_mode: bool) -> NoisedClips:
     """The network's inputs and target for ``clips`` (on their device) after this micro-step's draws.
 
@@ -144,6 +169,22 @@ def draw_controlnet_inputs(controlnet, latents: torch.Tensor, depth: torch.Tenso
 
 
 def draw_joint(batch: JointBatch[Clips], scheduler, config: DiffusionConfig,
-               generator: torch.Generator) -> JointBatch[NoisedClips]:
-    """:func:`draw_inputs` for each part of a micro-batch, video first, from one generator."""
-    return batch.map(lambda clips, image_mode: draw_inputs(clips, scheduler, config, generator, image_mode=image_mode))
+               generator: Union[torch.Generator, JointBatch]) -> JointBatch[NoisedClips]:
+    """:func:`draw_inputs` for each part of a micro-batch, video first: from one generator, or from a
+    :class:`JointBatch` holding each part's per-sample generators (:func:`joint_slot_generators`)."""
+    def part_generator(image_mode: bool):
+        if isinstance(generator, torch.Generator):
+            return generator
+        return generator.image if image_mode else generator.video
+
+    return batch.map(lambda clips, image_mode: draw_inputs(clips, scheduler, config, part_generator(image_mode),
+                                                           image_mode=image_mode))
+
+
+def joint_slot_generators(seed: int, micro_step: int, slots: tuple[Sequence[int], Sequence[int]],
+                          stream: int = 0) -> JointBatch:
+    """Per-sample generators for a micro-batch whose ``(image slots, video slots)`` are ``slots``
+    (:meth:`gen1.training.data.JointBatchPlan.slots`), as a :class:`JointBatch` matching its parts."""
+    image_slots, video_slots = slots
+    return JointBatch(video=slot_generators(seed, micro_step, video_slots, stream) if video_slots else None,
+                      image=slot_generators(seed, micro_step, image_slots, stream) if image_slots else None)

@@ -42,29 +42,31 @@ def export_model(run: "Run") -> Path:
     as a pipeline folder, atomically, from the main process; every process returns the path."""
     from gen1.atomic import atomic_directory
     from gen1.training.ema import ema_weights
+    from gen1.training.fsdp import whole_unet
 
     config, accelerator = run.config, run.accelerator
     target = Path(config.train.output_dir) / "export"
     accelerator.wait_for_everyone()
-    unet = run.unet
-    if accelerator.is_main_process:
-        with ema_weights(run.ema, run.trainable), atomic_directory(target) as tmp:
-            folder = Path(tmp)
-            unet.save_pretrained(str(folder / "unet"))
-            unet.save_new_layers(str(folder / NEW_LAYERS_FILE))
-            run.noise_scheduler.save_pretrained(str(folder / "scheduler"))
-            parts, notes = pipeline_parts(config, run.data)
-            for name, module in parts.items():
-                if module is not None:
-                    save_float32(module, folder / name)
-            if parts["vae"] is not None:
-                write_pipeline_index(folder, unet, run.noise_scheduler, parts, trained_size(config, run.data),
-                                     base_guidance(config.model.base))
-            record = {"trainable": config.model.trainable, "stage": config.stage,
-                      "clip_length": unet.config.clip_length}
-            (folder / EXPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
-        for note in notes:
-            print(f"export: {note}")
+    with ema_weights(run.ema, run.trainable):  # every process: under FSDP each swaps in its own shard's EMA
+        unet = whole_unet(run)  # DDP: the live module, EMA weights in it until this block ends
+        if accelerator.is_main_process:
+            with atomic_directory(target) as tmp:
+                folder = Path(tmp)
+                unet.save_pretrained(str(folder / "unet"))
+                unet.save_new_layers(str(folder / NEW_LAYERS_FILE))
+                run.noise_scheduler.save_pretrained(str(folder / "scheduler"))
+                parts, notes = pipeline_parts(config, run.data)
+                for name, module in parts.items():
+                    if module is not None:
+                        save_float32(module, folder / name)
+                if parts["vae"] is not None:
+                    write_pipeline_index(folder, unet, run.noise_scheduler, parts, trained_size(config, run.data),
+                                         base_guidance(config.model.base))
+                record = {"trainable": config.model.trainable, "stage": config.stage,
+                          "clip_length": unet.config.clip_length}
+                (folder / EXPORT_RECORD).write_text(json.dumps(record, indent=2) + "\n", encoding="utf-8")
+            for note in notes:
+                print(f"export: {note}")
     accelerator.wait_for_everyone()
     return target
 

@@ -12,6 +12,8 @@ every step. Policies (documented in docs/training.md):
 * **Encoding** -- the depth estimator's per-clip normalised inverse depth, then
   :func:`gen1.training.encoding.encode_clips` (shared with synthetic training): VAE latents exactly ``z_0``,
   the depth area-resized to the latent grid, the content encoder's CLIP image embedding of every frame.
+* **Engines** -- :func:`preprocess` here runs in each process of a launcher; the Ray Data engine
+  (:mod:`gen1.training.ray_preprocess`) writes the same shards from the same helpers.
 * **Shards** -- inputs ``[k*shard_size, (k+1)*shard_size)`` go to shard ``k``; process ``r`` of ``W``
   handles shards ``k % W == r``; finished shards (present on disk, written atomically) are skipped, so a
   rerun resumes. An input that cannot be read or encoded is logged and recorded as failed in its shard;
@@ -113,7 +115,10 @@ def load_clips(item: InputItem, settings: PreprocessSettings) -> list[tuple[int,
     from gen1.media import fit_frames, read_frames_or_images
 
     size = settings.size
-    frames = read_frames_or_images(item.path, stride=settings.stride, size=size)  # short side `size`
+    # decode only what the kept clips need: with a cap on clips, reading stops after their last frame
+    needed = None if item.is_image or settings.max_clips_per_video is None else \
+        settings.max_clips_per_video * settings.clip_length
+    frames = read_frames_or_images(item.path, stride=settings.stride, size=size, max_frames=needed)
     frames = fit_frames(frames, (size, size))  # the centre square (gen1's resize policy at a square shape)
     if item.is_image:
         return [(0, frames)]
@@ -147,7 +152,20 @@ class ClipEncoder:
         return clips.latents[0], clips.depth[0], clips.content[0]
 
 
-def _check_settings(out: Path, settings: PreprocessSettings, is_main: bool) -> None:
+def load_clip_encoder(model: str, depth_model: Optional[str], content_model: Optional[str], device, *,
+                      batch_size: int = 8) -> ClipEncoder:
+    """The :class:`ClipEncoder` of ``gen1 preprocess`` on ``device``: MODEL's VAE (float16 on CUDA), the depth
+    estimator and the content encoder. Module-level, so Ray can ship it to encoder actors by reference."""
+    from gen1.training.components import load_content, load_depth, load_vae
+
+    device = torch.device(device)
+    dtype = torch.float16 if device.type == "cuda" else torch.float32
+    return ClipEncoder(load_vae(model, device, dtype), load_depth(model, depth_model, device),
+                       load_content(model, content_model, device), device=device, batch_size=batch_size)
+
+
+def check_settings(out: Path, settings: PreprocessSettings, is_main: bool) -> None:
+    """Refuse ``out`` if it was preprocessed with other clip settings; the main process records them (both engines)."""
     path = out / SETTINGS_NAME
     current = asdict(settings)
     if path.is_file():
@@ -160,9 +178,55 @@ def _check_settings(out: Path, settings: PreprocessSettings, is_main: bool) -> N
         path.write_text(json.dumps(current, indent=2), encoding="utf-8")
 
 
+def shard_inputs(inputs: list[InputItem], settings: PreprocessSettings) -> list[list[InputItem]]:
+    """The inputs of every shard: shard ``k`` holds inputs ``[k*shard_size, (k+1)*shard_size)``."""
+    n = settings.shard_size
+    return [inputs[k:k + n] for k in range(0, len(inputs), n)]
+
+
+def shard_finished(path: Path) -> bool:
+    """Whether shard ``path`` is on disk and readable (an unreadable leftover is logged and redone)."""
+    if not path.is_file():
+        return False
+    try:
+        read_shard_meta(path)
+        return True
+    except Exception as err:  # noqa: BLE001 -- an unreadable leftover is redone, not trusted
+        logger.warning("shard %s is unreadable (%s); rewriting it", path, err)
+        return False
+
+
+def encode_input(encoder, item: InputItem, clips: list[tuple[int, np.ndarray]]) -> list[ClipRecord]:
+    """The records of one input's clips ``(first frame, uint8 frames)``: all of them, or an exception."""
+    records = []
+    for start, frames in clips:
+        latents, depth, content = encoder(frames)
+        records.append(ClipRecord(latents, depth, content, source=item.path, start=start, is_image=item.is_image,
+                                  caption=item.caption))
+    return records
+
+
+def index_info(settings: PreprocessSettings, num_inputs: int, *, latent_channels: int, content_dim: int,
+               scaling_factor: float, shift_factor) -> dict:
+    """What ``index.json`` records besides the shard list (see :func:`gen1.training.shards.write_index`)."""
+    return dict(clip_length=settings.clip_length, stride=settings.stride, size=settings.size,
+                latent_channels=latent_channels, content_dim=content_dim, scaling_factor=scaling_factor,
+                shift_factor=shift_factor, num_inputs=num_inputs, dtype=settings.dtype)
+
+
+def encoder_info(encoder: ClipEncoder, content_dim: Optional[int] = None) -> dict:
+    """The encoder's part of :func:`index_info` (``content_dim``: given, or the content encoder's)."""
+    content_dim = content_dim if content_dim is not None else int(encoder.content.embedding_dim)
+    return dict(latent_channels=encoder.latent_channels, content_dim=content_dim,
+                scaling_factor=encoder.scaling_factor, shift_factor=encoder.shift_factor)
+
+
 def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, settings: PreprocessSettings, *,
-               rank: int = 0, world_size: int = 1, barrier=None, content_dim: Optional[int] = None) -> dict:
+               rank: int = 0, world_size: int = 1, barrier=None, content_dim: Optional[int] = None,
+               load=load_clips) -> dict:
     """Write this process's shards, then (rank 0, after ``barrier()``) the index; return a summary.
+
+    ``load(item, settings)`` reads an input's clips (default :func:`load_clips`; a benchmark swaps in a stand-in).
 
     The summary holds ``written`` / ``skipped`` shard counts of this process, ``failed`` inputs of this
     process (path and reason) and, on rank 0, ``index`` (which sums failures over all shards).
@@ -172,30 +236,21 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
     settings.validate()
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    _check_settings(out, settings, rank == 0)
+    check_settings(out, settings, rank == 0)
     dtype = getattr(torch, settings.dtype)
-    num_shards = (len(inputs) + settings.shard_size - 1) // settings.shard_size
-    mine = [k for k in range(num_shards) if k % world_size == rank]
+    groups = shard_inputs(inputs, settings)
+    mine = [k for k in range(len(groups)) if k % world_size == rank]
     summary = dict(written=0, skipped=0, failed=[], clips=0)
     for k in tqdm(mine, desc=f"preprocess (rank {rank})", disable=rank != 0):
         path = out / shard_name(k)
-        group = inputs[k * settings.shard_size:(k + 1) * settings.shard_size]
-        if path.is_file():
-            try:
-                read_shard_meta(path)
-                summary["skipped"] += 1
-                continue
-            except Exception as err:  # an unreadable leftover is redone, not trusted
-                logger.warning("shard %s is unreadable (%s); rewriting it", path, err)
+        group = groups[k]
+        if shard_finished(path):
+            summary["skipped"] += 1
+            continue
         clips, failed = [], []
         for item in group:
-            try:
-                item_clips = []  # all of an input's clips, or none of them if any fails
-                for start, frames in load_clips(item, settings):
-                    latents, depth, content = encoder(frames)
-                    item_clips.append(ClipRecord(latents, depth, content, source=item.path, start=start,
-                                                 is_image=item.is_image, caption=item.caption))
-                clips.extend(item_clips)
+            try:  # all of an input's clips, or none of them if any fails
+                clips.extend(encode_input(encoder, item, load(item, settings)))
             except Exception as err:  # noqa: BLE001 -- one bad file must not end the job
                 logger.warning("skipping input %s: %s", item.path, err)
                 failed.append(item.path)
@@ -206,9 +261,5 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
     if barrier is not None:
         barrier()
     if rank == 0:
-        content_dim = content_dim if content_dim is not None else int(encoder.content.embedding_dim)
-        info = dict(clip_length=settings.clip_length, stride=settings.stride, size=settings.size,
-                    latent_channels=encoder.latent_channels, content_dim=content_dim,
-                    scaling_factor=encoder.scaling_factor, shift_factor=encoder.shift_factor, num_inputs=len(inputs), dtype=settings.dtype)
-        summary["index"] = write_index(out, info)
+        summary["index"] = write_index(out, index_info(settings, len(inputs), **encoder_info(encoder, content_dim)))
     return summary

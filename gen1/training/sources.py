@@ -31,12 +31,13 @@ class TrainingData:
         """What the dataset's items stack into: :class:`Clips` (shards) or :class:`RenderedClips` (scenes)."""
         return Clips if self.encoder is None else RenderedClips
 
-    def encode(self, batch: JointBatch, generator: torch.Generator, device) -> JointBatch[Clips]:
-        """A collated micro-batch as :class:`Clips` on ``device`` (``generator``: the data draws, e.g. which
-        frame gives a rendered clip its content)."""
+    def encode(self, batch: JointBatch, generators: JointBatch, device) -> JointBatch[Clips]:
+        """A collated micro-batch as :class:`Clips` on ``device`` (``generators``: each part's per-sample
+        generators for the data draws, e.g. which frame gives a rendered clip its content)."""
         if self.encoder is None:
             return batch.map(lambda clips, _: clips.to(device))
-        return batch.map(lambda clips, _: self.encoder(clips, generator, device=device))
+        return batch.map(lambda clips, image_mode: self.encoder(
+            clips, generators.image if image_mode else generators.video, device=device))
 
 
 def encoder_dtype(config: Config, device) -> torch.dtype:

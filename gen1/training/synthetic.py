@@ -7,7 +7,7 @@ renders its clips and encodes them with the frozen VAE and content encoder throu
 :class:`~gen1.training.shards.ShardDataset` yields for preprocessed clips. The depth is the renderer's exact
 z-depth turned into inverse depth and normalised per clip with :func:`gen1.depth.normalize_z_depth` (the
 estimators' convention). The content is the CLIP image embedding of every frame (``content_frames: all``), or
-of one frame per clip drawn from the micro-step's generator and repeated (``one``: F times cheaper).
+of one frame per clip drawn from the sample's generator and repeated (``one``: F times cheaper).
 
 Seeds: item ``i < num_scenes`` is the video of scene ``seed_offset + i`` (scene, style and motion all come from
 that seed); item ``num_scenes + i`` is the 1-frame image (first frame) of the same scene. Only seeds in
@@ -81,14 +81,18 @@ class SyntheticEncoder:
         return int(self.content.embedding_dim)
 
     @torch.no_grad()
-    def __call__(self, clips: RenderedClips, generator: Optional[torch.Generator] = None, device=None) -> Clips:
+    def __call__(self, clips: RenderedClips, generator=None, device=None) -> Clips:
+        """``generator``: one ``torch.Generator`` for the batch or a sequence of one per clip."""
         from gen1.training.encoding import encode_clips
 
         frames = clips.frames
         b, f = frames.shape[:2]
         chosen = None  # content: every frame's embedding
         if self.content_frames == "one" and f > 1:
-            pick = torch.randint(0, f, (b,), generator=generator)
+            if generator is None or isinstance(generator, torch.Generator):
+                pick = torch.randint(0, f, (b,), generator=generator)
+            else:  # one generator per sample (the trainer's slot generators)
+                pick = torch.cat([torch.randint(0, f, (1,), generator=g) for g in generator])
             chosen = frames[torch.arange(b), pick][:, None]  # (B, 1, 3, H, W): one frame per clip
         encoded = encode_clips(self.vae, self.content, frames, clips.depth, content_frames=chosen,
                                chunk_size=self.batch)

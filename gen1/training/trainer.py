@@ -5,10 +5,13 @@ under ``accelerate launch`` (DDP, or FSDP via ``train.distributed``). It is thre
 a :class:`Run` (model, optimizer, EMA, data plan; resumed from a checkpoint when asked), :func:`train_step`
 takes one optimizer step of ``grad_accum`` micro-batches, and :func:`after_step` logs, validates and saves.
 
-Determinism and resuming: the batch of micro-step ``m`` (:class:`~gen1.training.data.JointBatchPlan`)
-and its random draws (:func:`~gen1.training.draws.micro_generator`) are functions of ``(seed, rank, m)``,
-and checkpoints restore weights, optimizer, EMA, LR schedule and RNG states, so a resumed run takes the
-same steps as an uninterrupted one. Master weights stay float32; ``train.mixed_precision`` sets autocast.
+Determinism and resuming: the global batch of micro-step ``m`` (:class:`~gen1.training.data.JointBatchPlan`)
+and the random draws of each of its samples (:func:`~gen1.training.draws.slot_generators`) are functions of
+``(seed, m, global slot)``, never of the rank, and the loss is the mean over the global batch, so the same global
+batch (``data.batch_size`` x processes) gives the same update at any world size. Checkpoints restore weights,
+optimizer, EMA, LR schedule and RNG states, so a resumed run takes the same steps as an uninterrupted one, also
+when it resumes at another world size with the same global batch (see :mod:`gen1.training.checkpoint`).
+Master weights stay float32; ``train.mixed_precision`` sets autocast.
 """
 
 from __future__ import annotations
@@ -178,7 +181,9 @@ def resume(run: Run) -> None:
     if path is None:
         return
     state = ckpt.load_checkpoint(run.accelerator, path, params=run.params, optimizer=run.optimizer,
-                                 lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp)
+                                 lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp,
+                                 global_batch=run.plan.global_batch, model=run.objective,
+                                 grad_accum=run.config.train.grad_accum)
     if run.ema is not None:
         run.ema.to(run.accelerator.device)
     run.start = int(state["step"])
@@ -197,14 +202,15 @@ def batches(run: Run) -> Iterator[JointBatch]:
 def micro_step(run: Run, batch: JointBatch, m: int, *, sync: bool, seen: dict[str, int]) -> float:
     """Forward and backward of micro-batch ``m`` (gradients reduced across processes only when ``sync``);
     adds its clips to ``seen``; returns its loss."""
-    from gen1.training.draws import draw_joint, micro_generator
+    from gen1.training.draws import draw_joint, joint_slot_generators
 
     config, accelerator = run.config, run.accelerator
-    rank = accelerator.process_index
-    clips = run.data.encode(batch, micro_generator(config.train.seed, rank, m, stream=1), accelerator.device)
+    slots = run.plan.slots(m)  # the global slots this process holds: the draws are theirs, not the rank's
+    clips = run.data.encode(batch, joint_slot_generators(config.train.seed, m, slots, stream=1), accelerator.device)
     for kind, count in clips.count().items():
         seen[kind] += count
-    inputs = draw_joint(clips, run.noise_scheduler, config.diffusion, micro_generator(config.train.seed, rank, m))
+    generators = joint_slot_generators(config.train.seed, m, slots)
+    inputs = draw_joint(clips, run.noise_scheduler, config.diffusion, generators)
     skip_sync = not sync and accelerator.num_processes > 1
     with accelerator.no_sync(run.objective) if skip_sync else contextlib.nullcontext():
         with accelerator.autocast():  # the forward only: PyTorch advises against backward under autocast
@@ -221,13 +227,28 @@ def train_step(run: Run, micro_batches: Iterator[JointBatch], step: int, seen: d
     for a in range(accum):
         loss += micro_step(run, next(micro_batches), step * accum + a, sync=a == accum - 1, seen=seen) / accum
     if run.config.optim.max_grad_norm > 0:
-        run.accelerator.clip_grad_norm_(run.trainable, run.config.optim.max_grad_norm)
+        clip_gradients(run, run.config.optim.max_grad_norm)
     run.optimizer.step()
     run.lr_scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
     if run.ema is not None:
         run.ema.step(run.trainable)
     return loss
+
+
+def clip_gradients(run: Run, max_norm: float) -> None:
+    """Clip the trainable gradients to a total norm of ``max_norm``, the norm taken over all processes' shards.
+
+    Under FSDP each process holds a shard of every gradient; Accelerate's ``clip_grad_norm_`` takes the global
+    norm only when it is handed exactly the wrapped model's parameters, and otherwise clips each shard by its
+    own local norm (so ``model.trainable: temporal`` would clip differently from DDP). The FSDP root's
+    ``clip_grad_norm_`` takes the norm over every gradient it holds, which are the trainable ones (frozen
+    parameters have none): the DDP result.
+    """
+    if run.fsdp and hasattr(run.objective, "clip_grad_norm_"):
+        run.objective.clip_grad_norm_(max_norm)
+    else:
+        run.accelerator.clip_grad_norm_(run.trainable, max_norm)
 
 
 def after_step(run: Run, done: int, loss: float, *, end: int, result: TrainResult, progress) -> None:
@@ -260,7 +281,9 @@ def save_run_checkpoint(run: Run, done: int):
     return ckpt.save_checkpoint(
         run.accelerator, config.train.output_dir, done, trainable=weights, optimizer=run.optimizer,
         lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp, keep=config.train.keep_checkpoints,
+        model=run.objective,
         state=dict(micro_step=micro, epoch=run.plan.epoch_of(micro), world_size=run.accelerator.num_processes,
+                   global_batch=run.plan.global_batch,
                    trainable=config.model.trainable))
 
 

@@ -32,7 +32,7 @@ from gen1.model_folders import EXPORT_RECORD
 if TYPE_CHECKING:
     from gen1.training.config import Config
     from gen1.training.sources import TrainingData
-    from gen1.training.trainer import Run
+    from gen1.training.run import Run
 
 NEW_LAYERS_FILE = "temporal.safetensors"  # the layers inflation added (the name predates motion modules)
 

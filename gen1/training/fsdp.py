@@ -20,7 +20,7 @@ def whole_unet(run) -> Optional[torch.nn.Module]:
     state = run.accelerator.get_state_dict(run.objective)  # keys of DiffusionObjective: "unet.<VideoUNet key>"
     if not run.accelerator.is_main_process:
         return None
-    from gen1.training.trainer import build_unet
+    from gen1.training.model import build_unet
 
     unet = build_unet(run.config, run.data)
     unet.load_state_dict({key[len("unet."):]: value for key, value in state.items()}, strict=True)

@@ -20,7 +20,7 @@ from typing import Optional
 
 import torch
 
-from gen1.training.config import ModelConfig
+from gen1.training.config import Config, ModelConfig
 
 
 def _class_name(config_file: Path) -> str:
@@ -165,3 +165,15 @@ def optimizer_groups(params: dict[str, torch.nn.Parameter], trainable: str, weig
     if frozen_part:
         groups.append({"params": frozen_part, "weight_decay": 0.0})
     return groups
+
+
+def build_unet(config: Config, data):
+    """The VideoUNet to train, checked against ``data`` (a :class:`gen1.training.sources.TrainingData`), in train
+    mode."""
+    unet = load_video_unet(config.model, content_dim=data.content_dim)
+    record_clip_length(unet, data_clip_length(config, data.dataset))  # the pipeline's default window
+    if unet.content_dim != data.content_dim:
+        raise ValueError(f"the model takes content of size {unet.content_dim}, the data has {data.content_dim}")
+    if config.model.gradient_checkpointing:
+        unet.enable_gradient_checkpointing()
+    return unet.train()

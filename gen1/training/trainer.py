@@ -27,6 +27,8 @@ import torch
 from gen1.training.batch import JointBatch
 from gen1.training.config import Config, config_to_dict
 from gen1.training.export import export_model
+from gen1.training.model import build_unet
+from gen1.training.run import Run
 from gen1.training.sources import TrainingData, build_dataset
 
 logger = logging.getLogger(__name__)
@@ -46,38 +48,6 @@ class TrainResult:
     samples: list[str] = field(default_factory=list)  # validation sample strips written (main process)
     unet: Optional[torch.nn.Module] = None  # the trained (unwrapped) VideoUNet of this process, raw weights
     main_process: bool = True  # whether this process is the main one (it alone reports)
-
-
-@dataclass
-class Run:
-    """Everything a run holds between steps (built by :func:`setup`)."""
-
-    config: Config
-    accelerator: object
-    data: TrainingData
-    noise_scheduler: object  # the training DDPMScheduler; its prediction_type is the run's
-    objective: torch.nn.Module  # the prepared (possibly DDP/FSDP-wrapped) DiffusionObjective
-    optimizer: torch.optim.Optimizer
-    lr_scheduler: object
-    ema: Optional[object]  # diffusers EMAModel over the trainable parameters, or None
-    params: dict[str, torch.nn.Parameter]  # the trainable parameters by name
-    plan: object  # JointBatchPlan: which clips micro-step m holds on this process
-    start: int = 0  # the optimizer step this process starts from (a resumed checkpoint's)
-    resumed_from: Optional[str] = None
-    held: Optional[object] = None  # validation inputs (HeldOut), built on first use
-
-    @property
-    def trainable(self) -> list[torch.nn.Parameter]:
-        return list(self.params.values())
-
-    @property
-    def unet(self) -> torch.nn.Module:
-        """The (unwrapped) VideoUNet being trained."""
-        return self.accelerator.unwrap_model(self.objective).unet
-
-    @property
-    def fsdp(self) -> bool:
-        return self.config.train.distributed == "fsdp"
 
 
 def make_accelerator(config: Config):
@@ -110,19 +80,6 @@ def _hparams(config: Config) -> dict:
 
     walk("", config_to_dict(config))
     return flat
-
-
-def build_unet(config: Config, data: TrainingData):
-    """The VideoUNet to train, checked against the data, in train mode."""
-    from gen1.training.model import data_clip_length, load_video_unet, record_clip_length
-
-    unet = load_video_unet(config.model, content_dim=data.content_dim)
-    record_clip_length(unet, data_clip_length(config, data.dataset))  # the pipeline's default window
-    if unet.content_dim != data.content_dim:
-        raise ValueError(f"the model takes content of size {unet.content_dim}, the data has {data.content_dim}")
-    if config.model.gradient_checkpointing:
-        unet.enable_gradient_checkpointing()
-    return unet.train()
 
 
 def make_optimizer(config: Config, params: dict[str, torch.nn.Parameter]):

@@ -22,7 +22,7 @@ not on the video length) and blends the windows' noise predictions frame by fram
   smooths; in this order any two consecutive steps at the end put their seams on different frames and every
   complete cycle puts each frame pair at a seam equally often, while an incomplete cycle falls on the first,
   noisiest steps. (Offsets ``0, 1, 2, ...`` from the first step left the last steps' seams next to each
-  other, and a measurably higher seam ratio on the layouts of the last steps: docs/long_videos.md.)
+  other, and a measurably higher seam ratio on the layouts of the last steps: docs/long_videos_results.md.)
   A shifted tiling is a grid: windows start every ``stride`` frames from ``offset - stride``, and at the
   video's ends a grid window is cut short (:func:`grid_windows`). The model still sees every window at its
   full trained length, moved inside the video (the computed windows of :func:`temporal_windows`), but a
@@ -30,8 +30,9 @@ not on the video length) and blends the windows' noise predictions frame by fram
   the rest of it is context. Blended over the whole computed window, the first and the last window would
   end at the same frames at every step (frame ``window`` and ``frames - window``) and leave a seam there.
   A shift adds at most one window per step; videos where that would cost more than :data:`MAX_SHIFT_COST`
-  (fewer than four windows) keep fixed windows. docs/long_videos.md has the measurements (seam ratio,
-  :mod:`gen1.eval.seams`) and the candidates that lost. ``shift=False`` uses the offset-0 tiling at every
+  (fewer than four windows) keep fixed windows. docs/long_videos.md has the figures behind the defaults
+  (seam ratio, :mod:`gen1.eval.seams`), docs/long_videos_results.md every measurement and the candidates that
+  lost. ``shift=False`` uses the offset-0 tiling at every
   step, each window blended over its whole length (the windows of gen1 before shifting).
 
 Depth is normalised to [0, 1] over the whole video before it is split into windows, while training normalises

@@ -16,9 +16,10 @@ clips reach the 48+ frames the seam benchmark asks for); and ``synth:SEED[:FRAME
 Settings: ``fixed:OVERLAP`` (the same windows at every step) or ``shifted:OVERLAP`` (the default:
 :func:`gen1.windows.step_windows`). "x today" compares with ``fixed`` at the default overlap (window // 4).
 
-    python scripts/bench_seams.py --threads 1 --json docs/long_videos.json   # docs/long_videos.md (~25 min)
+    python scripts/bench_seams.py --threads 1 --json docs/long_videos.json   # the first order's table (~25 min)
     python scripts/bench_seams.py --settings fixed:2 shifted:2 --seeds 0 1 2 3 4 5 6 7 \
         --json docs/long_videos_8_seeds.json                                  # its 8-seed table
+    # both in docs/long_videos_results.md ("Earlier figures: the first order of shifts")
     python scripts/bench_seams.py --clips wolf --settings fixed:2 shifted:2 --steps 4 --seeds 0   # a quick look
 
 Not a test: it reports, it does not assert. On a shared CPU run it alone (``--threads 1`` avoids

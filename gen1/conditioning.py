@@ -15,14 +15,6 @@ import torch.nn.functional as F
 from einops import rearrange
 
 
-def check_structure_level(level: float) -> float:
-    """Return ``level`` as float after checking that it lies in [0, 7] (the paper's t_s range)."""
-    value = float(level)
-    if not (0.0 <= value <= 7.0):
-        raise ValueError(f"structure_level must be in [0, 7], got {level!r}")
-    return value
-
-
 def video_to_tensor(video) -> tuple[torch.Tensor, object]:
     """Source video -> (float frames ``(F, 3, H, W)`` in [0, 1] on CPU, fps or None).
 
@@ -157,10 +149,8 @@ def depth_to_structure(depth: torch.Tensor, levels) -> torch.Tensor:
     from gen1.depth import obscure
 
     frames_first = rearrange(depth, "b c f h w -> b f c h w")
-    if not isinstance(levels, (int, float)):
-        levels = [check_structure_level(float(v)) for v in (levels.tolist() if torch.is_tensor(levels) else levels)]
-    else:
-        levels = check_structure_level(levels)
+    if not isinstance(levels, (int, float)):  # obscure checks each level's range
+        levels = [float(v) for v in (levels.tolist() if torch.is_tensor(levels) else levels)]
     obscured = obscure(frames_first, levels).clamp(0, 1)
     return rearrange(obscured, "b f c h w -> b c f h w") * 2.0 - 1.0
 

@@ -39,6 +39,8 @@ from typing import Sequence
 
 import torch
 
+from gen1.settings import check_setting
+
 #: Term names: (content is the real content c?, image mode?)
 TERMS = {
     "video_cond": (True, False),  # mu(z, c, s)
@@ -48,11 +50,10 @@ TERMS = {
 
 
 def check_scales(guidance_scale: float, temporal_guidance_scale: float) -> None:
-    """Raise ``ValueError`` for a negative (or non-finite) content or temporal guidance scale."""
-    for name, value in (("guidance_scale", guidance_scale), ("temporal_guidance_scale", temporal_guidance_scale)):
-        value_f = float(value)
-        if not (value_f >= 0.0) or value_f == float("inf"):
-            raise ValueError(f"{name} must be a finite number >= 0, got {value!r}")
+    """Raise ``ValueError`` for a negative (or non-finite) content or temporal guidance scale (their declared
+    ranges, :func:`gen1.settings.check_setting`)."""
+    check_setting("guidance_scale", guidance_scale)
+    check_setting("temporal_guidance_scale", temporal_guidance_scale)
 
 
 @dataclass(frozen=True)

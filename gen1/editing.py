@@ -105,10 +105,10 @@ def _check_content(request: EditRequest) -> None:
 
 def with_model_defaults(request: EditRequest, defaults, source_short_side: int | None = None
                         ) -> tuple[EditRequest, list[str]]:
-    """``request`` with an unset ``size`` and ``guidance_scale`` taken from a model's
+    """``request`` with an unset ``size``, ``guidance_scale`` and ``num_inference_steps`` taken from a model's
     :class:`gen1.model_defaults.ModelDefaults` (:func:`gen1.model_defaults.edit_size` of the source's short side, as
-    the pipeline chooses it, and w = 7.5 when the model records none), and the flags so chosen, as ``gen1 edit``
-    reports them (``["--size 64 (the model's trained size)", ...]``)."""
+    the pipeline chooses it, w = 7.5 and 30 steps when the model records none), and the flags so chosen, as
+    ``gen1 edit`` reports them (``["--size 64 (the model's trained size)", ...]``)."""
     chosen, changes = [], {}
     if request.size is None:
         changes["size"] = edit_size(defaults.trained_size, source_short_side)
@@ -117,6 +117,10 @@ def with_model_defaults(request: EditRequest, defaults, source_short_side: int |
         changes["guidance_scale"] = defaults.guidance_or()
         chosen.append(f"--guidance {changes['guidance_scale']:g}"
                       + (" (the model's)" if defaults.guidance_scale is not None else ""))
+    if request.num_inference_steps is None:
+        changes["num_inference_steps"] = defaults.steps_or()
+        chosen.append(f"--steps {changes['num_inference_steps']}"
+                      + (" (the model's)" if defaults.num_inference_steps is not None else ""))
     return replace(request, **changes), chosen
 
 

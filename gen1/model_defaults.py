@@ -30,7 +30,9 @@ from pathlib import Path
 
 TRAINED_SIZE_KEY = "trained_size"
 GUIDANCE_KEY = "recommended_guidance_scale"
+STEPS_KEY = "recommended_num_inference_steps"
 FALLBACK_GUIDANCE = 7.5  # classifier-free guidance as Stable Diffusion pipelines default to it
+FALLBACK_STEPS = 30  # denoising steps of a model that records none (DDIM's usual count)
 FALLBACK_SIZE = 512  # the largest default short side of an edit with a model that records no size (edit_size)
 FAR_FACTOR = 2.0  # a size more than this factor above or below the trained one warns
 
@@ -41,6 +43,7 @@ class ModelDefaults:
 
     trained_size: int | None = None
     guidance_scale: float | None = None
+    num_inference_steps: int | None = None
 
     def size_or(self, fallback: int | None) -> int | None:
         return self.trained_size if self.trained_size is not None else fallback
@@ -48,9 +51,13 @@ class ModelDefaults:
     def guidance_or(self, fallback: float = FALLBACK_GUIDANCE) -> float:
         return self.guidance_scale if self.guidance_scale is not None else fallback
 
+    def steps_or(self, fallback: int = FALLBACK_STEPS) -> int:
+        return self.num_inference_steps if self.num_inference_steps is not None else fallback
 
-def check_defaults(trained_size, guidance_scale, where: str = "the pipeline") -> ModelDefaults:
-    """The two values checked (``ValueError`` naming the key, its value and ``where`` they come from)."""
+
+def check_defaults(trained_size, guidance_scale, where: str = "the pipeline", num_inference_steps=None
+                   ) -> ModelDefaults:
+    """The values checked (``ValueError`` naming the key, its value and ``where`` they come from)."""
     if trained_size is not None:
         if isinstance(trained_size, bool) or not isinstance(trained_size, int) or not 8 <= trained_size <= 4096 \
                 or trained_size % 8:
@@ -61,7 +68,12 @@ def check_defaults(trained_size, guidance_scale, where: str = "the pipeline") ->
                 or not math.isfinite(guidance_scale) or guidance_scale < 0:
             raise ValueError(f"{where}: {GUIDANCE_KEY} must be a finite number >= 0 or null, got {guidance_scale!r}")
         guidance_scale = float(guidance_scale)
-    return ModelDefaults(trained_size, guidance_scale)
+    if num_inference_steps is not None:
+        if isinstance(num_inference_steps, bool) or not isinstance(num_inference_steps, int) \
+                or not 1 <= num_inference_steps <= 1000:
+            raise ValueError(f"{where}: {STEPS_KEY} must be an integer in [1, 1000] or null, "
+                             f"got {num_inference_steps!r}")
+    return ModelDefaults(trained_size, guidance_scale, num_inference_steps)
 
 
 def read_model_defaults(folder: str | os.PathLike) -> ModelDefaults:
@@ -72,7 +84,8 @@ def read_model_defaults(folder: str | os.PathLike) -> ModelDefaults:
     from gen1.model_folders import read_json_object
 
     config = read_json_object(index, "a pipeline index")
-    return check_defaults(config.get(TRAINED_SIZE_KEY), config.get(GUIDANCE_KEY), where=f"'{index}'")
+    return check_defaults(config.get(TRAINED_SIZE_KEY), config.get(GUIDANCE_KEY), where=f"'{index}'",
+                          num_inference_steps=config.get(STEPS_KEY))
 
 
 def image_model_size(unet_config: dict, vae_config: dict) -> int | None:

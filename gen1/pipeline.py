@@ -100,12 +100,14 @@ class Gen1Pipeline(DiffusionPipeline):
         feature_extractor=None,
         trained_size: int | None = None,
         recommended_guidance_scale: float | None = None,
+        recommended_num_inference_steps: int | None = None,
     ):
         super().__init__()
         from gen1.model_defaults import check_defaults
 
-        check_defaults(trained_size, recommended_guidance_scale)
-        self.register_to_config(trained_size=trained_size, recommended_guidance_scale=recommended_guidance_scale)
+        check_defaults(trained_size, recommended_guidance_scale, num_inference_steps=recommended_num_inference_steps)
+        self.register_to_config(trained_size=trained_size, recommended_guidance_scale=recommended_guidance_scale,
+                                recommended_num_inference_steps=recommended_num_inference_steps)
         self.register_modules(
             vae=vae,
             unet=unet,
@@ -126,7 +128,8 @@ class Gen1Pipeline(DiffusionPipeline):
         """The size and guidance this model records (:class:`gen1.model_defaults.ModelDefaults`)."""
         from gen1.model_defaults import ModelDefaults
 
-        return ModelDefaults(self.config.trained_size, self.config.recommended_guidance_scale)
+        return ModelDefaults(self.config.trained_size, self.config.recommended_guidance_scale,
+                             self.config.get("recommended_num_inference_steps"))
 
     @property
     def default_guidance_scale(self) -> float:
@@ -487,7 +490,7 @@ class Gen1Pipeline(DiffusionPipeline):
         structure_level: float = 0.0,
         guidance_scale: float | None = None,
         temporal_guidance_scale: float = 1.0,
-        num_inference_steps: int = 30,
+        num_inference_steps: int | None = None,
         generator: torch.Generator | None = None,
         height: int | None = None,
         width: int | None = None,
@@ -521,9 +524,11 @@ class Gen1Pipeline(DiffusionPipeline):
             structure_level: t_s in [0, 7] (0 = depth as estimated, 7 = coarse layout only).
             guidance_scale: content guidance w >= 0 (default: the model's ``recommended_guidance_scale``, else 7.5).
             temporal_guidance_scale: w_t >= 0 (see :mod:`gen1.guidance`).
+            num_inference_steps: denoising steps (default: the model's ``recommended_num_inference_steps``, the
+                count its own scheduler was chosen for, else 30).
             height / width or size: output size (size = short side). Default: the size the model was trained at
                 (``trained_size``: the short side becomes it, the aspect ratio is kept), or the video's own size
-                when the model records none; rounded down to a multiple of the VAE factor. A short side more than
+                up to 512 when the model records none; rounded down to a multiple of the VAE factor. A short side more than
                 2x above or below ``trained_size`` warns (``UserWarning``).
             depth: the user's structure instead of the estimate: tensor ``(F|1, 1, H, W)`` in [0, 1] (1 = near),
                 or a path / frames for :func:`gen1.depth.load_structure`.
@@ -549,6 +554,8 @@ class Gen1Pipeline(DiffusionPipeline):
         """
         if guidance_scale is None:
             guidance_scale = self.default_guidance_scale
+        if num_inference_steps is None:
+            num_inference_steps = self.recorded_defaults.steps_or()
         self.check_inputs(
             structure_level=structure_level, guidance_scale=guidance_scale,
             temporal_guidance_scale=temporal_guidance_scale, num_inference_steps=num_inference_steps,

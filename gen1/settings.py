@@ -69,7 +69,8 @@ class EditSettings:
                                              low=0, kind=float)
     controlnet_conditioning_scale: float = setting(1.0, "--controlnet-scale", "public route: strength of the depth "
                                                    "ControlNet's guidance, >= 0 (default 1)", low=0, kind=float)
-    num_inference_steps: int = setting(30, "--steps", "denoising steps (default 30)", low=1, integer=True, kind=int)
+    num_inference_steps: int | None = setting(None, "--steps", "denoising steps (default: the model's recommended "
+                                              "count with its own sampler, else 30)", low=1, integer=True, kind=int)
     scheduler: str | None = setting(None, "--scheduler", "sampler (default: the model's own)", choices=SCHEDULERS)
     strength: float = setting(1.0, "--strength", "in (0, 1]: start from the noised source below 1", low=0, high=1,
                               low_open=True, kind=float)

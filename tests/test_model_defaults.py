@@ -143,3 +143,19 @@ def test_gen1_customize_trains_at_the_model_size(tmp_path, capsys, monkeypatch):
                  "--steps", "1", "--batch-size", "1"])
     assert code == 0 and sizes == [16]
     assert "defaults: --size 16 (the model's trained size)" in capsys.readouterr().out
+
+
+def test_a_model_that_records_its_step_count_edits_with_it_unless_told_otherwise(tmp_path):
+    pipe = tiny_pipeline(max_frames=4)
+    recorded = Gen1Pipeline(**pipe.components, recommended_num_inference_steps=3)
+    recorded.save_pretrained(tmp_path / "model")
+    assert read_model_defaults(tmp_path / "model").num_inference_steps == 3
+    totals = []
+    embeds = torch.randn(1, TINY_DIM, generator=torch.Generator().manual_seed(5))
+    for steps in (None, 2):
+        recorded(_video(16, 16), content_embeds=embeds, num_inference_steps=steps, output_type="latent",
+                 progress_callback=lambda done, total: totals.append(total))
+    assert sorted(set(totals)) == [2, 3]  # one window: the step count is the bar's length
+    assert read_model_defaults(tmp_path / "nothing").steps_or() == 30
+    with pytest.raises(ValueError, match="recommended_num_inference_steps must be an integer in \\[1, 1000\\]"):
+        check_defaults(None, None, num_inference_steps=0)

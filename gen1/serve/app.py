@@ -107,7 +107,7 @@ def _knob_inputs(ui, service: EditService) -> None:
                                                "frame-to-frame "
                                          "consistency (1 = plain video model)")
     with gr.Row():
-        ui.num_inference_steps = gr.Slider(1, 100, value=DEFAULTS["num_inference_steps"], step=1, label="Steps",
+        ui.num_inference_steps = gr.Slider(1, 100, value=defaults.num_inference_steps, step=1, label="Steps",
                                            info="--steps", elem_id="steps")
         ui.strength = gr.Slider(0.05, 1, value=DEFAULTS["strength"], step=0.05, label="Strength",
                                 info="--strength: below 1 starts from the noised source")
@@ -199,7 +199,8 @@ def _wire(ui, service: EditService) -> None:
     settings = [ui.size.release, ui.start.submit, ui.duration.submit, ui.max_frames.submit, ui.fps.submit,
                 ui.depth_file.change, ui.depth_invert.change]
     if isinstance(ui.model, gr.Dropdown):
-        ui.model.change(lambda name: _model_defaults(service, name), ui.model, [ui.size, ui.guidance_scale],
+        ui.model.change(lambda name: _model_defaults(service, name), ui.model,
+                        [ui.size, ui.guidance_scale, ui.num_inference_steps],
                         api_visibility="private").then(preview, clip_inputs, preview_outputs,
                                                        concurrency_id="preview", api_visibility="private")
     gr.on(settings, preview, clip_inputs, preview_outputs, trigger_mode="always_last", concurrency_id="preview",
@@ -213,7 +214,7 @@ def _wire(ui, service: EditService) -> None:
 def _model_defaults(service: EditService, name: str):
     with _page_errors():
         defaults = service.catalog.defaults(name)
-    return min(defaults.size, service.limits.max_size), defaults.guidance_scale
+    return min(defaults.size, service.limits.max_size), defaults.guidance_scale, defaults.num_inference_steps
 
 
 def _wire_edit(ui, service: EditService) -> None:
@@ -228,7 +229,7 @@ def _wire_edit(ui, service: EditService) -> None:
     # Defaults of None make those parameters optional for API clients (the widgets' values are the other defaults).
     def edit(video, prompt=None, prompt_weight=1.0, reference_1=None, weight_1=1.0, reference_2=None, weight_2=1.0,
              reference_3=None, weight_3=1.0, structure_level=0.0, guidance_scale=None, temporal_guidance_scale=1.0,
-             num_inference_steps=30, strength=1.0, seed=0, size=None, start=0.0, duration=None, max_frames=None,
+             num_inference_steps=None, strength=1.0, seed=0, size=None, start=0.0, duration=None, max_frames=None,
              fps=None, scheduler=None, window_size=None, window_overlap=None, window_shift=True,
              negative_prompt=None, controlnet_conditioning_scale=1.0, mask_drawing=None, mask_file=None,
              depth_file=None, depth_invert=False, model=None, request: gr.Request = None, progress=gr.Progress()):

@@ -28,6 +28,7 @@ class KnobDefaults:
 
     size: int
     guidance_scale: float
+    num_inference_steps: int
 
 
 class ModelCatalog:
@@ -86,7 +87,8 @@ class ModelCatalog:
 
         recorded = self.model(name).source.recorded_defaults()
         request, _ = with_model_defaults(EditRequest(input="", output=""), recorded)
-        return KnobDefaults(size=request.size, guidance_scale=request.guidance_scale)
+        return KnobDefaults(size=request.size, guidance_scale=request.guidance_scale,
+                            num_inference_steps=request.num_inference_steps)
 
 
 __all__ = ["KnobDefaults", "ModelCatalog", "ServedModel"]

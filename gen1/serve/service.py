@@ -57,7 +57,7 @@ class EditForm:
     structure_level: float = 0.0
     guidance_scale: float | None = None  # None: the model's recommended w
     temporal_guidance_scale: float = 1.0
-    num_inference_steps: int = 30
+    num_inference_steps: int | None = None  # None: the model's own
     strength: float = 1.0
     seed: int = 0
     size: int | None = None  # None: the size the model was trained at
@@ -192,11 +192,13 @@ class EditService:
         """The request ``form`` describes, checked, with its outputs (and a drawn mask) in ``job``."""
         if not form.video:
             raise ValueError("upload a video first")
-        if form.size is None or form.guidance_scale is None:  # an API client left them out: the model's own
+        if None in (form.size, form.guidance_scale, form.num_inference_steps):  # left out: the model's own
             defaults = self.catalog.defaults(self._model_name(form))
             form = replace(form, size=min(defaults.size, self.limits.max_size) if form.size is None else form.size,
                            guidance_scale=(defaults.guidance_scale if form.guidance_scale is None
-                                           else form.guidance_scale))
+                                           else form.guidance_scale),
+                           num_inference_steps=(defaults.num_inference_steps if form.num_inference_steps is None
+                                                else form.num_inference_steps))
         if form.size > self.limits.max_size:
             raise ValueError(f"--size {form.size} is above this server's limit of {self.limits.max_size}")
         stem = Path(form.video).stem or "video"

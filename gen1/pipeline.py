@@ -505,6 +505,8 @@ class Gen1Pipeline(DiffusionPipeline):
         decode_chunk_size: int = 8,
         strength: float = 1.0,
         controlnet_conditioning_scale: float = 1.0,
+        controlnet_guidance_start: float = 0.0,
+        controlnet_guidance_end: float = 1.0,
         scheduler=None,
         output_type: str = "np",
         callback_on_step_end: Callable | None = None,
@@ -542,6 +544,8 @@ class Gen1Pipeline(DiffusionPipeline):
             decode_chunk_size: frames per VAE encode/decode call.
             strength: in (0, 1]; below 1 starts from the source latents noised to that fraction of the schedule.
             controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
+            controlnet_guidance_start / controlnet_guidance_end: public route: the share of the steps in which the
+                ControlNet acts (diffusers' ``control_guidance_start`` / ``_end``); outside it, it is not evaluated.
             scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, made from the pipeline's
                 scheduler config) or a scheduler instance; default: the pipeline's own. The pipeline is not changed.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
@@ -563,7 +567,9 @@ class Gen1Pipeline(DiffusionPipeline):
             mask_feather=mask_feather, callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
         route_settings = dict(negative_prompt=negative_prompt,
-                              controlnet_conditioning_scale=controlnet_conditioning_scale)
+                              controlnet_conditioning_scale=controlnet_conditioning_scale,
+                              controlnet_guidance_start=controlnet_guidance_start,
+                              controlnet_guidance_end=controlnet_guidance_end)
         self.route.check_settings(route_settings, model="this pipeline")
         check_settings(route_settings)
         scheduler = self.prepare_scheduler(scheduler)
@@ -575,10 +581,11 @@ class Gen1Pipeline(DiffusionPipeline):
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds)
+        timesteps = self.prepare_timesteps(num_inference_steps, strength, device, scheduler)  # draws nothing
         prediction, depth_shown = self.prepare_route(source, content, depth=depth, structure_level=structure_level,
                                                      plan=plan, generator=generator, device=device,
-                                                     settings=route_settings, depth_cache=depth_cache)
-        timesteps = self.prepare_timesteps(num_inference_steps, strength, device, scheduler)
+                                                     settings={**route_settings, "timesteps": timesteps},
+                                                     depth_cache=depth_cache)
         latents, noise, source_latents = self.prepare_latents(
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
             device=device, decode_chunk_size=decode_chunk_size, scheduler=scheduler,

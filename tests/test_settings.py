@@ -16,9 +16,10 @@ from gen1.pipeline import Gen1Pipeline
 from gen1.serve.service import FORM_FIELDS, EditForm
 from gen1.settings import DEFAULTS, FLAGS, EditSettings, check_setting, flag_label, setting_fields
 
-#: ``gen1 edit``'s options before the settings were declared once (no option lost or renamed), and --no-cache since.
+#: ``gen1 edit``'s options before the settings were declared once (no option lost or renamed), and those added since
+#: (--no-cache, --controlnet-start, --controlnet-end).
 EDIT_OPTIONS = ['--adapter', '--base', '--compare', '--compile', '--content-weights', '--controlnet',
-                '--controlnet-scale', '--depth', '--depth-invert', '--depth-model', '--device', '--dtype', '--duration',
+                '--controlnet-end', '--controlnet-scale', '--controlnet-start', '--depth', '--depth-invert', '--depth-model', '--device', '--dtype', '--duration',
                 '--fixed-windows', '--fps', '--guidance', '--help', '--image-encoder', '--ip-adapter',
                 '--ip-adapter-scale', '--lora', '--lora-scale', '--mask', '--max-frames', '--model', '--motion-adapter',
                 '--negative-prompt', '--no-cache', '--output', '--overlap', '--prompt', '--reference', '--scheduler', '--seed',

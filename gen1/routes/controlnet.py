@@ -41,6 +41,12 @@ class ControlNetPrediction(GuidedPrediction):
     controlnet: torch.nn.Module = None
     conditioning_scale: float = 1.0
     structure_frame_dim = 0
+    #: Per timestep of the schedule: whether the ControlNet acts (diffusers' control_guidance_start / _end);
+    #: None: at every step.
+    acts_at: dict | None = None
+
+    def _acts(self, timestep: torch.Tensor) -> bool:
+        return True if self.acts_at is None else self.acts_at[float(timestep)]
 
     def _controlnet_residuals(self, latents: torch.Tensor, timestep: torch.Tensor, frames: slice):
         """Residuals for every term of the plan, rows ``(term, frame)``; the ControlNet runs once per content."""
@@ -64,17 +70,24 @@ class ControlNetPrediction(GuidedPrediction):
         return [residual.index_select(0, rows) for residual in down], mid.index_select(0, rows)
 
     def evaluate(self, latents, timesteps, hidden, image_mode, frames):
-        down, mid = self._controlnet_residuals(latents, timesteps[0], frames)
         dtype = self.unet.dtype
+        if not self._acts(timesteps[0]):  # outside [start, end): no residuals, no ControlNet evaluation
+            return self.unet(self.terms_of(latents).to(dtype), timesteps, encoder_hidden_states=hidden.to(dtype),
+                             image_mode=image_mode, added_cond_kwargs=self._added(latents.device, dtype),
+                             return_dict=False)[0]
+        down, mid = self._controlnet_residuals(latents, timesteps[0], frames)
         sample = self.terms_of(latents).to(dtype)
-        added = None
-        if self.content.extra is not None:  # IP-Adapter: reference images for the content terms, null for the rest
-            rows = self.per_term(self.content.extra, self.content.null_extra)
-            added = {"image_embeds": [torch.cat(rows).to(device=sample.device, dtype=dtype)]}
         return self.unet(sample, timesteps, encoder_hidden_states=hidden.to(dtype), image_mode=image_mode,
                          down_block_additional_residuals=[r.to(dtype) for r in down],
-                         mid_block_additional_residual=mid.to(dtype), added_cond_kwargs=added,
-                         return_dict=False)[0]
+                         mid_block_additional_residual=mid.to(dtype),
+                         added_cond_kwargs=self._added(sample.device, dtype), return_dict=False)[0]
+
+    def _added(self, device, dtype):
+        """IP-Adapter: the reference images' embeddings for the content terms, the null ones for the rest."""
+        if self.content.extra is None:
+            return None
+        rows = self.per_term(self.content.extra, self.content.null_extra)
+        return {"image_embeds": [torch.cat(rows).to(device=device, dtype=dtype)]}
 
 
 class ControlNetRoute(Route):
@@ -82,7 +95,8 @@ class ControlNetRoute(Route):
     IP-Adapter for reference images); diffusers' video-to-video conventions for noise and source latents."""
 
     description = "a public-checkpoint model (a text-conditioned UNet with a depth ControlNet)"
-    optional_settings = frozenset({"negative_prompt", "controlnet_conditioning_scale"})
+    optional_settings = frozenset({"negative_prompt", "controlnet_conditioning_scale", "controlnet_guidance_start",
+                                   "controlnet_guidance_end"})
     text_content = True
     references_through_ip_adapter = True
 
@@ -128,7 +142,23 @@ class ControlNetRoute(Route):
     def bind(self, content, structure, plan, settings):
         scale = check_controlnet_scale(settings.get("controlnet_conditioning_scale", 1.0))
         return ControlNetPrediction(self.pipe.unet, plan, content, structure, controlnet=self.pipe.controlnet,
-                                    conditioning_scale=scale)
+                                    conditioning_scale=scale, acts_at=controlnet_steps(settings))
+
+
+def controlnet_steps(settings) -> dict | None:
+    """Timestep -> whether the ControlNet acts, for ``controlnet_guidance_start`` / ``_end`` (shares of the steps)
+    over the edit's ``timesteps``: step ``i`` of ``n`` acts unless ``i / n < start`` or ``(i + 1) / n > end``, as
+    diffusers' ``control_guidance_start`` / ``control_guidance_end``. None when it acts at every step."""
+    start = float(settings.get("controlnet_guidance_start", 0.0))
+    end = float(settings.get("controlnet_guidance_end", 1.0))
+    if not 0.0 <= start < end <= 1.0:
+        raise ValueError(f"controlnet_guidance_start must be below controlnet_guidance_end, both in [0, 1]; got "
+                         f"{start:g} and {end:g}")
+    if start == 0.0 and end == 1.0:
+        return None
+    timesteps = [float(t) for t in settings["timesteps"]]
+    n = len(timesteps)
+    return {t: not (i / n < start or (i + 1) / n > end) for i, t in enumerate(timesteps)}
 
 
 def check_controlnet_scale(scale) -> float:

@@ -75,6 +75,8 @@ class EditForm:
     depth_file: str | None = None
     depth_invert: bool = False
     depth_cache: bool = True
+    controlnet_guidance_start: float = 0.0
+    controlnet_guidance_end: float = 1.0
     window_shift: bool = True
     model: str | None = None
 
@@ -213,6 +215,8 @@ class EditService:
             negative_prompt=form.negative_prompt.strip() or None, structure_level=form.structure_level,
             guidance_scale=form.guidance_scale, temporal_guidance_scale=form.temporal_guidance_scale,
             controlnet_conditioning_scale=form.controlnet_conditioning_scale,
+            controlnet_guidance_start=form.controlnet_guidance_start,
+            controlnet_guidance_end=form.controlnet_guidance_end,
             num_inference_steps=int(form.num_inference_steps), scheduler=form.scheduler or None,
             strength=form.strength, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
             depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),

@@ -19,8 +19,9 @@ from gen1.settings import DEFAULTS, FLAGS, EditSettings, check_setting, flag_lab
 #: ``gen1 edit``'s options before the settings were declared once: the same list, no option lost or renamed.
 EDIT_OPTIONS = ['--adapter', '--base', '--compare', '--compile', '--content-weights', '--controlnet',
                 '--controlnet-scale', '--depth', '--depth-invert', '--depth-model', '--device', '--dtype', '--duration',
-                '--fixed-windows', '--fps', '--guidance', '--help', '--image-encoder', '--ip-adapter',
-                '--ip-adapter-scale', '--lora', '--lora-scale', '--mask', '--max-frames', '--model', '--motion-adapter',
+                '--erase', '--fixed-windows', '--fps', '--guidance', '--help', '--image-encoder', '--ip-adapter',
+                '--ip-adapter-scale', '--lora', '--lora-scale', '--mask', '--mask-frame', '--mask-structure',
+                '--mask-structure-level', '--max-frames', '--model', '--motion-adapter',
                 '--negative-prompt', '--output', '--overlap', '--prompt', '--reference', '--scheduler', '--seed',
                 '--size', '--start', '--steps', '--strength', '--structure-level', '--temporal-guidance', '--threads',
                 '--window', '-h', '-o']

@@ -9,7 +9,9 @@ tracker of the same interface).
 source's dense optical flow (OpenCV's Farneback), then snaps it to the depth edges near its outline: a pixel in a thin band
 around the carried outline joins the subject when its depth is nearer the subject's depth nearby than the
 surroundings' (locally weighted means). The flow drifts and blurs at motion boundaries; the depth edge is where the
-subject really ends, so the snap keeps the mask on it over many frames.
+subject really ends, so the snap keeps the mask on it over many frames. The depth is used only when it agrees with
+the given mask on its own frame (:meth:`FlowTracker.depth_agrees`): an estimate whose edges are blurred or shifted
+against the subject's outline would pull the mask off it, and then the flow alone carries the mask.
 """
 
 from __future__ import annotations
@@ -73,17 +75,30 @@ class FlowTracker(MaskTracker):
         gray = [_gray_uint8(frame) for frame in frames]
         depth_np = None if depth is None else depth[:, 0].float().numpy()
         band = self.band or max(1, round(min(height, width) / 32))
+        if depth_np is not None and not self.depth_agrees(binary, depth_np[mask_frame], band):
+            depth_np = None  # the depth's edges are not the subject's outline here: the flow alone decides
         masks = [None] * num_frames
         masks[mask_frame] = binary
         for step in (1, -1):
-            index = mask_frame + step
+            soft, index = binary, mask_frame + step
             while 0 <= index < num_frames:
-                carried = _warp(masks[index - step], gray[index], gray[index - step])
+                soft = _warp(soft, gray[index], gray[index - step])
+                carried = (soft > 0.5).astype(np.float32)
                 if depth_np is not None:
-                    carried = _snap_to_depth(carried, depth_np[index], band, self.depth_contrast)
+                    snapped = _snap_to_depth(carried, depth_np[index], band, self.depth_contrast)
+                    soft = np.where(snapped != carried, snapped, soft)
+                    carried = snapped
                 masks[index] = carried
                 index += step
         return torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
+
+    def depth_agrees(self, mask: np.ndarray, depth: np.ndarray, band: int) -> bool:
+        """Whether snapping the given frame's own mask to its depth leaves it (IoU >= :data:`DEPTH_AGREEMENT`):
+        only then are the depth's edges the subject's outline (a blurred or shifted estimate would pull the mask
+        off the subject at every frame)."""
+        snapped = _snap_to_depth(mask, depth, band, self.depth_contrast) > 0.5
+        given = mask > 0.5
+        return float((snapped & given).sum()) / max(float((snapped | given).sum()), 1.0) >= DEPTH_AGREEMENT
 
 
 #: Tracker name -> its class (made with no arguments by :func:`track_mask`).
@@ -118,7 +133,9 @@ def _flow(target: np.ndarray, source: np.ndarray) -> np.ndarray:
 
 
 def _warp(previous: np.ndarray, target: np.ndarray, source: np.ndarray) -> np.ndarray:
-    """The mask of the ``source`` frame carried to the ``target`` frame (backward warping, bilinear, > 0.5)."""
+    """The soft mask of the ``source`` frame carried to the ``target`` frame (backward warping, bilinear). It stays
+    soft from frame to frame (thresholding at every frame would erode it), and is thresholded at 0.5 for each
+    frame's mask."""
     import cv2
 
     flow = _flow(target, source)
@@ -126,12 +143,20 @@ def _warp(previous: np.ndarray, target: np.ndarray, source: np.ndarray) -> np.nd
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     carried = cv2.remap(previous.astype(np.float32), xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
                         borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return (carried > 0.5).astype(np.float32)
+    return carried
+
+
+#: How closely the given frame's mask must survive its own depth snap for the depth to be used at all.
+DEPTH_AGREEMENT = 0.97
+#: A band pixel changes side only when its depth is within this share of the subject-surroundings gap of one side's.
+CLEAR_SHARE = 0.25
 
 
 def _snap_to_depth(mask: np.ndarray, depth: np.ndarray, band: int, contrast: float) -> np.ndarray:
-    """``mask`` with the pixels within ``band`` of its outline given to the subject or the surroundings, whichever's
-    local mean depth is nearer theirs (where the two differ by at least ``contrast``)."""
+    """``mask`` with the pixels within ``band`` of its outline given to the subject or the surroundings when their
+    depth is clearly one side's local mean depth (within :data:`CLEAR_SHARE` of the gap between the two, where the
+    two differ by at least ``contrast``); the flow's decision stands for the others (a contact with the floor, a
+    blurred estimate)."""
     import cv2
 
     if not mask.any() or mask.all():
@@ -144,11 +169,12 @@ def _snap_to_depth(mask: np.ndarray, depth: np.ndarray, band: int, contrast: flo
     sigma = 3.0 * band
     subject = _local_mean(depth, core, sigma)
     surroundings = _local_mean(depth, outside, sigma)
-    decided = np.abs(subject - surroundings) >= contrast
-    uncertain = (core == 0) & (outside == 0) & decided
-    nearer_subject = np.abs(depth - subject) < np.abs(depth - surroundings)
+    gap = np.abs(subject - surroundings)
+    band_pixels = (core == 0) & (outside == 0) & (gap >= contrast)
+    to_subject, to_surroundings = np.abs(depth - subject), np.abs(depth - surroundings)
     snapped = mask.copy()
-    snapped[uncertain] = nearer_subject[uncertain].astype(np.float32)
+    snapped[band_pixels & (to_subject < CLEAR_SHARE * gap)] = 1.0  # clearly the subject's depth
+    snapped[band_pixels & (to_surroundings < CLEAR_SHARE * gap)] = 0.0  # clearly the surroundings'
     return snapped
 
 

@@ -53,7 +53,8 @@ def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_
 
 def load_mask(mask, num_frames: int, input_size: tuple[int, int], mask_frame: int | None = None) -> torch.Tensor:
     """``mask`` read and checked against the source (before any model runs): float ``(F, 1, H, W)`` at the source's
-    ``input_size``, or with ``mask_frame`` the one frame's mask ``(1, 1, H, W)`` (:func:`gen1.tracking.check_one_frame_mask`:
+    ``input_size``, or with ``mask_frame`` the one frame's mask ``(1, 1, H, W)``
+    (:func:`gen1.tracking.check_one_frame_mask`:
     not empty, not full, inside the clip)."""
     from gen1.masking import mask_to_tensor, prepare_mask
     from gen1.tracking import check_one_frame_mask

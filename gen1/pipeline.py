@@ -591,7 +591,8 @@ class Gen1Pipeline(DiffusionPipeline):
         device = self._execution_device
         source = self.prepare_source(video, height=height, width=width, size=size)
         masked = None if mask is None else MaskedEdit(
-            load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame, bool(erase), mask_structure or ("fill" if erase else "keep"), mask_structure_level,
+            load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame, bool(erase),
+            mask_structure or ("fill" if erase else "keep"), mask_structure_level,
             mask_tracker)
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,

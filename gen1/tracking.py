@@ -6,9 +6,9 @@ frame. A :class:`MaskTracker` turns the one-frame mask into a per-frame one; tra
 tracker of the same interface).
 
 :class:`FlowTracker` carries the mask frame by frame, forwards and backwards from the given frame, along the
-source's dense optical flow (OpenCV's Farneback), then snaps it to the depth edges near its outline: a pixel in a thin band
-around the carried outline joins the subject when its depth is nearer the subject's depth nearby than the
-surroundings' (locally weighted means). The flow drifts and blurs at motion boundaries; the depth edge is where the
+source's dense optical flow (OpenCV's Farneback), then snaps it to the depth edges near its outline: a pixel in a thin
+band around the carried outline joins the subject (or the surroundings) when its depth is clearly the subject's
+depth nearby (or the surroundings'; locally weighted means). The flow drifts and blurs at motion boundaries; the depth edge is where the
 subject really ends, so the snap keeps the mask on it over many frames. The depth is used only when it agrees with
 the given mask on its own frame (:meth:`FlowTracker.depth_agrees`): an estimate whose edges are blurred or shifted
 against the subject's outline would pull the mask off it, and then the flow alone carries the mask.

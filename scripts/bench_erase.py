@@ -17,7 +17,7 @@ Per scene it reports:
   per-frame union masks): PSNR inside the union of both objects' masks with the new object's true depth given
   against the old subject's depth given.
 
-    OMP_NUM_THREADS=1 python scripts/bench_erase.py --scenes 8 --steps 20 --json erase.json
+    OMP_NUM_THREADS=1 python scripts/bench_erase.py --scenes 32 --steps 20 --json erase.json
 """
 
 from __future__ import annotations
@@ -81,7 +81,8 @@ def warp_error(video, flow_source, masks):
     for t in range(video.shape[0] - 1):
         flow = _flow(_gray_uint8(flow_source[t + 1]), _gray_uint8(flow_source[t]))
         frame = video[t].permute(1, 2, 0).numpy().astype(np.float32)
-        carried = cv2.remap(frame, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR, borderMode=cv2.BORDER_REFLECT)
+        carried = cv2.remap(frame, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
+                            borderMode=cv2.BORDER_REFLECT)
         diff = np.abs(video[t + 1].permute(1, 2, 0).numpy() - carried).mean(axis=-1)
         weight = masks[t + 1, 0].numpy()
         total += float((diff * weight).sum())
@@ -115,23 +116,31 @@ def run_scene(pipe, seed, args):
     tracked = track_mask(frames, masks[:1], 0, depth_estimate)
     ious = [float(((tracked[f] > 0.5) & (masks[f] > 0.5)).sum() / ((tracked[f] > 0.5) | (masks[f] > 0.5)).sum())
             for f in range(1, args.frames)]
-    mask0 = masks[0, 0].numpy()
-    erased = pipe(frames, mask=mask0, mask_frame=0, erase=True, generator=generator(), **common).frames
-    kept = pipe(frames, mask=mask0, mask_frame=0, erase=True, mask_structure="keep", generator=generator(),
-                **common).frames
+    row = dict(seed=seed, subject=scene.primitives[case["index"]].shape, mask_share=float(masks.mean()),
+               tracking_iou=float(np.mean(ious)))
+    if not args.erase:
+        return {**row, **replace_scene(pipe, scene, style, case, args, common, generator)}
+    # the mask on frame 0 only, tracked; or (--exact-masks) the exact mask of every frame, to tell the tracker's
+    # misses from the erase's
+    given = dict(mask=masks[:, 0].numpy()) if args.exact_masks else dict(mask=masks[0, 0].numpy(), mask_frame=0)
+    erased = pipe(frames, erase=True, generator=generator(), **given, **common).frames
+    kept = pipe(frames, erase=True, mask_structure="keep", generator=generator(), **given, **common).frames
     from gen1.masked_edits import edit_region
 
-    region = edit_region(mask0, frames, (args.size, args.size), mask_frame=0, depth=depth_estimate, erase=True)
+    region = edit_region(given["mask"], frames, (args.size, args.size), mask_frame=given.get("mask_frame"),
+                         depth=depth_estimate, erase=True)
     outside = (region < 0.5).expand_as(frames)
-    row = dict(seed=seed, subject=scene.primitives[case["index"]].shape, mask_share=float(masks.mean()),
-               tracking_iou=float(np.mean(ious)), outside_exact=bool(torch.equal(erased[outside], frames[outside])),
+    row.update(outside_exact=bool(torch.equal(erased[outside], frames[outside])),
                erase_psnr=psnr_inside(erased, case["background"], masks),
                kept_depth_psnr=psnr_inside(kept, case["background"], masks))
     near = nearer_background(pipe, erased, frames, case["background"], masks)
     row["nearer_background_share"] = float(np.mean(near))
     row["warp_error"] = warp_error(erased, case["background"], masks)
     row["warp_error_truth"] = warp_error(case["background"], case["background"], masks)
-    row.update(replace_scene(pipe, scene, style, case, args, common, generator))
+    if args.replace:
+        row.update(replace_scene(pipe, scene, style, case, args, common, generator))
+    else:
+        row.update(replace_new_depth_psnr=None, replace_old_depth_psnr=None)
     return row
 
 
@@ -139,7 +148,7 @@ def replace_scene(pipe, scene, style, case, args, common, generator):
     """The subject swapped for another shape: PSNR inside the union mask, new depth given vs the old one's."""
     old = scene.primitives[case["index"]]
     size = old.size if SWAP[old.shape] != "sphere" else (max(old.size),) * 3
-    new = dataclasses.replace(old, shape=SWAP[old.shape], size=size)
+    new = dataclasses.replace(old, shape=SWAP[old.shape], size=tuple(args.swap_scale * s for s in size))
     swapped = dataclasses.replace(scene, primitives=scene.primitives[:case["index"]] + (new,)
                                   + scene.primitives[case["index"] + 1:])
     target, target_depth = render(swapped, style, args.frames, args.size, args.size)
@@ -158,10 +167,16 @@ def replace_scene(pipe, scene, style, case, args, common, generator):
 
 def summary(rows):
     done = [row for row in rows if row is not None]
-    replaced = [row for row in done if row["replace_new_depth_psnr"] is not None]
+    replaced = [row for row in done if row.get("replace_new_depth_psnr") is not None]
+    result = dict(scenes=len(done), tracking_mean_iou=float(np.mean([r["tracking_iou"] for r in done])))
+    if replaced:
+        result.update(replace_scenes=len(replaced), replace_gain_db=float(np.mean(
+            [r["replace_new_depth_psnr"] - r["replace_old_depth_psnr"] for r in replaced])))
+    done = [row for row in done if "erase_psnr" in row]
+    if not done:
+        return result
     return dict(
-        scenes=len(done),
-        tracking_mean_iou=float(np.mean([r["tracking_iou"] for r in done])),
+        **result,
         outside_exact=all(r["outside_exact"] for r in done),
         erase_psnr=float(np.mean([r["erase_psnr"] for r in done])),
         kept_depth_psnr=float(np.mean([r["kept_depth_psnr"] for r in done])),
@@ -169,9 +184,7 @@ def summary(rows):
         nearer_background_share=float(np.mean([r["nearer_background_share"] for r in done])),
         warp_error_ratio=float(np.mean([r["warp_error"] for r in done]) /
                                max(np.mean([r["warp_error_truth"] for r in done]), 1e-12)),
-        replace_scenes=len(replaced),
-        replace_gain_db=float(np.mean([r["replace_new_depth_psnr"] - r["replace_old_depth_psnr"] for r in replaced]))
-        if replaced else None,
+        erased_scenes_nearer_background_90=sum(r["nearer_background_share"] >= 0.9 for r in done),
     )
 
 
@@ -185,6 +198,11 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--exact-masks", action="store_true", help="give the exact mask of every frame instead of "
+                        "frame 0's tracked (tells the tracker's misses from the erase's)")
+    parser.add_argument("--swap-scale", type=float, default=1.0, help="the new object's size over the old one's")
+    parser.add_argument("--no-erase", dest="erase", action="store_false", help="only tracking and replace")
+    parser.add_argument("--no-replace", dest="replace", action="store_false", help="skip the replace edits")
     parser.add_argument("--json", help="write every scene's row and the summary here")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)

@@ -593,7 +593,7 @@ class Gen1Pipeline(DiffusionPipeline):
         masked = None if mask is None else MaskedEdit(
             load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame, bool(erase),
             mask_structure or ("fill" if erase else "keep"), mask_structure_level,
-            mask_tracker)
+            mask_tracker, structure_given=depth is not None)
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds)
@@ -659,7 +659,7 @@ class Gen1Pipeline(DiffusionPipeline):
 class MaskedEdit:
     """How a call uses its mask (:mod:`gen1.masked_edits`): the mask as given, the frame it shows (None: every
     frame, as given), whether it erases, the structure inside it (``"keep"`` / ``"fill"``), its structure level
-    (None: the edit's) and the tracker."""
+    (None: the edit's), the tracker, and whether the depth is the user's (a mock-up of what goes in its place)."""
 
     mask: Any
     mask_frame: int | None
@@ -667,12 +667,14 @@ class MaskedEdit:
     structure: str
     structure_level: float | None
     tracker: Any = "flow"
+    structure_given: bool = False
 
     @property
     def replaces_subject(self) -> bool:
-        """Whether the subject's shape is not kept (an erase, or its structure filled): then every masked pixel is
-        edited fully, so that nothing of the subject blends back (:class:`gen1.masking.KeptRegion` ``cover``)."""
-        return self.erase or self.structure != "keep"
+        """Whether the subject's shape is not the source's (an erase, its structure filled, or a depth the user gives
+        for what goes there): then every masked pixel is edited fully, so that nothing of the subject blends back
+        (:class:`gen1.masking.KeptRegion` ``cover``)."""
+        return self.erase or self.structure != "keep" or self.structure_given
 
 
 @dataclass

@@ -159,3 +159,16 @@ def test_bad_masks_for_an_erase_are_refused_in_one_line(native, kwargs, message)
     with pytest.raises(ValueError, match=message) as error:
         _edit(native, frames, erase=True, **kwargs)
     assert "\n" not in str(error.value)
+
+
+def test_a_covered_region_edits_every_masked_pixel_fully_and_nothing_outside():
+    from gen1.masking import KeptRegion
+
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 9:14, 17:20] = 1  # smaller than a latent cell's feather: the plain weight stays below 1 there
+    kwargs = dict(source_latents=torch.zeros(1, 4, 2, 4, 4), noise=torch.zeros(1, 4, 2, 4, 4), scheduler=None,
+                  timesteps=torch.zeros(1))
+    plain = KeptRegion.from_pixel_mask(mask, (32, 32), (4, 4), 1.0, **kwargs).pixel_weight()
+    covered = KeptRegion.from_pixel_mask(mask, (32, 32), (4, 4), 1.0, cover=True, **kwargs).pixel_weight()
+    assert float(plain[mask > 0.5].min()) < 0.9
+    assert torch.equal(covered, mask)

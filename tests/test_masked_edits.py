@@ -99,14 +99,22 @@ def native():
 
 
 @pytest.fixture(scope="module")
-def public(tmp_path_factory):
+def stack(tmp_path_factory):
+    return write_public_stack(tmp_path_factory.mktemp("public"))
+
+
+def _public_pipeline(stack):
     from gen1.pipeline import Gen1Pipeline
 
-    stack = write_public_stack(tmp_path_factory.mktemp("public"))
     pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
                                          controlnet=stack["controlnet"])
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+@pytest.fixture(scope="module")
+def public(stack):
+    return _public_pipeline(stack)
 
 
 def _edit(pipe, frames, **kwargs):
@@ -132,6 +140,26 @@ def test_an_erase_keeps_every_pixel_outside_its_region_exact_public(public):
     outside = (region < 0.5).expand_as(frames)
     assert torch.equal(out.frames[outside], frames[outside])
     assert not torch.equal(out.frames[~outside], frames[~outside])
+
+
+def test_an_erase_on_the_public_route_with_an_ip_adapter_takes_the_source_frames_as_references(stack, public,
+                                                                                                 tmp_path):
+    from tiny_models import tiny_motion_unet
+    from tiny_public import write_ip_adapter
+
+    from gen1.routes import ContentRequest
+
+    frames, _, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(2, 1))
+    plain = public.route.source_content(frames, masks, ContentRequest(), generator=None, device="cpu")
+    assert plain.extra is None
+    with_ip = _public_pipeline(stack)
+    with_ip.load_ip_adapter(write_ip_adapter(tmp_path / "models", tiny_motion_unet(seed=0)))
+    content = with_ip.route.source_content(frames, masks, ContentRequest(), generator=None, device="cpu")
+    assert content.extra is not None and not torch.equal(content.extra, content.null_extra)
+    assert torch.equal(content.context, plain.context)  # the same neutral prompt
+    named = with_ip.route.source_content(frames, masks, ContentRequest(negative_prompt="a square"), generator=None,
+                                         device="cpu")
+    assert not torch.equal(named.null_context, content.null_context)  # the subject named is the null content
 
 
 def test_a_replace_takes_its_own_structure_level_inside_the_mask(native):

@@ -6,9 +6,11 @@ of Gen-1:
 1. :meth:`~Gen1Pipeline.check_inputs`, :meth:`~Gen1Pipeline.prepare_windows`, :class:`SourceVideo` (frames resized
    to the output size) and the mask (:func:`gen1.masked_edits.load_mask`): everything the user gave is checked
    before any model runs;
-2. :meth:`~Gen1Pipeline.prepare_route`: content (prompt through the prior and/or reference images, mixed), and
-   structure (estimated or user depth, obscured at ``structure_level``), packed into a route
-   (:mod:`gen1.routes`) whose ``predict`` evaluates all guidance terms (:mod:`gen1.guidance`) in ONE batched call;
+2. :meth:`~Gen1Pipeline.prepare_route`: content (prompt through the prior and/or reference images, mixed; an
+   erase's is the source's own), and structure (estimated or user depth, obscured at ``structure_level``; for a
+   masked edit the region is tracked from one frame and its depth filled as asked, :mod:`gen1.masked_edits`),
+   packed into a route (:mod:`gen1.routes`) whose ``predict`` evaluates all guidance terms (:mod:`gen1.guidance`)
+   in ONE batched call;
 3. :meth:`~Gen1Pipeline.prepare_timesteps` and :meth:`~Gen1Pipeline.prepare_latents` (noise, source latents);
 4. :func:`gen1.denoise.denoise` with the route's prediction blended over temporal windows
    (:class:`gen1.windows.WindowBlender`) and, for masked edits, the kept region reset after every step

@@ -83,7 +83,7 @@ class EditSettings:
                                          "boundary (default: fill with --erase, else keep)", choices=MASK_STRUCTURES)
     mask_structure_level: float | None = setting(None, "--mask-structure-level", f"t_s in [0, {MAX_LEVEL}] inside "
                                                  "--mask (default: --structure-level)", low=0, high=MAX_LEVEL,
-                                                 kind=float)
+                                                 kind=float, metavar="T")
     depth: str | None = setting(None, "--depth", "your own structure instead of the estimate: a depth video, an "
                                 "image (8/16-bit PNG or TIFF, read at full precision), a .npy array or a folder of "
                                 "images; brighter = nearer unless --depth-invert")

@@ -176,6 +176,7 @@ def test_a_replace_takes_its_own_structure_level_inside_the_mask(native):
     (dict(mask=np.ones((SIZE, SIZE)), mask_frame=0), "^the mask covers the whole frame"),
     (dict(mask=np.ones((SIZE, SIZE // 2)), mask_frame=0), "^mask size 16x32 .* does not match the video size 32x32"),
     (dict(mask=np.eye(SIZE), mask_frame=FRAMES), f"^mask_frame {FRAMES} is outside the clip"),
+    (dict(mask=np.stack([np.eye(SIZE)] * FRAMES), mask_frame=0), "^a mask tracked from mask_frame must be one image"),
     (dict(mask=np.ones((SIZE, SIZE))), "^the mask covers all of frame 0"),
     (dict(mask=np.zeros((SIZE, SIZE))), "^the mask is empty on frame 0"),
     (dict(mask_frame=0), "^mask_frame needs a mask"),

@@ -111,7 +111,8 @@ def run_scene(pipe, seed, args):
         return None
     frames, masks = case["frames"], case["masks"]
     generator = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
-    common = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, size=args.size, output_type="pt")
+    common = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, size=args.size, output_type="pt",
+                  temporal_guidance_scale=args.temporal_guidance)
     depth_estimate = pipe.prepare_depth(frames, None)
     tracked = track_mask(frames, masks[:1], 0, depth_estimate)
     ious = [float(((tracked[f] > 0.5) & (masks[f] > 0.5)).sum() / ((tracked[f] > 0.5) | (masks[f] > 0.5)).sum())
@@ -198,6 +199,7 @@ def main(argv=None):
     parser.add_argument("--steps", type=int, default=20)
     parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--temporal-guidance", type=float, default=1.0, help="w_t of every edit (default 1)")
     parser.add_argument("--exact-masks", action="store_true", help="give the exact mask of every frame instead of "
                         "frame 0's tracked (tells the tracker's misses from the erase's)")
     parser.add_argument("--swap-scale", type=float, default=1.0, help="the new object's size over the old one's")

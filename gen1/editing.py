@@ -89,6 +89,12 @@ def check_request(request: EditRequest) -> None:
 
 
 def _check_content(request: EditRequest) -> None:
+    if request.erase:  # the content is the source's own
+        if request.prompt or request.reference_image:
+            raise ValueError("--erase takes its content from the source: give no --prompt or --reference")
+        if request.mask is None:
+            raise ValueError("--erase needs --mask (the subject to erase)")
+        return
     if not request.prompt and not request.reference_image:
         raise ValueError("give --prompt and/or --reference for the content of the edit")
     if any(not prompt.strip() for prompt in request.prompt):

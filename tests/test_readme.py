@@ -108,7 +108,7 @@ def test_the_readme_edit_commands_run_and_the_first_uses_the_bundled_model_at_64
     section = README.split("### The command", 1)[1].split("###", 1)[0]
     (block,) = _blocks(section, "bash")
     commands = _commands(block)
-    assert len(commands) == 3 and all(c[:2] == ["gen1", "edit"] for c in commands)
+    assert len(commands) == 4 and all(c[:2] == ["gen1", "edit"] for c in commands)
     assert "--model" not in commands[0]  # the first example is the bundled model's
     monkeypatch.chdir(root)
     for command in commands:

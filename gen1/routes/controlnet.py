@@ -25,7 +25,12 @@ from gen1.content import convex_mix
 from gen1.depth import obscure
 from gen1.ip_adapter import encode_reference_images, uses_hidden_states
 from gen1.prompts import encode_prompts, mixed_prompt_context
-from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, is_present, load_reference
+from gen1.routes.base import (Content, ContentRequest, GuidedPrediction, Route, is_present, load_reference,
+                              masked_frames)
+
+#: The prompt of an erase on this route: the surroundings, nothing in particular (the subject goes in
+#: ``negative_prompt``).
+ERASE_PROMPT = "empty background, nothing in the way"
 
 
 @dataclass
@@ -99,6 +104,7 @@ class ControlNetRoute(Route):
                                    "controlnet_guidance_end"})
     text_content = True
     references_through_ip_adapter = True
+    structure_frame_dim = 0
 
     @classmethod
     def fits(cls, components):
@@ -121,6 +127,21 @@ class ControlNetRoute(Route):
                                              content.negative_prompt, device)
         image_embeds, null_image_embeds = image_content(pipe, images, image_weights, device)
         return Content(context.to(device), null_context.to(device), image_embeds, null_image_embeds)
+
+    def source_content(self, frames, region, content, *, generator, device) -> Content:
+        """A neutral background prompt (:data:`ERASE_PROMPT`) with the user's ``negative_prompt`` (name the subject
+        there) as the null content; with an IP-Adapter loaded, also up to 4 evenly spaced source frames (the erased
+        region painted in the frame's mean colour) as reference images."""
+        if content.prompts or content.images or content.content_embeds is not None:
+            raise ValueError("erase takes its content from the source: give no prompt, reference_image or "
+                             "content_embeds (name the subject with negative_prompt)")
+        images = []
+        if has_ip_adapter(self.pipe):
+            picked = torch.linspace(0, frames.shape[0] - 1, min(4, frames.shape[0])).round().long()
+            images = list(masked_frames(frames[picked].float(), region[picked].float()))
+        request = ContentRequest(prompt=ERASE_PROMPT, reference_image=images or None,
+                                 negative_prompt=content.negative_prompt)
+        return self.encode_content(request, generator=generator, device=device)
 
     def structure(self, depth, level, latent_size):
         """Obscured on the pixel grid the ControlNet sees; its input is that depth as three equal channels."""
@@ -207,10 +228,15 @@ def text_content(pipe, prompts, weights, content_embeds, negative_prompt, device
     return context, null
 
 
+def has_ip_adapter(pipe) -> bool:
+    """Whether an IP-Adapter (its projection in the UNet and its image encoder) is loaded into ``pipe``."""
+    return getattr(pipe.unet.image_unet, "encoder_hid_proj", None) is not None and pipe.image_encoder is not None
+
+
 def image_content(pipe, images, weights, device):
     """(embeddings, null embeddings) ``(1, 1, ...)`` of the reference images through the IP-Adapter's encoder,
     mixed convexly by ``weights``; None, None when the pipeline has no IP-Adapter."""
-    if getattr(pipe.unet.image_unet, "encoder_hid_proj", None) is None or pipe.image_encoder is None:
+    if not has_ip_adapter(pipe):
         if images:
             raise ValueError("reference images on the public-checkpoint route need an IP-Adapter: load one with "
                              "pipe.load_ip_adapter(...) (gen1 edit --ip-adapter)")

@@ -78,6 +78,10 @@ class EditForm:
     controlnet_guidance_start: float = 0.0
     controlnet_guidance_end: float = 1.0
     window_shift: bool = True
+    erase: bool = False
+    mask_frame: int | None = None  # the mask is this frame's, tracked to every frame
+    mask_structure: str | None = None
+    mask_structure_level: float | None = None
     model: str | None = None
 
 
@@ -222,7 +226,8 @@ class EditService:
             depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),
             fps=form.fps or None, start=form.start or 0.0, duration=form.duration or None, max_frames=_whole(form.max_frames),
             window_size=_whole(form.window_size), window_overlap=_whole(form.window_overlap),
-            window_shift=bool(form.window_shift),
+            window_shift=bool(form.window_shift), erase=bool(form.erase), mask_frame=_whole(form.mask_frame),
+            mask_structure=form.mask_structure or None, mask_structure_level=form.mask_structure_level,
         )
         check_request(request)
         return request

@@ -29,7 +29,7 @@ from gen1.training.config import Config, config_to_dict
 from gen1.training.export import export_model
 from gen1.training.model import build_unet
 from gen1.training.run import Run
-from gen1.training.sources import TrainingData, build_dataset
+from gen1.training.sources import build_dataset
 
 logger = logging.getLogger(__name__)
 

@@ -135,6 +135,29 @@ def test_edit_in_a_real_browser(server, browser, source_clip, tmp_path):
     page.close()
 
 
+PANELS = ["Reference images", "Size and which frames", "Mask: edit only part", "Your own depth", "Advanced"]
+
+
+def test_every_panel_opened_and_an_edit_with_the_defaults(server, browser, source_clip):
+    """Opening the panels shows their empty fields empty, and Edit with every default runs (it used to fail with
+    "Value 0 is less than minimum value 1." until a number was typed in)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(server.url)
+    page.wait_for_selector("#edit-button")
+    _upload(page, source_clip)
+    page.wait_for_selector("#structure-preview img", timeout=EDIT_LIMIT_MS)
+    for panel in PANELS:
+        page.locator("button.label-wrap").filter(has_text=panel).first.click()
+    for field in ("max-frames", "window", "overlap"):
+        assert page.locator(f"#{field} textarea, #{field} input").first.input_value() == ""
+    page.fill("#prompt textarea", PROMPT)
+    status = _edit_and_wait(page)
+    assert "10 frames" in status
+    command = page.inner_text("#command")
+    assert "--max-frames" not in command and "--window" not in command and "--overlap" not in command
+    page.close()
+
+
 def _screenshot(page, path) -> None:
     page.screenshot(path=str(path), full_page=True)
     assert Image.open(path).size[0] == 1400
@@ -151,7 +174,7 @@ def test_gradio_client_edit_gives_the_frames_of_gen1_edit(server, source_clip, t
 
     client = Client(server.url, verbose=False, download_files=str(tmp_path / "client"), analytics_enabled=False)
     output, compare, downloads, command, summary = client.predict(
-        video=handle_file(str(source_clip)), prompt=PROMPT, structure_level=2.5, steps=3, seed=7, max_frames=6,
+        video=handle_file(str(source_clip)), prompt=PROMPT, structure_level=2.5, num_inference_steps=3, seed=7, max_frames=6,
         api_name="/edit")
     assert "6 frames" in summary and len(downloads) == 2
 
@@ -165,3 +188,23 @@ def test_gradio_client_edit_gives_the_frames_of_gen1_edit(server, source_clip, t
     served, local = read_video(output), read_video(tmp_path / "cli.mp4")
     assert served.num_frames == 6 and served.has_audio
     np.testing.assert_array_equal(served.frames, local.frames)
+
+
+def test_ctrl_c_while_editing_exits_cleanly(server, source_clip):
+    """Ctrl-C during an edit cancels it and exits with 0 (it used to abort: "terminate called without an active
+    exception", exit -6). Last in this file: it stops the module's server."""
+    import signal
+    import time
+
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+
+    client = Client(server.url, verbose=False, analytics_enabled=False)
+    job = client.submit(video=handle_file(str(source_clip)), prompt=PROMPT, num_inference_steps=100, api_name="/edit")
+    deadline = time.monotonic() + EDIT_LIMIT_MS / 1000
+    while (code := job.status().code) != Status.PROGRESS and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert code == Status.PROGRESS  # denoising
+    server.process.send_signal(signal.SIGINT)
+    assert server.process.wait(timeout=120) == 0
+    assert "terminate called" not in server.log()

@@ -13,6 +13,7 @@ the ones named here, and a web user can choose only among them.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gen1.commands._common import add_device_arguments, add_threads_argument, apply_threads, device_and_dtype
@@ -121,7 +122,8 @@ def run(args: argparse.Namespace) -> int:
     catalog = ModelCatalog(served, device=device, dtype=dtype, device_args=device_args)
     service = EditService(catalog, limits)
     try:
-        app = build_app(service)  # loads the default model: a broken one fails here, not on the first edit
+        catalog.load_all()  # every offered model: a broken one fails here, not on a user's first edit
+        app = build_app(service)
         app.queue(max_size=args.queue_size, default_concurrency_limit=1)
         print(f"gen1 serve: {', '.join(catalog.names)} on {device} ({str(dtype).removeprefix('torch.')}); at most "
               f"{limits.max_frames} frames and {limits.max_seconds:g} s per edit, uploads up to "
@@ -129,5 +131,10 @@ def run(args: argparse.Namespace) -> int:
         app.launch(server_name=args.host, server_port=args.port, max_file_size=int(limits.max_upload_mb * 2**20),
                    show_error=True, ssr_mode=False, footer_links=["api"], **launch_options())
     finally:
+        # Ctrl-C / SIGTERM: gradio has stopped taking requests; cancel a running edit and let its worker thread
+        # leave torch before the interpreter exits (exiting under it aborts: "terminate called without an active
+        # exception")
+        if not service.stop(timeout_s=60):
+            print("gen1 serve: an edit did not stop within 60 s; exiting anyway", file=sys.stderr, flush=True)
         service.close()
     return 0

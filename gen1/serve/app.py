@@ -116,13 +116,12 @@ def _knob_inputs(ui, service: EditService) -> None:
         with gr.Row():
             ui.size = gr.Slider(8, limits.max_size, value=min(defaults.size, limits.max_size), step=8,
                                 label="Size (short side, pixels)", info="--size", elem_id="size")
-            ui.fps = gr.Number(value=None, minimum=0, label="Frame rate", info="--fps (empty: keep)")
+            ui.fps = _optional_number("Frame rate", "--fps (empty: the source's)", "fps")
         with gr.Row():
             ui.start = gr.Number(value=0, minimum=0, label="Start (s)", info="--start")
-            ui.duration = gr.Number(value=None, minimum=0, label="Duration (s)", info="--duration (empty: to the end)")
-            ui.max_frames = gr.Number(value=None, minimum=1, precision=0, label="Max frames",
-                                      info=f"--max-frames (this server edits at most {limits.max_frames} frames, "
-                                      f"{limits.max_seconds:g} s)", elem_id="max-frames")
+            ui.duration = _optional_number("Duration (s)", "--duration (empty: to the end)", "duration")
+            ui.max_frames = _optional_number("Max frames", f"--max-frames (empty: all; this server edits at most "
+                                             f"{limits.max_frames} frames, {limits.max_seconds:g} s)", "max-frames")
     with gr.Accordion("Mask: edit only part of the frame", open=False):
         gr.Markdown("Paint the region to edit on the first frame, or upload a mask image or video "
                     "(white = edit, black = keep).")
@@ -139,9 +138,9 @@ def _knob_inputs(ui, service: EditService) -> None:
         with gr.Row():
             ui.scheduler = gr.Dropdown([MODEL_DEFAULT_SCHEDULER, *SCHEDULERS], value=MODEL_DEFAULT_SCHEDULER,
                                        label="Sampler", info="--scheduler")
-            ui.window_size = gr.Number(value=None, minimum=1, precision=0, label="Window (frames)", info="--window")
-            ui.window_overlap = gr.Number(value=None, minimum=0, precision=0, label="Overlap (frames)",
-                                          info="--overlap")
+            ui.window_size = _optional_number("Window (frames)", "--window (empty: the model's clip length)",
+                                              "window")
+            ui.window_overlap = _optional_number("Overlap (frames)", "--overlap (empty: window // 4)", "overlap")
             ui.window_shift = gr.Checkbox(value=DEFAULTS["window_shift"], label="Shift the windows every step",
                                           info="unticked: --fixed-windows")
         with gr.Row():
@@ -149,6 +148,13 @@ def _knob_inputs(ui, service: EditService) -> None:
             ui.controlnet_conditioning_scale = gr.Slider(0, 2, value=DEFAULTS["controlnet_conditioning_scale"],
                                                          step=0.05, label="ControlNet scale (public-route models)",
                                                          info="--controlnet-scale")
+
+
+def _optional_number(label: str, info: str, elem_id: str):
+    """A number that may be left empty (meaning: keep the default). A text field, not ``gr.Number``: the browser
+    shows an empty ``gr.Number`` as 0 and sends 0, which would be taken for a value (and fail ``minimum``).
+    :func:`gen1.serve.service.optional_number` reads it."""
+    return gr.Textbox(value="", label=label, info=info, placeholder="empty: keep", max_lines=1, elem_id=elem_id)
 
 
 def _outputs(ui) -> None:
@@ -254,7 +260,9 @@ def _wire_edit(ui, service: EditService) -> None:
                 outcome = service.edit(form, session=_session(request), progress=report)
         except EditCancelled:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Edit cancelled: nothing was written."
-        log.info("%s", outcome.summary)
+        log.info("%s", outcome.summary.split("\n")[0])  # the warnings are logged as they are caught
+        for note in outcome.warnings:
+            gr.Warning(html.escape(note))
         return (str(outcome.output), str(outcome.compare), [str(p) for p in outcome.downloads], outcome.command,
                 outcome.summary)
 
@@ -265,8 +273,10 @@ def _wire_edit(ui, service: EditService) -> None:
     def cancel(request: gr.Request):
         service.cancel(_session(request))
 
-    ui.edit_button.click(arm, None, ui.status, queue=False, api_visibility="private").then(
-        edit, inputs, outputs, api_name="edit", concurrency_id="device", concurrency_limit=1)
+    # one progress bar, on the edited video's panel (not one per output, and not under the status text)
+    ui.edit_button.click(arm, None, ui.status, queue=False, show_progress="hidden", api_visibility="private").then(
+        edit, inputs, outputs, api_name="edit", concurrency_id="device", concurrency_limit=1,
+        show_progress_on=[ui.output_video])
     ui.cancel_button.click(cancel, None, None, queue=False, api_visibility="private")
 
 

@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -62,12 +63,12 @@ class EditForm:
     seed: int = 0
     size: int | None = None  # None: the size the model was trained at
     start: float = 0.0
-    duration: float | None = None
-    max_frames: int | None = None
-    fps: float | None = None
+    duration: float | str | None = None  # text from the page's fields: "" or None keeps the default
+    max_frames: int | str | None = None
+    fps: float | str | None = None
     scheduler: str | None = None
-    window_size: int | None = None
-    window_overlap: int | None = None
+    window_size: int | str | None = None
+    window_overlap: int | str | None = None
     negative_prompt: str = ""
     controlnet_conditioning_scale: float = 1.0
     mask_drawing: Any = None  # gradio ImageEditor value: {"background", "layers", "composite"}
@@ -100,7 +101,8 @@ class EditOutcome:
     compare: Path
     downloads: list[Path]
     command: str
-    summary: str
+    summary: str  # what was edited, then the warnings, one paragraph each (shown as the page's status)
+    warnings: list[str] = field(default_factory=list)  # what the edit warned about (unknown prompt words, ...)
 
 
 class EditService:
@@ -113,6 +115,9 @@ class EditService:
         self.workdir = Path(tempfile.mkdtemp(prefix="gen1-serve-")) if workdir is None else Path(workdir)
         self._cancel_events: dict[str, threading.Event] = {}
         self._cancel_lock = threading.Lock()
+        self._idle = threading.Condition(self._cancel_lock)  # notified as each edit ends
+        self._running = 0
+        self._stopping = threading.Event()  # set by stop(): every edit is cancelled
 
     def close(self) -> None:
         if self._own_workdir:
@@ -152,23 +157,45 @@ class EditService:
         """Run the edit ``form`` describes; :class:`gen1.editing.EditCancelled` if ``session`` cancels it."""
         with self._cancel_lock:
             cancelled = self._cancel_events.setdefault(session, threading.Event())
+            self._running += 1
         started = time.monotonic()
-        job = self._new_job()
-        with _uploads_named(form):
-            request = self._request(form, job)
-            name = self._model_name(form)
-            pipe = self.catalog.pipeline(name)
-            pipe.route.check_settings(request.settings("edit"), label=flag_label, model=name)
-            inputs = read_inputs(request, limits=self._clip_limits)
-            result = run_edit(pipe, request, inputs, progress=progress, cancel=cancelled.is_set)
+        try:
+            job = self._new_job()
+            with _uploads_named(form), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                request = self._request(form, job)
+                name = self._model_name(form)
+                pipe = self.catalog.pipeline(name)
+                pipe.route.check_settings(request.settings("edit"), label=flag_label, model=name)
+                inputs = read_inputs(request, limits=self._clip_limits)
+                result = run_edit(pipe, request, inputs, progress=progress,
+                                  cancel=lambda: cancelled.is_set() or self._stopping.is_set())
+        finally:
+            with self._cancel_lock:
+                # this edit is over: its cancel (if any) is spent, so the session's next edit starts uncancelled
+                if self._cancel_events.get(session) is cancelled:
+                    del self._cancel_events[session]
+                self._running -= 1
+                self._idle.notify_all()
+        notes = _warning_lines(caught)
         drawn_mask = [Path(request.mask)] if request.mask is not None and Path(request.mask).parent == job else []
         downloads = [result.output, result.compare] + drawn_mask
         clip = inputs.clip
         audio = "audio kept" if clip.has_audio else "no audio in the source"
         summary = (f"Edited {result.num_frames} frames ({clip.width}×{clip.height}, {float(clip.fps):.3f} fps, "
-                   f"{audio}) with {name} in {time.monotonic() - started:.1f} s.")
+                   f"{audio}) with {name} in {time.monotonic() - started:.1f} s."
+                   + "".join(f"\n\nWarning: {note}" for note in notes))
         command = edit_command(_as_shown(request), self.catalog.command_args(name))
-        return EditOutcome(result.output, result.compare, downloads, command, summary)
+        return EditOutcome(result.output, result.compare, downloads, command, summary, notes)
+
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Cancel every edit (running or waiting) and wait up to ``timeout_s`` until none runs; True if none does.
+
+        The server calls it on Ctrl-C / SIGTERM before exiting: leaving while a worker thread is inside torch
+        aborts the process (``terminate called without an active exception``) instead of exiting cleanly."""
+        self._stopping.set()
+        with self._cancel_lock:
+            return self._idle.wait_for(lambda: self._running == 0, timeout=timeout_s)
 
     # ------------------------------------------------------------------------------------------- helpers
     def _model_name(self, form: EditForm) -> str:
@@ -214,16 +241,45 @@ class EditService:
             num_inference_steps=int(form.num_inference_steps), scheduler=form.scheduler or None,
             strength=form.strength, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
             depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),
-            fps=form.fps or None, start=form.start or 0.0, duration=form.duration or None, max_frames=_whole(form.max_frames),
-            window_size=_whole(form.window_size), window_overlap=_whole(form.window_overlap),
+            fps=optional_number(form.fps, "--fps") or None, start=form.start or 0.0,
+            duration=optional_number(form.duration, "--duration") or None,
+            max_frames=optional_number(form.max_frames, "--max-frames", whole=True),
+            window_size=optional_number(form.window_size, "--window", whole=True),
+            window_overlap=optional_number(form.window_overlap, "--overlap", whole=True),
             window_shift=bool(form.window_shift),
         )
         check_request(request)
         return request
 
 
-def _whole(value) -> int | None:
-    return None if value is None or value == "" else int(value)
+def optional_number(value, flag: str, *, whole: bool = False) -> float | int | None:
+    """A field that may be left empty: ``None`` for nothing or blank text (the setting keeps its default), else the
+    number given (text from the page's fields, numbers from API clients); ``ValueError`` naming ``flag`` for text
+    that is no number (or no whole number where ``whole``). Ranges are :func:`gen1.editing.check_request`'s."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{flag} must be a number, got {value!r}")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{flag} must be a number, got {str(value)!r}") from None
+    if not whole:
+        return number
+    if not number.is_integer():
+        raise ValueError(f"{flag} must be a whole number, got {str(value).strip()!r}")
+    return int(number)
+
+
+def _warning_lines(caught) -> list[str]:
+    """The distinct messages of the ``UserWarning``s an edit raised, in order, also written to the server's log
+    (where they went before the page showed them)."""
+    import logging
+
+    notes = list(dict.fromkeys(str(item.message) for item in caught if issubclass(item.category, UserWarning)))
+    for note in notes:
+        logging.getLogger("gen1.serve").warning("%s", note)
+    return notes
 
 
 def _enlarge(frame: np.ndarray) -> np.ndarray:

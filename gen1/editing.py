@@ -294,12 +294,20 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
     )
     if cancel is not None and cancel():
         raise EditCancelled("the edit was cancelled")
-    output = write_video(request.output, result.frames, clip.fps, audio_from=clip if clip.has_audio else None)
+    audio = clip if clip.has_audio else None
     compare = None
-    if request.compare is not None:
+    if request.compare is None:
+        output = write_video(request.output, result.frames, clip.fps, audio_from=audio)
+    else:
+        from gen1.atomic import atomic_path
         from gen1.comparison import write_comparison
 
-        compare = Path(write_comparison(request.compare, clip.frames, result.depth, result.frames, clip.fps))
+        # both outputs or neither: the edit is staged beside its target and renamed into place only once the
+        # comparison is written (a full disk while writing the comparison leaves no new output and keeps an old one)
+        with atomic_path(request.output) as staged:
+            write_video(staged, result.frames, clip.fps, audio_from=audio)
+            compare = Path(write_comparison(request.compare, clip.frames, result.depth, result.frames, clip.fps))
+        output = request.output
     return EditResult(output=Path(output), compare=compare, frames=result.frames, depth=result.depth, fps=clip.fps,
                       has_audio=clip.has_audio)
 

@@ -315,3 +315,42 @@ def test_serve_loads_every_offered_model_before_it_is_ready(tmp_path, capsys, mo
     err = capsys.readouterr().err
     assert "model 'gen1 demo (64 px)' cannot be loaded (RuntimeError: the UNet's weights do not fit" in err
     assert err.count("\n") == 1
+
+
+def _large_uploads(tmp_path) -> dict:
+    """Uploads of 5000x5000 pixels (over the limit of an edit at 64 px: 4096², see upload_pixel_limit), small on
+    disk: a black PNG and a sparse .npy depth."""
+    big = tmp_path / "big.png"
+    Image.new("L", (5000, 5000)).save(big)
+    header = tmp_path / "big.npy"
+    with open(header, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {"descr": "<f4", "fortran_order": False, "shape": (1, 5000, 5000)})
+        file.truncate(file.tell() + 5000 * 5000 * 4)  # a sparse file: the data's size, none of it on disk
+    return {"png": big, "npy": header}
+
+
+@pytest.mark.parametrize("field, upload", [("mask_file", "png"), ("depth_file", "png"), ("depth_file", "npy"),
+                                           ("references", "png")])
+def test_an_image_upload_over_the_edits_pixel_limit_is_refused_before_decoding(service, ski, tmp_path, field, upload):
+    from gen1.serve.service import upload_pixel_limit
+
+    assert upload_pixel_limit(64) == 4096 ** 2 and upload_pixel_limit(1024) == 8192 ** 2
+    path = str(_large_uploads(tmp_path)[upload])
+    value = [(path, 1.0)] if field == "references" else path
+    with pytest.raises(ValueError, match="is 5000x5000 = 25,000,000 pixels, more than the 16,777,216") as error:
+        service.edit(_form(ski, **{field: value}))
+    assert str(tmp_path) not in str(error.value)
+
+
+def test_a_reference_over_the_pixel_limit_is_refused_through_the_gradio_api(service, ski, tmp_path):
+    from gradio_client import Client, handle_file
+
+    big = _large_uploads(tmp_path)["png"]
+    app, port = _launched(service)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
+        with pytest.raises(Exception, match="more than the 16,777,216 gen1 reads"):
+            client.predict(video=handle_file(str(ski)), prompt="red stripes", reference_1=handle_file(str(big)),
+                           num_inference_steps=1, size=64, guidance_scale=1.0, api_name="/edit")
+    finally:
+        app.close()

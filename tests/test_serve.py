@@ -354,3 +354,47 @@ def test_a_reference_over_the_pixel_limit_is_refused_through_the_gradio_api(serv
                            num_inference_steps=1, size=64, guidance_scale=1.0, api_name="/edit")
     finally:
         app.close()
+
+
+def test_a_sessions_disk_use_is_bounded_and_its_files_go_with_it(catalog, ski, tmp_path):
+    import shutil
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    video = shutil.copy(ski, uploads / "ski.mp4")
+    service = EditService(catalog, ServeLimits(max_frames=12, max_seconds=5, max_session_mb=0.2),
+                          workdir=tmp_path / "work", upload_root=uploads)
+    outcome = service.edit(_form(video), session="erin")
+    assert outcome.output.is_file()
+    filler = uploads / "filler.png"
+    filler.write_bytes(b"\0" * 250_000)
+    with pytest.raises(ValueError, match=r"this session's uploads and results take 0\.[23] MB, more than the 0\.2 MB"):
+        service.edit(_form(video, mask_file=str(filler)), session="erin")
+    assert service.edit(_form(ski), session="frank").output.is_file()  # another session has its own bound
+    service.end_session("erin")
+    assert not outcome.output.exists() and not (uploads / "ski.mp4").exists() and not filler.exists()
+    assert ski.is_file()  # a file outside the upload folder is never removed
+
+
+def test_an_upload_over_the_total_quota_is_refused_before_it_is_stored(catalog, ski, tmp_path, monkeypatch):
+    import httpx
+
+    from gen1.serve.app import build_app, launch_options
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    service = EditService(catalog, ServeLimits(max_total_mb=0.05), workdir=tmp_path / "work")
+    app = build_app(service)
+    options = launch_options(service)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True,
+               app_kwargs=options["app_kwargs"])
+    try:
+        url = f"http://127.0.0.1:{port}/gradio_api/upload"
+        small = httpx.post(url, files={"files": ("a.txt", b"x" * 1000)}, timeout=60)
+        assert small.status_code == 200
+        big = httpx.post(url, files={"files": ("ski.mp4", b"\0" * 60_000)}, timeout=60)
+        assert big.status_code == 413 and "this server's upload space is full" in big.text
+        assert not list((tmp_path / "gradio").rglob("ski.mp4"))
+    finally:
+        app.close()
+        service.close()

@@ -51,14 +51,37 @@ def build_app(service: EditService):
             with gr.Column(scale=4):
                 _outputs(ui)
         _wire(ui, service)
+        # the page was closed: its job folders and uploads go (they count against the quotas until then)
+        def end_session(request: gr.Request):
+            service.end_session(_session(request))
+
+        app.unload(end_session)
     return app
 
 
-def launch_options() -> dict:
-    """Theme and style for ``Blocks.launch``: system fonts only, so the page loads nothing from elsewhere."""
+def launch_options(service: EditService | None = None) -> dict:
+    """Options for ``Blocks.launch``: theme and style (system fonts only, so the page loads nothing from
+    elsewhere) and, with ``service``, the total upload quota (:class:`gen1.serve.quota.UploadQuota` over gradio's
+    upload folder and the service's work folder, :attr:`ServeLimits.max_total_mb`)."""
     fonts = ["ui-sans-serif", "system-ui", "sans-serif"]
     theme = gr.themes.Default(font=fonts, font_mono=["ui-monospace", "monospace"])
-    return dict(theme=theme, css=CSS)
+    options = dict(theme=theme, css=CSS)
+    if service is not None:
+        from starlette.middleware import Middleware
+
+        from gen1.serve.quota import MB, UploadQuota
+
+        folders = [upload_folder(), service.workdir]
+        options["app_kwargs"] = {"middleware": [Middleware(UploadQuota, folders=lambda: folders,
+                                                           total_bytes=int(service.limits.max_total_mb * MB))]}
+    return options
+
+
+def upload_folder():
+    """Where gradio stores uploads (``GRADIO_TEMP_DIR``, else the system's temporary folder)."""
+    from pathlib import Path
+
+    return Path(gr.utils.get_upload_folder()).resolve()
 
 
 # ----------------------------------------------------------------------------------------------- layout
@@ -174,25 +197,25 @@ def _wire(ui, service: EditService) -> None:
                    ui.model, ui.structure_level]
     preview_outputs = [ui.source_preview, ui.structure_image, ui.structure_state]
 
-    def read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, progress):
+    def read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, progress, request):
         if not video:
             return None
         progress(None, desc="reading the clip and estimating its depth")
         form = EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames,
                         fps=fps, depth_file=depth_file, depth_invert=depth_invert, model=model)
         with _page_errors():
-            return service.preview_clip(form)
+            return service.preview_clip(form, session=_session(request))
 
-    def preview(*values, progress=gr.Progress()):
+    def preview(*values, request: gr.Request = None, progress=gr.Progress()):
         *clip_values, level = values
-        clip = read_clip(*clip_values, progress)
+        clip = read_clip(*clip_values, progress, request)
         if clip is None:
             return None, None, None
         return str(clip.source_video), clip.structure.image(level), clip.structure
 
-    def preview_upload(*values, progress=gr.Progress()):
+    def preview_upload(*values, request: gr.Request = None, progress=gr.Progress()):
         *clip_values, level = values
-        clip = read_clip(*clip_values, progress)
+        clip = read_clip(*clip_values, progress, request)
         if clip is None:
             return None, None, None, None
         canvas = {"background": clip.mask_canvas, "layers": [], "composite": None}

@@ -44,6 +44,8 @@ class ServeLimits:
     max_seconds: float = 20.0
     max_upload_mb: float = 200.0
     max_size: int = 1024
+    max_session_mb: float = 1000.0  # one session's uploads and outputs on disk
+    max_total_mb: float = 10000.0  # every session's uploads and outputs (gen1.serve.quota.UploadQuota)
 
 
 @dataclass
@@ -111,8 +113,13 @@ class EditService:
     """Runs the page's previews and edits with the models of ``catalog`` within ``limits``, writing under
     ``workdir`` (a new temporary folder by default, removed by :meth:`close`)."""
 
-    def __init__(self, catalog: ModelCatalog, limits: ServeLimits = ServeLimits(), workdir: Path | None = None):
+    def __init__(self, catalog: ModelCatalog, limits: ServeLimits = ServeLimits(), workdir: Path | None = None,
+                 upload_root: Path | None = None):
         self.catalog, self.limits = catalog, limits
+        # where the web server stores uploads (gradio's upload folder): a session's uploads there are removed with
+        # it; None: uploads are the caller's files and never removed
+        self.upload_root = None if upload_root is None else Path(upload_root).resolve()
+        self._session_files: dict[str, set[Path]] = {}  # each session's uploads and job folders
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="gen1-serve-")) if workdir is None else Path(workdir)
         self._cancel_events: dict[str, threading.Event] = {}
@@ -125,8 +132,39 @@ class EditService:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    # ------------------------------------------------------------------------------------------- sessions
+    def _claim(self, session: str, form: EditForm, job: Path) -> None:
+        """Count ``form``'s uploads and ``job`` as ``session``'s; ``ValueError`` when its files on disk would be
+        over :attr:`ServeLimits.max_session_mb` (the job folder is removed then)."""
+        from gen1.serve.quota import MB, folder_bytes
+
+        uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
+        with self._cancel_lock:
+            files = self._session_files.setdefault(session, set())
+            files.update(Path(path) for path in uploads if path and Path(path).is_file())
+            files.add(job)
+            used = sum(folder_bytes(path) if path.is_dir() else path.stat().st_size
+                       for path in files if path.exists())
+        if used > self.limits.max_session_mb * MB:
+            shutil.rmtree(job, ignore_errors=True)
+            raise ValueError(f"this session's uploads and results take {used / MB:.1f} MB, more than the "
+                             f"{self.limits.max_session_mb:g} MB one session may use: reload the page to start "
+                             "afresh")
+
+    def end_session(self, session: str) -> None:
+        """``session`` is over (its page was closed): remove its job folders and its uploads (those in
+        :attr:`upload_root`)."""
+        with self._cancel_lock:
+            files = self._session_files.pop(session, set())
+            self._cancel_events.pop(session, None)
+        for path in files:
+            if path.is_dir() and path.parent == self.workdir:
+                shutil.rmtree(path, ignore_errors=True)
+            elif self.upload_root is not None and path.resolve().is_relative_to(self.upload_root):
+                path.unlink(missing_ok=True)
+
     # ------------------------------------------------------------------------------------------- preview
-    def preview_clip(self, form: EditForm) -> ClipPreview:
+    def preview_clip(self, form: EditForm, *, session: str = "") -> ClipPreview:
         """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy."""
         from gen1.serve.preview import prepare_structure
         from gen1.media import write_video
@@ -134,7 +172,9 @@ class EditService:
         # content and mask play no part in reading the clip and its structure
         form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
         with _uploads_named(form):
-            request = self._request(form, self._new_job())
+            job = self._new_job()
+            self._claim(session, form, job)
+            request = self._request(form, job)
             inputs = read_inputs(request, limits=self._clip_limits(request.size))
             pipe = self.catalog.pipeline(self._model_name(form))
             structure = prepare_structure(pipe, inputs.clip.frames, inputs.depth)
@@ -165,6 +205,7 @@ class EditService:
             job = self._new_job()
             with _uploads_named(form), warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UserWarning)
+                self._claim(session, form, job)
                 request = self._request(form, job)
                 name = self._model_name(form)
                 pipe = self.catalog.pipeline(name)

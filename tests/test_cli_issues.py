@@ -97,3 +97,24 @@ def test_warnings_print_as_one_clean_line():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0
     assert done.stderr == "warning: prompt words this content encoder was not trained on are read letter by letter\n"
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--mask", "--mask size 56x32 (after resizing to --size 32) does not match the video's 32x32"),
+    ("--depth", "--depth has 3 frames but the edited clip has 2"),
+])
+def test_mask_and_depth_mismatches_are_reported_before_the_model_loads(model_dir, clips_dir, tmp_path, capsys,
+                                                                       monkeypatch, flag, message):
+    import gen1.commands.edit
+
+    monkeypatch.setattr(gen1.commands.edit, "load_model", lambda *a, **k: pytest.fail("loaded the model first"))
+    if flag == "--mask":
+        path = tmp_path / "wide.png"
+        Image.fromarray(np.full((32, 56), 255, np.uint8)).save(path)
+    else:
+        path = tmp_path / "depth.npy"
+        np.save(path, np.zeros((3, 32, 32), np.float32))
+    assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "o.mp4"), "--prompt", "x", "--model",
+                 str(model_dir), "--size", "32", "--max-frames", "2", flag, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -45,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     name = "gen1"
     try:
-        with sigterm_as_interrupt(), _warnings_as_lines():  # SIGTERM unwinds like Ctrl-C: temporaries removed, training checkpointed
+        # SIGTERM unwinds like Ctrl-C (temporaries removed, training checkpointed); warnings print as one line
+        with sigterm_as_interrupt(), _warnings_as_lines():
             parser = build_parser()
             args = parser.parse_args(argv)
             if getattr(args, "func", None) is None:

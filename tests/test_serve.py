@@ -238,8 +238,8 @@ def test_empty_number_fields_keep_their_defaults_and_a_window_alone_gets_the_def
     try:
         client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
         output, compare, downloads, command, summary = client.predict(
-            video=handle_file(str(ski)), prompt="red stripes", num_inference_steps=1, size=64, guidance_scale=1.0, fps="",
-            duration="", max_frames="", window_size="4", window_overlap="", api_name="/edit")
+            video=handle_file(str(ski)), prompt="red stripes", num_inference_steps=1, size=64, guidance_scale=1.0,
+            fps="", duration="", max_frames="", window_size="4", window_overlap="", api_name="/edit")
     finally:
         app.close()
     assert "6 frames" in summary

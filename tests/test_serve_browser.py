@@ -174,8 +174,8 @@ def test_gradio_client_edit_gives_the_frames_of_gen1_edit(server, source_clip, t
 
     client = Client(server.url, verbose=False, download_files=str(tmp_path / "client"), analytics_enabled=False)
     output, compare, downloads, command, summary = client.predict(
-        video=handle_file(str(source_clip)), prompt=PROMPT, structure_level=2.5, num_inference_steps=3, seed=7, max_frames=6,
-        api_name="/edit")
+        video=handle_file(str(source_clip)), prompt=PROMPT, structure_level=2.5, num_inference_steps=3, seed=7,
+        max_frames=6, api_name="/edit")
     assert "6 frames" in summary and len(downloads) == 2
 
     # the command line the app shows, run where the files are, writes the same frames

@@ -121,8 +121,8 @@ def _check_model(args):
     else:
         model = resolve_model_dir(args.model)  # no --model: the bundled demo model, as gen1 edit and demo take
         if not (Path(model) / "unet" / "config.json").is_file():
-            raise FileNotFoundError(f"--model {str(args.model or model)!r} has no unet/config.json (expected a gen1 pipeline "
-                                    "directory)")
+            raise FileNotFoundError(f"--model {str(args.model or model)!r} has no unet/config.json (expected a gen1 "
+                                    "pipeline directory)")
         check_model_files("--model", model)
         source = ModelSource(model_dir=Path(model), label=args.model)
     if source.route.text_content:

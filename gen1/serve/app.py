@@ -106,7 +106,8 @@ def _source_inputs(ui, service: EditService) -> None:
 
 
 def _content_inputs(ui) -> None:
-    ui.prompt = gr.Textbox(label="Prompt", placeholder="what the video should look like, e.g. a watercolour painting",
+    ui.prompt = gr.Textbox(label="Prompt", placeholder="what the video should look like, e.g. red striped objects "
+                           "on a blue floor (words the bundled demo model knows)",
                            lines=2, elem_id="prompt")
     with gr.Accordion("Reference images (the look to copy) and weights", open=False):
         ui.prompt_weight = gr.Slider(0, 1, value=1, step=0.05, label="Prompt weight", info="--content-weights")

@@ -143,6 +143,8 @@ def run(args: argparse.Namespace) -> int:
         # Ctrl-C / SIGTERM: gradio has stopped taking requests; cancel a running edit and let its worker thread
         # leave torch before the interpreter exits (exiting under it aborts: "terminate called without an active
         # exception")
+        if service.running:
+            print("gen1 serve: cancelling the running edit before exiting", flush=True)
         if not service.stop(timeout_s=60):
             print("gen1 serve: an edit did not stop within 60 s; exiting anyway", file=sys.stderr, flush=True)
         service.close()

@@ -232,6 +232,12 @@ class EditService:
         command = edit_command(_as_shown(request), self.catalog.command_args(name))
         return EditOutcome(result.output, result.compare, downloads, command, summary, notes)
 
+    @property
+    def running(self) -> int:
+        """How many edits are running now."""
+        with self._cancel_lock:
+            return self._running
+
     def stop(self, timeout_s: float = 60.0) -> bool:
         """Cancel every edit (running or waiting) and wait up to ``timeout_s`` until none runs; True if none does.
 

@@ -158,6 +158,28 @@ def test_every_panel_opened_and_an_edit_with_the_defaults(server, browser, sourc
     page.close()
 
 
+def test_after_a_cancel_the_next_edit_runs(server, browser, source_clip):
+    """Cancel stops one edit; the next Edit of the same page runs (every later edit used to be "Edit cancelled")."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(server.url)
+    page.wait_for_selector("#edit-button")
+    _upload(page, source_clip)
+    page.wait_for_selector("#structure-preview img", timeout=EDIT_LIMIT_MS)
+    page.fill("#prompt textarea", PROMPT)
+    page.locator("#steps input[type=number]").fill("100")
+    page.locator("#steps input[type=number]").press("Enter")
+    page.click("#edit-button")
+    page.wait_for_function("() => /Editing/.test(document.querySelector('#status').innerText)")
+    page.wait_for_selector("#output-video .progress-text", timeout=EDIT_LIMIT_MS)  # denoising has begun
+    page.click("#cancel-button")
+    page.wait_for_function("() => /Edit cancelled/.test(document.querySelector('#status').innerText)",
+                           timeout=EDIT_LIMIT_MS)
+    page.locator("#steps input[type=number]").fill("2")
+    page.locator("#steps input[type=number]").press("Enter")
+    assert "10 frames" in _edit_and_wait(page)
+    page.close()
+
+
 def _screenshot(page, path) -> None:
     page.screenshot(path=str(path), full_page=True)
     assert Image.open(path).size[0] == 1400

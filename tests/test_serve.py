@@ -272,6 +272,10 @@ def test_warnings_reach_the_page(service, ski):
     outcome = service.edit(_form(ski, prompt="a watercolour painting"))
     assert any("'watercolour'" in note for note in outcome.warnings)
     assert "Warning: prompt words this content encoder was not trained on" in outcome.summary
+    small = service.edit(_form(ski, prompt="red striped objects", size=16))  # 4x below the model's 64 px
+    assert small.warnings == ["size 16 px is far from the 64 px this model was trained at: expect a worse edit "
+                              "(its default size is 64)"]
+    assert f"Warning: {small.warnings[0]}" in small.summary
 
 
 def test_the_edit_draws_one_progress_bar_on_the_edited_video(service):

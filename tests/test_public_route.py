@@ -97,6 +97,28 @@ def test_video_route_equals_diffusers_animatediff_controlnet_video_to_video(stac
     assert (out - _edit(pipe, video=video, depth=depth, prompt="a blue boat")).abs().mean() > 1e-3  # not trivial
 
 
+def test_at_strength_1_gen1_starts_from_pure_noise_where_diffusers_keeps_some_of_the_source(stack, pipe):
+    """The one documented difference (docs/models.md): at strength 1 gen1 starts from pure noise, as Gen-1 does,
+    so the source frames play no part (only their depth); diffusers noises the source to the first timestep and
+    keeps sqrt(alpha_bar_T) of it, so its output differs from gen1's and follows the source."""
+    reference = _diffusers_video_pipeline(stack, pipe)
+    pipe.scheduler = _scheduler(stack)
+    depth = _depth()
+
+    def diffusers_edit(video):
+        return reference(
+            video=[Image.fromarray(frame) for frame in video], conditioning_frames=_depth_images(depth),
+            prompt="a red car", strength=1.0, num_inference_steps=3, guidance_scale=3.0, height=SIZE, width=SIZE,
+            generator=_gen(), output_type="pt", decode_chunk_size=8).frames[0].float()
+
+    other = _video(seed=5)
+    ours, ours_other = (_edit(pipe, video=v, depth=depth, strength=1.0) for v in (_video(), other))
+    theirs, theirs_other = diffusers_edit(_video()), diffusers_edit(other)
+    torch.testing.assert_close(ours, ours_other, rtol=0, atol=1e-6)  # the source's pixels play no part
+    assert (theirs - theirs_other).abs().max() > 1e-4  # diffusers keeps some of the source
+    assert (ours - theirs).abs().max() > 1e-4
+
+
 def _image_reference(stack, pipe, prompt: str, guidance: float):
     from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline, UNet2DConditionModel
 

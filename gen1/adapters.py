@@ -19,11 +19,16 @@ from __future__ import annotations
 
 import json
 import re
+import warnings
 from pathlib import Path
 
 import torch
 
-from gen1.weights import check_state_dict
+from gen1.atomic import atomic_path
+from gen1.hub import LORA, hub_name, resolve
+from gen1.temporal_layers import base_key_to_wrapped_key
+from gen1.unet import VideoUNet
+from gen1.weights import check_state_dict, safetensors_shapes
 
 ADAPTER_NAME = "gen1_custom"
 METADATA_KEY = "gen1_adapter"
@@ -33,7 +38,6 @@ TEMPORAL_ATTENTION = r".*\.temporal\.blocks\.\d+\.attn\.(to_qkv|to_out)$"
 
 def _unet_of(model):
     """The VideoUNet of ``model`` (a VideoUNet, or a pipeline holding one as ``.unet``)."""
-    from gen1.unet import VideoUNet
 
     # a VideoUNet itself has a .unet (the wrapped image UNet), so test for the VideoUNet first
     unet = model if isinstance(model, VideoUNet) else getattr(model, "unet", None)
@@ -53,7 +57,7 @@ def target_modules(unet, include_temporal: bool = False) -> list[str]:
 
 
 def _inject_lora(unet, targets: list[str], rank: int, alpha: float) -> None:
-    from peft import LoraConfig, inject_adapter_in_model
+    from peft import LoraConfig, inject_adapter_in_model  # lazy: peft is heavy and only this path needs it
 
     if has_adapter(unet):
         raise ValueError("the model already holds a gen1 adapter; call remove_adapter first")
@@ -111,7 +115,7 @@ def adapter_state_dict(model) -> dict[str, torch.Tensor]:
     if info is None:
         raise ValueError("the model holds no gen1 adapter to save")
     if info["kind"] == "lora":
-        from peft import get_peft_model_state_dict
+        from peft import get_peft_model_state_dict  # lazy: peft is heavy and only this path needs it
 
         return get_peft_model_state_dict(unet, adapter_name=ADAPTER_NAME)
     return {n: p.detach() for n, p in unet.named_parameters() if n in info["backup"]}
@@ -119,9 +123,7 @@ def adapter_state_dict(model) -> dict[str, torch.Tensor]:
 
 def save_adapter(model, path: str | Path) -> Path:
     """Write the model's adapter to ``path`` (safetensors + metadata), atomically."""
-    from safetensors.torch import save_file
-
-    from gen1.atomic import atomic_path
+    from safetensors.torch import save_file  # lazy: safetensors is heavy and only this path needs it
 
     unet = _unet_of(model)
     info = unet._gen1_adapter if has_adapter(unet) else None
@@ -140,8 +142,8 @@ def load_adapter(model, path: str | Path):
 
     Keys and shapes are checked; a mismatch raises ``ValueError`` naming the key.
     """
-    from safetensors import safe_open
-    from safetensors.torch import load_file
+    from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
+    from safetensors.torch import load_file  # lazy: safetensors is heavy and only this path needs it
 
     path = Path(path)
     if not path.is_file():
@@ -195,7 +197,7 @@ def remove_adapter(model):
     if info is None:
         raise ValueError("the model holds no gen1 adapter to remove")
     if info["kind"] == "lora":
-        from peft.tuners.tuners_utils import BaseTunerLayer
+        from peft.tuners.tuners_utils import BaseTunerLayer  # lazy: peft is heavy and only this path needs it
 
         for name, module in list(unet.named_modules()):
             if isinstance(module, BaseTunerLayer):
@@ -223,7 +225,6 @@ LORA_FILE = "pytorch_lora_weights.safetensors"
 def _local_lora(path) -> Path:
     """``path`` itself when it exists or is no Hub name; else the Hub file or repo it names, through huggingface_hub's
     cache (:mod:`gen1.hub`), e.g. ``wangfuyun/AnimateLCM/AnimateLCM_sd15_t2v_lora.safetensors``."""
-    from gen1.hub import LORA, hub_name, resolve
 
     if Path(path).exists() or hub_name(path) is None:
         return Path(path)
@@ -249,7 +250,6 @@ def check_lora_fits(path: str | Path, cross_attention_dim: int) -> Path:
     """Before anything loads: the LoRA file at ``path`` (a file or a folder holding ``pytorch_lora_weights.safetensors``)
     was made for a UNet that cross-attends to ``cross_attention_dim`` wide text (768 for SD-1.5, 2048 for SDXL);
     read from the file's header. Returns the file; ``ValueError`` naming both widths otherwise."""
-    from gen1.weights import safetensors_shapes
 
     file = _lora_file(Path(path))
     for key, shape in sorted(safetensors_shapes(file, "LoRA").items()):
@@ -272,12 +272,9 @@ def load_lora_weights(model, path: str | Path, *, scale: float = 1.0, adapter_na
     public route's text encoder is used as is) and are reported in a ``UserWarning``. Every targeted module must
     exist (``ValueError`` naming it). ``scale`` multiplies the LoRA's effect.
     """
-    import warnings
 
-    from diffusers.loaders import StableDiffusionLoraLoaderMixin
-    from safetensors.torch import load_file
-
-    from gen1.temporal_layers import base_key_to_wrapped_key
+    from diffusers.loaders import StableDiffusionLoraLoaderMixin  # lazy: diffusers is heavy and only this path needs it
+    from safetensors.torch import load_file  # lazy: safetensors is heavy and only this path needs it
 
     unet = _unet_of(model)
     file = _lora_file(_local_lora(path))
@@ -328,7 +325,7 @@ def fuse_lora_weights(model) -> list[str]:
     then used with ``gen1 edit --model``), and each step skips the LoRA's extra products. Not reversible; a
     ``gen1 customize`` adapter must be removed first (``ValueError``), so that it is never merged by accident.
     """
-    from peft.tuners.tuners_utils import BaseTunerLayer
+    from peft.tuners.tuners_utils import BaseTunerLayer  # lazy: peft is heavy and only this path needs it
 
     unet = _unet_of(model)
     if has_adapter(unet):

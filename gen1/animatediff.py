@@ -25,6 +25,11 @@ from typing import Any, Mapping
 
 import torch
 
+from gen1.depth import load_depth_estimator
+from gen1.hub import BASE, CONTROLNET, DEPTH_MODEL, MOTION_ADAPTER, resolve_all
+from gen1.temporal_layers import check_motion_adapter_fits, read_motion_adapter_config
+from gen1.unet import VideoUNet
+
 BASE_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 #: the UNet widths of SDXL (and of its AnimateDiff motion adapters); SD 1.x has (320, 640, 1280, 1280)
 SDXL_BLOCK_OUT_CHANNELS = (320, 640, 1280)
@@ -85,11 +90,10 @@ def check_text_encoder_fits(unet_config: Mapping[str, Any], text_config: Mapping
 def check_components(base: Path, controlnet, motion_adapter=None, adapter_config=None) -> None:
     """Read the configs of the base's UNet and text encoder, of ``controlnet`` and of ``motion_adapter``; refuse a
     mismatch, naming both sides. Reads no weights (an original AnimateDiff file: its tensor shapes)."""
-    from diffusers import ControlNetModel
+    from diffusers import ControlNetModel  # lazy: diffusers is heavy and only this path needs it
 
     unet_config = _read_config(base / "unet" / "config.json", "base UNet")
     if motion_adapter is not None:
-        from gen1.temporal_layers import check_motion_adapter_fits, read_motion_adapter_config
 
         adapter = read_motion_adapter_config(motion_adapter, config=adapter_config)
         try:
@@ -121,7 +125,6 @@ def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None =
     other (:func:`check_components`); only then the weights, so a mismatch costs no download. ``flags`` names each
     part in messages (the CLI's options; default: the argument names). ``weights=False`` stops after the configs
     (the same folders, for more checks by the caller before anything large is fetched)."""
-    from gen1.hub import BASE, CONTROLNET, DEPTH_MODEL, MOTION_ADAPTER, resolve_all
 
     layouts = {"base": BASE, "motion_adapter": MOTION_ADAPTER, "controlnet": CONTROLNET, "depth_estimator": DEPTH_MODEL}
     flags = {**{key: key for key in layouts}, **(flags or {})}
@@ -142,21 +145,18 @@ def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_
                      max_frames: int | None = None, clip_length: int | None = None, adapter_config=None,
                      torch_dtype: torch.dtype | None = None):
     """See :meth:`gen1.pipeline.Gen1Pipeline.from_animatediff`."""
+    # lazy: diffusers is heavy and only this path needs it
     from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler
-    from transformers import CLIPTextModel, CLIPTokenizer
-
-    from gen1.unet import VideoUNet
+    from transformers import CLIPTextModel, CLIPTokenizer  # lazy: transformers is heavy and only this path needs it
 
     parts = resolve_parts(dict(base=base, motion_adapter=motion_adapter, controlnet=controlnet,
                                depth_estimator=depth_estimator), adapter_config=adapter_config)
     base, motion_adapter, controlnet, depth_estimator = (parts[key] for key in ("base", "motion_adapter", "controlnet",
                                                                                "depth_estimator"))
     if isinstance(depth_estimator, (str, os.PathLike)):
-        from gen1.depth import load_depth_estimator
 
         depth_estimator = load_depth_estimator(depth_estimator)
     if clip_length is None:
-        from gen1.temporal_layers import read_motion_adapter_config
 
         longest = max_frames or read_motion_adapter_config(motion_adapter, config=adapter_config)["motion_max_seq_length"]
         clip_length = min(ANIMATEDIFF_CLIP_LENGTH, longest)

@@ -15,10 +15,14 @@ from pathlib import Path
 
 import torch
 
+from gen1.content import load_content_encoder
+from gen1.depth import load_depth_estimator
+from gen1.model_folders import EXPORT_RECORD
+from gen1.unet import VideoUNet
+
 
 def trained_video_unet(unet):
     """``unet`` as a VideoUNet: an instance, a VideoUNet folder, or a training export holding ``unet/``."""
-    from gen1.unet import VideoUNet
 
     if isinstance(unet, VideoUNet):
         return unet
@@ -37,7 +41,6 @@ def trained_video_unet(unet):
 
 def _warn_if_more_than_temporal_trained(temporal_weights) -> None:
     """Warn when ``temporal_weights`` come from a training export that also trained non-temporal weights."""
-    from gen1.model_folders import EXPORT_RECORD
 
     record = Path(temporal_weights).parent / EXPORT_RECORD
     if not record.is_file():
@@ -55,11 +58,9 @@ def _warn_if_more_than_temporal_trained(temporal_weights) -> None:
 
 def _load_depth_and_content(depth_estimator, content_encoder):
     if isinstance(depth_estimator, (str, os.PathLike)):
-        from gen1.depth import load_depth_estimator
 
         depth_estimator = load_depth_estimator(depth_estimator)
     if isinstance(content_encoder, (str, os.PathLike)):
-        from gen1.content import load_content_encoder
 
         content_encoder = load_content_encoder(content_encoder)
     return depth_estimator, content_encoder
@@ -68,7 +69,6 @@ def _load_depth_and_content(depth_estimator, content_encoder):
 def _video_unet_for(sd_dir: Path, unet, content_dim: int, *, structure_channels, max_frames, clip_length,
                     temporal_kwargs):
     """The inflated ``sd_dir/unet``, or the trained ``unet`` given (whose config is then fixed)."""
-    from gen1.unet import VideoUNet
 
     if unet is None:
         return VideoUNet.from_image_unet(str(sd_dir), subfolder="unet", structure_channels=structure_channels,
@@ -88,7 +88,7 @@ def from_stable_diffusion(pipeline_class, sd_dir, *, depth_estimator, content_en
                           scheduler=None, prior=None, prior_scheduler=None,
                           torch_dtype: torch.dtype | None = None, **temporal_kwargs):
     """See :meth:`gen1.pipeline.Gen1Pipeline.from_stable_diffusion`."""
-    from diffusers import AutoencoderKL, DDIMScheduler
+    from diffusers import AutoencoderKL, DDIMScheduler  # lazy: diffusers is heavy and only this path needs it
 
     sd_dir = Path(sd_dir)
     for sub in ("unet", "vae", "scheduler"):

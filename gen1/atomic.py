@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import glob
 import itertools
+import json
 import os
 import re
 import shutil
@@ -198,7 +199,6 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
 
 def write_json(path: str | os.PathLike, data) -> Path:
     """Write ``data`` as indented JSON to ``path`` atomically (its directory must exist); return the path."""
-    import json
 
     with atomic_path(check_output_path(path)) as tmp:
         tmp.write_text(json.dumps(data, indent=1), encoding="utf-8")

@@ -85,7 +85,7 @@ def safetensors_metadata(path: Path) -> dict:
     Reads the header only (no tensor is loaded). ``ValueError`` says what is wrong (truncated, not a
     safetensors file).
     """
-    from safetensors import SafetensorError, safe_open
+    from safetensors import SafetensorError, safe_open  # lazy: safetensors is heavy and only this path needs it
 
     try:
         with safe_open(str(path), framework="pt") as handle:

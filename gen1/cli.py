@@ -26,7 +26,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"gen1 {__version__}")
     subparsers = parser.add_subparsers(title="commands", dest="command", metavar="COMMAND")
-    import gen1.commands as commands_pkg
+    import gen1.commands as commands_pkg  # lazy: keeps this module's import light (no torch when it loads)
 
     for info in sorted(pkgutil.iter_modules(commands_pkg.__path__), key=lambda m: m.name):
         if info.name.startswith("_"):
@@ -41,6 +41,7 @@ def main(argv: list[str] | None = None) -> int:
     "interrupted" and returns 130 (the shell's code for SIGINT); SIGTERM unwinds the same way, prints "terminated"
     and returns 143. Outputs are written atomically (:mod:`gen1.atomic`), so none of these leaves a partial output
     or replaces an existing one."""
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.atomic import Terminated, sigterm_as_interrupt
 
     name = "gen1"

@@ -13,8 +13,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gen1.media import unit_to_uint8
-from gen1.media import IMAGE_SUFFIXES as _IMAGES, OUTPUT_VIDEO_SUFFIXES as _VIDEOS
+from gen1.atomic import atomic_path, check_output_path
+from gen1.media import IMAGE_SUFFIXES as _IMAGES
+from gen1.media import OUTPUT_VIDEO_SUFFIXES as _VIDEOS
+from gen1.media import unit_to_uint8, write_video
 
 VIDEO_SUFFIXES = set(_VIDEOS)  # comparison videos: what gen1.media.write_video writes
 IMAGE_SUFFIXES = set(_IMAGES)  # contact sheets: the image formats gen1 reads and PIL writes
@@ -41,7 +43,7 @@ def _as_uint8_frames(frames) -> np.ndarray:
 def _fit(frames: np.ndarray, height: int, width: int) -> np.ndarray:
     if frames.shape[1:3] == (height, width):
         return frames
-    import cv2
+    import cv2  # lazy: cv2 is heavy and only this path needs it
 
     return np.stack([cv2.resize(frame, (width, height), interpolation=cv2.INTER_AREA) for frame in frames])
 
@@ -58,7 +60,6 @@ def side_by_side(source, depth, output) -> np.ndarray:
 
 def write_comparison(path: str | os.PathLike, source, depth, output, fps=None, *, max_rows: int = 4) -> Path:
     """Write the comparison to ``path`` (video or contact-sheet image, chosen by its suffix)."""
-    from gen1.atomic import atomic_path, check_output_path
 
     path = check_output_path(path)
     suffix = path.suffix.lower()
@@ -70,10 +71,9 @@ def write_comparison(path: str | os.PathLike, source, depth, output, fps=None, *
     if suffix in VIDEO_SUFFIXES:
         if fps is None:
             raise ValueError("fps is needed to write a comparison video")
-        from gen1.media import write_video
 
         return write_video(path, strip, fps)
-    from PIL import Image
+    from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
     rows = np.unique(np.linspace(0, strip.shape[0] - 1, min(max_rows, strip.shape[0])).round().astype(int))
     sheet = np.concatenate([strip[i] for i in rows], axis=0)

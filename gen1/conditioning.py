@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 from einops import rearrange
 
+from gen1.depth import obscure
+from gen1.media import MAX_SIZE, check_uint8_frames, fit_tensor, read_video, resized_shape, to_uint8_frames
+
 
 def video_to_tensor(video) -> tuple[torch.Tensor, object]:
     """Source video -> (float frames ``(F, 3, H, W)`` in [0, 1] on CPU, fps or None).
@@ -21,7 +24,6 @@ def video_to_tensor(video) -> tuple[torch.Tensor, object]:
     Accepts a path (read with :func:`gen1.media.read_video`), a ``VideoClip``, a uint8 array ``(F, H, W, 3)``,
     a float tensor ``(F, 3, H, W)`` in [0, 1], or a list of PIL images or uint8 arrays ``(H, W, 3)``.
     """
-    from gen1.media import check_uint8_frames, read_video, to_uint8_frames
 
     fps = None
     if isinstance(video, (str, os.PathLike)):
@@ -57,7 +59,6 @@ def target_size(
     at most ``MAX_SIZE``; the long side rounded down to a multiple), or explicit ``height``/``width``, or the
     input size; explicit and input sizes are rounded down to a multiple of ``multiple``. :func:`resize` then
     scales with the aspect kept and centre-crops to it."""
-    from gen1.media import MAX_SIZE, resized_shape
 
     if size is not None and (height is not None or width is not None):
         raise ValueError("give either size or height/width, not both")
@@ -77,7 +78,6 @@ def resize(frames: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """Float ``(N, C, H, W)`` frames brought to ``size = (height, width)`` by gen1's resize policy: scaled with the
     aspect kept (antialiased bilinear) to cover it, then centre-cropped (:func:`gen1.media.fit_tensor`); a no-op
     at the same size. A video, its mask and its depth resized by this stay aligned."""
-    from gen1.media import fit_tensor
 
     return fit_tensor(frames, size)
 
@@ -146,7 +146,6 @@ def depth_to_structure(depth: torch.Tensor, levels) -> torch.Tensor:
     the range Stable Diffusion 2 depth was trained on, so that a depth-pretrained UNet is a valid starting
     point).
     """
-    from gen1.depth import obscure
 
     frames_first = rearrange(depth, "b c f h w -> b f c h w")
     if not isinstance(levels, (int, float)):  # obscure checks each level's range

@@ -40,9 +40,12 @@ import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from diffusers import ConfigMixin, ModelMixin
+from diffusers import ConfigMixin, ModelMixin, UnCLIPScheduler
 from diffusers.configuration_utils import register_to_config
+from diffusers.utils.torch_utils import randn_tensor
 
+from gen1.media import read_image, to_uint8_frames
+from gen1.model_folders import read_json_object
 from gen1.weights import StrictLoadingMixin, check_state_dict
 
 CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
@@ -127,15 +130,13 @@ def as_unet_context(emb: torch.Tensor) -> torch.Tensor:
 
 
 def _read_image(path) -> np.ndarray:
-    from gen1.media import read_image
-
     return read_image(path, what="reference image")
 
 
 def images_to_tensor(images) -> torch.Tensor:
     """PIL image(s), path(s), uint8 numpy (N, H, W, 3)/(H, W, 3) or float tensor (N, 3, H, W)/(3, H, W)
     in [0, 1] -> float32 (N, 3, H, W) in [0, 1]."""
-    from PIL import Image
+    from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
     if isinstance(images, (str, os.PathLike, Image.Image)):
         images = [images]
@@ -164,9 +165,7 @@ def images_to_tensor(images) -> torch.Tensor:
 
 
 def _single(image):
-    from PIL import Image
-
-    from gen1.media import to_uint8_frames
+    from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
     if isinstance(image, (str, os.PathLike)):
         return _read_image(image)
@@ -216,6 +215,7 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
         if text_vocabulary is not None and (isinstance(text_vocabulary, str)
                                             or not all(isinstance(w, str) and w for w in text_vocabulary)):
             raise ValueError(f"text_vocabulary must be a list of words or None, got {text_vocabulary!r}")
+        # lazy: transformers is heavy and only this path needs it
         from transformers import (
             CLIPTextConfig,
             CLIPTextModelWithProjection,
@@ -373,7 +373,7 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         tok_dir = Path(pretrained_model_name_or_path) / (kwargs.get("subfolder") or "") / TOKENIZER_SUBFOLDER
         if tok_dir.is_dir():
-            from transformers import CLIPTokenizer
+            from transformers import CLIPTokenizer  # lazy: transformers is heavy and only this path needs it
 
             model.tokenizer = CLIPTokenizer.from_pretrained(str(tok_dir))
         return model
@@ -385,14 +385,13 @@ class ContentEncoder(StrictLoadingMixin, ModelMixin, ConfigMixin):
         layout: config.json, model.safetensors or pytorch_model.bin, tokenizer files,
         preprocessor_config.json). Weights are checked strictly: a missing, unexpected or wrongly shaped
         tensor raises ``ValueError`` naming the key."""
-        from transformers import CLIPConfig, CLIPTokenizer
+        from transformers import CLIPConfig, CLIPTokenizer  # lazy: transformers is heavy and only this path needs it
 
         path = Path(path)
         if not path.is_dir():
             raise FileNotFoundError(f"CLIP checkpoint directory not found: '{path}' (gen1 never downloads weights)")
         if not (path / "config.json").is_file():
             raise ValueError(f"CLIP checkpoint directory '{path}' has no config.json")
-        from gen1.model_folders import read_json_object
 
         model_type = read_json_object(path / "config.json", "a model config").get("model_type")
         if model_type != "clip":
@@ -426,7 +425,6 @@ def _preprocessing_from_directory(path: Path) -> dict[str, Any]:
     pp_path = path / "preprocessor_config.json"
     if not pp_path.is_file():
         return {}
-    from gen1.model_folders import read_json_object
 
     pp = read_json_object(pp_path, "a preprocessor config")
     out: dict[str, Any] = {}
@@ -448,7 +446,7 @@ def _preprocessing_from_directory(path: Path) -> dict[str, Any]:
 
 
 def _read_clip_weights(path: Path) -> dict[str, torch.Tensor]:
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: safetensors is heavy and only this path needs it
 
     if (path / "model.safetensors").is_file():
         return load_file(str(path / "model.safetensors"))
@@ -466,8 +464,6 @@ def _read_clip_weights(path: Path) -> dict[str, torch.Tensor]:
 
 
 def _default_prior_scheduler():
-    from diffusers import UnCLIPScheduler
-
     # Karlo-style prior schedule: the prior predicts the clean (standardised) embedding, x0 clipped to +-5
     return UnCLIPScheduler(variance_type="fixed_small_log", prediction_type="sample", num_train_timesteps=1000,
                            clip_sample=True, clip_sample_range=5.0)
@@ -476,7 +472,6 @@ def _default_prior_scheduler():
 def _sample_prior(encoder: ContentEncoder, prior, scheduler, text_embeds, hidden, mask,
                   num_inference_steps: int, guidance_scale: float, generator) -> torch.Tensor:
     """unCLIP prior sampling: text -> raw CLIP image embeddings (N, D)."""
-    from diffusers.utils.torch_utils import randn_tensor
 
     dim = int(prior.config.embedding_dim)
     if dim != encoder.embedding_dim:
@@ -524,7 +519,6 @@ def load_content_encoder(path: str | os.PathLike) -> ContentEncoder:
         raise FileNotFoundError(f"content encoder folder not found: '{folder}' (gen1 never downloads weights)")
     if not config_path.is_file():
         raise ValueError(f"content encoder folder '{folder}' has no config.json")
-    from gen1.model_folders import read_json_object
 
     config = read_json_object(config_path, "a model config")
     if config.get("_class_name") == ContentEncoder.__name__:

@@ -139,7 +139,7 @@ def with_pipeline_defaults(request: EditRequest, pipe) -> EditRequest:
 
 def source_short_side(path: str) -> int | None:
     """The source video's short side in pixels (read from its header), or None if it cannot be probed."""
-    from gen1.media import frame_size
+    from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
 
     try:
         return min(frame_size(path)) or None
@@ -205,13 +205,13 @@ def _check_limits(clip, limits: ClipLimits) -> None:
 def _read_media(path: str, clip_args: dict, size: int, max_pixels: int | None = None):
     """uint8 frames (F, H, W, 3) from an image (one frame, at most ``max_pixels``) or a video read with the
     source's timing."""
-    from gen1.media import read_frames_or_images
+    from gen1.media import read_frames_or_images  # lazy: keeps this module's import light (no torch when it loads)
 
     return read_frames_or_images(path, size=size, max_pixels=max_pixels, **clip_args)
 
 
 def _read_source(request: EditRequest, clip_args: dict):
-    from gen1.media import read_video
+    from gen1.media import read_video  # lazy: keeps this module's import light (no torch when it loads)
 
     with errors_naming("INPUT"):
         return read_video(request.input, size=request.size, **clip_args)
@@ -219,9 +219,9 @@ def _read_source(request: EditRequest, clip_args: dict):
 
 def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | None = None):
     """The mask at the clip's frame size (same resize policy as the video), as float (F|1, 1, H, W)."""
-    import torch
+    import torch  # lazy: torch is heavy and only this path needs it
 
-    from gen1.masking import mask_to_tensor
+    from gen1.masking import mask_to_tensor  # lazy: keeps this module's import light (no torch when it loads)
 
     with errors_naming("--mask"):
         mask = mask_to_tensor(_read_media(path, clip_args, size, max_pixels))
@@ -239,8 +239,8 @@ def _user_depth(request: EditRequest, clip_args: dict, clip, max_pixels: int | N
     A depth video is read with the clip's timing (video codecs hold 8 bits anyway); images, ``.npy`` arrays and
     image folders are read at full precision (16-bit PNG/TIFF) and scaled and centre-cropped like the video.
     """
-    from gen1.depth import load_structure
-    from gen1.media import VIDEO_SUFFIXES
+    from gen1.depth import load_structure  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media import VIDEO_SUFFIXES  # lazy: keeps this module's import light (no torch when it loads)
 
     with errors_naming("--depth"):
         if Path(request.depth).suffix.lower() in VIDEO_SUFFIXES:
@@ -285,9 +285,9 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
     before writing: when it returns true the edit stops with :class:`EditCancelled` and writes nothing. Both reach
     the pipeline as arguments of this call only (its scheduler too), so the pipeline itself is never changed.
     """
-    import torch
+    import torch  # lazy: torch is heavy and only this path needs it
 
-    from gen1.media import write_video
+    from gen1.media import write_video  # lazy: keeps this module's import light (no torch when it loads)
 
     request = with_pipeline_defaults(request, pipe)
     inputs = read_inputs(request) if inputs is None else inputs
@@ -313,8 +313,8 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
     if request.compare is None:
         output = write_video(request.output, result.frames, clip.fps, audio_from=audio)
     else:
-        from gen1.atomic import atomic_path
-        from gen1.comparison import write_comparison
+        from gen1.atomic import atomic_path  # lazy: keeps this module's import light (no torch when it loads)
+        from gen1.comparison import write_comparison  # lazy: keeps this module's import light (no torch when it loads)
 
         # both outputs or neither: the edit is staged beside its target and renamed into place only once the
         # comparison is written (a full disk while writing the comparison leaves no new output and keeps an old one)

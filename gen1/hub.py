@@ -201,6 +201,7 @@ def resolve_pipeline(name, *, flag: str, weights: bool = True) -> Path:
     folder = resolve(name, PIPELINE_INDEX, flag=flag, weights=weights)
     if Path(name).exists():
         return folder
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.model_folders import check_component_source, read_json_object
 
     index_path = folder / "model_index.json"
@@ -286,7 +287,9 @@ class _HubRequest:
         ``list_repo_files`` retries a refused connection five times with back-off (about 25 s per name) before
         the cache is even looked at.
         """
-        from huggingface_hub import HfApi, constants
+        from huggingface_hub import HfApi, constants  # lazy: huggingface_hub is heavy and only this path needs it
+
+        # lazy: huggingface_hub is heavy and only this path needs it
         from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
 
         if constants.HF_HUB_OFFLINE:
@@ -304,8 +307,8 @@ class _HubRequest:
             return None, f"{type(error).__name__}: {first_line}" if first_line else type(error).__name__
 
     def _download(self, listing: list[str]) -> Path:
-        from huggingface_hub import snapshot_download
-        from huggingface_hub.errors import GatedRepoError
+        from huggingface_hub import snapshot_download  # lazy: huggingface_hub is heavy and only this path needs it
+        from huggingface_hub.errors import GatedRepoError  # lazy: huggingface_hub is heavy and only this path needs it
 
         files = set(listing)
         chosen, missing = [], []
@@ -324,7 +327,10 @@ class _HubRequest:
                           f"https://huggingface.co/{self.repo} and log in with `hf auth login`")
 
     def _cached_root(self, unreachable: str) -> Path:
+        # lazy: huggingface_hub is heavy and only this path needs it
         from huggingface_hub import constants, snapshot_download
+
+        # lazy: huggingface_hub is heavy and only this path needs it
         from huggingface_hub.errors import LocalEntryNotFoundError
 
         try:  # the cached snapshot of the main revision; no pattern: nothing is checked or fetched here

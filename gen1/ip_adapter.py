@@ -14,11 +14,16 @@ the encoder's hidden states of a black image for the "plus" adapters.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from types import SimpleNamespace
 
 import torch
+
+from gen1.hub import IMAGE_ENCODER, IP_ADAPTER, companion, resolve
+from gen1.temporal_layers import base_key_to_wrapped_key
+from gen1.weights import safetensors_shapes
 
 WEIGHT_NAMES = ("ip-adapter_sd15.safetensors", "ip-adapter_sd15.bin")
 
@@ -56,7 +61,7 @@ def read_ip_adapter(path: str | os.PathLike) -> dict[str, dict[str, torch.Tensor
     ``weights_only=True``); a folder is searched for the usual SD-1.5 file names."""
     path = _weights_file(Path(path))
     if path.suffix == ".safetensors":
-        from safetensors.torch import load_file
+        from safetensors.torch import load_file  # lazy: safetensors is heavy and only this path needs it
 
         try:
             flat = load_file(str(path))
@@ -75,7 +80,6 @@ def read_ip_adapter_shapes(path: str | os.PathLike) -> dict[str, dict[str, list[
     path = _weights_file(Path(path))
     if path.suffix != ".safetensors":
         return tensor_shapes(read_ip_adapter(path))
-    from gen1.weights import safetensors_shapes
 
     state = _split_parts(safetensors_shapes(path, "IP-Adapter"), path)
     _check_parts(state, path)
@@ -97,10 +101,11 @@ def apply_ip_adapter(video_unet, state: dict, *, scale: float = 1.0) -> None:
 
     ``ValueError`` when the adapter does not fit the UNet (another base's widths or cross-attention count).
     """
+    # lazy: diffusers is heavy and only this path needs it
     from diffusers.loaders.unet import UNet2DConditionLoadersMixin
-    from diffusers.models.embeddings import MultiIPAdapterImageProjection
 
-    from gen1.temporal_layers import base_key_to_wrapped_key
+    # lazy: diffusers is heavy and only this path needs it
+    from diffusers.models.embeddings import MultiIPAdapterImageProjection
 
     unet = video_unet.image_unet
     shapes = tensor_shapes(state)
@@ -140,6 +145,7 @@ def check_cross_attention_fits(shapes: dict, width: int) -> None:
 
 def set_ip_adapter_scale(video_unet, scale: float) -> None:
     """How strongly the reference images act (the IP-Adapter's attention scale), on every adapted attention."""
+    # lazy: diffusers is heavy and only this path needs it
     from diffusers.models.attention_processor import IPAdapterAttnProcessor, IPAdapterAttnProcessor2_0
 
     for processor in video_unet.image_unet.attn_processors.values():
@@ -150,7 +156,7 @@ def set_ip_adapter_scale(video_unet, scale: float) -> None:
 
 def uses_hidden_states(video_unet) -> bool:
     """True for the "plus" adapters, which take the vision encoder's penultimate hidden states, not image_embeds."""
-    from diffusers.models.embeddings import ImageProjection
+    from diffusers.models.embeddings import ImageProjection  # lazy: diffusers is heavy and only this path needs it
 
     layers = video_unet.image_unet.encoder_hid_proj.image_projection_layers
     return not isinstance(layers[0], ImageProjection)
@@ -175,7 +181,6 @@ def resolve_ip_adapter(path, image_encoder=None, *, flag: str = "path", encoder_
     """(local IP-Adapter path, image encoder) from paths or Hub names (:mod:`gen1.hub`). Without ``image_encoder``,
     the ``image_encoder/`` folder beside the file (the ``h94/IP-Adapter`` layout), fetched from the same repo for a
     Hub name; a missing encoder is a ``ValueError`` naming where it was looked for and ``encoder_flag``."""
-    from gen1.hub import IMAGE_ENCODER, IP_ADAPTER, companion, resolve
 
     local = resolve(path, IP_ADAPTER, flag=flag)
     if image_encoder is not None:
@@ -198,7 +203,6 @@ def resolve_ip_adapter(path, image_encoder=None, *, flag: str = "path", encoder_
 def check_ip_adapter_files(path, image_encoder, unet_config: dict) -> None:
     """Before anything loads: the IP-Adapter ``path`` (tensor shapes from its header) fits the base UNet's
     cross-attention width and the ``image_encoder`` folder's projection width (its config)."""
-    import json
 
     shapes = read_ip_adapter_shapes(path)
     if unet_config.get("cross_attention_dim") is not None:
@@ -210,6 +214,7 @@ def check_ip_adapter_files(path, image_encoder, unet_config: dict) -> None:
 
 def load_ip_adapter_into(pipe, path, *, image_encoder=None, scale: float = 1.0) -> None:
     """:meth:`gen1.pipeline.Gen1Pipeline.load_ip_adapter`: check, read, apply, and register the vision encoder."""
+    # lazy: transformers is heavy and only this path needs it
     from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection
 
     route = pipe.route

@@ -22,7 +22,11 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gen1.conditioning import resize
+from gen1.depth.fill import check_fill_mask, fill_depth
+from gen1.masking import mask_to_tensor, prepare_mask
 from gen1.settings import MASK_STRUCTURES
+from gen1.tracking import check_one_frame_mask, track_mask
 
 #: What the structure inside the mask is: the subject's depth kept, or filled from the mask's boundary.
 
@@ -57,8 +61,6 @@ def load_mask(mask, num_frames: int, input_size: tuple[int, int], mask_frame: in
     ``input_size``, or with ``mask_frame`` the one frame's mask ``(1, 1, H, W)``
     (:func:`gen1.tracking.check_one_frame_mask`:
     not empty, not full, inside the clip)."""
-    from gen1.masking import mask_to_tensor, prepare_mask
-    from gen1.tracking import check_one_frame_mask
 
     if mask_frame is None:
         return prepare_mask(mask, num_frames, *input_size)
@@ -74,8 +76,6 @@ def edit_region(mask, frames: torch.Tensor, input_size: tuple[int, int], *, mask
     :data:`gen1.tracking.TRACKERS` or a tracker) along ``frames`` and ``depth`` (the unobscured depth, ``(F, 1, H,
     W)``). An ``erase`` makes it binary and grows it by :func:`erase_margin`; its every frame must then leave some
     surroundings and hold some subject."""
-    from gen1.conditioning import resize
-    from gen1.tracking import check_one_frame_mask, track_mask
 
     num_frames, size = frames.shape[0], tuple(frames.shape[-2:])
     loaded = load_mask(mask, num_frames, input_size, mask_frame)
@@ -86,7 +86,6 @@ def edit_region(mask, frames: torch.Tensor, input_size: tuple[int, int], *, mask
         check_one_frame_mask(one, mask_frame, num_frames, size)  # still a subject after resizing
         region = track_mask(frames, one, mask_frame, depth, tracker)
     if erase:
-        from gen1.depth.fill import check_fill_mask
 
         region = grow((region > 0.5).float(), erase_margin(size))
         check_fill_mask(region, "the mask (tracked and grown)" if mask_frame is not None else "the mask")
@@ -98,7 +97,6 @@ def structure_depth(depth: torch.Tensor, region: torch.Tensor, mask_structure: s
     region (> 0.5) filled from its boundary (``"fill"``, :func:`gen1.depth.fill.fill_depth`)."""
     if mask_structure == "keep":
         return depth
-    from gen1.depth.fill import fill_depth
 
     return fill_depth(depth, (region > 0.5).float()).clamp(0, 1)
 

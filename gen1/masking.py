@@ -20,6 +20,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from gen1.conditioning import resize
+from gen1.media import read_frames_or_images
+
 
 def _to_gray_float(array: np.ndarray) -> np.ndarray:
     """uint8 / float array (..., H, W) or (..., H, W, C) -> float32 (..., H, W) in [0, 1]."""
@@ -45,7 +48,6 @@ def mask_to_tensor(mask) -> torch.Tensor:
         path = Path(mask)
         if not path.is_file():
             raise FileNotFoundError(f"mask file not found: '{path}'")
-        from gen1.media import read_frames_or_images
 
         array = read_frames_or_images(path)
         return torch.from_numpy(_to_gray_float(array)).unsqueeze(1).clamp(0, 1)
@@ -145,7 +147,6 @@ class KeptRegion:
         ``cover``: every pixel of the mask (> 0.5) is edited fully (pixel weight 1): the latent cells it touches and
         their neighbours are edited at weight 1, the feather only falls outside them. An erase needs this: a
         feathered weight below 1 on the subject would blend the subject back in (a ghost)."""
-        from gen1.conditioning import resize
 
         pixel_mask = resize(mask.float(), tuple(size)).clamp(0, 1)
         latent = feather_mask(pixel_mask, latent_size, sigma)

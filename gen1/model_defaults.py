@@ -81,7 +81,7 @@ def read_model_defaults(folder: str | os.PathLike) -> ModelDefaults:
     index = Path(folder) / "model_index.json"
     if not index.is_file():
         return ModelDefaults()
-    from gen1.model_folders import read_json_object
+    from gen1.model_folders import read_json_object  # lazy: keeps this module's import light (no torch when it loads)
 
     config = read_json_object(index, "a pipeline index")
     return check_defaults(config.get(TRAINED_SIZE_KEY), config.get(GUIDANCE_KEY), where=f"'{index}'",

@@ -65,6 +65,7 @@ class ModelSource:
     def recorded_defaults(self):
         """The size and guidance the model records (:mod:`gen1.model_defaults`), read from its folder without
         loading it: a saved pipeline's ``model_index.json``, or the public base's image size."""
+        # lazy: keeps this module's import light (no torch when it loads)
         from gen1.model_defaults import base_folder_defaults, read_model_defaults
 
         return base_folder_defaults(self.base) if self.is_public else read_model_defaults(self.model_dir)
@@ -73,10 +74,10 @@ class ModelSource:
 def resolve_model_dir(model: str | None) -> Path:
     """The pipeline directory to load (a local folder or a Hub repo), with clear errors for missing / unknown ones."""
     if model is None:
-        from gen1.demo import bundled_model_dir
+        from gen1.demo import bundled_model_dir  # lazy: keeps this module's import light (no torch when it loads)
 
         return bundled_model_dir()  # FileNotFoundError naming the path if the package data is missing
-    from gen1.hub import hub_name, resolve_pipeline
+    from gen1.hub import hub_name, resolve_pipeline  # lazy: keeps this module's import light (no torch when it loads)
 
     path = Path(model)
     if not path.exists() and hub_name(model) is not None:
@@ -84,6 +85,7 @@ def resolve_model_dir(model: str | None) -> Path:
     if not path.exists():
         raise FileNotFoundError(f"--model directory not found: '{path}'")
     if not (path / "model_index.json").is_file():
+        # lazy: keeps this module's import light (no torch when it loads)
         from gen1.model_folders import not_a_pipeline_hint
 
         raise ValueError(f"--model '{path}' is not a gen1 pipeline directory (no model_index.json): "
@@ -115,6 +117,7 @@ def check_model_source(args, *, user_depth: bool = False) -> ModelSource:
             raise ValueError("--depth-model belongs to the public route (--base, --motion-adapter, --controlnet)")
         model_dir = resolve_model_dir(args.model)
         check_model_files("--model", model_dir)
+        # lazy: keeps this module's import light (no torch when it loads)
         from gen1.model_folders import check_edit_components
 
         check_edit_components("--model", model_dir, user_depth=user_depth)
@@ -146,7 +149,7 @@ def _public_source(args, public: dict, depth_model, user_depth: bool) -> ModelSo
 def _public_parts(public: dict, depth_model, *, weights: bool) -> dict:
     """The public route's parts as local folders (Hub names through the cache), checked against each other;
     with ``weights=False`` only their configs are fetched (the folders are the same either way)."""
-    from gen1.animatediff import resolve_parts
+    from gen1.animatediff import resolve_parts  # lazy: keeps this module's import light (no torch when it loads)
 
     flags = {"base": "--base", "motion_adapter": "--motion-adapter", "controlnet": "--controlnet",
              "depth_estimator": "--depth-model"}
@@ -175,6 +178,7 @@ def _check_ip_adapter(args, source: ModelSource) -> None:
     if not source.route.references_through_ip_adapter:
         raise ValueError(f"--ip-adapter does not apply to {source.describe()}, {source.route.description}: its "
                          "own content encoder takes --reference")
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.ip_adapter import check_ip_adapter_files, resolve_ip_adapter
 
     path, image_encoder = resolve_ip_adapter(name, encoder, flag="--ip-adapter", encoder_flag="--image-encoder")
@@ -199,8 +203,8 @@ def _check_lora(args, source: ModelSource) -> None:
     name = getattr(args, "lora", None)
     if name is None:
         return
-    from gen1.adapters import check_lora_fits
-    from gen1.hub import LORA, resolve
+    from gen1.adapters import check_lora_fits  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.hub import LORA, resolve  # lazy: keeps this module's import light (no torch when it loads)
 
     config = image_unet_config(source) or {}
     path = resolve(name, LORA, flag="--lora")
@@ -215,7 +219,10 @@ def _check_lora(args, source: ModelSource) -> None:
 def unet_config_of(source: ModelSource) -> dict | None:
     """The UNet's config as the pipeline will see it (frame limits for --window checks), or None if unknown."""
     if source.is_public:
+        # lazy: keeps this module's import light (no torch when it loads)
         from gen1.animatediff import ANIMATEDIFF_CLIP_LENGTH
+
+        # lazy: keeps this module's import light (no torch when it loads)
         from gen1.temporal_layers import read_motion_adapter_config
 
         longest = read_motion_adapter_config(source.motion_adapter)["motion_max_seq_length"]
@@ -228,7 +235,7 @@ def load_model(source: ModelSource, report: Callable[[str], None] | None = None)
     """Load the pipeline and apply the IP-Adapter; a failure is one line naming the flag and the path.
     ``report(line)`` is told what was applied (a command prints it)."""
     report = report or (lambda line: None)
-    from gen1.pipeline import Gen1Pipeline
+    from gen1.pipeline import Gen1Pipeline  # lazy: keeps this module's import light (no torch when it loads)
 
     try:
         if not source.is_public:
@@ -247,6 +254,7 @@ def load_model(source: ModelSource, report: Callable[[str], None] | None = None)
             raise ValueError(f"--ip-adapter: {error}") from None
         report(f"applied IP-Adapter {source.ip_adapter} (scale {scale:g})")
     elif source.ip_adapter_scale is not None:  # a saved pipeline's own IP-Adapter
+        # lazy: keeps this module's import light (no torch when it loads)
         from gen1.ip_adapter import set_ip_adapter_scale
 
         set_ip_adapter_scale(pipe.unet, source.ip_adapter_scale)

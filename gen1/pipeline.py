@@ -23,9 +23,11 @@ are cast to the models' dtype.
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Sequence
 
 import numpy as np
@@ -34,13 +36,22 @@ from diffusers import DiffusionPipeline
 from diffusers.utils import BaseOutput
 from einops import rearrange
 
+from gen1.adapters import load_lora_weights
+from gen1.animatediff import from_animatediff
+from gen1.assembly import from_stable_diffusion
 from gen1.conditioning import decode_latents, encode_latents, resize, target_size, video_to_tensor
 from gen1.denoise import denoise, make_scheduler
+from gen1.depth import load_structure
+from gen1.depth.cache import estimate_depth
 from gen1.guidance import GuidancePlan, plan_guidance
+from gen1.hub import resolve_pipeline
+from gen1.ip_adapter import load_ip_adapter_into
 from gen1.masked_edits import check_mask_arguments, edit_region, load_mask, structure_depth
 from gen1.masking import KeptRegion
+from gen1.media import unit_to_uint8
+from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_from_trained, image_model_size
+from gen1.model_folders import check_pipeline_folder, not_a_pipeline_hint
 from gen1.routes import ContentRequest, Route, route_class
-from gen1.model_defaults import edit_size
 from gen1.settings import check_setting, check_settings
 from gen1.windows import WindowBlender, check_window_arguments
 
@@ -106,7 +117,6 @@ class Gen1Pipeline(DiffusionPipeline):
         recommended_num_inference_steps: int | None = None,
     ):
         super().__init__()
-        from gen1.model_defaults import check_defaults
 
         check_defaults(trained_size, recommended_guidance_scale, num_inference_steps=recommended_num_inference_steps)
         self.register_to_config(trained_size=trained_size, recommended_guidance_scale=recommended_guidance_scale,
@@ -129,7 +139,6 @@ class Gen1Pipeline(DiffusionPipeline):
     @property
     def recorded_defaults(self):
         """The size and guidance this model records (:class:`gen1.model_defaults.ModelDefaults`)."""
-        from gen1.model_defaults import ModelDefaults
 
         return ModelDefaults(self.config.trained_size, self.config.recommended_guidance_scale,
                              self.config.get("recommended_num_inference_steps"))
@@ -143,7 +152,6 @@ class Gen1Pipeline(DiffusionPipeline):
     def _record_image_model_size(self) -> "Gen1Pipeline":
         """Record the image model's own size (``sample_size`` x VAE factor, 512 for SD 1.5) as ``trained_size``
         unless a size is recorded already: the default of pipelines assembled from a Stable Diffusion base."""
-        from gen1.model_defaults import image_model_size
 
         if self.config.trained_size is None:
             size = image_model_size(dict(self.unet.image_unet.config), dict(self.vae.config))
@@ -171,11 +179,6 @@ class Gen1Pipeline(DiffusionPipeline):
         through huggingface_hub's cache by :func:`gen1.hub.resolve_pipeline` (offline: from the cache, with one-line
         errors for what is missing).
         """
-        import importlib
-        from pathlib import Path
-
-        from gen1.hub import resolve_pipeline
-        from gen1.model_folders import check_pipeline_folder
 
         if not Path(pretrained_model_name_or_path).exists():
             pretrained_model_name_or_path = resolve_pipeline(pretrained_model_name_or_path,
@@ -185,7 +188,6 @@ class Gen1Pipeline(DiffusionPipeline):
         if index.is_file():
             modules.update(check_pipeline_folder(pretrained_model_name_or_path))
         elif Path(pretrained_model_name_or_path).is_dir():
-            from gen1.model_folders import not_a_pipeline_hint
 
             raise ValueError(f"'{pretrained_model_name_or_path}' is not a pipeline directory (no model_index.json): "
                              f"{not_a_pipeline_hint(pretrained_model_name_or_path)}")
@@ -257,7 +259,6 @@ class Gen1Pipeline(DiffusionPipeline):
         Weights load in float32 and every component is then cast to ``torch_dtype`` (:meth:`cast`). The pipeline's
         default size (``trained_size``) is the Stable Diffusion UNet's (``sample_size`` x VAE factor: 512 for SD 1.5).
         """
-        from gen1.assembly import from_stable_diffusion
 
         return from_stable_diffusion(
             cls, sd_dir, depth_estimator=depth_estimator, content_encoder=content_encoder,
@@ -285,7 +286,6 @@ class Gen1Pipeline(DiffusionPipeline):
         the base's (512 for SD 1.5), its default guidance 7.5. Save the result with
         ``save_pretrained``; it loads with :meth:`from_pretrained` like any gen1 model.
         """
-        from gen1.animatediff import from_animatediff
 
         return from_animatediff(cls, base, motion_adapter=motion_adapter, controlnet=controlnet,
                                 depth_estimator=depth_estimator, scheduler=scheduler, max_frames=max_frames,
@@ -294,7 +294,6 @@ class Gen1Pipeline(DiffusionPipeline):
 
     def load_lora_weights(self, path, *, scale: float = 1.0, adapter_name: str = "lora") -> list[str]:
         """Apply a Stable Diffusion LoRA file (diffusers or kohya format) to the UNet (:func:`gen1.adapters.load_lora_weights`)."""
-        from gen1.adapters import load_lora_weights
 
         return load_lora_weights(self.unet, path, scale=scale, adapter_name=adapter_name)
 
@@ -308,7 +307,6 @@ class Gen1Pipeline(DiffusionPipeline):
         if depth is None:
             if self.depth_estimator is None:
                 raise ValueError("this pipeline has no depth_estimator; pass depth")
-            from gen1.depth.cache import estimate_depth
 
             depth = estimate_depth(self.depth_estimator, frames, batch_size=batch_size, cache=cache)
         elif isinstance(depth, torch.Tensor):
@@ -316,7 +314,6 @@ class Gen1Pipeline(DiffusionPipeline):
                 raise ValueError(f"depth tensor must be (F, 1, H, W) in [0, 1], got shape {tuple(depth.shape)}")
             depth = depth.detach().float().cpu().clamp(0, 1)
         else:
-            from gen1.depth import load_structure
 
             if isinstance(depth, (str, os.PathLike)) and not os.path.isfile(depth):
                 raise FileNotFoundError(f"depth file not found: '{depth}'")
@@ -362,7 +359,6 @@ class Gen1Pipeline(DiffusionPipeline):
         instance; default: ``image_encoder/`` beside the file, the ``h94/IP-Adapter`` layout). Both may be Hub names,
         e.g. ``h94/IP-Adapter/models/ip-adapter_sd15.safetensors`` (:mod:`gen1.hub`). ``scale`` is how strongly
         references act (:func:`gen1.ip_adapter.set_ip_adapter_scale`)."""
-        from gen1.ip_adapter import load_ip_adapter_into
 
         load_ip_adapter_into(self, path, image_encoder=image_encoder, scale=scale)
 
@@ -405,7 +401,6 @@ class Gen1Pipeline(DiffusionPipeline):
         video's own short side up to :data:`gen1.model_defaults.FALLBACK_SIZE` (:func:`gen1.model_defaults.edit_size`,
         the rule ``gen1 edit`` and ``gen1 serve`` follow too); a short side far from ``trained_size`` warns
         (:func:`gen1.model_defaults.far_from_trained`)."""
-        from gen1.model_defaults import far_from_trained
 
         if size is None and height is None and width is None:
             size = self.config.trained_size  # None: edit_size of the video's own short side
@@ -668,9 +663,7 @@ class Gen1Pipeline(DiffusionPipeline):
         depth_np = depth.numpy().astype(np.float32)
         if output_type == "np":
             return Gen1PipelineOutput(frames=array, depth=depth_np, fps=fps)
-        from PIL import Image
-
-        from gen1.media import unit_to_uint8
+        from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
         images = [Image.fromarray(frame) for frame in unit_to_uint8(array)]
         return Gen1PipelineOutput(frames=images, depth=depth_np, fps=fps)

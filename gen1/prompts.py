@@ -13,6 +13,8 @@ from typing import Sequence
 
 import torch
 
+from gen1.content import convex_mix
+
 
 @torch.no_grad()
 def encode_prompts(tokenizer, text_encoder, prompts: Sequence[str], device=None) -> torch.Tensor:
@@ -37,7 +39,6 @@ def mixed_prompt_context(tokenizer, text_encoder, prompts: Sequence[str], weight
                          negative_prompt: str | None = None, device=None) -> tuple[torch.Tensor, torch.Tensor]:
     """(content, null content), each ``(1, L, D)`` float32: the prompts' convex mix, and the negative prompt
     (default: the empty prompt)."""
-    from gen1.content import convex_mix
 
     hidden = encode_prompts(tokenizer, text_encoder, prompts, device)
     mixed = convex_mix(hidden.flatten(1), weights).reshape(1, *hidden.shape[1:])

@@ -126,7 +126,7 @@ def _gray_uint8(frame: torch.Tensor) -> np.ndarray:
 def _flow(target: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Dense flow ``(H, W, 2)`` from ``target`` to ``source`` (Farneback's polynomial expansion, window 1/7 of the
     short side): pixel ``p`` of ``target`` shows what ``source`` shows at ``p + flow(p)``."""
-    import cv2
+    import cv2  # lazy: cv2 is heavy and only this path needs it
 
     window = max(5, min(target.shape) // 7) | 1
     return cv2.calcOpticalFlowFarneback(target, source, None, 0.5, 3, window, 5, 5, 1.1, 0)
@@ -136,7 +136,7 @@ def _warp(previous: np.ndarray, target: np.ndarray, source: np.ndarray) -> np.nd
     """The soft mask of the ``source`` frame carried to the ``target`` frame (backward warping, bilinear). It stays
     soft from frame to frame (thresholding at every frame would erode it), and is thresholded at 0.5 for each
     frame's mask."""
-    import cv2
+    import cv2  # lazy: cv2 is heavy and only this path needs it
 
     flow = _flow(target, source)
     height, width = target.shape
@@ -157,7 +157,7 @@ def _snap_to_depth(mask: np.ndarray, depth: np.ndarray, band: int, contrast: flo
     depth is clearly one side's local mean depth (within :data:`CLEAR_SHARE` of the gap between the two, where the
     two differ by at least ``contrast``); the flow's decision stands for the others (a contact with the floor, a
     blurred estimate)."""
-    import cv2
+    import cv2  # lazy: cv2 is heavy and only this path needs it
 
     if not mask.any() or mask.all():
         return mask
@@ -181,7 +181,7 @@ def _snap_to_depth(mask: np.ndarray, depth: np.ndarray, band: int, contrast: flo
 def _local_mean(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian-weighted mean of ``values`` over the pixels where ``weight`` is 1 (the global mean where none is
     near)."""
-    import cv2
+    import cv2  # lazy: cv2 is heavy and only this path needs it
 
     total = cv2.GaussianBlur(values * weight, (0, 0), sigma)
     count = cv2.GaussianBlur(weight, (0, 0), sigma)

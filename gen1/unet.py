@@ -38,7 +38,7 @@ from einops import rearrange, repeat
 from torch import nn
 
 from gen1.atomic import atomic_path
-from gen1.weights import StrictLoadingMixin, check_state_dict
+from gen1.ip_adapter import apply_ip_adapter, zero_state
 from gen1.temporal_layers import (
     ANIMATEDIFF,
     ATTENTION_BACKENDS,
@@ -56,6 +56,7 @@ from gen1.temporal_layers import (
     read_motion_adapter_config,
     require_xformers,
 )
+from gen1.weights import StrictLoadingMixin, check_state_dict
 
 TEMPORAL_METADATA_KEY = "gen1.temporal_config"
 # base-UNet config fields that decide the shapes of the new layers; recorded with save_new_layers
@@ -175,7 +176,6 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
             f"unet.{path}.temporal." for path in self._wrapped_paths
         )
         if ip_adapter_shapes is not None:  # a saved model with an IP-Adapter: its layers, filled by loading
-            from gen1.ip_adapter import apply_ip_adapter, zero_state
 
             apply_ip_adapter(self, zero_state(ip_adapter_shapes), scale=ip_adapter_scale)
 
@@ -570,7 +570,7 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
 
     def save_new_layers(self, path: str | os.PathLike) -> Path:
         """Write the layers inflation added alone to ``path`` (safetensors; their config goes in the metadata)."""
-        from safetensors.torch import save_file
+        from safetensors.torch import save_file  # lazy: safetensors is heavy and only this path needs it
 
         tensors = {k: v.detach().to("cpu").contiguous() for k, v in self.new_layers_state_dict().items()}
         metadata = {"format": "pt", TEMPORAL_METADATA_KEY: json.dumps(self._temporal_signature(), sort_keys=True)}
@@ -580,8 +580,8 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
 
     def load_new_layers(self, path: str | os.PathLike) -> None:
         """Load a :meth:`save_new_layers` file; config, keys and shapes must match (``ValueError`` naming them)."""
-        from safetensors import safe_open
-        from safetensors.torch import load_file
+        from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
+        from safetensors.torch import load_file  # lazy: safetensors is heavy and only this path needs it
 
         path = Path(path)
         if not path.is_file():

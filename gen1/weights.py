@@ -48,7 +48,7 @@ def check_state_dict(
 def safetensors_shapes(path, what: str) -> dict[str, list[int]]:
     """Every tensor's shape in a safetensors file, from its header alone (no tensor is read): what checks made
     before loading need. ``what`` names the file in the ``ValueError`` for an unreadable one."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
 
     try:
         with safe_open(str(path), framework="pt") as handle:

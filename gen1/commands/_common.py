@@ -23,7 +23,6 @@ from typing import Iterable, Mapping
 from gen1.checks import check_integer
 
 
-
 # ----------------------------------------------------------------------------------------------- threads
 def add_threads_argument(parser, default_help: str = "one per core") -> None:
     """Add ``--threads N`` (CPU threads for torch and OpenCV) to a command's parser."""
@@ -48,8 +47,8 @@ def apply_threads(threads: int | None) -> int | None:
         print(f"gen1: --threads {threads} is more than this machine's {cores} CPU cores; using {cores}",
               file=sys.stderr)
         threads = cores
-    import cv2
-    import torch
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+    import torch  # lazy: torch is heavy and only this path needs it
 
     torch.set_num_threads(threads)
     try:
@@ -72,7 +71,7 @@ def add_device_arguments(group) -> None:
 
 def device_and_dtype(args):
     """``(torch.device, torch.dtype)`` from ``--device`` / ``--dtype``; ``ValueError`` naming the flag."""
-    import torch
+    import torch  # lazy: torch is heavy and only this path needs it
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if device not in ("cpu", "cuda") and not device.startswith("cuda:"):
@@ -98,7 +97,7 @@ def check_input_file(flag: str, value: str | os.PathLike | None, *, directory_ok
 
 def check_output_file(flag: str, value: str | os.PathLike, suffixes: Iterable[str] | None = None) -> Path:
     """``value`` has one of ``suffixes`` (if given) and can be written: its directory exists and takes new files."""
-    from gen1.atomic import check_writable
+    from gen1.atomic import check_writable  # lazy: keeps this module's import light (no torch when it loads)
 
     path = Path(value)
     if suffixes is not None:

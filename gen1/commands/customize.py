@@ -16,8 +16,11 @@ Examples::
 
 from __future__ import annotations
 
-from gen1.commands._common import add_threads_argument, apply_threads, check_output_file
+import warnings
+from pathlib import Path
+
 from gen1.checks import check_integer, check_model_files, check_number, check_seed, seed_value
+from gen1.commands._common import add_threads_argument, apply_threads, check_output_file
 from gen1.commands._models import NAME_HELP
 
 FALLBACK_SIZE = 256  # --size for a model that records no trained size (gen1.model_defaults)
@@ -81,9 +84,8 @@ def _check_arguments(args) -> None:
 def _size_from_model(args, source) -> None:
     """--size not given: the size the model was trained at (:mod:`gen1.model_defaults`; a public base's image
     size); given far from it: a warning."""
-    import warnings
 
-    from gen1.model_defaults import far_from_trained
+    from gen1.model_defaults import far_from_trained  # lazy: keeps this module's import light (no torch when it loads)
 
     trained = source.recorded_defaults().trained_size
     if args.size is None:
@@ -96,10 +98,10 @@ def _size_from_model(args, source) -> None:
 
 def load_settings(args):
     """Packaged defaults (gen1/configs/customize.yaml) overridden by the flags given."""
-    from pathlib import Path
 
-    import yaml
+    import yaml  # lazy: yaml is heavy and only this path needs it
 
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.customize import CustomizeSettings
 
     defaults = yaml.safe_load((Path(__file__).resolve().parents[1] / "configs" / "customize.yaml").read_text())
@@ -112,8 +114,8 @@ def load_settings(args):
 
 def _check_model(args):
     """The model to customise (a :class:`gen1.model_sources.ModelSource`), its flags consistent with its route."""
-    from pathlib import Path
 
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.model_sources import ModelSource, check_model_source, resolve_model_dir
 
     if any(value is not None for value in (args.base, args.motion_adapter, args.controlnet)):
@@ -138,9 +140,7 @@ def _check_model(args):
 
 
 def _image_paths(args):
-    from pathlib import Path
-
-    from gen1.media import IMAGE_SUFFIXES
+    from gen1.media import IMAGE_SUFFIXES  # lazy: keeps this module's import light (no torch when it loads)
 
     images = Path(args.images)
     if not images.is_dir():
@@ -152,13 +152,18 @@ def _image_paths(args):
 
 
 def _train_native(args, source, paths, settings, device):
-    import torch
+    import torch  # lazy: torch is heavy and only this path needs it
 
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.components import load_content, load_depth, load_vae
+
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.customize import encode_images, train_adapter
+
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.model import load_noise_scheduler
-    from gen1.training.preprocess import ClipEncoder
-    from gen1.unet import VideoUNet
+    from gen1.training.preprocess import ClipEncoder  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.unet import VideoUNet  # lazy: keeps this module's import light (no torch when it loads)
 
     model = str(source.model_dir)
     encoder = ClipEncoder(load_vae(model, device, torch.float32), load_depth(model, args.depth_model, device),
@@ -170,16 +175,18 @@ def _train_native(args, source, paths, settings, device):
 
 def _train_public(args, source, paths, settings, device):
     """LoRA of the public route's image UNet, on the images given the instance prompt (see gen1.training.customize)."""
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # lazy: diffusers is heavy and only this path needs it
 
-    from gen1.model_sources import load_model
+    from gen1.model_sources import load_model  # lazy: keeps this module's import light (no torch when it loads)
+
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.customize import controlnet_image_inputs, encode_public_images, train_adapter
 
     pipe = load_model(source, report=print)
     estimator = pipe.depth_estimator
     if args.depth_model is not None and not source.is_public:  # a saved public pipeline, another estimator
-        from gen1.depth import load_depth_estimator
-        from gen1.hub import DEPTH_MODEL, resolve
+        from gen1.depth import load_depth_estimator  # lazy: keeps this module's import light (no torch when it loads)
+        from gen1.hub import DEPTH_MODEL, resolve  # lazy: keeps this module's import light (no torch when it loads)
 
         estimator = load_depth_estimator(resolve(args.depth_model, DEPTH_MODEL, flag="--depth-model"))
     pipe.to(device)
@@ -194,11 +201,9 @@ def _train_public(args, source, paths, settings, device):
 
 
 def run(args) -> int:
-    from pathlib import Path
+    import torch  # lazy: torch is heavy and only this path needs it
 
-    import torch
-
-    from gen1.adapters import save_adapter
+    from gen1.adapters import save_adapter  # lazy: keeps this module's import light (no torch when it loads)
     _check_arguments(args)
     settings = load_settings(args)
     paths = _image_paths(args)  # the user's own files first: a typo costs nothing, not a model download

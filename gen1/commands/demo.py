@@ -11,8 +11,12 @@ and its audio kept.
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 
 def register(subparsers) -> None:
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.commands._common import add_threads_argument
     from gen1.demo import DEMO_GUIDANCE  # light: gen1.demo imports nothing heavy
 
@@ -40,10 +44,7 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import os
-    from pathlib import Path
-
-    from gen1.checks import check_integer
+    from gen1.checks import check_integer  # lazy: keeps this module's import light (no torch when it loads)
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
@@ -56,10 +57,10 @@ def run(args) -> int:
             raise FileNotFoundError(f"{flag} file not found: {value!r}")
     if not Path(args.out).parent.exists():
         raise FileNotFoundError(f"--out: parent directory of {args.out!r} does not exist")
-    import torch
+    import torch  # lazy: torch is heavy and only this path needs it
 
-    from gen1.commands._common import apply_threads
-    from gen1.demo.showcase import run_showcase
+    from gen1.commands._common import apply_threads  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.demo.showcase import run_showcase  # lazy: keeps this module's import light (no torch when it loads)
 
     if args.threads is not None:
         check_integer("--threads", args.threads, low=1)

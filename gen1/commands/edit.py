@@ -14,11 +14,25 @@ import math
 from pathlib import Path
 
 from gen1.checks import check_integer, check_number, safetensors_metadata
-from gen1.commands._common import (add_device_arguments, add_threads_argument, apply_threads, check_input_file,
-                                   check_output_file, device_and_dtype, refuse_overwriting_inputs)
+from gen1.commands._common import (
+    add_device_arguments,
+    add_threads_argument,
+    apply_threads,
+    check_input_file,
+    check_output_file,
+    device_and_dtype,
+    refuse_overwriting_inputs,
+)
 from gen1.commands._models import add_model_arguments
-from gen1.editing import (EditRequest, check_request, read_inputs, request_from_args, run_edit, source_short_side,
-                          with_model_defaults)
+from gen1.editing import (
+    EditRequest,
+    check_request,
+    read_inputs,
+    request_from_args,
+    run_edit,
+    source_short_side,
+    with_model_defaults,
+)
 from gen1.model_sources import ModelSource, check_model_source, load_model, unet_config_of
 from gen1.settings import add_setting_arguments, flag_label
 
@@ -86,7 +100,11 @@ def _check_loading_knobs(args) -> None:
 
 def _check_files(args) -> None:
     """Inputs exist and are what the flag expects; outputs are writable and overwrite no input."""
-    from gen1.comparison import IMAGE_SUFFIXES as COMPARE_IMAGES, VIDEO_SUFFIXES as COMPARE_VIDEOS
+    # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.comparison import IMAGE_SUFFIXES as COMPARE_IMAGES
+    from gen1.comparison import VIDEO_SUFFIXES as COMPARE_VIDEOS
+
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.media import IMAGE_SUFFIXES, OUTPUT_VIDEO_SUFFIXES, VIDEO_SUFFIXES
 
     check_input_file("INPUT", args.input)
@@ -136,7 +154,7 @@ def _check_model(args) -> ModelSource:
 
 def _check_adapter(path: str) -> dict:
     """The adapter's metadata (kind, rank, targets), or ``ValueError`` if the file is no gen1 adapter."""
-    from gen1.adapters import METADATA_KEY
+    from gen1.adapters import METADATA_KEY  # lazy: keeps this module's import light (no torch when it loads)
 
     try:
         metadata = safetensors_metadata(Path(path))
@@ -180,7 +198,7 @@ def _with_model_defaults(request: EditRequest, source: ModelSource) -> EditReque
 def _load_pipeline(source: ModelSource, args, adapter: dict | None):
     pipe = load_model(source, report=print)
     if adapter is not None:
-        from gen1.adapters import load_adapter
+        from gen1.adapters import load_adapter  # lazy: keeps this module's import light (no torch when it loads)
 
         try:
             load_adapter(pipe, args.adapter)

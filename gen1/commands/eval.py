@@ -10,9 +10,14 @@ import argparse
 import json
 from pathlib import Path
 
-from gen1.commands._common import (add_threads_argument, apply_threads, check_input_file, check_output_file,
-                                   refuse_overwriting_inputs)
 from gen1.checks import check_integer, check_model_files, errors_naming, load_failure
+from gen1.commands._common import (
+    add_threads_argument,
+    apply_threads,
+    check_input_file,
+    check_output_file,
+    refuse_overwriting_inputs,
+)
 
 
 def register(subparsers) -> None:
@@ -76,8 +81,8 @@ def _check_arguments(args) -> None:
 
 
 def run(args) -> int:
-    from gen1.eval.evaluate import evaluate_videos
-    from gen1.media import read_video
+    from gen1.eval.evaluate import evaluate_videos  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media import read_video  # lazy: keeps this module's import light (no torch when it loads)
 
     _check_arguments(args)
     apply_threads(args.threads)
@@ -91,7 +96,7 @@ def run(args) -> int:
 
     clip_scorer = None
     if args.clip_model:
-        from gen1.eval.clip_metrics import ClipScorer
+        from gen1.eval.clip_metrics import ClipScorer  # lazy: keeps this module's import light (no torch when it loads)
 
         try:
             clip_scorer = ClipScorer.from_pretrained(args.clip_model, device=args.device)
@@ -99,7 +104,7 @@ def run(args) -> int:
             raise load_failure("--clip-model", args.clip_model, error) from error
     depth_estimator = None
     if args.depth_model:
-        from gen1.depth import load_depth_estimator
+        from gen1.depth import load_depth_estimator  # lazy: keeps this module's import light (no torch when it loads)
 
         try:
             depth_estimator = load_depth_estimator(args.depth_model, device=args.device)
@@ -141,7 +146,7 @@ def _window_schedule(args, num_frames: int):
     ``--window``."""
     if args.window is None:
         return None
-    from gen1.windows import blend_schedule
+    from gen1.windows import blend_schedule  # lazy: keeps this module's import light (no torch when it loads)
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")

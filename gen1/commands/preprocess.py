@@ -13,6 +13,10 @@ On Ray Data (``pip install gen1[ray]``), locally or on a cluster (``--address``)
 
 from __future__ import annotations
 
+import functools
+import logging
+from pathlib import Path
+
 
 def register(subparsers) -> None:
     parser = subparsers.add_parser(
@@ -46,12 +50,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    import logging
-    from pathlib import Path
+    from accelerate import Accelerator  # lazy: accelerate is heavy and only this path needs it
 
-    from accelerate import Accelerator
-
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.launch import check_process_count
+
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.preprocess import PreprocessSettings, list_inputs, load_clip_encoder, preprocess
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
@@ -82,9 +86,11 @@ def run(args) -> int:
 
 def run_ray(args, inputs, settings) -> int:
     """``--engine ray``: join (or start) Ray, preprocess on Ray Data, print the summary."""
-    import functools
 
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.preprocess import load_clip_encoder
+
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.ray_preprocess import RaySettings, preprocess_ray
 
     try:

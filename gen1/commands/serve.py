@@ -16,8 +16,8 @@ import argparse
 import sys
 from pathlib import Path
 
-from gen1.commands._common import add_device_arguments, add_threads_argument, apply_threads, device_and_dtype
 from gen1.checks import check_integer, check_number
+from gen1.commands._common import add_device_arguments, add_threads_argument, apply_threads, device_and_dtype
 from gen1.commands._models import add_model_arguments
 from gen1.model_sources import PUBLIC_FLAGS, check_model_source
 
@@ -25,7 +25,7 @@ BUNDLED_NAME = "gen1 demo (64 px)"
 
 
 def register(subparsers) -> None:
-    from gen1.serve.service import ServeLimits
+    from gen1.serve.service import ServeLimits  # lazy: keeps this module's import light (no torch when it loads)
 
     limits = ServeLimits()
     parser = subparsers.add_parser(
@@ -67,7 +67,7 @@ def register(subparsers) -> None:
 
 def _served_models(args) -> list:
     """The models to offer, checked (files present, configs readable) before anything loads."""
-    from gen1.serve.models import ServedModel
+    from gen1.serve.models import ServedModel  # lazy: keeps this module's import light (no torch when it loads)
 
     served = []
     given_public = any(getattr(args, flag[2:].replace("-", "_")) for flag in PUBLIC_FLAGS)
@@ -97,8 +97,8 @@ def _served_models(args) -> list:
 
 
 def _limits(args):
-    from gen1.media import MAX_SIZE, check_size
-    from gen1.serve.service import ServeLimits
+    from gen1.media import MAX_SIZE, check_size  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.serve.service import ServeLimits  # lazy: keeps this module's import light (no torch when it loads)
 
     check_integer("--port", args.port, low=0, high=65535)
     check_integer("--max-frames", args.max_frames, low=1)
@@ -122,9 +122,10 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ValueError("gen1 serve needs gradio: pip install \"gen1[serve]\"") from None
     apply_threads(args.threads)
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.serve.app import build_app, launch_options, upload_folder
-    from gen1.serve.models import ModelCatalog
-    from gen1.serve.service import EditService
+    from gen1.serve.models import ModelCatalog  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.serve.service import EditService  # lazy: keeps this module's import light (no torch when it loads)
 
     device_args = [word for flag, value in (("--device", args.device), ("--dtype", args.dtype)) if value
                    for word in (flag, value)]

@@ -8,6 +8,7 @@ min-max normalised over the clip, white = near, grey-scale), ``NAME.txt`` (capti
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 
 def register(subparsers) -> None:
@@ -31,12 +32,12 @@ def register(subparsers) -> None:
 
 
 def run(args) -> int:
-    from pathlib import Path
+    from tqdm import tqdm  # lazy: tqdm is heavy and only this path needs it
 
-    from tqdm import tqdm
+    from gen1.media import write_video  # lazy: keeps this module's import light (no torch when it loads)
 
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.synthetic import inverse_depth_for_viewing, sample_clip
-    from gen1.media import write_video
 
     for name, low in (("num", 1), ("frames", 1), ("size", 8)):
         if getattr(args, name) < low:
@@ -48,7 +49,7 @@ def run(args) -> int:
         raise ValueError(f"--out exists and is not a directory: '{out}'")
     out.mkdir(parents=True, exist_ok=True)
 
-    from gen1.atomic import atomic_path
+    from gen1.atomic import atomic_path  # lazy: keeps this module's import light (no torch when it loads)
 
     def write_text(path: Path, text: str) -> None:
         with atomic_path(path) as tmp:

@@ -13,6 +13,7 @@ second Ctrl-C quits at once.
 
 from __future__ import annotations
 
+import shlex
 import sys
 
 
@@ -33,8 +34,9 @@ def register(subparsers) -> None:
 
 def preset_summaries() -> list[tuple[str, str]]:
     """``(name, what it trains on what)`` of every packaged preset."""
-    import yaml
+    import yaml  # lazy: yaml is heavy and only this path needs it
 
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.config import PRESET_DIR, config_from_dict, list_presets
 
     out = []
@@ -47,8 +49,9 @@ def preset_summaries() -> list[tuple[str, str]]:
 
 
 def run(args) -> int:
-    import yaml
+    import yaml  # lazy: yaml is heavy and only this path needs it
 
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.config import config_to_dict, load_config
 
     if args.list_presets:
@@ -63,8 +66,9 @@ def run(args) -> int:
     if args.print_config:
         print(yaml.safe_dump(config_to_dict(config), sort_keys=False))
         return 0
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.interrupt import TrainingInterrupted
-    from gen1.training.trainer import train
+    from gen1.training.trainer import train  # lazy: keeps this module's import light (no torch when it loads)
 
     try:
         result = train(config)
@@ -86,7 +90,6 @@ def run(args) -> int:
 
 def resume_command(args) -> str:
     """The ``gen1 train`` command line that continues this run from its latest checkpoint (same launcher)."""
-    import shlex
 
     overrides = [o for o in args.overrides if not o.startswith("train.resume=")]
     return "gen1 train " + shlex.join([args.config, *overrides, "train.resume=latest"])

@@ -17,9 +17,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gen1.media import unit_to_uint8
-
+from gen1.atomic import atomic_path
 from gen1.demo import DEMO_GUIDANCE
+from gen1.demo.world import edit_case
+from gen1.media import read_image, read_video, unit_to_uint8, write_video
+from gen1.pipeline import Gen1Pipeline
 
 SAMPLE_INDEX = 7  # which held-out edit case (gen1.demo.world.edit_case) the demo shows
 SAMPLE_FRAMES = 16  # frames of the sample clip
@@ -27,7 +29,6 @@ SAMPLE_FRAMES = 16  # frames of the sample clip
 
 def sample_inputs(frames: int = SAMPLE_FRAMES, size: int = 64):
     """Source (F,3,H,W), reference (1,3,H,W), its caption and the ground-truth edit, from held-out seeds."""
-    from gen1.demo.world import edit_case
 
     case = edit_case(SAMPLE_INDEX, frames=frames, size=size)
     return case.source, case.reference, case.prompt, case.ground_truth
@@ -61,12 +62,9 @@ def run_showcase(out: str | Path, *, model: str | Path | None = None, input_vide
     """Run the demo edit; return the written paths, the number of frames edited, whether audio was kept and
     the seconds the edit took. ``frames``: how many frames to edit (default: :data:`SAMPLE_FRAMES` of the
     sample clip, every frame of ``input_video``)."""
-    from PIL import Image
+    from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
-    from gen1.atomic import atomic_path
-    from gen1.demo import bundled_model_dir
-    from gen1.pipeline import Gen1Pipeline
-    from gen1.media import read_image, read_video, write_video
+    from gen1.demo import bundled_model_dir  # lazy: its own package, loaded by the time this runs
 
     if frames is not None and frames < 1:
         raise ValueError(f"frames must be >= 1, got {frames}")

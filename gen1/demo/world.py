@@ -22,13 +22,14 @@ EDIT_TARGET_OFFSET = 200_000  # ... and target style / reference scene HELD_OUT_
 
 def demo_scene(seed: int):
     """Scene ``seed`` of the demo world (see the module docstring)."""
-    from gen1.synthetic import sample_scene
+    from gen1.synthetic import sample_scene  # lazy: keeps this module's import light (no torch when it loads)
 
     return sample_scene(seed, max_roll=MAX_ROLL)
 
 
 def edit_case(index: int, *, frames: int = 8, size: int = FRAME_SIZE):
     """Held-out edit case ``index`` of the demo world (a :class:`gen1.eval.edit_benchmark.EditCase`)."""
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.eval.edit_benchmark import synthetic_edit_case
 
     if index < 0:

@@ -22,6 +22,8 @@ import torch.nn.functional as F
 from diffusers import ConfigMixin, ModelMixin
 from diffusers.configuration_utils import register_to_config
 
+from gen1.depth.hf import TransformersDepthNet
+from gen1.depth.midas import build_midas, default_midas_config
 from gen1.depth.normalize import normalize_clip_depth
 from gen1.weights import StrictLoadingMixin
 
@@ -32,11 +34,9 @@ RESIZE_MODES = ("minimal", "upper_bound", "lower_bound", "exact")
 def build_network(backend: str, network_config: dict[str, Any]) -> nn.Module:
     """Random-weight network of ``backend`` described by ``network_config``."""
     if backend == "midas":
-        from gen1.depth.midas import build_midas
 
         return build_midas(network_config)
     if backend in ("dpt", "depth-anything"):
-        from gen1.depth.hf import TransformersDepthNet
 
         return TransformersDepthNet(backend, network_config)
     raise ValueError(f"backend must be one of {list(BACKENDS)}, got {backend!r}")
@@ -135,7 +135,6 @@ class DepthEstimator(StrictLoadingMixin, ModelMixin, ConfigMixin):
         if prediction not in ("inverse_depth", "depth"):
             raise ValueError(f"prediction must be 'inverse_depth' or 'depth', got {prediction!r}")
         if network_config is None:
-            from gen1.depth.midas import default_midas_config
 
             if backend != "midas":
                 raise ValueError(f"network_config is required for backend {backend!r}")

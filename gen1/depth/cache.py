@@ -33,6 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from gen1.atomic import atomic_path
+
 FORMAT = "gen1-depth-cache-1"
 ENV_DIR = "GEN1_CACHE_DIR"
 DEFAULT_MAX_BYTES = 2 * 1024**3  # 2 GiB: about 180 clips of 16 frames at 512 x 512
@@ -188,9 +190,7 @@ class DepthCache:
         A depth larger than the whole bound is not stored. Failing to write (full disk, read-only directory) only
         loses the saving, never the edit.
         """
-        from safetensors.torch import save_file
-
-        from gen1.atomic import atomic_path
+        from safetensors.torch import save_file  # lazy: safetensors is heavy and only this path needs it
 
         depth = depth.detach().float().cpu().contiguous()
         if depth.numel() * 4 > self.max_bytes:

@@ -21,7 +21,7 @@ MODEL_TYPES = {"dpt": "dpt", "depth-anything": "depth_anything"}
 
 
 def _classes(backend: str):
-    import transformers
+    import transformers  # lazy: transformers is heavy and only this path needs it
 
     if backend == "dpt":
         return transformers.DPTConfig, transformers.DPTForDepthEstimation

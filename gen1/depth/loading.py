@@ -19,6 +19,14 @@ from typing import Any
 import torch
 
 from gen1.depth.base import BACKENDS, DepthEstimator
+from gen1.depth.midas import (
+    MIDAS_PREPROCESSING,
+    VARIANTS,
+    check_midas_state_dict,
+    default_midas_config,
+    load_midas_state_dict,
+    variant_from_filename,
+)
 from gen1.model_folders import read_json_object
 
 _ALIASES = {"depth_anything": "depth-anything", "depthanything": "depth-anything", "midas": "midas", "dpt": "dpt",
@@ -35,15 +43,6 @@ def _canonical_backend(backend: str | None) -> str | None:
 
 
 def _load_midas(path: Path, variant: str | None, network_config: dict[str, Any] | None) -> DepthEstimator:
-    from gen1.depth.midas import (
-        MIDAS_PREPROCESSING,
-        VARIANTS,
-        check_midas_state_dict,
-        default_midas_config,
-        load_midas_state_dict,
-        variant_from_filename,
-    )
-
     variant = variant or (network_config or {}).get("variant") or variant_from_filename(path.name)
     if variant is None:
         raise ValueError(f"cannot tell the MiDaS variant from the file name '{path.name}'; pass variant= one of "
@@ -65,7 +64,7 @@ def _load_midas(path: Path, variant: str | None, network_config: dict[str, Any] 
 
 
 def _load_directory(path: Path, backend: str | None) -> DepthEstimator:
-    from gen1.depth import hf
+    from gen1.depth import hf  # lazy: its own package, loaded by the time this runs
 
     config = read_json_object(path / "config.json", "a model config")
     if config.get("_class_name") == DepthEstimator.__name__:

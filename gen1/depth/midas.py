@@ -31,6 +31,8 @@ import torch.nn as nn
 import torch.nn.functional as F
 from einops import rearrange
 
+from gen1.weights import check_state_dict
+
 VARIANTS = ("dpt_hybrid", "dpt_large", "midas_v21_small")
 
 
@@ -196,7 +198,7 @@ def _reassemble(dim: int, out: int, kind: str) -> nn.Sequential:
 
 
 def _build_vit(cfg: MidasConfig) -> nn.Module:
-    from timm.models.vision_transformer import VisionTransformer
+    from timm.models.vision_transformer import VisionTransformer  # lazy: timm is heavy and only this path needs it
 
     hybrid = cfg.variant == "dpt_hybrid"
     # the hybrid's ResNet stem reduces by 4 and every stage after the first by 2 more
@@ -204,8 +206,8 @@ def _build_vit(cfg: MidasConfig) -> nn.Module:
     vit = VisionTransformer(img_size=cfg.img_size, patch_size=patch, embed_dim=cfg.embed_dim, depth=cfg.depth,
                             num_heads=cfg.num_heads, mlp_ratio=cfg.mlp_ratio, num_classes=cfg.num_classes)
     if hybrid:
-        from timm.layers import StdConv2dSame
-        from timm.models.resnetv2 import ResNetV2
+        from timm.layers import StdConv2dSame  # lazy: timm is heavy and only this path needs it
+        from timm.models.resnetv2 import ResNetV2  # lazy: timm is heavy and only this path needs it
 
         embed = nn.Module()  # same parameter names as timm's HybridEmbed: backbone.*, proj.*
         embed.backbone = ResNetV2(
@@ -225,7 +227,7 @@ def _build_vit(cfg: MidasConfig) -> nn.Module:
 
 
 def _group_norm_act(groups: int):
-    from timm.layers import GroupNormAct
+    from timm.layers import GroupNormAct  # lazy: timm is heavy and only this path needs it
 
     return partial(GroupNormAct, num_groups=groups)
 
@@ -397,6 +399,5 @@ def load_midas_state_dict(path) -> dict[str, torch.Tensor]:
 
 def check_midas_state_dict(module: nn.Module, sd: dict[str, torch.Tensor], source: str) -> None:
     """Strict key/shape check of a MiDaS checkpoint against ``module`` (:func:`gen1.weights.check_state_dict`)."""
-    from gen1.weights import check_state_dict
 
     check_state_dict(module.state_dict(), sd, f"checkpoint '{source}'", hint="; is it another MiDaS variant? pass variant=...")

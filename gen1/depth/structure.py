@@ -23,11 +23,12 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
+from numpy.lib import format as npy
 
 from gen1.depth.normalize import normalize_clip_depth
 from gen1.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, read_video
-from gen1.media.images import read_depth_image
-
+from gen1.media.checks import existing_file
+from gen1.media.images import check_max_pixels, check_pixel_count, read_depth_image
 
 MAX_DEPTH_VALUES = 2**30  # values in one depth array (.npy): 4 GiB as float32, e.g. 4096 frames of 512x512
 
@@ -40,10 +41,6 @@ def _read_npy(path: Path, max_pixels: int | None) -> np.ndarray:
     (a truncated or forged file), a frame is over ``max_pixels`` or the whole is over :data:`MAX_DEPTH_VALUES`.
     Object arrays (pickles) are never loaded.
     """
-    from numpy.lib import format as npy
-
-    from gen1.media.checks import existing_file
-    from gen1.media.images import check_max_pixels, check_pixel_count
 
     path = existing_file(path, "depth array")
     max_pixels = check_max_pixels(max_pixels)

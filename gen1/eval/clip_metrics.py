@@ -47,7 +47,7 @@ class ClipScorer:
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device="cpu", batch_size: int = 16) -> "ClipScorer":
         """Load ``CLIPModel`` and its tokenizer from a local directory (never downloads)."""
-        from transformers import AutoTokenizer, CLIPModel
+        from transformers import AutoTokenizer, CLIPModel  # lazy: transformers is heavy and only this path needs it
 
         path = Path(path)
         if not path.is_dir():

@@ -24,6 +24,10 @@ from typing import Callable
 
 import torch
 
+from gen1.eval.image_metrics import psnr, ssim, style_accuracy, style_score
+from gen1.eval.warp import source_flows, warp_error
+from gen1.synthetic import render, sample_edit_style, sample_scene, sample_style
+
 STRUCTURE_LEVELS = (0, 2, 4, 7)
 TEMPORAL_SCALES = (0.0, 0.5, 1.0, 1.5)
 GUIDANCE_SCALES = (1.0, 3.0, 7.5)
@@ -46,7 +50,6 @@ def synthetic_edit_case(source_seed: int, target_seed: int, *, frames: int = 8, 
     """The edit case of scene and style ``source_seed`` towards the style of ``target_seed`` (sampled to differ
     from the source's, :func:`gen1.synthetic.sample_edit_style`), whose scene gives the reference image.
     ``scene_of(seed)`` makes a scene (default :func:`gen1.synthetic.sample_scene`)."""
-    from gen1.synthetic import render, sample_edit_style, sample_scene, sample_style
 
     if frames < 1 or size < 8:
         raise ValueError(f"frames must be >= 1 and size >= 8, got frames={frames}, size={size}")
@@ -87,8 +90,6 @@ def run_name(runs: dict, **knobs) -> str:
 @torch.no_grad()
 def score_case(pipe, case: EditCase, runs: dict, *, steps: int) -> dict[str, dict[str, float]]:
     """Metrics of every run of one case: ``{run: {psnr, ssim, style_accuracy, style_score, warp_error}}``."""
-    from gen1.eval.image_metrics import psnr, ssim, style_accuracy, style_score
-    from gen1.eval.warp import source_flows, warp_error
 
     depth = pipe.depth_estimator.estimate(case.source)
     content = {"reference": pipe.content_encoder.encode_image(case.reference)}
@@ -118,9 +119,7 @@ def run_benchmark(pipe, case_at: Callable[[int], EditCase], *, num_edits: int, s
         raise ValueError(f"first_edit must be >= 0, got {first_edit}")
     if num_edits < 1 or steps < 1:
         raise ValueError(f"num_edits and steps must be >= 1, got {num_edits}, {steps}")
-    from tqdm.auto import tqdm
-
-    from gen1.eval.warp import source_flows, warp_error
+    from tqdm.auto import tqdm  # lazy: tqdm is heavy and only this path needs it
 
     runs = configurations(guidance)
     totals: dict[str, dict[str, float]] = {}

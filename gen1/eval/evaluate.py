@@ -11,8 +11,12 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gen1.eval.clip_metrics import frame_consistency, prompt_consistency
+from gen1.eval.depth_fidelity import depth_fidelity
 from gen1.eval.image_metrics import as_float_video, psnr, ssim, style_accuracy, style_score
 from gen1.eval.report import Report
+from gen1.eval.seams import seam_ratio
+from gen1.eval.warp import mean_warp_error, pair_warp_errors, source_flows
 
 
 def _match_size(video: torch.Tensor, reference: torch.Tensor, name: str, report: Report) -> torch.Tensor:
@@ -31,8 +35,6 @@ def _match_size(video: torch.Tensor, reference: torch.Tensor, name: str, report:
 
 
 def _set_seam_ratio(report: Report, key: str, pair_errors, window_schedule) -> None:
-    from gen1.eval.seams import seam_ratio
-
     if window_schedule is None:
         report.skip(key, "no window schedule (--window)")
         return
@@ -61,8 +63,6 @@ def evaluate_videos(
     met at every step (:func:`gen1.windows.blend_schedule`), for the seam ratio (:mod:`gen1.eval.seams`) of the
     output and, as its reference, of the source. Metrics whose inputs are missing are skipped with a note.
     """
-    from gen1.eval.depth_fidelity import depth_fidelity
-    from gen1.eval.warp import mean_warp_error, pair_warp_errors, source_flows
 
     report = Report()
     src = as_float_video(source)
@@ -86,7 +86,6 @@ def evaluate_videos(
         report.skip("clip_prompt_consistency", "no CLIP model (--clip-model)")
     else:
         embeddings = clip_scorer.image_embeddings(out)
-        from gen1.eval.clip_metrics import frame_consistency, prompt_consistency
 
         if len(embeddings) >= 2:
             report.set("clip_frame_consistency", frame_consistency(embeddings))

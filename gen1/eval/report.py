@@ -66,7 +66,7 @@ class Report:
 
     def save_json(self, path: str | Path) -> Path:
         """Write the report as JSON, atomically."""
-        from gen1.atomic import atomic_path
+        from gen1.atomic import atomic_path  # lazy: keeps this module's import light (no torch when it loads)
 
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(self.to_dict(), indent=2) + "\n")

@@ -35,7 +35,7 @@ def _to_gray_uint8(video: torch.Tensor) -> np.ndarray:
 
 def compute_flow(first: np.ndarray, second: np.ndarray, method: str = "dis") -> np.ndarray:
     """Dense flow (H,W,2) float32 from grayscale uint8 ``first`` to ``second``: first(x) ~ second(x + flow(x))."""
-    import cv2
+    import cv2  # lazy: cv2 is heavy and only this path needs it
 
     if method == "dis":
         dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 import os
 import re
+import stat
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -54,7 +55,6 @@ def _a(noun: str) -> str:
 
 def _file_kind(path: Path) -> str:
     """What a path that is neither a regular file nor a directory is, in words."""
-    import stat
 
     mode = path.stat().st_mode
     for test, kind in ((stat.S_ISFIFO, "a FIFO (named pipe)"), (stat.S_ISSOCK, "a socket"),

@@ -45,8 +45,8 @@ def to_uint8_frames(frames: Any, name: str = "frames") -> np.ndarray:
                 raise ValueError(f"{name} must all have one shape, got {sorted(shapes)}")
             frames = np.stack(arrays)
     if type(frames).__module__.startswith("torch"):
-        import torch
-        from einops import rearrange
+        import torch  # lazy: torch is heavy and only this path needs it
+        from einops import rearrange  # lazy: einops is heavy and only this path needs it
 
         if frames.ndim != 4 or frames.shape[1] != 3:
             raise ValueError(f"a {name} tensor must have shape (F, 3, H, W), got {tuple(frames.shape)}")

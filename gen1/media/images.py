@@ -35,7 +35,6 @@ from gen1.media.checks import (
 from gen1.media.read import read_video
 from gen1.media.resize import check_size, resize_frames
 
-
 MAX_IMAGE_PIXELS = 8192 * 8192  # 67 megapixels: 4x MAX_SIZE squared; 200 MB as RGB, 256 MB as float32 depth
 
 
@@ -59,7 +58,7 @@ def open_image(path: str | os.PathLike, what: str = "image file", *, max_pixels:
     more than ``max_pixels`` pixels (checked on the header, before decoding), and what PIL's own decompression-bomb
     and text-chunk limits stop (also when raised by ``load()`` inside the block).
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image, UnidentifiedImageError  # lazy: PIL is heavy and only this path needs it
 
     path = existing_file(path, what)
     max_pixels = check_max_pixels(max_pixels)
@@ -91,7 +90,7 @@ def read_image(path: str | os.PathLike, *, what: str = "image file", max_pixels:
     (common for depth renders) is scaled to 8 bits rather than clipped. ``what`` names the file in errors
     (``"mask image"``); an image over ``max_pixels`` pixels is refused before decoding (:func:`open_image`).
     """
-    from PIL import Image, ImageOps
+    from PIL import Image, ImageOps  # lazy: PIL is heavy and only this path needs it
 
     with open_image(path, what, max_pixels=max_pixels) as image:
         image = ImageOps.exif_transpose(image)
@@ -115,7 +114,7 @@ def read_depth_image(path: str | os.PathLike, *, max_pixels: int | None = None) 
     OpenCV (``IMREAD_UNCHANGED``) then decodes it, keeping 16-bit grey and colour PNG/TIFF and float TIFF as
     stored, where PIL cuts 16-bit colour to 8 bits; PIL decodes what OpenCV cannot.
     """
-    import cv2
+    import cv2  # lazy: cv2 is heavy and only this path needs it
 
     with open_image(path, "depth image", max_pixels=max_pixels) as image:
         arr = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import sys
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -98,7 +99,7 @@ class _Probe:
 
 
 def _probe(path: Path) -> _Probe:
-    import av
+    import av  # lazy: av is heavy and only this path needs it
 
     try:
         container = av.open(str(path))
@@ -195,7 +196,6 @@ def _quiet_stderr() -> Iterator[None]:
     redirection cannot catch it. While the block runs, other threads' stderr output is dropped too;
     decord calls are short, and a failed open is followed by PyAV, which reports the real error.
     """
-    import sys
 
     try:
         sys.stderr.flush()
@@ -256,7 +256,7 @@ def _read_with_decord(path: Path, probe: _Probe, selector: _FrameSelector):
 
 def _read_with_pyav(path: Path, probe: _Probe, selector: _FrameSelector, size: int | None):
     """Frames (each resized to ``size`` as soon as it is decoded) and their times, decoding sequentially."""
-    import av
+    import av  # lazy: av is heavy and only this path needs it
 
     frames: list[np.ndarray] = []
     times: list[float] = []

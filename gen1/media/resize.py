@@ -71,7 +71,7 @@ def _check_output_shape(shape: Any) -> tuple[int, int]:
 def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``uint8 (F, H, W, 3)`` frames scaled (aspect kept) to cover ``shape = (height, width)``, centre-cropped
     to it. Frames already of that shape are returned as they are."""
-    import cv2
+    import cv2  # lazy: cv2 is heavy and only this path needs it
 
     frames = check_uint8_frames(frames, "frames")
     out_h, out_w = _check_output_shape(shape)
@@ -86,7 +86,7 @@ def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 def fit_tensor(frames, shape: tuple[int, int]):
     """Float ``(N, C, H, W)`` frames scaled (aspect kept, antialiased bilinear) to cover ``shape = (height,
     width)``, centre-cropped to it; the same geometry as :func:`fit_frames`. A no-op at that shape."""
-    import torch.nn.functional as F
+    import torch.nn.functional as F  # lazy: torch is heavy and only this path needs it
 
     out_h, out_w = _check_output_shape(shape)
     height, width = frames.shape[-2:]

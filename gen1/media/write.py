@@ -81,7 +81,7 @@ def _audio_window(source: Any, audio_start: float | None) -> tuple[Path, float, 
 
 def _open_audio_source(window: tuple[Path, float, bool]):
     """Open the audio source; returns (container, audio stream) or None if it has no usable audio."""
-    import av
+    import av  # lazy: av is heavy and only this path needs it
 
     path, start, explicit = window
     try:
@@ -145,7 +145,7 @@ def _encode_audio(source, in_stream, output, out_stream, start: float, length: f
 
 
 def _encode_video(output, stream, frames: np.ndarray) -> None:
-    import av
+    import av  # lazy: av is heavy and only this path needs it
 
     for index, array in enumerate(frames):
         frame = av.VideoFrame.from_ndarray(array, format="rgb24")
@@ -183,8 +183,9 @@ def write_video(
     Returns:
         The output path.
     """
-    import av
+    import av  # lazy: av is heavy and only this path needs it
 
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.atomic import atomic_path, check_output_path
 
     path = Path(path)

@@ -21,17 +21,18 @@ A route's prediction only says how to run its networks on that batch (:meth:`Gui
 from __future__ import annotations
 
 import os
-
 from dataclasses import dataclass
 from typing import Any, ClassVar, Mapping
 
 import torch
+import torch.nn.functional as F
 from diffusers.utils.torch_utils import randn_tensor
 from einops import rearrange, repeat
 
 from gen1.conditioning import encode_latents
 from gen1.guidance import GuidancePlan
 from gen1.media import read_image
+from gen1.settings import OPTIONAL_SETTINGS
 
 
 def is_present(components: Mapping[str, Any], name: str) -> bool:
@@ -130,7 +131,6 @@ class GuidedPrediction:
 def _blend(outside: torch.Tensor, inside: torch.Tensor, region: torch.Tensor, frame_dim: int) -> torch.Tensor:
     """``outside`` where ``region`` ``(F, 1, H, W)`` is 0, ``inside`` where it is 1: the region brought to the
     tensors' grid (last two dimensions) and frame dimension ``frame_dim``."""
-    import torch.nn.functional as F
 
     weight = F.adaptive_avg_pool2d(region.float(), tuple(outside.shape[-2:])).to(outside.device)  # (F, 1, h, w)
     shape = [1] * outside.ndim
@@ -180,7 +180,6 @@ class Route:
     def check_settings(cls, settings: Mapping[str, Any], *, label=lambda name: name, model: str = "this model"):
         """``ValueError`` for the first optional setting given (not ``None`` and not its neutral value) that this
         route does not accept, naming it with ``label(name)`` (a flag on the command line) and ``model``."""
-        from gen1.settings import OPTIONAL_SETTINGS  # the declaration of settings sits above the routes
 
         for name, neutral in OPTIONAL_SETTINGS.items():
             value = settings.get(name, neutral)

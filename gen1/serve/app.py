@@ -11,14 +11,14 @@ from __future__ import annotations
 import contextlib
 import html
 import logging
+from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
 
-from gen1.settings import MAX_LEVEL
 from gen1.editing import DEFAULTS, EditCancelled
-from gen1.settings import SCHEDULERS
 from gen1.serve.service import EditForm, EditService
+from gen1.settings import MAX_LEVEL, SCHEDULERS
 
 REFERENCE_SLOTS = 3
 MODEL_DEFAULT_SCHEDULER = "model's own"
@@ -67,9 +67,9 @@ def launch_options(service: EditService | None = None) -> dict:
     theme = gr.themes.Default(font=fonts, font_mono=["ui-monospace", "monospace"])
     options = dict(theme=theme, css=CSS)
     if service is not None:
-        from starlette.middleware import Middleware
+        from starlette.middleware import Middleware  # lazy: starlette is heavy and only this path needs it
 
-        from gen1.serve.quota import MB, UploadQuota
+        from gen1.serve.quota import MB, UploadQuota  # lazy: keeps this module's import light (no torch when it loads)
 
         folders = [upload_folder(), service.workdir]
         options["app_kwargs"] = {"middleware": [Middleware(UploadQuota, folders=lambda: folders,
@@ -79,7 +79,6 @@ def launch_options(service: EditService | None = None) -> dict:
 
 def upload_folder():
     """Where gradio stores uploads (``GRADIO_TEMP_DIR``, else the system's temporary folder)."""
-    from pathlib import Path
 
     return Path(gr.utils.get_upload_folder()).resolve()
 

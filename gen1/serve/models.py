@@ -95,6 +95,7 @@ class ModelCatalog:
     def defaults(self, name: str) -> KnobDefaults:
         """Knob defaults for model ``name``: what its folder records (:mod:`gen1.model_defaults`), as ``gen1 edit``
         takes them; read from the folder, so choosing a model in the page loads nothing."""
+        # lazy: keeps this module's import light (no torch when it loads)
         from gen1.editing import EditRequest, with_model_defaults
 
         recorded = self.model(name).source.recorded_defaults()

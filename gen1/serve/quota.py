@@ -40,6 +40,7 @@ class UploadQuota:
         if scope["type"] == "http" and scope["method"] == "POST" and scope["path"].rstrip("/").endswith("/upload"):
             refusal = self._refusal(dict(scope["headers"]).get(b"content-length"))
             if refusal is not None:
+                # lazy: starlette is heavy and only this path needs it
                 from starlette.responses import PlainTextResponse
 
                 status, message = refusal

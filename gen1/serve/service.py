@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import logging
 import shutil
 import tempfile
 import threading
@@ -22,8 +23,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
 
 from gen1.editing import ClipLimits, EditRequest, check_request, edit_command, read_inputs, run_edit
-from gen1.settings import flag_label
 from gen1.serve.models import ModelCatalog
+from gen1.settings import flag_label
 
 if TYPE_CHECKING:
     import numpy as np
@@ -142,7 +143,7 @@ class EditService:
     def _claim(self, session: str, form: EditForm, job: Path) -> None:
         """Count ``form``'s uploads and ``job`` as ``session``'s; ``ValueError`` when its files on disk would be
         over :attr:`ServeLimits.max_session_mb` (the job folder is removed then)."""
-        from gen1.serve.quota import MB, folder_bytes
+        from gen1.serve.quota import MB, folder_bytes  # lazy: keeps this module's import light (no torch when it loads)
 
         uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
         with self._cancel_lock:
@@ -172,8 +173,9 @@ class EditService:
     # ------------------------------------------------------------------------------------------- preview
     def preview_clip(self, form: EditForm, *, session: str = "") -> ClipPreview:
         """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy."""
+        # lazy: keeps this module's import light (no torch when it loads)
+        from gen1.media import write_video  # lazy: keeps this module's import light (no torch when it loads)
         from gen1.serve.preview import prepare_structure
-        from gen1.media import write_video
 
         # content and mask play no part in reading the clip and its structure
         form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
@@ -324,7 +326,7 @@ def upload_pixel_limit(size: int) -> int:
 
 def _check_reference_pixels(request: EditRequest) -> None:
     """Refuse a reference image over :func:`upload_pixel_limit` on its header, before the pipeline decodes it."""
-    from gen1.media.images import open_image
+    from gen1.media.images import open_image  # lazy: keeps this module's import light (no torch when it loads)
 
     for path in request.reference_image:
         with open_image(path, "--reference image", max_pixels=upload_pixel_limit(request.size)):
@@ -353,7 +355,6 @@ def optional_number(value, flag: str, *, whole: bool = False) -> float | int | N
 def _warning_lines(caught) -> list[str]:
     """The distinct messages of the ``UserWarning``s an edit raised, in order, also written to the server's log
     (where they went before the page showed them)."""
-    import logging
 
     notes = list(dict.fromkeys(str(item.message) for item in caught if issubclass(item.category, UserWarning)))
     for note in notes:
@@ -363,7 +364,7 @@ def _warning_lines(caught) -> list[str]:
 
 def _enlarge(frame: np.ndarray) -> np.ndarray:
     """The frame enlarged by a whole factor to about :data:`MASK_CANVAS` on its short side, for drawing a mask."""
-    import cv2
+    import cv2  # lazy: cv2 is heavy and only this path needs it
 
     factor = max(1, MASK_CANVAS // min(frame.shape[:2]))
     if factor == 1:
@@ -373,7 +374,7 @@ def _enlarge(frame: np.ndarray) -> np.ndarray:
 
 def _drawn_mask(drawing) -> np.ndarray | None:
     """White where any layer of the ImageEditor value has paint, else black; ``None`` if nothing is drawn."""
-    import numpy as np
+    import numpy as np  # lazy: numpy is heavy and only this path needs it
 
     if not isinstance(drawing, dict):
         return None
@@ -396,7 +397,7 @@ def _mask_path(form: EditForm, job: Path) -> str | None:
         raise ValueError("give one mask: drawn on the first frame or uploaded, not both (clear one of them)")
     if drawn is None:
         return form.mask_file or None
-    from PIL import Image
+    from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
     path = job / "mask.png"
     Image.fromarray(drawn).save(path)

@@ -60,7 +60,7 @@ class TransformerWithMotionModule(TransformerWrapper):
 
 # ---------------------------------------------------------------------------------------------- configs
 def _motion_adapter_class():
-    from diffusers import MotionAdapter
+    from diffusers import MotionAdapter  # lazy: diffusers is heavy and only this path needs it
 
     return MotionAdapter
 
@@ -178,7 +178,9 @@ def insert_motion_modules(
     The modules are freshly constructed by diffusers (load weights afterwards, e.g. with
     :func:`adapter_key_to_unet_key`). Returns :func:`motion_module_placement`.
     """
-    from diffusers.models.resnet import ResnetBlock2D
+    from diffusers.models.resnet import ResnetBlock2D  # lazy: diffusers is heavy and only this path needs it
+
+    # lazy: diffusers is heavy and only this path needs it
     from diffusers.models.unets.unet_motion_model import AnimateDiffTransformer3D
 
     check_motion_adapter_fits(unet.config, adapter_config)

@@ -46,6 +46,7 @@ PathLike = str | os.PathLike
 
 def _convert_names(checkpoint: Mapping[str, Any]) -> dict[str, Any]:
     """diffusers' own conversion of original AnimateDiff names (values pass through untouched)."""
+    # lazy: diffusers is heavy and only this path needs it
     from diffusers.loaders.single_file_utils import convert_animatediff_checkpoint_to_diffusers
 
     return convert_animatediff_checkpoint_to_diffusers(dict(checkpoint))
@@ -83,7 +84,7 @@ def _load_torch_file(path: Path) -> Any:
 
 def _read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors or torch file (``weights_only=True``); a ``state_dict`` wrapper is opened."""
-    from safetensors.torch import load_file
+    from safetensors.torch import load_file  # lazy: safetensors is heavy and only this path needs it
 
     try:
         if path.suffix == ".safetensors":
@@ -110,7 +111,7 @@ def _read_shapes(path: Path) -> dict[str, tuple[int, ...]]:
     """Tensor shapes of a weights file; for safetensors from the header alone."""
     if path.suffix != ".safetensors":
         return {k: tuple(v.shape) for k, v in _read_tensors(path).items()}
-    from safetensors import safe_open
+    from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
 
     try:
         with safe_open(str(path), framework="pt") as f:
@@ -193,7 +194,7 @@ def read_motion_adapter_config(source: Any, *, config: Mapping[str, Any] | PathL
 
     Reads no weights, except for an original torch file without ``config`` (memory-mapped, to infer it).
     """
-    from diffusers import MotionAdapter
+    from diffusers import MotionAdapter  # lazy: diffusers is heavy and only this path needs it
 
     if not isinstance(source, (MotionAdapter, str, os.PathLike)):
         raise ValueError(f"motion_adapter must be a MotionAdapter, a folder or a file, got {type(source).__name__}")
@@ -244,8 +245,8 @@ def _check_position_tables(
 
 def _adapter_from_tensors(config: dict, tensors: dict[str, torch.Tensor], source: str, *, original: bool):
     """Build a ``MotionAdapter`` from ``config`` and fill it from ``tensors`` (diffusers or original layout)."""
-    from accelerate import init_empty_weights
-    from diffusers import MotionAdapter
+    from accelerate import init_empty_weights  # lazy: accelerate is heavy and only this path needs it
+    from diffusers import MotionAdapter  # lazy: diffusers is heavy and only this path needs it
 
     with init_empty_weights():  # parameters on the meta device (all come from the file); buffers real
         adapter = MotionAdapter(**config)
@@ -279,7 +280,7 @@ def load_motion_adapter(
     weights variant (``"fp16"`` reads ``diffusion_pytorch_model.fp16.safetensors``). ``torch_dtype``: the
     dtype of the result (default float32). An instance is returned as it is.
     """
-    from diffusers import MotionAdapter
+    from diffusers import MotionAdapter  # lazy: diffusers is heavy and only this path needs it
 
     if isinstance(source, MotionAdapter):
         return source

@@ -93,7 +93,9 @@ def insert_temporal_layers(
 
     Returns the dotted paths (relative to ``unet``) of the wrapped modules, in module order.
     """
-    from diffusers.models.resnet import ResnetBlock2D
+    from diffusers.models.resnet import ResnetBlock2D  # lazy: diffusers is heavy and only this path needs it
+
+    # lazy: diffusers is heavy and only this path needs it
     from diffusers.models.transformers.transformer_2d import Transformer2DModel
 
     targets = [

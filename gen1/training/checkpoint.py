@@ -30,6 +30,7 @@ run) and costs a full gather on rank 0; per-process state resumes bit for bit at
 from __future__ import annotations
 
 import json
+import pickle
 import random
 import re
 import shutil
@@ -105,8 +106,8 @@ def save_checkpoint(accelerator, output_dir: str | Path, step: int, *, trainable
                     keep: Optional[int] = None, model=None) -> Path:
     """Write checkpoint ``step`` atomically from all processes; return its path (``model``: the FSDP-wrapped
     module, needed under FSDP)."""
-    from accelerate.utils import broadcast_object_list
-    from safetensors.torch import save_file
+    from accelerate.utils import broadcast_object_list  # lazy: accelerate is heavy and only this path needs it
+    from safetensors.torch import save_file  # lazy: safetensors is heavy and only this path needs it
 
     target = checkpoint_path(output_dir, step)
     rank = accelerator.process_index
@@ -140,7 +141,7 @@ def _write_parts(accelerator, tmp: Path, rank, trainable, optimizer, lr_schedule
                  model=None) -> None:
     torch.save(capture_rng(), tmp / f"rng-rank{rank}.pt")
     if fsdp:
-        from accelerate.utils import save_fsdp_model
+        from accelerate.utils import save_fsdp_model  # lazy: accelerate is heavy and only this path needs it
 
         save_fsdp_model(accelerator.state.fsdp_plugin, accelerator, model, str(tmp / "fsdp"))
         torch.save(optimizer.state_dict(), tmp / f"optimizer-rank{rank}.pt")
@@ -203,7 +204,6 @@ def _read_state(path: Path) -> dict:
 
 def _safe_torch_load(file: Path):
     """``torch.load(weights_only=True)`` of one checkpoint file, its failures as :class:`DamagedCheckpoint`."""
-    import pickle
 
     try:
         return torch.load(file, map_location="cpu", weights_only=True)
@@ -222,8 +222,8 @@ def _safe_torch_load(file: Path):
 
 
 def _safe_load_file(file: Path) -> dict:
-    from safetensors import SafetensorError
-    from safetensors.torch import load_file
+    from safetensors import SafetensorError  # lazy: safetensors is heavy and only this path needs it
+    from safetensors.torch import load_file  # lazy: safetensors is heavy and only this path needs it
 
     try:
         return load_file(str(file))
@@ -245,7 +245,7 @@ def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn
     state = _read_state(path)
     check_elastic(path, state, accelerator.num_processes, global_batch, fsdp=fsdp, grad_accum=grad_accum)
     if fsdp:
-        from accelerate.utils import load_fsdp_model
+        from accelerate.utils import load_fsdp_model  # lazy: accelerate is heavy and only this path needs it
 
         load_fsdp_model(accelerator.state.fsdp_plugin, accelerator, model, str(path / "fsdp"))
         optimizer.load_state_dict(_safe_torch_load(path / f"optimizer-rank{accelerator.process_index}.pt"))

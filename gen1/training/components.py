@@ -20,7 +20,7 @@ def _require_dir(path: Path, what: str) -> Path:
 
 
 def load_vae(model: str, device, dtype, *, what: str = "--model"):
-    from diffusers import AutoencoderKL
+    from diffusers import AutoencoderKL  # lazy: diffusers is heavy and only this path needs it
 
     root = _require_dir(Path(model), what)
     folder = root / "vae"
@@ -34,7 +34,7 @@ def load_vae(model: str, device, dtype, *, what: str = "--model"):
 
 
 def load_depth(model: str, depth_model: Optional[str], device):
-    from gen1.depth import load_depth_estimator
+    from gen1.depth import load_depth_estimator  # lazy: keeps this module's import light (no torch when it loads)
 
     path = Path(depth_model) if depth_model else Path(model) / "depth_estimator"
     if not path.exists():
@@ -43,7 +43,7 @@ def load_depth(model: str, depth_model: Optional[str], device):
 
 
 def load_content(model: str, content_model: Optional[str], device, *, what: str = "--content-model"):
-    from gen1.content import ContentEncoder
+    from gen1.content import ContentEncoder  # lazy: keeps this module's import light (no torch when it loads)
 
     path = Path(content_model) if content_model else Path(model) / "content_encoder"
     if not path.exists():

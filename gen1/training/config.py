@@ -8,6 +8,7 @@ naming the key and the valid ones: a misspelt option must never be silently igno
 from __future__ import annotations
 
 import dataclasses
+import inspect
 import math
 import os
 import typing
@@ -155,7 +156,7 @@ class Config:
 
     def validate(self) -> "Config":
         """Check value ranges and choices; raise ``ValueError`` naming the field."""
-        from gen1.settings import MAX_LEVEL
+        from gen1.settings import MAX_LEVEL  # lazy: keeps this module's import light (no torch when it loads)
 
         if self.stage not in STAGES:
             raise ValueError(f"stage must be one of {', '.join(map(str, STAGES))} (the paper's training stages), "
@@ -220,7 +221,6 @@ class Config:
     def _validate_temporal(self) -> None:
         """``model.temporal`` holds only the temporal-layer arguments a VideoUNet takes (a typo would otherwise reach
         the model's constructor as a TypeError after the data was loaded)."""
-        import inspect
 
         from gen1.unet import VideoUNet  # lazy: torch and diffusers, needed only to check this table
 
@@ -350,7 +350,7 @@ def get_field(config: Config, dotted: str) -> Any:
 
 def apply_overrides(data: dict, overrides: list[str]) -> dict:
     """Apply ``section.key=value`` strings to a nested dict; values are parsed as YAML (``1e-4``, ``true``...)."""
-    import yaml
+    import yaml  # lazy: yaml is heavy and only this path needs it
 
     for item in overrides:
         if "=" not in item:
@@ -380,7 +380,7 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple = (
 
     A bare preset name such as ``stage2_temporal`` resolves to the packaged ``gen1/configs/<name>.yaml``.
     """
-    import yaml
+    import yaml  # lazy: yaml is heavy and only this path needs it
 
     data: dict = {}
     if path is not None:
@@ -411,7 +411,7 @@ PRESET_DIR = Path(__file__).resolve().parents[1] / "configs"
 def list_presets() -> list[str]:
     """Names of the packaged training presets: the ``gen1/configs/*.yaml`` files that hold a training config
     (``customize.yaml`` there holds the defaults of ``gen1 customize`` instead)."""
-    import yaml
+    import yaml  # lazy: yaml is heavy and only this path needs it
 
     sections = set(_field_types(Config))
     names = []

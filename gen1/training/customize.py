@@ -24,6 +24,15 @@ from typing import Optional
 import torch
 
 from gen1.adapters import prepare_adapter
+from gen1.conditioning import encode_latents
+from gen1.depth import MAX_LEVEL
+from gen1.prompts import encode_prompts
+from gen1.training.batch import Clips, JointBatch
+from gen1.training.config import DiffusionConfig
+from gen1.training.draws import draw_controlnet_inputs, draw_inputs, micro_generator
+from gen1.training.losses import DiffusionObjective
+from gen1.training.model import with_prediction_type
+from gen1.training.preprocess import InputItem, PreprocessSettings, load_clips
 
 
 @dataclass
@@ -46,7 +55,6 @@ class CustomizeSettings:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if not (math.isfinite(self.lr) and self.lr > 0):
             raise ValueError(f"lr must be a finite positive number, got {self.lr}")
-        from gen1.depth import MAX_LEVEL
 
         if not 0 <= self.structure_level_max <= MAX_LEVEL:
             raise ValueError(f"structure_level_max must be in 0..{MAX_LEVEL}, got {self.structure_level_max}")
@@ -56,8 +64,6 @@ class CustomizeSettings:
 def draw_image_inputs(data: dict, pick: torch.Tensor, noise_scheduler, diffusion, generator, device):
     """A native model's training inputs for the images ``pick`` of ``data`` (latents, depth, content from
     :class:`gen1.training.preprocess.ClipEncoder`), in image mode, as training draws them."""
-    from gen1.training.batch import Clips
-    from gen1.training.draws import draw_inputs
 
     clips = Clips(*(data[k][pick].to(device) for k in ("latents", "depth", "content")))
     return draw_inputs(clips, noise_scheduler, diffusion, generator, image_mode=True)
@@ -66,7 +72,6 @@ def draw_image_inputs(data: dict, pick: torch.Tensor, noise_scheduler, diffusion
 def controlnet_image_inputs(controlnet):
     """The public route's draw (see :func:`draw_image_inputs`): depth through the frozen ``controlnet``, the
     content the instance prompt's hidden states (:func:`encode_public_images`)."""
-    from gen1.training.draws import draw_controlnet_inputs
 
     def draw(data, pick, noise_scheduler, diffusion, generator, device):
         return draw_controlnet_inputs(controlnet, data["latents"][pick].to(device), data["depth"][pick].to(device),
@@ -86,13 +91,7 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
     (N,C,1,h,w)``, ``depth (N,1,1,h,w)``, ``content (N,1,D)``), :func:`controlnet_image_inputs` for the public route
     (what :func:`encode_public_images` returns). Each step draws ``batch_size`` images.
     """
-    from tqdm.auto import tqdm
-
-    from gen1.training.batch import JointBatch
-    from gen1.training.config import DiffusionConfig
-    from gen1.training.draws import micro_generator
-    from gen1.training.losses import DiffusionObjective
-    from gen1.training.model import with_prediction_type
+    from tqdm.auto import tqdm  # lazy: tqdm is heavy and only this path needs it
 
     settings.validate()
     if settings.batch_size > data["latents"].shape[0]:
@@ -128,7 +127,6 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
 
 def _read_images(paths: list[Path], size: int):
     """Each image as uint8 ``(1, size, size, 3)``, centre-cropped as preprocessing crops training clips."""
-    from gen1.training.preprocess import InputItem, PreprocessSettings, load_clips
 
     settings = PreprocessSettings(clip_length=1, stride=1, size=size)
     for path in paths:
@@ -153,8 +151,6 @@ def encode_public_images(paths: list[Path], pipe, depth_estimator, prompt: str, 
     convention, :func:`gen1.conditioning.encode_latents`), ``depth (N,1,size,size)`` (each image's normalised
     inverse depth on the ControlNet's pixel grid), ``content`` / ``null_content`` ``(1,L,D)`` (the hidden states of
     ``prompt`` and of the empty prompt, through the base's text encoder)."""
-    from gen1.conditioning import encode_latents
-    from gen1.prompts import encode_prompts
 
     latents, depth = [], []
     for frames in _read_images(paths, size):

@@ -28,6 +28,8 @@ from typing import Iterator, Sequence
 
 import torch
 
+from gen1.training.batch import collate_joint
+
 
 class JointBatchPlan:
     """Which dataset indices micro-batch ``m`` holds on process ``rank``."""
@@ -123,7 +125,6 @@ class PlannedBatches(torch.utils.data.Sampler):
 def make_loader(dataset, plan: JointBatchPlan, *, start: int, part: type, num_workers: int = 0):
     """A DataLoader over ``dataset`` following ``plan`` from micro-batch ``start``, yielding
     :class:`~gen1.training.batch.JointBatch` es of ``part`` (see :func:`~gen1.training.batch.collate_joint`)."""
-    from gen1.training.batch import collate_joint
 
     return torch.utils.data.DataLoader(dataset, batch_sampler=PlannedBatches(plan, start),
                                        collate_fn=functools.partial(collate_joint, part=part), num_workers=num_workers)

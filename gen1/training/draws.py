@@ -25,6 +25,10 @@ from typing import Sequence, Union
 
 import torch
 
+from gen1.conditioning import depth_to_structure
+from gen1.content import as_unet_context, null_content
+from gen1.depth import obscure
+from gen1.routes.controlnet import depth_to_controlnet_image
 from gen1.training.batch import Clips, JointBatch, NoisedClips
 from gen1.training.config import DiffusionConfig
 
@@ -63,7 +67,6 @@ def structure_input(depth: torch.Tensor, levels: torch.Tensor, use_structure: bo
     stage trains without structure."""
     if not use_structure:
         return torch.zeros_like(depth)
-    from gen1.conditioning import depth_to_structure
 
     return depth_to_structure(depth.float(), levels).to(depth.dtype)
 
@@ -106,7 +109,6 @@ def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: Gen
 
     The target follows ``scheduler.config.prediction_type`` (noise for ``epsilon``, velocity for ``v_prediction``).
     """
-    from gen1.content import as_unet_context, null_content
 
     latents = clips.latents
     device = latents.device
@@ -140,10 +142,7 @@ def draw_controlnet_inputs(controlnet, latents: torch.Tensor, depth: torch.Tenso
     shown to the frozen ControlNet exactly as :mod:`gen1.routes.controlnet` shows it at inference. The
     ControlNet's residuals travel with the inputs to the UNet (``controlnet_residuals``).
     """
-    from einops import rearrange
-
-    from gen1.depth import obscure
-    from gen1.routes.controlnet import depth_to_controlnet_image
+    from einops import rearrange  # lazy: einops is heavy and only this path needs it
 
     d = draw(latents, scheduler, config, generator)
     b, device = latents.shape[0], latents.device

@@ -18,7 +18,7 @@ def make_ema(params: Sequence[torch.nn.Parameter], config: EMAConfig):
     """An ``EMAModel`` over ``params`` or None when ``config.enabled`` is false."""
     if not config.enabled:
         return None
-    from diffusers.training_utils import EMAModel
+    from diffusers.training_utils import EMAModel  # lazy: diffusers is heavy and only this path needs it
 
     return EMAModel(list(params), decay=config.decay, use_ema_warmup=config.warmup)
 

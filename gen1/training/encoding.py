@@ -18,6 +18,7 @@ from typing import Optional
 import torch
 from einops import rearrange, repeat
 
+from gen1.conditioning import depth_to_latent_grid, encode_latents
 from gen1.training.batch import Clips
 
 
@@ -31,7 +32,6 @@ def encode_clips(vae, content_encoder, frames: torch.Tensor, depth: torch.Tensor
     embedding per frame) or ``K == 1`` (one embedding repeated over the clip), default ``frames``.
     Returns float32 :class:`~gen1.training.batch.Clips` on the VAE's device.
     """
-    from gen1.conditioning import depth_to_latent_grid, encode_latents
 
     b, f = frames.shape[:2]
     if depth.shape[:3] != (b, f, 1):

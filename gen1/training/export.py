@@ -27,12 +27,19 @@ from typing import TYPE_CHECKING, Optional
 
 import torch
 
+from gen1.atomic import atomic_directory
+from gen1.depth import load_depth_estimator
+from gen1.model_defaults import read_model_defaults
 from gen1.model_folders import EXPORT_RECORD
+from gen1.pipeline import Gen1Pipeline
+from gen1.training.ema import ema_weights
+from gen1.training.fsdp import whole_unet
+from gen1.training.sources import load_frozen_content, load_frozen_vae
 
 if TYPE_CHECKING:
     from gen1.training.config import Config
-    from gen1.training.sources import TrainingData
     from gen1.training.run import Run
+    from gen1.training.sources import TrainingData
 
 NEW_LAYERS_FILE = "temporal.safetensors"  # the layers inflation added (the name predates motion modules)
 
@@ -40,9 +47,6 @@ NEW_LAYERS_FILE = "temporal.safetensors"  # the layers inflation added (the name
 def export_model(run: "Run") -> Path:
     """Save the run's VideoUNet (EMA weights when enabled), scheduler and frozen components to ``OUTPUT/export``
     as a pipeline folder, atomically, from the main process; every process returns the path."""
-    from gen1.atomic import atomic_directory
-    from gen1.training.ema import ema_weights
-    from gen1.training.fsdp import whole_unet
 
     config, accelerator = run.config, run.accelerator
     target = Path(config.train.output_dir) / "export"
@@ -82,7 +86,6 @@ def pipeline_parts(config: "Config", data: Optional["TrainingData"]) -> tuple[di
     ``depth_estimator``: the run's own when it loaded them, else loaded on the CPU from the config), and a note for
     each that was found nowhere. Never raises: a component that fails to load becomes a note, so the export of a
     finished run is always written."""
-    from gen1.training.sources import load_frozen_content, load_frozen_vae
 
     base = Path(config.model.base)
     content_path = config.model.content_encoder or (str(base / "content_encoder")
@@ -116,8 +119,6 @@ def pipeline_parts(config: "Config", data: Optional["TrainingData"]) -> tuple[di
 
 
 def _load_depth(path: str):
-    from gen1.depth import load_depth_estimator
-
     return load_depth_estimator(path)
 
 
@@ -132,7 +133,6 @@ def trained_size(config: "Config", data: Optional["TrainingData"]) -> Optional[i
 def base_guidance(base: str) -> Optional[float]:
     """The guidance ``model.base`` recommends, when it is a pipeline folder that records one: a fine-tuned model
     keeps its base's recommendation."""
-    from gen1.model_defaults import read_model_defaults
 
     try:
         return read_model_defaults(base).guidance_scale
@@ -143,9 +143,7 @@ def base_guidance(base: str) -> Optional[float]:
 def write_pipeline_index(folder: Path, unet, noise_scheduler, parts: dict, size: Optional[int],
                          guidance: Optional[float]) -> None:
     """``folder/model_index.json`` of the Gen1Pipeline the saved components make (diffusers writes it)."""
-    from diffusers import DDIMScheduler
-
-    from gen1.pipeline import Gen1Pipeline
+    from diffusers import DDIMScheduler  # lazy: diffusers is heavy and only this path needs it
 
     pipe = Gen1Pipeline(vae=parts["vae"], unet=unet, scheduler=DDIMScheduler.from_config(noise_scheduler.config),
                         depth_estimator=parts["depth_estimator"], content_encoder=parts["content_encoder"],

@@ -12,6 +12,8 @@ from typing import Optional
 
 import torch
 
+from gen1.training.model import build_unet
+
 
 def whole_unet(run) -> Optional[torch.nn.Module]:
     """``run.unet`` in full on the main process (None elsewhere under FSDP). Call it on every process."""
@@ -20,7 +22,6 @@ def whole_unet(run) -> Optional[torch.nn.Module]:
     state = run.accelerator.get_state_dict(run.objective)  # keys of DiffusionObjective: "unet.<VideoUNet key>"
     if not run.accelerator.is_main_process:
         return None
-    from gen1.training.model import build_unet
 
     unet = build_unet(run.config, run.data)
     unet.load_state_dict({key[len("unet."):]: value for key, value in state.items()}, strict=True)

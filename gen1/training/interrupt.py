@@ -39,7 +39,7 @@ def stop_on_interrupt() -> Iterator[StopRequest]:
     Signal handlers live in the main thread only; elsewhere (a training loop driven from another thread) Ctrl-C
     keeps its default behaviour.
     """
-    from gen1.atomic import Terminated
+    from gen1.atomic import Terminated  # lazy: keeps this module's import light (no torch when it loads)
 
     request = StopRequest()
     if threading.current_thread() is not threading.main_thread():
@@ -68,7 +68,7 @@ def agreed(accelerator, request: StopRequest) -> bool:
     """True on every process when any process was asked to stop (an all-reduce when there are several)."""
     if accelerator.num_processes == 1:
         return request.asked
-    import torch
+    import torch  # lazy: torch is heavy and only this path needs it
 
     flag = torch.tensor([1.0 if request.asked else 0.0], device=accelerator.device)
     return bool(accelerator.reduce(flag, reduction="sum").item() > 0)

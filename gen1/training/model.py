@@ -21,6 +21,7 @@ from typing import Optional
 import torch
 
 from gen1.training.config import Config, ModelConfig
+from gen1.unet import VideoUNet
 
 
 def _class_name(config_file: Path) -> str:
@@ -29,7 +30,6 @@ def _class_name(config_file: Path) -> str:
 
 def load_video_unet(config: ModelConfig, *, content_dim: Optional[int]):
     """Build the VideoUNet to train from ``config.base`` (see module docstring)."""
-    from gen1.unet import VideoUNet
 
     base = Path(config.base)
     if not base.exists():
@@ -83,7 +83,7 @@ def load_noise_scheduler(base: str, prediction_type: Optional[str] = None):
     Everything downstream reads the prediction type from this scheduler -- the training targets, the held-out
     loss, the validation sampler and the exported ``scheduler/`` -- so an override reaches all of them.
     """
-    from diffusers import DDPMScheduler
+    from diffusers import DDPMScheduler  # lazy: diffusers is heavy and only this path needs it
 
     root = Path(base)
     for folder in (root / "scheduler", root.parent / "scheduler"):

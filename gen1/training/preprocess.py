@@ -33,9 +33,17 @@ import numpy as np
 import torch
 
 from gen1.conditioning import vae_latent_scale
+from gen1.media import (  # one definition, shared with gen1 edit
+    IMAGE_SUFFIXES,
+    MAX_SIZE,
+    VIDEO_SUFFIXES,
+    fit_frames,
+    is_image_path,
+    read_frames_or_images,
+)
+from gen1.training.components import load_content, load_depth, load_vae
 from gen1.training.encoding import encode_clips
 from gen1.training.shards import ClipRecord, read_shard_meta, shard_name, write_index, write_shard
-from gen1.media import IMAGE_SUFFIXES, MAX_SIZE, VIDEO_SUFFIXES, is_image_path  # one definition, shared with gen1 edit
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +120,6 @@ def _relative(list_file: Path, path: str) -> str:
 
 def load_clips(item: InputItem, settings: PreprocessSettings) -> list[tuple[int, np.ndarray]]:
     """``(first source frame, uint8 (F,size,size,3))`` clips of one input (see module docstring)."""
-    from gen1.media import fit_frames, read_frames_or_images
 
     size = settings.size
     # decode only what the kept clips need: with a cap on clips, reading stops after their last frame
@@ -156,7 +163,6 @@ def load_clip_encoder(model: str, depth_model: Optional[str], content_model: Opt
                       batch_size: int = 8) -> ClipEncoder:
     """The :class:`ClipEncoder` of ``gen1 preprocess`` on ``device``: MODEL's VAE (float16 on CUDA), the depth
     estimator and the content encoder. Module-level, so Ray can ship it to encoder actors by reference."""
-    from gen1.training.components import load_content, load_depth, load_vae
 
     device = torch.device(device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
@@ -231,7 +237,7 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
     The summary holds ``written`` / ``skipped`` shard counts of this process, ``failed`` inputs of this
     process (path and reason) and, on rank 0, ``index`` (which sums failures over all shards).
     """
-    from tqdm.auto import tqdm
+    from tqdm.auto import tqdm  # lazy: tqdm is heavy and only this path needs it
 
     settings.validate()
     out = Path(out)

@@ -34,8 +34,17 @@ from typing import Callable, Optional
 
 import numpy as np
 
-from gen1.training.preprocess import (InputItem, PreprocessSettings, check_settings, encode_input, encoder_info,
-                                      index_info, load_clips, shard_finished, shard_inputs)
+from gen1.training.preprocess import (
+    InputItem,
+    PreprocessSettings,
+    check_settings,
+    encode_input,
+    encoder_info,
+    index_info,
+    load_clips,
+    shard_finished,
+    shard_inputs,
+)
 from gen1.training.shards import INDEX_NAME, shard_name, write_index, write_shard
 
 logger = logging.getLogger(__name__)
@@ -110,7 +119,7 @@ class EncodeShards:
 
     def __init__(self, make_encoder: Callable, groups: list[list[InputItem]], out: str,
                  settings: PreprocessSettings):
-        import torch
+        import torch  # lazy: torch is heavy and only this path needs it
 
         device = "cuda" if torch.cuda.is_available() else "cpu"  # Ray sets CUDA_VISIBLE_DEVICES per actor
         self.encoder = make_encoder(device)
@@ -158,7 +167,7 @@ def _encoder_info_remote(ray, make_encoder: Callable, gpus: float) -> dict:
     """The encoder's index fields from a one-off task (only when no shard was encoded in this run and no index
     is on disk to take them from)."""
     def info():
-        import torch
+        import torch  # lazy: torch is heavy and only this path needs it
 
         return encoder_info(make_encoder("cuda" if torch.cuda.is_available() else "cpu"))
 

@@ -60,7 +60,7 @@ class ClipRecord:
 def write_shard(path: str | os.PathLike, clips: list[ClipRecord], *, inputs: list[str] = (),
                 failed: list[str] = (), dtype: torch.dtype = torch.float16) -> None:
     """Write ``clips`` to one safetensors shard, atomically (temp file, then rename)."""
-    from safetensors.torch import save_file
+    from safetensors.torch import save_file  # lazy: safetensors is heavy and only this path needs it
 
     tensors: dict[str, torch.Tensor] = {}
     records = []
@@ -88,7 +88,7 @@ def _check_clip(clip: ClipRecord, where: str) -> None:
 
 def read_shard_meta(path: str | os.PathLike) -> dict:
     """The JSON metadata of a shard (clip records, inputs, failures) without reading tensors."""
-    from safetensors import safe_open
+    from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
 
     with safe_open(str(path), framework="pt") as handle:
         meta = handle.metadata() or {}
@@ -153,7 +153,7 @@ class ShardDataset(torch.utils.data.Dataset):
             self._scan(shard["file"], shard["num_clips"])
 
     def _scan(self, file: str, expected: int) -> None:
-        from safetensors import safe_open
+        from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
 
         path = self.shard_dir / file
         if not path.is_file():
@@ -191,7 +191,7 @@ class ShardDataset(torch.utils.data.Dataset):
         return len(self.entries)
 
     def __getitem__(self, i: int) -> dict:
-        from safetensors import safe_open
+        from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
 
         file, prefix = self.entries[i]
         with safe_open(str(self.shard_dir / file), framework="pt") as handle:

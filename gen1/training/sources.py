@@ -13,7 +13,11 @@ from typing import Optional
 import torch
 
 from gen1.training.batch import Clips, JointBatch, RenderedClips
+from gen1.training.components import load_content, load_vae
 from gen1.training.config import Config
+from gen1.training.shards import ShardDataset
+from gen1.training.synthetic import SyntheticClips, SyntheticEncoder
+from gen1.training.validation import held_out_from_shards, held_out_synthetic
 
 
 @dataclass
@@ -49,7 +53,6 @@ def encoder_dtype(config: Config, device) -> torch.dtype:
 
 def load_frozen_vae(config: Config, device):
     """The VAE from ``model.vae`` (default ``model.base``), frozen, in eval mode."""
-    from gen1.training.components import load_vae
 
     vae = load_vae(config.model.vae or config.model.base, device, encoder_dtype(config, device),
                    what="model.vae" if config.model.vae else "model.base")
@@ -58,7 +61,6 @@ def load_frozen_vae(config: Config, device):
 
 def load_frozen_content(config: Config, device):
     """The content encoder from ``model.content_encoder`` (default ``model.base/content_encoder``)."""
-    from gen1.training.components import load_content
 
     encoder = load_content(config.model.base, config.model.content_encoder or None, device,
                            what="model.content_encoder")
@@ -69,13 +71,11 @@ def build_dataset(config: Config, device="cpu") -> TrainingData:
     """The training data for ``data.source``: cached shards, or synthetic scenes encoded on the fly."""
     needs_vae = config.validation.every > 0 and config.validation.samples
     if config.data.source == "shards":
-        from gen1.training.shards import ShardDataset
 
         dataset = ShardDataset(config.data.shards)
         vae = load_frozen_vae(config, device) if needs_vae else None
         return TrainingData(dataset, dataset.content_dim, vae=vae)
     if config.data.source == "synthetic":
-        from gen1.training.synthetic import SyntheticClips, SyntheticEncoder
 
         syn = config.data.synthetic
         vae, content = load_frozen_vae(config, device), load_frozen_content(config, device)
@@ -87,7 +87,6 @@ def build_dataset(config: Config, device="cpu") -> TrainingData:
 
 def held_out(config: Config, data: TrainingData):
     """The fixed validation inputs of the run's data (:class:`~gen1.training.validation.HeldOut`)."""
-    from gen1.training.validation import held_out_from_shards, held_out_synthetic
 
     if data.encoder is not None:
         return held_out_synthetic(config, data.encoder)

@@ -22,18 +22,18 @@ micro-batch on all its frames together (:class:`SyntheticEncoder`, in chunks of 
 
 from __future__ import annotations
 
-
 import torch
 
+from gen1.depth import normalize_z_depth
+from gen1.synthetic import render, sample_scene, sample_style
 from gen1.training.batch import Clips, RenderedClips
 from gen1.training.config import SyntheticDataConfig
+from gen1.training.encoding import encode_clips
 
 
 def render_seed(seed: int, num_frames: int, size: int) -> dict:
     """Scene and style ``seed`` rendered: ``frames (F, 3, size, size)`` in [0, 1] and per-clip normalised inverse
     depth ``depth (F, 1, size, size)`` (the fields of :class:`~gen1.training.batch.RenderedClips`, one clip)."""
-    from gen1.depth import normalize_z_depth
-    from gen1.synthetic import render, sample_scene, sample_style
 
     frames, z_depth = render(sample_scene(seed), sample_style(seed), num_frames, size, size)
     return {"frames": frames, "depth": normalize_z_depth(z_depth)}
@@ -82,7 +82,6 @@ class SyntheticEncoder:
     @torch.no_grad()
     def __call__(self, clips: RenderedClips, generator=None, device=None) -> Clips:
         """``generator``: one ``torch.Generator`` for the batch or a sequence of one per clip."""
-        from gen1.training.encoding import encode_clips
 
         frames = clips.frames
         b, f = frames.shape[:2]

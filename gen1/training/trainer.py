@@ -20,16 +20,25 @@ import contextlib
 import logging
 import math
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Callable, Iterator, Optional
 
 import torch
 
 from gen1.training.batch import JointBatch
+from gen1.training.checkpoint import checkpoint_path
 from gen1.training.config import Config, config_to_dict
+from gen1.training.data import JointBatchPlan, make_loader
+from gen1.training.draws import draw_joint, joint_slot_generators
+from gen1.training.ema import ema_weights, make_ema
 from gen1.training.export import export_model
-from gen1.training.model import build_unet
+from gen1.training.interrupt import TrainingInterrupted, agreed, stop_on_interrupt
+from gen1.training.launch import check_process_count
+from gen1.training.losses import DiffusionObjective
+from gen1.training.model import build_unet, load_noise_scheduler, optimizer_groups, select_trainable
 from gen1.training.run import Run
-from gen1.training.sources import build_dataset
+from gen1.training.sources import build_dataset, held_out
+from gen1.training.validation import make_pipeline, sample, validation_loss, write_sample
 
 logger = logging.getLogger(__name__)
 
@@ -52,14 +61,14 @@ class TrainResult:
 
 def make_accelerator(config: Config):
     """An ``Accelerator`` for the config: precision, DDP kwargs or the FSDP plugin, TensorBoard tracker."""
-    from accelerate import Accelerator
-    from accelerate.utils import DistributedDataParallelKwargs
+    from accelerate import Accelerator  # lazy: accelerate is heavy and only this path needs it
+    from accelerate.utils import DistributedDataParallelKwargs  # lazy: accelerate is heavy and only this path needs it
 
     kwargs = dict(mixed_precision=config.train.mixed_precision, project_dir=config.train.output_dir)
     if config.train.tensorboard:
         kwargs["log_with"] = "tensorboard"
     if config.train.distributed == "fsdp":
-        from accelerate import FullyShardedDataParallelPlugin
+        from accelerate import FullyShardedDataParallelPlugin  # lazy: accelerate is heavy and only this path needs it
 
         kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(use_orig_params=True)
     else:
@@ -84,9 +93,7 @@ def _hparams(config: Config) -> dict:
 
 def make_optimizer(config: Config, params: dict[str, torch.nn.Parameter]):
     """AdamW over the trainable parameters and the LR schedule of ``optim``."""
-    from diffusers.optimization import get_scheduler
-
-    from gen1.training.model import optimizer_groups
+    from diffusers.optimization import get_scheduler  # lazy: diffusers is heavy and only this path needs it
 
     optim = config.optim
     optimizer = torch.optim.AdamW(optimizer_groups(params, config.model.trainable, optim.weight_decay), lr=optim.lr,
@@ -98,12 +105,6 @@ def make_optimizer(config: Config, params: dict[str, torch.nn.Parameter]):
 
 def setup(config: Config) -> Run:
     """Build the run of ``config`` on this process; resume it when ``train.resume`` names a checkpoint."""
-    from gen1.training.data import JointBatchPlan
-    from gen1.training.ema import make_ema
-    from gen1.training.losses import DiffusionObjective
-    from gen1.training.model import load_noise_scheduler, select_trainable
-
-    from gen1.training.launch import check_process_count
 
     accelerator = make_accelerator(config)
     check_process_count(accelerator.num_processes)
@@ -132,7 +133,7 @@ def setup(config: Config) -> Run:
 
 def resume(run: Run) -> None:
     """Restore ``run`` from the checkpoint ``train.resume`` names (``latest``: the newest one, if any)."""
-    from gen1.training import checkpoint as ckpt
+    from gen1.training import checkpoint as ckpt  # lazy: its own package, loaded by the time this runs
 
     path = ckpt.resolve_resume(run.config.train.output_dir, run.config.train.resume)
     if path is None:
@@ -164,7 +165,6 @@ def resume(run: Run) -> None:
 
 def batches(run: Run) -> Iterator[JointBatch]:
     """This process's micro-batches from the run's start on (the plan's position: ``start * grad_accum``)."""
-    from gen1.training.data import make_loader
 
     return iter(make_loader(run.data.dataset, run.plan, start=run.start * run.config.train.grad_accum,
                             part=run.data.part, num_workers=run.config.data.num_workers))
@@ -173,7 +173,6 @@ def batches(run: Run) -> Iterator[JointBatch]:
 def micro_step(run: Run, batch: JointBatch, m: int, *, sync: bool, seen: dict[str, int]) -> float:
     """Forward and backward of micro-batch ``m`` (gradients reduced across processes only when ``sync``);
     adds its clips to ``seen``; returns its loss."""
-    from gen1.training.draws import draw_joint, joint_slot_generators
 
     config, accelerator = run.config, run.accelerator
     slots = run.plan.slots(m)  # the global slots this process holds: the draws are theirs, not the rank's
@@ -244,7 +243,7 @@ def checkpoint_due(config: Config, done: int) -> bool:
 
 def save_run_checkpoint(run: Run, done: int):
     """Checkpoint step ``done``: trainable weights, optimizer, LR schedule, EMA, RNG, the data position."""
-    from gen1.training import checkpoint as ckpt
+    from gen1.training import checkpoint as ckpt  # lazy: its own package, loaded by the time this runs
 
     config = run.config
     weights = {n: p for n, p in run.unet.named_parameters() if n in run.params}
@@ -267,9 +266,7 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     ends the loop after the current step with a checkpoint and raises
     :class:`~gen1.training.interrupt.TrainingInterrupted`; a second one raises ``KeyboardInterrupt`` at once.
     """
-    from tqdm.auto import tqdm
-
-    from gen1.training.interrupt import agreed, stop_on_interrupt
+    from tqdm.auto import tqdm  # lazy: tqdm is heavy and only this path needs it
 
     config.validate()
     run = setup(config)
@@ -303,8 +300,6 @@ def train(config: Config, *, stop_at: Optional[int] = None,
 
 def interrupted(run: Run, done: int):
     """Checkpoint step ``done`` (unless it just was) and describe the stop as a ``TrainingInterrupted``."""
-    from gen1.training.checkpoint import checkpoint_path
-    from gen1.training.interrupt import TrainingInterrupted
 
     if not checkpoint_due(run.config, done):
         save_run_checkpoint(run, done)
@@ -315,9 +310,6 @@ def interrupted(run: Run, done: int):
 def run_validation(run: Run, step: int, result: TrainResult) -> None:
     """Held-out loss (every process) and, on the main process, a pipeline sample written and logged;
     EMA weights swapped in."""
-    from gen1.training.ema import ema_weights
-    from gen1.training.sources import held_out
-    from gen1.training.validation import validation_loss
 
     config, accelerator = run.config, run.accelerator
     if run.held is None:
@@ -339,10 +331,6 @@ def run_validation(run: Run, step: int, result: TrainResult) -> None:
 
 
 def _write_validation_sample(run: Run, step: int, result: TrainResult) -> None:
-    from pathlib import Path
-
-    from gen1.training.validation import make_pipeline, sample, write_sample
-
     config, accelerator = run.config, run.accelerator
     pipe = make_pipeline(run.data.vae, run.unet, run.noise_scheduler, run.data.content_encoder)
     with accelerator.autocast():

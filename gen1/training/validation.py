@@ -26,9 +26,14 @@ import numpy as np
 import torch
 from einops import rearrange
 
-from gen1.media import unit_to_uint8
+from gen1.atomic import atomic_path
+from gen1.conditioning import decode_latents, resize
+from gen1.media import unit_to_uint8, write_video
+from gen1.pipeline import Gen1Pipeline
 from gen1.training.batch import Clips, JointBatch, RenderedClips, collate_joint
 from gen1.training.config import Config
+from gen1.training.draws import draw_joint, micro_generator
+from gen1.training.synthetic import render_seed
 
 
 @dataclass
@@ -47,7 +52,6 @@ def held_out_from_shards(dataset, vae=None) -> HeldOut:
     held = HeldOut(batch=collate_joint(picks, Clips))
     if vae is not None:
         clip = picks[0]
-        from gen1.conditioning import decode_latents
 
         held.frames = decode_latents(vae, rearrange(clip["latents"], "c f h w -> f c h w"))
         held.depth = rearrange(clip["depth"], "c f h w -> f c h w").float()
@@ -57,7 +61,6 @@ def held_out_from_shards(dataset, vae=None) -> HeldOut:
 
 def held_out_synthetic(config: Config, encoder) -> HeldOut:
     """The held-out scene ``config.held_out_seed`` as a video and a 1-frame image, encoded like training data."""
-    from gen1.training.synthetic import render_seed
 
     syn = config.data.synthetic
     seed = config.held_out_seed
@@ -74,7 +77,6 @@ def held_out_synthetic(config: Config, encoder) -> HeldOut:
 @torch.no_grad()
 def validation_loss(objective, held: HeldOut, noise_scheduler, config: Config, device) -> float:
     """The objective on the held-out batch with fixed draws (``micro_generator(seed, 0, -1)``)."""
-    from gen1.training.draws import draw_joint, micro_generator
 
     gen = micro_generator(config.train.seed, 0, -1)
     batch = draw_joint(held.batch.map(lambda clips, _: clips.to(device)), noise_scheduler, config.diffusion, gen)
@@ -89,9 +91,7 @@ def validation_loss(objective, held: HeldOut, noise_scheduler, config: Config, d
 
 def make_pipeline(vae, unet, noise_scheduler, content_encoder=None):
     """A ``Gen1Pipeline`` from in-memory components (DDIM with the training schedule, no depth estimator)."""
-    from diffusers import DDIMScheduler
-
-    from gen1.pipeline import Gen1Pipeline
+    from diffusers import DDIMScheduler  # lazy: diffusers is heavy and only this path needs it
 
     scheduler = DDIMScheduler.from_config(noise_scheduler.config)
     pipe = Gen1Pipeline(vae=vae, unet=unet, scheduler=scheduler, depth_estimator=None,
@@ -129,10 +129,7 @@ def write_sample(out_dir: str | Path, step: int, source: torch.Tensor, output, *
                  fps: float = 8.0) -> dict:
     """Write ``step-XXXXXXXX.png`` (strip) and optionally ``.mp4`` (source | sample) atomically; return paths
     and the strip array."""
-    from PIL import Image
-
-    from gen1.atomic import atomic_path
-    from gen1.conditioning import resize
+    from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -144,7 +141,6 @@ def write_sample(out_dir: str | Path, step: int, source: torch.Tensor, output, *
         Image.fromarray(strip).save(tmp, format="PNG")
     paths = {"png": str(png), "strip": strip}
     if mp4:
-        from gen1.media import write_video
 
         side = unit_to_uint8(np.concatenate([src, frames], axis=2))  # (F, H, 2W, 3)
         paths["mp4"] = str(write_video(out_dir / f"step-{step:08d}.mp4", side, fps))

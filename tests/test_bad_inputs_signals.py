@@ -117,19 +117,9 @@ STEPS = {"train.max_steps": 4, "train.checkpoint_every": 1000, "optim.lr": 1e-3,
 
 def _sigterm_after(monkeypatch, step: int, times: int = 1):
     """The process receives ``times`` real SIGTERMs right after optimizer step ``step``."""
-    from gen1.training import trainer
+    from training_helpers import signal_after_step
 
-    real = trainer.after_step
-
-    def after_step(run, done, loss, **kwargs):
-        real(run, done, loss, **kwargs)
-        if done == step:
-            for _ in range(times):
-                # unhandled, SIGTERM would end pytest itself: fail the test instead
-                assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "SIGTERM is not handled"
-                os.kill(os.getpid(), signal.SIGTERM)
-
-    monkeypatch.setattr(trainer, "after_step", after_step)
+    signal_after_step(monkeypatch, step, signal.SIGTERM, times)
 
 
 def test_sigterm_during_training_saves_a_checkpoint_and_prints_the_resume_command(data, tmp_path, monkeypatch,

@@ -341,20 +341,11 @@ INTERRUPT = {"train.max_steps": 4, "train.checkpoint_every": 1000, "optim.lr": 1
 
 def _ctrl_c_after(monkeypatch, step: int, times: int = 1):
     """Make the trainer receive ``times`` Ctrl-C (SIGINT) right after optimizer step ``step``."""
-    import os
     import signal
 
-    from gen1.training import trainer
+    from training_helpers import signal_after_step
 
-    real = trainer.after_step
-
-    def after_step(run, done, loss, **kwargs):
-        real(run, done, loss, **kwargs)
-        if done == step:
-            for _ in range(times):
-                os.kill(os.getpid(), signal.SIGINT)
-
-    monkeypatch.setattr(trainer, "after_step", after_step)
+    signal_after_step(monkeypatch, step, signal.SIGINT, times)
 
 
 def test_ctrl_c_saves_a_checkpoint_and_the_printed_resume_matches_an_uninterrupted_run(data, tmp_path, monkeypatch,

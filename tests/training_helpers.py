@@ -105,3 +105,26 @@ def base_overrides(sd_dir: Path, shards: Path, out: Path, extra: dict | None = N
     }
     items.update({k: str(v) for k, v in (extra or {}).items()})
     return [f"{k}={v}" for k, v in items.items()]
+
+
+def signal_after_step(monkeypatch, step: int, signum, times: int = 1) -> None:
+    """The trainer's process receives ``times`` real ``signum`` signals (SIGINT as Ctrl-C sends it, SIGTERM as a
+    scheduler does) right after optimizer step ``step``. An unhandled SIGTERM would end pytest itself: the test
+    fails instead."""
+    import os
+    import signal
+
+    from gen1.training import trainer
+
+    real = trainer.after_step
+
+    def after_step(run, done, loss, **kwargs):
+        real(run, done, loss, **kwargs)
+        if done == step:
+            for _ in range(times):
+                if signum == signal.SIGTERM:
+                    assert signal.getsignal(signal.SIGTERM) not in (signal.SIG_DFL, None), "SIGTERM is not handled"
+                os.kill(os.getpid(), signum)
+
+    monkeypatch.setattr(trainer, "after_step", after_step)
+

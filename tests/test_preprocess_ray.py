@@ -8,7 +8,6 @@ One local Ray (2 CPUs, a 150 MB object store) serves the module. Shards are comp
 from __future__ import annotations
 
 import functools
-import json
 import os
 import sys
 from pathlib import Path
@@ -19,11 +18,11 @@ import torch
 ray = pytest.importorskip("ray")
 
 from ray_helpers import dying_encoder, tiny_encoder  # noqa: E402
-from training_helpers import make_encoder, make_media, make_sd_dir  # noqa: E402
+from training_helpers import assert_same_shards, make_encoder, make_media, make_sd_dir  # noqa: E402
 
 from gen1.training.preprocess import PreprocessSettings, list_inputs, preprocess  # noqa: E402
 from gen1.training.ray_preprocess import RaySettings, preprocess_ray  # noqa: E402
-from gen1.training.shards import INDEX_NAME, read_shard_meta  # noqa: E402
+from gen1.training.shards import INDEX_NAME  # noqa: E402
 
 SETTINGS = PreprocessSettings(clip_length=4, stride=1, size=32, shard_size=2, max_clips_per_video=2)
 
@@ -63,32 +62,18 @@ def classic(tmp_path_factory):
     return sd, inputs, root / "classic"
 
 
-def _assert_same_shards(a: Path, b: Path) -> None:
-    from safetensors.torch import load_file
-
-    names = sorted(p.name for p in a.glob("shard-*.safetensors"))
-    assert names == sorted(p.name for p in b.glob("shard-*.safetensors")) and names
-    for name in names:
-        left, right = load_file(str(a / name)), load_file(str(b / name))
-        assert left.keys() == right.keys(), name
-        for key in left:
-            assert torch.equal(left[key], right[key]), f"{name} {key}"
-        assert read_shard_meta(a / name) == read_shard_meta(b / name), name
-    assert json.loads((a / INDEX_NAME).read_text()) == json.loads((b / INDEX_NAME).read_text())
-
-
 def test_ray_writes_the_classic_shards_and_index_including_a_corrupt_input(local_ray, classic, tmp_path):
     sd, inputs, expected = classic
     out = tmp_path / "ray"
     summary = preprocess_ray(inputs, out, functools.partial(tiny_encoder, str(sd)), SETTINGS,
                              RaySettings(encoders=1))
-    _assert_same_shards(expected, out)
+    assert_same_shards(expected, out)
     assert summary["written"] == 4 and [Path(p).name for p, _ in summary["failed"]] == ["broken.mp4"]
     assert summary["index"]["num_failed"] == 1
 
     again = preprocess_ray(inputs, out, functools.partial(tiny_encoder, str(sd)), SETTINGS)
     assert again["written"] == 0 and again["skipped"] == 4  # a rerun writes only what is missing: nothing
-    _assert_same_shards(expected, out)
+    assert_same_shards(expected, out)
 
 
 def test_a_dying_encoder_actor_and_an_interrupted_driver_end_with_the_same_shards(local_ray, classic, tmp_path):
@@ -98,7 +83,7 @@ def test_a_dying_encoder_actor_and_an_interrupted_driver_end_with_the_same_shard
     preprocess_ray(inputs, out, functools.partial(dying_encoder, str(sd), str(marker)), SETTINGS,
                    RaySettings(encoders=1))
     assert marker.is_file()  # an actor did die on its first shard, and was restarted
-    _assert_same_shards(expected, out)
+    assert_same_shards(expected, out)
 
     class Interrupted(Exception):
         pass
@@ -117,7 +102,7 @@ def test_a_dying_encoder_actor_and_an_interrupted_driver_end_with_the_same_shard
     assert len(list(out.glob("shard-*.safetensors"))) >= 2
     rerun = preprocess_ray(inputs, out, functools.partial(tiny_encoder, str(sd)), SETTINGS)
     assert rerun["skipped"] >= 2 and rerun["written"] == 4 - rerun["skipped"]  # only the missing ones
-    _assert_same_shards(expected, out)
+    assert_same_shards(expected, out)
 
 
 def test_only_the_frames_of_the_kept_clips_are_decoded(classic, monkeypatch):

@@ -128,3 +128,22 @@ def signal_after_step(monkeypatch, step: int, signum, times: int = 1) -> None:
 
     monkeypatch.setattr(trainer, "after_step", after_step)
 
+
+def assert_same_shards(a: Path, b: Path) -> None:
+    """Two shard folders hold the same shards (every tensor torch.equal, the same metadata) and the same index."""
+    import json
+
+    from safetensors.torch import load_file
+
+    from gen1.training.shards import INDEX_NAME, read_shard_meta
+
+    names = sorted(p.name for p in a.glob("shard-*.safetensors"))
+    assert names == sorted(p.name for p in b.glob("shard-*.safetensors")) and names
+    for name in names:
+        left, right = load_file(str(a / name)), load_file(str(b / name))
+        assert left.keys() == right.keys(), name
+        for key in left:
+            assert torch.equal(left[key], right[key]), f"{name} {key}"
+        assert read_shard_meta(a / name) == read_shard_meta(b / name), name
+    assert json.loads((a / INDEX_NAME).read_text()) == json.loads((b / INDEX_NAME).read_text())
+

@@ -335,7 +335,7 @@ class Gen1Pipeline(DiffusionPipeline):
         route-specific settings of the call (e.g. ``controlnet_conditioning_scale``), already checked.
         """
         route = self.route
-        encoded = route.encode_content(content, generator=generator, device=device)
+        encoded = route.edit_content(content, source.frames, generator=generator, device=device)
         depth_full = self.prepare_depth(source.frames, depth, cache=depth_cache)
         depth_shown, structure = route.structure(depth_full, structure_level, source.latent_size)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown
@@ -505,6 +505,8 @@ class Gen1Pipeline(DiffusionPipeline):
         decode_chunk_size: int = 8,
         strength: float = 1.0,
         controlnet_conditioning_scale: float = 1.0,
+        direction: Sequence[tuple[str, str]] = (),
+        direction_scale: Sequence[float] = (),
         scheduler=None,
         output_type: str = "np",
         callback_on_step_end: Callable | None = None,
@@ -542,6 +544,10 @@ class Gen1Pipeline(DiffusionPipeline):
             decode_chunk_size: frames per VAE encode/decode call.
             strength: in (0, 1]; below 1 starts from the source latents noised to that fraction of the schedule.
             controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
+            direction / direction_scale: global directions, pairs (NEUTRAL, TARGET), and alpha (a finite number) for
+                each (none: 1 each): the content becomes the source's own (or the given prompt's) plus alpha x
+                (text(TARGET) - text(NEUTRAL)) in the route's content space (:meth:`gen1.routes.Route.edit_content`,
+                docs/directions.md); alpha = 0 is the source-content edit, bit for bit.
             scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, made from the pipeline's
                 scheduler config) or a scheduler instance; default: the pipeline's own. The pipeline is not changed.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
@@ -565,6 +571,7 @@ class Gen1Pipeline(DiffusionPipeline):
         route_settings = dict(negative_prompt=negative_prompt,
                               controlnet_conditioning_scale=controlnet_conditioning_scale)
         self.route.check_settings(route_settings, model="this pipeline")
+        check_settings(dict(direction=tuple(direction), direction_scale=tuple(direction_scale)))
         check_settings(route_settings)
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
@@ -574,7 +581,8 @@ class Gen1Pipeline(DiffusionPipeline):
         user_mask = None if mask is None else prepare_mask(mask, source.num_frames, *source.input_size)
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
-                                 content_weights=content_weights, content_embeds=content_embeds)
+                                 content_weights=content_weights, content_embeds=content_embeds,
+                                 direction=tuple(direction), direction_scale=tuple(direction_scale))
         prediction, depth_shown = self.prepare_route(source, content, depth=depth, structure_level=structure_level,
                                                      plan=plan, generator=generator, device=device,
                                                      settings=route_settings, depth_cache=depth_cache)

@@ -18,7 +18,7 @@ from gen1.settings import DEFAULTS, FLAGS, EditSettings, check_setting, flag_lab
 
 #: ``gen1 edit``'s options before the settings were declared once (no option lost or renamed), and --no-cache since.
 EDIT_OPTIONS = ['--adapter', '--base', '--compare', '--compile', '--content-weights', '--controlnet',
-                '--controlnet-scale', '--depth', '--depth-invert', '--depth-model', '--device', '--dtype', '--duration',
+                '--controlnet-scale', '--depth', '--depth-invert', '--depth-model', '--device', '--direction', '--direction-scale', '--dtype', '--duration',
                 '--fixed-windows', '--fps', '--guidance', '--help', '--image-encoder', '--ip-adapter',
                 '--ip-adapter-scale', '--lora', '--lora-scale', '--mask', '--max-frames', '--model', '--motion-adapter',
                 '--negative-prompt', '--no-cache', '--output', '--overlap', '--prompt', '--reference', '--scheduler', '--seed',

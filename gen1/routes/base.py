@@ -68,6 +68,8 @@ class ContentRequest:
     content_weights: Any = None
     content_embeds: Any = None
     negative_prompt: str | None = None
+    direction: Any = ()
+    direction_scale: Any = ()
 
     @property
     def prompts(self) -> list[str]:
@@ -171,6 +173,37 @@ class Route:
     def encode_content(self, content: ContentRequest, *, generator, device) -> Content:
         """The content and null content of an edit (see :class:`Content`)."""
         raise NotImplementedError
+
+    def edit_content(self, content: ContentRequest, frames: torch.Tensor, *, generator, device) -> Content:
+        """The content of an edit: :meth:`encode_content`, or with global directions (``content.direction``, pairs
+        NEUTRAL TARGET with ``content.direction_scale`` alpha each) the source's own content (:meth:`source_content`
+        of ``frames`` ``(F, 3, H, W)`` in [0, 1]; or the given prompts / references / embeddings when there are
+        some) plus alpha x :meth:`text_direction` for each, in the space the route conditions on. The null content
+        is unchanged, so w and w_t act as in any edit; alpha = 0 adds exact zeros (the source-content edit, bit for
+        bit)."""
+        from dataclasses import replace
+
+        from gen1.settings import check_directions
+
+        if not content.direction:
+            return self.encode_content(content, generator=generator, device=device)
+        scales = check_directions(content.direction, content.direction_scale)
+        given = content.prompts or content.images or content.content_embeds is not None
+        base = (self.encode_content(content, generator=generator, device=device) if given
+                else self.source_content(frames, content, generator=generator, device=device))
+        context = base.context
+        for (neutral, target), alpha in zip(content.direction, scales):
+            context = context + alpha * self.text_direction(neutral, target, device=device).to(context)
+        return replace(base, context=context)
+
+    def source_content(self, frames: torch.Tensor, content: ContentRequest, *, generator, device) -> Content:
+        """The content that reproduces the source itself (the base a direction moves), for the edit's
+        ``negative_prompt`` and other content settings in ``content``."""
+        raise NotImplementedError(f"{type(self).__name__} has no source content: directions do not apply to it")
+
+    def text_direction(self, neutral: str, target: str, *, device) -> torch.Tensor:
+        """text(TARGET) - text(NEUTRAL), shaped like :attr:`Content.context` ``(1, L, D)``, float32."""
+        raise NotImplementedError(f"{type(self).__name__} has no text directions")
 
     def structure(self, depth: torch.Tensor, level: float, latent_size: tuple[int, int]):
         """(the obscured depth the edit is guided by, ``(F, 1, H, W)`` in [0, 1] at the output size, for display;

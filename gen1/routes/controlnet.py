@@ -108,6 +108,22 @@ class ControlNetRoute(Route):
         image_embeds, null_image_embeds = image_content(pipe, images, image_weights, device)
         return Content(context.to(device), null_context.to(device), image_embeds, null_image_embeds)
 
+    def source_content(self, frames, content, *, generator, device) -> Content:
+        """The content of an edit with the empty prompt (the text hidden states of ``""``, against the
+        ``negative_prompt``; the null image tokens when an IP-Adapter is loaded): the depth and the source are all
+        that is left of the video, so the source's own content in text space is the empty prompt's."""
+        from dataclasses import replace
+
+        return self.encode_content(replace(content, prompt=[""], reference_image=None, content_weights=None,
+                                           content_embeds=None), generator=generator, device=device)
+
+    def text_direction(self, neutral, target, *, device) -> torch.Tensor:
+        """In the base's text hidden-state space (what cross-attention takes): hidden(TARGET) - hidden(NEUTRAL),
+        ``(1, L, D)``, token by token."""
+        pipe = self.pipe
+        hidden = encode_prompts(pipe.tokenizer, pipe.text_encoder, [target, neutral], device).float()
+        return hidden[:1] - hidden[1:]
+
     def structure(self, depth, level, latent_size):
         """Obscured on the pixel grid the ControlNet sees; its input is that depth as three equal channels."""
         shown = obscure(depth, level).clamp(0, 1)

@@ -77,12 +77,16 @@ class EditForm:
     depth_cache: bool = True
     window_shift: bool = True
     model: str | None = None
+    direction_neutral: str = ""  # one global direction NEUTRAL -> TARGET (docs/directions.md), empty: none
+    direction_target: str = ""
+    direction_alpha: float = 1.0
 
 
 #: The settings the page gives through fields of its own kind (every other setting is an EditForm field of its name).
 FORM_FIELDS = {"prompt": ("prompt",), "reference_image": ("references",),
                "content_weights": ("prompt_weight", "references"), "mask": ("mask_drawing", "mask_file"),
-               "depth": ("depth_file",)}
+               "depth": ("depth_file",), "direction": ("direction_neutral", "direction_target"),
+               "direction_scale": ("direction_alpha",)}
 
 
 @dataclass
@@ -218,7 +222,7 @@ class EditService:
             depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),
             fps=form.fps or None, start=form.start or 0.0, duration=form.duration or None, max_frames=_whole(form.max_frames),
             window_size=_whole(form.window_size), window_overlap=_whole(form.window_overlap),
-            window_shift=bool(form.window_shift),
+            window_shift=bool(form.window_shift), **_direction(form),
         )
         check_request(request)
         return request
@@ -293,3 +297,14 @@ def _uploads_named(form: EditForm):
         for path in sorted((str(p) for p in uploads if p), key=len, reverse=True):
             message = message.replace(path, Path(path).name)
         raise ValueError(message) from None
+
+
+def _direction(form: EditForm) -> dict:
+    """The form's direction as the request's ``direction`` / ``direction_scale`` (nothing when both texts are
+    empty; one text alone is refused by the request's check, naming --direction)."""
+    neutral, target = (form.direction_neutral or "").strip(), (form.direction_target or "").strip()
+    if not neutral and not target:
+        return {}
+    alpha = 1.0 if form.direction_alpha is None else form.direction_alpha
+    return dict(direction=((neutral, target),), direction_scale=(alpha,))
+

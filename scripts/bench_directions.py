@@ -17,7 +17,9 @@ the edit suite's style score, and ``style_accuracy``), PSNR against the source o
 the depth error: mean |depth estimate of the edit - depth estimate of the source| (normalised inverse depth), and
 its ratio to alpha = 0.
 
-    OMP_NUM_THREADS=1 python scripts/bench_directions.py --cases 16 --json docs/directions.json
+    OMP_NUM_THREADS=1 python scripts/bench_directions.py --cases 24 --json docs/directions.json
+    OMP_NUM_THREADS=1 python scripts/bench_directions.py --cases 24 --alphas 0 1 2 --masked-alphas 1 2 \
+        --json docs/directions_masked.json     # also confined to the object's region (--mask)
 
 Not a test: it reports, it does not assert (the issue's targets are printed beside the figures).
 """
@@ -88,18 +90,25 @@ def psnr_where(output: torch.Tensor, reference: torch.Tensor, where: torch.Tenso
 
 
 @torch.no_grad()
-def score_case(pipe, case: DirectionCase, alphas, *, steps: int, guidance: float) -> dict[str, dict[str, float]]:
+def score_case(pipe, case: DirectionCase, alphas, *, steps: int, guidance: float, strength: float = 1.0,
+               masked_alphas=()) -> dict[str, dict[str, float]]:
     from gen1.eval.image_metrics import style_accuracy, style_score
 
     depth = pipe.depth_estimator.estimate(case.source)
     runs = {f"alpha={a:g}": dict(direction=[(case.neutral, case.target)], direction_scale=[a]) for a in alphas}
     runs["prompt (full caption)"] = dict(prompt=case.caption)
+    if masked_alphas:  # the object's region, as a user would draw or track it: the changed pixels, grown by 2 px
+        region = torch.nn.functional.max_pool2d((~case.kept).float(), 5, stride=1, padding=2)[:, 0].numpy()
+        for a in masked_alphas:
+            runs[f"alpha={a:g}, object masked"] = dict(runs.get(f"alpha={a:g}", dict(
+                direction=[(case.neutral, case.target)], direction_scale=[a])), mask=region)
+        runs["prompt (full caption), object masked"] = dict(prompt=case.caption, mask=region)
     scores = {}
     for name, content in runs.items():
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
             out = pipe(case.source, depth=depth, num_inference_steps=steps, guidance_scale=guidance,
-                       generator=torch.Generator().manual_seed(case.seed), output_type="pt", **content).frames
+                       strength=strength, generator=torch.Generator().manual_seed(case.seed), output_type="pt", **content).frames
         out = out.float().clamp(0, 1)
         scores[name] = dict(style_score=style_score(out, case.source, case.truth),
                             style_accuracy=style_accuracy(out, case.source, case.truth),
@@ -112,7 +121,8 @@ def format_table(result: dict) -> str:
     means, alphas = result["means"], result["alphas"]
     zero = means[f"alpha={alphas[0]:g}"]["depth_error"]
     lines = [f"{result['cases']} held-out cases ({result['by_attribute']}), {result['steps']} steps, "
-             f"w = {result['guidance']}, {result['size']} px, {result['frames']} frames, t_s = 0", "",
+             f"w = {result['guidance']}, strength {result.get('strength', 1.0)}, {result['size']} px, "
+             f"{result['frames']} frames, t_s = 0", "",
              "| content | style score | style accuracy | PSNR outside the object (dB) | depth error | vs alpha 0 |",
              "|---|---|---|---|---|---|"]
     for name, row in means.items():
@@ -131,6 +141,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--guidance", type=float, default=None, help="w (default: the model's recommended w)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
+    parser.add_argument("--strength", type=float, default=1.0, help="below 1: start from the noised source")
+    parser.add_argument("--masked-alphas", type=float, nargs="*", default=[],
+                        help="also edit with the object's region as the mask (--mask) at these alphas, and the "
+                             "prompt edit with it")
     parser.add_argument("--json", default=None, help="write the result here")
     args = parser.parse_args(argv)
 
@@ -148,7 +162,8 @@ def main(argv=None) -> dict:
     for index in range(args.first, args.first + args.cases):
         case = direction_case(index, frames=args.frames, size=args.size)
         attributes[case.attribute] = attributes.get(case.attribute, 0) + 1
-        scores = score_case(pipe, case, args.alphas, steps=args.steps, guidance=guidance)
+        scores = score_case(pipe, case, args.alphas, steps=args.steps, guidance=guidance, strength=args.strength,
+                            masked_alphas=args.masked_alphas)
         per_case.append(dict(index=index, attribute=case.attribute, neutral=case.neutral, target=case.target,
                              scores=scores))
         for name, row in scores.items():
@@ -158,7 +173,7 @@ def main(argv=None) -> dict:
         print(f"case {index} ({case.attribute}: '{case.neutral}' -> '{case.target}') done, "
               f"{time.perf_counter() - start:.0f} s", flush=True)
     result = dict(means=totals, alphas=list(args.alphas), cases=args.cases, first=args.first, steps=args.steps,
-                  guidance=guidance, frames=args.frames, size=args.size,
+                  guidance=guidance, strength=args.strength, frames=args.frames, size=args.size,
                   by_attribute=", ".join(f"{n} {a}" for a, n in attributes.items()), per_case=per_case,
                   seconds=time.perf_counter() - start)
     print(format_table(result))

@@ -571,7 +571,8 @@ class Gen1Pipeline(DiffusionPipeline):
         route_settings = dict(negative_prompt=negative_prompt,
                               controlnet_conditioning_scale=controlnet_conditioning_scale)
         self.route.check_settings(route_settings, model="this pipeline")
-        check_settings(dict(direction=tuple(direction), direction_scale=tuple(direction_scale)))
+        direction, direction_scale = tuple(direction or ()), tuple(direction_scale or ())
+        check_settings(dict(direction=direction, direction_scale=direction_scale))
         check_settings(route_settings)
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
@@ -582,7 +583,7 @@ class Gen1Pipeline(DiffusionPipeline):
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds,
-                                 direction=tuple(direction), direction_scale=tuple(direction_scale))
+                                 direction=direction, direction_scale=direction_scale)
         prediction, depth_shown = self.prepare_route(source, content, depth=depth, structure_level=structure_level,
                                                      plan=plan, generator=generator, device=device,
                                                      settings=route_settings, depth_cache=depth_cache)

@@ -91,7 +91,7 @@ def psnr_where(output: torch.Tensor, reference: torch.Tensor, where: torch.Tenso
 
 @torch.no_grad()
 def score_case(pipe, case: DirectionCase, alphas, *, steps: int, guidance: float, strength: float = 1.0,
-               masked_alphas=()) -> dict[str, dict[str, float]]:
+               masked_alphas=(), outputs: dict | None = None) -> dict[str, dict[str, float]]:
     from gen1.eval.image_metrics import style_accuracy, style_score
 
     depth = pipe.depth_estimator.estimate(case.source)
@@ -110,11 +110,30 @@ def score_case(pipe, case: DirectionCase, alphas, *, steps: int, guidance: float
             out = pipe(case.source, depth=depth, num_inference_steps=steps, guidance_scale=guidance,
                        strength=strength, generator=torch.Generator().manual_seed(case.seed), output_type="pt", **content).frames
         out = out.float().clamp(0, 1)
+        if outputs is not None:
+            outputs[name] = out
         scores[name] = dict(style_score=style_score(out, case.source, case.truth),
                             style_accuracy=style_accuracy(out, case.source, case.truth),
                             psnr_outside=psnr_where(out, case.source, case.kept),
                             depth_error=float((pipe.depth_estimator.estimate(out) - depth).abs().mean()))
     return scores
+
+
+def write_stills(path, case: DirectionCase, outputs: dict, frames=(0, 4), scale: int = 3) -> None:
+    """A PNG grid (atomically written): one row per frame in ``frames``; columns the source, every run, the ground
+    truth; each 64 px frame enlarged ``scale`` times (nearest)."""
+    import numpy as np
+    from PIL import Image
+
+    from gen1.atomic import atomic_path, check_output_path
+
+    columns = [case.source, *outputs.values(), case.truth]
+    rows = [torch.cat([video[f] for video in columns], dim=2) for f in frames if f < case.source.shape[0]]
+    grid = (torch.cat(rows, dim=1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+    image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
+    with atomic_path(check_output_path(path)) as tmp:
+        image.save(tmp, format="PNG")
+    print(f"stills: {path} (columns: source, {', '.join(outputs)}, ground truth)")
 
 
 def format_table(result: dict) -> str:
@@ -146,6 +165,8 @@ def main(argv=None) -> dict:
                         help="also edit with the object's region as the mask (--mask) at these alphas, and the "
                              "prompt edit with it")
     parser.add_argument("--json", default=None, help="write the result here")
+    parser.add_argument("--stills", default=None, help="write a PNG of the first case's frames 0 and 4 here (columns: "
+                        "source, each run, ground truth)")
     args = parser.parse_args(argv)
 
     from gen1.demo import bundled_model_dir
@@ -162,8 +183,11 @@ def main(argv=None) -> dict:
     for index in range(args.first, args.first + args.cases):
         case = direction_case(index, frames=args.frames, size=args.size)
         attributes[case.attribute] = attributes.get(case.attribute, 0) + 1
+        outputs = {} if args.stills and index == args.first else None
         scores = score_case(pipe, case, args.alphas, steps=args.steps, guidance=guidance, strength=args.strength,
-                            masked_alphas=args.masked_alphas)
+                            masked_alphas=args.masked_alphas, outputs=outputs)
+        if outputs is not None:
+            write_stills(args.stills, case, outputs)
         per_case.append(dict(index=index, attribute=case.attribute, neutral=case.neutral, target=case.target,
                              scores=scores))
         for name, row in scores.items():

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import os
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Mapping
 
 import torch
@@ -181,9 +181,7 @@ class Route:
         some) plus alpha x :meth:`text_direction` for each, in the space the route conditions on. The null content
         is unchanged, so w and w_t act as in any edit; alpha = 0 adds exact zeros (the source-content edit, bit for
         bit)."""
-        from dataclasses import replace
-
-        from gen1.settings import check_directions
+        from gen1.settings import check_directions  # the declaration of settings sits above the routes
 
         if not content.direction:
             return self.encode_content(content, generator=generator, device=device)

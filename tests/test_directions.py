@@ -43,10 +43,14 @@ def native():
 
 
 @pytest.fixture(scope="module")
-def public(tmp_path_factory):
+def stack(tmp_path_factory):
+    return write_public_stack(tmp_path_factory.mktemp("public"))
+
+
+@pytest.fixture(scope="module")
+def public(stack):
     from gen1.pipeline import Gen1Pipeline
 
-    stack = write_public_stack(tmp_path_factory.mktemp("public"))
     pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
                                          controlnet=stack["controlnet"])
     pipe.set_progress_bar_config(disable=True)
@@ -125,6 +129,21 @@ def test_public_alpha_zero_is_the_empty_prompt_edit_and_a_direction_moves_the_hi
                                             device="cpu")
     torch.testing.assert_close(with_prompt.context, encode_prompts(public.tokenizer, public.text_encoder,
                                                                    ["a street"]), rtol=0, atol=0)
+
+
+def test_public_with_an_ip_adapter_moves_the_text_and_keeps_the_null_image_tokens(stack, tmp_path):
+    from gen1.pipeline import Gen1Pipeline
+    from gen1.routes import ContentRequest
+    from tiny_models import tiny_motion_unet
+    from tiny_public import write_ip_adapter
+
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"])
+    pipe.set_progress_bar_config(disable=True)
+    pipe.load_ip_adapter(write_ip_adapter(tmp_path / "ip" / "models", tiny_motion_unet(seed=0)))
+    assert torch.equal(_edit(pipe, direction=[CAR], direction_scale=[0.0]), _edit(pipe, prompt=""))
+    content = pipe.route.edit_content(ContentRequest(direction=(CAR,)), _video(), generator=None, device="cpu")
+    assert content.extra is not None and torch.equal(content.extra, content.null_extra)
 
 
 # ------------------------------------------------------------------------------------------ bad input

@@ -176,7 +176,7 @@ class Route:
 
     def edit_content(self, content: ContentRequest, frames: torch.Tensor, *, generator, device) -> Content:
         """The content of an edit: :meth:`encode_content`, or with global directions (``content.direction``, pairs
-        NEUTRAL TARGET with ``content.direction_scale`` alpha each) the source's own content (:meth:`source_content`
+        NEUTRAL TARGET with ``content.direction_scale`` alpha each) the source's own content (:meth:`own_content`
         of ``frames`` ``(F, 3, H, W)`` in [0, 1]; or the given prompts / references / embeddings when there are
         some) plus alpha x :meth:`text_direction` for each, in the space the route conditions on. The null content
         is unchanged, so w and w_t act as in any edit; alpha = 0 adds exact zeros (the source-content edit, bit for
@@ -188,13 +188,13 @@ class Route:
         scales = check_directions(content.direction, content.direction_scale)
         given = content.prompts or content.images or content.content_embeds is not None
         base = (self.encode_content(content, generator=generator, device=device) if given
-                else self.source_content(frames, content, generator=generator, device=device))
+                else self.own_content(frames, content, generator=generator, device=device))
         context = base.context
         for (neutral, target), alpha in zip(content.direction, scales):
             context = context + alpha * self.text_direction(neutral, target, device=device).to(context)
         return replace(base, context=context)
 
-    def source_content(self, frames: torch.Tensor, content: ContentRequest, *, generator, device) -> Content:
+    def own_content(self, frames: torch.Tensor, content: ContentRequest, *, generator, device) -> Content:
         """The content that reproduces the source itself (the base a direction moves), for the edit's
         ``negative_prompt`` and other content settings in ``content``."""
         raise NotImplementedError(f"{type(self).__name__} has no source content: directions do not apply to it")

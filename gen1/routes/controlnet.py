@@ -108,7 +108,7 @@ class ControlNetRoute(Route):
         image_embeds, null_image_embeds = image_content(pipe, images, image_weights, device)
         return Content(context.to(device), null_context.to(device), image_embeds, null_image_embeds)
 
-    def source_content(self, frames, content, *, generator, device) -> Content:
+    def own_content(self, frames, content, *, generator, device) -> Content:
         """The content of an edit with the empty prompt (the text hidden states of ``""``, against the
         ``negative_prompt``; the null image tokens when an IP-Adapter is loaded): the depth and the source are all
         that is left of the video, so the source's own content in text space is the empty prompt's."""

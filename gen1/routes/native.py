@@ -87,7 +87,7 @@ class NativeRoute(Route):
             raise ValueError("this pipeline has no content_encoder: directions need it to embed the source")
         return self.pipe.content_encoder.encode_image(frames).float().mean(dim=0, keepdim=True)
 
-    def source_content(self, frames, content, *, generator, device) -> Content:
+    def own_content(self, frames, content, *, generator, device) -> Content:
         """:meth:`source_embedding` as precomputed content (the same path as ``content_embeds=``)."""
         return self.encode_content(ContentRequest(content_embeds=self.source_embedding(frames)),
                                    generator=generator, device=device)

@@ -66,6 +66,17 @@ def has_adapter(model) -> bool:
     return getattr(unet, "_gen1_adapter", None) is not None
 
 
+def _check_rank(unet, targets: list[str], rank: int) -> None:
+    """A LoRA's rank is at most the narrowest adapted layer's width (a wider one only costs memory: its update
+    cannot have a higher rank than the layer), so a mistyped rank is refused before any memory is taken."""
+    modules = dict(unet.named_modules())
+    widths = [min(modules[name].weight.shape[:2]) for name in targets if hasattr(modules.get(name), "weight")]
+    narrowest = min(widths, default=None)
+    if narrowest is not None and rank > narrowest:
+        raise ValueError(f"lora_rank {rank} is larger than the narrowest adapted layer ({narrowest} channels): use "
+                         f"at most {narrowest}")
+
+
 def prepare_adapter(model, *, rank: int = 4, alpha: float | None = None, full: bool = False,
                     include_temporal: bool = False) -> list[torch.nn.Parameter]:
     """Freeze the model, add the adapter's trainable weights; return them (for the optimizer).
@@ -84,6 +95,7 @@ def prepare_adapter(model, *, rank: int = 4, alpha: float | None = None, full: b
         params = [p for n, p in unet.named_parameters() if n in backup]
     else:
         targets = target_modules(unet, include_temporal)
+        _check_rank(unet, targets, rank)
         alpha = float(alpha if alpha is not None else rank)
         _inject_lora(unet, targets, rank, alpha)
         unet._gen1_adapter = dict(kind="lora", targets=targets, rank=rank, alpha=alpha)
@@ -114,6 +126,9 @@ def save_adapter(model, path: str | Path) -> Path:
     unet = _unet_of(model)
     info = unet._gen1_adapter if has_adapter(unet) else None
     tensors = {k: v.detach().to("cpu").contiguous().clone() for k, v in adapter_state_dict(unet).items()}
+    broken = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
+    if broken is not None:  # an adapter that would make every edit NaN is never written
+        raise ValueError(f"the adapter holds non-finite weights ('{broken}'); nothing written to '{path}'")
     meta = {k: v for k, v in info.items() if k != "backup"}
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})

@@ -10,9 +10,11 @@ functions so that ``gen1 --help`` answers instantly.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import pkgutil
 import sys
+import warnings
 
 from gen1 import __version__
 
@@ -43,7 +45,8 @@ def main(argv: list[str] | None = None) -> int:
 
     name = "gen1"
     try:
-        with sigterm_as_interrupt():  # SIGTERM unwinds like Ctrl-C: temporaries removed, training checkpointed
+        # SIGTERM unwinds like Ctrl-C (temporaries removed, training checkpointed); warnings print as one line
+        with sigterm_as_interrupt(), _warnings_as_lines():
             parser = build_parser()
             args = parser.parse_args(argv)
             if getattr(args, "func", None) is None:
@@ -61,6 +64,24 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{name}: error: {_one_line(error)}", file=sys.stderr)
         return 2
     return int(result or 0)
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """Print each warning as one line, ``warning: MESSAGE``, instead of Python's ``file:line: UserWarning: ...``
+    followed by the source line that raised it (which tells a user nothing). Only the format changes: where
+    warnings go (stderr, a test's ``pytest.warns``, a caller's filters) stays as it was."""
+    previous = warnings.formatwarning
+
+    def one_line(message, category, filename, lineno, line=None):
+        text = " ".join(part.strip() for part in str(message).splitlines() if part.strip())
+        return f"warning: {text}\n"
+
+    warnings.formatwarning = one_line
+    try:
+        yield
+    finally:
+        warnings.formatwarning = previous
 
 
 def _one_line(error: BaseException) -> str:

@@ -92,6 +92,14 @@ def check_request(request: EditRequest) -> None:
 
 
 def _check_content(request: EditRequest) -> None:
+    if request.erase:  # the content is the source's own
+        if request.prompt or request.reference_image:
+            raise ValueError("--erase takes its content from the source: give no --prompt or --reference")
+        if request.mask is None:
+            raise ValueError("--erase needs --mask (the subject to erase)")
+        if request.direction:
+            raise ValueError("--erase takes its content from the source without the subject: give no --direction")
+        return
     if not request.prompt and not request.reference_image and not request.direction:
         raise ValueError("give --prompt and/or --reference (or --direction) for the content of the edit")
     if any(not prompt.strip() for prompt in request.prompt):
@@ -151,6 +159,7 @@ class ClipLimits:
 
     max_frames: int
     max_seconds: float | None = None
+    max_image_pixels: int | None = None  # the largest mask or depth image (or .npy frame) read; None: gen1.media's
 
 
 class ClipTooLong(ValueError):
@@ -170,7 +179,8 @@ def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> Ed
     """Decode the source, the mask and your own depth at ``request.size`` with the request's frame selection.
 
     With ``limits``, no more than ``limits.max_frames + 1`` frames are decoded from any file (memory stays
-    bounded whatever is uploaded) and a longer selection is a :class:`ClipTooLong`.
+    bounded whatever is uploaded), a longer selection is a :class:`ClipTooLong`, and a mask or depth image over
+    ``limits.max_image_pixels`` is refused on its header, before it is decoded.
     """
     if request.size is None:
         raise ValueError("the request has no size: give one, or take the model's with "
@@ -181,8 +191,9 @@ def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> Ed
     clip = _read_source(request, clip_args)
     if limits is not None:
         _check_limits(clip, limits)
-    mask = None if request.mask is None else _mask_for(request.mask, clip_args, request.size, clip)
-    depth = None if request.depth is None else _user_depth(request, clip_args, clip)
+    max_pixels = None if limits is None else limits.max_image_pixels
+    mask = None if request.mask is None else _mask_for(request.mask, clip_args, request.size, clip, max_pixels)
+    depth = None if request.depth is None else _user_depth(request, clip_args, clip, max_pixels)
     return EditInputs(clip=clip, mask=mask, depth=depth)
 
 
@@ -196,11 +207,12 @@ def _check_limits(clip, limits: ClipLimits) -> None:
                           f"{limits.max_seconds:g} s at once: {advice}")
 
 
-def _read_media(path: str, clip_args: dict, size: int):
-    """uint8 frames (F, H, W, 3) from an image (one frame) or a video read with the source's timing."""
+def _read_media(path: str, clip_args: dict, size: int, max_pixels: int | None = None):
+    """uint8 frames (F, H, W, 3) from an image (one frame, at most ``max_pixels``) or a video read with the
+    source's timing."""
     from gen1.media import read_frames_or_images
 
-    return read_frames_or_images(path, size=size, **clip_args)
+    return read_frames_or_images(path, size=size, max_pixels=max_pixels, **clip_args)
 
 
 def _read_source(request: EditRequest, clip_args: dict):
@@ -210,14 +222,14 @@ def _read_source(request: EditRequest, clip_args: dict):
         return read_video(request.input, size=request.size, **clip_args)
 
 
-def _mask_for(path: str, clip_args: dict, size: int, clip):
+def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | None = None):
     """The mask at the clip's frame size (same resize policy as the video), as float (F|1, 1, H, W)."""
     import torch
 
     from gen1.masking import mask_to_tensor
 
     with errors_naming("--mask"):
-        mask = mask_to_tensor(_read_media(path, clip_args, size))
+        mask = mask_to_tensor(_read_media(path, clip_args, size, max_pixels))
     if tuple(mask.shape[-2:]) != (clip.height, clip.width):
         raise ValueError(
             f"--mask size {mask.shape[-1]}x{mask.shape[-2]} (after resizing to --size {size}) does not match "
@@ -226,7 +238,7 @@ def _mask_for(path: str, clip_args: dict, size: int, clip):
     return torch.as_tensor(mask)
 
 
-def _user_depth(request: EditRequest, clip_args: dict, clip):
+def _user_depth(request: EditRequest, clip_args: dict, clip, max_pixels: int | None = None):
     """--depth as normalised inverse depth (F|1, 1, H, W) at the clip's frame size.
 
     A depth video is read with the clip's timing (video codecs hold 8 bits anyway); images, ``.npy`` arrays and
@@ -240,7 +252,7 @@ def _user_depth(request: EditRequest, clip_args: dict, clip):
             depth = load_structure(_read_media(request.depth, clip_args, request.size), invert=request.depth_invert)
         else:
             depth = load_structure(request.depth, size=(clip.height, clip.width), crop=True,
-                                   invert=request.depth_invert)
+                                   invert=request.depth_invert, max_pixels=max_pixels)
     if depth.shape[0] not in (1, clip.num_frames):
         raise ValueError(f"--depth has {depth.shape[0]} frames but the edited clip has {clip.num_frames} "
                          f"(give one depth map or one per edited frame)")
@@ -301,12 +313,20 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
     )
     if cancel is not None and cancel():
         raise EditCancelled("the edit was cancelled")
-    output = write_video(request.output, result.frames, clip.fps, audio_from=clip if clip.has_audio else None)
+    audio = clip if clip.has_audio else None
     compare = None
-    if request.compare is not None:
+    if request.compare is None:
+        output = write_video(request.output, result.frames, clip.fps, audio_from=audio)
+    else:
+        from gen1.atomic import atomic_path
         from gen1.comparison import write_comparison
 
-        compare = Path(write_comparison(request.compare, clip.frames, result.depth, result.frames, clip.fps))
+        # both outputs or neither: the edit is staged beside its target and renamed into place only once the
+        # comparison is written (a full disk while writing the comparison leaves no new output and keeps an old one)
+        with atomic_path(request.output) as staged:
+            write_video(staged, result.frames, clip.fps, audio_from=audio)
+            compare = Path(write_comparison(request.compare, clip.frames, result.depth, result.frames, clip.fps))
+        output = request.output
     return EditResult(output=Path(output), compare=compare, frames=result.frames, depth=result.depth, fps=clip.fps,
                       has_audio=clip.has_audio)
 

@@ -139,12 +139,19 @@ class KeptRegion:
     @classmethod
     def from_pixel_mask(cls, mask: torch.Tensor, size: tuple[int, int], latent_size: tuple[int, int],
                         sigma: float, *, source_latents: torch.Tensor, noise: torch.Tensor, scheduler,
-                        timesteps: torch.Tensor) -> "KeptRegion":
-        """From the user's mask ``(F, 1, H0, W0)`` at the source size; ``size`` is the output ``(H, W)``."""
+                        timesteps: torch.Tensor, cover: bool = False) -> "KeptRegion":
+        """From the user's mask ``(F, 1, H0, W0)`` at the source size; ``size`` is the output ``(H, W)``.
+
+        ``cover``: every pixel of the mask (> 0.5) is edited fully (pixel weight 1): the latent cells it touches and
+        their neighbours are edited at weight 1, the feather only falls outside them. An erase needs this: a
+        feathered weight below 1 on the subject would blend the subject back in (a ghost)."""
         from gen1.conditioning import resize
 
         pixel_mask = resize(mask.float(), tuple(size)).clamp(0, 1)
         latent = feather_mask(pixel_mask, latent_size, sigma)
+        if cover:
+            touched = (F.adaptive_max_pool2d(pixel_mask, latent_size) > 0.5).float()
+            latent = torch.maximum(latent, F.max_pool2d(touched, 3, stride=1, padding=1))
         latent_mask = latent.permute(1, 0, 2, 3).unsqueeze(0).to(source_latents.device)  # (1, 1, F, h, w)
         return cls(pixel_mask, latent_mask, source_latents, noise, scheduler, timesteps)
 

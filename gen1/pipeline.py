@@ -4,11 +4,13 @@ One call edits one video, as a sequence of ``prepare_*`` steps (diffusers style)
 of Gen-1:
 
 1. :meth:`~Gen1Pipeline.check_inputs`, :meth:`~Gen1Pipeline.prepare_windows`, :class:`SourceVideo` (frames resized
-   to the output size) and the mask (:func:`gen1.masking.prepare_mask`): everything the user gave is checked
+   to the output size) and the mask (:func:`gen1.masked_edits.load_mask`): everything the user gave is checked
    before any model runs;
-2. :meth:`~Gen1Pipeline.prepare_route`: content (prompt through the prior and/or reference images, mixed), and
-   structure (estimated or user depth, obscured at ``structure_level``), packed into a route
-   (:mod:`gen1.routes`) whose ``predict`` evaluates all guidance terms (:mod:`gen1.guidance`) in ONE batched call;
+2. :meth:`~Gen1Pipeline.prepare_route`: content (prompt through the prior and/or reference images, mixed; an
+   erase's is the source's own), and structure (estimated or user depth, obscured at ``structure_level``; for a
+   masked edit the region is tracked from one frame and its depth filled as asked, :mod:`gen1.masked_edits`),
+   packed into a route (:mod:`gen1.routes`) whose ``predict`` evaluates all guidance terms (:mod:`gen1.guidance`)
+   in ONE batched call;
 3. :meth:`~Gen1Pipeline.prepare_timesteps` and :meth:`~Gen1Pipeline.prepare_latents` (noise, source latents);
 4. :func:`gen1.denoise.denoise` with the route's prediction blended over temporal windows
    (:class:`gen1.windows.WindowBlender`) and, for masked edits, the kept region reset after every step
@@ -35,7 +37,8 @@ from einops import rearrange
 from gen1.conditioning import decode_latents, encode_latents, resize, target_size, video_to_tensor
 from gen1.denoise import denoise, make_scheduler
 from gen1.guidance import GuidancePlan, plan_guidance
-from gen1.masking import KeptRegion, prepare_mask
+from gen1.masked_edits import check_mask_arguments, edit_region, load_mask, structure_depth
+from gen1.masking import KeptRegion
 from gen1.routes import ContentRequest, Route, route_class
 from gen1.model_defaults import edit_size
 from gen1.settings import check_setting, check_settings
@@ -327,18 +330,31 @@ class Gen1Pipeline(DiffusionPipeline):
 
     # ----------------------------------------------------------------------------------------------- route
     def prepare_route(self, source: "SourceVideo", content: ContentRequest, *, depth, structure_level: float,
-                      plan: GuidancePlan, generator, device, settings: dict | None = None, depth_cache=True):
-        """The model function of this edit (the route's :class:`gen1.routes.GuidedPrediction`) and the obscured
-        depth it is guided by (for display, ``(F, 1, H, W)`` in [0, 1] at the output size).
+                      plan: GuidancePlan, generator, device, settings: dict | None = None,
+                      masked: "MaskedEdit | None" = None, depth_cache=True):
+        """The model function of this edit (the route's :class:`gen1.routes.GuidedPrediction`), the obscured
+        depth it is guided by (for display, ``(F, 1, H, W)`` in [0, 1] at the output size) and the region a masked
+        edit changes (``(F, 1, H, W)`` at the output size, or None; :func:`gen1.masked_edits.edit_region`).
 
         Content is encoded before anything else draws from ``generator`` (a prior samples). ``settings``: the
-        route-specific settings of the call (e.g. ``controlnet_conditioning_scale``), already checked.
+        route-specific settings of the call (e.g. ``controlnet_conditioning_scale``), already checked. ``masked``:
+        the mask and how to use it (tracked, erased, the structure inside it; :mod:`gen1.masked_edits`).
         """
         route = self.route
-        encoded = route.edit_content(content, source.frames, generator=generator, device=device)
+        if masked is None or not masked.erase:
+            encoded = route.edit_content(content, source.frames, generator=generator, device=device)
         depth_full = self.prepare_depth(source.frames, depth, cache=depth_cache)
-        depth_shown, structure = route.structure(depth_full, structure_level, source.latent_size)
-        return route.bind(encoded, structure, plan, settings or {}), depth_shown
+        if masked is None:
+            depth_shown, structure = route.structure(depth_full, structure_level, source.latent_size)
+            return route.bind(encoded, structure, plan, settings or {}), depth_shown, None
+        region = edit_region(masked.mask, source.frames, source.input_size, mask_frame=masked.mask_frame,
+                             depth=depth_full, erase=masked.erase, tracker=masked.tracker)
+        if masked.erase:
+            encoded = route.source_content(source.frames, region, content, generator=generator, device=device)
+        guided = structure_depth(depth_full, region, masked.structure)
+        depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
+                                                        source.latent_size)
+        return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
 
     def load_ip_adapter(self, path, *, image_encoder=None, scale: float = 1.0) -> None:
         """Reference images as content on the public route: an IP-Adapter file (diffusers / original format, e.g.
@@ -499,12 +515,19 @@ class Gen1Pipeline(DiffusionPipeline):
         depth_cache=True,
         mask=None,
         mask_feather: float = 1.0,
+        mask_frame: int | None = None,
+        erase: bool = False,
+        mask_structure: str | None = None,
+        mask_structure_level: float | None = None,
+        mask_tracker="flow",
         window_size: int | None = None,
         window_overlap: int | None = None,
         window_shift: bool = True,
         decode_chunk_size: int = 8,
         strength: float = 1.0,
         controlnet_conditioning_scale: float = 1.0,
+        controlnet_guidance_start: float = 0.0,
+        controlnet_guidance_end: float = 1.0,
         direction: Sequence[tuple[str, str]] = (),
         direction_scale: Sequence[float] = (),
         scheduler=None,
@@ -538,12 +561,23 @@ class Gen1Pipeline(DiffusionPipeline):
             mask: region to edit (1) vs keep (0), the video's size, one mask or one per frame
                 (:mod:`gen1.masking`); feathered with a Gaussian of ``mask_feather`` latent cells. Where the mask
                 (at the output size) is 0 the output is the source frames exactly.
+            mask_frame: ``mask`` is one image of this frame; it is tracked to every frame by ``mask_tracker`` (a
+                name of :data:`gen1.tracking.TRACKERS` or a tracker; :mod:`gen1.tracking`).
+            erase: remove the masked subject: the mask (tracked, grown slightly) is edited fully, its structure
+                filled from its boundary and its content the source's own (:meth:`gen1.routes.Route.source_content`;
+                give no prompt or reference); :mod:`gen1.masked_edits`.
+            mask_structure: ``"keep"`` the depth inside the mask or ``"fill"`` it from the mask's boundary (default:
+                fill on an erase, else keep). A replace guided by a ``depth`` you give (a mock-up of the new object)
+                keeps it.
+            mask_structure_level: t_s inside the mask (default: ``structure_level``).
             window_size / window_overlap: temporal windows (:meth:`prepare_windows`).
             window_shift: move the windows from step to step so that no frame is at a window edge at every step
                 (seamless long videos, :mod:`gen1.windows`); False keeps the same windows at every step.
             decode_chunk_size: frames per VAE encode/decode call.
             strength: in (0, 1]; below 1 starts from the source latents noised to that fraction of the schedule.
             controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
+            controlnet_guidance_start / controlnet_guidance_end: public route: the share of the steps in which the
+                ControlNet acts (diffusers' ``control_guidance_start`` / ``_end``); outside it, it is not evaluated.
             direction / direction_scale: global directions, pairs (NEUTRAL, TARGET), and alpha (a finite number) for
                 each (none: 1 each): the content becomes the source's own (or the given prompt's) plus alpha x
                 (text(TARGET) - text(NEUTRAL)) in the route's content space (:meth:`gen1.routes.Route.edit_content`,
@@ -569,32 +603,43 @@ class Gen1Pipeline(DiffusionPipeline):
             mask_feather=mask_feather, callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
         route_settings = dict(negative_prompt=negative_prompt,
-                              controlnet_conditioning_scale=controlnet_conditioning_scale)
+                              controlnet_conditioning_scale=controlnet_conditioning_scale,
+                              controlnet_guidance_start=controlnet_guidance_start,
+                              controlnet_guidance_end=controlnet_guidance_end)
         self.route.check_settings(route_settings, model="this pipeline")
         direction, direction_scale = tuple(direction or ()), tuple(direction_scale or ())
         check_settings(dict(direction=direction, direction_scale=direction_scale))
+        if erase and direction:
+            raise ValueError("erase takes its content from the source without the subject: give no direction")
         check_settings(route_settings)
+        check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
+                             mask_structure_level=mask_structure_level)
+        check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level))
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
         device = self._execution_device
         source = self.prepare_source(video, height=height, width=width, size=size)
-        user_mask = None if mask is None else prepare_mask(mask, source.num_frames, *source.input_size)
+        masked = None if mask is None else MaskedEdit(
+            load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame, bool(erase),
+            mask_structure or ("fill" if erase else "keep"), mask_structure_level,
+            mask_tracker, structure_given=depth is not None)
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds,
                                  direction=direction, direction_scale=direction_scale)
-        prediction, depth_shown = self.prepare_route(source, content, depth=depth, structure_level=structure_level,
-                                                     plan=plan, generator=generator, device=device,
-                                                     settings=route_settings, depth_cache=depth_cache)
-        timesteps = self.prepare_timesteps(num_inference_steps, strength, device, scheduler)
+        timesteps = self.prepare_timesteps(num_inference_steps, strength, device, scheduler)  # draws nothing
+        prediction, depth_shown, user_mask = self.prepare_route(
+            source, content, depth=depth, structure_level=structure_level, plan=plan, generator=generator,
+            device=device, settings={**route_settings, "timesteps": timesteps}, masked=masked,
+            depth_cache=depth_cache)
         latents, noise, source_latents = self.prepare_latents(
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
             device=device, decode_chunk_size=decode_chunk_size, scheduler=scheduler,
         )
         kept = None if user_mask is None else KeptRegion.from_pixel_mask(
             user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
-            scheduler=scheduler, timesteps=timesteps)
+            scheduler=scheduler, timesteps=timesteps, cover=masked.replaces_subject)
         hooks = [kept] if kept is not None else []
         if callback_on_step_end is not None:
             hooks.append(self._callback_hook(callback_on_step_end, callback_on_step_end_tensor_inputs))
@@ -640,6 +685,28 @@ class Gen1Pipeline(DiffusionPipeline):
 
         images = [Image.fromarray(frame) for frame in unit_to_uint8(array)]
         return Gen1PipelineOutput(frames=images, depth=depth_np, fps=fps)
+
+
+@dataclass
+class MaskedEdit:
+    """How a call uses its mask (:mod:`gen1.masked_edits`): the mask as given, the frame it shows (None: every
+    frame, as given), whether it erases, the structure inside it (``"keep"`` / ``"fill"``), its structure level
+    (None: the edit's), the tracker, and whether the depth is the user's (a mock-up of what goes in its place)."""
+
+    mask: Any
+    mask_frame: int | None
+    erase: bool
+    structure: str
+    structure_level: float | None
+    tracker: Any = "flow"
+    structure_given: bool = False
+
+    @property
+    def replaces_subject(self) -> bool:
+        """Whether the subject's shape is not the source's (an erase, its structure filled, or a depth the user gives
+        for what goes there): then every masked pixel is edited fully, so that nothing of the subject blends back
+        (:class:`gen1.masking.KeptRegion` ``cover``)."""
+        return self.erase or self.structure != "keep" or self.structure_given
 
 
 @dataclass

@@ -29,6 +29,8 @@ from gen1.model_defaults import FALLBACK_SIZE
 MAX_LEVEL = 7
 #: The samplers an edit can name (gen1.denoise.make_scheduler makes them).
 SCHEDULERS = ("ddim", "dpm", "euler")
+#: What a masked edit does with the structure inside the mask (gen1.masked_edits).
+MASK_STRUCTURES = ("keep", "fill")
 
 
 def setting(default, flag: str, help: str, *, group: str = "knobs", stage: str = "edit", low=None, high=None,
@@ -76,6 +78,12 @@ class EditSettings:
                                              low=0, kind=float)
     controlnet_conditioning_scale: float = setting(1.0, "--controlnet-scale", "public route: strength of the depth "
                                                    "ControlNet's guidance, >= 0 (default 1)", low=0, kind=float)
+    controlnet_guidance_start: float = setting(0.0, "--controlnet-start", "public route: the share of the steps, "
+                                               "from the first, before the ControlNet starts to act (default 0)",
+                                               low=0, high=1, kind=float)
+    controlnet_guidance_end: float = setting(1.0, "--controlnet-end", "public route: the share of the steps after "
+                                             "which the ControlNet stops acting, saving its evaluation on the rest "
+                                             "(default 1)", low=0, high=1, kind=float)
     num_inference_steps: int | None = setting(None, "--steps", "denoising steps (default: the model's recommended "
                                               "count with its own sampler, else 30)", low=1, integer=True, kind=int)
     scheduler: str | None = setting(None, "--scheduler", "sampler (default: the model's own)", choices=SCHEDULERS)
@@ -84,6 +92,18 @@ class EditSettings:
     seed: int = setting(0, "--seed", "random seed, 0 to 2**64-1 (default 0)", stage="seed", low=0, high=SEED_MAX,
                         integer=True, kind=seed_value)
     mask: str | None = setting(None, "--mask", "mask image or video: white = edit, black = keep the source")
+    mask_frame: int | None = setting(None, "--mask-frame", "--mask is one image of this frame (0 = the first): the "
+                                     "subject is tracked from it to every frame (docs/masked_edits.md)", low=0,
+                                     integer=True, kind=int, metavar="N")
+    erase: bool = setting(False, "--erase", "remove the masked subject: the region is filled with the surroundings' "
+                          "structure and the source's own look (name the subject with --negative-prompt on public "
+                          "models); no --prompt or --reference", group="content", switch=True)
+    mask_structure: str | None = setting(None, "--mask-structure", "the structure inside --mask: keep the subject's "
+                                         "depth (or your --depth: the new object's), or fill it from the mask's "
+                                         "boundary (default: fill with --erase, else keep)", choices=MASK_STRUCTURES)
+    mask_structure_level: float | None = setting(None, "--mask-structure-level", f"t_s in [0, {MAX_LEVEL}] inside "
+                                                 "--mask (default: --structure-level)", low=0, high=MAX_LEVEL,
+                                                 kind=float, metavar="T")
     depth: str | None = setting(None, "--depth", "your own structure instead of the estimate: a depth video, an "
                                 "image (8/16-bit PNG or TIFF, read at full precision), a .npy array or a folder of "
                                 "images; brighter = nearer unless --depth-invert")
@@ -122,7 +142,8 @@ FLAGS: dict[str, str] = {item.name: item.metadata["flag"] for item in setting_fi
 #: Setting name -> its default.
 DEFAULTS: dict[str, Any] = {item.name: item.default for item in setting_fields()}
 #: The settings only some routes take, with the value that leaves them out (:meth:`gen1.routes.Route.check_settings`).
-OPTIONAL_SETTINGS: dict[str, Any] = {"negative_prompt": None, "controlnet_conditioning_scale": 1.0}
+OPTIONAL_SETTINGS: dict[str, Any] = {"negative_prompt": None, "controlnet_conditioning_scale": 1.0,
+                                     "controlnet_guidance_start": 0.0, "controlnet_guidance_end": 1.0}
 
 
 def flag_label(name: str) -> str:

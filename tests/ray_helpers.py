@@ -10,7 +10,12 @@ from training_helpers import make_encoder
 
 
 def tiny_encoder(sd_dir: str, device: str):
-    """The tests' tiny ClipEncoder (deterministic weights), as ``make_encoder(device)`` of the Ray engine."""
+    """The tests' tiny ClipEncoder (deterministic weights), as ``make_encoder(device)`` of the Ray engine; it
+    encodes with one thread, as the test's classic run does (Ray leaves an OMP_NUM_THREADS the caller set to its
+    workers, and another thread count sums floats in another order), so the shards compare bit for bit."""
+    import torch
+
+    torch.set_num_threads(1)
     return make_encoder(Path(sd_dir))
 
 
@@ -33,4 +38,4 @@ class DiesOnce:
 
 
 def dying_encoder(sd_dir: str, marker: str, device: str):
-    return DiesOnce(make_encoder(Path(sd_dir)), marker)
+    return DiesOnce(tiny_encoder(sd_dir, device), marker)

@@ -14,7 +14,7 @@ from PIL import Image
 
 from bad_files import npy_claiming, png_claiming
 from gen1.depth import load_structure
-from gen1.media import read_frames_or_images, read_image, read_video
+from gen1.media import read_frames_or_images, read_image
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -116,3 +116,26 @@ def test_customize_checks_the_users_files_before_resolving_the_model(tmp_path, c
     code = main(["customize", "--model", "some-org/some-model", "--images", str(tmp_path / "typo"),
                  "--out", str(tmp_path / "a.safetensors")])
     assert code == 2 and "--images folder not found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("settings, message", [
+    (CustomizeSettings(steps=1, batch_size=1_000_000), "batch_size 1000000 is more than the 3 images: use at most 3"),
+    (CustomizeSettings(steps=1, lora_rank=100_000), "lora_rank 100000 is larger than the narrowest adapted layer"),
+    (CustomizeSettings(steps=3, lr=1e30), "the customisation diverged at step"),
+])
+def test_size_like_knobs_and_a_diverging_run_stop_before_anything_is_written(setup, settings, message):
+    root, sd, data = setup
+    with pytest.raises(ValueError, match=message):
+        train_adapter(_fresh(), data, load_noise_scheduler(str(sd)), settings, progress=False)
+
+
+def test_an_adapter_with_non_finite_weights_is_never_written(setup):
+    root, sd, data = setup
+    trained = _fresh()
+    train_adapter(trained, data, load_noise_scheduler(str(sd)), CustomizeSettings(steps=1, lora_rank=2),
+                  progress=False)
+    with torch.no_grad():
+        next(p for n, p in trained.named_parameters() if "lora_" in n).fill_(float("nan"))
+    with pytest.raises(ValueError, match="non-finite weights"):
+        save_adapter(trained, root / "nan.safetensors")
+    assert not (root / "nan.safetensors").exists()

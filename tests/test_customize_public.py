@@ -121,7 +121,7 @@ def test_customize_and_edit_with_the_adapter_on_the_command_line(stack, clips_di
     (["--base", "{base}", "--motion-adapter", "{motion_adapter}", "--controlnet", "{controlnet}", "--depth-model",
       "{dpt}", "--content-model", "{dpt}"], "--content-model does not apply to"),
     (["--base", "{base}"], "needs --base, --motion-adapter and --controlnet: --motion-adapter, --controlnet missing"),
-    ([], "give --model (a gen1 pipeline) or the public route's --base, --motion-adapter and --controlnet"),
+    (["--prompt", "sks"], "--prompt does not apply to --model"),  # no --model: the bundled (native) demo model
 ])
 def test_customize_refuses_flags_of_the_other_route_in_one_line(stack, tmp_path, capsys, argv, message):
     names = {key: str(value) for key, value in stack.items()}

@@ -204,3 +204,13 @@ def test_the_web_form_gives_one_direction_with_its_slider():
     assert _direction(EditForm(video=None)) == {}
     assert _direction(EditForm(video=None, direction_neutral=" a car ", direction_target="a red car",
                                direction_alpha=0.5)) == dict(direction=(CAR,), direction_scale=(0.5,))
+
+
+def test_erase_and_a_direction_do_not_go_together(native):
+    mask = np.zeros((SIZE, SIZE), np.uint8)
+    mask[8:24, 8:24] = 255
+    with pytest.raises(ValueError, match="^erase takes its content from the source without the subject"):
+        native(_video(), direction=[CAR], erase=True, mask=mask, depth=_depth(), num_inference_steps=1)
+    with pytest.raises(ValueError, match="^--erase takes its content from the source without the subject"):
+        check_request(EditRequest(input="in.mp4", output="out.mp4", direction=[list(CAR)], erase=True,
+                                  mask="mask.png"))

@@ -316,6 +316,7 @@ def test_threads_option_sets_torch_and_opencv_threads(model_dir, clips_dir, tmp_
     import torch
 
     calls = []
+    monkeypatch.setattr(os, "cpu_count", lambda: 8)  # 3 threads are allowed whatever this machine has
     monkeypatch.setattr(torch, "set_num_threads", lambda n: calls.append(("torch", n)))
     monkeypatch.setattr(torch, "set_num_interop_threads", lambda n: calls.append(("interop", n)))
     monkeypatch.setattr(cv2, "setNumThreads", lambda n: calls.append(("opencv", n)))

@@ -29,10 +29,13 @@ def _parsed(command: str):
 
 FULL = EditRequest(
     input="my clip.mp4", output="out dir/edited.mp4", prompt=("a 'watercolour' painting", "-dark night"),
-    reference_image=("style.png",), negative_prompt="--blurry", content_weights=(0.25, 1.5, 2.0), structure_level=3.3,
-    guidance_scale=0.1, temporal_guidance_scale=1.25, controlnet_conditioning_scale=0.5, num_inference_steps=7, scheduler="dpm", strength=0.55,
-    seed=2**64 - 1, mask="mask.png", depth="depth.npy", depth_invert=True, depth_cache=False, size=256, fps=12.5, start=1.5,
-    duration=2.25, max_frames=9, window_size=8, window_overlap=3, window_shift=False, compare="side by side.png",
+    reference_image=("style.png",), negative_prompt="--blurry", content_weights=(0.25, 1.5, 2.0),
+    structure_level=3.3, guidance_scale=0.1, temporal_guidance_scale=1.25, controlnet_conditioning_scale=0.5,
+    controlnet_guidance_start=0.1, controlnet_guidance_end=0.9, num_inference_steps=7, scheduler="dpm",
+    strength=0.55, seed=2**64 - 1, mask="mask.png", mask_frame=2, erase=True, mask_structure="fill",
+    mask_structure_level=5.5, depth="depth.npy", depth_invert=True, depth_cache=False, size=256, fps=12.5,
+    start=1.5, duration=2.25, max_frames=9, window_size=8, window_overlap=3, window_shift=False,
+    direction=(("a car", "a red car"), ("day", "night")), direction_scale=(1.5, -0.5), compare="side by side.png",
 )
 
 
@@ -57,7 +60,8 @@ def test_every_request_field_has_its_flag_and_the_round_trip_sets_them_all():
 def test_the_command_leaves_defaults_out_and_writes_a_size_and_guidance_that_were_chosen():
     assert edit_command(EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",))) \
         == "gen1 edit in.mp4 -o out.mp4 --prompt 'a cat'"  # size and guidance: the model's own
-    assert edit_command(EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",), guidance_scale=7.5, size=512)) \
+    assert edit_command(EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",), guidance_scale=7.5,
+                                    size=512)) \
         == "gen1 edit in.mp4 -o out.mp4 --prompt 'a cat' --guidance 7.5 --size 512"
 
 
@@ -73,7 +77,8 @@ def ski(clips_dir):
 
 def test_run_edit_reports_steps_across_windows_and_leaves_the_pipeline_as_it_was(bundled_pipe, ski, tmp_path):
     scheduler = bundled_pipe.scheduler
-    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), size=64, num_inference_steps=3,
+    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), size=64,
+                          num_inference_steps=3,
                           max_frames=6, window_size=4, window_overlap=2, scheduler="euler", guidance_scale=1.0)
     reports = []
     result = run_edit(bundled_pipe, request, progress=lambda done, total: reports.append((done, total)))
@@ -116,7 +121,8 @@ def test_fixed_windows_keep_one_tiling_and_the_default_shifts_it(bundled_pipe, s
     totals = {}
     for fixed in (True, False):
         request = EditRequest(input=ski, output=str(tmp_path / f"{fixed}.mp4"), prompt=("red stripes",), size=64,
-                              num_inference_steps=3, max_frames=13, window_size=4, window_overlap=1, window_shift=not fixed, scheduler="ddim")
+                              num_inference_steps=3, max_frames=13, window_size=4, window_overlap=1,
+                              window_shift=not fixed, scheduler="ddim")
         reports = []
         run_edit(bundled_pipe, request, progress=lambda done, total: reports.append(total))
         totals[fixed] = reports[-1]
@@ -126,7 +132,8 @@ def test_fixed_windows_keep_one_tiling_and_the_default_shifts_it(bundled_pipe, s
 def test_inputs_are_read_at_the_models_size_when_the_request_leaves_it_to_the_model(bundled_pipe, ski, tmp_path):
     from gen1.editing import with_pipeline_defaults
 
-    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), num_inference_steps=1, max_frames=2)
+    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), prompt=("red stripes",), num_inference_steps=1,
+                          max_frames=2)
     with pytest.raises(ValueError, match="the request has no size: .*with_pipeline_defaults"):
         read_inputs(request)  # not silently at the video's own size
     resolved = with_pipeline_defaults(request, bundled_pipe)

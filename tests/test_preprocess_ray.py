@@ -52,7 +52,14 @@ def classic(tmp_path_factory):
     sd = make_sd_dir(root / "sd")
     media = make_media(root / "media", videos=5, images=2, frames=12, size=32, corrupt=True)
     inputs = list_inputs(media)
-    preprocess(inputs, root / "classic", make_encoder(sd), SETTINGS)
+    # one thread, as Ray runs each encoder actor (num_cpus=1): with another thread count the float sums run in
+    # another order and fp16 latents can differ in their last bit, whatever the caller's OMP_NUM_THREADS
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        preprocess(inputs, root / "classic", make_encoder(sd), SETTINGS)
+    finally:
+        torch.set_num_threads(threads)
     return sd, inputs, root / "classic"
 
 

@@ -97,6 +97,28 @@ def test_video_route_equals_diffusers_animatediff_controlnet_video_to_video(stac
     assert (out - _edit(pipe, video=video, depth=depth, prompt="a blue boat")).abs().mean() > 1e-3  # not trivial
 
 
+def test_at_strength_1_gen1_starts_from_pure_noise_where_diffusers_keeps_some_of_the_source(stack, pipe):
+    """The one documented difference (docs/models.md): at strength 1 gen1 starts from pure noise, as Gen-1 does,
+    so the source frames play no part (only their depth); diffusers noises the source to the first timestep and
+    keeps sqrt(alpha_bar_T) of it, so its output differs from gen1's and follows the source."""
+    reference = _diffusers_video_pipeline(stack, pipe)
+    pipe.scheduler = _scheduler(stack)
+    depth = _depth()
+
+    def diffusers_edit(video):
+        return reference(
+            video=[Image.fromarray(frame) for frame in video], conditioning_frames=_depth_images(depth),
+            prompt="a red car", strength=1.0, num_inference_steps=3, guidance_scale=3.0, height=SIZE, width=SIZE,
+            generator=_gen(), output_type="pt", decode_chunk_size=8).frames[0].float()
+
+    other = _video(seed=5)
+    ours, ours_other = (_edit(pipe, video=v, depth=depth, strength=1.0) for v in (_video(), other))
+    theirs, theirs_other = diffusers_edit(_video()), diffusers_edit(other)
+    torch.testing.assert_close(ours, ours_other, rtol=0, atol=1e-6)  # the source's pixels play no part
+    assert (theirs - theirs_other).abs().max() > 1e-4  # diffusers keeps some of the source
+    assert (ours - theirs).abs().max() > 1e-4
+
+
 def _image_reference(stack, pipe, prompt: str, guidance: float):
     from diffusers import ControlNetModel, StableDiffusionControlNetImg2ImgPipeline, UNet2DConditionModel
 
@@ -462,3 +484,24 @@ def test_a_pipeline_with_an_ip_adapter_saves_and_loads_with_it(ip_pipe, tmp_path
     loaded = Gen1Pipeline.from_pretrained(tmp_path / "model")
     loaded.set_progress_bar_config(disable=True)
     torch.testing.assert_close(_edit(loaded, reference_image=_reference()), expected, rtol=0, atol=0)
+
+
+def test_the_controlnet_acting_on_part_of_the_steps_equals_diffusers_and_skips_its_evaluations(stack, pipe):
+    reference = _diffusers_video_pipeline(stack, pipe)
+    video, depth = _video(), _depth()
+    kwargs = dict(prompt="a red car", strength=0.5, num_inference_steps=8, guidance_scale=3.0, height=SIZE,
+                  width=SIZE, output_type="pt", decode_chunk_size=8)
+    expected = reference(video=[Image.fromarray(frame) for frame in video], conditioning_frames=_depth_images(depth),
+                         control_guidance_start=0.25, control_guidance_end=0.75, generator=_gen(), **kwargs).frames[0]
+    calls = []
+    hook = pipe.controlnet.register_forward_pre_hook(lambda *args: calls.append(1))
+    try:
+        pipe.scheduler = _scheduler(stack)
+        out = _edit(pipe, video=video, depth=depth, strength=0.5, num_inference_steps=8,
+                    controlnet_guidance_start=0.25, controlnet_guidance_end=0.75)
+    finally:
+        hook.remove()
+    torch.testing.assert_close(out, expected.float(), rtol=0, atol=1e-4)
+    assert len(calls) == 2  # 4 steps run (strength 0.5 of 8): the ControlNet acts at the middle two only
+    with pytest.raises(ValueError, match="controlnet_guidance_start must be below controlnet_guidance_end"):
+        _edit(pipe, controlnet_guidance_start=0.6, controlnet_guidance_end=0.5)

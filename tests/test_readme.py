@@ -85,6 +85,10 @@ def test_every_python_block_of_the_readme_runs_as_written(workdir, monkeypatch):
         results.append(scope)
     frames = results[0]["frames"]
     assert frames.shape == (FRAMES, 32, 32, 3) and 0 <= frames.min() and frames.max() <= 1  # PIPELINE_DIR's size
+    from gen1.media import read_video
+
+    written, source = read_video(root / "edited.mp4"), read_video(root / "input.mp4")
+    assert written.num_frames == FRAMES and written.fps == source.fps  # the frames written as a video
     pipe = results[1]["pipe"]  # sd-dir + temporal.safetensors + dpt-large + clip-dir, as the snippet names them
     for key, value in trained.state_dict().items():
         assert torch.equal(pipe.unet.state_dict()[key], value), key
@@ -108,7 +112,7 @@ def test_the_readme_edit_commands_run_and_the_first_uses_the_bundled_model_at_64
     section = README.split("### The command", 1)[1].split("###", 1)[0]
     (block,) = _blocks(section, "bash")
     commands = _commands(block)
-    assert len(commands) == 3 and all(c[:2] == ["gen1", "edit"] for c in commands)
+    assert len(commands) == 4 and all(c[:2] == ["gen1", "edit"] for c in commands)
     assert "--model" not in commands[0]  # the first example is the bundled model's
     monkeypatch.chdir(root)
     for command in commands:

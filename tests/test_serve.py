@@ -216,3 +216,189 @@ def _wait_for(condition, limit_s: float = 120) -> None:
         if time.monotonic() > deadline:
             raise AssertionError("the condition did not come true")
         time.sleep(0.05)
+
+
+# ----------------------------------------------------------------------------------------------- issues 32 and 38
+def _launched(service):
+    from gen1.serve.app import build_app
+
+    app = build_app(service)
+    app.queue(default_concurrency_limit=1)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True)
+    return app, port
+
+
+def test_empty_number_fields_keep_their_defaults_and_a_window_alone_gets_the_default_overlap(service, ski):
+    """The page's optional numbers arrive empty ("") as the browser sends them: they mean "keep" (no flag), and a
+    window without an overlap gets window // 4, not 0."""
+    from gradio_client import Client, handle_file
+
+    app, port = _launched(service)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
+        output, compare, downloads, command, summary = client.predict(
+            video=handle_file(str(ski)), prompt="red stripes", num_inference_steps=1, size=64, guidance_scale=1.0,
+            fps="", duration="", max_frames="", window_size="4", window_overlap="", api_name="/edit")
+    finally:
+        app.close()
+    assert "6 frames" in summary
+    assert "--window 4" in command and "--overlap" not in command and "--max-frames" not in command
+    request = service._request(_form(ski, window_size="4", window_overlap=" ", max_frames=""), service._new_job())
+    assert (request.window_size, request.window_overlap, request.max_frames, request.fps) == (4, None, None, None)
+
+
+@pytest.mark.parametrize("settings, message", [
+    (dict(max_frames="abc"), "--max-frames must be a number, got 'abc'"),
+    (dict(window_size="2.5"), "--window must be a whole number, got '2.5'"),
+    (dict(max_frames="0"), "--max-frames"),
+])
+def test_a_number_field_that_is_no_number_is_a_clear_error(service, ski, settings, message):
+    with pytest.raises(ValueError, match=message):
+        service.edit(_form(ski, **settings))
+
+
+def test_after_a_cancelled_edit_the_sessions_next_edit_runs(service, ski):
+    """One cancel stops one edit: the next edit of the same session runs (it used to be cancelled at once)."""
+    def cancel_midway(done, total):
+        service.cancel("carol")
+
+    with pytest.raises(EditCancelled):
+        service.edit(_form(ski, num_inference_steps=3), session="carol", progress=cancel_midway)
+    assert service.edit(_form(ski), session="carol").output.is_file()
+
+
+def test_warnings_reach_the_page(service, ski):
+    outcome = service.edit(_form(ski, prompt="a watercolour painting"))
+    assert any("'watercolour'" in note for note in outcome.warnings)
+    assert "Warning: prompt words this content encoder was not trained on" in outcome.summary
+    small = service.edit(_form(ski, prompt="red striped objects", size=16))  # 4x below the model's 64 px
+    assert small.warnings == ["size 16 px is far from the 64 px this model was trained at: expect a worse edit "
+                              "(its default size is 64)"]
+    assert f"Warning: {small.warnings[0]}" in small.summary
+
+
+def test_the_edit_draws_one_progress_bar_on_the_edited_video(service):
+    from gen1.serve.app import build_app
+
+    app = build_app(service)
+    config = app.get_config_file()
+    edit = next(dep for dep in config["dependencies"] if dep.get("api_name") == "edit")
+    video = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "output-video")
+    status = next(c["id"] for c in config["components"] if c.get("props", {}).get("elem_id") == "status")
+    assert edit["show_progress_on"] == [video] and status in edit["outputs"]
+
+
+def test_stop_cancels_a_running_edit_and_waits_for_it(service, ski):
+    started, outcome = threading.Event(), []
+
+    def run():
+        try:
+            service.edit(_form(ski, num_inference_steps=50), session="dave", progress=lambda d, t: started.set())
+        except EditCancelled:
+            outcome.append("cancelled")
+
+    thread = threading.Thread(target=run)
+    thread.start()
+    assert started.wait(120)
+    assert service.stop(timeout_s=120)
+    thread.join(5)
+    assert outcome == ["cancelled"] and not thread.is_alive()
+
+
+def test_serve_loads_every_offered_model_before_it_is_ready(tmp_path, capsys, monkeypatch):
+    import gen1.serve.app
+    import gen1.serve.models
+
+    def load(source):
+        raise RuntimeError("the UNet's weights do not fit its config")
+
+    monkeypatch.setattr(gen1.serve.models, "load_model", load)
+    monkeypatch.setattr(gen1.serve.app, "build_app", lambda service: pytest.fail("built the page"))
+    assert main(["serve"]) == 2
+    err = capsys.readouterr().err
+    assert "model 'gen1 demo (64 px)' cannot be loaded (RuntimeError: the UNet's weights do not fit" in err
+    assert err.count("\n") == 1
+
+
+def _large_uploads(tmp_path) -> dict:
+    """Uploads of 5000x5000 pixels (over the limit of an edit at 64 px: 4096², see upload_pixel_limit), small on
+    disk: a black PNG and a sparse .npy depth."""
+    big = tmp_path / "big.png"
+    Image.new("L", (5000, 5000)).save(big)
+    header = tmp_path / "big.npy"
+    with open(header, "wb") as file:
+        np.lib.format.write_array_header_1_0(file, {"descr": "<f4", "fortran_order": False, "shape": (1, 5000, 5000)})
+        file.truncate(file.tell() + 5000 * 5000 * 4)  # a sparse file: the data's size, none of it on disk
+    return {"png": big, "npy": header}
+
+
+@pytest.mark.parametrize("field, upload", [("mask_file", "png"), ("depth_file", "png"), ("depth_file", "npy"),
+                                           ("references", "png")])
+def test_an_image_upload_over_the_edits_pixel_limit_is_refused_before_decoding(service, ski, tmp_path, field, upload):
+    from gen1.serve.service import upload_pixel_limit
+
+    assert upload_pixel_limit(64) == 4096 ** 2 and upload_pixel_limit(1024) == 8192 ** 2
+    path = str(_large_uploads(tmp_path)[upload])
+    value = [(path, 1.0)] if field == "references" else path
+    with pytest.raises(ValueError, match="is 5000x5000 = 25,000,000 pixels, more than the 16,777,216") as error:
+        service.edit(_form(ski, **{field: value}))
+    assert str(tmp_path) not in str(error.value)
+
+
+def test_a_reference_over_the_pixel_limit_is_refused_through_the_gradio_api(service, ski, tmp_path):
+    from gradio_client import Client, handle_file
+
+    big = _large_uploads(tmp_path)["png"]
+    app, port = _launched(service)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
+        with pytest.raises(Exception, match="more than the 16,777,216 gen1 reads"):
+            client.predict(video=handle_file(str(ski)), prompt="red stripes", reference_1=handle_file(str(big)),
+                           num_inference_steps=1, size=64, guidance_scale=1.0, api_name="/edit")
+    finally:
+        app.close()
+
+
+def test_a_sessions_disk_use_is_bounded_and_its_files_go_with_it(catalog, ski, tmp_path):
+    import shutil
+
+    uploads = tmp_path / "uploads"
+    uploads.mkdir()
+    video = shutil.copy(ski, uploads / "ski.mp4")
+    service = EditService(catalog, ServeLimits(max_frames=12, max_seconds=5, max_session_mb=0.2),
+                          workdir=tmp_path / "work", upload_root=uploads)
+    outcome = service.edit(_form(video), session="erin")
+    assert outcome.output.is_file()
+    filler = uploads / "filler.png"
+    filler.write_bytes(b"\0" * 250_000)
+    with pytest.raises(ValueError, match=r"this session's uploads and results take 0\.[23] MB, more than the 0\.2 MB"):
+        service.edit(_form(video, mask_file=str(filler)), session="erin")
+    assert service.edit(_form(ski), session="frank").output.is_file()  # another session has its own bound
+    service.end_session("erin")
+    assert not outcome.output.exists() and not (uploads / "ski.mp4").exists() and not filler.exists()
+    assert ski.is_file()  # a file outside the upload folder is never removed
+
+
+def test_an_upload_over_the_total_quota_is_refused_before_it_is_stored(catalog, ski, tmp_path, monkeypatch):
+    import httpx
+
+    from gen1.serve.app import build_app, launch_options
+
+    monkeypatch.setenv("GRADIO_TEMP_DIR", str(tmp_path / "gradio"))
+    service = EditService(catalog, ServeLimits(max_total_mb=0.05), workdir=tmp_path / "work")
+    app = build_app(service)
+    options = launch_options(service)
+    port = free_port()
+    app.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, ssr_mode=False, quiet=True,
+               app_kwargs=options["app_kwargs"])
+    try:
+        url = f"http://127.0.0.1:{port}/gradio_api/upload"
+        small = httpx.post(url, files={"files": ("a.txt", b"x" * 1000)}, timeout=60)
+        assert small.status_code == 200
+        big = httpx.post(url, files={"files": ("ski.mp4", b"\0" * 60_000)}, timeout=60)
+        assert big.status_code == 413 and "this server's upload space is full" in big.text
+        assert not list((tmp_path / "gradio").rglob("ski.mp4"))
+    finally:
+        app.close()
+        service.close()

@@ -135,6 +135,51 @@ def test_edit_in_a_real_browser(server, browser, source_clip, tmp_path):
     page.close()
 
 
+PANELS = ["Reference images", "Size and which frames", "Mask: edit only part", "Your own depth", "Advanced"]
+
+
+def test_every_panel_opened_and_an_edit_with_the_defaults(server, browser, source_clip):
+    """Opening the panels shows their empty fields empty, and Edit with every default runs (it used to fail with
+    "Value 0 is less than minimum value 1." until a number was typed in)."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(server.url)
+    page.wait_for_selector("#edit-button")
+    _upload(page, source_clip)
+    page.wait_for_selector("#structure-preview img", timeout=EDIT_LIMIT_MS)
+    for panel in PANELS:
+        page.locator("button.label-wrap").filter(has_text=panel).first.click()
+    for field in ("max-frames", "window", "overlap"):
+        assert page.locator(f"#{field} textarea, #{field} input").first.input_value() == ""
+    page.fill("#prompt textarea", PROMPT)
+    status = _edit_and_wait(page)
+    assert "10 frames" in status
+    command = page.inner_text("#command")
+    assert "--max-frames" not in command and "--window" not in command and "--overlap" not in command
+    page.close()
+
+
+def test_after_a_cancel_the_next_edit_runs(server, browser, source_clip):
+    """Cancel stops one edit; the next Edit of the same page runs (every later edit used to be "Edit cancelled")."""
+    page = browser.new_page(viewport={"width": 1400, "height": 1500})
+    page.goto(server.url)
+    page.wait_for_selector("#edit-button")
+    _upload(page, source_clip)
+    page.wait_for_selector("#structure-preview img", timeout=EDIT_LIMIT_MS)
+    page.fill("#prompt textarea", PROMPT)
+    page.locator("#steps input[type=number]").fill("100")
+    page.locator("#steps input[type=number]").press("Enter")
+    page.click("#edit-button")
+    page.wait_for_function("() => /Editing/.test(document.querySelector('#status').innerText)")
+    page.wait_for_selector("#output-video .progress-text", timeout=EDIT_LIMIT_MS)  # denoising has begun
+    page.click("#cancel-button")
+    page.wait_for_function("() => /Edit cancelled/.test(document.querySelector('#status').innerText)",
+                           timeout=EDIT_LIMIT_MS)
+    page.locator("#steps input[type=number]").fill("2")
+    page.locator("#steps input[type=number]").press("Enter")
+    assert "10 frames" in _edit_and_wait(page)
+    page.close()
+
+
 def _screenshot(page, path) -> None:
     page.screenshot(path=str(path), full_page=True)
     assert Image.open(path).size[0] == 1400
@@ -151,8 +196,8 @@ def test_gradio_client_edit_gives_the_frames_of_gen1_edit(server, source_clip, t
 
     client = Client(server.url, verbose=False, download_files=str(tmp_path / "client"), analytics_enabled=False)
     output, compare, downloads, command, summary = client.predict(
-        video=handle_file(str(source_clip)), prompt=PROMPT, structure_level=2.5, steps=3, seed=7, max_frames=6,
-        api_name="/edit")
+        video=handle_file(str(source_clip)), prompt=PROMPT, structure_level=2.5, num_inference_steps=3, seed=7,
+        max_frames=6, api_name="/edit")
     assert "6 frames" in summary and len(downloads) == 2
 
     # the command line the app shows, run where the files are, writes the same frames
@@ -165,3 +210,30 @@ def test_gradio_client_edit_gives_the_frames_of_gen1_edit(server, source_clip, t
     served, local = read_video(output), read_video(tmp_path / "cli.mp4")
     assert served.num_frames == 6 and served.has_audio
     np.testing.assert_array_equal(served.frames, local.frames)
+
+
+def test_ctrl_c_while_editing_exits_cleanly(source_clip, tmp_path):
+    """Ctrl-C during an edit cancels it and exits with 0 (it used to abort: "terminate called without an active
+    exception", exit -6, with torch's worker threads busy: a server of its own, with two threads)."""
+    import signal
+    import time
+
+    from gradio_client import Client, handle_file
+    from gradio_client.utils import Status
+
+    server = Server(tmp_path, "--max-frames", "12", "--max-seconds", "5", "--threads", "2")
+    try:
+        server.wait_until_up()
+        client = Client(server.url, verbose=False, analytics_enabled=False)
+        job = client.submit(video=handle_file(str(source_clip)), prompt=PROMPT, num_inference_steps=100,
+                            api_name="/edit")
+        deadline = time.monotonic() + EDIT_LIMIT_MS / 1000
+        while (code := job.status().code) != Status.PROGRESS and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert code == Status.PROGRESS  # denoising
+        server.process.send_signal(signal.SIGINT)
+        assert server.process.wait(timeout=120) == 0, server.log()
+        assert "cancelling the running edit before exiting" in server.log()  # not run to its end, nor aborted
+        assert "terminate called" not in server.log()
+    finally:
+        server.stop()

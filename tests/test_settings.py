@@ -16,12 +16,16 @@ from gen1.pipeline import Gen1Pipeline
 from gen1.serve.service import FORM_FIELDS, EditForm
 from gen1.settings import DEFAULTS, FLAGS, EditSettings, check_setting, flag_label, setting_fields
 
-#: ``gen1 edit``'s options before the settings were declared once (no option lost or renamed), and --no-cache since.
+#: ``gen1 edit``'s options before the settings were declared once (no option lost or renamed), and those added since
+#: (--no-cache, --controlnet-start, --controlnet-end, and the masked edits' --erase, --mask-frame, --mask-structure,
+#: --mask-structure-level).
 EDIT_OPTIONS = ['--adapter', '--base', '--compare', '--compile', '--content-weights', '--controlnet',
-                '--controlnet-scale', '--depth', '--depth-invert', '--depth-model', '--device', '--direction', '--direction-scale', '--dtype', '--duration',
-                '--fixed-windows', '--fps', '--guidance', '--help', '--image-encoder', '--ip-adapter',
-                '--ip-adapter-scale', '--lora', '--lora-scale', '--mask', '--max-frames', '--model', '--motion-adapter',
-                '--negative-prompt', '--no-cache', '--output', '--overlap', '--prompt', '--reference', '--scheduler', '--seed',
+                '--controlnet-end', '--controlnet-scale', '--controlnet-start', '--depth', '--depth-invert',
+                '--depth-model', '--device', '--direction', '--direction-scale', '--dtype', '--duration', '--erase', '--fixed-windows', '--fps', '--guidance',
+                '--help', '--image-encoder', '--ip-adapter', '--ip-adapter-scale', '--lora', '--lora-scale', '--mask',
+                '--mask-frame', '--mask-structure', '--mask-structure-level', '--max-frames', '--model',
+                '--motion-adapter', '--negative-prompt', '--no-cache', '--output', '--overlap', '--prompt',
+                '--reference', '--scheduler', '--seed',
                 '--size', '--start', '--steps', '--strength', '--structure-level', '--temporal-guidance', '--threads',
                 '--window', '-h', '-o']
 

@@ -455,3 +455,41 @@ def test_only_the_main_process_reports_the_export(monkeypatch, capsys):
         monkeypatch.setattr(trainer, "train", lambda config, result=result: result)
         assert main(["train", "stage3_structure", "model.base=x", "data.shards=y"]) == 0
         assert ("exported to runs/x/export" in capsys.readouterr().out) == main_process
+
+
+class _RunsCode:
+    def __reduce__(self):  # what a hostile pickle does: call something on load
+        return (print, ("this must never run",))
+
+
+@pytest.mark.parametrize("damage, file", [
+    (lambda p: p.write_bytes(p.read_bytes()[:100]), "trainable.safetensors"),
+    (lambda p: p.write_text("[1, 2]"), "state.json"),
+    (lambda p: p.write_bytes(b""), "rng-rank0.pt"),
+    (lambda p: torch.save({"x": _RunsCode()}, p), "lr_scheduler.pt"),
+])
+def test_a_damaged_latest_checkpoint_names_its_file_and_the_run_resumes_from_the_one_before(data, capsys, damage,
+                                                                                           file):
+    root = data[0]
+    out = root / f"damaged-{file}"
+    settings = {**RESUME, "train.max_steps": 4, "train.checkpoint_every": 1, "train.export": "false"}
+    train(_config(data, out, **settings), stop_at=3)
+    latest = ckpt.list_checkpoints(out)[-1]
+    damage(latest / file)
+    resumed = train(_config(data, out, **settings, **{"train.resume": "latest"}))
+    said = capsys.readouterr().out
+    assert f"checkpoint {latest.name} cannot be resumed: '{latest / file}'" in said
+    assert "this must never run" not in said
+    assert resumed.resumed_from == str(ckpt.list_checkpoints(out)[-3]) and resumed.step == 4
+
+
+def test_a_damaged_checkpoint_named_by_its_path_is_one_line_offering_the_earlier_one(data):
+    root = data[0]
+    out = root / "damaged-named"
+    settings = {**RESUME, "train.max_steps": 2, "train.checkpoint_every": 1, "train.export": "false"}
+    train(_config(data, out, **settings))
+    first, second = ckpt.list_checkpoints(out)
+    (second / "optimizer.pt").write_bytes(b"\x80\x04 not a pickle")
+    with pytest.raises(ckpt.DamagedCheckpoint, match=f"cannot resume: '{second / 'optimizer.pt'}' is damaged .*"
+                                                     f"an earlier one: train.resume={first}"):
+        train(_config(data, out, **{**settings, "train.max_steps": 3, "train.resume": str(second)}))

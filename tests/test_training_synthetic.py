@@ -133,7 +133,7 @@ def test_synthetic_encoding_follows_the_preprocess_conventions(sd):
     from gen1.training.batch import RenderedClips, collate_joint
     from gen1.training.synthetic import SyntheticClips, SyntheticEncoder
 
-    cfg = _config(sd, sd / "unused")
+    cfg = _config(sd, sd.parent / "unused")
     clips = SyntheticClips(cfg.data.synthetic)
     assert len(clips) == 16 and sum(clips.is_image) == 8
     assert {clips.seed_of(i) for i in range(len(clips))} == set(range(100, 108))  # the training seed range only

@@ -16,6 +16,7 @@ Commands use them as::
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Iterable, Mapping
 
@@ -24,23 +25,29 @@ from gen1.checks import check_integer
 
 
 # ----------------------------------------------------------------------------------------------- threads
-def add_threads_argument(parser) -> None:
+def add_threads_argument(parser, default_help: str = "one per core") -> None:
     """Add ``--threads N`` (CPU threads for torch and OpenCV) to a command's parser."""
     parser.add_argument(
         "--threads", type=int, metavar="N",
-        help="CPU threads for torch and OpenCV (default: one per core). Lower it when the CPU is shared with "
-        "other work: oversubscribed threads can make a run many times slower",
+        help=f"CPU threads for torch and OpenCV (default: {default_help}; at most one per core). Lower it when the "
+        "CPU is shared with other work: oversubscribed threads can make a run many times slower",
     )
 
 
-def apply_threads(threads: int | None) -> None:
-    """Use ``threads`` CPU threads in torch (intra-op, and inter-op while torch still allows it) and OpenCV.
+def apply_threads(threads: int | None) -> int | None:
+    """Use ``threads`` CPU threads in torch (intra-op, and inter-op while torch still allows it) and OpenCV, at most
+    one per core (``os.cpu_count``; a larger count is capped with a line on stderr); returns the count used.
 
     ``None`` leaves the defaults (torch follows ``OMP_NUM_THREADS`` when it is set).
     """
     if threads is None:
-        return
+        return None
     check_integer("--threads", threads, low=1)
+    cores = os.cpu_count() or 1
+    if threads > cores:  # more only adds overhead, and thousands exhaust the process's memory maps (PyAV, OpenMP)
+        print(f"gen1: --threads {threads} is more than this machine's {cores} CPU cores; using {cores}",
+              file=sys.stderr)
+        threads = cores
     import cv2
     import torch
 
@@ -50,6 +57,7 @@ def apply_threads(threads: int | None) -> None:
     except RuntimeError:  # only possible before torch's first parallel work; the intra-op count is what matters
         pass
     cv2.setNumThreads(threads)
+    return threads
 
 
 # ----------------------------------------------------------------------------------------------- device

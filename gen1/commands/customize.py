@@ -34,7 +34,8 @@ def register(subparsers) -> None:
         "or --full fine-tuning of the whole UNet (a large adapter). Defaults come from gen1/configs/customize.yaml.",
     )
     parser.add_argument("--model", metavar="DIR|REPO",
-                        help=f"gen1 pipeline (unet/ vae/ scheduler/ ...), {NAME_HELP}")
+                        help=f"gen1 pipeline (unet/ vae/ scheduler/ ...), {NAME_HELP} (default: the bundled demo "
+                        "model, as gen1 edit)")
     parser.add_argument("--base", metavar="DIR|REPO", help="public route: the Stable Diffusion 1.x base (as gen1 edit)")
     parser.add_argument("--motion-adapter", metavar="PATH|REPO",
                         help="public route: the AnimateDiff motion modules you edit with (off while training)")
@@ -118,13 +119,10 @@ def _check_model(args):
     if any(value is not None for value in (args.base, args.motion_adapter, args.controlnet)):
         source = check_model_source(args)  # the parts resolved and checked against each other; --depth-model needed
     else:
-        if args.model is None:
-            raise ValueError("give --model (a gen1 pipeline) or the public route's --base, --motion-adapter and "
-                             "--controlnet")
-        model = resolve_model_dir(args.model)
+        model = resolve_model_dir(args.model)  # no --model: the bundled demo model, as gen1 edit and demo take
         if not (Path(model) / "unet" / "config.json").is_file():
-            raise FileNotFoundError(f"--model {args.model!r} has no unet/config.json (expected a gen1 pipeline "
-                                    "directory)")
+            raise FileNotFoundError(f"--model {str(args.model or model)!r} has no unet/config.json (expected a gen1 "
+                                    "pipeline directory)")
         check_model_files("--model", model)
         source = ModelSource(model_dir=Path(model), label=args.model)
     if source.route.text_content:

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 
 def register(subparsers) -> None:
+    from gen1.commands._common import add_threads_argument
     from gen1.demo import DEMO_GUIDANCE  # light: gen1.demo imports nothing heavy
 
     parser = subparsers.add_parser(
@@ -34,12 +35,15 @@ def register(subparsers) -> None:
                         help="frames to edit (default: the 16 of the sample clip, or every frame of --input)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--model", help="pipeline directory (default: the bundled demo model)")
+    add_threads_argument(parser, default_help="2: the model is tiny, more threads only add overhead")
     parser.set_defaults(func=run)
 
 
 def run(args) -> int:
     import os
     from pathlib import Path
+
+    from gen1.checks import check_integer
 
     if args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
@@ -54,11 +58,16 @@ def run(args) -> int:
         raise FileNotFoundError(f"--out: parent directory of {args.out!r} does not exist")
     import torch
 
+    from gen1.commands._common import apply_threads
     from gen1.demo.showcase import run_showcase
 
+    if args.threads is not None:
+        check_integer("--threads", args.threads, low=1)
     threads = torch.get_num_threads()
-    torch.set_num_threads(min(2, threads))  # the model is tiny: more threads only add overhead
+    if args.threads is None:
+        torch.set_num_threads(min(2, threads))  # the model is tiny: more threads only add overhead
     try:
+        apply_threads(args.threads)  # capped at the machine's cores, with a line
         result = run_showcase(args.out, model=args.model, input_video=args.input, reference=args.reference,
                               prompt=args.prompt, steps=args.steps, guidance=args.guidance,
                               structure_level=args.structure_level, seed=args.seed, frames=args.frames)

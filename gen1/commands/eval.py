@@ -87,6 +87,7 @@ def run(args) -> int:
             with errors_naming(flag):
                 videos[flag] = read_video(path, max_frames=args.max_frames)
     source, output, gt = videos["--source"], videos["--output"], videos.get("--gt")
+    _check_frame_counts(videos)
 
     clip_scorer = None
     if args.clip_model:
@@ -122,6 +123,17 @@ def run(args) -> int:
         report.save_json(args.json)
         print(f"wrote {args.json}")
     return 0
+
+
+def _check_frame_counts(videos: dict) -> None:
+    """Output and ground truth must have the source's frame count; a mismatch says how to compare the part they
+    share (``--max-frames``)."""
+    counts = {flag: video.num_frames for flag, video in videos.items()}
+    if len(set(counts.values())) > 1:
+        shared = min(counts.values())
+        listed = ", ".join(f"{flag} {count}" for flag, count in counts.items())
+        raise ValueError(f"the videos have different frame counts ({listed}); they must match: give "
+                         f"--max-frames {shared} to compare the first {shared} frames of each")
 
 
 def _window_schedule(args, num_frames: int):

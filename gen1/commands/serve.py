@@ -13,6 +13,7 @@ the ones named here, and a web user can choose only among them.
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from gen1.commands._common import add_device_arguments, add_threads_argument, apply_threads, device_and_dtype
@@ -49,6 +50,12 @@ def register(subparsers) -> None:
                         help=f"longest part of a video one edit may take, in seconds (default {limits.max_seconds:g})")
     server.add_argument("--max-upload-mb", type=float, default=limits.max_upload_mb,
                         help=f"largest upload in MB (default {limits.max_upload_mb:g})")
+    server.add_argument("--max-session-mb", type=float, default=limits.max_session_mb,
+                        help=f"disk one browser session's uploads and results may take, in MB (default "
+                        f"{limits.max_session_mb:g}); removed when its page is closed")
+    server.add_argument("--max-total-mb", type=float, default=limits.max_total_mb,
+                        help=f"disk every session's uploads and results may take together, in MB (default "
+                        f"{limits.max_total_mb:g}); an upload beyond it is refused")
     server.add_argument("--max-size", type=int, default=limits.max_size,
                         help=f"largest output short side in pixels (default {limits.max_size})")
     server.add_argument("--queue-size", type=int, default=32,
@@ -97,10 +104,13 @@ def _limits(args):
     check_integer("--max-frames", args.max_frames, low=1)
     check_number("--max-seconds", args.max_seconds, low=0, low_open=True)
     check_number("--max-upload-mb", args.max_upload_mb, low=0, low_open=True)
+    check_number("--max-session-mb", args.max_session_mb, low=0, low_open=True)
+    check_number("--max-total-mb", args.max_total_mb, low=0, low_open=True)
     check_size(args.max_size, "--max-size")
     check_integer("--queue-size", args.queue_size, low=1)
     return ServeLimits(max_frames=args.max_frames, max_seconds=args.max_seconds,
-                       max_upload_mb=args.max_upload_mb, max_size=min(args.max_size, MAX_SIZE))
+                       max_upload_mb=args.max_upload_mb, max_size=min(args.max_size, MAX_SIZE),
+                       max_session_mb=args.max_session_mb, max_total_mb=args.max_total_mb)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -112,22 +122,30 @@ def run(args: argparse.Namespace) -> int:
     except ImportError:
         raise ValueError("gen1 serve needs gradio: pip install \"gen1[serve]\"") from None
     apply_threads(args.threads)
-    from gen1.serve.app import build_app, launch_options
+    from gen1.serve.app import build_app, launch_options, upload_folder
     from gen1.serve.models import ModelCatalog
     from gen1.serve.service import EditService
 
     device_args = [word for flag, value in (("--device", args.device), ("--dtype", args.dtype)) if value
                    for word in (flag, value)]
     catalog = ModelCatalog(served, device=device, dtype=dtype, device_args=device_args)
-    service = EditService(catalog, limits)
+    service = EditService(catalog, limits, upload_root=upload_folder())
     try:
-        app = build_app(service)  # loads the default model: a broken one fails here, not on the first edit
+        catalog.load_all()  # every offered model: a broken one fails here, not on a user's first edit
+        app = build_app(service)
         app.queue(max_size=args.queue_size, default_concurrency_limit=1)
         print(f"gen1 serve: {', '.join(catalog.names)} on {device} ({str(dtype).removeprefix('torch.')}); at most "
               f"{limits.max_frames} frames and {limits.max_seconds:g} s per edit, uploads up to "
               f"{limits.max_upload_mb:g} MB", flush=True)
         app.launch(server_name=args.host, server_port=args.port, max_file_size=int(limits.max_upload_mb * 2**20),
-                   show_error=True, ssr_mode=False, footer_links=["api"], **launch_options())
+                   show_error=True, ssr_mode=False, footer_links=["api"], **launch_options(service))
     finally:
+        # Ctrl-C / SIGTERM: gradio has stopped taking requests; cancel a running edit and let its worker thread
+        # leave torch before the interpreter exits (exiting under it aborts: "terminate called without an active
+        # exception")
+        if service.running:
+            print("gen1 serve: cancelling the running edit before exiting", flush=True)
+        if not service.stop(timeout_s=60):
+            print("gen1 serve: an edit did not stop within 60 s; exiting anyway", file=sys.stderr, flush=True)
         service.close()
     return 0

@@ -14,6 +14,8 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from gen1.model_folders import read_json_object
+
 # gen1 backend name -> transformers model_type
 MODEL_TYPES = {"dpt": "dpt", "depth-anything": "depth_anything"}
 

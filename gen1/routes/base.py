@@ -8,7 +8,8 @@ never test which one they hold:
   (:attr:`Route.optional_settings`; :meth:`Route.check_settings` refuses the others in one line);
 * its content: prompts, reference images, precomputed embeddings and the null content (:meth:`Route.encode_content`);
 * its structure input at a level t_s (:meth:`Route.structure`): the one function both an edit and the web app's
-  structure preview call;
+  structure preview call; and at another level inside a mask (:meth:`Route.masked_structure`);
+* the content of an erase, the source's own (:meth:`Route.source_content`);
 * its noise and source-encoding conventions (:meth:`Route.encode_source`, :meth:`Route.draw_noise`);
 * its model function (:meth:`Route.bind` -> :class:`GuidedPrediction`, whose ``predict`` the loop calls).
 
@@ -128,6 +129,27 @@ class GuidedPrediction:
         return repeat(tensor, "b ... -> (n b) ...", n=self.plan.num_evaluations)
 
 
+def _blend(outside: torch.Tensor, inside: torch.Tensor, region: torch.Tensor, frame_dim: int) -> torch.Tensor:
+    """``outside`` where ``region`` ``(F, 1, H, W)`` is 0, ``inside`` where it is 1: the region brought to the
+    tensors' grid (last two dimensions) and frame dimension ``frame_dim``."""
+    import torch.nn.functional as F
+
+    weight = F.adaptive_avg_pool2d(region.float(), tuple(outside.shape[-2:])).to(outside.device)  # (F, 1, h, w)
+    shape = [1] * outside.ndim
+    shape[frame_dim], shape[-2], shape[-1] = weight.shape[0], weight.shape[-2], weight.shape[-1]
+    weight = weight.reshape(shape).to(outside.dtype)
+    return outside * (1 - weight) + inside * weight
+
+
+def masked_frames(frames: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """``frames`` ``(F, 3, H, W)`` with the ``region`` (> 0.5) painted in each frame's mean colour outside it: the
+    surroundings without the subject, for an image encoder."""
+    inside = (region > 0.5).float()
+    outside = 1 - inside
+    mean = (frames * outside).sum(dim=(2, 3), keepdim=True) / outside.sum(dim=(2, 3), keepdim=True).clamp_min(1)
+    return frames * outside + mean * inside
+
+
 class Route:
     """The route-specific half of an edit for a pipeline of one kind (see the module docstring).
 
@@ -143,6 +165,8 @@ class Route:
     text_content: ClassVar[bool] = False
     #: Whether reference images need an IP-Adapter loaded into the pipeline.
     references_through_ip_adapter: ClassVar[bool] = False
+    #: The frame dimension of the structure input :meth:`structure` returns (its last two are height and width).
+    structure_frame_dim: ClassVar[int] = 2
 
     def __init__(self, pipe):
         self.pipe = pipe
@@ -207,6 +231,24 @@ class Route:
         """(the obscured depth the edit is guided by, ``(F, 1, H, W)`` in [0, 1] at the output size, for display;
         the structure input its networks take) for the unobscured ``depth`` ``(F, 1, H, W)`` at ``level``."""
         raise NotImplementedError
+
+    def masked_structure(self, depth: torch.Tensor, level: float, mask_level: float | None, region: torch.Tensor,
+                         latent_size: tuple[int, int]):
+        """:meth:`structure` at ``level`` outside ``region`` ``(F, 1, H, W)`` (1 = inside) and at ``mask_level``
+        inside it (None: ``level`` everywhere): both structure inputs, blended by the region brought to each one's
+        grid (area averages on a coarser grid)."""
+        shown, structure = self.structure(depth, level, latent_size)
+        if mask_level is None or float(mask_level) == float(level):
+            return shown, structure
+        shown_in, structure_in = self.structure(depth, mask_level, latent_size)
+        return _blend(shown, shown_in, region, 0), _blend(structure, structure_in, region, self.structure_frame_dim)
+
+    def source_content(self, frames: torch.Tensor, region: torch.Tensor, content: ContentRequest, *, generator,
+                       device) -> Content:
+        """The content of an erase: the source's own surroundings, from its ``frames`` ``(F, 3, H, W)`` in [0, 1]
+        and the ``region`` ``(F, 1, H, W)`` being erased (1 = subject); ``content`` holds what else the user gave
+        (e.g. a negative prompt naming the subject)."""
+        raise ValueError(f"erase is not available on {self.description}")
 
     def encode_source(self, frames: torch.Tensor, *, generator, device, chunk_size: int) -> torch.Tensor:
         """Source latents ``(1, C, F, h, w)`` float32: the VAE posterior mean (the training convention)."""

@@ -25,7 +25,12 @@ from gen1.content import convex_mix
 from gen1.depth import obscure
 from gen1.ip_adapter import encode_reference_images, uses_hidden_states
 from gen1.prompts import encode_prompts, mixed_prompt_context
-from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, is_present, load_reference
+from gen1.routes.base import (Content, ContentRequest, GuidedPrediction, Route, is_present, load_reference,
+                              masked_frames)
+
+#: The prompt of an erase on this route: the surroundings, nothing in particular (the subject goes in
+#: ``negative_prompt``).
+ERASE_PROMPT = "empty background, nothing in the way"
 
 
 @dataclass
@@ -41,6 +46,12 @@ class ControlNetPrediction(GuidedPrediction):
     controlnet: torch.nn.Module = None
     conditioning_scale: float = 1.0
     structure_frame_dim = 0
+    #: Per timestep of the schedule: whether the ControlNet acts (diffusers' control_guidance_start / _end);
+    #: None: at every step.
+    acts_at: dict | None = None
+
+    def _acts(self, timestep: torch.Tensor) -> bool:
+        return True if self.acts_at is None else self.acts_at[float(timestep)]
 
     def _controlnet_residuals(self, latents: torch.Tensor, timestep: torch.Tensor, frames: slice):
         """Residuals for every term of the plan, rows ``(term, frame)``; the ControlNet runs once per content."""
@@ -64,17 +75,24 @@ class ControlNetPrediction(GuidedPrediction):
         return [residual.index_select(0, rows) for residual in down], mid.index_select(0, rows)
 
     def evaluate(self, latents, timesteps, hidden, image_mode, frames):
-        down, mid = self._controlnet_residuals(latents, timesteps[0], frames)
         dtype = self.unet.dtype
+        if not self._acts(timesteps[0]):  # outside [start, end): no residuals, no ControlNet evaluation
+            return self.unet(self.terms_of(latents).to(dtype), timesteps, encoder_hidden_states=hidden.to(dtype),
+                             image_mode=image_mode, added_cond_kwargs=self._added(latents.device, dtype),
+                             return_dict=False)[0]
+        down, mid = self._controlnet_residuals(latents, timesteps[0], frames)
         sample = self.terms_of(latents).to(dtype)
-        added = None
-        if self.content.extra is not None:  # IP-Adapter: reference images for the content terms, null for the rest
-            rows = self.per_term(self.content.extra, self.content.null_extra)
-            added = {"image_embeds": [torch.cat(rows).to(device=sample.device, dtype=dtype)]}
         return self.unet(sample, timesteps, encoder_hidden_states=hidden.to(dtype), image_mode=image_mode,
                          down_block_additional_residuals=[r.to(dtype) for r in down],
-                         mid_block_additional_residual=mid.to(dtype), added_cond_kwargs=added,
-                         return_dict=False)[0]
+                         mid_block_additional_residual=mid.to(dtype),
+                         added_cond_kwargs=self._added(sample.device, dtype), return_dict=False)[0]
+
+    def _added(self, device, dtype):
+        """IP-Adapter: the reference images' embeddings for the content terms, the null ones for the rest."""
+        if self.content.extra is None:
+            return None
+        rows = self.per_term(self.content.extra, self.content.null_extra)
+        return {"image_embeds": [torch.cat(rows).to(device=device, dtype=dtype)]}
 
 
 class ControlNetRoute(Route):
@@ -82,9 +100,11 @@ class ControlNetRoute(Route):
     IP-Adapter for reference images); diffusers' video-to-video conventions for noise and source latents."""
 
     description = "a public-checkpoint model (a text-conditioned UNet with a depth ControlNet)"
-    optional_settings = frozenset({"negative_prompt", "controlnet_conditioning_scale"})
+    optional_settings = frozenset({"negative_prompt", "controlnet_conditioning_scale", "controlnet_guidance_start",
+                                   "controlnet_guidance_end"})
     text_content = True
     references_through_ip_adapter = True
+    structure_frame_dim = 0
 
     @classmethod
     def fits(cls, components):
@@ -107,6 +127,21 @@ class ControlNetRoute(Route):
                                              content.negative_prompt, device)
         image_embeds, null_image_embeds = image_content(pipe, images, image_weights, device)
         return Content(context.to(device), null_context.to(device), image_embeds, null_image_embeds)
+
+    def source_content(self, frames, region, content, *, generator, device) -> Content:
+        """A neutral background prompt (:data:`ERASE_PROMPT`) with the user's ``negative_prompt`` (name the subject
+        there) as the null content; with an IP-Adapter loaded, also up to 4 evenly spaced source frames (the erased
+        region painted in the frame's mean colour) as reference images."""
+        if content.prompts or content.images or content.content_embeds is not None:
+            raise ValueError("erase takes its content from the source: give no prompt, reference_image or "
+                             "content_embeds (name the subject with negative_prompt)")
+        images = []
+        if has_ip_adapter(self.pipe):
+            picked = torch.linspace(0, frames.shape[0] - 1, min(4, frames.shape[0])).round().long()
+            images = list(masked_frames(frames[picked].float(), region[picked].float()))
+        request = ContentRequest(prompt=ERASE_PROMPT, reference_image=images or None,
+                                 negative_prompt=content.negative_prompt)
+        return self.encode_content(request, generator=generator, device=device)
 
     def own_content(self, frames, content, *, generator, device) -> Content:
         """The content of an edit with the empty prompt (the text hidden states of ``""``, against the
@@ -144,7 +179,23 @@ class ControlNetRoute(Route):
     def bind(self, content, structure, plan, settings):
         scale = check_controlnet_scale(settings.get("controlnet_conditioning_scale", 1.0))
         return ControlNetPrediction(self.pipe.unet, plan, content, structure, controlnet=self.pipe.controlnet,
-                                    conditioning_scale=scale)
+                                    conditioning_scale=scale, acts_at=controlnet_steps(settings))
+
+
+def controlnet_steps(settings) -> dict | None:
+    """Timestep -> whether the ControlNet acts, for ``controlnet_guidance_start`` / ``_end`` (shares of the steps)
+    over the edit's ``timesteps``: step ``i`` of ``n`` acts unless ``i / n < start`` or ``(i + 1) / n > end``, as
+    diffusers' ``control_guidance_start`` / ``control_guidance_end``. None when it acts at every step."""
+    start = float(settings.get("controlnet_guidance_start", 0.0))
+    end = float(settings.get("controlnet_guidance_end", 1.0))
+    if not 0.0 <= start < end <= 1.0:
+        raise ValueError(f"controlnet_guidance_start must be below controlnet_guidance_end, both in [0, 1]; got "
+                         f"{start:g} and {end:g}")
+    if start == 0.0 and end == 1.0:
+        return None
+    timesteps = [float(t) for t in settings["timesteps"]]
+    n = len(timesteps)
+    return {t: not (i / n < start or (i + 1) / n > end) for i, t in enumerate(timesteps)}
 
 
 def check_controlnet_scale(scale) -> float:
@@ -193,10 +244,15 @@ def text_content(pipe, prompts, weights, content_embeds, negative_prompt, device
     return context, null
 
 
+def has_ip_adapter(pipe) -> bool:
+    """Whether an IP-Adapter (its projection in the UNet and its image encoder) is loaded into ``pipe``."""
+    return getattr(pipe.unet.image_unet, "encoder_hid_proj", None) is not None and pipe.image_encoder is not None
+
+
 def image_content(pipe, images, weights, device):
     """(embeddings, null embeddings) ``(1, 1, ...)`` of the reference images through the IP-Adapter's encoder,
     mixed convexly by ``weights``; None, None when the pipeline has no IP-Adapter."""
-    if getattr(pipe.unet.image_unet, "encoder_hid_proj", None) is None or pipe.image_encoder is None:
+    if not has_ip_adapter(pipe):
         if images:
             raise ValueError("reference images on the public-checkpoint route need an IP-Adapter: load one with "
                              "pipe.load_ip_adapter(...) (gen1 edit --ip-adapter)")

@@ -15,7 +15,7 @@ import torch
 from gen1.conditioning import video_structure
 from gen1.content import as_unet_context, convex_mix, null_content
 from gen1.guidance import GuidancePlan
-from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, load_reference
+from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, load_reference, masked_frames
 
 
 @dataclass
@@ -75,6 +75,19 @@ class NativeRoute(Route):
             embeddings.append(pipe.content_encoder.encode_image(image).reshape(1, -1))
         embeds = torch.cat([e.reshape(e.shape[0], -1).float() for e in embeddings])
         return convex_mix(embeds, content.content_weights)
+
+    def source_content(self, frames, region, content, *, generator, device) -> Content:
+        """The mean CLIP image embedding of (up to 8 evenly spaced) source frames, the erased region painted in
+        the frame's mean colour, through the pipeline's content encoder: the shot's own look, without the subject."""
+        if content.prompts or content.images or content.content_embeds is not None:
+            raise ValueError("erase takes its content from the source: give no prompt, reference_image or "
+                             "content_embeds")
+        if self.pipe.content_encoder is None:
+            raise ValueError("erase needs the pipeline's content_encoder (the source's CLIP image embedding)")
+        picked = torch.linspace(0, frames.shape[0] - 1, min(8, frames.shape[0])).round().long()
+        images = masked_frames(frames[picked].float(), region[picked].float())
+        embeds = self.pipe.content_encoder.encode_image(images).float().mean(dim=0, keepdim=True)
+        return self.encode_content(ContentRequest(content_embeds=embeds), generator=generator, device=device)
 
     #: The seed of the prior's noise when a direction's texts go through a prior: the same draw for NEUTRAL and
     #: TARGET (the difference is the texts', not the noise's), and none taken from the edit's generator.

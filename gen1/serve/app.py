@@ -51,14 +51,37 @@ def build_app(service: EditService):
             with gr.Column(scale=4):
                 _outputs(ui)
         _wire(ui, service)
+        # the page was closed: its job folders and uploads go (they count against the quotas until then)
+        def end_session(request: gr.Request):
+            service.end_session(_session(request))
+
+        app.unload(end_session)
     return app
 
 
-def launch_options() -> dict:
-    """Theme and style for ``Blocks.launch``: system fonts only, so the page loads nothing from elsewhere."""
+def launch_options(service: EditService | None = None) -> dict:
+    """Options for ``Blocks.launch``: theme and style (system fonts only, so the page loads nothing from
+    elsewhere) and, with ``service``, the total upload quota (:class:`gen1.serve.quota.UploadQuota` over gradio's
+    upload folder and the service's work folder, :attr:`ServeLimits.max_total_mb`)."""
     fonts = ["ui-sans-serif", "system-ui", "sans-serif"]
     theme = gr.themes.Default(font=fonts, font_mono=["ui-monospace", "monospace"])
-    return dict(theme=theme, css=CSS)
+    options = dict(theme=theme, css=CSS)
+    if service is not None:
+        from starlette.middleware import Middleware
+
+        from gen1.serve.quota import MB, UploadQuota
+
+        folders = [upload_folder(), service.workdir]
+        options["app_kwargs"] = {"middleware": [Middleware(UploadQuota, folders=lambda: folders,
+                                                           total_bytes=int(service.limits.max_total_mb * MB))]}
+    return options
+
+
+def upload_folder():
+    """Where gradio stores uploads (``GRADIO_TEMP_DIR``, else the system's temporary folder)."""
+    from pathlib import Path
+
+    return Path(gr.utils.get_upload_folder()).resolve()
 
 
 # ----------------------------------------------------------------------------------------------- layout
@@ -83,7 +106,8 @@ def _source_inputs(ui, service: EditService) -> None:
 
 
 def _content_inputs(ui) -> None:
-    ui.prompt = gr.Textbox(label="Prompt", placeholder="what the video should look like, e.g. a watercolour painting",
+    ui.prompt = gr.Textbox(label="Prompt", placeholder="what the video should look like, e.g. red striped objects "
+                           "on a blue floor (words the bundled demo model knows)",
                            lines=2, elem_id="prompt")
     with gr.Accordion("Reference images (the look to copy) and weights", open=False):
         ui.prompt_weight = gr.Slider(0, 1, value=1, step=0.05, label="Prompt weight", info="--content-weights")
@@ -116,13 +140,12 @@ def _knob_inputs(ui, service: EditService) -> None:
         with gr.Row():
             ui.size = gr.Slider(8, limits.max_size, value=min(defaults.size, limits.max_size), step=8,
                                 label="Size (short side, pixels)", info="--size", elem_id="size")
-            ui.fps = gr.Number(value=None, minimum=0, label="Frame rate", info="--fps (empty: keep)")
+            ui.fps = _optional_number("Frame rate", "--fps (empty: the source's)", "fps")
         with gr.Row():
             ui.start = gr.Number(value=0, minimum=0, label="Start (s)", info="--start")
-            ui.duration = gr.Number(value=None, minimum=0, label="Duration (s)", info="--duration (empty: to the end)")
-            ui.max_frames = gr.Number(value=None, minimum=1, precision=0, label="Max frames",
-                                      info=f"--max-frames (this server edits at most {limits.max_frames} frames, "
-                                      f"{limits.max_seconds:g} s)", elem_id="max-frames")
+            ui.duration = _optional_number("Duration (s)", "--duration (empty: to the end)", "duration")
+            ui.max_frames = _optional_number("Max frames", f"--max-frames (empty: all; this server edits at most "
+                                             f"{limits.max_frames} frames, {limits.max_seconds:g} s)", "max-frames")
     with gr.Accordion("Mask: edit only part of the frame", open=False):
         gr.Markdown("Paint the region to edit on the first frame, or upload a mask image or video "
                     "(white = edit, black = keep).")
@@ -139,9 +162,9 @@ def _knob_inputs(ui, service: EditService) -> None:
         with gr.Row():
             ui.scheduler = gr.Dropdown([MODEL_DEFAULT_SCHEDULER, *SCHEDULERS], value=MODEL_DEFAULT_SCHEDULER,
                                        label="Sampler", info="--scheduler")
-            ui.window_size = gr.Number(value=None, minimum=1, precision=0, label="Window (frames)", info="--window")
-            ui.window_overlap = gr.Number(value=None, minimum=0, precision=0, label="Overlap (frames)",
-                                          info="--overlap")
+            ui.window_size = _optional_number("Window (frames)", "--window (empty: the model's clip length)",
+                                              "window")
+            ui.window_overlap = _optional_number("Overlap (frames)", "--overlap (empty: window // 4)", "overlap")
             ui.window_shift = gr.Checkbox(value=DEFAULTS["window_shift"], label="Shift the windows every step",
                                           info="unticked: --fixed-windows")
         with gr.Row():
@@ -154,6 +177,13 @@ def _knob_inputs(ui, service: EditService) -> None:
             ui.direction_target = gr.Textbox(label="Direction to (TARGET)", info="empty: no direction")
             ui.direction_alpha = gr.Slider(-1, 3, value=1.0, step=0.05, label="Direction strength alpha",
                                            info="--direction-scale (0 = the source's own content)")
+
+
+def _optional_number(label: str, info: str, elem_id: str):
+    """A number that may be left empty (meaning: keep the default). A text field, not ``gr.Number``: the browser
+    shows an empty ``gr.Number`` as 0 and sends 0, which would be taken for a value (and fail ``minimum``).
+    :func:`gen1.serve.service.optional_number` reads it."""
+    return gr.Textbox(value="", label=label, info=info, placeholder="empty: keep", max_lines=1, elem_id=elem_id)
 
 
 def _outputs(ui) -> None:
@@ -173,25 +203,25 @@ def _wire(ui, service: EditService) -> None:
                    ui.model, ui.structure_level]
     preview_outputs = [ui.source_preview, ui.structure_image, ui.structure_state]
 
-    def read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, progress):
+    def read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, progress, request):
         if not video:
             return None
         progress(None, desc="reading the clip and estimating its depth")
         form = EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames,
                         fps=fps, depth_file=depth_file, depth_invert=depth_invert, model=model)
         with _page_errors():
-            return service.preview_clip(form)
+            return service.preview_clip(form, session=_session(request))
 
-    def preview(*values, progress=gr.Progress()):
+    def preview(*values, request: gr.Request = None, progress=gr.Progress()):
         *clip_values, level = values
-        clip = read_clip(*clip_values, progress)
+        clip = read_clip(*clip_values, progress, request)
         if clip is None:
             return None, None, None
         return str(clip.source_video), clip.structure.image(level), clip.structure
 
-    def preview_upload(*values, progress=gr.Progress()):
+    def preview_upload(*values, request: gr.Request = None, progress=gr.Progress()):
         *clip_values, level = values
-        clip = read_clip(*clip_values, progress)
+        clip = read_clip(*clip_values, progress, request)
         if clip is None:
             return None, None, None, None
         canvas = {"background": clip.mask_canvas, "layers": [], "composite": None}
@@ -263,7 +293,9 @@ def _wire_edit(ui, service: EditService) -> None:
                 outcome = service.edit(form, session=_session(request), progress=report)
         except EditCancelled:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Edit cancelled: nothing was written."
-        log.info("%s", outcome.summary)
+        log.info("%s", outcome.summary.split("\n")[0])  # the warnings are logged as they are caught
+        for note in outcome.warnings:
+            gr.Warning(html.escape(note))
         return (str(outcome.output), str(outcome.compare), [str(p) for p in outcome.downloads], outcome.command,
                 outcome.summary)
 
@@ -274,8 +306,10 @@ def _wire_edit(ui, service: EditService) -> None:
     def cancel(request: gr.Request):
         service.cancel(_session(request))
 
-    ui.edit_button.click(arm, None, ui.status, queue=False, api_visibility="private").then(
-        edit, inputs, outputs, api_name="edit", concurrency_id="device", concurrency_limit=1)
+    # one progress bar, on the edited video's panel (not one per output, and not under the status text)
+    ui.edit_button.click(arm, None, ui.status, queue=False, show_progress="hidden", api_visibility="private").then(
+        edit, inputs, outputs, api_name="edit", concurrency_id="device", concurrency_limit=1,
+        show_progress_on=[ui.output_video])
     ui.cancel_button.click(cancel, None, None, queue=False, api_visibility="private")
 
 

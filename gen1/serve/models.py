@@ -1,4 +1,5 @@
-"""The models a ``gen1 serve`` app offers: named at start-up, loaded on first use, one in memory at a time.
+"""The models a ``gen1 serve`` app offers: named at start-up, each loaded once then (:meth:`ModelCatalog.load_all`),
+then on use, one in memory at a time.
 
 A web user picks a model by its name from the list given at start-up; nothing they send is ever used as a path
 or a repository id, so the server reads no file and fetches nothing that its operator did not name.
@@ -79,6 +80,17 @@ class ModelCatalog:
                 pipe.set_progress_bar_config(disable=True)  # the page shows progress; the server log stays readable
                 self._loaded[name] = pipe
             return self._loaded[name]
+
+    def load_all(self) -> None:
+        """Load every offered model once, the default last (it stays in memory), before the server says it is
+        ready: a model that cannot load fails the start with one line naming it, not a user's first edit."""
+        for name in [*self.names[1:], self.default_name]:
+            try:
+                self.pipeline(name)
+            except (ValueError, OSError) as error:
+                raise ValueError(f"model '{name}' cannot be loaded: {error}") from None
+            except Exception as error:  # a broken folder fails in many ways; the start says which model
+                raise ValueError(f"model '{name}' cannot be loaded ({type(error).__name__}: {error})") from None
 
     def defaults(self, name: str) -> KnobDefaults:
         """Knob defaults for model ``name``: what its folder records (:mod:`gen1.model_defaults`), as ``gen1 edit``

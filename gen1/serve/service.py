@@ -16,6 +16,7 @@ import tempfile
 import threading
 import time
 import uuid
+import warnings
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -29,6 +30,8 @@ if TYPE_CHECKING:
 
     from gen1.serve.preview import StructurePreview
 
+UPLOAD_PIXELS_MIN = 4096 * 4096  # an image upload may always be this large (a photo), ...
+UPLOAD_SCALE = 8  # ... or this many times the edit's short side on each side, whichever is more
 MASK_CANVAS = 512  # the mask is drawn on the first frame enlarged to about this short side
 JOB_LIFETIME_S = 3600.0  # job folders older than this are removed (the page has long copied their files)
 
@@ -41,6 +44,8 @@ class ServeLimits:
     max_seconds: float = 20.0
     max_upload_mb: float = 200.0
     max_size: int = 1024
+    max_session_mb: float = 1000.0  # one session's uploads and outputs on disk
+    max_total_mb: float = 10000.0  # every session's uploads and outputs (gen1.serve.quota.UploadQuota)
 
 
 @dataclass
@@ -62,12 +67,12 @@ class EditForm:
     seed: int = 0
     size: int | None = None  # None: the size the model was trained at
     start: float = 0.0
-    duration: float | None = None
-    max_frames: int | None = None
-    fps: float | None = None
+    duration: float | str | None = None  # text from the page's fields: "" or None keeps the default
+    max_frames: int | str | None = None
+    fps: float | str | None = None
     scheduler: str | None = None
-    window_size: int | None = None
-    window_overlap: int | None = None
+    window_size: int | str | None = None
+    window_overlap: int | str | None = None
     negative_prompt: str = ""
     controlnet_conditioning_scale: float = 1.0
     mask_drawing: Any = None  # gradio ImageEditor value: {"background", "layers", "composite"}
@@ -75,7 +80,13 @@ class EditForm:
     depth_file: str | None = None
     depth_invert: bool = False
     depth_cache: bool = True
+    controlnet_guidance_start: float = 0.0
+    controlnet_guidance_end: float = 1.0
     window_shift: bool = True
+    erase: bool = False
+    mask_frame: int | None = None  # the mask is this frame's, tracked to every frame
+    mask_structure: str | None = None
+    mask_structure_level: float | None = None
     model: str | None = None
     direction_neutral: str = ""  # one global direction NEUTRAL -> TARGET (docs/directions.md), empty: none
     direction_target: str = ""
@@ -104,26 +115,66 @@ class EditOutcome:
     compare: Path
     downloads: list[Path]
     command: str
-    summary: str
+    summary: str  # what was edited, then the warnings, one paragraph each (shown as the page's status)
+    warnings: list[str] = field(default_factory=list)  # what the edit warned about (unknown prompt words, ...)
 
 
 class EditService:
     """Runs the page's previews and edits with the models of ``catalog`` within ``limits``, writing under
     ``workdir`` (a new temporary folder by default, removed by :meth:`close`)."""
 
-    def __init__(self, catalog: ModelCatalog, limits: ServeLimits = ServeLimits(), workdir: Path | None = None):
+    def __init__(self, catalog: ModelCatalog, limits: ServeLimits = ServeLimits(), workdir: Path | None = None,
+                 upload_root: Path | None = None):
         self.catalog, self.limits = catalog, limits
+        # where the web server stores uploads (gradio's upload folder): a session's uploads there are removed with
+        # it; None: uploads are the caller's files and never removed
+        self.upload_root = None if upload_root is None else Path(upload_root).resolve()
+        self._session_files: dict[str, set[Path]] = {}  # each session's uploads and job folders
         self._own_workdir = workdir is None
         self.workdir = Path(tempfile.mkdtemp(prefix="gen1-serve-")) if workdir is None else Path(workdir)
         self._cancel_events: dict[str, threading.Event] = {}
         self._cancel_lock = threading.Lock()
+        self._idle = threading.Condition(self._cancel_lock)  # notified as each edit ends
+        self._running = 0
+        self._stopping = threading.Event()  # set by stop(): every edit is cancelled
 
     def close(self) -> None:
         if self._own_workdir:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
+    # ------------------------------------------------------------------------------------------- sessions
+    def _claim(self, session: str, form: EditForm, job: Path) -> None:
+        """Count ``form``'s uploads and ``job`` as ``session``'s; ``ValueError`` when its files on disk would be
+        over :attr:`ServeLimits.max_session_mb` (the job folder is removed then)."""
+        from gen1.serve.quota import MB, folder_bytes
+
+        uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
+        with self._cancel_lock:
+            files = self._session_files.setdefault(session, set())
+            files.update(Path(path) for path in uploads if path and Path(path).is_file())
+            files.add(job)
+            used = sum(folder_bytes(path) if path.is_dir() else path.stat().st_size
+                       for path in files if path.exists())
+        if used > self.limits.max_session_mb * MB:
+            shutil.rmtree(job, ignore_errors=True)
+            raise ValueError(f"this session's uploads and results take {used / MB:.1f} MB, more than the "
+                             f"{self.limits.max_session_mb:g} MB one session may use: reload the page to start "
+                             "afresh")
+
+    def end_session(self, session: str) -> None:
+        """``session`` is over (its page was closed): remove its job folders and its uploads (those in
+        :attr:`upload_root`)."""
+        with self._cancel_lock:
+            files = self._session_files.pop(session, set())
+            self._cancel_events.pop(session, None)
+        for path in files:
+            if path.is_dir() and path.parent == self.workdir:
+                shutil.rmtree(path, ignore_errors=True)
+            elif self.upload_root is not None and path.resolve().is_relative_to(self.upload_root):
+                path.unlink(missing_ok=True)
+
     # ------------------------------------------------------------------------------------------- preview
-    def preview_clip(self, form: EditForm) -> ClipPreview:
+    def preview_clip(self, form: EditForm, *, session: str = "") -> ClipPreview:
         """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy."""
         from gen1.serve.preview import prepare_structure
         from gen1.media import write_video
@@ -131,8 +182,10 @@ class EditService:
         # content and mask play no part in reading the clip and its structure
         form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
         with _uploads_named(form):
-            request = self._request(form, self._new_job())
-            inputs = read_inputs(request, limits=self._clip_limits)
+            job = self._new_job()
+            self._claim(session, form, job)
+            request = self._request(form, job)
+            inputs = read_inputs(request, limits=self._clip_limits(request.size))
             pipe = self.catalog.pipeline(self._model_name(form))
             structure = prepare_structure(pipe, inputs.clip.frames, inputs.depth)
             clip = inputs.clip
@@ -156,23 +209,53 @@ class EditService:
         """Run the edit ``form`` describes; :class:`gen1.editing.EditCancelled` if ``session`` cancels it."""
         with self._cancel_lock:
             cancelled = self._cancel_events.setdefault(session, threading.Event())
+            self._running += 1
         started = time.monotonic()
-        job = self._new_job()
-        with _uploads_named(form):
-            request = self._request(form, job)
-            name = self._model_name(form)
-            pipe = self.catalog.pipeline(name)
-            pipe.route.check_settings(request.settings("edit"), label=flag_label, model=name)
-            inputs = read_inputs(request, limits=self._clip_limits)
-            result = run_edit(pipe, request, inputs, progress=progress, cancel=cancelled.is_set)
+        try:
+            job = self._new_job()
+            with _uploads_named(form), warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always", UserWarning)
+                self._claim(session, form, job)
+                request = self._request(form, job)
+                name = self._model_name(form)
+                pipe = self.catalog.pipeline(name)
+                pipe.route.check_settings(request.settings("edit"), label=flag_label, model=name)
+                _check_reference_pixels(request)
+                inputs = read_inputs(request, limits=self._clip_limits(request.size))
+                result = run_edit(pipe, request, inputs, progress=progress,
+                                  cancel=lambda: cancelled.is_set() or self._stopping.is_set())
+        finally:
+            with self._cancel_lock:
+                # this edit is over: its cancel (if any) is spent, so the session's next edit starts uncancelled
+                if self._cancel_events.get(session) is cancelled:
+                    del self._cancel_events[session]
+                self._running -= 1
+                self._idle.notify_all()
+        notes = _warning_lines(caught)
         drawn_mask = [Path(request.mask)] if request.mask is not None and Path(request.mask).parent == job else []
         downloads = [result.output, result.compare] + drawn_mask
         clip = inputs.clip
         audio = "audio kept" if clip.has_audio else "no audio in the source"
         summary = (f"Edited {result.num_frames} frames ({clip.width}×{clip.height}, {float(clip.fps):.3f} fps, "
-                   f"{audio}) with {name} in {time.monotonic() - started:.1f} s.")
+                   f"{audio}) with {name} in {time.monotonic() - started:.1f} s."
+                   + "".join(f"\n\nWarning: {note}" for note in notes))
         command = edit_command(_as_shown(request), self.catalog.command_args(name))
-        return EditOutcome(result.output, result.compare, downloads, command, summary)
+        return EditOutcome(result.output, result.compare, downloads, command, summary, notes)
+
+    @property
+    def running(self) -> int:
+        """How many edits are running now."""
+        with self._cancel_lock:
+            return self._running
+
+    def stop(self, timeout_s: float = 60.0) -> bool:
+        """Cancel every edit (running or waiting) and wait up to ``timeout_s`` until none runs; True if none does.
+
+        The server calls it on Ctrl-C / SIGTERM before exiting: leaving while a worker thread is inside torch
+        aborts the process (``terminate called without an active exception``) instead of exiting cleanly."""
+        self._stopping.set()
+        with self._cancel_lock:
+            return self._idle.wait_for(lambda: self._running == 0, timeout=timeout_s)
 
     # ------------------------------------------------------------------------------------------- helpers
     def _model_name(self, form: EditForm) -> str:
@@ -188,9 +271,9 @@ class EditService:
         job.mkdir(parents=True)
         return job
 
-    @property
-    def _clip_limits(self) -> ClipLimits:
-        return ClipLimits(max_frames=self.limits.max_frames, max_seconds=self.limits.max_seconds)
+    def _clip_limits(self, size: int) -> ClipLimits:
+        return ClipLimits(max_frames=self.limits.max_frames, max_seconds=self.limits.max_seconds,
+                          max_image_pixels=upload_pixel_limit(size))
 
     def _request(self, form: EditForm, job: Path) -> EditRequest:
         """The request ``form`` describes, checked, with its outputs (and a drawn mask) in ``job``."""
@@ -217,19 +300,70 @@ class EditService:
             negative_prompt=form.negative_prompt.strip() or None, structure_level=form.structure_level,
             guidance_scale=form.guidance_scale, temporal_guidance_scale=form.temporal_guidance_scale,
             controlnet_conditioning_scale=form.controlnet_conditioning_scale,
+            controlnet_guidance_start=form.controlnet_guidance_start,
+            controlnet_guidance_end=form.controlnet_guidance_end,
             num_inference_steps=int(form.num_inference_steps), scheduler=form.scheduler or None,
             strength=form.strength, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
             depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),
-            fps=form.fps or None, start=form.start or 0.0, duration=form.duration or None, max_frames=_whole(form.max_frames),
-            window_size=_whole(form.window_size), window_overlap=_whole(form.window_overlap),
-            window_shift=bool(form.window_shift), **_direction(form),
+            fps=optional_number(form.fps, "--fps") or None, start=form.start or 0.0,
+            duration=optional_number(form.duration, "--duration") or None,
+            max_frames=optional_number(form.max_frames, "--max-frames", whole=True),
+            window_size=optional_number(form.window_size, "--window", whole=True),
+            window_overlap=optional_number(form.window_overlap, "--overlap", whole=True),
+            window_shift=bool(form.window_shift), erase=bool(form.erase),
+            mask_frame=optional_number(form.mask_frame, "--mask-frame", whole=True),
+            mask_structure=form.mask_structure or None,
+            mask_structure_level=optional_number(form.mask_structure_level, "--mask-structure-level"),
+            **_direction(form),
         )
         check_request(request)
         return request
 
 
-def _whole(value) -> int | None:
-    return None if value is None or value == "" else int(value)
+def upload_pixel_limit(size: int) -> int:
+    """The most pixels an uploaded image (mask, depth, reference) may have for an edit at short side ``size``:
+    :data:`UPLOAD_SCALE` times the edit's side squared, at least :data:`UPLOAD_PIXELS_MIN`. A larger image only
+    costs memory (a 13000x13000 PNG of 194 KB decodes to 500 MB) before it is scaled down to the edit's size."""
+    return max(UPLOAD_PIXELS_MIN, (UPLOAD_SCALE * int(size)) ** 2)
+
+
+def _check_reference_pixels(request: EditRequest) -> None:
+    """Refuse a reference image over :func:`upload_pixel_limit` on its header, before the pipeline decodes it."""
+    from gen1.media.images import open_image
+
+    for path in request.reference_image:
+        with open_image(path, "--reference image", max_pixels=upload_pixel_limit(request.size)):
+            pass
+
+
+def optional_number(value, flag: str, *, whole: bool = False) -> float | int | None:
+    """A field that may be left empty: ``None`` for nothing or blank text (the setting keeps its default), else the
+    number given (text from the page's fields, numbers from API clients); ``ValueError`` naming ``flag`` for text
+    that is no number (or no whole number where ``whole``). Ranges are :func:`gen1.editing.check_request`'s."""
+    if value is None or (isinstance(value, str) and not value.strip()):
+        return None
+    if isinstance(value, bool):
+        raise ValueError(f"{flag} must be a number, got {value!r}")
+    try:
+        number = float(value.strip()) if isinstance(value, str) else float(value)
+    except (TypeError, ValueError):
+        raise ValueError(f"{flag} must be a number, got {str(value)!r}") from None
+    if not whole:
+        return number
+    if not number.is_integer():
+        raise ValueError(f"{flag} must be a whole number, got {str(value).strip()!r}")
+    return int(number)
+
+
+def _warning_lines(caught) -> list[str]:
+    """The distinct messages of the ``UserWarning``s an edit raised, in order, also written to the server's log
+    (where they went before the page showed them)."""
+    import logging
+
+    notes = list(dict.fromkeys(str(item.message) for item in caught if issubclass(item.category, UserWarning)))
+    for note in notes:
+        logging.getLogger("gen1.serve").warning("%s", note)
+    return notes
 
 
 def _enlarge(frame: np.ndarray) -> np.ndarray:

@@ -185,6 +185,52 @@ def check_elastic(path: Path, state: dict, processes: int, global_batch: Optiona
                          f"the run would not continue as it began; {fix} to resume exactly")
 
 
+class DamagedCheckpoint(ValueError):
+    """A file of a checkpoint cannot be read (truncated, empty, of the wrong type, or a pickle a safe load refuses);
+    the message names the file. ``gen1 train`` then resumes from the previous checkpoint (``resume: latest``)."""
+
+
+def _read_state(path: Path) -> dict:
+    file = path / "state.json"
+    try:
+        state = json.loads(file.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as error:
+        raise DamagedCheckpoint(f"'{file}' is damaged ({error})") from None
+    if not isinstance(state, dict) or "step" not in state:
+        raise DamagedCheckpoint(f"'{file}' is damaged: it holds no run state (a JSON object with its step)")
+    return state
+
+
+def _safe_torch_load(file: Path):
+    """``torch.load(weights_only=True)`` of one checkpoint file, its failures as :class:`DamagedCheckpoint`."""
+    import pickle
+
+    try:
+        return torch.load(file, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise DamagedCheckpoint(f"'{file}' is missing") from None
+    except pickle.UnpicklingError as error:
+        if "Unsupported global" in str(error):  # a class or function to call on load: what code-running pickles hold
+            raise DamagedCheckpoint(f"'{file}' holds objects a safe load refuses (only tensors and plain values "
+                                    "are loaded; a pickle that runs code is never executed)") from None
+        detail = str(error).split("WeightsUnpickler error:")[-1].split("Check the documentation")[0]
+        raise DamagedCheckpoint(f"'{file}' is damaged (not a readable tensor file: {' '.join(detail.split())[:200]})"
+                                ) from None
+    except (EOFError, RuntimeError, ValueError, OSError) as error:
+        raise DamagedCheckpoint(f"'{file}' is damaged ({type(error).__name__}: {' '.join(str(error).split())[:200]})"
+                                ) from None
+
+
+def _safe_load_file(file: Path) -> dict:
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
+    try:
+        return load_file(str(file))
+    except (SafetensorError, OSError, ValueError) as error:
+        raise DamagedCheckpoint(f"'{file}' is damaged ({' '.join(str(error).split())[:200]})") from None
+
+
 def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn.Parameter], optimizer,
                     lr_scheduler, ema, fsdp: bool = False, global_batch: Optional[int] = None, model=None,
                     grad_accum: Optional[int] = None) -> dict:
@@ -195,19 +241,16 @@ def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn
     (:func:`check_elastic`).
     ``model``: the FSDP-wrapped module, needed under FSDP.
     """
-    from safetensors.torch import load_file
-
     path = Path(path)
-    state = json.loads((path / "state.json").read_text(encoding="utf-8"))
+    state = _read_state(path)
     check_elastic(path, state, accelerator.num_processes, global_batch, fsdp=fsdp, grad_accum=grad_accum)
     if fsdp:
         from accelerate.utils import load_fsdp_model
 
         load_fsdp_model(accelerator.state.fsdp_plugin, accelerator, model, str(path / "fsdp"))
-        optimizer.load_state_dict(torch.load(path / f"optimizer-rank{accelerator.process_index}.pt",
-                                             map_location="cpu", weights_only=True))
+        optimizer.load_state_dict(_safe_torch_load(path / f"optimizer-rank{accelerator.process_index}.pt"))
     else:
-        weights = load_file(str(path / "trainable.safetensors"))
+        weights = _safe_load_file(path / "trainable.safetensors")
         missing = sorted(set(params) - set(weights))
         unexpected = sorted(set(weights) - set(params))
         if missing or unexpected:
@@ -219,15 +262,18 @@ def load_checkpoint(accelerator, path: str | Path, *, params: dict[str, torch.nn
                     raise ValueError(f"checkpoint {str(path)!r}: '{name}' has shape {tuple(weights[name].shape)}, "
                                      f"the model expects {tuple(param.shape)}")
                 param.copy_(weights[name].to(param.dtype))
-        optimizer.load_state_dict(torch.load(path / "optimizer.pt", map_location="cpu", weights_only=True))
-    lr_scheduler.load_state_dict(torch.load(path / "lr_scheduler.pt", map_location="cpu", weights_only=True))
+        optimizer.load_state_dict(_safe_torch_load(path / "optimizer.pt"))
+    lr_scheduler.load_state_dict(_safe_torch_load(path / "lr_scheduler.pt"))
     if ema is not None:
         saved = ema_file(path, accelerator.process_index, fsdp)
         if not saved.is_file():
             raise ValueError(f"checkpoint {str(path)!r} has no EMA state ({saved.name}) but ema.enabled is true")
-        ema.load_state_dict(torch.load(saved, map_location="cpu", weights_only=True))
+        ema.load_state_dict(_safe_torch_load(saved))
     rng_file = path / f"rng-rank{accelerator.process_index}.pt"
     if not rng_file.is_file():  # resumed on more processes than wrote it: the new ranks start from rank 0's
         rng_file = path / "rng-rank0.pt"
-    restore_rng(torch.load(rng_file, map_location="cpu", weights_only=True))
+    rng = _safe_torch_load(rng_file)
+    if not isinstance(rng, dict):
+        raise DamagedCheckpoint(f"'{rng_file}' is damaged: it holds no random-number state")
+    restore_rng(rng)
     return state

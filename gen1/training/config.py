@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional
 
+STAGES = (1, 2, 3, 4)  # the paper's training stages (DESIGN.md, "Training recipe")
 TRAINABLE_CHOICES = ("temporal", "all", "image")
 LR_SCHEDULES = ("constant", "constant_with_warmup", "cosine", "linear")
 MIXED_PRECISION = ("no", "fp16", "bf16")
@@ -155,6 +156,16 @@ class Config:
     def validate(self) -> "Config":
         """Check value ranges and choices; raise ``ValueError`` naming the field."""
         from gen1.settings import MAX_LEVEL
+
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(map(str, STAGES))} (the paper's training stages), "
+                             f"got {self.stage!r}")
+        self._validate_temporal()
+        self._validate_output_dir()
+        workers, cores = self.data.num_workers, os.cpu_count() or 1
+        if not isinstance(workers, int) or not 0 <= workers <= cores:
+            raise ValueError(f"data.num_workers must be an integer from 0 to {cores} (this machine's CPU cores), "
+                             f"got {workers!r}")
         _choice("model.trainable", self.model.trainable, TRAINABLE_CHOICES)
         _choice("optim.lr_schedule", self.optim.lr_schedule, LR_SCHEDULES)
         _choice("train.mixed_precision", self.train.mixed_precision, MIXED_PRECISION)
@@ -205,6 +216,36 @@ class Config:
         if self.validation.size < 0 or self.validation.size % 8:
             raise ValueError(f"validation.size must be 0 or a positive multiple of 8, got {self.validation.size}")
         return self
+
+    def _validate_temporal(self) -> None:
+        """``model.temporal`` holds only the temporal-layer arguments a VideoUNet takes (a typo would otherwise reach
+        the model's constructor as a TypeError after the data was loaded)."""
+        import inspect
+
+        from gen1.unet import VideoUNet  # lazy: torch and diffusers, needed only to check this table
+
+        known = sorted(name for name in inspect.signature(VideoUNet.__init__).parameters
+                       if name.startswith("temporal_"))
+        unknown = sorted(set(self.model.temporal or {}) - set(known))
+        if unknown:
+            raise ValueError(f"model.temporal: unknown key(s) {', '.join(unknown)}; the temporal layers take "
+                             f"{', '.join(known)}")
+
+    def _validate_output_dir(self) -> None:
+        """``train.output_dir`` must not be, hold or lie inside an input: a run writes checkpoints, samples and an
+        export there, and must never write into the data or a model it reads (the bundled one included)."""
+        output = Path(self.train.output_dir).expanduser().resolve()
+        inputs = {"data.shards": self.data.shards, "model.base": self.model.base,
+                  "model.depth_estimator": self.model.depth_estimator, "model.content_encoder":
+                  self.model.content_encoder}
+        for name, value in inputs.items():
+            if not value:
+                continue
+            path = Path(value).expanduser().resolve()
+            if output == path or output.is_relative_to(path) or path.is_relative_to(output):
+                relation = ("is" if output == path else "is inside" if output.is_relative_to(path) else "holds")
+                raise ValueError(f"train.output_dir '{self.train.output_dir}' {relation} {name} '{value}': a run "
+                                 "writes there; choose an output folder apart from every input")
 
     def _validate_synthetic(self) -> None:
         syn = self.data.synthetic

@@ -16,6 +16,7 @@ applies it with :func:`gen1.adapters.load_adapter`.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Optional
@@ -43,8 +44,8 @@ class CustomizeSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.lr <= 0:
-            raise ValueError(f"lr must be positive, got {self.lr}")
+        if not (math.isfinite(self.lr) and self.lr > 0):
+            raise ValueError(f"lr must be a finite positive number, got {self.lr}")
         from gen1.depth import MAX_LEVEL
 
         if not 0 <= self.structure_level_max <= MAX_LEVEL:
@@ -94,6 +95,10 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
     from gen1.training.model import with_prediction_type
 
     settings.validate()
+    if settings.batch_size > data["latents"].shape[0]:
+        n = data["latents"].shape[0]
+        raise ValueError(f"batch_size {settings.batch_size} is more than the {n} images: use at most {n} (each step "
+                         "draws that many of them)")
     noise_scheduler = with_prediction_type(noise_scheduler, prediction_type)
     params = prepare_adapter(unet, rank=settings.lora_rank, alpha=settings.lora_alpha, full=settings.full,
                              include_temporal=settings.include_temporal)
@@ -112,6 +117,9 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
         optimizer.step()
         optimizer.zero_grad(set_to_none=True)
         losses.append(float(loss.detach()))
+        if not math.isfinite(losses[-1]):
+            raise ValueError(f"the customisation diverged at step {step + 1}: the loss is {losses[-1]}; nothing was "
+                             f"written (lower --lr, now {settings.lr:g})")
     unet.eval()
     for p in unet.parameters():
         p.requires_grad_(False)

@@ -35,7 +35,7 @@ import torch
 from gen1.conditioning import vae_latent_scale
 from gen1.training.encoding import encode_clips
 from gen1.training.shards import ClipRecord, read_shard_meta, shard_name, write_index, write_shard
-from gen1.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, is_image_path  # one definition, shared with gen1 edit
+from gen1.media import IMAGE_SUFFIXES, MAX_SIZE, VIDEO_SUFFIXES, is_image_path  # one definition, shared with gen1 edit
 
 logger = logging.getLogger(__name__)
 
@@ -57,8 +57,8 @@ class PreprocessSettings:
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
-        if self.size % 8:
-            raise ValueError(f"size must be a multiple of 8, got {self.size}")
+        if self.size % 8 or self.size > MAX_SIZE:
+            raise ValueError(f"size must be a multiple of 8 up to {MAX_SIZE}, got {self.size}")
         if self.dtype not in ("float16", "bfloat16", "float32"):
             raise ValueError(f"dtype must be float16, bfloat16 or float32, got {self.dtype!r}")
         return self

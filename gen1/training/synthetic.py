@@ -22,7 +22,6 @@ micro-batch on all its frames together (:class:`SyntheticEncoder`, in chunks of 
 
 from __future__ import annotations
 
-from typing import Optional
 
 import torch
 

@@ -29,7 +29,7 @@ from gen1.training.config import Config, config_to_dict
 from gen1.training.export import export_model
 from gen1.training.model import build_unet
 from gen1.training.run import Run
-from gen1.training.sources import TrainingData, build_dataset
+from gen1.training.sources import build_dataset
 
 logger = logging.getLogger(__name__)
 
@@ -137,10 +137,24 @@ def resume(run: Run) -> None:
     path = ckpt.resolve_resume(run.config.train.output_dir, run.config.train.resume)
     if path is None:
         return
-    state = ckpt.load_checkpoint(run.accelerator, path, params=run.params, optimizer=run.optimizer,
-                                 lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp,
-                                 global_batch=run.plan.global_batch, model=run.objective,
-                                 grad_accum=run.config.train.grad_accum)
+    # resume: latest falls back past damaged checkpoints, newest first (train.keep_checkpoints keep some to fall
+    # back to); a checkpoint named by its path is that one or none
+    candidates = ckpt.list_checkpoints(run.config.train.output_dir)[::-1] if run.config.train.resume == "latest" \
+        else [path]
+    for index, path in enumerate(candidates):
+        try:
+            state = ckpt.load_checkpoint(run.accelerator, path, params=run.params, optimizer=run.optimizer,
+                                         lr_scheduler=run.lr_scheduler, ema=run.ema, fsdp=run.fsdp,
+                                         global_batch=run.plan.global_batch, model=run.objective,
+                                         grad_accum=run.config.train.grad_accum)
+            break
+        except ckpt.DamagedCheckpoint as damage:
+            if index + 1 == len(candidates):
+                older = [p for p in ckpt.list_checkpoints(run.config.train.output_dir) if p != path]
+                hint = f"; an earlier one: train.resume={older[-1]}" if older and len(candidates) == 1 else ""
+                raise ckpt.DamagedCheckpoint(f"cannot resume: {damage}{hint}") from None
+            run.accelerator.print(f"checkpoint {path.name} cannot be resumed: {damage}; resuming from the one "
+                                  f"before it, {candidates[index + 1].name}")
     if run.ema is not None:
         run.ema.to(run.accelerator.device)
     run.start = int(state["step"])

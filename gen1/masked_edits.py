@@ -1,0 +1,107 @@
+"""Erase and replace: the region a masked edit changes, and the structure it is guided by inside it.
+
+A masked edit keeps the source exactly outside its mask (:class:`gen1.masking.KeptRegion`). This module decides the
+rest, before any network runs:
+
+* **where** (:func:`edit_region`): the user's mask on every frame at the output size, either as given (one mask for
+  all frames, or one per frame) or, with ``mask_frame``, the mask of that one frame carried to every frame by a
+  tracker (:mod:`gen1.tracking`). An erase grows it by :func:`erase_margin` pixels, so that the subject's soft
+  outline (anti-aliasing, motion blur, the tracker's error) goes with it and leaves no ghost line;
+* **with which structure** (:func:`structure_depth`): ``"keep"`` the subject's depth (a replace that keeps the
+  subject's shape; today's masked edit), or ``"fill"`` it from the mask's boundary (:func:`gen1.depth.fill.fill_depth`:
+  what lies behind the subject, the default of an erase and a replace that removes the old shape). The depth is the
+  estimate or the one the user gives (``depth``): a replace that keeps a mock-up render's depth of the new object
+  is guided by the new object's shape.
+
+What content fills the region is the route's (:meth:`gen1.routes.Route.source_content` for an erase: the source's
+own; a prompt or reference for a replace).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from gen1.settings import MASK_STRUCTURES
+
+#: What the structure inside the mask is: the subject's depth kept, or filled from the mask's boundary.
+
+
+def erase_margin(size: tuple[int, int]) -> int:
+    """Pixels an erase grows the mask by: 1/32 of the short side, at least 1 (2 at 64 px, 16 at 512)."""
+    return max(1, round(min(size) / 32))
+
+
+def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
+    """Binary ``mask`` ``(F, 1, H, W)`` grown by ``pixels`` (a square max filter)."""
+    if pixels <= 0:
+        return mask
+    return F.max_pool2d(mask.float(), 2 * pixels + 1, stride=1, padding=pixels)
+
+
+def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_structure_level) -> None:
+    """``ValueError`` for a mask setting given without a mask, or an unknown ``mask_structure``."""
+    if mask is None:
+        for name, value in (("mask_frame", mask_frame), ("mask_structure", mask_structure),
+                            ("mask_structure_level", mask_structure_level)):
+            if value is not None:
+                raise ValueError(f"{name} needs a mask")
+        if erase:
+            raise ValueError("erase needs a mask of the subject to erase")
+    if mask_structure is not None and mask_structure not in MASK_STRUCTURES:
+        raise ValueError(f"mask_structure must be one of {', '.join(MASK_STRUCTURES)}, got {mask_structure!r}")
+
+
+def load_mask(mask, num_frames: int, input_size: tuple[int, int], mask_frame: int | None = None) -> torch.Tensor:
+    """``mask`` read and checked against the source (before any model runs): float ``(F, 1, H, W)`` at the source's
+    ``input_size``, or with ``mask_frame`` the one frame's mask ``(1, 1, H, W)``
+    (:func:`gen1.tracking.check_one_frame_mask`:
+    not empty, not full, inside the clip)."""
+    from gen1.masking import mask_to_tensor, prepare_mask
+    from gen1.tracking import check_one_frame_mask
+
+    if mask_frame is None:
+        return prepare_mask(mask, num_frames, *input_size)
+    return check_one_frame_mask(mask_to_tensor(mask), mask_frame, num_frames, input_size)
+
+
+def edit_region(mask, frames: torch.Tensor, input_size: tuple[int, int], *, mask_frame: int | None = None,
+                depth: torch.Tensor | None = None, erase: bool = False, tracker="flow") -> torch.Tensor:
+    """The region to edit on every frame, float ``(F, 1, H, W)`` at the size of ``frames`` ``(F, 3, H, W)``.
+
+    ``mask``: as :func:`gen1.masking.mask_to_tensor` takes it, at the source's ``input_size`` (H, W); with
+    ``mask_frame`` one image, the mask of that frame, tracked to every frame by ``tracker`` (a name of
+    :data:`gen1.tracking.TRACKERS` or a tracker) along ``frames`` and ``depth`` (the unobscured depth, ``(F, 1, H,
+    W)``). An ``erase`` makes it binary and grows it by :func:`erase_margin`; its every frame must then leave some
+    surroundings and hold some subject."""
+    from gen1.conditioning import resize
+    from gen1.tracking import check_one_frame_mask, track_mask
+
+    num_frames, size = frames.shape[0], tuple(frames.shape[-2:])
+    loaded = load_mask(mask, num_frames, input_size, mask_frame)
+    if mask_frame is None:
+        region = resize(loaded.float(), size).clamp(0, 1)
+    else:
+        one = (resize(loaded, size) > 0.5).float()
+        check_one_frame_mask(one, mask_frame, num_frames, size)  # still a subject after resizing
+        region = track_mask(frames, one, mask_frame, depth, tracker)
+    if erase:
+        from gen1.depth.fill import check_fill_mask
+
+        region = grow((region > 0.5).float(), erase_margin(size))
+        check_fill_mask(region, "the mask (tracked and grown)" if mask_frame is not None else "the mask")
+    return region
+
+
+def structure_depth(depth: torch.Tensor, region: torch.Tensor, mask_structure: str) -> torch.Tensor:
+    """The unobscured depth an edit is guided by: ``depth`` ``(F, 1, H, W)`` as it is (``"keep"``), or with the
+    region (> 0.5) filled from its boundary (``"fill"``, :func:`gen1.depth.fill.fill_depth`)."""
+    if mask_structure == "keep":
+        return depth
+    from gen1.depth.fill import fill_depth
+
+    return fill_depth(depth, (region > 0.5).float()).clamp(0, 1)
+
+
+__all__ = ["MASK_STRUCTURES", "check_mask_arguments", "edit_region", "erase_margin", "grow", "load_mask",
+           "structure_depth"]

@@ -1,0 +1,120 @@
+"""The command line's cases of issues 32 and 38: --threads capped at the machine's cores, customize and demo
+defaults, --compare with -o as both outputs or neither, eval's frame-count advice, warnings as one clean line."""
+
+from __future__ import annotations
+
+import os
+import numpy as np
+import pytest
+from PIL import Image
+
+from gen1.cli import main
+from tiny_pipeline import tiny_pipeline
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    path = tmp_path_factory.mktemp("model") / "tiny-gen1"
+    tiny_pipeline(max_frames=4).save_pretrained(path)
+    return path
+
+
+def test_threads_above_the_machines_cores_are_capped_with_a_line(capsys):
+    import torch
+
+    from gen1.commands._common import apply_threads
+
+    cores = os.cpu_count()
+    assert apply_threads(cores * 5000) == cores
+    assert torch.get_num_threads() == cores
+    assert f"--threads {cores * 5000} is more than this machine's {cores} CPU cores; using {cores}" in \
+        capsys.readouterr().err
+    assert apply_threads(1) == 1 and capsys.readouterr().err == ""
+
+
+def test_demo_takes_threads(tmp_path, capsys):
+    cores = os.cpu_count()
+    assert main(["demo", "--out", str(tmp_path / "demo"), "--steps", "1", "--frames", "2",
+                 "--threads", str(cores + 1)]) == 0
+    captured = capsys.readouterr()
+    assert f"using {cores}" in captured.err and (tmp_path / "demo" / "edited.mp4").is_file()
+    assert main(["demo", "--out", str(tmp_path / "x"), "--threads", "0"]) == 2
+    assert "--threads must be an integer >= 1, got 0" in capsys.readouterr().err
+
+
+def test_customize_defaults_to_the_bundled_model(tmp_path, capsys):
+    (tmp_path / "images").mkdir()
+    rng = np.random.default_rng(0)
+    for index in range(2):
+        Image.fromarray(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)).save(tmp_path / "images" / f"{index}.png")
+    out = tmp_path / "a.safetensors"
+    assert main(["customize", "--images", str(tmp_path / "images"), "--out", str(out), "--steps", "1",
+                 "--batch-size", "1", "--lora-rank", "1"]) == 0, capsys.readouterr().err
+    assert out.is_file() and "trained on 2 images for 1 steps" in capsys.readouterr().out
+
+
+def test_compare_failing_leaves_no_new_output_and_keeps_an_old_one(model_dir, clips_dir, tmp_path, capsys,
+                                                                   monkeypatch):
+    import gen1.comparison
+
+    def full_disk(*args, **kwargs):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(gen1.comparison, "write_comparison", full_disk)
+    out, compare = tmp_path / "out.mp4", tmp_path / "compare.png"
+    args = ["edit", str(clips_dir / "wolf.mp4"), "-o", str(out), "--compare", str(compare), "--prompt", "x",
+            "--model", str(model_dir), "--steps", "1", "--max-frames", "2", "--size", "32"]
+    assert main(args) == 2
+    assert "No space left on device" in capsys.readouterr().err
+    assert sorted(os.listdir(tmp_path)) == []  # neither output, no temporary file
+    out.write_bytes(b"the user's earlier edit")
+    assert main(args) == 2
+    assert out.read_bytes() == b"the user's earlier edit" and sorted(os.listdir(tmp_path)) == ["out.mp4"]
+
+
+def test_eval_frame_count_error_suggests_max_frames(clips_dir, tmp_path, capsys):
+    from gen1.media import read_video, write_video
+
+    clip = read_video(clips_dir / "wolf.mp4", max_frames=4, size=32)
+    write_video(tmp_path / "source.mp4", clip.frames, clip.fps)
+    write_video(tmp_path / "output.mp4", clip.frames[:3], clip.fps)
+    assert main(["eval", "--source", str(tmp_path / "source.mp4"), "--output", str(tmp_path / "output.mp4")]) == 2
+    err = capsys.readouterr().err
+    assert "--source 4, --output 3" in err and "give --max-frames 3" in err and err.count("\n") == 1
+
+
+def test_warnings_print_as_one_clean_line():
+    """As a user sees them: a separate process (pytest records warnings instead of printing them)."""
+    import subprocess
+    import sys
+
+    script = ("import sys, warnings\n"
+              "import gen1.commands.demo as demo\n"
+              "from gen1.cli import main\n"
+              "demo.run = lambda args: warnings.warn('prompt words this content encoder was not trained on\\n"
+              "are read letter by letter', UserWarning) or 0\n"
+              "sys.exit(main(['demo']))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0
+    assert done.stderr == "warning: prompt words this content encoder was not trained on are read letter by letter\n"
+
+
+@pytest.mark.parametrize("flag, message", [
+    ("--mask", "--mask size 56x32 (after resizing to --size 32) does not match the video's 32x32"),
+    ("--depth", "--depth has 3 frames but the edited clip has 2"),
+])
+def test_mask_and_depth_mismatches_are_reported_before_the_model_loads(model_dir, clips_dir, tmp_path, capsys,
+                                                                       monkeypatch, flag, message):
+    import gen1.commands.edit
+
+    monkeypatch.setattr(gen1.commands.edit, "load_model", lambda *a, **k: pytest.fail("loaded the model first"))
+    if flag == "--mask":
+        path = tmp_path / "wide.png"
+        Image.fromarray(np.full((32, 56), 255, np.uint8)).save(path)
+    else:
+        path = tmp_path / "depth.npy"
+        np.save(path, np.zeros((3, 32, 32), np.float32))
+    assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "o.mp4"), "--prompt", "x", "--model",
+                 str(model_dir), "--size", "32", "--max-frames", "2", flag, str(path)]) == 2
+    err = capsys.readouterr().err
+    assert message in err and err.count("\n") == 1

@@ -1,0 +1,203 @@
+"""Erase and replace from a mask on one frame: the tracker follows a moving subject, the depth fill is exact on a
+plane, an erase keeps every pixel outside its region bit-exact on both routes, and bad masks are refused in one line
+(docs/masked_edits.md)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from gen1.depth.fill import fill_depth
+from gen1.masked_edits import edit_region, erase_margin, grow
+from gen1.tracking import TRACKERS, MaskTracker, track_mask
+from tiny_pipeline import tiny_pipeline
+from tiny_public import write_public_stack
+
+FRAMES, SIZE = 4, 32
+
+
+def moving_square(num_frames=8, size=64, side=16, step=(3, 2), seed=0):
+    """A textured square moving over a smooth textured floor: frames (F, 3, H, W), depth (F, 1, H, W) (the floor's
+    inverse depth grows down the image, the square is nearer), and the exact masks (F, 1, H, W)."""
+    generator = torch.Generator().manual_seed(seed)
+    background = torch.nn.functional.avg_pool2d(torch.rand(1, 3, size, size, generator=generator), 5, 1, 2)[0]
+    texture = torch.rand(3, side, side, generator=generator)
+    rows = torch.arange(size, dtype=torch.float32)[:, None].expand(size, size)
+    frames = background.expand(num_frames, -1, -1, -1).clone()
+    depth = (0.2 + 0.003 * rows).expand(num_frames, 1, size, size).clone()
+    masks = torch.zeros(num_frames, 1, size, size)
+    for index in range(num_frames):
+        x, y = size // 8 + step[0] * index, size // 4 + step[1] * index
+        frames[index, :, y:y + side, x:x + side] = texture
+        depth[index, :, y:y + side, x:x + side] = 0.8
+        masks[index, :, y:y + side, x:x + side] = 1
+    return frames, depth, masks
+
+
+def iou(a, b):
+    a, b = a > 0.5, b > 0.5
+    return float((a & b).sum() / (a | b).sum())
+
+
+# --------------------------------------------------------------------------------------------- tracking
+def test_the_flow_tracker_follows_a_moving_square_from_one_frame():
+    frames, depth, masks = moving_square()
+    tracked = track_mask(frames, masks[:1], 0, depth)
+    assert tracked.shape == masks.shape
+    assert all(iou(tracked[i], masks[i]) >= 0.9 for i in range(len(frames)))
+    # from a middle frame it goes both ways
+    tracked = track_mask(frames, masks[3:4], 3, depth, tracker="flow")
+    assert min(iou(tracked[i], masks[i]) for i in range(len(frames))) >= 0.9
+
+
+def test_a_tracker_is_one_interface_picked_by_name():
+    class Still(MaskTracker):
+        name = "still"
+
+        def track(self, frames, mask, mask_frame, depth=None):
+            return mask.expand(frames.shape[0], -1, -1, -1)
+
+    frames, depth, masks = moving_square(num_frames=3)
+    assert torch.equal(track_mask(frames, masks[:1], 0, depth, tracker=Still()), masks[:1].expand(3, -1, -1, -1))
+    assert "flow" in TRACKERS
+    with pytest.raises(ValueError, match="tracker must be one of flow"):
+        track_mask(frames, masks[:1], 0, depth, tracker="sam9")
+
+
+# --------------------------------------------------------------------------------------------- fill
+@pytest.mark.parametrize("method", ["harmonic", "planar"])
+def test_the_fill_is_exact_on_a_plane_and_leaves_the_outside_alone(method):
+    rows, cols = torch.meshgrid(torch.arange(40.0, dtype=torch.float64), torch.arange(48.0, dtype=torch.float64),
+                                indexing="ij")
+    plane = (0.1 + 0.004 * cols + 0.007 * rows)[None, None].repeat(2, 1, 1, 1)
+    mask = torch.zeros_like(plane)
+    mask[0, :, 10:30, 5:25] = 1
+    mask[1, :, 0:15, 30:48] = 1  # touching the frame's border
+    subject = plane + 0.5 * mask
+    filled = fill_depth(subject, mask, method)
+    torch.testing.assert_close(filled, plane, atol=1e-9, rtol=0)
+    assert torch.equal(filled[mask == 0], subject[mask == 0])
+
+
+def test_the_harmonic_fill_bends_between_two_planes_where_one_plane_cannot():
+    rows, cols = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    floor_and_wall = torch.where(rows < 12, torch.full_like(rows, 0.2), 0.2 + 0.03 * (rows - 12))[None, None]
+    mask = torch.zeros_like(floor_and_wall)
+    mask[..., 6:20, 10:22] = 1
+    truth_error = {m: float((fill_depth(floor_and_wall + mask, mask, m) - floor_and_wall).abs().max())
+                   for m in ("harmonic", "planar")}
+    assert truth_error["harmonic"] < truth_error["planar"]
+
+
+# --------------------------------------------------------------------------------------------- erase
+@pytest.fixture(scope="module")
+def native():
+    pipe = tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    return write_public_stack(tmp_path_factory.mktemp("public"))
+
+
+def _public_pipeline(stack):
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def public(stack):
+    return _public_pipeline(stack)
+
+
+def _edit(pipe, frames, **kwargs):
+    return pipe(frames, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt",
+                size=SIZE, **kwargs)
+
+
+def test_an_erase_from_one_frame_keeps_every_pixel_outside_its_tracked_region_exact_native(native):
+    frames, depth, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(2, 1))
+    out = _edit(native, frames, mask=masks[0, 0].numpy(), mask_frame=0, erase=True, depth=depth)
+    region = edit_region(masks[0, 0].numpy(), frames, (SIZE, SIZE), mask_frame=0, depth=depth, erase=True)
+    outside = (region < 0.5).expand_as(frames)
+    assert torch.equal(out.frames[outside], frames[outside])
+    assert not torch.equal(out.frames[~outside], frames[~outside])
+    # the subject's depth is gone from what guided the edit: inside the square the structure is the floor's
+    assert float(out.depth[masks > 0.5].mean()) < 0.45  # the floor is 0.2 to 0.3 there, the square 0.8
+
+
+def test_an_erase_keeps_every_pixel_outside_its_region_exact_public(public):
+    frames, depth, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(2, 1))
+    out = _edit(public, frames, mask=masks[:, 0].numpy(), erase=True, negative_prompt="a square", depth=depth)
+    region = grow(masks, erase_margin((SIZE, SIZE)))
+    outside = (region < 0.5).expand_as(frames)
+    assert torch.equal(out.frames[outside], frames[outside])
+    assert not torch.equal(out.frames[~outside], frames[~outside])
+
+
+def test_an_erase_on_the_public_route_with_an_ip_adapter_takes_the_source_frames_as_references(stack, public,
+                                                                                                 tmp_path):
+    from tiny_models import tiny_motion_unet
+    from tiny_public import write_ip_adapter
+
+    from gen1.routes import ContentRequest
+
+    frames, _, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(2, 1))
+    plain = public.route.source_content(frames, masks, ContentRequest(), generator=None, device="cpu")
+    assert plain.extra is None
+    with_ip = _public_pipeline(stack)
+    with_ip.load_ip_adapter(write_ip_adapter(tmp_path / "models", tiny_motion_unet(seed=0)))
+    content = with_ip.route.source_content(frames, masks, ContentRequest(), generator=None, device="cpu")
+    assert content.extra is not None and not torch.equal(content.extra, content.null_extra)
+    assert torch.equal(content.context, plain.context)  # the same neutral prompt
+    named = with_ip.route.source_content(frames, masks, ContentRequest(negative_prompt="a square"), generator=None,
+                                         device="cpu")
+    assert not torch.equal(named.null_context, content.null_context)  # the subject named is the null content
+
+
+def test_a_replace_takes_its_own_structure_level_inside_the_mask(native):
+    frames, depth, masks = moving_square(num_frames=FRAMES, size=SIZE, side=12, step=(1, 1))
+    one = _edit(native, frames, mask=masks[:, 0].numpy(), prompt="a ball", depth=depth)
+    other = _edit(native, frames, mask=masks[:, 0].numpy(), prompt="a ball", depth=depth, mask_structure_level=7.0)
+    far_outside = grow(masks, 8) < 0.5
+    assert torch.equal(one.depth[far_outside], other.depth[far_outside])
+    assert not torch.equal(one.depth[masks > 0.5], other.depth[masks > 0.5])
+
+
+@pytest.mark.parametrize("kwargs, message", [
+    (dict(mask=np.zeros((SIZE, SIZE)), mask_frame=0), "^the mask is empty"),
+    (dict(mask=np.ones((SIZE, SIZE)), mask_frame=0), "^the mask covers the whole frame"),
+    (dict(mask=np.ones((SIZE, SIZE // 2)), mask_frame=0), "^mask size 16x32 .* does not match the video size 32x32"),
+    (dict(mask=np.eye(SIZE), mask_frame=FRAMES), f"^mask_frame {FRAMES} is outside the clip"),
+    (dict(mask=np.stack([np.eye(SIZE)] * FRAMES), mask_frame=0), "^a mask tracked from mask_frame must be one image"),
+    (dict(mask=np.ones((SIZE, SIZE))), "^the mask covers all of frame 0"),
+    (dict(mask=np.zeros((SIZE, SIZE))), "^the mask is empty on frame 0"),
+    (dict(mask_frame=0), "^mask_frame needs a mask"),
+    (dict(), "^erase needs a mask"),
+    (dict(mask=np.eye(SIZE), prompt="a cat"), "^erase takes its content from the source"),
+])
+def test_bad_masks_for_an_erase_are_refused_in_one_line(native, kwargs, message):
+    frames, _, _ = moving_square(num_frames=FRAMES, size=SIZE, side=8)
+    with pytest.raises(ValueError, match=message) as error:
+        _edit(native, frames, erase=True, **kwargs)
+    assert "\n" not in str(error.value)
+
+
+def test_a_covered_region_edits_every_masked_pixel_fully_and_nothing_outside():
+    from gen1.masking import KeptRegion
+
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 9:14, 17:20] = 1  # smaller than a latent cell's feather: the plain weight stays below 1 there
+    kwargs = dict(source_latents=torch.zeros(1, 4, 2, 4, 4), noise=torch.zeros(1, 4, 2, 4, 4), scheduler=None,
+                  timesteps=torch.zeros(1))
+    plain = KeptRegion.from_pixel_mask(mask, (32, 32), (4, 4), 1.0, **kwargs).pixel_weight()
+    covered = KeptRegion.from_pixel_mask(mask, (32, 32), (4, 4), 1.0, cover=True, **kwargs).pixel_weight()
+    assert float(plain[mask > 0.5].min()) < 0.9
+    assert torch.equal(covered, mask)

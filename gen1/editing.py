@@ -53,6 +53,9 @@ class EditRequest(EditSettings):
             object.__setattr__(self, name, tuple(str(value) for value in getattr(self, name)))
         if self.content_weights is not None:
             object.__setattr__(self, "content_weights", tuple(float(w) for w in self.content_weights))
+        object.__setattr__(self, "direction", tuple(tuple(pair) if isinstance(pair, (list, tuple)) else pair
+                                                    for pair in self.direction))
+        object.__setattr__(self, "direction_scale", tuple(self.direction_scale))
         for name in ("input", "output", "mask", "depth", "compare"):
             value = getattr(self, name)
             if value is not None:
@@ -94,9 +97,11 @@ def _check_content(request: EditRequest) -> None:
             raise ValueError("--erase takes its content from the source: give no --prompt or --reference")
         if request.mask is None:
             raise ValueError("--erase needs --mask (the subject to erase)")
+        if request.direction:
+            raise ValueError("--erase takes its content from the source without the subject: give no --direction")
         return
-    if not request.prompt and not request.reference_image:
-        raise ValueError("give --prompt and/or --reference for the content of the edit")
+    if not request.prompt and not request.reference_image and not request.direction:
+        raise ValueError("give --prompt and/or --reference (or --direction) for the content of the edit")
     if any(not prompt.strip() for prompt in request.prompt):
         raise ValueError("--prompt must not be empty")
     if request.content_weights is not None:
@@ -358,6 +363,12 @@ def edit_command(request: EditRequest, model_args: Sequence[str] = ()) -> str:
                 words += _option(flag, item)
         elif name == "content_weights":
             words += [flag, *map(_number, value)]
+        elif name == "direction":
+            for neutral, target in value:
+                words += [flag, neutral, target]
+        elif name == "direction_scale":
+            for scale in value:
+                words += _option(flag, _number(scale))
         else:
             words += _option(flag, _number(value) if isinstance(value, float) else str(value))
     words += list(model_args)

@@ -339,7 +339,7 @@ class Gen1Pipeline(DiffusionPipeline):
         """
         route = self.route
         if masked is None or not masked.erase:
-            encoded = route.encode_content(content, generator=generator, device=device)
+            encoded = route.edit_content(content, source.frames, generator=generator, device=device)
         depth_full = self.prepare_depth(source.frames, depth, cache=depth_cache)
         if masked is None:
             depth_shown, structure = route.structure(depth_full, structure_level, source.latent_size)
@@ -523,6 +523,8 @@ class Gen1Pipeline(DiffusionPipeline):
         controlnet_conditioning_scale: float = 1.0,
         controlnet_guidance_start: float = 0.0,
         controlnet_guidance_end: float = 1.0,
+        direction: Sequence[tuple[str, str]] = (),
+        direction_scale: Sequence[float] = (),
         scheduler=None,
         output_type: str = "np",
         callback_on_step_end: Callable | None = None,
@@ -571,6 +573,10 @@ class Gen1Pipeline(DiffusionPipeline):
             controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
             controlnet_guidance_start / controlnet_guidance_end: public route: the share of the steps in which the
                 ControlNet acts (diffusers' ``control_guidance_start`` / ``_end``); outside it, it is not evaluated.
+            direction / direction_scale: global directions, pairs (NEUTRAL, TARGET), and alpha (a finite number) for
+                each (none: 1 each): the content becomes the source's own (or the given prompt's) plus alpha x
+                (text(TARGET) - text(NEUTRAL)) in the route's content space (:meth:`gen1.routes.Route.edit_content`,
+                docs/directions.md); alpha = 0 is the source-content edit, bit for bit.
             scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, made from the pipeline's
                 scheduler config) or a scheduler instance; default: the pipeline's own. The pipeline is not changed.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
@@ -596,6 +602,10 @@ class Gen1Pipeline(DiffusionPipeline):
                               controlnet_guidance_start=controlnet_guidance_start,
                               controlnet_guidance_end=controlnet_guidance_end)
         self.route.check_settings(route_settings, model="this pipeline")
+        direction, direction_scale = tuple(direction or ()), tuple(direction_scale or ())
+        check_settings(dict(direction=direction, direction_scale=direction_scale))
+        if erase and direction:
+            raise ValueError("erase takes its content from the source without the subject: give no direction")
         check_settings(route_settings)
         check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
                              mask_structure_level=mask_structure_level)
@@ -611,7 +621,8 @@ class Gen1Pipeline(DiffusionPipeline):
             mask_tracker, structure_given=depth is not None)
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
-                                 content_weights=content_weights, content_embeds=content_embeds)
+                                 content_weights=content_weights, content_embeds=content_embeds,
+                                 direction=direction, direction_scale=direction_scale)
         timesteps = self.prepare_timesteps(num_inference_steps, strength, device, scheduler)  # draws nothing
         prediction, depth_shown, user_mask = self.prepare_route(
             source, content, depth=depth, structure_level=structure_level, plan=plan, generator=generator,

@@ -16,13 +16,13 @@ Each field's metadata (:func:`setting`) says:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, fields
 from typing import Any, Callable, Mapping
 
 from gen1.checks import SEED_MAX, check_integer, check_number, seed_value
 from gen1.media import check_size
 from gen1.model_defaults import FALLBACK_SIZE
-
 
 #: The structure levels t_s run from 0 to this (gen1.depth.obscure defines what each does; the number lives here, at
 #: the bottom of the layers, so that declaring the settings needs no torch: every command builds its parser from them).
@@ -61,6 +61,13 @@ class EditSettings:
     content_weights: tuple[float, ...] | None = setting(
         None, "--content-weights", "one weight >= 0 per prompt, then per reference image; normalised to sum to 1 "
         "(default: equal)", group="content", nargs="+", kind=float, metavar="W", low=0)
+    direction: tuple[tuple[str, str], ...] = setting(
+        (), "--direction", "a global direction NEUTRAL TARGET (repeatable, StyleCLIP-style): the content becomes the "
+        "source's own (or the prompt's) plus alpha x (text(TARGET) - text(NEUTRAL)) in the route's content space "
+        "(docs/directions.md)", group="content", repeat=True, nargs=2, metavar=("NEUTRAL", "TARGET"))
+    direction_scale: tuple[float, ...] = setting(
+        (), "--direction-scale", "alpha of each --direction, in order: a finite number, 0 = the source's own content "
+        "(repeatable; default 1 for every direction)", group="content", repeat=True, kind=float, metavar="ALPHA")
     # guidance and structure
     structure_level: float = setting(0.0, "--structure-level", f"t_s in [0, {MAX_LEVEL}]: 0 = full depth detail, "
                                      f"{MAX_LEVEL} = coarse layout only (default 0)", low=0, high=MAX_LEVEL,
@@ -179,6 +186,38 @@ def check_settings(settings: Mapping[str, Any], label: Callable[[str], str] = la
     for name, value in settings.items():
         if name in _FIELDS:
             check_setting(name, value, label)
+    if settings.get("direction") or settings.get("direction_scale"):
+        check_directions(settings.get("direction") or (), settings.get("direction_scale") or (), label)
+
+
+def check_directions(directions, scales, label: Callable[[str], str] = lambda name: name) -> list[float]:
+    """``ValueError`` unless every direction is two different non-empty texts (NEUTRAL, TARGET) and the scales are
+    finite numbers, none (1 for every direction) or one per direction; returns the scale of each direction."""
+
+    shown, shown_scale = label("direction"), label("direction_scale")
+    for pair in directions:
+        if isinstance(pair, str) or len(pair) != 2:
+            raise ValueError(f"{shown} takes two texts, NEUTRAL and TARGET, got {pair!r}")
+        neutral, target = pair
+        if not all(isinstance(text, str) and text.strip() for text in pair):
+            raise ValueError(f"{shown} needs two non-empty texts NEUTRAL TARGET, got {tuple(pair)!r}")
+        if neutral.strip() == target.strip():
+            raise ValueError(f"{shown}: NEUTRAL and TARGET are the same text ({neutral!r}), so there is no direction")
+    values = []
+    for scale in scales:
+        try:
+            value = float(scale)
+        except (TypeError, ValueError):
+            raise ValueError(f"{shown_scale} must be a number, got {scale!r}") from None
+        if not math.isfinite(value):
+            raise ValueError(f"{shown_scale} must be a finite number, got {scale!r}")
+        values.append(value)
+    if values and not directions:
+        raise ValueError(f"{shown_scale} was given without {shown}")
+    if values and len(values) != len(directions):
+        raise ValueError(f"{shown_scale}: give one per {shown} ({len(directions)}), or none for 1 each; "
+                         f"got {len(values)}")
+    return values or [1.0] * len(directions)
 
 
 def add_setting_arguments(groups: Mapping[str, Any]) -> None:
@@ -204,4 +243,5 @@ def add_setting_arguments(groups: Mapping[str, Any]) -> None:
 _FIELDS = {item.name: item for item in setting_fields()}
 
 __all__ = ["DEFAULTS", "FALLBACK_SIZE", "FLAGS", "OPTIONAL_SETTINGS", "SCHEDULERS", "EditSettings",
-           "add_setting_arguments", "check_setting", "check_settings", "flag_label", "setting", "setting_fields"]
+           "add_setting_arguments", "check_directions", "check_setting", "check_settings", "flag_label", "setting",
+           "setting_fields"]

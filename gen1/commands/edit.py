@@ -102,6 +102,8 @@ def _check_files(args) -> None:
     """Inputs exist and are what the flag expects; outputs are writable and overwrite no input."""
     # lazy: keeps this module's import light (no torch when it loads)
     from gen1.comparison import IMAGE_SUFFIXES as COMPARE_IMAGES
+
+    # lazy: keeps this module's import light (no torch when it loads)
     from gen1.comparison import VIDEO_SUFFIXES as COMPARE_VIDEOS
 
     # lazy: keeps this module's import light (no torch when it loads)

@@ -21,7 +21,7 @@ A route's prediction only says how to run its networks on that batch (:meth:`Gui
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, ClassVar, Mapping
 
 import torch
@@ -32,7 +32,7 @@ from einops import rearrange, repeat
 from gen1.conditioning import encode_latents
 from gen1.guidance import GuidancePlan
 from gen1.media import read_image
-from gen1.settings import OPTIONAL_SETTINGS
+from gen1.settings import OPTIONAL_SETTINGS, check_directions
 
 
 def is_present(components: Mapping[str, Any], name: str) -> bool:
@@ -70,6 +70,8 @@ class ContentRequest:
     content_weights: Any = None
     content_embeds: Any = None
     negative_prompt: str | None = None
+    direction: Any = ()
+    direction_scale: Any = ()
 
     @property
     def prompts(self) -> list[str]:
@@ -194,6 +196,34 @@ class Route:
     def encode_content(self, content: ContentRequest, *, generator, device) -> Content:
         """The content and null content of an edit (see :class:`Content`)."""
         raise NotImplementedError
+
+    def edit_content(self, content: ContentRequest, frames: torch.Tensor, *, generator, device) -> Content:
+        """The content of an edit: :meth:`encode_content`, or with global directions (``content.direction``, pairs
+        NEUTRAL TARGET with ``content.direction_scale`` alpha each) the source's own content (:meth:`own_content`
+        of ``frames`` ``(F, 3, H, W)`` in [0, 1]; or the given prompts / references / embeddings when there are
+        some) plus alpha x :meth:`text_direction` for each, in the space the route conditions on. The null content
+        is unchanged, so w and w_t act as in any edit; alpha = 0 adds exact zeros (the source-content edit, bit for
+        bit)."""
+
+        if not content.direction:
+            return self.encode_content(content, generator=generator, device=device)
+        scales = check_directions(content.direction, content.direction_scale)
+        given = content.prompts or content.images or content.content_embeds is not None
+        base = (self.encode_content(content, generator=generator, device=device) if given
+                else self.own_content(frames, content, generator=generator, device=device))
+        context = base.context
+        for (neutral, target), alpha in zip(content.direction, scales):
+            context = context + alpha * self.text_direction(neutral, target, device=device).to(context)
+        return replace(base, context=context)
+
+    def own_content(self, frames: torch.Tensor, content: ContentRequest, *, generator, device) -> Content:
+        """The content that reproduces the source itself (the base a direction moves), for the edit's
+        ``negative_prompt`` and other content settings in ``content``."""
+        raise NotImplementedError(f"{type(self).__name__} has no source content: directions do not apply to it")
+
+    def text_direction(self, neutral: str, target: str, *, device) -> torch.Tensor:
+        """text(TARGET) - text(NEUTRAL), shaped like :attr:`Content.context` ``(1, L, D)``, float32."""
+        raise NotImplementedError(f"{type(self).__name__} has no text directions")
 
     def structure(self, depth: torch.Tensor, level: float, latent_size: tuple[int, int]):
         """(the obscured depth the edit is guided by, ``(F, 1, H, W)`` in [0, 1] at the output size, for display;

@@ -14,7 +14,7 @@ residuals are gathered to the UNet's batch of terms.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from diffusers.utils.torch_utils import randn_tensor
@@ -25,8 +25,7 @@ from gen1.content import convex_mix
 from gen1.depth import obscure
 from gen1.ip_adapter import encode_reference_images, uses_hidden_states
 from gen1.prompts import encode_prompts, mixed_prompt_context
-from gen1.routes.base import (Content, ContentRequest, GuidedPrediction, Route, is_present, load_reference,
-                              masked_frames)
+from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, is_present, load_reference, masked_frames
 
 #: The prompt of an erase on this route: the surroundings, nothing in particular (the subject goes in
 #: ``negative_prompt``).
@@ -142,6 +141,21 @@ class ControlNetRoute(Route):
         request = ContentRequest(prompt=ERASE_PROMPT, reference_image=images or None,
                                  negative_prompt=content.negative_prompt)
         return self.encode_content(request, generator=generator, device=device)
+
+    def own_content(self, frames, content, *, generator, device) -> Content:
+        """The content of an edit with the empty prompt (the text hidden states of ``""``, against the
+        ``negative_prompt``; the null image tokens when an IP-Adapter is loaded): the depth and the source are all
+        that is left of the video, so the source's own content in text space is the empty prompt's."""
+
+        return self.encode_content(replace(content, prompt=[""], reference_image=None, content_weights=None,
+                                           content_embeds=None), generator=generator, device=device)
+
+    def text_direction(self, neutral, target, *, device) -> torch.Tensor:
+        """In the base's text hidden-state space (what cross-attention takes): hidden(TARGET) - hidden(NEUTRAL),
+        ``(1, L, D)``, token by token."""
+        pipe = self.pipe
+        hidden = encode_prompts(pipe.tokenizer, pipe.text_encoder, [target, neutral], device).float()
+        return hidden[:1] - hidden[1:]
 
     def structure(self, depth, level, latent_size):
         """Obscured on the pixel grid the ControlNet sees; its input is that depth as three equal channels."""

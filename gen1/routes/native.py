@@ -89,6 +89,37 @@ class NativeRoute(Route):
         embeds = self.pipe.content_encoder.encode_image(images).float().mean(dim=0, keepdim=True)
         return self.encode_content(ContentRequest(content_embeds=embeds), generator=generator, device=device)
 
+    #: The seed of the prior's noise when a direction's texts go through a prior: the same draw for NEUTRAL and
+    #: TARGET (the difference is the texts', not the noise's), and none taken from the edit's generator.
+    direction_seed = 0
+
+    def source_embedding(self, frames: torch.Tensor) -> torch.Tensor:
+        """The source's own content ``(1, D)``: the mean CLIP image embedding of its frames ``(F, 3, H, W)`` in
+        [0, 1] through the pipeline's content encoder."""
+        if self.pipe.content_encoder is None:
+            raise ValueError("this pipeline has no content_encoder: directions need it to embed the source")
+        return self.pipe.content_encoder.encode_image(frames).float().mean(dim=0, keepdim=True)
+
+    def own_content(self, frames, content, *, generator, device) -> Content:
+        """:meth:`source_embedding` as precomputed content (the same path as ``content_embeds=``)."""
+        return self.encode_content(ContentRequest(content_embeds=self.source_embedding(frames)),
+                                   generator=generator, device=device)
+
+    def text_direction(self, neutral, target, *, device) -> torch.Tensor:
+        """In CLIP image-embedding space: the texts through the content encoder's text tower and, when the model
+        has one, the prior (each with the same noise, seeded by :attr:`direction_seed`); without a prior the
+        raw CLIP text embeddings (what the model's prompts use too). ``(1, 1, D)``."""
+        pipe = self.pipe
+        if pipe.content_encoder is None:
+            raise ValueError("this pipeline has no content_encoder: directions need its text tower")
+
+        def embed(text):
+            noise = torch.Generator().manual_seed(self.direction_seed)
+            return pipe.content_encoder.encode_text([text], prior=pipe.prior, prior_scheduler=pipe.prior_scheduler,
+                                                    generator=noise).float()
+
+        return as_unet_context((embed(target) - embed(neutral)).to(device))
+
     def structure(self, depth, level, latent_size):
         """Obscured on the latent grid (:func:`gen1.conditioning.video_structure`): what the UNet sees."""
         return video_structure(depth, level, latent_size)

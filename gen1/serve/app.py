@@ -171,6 +171,11 @@ def _knob_inputs(ui, service: EditService) -> None:
             ui.controlnet_conditioning_scale = gr.Slider(0, 2, value=DEFAULTS["controlnet_conditioning_scale"],
                                                          step=0.05, label="ControlNet scale (public-route models)",
                                                          info="--controlnet-scale")
+        with gr.Row():  # a global direction (docs/directions.md): the source's own content moved by alpha
+            ui.direction_neutral = gr.Textbox(label="Direction from (NEUTRAL)", info="--direction NEUTRAL TARGET")
+            ui.direction_target = gr.Textbox(label="Direction to (TARGET)", info="empty: no direction")
+            ui.direction_alpha = gr.Slider(-1, 3, value=1.0, step=0.05, label="Direction strength alpha",
+                                           info="--direction-scale (0 = the source's own content)")
 
 
 def _optional_number(label: str, info: str, elem_id: str):
@@ -252,7 +257,8 @@ def _wire_edit(ui, service: EditService) -> None:
               ui.temporal_guidance_scale, ui.num_inference_steps, ui.strength, ui.seed, ui.size, ui.start,
               ui.duration, ui.max_frames, ui.fps, ui.scheduler, ui.window_size, ui.window_overlap, ui.window_shift,
               ui.negative_prompt, ui.controlnet_conditioning_scale, ui.mask_drawing,
-              ui.mask_file, ui.depth_file, ui.depth_invert, ui.model]
+              ui.mask_file, ui.depth_file, ui.depth_invert, ui.model, ui.direction_neutral, ui.direction_target,
+              ui.direction_alpha]
     outputs = [ui.output_video, ui.compare_video, ui.downloads, ui.command, ui.status]
 
     # Defaults of None make those parameters optional for API clients (the widgets' values are the other defaults).
@@ -261,7 +267,8 @@ def _wire_edit(ui, service: EditService) -> None:
              num_inference_steps=None, strength=1.0, seed=0, size=None, start=0.0, duration=None, max_frames=None,
              fps=None, scheduler=None, window_size=None, window_overlap=None, window_shift=True,
              negative_prompt=None, controlnet_conditioning_scale=1.0, mask_drawing=None, mask_file=None,
-             depth_file=None, depth_invert=False, model=None, request: gr.Request = None, progress=gr.Progress()):
+             depth_file=None, depth_invert=False, model=None, direction_neutral=None, direction_target=None,
+             direction_alpha=1.0, request: gr.Request = None, progress=gr.Progress()):
         form = EditForm(
             video=video, prompt=prompt or "", prompt_weight=prompt_weight,
             references=[(reference_1, weight_1), (reference_2, weight_2), (reference_3, weight_3)],
@@ -273,7 +280,8 @@ def _wire_edit(ui, service: EditService) -> None:
             window_overlap=window_overlap, window_shift=window_shift if window_shift is not None else True,
             negative_prompt=negative_prompt or "", controlnet_conditioning_scale=controlnet_conditioning_scale,
             mask_drawing=mask_drawing, mask_file=mask_file, depth_file=depth_file, depth_invert=depth_invert,
-            model=model)
+            model=model, direction_neutral=direction_neutral or "", direction_target=direction_target or "",
+            direction_alpha=direction_alpha)
         progress(0, desc="reading the clip and loading the model")
 
         def report(done, total):

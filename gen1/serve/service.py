@@ -89,12 +89,16 @@ class EditForm:
     mask_structure: str | None = None
     mask_structure_level: float | None = None
     model: str | None = None
+    direction_neutral: str = ""  # one global direction NEUTRAL -> TARGET (docs/directions.md), empty: none
+    direction_target: str = ""
+    direction_alpha: float = 1.0
 
 
 #: The settings the page gives through fields of its own kind (every other setting is an EditForm field of its name).
 FORM_FIELDS = {"prompt": ("prompt",), "reference_image": ("references",),
                "content_weights": ("prompt_weight", "references"), "mask": ("mask_drawing", "mask_file"),
-               "depth": ("depth_file",)}
+               "depth": ("depth_file",), "direction": ("direction_neutral", "direction_target"),
+               "direction_scale": ("direction_alpha",)}
 
 
 @dataclass
@@ -175,6 +179,8 @@ class EditService:
         """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy."""
         # lazy: keeps this module's import light (no torch when it loads)
         from gen1.media import write_video  # lazy: keeps this module's import light (no torch when it loads)
+
+        # lazy: keeps this module's import light (no torch when it loads)
         from gen1.serve.preview import prepare_structure
 
         # content and mask play no part in reading the clip and its structure
@@ -312,6 +318,7 @@ class EditService:
             mask_frame=optional_number(form.mask_frame, "--mask-frame", whole=True),
             mask_structure=form.mask_structure or None,
             mask_structure_level=optional_number(form.mask_structure_level, "--mask-structure-level"),
+            **_direction(form),
         )
         check_request(request)
         return request
@@ -427,3 +434,14 @@ def _uploads_named(form: EditForm):
         for path in sorted((str(p) for p in uploads if p), key=len, reverse=True):
             message = message.replace(path, Path(path).name)
         raise ValueError(message) from None
+
+
+def _direction(form: EditForm) -> dict:
+    """The form's direction as the request's ``direction`` / ``direction_scale`` (nothing when both texts are
+    empty; one text alone is refused by the request's check, naming --direction)."""
+    neutral, target = (form.direction_neutral or "").strip(), (form.direction_target or "").strip()
+    if not neutral and not target:
+        return {}
+    alpha = 1.0 if form.direction_alpha is None else form.direction_alpha
+    return dict(direction=((neutral, target),), direction_scale=(alpha,))
+

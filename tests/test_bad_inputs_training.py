@@ -48,3 +48,22 @@ def test_a_sound_config_passes(tmp_path):
 def test_preprocessing_at_a_size_no_frame_can_have_is_refused():
     with pytest.raises(ValueError, match="size must be a multiple of 8 up to 4096, got 100000"):
         PreprocessSettings(size=100_000).validate()
+
+
+def test_a_batch_larger_than_the_data_set_is_refused_before_a_step(tmp_path):
+    from training_helpers import base_overrides, make_encoder, make_media, make_sd_dir
+
+    from gen1.training.config import load_config
+    from gen1.training.preprocess import list_inputs, preprocess
+    from gen1.training.trainer import train
+
+    sd = make_sd_dir(tmp_path / "sd")
+    media = make_media(tmp_path / "media", videos=1, images=2, frames=8, size=32)
+    preprocess(list_inputs(media), tmp_path / "shards", make_encoder(sd),
+               PreprocessSettings(clip_length=4, stride=4, size=32, shard_size=2))
+    config = load_config(None, base_overrides(sd, tmp_path / "shards", tmp_path / "run",
+                                              {"data.batch_size": 100_000, "train.max_steps": 1}))
+    with pytest.raises(ValueError, match="data.batch_size 100000 x 1 process\\(es\\) is more than the 2 clips and "
+                                         "images of the data set: use at most 2"):
+        train(config)
+    assert not (tmp_path / "run" / "checkpoints").exists()

@@ -118,6 +118,11 @@ def setup(config: Config) -> Run:
     ema = make_ema(list(params.values()), config.ema)
     if ema is not None:
         ema.to(accelerator.device)
+    samples, global_batch = len(data.dataset.is_image), config.data.batch_size * accelerator.num_processes
+    if global_batch > samples:  # each step would hold every sample more than once, in memory at once
+        raise ValueError(f"data.batch_size {config.data.batch_size} x {accelerator.num_processes} process(es) is more "
+                         f"than the {samples} clips and images of the data set: use at most "
+                         f"{max(samples // accelerator.num_processes, 1)}")
     plan = JointBatchPlan(data.dataset.is_image, batch_size=config.data.batch_size,
                           image_ratio=config.data.image_ratio, seed=config.train.seed,
                           rank=accelerator.process_index, world_size=accelerator.num_processes)

@@ -291,17 +291,17 @@ def test_a_temporal_stage_refuses_image_samples_naming_the_field(data):
 def test_a_prediction_type_override_reaches_validation_and_the_exported_scheduler(data, tmp_path, monkeypatch):
     import json
 
-    from gen1.training import validation
+    from gen1.training import trainer
 
     root, sd, shards = data  # the base scheduler predicts epsilon
     seen = []
-    real_sample = validation.sample
+    real_sample = trainer.sample  # the trainer's validation sample (gen1.training.validation.sample)
 
     def recording_sample(pipe, held, config):
         seen.append(pipe.scheduler.config.prediction_type)
         return real_sample(pipe, held, config)
 
-    monkeypatch.setattr(validation, "sample", recording_sample)
+    monkeypatch.setattr(trainer, "sample", recording_sample)
     result = train(_config(data, tmp_path / "v", **{
         "diffusion.prediction_type": "v_prediction", "train.max_steps": 1, "validation.every": 1,
         "validation.num_inference_steps": 1, "validation.mp4": "false", "model.trainable": "all"}))

@@ -106,17 +106,18 @@ def test_a_dying_encoder_actor_and_an_interrupted_driver_end_with_the_same_shard
 
 
 def test_only_the_frames_of_the_kept_clips_are_decoded(classic, monkeypatch):
-    import gen1.media
 
     sd, inputs, _ = classic
-    real, asked = gen1.media.read_frames_or_images, []
+    import gen1.training.preprocess as preprocess_module
+
+    real, asked = preprocess_module.read_frames_or_images, []
 
     def recording(path, **kwargs):
         frames = real(path, **kwargs)
         asked.append((Path(path).name, kwargs.get("max_frames"), len(frames)))
         return frames
 
-    monkeypatch.setattr(gen1.media, "read_frames_or_images", recording)
+    monkeypatch.setattr(preprocess_module, "read_frames_or_images", recording)  # where load_clips looks it up
     from gen1.training.preprocess import load_clips
 
     video = next(item for item in inputs if item.path.endswith("video0.mp4"))

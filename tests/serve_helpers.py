@@ -21,14 +21,17 @@ def free_port() -> int:
 
 
 class Server:
-    """``python -m gen1 serve ARGS`` on 127.0.0.1; gradio's files go to ``workdir``; the log to ``workdir/log``."""
+    """``python -m gen1 serve ARGS`` on 127.0.0.1; gradio's files go to ``workdir``, the server's own temporary
+    folders (its work folder) to ``workdir/tmp``; the log to ``workdir/log``."""
 
     def __init__(self, workdir: Path, *args: str):
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}/"
         self.log_path = workdir / "server.log"
+        self.tmp = workdir / "tmp"
+        self.tmp.mkdir(exist_ok=True)
         env = dict(os.environ, GRADIO_TEMP_DIR=str(workdir / "gradio"), GRADIO_ANALYTICS_ENABLED="False",
-                   OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1")
+                   OMP_NUM_THREADS="1", PYTHONUNBUFFERED="1", TMPDIR=str(self.tmp))
         self._log = open(self.log_path, "w")
         self.process = subprocess.Popen(
             [sys.executable, "-m", "gen1", "serve", "--host", "127.0.0.1", "--port", str(self.port), "--threads", "1",

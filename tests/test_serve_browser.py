@@ -212,8 +212,10 @@ def test_gradio_client_edit_gives_the_frames_of_gen1_edit(server, source_clip, t
     np.testing.assert_array_equal(served.frames, local.frames)
 
 
-def test_ctrl_c_while_editing_exits_cleanly(source_clip, tmp_path):
-    """Ctrl-C during an edit cancels it and exits with 0 (it used to abort: "terminate called without an active
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_while_editing_exits_cleanly(source_clip, tmp_path, signum):
+    """Ctrl-C (or SIGTERM, as a scheduler or `kill` sends it) during an edit cancels it, removes the server's work
+    folder with every user's outputs, and exits (Ctrl-C used to abort: "terminate called without an active
     exception", exit -6, with torch's worker threads busy: a server of its own, with two threads)."""
     import signal
     import time
@@ -231,9 +233,11 @@ def test_ctrl_c_while_editing_exits_cleanly(source_clip, tmp_path):
         while (code := job.status().code) != Status.PROGRESS and time.monotonic() < deadline:
             time.sleep(0.1)
         assert code == Status.PROGRESS  # denoising
-        server.process.send_signal(signal.SIGINT)
+        assert list(server.tmp.glob("gen1-serve-*"))  # its work folder, holding this edit's job
+        server.process.send_signal(getattr(signal, signum))
         assert server.process.wait(timeout=120) == 0, server.log()
         assert "cancelling the running edit before exiting" in server.log()  # not run to its end, nor aborted
         assert "terminate called" not in server.log()
+        assert not list(server.tmp.glob("gen1-serve-*"))  # removed with every user's outputs
     finally:
         server.stop()

@@ -1,10 +1,12 @@
-"""Replay the hostile-input families of issues 32 and 38 against gen1's lower layers and ``gen1 edit``; print counts.
+"""Replay the hostile-input families of issues 32 and 38 against gen1's lower layers and its commands; print counts.
 
 Families: images that claim too many pixels (as a mask, a reference, a depth image; 8- and 16-bit; over gen1's
 limit and over PIL's bomb limit) and other broken image files; ``.npy`` depth arrays with forged headers; model
 folders whose ``model_index.json`` or component configs are JSON of the wrong type, or that name modules outside
 the allow-list; Hub names with the Hub offline (not cached, several at once, names that look like local paths);
-FIFOs and devices given as video or image; SIGTERM during an atomic write and during ``gen1 edit``.
+FIFOs and devices given as video or image; SIGTERM during an atomic write and during ``gen1 edit``; size-like knobs
+and training configurations (``gen1 customize`` batch, LoRA rank and learning rate; ``gen1 train`` output folders
+inside an input, unknown stages and keys, DataLoader workers; ``gen1 preprocess --size``).
 
 Every case expects a refusal. Each ends as one of:
 
@@ -404,6 +406,38 @@ def cli_cases(work: Path, timeout: float) -> list[Case]:
     return cases
 
 
+def knob_cases(work: Path, timeout: float) -> list[Case]:
+    """Size-like knobs and training configurations through the commands (issue 38): each refused in one line naming
+    the setting, before memory is taken or an input is written into."""
+    import numpy as np
+    from PIL import Image
+
+    folder = work / "knobs"
+    images = folder / "images"
+    images.mkdir(parents=True)
+    for i in range(3):
+        Image.fromarray(np.full((32, 32, 3), 60 * i, np.uint8)).save(images / f"i{i}.png")
+    shards = folder / "shards"
+    shards.mkdir()
+    adapter = folder / "adapter.safetensors"
+    customize = ["customize", "--images", str(images), "--out", str(adapter), "--size", "32", "--threads", "1"]
+    train = ["train", "stage2_temporal", f"model.base={DEMO_MODEL}", f"data.shards={shards}",
+             f"train.output_dir={folder / 'run'}"]
+    variants = [
+        ("customize --batch-size 1000000", [*customize, "--batch-size", "1000000", "--steps", "1"], ("batch_size",)),
+        ("customize --lora-rank 100000", [*customize, "--lora-rank", "100000", "--steps", "1"], ("lora_rank",)),
+        ("customize --lr 1e30", [*customize, "--lr", "1e30", "--steps", "4"], ("diverged",)),
+        ("train output_dir = shards", [*train, f"train.output_dir={shards}"], ("train.output_dir",)),
+        ("train stage: 9", [*train, "stage=9"], ("stage",)),
+        ("train unknown model.temporal key", [*train, "model.temporal.temporal_heads=4"], ("model.temporal",)),
+        ("train data.num_workers=10000", [*train, "data.num_workers=10000"], ("data.num_workers",)),
+        ("preprocess --size 100000", ["preprocess", "--input", str(images), "--out", str(folder / "out"), "--model",
+                                      str(DEMO_MODEL), "--size", "100000"], ("size",)),
+    ]
+    return [Case("knobs", name, lambda a=args: _gen1(a, timeout), names, (images, shards, DEMO_MODEL), cli=True)
+            for name, args, names in variants]
+
+
 def _env() -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                 OMP_NUM_THREADS="1")
@@ -438,7 +472,7 @@ def main(argv: list[str] | None = None) -> int:
         cases = (image_cases(work) + npy_cases(work) + model_folder_cases(work) + hub_cases(work)
                  + special_file_cases(work) + signal_cases(work, args.timeout))
         if not args.no_cli:
-            cases += cli_cases(work, args.timeout)
+            cases += cli_cases(work, args.timeout) + knob_cases(work, args.timeout)
         tally = Tally()
         started = time.monotonic()
         for case in cases:

@@ -395,6 +395,40 @@ class Gen1Pipeline(DiffusionPipeline):
             if name not in self._callback_tensor_inputs:
                 raise ValueError(f"callback_on_step_end_tensor_inputs: {name!r} not in {self._callback_tensor_inputs}")
 
+    def check_edit_settings(self, route_settings: dict, *, direction: tuple, direction_scale: tuple, mask,
+                            mask_frame, erase: bool, mask_structure, mask_structure_level) -> None:
+        """Check the settings only some routes or modes take, before anything is read or run: the route's own
+        (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
+        the directions, and the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`)."""
+        self.route.check_settings(route_settings, model="this pipeline")
+        check_settings(dict(direction=direction, direction_scale=direction_scale))
+        if erase and direction:
+            raise ValueError("erase takes its content from the source without the subject: give no direction")
+        check_settings(route_settings)
+        check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
+                             mask_structure_level=mask_structure_level)
+        check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level))
+
+    def run_loop(self, blender: WindowBlender, latents: torch.Tensor, timesteps: torch.Tensor, scheduler, *,
+                 generator, hooks, progress_callback=None) -> torch.Tensor:
+        """:func:`gen1.denoise.denoise` over the blender's windows, with the pipeline's progress bar advanced once per
+        window of each step (its length: :meth:`gen1.windows.WindowBlender.window_evaluations`) and
+        ``progress_callback(done, total)`` told at the start and after each window."""
+        total = blender.window_evaluations()
+        done = 0
+        with self.progress_bar(total=total) as progress:
+            def on_window():
+                nonlocal done
+                done += 1
+                progress.update()
+                if progress_callback is not None:
+                    progress_callback(done, total)
+
+            blender.on_window = on_window
+            if progress_callback is not None:
+                progress_callback(0, total)
+            return denoise(blender, latents, timesteps, scheduler, generator=generator, after_step=hooks)
+
     def prepare_source(self, video, *, height: int | None = None, width: int | None = None,
                        size: int | None = None) -> "SourceVideo":
         """The video at its output size: the given one, else the model's ``trained_size`` (short side), else the
@@ -459,8 +493,9 @@ class Gen1Pipeline(DiffusionPipeline):
         Below ``strength`` 1 the edit starts from the source latents noised to the first timestep; at 1 from
         pure noise. The source latents are encoded when ``need_source`` (a masked edit keeps them) or below 1.
         How the source is encoded and the noise drawn is the route's convention
-        (:meth:`gen1.routes.Route.encode_source`, :meth:`~gen1.routes.Route.draw_noise`): native models use the training convention, the public route
-        diffusers' video-to-video convention, so that a seed gives what it gives in diffusers.
+        (:meth:`gen1.routes.Route.encode_source`, :meth:`~gen1.routes.Route.draw_noise`): native models use the
+        training convention, the public route diffusers' video-to-video convention, so that a seed gives what it
+        gives in diffusers.
         """
         route, scheduler = self.route, scheduler or self.scheduler
         source_latents = None
@@ -486,8 +521,8 @@ class Gen1Pipeline(DiffusionPipeline):
         return hook
 
     # ----------------------------------------------------------------------------------------------- call
-    # Over 80 lines only by its signature and the docstring documenting each argument; the body is a sequence of
-    # prepare_* calls around the denoising loop (splitting it would only move the argument list elsewhere).
+    # Long only by its signature and the docstring documenting each argument; the body is a sequence of checks and
+    # prepare_* calls around the loop (run_loop), each step a method of its own.
     @torch.no_grad()
     def __call__(
         self,
@@ -548,8 +583,8 @@ class Gen1Pipeline(DiffusionPipeline):
                 count its own scheduler was chosen for, else 30).
             height / width or size: output size (size = short side). Default: the size the model was trained at
                 (``trained_size``: the short side becomes it, the aspect ratio is kept), or the video's own size
-                up to 512 when the model records none; rounded down to a multiple of the VAE factor. A short side more than
-                2x above or below ``trained_size`` warns (``UserWarning``).
+                up to 512 when the model records none; rounded down to a multiple of the VAE factor. A short side
+                more than 2x above or below ``trained_size`` warns (``UserWarning``).
             depth: the user's structure instead of the estimate: tensor ``(F|1, 1, H, W)`` in [0, 1] (1 = near),
                 or a path / frames for :func:`gen1.depth.load_structure`.
             depth_cache: keep the estimated depth for the next edit of the same clip (:meth:`prepare_depth`).
@@ -601,15 +636,10 @@ class Gen1Pipeline(DiffusionPipeline):
                               controlnet_conditioning_scale=controlnet_conditioning_scale,
                               controlnet_guidance_start=controlnet_guidance_start,
                               controlnet_guidance_end=controlnet_guidance_end)
-        self.route.check_settings(route_settings, model="this pipeline")
         direction, direction_scale = tuple(direction or ()), tuple(direction_scale or ())
-        check_settings(dict(direction=direction, direction_scale=direction_scale))
-        if erase and direction:
-            raise ValueError("erase takes its content from the source without the subject: give no direction")
-        check_settings(route_settings)
-        check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
-                             mask_structure_level=mask_structure_level)
-        check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level))
+        self.check_edit_settings(route_settings, direction=direction, direction_scale=direction_scale, mask=mask,
+                                 mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
+                                 mask_structure_level=mask_structure_level)
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
@@ -641,20 +671,8 @@ class Gen1Pipeline(DiffusionPipeline):
 
         blender = WindowBlender(prediction.predict, source.num_frames, window_size, window_overlap,
                                 num_steps=len(timesteps), shift=window_shift, device=device)
-        total = blender.window_evaluations()
-        done = 0
-        with self.progress_bar(total=total) as progress:
-            def on_window():
-                nonlocal done
-                done += 1
-                progress.update()
-                if progress_callback is not None:
-                    progress_callback(done, total)
-
-            blender.on_window = on_window
-            if progress_callback is not None:
-                progress_callback(0, total)
-            latents = denoise(blender, latents, timesteps, scheduler, generator=generator, after_step=hooks)
+        latents = self.run_loop(blender, latents, timesteps, scheduler, generator=generator, hooks=hooks,
+                                progress_callback=progress_callback)
 
         if output_type == "latent":
             self.maybe_free_model_hooks()

@@ -16,18 +16,12 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import socket
 import traceback
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+from serve_helpers import free_port
 
 
 def _force_fsdp(trainer) -> None:
@@ -83,15 +77,11 @@ def _rank_main(rank: int, world: int, port: int, overrides: list[str], out: str,
         os._exit(code)
 
 
-def launch(world: int, overrides: list[str], out: Path, *, fsdp: bool = False) -> list[dict]:
-    """Train as ``world`` spawned gloo processes writing into ``out``; each process's final weights (DDP), or
-    ``[]`` under FSDP. Asserts that every process ended cleanly."""
-    if fsdp:
-        overrides = [*overrides, "train.distributed=fsdp"]
-    port = _free_port()
+def spawn_ranks(target, rank_args: list[tuple], out: Path) -> None:
+    """Run ``target(*rank_args[r])`` in one spawned process per rank (gloo on this machine); assert that every
+    rank exited 0 and that none wrote a ``*.error`` file (a rank's traceback) into ``out``."""
     context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_rank_main, args=(r, world, port, overrides, str(out), fsdp))
-             for r in range(world)]
+    procs = [context.Process(target=target, args=args) for args in rank_args]
     for proc in procs:
         proc.start()
     for proc in procs:
@@ -101,7 +91,16 @@ def launch(world: int, overrides: list[str], out: Path, *, fsdp: bool = False) -
             proc.kill()
     errors = {p.name: p.read_text() for p in out.glob("*.error")}
     assert not errors, errors
-    assert [p.exitcode for p in procs] == [0] * world
+    assert [p.exitcode for p in procs] == [0] * len(rank_args)
+
+
+def launch(world: int, overrides: list[str], out: Path, *, fsdp: bool = False) -> list[dict]:
+    """Train as ``world`` spawned gloo processes writing into ``out``; each process's final weights (DDP), or
+    ``[]`` under FSDP. Asserts that every process ended cleanly."""
+    if fsdp:
+        overrides = [*overrides, "train.distributed=fsdp"]
+    port = free_port()
+    spawn_ranks(_rank_main, [(r, world, port, overrides, str(out), fsdp) for r in range(world)], out)
     wrappers = {(out / f"rank{r}.wrapper").read_text() for r in range(world)}
     assert wrappers == {"FullyShardedDataParallel" if fsdp else "DistributedDataParallel"}, wrappers
     return [] if fsdp else [load_file(str(out / f"rank{r}.safetensors")) for r in range(world)]
@@ -114,7 +113,7 @@ def torchrun_nodes(nodes: int, command: list[str], log_dir: Path, *, timeout: fl
     import subprocess
     import sys
 
-    port = _free_port()
+    port = free_port()
     env = dict(os.environ, ACCELERATE_USE_CPU="true", OMP_NUM_THREADS="1")
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--nnodes", str(nodes), "--nproc_per_node", "1",
                 "--master_addr", "127.0.0.1", "--master_port", str(port)]

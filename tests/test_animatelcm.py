@@ -11,7 +11,7 @@ from PIL import Image
 
 from tiny_hub import cache_repo, offline_cache
 from tiny_models import tiny_motion_adapter, tiny_motion_unet
-from tiny_public import write_public_stack
+from tiny_public import diffusers_video_pipeline, write_public_stack
 
 FRAMES, SIZE = 4, 32
 REPO = "wangfuyun/AnimateLCM"
@@ -90,19 +90,10 @@ def _gen1_set(hub, *, lora_scale: float):
 
 
 def _diffusers_set(hub, pipe, *, lora_scale: float):
-    from diffusers import (AnimateDiffVideoToVideoControlNetPipeline, ControlNetModel, MotionAdapter,
-                           UNet2DConditionModel, UNetMotionModel)
-
-    adapter = MotionAdapter.from_pretrained(hub["repo"])
-    reference = AnimateDiffVideoToVideoControlNetPipeline(
-        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-        unet=UNetMotionModel.from_unet2d(UNet2DConditionModel.from_pretrained(hub["base"], subfolder="unet"), adapter),
-        motion_adapter=adapter, controlnet=ControlNetModel.from_pretrained(hub["controlnet"]),
-        scheduler=_lcm_scheduler(hub["base"]), feature_extractor=None, image_encoder=None,
-    )
+    reference = diffusers_video_pipeline(pipe, base=hub["base"], motion_adapter=hub["repo"],
+                                         controlnet=hub["controlnet"], scheduler=_lcm_scheduler(hub["base"]))
     reference.load_lora_weights(str(hub["repo"]), weight_name=LORA_NAME, adapter_name="lcm-lora")
     reference.set_adapters(["lcm-lora"], [lora_scale])
-    reference.set_progress_bar_config(disable=True)
     return reference
 
 

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_pipeline import tiny_pipeline
-from tiny_public import write_public_stack
+from tiny_public import public_pipeline, write_public_stack
 
 from gen1.editing import EditRequest, check_request
 from gen1.settings import check_directions, flag_label
@@ -48,12 +48,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def public(stack):
-    from gen1.pipeline import Gen1Pipeline
-
-    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"])
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return public_pipeline(stack)
 
 
 # ------------------------------------------------------------------------------------------ native route
@@ -135,12 +130,9 @@ def test_public_with_an_ip_adapter_moves_the_text_and_keeps_the_null_image_token
     from tiny_models import tiny_motion_unet
     from tiny_public import write_ip_adapter
 
-    from gen1.pipeline import Gen1Pipeline
     from gen1.routes import ContentRequest
 
-    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"])
-    pipe.set_progress_bar_config(disable=True)
+    pipe = public_pipeline(stack)
     pipe.load_ip_adapter(write_ip_adapter(tmp_path / "ip" / "models", tiny_motion_unet(seed=0)))
     assert torch.equal(_edit(pipe, direction=[CAR], direction_scale=[0.0]), _edit(pipe, prompt=""))
     content = pipe.route.edit_content(ContentRequest(direction=(CAR,)), _video(), generator=None, device="cpu")

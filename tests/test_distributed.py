@@ -7,26 +7,19 @@ thread. Each sets the environment ``accelerate launch`` would set: RANK, WORLD_S
 
 from __future__ import annotations
 
-import multiprocessing
 import os
-import socket
 import traceback
 from pathlib import Path
 
 import torch
+from distributed_helpers import spawn_ranks
 from safetensors.torch import load_file, save_file
-
+from serve_helpers import free_port
 from tiny_models import tiny_unet
 from training_helpers import base_overrides, make_encoder, make_media, make_sd_dir
 
 from gen1.training import checkpoint as ckpt
 from gen1.training.preprocess import PreprocessSettings, list_inputs, preprocess
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _rank_main(rank: int, port: int, overrides: list[str], out: str) -> None:
@@ -61,19 +54,8 @@ def test_two_cpu_processes_stay_in_sync(tmp_path):
     overrides = base_overrides(sd, tmp_path / "shards", out, {
         "train.max_steps": 3, "train.checkpoint_every": 3, "optim.lr": 1e-3, "model.trainable": "all",
         "data.image_ratio": 0.5, "data.batch_size": 1, "train.export": "false"})
-    port = _free_port()
-    context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=_rank_main, args=(rank, port, overrides, str(out))) for rank in (0, 1)]
-    for proc in procs:
-        proc.start()
-    for proc in procs:
-        proc.join(timeout=300)  # a spawned rank imports torch, diffusers and accelerate afresh
-    for proc in procs:
-        if proc.is_alive():
-            proc.kill()
-    errors = {p.name: p.read_text() for p in out.glob("*.error")}
-    assert not errors, errors
-    assert [p.exitcode for p in procs] == [0, 0]
+    port = free_port()
+    spawn_ranks(_rank_main, [(rank, port, overrides, str(out)) for rank in (0, 1)], out)
 
     # both ranks trained on their own samples: 3 steps x batch 1 each, images spread over the ranks
     seen = [tuple(int(x) for x in (out / f"rank{r}.txt").read_text().split()) for r in (0, 1)]

@@ -12,7 +12,7 @@ from gen1.depth.fill import fill_depth
 from gen1.masked_edits import edit_region, erase_margin, grow
 from gen1.tracking import TRACKERS, MaskTracker, track_mask
 from tiny_pipeline import tiny_pipeline
-from tiny_public import write_public_stack
+from tiny_public import public_pipeline, write_public_stack
 
 FRAMES, SIZE = 4, 32
 
@@ -103,18 +103,9 @@ def stack(tmp_path_factory):
     return write_public_stack(tmp_path_factory.mktemp("public"))
 
 
-def _public_pipeline(stack):
-    from gen1.pipeline import Gen1Pipeline
-
-    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"])
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
 @pytest.fixture(scope="module")
 def public(stack):
-    return _public_pipeline(stack)
+    return public_pipeline(stack)
 
 
 def _edit(pipe, frames, **kwargs):
@@ -152,7 +143,7 @@ def test_an_erase_on_the_public_route_with_an_ip_adapter_takes_the_source_frames
     frames, _, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(2, 1))
     plain = public.route.source_content(frames, masks, ContentRequest(), generator=None, device="cpu")
     assert plain.extra is None
-    with_ip = _public_pipeline(stack)
+    with_ip = public_pipeline(stack)
     with_ip.load_ip_adapter(write_ip_adapter(tmp_path / "models", tiny_motion_unet(seed=0)))
     content = with_ip.route.source_content(frames, masks, ContentRequest(), generator=None, device="cpu")
     assert content.extra is not None and not torch.equal(content.extra, content.null_extra)

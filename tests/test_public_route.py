@@ -10,7 +10,7 @@ from PIL import Image
 
 from gen1.routes import ControlNetRoute
 
-from tiny_public import write_foreign_controlnet, write_public_stack
+from tiny_public import diffusers_video_pipeline, public_pipeline, write_foreign_controlnet, write_public_stack
 
 FRAMES, SIZE = 4, 32
 
@@ -30,12 +30,7 @@ def _scheduler(stack):
 
 @pytest.fixture(scope="module")
 def pipe(stack):
-    from gen1.pipeline import Gen1Pipeline
-
-    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"])
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return public_pipeline(stack)
 
 
 def _video(frames=FRAMES, size=SIZE, seed=0):
@@ -68,18 +63,8 @@ def _depth_images(depth):
 # ------------------------------------------------------------------------------------------ equal to diffusers
 def _diffusers_video_pipeline(stack, pipe):
     """diffusers' AnimateDiff ControlNet video-to-video pipeline on the same checkpoints (and text encoder)."""
-    from diffusers import (AnimateDiffVideoToVideoControlNetPipeline, ControlNetModel, MotionAdapter,
-                           UNet2DConditionModel, UNetMotionModel)
-
-    adapter = MotionAdapter.from_pretrained(stack["motion_adapter"])
-    reference = AnimateDiffVideoToVideoControlNetPipeline(
-        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
-        unet=UNetMotionModel.from_unet2d(UNet2DConditionModel.from_pretrained(stack["base"], subfolder="unet"), adapter),
-        motion_adapter=adapter, controlnet=ControlNetModel.from_pretrained(stack["controlnet"]),
-        scheduler=_scheduler(stack), feature_extractor=None, image_encoder=None,
-    )
-    reference.set_progress_bar_config(disable=True)
-    return reference
+    return diffusers_video_pipeline(pipe, base=stack["base"], motion_adapter=stack["motion_adapter"],
+                                    controlnet=stack["controlnet"], scheduler=_scheduler(stack))
 
 
 def test_video_route_equals_diffusers_animatediff_controlnet_video_to_video(stack, pipe):

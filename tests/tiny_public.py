@@ -110,3 +110,31 @@ def write_ip_adapter(root: Path, unet, seed: int = 5) -> Path:
             key_id += 2
     save_file(tensors, str(root / "ip-adapter_sd15.safetensors"))
     return root / "ip-adapter_sd15.safetensors"
+
+
+def public_pipeline(stack: dict[str, Path]):
+    """A gen1 pipeline of the public route from a :func:`write_public_stack` folder, its progress bar off."""
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
+                                         controlnet=stack["controlnet"])
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+def diffusers_video_pipeline(pipe, *, base: Path, motion_adapter: Path, controlnet: Path, scheduler):
+    """diffusers' AnimateDiff ControlNet video-to-video pipeline on the checkpoints ``pipe`` was assembled from
+    (and ``pipe``'s VAE and text encoder): the anchor the public route is compared with."""
+    from diffusers import (AnimateDiffVideoToVideoControlNetPipeline, ControlNetModel, MotionAdapter,
+                           UNet2DConditionModel, UNetMotionModel)
+
+    adapter = MotionAdapter.from_pretrained(motion_adapter)
+    reference = AnimateDiffVideoToVideoControlNetPipeline(
+        vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
+        unet=UNetMotionModel.from_unet2d(UNet2DConditionModel.from_pretrained(base, subfolder="unet"), adapter),
+        motion_adapter=adapter, controlnet=ControlNetModel.from_pretrained(controlnet), scheduler=scheduler,
+        feature_extractor=None, image_encoder=None,
+    )
+    reference.set_progress_bar_config(disable=True)
+    return reference
+

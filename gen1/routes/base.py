@@ -165,8 +165,9 @@ class Route:
     text_content: ClassVar[bool] = False
     #: Whether reference images need an IP-Adapter loaded into the pipeline.
     references_through_ip_adapter: ClassVar[bool] = False
-    #: The frame dimension of the structure input :meth:`structure` returns (its last two are height and width).
-    structure_frame_dim: ClassVar[int] = 2
+    #: The frame dimension of the structure input :meth:`structure` returns (its last two are height and width):
+    #: the one the route's prediction indexes windows on.
+    structure_frame_dim: ClassVar[int] = GuidedPrediction.structure_frame_dim
 
     def __init__(self, pipe):
         self.pipe = pipe

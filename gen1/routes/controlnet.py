@@ -103,7 +103,7 @@ class ControlNetRoute(Route):
                                    "controlnet_guidance_end"})
     text_content = True
     references_through_ip_adapter = True
-    structure_frame_dim = 0
+    structure_frame_dim = ControlNetPrediction.structure_frame_dim
 
     @classmethod
     def fits(cls, components):

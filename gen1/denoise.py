@@ -19,7 +19,7 @@ import inspect
 from typing import Callable, Sequence
 
 import torch
-from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler
+from diffusers import DDIMScheduler, DPMSolverMultistepScheduler, EulerDiscreteScheduler, UniPCMultistepScheduler
 
 from gen1.settings import SCHEDULERS
 
@@ -60,7 +60,8 @@ def denoise(
 
 
 #: The samplers an edit can name (gen1.settings.SCHEDULERS), by diffusers class.
-SCHEDULER_CLASSES = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler}
+SCHEDULER_CLASSES = {"ddim": DDIMScheduler, "dpm": DPMSolverMultistepScheduler, "euler": EulerDiscreteScheduler,
+                     "unipc": UniPCMultistepScheduler}
 assert tuple(SCHEDULER_CLASSES) == SCHEDULERS, "gen1.settings.SCHEDULERS and the classes here must name the same"
 
 

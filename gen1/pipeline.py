@@ -612,7 +612,7 @@ class Gen1Pipeline(DiffusionPipeline):
                 each (none: 1 each): the content becomes the source's own (or the given prompt's) plus alpha x
                 (text(TARGET) - text(NEUTRAL)) in the route's content space (:meth:`gen1.routes.Route.edit_content`,
                 docs/directions.md); alpha = 0 is the source-content edit, bit for bit.
-            scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, made from the pipeline's
+            scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, ``"unipc"``, made from the pipeline's
                 scheduler config) or a scheduler instance; default: the pipeline's own. The pipeline is not changed.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
             callback_on_step_end: ``f(pipe, step, timestep, kwargs) -> dict`` with ``kwargs`` holding the tensors

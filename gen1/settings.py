@@ -28,7 +28,7 @@ from gen1.model_defaults import FALLBACK_SIZE
 #: the bottom of the layers, so that declaring the settings needs no torch: every command builds its parser from them).
 MAX_LEVEL = 7
 #: The samplers an edit can name (gen1.denoise.make_scheduler makes them).
-SCHEDULERS = ("ddim", "dpm", "euler")
+SCHEDULERS = ("ddim", "dpm", "euler", "unipc")
 #: What a masked edit does with the structure inside the mask (gen1.masked_edits).
 MASK_STRUCTURES = ("keep", "fill")
 

@@ -37,12 +37,22 @@ def _video(height=48, width=64):
     return torch.rand(4, 3, height, width, generator=torch.Generator().manual_seed(0))
 
 
-def test_the_bundled_model_records_64_px_and_the_demo_guidance(bundled_pipe):
+def test_the_bundled_model_records_64_px_the_demo_guidance_and_its_sampler(bundled_pipe):
+    """64 px, w = 1, and the cheapest sampler within the frontier's bounds (docs/performance.md): UniPC (order 2)
+    at 6 steps."""
+    from diffusers import UniPCMultistepScheduler
+
     from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
     from gen1.demo.world import FRAME_SIZE
 
-    assert read_model_defaults(bundled_model_dir()) == check_defaults(FRAME_SIZE, DEMO_GUIDANCE) == check_defaults(64, 1.0)
+    recorded = read_model_defaults(bundled_model_dir())
+    assert recorded == check_defaults(FRAME_SIZE, DEMO_GUIDANCE, num_inference_steps=6) \
+        == check_defaults(64, 1.0, num_inference_steps=6)
     assert bundled_pipe.config.trained_size == 64 and bundled_pipe.default_guidance_scale == DEMO_GUIDANCE
+    assert isinstance(bundled_pipe.scheduler, UniPCMultistepScheduler)
+    assert bundled_pipe.scheduler.config.solver_order == 2
+    assert bundled_pipe.scheduler.config.prediction_type == "v_prediction"
+    assert bundled_pipe.scheduler.config.timestep_spacing == "trailing"
 
 
 def test_the_api_defaults_to_the_recorded_size_and_guidance(tmp_path):

@@ -31,7 +31,8 @@ def register(subparsers) -> None:
                         "audio kept)")
     parser.add_argument("--reference", help="your own reference image")
     parser.add_argument("--prompt", help="a text prompt instead of the reference (e.g. \"red striped objects ...\")")
-    parser.add_argument("--steps", type=int, default=20, help="denoising steps (default 20)")
+    parser.add_argument("--steps", type=int, default=None,
+                        help="denoising steps (default: the model's recommended count; 6 for the bundled model)")
     parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE,
                         help=f"content guidance w (default {DEMO_GUIDANCE:g}; see docs/demo.md)")
     parser.add_argument("--structure-level", type=float, default=0.0, help="t_s in [0, 7] (default 0)")
@@ -46,7 +47,7 @@ def register(subparsers) -> None:
 def run(args) -> int:
     from gen1.checks import check_integer  # lazy: keeps this module's import light (no torch when it loads)
 
-    if args.steps < 1:
+    if args.steps is not None and args.steps < 1:
         raise ValueError(f"--steps must be >= 1, got {args.steps}")
     if args.frames is not None and args.frames < 1:
         raise ValueError(f"--frames must be >= 1, got {args.frames}")

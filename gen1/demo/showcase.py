@@ -56,7 +56,7 @@ def comparison_sheet(source, depth, reference, output, *, rows: int = 4, zoom: i
 
 
 def run_showcase(out: str | Path, *, model: str | Path | None = None, input_video: str | None = None,
-                 reference: str | None = None, prompt: str | None = None, steps: int = 20,
+                 reference: str | None = None, prompt: str | None = None, steps: int | None = None,
                  guidance: float = DEMO_GUIDANCE, structure_level: float = 0.0, seed: int = 0,
                  frames: int | None = None, size: int = 64) -> dict:
     """Run the demo edit; return the written paths, the number of frames edited, whether audio was kept and

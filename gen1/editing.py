@@ -325,7 +325,9 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
         # comparison is written (a full disk while writing the comparison leaves no new output and keeps an old one)
         with atomic_path(request.output) as staged:
             write_video(staged, result.frames, clip.fps, audio_from=audio)
-            compare = Path(write_comparison(request.compare, clip.frames, result.depth, result.frames, clip.fps))
+            labels = ("source", f"structure (t_s = {request.structure_level:g})", "output")
+            compare = Path(write_comparison(request.compare, clip.frames, result.depth, result.frames, clip.fps,
+                                            labels=labels))
         output = request.output
     return EditResult(output=Path(output), compare=compare, frames=result.frames, depth=result.depth, fps=clip.fps,
                       has_audio=clip.has_audio)

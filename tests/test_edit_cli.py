@@ -25,6 +25,7 @@ def _edit(*args) -> int:
 
 
 def test_edit_writes_video_with_audio_and_comparison(model_dir, clips_dir, tmp_path):
+    from gen1.comparison import LABEL_BAND
     from gen1.media import read_video
 
     out, compare = tmp_path / "out.mp4", tmp_path / "compare.png"
@@ -37,7 +38,14 @@ def test_edit_writes_video_with_audio_and_comparison(model_dir, clips_dir, tmp_p
     assert clip.frames.shape == (3, 32, 32, 3)
     assert clip.fps == Fraction(30000, 1001) and clip.has_audio
     sheet = np.asarray(Image.open(compare))
-    assert sheet.shape == (3 * 32, 3 * 32, 3)  # 3 frames as rows; source | depth | output
+    # 3 frames as rows; source | depth | output, each 32 px panel shown at 192 px (x6, nearest) under a label band
+    assert sheet.shape == (LABEL_BAND + 3 * 192, 3 * 192, 3)
+    band, panels = sheet[:LABEL_BAND], sheet[LABEL_BAND:]
+    assert (band.max(axis=(0, 2)) > 128).reshape(3, 192).any(axis=1).all()  # light text over each column
+    output = panels[:192, 2 * 192:]  # the first frame's output, each pixel a 6x6 block of one colour
+    np.testing.assert_array_equal(output, output[::6, ::6].repeat(6, axis=0).repeat(6, axis=1))
+    shown, written = output[::6, ::6].astype(float).ravel(), clip.frames[0].astype(float).ravel()
+    assert np.corrcoef(shown, written)[0, 1] > 0.6  # the written video's first frame (encoded lossily)
 
 
 def test_edit_with_reference_mask_depth_and_windows(model_dir, clips_dir, tmp_path):

@@ -15,6 +15,7 @@ import pytest
 import torch
 from PIL import Image
 
+from gen1.comparison import LABEL_BAND
 from tiny_pipeline import tiny_pipeline
 from tiny_structure_content import TINY_DIM, save_tiny_clip_checkpoint, tiny_dpt_config
 from training_helpers import make_sd_dir, moving_square
@@ -121,7 +122,7 @@ def test_the_readme_edit_commands_run_and_the_first_uses_the_bundled_model_at_64
     assert "defaults: --size 64 (the model's trained size), --guidance 1 (the model's)" in out
     # side_by_side.png from the first command (the bundled model, 64 px), shot.mp4 from the last (PIPELINE_DIR, 32 px)
     assert read_video(root / "shot.mp4").frames.shape == (FRAMES, 32, 32, 3)
-    assert Image.open(root / "side_by_side.png").size == (3 * 64, FRAMES * 64)
+    assert Image.open(root / "side_by_side.png").size == (3 * 192, LABEL_BAND + FRAMES * 192)  # 64 px shown x3
 
 
 def test_docs_demo_lists_the_bundled_models_words():

@@ -484,3 +484,37 @@ def test_a_damaged_checkpoint_named_by_its_path_is_one_line_offering_the_earlier
     with pytest.raises(ckpt.DamagedCheckpoint, match=f"cannot resume: '{second / 'optimizer.pt'}' is damaged .*"
                                                      f"an earlier one: train.resume={first}"):
         train(_config(data, out, **{**settings, "train.max_steps": 3, "train.resume": str(second)}))
+
+
+def _tree(folder: Path) -> dict:
+    """Every path under ``folder`` with its bytes (None for a folder) and modification time: what a run changed."""
+    return {str(p.relative_to(folder)): (None if p.is_dir() else p.read_bytes(), p.stat().st_mtime_ns)
+            for p in sorted(folder.rglob("*"))}
+
+
+@pytest.mark.parametrize("damage", ["empty checkpoints folder", "a checkpoint without files", "a stray file",
+                                    "checkpoints is a file"])
+def test_a_failed_resume_leaves_the_output_folder_as_it_was(data, damage):
+    """Resuming from a checkpoint that is missing or incomplete, in an output folder whose checkpoints/ is empty or
+    malformed, fails in one line and changes nothing there: no new folder, file, log or checkpoint, no file
+    rewritten. (``resume: latest`` with no complete checkpoint starts afresh, as documented, unless checkpoints/
+    cannot hold any.)"""
+    root = data[0]
+    out = root / f"failed-resume-{damage.replace(' ', '-')}"
+    (out / "notes").mkdir(parents=True)
+    (out / "notes" / "mine.txt").write_text("the user's own file")
+    if damage == "checkpoints is a file":
+        (out / "checkpoints").write_text("not a folder")
+    else:
+        (out / "checkpoints").mkdir()
+        if damage == "a checkpoint without files":
+            (out / "checkpoints" / "step-00000002").mkdir()
+        elif damage == "a stray file":
+            (out / "checkpoints" / "README").write_text("kept")
+    before = _tree(out)
+    settings = {**RESUME, "train.max_steps": 2, "train.export": "false"}
+    resumes = [str(out / "checkpoints" / "step-00000002")] + (["latest"] if damage == "checkpoints is a file" else [])
+    for resume in resumes:
+        with pytest.raises((ValueError, FileNotFoundError), match="resume|not a folder"):
+            train(_config(data, out, **settings, **{"train.resume": resume}))
+        assert _tree(out) == before, resume

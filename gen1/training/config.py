@@ -246,6 +246,10 @@ class Config:
                 relation = ("is" if output == path else "is inside" if output.is_relative_to(path) else "holds")
                 raise ValueError(f"train.output_dir '{self.train.output_dir}' {relation} {name} '{value}': a run "
                                  "writes there; choose an output folder apart from every input")
+        for folder, what in ((output, "train.output_dir"), (output / "checkpoints", "its checkpoints/")):
+            if folder.exists() and not folder.is_dir():
+                raise ValueError(f"{what} '{folder}' is a file, not a folder: a run keeps its checkpoints there; "
+                                 "move the file or choose another output folder")
 
     def _validate_synthetic(self) -> None:
         syn = self.data.synthetic

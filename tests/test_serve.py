@@ -248,6 +248,28 @@ def test_empty_number_fields_keep_their_defaults_and_a_window_alone_gets_the_def
     assert (request.window_size, request.window_overlap, request.max_frames, request.fps) == (4, None, None, None)
 
 
+def test_the_preview_edits_the_first_window_at_the_same_settings_and_says_so(service, ski):
+    """Preview (the page's button, the API's /preview_edit) edits only the frames of the first temporal window, at
+    the page's settings; its command line reproduces it (--max-frames); a smaller --max-frames is kept."""
+    from gradio_client import Client, handle_file
+
+    from gen1.media import read_video
+
+    app, port = _launched(service)
+    try:
+        client = Client(f"http://127.0.0.1:{port}/", verbose=False, analytics_enabled=False)
+        output, compare, downloads, command, summary = client.predict(
+            video=handle_file(str(ski)), prompt="red stripes", num_inference_steps=1, size=64, guidance_scale=1.0,
+            window_size="4", seed=3, api_name="/preview_edit")
+    finally:
+        app.close()
+    assert summary.startswith("Preview of the first window. Edited 4 frames")
+    assert "--window 4" in command and "--max-frames 4" in command and "--seed 3" in command
+    assert read_video(output).frames.shape[0] == 4
+    kept = service.preview_edit(_form(ski, max_frames="2"))
+    assert "Edited 2 frames" in kept.summary and "--max-frames 2" in kept.command
+
+
 @pytest.mark.parametrize("settings, message", [
     (dict(max_frames="abc"), "--max-frames must be a number, got 'abc'"),
     (dict(window_size="2.5"), "--window must be a whole number, got '2.5'"),

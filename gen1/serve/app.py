@@ -47,6 +47,7 @@ def build_app(service: EditService):
                 _knob_inputs(ui, service)
                 with gr.Row():
                     ui.edit_button = gr.Button("Edit", variant="primary", elem_id="edit-button")
+                    ui.preview_button = gr.Button("Preview first window", elem_id="preview-button")
                     ui.cancel_button = gr.Button("Cancel", variant="stop", elem_id="cancel-button")
             with gr.Column(scale=4):
                 _outputs(ui)
@@ -261,6 +262,30 @@ def _wire_edit(ui, service: EditService) -> None:
               ui.direction_alpha]
     outputs = [ui.output_video, ui.compare_video, ui.downloads, ui.command, ui.status]
 
+    # Edit: the whole clip; Preview: its first temporal window (EditService.preview_edit)
+    edit, preview = _edit_handler(service.edit), _edit_handler(service.preview_edit)
+
+    def arm(request: gr.Request):
+        service.arm(_session(request))
+        return "Editing… (edits run one at a time: the bar shows your place in the queue, then the progress)"
+
+    def cancel(request: gr.Request):
+        service.cancel(_session(request))
+
+    # one progress bar, on the edited video's panel (not one per output, and not under the status text)
+    ui.edit_button.click(arm, None, ui.status, queue=False, show_progress="hidden", api_visibility="private").then(
+        edit, inputs, outputs, api_name="edit", concurrency_id="device", concurrency_limit=1,
+        show_progress_on=[ui.output_video])
+    ui.preview_button.click(arm, None, ui.status, queue=False, show_progress="hidden",
+                            api_visibility="private").then(
+        preview, inputs, outputs, api_name="preview_edit", concurrency_id="device", concurrency_limit=1,
+        show_progress_on=[ui.output_video])
+    ui.cancel_button.click(cancel, None, None, queue=False, api_visibility="private")
+
+
+def _edit_handler(run):
+    """A gradio handler for ``run`` (``EditService.edit`` or ``preview_edit``), taking the page's fields by name."""
+
     # Defaults of None make those parameters optional for API clients (the widgets' values are the other defaults).
     def edit(video, prompt=None, prompt_weight=1.0, reference_1=None, weight_1=1.0, reference_2=None, weight_2=1.0,
              reference_3=None, weight_3=1.0, structure_level=0.0, guidance_scale=None, temporal_guidance_scale=1.0,
@@ -289,7 +314,7 @@ def _wire_edit(ui, service: EditService) -> None:
 
         try:
             with _page_errors():
-                outcome = service.edit(form, session=_session(request), progress=report)
+                outcome = run(form, session=_session(request), progress=report)
         except EditCancelled:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Edit cancelled: nothing was written."
         log.info("%s", outcome.summary.split("\n")[0])  # the warnings are logged as they are caught
@@ -298,18 +323,7 @@ def _wire_edit(ui, service: EditService) -> None:
         return (str(outcome.output), str(outcome.compare), [str(p) for p in outcome.downloads], outcome.command,
                 outcome.summary)
 
-    def arm(request: gr.Request):
-        service.arm(_session(request))
-        return "Editing… (edits run one at a time: the bar shows your place in the queue, then the progress)"
-
-    def cancel(request: gr.Request):
-        service.cancel(_session(request))
-
-    # one progress bar, on the edited video's panel (not one per output, and not under the status text)
-    ui.edit_button.click(arm, None, ui.status, queue=False, show_progress="hidden", api_visibility="private").then(
-        edit, inputs, outputs, api_name="edit", concurrency_id="device", concurrency_limit=1,
-        show_progress_on=[ui.output_video])
-    ui.cancel_button.click(cancel, None, None, queue=False, api_visibility="private")
+    return edit
 
 
 def _session(request) -> str:

@@ -208,6 +208,21 @@ class EditService:
         with self._cancel_lock:
             self._cancel_events.setdefault(session, threading.Event()).set()
 
+    def preview_edit(self, form: EditForm, *, session: str = "",
+                     progress: Callable[[int, int], None] | None = None) -> EditOutcome:
+        """The edit ``form`` describes, of the clip's first temporal window only (the frames one denoising window
+        holds, at most the form's ``max_frames``), at the same settings: a window's share of the full edit's time,
+        so a user can judge the settings before waiting for the whole clip. Its command line (``--max-frames``)
+        reproduces it; the full edit's frames there differ a little (its windows overlap and its noise is drawn
+        for every frame)."""
+        pipe = self.catalog.pipeline(self._model_name(form))
+        window, _ = pipe.prepare_windows(optional_number(form.window_size, "--window", whole=True), None)
+        wanted = optional_number(form.max_frames, "--max-frames", whole=True)
+        outcome = self.edit(dataclasses.replace(form, max_frames=min(window, wanted or window)), session=session,
+                            progress=progress)
+        outcome.summary = "Preview of the first window. " + outcome.summary
+        return outcome
+
     def edit(self, form: EditForm, *, session: str = "", progress: Callable[[int, int], None] | None = None
              ) -> EditOutcome:
         """Run the edit ``form`` describes; :class:`gen1.editing.EditCancelled` if ``session`` cancels it."""

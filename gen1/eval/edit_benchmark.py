@@ -132,7 +132,7 @@ def run_benchmark(pipe, case_at: Callable[[int], EditCase], *, num_edits: int, s
             for key, value in metrics.items():
                 row[key] = row.get(key, 0.0) + value / num_edits
     return dict(runs=runs, means=totals, ground_truth_warp_error=truth_warp, num_edits=num_edits, steps=steps,
-                guidance=guidance, first_edit=first_edit)
+                guidance=guidance, first_edit=first_edit, sampler=type(pipe.scheduler).__name__)
 
 
 def format_table(result: dict) -> str:
@@ -148,7 +148,8 @@ def format_table(result: dict) -> str:
 
     first, count = result["first_edit"], result["num_edits"]
     cases = f" (cases {first}-{first + count - 1})" if first else ""
-    lines = [f"{count} held-out edits{cases}, {result['steps']} DDIM steps, baseline t_s=0, w_t=1, w={g}", "",
+    sampler = result.get("sampler", "DDIMScheduler").removesuffix("Scheduler")  # results before it was recorded: DDIM
+    lines = [f"{count} held-out edits{cases}, {result['steps']} {sampler} steps, baseline t_s=0, w_t=1, w={g}", "",
              "| structure t_s | PSNR (dB) | SSIM |", "|---|---|---|"]
     for level in STRUCTURE_LEVELS:
         lines.append(f"| {level} | {m(at(level), 'psnr'):.2f} | {m(at(level), 'ssim'):.3f} |")

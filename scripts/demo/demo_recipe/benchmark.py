@@ -24,7 +24,7 @@ def add_edit_arguments(parser, *, edits: int) -> None:
     """The options every held-out-edit script takes (``evaluate.py``, ``decompose_error.py``)."""
     parser.add_argument("--model", help="pipeline directory (default: the bundled demo model)")
     parser.add_argument("--edits", type=int, default=edits, help=f"held-out edit cases (default {edits})")
-    parser.add_argument("--steps", type=int, default=15, help="DDIM steps per edit (default 15)")
+    parser.add_argument("--steps", type=int, default=15, help="steps of the model's sampler per edit (default 15)")
     parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE,
                         help=f"(baseline) content guidance w (default {DEMO_GUIDANCE:g}, the demo's)")
     parser.add_argument("--frames", type=int, default=8)

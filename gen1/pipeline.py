@@ -53,6 +53,7 @@ from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_fr
 from gen1.model_folders import check_pipeline_folder, not_a_pipeline_hint
 from gen1.routes import ContentRequest, Route, route_class
 from gen1.settings import check_setting, check_settings
+from gen1.tracking import check_clicks, make_tracker
 from gen1.windows import WindowBlender, check_window_arguments
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
@@ -345,7 +346,7 @@ class Gen1Pipeline(DiffusionPipeline):
             depth_shown, structure = route.structure(depth_full, structure_level, source.latent_size)
             return route.bind(encoded, structure, plan, settings or {}), depth_shown, None
         region = edit_region(masked.mask, source.frames, source.input_size, mask_frame=masked.mask_frame,
-                             depth=depth_full, erase=masked.erase, tracker=masked.tracker)
+                             depth=depth_full, erase=masked.erase, tracker=masked.tracker, clicks=masked.clicks)
         if masked.erase:
             encoded = route.source_content(source.frames, region, content, generator=generator, device=device)
         guided = structure_depth(depth_full, region, masked.structure)
@@ -396,7 +397,7 @@ class Gen1Pipeline(DiffusionPipeline):
                 raise ValueError(f"callback_on_step_end_tensor_inputs: {name!r} not in {self._callback_tensor_inputs}")
 
     def check_edit_settings(self, route_settings: dict, *, direction: tuple, direction_scale: tuple, mask,
-                            mask_frame, erase: bool, mask_structure, mask_structure_level) -> None:
+                            mask_frame, erase: bool, mask_structure, mask_structure_level, mask_clicks=()) -> None:
         """Check the settings only some routes or modes take, before anything is read or run: the route's own
         (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
         the directions, and the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`)."""
@@ -406,7 +407,7 @@ class Gen1Pipeline(DiffusionPipeline):
             raise ValueError("erase takes its content from the source without the subject: give no direction")
         check_settings(route_settings)
         check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
-                             mask_structure_level=mask_structure_level)
+                             mask_structure_level=mask_structure_level, clicks=mask_clicks)
         check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level))
 
     def run_loop(self, blender: WindowBlender, latents: torch.Tensor, timesteps: torch.Tensor, scheduler, *,
@@ -550,6 +551,8 @@ class Gen1Pipeline(DiffusionPipeline):
         mask_structure: str | None = None,
         mask_structure_level: float | None = None,
         mask_tracker="flow",
+        mask_tracker_model: str | None = None,
+        mask_clicks: Sequence[tuple[float, float, bool]] = (),
         window_size: int | None = None,
         window_overlap: int | None = None,
         window_shift: bool = True,
@@ -593,6 +596,10 @@ class Gen1Pipeline(DiffusionPipeline):
                 (at the output size) is 0 the output is the source frames exactly.
             mask_frame: ``mask`` is one image of this frame; it is tracked to every frame by ``mask_tracker`` (a
                 name of :data:`gen1.tracking.TRACKERS` or a tracker; :mod:`gen1.tracking`).
+            mask_tracker_model: the model of a tracker with weights (``"sam2"``: a folder or Hub id, default
+                ``facebook/sam2.1-hiera-tiny``; :mod:`gen1.sam2_tracker`).
+            mask_clicks: instead of ``mask``, clicks ``(x, y, positive)`` on the subject (positive) or off it, in
+                pixels of ``video``, on frame ``mask_frame`` (default 0), for a tracker that takes clicks (sam2).
             erase: remove the masked subject: the mask (tracked, grown slightly) is edited fully, its structure
                 filled from its boundary and its content the source's own (:meth:`gen1.routes.Route.source_content`;
                 give no prompt or reference); :mod:`gen1.masked_edits`.
@@ -637,18 +644,24 @@ class Gen1Pipeline(DiffusionPipeline):
                               controlnet_guidance_start=controlnet_guidance_start,
                               controlnet_guidance_end=controlnet_guidance_end)
         direction, direction_scale = tuple(direction or ()), tuple(direction_scale or ())
+        mask_clicks = tuple(tuple(click) for click in mask_clicks or ())
         self.check_edit_settings(route_settings, direction=direction, direction_scale=direction_scale, mask=mask,
                                  mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
-                                 mask_structure_level=mask_structure_level)
+                                 mask_structure_level=mask_structure_level, mask_clicks=mask_clicks)
+        if mask_clicks and mask_frame is None:
+            mask_frame = 0  # clicks are on one frame: the first unless told
+        tracker = make_tracker(mask_tracker, mask_tracker_model)
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
         device = self._execution_device
         source = self.prepare_source(video, height=height, width=width, size=size)
-        masked = None if mask is None else MaskedEdit(
-            load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame, bool(erase),
-            mask_structure or ("fill" if erase else "keep"), mask_structure_level,
-            mask_tracker, structure_given=depth is not None)
+        masked = None if mask is None and not mask_clicks else MaskedEdit(
+            None if mask is None else load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame,
+            bool(erase), mask_structure or ("fill" if erase else "keep"), mask_structure_level,
+            tracker, structure_given=depth is not None,
+            clicks=tuple(check_clicks(mask_clicks, mask_frame, source.num_frames, source.input_size)
+                         if mask_clicks else ()))
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds,
@@ -711,6 +724,7 @@ class MaskedEdit:
     structure_level: float | None
     tracker: Any = "flow"
     structure_given: bool = False
+    clicks: tuple = ()  # (x, y, positive) on mask_frame in pixels of the video, instead of a mask
 
     @property
     def replaces_subject(self) -> bool:

@@ -92,6 +92,9 @@ class EditForm:
     direction_neutral: str = ""  # one global direction NEUTRAL -> TARGET (docs/directions.md), empty: none
     direction_target: str = ""
     direction_alpha: float = 1.0
+    mask_tracker: str = "flow"  # how the mask of mask_frame follows the subject (gen1.tracking)
+    mask_tracker_model: str | None = None  # not taken from the page: the server's default SAM 2 model
+    mask_clicks: tuple = ()  # (x, y, positive) on mask_frame, in pixels of the uploaded video
 
 
 #: The settings the page gives through fields of its own kind (every other setting is an EditForm field of its name).
@@ -290,6 +293,8 @@ class EditService:
                                            else form.guidance_scale),
                            num_inference_steps=(defaults.num_inference_steps if form.num_inference_steps is None
                                                 else form.num_inference_steps))
+        if form.mask_tracker_model:  # a page must not make the server fetch models of its choosing
+            raise ValueError("--mask-tracker-model is the server's to choose: leave it empty")
         if form.size > self.limits.max_size:
             raise ValueError(f"--size {form.size} is above this server's limit of {self.limits.max_size}")
         stem = Path(form.video).stem or "video"
@@ -318,6 +323,7 @@ class EditService:
             mask_frame=optional_number(form.mask_frame, "--mask-frame", whole=True),
             mask_structure=form.mask_structure or None,
             mask_structure_level=optional_number(form.mask_structure_level, "--mask-structure-level"),
+            mask_tracker=form.mask_tracker or "flow", mask_clicks=tuple(tuple(click) for click in form.mask_clicks),
             **_direction(form),
         )
         check_request(request)

@@ -94,9 +94,10 @@ class Gen1Pipeline(DiffusionPipeline):
     ``size`` / ``guidance_scale`` are not given, and ``save_pretrained`` writes them to ``model_index.json``.
     """
 
-    model_cpu_offload_seq = "text_encoder->image_encoder->content_encoder->prior->depth_estimator->controlnet->unet->vae"
+    model_cpu_offload_seq = ("text_encoder->image_encoder->content_encoder->prior->depth_estimator->controlnet->"
+                             "inpaint_controlnet->unet->vae")
     _optional_components = ["depth_estimator", "content_encoder", "prior", "prior_scheduler", "controlnet",
-                            "text_encoder", "tokenizer", "image_encoder", "feature_extractor"]
+                            "text_encoder", "tokenizer", "image_encoder", "feature_extractor", "inpaint_controlnet"]
     _callback_tensor_inputs = ["latents", "noise_pred"]
 
     def __init__(
@@ -113,6 +114,7 @@ class Gen1Pipeline(DiffusionPipeline):
         tokenizer=None,
         image_encoder=None,
         feature_extractor=None,
+        inpaint_controlnet=None,
         trained_size: int | None = None,
         recommended_guidance_scale: float | None = None,
         recommended_num_inference_steps: int | None = None,
@@ -135,6 +137,7 @@ class Gen1Pipeline(DiffusionPipeline):
             tokenizer=tokenizer,
             image_encoder=image_encoder,
             feature_extractor=feature_extractor,
+            inpaint_controlnet=inpaint_controlnet,
         )
 
     @property
@@ -271,7 +274,7 @@ class Gen1Pipeline(DiffusionPipeline):
     @classmethod
     def from_animatediff(cls, base, *, motion_adapter, controlnet, depth_estimator=None, scheduler=None,
                          max_frames: int | None = None, clip_length: int | None = None, adapter_config=None,
-                         torch_dtype: torch.dtype | None = None) -> "Gen1Pipeline":
+                         torch_dtype: torch.dtype | None = None, inpaint_controlnet=None) -> "Gen1Pipeline":
         """Assemble the public-checkpoint route: an SD-1.5-family ``base`` folder (diffusers layout) with AnimateDiff
         ``motion_adapter`` (a MotionAdapter folder or instance, or an original ``mm_sd_v15_v2``-style file) as its
         temporal layers, a depth ``controlnet`` (ControlNetModel folder or instance) carrying the structure, the
@@ -285,13 +288,16 @@ class Gen1Pipeline(DiffusionPipeline):
         ``max_frames`` defaults to the adapter's ``motion_max_seq_length``; ``clip_length`` (the default temporal
         window) to 16, the clip length AnimateDiff v2 modules were trained on. Its default size (``trained_size``) is
         the base's (512 for SD 1.5), its default guidance 7.5. Save the result with
-        ``save_pretrained``; it loads with :meth:`from_pretrained` like any gen1 model.
+        ``save_pretrained``; it loads with :meth:`from_pretrained` like any gen1 model. ``inpaint_controlnet``: an
+        SD-1.5 inpainting ControlNet (folder, Hub name or instance, e.g. ``lllyasviel/control_v11p_sd15_inpaint``)
+        that joins the depth ControlNet in masked edits (:mod:`gen1.routes.controlnet`).
         """
 
         return from_animatediff(cls, base, motion_adapter=motion_adapter, controlnet=controlnet,
                                 depth_estimator=depth_estimator, scheduler=scheduler, max_frames=max_frames,
                                 clip_length=clip_length,
-                                adapter_config=adapter_config, torch_dtype=torch_dtype)._record_image_model_size()
+                                adapter_config=adapter_config, torch_dtype=torch_dtype,
+                                inpaint_controlnet=inpaint_controlnet)._record_image_model_size()
 
     def load_lora_weights(self, path, *, scale: float = 1.0, adapter_name: str = "lora") -> list[str]:
         """Apply a Stable Diffusion LoRA file (diffusers or kohya format) to the UNet (:func:`gen1.adapters.load_lora_weights`)."""
@@ -351,7 +357,7 @@ class Gen1Pipeline(DiffusionPipeline):
             encoded = route.source_content(source.frames, region, content, generator=generator, device=device)
         guided = structure_depth(depth_full, region, masked.structure)
         depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
-                                                        source.latent_size)
+                                                        source.latent_size, frames=source.frames)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
 
     def load_ip_adapter(self, path, *, image_encoder=None, scale: float = 1.0) -> None:
@@ -561,6 +567,7 @@ class Gen1Pipeline(DiffusionPipeline):
         controlnet_conditioning_scale: float = 1.0,
         controlnet_guidance_start: float = 0.0,
         controlnet_guidance_end: float = 1.0,
+        inpaint_controlnet_scale: float = 1.0,
         direction: Sequence[tuple[str, str]] = (),
         direction_scale: Sequence[float] = (),
         scheduler=None,
@@ -615,6 +622,8 @@ class Gen1Pipeline(DiffusionPipeline):
             controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
             controlnet_guidance_start / controlnet_guidance_end: public route: the share of the steps in which the
                 ControlNet acts (diffusers' ``control_guidance_start`` / ``_end``); outside it, it is not evaluated.
+            inpaint_controlnet_scale: public route with an inpainting ControlNet: multiplies its residuals in a masked
+                edit (>= 0; default 1).
             direction / direction_scale: global directions, pairs (NEUTRAL, TARGET), and alpha (a finite number) for
                 each (none: 1 each): the content becomes the source's own (or the given prompt's) plus alpha x
                 (text(TARGET) - text(NEUTRAL)) in the route's content space (:meth:`gen1.routes.Route.edit_content`,
@@ -639,7 +648,7 @@ class Gen1Pipeline(DiffusionPipeline):
             output_type=output_type, strength=strength, decode_chunk_size=decode_chunk_size,
             mask_feather=mask_feather, callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
-        route_settings = dict(negative_prompt=negative_prompt,
+        route_settings = dict(negative_prompt=negative_prompt, inpaint_controlnet_scale=inpaint_controlnet_scale,
                               controlnet_conditioning_scale=controlnet_conditioning_scale,
                               controlnet_guidance_start=controlnet_guidance_start,
                               controlnet_guidance_end=controlnet_guidance_end)

@@ -102,6 +102,9 @@ class EditSettings:
     controlnet_guidance_end: float = setting(1.0, "--controlnet-end", "public route: the share of the steps after "
                                              "which the ControlNet stops acting, saving its evaluation on the rest "
                                              "(default 1)", low=0, high=1, kind=float)
+    inpaint_controlnet_scale: float = setting(1.0, "--inpaint-controlnet-scale", "public route with "
+                                              "--inpaint-controlnet: strength of the inpainting ControlNet in a "
+                                              "masked edit, >= 0 (default 1)", low=0, kind=float)
     num_inference_steps: int | None = setting(None, "--steps", "denoising steps (default: the model's recommended "
                                               "count with its own sampler, else 30)", low=1, integer=True, kind=int)
     scheduler: str | None = setting(None, "--scheduler", "sampler (default: the model's own)", choices=SCHEDULERS)
@@ -171,7 +174,8 @@ FLAGS: dict[str, str] = {item.name: item.metadata["flag"] for item in setting_fi
 DEFAULTS: dict[str, Any] = {item.name: item.default for item in setting_fields()}
 #: The settings only some routes take, with the value that leaves them out (:meth:`gen1.routes.Route.check_settings`).
 OPTIONAL_SETTINGS: dict[str, Any] = {"negative_prompt": None, "controlnet_conditioning_scale": 1.0,
-                                     "controlnet_guidance_start": 0.0, "controlnet_guidance_end": 1.0}
+                                     "controlnet_guidance_start": 0.0, "controlnet_guidance_end": 1.0,
+                                     "inpaint_controlnet_scale": 1.0}
 
 
 def flag_label(name: str) -> str:

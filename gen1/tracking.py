@@ -150,7 +150,7 @@ class Sam2Tracker(MaskTracker):
         self.device = device
 
     def check_model(self) -> None:
-        from gen1.sam2_tracker import resolve_sam2  # lazy: keeps this module's import light
+        from gen1.sam2_tracker import resolve_sam2  # lazy: light import
 
         resolve_sam2(self.model)
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from tiny_hub import cache_repo, offline_cache
 
 from gen1.tracking import Sam2Tracker, make_tracker, track_mask
-from tiny_hub import cache_repo, offline_cache
 
 REPO = "facebook/sam2.1-hiera-tiny"
 FRAMES, HEIGHT, WIDTH = 6, 40, 48
@@ -29,18 +29,21 @@ def write_tiny_sam2(folder: Path, seed: int = 0) -> Path:
     """A random ``Sam2VideoModel`` at toy size with its processor, in the Hub repo's file layout."""
     from transformers import Sam2VideoConfig, Sam2VideoModel, Sam2VideoProcessor
     from transformers.models.sam2.image_processing_sam2 import Sam2ImageProcessor
-    from transformers.models.sam2_video.video_processing_sam2_video import Sam2VideoVideoProcessor
+    from transformers.models.sam2_video.video_processing_sam2_video import (
+        Sam2VideoVideoProcessor,
+    )
 
     cells = [[INPUT // 4] * 2, [INPUT // 8] * 2, [INPUT // 16] * 2]
-    backbone = dict(model_type="sam2_hiera_det_model", hidden_size=8, num_attention_heads=1, image_size=[INPUT] * 2,
-                    blocks_per_stage=[1, 1, 2, 1], embed_dim_per_stage=[8, 16, 32, 64],
-                    num_attention_heads_per_stage=[1, 1, 1, 1], window_size_per_stage=[4, 4, 2, 2],
-                    global_attention_blocks=[3], window_positional_embedding_background_size=[2, 2])
+    backbone = {"model_type": "sam2_hiera_det_model", "hidden_size": 8, "num_attention_heads": 1,
+                "image_size": [INPUT] * 2, "blocks_per_stage": [1, 1, 2, 1], "embed_dim_per_stage": [8, 16, 32, 64],
+                "num_attention_heads_per_stage": [1, 1, 1, 1], "window_size_per_stage": [4, 4, 2, 2],
+                "global_attention_blocks": [3], "window_positional_embedding_background_size": [2, 2]}
     config = Sam2VideoConfig(
-        vision_config=dict(model_type="sam2_vision_model", backbone_config=backbone,
-                           backbone_channel_list=[64, 32, 16, 8], backbone_feature_sizes=cells, fpn_hidden_size=128),
-        prompt_encoder_config=dict(hidden_size=128, image_size=INPUT, patch_size=16, mask_input_channels=4),
-        mask_decoder_config=dict(hidden_size=128, mlp_dim=32, num_attention_heads=2, iou_head_hidden_dim=16),
+        vision_config={"model_type": "sam2_vision_model", "backbone_config": backbone,
+                       "backbone_channel_list": [64, 32, 16, 8], "backbone_feature_sizes": cells,
+                       "fpn_hidden_size": 128},
+        prompt_encoder_config={"hidden_size": 128, "image_size": INPUT, "patch_size": 16, "mask_input_channels": 4},
+        mask_decoder_config={"hidden_size": 128, "mlp_dim": 32, "num_attention_heads": 2, "iou_head_hidden_dim": 16},
         image_size=INPUT, num_maskmem=3, memory_attention_hidden_size=128, memory_attention_num_layers=1,
         memory_attention_feed_forward_hidden_size=32, memory_attention_rope_feat_sizes=cells[2],
         memory_encoder_hidden_size=128, memory_encoder_output_channels=64, mask_downsampler_embed_dim=128,
@@ -131,7 +134,7 @@ def test_each_frame_mask_comes_from_its_own_frame_and_the_ones_before_it_in_its_
 
 
 def test_clicks_prompt_sam2_on_one_frame(hub, monkeypatch):
-    frames, masks = clip()
+    frames, _ = clip()
     seen = visits(monkeypatch)
     tracked = track_mask(frames, None, 0, tracker="sam2", clicks=[(12.0, 20.0, True), (40.0, 35.0, False)])
     assert tracked.shape == (FRAMES, 1, HEIGHT, WIDTH)
@@ -190,8 +193,9 @@ def test_a_local_folder_loads_and_a_folder_of_another_model_is_refused(sam2_fold
 def test_the_pipeline_edits_inside_the_region_sam2_tracks_from_clicks(hub):
     """``mask_clicks`` and ``mask_tracker="sam2"`` through ``Gen1Pipeline.__call__``: the clicks are in pixels of
     the video given (here 64 px, edited at 32 px), and every pixel outside the tracked region is the source's."""
-    from gen1.masked_edits import edit_region
     from tiny_pipeline import tiny_pipeline
+
+    from gen1.masked_edits import edit_region
 
     pipe = tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)

@@ -95,6 +95,7 @@ class EditForm:
     mask_tracker: str = "flow"  # how the mask of mask_frame follows the subject (gen1.tracking)
     mask_tracker_model: str | None = None  # not taken from the page: the server's default SAM 2 model
     mask_clicks: tuple = ()  # (x, y, positive) on mask_frame, in pixels of the uploaded video
+    inpaint_controlnet_scale: float = 1.0
 
 
 #: The settings the page gives through fields of its own kind (every other setting is an EditForm field of its name).
@@ -311,6 +312,7 @@ class EditService:
             controlnet_conditioning_scale=form.controlnet_conditioning_scale,
             controlnet_guidance_start=form.controlnet_guidance_start,
             controlnet_guidance_end=form.controlnet_guidance_end,
+            inpaint_controlnet_scale=form.inpaint_controlnet_scale,
             num_inference_steps=int(form.num_inference_steps), scheduler=form.scheduler or None,
             strength=form.strength, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
             depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),

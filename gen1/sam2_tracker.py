@@ -31,7 +31,8 @@ DEFAULT_SAM2_MODEL = "facebook/sam2.1-hiera-tiny"
 #: What a SAM 2 video model holds on the Hub (transformers' layout of ``facebook/sam2.1-hiera-*``).
 SAM2_VIDEO = Layout(
     "a SAM 2 video model in transformers layout (config.json, model.safetensors, processor_config.json)",
-    files=(("config.json",), TRANSFORMERS_WEIGHTS, ("processor_config.json",)),
+    # the processor's own config, or (a repo saved before transformers kept one) the image processor's naming it
+    files=(("config.json",), TRANSFORMERS_WEIGHTS, ("processor_config.json", "preprocessor_config.json")),
     optional=("preprocessor_config.json", "video_preprocessor_config.json"),
 )
 #: ``model_type`` values of a config that ``Sam2VideoModel`` loads.

@@ -87,7 +87,8 @@ def check_text_encoder_fits(unet_config: Mapping[str, Any], text_config: Mapping
                          f"width {unet_config.get('cross_attention_dim')}")
 
 
-def check_components(base: Path, controlnet, motion_adapter=None, adapter_config=None) -> None:
+def check_components(base: Path, controlnet, motion_adapter=None, adapter_config=None,
+                     inpaint_controlnet=None) -> None:
     """Read the configs of the base's UNet and text encoder, of ``controlnet`` and of ``motion_adapter``; refuse a
     mismatch, naming both sides. Reads no weights (an original AnimateDiff file: its tensor shapes)."""
     from diffusers import ControlNetModel  # lazy: diffusers is heavy and only this path needs it
@@ -107,15 +108,20 @@ def check_components(base: Path, controlnet, motion_adapter=None, adapter_config
     text_config = _read_config(base / "text_encoder" / "config.json", "base text encoder")
     check_text_encoder_fits(unet_config, text_config, text_name=f"text encoder '{base / 'text_encoder'}'",
                             unet_name=f"UNet '{base / 'unet'}'")
-    if isinstance(controlnet, ControlNetModel):
-        controlnet_config, name = dict(controlnet.config), "the ControlNet given"
-    else:
-        folder = Path(controlnet)
-        controlnet_config = _read_config(folder / "config.json", f"ControlNet '{folder}'")
-        name = f"ControlNet '{folder}'"
-        if controlnet_config.get("_class_name") not in (None, "ControlNetModel"):
-            raise ValueError(f"{name} holds a {controlnet_config.get('_class_name')!r}, expected a ControlNetModel")
-    check_controlnet_fits(unet_config, controlnet_config, unet_name=f"UNet '{base / 'unet'}'", controlnet_name=name)
+    for what, model in (("ControlNet", controlnet), ("inpainting ControlNet", inpaint_controlnet)):
+        if model is None:
+            continue
+        if isinstance(model, ControlNetModel):
+            controlnet_config, name = dict(model.config), f"the {what} given"
+        else:
+            folder = Path(model)
+            controlnet_config = _read_config(folder / "config.json", f"{what} '{folder}'")
+            name = f"{what} '{folder}'"
+            if controlnet_config.get("_class_name") not in (None, "ControlNetModel"):
+                raise ValueError(f"{name} holds a {controlnet_config.get('_class_name')!r}, expected a "
+                                 "ControlNetModel")
+        check_controlnet_fits(unet_config, controlnet_config, unet_name=f"UNet '{base / 'unet'}'",
+                              controlnet_name=name)
 
 
 def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None = None, adapter_config=None,
@@ -126,7 +132,8 @@ def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None =
     part in messages (the CLI's options; default: the argument names). ``weights=False`` stops after the configs
     (the same folders, for more checks by the caller before anything large is fetched)."""
 
-    layouts = {"base": BASE, "motion_adapter": MOTION_ADAPTER, "controlnet": CONTROLNET, "depth_estimator": DEPTH_MODEL}
+    layouts = {"base": BASE, "motion_adapter": MOTION_ADAPTER, "controlnet": CONTROLNET, "depth_estimator": DEPTH_MODEL,
+               "inpaint_controlnet": CONTROLNET}
     flags = {**{key: key for key in layouts}, **(flags or {})}
 
     def local(weights: bool) -> dict:
@@ -137,20 +144,24 @@ def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None =
 
     configs = local(weights=False)
     check_components(check_base_folder(configs["base"]), configs["controlnet"], configs["motion_adapter"],
-                     adapter_config)
+                     adapter_config, configs.get("inpaint_controlnet"))
     return local(weights=True) if weights else configs
 
 
 def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_estimator=None, scheduler=None,
                      max_frames: int | None = None, clip_length: int | None = None, adapter_config=None,
-                     torch_dtype: torch.dtype | None = None):
+                     torch_dtype: torch.dtype | None = None, inpaint_controlnet=None):
     """See :meth:`gen1.pipeline.Gen1Pipeline.from_animatediff`."""
     # lazy: diffusers is heavy and only this path needs it
     from diffusers import AutoencoderKL, ControlNetModel, DDIMScheduler
     from transformers import CLIPTextModel, CLIPTokenizer  # lazy: transformers is heavy and only this path needs it
 
     parts = resolve_parts(dict(base=base, motion_adapter=motion_adapter, controlnet=controlnet,
-                               depth_estimator=depth_estimator), adapter_config=adapter_config)
+                               depth_estimator=depth_estimator, inpaint_controlnet=inpaint_controlnet),
+                          adapter_config=adapter_config)
+    inpaint_controlnet = parts["inpaint_controlnet"]
+    if isinstance(inpaint_controlnet, (str, os.PathLike)):
+        inpaint_controlnet = ControlNetModel.from_pretrained(str(inpaint_controlnet))
     base, motion_adapter, controlnet, depth_estimator = (parts[key] for key in ("base", "motion_adapter", "controlnet",
                                                                                "depth_estimator"))
     if isinstance(depth_estimator, (str, os.PathLike)):
@@ -173,6 +184,7 @@ def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_
         scheduler=scheduler,
         depth_estimator=depth_estimator,
         controlnet=controlnet.eval(),
+        inpaint_controlnet=inpaint_controlnet,  # from_pretrained gives it in eval mode
         text_encoder=CLIPTextModel.from_pretrained(str(base), subfolder="text_encoder").eval(),
         tokenizer=CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer"),
     )

@@ -56,6 +56,7 @@ class EditRequest(EditSettings):
         object.__setattr__(self, "direction", tuple(tuple(pair) if isinstance(pair, (list, tuple)) else pair
                                                     for pair in self.direction))
         object.__setattr__(self, "direction_scale", tuple(self.direction_scale))
+        object.__setattr__(self, "mask_clicks", tuple(tuple(click) for click in self.mask_clicks))
         for name in ("input", "output", "mask", "depth", "compare"):
             value = getattr(self, name)
             if value is not None:
@@ -95,8 +96,8 @@ def _check_content(request: EditRequest) -> None:
     if request.erase:  # the content is the source's own
         if request.prompt or request.reference_image:
             raise ValueError("--erase takes its content from the source: give no --prompt or --reference")
-        if request.mask is None:
-            raise ValueError("--erase needs --mask (the subject to erase)")
+        if request.mask is None and not request.mask_clicks:
+            raise ValueError("--erase needs --mask (the subject to erase), or --mask-click on it")
         if request.direction:
             raise ValueError("--erase takes its content from the source without the subject: give no --direction")
         return
@@ -173,6 +174,7 @@ class EditInputs:
     clip: Any  # gen1.media.VideoClip
     mask: Any = None
     depth: Any = None
+    clicks: tuple = ()  # --mask-click in pixels of the clip as read
 
 
 def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> EditInputs:
@@ -194,7 +196,24 @@ def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> Ed
     max_pixels = None if limits is None else limits.max_image_pixels
     mask = None if request.mask is None else _mask_for(request.mask, clip_args, request.size, clip, max_pixels)
     depth = None if request.depth is None else _user_depth(request, clip_args, clip, max_pixels)
-    return EditInputs(clip=clip, mask=mask, depth=depth)
+    clicks = _clicks_for(request, clip) if request.mask_clicks else ()
+    return EditInputs(clip=clip, mask=mask, depth=depth, clicks=clicks)
+
+
+def _clicks_for(request: EditRequest, clip) -> tuple:
+    """``--mask-click`` in pixels of the source video's frames, checked against them, brought to the clip as read
+    (at ``--size``): pixel centres map to pixel centres."""
+    from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.tracking import check_clicks  # lazy: keeps this module's import light (no torch when it loads)
+
+    height, width = frame_size(request.input)
+    mask_frame = 0 if request.mask_frame is None else request.mask_frame
+    try:
+        points = check_clicks(request.mask_clicks, mask_frame, clip.num_frames, (height, width))
+    except ValueError as error:
+        raise ValueError(f"--mask-click: {error}") from None
+    scale_x, scale_y = clip.width / width, clip.height / height
+    return tuple(((x + 0.5) * scale_x - 0.5, (y + 0.5) * scale_y - 0.5, positive) for x, y, positive in points)
 
 
 def _check_limits(clip, limits: ClipLimits) -> None:
@@ -301,7 +320,7 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
     settings = request.settings("edit")
     settings.update(prompt=list(request.prompt) or None, reference_image=list(request.reference_image) or None,
                     content_weights=None if request.content_weights is None else list(request.content_weights),
-                    depth=inputs.depth, mask=inputs.mask, size=None)
+                    depth=inputs.depth, mask=inputs.mask, size=None, mask_clicks=inputs.clicks)
     result = pipe(
         clip.frames,
         **settings,
@@ -371,6 +390,9 @@ def edit_command(request: EditRequest, model_args: Sequence[str] = ()) -> str:
         elif name == "direction_scale":
             for scale in value:
                 words += _option(flag, _number(scale))
+        elif name == "mask_clicks":
+            for x, y, positive in value:
+                words += _option(flag, f"{_number(x)},{_number(y)}" + ("" if positive else ",-"))
         else:
             words += _option(flag, _number(value) if isinstance(value, float) else str(value))
     words += list(model_args)

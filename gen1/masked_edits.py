@@ -26,7 +26,7 @@ from gen1.conditioning import resize
 from gen1.depth.fill import check_fill_mask, fill_depth
 from gen1.masking import mask_to_tensor, prepare_mask
 from gen1.settings import MASK_STRUCTURES
-from gen1.tracking import check_one_frame_mask, track_mask
+from gen1.tracking import check_clicks, check_one_frame_mask, track_mask
 
 #: What the structure inside the mask is: the subject's depth kept, or filled from the mask's boundary.
 
@@ -43,9 +43,12 @@ def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(mask.float(), 2 * pixels + 1, stride=1, padding=pixels)
 
 
-def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_structure_level) -> None:
-    """``ValueError`` for a mask setting given without a mask, or an unknown ``mask_structure``."""
-    if mask is None:
+def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_structure_level, clicks=()) -> None:
+    """``ValueError`` for a mask setting given without a mask (or ``clicks`` on the subject), a mask and clicks
+    both, or an unknown ``mask_structure``."""
+    if clicks and mask is not None:
+        raise ValueError("give the subject as a mask or as clicks (mask_clicks), not both")
+    if mask is None and not clicks:
         for name, value in (("mask_frame", mask_frame), ("mask_structure", mask_structure),
                             ("mask_structure_level", mask_structure_level)):
             if value is not None:
@@ -68,21 +71,26 @@ def load_mask(mask, num_frames: int, input_size: tuple[int, int], mask_frame: in
 
 
 def edit_region(mask, frames: torch.Tensor, input_size: tuple[int, int], *, mask_frame: int | None = None,
-                depth: torch.Tensor | None = None, erase: bool = False, tracker="flow") -> torch.Tensor:
+                depth: torch.Tensor | None = None, erase: bool = False, tracker="flow", clicks=()) -> torch.Tensor:
     """The region to edit on every frame, float ``(F, 1, H, W)`` at the size of ``frames`` ``(F, 3, H, W)``.
 
     ``mask``: as :func:`gen1.masking.mask_to_tensor` takes it, at the source's ``input_size`` (H, W); with
     ``mask_frame`` one image, the mask of that frame, tracked to every frame by ``tracker`` (a name of
     :data:`gen1.tracking.TRACKERS` or a tracker) along ``frames`` and ``depth`` (the unobscured depth, ``(F, 1, H,
     W)``). An ``erase`` makes it binary and grows it by :func:`erase_margin`; its every frame must then leave some
-    surroundings and hold some subject."""
+    surroundings and hold some subject. ``clicks`` ``(x, y, positive)`` in pixels at ``input_size``, on frame
+    ``mask_frame``, give the subject instead of ``mask`` to a tracker that takes them."""
 
     num_frames, size = frames.shape[0], tuple(frames.shape[-2:])
-    loaded = load_mask(mask, num_frames, input_size, mask_frame)
-    if mask_frame is None:
-        region = resize(loaded.float(), size).clamp(0, 1)
+    if clicks:
+        scale_y, scale_x = size[0] / input_size[0], size[1] / input_size[1]
+        points = check_clicks(clicks, mask_frame, num_frames, input_size)
+        scaled = [((x + 0.5) * scale_x - 0.5, (y + 0.5) * scale_y - 0.5, positive) for x, y, positive in points]
+        region = track_mask(frames, None, mask_frame, depth, tracker, clicks=scaled)
+    elif mask_frame is None:
+        region = resize(load_mask(mask, num_frames, input_size).float(), size).clamp(0, 1)
     else:
-        one = (resize(loaded, size) > 0.5).float()
+        one = (resize(load_mask(mask, num_frames, input_size, mask_frame), size) > 0.5).float()
         check_one_frame_mask(one, mask_frame, num_frames, size)  # still a subject after resizing
         region = track_mask(frames, one, mask_frame, depth, tracker)
     if erase:

@@ -42,6 +42,7 @@ class ModelSource:
     image_encoder: Path | None = None
     ip_adapter_scale: float | None = None  # None: 1 for a new IP-Adapter, the saved scale for a saved one
     lora: Path | None = None
+    inpaint_controlnet: Path | None = None  # public route: the inpainting ControlNet of masked edits
 
     @property
     def is_public(self) -> bool:
@@ -112,9 +113,13 @@ def check_model_source(args, *, user_depth: bool = False) -> ModelSource:
     """
     public = {flag: getattr(args, flag[2:].replace("-", "_"), None) for flag in PUBLIC_FLAGS}
     depth_model = getattr(args, "depth_model", None)
+    inpaint = getattr(args, "inpaint_controlnet", None)
     if not any(public.values()):
         if depth_model is not None:
             raise ValueError("--depth-model belongs to the public route (--base, --motion-adapter, --controlnet)")
+        if inpaint is not None:
+            raise ValueError("--inpaint-controlnet belongs to the public route (--base, --motion-adapter, "
+                             "--controlnet)")
         model_dir = resolve_model_dir(args.model)
         check_model_files("--model", model_dir)
         # lazy: keeps this module's import light (no torch when it loads)
@@ -127,7 +132,7 @@ def check_model_source(args, *, user_depth: bool = False) -> ModelSource:
     _check_ip_adapter(args, source)
     _check_lora(args, source)
     if source.is_public:  # every check passed: now the weights of the parts named on the Hub
-        _public_parts(public, depth_model, weights=True)
+        _public_parts(public, depth_model, weights=True, inpaint=inpaint)
     return source
 
 
@@ -141,21 +146,22 @@ def _public_source(args, public: dict, depth_model, user_depth: bool) -> ModelSo
     if depth_model is None and not user_depth:
         raise ValueError("the public route needs a depth estimator: give --depth-model (e.g. "
                          "dpt_hybrid-midas-501f0c75.pt) or your own --depth")
-    parts = _public_parts(public, depth_model, weights=False)
+    parts = _public_parts(public, depth_model, weights=False, inpaint=getattr(args, "inpaint_controlnet", None))
     return ModelSource(base=parts["base"], motion_adapter=parts["motion_adapter"], controlnet=parts["controlnet"],
-                       depth_model=parts["depth_estimator"], label=public["--base"])
+                       depth_model=parts["depth_estimator"], label=public["--base"],
+                       inpaint_controlnet=parts["inpaint_controlnet"])
 
 
-def _public_parts(public: dict, depth_model, *, weights: bool) -> dict:
+def _public_parts(public: dict, depth_model, *, weights: bool, inpaint=None) -> dict:
     """The public route's parts as local folders (Hub names through the cache), checked against each other;
     with ``weights=False`` only their configs are fetched (the folders are the same either way)."""
     from gen1.animatediff import resolve_parts  # lazy: keeps this module's import light (no torch when it loads)
 
     flags = {"base": "--base", "motion_adapter": "--motion-adapter", "controlnet": "--controlnet",
-             "depth_estimator": "--depth-model"}
+             "depth_estimator": "--depth-model", "inpaint_controlnet": "--inpaint-controlnet"}
     return resolve_parts({"base": public["--base"], "motion_adapter": public["--motion-adapter"],
-                          "controlnet": public["--controlnet"], "depth_estimator": depth_model}, flags=flags,
-                         weights=weights)
+                          "controlnet": public["--controlnet"], "depth_estimator": depth_model,
+                          "inpaint_controlnet": inpaint}, flags=flags, weights=weights)
 
 
 def _check_ip_adapter(args, source: ModelSource) -> None:
@@ -242,7 +248,8 @@ def load_model(source: ModelSource, report: Callable[[str], None] | None = None)
             pipe = Gen1Pipeline.from_pretrained(source.model_dir)
         else:
             pipe = Gen1Pipeline.from_animatediff(source.base, motion_adapter=source.motion_adapter,
-                                                 controlnet=source.controlnet, depth_estimator=source.depth_model)
+                                                 controlnet=source.controlnet, depth_estimator=source.depth_model,
+                                                 inpaint_controlnet=source.inpaint_controlnet)
     except Exception as error:  # configs were parsed and checked: say in one line what else is wrong
         flag, path = ("--model", source.model_dir) if not source.is_public else ("--base", source.base)
         raise load_failure(flag, path, error) from error

@@ -53,6 +53,7 @@ from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_fr
 from gen1.model_folders import check_pipeline_folder, not_a_pipeline_hint
 from gen1.routes import ContentRequest, Route, route_class
 from gen1.settings import check_setting, check_settings
+from gen1.tracking import check_clicks, make_tracker
 from gen1.windows import WindowBlender, check_window_arguments
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
@@ -93,9 +94,10 @@ class Gen1Pipeline(DiffusionPipeline):
     ``size`` / ``guidance_scale`` are not given, and ``save_pretrained`` writes them to ``model_index.json``.
     """
 
-    model_cpu_offload_seq = "text_encoder->image_encoder->content_encoder->prior->depth_estimator->controlnet->unet->vae"
+    model_cpu_offload_seq = ("text_encoder->image_encoder->content_encoder->prior->depth_estimator->controlnet->"
+                             "inpaint_controlnet->unet->vae")
     _optional_components = ["depth_estimator", "content_encoder", "prior", "prior_scheduler", "controlnet",
-                            "text_encoder", "tokenizer", "image_encoder", "feature_extractor"]
+                            "text_encoder", "tokenizer", "image_encoder", "feature_extractor", "inpaint_controlnet"]
     _callback_tensor_inputs = ["latents", "noise_pred"]
 
     def __init__(
@@ -112,6 +114,7 @@ class Gen1Pipeline(DiffusionPipeline):
         tokenizer=None,
         image_encoder=None,
         feature_extractor=None,
+        inpaint_controlnet=None,
         trained_size: int | None = None,
         recommended_guidance_scale: float | None = None,
         recommended_num_inference_steps: int | None = None,
@@ -134,6 +137,7 @@ class Gen1Pipeline(DiffusionPipeline):
             tokenizer=tokenizer,
             image_encoder=image_encoder,
             feature_extractor=feature_extractor,
+            inpaint_controlnet=inpaint_controlnet,
         )
 
     @property
@@ -270,7 +274,7 @@ class Gen1Pipeline(DiffusionPipeline):
     @classmethod
     def from_animatediff(cls, base, *, motion_adapter, controlnet, depth_estimator=None, scheduler=None,
                          max_frames: int | None = None, clip_length: int | None = None, adapter_config=None,
-                         torch_dtype: torch.dtype | None = None) -> "Gen1Pipeline":
+                         torch_dtype: torch.dtype | None = None, inpaint_controlnet=None) -> "Gen1Pipeline":
         """Assemble the public-checkpoint route: an SD-1.5-family ``base`` folder (diffusers layout) with AnimateDiff
         ``motion_adapter`` (a MotionAdapter folder or instance, or an original ``mm_sd_v15_v2``-style file) as its
         temporal layers, a depth ``controlnet`` (ControlNetModel folder or instance) carrying the structure, the
@@ -284,13 +288,16 @@ class Gen1Pipeline(DiffusionPipeline):
         ``max_frames`` defaults to the adapter's ``motion_max_seq_length``; ``clip_length`` (the default temporal
         window) to 16, the clip length AnimateDiff v2 modules were trained on. Its default size (``trained_size``) is
         the base's (512 for SD 1.5), its default guidance 7.5. Save the result with
-        ``save_pretrained``; it loads with :meth:`from_pretrained` like any gen1 model.
+        ``save_pretrained``; it loads with :meth:`from_pretrained` like any gen1 model. ``inpaint_controlnet``: an
+        SD-1.5 inpainting ControlNet (folder, Hub name or instance, e.g. ``lllyasviel/control_v11p_sd15_inpaint``)
+        that joins the depth ControlNet in masked edits (:mod:`gen1.routes.controlnet`).
         """
 
         return from_animatediff(cls, base, motion_adapter=motion_adapter, controlnet=controlnet,
                                 depth_estimator=depth_estimator, scheduler=scheduler, max_frames=max_frames,
                                 clip_length=clip_length,
-                                adapter_config=adapter_config, torch_dtype=torch_dtype)._record_image_model_size()
+                                adapter_config=adapter_config, torch_dtype=torch_dtype,
+                                inpaint_controlnet=inpaint_controlnet)._record_image_model_size()
 
     def load_lora_weights(self, path, *, scale: float = 1.0, adapter_name: str = "lora") -> list[str]:
         """Apply a Stable Diffusion LoRA file (diffusers or kohya format) to the UNet (:func:`gen1.adapters.load_lora_weights`)."""
@@ -345,12 +352,12 @@ class Gen1Pipeline(DiffusionPipeline):
             depth_shown, structure = route.structure(depth_full, structure_level, source.latent_size)
             return route.bind(encoded, structure, plan, settings or {}), depth_shown, None
         region = edit_region(masked.mask, source.frames, source.input_size, mask_frame=masked.mask_frame,
-                             depth=depth_full, erase=masked.erase, tracker=masked.tracker)
+                             depth=depth_full, erase=masked.erase, tracker=masked.tracker, clicks=masked.clicks)
         if masked.erase:
             encoded = route.source_content(source.frames, region, content, generator=generator, device=device)
         guided = structure_depth(depth_full, region, masked.structure)
         depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
-                                                        source.latent_size)
+                                                        source.latent_size, frames=source.frames)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
 
     def load_ip_adapter(self, path, *, image_encoder=None, scale: float = 1.0) -> None:
@@ -396,7 +403,7 @@ class Gen1Pipeline(DiffusionPipeline):
                 raise ValueError(f"callback_on_step_end_tensor_inputs: {name!r} not in {self._callback_tensor_inputs}")
 
     def check_edit_settings(self, route_settings: dict, *, direction: tuple, direction_scale: tuple, mask,
-                            mask_frame, erase: bool, mask_structure, mask_structure_level) -> None:
+                            mask_frame, erase: bool, mask_structure, mask_structure_level, mask_clicks=()) -> None:
         """Check the settings only some routes or modes take, before anything is read or run: the route's own
         (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
         the directions, and the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`)."""
@@ -406,7 +413,7 @@ class Gen1Pipeline(DiffusionPipeline):
             raise ValueError("erase takes its content from the source without the subject: give no direction")
         check_settings(route_settings)
         check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
-                             mask_structure_level=mask_structure_level)
+                             mask_structure_level=mask_structure_level, clicks=mask_clicks)
         check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level))
 
     def run_loop(self, blender: WindowBlender, latents: torch.Tensor, timesteps: torch.Tensor, scheduler, *,
@@ -550,6 +557,8 @@ class Gen1Pipeline(DiffusionPipeline):
         mask_structure: str | None = None,
         mask_structure_level: float | None = None,
         mask_tracker="flow",
+        mask_tracker_model: str | None = None,
+        mask_clicks: Sequence[tuple[float, float, bool]] = (),
         window_size: int | None = None,
         window_overlap: int | None = None,
         window_shift: bool = True,
@@ -558,6 +567,7 @@ class Gen1Pipeline(DiffusionPipeline):
         controlnet_conditioning_scale: float = 1.0,
         controlnet_guidance_start: float = 0.0,
         controlnet_guidance_end: float = 1.0,
+        inpaint_controlnet_scale: float = 1.0,
         direction: Sequence[tuple[str, str]] = (),
         direction_scale: Sequence[float] = (),
         scheduler=None,
@@ -593,6 +603,10 @@ class Gen1Pipeline(DiffusionPipeline):
                 (at the output size) is 0 the output is the source frames exactly.
             mask_frame: ``mask`` is one image of this frame; it is tracked to every frame by ``mask_tracker`` (a
                 name of :data:`gen1.tracking.TRACKERS` or a tracker; :mod:`gen1.tracking`).
+            mask_tracker_model: the model of a tracker with weights (``"sam2"``: a folder or Hub id, default
+                ``facebook/sam2.1-hiera-tiny``; :mod:`gen1.sam2_tracker`).
+            mask_clicks: instead of ``mask``, clicks ``(x, y, positive)`` on the subject (positive) or off it, in
+                pixels of ``video``, on frame ``mask_frame`` (default 0), for a tracker that takes clicks (sam2).
             erase: remove the masked subject: the mask (tracked, grown slightly) is edited fully, its structure
                 filled from its boundary and its content the source's own (:meth:`gen1.routes.Route.source_content`;
                 give no prompt or reference); :mod:`gen1.masked_edits`.
@@ -608,6 +622,8 @@ class Gen1Pipeline(DiffusionPipeline):
             controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
             controlnet_guidance_start / controlnet_guidance_end: public route: the share of the steps in which the
                 ControlNet acts (diffusers' ``control_guidance_start`` / ``_end``); outside it, it is not evaluated.
+            inpaint_controlnet_scale: public route with an inpainting ControlNet: multiplies its residuals in a masked
+                edit (>= 0; default 1).
             direction / direction_scale: global directions, pairs (NEUTRAL, TARGET), and alpha (a finite number) for
                 each (none: 1 each): the content becomes the source's own (or the given prompt's) plus alpha x
                 (text(TARGET) - text(NEUTRAL)) in the route's content space (:meth:`gen1.routes.Route.edit_content`,
@@ -632,23 +648,29 @@ class Gen1Pipeline(DiffusionPipeline):
             output_type=output_type, strength=strength, decode_chunk_size=decode_chunk_size,
             mask_feather=mask_feather, callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
         )
-        route_settings = dict(negative_prompt=negative_prompt,
+        route_settings = dict(negative_prompt=negative_prompt, inpaint_controlnet_scale=inpaint_controlnet_scale,
                               controlnet_conditioning_scale=controlnet_conditioning_scale,
                               controlnet_guidance_start=controlnet_guidance_start,
                               controlnet_guidance_end=controlnet_guidance_end)
         direction, direction_scale = tuple(direction or ()), tuple(direction_scale or ())
+        mask_clicks = tuple(tuple(click) for click in mask_clicks or ())
         self.check_edit_settings(route_settings, direction=direction, direction_scale=direction_scale, mask=mask,
                                  mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
-                                 mask_structure_level=mask_structure_level)
+                                 mask_structure_level=mask_structure_level, mask_clicks=mask_clicks)
+        if mask_clicks and mask_frame is None:
+            mask_frame = 0  # clicks are on one frame: the first unless told
+        tracker = make_tracker(mask_tracker, mask_tracker_model)
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
         device = self._execution_device
         source = self.prepare_source(video, height=height, width=width, size=size)
-        masked = None if mask is None else MaskedEdit(
-            load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame, bool(erase),
-            mask_structure or ("fill" if erase else "keep"), mask_structure_level,
-            mask_tracker, structure_given=depth is not None)
+        masked = None if mask is None and not mask_clicks else MaskedEdit(
+            None if mask is None else load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame,
+            bool(erase), mask_structure or ("fill" if erase else "keep"), mask_structure_level,
+            tracker, structure_given=depth is not None,
+            clicks=tuple(check_clicks(mask_clicks, mask_frame, source.num_frames, source.input_size)
+                         if mask_clicks else ()))
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds,
@@ -711,6 +733,7 @@ class MaskedEdit:
     structure_level: float | None
     tracker: Any = "flow"
     structure_given: bool = False
+    clicks: tuple = ()  # (x, y, positive) on mask_frame in pixels of the video, instead of a mask
 
     @property
     def replaces_subject(self) -> bool:

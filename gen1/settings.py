@@ -31,6 +31,24 @@ MAX_LEVEL = 7
 SCHEDULERS = ("ddim", "dpm", "euler", "unipc")
 #: What a masked edit does with the structure inside the mask (gen1.masked_edits).
 MASK_STRUCTURES = ("keep", "fill")
+#: The trackers that carry a one-frame mask to every frame (gen1.tracking.TRACKERS holds them by these names).
+TRACKER_NAMES = ("flow", "sam2")
+
+
+def click_value(text: str) -> tuple[float, float, bool]:
+    """argparse type of ``--mask-click``: ``X,Y`` or ``X,Y,+`` (on the subject) or ``X,Y,-`` (not the subject), in
+    pixels of the source video -> ``(x, y, positive)``; the frame's bounds are checked when the video is read."""
+    import argparse  # lazy: only the command line parses clicks
+
+    parts = [part.strip() for part in str(text).split(",")]
+    sign = parts.pop() if len(parts) == 3 else "+"
+    try:
+        x, y = (float(part) for part in parts)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"a click is X,Y or X,Y,+ or X,Y,- (pixels), got '{text}'") from None
+    if sign not in ("+", "-") or not (math.isfinite(x) and math.isfinite(y)):
+        raise argparse.ArgumentTypeError(f"a click is X,Y or X,Y,+ or X,Y,- (pixels), got '{text}'")
+    return x, y, sign == "+"
 
 
 def setting(default, flag: str, help: str, *, group: str = "knobs", stage: str = "edit", low=None, high=None,
@@ -84,6 +102,9 @@ class EditSettings:
     controlnet_guidance_end: float = setting(1.0, "--controlnet-end", "public route: the share of the steps after "
                                              "which the ControlNet stops acting, saving its evaluation on the rest "
                                              "(default 1)", low=0, high=1, kind=float)
+    inpaint_controlnet_scale: float = setting(1.0, "--inpaint-controlnet-scale", "public route with "
+                                              "--inpaint-controlnet: strength of the inpainting ControlNet in a "
+                                              "masked edit, >= 0 (default 1)", low=0, kind=float)
     num_inference_steps: int | None = setting(None, "--steps", "denoising steps (default: the model's recommended "
                                               "count with its own sampler, else 30)", low=1, integer=True, kind=int)
     scheduler: str | None = setting(None, "--scheduler", "sampler (default: the model's own)", choices=SCHEDULERS)
@@ -104,6 +125,16 @@ class EditSettings:
     mask_structure_level: float | None = setting(None, "--mask-structure-level", f"t_s in [0, {MAX_LEVEL}] inside "
                                                  "--mask (default: --structure-level)", low=0, high=MAX_LEVEL,
                                                  kind=float, metavar="T")
+    mask_tracker: str = setting("flow", "--mask-tracker", "how --mask-frame's mask (or --mask-click) follows the "
+                                "subject: flow (optical flow snapped to depth edges, no weights) or sam2 (the SAM 2 "
+                                "video segmentation model, --mask-tracker-model; default flow)", choices=TRACKER_NAMES)
+    mask_tracker_model: str | None = setting(None, "--mask-tracker-model", "the SAM 2 model of --mask-tracker sam2: a "
+                                             "folder or Hub id (default facebook/sam2.1-hiera-tiny)",
+                                             metavar="DIR|REPO")
+    mask_clicks: tuple[tuple[float, float, bool], ...] = setting(
+        (), "--mask-click", "a click X,Y (pixels of the source video) on the subject, X,Y,- on what is not it, on frame "
+        "--mask-frame (default 0) instead of a painted --mask; repeatable; needs --mask-tracker sam2",
+        repeat=True, kind=click_value, metavar="X,Y[,+|-]")
     depth: str | None = setting(None, "--depth", "your own structure instead of the estimate: a depth video, an "
                                 "image (8/16-bit PNG or TIFF, read at full precision), a .npy array or a folder of "
                                 "images; brighter = nearer unless --depth-invert")
@@ -143,7 +174,8 @@ FLAGS: dict[str, str] = {item.name: item.metadata["flag"] for item in setting_fi
 DEFAULTS: dict[str, Any] = {item.name: item.default for item in setting_fields()}
 #: The settings only some routes take, with the value that leaves them out (:meth:`gen1.routes.Route.check_settings`).
 OPTIONAL_SETTINGS: dict[str, Any] = {"negative_prompt": None, "controlnet_conditioning_scale": 1.0,
-                                     "controlnet_guidance_start": 0.0, "controlnet_guidance_end": 1.0}
+                                     "controlnet_guidance_start": 0.0, "controlnet_guidance_end": 1.0,
+                                     "inpaint_controlnet_scale": 1.0}
 
 
 def flag_label(name: str) -> str:
@@ -242,6 +274,7 @@ def add_setting_arguments(groups: Mapping[str, Any]) -> None:
 
 _FIELDS = {item.name: item for item in setting_fields()}
 
-__all__ = ["DEFAULTS", "FALLBACK_SIZE", "FLAGS", "OPTIONAL_SETTINGS", "SCHEDULERS", "EditSettings",
+__all__ = ["DEFAULTS", "FALLBACK_SIZE", "FLAGS", "OPTIONAL_SETTINGS", "SCHEDULERS", "TRACKER_NAMES", "EditSettings",
+           "click_value",
            "add_setting_arguments", "check_directions", "check_setting", "check_settings", "flag_label", "setting",
            "setting_fields"]

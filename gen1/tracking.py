@@ -42,17 +42,49 @@ def check_one_frame_mask(mask: torch.Tensor, mask_frame: int, num_frames: int, s
     return binary.float()
 
 
+def check_clicks(clicks, mask_frame: int, num_frames: int, size: tuple[int, int]) -> list[tuple[float, float, bool]]:
+    """Clicks ``(x, y, positive)`` on frame ``mask_frame``, in pixels of a frame of ``size`` (H, W), as a list;
+    ``ValueError`` (one line) for a click outside the frame, a frame outside the clip, or no positive click."""
+    if isinstance(mask_frame, bool) or int(mask_frame) != mask_frame:
+        raise ValueError(f"mask_frame must be an integer frame index, got {mask_frame!r}")
+    if not 0 <= int(mask_frame) < num_frames:
+        raise ValueError(f"mask_frame {mask_frame} is outside the clip (frames 0 to {num_frames - 1})")
+    height, width = size
+    checked = []
+    for click in clicks:
+        if len(click) != 3:
+            raise ValueError(f"a click is (x, y, positive), got {click!r}")
+        x, y, positive = float(click[0]), float(click[1]), bool(click[2])
+        if not (np.isfinite(x) and np.isfinite(y) and 0 <= x < width and 0 <= y < height):
+            raise ValueError(f"the click at x={click[0]:g}, y={click[1]:g} is outside the frame (x in [0, {width}), "
+                             f"y in [0, {height}))")
+        checked.append((x, y, positive))
+    if not any(positive for _, _, positive in checked):
+        raise ValueError("give at least one positive click on the subject (negative clicks only mark what it is not)")
+    return checked
+
+
 class MaskTracker:
     """Propagates a one-frame mask to every frame of a clip (see the module docstring)."""
 
     #: The name it is registered under in :data:`TRACKERS`.
     name: ClassVar[str] = ""
+    #: Whether it can start from clicks on the subject instead of a mask.
+    takes_clicks: ClassVar[bool] = False
+    #: Whether it runs a model with weights (named by ``model=``, e.g. ``gen1 edit --mask-tracker-model``).
+    takes_model: ClassVar[bool] = False
 
-    def track(self, frames: torch.Tensor, mask: torch.Tensor, mask_frame: int,
-              depth: torch.Tensor | None = None) -> torch.Tensor:
+    def track(self, frames: torch.Tensor, mask: torch.Tensor | None, mask_frame: int,
+              depth: torch.Tensor | None = None, clicks=()) -> torch.Tensor:
         """``frames`` ``(F, 3, H, W)`` in [0, 1], ``mask`` ``(1, 1, H, W)`` (1 = subject) on frame ``mask_frame``,
-        optionally the clip's depth ``(F, 1, H, W)`` in [0, 1] -> the mask on every frame ``(F, 1, H, W)`` in {0, 1}."""
+        optionally the clip's depth ``(F, 1, H, W)`` in [0, 1] -> the mask on every frame ``(F, 1, H, W)`` in {0, 1}.
+        A tracker that :attr:`takes_clicks` may be given ``clicks`` ``(x, y, positive)`` on that frame (pixels of
+        the frames) instead of the mask."""
         raise NotImplementedError
+
+    def check_model(self) -> None:
+        """Make sure what it runs is there (its weights resolved and fetched), before any heavy work;
+        ``ValueError`` in one line otherwise. Nothing to check for a tracker without weights."""
 
 
 class FlowTracker(MaskTracker):
@@ -69,7 +101,10 @@ class FlowTracker(MaskTracker):
         self.band = band
         self.depth_contrast = depth_contrast
 
-    def track(self, frames, mask, mask_frame, depth=None):
+    def track(self, frames, mask, mask_frame, depth=None, clicks=()):
+        if clicks or mask is None:
+            raise ValueError("the flow tracker carries a painted mask: clicks need the sam2 tracker "
+                             "(--mask-tracker sam2)")
         num_frames, _, height, width = frames.shape
         binary = check_one_frame_mask(mask, mask_frame, num_frames, (height, width))[0, 0].numpy()
         gray = [_gray_uint8(frame) for frame in frames]
@@ -101,19 +136,71 @@ class FlowTracker(MaskTracker):
         return float((snapped & given).sum()) / max(float((snapped | given).sum()), 1.0) >= DEPTH_AGREEMENT
 
 
-#: Tracker name -> its class (made with no arguments by :func:`track_mask`).
-TRACKERS: dict[str, type[MaskTracker]] = {FlowTracker.name: FlowTracker}
+class Sam2Tracker(MaskTracker):
+    """SAM 2 (:mod:`gen1.sam2_tracker`): the subject segmented on every frame from its mask, or from clicks on it,
+    on one frame. ``model``: a folder or Hub id (default ``facebook/sam2.1-hiera-tiny``); ``device``: where it runs
+    (default: the first GPU, else the CPU). The depth plays no part: SAM 2 follows the subject's appearance."""
+
+    name = "sam2"
+    takes_clicks = True
+    takes_model = True
+
+    def __init__(self, model: str | None = None, device: str | None = None):
+        self.model = model
+        self.device = device
+
+    def check_model(self) -> None:
+        from gen1.sam2_tracker import resolve_sam2  # lazy: light import
+
+        resolve_sam2(self.model)
+
+    def track(self, frames, mask, mask_frame, depth=None, clicks=()):
+        # lazy: transformers' SAM 2 only when this tracker runs
+        from gen1.sam2_tracker import segment_video
+
+        num_frames, _, height, width = frames.shape
+        if clicks and mask is not None:
+            raise ValueError("give the subject on its frame as a mask or as clicks, not both")
+        if clicks:
+            points = check_clicks(clicks, mask_frame, num_frames, (height, width))
+            return segment_video(frames, int(mask_frame), points=points, model=self.model, device=self.device)
+        binary = check_one_frame_mask(mask, mask_frame, num_frames, (height, width))[0, 0]
+        return segment_video(frames, int(mask_frame), mask=binary, model=self.model, device=self.device)
 
 
-def track_mask(frames: torch.Tensor, mask: torch.Tensor, mask_frame: int, depth: torch.Tensor | None = None,
-               tracker: str | MaskTracker = "flow") -> torch.Tensor:
-    """The one-frame ``mask`` on every frame, by ``tracker`` (a name of :data:`TRACKERS` or an instance)."""
-    if isinstance(tracker, str):
-        if tracker not in TRACKERS:
-            raise ValueError(f"tracker must be one of {', '.join(TRACKERS)}, got {tracker!r}")
-        tracker = TRACKERS[tracker]()
-    return tracker.track(frames.float().cpu(), mask.float().cpu(), int(mask_frame),
-                         None if depth is None else depth.float().cpu())
+#: Tracker name -> its class (made by :func:`make_tracker`); the names are :data:`gen1.settings.TRACKER_NAMES`.
+TRACKERS: dict[str, type[MaskTracker]] = {FlowTracker.name: FlowTracker, Sam2Tracker.name: Sam2Tracker}
+
+
+def make_tracker(tracker: str | MaskTracker = "flow", model: str | None = None) -> MaskTracker:
+    """The tracker ``tracker`` names (a name of :data:`TRACKERS`; an instance is returned as it is), with its
+    ``model`` (a folder or Hub id) for a tracker that :attr:`MaskTracker.takes_model`; ``ValueError`` otherwise."""
+    if not isinstance(tracker, str):
+        if model is not None:
+            raise ValueError("mask_tracker_model names the model of a tracker given by name, not of a tracker object")
+        return tracker
+    if tracker not in TRACKERS:
+        raise ValueError(f"mask_tracker must be one of {', '.join(TRACKERS)}, got {tracker!r}")
+    kind = TRACKERS[tracker]
+    if model is None:
+        return kind()
+    if not kind.takes_model:
+        raise ValueError(f"mask_tracker_model does not apply to the {tracker} tracker (it has no weights); "
+                         f"it names the model of {', '.join(n for n, k in TRACKERS.items() if k.takes_model)}")
+    return kind(model=model)
+
+
+def track_mask(frames: torch.Tensor, mask: torch.Tensor | None, mask_frame: int, depth: torch.Tensor | None = None,
+               tracker: str | MaskTracker = "flow", clicks=()) -> torch.Tensor:
+    """The one-frame ``mask`` (or ``clicks`` on frame ``mask_frame``, for a tracker that takes them) on every
+    frame, by ``tracker`` (a name of :data:`TRACKERS` or an instance)."""
+    tracker = make_tracker(tracker)
+    if clicks and not tracker.takes_clicks:
+        raise ValueError(f"the {tracker.name} tracker carries a painted mask: clicks need "
+                         f"{' or '.join(n for n, k in TRACKERS.items() if k.takes_clicks)} (--mask-tracker)")
+    extra = {"clicks": tuple(clicks)} if clicks else {}  # a tracker without clicks need not take the argument
+    return tracker.track(frames.float().cpu(), None if mask is None else mask.float().cpu(), int(mask_frame),
+                         None if depth is None else depth.float().cpu(), **extra)
 
 
 def _gray_uint8(frame: torch.Tensor) -> np.ndarray:
@@ -189,4 +276,5 @@ def _local_mean(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndar
     return np.where(count > 1e-6, total / np.maximum(count, 1e-6), fallback)
 
 
-__all__ = ["FlowTracker", "MaskTracker", "TRACKERS", "check_one_frame_mask", "track_mask"]
+__all__ = ["TRACKERS", "FlowTracker", "MaskTracker", "Sam2Tracker", "check_clicks", "check_one_frame_mask",
+           "make_tracker", "track_mask"]

@@ -31,6 +31,9 @@ def add_model_arguments(group) -> None:
     group.add_argument("--controlnet", metavar="DIR|REPO",
                        help="public route: a depth ControlNet in diffusers layout, e.g. "
                        "lllyasviel/control_v11f1p_sd15_depth")
+    group.add_argument("--inpaint-controlnet", metavar="DIR|REPO",
+                       help="public route: an SD-1.5 inpainting ControlNet, e.g. lllyasviel/control_v11p_sd15_inpaint, "
+                       "that joins the depth ControlNet in masked edits (--inpaint-controlnet-scale)")
     group.add_argument("--depth-model", metavar="PATH|REPO",
                        help="public route: the depth estimator (a MiDaS .pt file, e.g. "
                        "lllyasviel/Annotators/dpt_hybrid-midas-501f0c75.pt, or a DPT / Depth Anything folder or repo "

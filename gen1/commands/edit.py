@@ -154,6 +154,24 @@ def _check_model(args) -> ModelSource:
     return source
 
 
+def _check_tracker(request: EditRequest) -> None:
+    """--mask-tracker / --mask-tracker-model / --mask-click fit together, and a tracker's model is there (the Hub
+    cache, or fetched), before the edit's model loads."""
+    from gen1.tracking import TRACKERS  # lazy: keeps this module's import light (no torch when it loads)
+
+    kind = TRACKERS[request.mask_tracker]
+    if request.mask_tracker_model is not None and not kind.takes_model:
+        raise ValueError(f"--mask-tracker-model names the model of --mask-tracker sam2, not of {request.mask_tracker}")
+    if request.mask_clicks and not kind.takes_clicks:
+        raise ValueError(f"--mask-click needs --mask-tracker sam2 (the {request.mask_tracker} tracker carries a "
+                         "painted --mask)")
+    if request.mask_clicks and request.mask is not None:
+        raise ValueError("give the subject as --mask or as --mask-click, not both")
+    if kind.takes_model and (request.mask_frame is not None or request.mask_clicks):
+        tracker = kind(model=request.mask_tracker_model)
+        tracker.check_model()
+
+
 def _check_adapter(path: str) -> dict:
     """The adapter's metadata (kind, rank, targets), or ``ValueError`` if the file is no gen1 adapter."""
     from gen1.adapters import METADATA_KEY  # lazy: keeps this module's import light (no torch when it loads)
@@ -181,6 +199,7 @@ def _check_arguments(args) -> tuple[EditRequest, ModelSource, dict | None]:
     _check_loading_knobs(args)
     _check_files(args)
     adapter = None if args.adapter is None else _check_adapter(args.adapter)  # a local file: before any model
+    _check_tracker(request)
     source = _check_model(args)
     request = _with_model_defaults(request, source)
     return request, source, adapter

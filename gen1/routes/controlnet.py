@@ -9,6 +9,14 @@ Per step and window there is ONE ControlNet call and ONE UNet call. The ControlN
 so the guidance terms that differ only in the temporal gate (``video_null`` and ``image_null``) need the same
 residuals: the ControlNet runs once per *distinct content* (at most two: c and the null content) and its
 residuals are gathered to the UNet's batch of terms.
+
+**Inpainting.** A pipeline may also hold an SD-1.5 inpainting ControlNet (``inpaint_controlnet``, e.g.
+``lllyasviel/control_v11p_sd15_inpaint``). In a masked edit it joins the depth ControlNet as a multi-ControlNet
+(diffusers' ``MultiControlNetModel``: both run on the same latents and their residuals, each times its own scale,
+add up): its input is the source frame with the edited region's pixels set to -1, the convention it was trained
+on, so the region is drawn to fit the real surroundings it sees around it. The structure input then holds both
+images, ``(F, 6, H, W)`` (depth image, then inpainting image), so that windows slice them together. An edit
+without a mask has nothing to inpaint and runs the depth ControlNet alone.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ class ControlNetPrediction(GuidedPrediction):
 
     controlnet: torch.nn.Module = None
     conditioning_scale: float = 1.0
+    #: The inpainting ControlNet of a masked edit and its scale (None: the depth ControlNet alone).
+    inpaint_controlnet: torch.nn.Module | None = None
+    inpaint_scale: float = 1.0
     structure_frame_dim = 0
     #: Per timestep of the schedule: whether the ControlNet acts (diffusers' control_guidance_start / _end);
     #: None: at every step.
@@ -64,14 +75,31 @@ class ControlNetPrediction(GuidedPrediction):
         hidden = hidden.repeat_interleave(num_frames, dim=0)
         image = self.structure_of(frames).to(device=sample.device, dtype=dtype)
         image = repeat(image, "f c h w -> (n f) c h w", n=len(distinct))
-        down, mid = self.controlnet(sample, timestep, encoder_hidden_states=hidden, controlnet_cond=image,
-                                    conditioning_scale=self.conditioning_scale, return_dict=False)
+        if self.inpaint_controlnet is None:
+            down, mid = self.controlnet(sample, timestep, encoder_hidden_states=hidden, controlnet_cond=image,
+                                        conditioning_scale=self.conditioning_scale, return_dict=False)
+        else:  # depth and inpainting: diffusers' multi-ControlNet, each image to its own network and scale
+            down, mid = self.multi_controlnet(sample, timestep, encoder_hidden_states=hidden,
+                                              controlnet_cond=[image[:, :3], image[:, 3:]],
+                                              conditioning_scale=[self.conditioning_scale, self.inpaint_scale],
+                                              return_dict=False)
         if len(distinct) == len(uses_content) and distinct == uses_content:
             return list(down), mid
         # gather: term i takes the rows of its content's ControlNet entry
         entry = [distinct.index(cond) for cond in uses_content]
         rows = torch.tensor([e * num_frames + f for e in entry for f in range(num_frames)], device=mid.device)
         return [residual.index_select(0, rows) for residual in down], mid.index_select(0, rows)
+
+    @property
+    def multi_controlnet(self):
+        """The depth and inpainting ControlNets as diffusers' ``MultiControlNetModel`` (made once; it holds the two
+        networks, no weights of its own)."""
+        if getattr(self, "_multi", None) is None:
+            # lazy: only a masked edit with an inpainting ControlNet needs it
+            from diffusers.models.controlnets import MultiControlNetModel
+
+            self._multi = MultiControlNetModel([self.controlnet, self.inpaint_controlnet])
+        return self._multi
 
     def evaluate(self, latents, timesteps, hidden, image_mode, frames):
         dtype = self.unet.dtype
@@ -100,7 +128,7 @@ class ControlNetRoute(Route):
 
     description = "a public-checkpoint model (a text-conditioned UNet with a depth ControlNet)"
     optional_settings = frozenset({"negative_prompt", "controlnet_conditioning_scale", "controlnet_guidance_start",
-                                   "controlnet_guidance_end"})
+                                   "controlnet_guidance_end", "inpaint_controlnet_scale"})
     text_content = True
     references_through_ip_adapter = True
     structure_frame_dim = ControlNetPrediction.structure_frame_dim
@@ -110,7 +138,8 @@ class ControlNetRoute(Route):
         return is_present(components, "controlnet")
 
     def denoisers(self):
-        return [self.pipe.unet, self.pipe.controlnet]
+        inpaint = inpaint_controlnet(self.pipe)
+        return [self.pipe.unet, self.pipe.controlnet] + ([inpaint] if inpaint is not None else [])
 
     def encode_content(self, content: ContentRequest, *, generator, device) -> Content:
         """Text hidden states (prompts or precomputed) and, with an IP-Adapter, reference-image embeddings."""
@@ -162,6 +191,15 @@ class ControlNetRoute(Route):
         shown = obscure(depth, level).clamp(0, 1)
         return shown, depth_to_controlnet_image(shown)
 
+    def masked_structure(self, depth, level, mask_level, region, latent_size, frames=None):
+        """The depth ControlNet's input as :meth:`Route.masked_structure` makes it and, when the pipeline holds an
+        inpainting ControlNet and the source ``frames`` ``(F, 3, H, W)`` are given, its input after it
+        (:func:`inpaint_condition`): ``(F, 6, H, W)``."""
+        shown, structure = super().masked_structure(depth, level, mask_level, region, latent_size)
+        if inpaint_controlnet(self.pipe) is None or frames is None:
+            return shown, structure
+        return shown, torch.cat([structure, inpaint_condition(frames, region).to(structure)], dim=1)
+
     def encode_source(self, frames, *, generator, device, chunk_size):
         """diffusers' video-to-video convention: a posterior sample (drawn from ``generator``)."""
         latents = encode_latents(self.pipe.vae, frames, chunk_size=chunk_size, device=device,
@@ -176,8 +214,28 @@ class ControlNetRoute(Route):
 
     def bind(self, content, structure, plan, settings):
         scale = check_controlnet_scale(settings.get("controlnet_conditioning_scale", 1.0))
+        inpaint_scale = check_controlnet_scale(settings.get("inpaint_controlnet_scale", 1.0),
+                                               "inpaint_controlnet_scale")
+        inpaint = inpaint_controlnet(self.pipe)
+        if inpaint is None and inpaint_scale != 1.0:
+            raise ValueError("inpaint_controlnet_scale needs an inpainting ControlNet: load one (gen1 edit "
+                             "--inpaint-controlnet lllyasviel/control_v11p_sd15_inpaint)")
+        masked = structure.shape[1] == 6  # the depth image and the inpainting image (a masked edit)
         return ControlNetPrediction(self.pipe.unet, plan, content, structure, controlnet=self.pipe.controlnet,
-                                    conditioning_scale=scale, acts_at=controlnet_steps(settings))
+                                    conditioning_scale=scale, acts_at=controlnet_steps(settings),
+                                    inpaint_controlnet=inpaint if masked else None, inpaint_scale=inpaint_scale)
+
+
+def inpaint_controlnet(pipe):
+    """The pipeline's inpainting ControlNet, or None when it holds none."""
+    return getattr(pipe, "inpaint_controlnet", None)
+
+
+def inpaint_condition(frames: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """The inpainting ControlNet's input: ``frames`` ``(F, 3, H, W)`` in [0, 1] with the pixels of ``region``
+    ``(F, 1, H, W)`` above 0.5 set to -1 (``control_v11p_sd15_inpaint``'s convention for "fill this in")."""
+    inside = (region.to(frames.device) > 0.5).expand_as(frames)
+    return torch.where(inside, torch.full_like(frames, -1.0), frames.float().clamp(0, 1))
 
 
 def controlnet_steps(settings) -> dict | None:
@@ -196,11 +254,11 @@ def controlnet_steps(settings) -> dict | None:
     return {t: not (i / n < start or (i + 1) / n > end) for i, t in enumerate(timesteps)}
 
 
-def check_controlnet_scale(scale) -> float:
-    """``controlnet_conditioning_scale`` as a float, or ``ValueError`` unless it is a finite number >= 0."""
+def check_controlnet_scale(scale, name: str = "controlnet_conditioning_scale") -> float:
+    """A ControlNet's scale ``name`` as a float, or ``ValueError`` unless it is a finite number >= 0."""
     value = float(scale)
     if not (math.isfinite(value) and value >= 0):
-        raise ValueError(f"controlnet_conditioning_scale must be a finite number >= 0, got {scale!r}")
+        raise ValueError(f"{name} must be a finite number >= 0, got {scale!r}")
     return value
 
 

@@ -17,8 +17,14 @@ from types import SimpleNamespace
 import gradio as gr
 
 from gen1.editing import DEFAULTS, EditCancelled
-from gen1.serve.service import EditForm, EditService
-from gen1.settings import MAX_LEVEL, SCHEDULERS
+from gen1.serve.service import (
+    EditForm,
+    EditService,
+    canvas_click,
+    format_clicks,
+    parse_clicks,
+)
+from gen1.settings import MAX_LEVEL, SCHEDULERS, TRACKER_NAMES
 
 REFERENCE_SLOTS = 3
 MODEL_DEFAULT_SCHEDULER = "model's own"
@@ -153,6 +159,7 @@ def _knob_inputs(ui, service: EditService) -> None:
                                          layers=False, brush=gr.Brush(colors=["#ff3070"], color_mode="fixed"),
                                          eraser=gr.Eraser(), format="png", elem_id="mask-editor")
         ui.mask_file = gr.File(label="…or upload a mask", file_types=IMAGE_TYPES + VIDEO_TYPES, type="filepath")
+        _tracking_inputs(ui)
     with gr.Accordion("Your own depth (render a mock-up)", open=False):
         ui.depth_file = gr.File(label="Depth video, image or .npy (brighter = nearer)",
                                 file_types=IMAGE_TYPES + VIDEO_TYPES + [".npy"], type="filepath")
@@ -177,6 +184,30 @@ def _knob_inputs(ui, service: EditService) -> None:
             ui.direction_target = gr.Textbox(label="Direction to (TARGET)", info="empty: no direction")
             ui.direction_alpha = gr.Slider(-1, 3, value=1.0, step=0.05, label="Direction strength alpha",
                                            info="--direction-scale (0 = the source's own content)")
+
+
+def _tracking_inputs(ui) -> None:
+    """A mask given on the first frame (painted, or clicks on the subject) that follows the subject to every frame,
+    and a preview of where it goes (docs/masked_edits.md)."""
+    gr.Markdown("Give the subject on the first frame only and let it be followed: tick the box below for a painted "
+                "mask, or click on the subject (SAM 2). *Preview the tracked mask* shows the region on every frame.")
+    with gr.Row():
+        ui.track_drawn = gr.Checkbox(label="The painted / uploaded mask is the first frame's: follow the subject",
+                                     info="--mask-frame 0", elem_id="track-drawn")
+        ui.mask_tracker = gr.Radio(list(TRACKER_NAMES), value=DEFAULTS["mask_tracker"], label="Follow it with",
+                                   info="--mask-tracker: flow (optical flow and depth edges) or sam2 (SAM 2; "
+                                   "clicks need it)", elem_id="mask-tracker")
+    with gr.Row():
+        ui.click_canvas = gr.Image(label="…or click on the subject (first frame)", type="numpy",
+                                   interactive=False, format="png", elem_id="click-canvas")
+        with gr.Column():
+            ui.click_sign = gr.Radio(["subject", "not the subject"], value="subject", label="A click marks")
+            ui.mask_clicks = gr.Textbox(label="Clicks (pixels of the source video)", info="--mask-click X,Y[,+|-]; "
+                                        "separated by ;", placeholder="no clicks", elem_id="mask-clicks")
+            ui.clear_clicks = gr.Button("Clear the clicks", size="sm")
+    ui.track_button = gr.Button("Preview the tracked mask", elem_id="track-button")
+    ui.track_video = gr.Video(label="The region the edit will change, on every frame", interactive=False,
+                              height=PREVIEW_HEIGHT, loop=True, elem_id="track-video")
 
 
 def _optional_number(label: str, info: str, elem_id: str):
@@ -225,11 +256,12 @@ def _wire(ui, service: EditService) -> None:
         if clip is None:
             return None, None, None, None
         canvas = {"background": clip.mask_canvas, "layers": [], "composite": None}
-        return str(clip.source_video), clip.structure.image(level), clip.structure, canvas
+        return str(clip.source_video), clip.structure.image(level), clip.structure, canvas, clip.mask_canvas, ""
 
-    ui.video.upload(preview_upload, clip_inputs, preview_outputs + [ui.mask_drawing], concurrency_id="preview",
-                    api_visibility="private")
-    ui.video.clear(lambda: (None, None, None, None), None, preview_outputs + [ui.mask_drawing],
+    ui.video.upload(preview_upload, clip_inputs,
+                    preview_outputs + [ui.mask_drawing, ui.click_canvas, ui.mask_clicks],
+                    concurrency_id="preview", api_visibility="private")
+    ui.video.clear(lambda: (None,) * 6, None, preview_outputs + [ui.mask_drawing, ui.click_canvas, ui.mask_clicks],
                    api_visibility="private")
     settings = [ui.size.release, ui.start.submit, ui.duration.submit, ui.max_frames.submit, ui.fps.submit,
                 ui.depth_file.change, ui.depth_invert.change]
@@ -243,7 +275,40 @@ def _wire(ui, service: EditService) -> None:
     ui.structure_level.change(lambda structure, level: None if structure is None else structure.image(level),
                               [ui.structure_state, ui.structure_level], ui.structure_image, queue=False,
                               show_progress="hidden", api_visibility="private")
+    _wire_tracking(ui, service)
     _wire_edit(ui, service)
+
+
+def _tracking_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, mask_drawing,
+                   mask_file, track_drawn, mask_tracker, mask_clicks, erase=False) -> EditForm:
+    """The form of a tracking preview: the clip as the edit reads it, the mask or clicks, the tracker."""
+    return EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames, fps=fps,
+                    depth_file=depth_file, depth_invert=depth_invert, model=model, mask_drawing=mask_drawing,
+                    mask_file=mask_file, mask_frame=0 if track_drawn else None, mask_tracker=mask_tracker or "flow",
+                    mask_clicks=mask_clicks or "", erase=bool(erase))
+
+
+def _wire_tracking(ui, service: EditService) -> None:
+    def click(video, canvas, sign, clicks, event: gr.SelectData):
+        if not video or canvas is None:
+            return gr.skip()
+        with _page_errors():
+            added = canvas_click(video, canvas.shape, *event.index, positive=sign == "subject")
+            return format_clicks(parse_clicks(clicks or "") + (added,))
+
+    ui.click_canvas.select(click, [ui.video, ui.click_canvas, ui.click_sign, ui.mask_clicks], ui.mask_clicks,
+                           queue=False, api_visibility="private")
+    ui.clear_clicks.click(lambda: "", None, ui.mask_clicks, queue=False, api_visibility="private")
+
+    def track(*values, request: gr.Request = None, progress=gr.Progress()):
+        progress(None, desc="reading the clip and following the subject")
+        with _page_errors():
+            return str(service.track_preview(_tracking_form(*values), session=_session(request)))
+
+    ui.track_button.click(track, [ui.video, ui.size, ui.start, ui.duration, ui.max_frames, ui.fps, ui.depth_file,
+                                  ui.depth_invert, ui.model, ui.mask_drawing, ui.mask_file, ui.track_drawn,
+                                  ui.mask_tracker, ui.mask_clicks], ui.track_video, concurrency_id="preview",
+                          api_visibility="private")
 
 
 def _model_defaults(service: EditService, name: str):
@@ -259,7 +324,7 @@ def _wire_edit(ui, service: EditService) -> None:
               ui.duration, ui.max_frames, ui.fps, ui.scheduler, ui.window_size, ui.window_overlap, ui.window_shift,
               ui.negative_prompt, ui.controlnet_conditioning_scale, ui.mask_drawing,
               ui.mask_file, ui.depth_file, ui.depth_invert, ui.model, ui.direction_neutral, ui.direction_target,
-              ui.direction_alpha]
+              ui.direction_alpha, ui.track_drawn, ui.mask_tracker, ui.mask_clicks]
     outputs = [ui.output_video, ui.compare_video, ui.downloads, ui.command, ui.status]
 
     # Edit: the whole clip; Preview: its first temporal window (EditService.preview_edit)
@@ -293,7 +358,8 @@ def _edit_handler(run):
              fps=None, scheduler=None, window_size=None, window_overlap=None, window_shift=True,
              negative_prompt=None, controlnet_conditioning_scale=1.0, mask_drawing=None, mask_file=None,
              depth_file=None, depth_invert=False, model=None, direction_neutral=None, direction_target=None,
-             direction_alpha=1.0, request: gr.Request = None, progress=gr.Progress()):
+             direction_alpha=1.0, track_drawn=None, mask_tracker=None, mask_clicks=None,
+             request: gr.Request = None, progress=gr.Progress()):
         form = EditForm(
             video=video, prompt=prompt or "", prompt_weight=prompt_weight,
             references=[(reference_1, weight_1), (reference_2, weight_2), (reference_3, weight_3)],
@@ -306,7 +372,8 @@ def _edit_handler(run):
             negative_prompt=negative_prompt or "", controlnet_conditioning_scale=controlnet_conditioning_scale,
             mask_drawing=mask_drawing, mask_file=mask_file, depth_file=depth_file, depth_invert=depth_invert,
             model=model, direction_neutral=direction_neutral or "", direction_target=direction_target or "",
-            direction_alpha=direction_alpha)
+            direction_alpha=direction_alpha, mask_frame=0 if track_drawn else None,
+            mask_tracker=mask_tracker or "flow", mask_clicks=mask_clicks or "")
         progress(0, desc="reading the clip and loading the model")
 
         def report(done, total):

@@ -92,6 +92,10 @@ class EditForm:
     direction_neutral: str = ""  # one global direction NEUTRAL -> TARGET (docs/directions.md), empty: none
     direction_target: str = ""
     direction_alpha: float = 1.0
+    mask_tracker: str = "flow"  # how the mask of mask_frame follows the subject (gen1.tracking)
+    mask_tracker_model: str | None = None  # not taken from the page: the server's default SAM 2 model
+    mask_clicks: tuple | str = ()  # (x, y, positive) on mask_frame in pixels of the upload, or the page's text
+    inpaint_controlnet_scale: float = 1.0
 
 
 #: The settings the page gives through fields of its own kind (every other setting is an EditForm field of its name).
@@ -196,6 +200,42 @@ class EditService:
             source = write_video(Path(request.output).with_name("source.mp4"), clip.frames, clip.fps,
                                  audio_from=clip if clip.has_audio else None)
         return ClipPreview(structure=structure, source_video=Path(source), mask_canvas=_enlarge(clip.frames[0]))
+
+    # ------------------------------------------------------------------------------------------- tracking
+    def track_preview(self, form: EditForm, *, session: str = "") -> Path:
+        """The mask the edit of ``form`` will use, tracked over the clip before anything is generated: a video of
+        the clip as the edit reads it with the region tinted red (written into a job folder). The region is
+        :func:`gen1.masked_edits.edit_region`'s, as in the edit: the drawn / uploaded mask of ``mask_frame``, or the
+        clicks (``mask_clicks``), carried by ``mask_tracker`` along the clip's depth (an erase's grown margin
+        included)."""
+        import torch  # lazy: torch is heavy and only this path needs it
+
+        from gen1.masked_edits import edit_region  # lazy: keeps this module's import light (no torch when it loads)
+        from gen1.media import write_video  # lazy: keeps this module's import light (no torch when it loads)
+        from gen1.pipeline import SourceVideo  # lazy: keeps this module's import light (no torch when it loads)
+        from gen1.serve.preview import prepare_structure  # lazy: keeps this module's import light
+        from gen1.tracking import make_tracker  # lazy: keeps this module's import light (no torch when it loads)
+
+        form = dataclasses.replace(form, prompt=form.prompt or "preview")
+        with _uploads_named(form):
+            job = self._new_job()
+            self._claim(session, form, job)
+            request = self._request(form, job)
+            if request.mask is None and not request.mask_clicks:
+                raise ValueError("draw or upload a mask, or click on the subject, to see it tracked")
+            inputs = read_inputs(request, limits=self._clip_limits(request.size))
+            pipe = self.catalog.pipeline(self._model_name(form))
+            source = SourceVideo.prepare(inputs.clip.frames, multiple=pipe.vae_scale_factor)
+            depth = prepare_structure(pipe, inputs.clip.frames, inputs.depth).depth
+            mask_frame = request.mask_frame if request.mask_frame is not None or not inputs.clicks else 0
+            region = edit_region(inputs.mask, source.frames, source.input_size, mask_frame=mask_frame, depth=depth,
+                                 erase=request.erase, tracker=make_tracker(request.mask_tracker),
+                                 clicks=inputs.clicks)
+            red = torch.tensor([1.0, 0.2, 0.35]).view(1, 3, 1, 1)
+            inside = (region > 0.5).float()
+            shown = source.frames * (1 - 0.55 * inside) + red * 0.55 * inside
+            frames = (shown.clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).numpy()
+            return Path(write_video(job / "tracked-mask.mp4", frames, inputs.clip.fps))
 
     # ------------------------------------------------------------------------------------------- edit
     def arm(self, session: str) -> None:
@@ -305,6 +345,8 @@ class EditService:
                                            else form.guidance_scale),
                            num_inference_steps=(defaults.num_inference_steps if form.num_inference_steps is None
                                                 else form.num_inference_steps))
+        if form.mask_tracker_model:  # a page must not make the server fetch models of its choosing
+            raise ValueError("--mask-tracker-model is the server's to choose: leave it empty")
         if form.size > self.limits.max_size:
             raise ValueError(f"--size {form.size} is above this server's limit of {self.limits.max_size}")
         stem = Path(form.video).stem or "video"
@@ -321,6 +363,7 @@ class EditService:
             controlnet_conditioning_scale=form.controlnet_conditioning_scale,
             controlnet_guidance_start=form.controlnet_guidance_start,
             controlnet_guidance_end=form.controlnet_guidance_end,
+            inpaint_controlnet_scale=form.inpaint_controlnet_scale,
             num_inference_steps=int(form.num_inference_steps), scheduler=form.scheduler or None,
             strength=form.strength, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
             depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),
@@ -333,6 +376,7 @@ class EditService:
             mask_frame=optional_number(form.mask_frame, "--mask-frame", whole=True),
             mask_structure=form.mask_structure or None,
             mask_structure_level=optional_number(form.mask_structure_level, "--mask-structure-level"),
+            mask_tracker=form.mask_tracker or "flow", mask_clicks=parse_clicks(form.mask_clicks),
             **_direction(form),
         )
         check_request(request)
@@ -424,6 +468,39 @@ def _mask_path(form: EditForm, job: Path) -> str | None:
     path = job / "mask.png"
     Image.fromarray(drawn).save(path)
     return str(path)
+
+
+def canvas_click(video: str, canvas_shape, x: float, y: float, positive: bool = True) -> tuple[float, float, bool]:
+    """A click at ``(x, y)`` on the page's mask canvas (the clip's frame enlarged, ``canvas_shape`` ``(H, W, ...)``)
+    as ``--mask-click`` takes it: in pixels of the source video ``video`` (pixel centres to pixel centres)."""
+    from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
+
+    height, width = frame_size(video)
+    return ((x + 0.5) * width / canvas_shape[1] - 0.5, (y + 0.5) * height / canvas_shape[0] - 0.5, bool(positive))
+
+
+def parse_clicks(text) -> tuple:
+    """The page's clicks field, ``X,Y[,+|-]`` separated by ``;`` or new lines (empty: none), as ``mask_clicks``;
+    ``ValueError`` naming ``--mask-click`` for one that is no click."""
+    import argparse
+
+    from gen1.settings import click_value
+
+    if not isinstance(text, str):  # already clicks (an API client's list)
+        return tuple(tuple(click) for click in text or ())
+    clicks = []
+    for item in text.replace("\n", ";").split(";"):
+        if item.strip():
+            try:
+                clicks.append(click_value(item))
+            except argparse.ArgumentTypeError as error:
+                raise ValueError(f"--mask-click: {error}") from None
+    return tuple(clicks)
+
+
+def format_clicks(clicks) -> str:
+    """``mask_clicks`` as the page's clicks field shows them (``X,Y,+; X,Y,-``, pixels rounded to tenths)."""
+    return "; ".join(f"{x:.1f},{y:.1f},{'+' if positive else '-'}" for x, y, positive in clicks)
 
 
 def _as_shown(request: EditRequest) -> EditRequest:

@@ -1,0 +1,123 @@
+"""The web app's tracked masks without a browser: a painted first-frame mask (flow) or clicks on the subject (SAM 2)
+become the region on every frame, shown over the clip before the edit runs, and the edit's command line names the
+tracker and what it started from."""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+
+import numpy as np
+import pytest
+import torch
+from test_sam2_tracker import REPO, write_tiny_sam2
+from tiny_hub import cache_repo, offline_cache
+
+from gen1.media import read_video, write_video
+from gen1.serve.models import ModelCatalog, ServedModel
+from gen1.serve.service import (
+    EditForm,
+    EditService,
+    ServeLimits,
+    canvas_click,
+    format_clicks,
+    parse_clicks,
+)
+
+SIZE, FRAMES = 64, 5
+
+
+@pytest.fixture(scope="module")
+def catalog():
+    from gen1.model_sources import check_model_source
+
+    source = check_model_source(argparse.Namespace(model=None, base=None, motion_adapter=None, controlnet=None,
+                                                   depth_model=None))
+    return ModelCatalog([ServedModel("demo", source)], device=torch.device("cpu"), dtype=torch.float32)
+
+
+@pytest.fixture
+def service(catalog, tmp_path):
+    service = EditService(catalog, ServeLimits(max_frames=12, max_seconds=5), workdir=tmp_path / "work")
+    yield service
+    service.close()
+
+
+@pytest.fixture(scope="module")
+def square(tmp_path_factory):
+    """A bright square moving right over a dark floor, 128 px (the edit reads it at 64)."""
+    frames = np.full((FRAMES, 128, 128, 3), 40, np.uint8)
+    frames[..., 1] = np.linspace(20, 90, 128, dtype=np.uint8)[None, :, None]
+    for index in range(FRAMES):
+        frames[index, 40:80, 20 + 8 * index:60 + 8 * index] = 230
+    path = tmp_path_factory.mktemp("clip") / "square.mp4"
+    write_video(path, frames, 8)
+    return path
+
+
+def _canvas(mask_left: int, mask_right: int) -> dict:
+    """A drawing on the first frame's 512 px canvas (8 x the 64 px clip): paint over x in [left, right)."""
+    layer = np.zeros((512, 512, 4), np.uint8)
+    layer[160:320, mask_left:mask_right, 3] = 255
+    return {"background": np.zeros((512, 512, 3), np.uint8), "layers": [layer], "composite": None}
+
+
+def _tinted(video) -> np.ndarray:
+    """Where the preview video is tinted red (the tracked region), per frame (F, H, W)."""
+    frames = read_video(video).frames.astype(np.int16)
+    return (frames[..., 0] - frames[..., 1] > 60) & (frames[..., 0] - frames[..., 2] > 30)
+
+
+def test_a_painted_first_frame_mask_is_shown_tracked_over_the_clip(service, square):
+    form = EditForm(video=str(square), size=SIZE, mask_drawing=_canvas(80, 240), mask_frame=0, mask_tracker="flow")
+    tinted = _tinted(service.track_preview(form))
+    assert tinted.shape == (FRAMES, SIZE, SIZE)
+    # the square moves 4 px a frame at 64 px: the tinted region moves with it
+    centres = [np.nonzero(frame)[1].mean() for frame in tinted]
+    assert all(later > earlier + 2 for earlier, later in itertools.pairwise(centres))
+    # without tracking, the same mask on every frame stays where it was painted
+    still = _tinted(service.track_preview(EditForm(video=str(square), size=SIZE, mask_drawing=_canvas(80, 240))))
+    assert np.array_equal(still[0], still[-1])
+
+
+def test_clicks_on_the_canvas_become_source_pixels_and_the_edit_command_names_the_tracker(service, square, tmp_path,
+                                                                                          monkeypatch):
+    # the canvas is the 64 px clip enlarged 8x; the source is 128 px: canvas pixel 255.5 is source pixel 63.5
+    assert canvas_click(str(square), (512, 512, 3), 255.5, 100.0) == pytest.approx((63.5, 24.625, True), abs=1e-6)
+    clicks = format_clicks([canvas_click(str(square), (512, 512, 3), 160, 240),
+                            canvas_click(str(square), (512, 512, 3), 480, 480, positive=False)])
+    assert clicks == "39.6,59.6,+; 119.6,119.6,-"
+    assert parse_clicks(clicks) == ((39.6, 59.6, True), (119.6, 119.6, False))
+    cache = offline_cache(monkeypatch, tmp_path)
+    cache_repo(cache, REPO, {"": write_tiny_sam2(tmp_path / "sam2")})
+    form = EditForm(video=str(square), size=SIZE, mask_tracker="sam2", mask_clicks=clicks, prompt="red stripes",
+                    num_inference_steps=1, guidance_scale=1.0)
+    assert _tinted(service.track_preview(form)).shape == (FRAMES, SIZE, SIZE)
+    outcome = service.edit(form)
+    assert "--mask-tracker sam2 --mask-click 39.6,59.6 --mask-click 119.6,119.6,-" in outcome.command
+
+
+def test_a_painted_mask_tracked_from_the_first_frame_is_in_the_command(service, square):
+    form = EditForm(video=str(square), size=SIZE, mask_drawing=_canvas(80, 240), mask_frame=0, prompt="red stripes",
+                    num_inference_steps=1, guidance_scale=1.0)
+    assert "--mask mask.png --mask-frame 0" in service.edit(form).command
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"mask_clicks": "12"}, "^--mask-click: a click is X,Y or X,Y,"),
+    ({"mask_clicks": "500,3", "mask_tracker": "sam2"}, "^--mask-click: the click at x=500, y=3 is outside the frame"),
+    ({"mask_clicks": "5,5", "mask_tracker": "flow"}, "^the flow tracker carries a painted mask"),
+    ({}, "^draw or upload a mask, or click on the subject"),
+])
+def test_bad_tracking_input_is_one_line_on_the_page(service, square, settings, message):
+    with pytest.raises(ValueError, match=message) as error:
+        service.track_preview(EditForm(video=str(square), size=SIZE, **settings))
+    assert "\n" not in str(error.value)
+
+
+def test_the_page_builds_with_the_tracking_controls(service):
+    from gen1.serve.app import build_app
+
+    app = build_app(service)
+    ids = {block.elem_id for block in app.blocks.values() if getattr(block, "elem_id", None)}
+    assert {"click-canvas", "mask-clicks", "mask-tracker", "track-drawn", "track-button", "track-video"} <= ids

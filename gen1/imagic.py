@@ -121,8 +121,19 @@ def load_imagic_adapter(model, path):
     unet = _unet_of(model)
     _check_embeddings(tensors, getattr(unet, "content_dim", None), folder / EMBEDDINGS_FILE)
     load_adapter(unet, folder / ADAPTER_FILE)
-    unet._gen1_adapter["imagic"] = ImagicEmbeddings(tensors["optimised"].float(), tensors["target"].float(), info)
+    attach_embeddings(unet, tensors["optimised"], tensors["target"], info)
     return model
+
+
+def attach_embeddings(model, optimised: torch.Tensor, target: torch.Tensor, info: dict) -> None:
+    """Keep the embeddings with the adapter already in ``model`` (a pipeline or its VideoUNet): what
+    :func:`load_imagic_adapter` does after the LoRA, and an Imagic run once it ends (the pipeline it trained then
+    edits with ``imagic_scale`` at once)."""
+    unet = _unet_of(model)
+    if getattr(unet, "_gen1_adapter", None) is None:
+        raise ValueError("the model holds no gen1 adapter to keep Imagic embeddings with")
+    unet._gen1_adapter["imagic"] = ImagicEmbeddings(optimised.detach().float().cpu(), target.detach().float().cpu(),
+                                                    dict(info))
 
 
 def _check_embeddings(tensors: dict, width, file: Path) -> None:
@@ -156,6 +167,6 @@ def require_imagic(model, label: str = "imagic_scale") -> ImagicEmbeddings:
     return embeddings
 
 
-__all__ = ["ADAPTER_FILE", "EMBEDDINGS_FILE", "ImagicEmbeddings", "check_imagic_scale", "imagic_embeddings",
+__all__ = ["ADAPTER_FILE", "EMBEDDINGS_FILE", "ImagicEmbeddings", "attach_embeddings", "check_imagic_scale", "imagic_embeddings",
            "is_imagic_adapter", "load_imagic_adapter", "read_imagic_info", "require_imagic",
            "save_imagic_adapter"]

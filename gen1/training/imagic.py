@@ -37,6 +37,7 @@ import torch.nn.functional as F
 
 from gen1.adapters import prepare_adapter
 from gen1.guidance import plan_guidance
+from gen1.imagic import attach_embeddings
 from gen1.routes import Content, ContentRequest
 from gen1.training import checkpoint as ckpt
 from gen1.training.draws import micro_generator, prediction_target
@@ -165,11 +166,12 @@ def check_clip(frames: torch.Tensor, text: str) -> None:
 
 
 @torch.no_grad()
-def encode_clip(pipe, frames: torch.Tensor, structure_level: float, *, generator, device) -> ImagicClip:
-    """The clip's latents and structure, by the route's own conventions (as an edit encodes its source)."""
+def encode_clip(pipe, frames: torch.Tensor, structure_level: float, *, generator, device, depth=None) -> ImagicClip:
+    """The clip's latents and structure, by the route's own conventions (as an edit encodes its source); ``depth``:
+    the user's structure instead of the estimate (what ``Gen1Pipeline.__call__`` takes)."""
     route = pipe.route
     latents = route.encode_source(frames, generator=generator, device=device, chunk_size=8)
-    depth = pipe.prepare_depth(frames, None)
+    depth = pipe.prepare_depth(frames, depth)
     _, structure = route.structure(depth, structure_level, tuple(latents.shape[-2:]))
     window = min(pipe.prepare_windows(None, None)[0], frames.shape[0])
     return ImagicClip(latents, structure.to(device), window)
@@ -184,15 +186,21 @@ def fingerprint(frames: torch.Tensor, text: str, settings: ImagicSettings, model
 
 
 class ImagicRun:
-    """One Imagic run on a pipeline (see the module docstring); :meth:`run` does both phases."""
+    """One Imagic run on a pipeline (see the module docstring); :meth:`run` does both phases.
+
+    ``frames`` ``(F, 3, H, W)`` in [0, 1] (at least 2), ``text`` the target; ``work_dir`` holds the checkpoints;
+    ``model`` names the model in the checkpoints' fingerprint; ``depth`` the user's structure (None: estimated);
+    ``on_step(phase, step, loss)`` is told after every step.
+    """
 
     def __init__(self, pipe, frames: torch.Tensor, text: str, settings: ImagicSettings, work_dir, *, device,
-                 model: str = "", progress: bool = True,
+                 model: str = "", progress: bool = True, depth=None,
                  on_step: Optional[Callable[[str, int, float], None]] = None):
         from diffusers import DDPMScheduler  # lazy: diffusers is heavy and only this path needs it
 
         check_clip(frames, text)
         self.pipe, self.settings, self.device = pipe, settings.validate(), torch.device(device)
+        self.text = text
         self.work_dir, self.progress, self.on_step = Path(work_dir), progress, on_step
         self.route = pipe.route
         self.key = fingerprint(frames, text, settings, model)
@@ -200,7 +208,8 @@ class ImagicRun:
         for module in pipe.route.denoisers():
             module.requires_grad_(False)
         generator = torch.Generator().manual_seed(settings.seed)
-        self.clip = encode_clip(pipe, frames, settings.structure_level, generator=generator, device=self.device)
+        self.clip = encode_clip(pipe, frames, settings.structure_level, generator=generator, device=self.device,
+                                depth=depth)
         self.target = self.route.text_embedding(text, device=self.device).detach()
         base = self.route.encode_content(ContentRequest(content_embeds=self.target), generator=generator,
                                          device=self.device)
@@ -394,6 +403,7 @@ class ImagicRun:
                 self.state = replace(self.state, phase="lora", phase_step=0, offset=self.state.phase_step,
                                      best=math.inf, bad=0)
         self.pipe.unet.eval()
+        attach_embeddings(self.pipe, self.embedding, self.target, {"text": self.text})
         return ImagicResult(self.embedding.detach().clone(), self.target.clone(), self.state.history,
                             self.state.steps, self.state.stopped_early,
                             str(resumed["path"]) if resumed else None, time.perf_counter() - started)

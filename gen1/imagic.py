@@ -167,6 +167,7 @@ def require_imagic(model, label: str = "imagic_scale") -> ImagicEmbeddings:
     return embeddings
 
 
-__all__ = ["ADAPTER_FILE", "EMBEDDINGS_FILE", "ImagicEmbeddings", "attach_embeddings", "check_imagic_scale", "imagic_embeddings",
+__all__ = ["ADAPTER_FILE", "EMBEDDINGS_FILE", "ImagicEmbeddings", "attach_embeddings", "check_imagic_scale",
+           "imagic_embeddings",
            "is_imagic_adapter", "load_imagic_adapter", "read_imagic_info", "require_imagic",
            "save_imagic_adapter"]

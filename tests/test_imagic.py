@@ -17,6 +17,7 @@ from tiny_structure_content import TINY_DIM
 
 from gen1.adapters import has_adapter
 from gen1.imagic import ADAPTER_FILE, EMBEDDINGS_FILE, imagic_embeddings, load_imagic_adapter, save_imagic_adapter
+from gen1.routes import ContentRequest
 from gen1.training import checkpoint as ckpt
 from gen1.training.imagic import ImagicRun, ImagicSettings
 from gen1.training.interrupt import TrainingInterrupted
@@ -118,8 +119,7 @@ def test_eta_zero_is_the_optimised_embedding_and_eta_one_the_targets_bit_for_bit
     assert torch.equal(_edit(pipe, imagic_scale=1.0), _edit(pipe, content_embeds=result.target))
     half = _edit(pipe, imagic_scale=0.5)
     assert (half - _edit(pipe, imagic_scale=0.0)).abs().mean() > 1e-5
-    content = pipe.route.edit_content(__import__("gen1.routes", fromlist=["ContentRequest"]).ContentRequest(
-        imagic_scale=0.25), _video(), generator=None, device="cpu")
+    content = pipe.route.edit_content(ContentRequest(imagic_scale=0.25), _video(), generator=None, device="cpu")
     torch.testing.assert_close(content.context, 0.25 * result.target + 0.75 * result.optimised)
     assert torch.equal(content.null_context, torch.zeros_like(content.null_context))  # w acts as in any edit
 
@@ -138,7 +138,8 @@ def test_the_public_route_optimises_text_hidden_states(tmp_path):
     (lambda pipe: _run(pipe, "unused", text="  "), "the Imagic target text is empty"),
     (lambda pipe: ImagicRun(pipe, _video()[:1], TEXT, ImagicSettings(), "unused", device="cpu"),
      "the clip has 1 frame\\(s\\): Imagic fine-tunes on a clip of at least 2 frames"),
-    (lambda pipe: _edit(pipe, imagic_scale=float("nan")), "imagic_scale must be a finite number in \\[0, 2\\], got nan"),
+    (lambda pipe: _edit(pipe, imagic_scale=float("nan")),
+     "imagic_scale must be a finite number in \\[0, 2\\], got nan"),
     (lambda pipe: _edit(pipe, imagic_scale=0.5), "imagic_scale needs an Imagic adapter"),
     (lambda pipe: ImagicSettings(embedding_lr=float("nan")).validate(), "embedding_lr must be a finite number > 0"),
 ])
@@ -154,10 +155,18 @@ def test_a_prompt_beside_imagic_scale_is_refused(trained):
         _edit(pipe, imagic_scale=0.5, prompt="a cat")
 
 
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted run: its result and its LoRA weights."""
+    pipe = tiny_pipeline()
+    result, _ = _run(pipe, tmp_path_factory.mktemp("straight"))
+    return result, _lora(pipe)
+
+
 @pytest.mark.parametrize("phase, step", [("embedding", 3), ("lora", 2)])
-def test_ctrl_c_keeps_the_work_and_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, phase, step):
-    straight_pipe = tiny_pipeline()
-    straight, _ = _run(straight_pipe, tmp_path / "straight")
+def test_ctrl_c_keeps_the_work_and_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, straight, phase,
+                                                                                       step):
+    straight, straight_lora = straight
 
     def ctrl_c(at_phase, done, loss):
         if (at_phase, done) == (phase, step):
@@ -180,7 +189,8 @@ def test_ctrl_c_keeps_the_work_and_a_resumed_run_ends_where_an_uninterrupted_one
     assert resumed.resumed_from is not None
     assert torch.equal(resumed.optimised, straight.optimised)
     assert resumed.history == straight.history
-    assert all(torch.equal(a, b) for a, b in zip(_lora(resumed_pipe).values(), _lora(straight_pipe).values()))
+    assert _lora(resumed_pipe).keys() == straight_lora.keys()
+    assert all(torch.equal(a, b) for a, b in zip(_lora(resumed_pipe).values(), straight_lora.values()))
 
 
 def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):

@@ -39,13 +39,13 @@ def add_imagic_arguments(parser) -> None:
     group.add_argument("--embedding-steps", type=int, help="--imagic: steps of the embedding optimisation "
                        "(default 40)")
     group.add_argument("--embedding-lr", type=float,
-                       help="--imagic: the embedding's learning rate, relative to its RMS (default 0.05)")
+                       help="--imagic: the embedding's learning rate, relative to its RMS (default 0.1)")
     group.add_argument("--image-ratio", type=float,
                        help="--imagic: the share of LoRA steps on one frame in image mode (default 0.25)")
     group.add_argument("--structure-level", type=float,
                        help="--imagic: t_s of the structure the clip is reconstructed at (default 0)")
     group.add_argument("--patience", type=int, help="--imagic: stop a phase after this many loss measurements "
-                       "(every 5 steps) without improvement (default 3)")
+                       "(every 5 steps) without improvement (default 4)")
     group.add_argument("--resume", action="store_true",
                        help="--imagic: continue an interrupted run from its checkpoint in OUT.work")
 

@@ -55,9 +55,9 @@ class ImagicSettings:
     """The knobs of the two phases (``gen1 customize --imagic`` flags override them)."""
 
     embedding_steps: int = 40
-    embedding_lr: float = 0.05  # relative: Adam's step is this x the RMS of the target embedding (route-free)
+    embedding_lr: float = 0.1  # relative: Adam's step is this x the RMS of the target embedding (route-free)
     steps: int = 40  # LoRA steps
-    lr: float = 2e-3
+    lr: float = 5e-3
     lora_rank: int = 4
     lora_alpha: Optional[float] = None
     include_temporal: bool = False
@@ -65,7 +65,7 @@ class ImagicSettings:
     structure_level: float = 0.0  # t_s of the structure the clip is reconstructed at
     eval_every: int = 5
     eval_draws: int = 4
-    patience: int = 3  # measurements without improvement before a phase stops
+    patience: int = 4  # measurements without improvement before a phase stops
     min_improvement: float = 1e-3  # relative: a measurement improves when below best x (1 - this)
     checkpoint_every: int = 20
     seed: int = 0
@@ -135,7 +135,8 @@ class ImagicResult:
     def info(self, text: str, route: str, settings: ImagicSettings) -> dict:
         """The adapter's metadata (:func:`gen1.imagic.save_imagic_adapter`)."""
         return dict(text=text, route=route, settings=asdict(settings), steps=self.steps,
-                    stopped_early=self.stopped_early, history={k: [list(e) for e in v] for k, v in self.history.items()})
+                    stopped_early=self.stopped_early,
+                    history={k: [list(e) for e in v] for k, v in self.history.items()})
 
 
 @dataclass

@@ -226,6 +226,7 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
          "--imagic-scale takes its content from the Imagic adapter: give no --prompt"),
         ([*common, "--prompt", ""], "--imagic needs --prompt TEXT"),
         ([*common, "--prompt", TEXT, "--batch-size", "2"], "--batch-size does not apply to --imagic"),
+        ([*common, "--prompt", TEXT, "--out", str(tmp_path)], "is a folder with other files than an Imagic adapter's"),
     ]:
         assert main(argv) == 2
         err = capsys.readouterr().err

@@ -108,11 +108,15 @@ def run_imagic(args, check_model, size_from_model) -> int:
     _check_flags(args)
     settings = imagic_settings(args)
     from gen1.commands._common import apply_threads, check_output_file  # lazy: keeps this module's import light
+    from gen1.imagic import ADAPTER_FILE, EMBEDDINGS_FILE  # lazy: keeps this module's import light
 
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise ValueError(f"--out '{args.out}' is a file: --imagic writes an adapter folder")
-    check_output_file("--out", out)
+    if out.is_dir() and {p.name for p in out.iterdir()} - {ADAPTER_FILE, EMBEDDINGS_FILE}:
+        raise ValueError(f"--out '{args.out}' is a folder with other files than an Imagic adapter's: it would be "
+                         "replaced as a whole; choose a new path")
+    check_output_file("--out", _work_dir(out))  # its folder exists and takes new files
     source = check_model(args)
     if args.content_model is not None:
         raise ValueError("--content-model does not apply to --imagic: it uses the model's own content encoder")

@@ -33,7 +33,8 @@ def add_imagic_arguments(parser) -> None:
     group.add_argument("--imagic", action="store_true",
                        help="fine-tune on one --video for the target --prompt (Imagic / Dreamix): optimise a content "
                        "embedding that reconstructs the clip, then a LoRA with it; --out is a folder for gen1 edit "
-                       "--adapter DIR --imagic-scale ETA")
+                       "--adapter DIR --imagic-scale ETA. --steps / --lr / --lora-rank are the LoRA phase's "
+                       "(defaults 40 / 5e-3 / 4)")
     group.add_argument("--video", metavar="CLIP", help="--imagic: the clip to edit (at least 2 frames)")
     group.add_argument("--max-frames", type=int, help="--imagic: at most this many frames of --video (default 16)")
     group.add_argument("--embedding-steps", type=int, help="--imagic: steps of the embedding optimisation "

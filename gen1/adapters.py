@@ -131,7 +131,7 @@ def save_adapter(model, path: str | Path) -> Path:
     broken = next((k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()), None)
     if broken is not None:  # an adapter that would make every edit NaN is never written
         raise ValueError(f"the adapter holds non-finite weights ('{broken}'); nothing written to '{path}'")
-    meta = {k: v for k, v in info.items() if k != "backup"}
+    meta = {k: v for k, v in info.items() if k not in ("backup", "imagic")}  # imagic: gen1.imagic writes it
     with atomic_path(path) as tmp:
         save_file(tensors, str(tmp), metadata={METADATA_KEY: json.dumps(meta)})
     return Path(path)

@@ -94,12 +94,19 @@ def check_request(request: EditRequest) -> None:
 
 def _check_content(request: EditRequest) -> None:
     if request.erase:  # the content is the source's own
+        if request.imagic_scale is not None:
+            raise ValueError("--erase takes its content from the source: give no --imagic-scale")
         if request.prompt or request.reference_image:
             raise ValueError("--erase takes its content from the source: give no --prompt or --reference")
         if request.mask is None and not request.mask_clicks:
             raise ValueError("--erase needs --mask (the subject to erase), or --mask-click on it")
         if request.direction:
             raise ValueError("--erase takes its content from the source without the subject: give no --direction")
+        return
+    if request.imagic_scale is not None:  # the content is the Imagic adapter's (gen1.imagic)
+        if request.prompt or request.reference_image or request.direction:
+            raise ValueError("--imagic-scale takes its content from the Imagic adapter: give no --prompt, "
+                             "--reference or --direction")
         return
     if not request.prompt and not request.reference_image and not request.direction:
         raise ValueError("give --prompt and/or --reference (or --direction) for the content of the edit")

@@ -45,6 +45,7 @@ from gen1.depth import load_structure
 from gen1.depth.cache import estimate_depth
 from gen1.guidance import GuidancePlan, plan_guidance
 from gen1.hub import resolve_pipeline
+from gen1.imagic import require_imagic
 from gen1.ip_adapter import load_ip_adapter_into
 from gen1.masked_edits import check_mask_arguments, edit_region, load_mask, structure_depth
 from gen1.masking import KeptRegion
@@ -403,7 +404,8 @@ class Gen1Pipeline(DiffusionPipeline):
                 raise ValueError(f"callback_on_step_end_tensor_inputs: {name!r} not in {self._callback_tensor_inputs}")
 
     def check_edit_settings(self, route_settings: dict, *, direction: tuple, direction_scale: tuple, mask,
-                            mask_frame, erase: bool, mask_structure, mask_structure_level, mask_clicks=()) -> None:
+                            mask_frame, erase: bool, mask_structure, mask_structure_level, mask_clicks=(),
+                            imagic_scale=None) -> None:
         """Check the settings only some routes or modes take, before anything is read or run: the route's own
         (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
         the directions, and the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`)."""
@@ -415,6 +417,11 @@ class Gen1Pipeline(DiffusionPipeline):
         check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
                              mask_structure_level=mask_structure_level, clicks=mask_clicks)
         check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level))
+        if imagic_scale is not None:  # an Imagic adapter's content (gen1.imagic): its range, and the adapter
+            check_settings(dict(imagic_scale=imagic_scale))
+            require_imagic(self)
+            if erase:
+                raise ValueError("erase takes its content from the source: give no imagic_scale")
 
     def run_loop(self, blender: WindowBlender, latents: torch.Tensor, timesteps: torch.Tensor, scheduler, *,
                  generator, hooks, progress_callback=None) -> torch.Tensor:
@@ -570,6 +577,7 @@ class Gen1Pipeline(DiffusionPipeline):
         inpaint_controlnet_scale: float = 1.0,
         direction: Sequence[tuple[str, str]] = (),
         direction_scale: Sequence[float] = (),
+        imagic_scale: float | None = None,
         scheduler=None,
         output_type: str = "np",
         callback_on_step_end: Callable | None = None,
@@ -628,6 +636,9 @@ class Gen1Pipeline(DiffusionPipeline):
                 each (none: 1 each): the content becomes the source's own (or the given prompt's) plus alpha x
                 (text(TARGET) - text(NEUTRAL)) in the route's content space (:meth:`gen1.routes.Route.edit_content`,
                 docs/directions.md); alpha = 0 is the source-content edit, bit for bit.
+            imagic_scale: eta in [0, 2] with an Imagic adapter loaded (:func:`gen1.imagic.load_imagic_adapter`):
+                the content is eta x target + (1 - eta) x the optimised embedding (give no other content;
+                :meth:`gen1.routes.Route.imagic_content`); None: the adapter's LoRA only, with the content given.
             scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, ``"unipc"``, made from the pipeline's
                 scheduler config) or a scheduler instance; default: the pipeline's own. The pipeline is not changed.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
@@ -656,7 +667,8 @@ class Gen1Pipeline(DiffusionPipeline):
         mask_clicks = tuple(tuple(click) for click in mask_clicks or ())
         self.check_edit_settings(route_settings, direction=direction, direction_scale=direction_scale, mask=mask,
                                  mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
-                                 mask_structure_level=mask_structure_level, mask_clicks=mask_clicks)
+                                 mask_structure_level=mask_structure_level, mask_clicks=mask_clicks,
+                                 imagic_scale=imagic_scale)
         if mask_clicks and mask_frame is None:
             mask_frame = 0  # clicks are on one frame: the first unless told
         tracker = make_tracker(mask_tracker, mask_tracker_model)
@@ -674,7 +686,7 @@ class Gen1Pipeline(DiffusionPipeline):
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds,
-                                 direction=direction, direction_scale=direction_scale)
+                                 direction=direction, direction_scale=direction_scale, imagic_scale=imagic_scale)
         timesteps = self.prepare_timesteps(num_inference_steps, strength, device, scheduler)  # draws nothing
         prediction, depth_shown, user_mask = self.prepare_route(
             source, content, depth=depth, structure_level=structure_level, plan=plan, generator=generator,

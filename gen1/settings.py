@@ -54,15 +54,17 @@ def click_value(text: str) -> tuple[float, float, bool]:
 def setting(default, flag: str, help: str, *, group: str = "knobs", stage: str = "edit", low=None, high=None,
             low_open: bool = False, integer: bool = False, choices=None, metavar: str | None = None,
             repeat: bool = False, nargs: str | None = None, kind: type | Callable | None = None,
-            switch: bool = False):
+            switch: bool = False, web: bool = True):
     """A field of :class:`EditSettings` with its flag, help and range (see the module docstring).
 
     ``repeat``: the flag may be given several times (a tuple); ``nargs``: several values after one flag;
-    ``switch``: a flag without a value that sets the opposite of ``default``; ``kind``: argparse's ``type``.
+    ``switch``: a flag without a value that sets the opposite of ``default``; ``kind``: argparse's ``type``;
+    ``web``: False for a setting the web app cannot offer (it needs a file only the command line and the API load,
+    such as a ``gen1 customize --imagic`` adapter).
     """
     metadata = dict(flag=flag, help=help, group=group, stage=stage, low=low, high=high, low_open=low_open,
                     integer=integer, choices=choices, metavar=metavar, repeat=repeat, nargs=nargs, kind=kind,
-                    switch=switch)
+                    switch=switch, web=web)
     return field(default=default, metadata=metadata)
 
 
@@ -86,6 +88,11 @@ class EditSettings:
     direction_scale: tuple[float, ...] = setting(
         (), "--direction-scale", "alpha of each --direction, in order: a finite number, 0 = the source's own content "
         "(repeatable; default 1 for every direction)", group="content", repeat=True, kind=float, metavar="ALPHA")
+    imagic_scale: float | None = setting(
+        None, "--imagic-scale", "eta in [0, 2] with an Imagic adapter (--adapter DIR from gen1 customize --imagic): the "
+        "content is eta x target + (1 - eta) x the optimised embedding; 0 reconstructs the clip, 1 is the target text, "
+        "above 1 extrapolates (docs/directions.md)", group="content", low=0, high=2, kind=float, metavar="ETA",
+        web=False)
     # guidance and structure
     structure_level: float = setting(0.0, "--structure-level", f"t_s in [0, {MAX_LEVEL}]: 0 = full depth detail, "
                                      f"{MAX_LEVEL} = coarse layout only (default 0)", low=0, high=MAX_LEVEL,

@@ -38,6 +38,7 @@ FULL = EditRequest(
     direction=(("a car", "a red car"), ("day", "night")), direction_scale=(1.5, -0.5), compare="side by side.png",
     mask_tracker="sam2", mask_tracker_model="facebook/sam2.1-hiera-small",
     mask_clicks=((10.5, 20.0, True), (3.0, 4.0, False)), inpaint_controlnet_scale=0.7,
+    imagic_scale=0.75,
 )
 
 

@@ -21,6 +21,7 @@ from pathlib import Path
 
 from gen1.checks import check_integer, check_model_files, check_number, check_seed, seed_value
 from gen1.commands._common import add_threads_argument, apply_threads, check_output_file
+from gen1.commands._imagic import add_imagic_arguments, run_imagic
 from gen1.commands._models import NAME_HELP
 
 FALLBACK_SIZE = 256  # --size for a model that records no trained size (gen1.model_defaults)
@@ -44,8 +45,8 @@ def register(subparsers) -> None:
                         help="public route: the AnimateDiff motion modules you edit with (off while training)")
     parser.add_argument("--controlnet", metavar="DIR|REPO", help="public route: the depth ControlNet")
     parser.add_argument("--prompt", help="public route: the instance prompt that names the subject (default: empty)")
-    parser.add_argument("--images", required=True, help="folder of images of the subject or style")
-    parser.add_argument("--out", required=True, help="adapter file to write (.safetensors)")
+    parser.add_argument("--images", help="folder of images of the subject or style (or --imagic --video CLIP)")
+    parser.add_argument("--out", required=True, help="adapter file to write (.safetensors; with --imagic a folder)")
     parser.add_argument("--lora-rank", type=int, help="LoRA rank (default 4)")
     parser.add_argument("--lora-alpha", type=float, help="LoRA alpha (default: the rank)")
     parser.add_argument("--full", action="store_true", default=None, help="fine-tune every UNet weight instead of LoRA (adapter as large as the UNet)")
@@ -62,6 +63,7 @@ def register(subparsers) -> None:
                         "parts needs one)")
     parser.add_argument("--content-model", help="native models: content encoder (default: MODEL/content_encoder)")
     add_threads_argument(parser)
+    add_imagic_arguments(parser)
     parser.set_defaults(func=run)
 
 
@@ -133,7 +135,7 @@ def _check_model(args):
                              "its content is the --prompt")
         if args.depth_model is None and not source.is_public and not (source.model_dir / "depth_estimator").is_dir():
             raise ValueError(f"{source.describe()} has no depth estimator: give --depth-model")
-    elif args.prompt is not None:
+    elif args.prompt is not None and not getattr(args, "imagic", False):  # --imagic: the target text
         raise ValueError(f"--prompt does not apply to {source.describe()}, {source.route.description}: it is "
                          "customised on each image's own CLIP embedding")
     return source
@@ -204,6 +206,10 @@ def run(args) -> int:
     import torch  # lazy: torch is heavy and only this path needs it
 
     from gen1.adapters import save_adapter  # lazy: keeps this module's import light (no torch when it loads)
+    if args.imagic:  # one clip and a target text (gen1.commands._imagic)
+        return run_imagic(args, _check_model, _size_from_model)
+    if args.images is None:
+        raise ValueError("give --images FOLDER (or --imagic --video CLIP --prompt TEXT)")
     _check_arguments(args)
     settings = load_settings(args)
     paths = _image_paths(args)  # the user's own files first: a typo costs nothing, not a model download

@@ -73,7 +73,8 @@ def _add_io_arguments(io) -> None:
     """Which model and adapters, where the comparison goes, on which device."""
     add_model_arguments(io)
     io.add_argument("--compare", metavar="PATH", help="also write source | depth | output (.png/.jpg or .mp4)")
-    io.add_argument("--adapter", help="customisation adapter (.safetensors from `gen1 customize`) to apply")
+    io.add_argument("--adapter", help="customisation adapter (.safetensors from `gen1 customize`, or the folder "
+                    "`gen1 customize --imagic` writes, for --imagic-scale) to apply")
     io.add_argument("--lora", metavar="FILE|REPO",
                     help="a Stable Diffusion LoRA (.safetensors, diffusers or kohya format) for the UNet, a local "
                     "file or a Hub name")
@@ -114,7 +115,7 @@ def _check_files(args) -> None:
         raise ValueError(f"INPUT '{args.input}' is a still image; gen1 edit edits videos ({', '.join(VIDEO_SUFFIXES)})")
     check_input_file("--mask", args.mask)
     check_input_file("--depth", args.depth, directory_ok=True)
-    check_input_file("--adapter", args.adapter)
+    check_input_file("--adapter", args.adapter, directory_ok=True)  # a folder: an Imagic adapter
     for reference in args.reference_image:
         check_input_file("--reference", reference)
     refuse_overwriting_inputs(
@@ -173,8 +174,18 @@ def _check_tracker(request: EditRequest) -> None:
 
 
 def _check_adapter(path: str) -> dict:
-    """The adapter's metadata (kind, rank, targets), or ``ValueError`` if the file is no gen1 adapter."""
+    """The adapter's metadata (kind, rank, targets), or ``ValueError`` if the file is no gen1 adapter; for an Imagic
+    adapter folder (:mod:`gen1.imagic`) its LoRA's, with ``imagic`` holding the folder's own metadata."""
     from gen1.adapters import METADATA_KEY  # lazy: keeps this module's import light (no torch when it loads)
+
+    if Path(path).is_dir():
+        from gen1.imagic import ADAPTER_FILE, read_imagic_info  # lazy: keeps this module's import light
+
+        try:
+            imagic = read_imagic_info(path)
+        except ValueError as error:
+            raise ValueError(f"--adapter: {error}") from None
+        return dict(_check_adapter(str(Path(path) / ADAPTER_FILE)), imagic=imagic)
 
     try:
         metadata = safetensors_metadata(Path(path))
@@ -200,6 +211,9 @@ def _check_arguments(args) -> tuple[EditRequest, ModelSource, dict | None]:
     _check_files(args)
     adapter = None if args.adapter is None else _check_adapter(args.adapter)  # a local file: before any model
     _check_tracker(request)
+    if request.imagic_scale is not None and (adapter is None or "imagic" not in adapter):
+        raise ValueError("--imagic-scale needs an Imagic adapter: --adapter DIR, a folder written by gen1 customize "
+                         "--imagic")
     source = _check_model(args)
     request = _with_model_defaults(request, source)
     return request, source, adapter
@@ -220,13 +234,16 @@ def _load_pipeline(source: ModelSource, args, adapter: dict | None):
     pipe = load_model(source, report=print)
     if adapter is not None:
         from gen1.adapters import load_adapter  # lazy: keeps this module's import light (no torch when it loads)
+        from gen1.imagic import load_imagic_adapter  # lazy: keeps this module's import light
 
         try:
-            load_adapter(pipe, args.adapter)
+            (load_imagic_adapter if "imagic" in adapter else load_adapter)(pipe, args.adapter)
         except ValueError as error:
             raise ValueError(f"--adapter does not fit {source.describe()}: {error}") from None
         details = [str(adapter["kind"])] + ([f"rank {adapter['rank']}"] if adapter.get("rank") is not None else [])
         details.append(f"{len(adapter['targets'])} layers" if adapter["targets"] else "every UNet weight")
+        if "imagic" in adapter:
+            details.append(f"Imagic embeddings for '{adapter['imagic'].get('text', '?')}'")
         print(f"applied adapter {args.adapter} ({', '.join(details)})")
     if args.lora is not None:
         try:

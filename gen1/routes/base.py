@@ -31,6 +31,7 @@ from einops import rearrange, repeat
 
 from gen1.conditioning import encode_latents
 from gen1.guidance import GuidancePlan
+from gen1.imagic import require_imagic
 from gen1.media import read_image
 from gen1.settings import OPTIONAL_SETTINGS, check_directions
 
@@ -72,6 +73,7 @@ class ContentRequest:
     negative_prompt: str | None = None
     direction: Any = ()
     direction_scale: Any = ()
+    imagic_scale: Any = None
 
     @property
     def prompts(self) -> list[str]:
@@ -204,8 +206,10 @@ class Route:
         of ``frames`` ``(F, 3, H, W)`` in [0, 1]; or the given prompts / references / embeddings when there are
         some) plus alpha x :meth:`text_direction` for each, in the space the route conditions on. The null content
         is unchanged, so w and w_t act as in any edit; alpha = 0 adds exact zeros (the source-content edit, bit for
-        bit)."""
+        bit). With ``content.imagic_scale`` eta, the Imagic adapter's content (:meth:`imagic_content`)."""
 
+        if content.imagic_scale is not None:
+            return self.imagic_content(content, generator=generator, device=device)
         if not content.direction:
             return self.encode_content(content, generator=generator, device=device)
         scales = check_directions(content.direction, content.direction_scale)
@@ -216,6 +220,25 @@ class Route:
         for (neutral, target), alpha in zip(content.direction, scales):
             context = context + alpha * self.text_direction(neutral, target, device=device).to(context)
         return replace(base, context=context)
+
+    def imagic_content(self, content: ContentRequest, *, generator, device) -> Content:
+        """eta x target + (1 - eta) x optimised (``content.imagic_scale`` eta) from the Imagic adapter loaded into
+        the pipeline (:mod:`gen1.imagic`), as precomputed content: the embeddings are in the space this route
+        conditions on, so :meth:`encode_content` takes them as ``content_embeds``, with its null content (and
+        ``negative_prompt``) as for any edit. eta = 0 is exactly the optimised embedding, 1 exactly the target's."""
+
+        embeddings = require_imagic(self.pipe)
+        if content.prompts or content.images or content.content_embeds is not None or content.direction:
+            raise ValueError("imagic_scale takes its content from the Imagic adapter: give no prompt, "
+                             "reference_image, content_embeds or direction")
+        mixed = embeddings.mix(content.imagic_scale).to(device)
+        return self.encode_content(replace(content, content_embeds=mixed, content_weights=None, imagic_scale=None),
+                                   generator=generator, device=device)
+
+    def text_embedding(self, text: str, *, device) -> torch.Tensor:
+        """text(TEXT) in the space this route conditions on, shaped like :attr:`Content.context` ``(1, L, D)``,
+        float32, as :meth:`text_direction` maps each of its texts (an Imagic optimisation starts from it)."""
+        raise NotImplementedError(f"{type(self).__name__} has no text embeddings")
 
     def own_content(self, frames: torch.Tensor, content: ContentRequest, *, generator, device) -> Content:
         """The content that reproduces the source itself (the base a direction moves), for the edit's

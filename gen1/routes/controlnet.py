@@ -186,6 +186,10 @@ class ControlNetRoute(Route):
         hidden = encode_prompts(pipe.tokenizer, pipe.text_encoder, [target, neutral], device).float()
         return hidden[:1] - hidden[1:]
 
+    def text_embedding(self, text, *, device) -> torch.Tensor:
+        """The base's text hidden states of ``text`` (what cross-attention takes), ``(1, L, D)``."""
+        return encode_prompts(self.pipe.tokenizer, self.pipe.text_encoder, [text], device).float()
+
     def structure(self, depth, level, latent_size):
         """Obscured on the pixel grid the ControlNet sees; its input is that depth as three equal channels."""
         shown = obscure(depth, level).clamp(0, 1)

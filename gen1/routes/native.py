@@ -109,16 +109,20 @@ class NativeRoute(Route):
         """In CLIP image-embedding space: the texts through the content encoder's text tower and, when the model
         has one, the prior (each with the same noise, seeded by :attr:`direction_seed`); without a prior the
         raw CLIP text embeddings (what the model's prompts use too). ``(1, 1, D)``."""
+        if self.pipe.content_encoder is None:
+            raise ValueError("this pipeline has no content_encoder: directions need its text tower")
+        return self.text_embedding(target, device=device) - self.text_embedding(neutral, device=device)
+
+    def text_embedding(self, text, *, device) -> torch.Tensor:
+        """The text through the content encoder's text tower and, when the model has one, the prior (its noise
+        seeded by :attr:`direction_seed`): ``(1, 1, D)`` in CLIP image-embedding space."""
         pipe = self.pipe
         if pipe.content_encoder is None:
-            raise ValueError("this pipeline has no content_encoder: directions need its text tower")
-
-        def embed(text):
-            noise = torch.Generator().manual_seed(self.direction_seed)
-            return pipe.content_encoder.encode_text([text], prior=pipe.prior, prior_scheduler=pipe.prior_scheduler,
-                                                    generator=noise).float()
-
-        return as_unet_context((embed(target) - embed(neutral)).to(device))
+            raise ValueError("this pipeline has no content_encoder: text embeddings need its text tower")
+        noise = torch.Generator().manual_seed(self.direction_seed)
+        embedding = pipe.content_encoder.encode_text([text], prior=pipe.prior, prior_scheduler=pipe.prior_scheduler,
+                                                     generator=noise).float()
+        return as_unet_context(embedding.reshape(1, -1).to(device))
 
     def structure(self, depth, level, latent_size):
         """Obscured on the latent grid (:func:`gen1.conditioning.video_structure`): what the UNet sees."""

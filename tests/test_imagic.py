@@ -1,0 +1,234 @@
+"""Imagic for one clip (issue 34): the loop lowers its embedding loss and writes an adapter folder that loads back
+checked; eta = 0 / 1 are the optimised / target embeddings bit for bit; bad input is one line; the command runs end to
+end; Ctrl-C keeps the work and a resumed run ends where an uninterrupted one does."""
+
+from __future__ import annotations
+
+import os
+import signal
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from tiny_pipeline import tiny_pipeline
+from tiny_public import public_pipeline, write_public_stack
+from tiny_structure_content import TINY_DIM
+
+from gen1.adapters import has_adapter
+from gen1.imagic import ADAPTER_FILE, EMBEDDINGS_FILE, imagic_embeddings, load_imagic_adapter, save_imagic_adapter
+from gen1.routes import ContentRequest
+from gen1.training import checkpoint as ckpt
+from gen1.training.imagic import ImagicRun, ImagicSettings
+from gen1.training.interrupt import TrainingInterrupted
+
+FRAMES, SIZE = 4, 32
+TEXT = "a red car"
+FAST = dict(embedding_steps=6, steps=4, eval_every=2, patience=10, embedding_lr=0.1, lr=1e-2, image_ratio=0.5,
+            checkpoint_every=100)
+
+
+def _video(seed=0):
+    return torch.rand(FRAMES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def _depth(seed=1):
+    return torch.rand(FRAMES, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
+
+
+def _run(pipe, work, *, resume=False, on_step=None, text=TEXT, **overrides):
+    settings = ImagicSettings(**{**FAST, **overrides})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the tiny content encoder has no prior: its text embeddings warn
+        run = ImagicRun(pipe, _video(), text, settings, work, device="cpu", progress=False, depth=_depth(),
+                        on_step=on_step)
+        return run.run(resume=resume), settings
+
+
+def _edit(pipe, **kwargs):
+    settings = dict(num_inference_steps=2, guidance_scale=3.0, depth=_depth(), output_type="pt",
+                    generator=torch.Generator().manual_seed(7))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return pipe(_video(), **settings, **kwargs).frames
+
+
+def _lora(pipe) -> dict[str, torch.Tensor]:
+    return {n: p.detach().clone() for n, p in pipe.unet.named_parameters() if "lora_" in n}
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny native pipeline after an Imagic run, the run's result and its adapter folder."""
+    root = tmp_path_factory.mktemp("imagic")
+    pipe = tiny_pipeline()
+    result, settings = _run(pipe, root / "work")
+    folder = save_imagic_adapter(pipe, root / "adapter", optimised=result.optimised, target=result.target,
+                                 info=result.info(TEXT, pipe.route.description, settings))
+    return pipe, result, folder
+
+
+def test_the_loop_lowers_its_embedding_loss_and_the_adapter_round_trips(trained):
+    from safetensors.torch import load_file
+
+    pipe, result, folder = trained
+    before, after = result.embedding_loss
+    assert after < before, result.history["embedding"]
+    assert result.history["embedding"][0][0] == 0 and len(result.history["lora"]) > 1
+    assert result.steps == {"embedding": 6, "lora": 4}
+    assert not torch.equal(result.optimised, result.target)
+    assert sorted(p.name for p in folder.iterdir()) == sorted([ADAPTER_FILE, EMBEDDINGS_FILE])
+    tensors = load_file(str(folder / EMBEDDINGS_FILE))
+    assert sorted(tensors) == ["optimised", "target"]
+    assert {tuple(t.shape) for t in tensors.values()} == {(1, 1, TINY_DIM)}
+    assert torch.equal(tensors["optimised"], result.optimised) and torch.equal(tensors["target"], result.target)
+
+    fresh = tiny_pipeline()
+    load_imagic_adapter(fresh, folder)
+    assert has_adapter(fresh) and imagic_embeddings(fresh).info["text"] == TEXT
+    assert torch.equal(imagic_embeddings(fresh).optimised, result.optimised)
+    assert _lora(fresh).keys() == _lora(pipe).keys()
+    assert all(torch.equal(a, b) for a, b in zip(_lora(fresh).values(), _lora(pipe).values()))
+
+
+def test_an_adapter_of_the_wrong_shape_is_refused_and_leaves_the_model_untouched(trained, tmp_path):
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from gen1.checks import safetensors_metadata
+
+    _, _, folder = trained
+    bad = tmp_path / "bad"
+    shutil.copytree(folder, bad)
+    metadata = safetensors_metadata(bad / EMBEDDINGS_FILE)
+    tensors = {k: torch.zeros(1, 1, 7) for k in load_file(str(bad / EMBEDDINGS_FILE))}
+    save_file(tensors, str(bad / EMBEDDINGS_FILE), metadata=metadata)
+    fresh = tiny_pipeline()
+    with pytest.raises(ValueError, match=f"the embeddings are 7 wide, this model's content is {TINY_DIM} wide"):
+        load_imagic_adapter(fresh, bad)
+    assert not has_adapter(fresh) and imagic_embeddings(fresh) is None
+    (bad / ADAPTER_FILE).unlink()
+    with pytest.raises(ValueError, match=f"has no {ADAPTER_FILE}"):
+        load_imagic_adapter(fresh, bad)
+
+
+def test_eta_zero_is_the_optimised_embedding_and_eta_one_the_targets_bit_for_bit(trained):
+    pipe, result, _ = trained
+    assert torch.equal(_edit(pipe, imagic_scale=0.0), _edit(pipe, content_embeds=result.optimised))
+    assert torch.equal(_edit(pipe, imagic_scale=1.0), _edit(pipe, content_embeds=result.target))
+    half = _edit(pipe, imagic_scale=0.5)
+    assert (half - _edit(pipe, imagic_scale=0.0)).abs().mean() > 1e-5
+    content = pipe.route.edit_content(ContentRequest(imagic_scale=0.25), _video(), generator=None, device="cpu")
+    torch.testing.assert_close(content.context, 0.25 * result.target + 0.75 * result.optimised)
+    assert torch.equal(content.null_context, torch.zeros_like(content.null_context))  # w acts as in any edit
+
+
+def test_the_public_route_optimises_text_hidden_states(tmp_path):
+    pipe = public_pipeline(write_public_stack(tmp_path / "public"))
+    result, _ = _run(pipe, tmp_path / "work", embedding_steps=4, steps=2)
+    hidden = pipe.route.text_embedding(TEXT, device="cpu")
+    assert result.target.shape == hidden.shape and hidden.shape[1] > 1  # token by token
+    assert torch.equal(result.target, hidden)
+    before, after = result.embedding_loss
+    assert after < before
+
+
+@pytest.mark.parametrize("call, message", [
+    (lambda pipe: _run(pipe, "unused", text="  "), "the Imagic target text is empty"),
+    (lambda pipe: ImagicRun(pipe, _video()[:1], TEXT, ImagicSettings(), "unused", device="cpu"),
+     "the clip has 1 frame\\(s\\): Imagic fine-tunes on a clip of at least 2 frames"),
+    (lambda pipe: _edit(pipe, imagic_scale=float("nan")),
+     "imagic_scale must be a finite number in \\[0, 2\\], got nan"),
+    (lambda pipe: _edit(pipe, imagic_scale=0.5), "imagic_scale needs an Imagic adapter"),
+    (lambda pipe: ImagicSettings(embedding_lr=float("nan")).validate(), "embedding_lr must be a finite number > 0"),
+])
+def test_bad_input_is_one_line(call, message):
+    with pytest.raises(ValueError, match=message) as error:
+        call(tiny_pipeline())
+    assert "\n" not in str(error.value)
+
+
+def test_a_prompt_beside_imagic_scale_is_refused(trained):
+    pipe, _, _ = trained
+    with pytest.raises(ValueError, match="imagic_scale takes its content from the Imagic adapter: give no prompt"):
+        _edit(pipe, imagic_scale=0.5, prompt="a cat")
+
+
+@pytest.fixture(scope="module")
+def straight(tmp_path_factory):
+    """An uninterrupted run: its result and its LoRA weights."""
+    pipe = tiny_pipeline()
+    result, _ = _run(pipe, tmp_path_factory.mktemp("straight"))
+    return result, _lora(pipe)
+
+
+@pytest.mark.parametrize("phase, step", [("embedding", 3), ("lora", 2)])
+def test_ctrl_c_keeps_the_work_and_a_resumed_run_ends_where_an_uninterrupted_one_does(tmp_path, straight, phase,
+                                                                                       step):
+    straight, straight_lora = straight
+
+    def ctrl_c(at_phase, done, loss):
+        if (at_phase, done) == (phase, step):
+            os.kill(os.getpid(), signal.SIGINT)
+
+    pipe = tiny_pipeline()
+    with pytest.raises(TrainingInterrupted) as stop:
+        _run(pipe, tmp_path / "work", on_step=ctrl_c)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    offset = 0 if phase == "embedding" else straight.steps["embedding"]
+    assert stop.value.step == offset + step
+    assert [p.name for p in ckpt.list_checkpoints(tmp_path / "work")] == [f"checkpoint-{offset + step:08d}"]
+
+    with pytest.raises(ValueError, match="were made from another clip, text, model or settings"):
+        _run(tiny_pipeline(), tmp_path / "work", resume=True, text="a blue car")
+    with pytest.raises(ValueError, match="holds checkpoints of an earlier run"):
+        _run(tiny_pipeline(), tmp_path / "work")
+    resumed_pipe = tiny_pipeline()
+    resumed, _ = _run(resumed_pipe, tmp_path / "work", resume=True)
+    assert resumed.resumed_from is not None
+    assert torch.equal(resumed.optimised, straight.optimised)
+    assert resumed.history == straight.history
+    assert _lora(resumed_pipe).keys() == straight_lora.keys()
+    assert all(torch.equal(a, b) for a, b in zip(_lora(resumed_pipe).values(), straight_lora.values()))
+
+
+def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
+    from gen1.cli import main
+    from gen1.media import write_video
+
+    model = tmp_path / "tiny-gen1"
+    tiny_pipeline().save_pretrained(model)
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, (np.random.default_rng(0).random((FRAMES, SIZE, SIZE, 3)) * 255).astype(np.uint8), 8)
+    out = tmp_path / "red"
+    common = ["customize", "--imagic", "--model", str(model), "--video", str(clip), "--size", str(SIZE),
+              "--embedding-steps", "3", "--steps", "2", "--out", str(out)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*common, "--prompt", TEXT]) == 0, capsys.readouterr().err
+    printed = capsys.readouterr().out
+    assert f"Imagic on {FRAMES} frames for '{TEXT}': embedding loss" in printed
+    assert sorted(p.name for p in out.iterdir()) == sorted([ADAPTER_FILE, EMBEDDINGS_FILE])
+    assert not (tmp_path / "red.work").exists()  # the checkpoints go once the adapter is written
+
+    edit = ["edit", str(clip), "--model", str(model), "--size", str(SIZE), "--steps", "2"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        assert main([*edit, "-o", str(tmp_path / "e.mp4"), "--adapter", str(out), "--imagic-scale", "0.5"]) == 0
+    assert (tmp_path / "e.mp4").is_file() and "Imagic embeddings for 'a red car'" in capsys.readouterr().out
+
+    for argv, message in [
+        ([*edit, "-o", str(tmp_path / "f.mp4"), "--imagic-scale", "0.5"], "--imagic-scale needs an Imagic adapter"),
+        ([*edit, "-o", str(tmp_path / "f.mp4"), "--adapter", str(out), "--imagic-scale", "3"],
+         "--imagic-scale must be a finite number in [0, 2], got 3"),
+        ([*edit, "-o", str(tmp_path / "f.mp4"), "--adapter", str(out), "--imagic-scale", "1", "--prompt", "x"],
+         "--imagic-scale takes its content from the Imagic adapter: give no --prompt"),
+        ([*common, "--prompt", ""], "--imagic needs --prompt TEXT"),
+        ([*common, "--prompt", TEXT, "--batch-size", "2"], "--batch-size does not apply to --imagic"),
+        ([*common, "--prompt", TEXT, "--out", str(tmp_path)], "is a folder with other files than an Imagic adapter's"),
+    ]:
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert message in err and "Traceback" not in err
+    assert not (tmp_path / "f.mp4").exists()

@@ -387,12 +387,12 @@ class Gen1Pipeline(DiffusionPipeline):
     # ----------------------------------------------------------------------------------------------- checks
     def check_inputs(self, *, structure_level, guidance_scale, temporal_guidance_scale, num_inference_steps,
                      output_type, strength, decode_chunk_size, mask_feather=1.0,
-                     callback_on_step_end_tensor_inputs=()):
+                     callback_on_step_end_tensor_inputs=(), full_strength_start="noise"):
         """Validate the scalar call arguments (``ValueError`` naming the argument and its value); the declared
         settings by their declared ranges (:func:`gen1.settings.check_settings`)."""
         check_settings(dict(structure_level=structure_level, guidance_scale=guidance_scale,
                             temporal_guidance_scale=temporal_guidance_scale, num_inference_steps=num_inference_steps,
-                            strength=strength))
+                            strength=strength, full_strength_start=full_strength_start))
         if output_type not in OUTPUT_TYPES:
             raise ValueError(f"output_type must be one of {OUTPUT_TYPES}, got {output_type!r}")
         if not (np.isfinite(float(mask_feather)) and float(mask_feather) >= 0):
@@ -501,11 +501,14 @@ class Gen1Pipeline(DiffusionPipeline):
         return timesteps[skip * order :]
 
     def prepare_latents(self, source: "SourceVideo", timesteps: torch.Tensor, *, strength: float,
-                        need_source: bool, generator, device, decode_chunk_size: int, scheduler=None):
+                        need_source: bool, generator, device, decode_chunk_size: int, scheduler=None,
+                        full_strength_start: str = "noise"):
         """(initial latents, the noise they were drawn with, the source latents or None), all float32.
 
         Below ``strength`` 1 the edit starts from the source latents noised to the first timestep; at 1 from
-        pure noise. The source latents are encoded when ``need_source`` (a masked edit keeps them) or below 1.
+        pure noise, unless ``full_strength_start`` is ``"noised-source"`` (diffusers' video-to-video convention,
+        which noises the source to the first timestep at every strength). The source latents are encoded when
+        ``need_source`` (a masked edit keeps them) or when the start is the noised source.
         How the source is encoded and the noise drawn is the route's convention
         (:meth:`gen1.routes.Route.encode_source`, :meth:`~gen1.routes.Route.draw_noise`): native models use the
         training convention, the public route diffusers' video-to-video convention, so that a seed gives what it
@@ -513,12 +516,13 @@ class Gen1Pipeline(DiffusionPipeline):
         """
         route, scheduler = self.route, scheduler or self.scheduler
         source_latents = None
-        if need_source or strength < 1.0:
+        from_source = strength < 1.0 or full_strength_start == "noised-source"
+        if need_source or from_source:
             source_latents = route.encode_source(source.frames, generator=generator, device=device,
                                                  chunk_size=decode_chunk_size)
         shape = (1, self.unet.latent_channels, source.num_frames, *source.latent_size)
         noise = route.draw_noise(shape, generator=generator, device=device)
-        if strength < 1.0:
+        if from_source:
             latents = scheduler.add_noise(source_latents, noise, timesteps[:1])
         else:
             latents = noise * float(scheduler.init_noise_sigma)
@@ -571,6 +575,7 @@ class Gen1Pipeline(DiffusionPipeline):
         window_shift: bool = True,
         decode_chunk_size: int = 8,
         strength: float = 1.0,
+        full_strength_start: str = "noise",
         controlnet_conditioning_scale: float = 1.0,
         controlnet_guidance_start: float = 0.0,
         controlnet_guidance_end: float = 1.0,
@@ -627,6 +632,9 @@ class Gen1Pipeline(DiffusionPipeline):
                 (seamless long videos, :mod:`gen1.windows`); False keeps the same windows at every step.
             decode_chunk_size: frames per VAE encode/decode call.
             strength: in (0, 1]; below 1 starts from the source latents noised to that fraction of the schedule.
+            full_strength_start: where strength 1 starts: ``"noise"`` (pure noise, as Gen-1: the source's pixels play
+                no part) or ``"noised-source"`` (the source noised to the first timestep, as diffusers'
+                video-to-video pipelines do at strength 1; docs/models.md).
             controlnet_conditioning_scale: public route: multiplies the depth ControlNet's residuals (>= 0).
             controlnet_guidance_start / controlnet_guidance_end: public route: the share of the steps in which the
                 ControlNet acts (diffusers' ``control_guidance_start`` / ``_end``); outside it, it is not evaluated.
@@ -658,6 +666,7 @@ class Gen1Pipeline(DiffusionPipeline):
             temporal_guidance_scale=temporal_guidance_scale, num_inference_steps=num_inference_steps,
             output_type=output_type, strength=strength, decode_chunk_size=decode_chunk_size,
             mask_feather=mask_feather, callback_on_step_end_tensor_inputs=callback_on_step_end_tensor_inputs,
+            full_strength_start=full_strength_start,
         )
         route_settings = dict(negative_prompt=negative_prompt, inpaint_controlnet_scale=inpaint_controlnet_scale,
                               controlnet_conditioning_scale=controlnet_conditioning_scale,
@@ -695,6 +704,7 @@ class Gen1Pipeline(DiffusionPipeline):
         latents, noise, source_latents = self.prepare_latents(
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
             device=device, decode_chunk_size=decode_chunk_size, scheduler=scheduler,
+            full_strength_start=full_strength_start,
         )
         kept = None if user_mask is None else KeptRegion.from_pixel_mask(
             user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,

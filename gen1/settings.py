@@ -31,6 +31,9 @@ MAX_LEVEL = 7
 SCHEDULERS = ("ddim", "dpm", "euler", "unipc")
 #: What a masked edit does with the structure inside the mask (gen1.masked_edits).
 MASK_STRUCTURES = ("keep", "fill")
+#: Where an edit at strength 1 starts: pure noise (Gen-1's way, the source's pixels play no part) or the source
+#: latents noised to the first timestep (diffusers' video-to-video pipelines, which keep sqrt(alpha_bar_T) of them).
+FULL_STRENGTH_STARTS = ("noise", "noised-source")
 #: The trackers that carry a one-frame mask to every frame (gen1.tracking.TRACKERS holds them by these names).
 TRACKER_NAMES = ("flow", "sam2")
 
@@ -117,6 +120,11 @@ class EditSettings:
     scheduler: str | None = setting(None, "--scheduler", "sampler (default: the model's own)", choices=SCHEDULERS)
     strength: float = setting(1.0, "--strength", "in (0, 1]: start from the noised source below 1", low=0, high=1,
                               low_open=True, kind=float)
+    full_strength_start: str = setting(
+        "noise", "--full-strength-start", "where an edit at --strength 1 starts: 'noise' (pure noise, as Gen-1; the "
+        "source's pixels play no part) or 'noised-source' (the source noised to the first step, as diffusers' "
+        "video-to-video pipelines; docs/models.md). Below strength 1 both start from the noised source",
+        choices=FULL_STRENGTH_STARTS)
     seed: int = setting(0, "--seed", "random seed, 0 to 2**64-1 (default 0)", stage="seed", low=0, high=SEED_MAX,
                         integer=True, kind=seed_value)
     mask: str | None = setting(None, "--mask", "mask image or video: white = edit, black = keep the source")
@@ -281,7 +289,7 @@ def add_setting_arguments(groups: Mapping[str, Any]) -> None:
 
 _FIELDS = {item.name: item for item in setting_fields()}
 
-__all__ = ["DEFAULTS", "FALLBACK_SIZE", "FLAGS", "OPTIONAL_SETTINGS", "SCHEDULERS", "TRACKER_NAMES", "EditSettings",
-           "click_value",
+__all__ = ["DEFAULTS", "FALLBACK_SIZE", "FLAGS", "FULL_STRENGTH_STARTS", "OPTIONAL_SETTINGS", "SCHEDULERS",
+           "TRACKER_NAMES", "EditSettings", "click_value",
            "add_setting_arguments", "check_directions", "check_setting", "check_settings", "flag_label", "setting",
            "setting_fields"]

@@ -102,6 +102,17 @@ def test_at_strength_1_gen1_starts_from_pure_noise_where_diffusers_keeps_some_of
     torch.testing.assert_close(ours, ours_other, rtol=0, atol=1e-6)  # the source's pixels play no part
     assert (theirs - theirs_other).abs().max() > 1e-4  # diffusers keeps some of the source
     assert (ours - theirs).abs().max() > 1e-4
+    # Asked for, gen1 starts as diffusers does at strength 1, and equals it.
+    as_diffusers = _edit(pipe, video=_video(), depth=depth, strength=1.0, full_strength_start="noised-source")
+    torch.testing.assert_close(as_diffusers, theirs, rtol=0, atol=1e-4)
+
+
+def test_full_strength_start_is_checked_and_changes_nothing_below_strength_1(stack, pipe):
+    pipe.scheduler = _scheduler(stack)
+    with pytest.raises(ValueError, match="full_strength_start must be one of noise, noised-source, got 'source'"):
+        _edit(pipe, full_strength_start="source")
+    below = [_edit(pipe, strength=0.75, full_strength_start=start) for start in ("noise", "noised-source")]
+    torch.testing.assert_close(below[0], below[1], rtol=0, atol=0)
 
 
 def _image_reference(stack, pipe, prompt: str, guidance: float):

@@ -65,6 +65,7 @@ class EditForm:
     temporal_guidance_scale: float = 1.0
     num_inference_steps: int | None = None  # None: the model's own
     strength: float = 1.0
+    full_strength_start: str = "noise"
     seed: int = 0
     size: int | None = None  # None: the size the model was trained at
     start: float = 0.0
@@ -365,7 +366,7 @@ class EditService:
             controlnet_guidance_end=form.controlnet_guidance_end,
             inpaint_controlnet_scale=form.inpaint_controlnet_scale,
             num_inference_steps=int(form.num_inference_steps), scheduler=form.scheduler or None,
-            strength=form.strength, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
+            strength=form.strength, full_strength_start=form.full_strength_start, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
             depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),
             fps=optional_number(form.fps, "--fps") or None, start=form.start or 0.0,
             duration=optional_number(form.duration, "--duration") or None,

@@ -13,6 +13,13 @@ rest, before any network runs:
   estimate or the one the user gives (``depth``): a replace that keeps a mock-up render's depth of the new object
   is guided by the new object's shape.
 
+* **from what it starts** (:func:`prefilled`): an erase starts from the source with the region filled in from its
+  boundary (the colours continued across it, as the depth is), noised to :data:`ERASE_STRENGTH` of the steps
+  (``erase_strength``), not from pure noise: the model then refines a background that is already there instead of
+  inventing the region's content, and draws less of the subject back (on the erase benchmark, 8 scenes, exact
+  masks: PSNR inside the mask 16.56 -> 19.19 dB, frames whose output depth is nearer the background's 59 -> 80 %,
+  warp error 2.79x -> 1.94x the truth's; docs/masked_edits.md).
+
 What content fills the region is the route's (:meth:`gen1.routes.Route.source_content` for an erase: the source's
 own; a prompt or reference for a replace).
 """
@@ -28,8 +35,10 @@ from gen1.masking import mask_to_tensor, prepare_mask
 from gen1.settings import MASK_STRUCTURES
 from gen1.tracking import check_clicks, check_one_frame_mask, track_mask
 
-#: What the structure inside the mask is: the subject's depth kept, or filled from the mask's boundary.
-
+#: The share of the steps an erase redraws of its pre-filled region (:func:`prefilled`) unless ``erase_strength``
+#: says otherwise: 0.6 was the best of 0.4 / 0.6 / 0.8 / 1 on the erase benchmark in PSNR and in frames nearer the
+#: background (0.4: lower warp error, more of the subject's depth back).
+ERASE_STRENGTH = 0.6
 
 def erase_margin(size: tuple[int, int]) -> int:
     """Pixels an erase grows the mask by: 1/32 of the short side, at least 1 (2 at 64 px, 16 at 512)."""
@@ -43,9 +52,15 @@ def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:
     return F.max_pool2d(mask.float(), 2 * pixels + 1, stride=1, padding=pixels)
 
 
-def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_structure_level, clicks=()) -> None:
+def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_structure_level, clicks=(),
+                         erase_strength=None, strength: float = 1.0) -> None:
     """``ValueError`` for a mask setting given without a mask (or ``clicks`` on the subject), a mask and clicks
-    both, or an unknown ``mask_structure``."""
+    both, an unknown ``mask_structure``, or an erase's start given as ``strength`` (it is ``erase_strength``)."""
+    if erase_strength is not None and not erase:
+        raise ValueError("erase_strength is an erase's: give erase, or no erase_strength")
+    if erase and strength < 1.0:
+        raise ValueError("an erase starts from its pre-filled region at erase_strength: give erase_strength, not "
+                         "strength")
     if clicks and mask is not None:
         raise ValueError("give the subject as a mask or as clicks (mask_clicks), not both")
     if mask is None and not clicks:
@@ -100,6 +115,20 @@ def edit_region(mask, frames: torch.Tensor, input_size: tuple[int, int], *, mask
     return region
 
 
+def erase_start(erase_strength: float | None) -> float:
+    """The strength an erase starts at: ``erase_strength``, or :data:`ERASE_STRENGTH` when not given."""
+    return ERASE_STRENGTH if erase_strength is None else float(erase_strength)
+
+
+def prefilled(frames: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+    """``frames`` ``(F, 3, H, W)`` in [0, 1] with the region (> 0.5, ``(F, 1, H, W)``) filled from its boundary, each
+    colour channel as the depth is filled (:func:`gen1.depth.fill.fill_depth`, harmonic: smooth, exact on a colour
+    gradient); outside the region the frames unchanged, bit for bit."""
+    inside = (region > 0.5).float()
+    channels = [fill_depth(frames[:, c:c + 1].double(), inside).to(frames.dtype) for c in range(frames.shape[1])]
+    return torch.where(inside.bool(), torch.cat(channels, dim=1).clamp(0, 1), frames)
+
+
 def structure_depth(depth: torch.Tensor, region: torch.Tensor, mask_structure: str) -> torch.Tensor:
     """The unobscured depth an edit is guided by: ``depth`` ``(F, 1, H, W)`` as it is (``"keep"``), or with the
     region (> 0.5) filled from its boundary (``"fill"``, :func:`gen1.depth.fill.fill_depth`)."""
@@ -109,5 +138,6 @@ def structure_depth(depth: torch.Tensor, region: torch.Tensor, mask_structure: s
     return fill_depth(depth, (region > 0.5).float()).clamp(0, 1)
 
 
-__all__ = ["MASK_STRUCTURES", "check_mask_arguments", "edit_region", "erase_margin", "grow", "load_mask",
+__all__ = ["ERASE_STRENGTH", "MASK_STRUCTURES", "check_mask_arguments", "edit_region", "erase_margin", "erase_start",
+           "grow", "load_mask", "prefilled",
            "structure_depth"]

@@ -47,7 +47,8 @@ from gen1.guidance import GuidancePlan, plan_guidance
 from gen1.hub import resolve_pipeline
 from gen1.imagic import require_imagic
 from gen1.ip_adapter import load_ip_adapter_into
-from gen1.masked_edits import check_mask_arguments, edit_region, load_mask, structure_depth
+from gen1.masked_edits import (check_mask_arguments, edit_region, erase_start, load_mask, prefilled,
+                               structure_depth)
 from gen1.masking import KeptRegion
 from gen1.media import unit_to_uint8
 from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_from_trained, image_model_size
@@ -405,7 +406,7 @@ class Gen1Pipeline(DiffusionPipeline):
 
     def check_edit_settings(self, route_settings: dict, *, direction: tuple, direction_scale: tuple, mask,
                             mask_frame, erase: bool, mask_structure, mask_structure_level, mask_clicks=(),
-                            imagic_scale=None) -> None:
+                            imagic_scale=None, erase_strength=None, strength: float = 1.0) -> None:
         """Check the settings only some routes or modes take, before anything is read or run: the route's own
         (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
         the directions, and the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`)."""
@@ -415,8 +416,10 @@ class Gen1Pipeline(DiffusionPipeline):
             raise ValueError("erase takes its content from the source without the subject: give no direction")
         check_settings(route_settings)
         check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
-                             mask_structure_level=mask_structure_level, clicks=mask_clicks)
-        check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level))
+                             mask_structure_level=mask_structure_level, clicks=mask_clicks,
+                             erase_strength=erase_strength, strength=strength)
+        check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level,
+                            erase_strength=erase_strength))
         if imagic_scale is not None:  # an Imagic adapter's content (gen1.imagic): its range, and the adapter
             check_settings(dict(imagic_scale=imagic_scale))
             require_imagic(self)
@@ -502,13 +505,14 @@ class Gen1Pipeline(DiffusionPipeline):
 
     def prepare_latents(self, source: "SourceVideo", timesteps: torch.Tensor, *, strength: float,
                         need_source: bool, generator, device, decode_chunk_size: int, scheduler=None,
-                        full_strength_start: str = "noise"):
+                        full_strength_start: str = "noise", frames: torch.Tensor | None = None):
         """(initial latents, the noise they were drawn with, the source latents or None), all float32.
 
         Below ``strength`` 1 the edit starts from the source latents noised to the first timestep; at 1 from
         pure noise, unless ``full_strength_start`` is ``"noised-source"`` (diffusers' video-to-video convention,
         which noises the source to the first timestep at every strength). The source latents are encoded when
-        ``need_source`` (a masked edit keeps them) or when the start is the noised source.
+        ``need_source`` (a masked edit keeps them) or when the start is the noised source; from ``frames`` when given
+        (an erase's, its region pre-filled: :func:`gen1.masked_edits.prefilled`), else from the source's.
         How the source is encoded and the noise drawn is the route's convention
         (:meth:`gen1.routes.Route.encode_source`, :meth:`~gen1.routes.Route.draw_noise`): native models use the
         training convention, the public route diffusers' video-to-video convention, so that a seed gives what it
@@ -518,8 +522,8 @@ class Gen1Pipeline(DiffusionPipeline):
         source_latents = None
         from_source = strength < 1.0 or full_strength_start == "noised-source"
         if need_source or from_source:
-            source_latents = route.encode_source(source.frames, generator=generator, device=device,
-                                                 chunk_size=decode_chunk_size)
+            source_latents = route.encode_source(source.frames if frames is None else frames, generator=generator,
+                                                 device=device, chunk_size=decode_chunk_size)
         shape = (1, self.unet.latent_channels, source.num_frames, *source.latent_size)
         noise = route.draw_noise(shape, generator=generator, device=device)
         if from_source:
@@ -565,6 +569,7 @@ class Gen1Pipeline(DiffusionPipeline):
         mask_feather: float = 1.0,
         mask_frame: int | None = None,
         erase: bool = False,
+        erase_strength: float | None = None,
         mask_structure: str | None = None,
         mask_structure_level: float | None = None,
         mask_tracker="flow",
@@ -623,6 +628,9 @@ class Gen1Pipeline(DiffusionPipeline):
             erase: remove the masked subject: the mask (tracked, grown slightly) is edited fully, its structure
                 filled from its boundary and its content the source's own (:meth:`gen1.routes.Route.source_content`;
                 give no prompt or reference); :mod:`gen1.masked_edits`.
+            erase_strength: an erase starts from the source with its region pre-filled from the boundary
+                (:func:`gen1.masked_edits.prefilled`), noised to this share of the steps, in (0, 1] (default 0.6,
+                :data:`gen1.masked_edits.ERASE_STRENGTH`; 1 = from pure noise). ``strength`` is not an erase's.
             mask_structure: ``"keep"`` the depth inside the mask or ``"fill"`` it from the mask's boundary (default:
                 fill on an erase, else keep). A replace guided by a ``depth`` you give (a mock-up of the new object)
                 keeps it.
@@ -677,7 +685,9 @@ class Gen1Pipeline(DiffusionPipeline):
         self.check_edit_settings(route_settings, direction=direction, direction_scale=direction_scale, mask=mask,
                                  mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
                                  mask_structure_level=mask_structure_level, mask_clicks=mask_clicks,
-                                 imagic_scale=imagic_scale)
+                                 imagic_scale=imagic_scale, erase_strength=erase_strength, strength=strength)
+        if erase:
+            strength = erase_start(erase_strength)  # from the pre-filled region (gen1.masked_edits.prefilled)
         if mask_clicks and mask_frame is None:
             mask_frame = 0  # clicks are on one frame: the first unless told
         tracker = make_tracker(mask_tracker, mask_tracker_model)
@@ -705,6 +715,7 @@ class Gen1Pipeline(DiffusionPipeline):
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
             device=device, decode_chunk_size=decode_chunk_size, scheduler=scheduler,
             full_strength_start=full_strength_start,
+            frames=prefilled(source.frames, user_mask) if masked is not None and masked.erase else None,
         )
         kept = None if user_mask is None else KeptRegion.from_pixel_mask(
             user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,

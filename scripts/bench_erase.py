@@ -17,7 +17,8 @@ Per scene it reports:
   per-frame union masks): PSNR inside the union of both objects' masks with the new object's true depth given
   against the old subject's depth given.
 
-    OMP_NUM_THREADS=1 python scripts/bench_erase.py --scenes 32 --steps 20 --json erase.json
+    OMP_NUM_THREADS=1 python scripts/bench_erase.py --scenes 32 --json erase.json   # the model's sampler and steps
+    OMP_NUM_THREADS=1 python scripts/bench_erase.py --scenes 32 --erase-strength 1 --no-replace   # from pure noise
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ import torch
 
 from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
 from gen1.demo.world import FRAME_SIZE, HELD_OUT_START, demo_scene
+from gen1.settings import SCHEDULERS
 from gen1.synthetic import inverse_depth_for_viewing, render, sample_style
 from gen1.tracking import track_mask
 
@@ -112,7 +114,8 @@ def run_scene(pipe, seed, args):
     frames, masks = case["frames"], case["masks"]
     generator = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
     common = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, size=args.size, output_type="pt",
-                  temporal_guidance_scale=args.temporal_guidance)
+                  temporal_guidance_scale=args.temporal_guidance, scheduler=args.scheduler)
+    erase_start = dict(erase_strength=args.erase_strength)
     depth_estimate = pipe.prepare_depth(frames, None)
     tracked = track_mask(frames, masks[:1], 0, depth_estimate)
     ious = [float(((tracked[f] > 0.5) & (masks[f] > 0.5)).sum() / ((tracked[f] > 0.5) | (masks[f] > 0.5)).sum())
@@ -124,8 +127,9 @@ def run_scene(pipe, seed, args):
     # the mask on frame 0 only, tracked; or (--exact-masks) the exact mask of every frame, to tell the tracker's
     # misses from the erase's
     given = dict(mask=masks[:, 0].numpy()) if args.exact_masks else dict(mask=masks[0, 0].numpy(), mask_frame=0)
-    erased = pipe(frames, erase=True, generator=generator(), **given, **common).frames
-    kept = pipe(frames, erase=True, mask_structure="keep", generator=generator(), **given, **common).frames
+    erased = pipe(frames, erase=True, generator=generator(), **given, **common, **erase_start).frames
+    kept = pipe(frames, erase=True, mask_structure="keep", generator=generator(), **given, **common,
+                **erase_start).frames
     from gen1.masked_edits import edit_region
 
     region = edit_region(given["mask"], frames, (args.size, args.size), mask_frame=given.get("mask_frame"),
@@ -196,7 +200,11 @@ def main(argv=None):
     parser.add_argument("--first", type=int, default=0, help="index of the first scene")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=FRAME_SIZE)
-    parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's recorded)")
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="sampler (default: the model's)")
+    parser.add_argument("--erase-strength", type=float, default=None,
+                        help="an erase's start from its pre-filled region (default: gen1's, ERASE_STRENGTH; 1 = "
+                        "from pure noise, as before it was pre-filled)")
     parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temporal-guidance", type=float, default=1.0, help="w_t of every edit (default 1)")

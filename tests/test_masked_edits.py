@@ -162,7 +162,57 @@ def test_a_replace_takes_its_own_structure_level_inside_the_mask(native):
     assert not torch.equal(one.depth[masks > 0.5], other.depth[masks > 0.5])
 
 
+def test_the_prefill_continues_the_colours_across_the_region_and_leaves_the_outside_alone():
+    from gen1.masked_edits import prefilled
+
+    rows, cols = torch.meshgrid(torch.arange(SIZE, dtype=torch.float64), torch.arange(SIZE, dtype=torch.float64),
+                                indexing="ij")
+    gradient = torch.stack([0.2 + 0.01 * cols, 0.1 + 0.02 * rows, 0.5 - 0.005 * (rows + cols)])  # affine colours
+    frames = gradient.float().expand(2, -1, -1, -1).clone()
+    region = torch.zeros(2, 1, SIZE, SIZE)
+    region[:, :, 8:20, 10:24] = 1
+    damaged = frames.clone()
+    damaged[region.expand_as(frames) > 0.5] = torch.rand(int((region > 0.5).sum()) * 3)  # a subject there
+    filled = prefilled(damaged, region)
+    assert torch.equal(filled[region.expand_as(frames) < 0.5], damaged[region.expand_as(frames) < 0.5])
+    torch.testing.assert_close(filled, frames, rtol=0, atol=1e-5)  # the gradient comes back inside
+
+
+def test_an_erase_starts_from_its_prefilled_region_at_the_erase_strength(native, monkeypatch):
+    from gen1.masked_edits import ERASE_STRENGTH, prefilled
+
+    frames, depth, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(2, 1))
+    route_class = type(native.route)
+    encoded, steps = [], []
+    original = route_class.encode_source
+
+    def spy(self, frames_, **kwargs):
+        encoded.append(frames_.clone())
+        return original(self, frames_, **kwargs)
+
+    monkeypatch.setattr(route_class, "encode_source", spy)
+
+    def count(pipe, index, t, tensors):
+        steps.append(int(t))
+        return tensors
+
+    region = grow(masks, erase_margin((SIZE, SIZE)))
+    for erase_strength, expected in ((None, int(10 * ERASE_STRENGTH)), (1.0, 10)):
+        encoded.clear()
+        steps.clear()
+        out = native(frames, mask=masks[:, 0].numpy(), erase=True, depth=depth, erase_strength=erase_strength,
+                     num_inference_steps=10, generator=torch.Generator().manual_seed(0), output_type="pt",
+                     size=SIZE, callback_on_step_end=count)
+        assert len(steps) == expected
+        (source,) = encoded
+        torch.testing.assert_close(source, prefilled(frames, region), rtol=0, atol=0)  # no subject in the start
+        outside = (region < 0.5).expand_as(frames)
+        assert torch.equal(out.frames[outside], frames[outside])
+
+
 @pytest.mark.parametrize("kwargs, message", [
+    (dict(mask=np.eye(SIZE), strength=0.5), "^an erase starts from its pre-filled region at erase_strength"),
+    (dict(mask=np.eye(SIZE), erase_strength=0.0), "^erase_strength must be"),
     (dict(mask=np.zeros((SIZE, SIZE)), mask_frame=0), "^the mask is empty"),
     (dict(mask=np.ones((SIZE, SIZE)), mask_frame=0), "^the mask covers the whole frame"),
     (dict(mask=np.ones((SIZE, SIZE // 2)), mask_frame=0), "^mask size 16x32 .* does not match the video size 32x32"),
@@ -174,11 +224,17 @@ def test_a_replace_takes_its_own_structure_level_inside_the_mask(native):
     (dict(), "^erase needs a mask"),
     (dict(mask=np.eye(SIZE), prompt="a cat"), "^erase takes its content from the source"),
 ])
-def test_bad_masks_for_an_erase_are_refused_in_one_line(native, kwargs, message):
+def test_bad_masks_and_starts_for_an_erase_are_refused_in_one_line(native, kwargs, message):
     frames, _, _ = moving_square(num_frames=FRAMES, size=SIZE, side=8)
     with pytest.raises(ValueError, match=message) as error:
         _edit(native, frames, erase=True, **kwargs)
     assert "\n" not in str(error.value)
+
+
+def test_an_erase_strength_without_an_erase_is_refused(native):
+    frames, _, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8)
+    with pytest.raises(ValueError, match="^erase_strength is an erase's"):
+        _edit(native, frames, mask=masks[:, 0].numpy(), prompt="a cat", erase_strength=0.5)
 
 
 def test_a_covered_region_edits_every_masked_pixel_fully_and_nothing_outside():

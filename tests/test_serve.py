@@ -3,7 +3,6 @@ and gradio's queue running one edit at a time while waiting users see their plac
 
 from __future__ import annotations
 
-import argparse
 import threading
 import time
 
@@ -14,24 +13,19 @@ from PIL import Image
 
 from gen1.cli import main
 from gen1.editing import EditCancelled, EditRequest, run_edit
-from gen1.serve.models import ModelCatalog, ServedModel
 from gen1.serve.preview import prepare_structure
 from gen1.serve.service import EditForm, EditOutcome, EditService, ServeLimits
-from serve_helpers import clip_with_audio, free_port
+from serve_helpers import bundled_catalog, clip_with_audio, free_port, small_service
 
 
 @pytest.fixture(scope="module")
 def catalog():
-    from gen1.model_sources import check_model_source
-
-    source = check_model_source(argparse.Namespace(model=None, base=None, motion_adapter=None, controlnet=None,
-                                                   depth_model=None))
-    return ModelCatalog([ServedModel("demo", source)], device=torch.device("cpu"), dtype=torch.float32)
+    return bundled_catalog()
 
 
 @pytest.fixture
 def service(catalog, tmp_path):
-    service = EditService(catalog, ServeLimits(max_frames=12, max_seconds=5), workdir=tmp_path / "work")
+    service = small_service(catalog, tmp_path / "work")
     yield service
     service.close()
 

@@ -4,41 +4,28 @@ tracker and what it started from."""
 
 from __future__ import annotations
 
-import argparse
 import itertools
 
 import numpy as np
 import pytest
-import torch
+from serve_helpers import bundled_catalog, small_service
 from test_sam2_tracker import REPO, write_tiny_sam2
 from tiny_hub import cache_repo, offline_cache
 
 from gen1.media import read_video, write_video
-from gen1.serve.models import ModelCatalog, ServedModel
-from gen1.serve.service import (
-    EditForm,
-    EditService,
-    ServeLimits,
-    canvas_click,
-    format_clicks,
-    parse_clicks,
-)
+from gen1.serve.service import EditForm, canvas_click, format_clicks, parse_clicks
 
 SIZE, FRAMES = 64, 5
 
 
 @pytest.fixture(scope="module")
 def catalog():
-    from gen1.model_sources import check_model_source
-
-    source = check_model_source(argparse.Namespace(model=None, base=None, motion_adapter=None, controlnet=None,
-                                                   depth_model=None))
-    return ModelCatalog([ServedModel("demo", source)], device=torch.device("cpu"), dtype=torch.float32)
+    return bundled_catalog()
 
 
 @pytest.fixture
 def service(catalog, tmp_path):
-    service = EditService(catalog, ServeLimits(max_frames=12, max_seconds=5), workdir=tmp_path / "work")
+    service = small_service(catalog, tmp_path / "work")
     yield service
     service.close()
 

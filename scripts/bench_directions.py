@@ -33,6 +33,9 @@ import warnings
 
 import torch
 
+from gen1.denoise import make_scheduler
+from gen1.settings import SCHEDULERS
+
 ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)
 SEED_OFFSET = 400_000  # held-out cases: HELD_OUT_START + this + i (the edit benchmark uses +100000 and +200000)
 
@@ -156,6 +159,9 @@ def main(argv=None) -> dict:
     parser.add_argument("--first", type=int, default=0, help="first case index")
     parser.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS))
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim",
+                        help="sampler, made from the model's scheduler config (default ddim: the published figures' "
+                        "sampler; the bundled model's own default is unipc at 6 steps)")
     parser.add_argument("--guidance", type=float, default=None, help="w (default: the model's recommended w)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
@@ -172,6 +178,7 @@ def main(argv=None) -> dict:
     from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
+    pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
     pipe.cast(torch.float32)
     pipe.set_progress_bar_config(disable=True)
     guidance = pipe.default_guidance_scale if args.guidance is None else args.guidance

@@ -43,6 +43,7 @@ from gen1.conditioning import decode_latents, encode_latents, resize, target_siz
 from gen1.denoise import denoise, make_scheduler
 from gen1.depth import load_structure
 from gen1.depth.cache import estimate_depth
+from gen1.drag import check_drag, check_drag_arguments, drag_content, drag_layers
 from gen1.guidance import GuidancePlan, plan_guidance
 from gen1.hub import resolve_pipeline
 from gen1.ip_adapter import load_ip_adapter_into
@@ -338,7 +339,9 @@ class Gen1Pipeline(DiffusionPipeline):
         the mask and how to use it (tracked, erased, the structure inside it; :mod:`gen1.masked_edits`).
         """
         route = self.route
-        if masked is None or not masked.erase:
+        if masked is not None and masked.drag is not None:  # the source's own content unless the user gives some
+            encoded = drag_content(route, content, source.frames, generator=generator, device=device)
+        elif masked is None or not masked.erase:
             encoded = route.edit_content(content, source.frames, generator=generator, device=device)
         depth_full = self.prepare_depth(source.frames, depth, cache=depth_cache)
         if masked is None:
@@ -348,7 +351,11 @@ class Gen1Pipeline(DiffusionPipeline):
                              depth=depth_full, erase=masked.erase, tracker=masked.tracker)
         if masked.erase:
             encoded = route.source_content(source.frames, region, content, generator=generator, device=device)
-        guided = structure_depth(depth_full, region, masked.structure)
+        if masked.drag is not None:  # the subject's depth moved over the filled background; region: old and new
+            layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0)
+            region, guided = layers.region, layers.depth
+        else:
+            guided = structure_depth(depth_full, region, masked.structure)
         depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
                                                         source.latent_size)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
@@ -560,6 +567,7 @@ class Gen1Pipeline(DiffusionPipeline):
         controlnet_guidance_end: float = 1.0,
         direction: Sequence[tuple[str, str]] = (),
         direction_scale: Sequence[float] = (),
+        drag=(),
         scheduler=None,
         output_type: str = "np",
         callback_on_step_end: Callable | None = None,
@@ -612,6 +620,11 @@ class Gen1Pipeline(DiffusionPipeline):
                 each (none: 1 each): the content becomes the source's own (or the given prompt's) plus alpha x
                 (text(TARGET) - text(NEUTRAL)) in the route's content space (:meth:`gen1.routes.Route.edit_content`,
                 docs/directions.md); alpha = 0 is the source-content edit, bit for bit.
+            drag: move the masked subject (:mod:`gen1.drag`, docs/drag.md): vectors ``"X0,Y0:X1,Y1"`` in the pixels
+                of ``video`` (given on ``mask_frame``, else the first frame; they apply to every frame), or a track
+                file with vectors for every frame. The region is the subject's old and new place; the structure its
+                depth moved over the filled background; the content the source's own unless a prompt, reference or
+                direction is given.
             scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, made from the pipeline's
                 scheduler config) or a scheduler instance; default: the pipeline's own. The pipeline is not changed.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
@@ -640,6 +653,7 @@ class Gen1Pipeline(DiffusionPipeline):
         self.check_edit_settings(route_settings, direction=direction, direction_scale=direction_scale, mask=mask,
                                  mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
                                  mask_structure_level=mask_structure_level)
+        drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure)
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
@@ -648,7 +662,8 @@ class Gen1Pipeline(DiffusionPipeline):
         masked = None if mask is None else MaskedEdit(
             load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame, bool(erase),
             mask_structure or ("fill" if erase else "keep"), mask_structure_level,
-            mask_tracker, structure_given=depth is not None)
+            mask_tracker, structure_given=depth is not None,
+            drag=check_drag(drag, source.num_frames, source.input_size))
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds,
@@ -711,13 +726,14 @@ class MaskedEdit:
     structure_level: float | None
     tracker: Any = "flow"
     structure_given: bool = False
+    drag: Any = None  # a gen1.drag.Drag: the subject moved (docs/drag.md)
 
     @property
     def replaces_subject(self) -> bool:
         """Whether the subject's shape is not the source's (an erase, its structure filled, or a depth the user gives
         for what goes there): then every masked pixel is edited fully, so that nothing of the subject blends back
         (:class:`gen1.masking.KeptRegion` ``cover``)."""
-        return self.erase or self.structure != "keep" or self.structure_given
+        return self.erase or self.structure != "keep" or self.structure_given or self.drag is not None
 
 
 @dataclass

@@ -104,6 +104,11 @@ class EditSettings:
     mask_structure_level: float | None = setting(None, "--mask-structure-level", f"t_s in [0, {MAX_LEVEL}] inside "
                                                  "--mask (default: --structure-level)", low=0, high=MAX_LEVEL,
                                                  kind=float, metavar="T")
+    drag: tuple[str, ...] = setting(
+        (), "--drag", "move the --mask subject from X0,Y0 (a pixel on it) to X1,Y1, in pixels of INPUT (repeatable: "
+        "one = move, two = move, turn and scale, three or more = affine); given on --mask-frame (else the first frame) "
+        "and applied to every frame; or a track file (.json/.csv) with vectors for every frame (docs/drag.md)",
+        repeat=True, metavar="X0,Y0:X1,Y1")
     depth: str | None = setting(None, "--depth", "your own structure instead of the estimate: a depth video, an "
                                 "image (8/16-bit PNG or TIFF, read at full precision), a .npy array or a folder of "
                                 "images; brighter = nearer unless --depth-invert")

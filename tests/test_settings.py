@@ -21,7 +21,7 @@ from gen1.settings import DEFAULTS, FLAGS, EditSettings, check_setting, flag_lab
 #: --mask-structure-level).
 EDIT_OPTIONS = ['--adapter', '--base', '--compare', '--compile', '--content-weights', '--controlnet',
                 '--controlnet-end', '--controlnet-scale', '--controlnet-start', '--depth', '--depth-invert',
-                '--depth-model', '--device', '--direction', '--direction-scale', '--dtype', '--duration', '--erase', '--fixed-windows', '--fps', '--guidance',
+                '--depth-model', '--device', '--direction', '--direction-scale', '--drag', '--dtype', '--duration', '--erase', '--fixed-windows', '--fps', '--guidance',
                 '--help', '--image-encoder', '--ip-adapter', '--ip-adapter-scale', '--lora', '--lora-scale', '--mask',
                 '--mask-frame', '--mask-structure', '--mask-structure-level', '--max-frames', '--model',
                 '--motion-adapter', '--negative-prompt', '--no-cache', '--output', '--overlap', '--prompt',

@@ -92,13 +92,14 @@ class EditForm:
     direction_neutral: str = ""  # one global direction NEUTRAL -> TARGET (docs/directions.md), empty: none
     direction_target: str = ""
     direction_alpha: float = 1.0
+    drag_vectors: str = ""  # --drag: vectors X0,Y0:X1,Y1 separated by spaces or new lines (docs/drag.md), empty: none
 
 
 #: The settings the page gives through fields of its own kind (every other setting is an EditForm field of its name).
 FORM_FIELDS = {"prompt": ("prompt",), "reference_image": ("references",),
                "content_weights": ("prompt_weight", "references"), "mask": ("mask_drawing", "mask_file"),
                "depth": ("depth_file",), "direction": ("direction_neutral", "direction_target"),
-               "direction_scale": ("direction_alpha",)}
+               "direction_scale": ("direction_alpha",), "drag": ("drag_vectors",)}
 
 
 @dataclass
@@ -319,6 +320,7 @@ class EditService:
             mask_structure=form.mask_structure or None,
             mask_structure_level=optional_number(form.mask_structure_level, "--mask-structure-level"),
             **_direction(form),
+            drag=tuple((form.drag_vectors or "").split()),
         )
         check_request(request)
         return request

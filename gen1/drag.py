@@ -38,7 +38,11 @@ from gen1.media.resize import _cover  # the cover-and-crop geometry the source i
 
 #: Where the moved subject lands on something at most this much nearer (normalised inverse depth), it stays in front:
 #: the subject's own contact with the floor and a blurred depth estimate are not occluders.
-OCCLUSION_TOLERANCE = 0.02
+OCCLUSION_TOLERANCE = 0.1
+#: Whether the moved subject's own pixels are kept where it is visible at its new place (the edit then draws its old
+#: place, its outline, and what it changes around it): the subject looks exactly as it did. False: the model draws
+#: the subject too, from the moved structure and the content (docs/drag.md measures both).
+KEEP_SUBJECT = True
 #: The suffixes a drag given as a file (a per-frame track) may have.
 TRACK_SUFFIXES = (".json", ".csv")
 
@@ -247,21 +251,27 @@ def frame_transforms(drag: Drag, subject: torch.Tensor, input_size: tuple[int, i
 @dataclass
 class DragLayers:
     """What a drag makes, all ``(F, 1, H, W)`` at the output size: ``depth``, the structure it is guided by;
-    ``region``, the edited region (old and new masks, grown; 0/1); ``moved``, where the moved subject is visible;
-    ``background``, the scene's depth without the subject; ``transforms`` ``(F, 2, 3)``, the map of each frame."""
+    ``union``, the old and new places (grown; 0/1), outside which the source is kept; ``region``, what is edited
+    (``union``, less the moved subject where its pixels are kept: :data:`KEEP_SUBJECT`); ``moved``, where the moved
+    subject is visible; ``subject``, where it was; ``background``, the scene's depth without the subject;
+    ``transforms`` ``(F, 2, 3)``, the map of each frame."""
 
     depth: torch.Tensor
+    union: torch.Tensor
     region: torch.Tensor
     moved: torch.Tensor
+    subject: torch.Tensor
     background: torch.Tensor
     transforms: torch.Tensor
 
 
 def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_size: tuple[int, int], *,
-                drag_frame: int = 0, tolerance: float = OCCLUSION_TOLERANCE) -> DragLayers:
+                drag_frame: int = 0, tolerance: float | None = None, keep_subject: bool | None = None
+                ) -> DragLayers:
     """The structure and region of a drag (see the module docstring): ``depth`` the unobscured depth ``(F, 1, H, W)``
     and ``subject`` the subject's mask on every frame (same shape, as :func:`gen1.masked_edits.edit_region` gives
-    it), ``drag`` in the source's pixel coordinates at ``input_size`` (H, W), given on ``drag_frame``."""
+    it), ``drag`` in the source's pixel coordinates at ``input_size`` (H, W), given on ``drag_frame``;
+    ``tolerance`` and ``keep_subject``: default :data:`OCCLUSION_TOLERANCE` and :data:`KEEP_SUBJECT`."""
     subject = (subject > 0.5).float()
     margin = erase_margin(tuple(depth.shape[-2:]))
     old = grow(subject, margin)
@@ -269,18 +279,40 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
     transforms = frame_transforms(drag, subject, input_size, drag_frame)
     background = fill_depth(depth.float(), old).clamp(0, 1)
     layer, landed = warp_layer(depth.float(), subject, transforms)
-    guided, moved = composite_nearer(background, layer, landed, tolerance)
-    region = ((old + grow(moved, margin)) > 0).float()
-    return DragLayers(depth=guided, region=region, moved=moved, background=background, transforms=transforms)
+    guided, moved = composite_nearer(background, layer, landed,
+                                     OCCLUSION_TOLERANCE if tolerance is None else tolerance)
+    union = ((old + grow(moved, margin)) > 0).float()
+    keep = KEEP_SUBJECT if keep_subject is None else keep_subject
+    region = union * (1 - moved) if keep else union
+    return DragLayers(depth=guided, union=union, region=region, moved=moved, subject=subject, background=background,
+                      transforms=transforms)
 
 
-def drag_content(route, content, frames: torch.Tensor, *, generator, device):
+def moved_frames(frames: torch.Tensor, layers: DragLayers) -> torch.Tensor:
+    """``frames`` ``(F, 3, H, W)`` moved as the drag moves the depth: the subject's old place (grown) filled from its
+    boundary, each colour channel as the depth is (:func:`gen1.depth.fill.fill_depth`), and the subject's pixels
+    where it is visible at its new place; outside ``layers.union`` the frames exactly. The source of the edit: what
+    sampling starts from at a ``strength`` below 1, and what is kept outside ``layers.region``."""
+    subject = layers.subject
+    old = grow(subject, erase_margin(tuple(frames.shape[-2:])))
+    filled = torch.cat([fill_depth(frames[:, channel:channel + 1].float(), old) for channel in range(frames.shape[1])],
+                       dim=1).clamp(0, 1)
+    colours, _ = warp_layer(frames.float(), subject, layers.transforms)
+    return torch.where(layers.moved > 0.5, colours, filled)
+
+
+def drag_content(route, content, frames: torch.Tensor, layers: DragLayers, *, generator, device):
     """The content of a drag: the prompt / reference / embedding / direction the user gives (the route's
-    :meth:`~gen1.routes.Route.edit_content`), else the source's own (:meth:`~gen1.routes.Route.own_content`: the
-    subject looks as it did)."""
+    :meth:`~gen1.routes.Route.edit_content`), else the source's own: where the subject's pixels are kept (``layers``'
+    region leaves them out) what the model draws is its old place and surroundings, so an erase's content (the
+    source without the subject, :meth:`~gen1.routes.Route.source_content`); where the model draws the subject too,
+    the source's own with it (:meth:`~gen1.routes.Route.own_content`)."""
     given = content.prompts or content.images or content.content_embeds is not None or content.direction
     if given:
         return route.edit_content(content, frames, generator=generator, device=device)
+    if bool((layers.region < layers.union).any()):  # the subject's pixels are kept
+        region = grow(layers.subject, erase_margin(tuple(frames.shape[-2:])))
+        return route.source_content(frames, region, content, generator=generator, device=device)
     return route.own_content(frames, content, generator=generator, device=device)
 
 
@@ -297,6 +329,7 @@ def scale_drag(drag: Drag | None, from_size: tuple[int, int], to_size: tuple[int
     return Drag(tuple(frames), per_frame=drag.per_frame)
 
 
-__all__ = ["OCCLUSION_TOLERANCE", "TRACK_SUFFIXES", "Drag", "DragLayers", "DragVector", "check_drag",
+__all__ = ["KEEP_SUBJECT", "OCCLUSION_TOLERANCE", "TRACK_SUFFIXES", "Drag", "DragLayers", "DragVector", "check_drag",
            "check_drag_arguments", "drag_content", "drag_layers", "fit_transform", "frame_transforms",
-           "is_track_file", "parse_drag", "parse_vector", "read_track_file", "scale_drag", "to_output_coordinates"]
+           "is_track_file", "moved_frames", "parse_drag", "parse_vector", "read_track_file", "scale_drag",
+           "to_output_coordinates"]

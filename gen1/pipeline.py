@@ -43,7 +43,7 @@ from gen1.conditioning import decode_latents, encode_latents, resize, target_siz
 from gen1.denoise import denoise, make_scheduler
 from gen1.depth import load_structure
 from gen1.depth.cache import estimate_depth
-from gen1.drag import check_drag, check_drag_arguments, drag_content, drag_layers
+from gen1.drag import check_drag, check_drag_arguments, drag_content, drag_layers, moved_frames
 from gen1.guidance import GuidancePlan, plan_guidance
 from gen1.hub import resolve_pipeline
 from gen1.ip_adapter import load_ip_adapter_into
@@ -339,9 +339,7 @@ class Gen1Pipeline(DiffusionPipeline):
         the mask and how to use it (tracked, erased, the structure inside it; :mod:`gen1.masked_edits`).
         """
         route = self.route
-        if masked is not None and masked.drag is not None:  # the source's own content unless the user gives some
-            encoded = drag_content(route, content, source.frames, generator=generator, device=device)
-        elif masked is None or not masked.erase:
+        if masked is None or not (masked.erase or masked.drag is not None):
             encoded = route.edit_content(content, source.frames, generator=generator, device=device)
         depth_full = self.prepare_depth(source.frames, depth, cache=depth_cache)
         if masked is None:
@@ -354,6 +352,8 @@ class Gen1Pipeline(DiffusionPipeline):
         if masked.drag is not None:  # the subject's depth moved over the filled background; region: old and new
             layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0)
             region, guided = layers.region, layers.depth
+            masked.start_frames = moved_frames(source.frames, layers)
+            encoded = drag_content(route, content, source.frames, layers, generator=generator, device=device)
         else:
             guided = structure_depth(depth_full, region, masked.structure)
         depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
@@ -673,6 +673,8 @@ class Gen1Pipeline(DiffusionPipeline):
             source, content, depth=depth, structure_level=structure_level, plan=plan, generator=generator,
             device=device, settings={**route_settings, "timesteps": timesteps}, masked=masked,
             depth_cache=depth_cache)
+        if masked is not None and masked.start_frames is not None:  # a drag: the moved source is kept and started from
+            source = SourceVideo(masked.start_frames, source.fps, source.input_size, source.latent_size)
         latents, noise, source_latents = self.prepare_latents(
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
             device=device, decode_chunk_size=decode_chunk_size, scheduler=scheduler,
@@ -727,6 +729,7 @@ class MaskedEdit:
     tracker: Any = "flow"
     structure_given: bool = False
     drag: Any = None  # a gen1.drag.Drag: the subject moved (docs/drag.md)
+    start_frames: Any = None  # a drag: the source with the subject moved (kept outside the region, started from)
 
     @property
     def replaces_subject(self) -> bool:

@@ -52,7 +52,10 @@ def test_a_square_moved_by_a_vector_lands_exactly_and_its_old_place_is_filled():
     torch.testing.assert_close(layers.depth[uncovered], floor()[uncovered], atol=1e-6, rtol=0)  # the floor again
     assert torch.equal(layers.depth[(masks < 0.5) & (moved < 0.5)], depth[(masks < 0.5) & (moved < 0.5)])
     margin = erase_margin((SIZE, SIZE))
-    assert torch.equal(layers.region, ((grow(masks, margin) + grow(moved, margin)) > 0).float())
+    assert torch.equal(layers.union, ((grow(masks, margin) + grow(moved, margin)) > 0).float())
+    assert torch.equal(layers.region, layers.union * (1 - moved))  # the moved subject's pixels are kept
+    assert torch.equal(drag_layers(depth, masks, parse_drag("8,12:17,15"), (SIZE, SIZE), keep_subject=False).region,
+                       layers.union)
 
 
 def test_a_subject_landing_behind_a_nearer_object_stays_hidden_and_covers_a_farther_one():
@@ -160,12 +163,29 @@ def test_a_drag_keeps_every_pixel_outside_the_old_and_new_places_exact(route, re
     frames = _frames_of(masks)
     out = _edit(pipe, frames, mask=masks[0, 0].numpy(), mask_frame=0, drag=["8,12:18,14"], depth=depth)
     layers = drag_layers(depth, masks, parse_drag("8,12:18,14"), (SIZE, SIZE))
-    outside = (layers.region < 0.5).expand_as(frames)
+    outside = (layers.union < 0.5).expand_as(frames)
     assert torch.equal(out.frames[outside], frames[outside])
     assert not torch.equal(out.frames[~outside], frames[~outside])
     new_place = shifted(masks, 10, 2) > 0.5
+    # the subject's own pixels, moved, where it is now (gen1.drag.KEEP_SUBJECT)
+    assert torch.equal(out.frames[new_place.expand_as(frames)], shifted(frames, 10, 2)[new_place.expand_as(frames)])
     assert float(out.depth[new_place].mean()) > 0.5  # the edit is guided by the subject's depth at its new place
     assert float(out.depth[(masks > 0.5) & ~new_place].mean()) < 0.35  # and by the floor where it was
+
+
+def test_below_strength_1_a_drag_starts_from_the_moved_source(native, monkeypatch):
+    from gen1.drag import moved_frames
+
+    depth, masks = square_scene()
+    frames = _frames_of(masks)
+    encoded = []
+    original = type(native.route).encode_source
+    monkeypatch.setattr(type(native.route), "encode_source",
+                        lambda self, video, **kwargs: encoded.append(video) or original(self, video, **kwargs))
+    _edit(native, frames, mask=masks[:, 0].numpy(), drag="8,12:18,14", depth=depth, strength=0.5)
+    layers = drag_layers(depth, masks, parse_drag("8,12:18,14"), (SIZE, SIZE))
+    assert len(encoded) == 1 and torch.equal(encoded[0], moved_frames(frames, layers))
+    assert not torch.equal(encoded[0], frames)  # the subject is at its new place, its old place filled
 
 
 @pytest.mark.parametrize("kwargs, message", [

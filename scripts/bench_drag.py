@@ -8,14 +8,17 @@ one vector, given on frame 0 from a pixel on the subject, with the subject's mas
 ``flow``); it applies to every frame (the camera moves, so the true shift of later frames differs a little: part of
 what is measured).
 
-Per scene it reports:
+The subject is drawn in a colour of its own (the palette colour farthest from the scene's object, floor and wall
+colours; same renderer, light and texture), so that its colour tells it from everything else exactly. Per scene it
+reports:
 
-* outside the edited region (the old and new places, :func:`gen1.drag.drag_layers`) the output equals the source;
-* the moved subject's mask on the output, by colour (exact in these scenes: a pixel is the subject's where its colour
-  is nearer the subject's colours in the source frame than the exact background's at that pixel), against the target's
-  true mask: IoU and centroid error (px), mean over frames;
+* outside the old and new places (``DragLayers.union``, :func:`gen1.drag.drag_layers`) the output equals the source;
+* the moved subject's mask on the output, by colour (a pixel is the subject's where its nearest colour in the source
+  frame is one of the subject's), against the target's true mask: IoU and centroid error (px), mean over frames (the
+  target itself scores about 1.0 and 0 px);
 * PSNR inside the union of the true old and new masks against the target, for the drag and for an erase-then-paste
-  baseline (the same subject erased by ``erase=True``, then its source pixels pasted at the moved place);
+  baseline (the subject erased by ``erase=True`` from the same frame-0 mask, then its source pixels pasted where the
+  same warp puts them);
 * the warp error inside that union (frame t+1 against frame t carried along the target's flow) against the target's.
 
     OMP_NUM_THREADS=1 python scripts/bench_drag.py --scenes 32 --steps 20 --json docs/drag_32.json
@@ -105,7 +108,7 @@ def moved_case(scene, style, case, args, rng):
             text = f"{start[0]:.2f},{start[1]:.2f}:{end[0]:.2f},{end[1]:.2f}"
             return dict(target=target, target_depth=target_depth, new_masks=new_masks, drag=text,
                         vector=[round(float(v), 3) for v in vector],
-                        track=true_track(scene, prim, step, case["masks"], args))
+                        track_on=lambda masks, prim=prim, step=step: true_track(scene, prim, step, masks, args))
     return None
 
 
@@ -181,17 +184,18 @@ def run_scene(pipe, seed, args):
     generator = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
     common = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, size=args.size, output_type="pt",
                   temporal_guidance_scale=args.temporal_guidance, mask=masks[0, 0].numpy(), mask_frame=0)
+    depth = pipe.prepare_depth(frames, None)
+    subject = edit_region(masks[0, 0].numpy(), frames, (args.size, args.size), mask_frame=0, depth=depth)
     drag = [moved["drag"]]
-    if args.true_track:  # every frame's true vector, from a track file
+    if args.true_track:  # every frame's true vector, from a track file (from the tracked subject's pixel nearest)
         import tempfile
         from pathlib import Path
 
         drag = [str(Path(tempfile.mkdtemp()) / "track.json")]
-        Path(drag[0]).write_text(json.dumps(moved["track"]))
-    dragged = pipe(frames, drag=drag, generator=generator(), strength=args.strength, **common).frames
+        Path(drag[0]).write_text(json.dumps(moved["track_on"](subject)))
+    result = pipe(frames, drag=drag, generator=generator(), strength=args.strength, **common)
+    dragged = result.frames
     erased = pipe(frames, erase=True, generator=generator(), **common).frames
-    depth = pipe.prepare_depth(frames, None)
-    subject = edit_region(masks[0, 0].numpy(), frames, (args.size, args.size), mask_frame=0, depth=depth)
     layers = drag_layers(depth, subject, parse_drag(drag), (args.size, args.size))
     colours, landed = warp_layer(frames, (subject > 0.5).float(), layers.transforms)
     pasted = torch.where(landed > 0.5, colours, erased)  # erase, then paste the subject's pixels at the new place
@@ -204,10 +208,33 @@ def run_scene(pipe, seed, args):
     for name, video in (("drag", dragged), ("paste", pasted), ("target", target)):
         iou, centroid = mask_scores(colour_mask(video, frames, masks), truth)
         row.update({f"{name}_iou": iou, f"{name}_centroid_px": centroid})
+    if args.stills and len(STILLS) < args.stills_scenes:
+        STILLS.append([frames, result.depth, dragged, pasted, target])
     row.update(drag_psnr=psnr_inside(dragged, target, union), paste_psnr=psnr_inside(pasted, target, union),
                drag_warp_error=warp_error(dragged, target, union), paste_warp_error=warp_error(pasted, target, union),
                target_warp_error=warp_error(target, target, union))
     return row, None
+
+
+#: The videos of the first scenes, for --stills: source, structure, drag, erase-then-paste, target.
+STILLS: list[list[torch.Tensor]] = []
+
+
+def write_stills(path, videos, frames=(0, 3, 7), zoom=2):
+    """One row per scene and frame: source | structure the drag was guided by | drag | erase-then-paste | target."""
+    from PIL import Image
+
+    from gen1.atomic import atomic_path
+
+    rows = []
+    for scene in videos:
+        for index in frames:
+            tiles = [video[index].expand(3, -1, -1) for video in scene]
+            rows.append(torch.cat(tiles, dim=2))
+    grid = (torch.cat(rows, dim=1).clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    image = Image.fromarray(grid).resize((grid.shape[1] * zoom, grid.shape[0] * zoom), Image.NEAREST)
+    with atomic_path(path) as staged:
+        image.save(staged, format="PNG")
 
 
 def summary(rows):
@@ -251,6 +278,9 @@ def main(argv=None):
                         "(gen1.drag.KEEP_SUBJECT = False) instead of keeping its pixels")
     parser.add_argument("--true-track", action="store_true", help="drag by a track file of every frame's true "
                         "vector instead of frame 0's vector on every frame")
+    parser.add_argument("--stills", help="write a PNG of the first scenes here (source | structure | drag | "
+                        "erase-then-paste | target; frames 0, 3 and 7)")
+    parser.add_argument("--stills-scenes", type=int, default=2, help="scenes in --stills (default 2)")
     parser.add_argument("--json", help="write every scene's row and the summary here")
     args = parser.parse_args(argv)
     if args.render_subject:
@@ -276,6 +306,8 @@ def main(argv=None):
               f"({time.time() - start:.0f} s)", flush=True)
     result = dict(summary=summary(rows), skipped=skipped, rows=rows, args=vars(args))
     print(json.dumps(result["summary"], indent=1))
+    if args.stills and STILLS:
+        write_stills(args.stills, STILLS)
     if args.json:
         from gen1.atomic import write_json
 

@@ -36,6 +36,7 @@ FULL = EditRequest(
     mask_structure_level=5.5, depth="depth.npy", depth_invert=True, depth_cache=False, size=256, fps=12.5,
     start=1.5, duration=2.25, max_frames=9, window_size=8, window_overlap=3, window_shift=False,
     direction=(("a car", "a red car"), ("day", "night")), direction_scale=(1.5, -0.5), compare="side by side.png",
+    drag=("10,20:30,40.5", "-1,5:7,8"),
 )
 
 

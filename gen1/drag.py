@@ -157,7 +157,7 @@ def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int]) 
     if drag is None:
         return None
     if drag.per_frame and len(drag.vectors) != num_frames:
-        raise ValueError(f"the drag track has {len(drag.vectors)} frames but the clip has {num_frames}")
+        raise ValueError(f"drag: the track has {len(drag.vectors)} frames but the clip has {num_frames}")
     height, width = input_size
     for vectors in drag.vectors:
         for vector in vectors:

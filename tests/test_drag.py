@@ -212,7 +212,7 @@ def test_a_track_with_another_frame_count_is_refused(native, tmp_path):
     depth, masks = square_scene()
     track = tmp_path / "track.csv"
     track.write_text("0,8,12,10,12\n1,8,12,10,12\n")
-    with pytest.raises(ValueError, match=f"^the drag track has 2 frames but the clip has {FRAMES}$"):
+    with pytest.raises(ValueError, match=f"^drag: the track has 2 frames but the clip has {FRAMES}$"):
         _edit(native, _frames_of(masks), mask=masks[:, 0].numpy(), depth=depth, drag=str(track))
 
 

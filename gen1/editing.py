@@ -57,6 +57,7 @@ class EditRequest(EditSettings):
                                                     for pair in self.direction))
         object.__setattr__(self, "direction_scale", tuple(self.direction_scale))
         object.__setattr__(self, "mask_clicks", tuple(tuple(click) for click in self.mask_clicks))
+        object.__setattr__(self, "drag", tuple(str(value) for value in self.drag))
         for name in ("input", "output", "mask", "depth", "compare"):
             value = getattr(self, name)
             if value is not None:
@@ -93,6 +94,8 @@ def check_request(request: EditRequest) -> None:
 
 
 def _check_content(request: EditRequest) -> None:
+    if request.drag:
+        _check_drag(request)
     if request.erase:  # the content is the source's own
         if request.imagic_scale is not None:
             raise ValueError("--erase takes its content from the source: give no --imagic-scale")
@@ -108,7 +111,7 @@ def _check_content(request: EditRequest) -> None:
             raise ValueError("--imagic-scale takes its content from the Imagic adapter: give no --prompt, "
                              "--reference or --direction")
         return
-    if not request.prompt and not request.reference_image and not request.direction:
+    if not request.prompt and not request.reference_image and not request.direction and not request.drag:
         raise ValueError("give --prompt and/or --reference (or --direction) for the content of the edit")
     if any(not prompt.strip() for prompt in request.prompt):
         raise ValueError("--prompt must not be empty")
@@ -120,6 +123,32 @@ def _check_content(request: EditRequest) -> None:
         check_settings({"content_weights": request.content_weights}, flag_label)
         if not any(weight > 0 for weight in request.content_weights):
             raise ValueError("--content-weights must not all be 0")
+
+
+def _check_drag(request: EditRequest) -> None:
+    """--drag: with --mask, without --erase and --mask-structure, its vectors well-formed (a track file is read with
+    the inputs)."""
+    from gen1.drag import is_track_file, parse_drag  # lazy: keeps this module's import light (no torch)
+
+    if request.mask is None:
+        raise ValueError("--drag needs --mask (the subject to move)")
+    if request.erase:
+        raise ValueError("--drag moves the subject and --erase removes it: give one of them")
+    if request.mask_structure is not None:
+        raise ValueError("--drag makes the structure inside --mask itself: give no --mask-structure")
+    if any(is_track_file(value) for value in request.drag):
+        if len(request.drag) != 1:
+            raise ValueError("--drag: give either one track file or vectors X0,Y0:X1,Y1, not both")
+        return
+    try:
+        parse_drag(request.drag)
+    except ValueError as error:
+        raise ValueError(_flags_named(str(error))) from None
+
+
+def _flags_named(text: str) -> str:
+    """A message of :mod:`gen1.drag` ("drag ...") as ``gen1 edit`` names the setting ("--drag ...")."""
+    return f"--{text}" if text.startswith("drag") else text
 
 
 def with_model_defaults(request: EditRequest, defaults, source_short_side: int | None = None
@@ -182,6 +211,7 @@ class EditInputs:
     mask: Any = None
     depth: Any = None
     clicks: tuple = ()  # --mask-click in pixels of the clip as read
+    drag: Any = None  # a gen1.drag.Drag in the clip's pixels (the request's are the source file's)
 
 
 def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> EditInputs:
@@ -204,7 +234,8 @@ def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> Ed
     mask = None if request.mask is None else _mask_for(request.mask, clip_args, request.size, clip, max_pixels)
     depth = None if request.depth is None else _user_depth(request, clip_args, clip, max_pixels)
     clicks = _clicks_for(request, clip) if request.mask_clicks else ()
-    return EditInputs(clip=clip, mask=mask, depth=depth, clicks=clicks)
+    drag = _drag_for(request, clip) if request.drag else None
+    return EditInputs(clip=clip, mask=mask, depth=depth, clicks=clicks, drag=drag)
 
 
 def _clicks_for(request: EditRequest, clip) -> tuple:
@@ -221,6 +252,21 @@ def _clicks_for(request: EditRequest, clip) -> tuple:
         raise ValueError(f"--mask-click: {error}") from None
     scale_x, scale_y = clip.width / width, clip.height / height
     return tuple(((x + 0.5) * scale_x - 0.5, (y + 0.5) * scale_y - 0.5, positive) for x, y, positive in points)
+
+
+def _drag_for(request: EditRequest, clip):
+    """--drag read (a track file too), checked against the source file's frame size and the clip's frame count, and
+    brought to the pixels of the clip as read at --size (:func:`gen1.drag.scale_drag`)."""
+    from gen1.drag import check_drag, parse_drag, scale_drag  # lazy: keeps this module's import light (no torch)
+    from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
+
+    try:
+        drag = parse_drag(request.drag)
+        source_size = frame_size(request.input)
+        check_drag(drag, clip.num_frames, source_size)
+    except ValueError as error:
+        raise ValueError(_flags_named(str(error))) from None
+    return scale_drag(drag, source_size, (clip.height, clip.width))
 
 
 def _check_limits(clip, limits: ClipLimits) -> None:
@@ -328,6 +374,8 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
     settings.update(prompt=list(request.prompt) or None, reference_image=list(request.reference_image) or None,
                     content_weights=None if request.content_weights is None else list(request.content_weights),
                     depth=inputs.depth, mask=inputs.mask, size=None, mask_clicks=inputs.clicks)
+    if request.drag:  # in the clip's pixels (read_inputs)
+        settings.update(drag=inputs.drag if inputs.drag is not None else _drag_for(request, clip))
     result = pipe(
         clip.frames,
         **settings,
@@ -400,6 +448,9 @@ def edit_command(request: EditRequest, model_args: Sequence[str] = ()) -> str:
         elif name == "mask_clicks":
             for x, y, positive in value:
                 words += _option(flag, f"{_number(x)},{_number(y)}" + ("" if positive else ",-"))
+        elif name == "drag":
+            for vector in value:
+                words += _option(flag, vector)
         else:
             words += _option(flag, _number(value) if isinstance(value, float) else str(value))
     words += list(model_args)

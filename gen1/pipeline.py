@@ -43,6 +43,7 @@ from gen1.conditioning import decode_latents, encode_latents, resize, target_siz
 from gen1.denoise import denoise, make_scheduler
 from gen1.depth import load_structure
 from gen1.depth.cache import estimate_depth
+from gen1.drag import check_drag, check_drag_arguments, drag_content, drag_layers, moved_frames
 from gen1.guidance import GuidancePlan, plan_guidance
 from gen1.hub import resolve_pipeline
 from gen1.imagic import require_imagic
@@ -347,7 +348,7 @@ class Gen1Pipeline(DiffusionPipeline):
         the mask and how to use it (tracked, erased, the structure inside it; :mod:`gen1.masked_edits`).
         """
         route = self.route
-        if masked is None or not masked.erase:
+        if masked is None or not (masked.erase or masked.drag is not None):
             encoded = route.edit_content(content, source.frames, generator=generator, device=device)
         depth_full = self.prepare_depth(source.frames, depth, cache=depth_cache)
         if masked is None:
@@ -357,7 +358,13 @@ class Gen1Pipeline(DiffusionPipeline):
                              depth=depth_full, erase=masked.erase, tracker=masked.tracker, clicks=masked.clicks)
         if masked.erase:
             encoded = route.source_content(source.frames, region, content, generator=generator, device=device)
-        guided = structure_depth(depth_full, region, masked.structure)
+        if masked.drag is not None:  # the subject's depth moved over the filled background; region: old and new
+            layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0)
+            region, guided = layers.region, layers.depth
+            masked.start_frames = moved_frames(source.frames, layers)
+            encoded = drag_content(route, content, source.frames, layers, generator=generator, device=device)
+        else:
+            guided = structure_depth(depth_full, region, masked.structure)
         depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
                                                         source.latent_size, frames=source.frames)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
@@ -588,6 +595,7 @@ class Gen1Pipeline(DiffusionPipeline):
         direction: Sequence[tuple[str, str]] = (),
         direction_scale: Sequence[float] = (),
         imagic_scale: float | None = None,
+        drag=(),
         scheduler=None,
         output_type: str = "np",
         callback_on_step_end: Callable | None = None,
@@ -655,6 +663,11 @@ class Gen1Pipeline(DiffusionPipeline):
             imagic_scale: eta in [0, 2] with an Imagic adapter loaded (:func:`gen1.imagic.load_imagic_adapter`):
                 the content is eta x target + (1 - eta) x the optimised embedding (give no other content;
                 :meth:`gen1.routes.Route.imagic_content`); None: the adapter's LoRA only, with the content given.
+            drag: move the masked subject (:mod:`gen1.drag`, docs/drag.md): vectors ``"X0,Y0:X1,Y1"`` in the pixels
+                of ``video`` (given on ``mask_frame``, else the first frame; they apply to every frame), or a track
+                file with vectors for every frame. The region is the subject's old and new place; the structure its
+                depth moved over the filled background; the content the source's own unless a prompt, reference or
+                direction is given.
             scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, ``"unipc"``, made from the pipeline's
                 scheduler config) or a scheduler instance; default: the pipeline's own. The pipeline is not changed.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
@@ -686,6 +699,7 @@ class Gen1Pipeline(DiffusionPipeline):
                                  mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
                                  mask_structure_level=mask_structure_level, mask_clicks=mask_clicks,
                                  imagic_scale=imagic_scale, erase_strength=erase_strength, strength=strength)
+        drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure)
         if erase:
             strength = erase_start(erase_strength)  # from the pre-filled region (gen1.masked_edits.prefilled)
         if mask_clicks and mask_frame is None:
@@ -701,7 +715,8 @@ class Gen1Pipeline(DiffusionPipeline):
             bool(erase), mask_structure or ("fill" if erase else "keep"), mask_structure_level,
             tracker, structure_given=depth is not None,
             clicks=tuple(check_clicks(mask_clicks, mask_frame, source.num_frames, source.input_size)
-                         if mask_clicks else ()))
+                         if mask_clicks else ()),
+            drag=check_drag(drag, source.num_frames, source.input_size))
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds,
@@ -711,6 +726,8 @@ class Gen1Pipeline(DiffusionPipeline):
             source, content, depth=depth, structure_level=structure_level, plan=plan, generator=generator,
             device=device, settings={**route_settings, "timesteps": timesteps}, masked=masked,
             depth_cache=depth_cache)
+        if masked is not None and masked.start_frames is not None:  # a drag: the moved source is kept and started from
+            source = SourceVideo(masked.start_frames, source.fps, source.input_size, source.latent_size)
         latents, noise, source_latents = self.prepare_latents(
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
             device=device, decode_chunk_size=decode_chunk_size, scheduler=scheduler,
@@ -767,13 +784,15 @@ class MaskedEdit:
     tracker: Any = "flow"
     structure_given: bool = False
     clicks: tuple = ()  # (x, y, positive) on mask_frame in pixels of the video, instead of a mask
+    drag: Any = None  # a gen1.drag.Drag: the subject moved (docs/drag.md)
+    start_frames: Any = None  # a drag: the source with the subject moved (kept outside the region, started from)
 
     @property
     def replaces_subject(self) -> bool:
         """Whether the subject's shape is not the source's (an erase, its structure filled, or a depth the user gives
         for what goes there): then every masked pixel is edited fully, so that nothing of the subject blends back
         (:class:`gen1.masking.KeptRegion` ``cover``)."""
-        return self.erase or self.structure != "keep" or self.structure_given
+        return self.erase or self.structure != "keep" or self.structure_given or self.drag is not None
 
 
 @dataclass

@@ -154,6 +154,11 @@ class EditSettings:
         (), "--mask-click", "a click X,Y (pixels of the source video) on the subject, X,Y,- on what is not it, on frame "
         "--mask-frame (default 0) instead of a painted --mask; repeatable; needs --mask-tracker sam2",
         repeat=True, kind=click_value, metavar="X,Y[,+|-]")
+    drag: tuple[str, ...] = setting(
+        (), "--drag", "move the --mask subject from X0,Y0 (a pixel on it) to X1,Y1, in pixels of INPUT (repeatable: "
+        "one = move, two = move, turn and scale, three or more = affine); given on --mask-frame (else the first frame) "
+        "and applied to every frame; or a track file (.json/.csv) with vectors for every frame (docs/drag.md)",
+        repeat=True, metavar="X0,Y0:X1,Y1")
     depth: str | None = setting(None, "--depth", "your own structure instead of the estimate: a depth video, an "
                                 "image (8/16-bit PNG or TIFF, read at full precision), a .npy array or a folder of "
                                 "images; brighter = nearer unless --depth-invert")

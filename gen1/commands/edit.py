@@ -114,6 +114,8 @@ def _check_files(args) -> None:
     if Path(args.input).suffix.lower() in IMAGE_SUFFIXES:
         raise ValueError(f"INPUT '{args.input}' is a still image; gen1 edit edits videos ({', '.join(VIDEO_SUFFIXES)})")
     check_input_file("--mask", args.mask)
+    for track in [value for value in args.drag if Path(value).suffix.lower() in (".json", ".csv")]:
+        check_input_file("--drag", track)  # a track file (gen1.drag.TRACK_SUFFIXES)
     check_input_file("--depth", args.depth, directory_ok=True)
     check_input_file("--adapter", args.adapter, directory_ok=True)  # a folder: an Imagic adapter
     for reference in args.reference_image:

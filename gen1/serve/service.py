@@ -98,13 +98,14 @@ class EditForm:
     mask_tracker_model: str | None = None  # not taken from the page: the server's default SAM 2 model
     mask_clicks: tuple | str = ()  # (x, y, positive) on mask_frame in pixels of the upload, or the page's text
     inpaint_controlnet_scale: float = 1.0
+    drag_vectors: str = ""  # --drag: vectors X0,Y0:X1,Y1 separated by spaces or new lines (docs/drag.md), empty: none
 
 
 #: The settings the page gives through fields of its own kind (every other setting is an EditForm field of its name).
 FORM_FIELDS = {"prompt": ("prompt",), "reference_image": ("references",),
                "content_weights": ("prompt_weight", "references"), "mask": ("mask_drawing", "mask_file"),
                "depth": ("depth_file",), "direction": ("direction_neutral", "direction_target"),
-               "direction_scale": ("direction_alpha",)}
+               "direction_scale": ("direction_alpha",), "drag": ("drag_vectors",)}
 
 
 @dataclass
@@ -381,6 +382,7 @@ class EditService:
             mask_structure_level=optional_number(form.mask_structure_level, "--mask-structure-level"),
             mask_tracker=form.mask_tracker or "flow", mask_clicks=parse_clicks(form.mask_clicks),
             **_direction(form),
+            drag=tuple((form.drag_vectors or "").split()),
         )
         check_request(request)
         return request

@@ -102,9 +102,33 @@ def test_bad_tracking_input_is_one_line_on_the_page(service, square, settings, m
     assert "\n" not in str(error.value)
 
 
+def test_the_subject_is_edited_erased_or_dragged_as_the_page_says(service, square):
+    """The page's "With the subject" choice: erase (--erase, the region tracked and grown) or drag (--drag, the
+    vectors from two clicks on the first frame: from, then to), each named in the command line."""
+    from gen1.serve.service import add_drag_point, subject_settings
+
+    painted = dict(video=str(square), size=SIZE, mask_drawing=_canvas(80, 240), mask_frame=0, num_inference_steps=1,
+                   guidance_scale=1.0)
+    erased = service.edit(EditForm(**painted, **subject_settings("erase", "10,10:20,20")))
+    assert "--erase" in erased.command and "--drag" not in erased.command and "--prompt" not in erased.command
+    vectors = add_drag_point(add_drag_point("", 40.04, 60.0), 80.0, 60.0)  # the square's middle, 40 px right
+    assert vectors == "40.0,60.0:80.0,60.0" and add_drag_point(vectors, 1, 2) == "40.0,60.0:80.0,60.0 1.0,2.0:"
+    dragged = service.edit(EditForm(**painted, **subject_settings("drag", vectors)))
+    assert "--drag 40.0,60.0:80.0,60.0" in dragged.command and "--erase" not in dragged.command
+    assert "Edited 5 frames" in dragged.summary
+    with pytest.raises(ValueError, match="^drag: give the drag vectors"):
+        subject_settings("drag", " ")
+    with pytest.raises(ValueError, match="^the subject's action must be one of edit, erase, drag, got 'move'"):
+        subject_settings("move", None)
+
+
 def test_the_page_builds_with_the_tracking_controls(service):
     from gen1.serve.app import build_app
 
     app = build_app(service)
     ids = {block.elem_id for block in app.blocks.values() if getattr(block, "elem_id", None)}
-    assert {"click-canvas", "mask-clicks", "mask-tracker", "track-drawn", "track-button", "track-video"} <= ids
+    assert {"click-canvas", "mask-clicks", "mask-tracker", "track-drawn", "track-button", "track-video",
+            "subject-action", "drag-vectors"} <= ids
+    edit_api = next(dep for dep in app.get_config_file()["dependencies"] if dep.get("api_name") == "edit")
+    inputs = [app.blocks[block_id].elem_id for block_id in edit_api["inputs"]]
+    assert inputs[-2:] == ["subject-action", "drag-vectors"]  # the edit takes the choice and the vectors

@@ -18,11 +18,14 @@ import gradio as gr
 
 from gen1.editing import DEFAULTS, EditCancelled
 from gen1.serve.service import (
+    SUBJECT_ACTIONS,
     EditForm,
     EditService,
+    add_drag_point,
     canvas_click,
     format_clicks,
     parse_clicks,
+    subject_settings,
 )
 from gen1.settings import MAX_LEVEL, SCHEDULERS, TRACKER_NAMES
 
@@ -205,6 +208,13 @@ def _tracking_inputs(ui) -> None:
             ui.mask_clicks = gr.Textbox(label="Clicks (pixels of the source video)", info="--mask-click X,Y[,+|-]; "
                                         "separated by ;", placeholder="no clicks", elem_id="mask-clicks")
             ui.clear_clicks = gr.Button("Clear the clicks", size="sm")
+    with gr.Row():
+        ui.subject_action = gr.Radio(list(SUBJECT_ACTIONS), value="edit", label="With the subject",
+                                     info="edit: restyle or replace it (the prompt or reference); erase: remove it "
+                                     "(--erase; no prompt); drag: move it (--drag)", elem_id="subject-action")
+        ui.drag_vectors = gr.Textbox(label="Drag vectors (pixels of the source video)",
+                                     info="--drag X0,Y0:X1,Y1; with drag chosen, two clicks on the first frame (from, "
+                                     "then to) add one", placeholder="no drag", elem_id="drag-vectors")
     ui.track_button = gr.Button("Preview the tracked mask", elem_id="track-button")
     ui.track_video = gr.Video(label="The region the edit will change, on every frame", interactive=False,
                               height=PREVIEW_HEIGHT, loop=True, elem_id="track-video")
@@ -289,26 +299,32 @@ def _tracking_form(video, size, start, duration, max_frames, fps, depth_file, de
 
 
 def _wire_tracking(ui, service: EditService) -> None:
-    def click(video, canvas, sign, clicks, event: gr.SelectData):
+    def click(video, canvas, sign, clicks, action, vectors, event: gr.SelectData):
+        """A click on the first frame: a point on (or off) the subject, or with drag chosen a drag's start or end."""
         if not video or canvas is None:
-            return gr.skip()
+            return gr.skip(), gr.skip()
         with _page_errors():
             added = canvas_click(video, canvas.shape, *event.index, positive=sign == "subject")
-            return format_clicks(parse_clicks(clicks or "") + (added,))
+            if action == "drag":
+                return gr.skip(), add_drag_point(vectors, added[0], added[1])
+            return format_clicks(parse_clicks(clicks or "") + (added,)), gr.skip()
 
-    ui.click_canvas.select(click, [ui.video, ui.click_canvas, ui.click_sign, ui.mask_clicks], ui.mask_clicks,
-                           queue=False, api_visibility="private")
+    ui.click_canvas.select(click, [ui.video, ui.click_canvas, ui.click_sign, ui.mask_clicks, ui.subject_action,
+                                   ui.drag_vectors], [ui.mask_clicks, ui.drag_vectors], queue=False,
+                           api_visibility="private")
     ui.clear_clicks.click(lambda: "", None, ui.mask_clicks, queue=False, api_visibility="private")
 
     def track(*values, request: gr.Request = None, progress=gr.Progress()):
+        *values, action = values  # an erase's region is grown as the erase grows it
         progress(None, desc="reading the clip and following the subject")
         with _page_errors():
-            return str(service.track_preview(_tracking_form(*values), session=_session(request)))
+            form = _tracking_form(*values, erase=action == "erase")
+            return str(service.track_preview(form, session=_session(request)))
 
     ui.track_button.click(track, [ui.video, ui.size, ui.start, ui.duration, ui.max_frames, ui.fps, ui.depth_file,
                                   ui.depth_invert, ui.model, ui.mask_drawing, ui.mask_file, ui.track_drawn,
-                                  ui.mask_tracker, ui.mask_clicks], ui.track_video, concurrency_id="preview",
-                          api_visibility="private")
+                                  ui.mask_tracker, ui.mask_clicks, ui.subject_action], ui.track_video,
+                          concurrency_id="preview", api_visibility="private")
 
 
 def _model_defaults(service: EditService, name: str):
@@ -324,7 +340,8 @@ def _wire_edit(ui, service: EditService) -> None:
               ui.duration, ui.max_frames, ui.fps, ui.scheduler, ui.window_size, ui.window_overlap, ui.window_shift,
               ui.negative_prompt, ui.controlnet_conditioning_scale, ui.mask_drawing,
               ui.mask_file, ui.depth_file, ui.depth_invert, ui.model, ui.direction_neutral, ui.direction_target,
-              ui.direction_alpha, ui.track_drawn, ui.mask_tracker, ui.mask_clicks]
+              ui.direction_alpha, ui.track_drawn, ui.mask_tracker, ui.mask_clicks, ui.subject_action,
+              ui.drag_vectors]
     outputs = [ui.output_video, ui.compare_video, ui.downloads, ui.command, ui.status]
 
     # Edit: the whole clip; Preview: its first temporal window (EditService.preview_edit)
@@ -358,8 +375,10 @@ def _edit_handler(run):
              fps=None, scheduler=None, window_size=None, window_overlap=None, window_shift=True,
              negative_prompt=None, controlnet_conditioning_scale=1.0, mask_drawing=None, mask_file=None,
              depth_file=None, depth_invert=False, model=None, direction_neutral=None, direction_target=None,
-             direction_alpha=1.0, track_drawn=None, mask_tracker=None, mask_clicks=None,
-             request: gr.Request = None, progress=gr.Progress()):
+             direction_alpha=1.0, track_drawn=None, mask_tracker=None, mask_clicks=None, subject="edit",
+             drag_vectors=None, request: gr.Request = None, progress=gr.Progress()):
+        with _page_errors():
+            subject_form = subject_settings(subject, drag_vectors)
         form = EditForm(
             video=video, prompt=prompt or "", prompt_weight=prompt_weight,
             references=[(reference_1, weight_1), (reference_2, weight_2), (reference_3, weight_3)],
@@ -373,7 +392,7 @@ def _edit_handler(run):
             mask_drawing=mask_drawing, mask_file=mask_file, depth_file=depth_file, depth_invert=depth_invert,
             model=model, direction_neutral=direction_neutral or "", direction_target=direction_target or "",
             direction_alpha=direction_alpha, mask_frame=0 if track_drawn else None,
-            mask_tracker=mask_tracker or "flow", mask_clicks=mask_clicks or "")
+            mask_tracker=mask_tracker or "flow", mask_clicks=mask_clicks or "", **subject_form)
         progress(0, desc="reading the clip and loading the model")
 
         def report(done, total):

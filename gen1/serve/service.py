@@ -503,6 +503,33 @@ def parse_clicks(text) -> tuple:
     return tuple(clicks)
 
 
+#: What the page does with the subject (the mask or clicks): edit it (restyle or replace: the prompt or reference),
+#: erase it (--erase), or move it by the drag vectors (--drag).
+SUBJECT_ACTIONS = ("edit", "erase", "drag")
+
+
+def subject_settings(action: str | None, drag_vectors: str | None) -> dict:
+    """The form's ``erase`` and ``drag_vectors`` for the page's choice ``action`` (:data:`SUBJECT_ACTIONS`; None:
+    edit); ``ValueError`` for an unknown action or a drag without vectors."""
+    action = action or "edit"
+    if action not in SUBJECT_ACTIONS:
+        raise ValueError(f"the subject's action must be one of {', '.join(SUBJECT_ACTIONS)}, got {action!r}")
+    vectors = (drag_vectors or "").strip()
+    if action == "drag" and not vectors:
+        raise ValueError("drag: give the drag vectors (--drag X0,Y0:X1,Y1; two clicks on the first frame, from and "
+                         "to, add one)")
+    return dict(erase=action == "erase", drag_vectors=vectors if action == "drag" else "")
+
+
+def add_drag_point(vectors: str | None, x: float, y: float) -> str:
+    """The page's drag vectors with a click at source pixel ``(x, y)`` added: the start of a new vector
+    (``X,Y:``), or the end of one whose start is waiting."""
+    text, point = (vectors or "").strip(), f"{x:.1f},{y:.1f}"
+    if text.endswith(":"):
+        return f"{text}{point}"
+    return f"{text} {point}:".strip()
+
+
 def format_clicks(clicks) -> str:
     """``mask_clicks`` as the page's clicks field shows them (``X,Y,+; X,Y,-``, pixels rounded to tenths)."""
     return "; ".join(f"{x:.1f},{y:.1f},{'+' if positive else '-'}" for x, y, positive in clicks)

@@ -34,7 +34,7 @@ import time
 
 import numpy as np
 import torch
-from bench_erase import pick_subject, psnr_inside, subject_masks, warp_error
+from bench_erase import pick_subject, psnr_inside, subject_masks, warp_error, write_stills
 
 from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
 from gen1.denoise import make_scheduler
@@ -220,23 +220,6 @@ def run_scene(pipe, seed, args):
 
 #: The videos of the first scenes, for --stills: source, structure, drag, erase-then-paste, target.
 STILLS: list[list[torch.Tensor]] = []
-
-
-def write_stills(path, videos, frames=(0, 3, 7), zoom=2):
-    """One row per scene and frame: source | structure the drag was guided by | drag | erase-then-paste | target."""
-    from PIL import Image
-
-    from gen1.atomic import atomic_path
-
-    rows = []
-    for scene in videos:
-        for index in frames:
-            tiles = [video[index].expand(3, -1, -1) for video in scene]
-            rows.append(torch.cat(tiles, dim=2))
-    grid = (torch.cat(rows, dim=1).clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    image = Image.fromarray(grid).resize((grid.shape[1] * zoom, grid.shape[0] * zoom), Image.NEAREST)
-    with atomic_path(path) as staged:
-        image.save(staged, format="PNG")
 
 
 def summary(rows):

@@ -138,6 +138,8 @@ def run_scene(pipe, seed, args):
     row.update(outside_exact=bool(torch.equal(erased[outside], frames[outside])),
                erase_psnr=psnr_inside(erased, case["background"], masks),
                kept_depth_psnr=psnr_inside(kept, case["background"], masks))
+    if args.stills and len(STILLS) < args.stills_scenes:
+        STILLS.append([frames, region, erased, kept, case["background"]])
     near = nearer_background(pipe, erased, frames, case["background"], masks)
     row["nearer_background_share"] = float(np.mean(near))
     row["warp_error"] = warp_error(erased, case["background"], masks)
@@ -147,6 +149,29 @@ def run_scene(pipe, seed, args):
     else:
         row.update(replace_new_depth_psnr=None, replace_old_depth_psnr=None)
     return row
+
+
+#: The videos of the first scenes, for --stills: source, the region, erase, erase with the subject's depth kept, truth.
+STILLS: list[list[torch.Tensor]] = []
+
+
+def write_stills(path, videos, frames=(0, 3, 7), zoom=2):
+    """A PNG (written atomically) with one row per scene and frame in ``frames``: the scene's videos side by side
+    (``(F, C, H, W)`` in [0, 1], one channel shown grey), each enlarged ``zoom`` times (nearest). bench_drag's stills
+    are source | structure | drag | erase-then-paste | target; this script's those of :data:`STILLS`."""
+    from PIL import Image
+
+    from gen1.atomic import atomic_path
+
+    rows = []
+    for scene in videos:
+        for index in frames:
+            tiles = [video[index].expand(3, -1, -1) for video in scene]
+            rows.append(torch.cat(tiles, dim=2))
+    grid = (torch.cat(rows, dim=1).clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
+    image = Image.fromarray(grid).resize((grid.shape[1] * zoom, grid.shape[0] * zoom), Image.NEAREST)
+    with atomic_path(path) as staged:
+        image.save(staged, format="PNG")
 
 
 def replace_scene(pipe, scene, style, case, args, common, generator):
@@ -214,6 +239,9 @@ def main(argv=None):
     parser.add_argument("--no-erase", dest="erase", action="store_false", help="only tracking and replace")
     parser.add_argument("--no-replace", dest="replace", action="store_false", help="skip the replace edits")
     parser.add_argument("--json", help="write every scene's row and the summary here")
+    parser.add_argument("--stills", help="write a PNG of the first scenes here (source | region | erase | erase with "
+                        "the subject's depth kept | true background; frames 0, 3, 7)")
+    parser.add_argument("--stills-scenes", type=int, default=2, help="scenes in --stills (default 2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from gen1.pipeline import Gen1Pipeline
@@ -232,6 +260,8 @@ def main(argv=None):
         rows.append(row)
         print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
               f"({time.time() - start:.0f} s)", flush=True)
+    if args.stills and STILLS:
+        write_stills(args.stills, STILLS)
     result = dict(summary=summary(rows), skipped=skipped, rows=rows, args=vars(args))
     print(json.dumps(result["summary"], indent=1))
     if args.json:

@@ -91,6 +91,11 @@ IMAGE_ENCODER = Layout("a CLIP image encoder (a CLIPVisionModelWithProjection fo
 IP_ADAPTER = Layout("an IP-Adapter (ip-adapter_sd15.safetensors)",
                     files=(("ip-adapter_sd15.safetensors", "ip-adapter_sd15.bin"),),
                     file_suffixes=(".safetensors", ".bin"))
+IP_ADAPTER_TEXT_ENCODER = Layout(
+    "a CLIP text encoder with its projection and tokenizer (config.json, model.safetensors, tokenizer files; a whole "
+    "CLIPModel such as laion/CLIP-ViT-H-14-laion2B-s32B-b79K is one)",
+    files=(*_model("", TRANSFORMERS_WEIGHTS), ("tokenizer_config.json",), ("tokenizer.json", "vocab.json")),
+    optional=("tokenizer.json", "vocab.json", "merges.txt", "special_tokens_map.json"))
 LORA = Layout("a LoRA (pytorch_lora_weights.safetensors)", files=(("pytorch_lora_weights.safetensors",),),
               file_suffixes=(".safetensors",))
 PIPELINE_INDEX = Layout("a pipeline folder (model_index.json)", files=(("model_index.json",),), whole=True)

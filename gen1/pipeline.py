@@ -48,6 +48,7 @@ from gen1.guidance import GuidancePlan, plan_guidance
 from gen1.hub import resolve_pipeline
 from gen1.imagic import require_imagic
 from gen1.ip_adapter import load_ip_adapter_into
+from gen1.ip_adapter_text import attach_text_encoder
 from gen1.masked_edits import (check_mask_arguments, edit_region, erase_start, load_mask, prefilled,
                                structure_depth)
 from gen1.masking import KeptRegion
@@ -100,7 +101,8 @@ class Gen1Pipeline(DiffusionPipeline):
     model_cpu_offload_seq = ("text_encoder->image_encoder->content_encoder->prior->depth_estimator->controlnet->"
                              "inpaint_controlnet->unet->vae")
     _optional_components = ["depth_estimator", "content_encoder", "prior", "prior_scheduler", "controlnet",
-                            "text_encoder", "tokenizer", "image_encoder", "feature_extractor", "inpaint_controlnet"]
+                            "text_encoder", "tokenizer", "image_encoder", "feature_extractor", "inpaint_controlnet",
+                            "ip_adapter_text_encoder", "ip_adapter_tokenizer"]
     _callback_tensor_inputs = ["latents", "noise_pred"]
 
     def __init__(
@@ -118,6 +120,8 @@ class Gen1Pipeline(DiffusionPipeline):
         image_encoder=None,
         feature_extractor=None,
         inpaint_controlnet=None,
+        ip_adapter_text_encoder=None,
+        ip_adapter_tokenizer=None,
         trained_size: int | None = None,
         recommended_guidance_scale: float | None = None,
         recommended_num_inference_steps: int | None = None,
@@ -141,6 +145,8 @@ class Gen1Pipeline(DiffusionPipeline):
             image_encoder=image_encoder,
             feature_extractor=feature_extractor,
             inpaint_controlnet=inpaint_controlnet,
+            ip_adapter_text_encoder=ip_adapter_text_encoder,
+            ip_adapter_tokenizer=ip_adapter_tokenizer,
         )
 
     @property
@@ -369,14 +375,27 @@ class Gen1Pipeline(DiffusionPipeline):
                                                         source.latent_size, frames=source.frames)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
 
-    def load_ip_adapter(self, path, *, image_encoder=None, scale: float = 1.0) -> None:
+    def load_ip_adapter(self, path, *, image_encoder=None, scale: float = 1.0, text_encoder=None) -> None:
         """Reference images as content on the public route: an IP-Adapter file (diffusers / original format, e.g.
         ``ip-adapter_sd15.safetensors``) and its CLIP vision encoder (a ``CLIPVisionModelWithProjection`` folder or
         instance; default: ``image_encoder/`` beside the file, the ``h94/IP-Adapter`` layout). Both may be Hub names,
         e.g. ``h94/IP-Adapter/models/ip-adapter_sd15.safetensors`` (:mod:`gen1.hub`). ``scale`` is how strongly
-        references act (:func:`gen1.ip_adapter.set_ip_adapter_scale`)."""
+        references act (:func:`gen1.ip_adapter.set_ip_adapter_scale`). ``text_encoder``: the CLIP text tower that
+        matches the image encoder, for directions in the adapter's image space (:meth:`load_ip_adapter_text_encoder`).
+        """
 
         load_ip_adapter_into(self, path, image_encoder=image_encoder, scale=scale)
+        if text_encoder is not None:
+            self.load_ip_adapter_text_encoder(text_encoder)
+
+    def load_ip_adapter_text_encoder(self, text_encoder, tokenizer=None) -> None:
+        """The CLIP text tower (with projection) of the loaded IP-Adapter's image encoder, e.g.
+        ``laion/CLIP-ViT-H-14-laion2B-s32B-b79K`` for h94/IP-Adapter's SD-1.5 adapters: a folder, Hub name or
+        ``CLIPTextModelWithProjection`` (then with its ``tokenizer``). Global directions then act in the adapter's
+        image-embedding space (docs/directions.md); a tower of another projection width is refused
+        (:func:`gen1.ip_adapter_text.attach_text_encoder`)."""
+
+        attach_text_encoder(self, text_encoder, tokenizer)
 
     # ----------------------------------------------------------------------------------------------- VAE
     @torch.no_grad()

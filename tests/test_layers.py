@@ -22,7 +22,7 @@ LAYERS = [
                    "gen1.adapters", "gen1.comparison", "gen1.masked_edits", "gen1.tracking", "gen1.imagic",
                    "gen1.drag"]),
     ("models", ["gen1.unet", "gen1.temporal_layers", "gen1.depth", "gen1.content", "gen1.ip_adapter",
-                "gen1.sam2_tracker"]),
+                "gen1.sam2_tracker", "gen1.ip_adapter_text"]),
     ("ground", ["gen1.media", "gen1.hub", "gen1.model_folders", "gen1.model_defaults", "gen1.weights",
                 "gen1.atomic", "gen1.synthetic", "gen1.checks", "gen1.settings", "gen1"]),
 ]

@@ -32,8 +32,10 @@ from gen1.conditioning import encode_latents
 from gen1.content import convex_mix
 from gen1.depth import obscure
 from gen1.ip_adapter import encode_reference_images, uses_hidden_states
+from gen1.ip_adapter_text import image_direction
 from gen1.prompts import encode_prompts, mixed_prompt_context
 from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, is_present, load_reference, masked_frames
+from gen1.settings import check_directions
 
 #: The prompt of an erase on this route: the surroundings, nothing in particular (the subject goes in
 #: ``negative_prompt``).
@@ -179,6 +181,49 @@ class ControlNetRoute(Route):
         return self.encode_content(replace(content, prompt=[""], reference_image=None, content_weights=None,
                                            content_embeds=None), generator=generator, device=device)
 
+    #: How many evenly spaced source frames make the source's own content in the IP-Adapter's image space.
+    own_image_frames = 8
+
+    def edit_content(self, content: ContentRequest, frames, *, generator, device) -> Content:
+        """:meth:`Route.edit_content`; with directions, an IP-Adapter and its text tower loaded
+        (:func:`has_image_directions`), the directions act in the adapter's image-embedding space instead: the image
+        content is the references' (or the source's own, :meth:`source_images`) plus alpha x
+        :meth:`image_direction` for each, and the text hidden states are the given prompt's (or the empty
+        prompt's), unmoved. The null content is unchanged; alpha = 0 adds exact zeros."""
+        if content.imagic_scale is not None or not content.direction or not has_image_directions(self.pipe):
+            return super().edit_content(content, frames, generator=generator, device=device)
+        scales = check_directions(content.direction, content.direction_scale)
+        request = content
+        if not content.images:  # the source's own image content; the text stays the given prompt's or ""
+            images = self.source_images(frames)
+            weights = content.content_weights
+            if weights is not None and content.content_embeds is None:
+                weights = list(weights) + [1.0] * len(images)
+            given_text = content.prompts or content.content_embeds is not None
+            request = replace(content, prompt=content.prompt if given_text else [""], reference_image=images,
+                              content_weights=weights)
+        base = self.encode_content(request, generator=generator, device=device)
+        image, norm = base.extra, base.extra.float().norm()
+        for (neutral, target), alpha in zip(content.direction, scales, strict=True):
+            image = image + alpha * self.image_direction(neutral, target, norm, device=device).to(image).reshape(
+                image.shape)
+        return replace(base, extra=image)
+
+    def source_images(self, frames) -> list:
+        """Up to :attr:`own_image_frames` evenly spaced frames of ``frames`` ``(F, 3, H, W)`` in [0, 1] as
+        ``uint8 (H, W, 3)`` images, as a reference image arrives: their IP-Adapter embeddings, mixed equally, are
+        the source's own content in the adapter's image space."""
+        picked = torch.linspace(0, frames.shape[0] - 1, min(self.own_image_frames, frames.shape[0])).round().long()
+        pixels = (frames[picked].float().clamp(0, 1) * 255).round().to(torch.uint8)
+        return list(rearrange(pixels, "f c h w -> f h w c").cpu().numpy())
+
+    def image_direction(self, neutral, target, norm, *, device) -> torch.Tensor:
+        """A direction in the IP-Adapter's image-embedding space, ``(D,)``: unit(text(TARGET)) - unit(text(NEUTRAL))
+        through the adapter's text tower, times ``norm`` (:func:`gen1.ip_adapter_text.image_direction`)."""
+        pipe = self.pipe
+        return image_direction(pipe.ip_adapter_tokenizer, pipe.ip_adapter_text_encoder, neutral, target, norm,
+                               device=device)
+
     def text_direction(self, neutral, target, *, device) -> torch.Tensor:
         """In the base's text hidden-state space (what cross-attention takes): hidden(TARGET) - hidden(NEUTRAL),
         ``(1, L, D)``, token by token."""
@@ -307,6 +352,11 @@ def text_content(pipe, prompts, weights, content_embeds, negative_prompt, device
 def has_ip_adapter(pipe) -> bool:
     """Whether an IP-Adapter (its projection in the UNet and its image encoder) is loaded into ``pipe``."""
     return getattr(pipe.unet.image_unet, "encoder_hid_proj", None) is not None and pipe.image_encoder is not None
+
+
+def has_image_directions(pipe) -> bool:
+    """Whether directions act in the IP-Adapter's image space: an IP-Adapter and its text tower are loaded."""
+    return has_ip_adapter(pipe) and getattr(pipe, "ip_adapter_text_encoder", None) is not None
 
 
 def image_content(pipe, images, weights, device):

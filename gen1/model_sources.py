@@ -43,6 +43,7 @@ class ModelSource:
     ip_adapter_scale: float | None = None  # None: 1 for a new IP-Adapter, the saved scale for a saved one
     lora: Path | None = None
     inpaint_controlnet: Path | None = None  # public route: the inpainting ControlNet of masked edits
+    ip_adapter_text_encoder: Path | None = None  # the CLIP text tower of the IP-Adapter's image encoder
 
     @property
     def is_public(self) -> bool:
@@ -130,6 +131,7 @@ def check_model_source(args, *, user_depth: bool = False) -> ModelSource:
     else:
         source = _public_source(args, public, depth_model, user_depth)  # configs only, so far
     _check_ip_adapter(args, source)
+    _check_ip_adapter_text_encoder(args, source)
     _check_lora(args, source)
     if source.is_public:  # every check passed: now the weights of the parts named on the Hub
         _public_parts(public, depth_model, weights=True, inpaint=inpaint)
@@ -194,6 +196,30 @@ def _check_ip_adapter(args, source: ModelSource) -> None:
         raise ValueError(f"--ip-adapter '{name}' does not fit {source.describe()}: {error}") from None
     source.ip_adapter, source.image_encoder = path, image_encoder
     source.ip_adapter_scale = scale
+
+
+def _check_ip_adapter_text_encoder(args, source: ModelSource) -> None:
+    """``--ip-adapter-text-encoder``: an IP-Adapter to go with (given, or the saved pipeline's), resolved (configs
+    first), its projection width equal to the image encoder's, before anything loads."""
+    name = getattr(args, "ip_adapter_text_encoder", None)
+    if name is None:
+        return
+    flag = "--ip-adapter-text-encoder"
+    if source.ip_adapter is None and not _has_ip_adapter(source):
+        raise ValueError(f"{flag} belongs to an IP-Adapter: give --ip-adapter; {source.describe()} holds none")
+    # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.ip_adapter_text import check_widths, config_projection_dim, resolve_text_encoder
+
+    encoder = source.image_encoder if source.ip_adapter is not None else source.model_dir / "image_encoder"
+    folder = resolve_text_encoder(name, flag=flag, weights=False)
+    if not isinstance(encoder, (str, Path)) or not (Path(encoder) / "config.json").is_file():
+        raise ValueError(f"{flag}: no image encoder config to check it against at '{encoder}'")
+    image_width = json.loads((Path(encoder) / "config.json").read_text(encoding="utf-8")).get("projection_dim", 512)
+    try:
+        check_widths(config_projection_dim(folder), image_width)
+    except ValueError as error:
+        raise ValueError(f"{flag} '{name}': {error}") from None
+    source.ip_adapter_text_encoder = resolve_text_encoder(name, flag=flag)
 
 
 def _has_ip_adapter(source: ModelSource) -> bool:
@@ -266,4 +292,11 @@ def load_model(source: ModelSource, report: Callable[[str], None] | None = None)
 
         set_ip_adapter_scale(pipe.unet, source.ip_adapter_scale)
         report(f"IP-Adapter scale {source.ip_adapter_scale:g}")
+    if source.ip_adapter_text_encoder is not None:
+        try:
+            pipe.load_ip_adapter_text_encoder(source.ip_adapter_text_encoder)
+        except (ValueError, OSError) as error:
+            raise ValueError(f"--ip-adapter-text-encoder: {error}") from None
+        report(f"applied the IP-Adapter's text encoder {source.ip_adapter_text_encoder} (directions act in its "
+               "image space)")
     return pipe

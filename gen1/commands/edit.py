@@ -64,6 +64,10 @@ def _add_ip_adapter_arguments(content) -> None:
     content.add_argument("--image-encoder", metavar="DIR|REPO",
                          help="the IP-Adapter's CLIP image encoder (a CLIPVisionModelWithProjection folder or Hub "
                          "name; default: image_encoder/ beside --ip-adapter)")
+    content.add_argument("--ip-adapter-text-encoder", metavar="DIR|REPO",
+                         help="the CLIP text tower (with projection) of the IP-Adapter's image encoder, so that "
+                         "--direction acts in the IP-Adapter's image space: a folder or Hub name, for "
+                         "h94/IP-Adapter's SD-1.5 adapters laion/CLIP-ViT-H-14-laion2B-s32B-b79K")
     content.add_argument("--ip-adapter-scale", type=float,
                          help="how strongly the --reference images act through the IP-Adapter, >= 0 (default 1, "
                          "or the scale a saved pipeline holds)")

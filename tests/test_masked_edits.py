@@ -151,6 +151,15 @@ def test_an_erase_on_the_public_route_with_an_ip_adapter_takes_the_source_frames
     named = with_ip.route.source_content(frames, masks, ContentRequest(negative_prompt="a square"), generator=None,
                                          device="cpu")
     assert not torch.equal(named.null_context, content.null_context)  # the subject named is the null content
+    # the masked frames reach the IP-Adapter as a reference image file would (uint8), not rescaled twice to black
+    from gen1.routes.base import masked_frames
+    from gen1.routes.controlnet import ERASE_PROMPT
+
+    as_files = [(frame.permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
+                for frame in masked_frames(frames, masks)]
+    expected = with_ip.route.encode_content(ContentRequest(prompt=ERASE_PROMPT, reference_image=as_files),
+                                            generator=None, device="cpu")
+    torch.testing.assert_close(content.extra, expected.extra, rtol=0, atol=0)
 
 
 def test_a_replace_takes_its_own_structure_level_inside_the_mask(native):

@@ -168,7 +168,7 @@ class ControlNetRoute(Route):
         images = []
         if has_ip_adapter(self.pipe):
             picked = torch.linspace(0, frames.shape[0] - 1, min(4, frames.shape[0])).round().long()
-            images = list(masked_frames(frames[picked].float(), region[picked].float()))
+            images = as_reference_images(masked_frames(frames[picked].float(), region[picked].float()))
         request = ContentRequest(prompt=ERASE_PROMPT, reference_image=images or None,
                                  negative_prompt=content.negative_prompt)
         return self.encode_content(request, generator=generator, device=device)
@@ -214,8 +214,7 @@ class ControlNetRoute(Route):
         ``uint8 (H, W, 3)`` images, as a reference image arrives: their IP-Adapter embeddings, mixed equally, are
         the source's own content in the adapter's image space."""
         picked = torch.linspace(0, frames.shape[0] - 1, min(self.own_image_frames, frames.shape[0])).round().long()
-        pixels = (frames[picked].float().clamp(0, 1) * 255).round().to(torch.uint8)
-        return list(rearrange(pixels, "f c h w -> f h w c").cpu().numpy())
+        return as_reference_images(frames[picked])
 
     def image_direction(self, neutral, target, norm, *, device) -> torch.Tensor:
         """A direction in the IP-Adapter's image-embedding space, ``(D,)``: unit(text(TARGET)) - unit(text(NEUTRAL))
@@ -347,6 +346,13 @@ def text_content(pipe, prompts, weights, content_embeds, negative_prompt, device
         raise ValueError(f"content hidden size {context.shape[-1]} does not match the UNet's cross-attention "
                          f"width {pipe.unet.content_dim}")
     return context, null
+
+
+def as_reference_images(frames: torch.Tensor) -> list:
+    """Frames ``(F, 3, H, W)`` in [0, 1] as ``uint8 (H, W, 3)`` images, as a ``reference_image`` file arrives: the
+    IP-Adapter's image processor rescales by 1/255, so float frames in [0, 1] would reach it almost black."""
+    pixels = (frames.float().clamp(0, 1) * 255).round().to(torch.uint8)
+    return list(rearrange(pixels, "f c h w -> f h w c").cpu().numpy())
 
 
 def has_ip_adapter(pipe) -> bool:

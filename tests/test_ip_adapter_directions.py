@@ -6,34 +6,14 @@ loads by Hub name from an offline cache through `gen1 edit --ip-adapter-text-enc
 
 from __future__ import annotations
 
-import warnings
-
 import pytest
 import torch
 import torch.nn.functional as F
+from test_directions import CAR, FRAMES, SIZE, _edit, _video
 from tiny_public import public_pipeline, write_ip_adapter, write_public_stack
 
-FRAMES, SIZE = 4, 32
-CAR = ("a car", "a red car")
 IMAGE_WIDTH = 24  # the projection width of write_ip_adapter's image encoder
 TOWER = "laion/CLIP-ViT-H-14-laion2B-s32B-b79K"
-
-
-def _video(seed=0):
-    return torch.rand(FRAMES, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
-
-
-def _depth(seed=1):
-    return torch.rand(FRAMES, 1, SIZE, SIZE, generator=torch.Generator().manual_seed(seed))
-
-
-def _edit(pipe, **kwargs):
-    settings = dict(num_inference_steps=2, guidance_scale=3.0, depth=_depth(), output_type="pt",
-                    generator=torch.Generator().manual_seed(7))
-    settings.update(kwargs)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        return pipe(_video(), **settings).frames
 
 
 def write_text_tower(folder, projection_dim: int = IMAGE_WIDTH, seed: int = 11):

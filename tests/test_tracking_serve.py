@@ -122,6 +122,18 @@ def test_the_subject_is_edited_erased_or_dragged_as_the_page_says(service, squar
         subject_settings("move", None)
 
 
+def test_drags_given_by_clicks_are_drawn_as_arrows_on_the_first_frame(square):
+    from gen1.serve.service import drag_arrows
+
+    canvas = np.zeros((512, 512, 3), np.uint8)  # the 128 px source shown 4x
+    drawn = drag_arrows(canvas, str(square), "40.0,60.0:80.0,60.0 10.0,10.0:")
+    assert not canvas.any()  # the canvas given is not drawn on
+    lit = drawn.max(axis=2) > 0
+    assert lit[241, 170:310].all()  # the arrow's shaft from x = 40 to 80 (source) at y = 60, 4x on the canvas
+    assert lit[40:44, 40:44].any() and not lit[400:, :].any()  # the waiting start is a dot; nothing else drawn
+    assert np.array_equal(drag_arrows(canvas, str(square), "no vector"), canvas)  # a typo draws nothing
+
+
 def test_the_page_builds_with_the_tracking_controls(service):
     from gen1.serve.app import build_app
 

@@ -23,6 +23,7 @@ from gen1.serve.service import (
     EditService,
     add_drag_point,
     canvas_click,
+    drag_arrows,
     format_clicks,
     parse_clicks,
     subject_settings,
@@ -207,7 +208,8 @@ def _tracking_inputs(ui) -> None:
             ui.click_sign = gr.Radio(["subject", "not the subject"], value="subject", label="A click marks")
             ui.mask_clicks = gr.Textbox(label="Clicks (pixels of the source video)", info="--mask-click X,Y[,+|-]; "
                                         "separated by ;", placeholder="no clicks", elem_id="mask-clicks")
-            ui.clear_clicks = gr.Button("Clear the clicks", size="sm")
+            ui.clear_clicks = gr.Button("Clear the clicks and drags", size="sm")
+    ui.first_frame = gr.State(None)  # the click canvas as uploaded, for the drag arrows to be drawn on afresh
     with gr.Row():
         ui.subject_action = gr.Radio(list(SUBJECT_ACTIONS), value="edit", label="With the subject",
                                      info="edit: restyle or replace it (the prompt or reference); erase: remove it "
@@ -263,15 +265,16 @@ def _wire(ui, service: EditService) -> None:
     def preview_upload(*values, request: gr.Request = None, progress=gr.Progress()):
         *clip_values, level = values
         clip = read_clip(*clip_values, progress, request)
-        if clip is None:
-            return None, None, None, None
+        if clip is None:  # no video: every output empty, as clearing the video leaves them
+            return (None,) * 6 + (None, "")
         canvas = {"background": clip.mask_canvas, "layers": [], "composite": None}
-        return str(clip.source_video), clip.structure.image(level), clip.structure, canvas, clip.mask_canvas, ""
+        return (str(clip.source_video), clip.structure.image(level), clip.structure, canvas, clip.mask_canvas, "",
+                clip.mask_canvas, "")
 
-    ui.video.upload(preview_upload, clip_inputs,
-                    preview_outputs + [ui.mask_drawing, ui.click_canvas, ui.mask_clicks],
-                    concurrency_id="preview", api_visibility="private")
-    ui.video.clear(lambda: (None,) * 6, None, preview_outputs + [ui.mask_drawing, ui.click_canvas, ui.mask_clicks],
+    first_frame_outputs = [ui.mask_drawing, ui.click_canvas, ui.mask_clicks, ui.first_frame, ui.drag_vectors]
+    ui.video.upload(preview_upload, clip_inputs, preview_outputs + first_frame_outputs, concurrency_id="preview",
+                    api_visibility="private")
+    ui.video.clear(lambda: (None,) * 6 + (None, ""), None, preview_outputs + first_frame_outputs,
                    api_visibility="private")
     settings = [ui.size.release, ui.start.submit, ui.duration.submit, ui.max_frames.submit, ui.fps.submit,
                 ui.depth_file.change, ui.depth_invert.change]
@@ -299,20 +302,24 @@ def _tracking_form(video, size, start, duration, max_frames, fps, depth_file, de
 
 
 def _wire_tracking(ui, service: EditService) -> None:
-    def click(video, canvas, sign, clicks, action, vectors, event: gr.SelectData):
-        """A click on the first frame: a point on (or off) the subject, or with drag chosen a drag's start or end."""
+    def click(video, canvas, sign, clicks, action, vectors, first_frame, event: gr.SelectData):
+        """A click on the first frame: a point on (or off) the subject, or with drag chosen a drag's start or end
+        (the drags are drawn as arrows on the frame)."""
         if not video or canvas is None:
-            return gr.skip(), gr.skip()
+            return gr.skip(), gr.skip(), gr.skip()
         with _page_errors():
             added = canvas_click(video, canvas.shape, *event.index, positive=sign == "subject")
             if action == "drag":
-                return gr.skip(), add_drag_point(vectors, added[0], added[1])
-            return format_clicks(parse_clicks(clicks or "") + (added,)), gr.skip()
+                vectors = add_drag_point(vectors, added[0], added[1])
+                return gr.skip(), vectors, drag_arrows(canvas if first_frame is None else first_frame, video, vectors)
+            return format_clicks(parse_clicks(clicks or "") + (added,)), gr.skip(), gr.skip()
 
     ui.click_canvas.select(click, [ui.video, ui.click_canvas, ui.click_sign, ui.mask_clicks, ui.subject_action,
-                                   ui.drag_vectors], [ui.mask_clicks, ui.drag_vectors], queue=False,
-                           api_visibility="private")
-    ui.clear_clicks.click(lambda: "", None, ui.mask_clicks, queue=False, api_visibility="private")
+                                   ui.drag_vectors, ui.first_frame], [ui.mask_clicks, ui.drag_vectors,
+                                                                      ui.click_canvas],
+                           queue=False, api_visibility="private")
+    ui.clear_clicks.click(lambda first_frame: ("", "", first_frame), ui.first_frame,
+                          [ui.mask_clicks, ui.drag_vectors, ui.click_canvas], queue=False, api_visibility="private")
 
     def track(*values, request: gr.Request = None, progress=gr.Progress()):
         *values, action = values  # an erase's region is grown as the erase grows it

@@ -530,6 +530,36 @@ def add_drag_point(vectors: str | None, x: float, y: float) -> str:
     return f"{text} {point}:".strip()
 
 
+def drag_arrows(canvas: np.ndarray, video: str, vectors: str | None) -> np.ndarray:
+    """A copy of the page's first-frame canvas ``canvas`` ``uint8 (H, W, 3)`` with the drag ``vectors`` (the page's
+    field: ``X0,Y0:X1,Y1`` in pixels of the source ``video``, a trailing ``X,Y:`` a start waiting for its end) drawn
+    on it as arrows (a waiting start as a dot), so the user sees the drags given by clicks."""
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+    import numpy as np  # lazy: keeps this module's import light
+
+    from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
+
+    height, width = frame_size(video)
+    scale_x, scale_y = canvas.shape[1] / width, canvas.shape[0] / height
+
+    def on_canvas(point: str) -> tuple[int, int]:
+        x, y = (float(value) for value in point.split(","))
+        return round((x + 0.5) * scale_x - 0.5), round((y + 0.5) * scale_y - 0.5)
+
+    drawn = np.ascontiguousarray(canvas[..., :3], dtype=np.uint8).copy()
+    thickness = max(1, round(min(canvas.shape[:2]) / 160))
+    for vector in (vectors or "").split():
+        start, _, end = vector.partition(":")
+        try:
+            if end:
+                cv2.arrowedLine(drawn, on_canvas(start), on_canvas(end), (255, 220, 0), thickness, tipLength=0.25)
+            else:
+                cv2.circle(drawn, on_canvas(start), 2 * thickness, (255, 220, 0), -1)
+        except ValueError:
+            continue  # a vector typed by hand that is no vector: the edit names it in one line
+    return drawn
+
+
 def format_clicks(clicks) -> str:
     """``mask_clicks`` as the page's clicks field shows them (``X,Y,+; X,Y,-``, pixels rounded to tenths)."""
     return "; ".join(f"{x:.1f},{y:.1f},{'+' if positive else '-'}" for x, y, positive in clicks)

@@ -34,7 +34,7 @@ import torch
 from gen1.depth.fill import check_fill_mask, fill_depth
 from gen1.depth.warp import composite_nearer, warp_layer
 from gen1.masked_edits import erase_margin, grow
-from gen1.media.resize import _cover  # the cover-and-crop geometry the source is resized by (kept in one place)
+from gen1.media.resize import cover_geometry  # the cover-and-crop geometry the source is resized by
 
 #: Where the moved subject lands on something at most this much nearer (normalised inverse depth), it stays in front:
 #: the subject's own contact with the floor and a blurred depth estimate are not occluders.
@@ -186,7 +186,7 @@ def check_drag_arguments(drag, *, mask, erase: bool, mask_structure) -> Drag | N
 def to_output_coordinates(points: torch.Tensor, input_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
     """Pixel coordinates ``(..., 2)`` (x, y) of the source at ``input_size`` (H, W) at the output ``size`` (H, W):
     the scaling that covers it, then the centred crop (:func:`gen1.conditioning.resize`), pixel centres kept."""
-    scaled_h, scaled_w, top, left = _cover(*input_size, *size)
+    scaled_h, scaled_w, top, left = cover_geometry(*input_size, *size)
     scale = torch.tensor([scaled_w / input_size[1], scaled_h / input_size[0]], dtype=torch.float64)
     offset = torch.tensor([left, top], dtype=torch.float64)
     return (points.double() + 0.5) * scale - 0.5 - offset

@@ -53,7 +53,7 @@ def resized_shape(height: int, width: int, size: int, *, multiple: int = 8) -> t
     return out_h - out_h % multiple, out_w - out_w % multiple
 
 
-def _cover(height: int, width: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
+def cover_geometry(height: int, width: int, out_h: int, out_w: int) -> tuple[int, int, int, int]:
     """``(scaled_h, scaled_w, top, left)``: the aspect-kept scaling of ``height x width`` that just covers
     ``out_h x out_w``, and where the centred crop of that size starts in it."""
     scale = max(out_h / height, out_w / width)
@@ -76,7 +76,7 @@ def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     frames = check_uint8_frames(frames, "frames")
     out_h, out_w = _check_output_shape(shape)
     height, width = frames.shape[1:3]
-    scaled_h, scaled_w, top, left = _cover(height, width, out_h, out_w)
+    scaled_h, scaled_w, top, left = cover_geometry(height, width, out_h, out_w)
     if (scaled_h, scaled_w) != (height, width):
         interpolation = cv2.INTER_AREA if scaled_h < height else cv2.INTER_CUBIC
         frames = np.stack([cv2.resize(f, (scaled_w, scaled_h), interpolation=interpolation) for f in frames])
@@ -90,7 +90,7 @@ def fit_tensor(frames, shape: tuple[int, int]):
 
     out_h, out_w = _check_output_shape(shape)
     height, width = frames.shape[-2:]
-    scaled_h, scaled_w, top, left = _cover(height, width, out_h, out_w)
+    scaled_h, scaled_w, top, left = cover_geometry(height, width, out_h, out_w)
     if (scaled_h, scaled_w) != (height, width):
         frames = F.interpolate(frames, size=(scaled_h, scaled_w), mode="bilinear", antialias=True, align_corners=False)
     if (scaled_h, scaled_w) == (out_h, out_w):

@@ -364,6 +364,7 @@ class Gen1Pipeline(DiffusionPipeline):
                              depth=depth_full, erase=masked.erase, tracker=masked.tracker, clicks=masked.clicks)
         if masked.erase:
             encoded = route.source_content(source.frames, region, content, generator=generator, device=device)
+            masked.start_frames = prefilled(source.frames, region)
         if masked.drag is not None:  # the subject's depth moved over the filled background; region: old and new
             layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0)
             region, guided = layers.region, layers.depth
@@ -452,6 +453,25 @@ class Gen1Pipeline(DiffusionPipeline):
             if erase:
                 raise ValueError("erase takes its content from the source: give no imagic_scale")
 
+    @staticmethod
+    def prepare_masked_edit(source: "SourceVideo", *, mask, mask_frame, erase: bool, mask_structure,
+                            mask_structure_level, tracker, mask_clicks: tuple, drag,
+                            structure_given: bool) -> "MaskedEdit | None":
+        """How this call uses its mask (:class:`MaskedEdit`; None without a mask or clicks), read and checked against
+        the ``source``: the mask (:func:`gen1.masked_edits.load_mask`), the clicks (on ``mask_frame``, the first frame
+        unless told; :func:`gen1.tracking.check_clicks`) and the drag (:func:`gen1.drag.check_drag`)."""
+        if mask is None and not mask_clicks:
+            return None
+        if mask_clicks and mask_frame is None:
+            mask_frame = 0  # clicks are on one frame: the first unless told
+        size = (source.num_frames, source.input_size)
+        return MaskedEdit(
+            None if mask is None else load_mask(mask, *size, mask_frame), mask_frame, bool(erase),
+            mask_structure or ("fill" if erase else "keep"), mask_structure_level, tracker,
+            structure_given=structure_given,
+            clicks=tuple(check_clicks(mask_clicks, mask_frame, *size) if mask_clicks else ()),
+            drag=check_drag(drag, *size))
+
     def run_loop(self, blender: WindowBlender, latents: torch.Tensor, timesteps: torch.Tensor, scheduler, *,
                  generator, hooks, progress_callback=None) -> torch.Tensor:
         """:func:`gen1.denoise.denoise` over the blender's windows, with the pipeline's progress bar advanced once per
@@ -531,14 +551,13 @@ class Gen1Pipeline(DiffusionPipeline):
 
     def prepare_latents(self, source: "SourceVideo", timesteps: torch.Tensor, *, strength: float,
                         need_source: bool, generator, device, decode_chunk_size: int, scheduler=None,
-                        full_strength_start: str = "noise", frames: torch.Tensor | None = None):
+                        full_strength_start: str = "noise"):
         """(initial latents, the noise they were drawn with, the source latents or None), all float32.
 
         Below ``strength`` 1 the edit starts from the source latents noised to the first timestep; at 1 from
         pure noise, unless ``full_strength_start`` is ``"noised-source"`` (diffusers' video-to-video convention,
         which noises the source to the first timestep at every strength). The source latents are encoded when
-        ``need_source`` (a masked edit keeps them) or when the start is the noised source; from ``frames`` when given
-        (an erase's, its region pre-filled: :func:`gen1.masked_edits.prefilled`), else from the source's.
+        ``need_source`` (a masked edit keeps them) or when the start is the noised source.
         How the source is encoded and the noise drawn is the route's convention
         (:meth:`gen1.routes.Route.encode_source`, :meth:`~gen1.routes.Route.draw_noise`): native models use the
         training convention, the public route diffusers' video-to-video convention, so that a seed gives what it
@@ -548,8 +567,8 @@ class Gen1Pipeline(DiffusionPipeline):
         source_latents = None
         from_source = strength < 1.0 or full_strength_start == "noised-source"
         if need_source or from_source:
-            source_latents = route.encode_source(source.frames if frames is None else frames, generator=generator,
-                                                 device=device, chunk_size=decode_chunk_size)
+            source_latents = route.encode_source(source.frames, generator=generator, device=device,
+                                                 chunk_size=decode_chunk_size)
         shape = (1, self.unet.latent_channels, source.num_frames, *source.latent_size)
         noise = route.draw_noise(shape, generator=generator, device=device)
         if from_source:
@@ -721,21 +740,16 @@ class Gen1Pipeline(DiffusionPipeline):
         drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure)
         if erase:
             strength = erase_start(erase_strength)  # from the pre-filled region (gen1.masked_edits.prefilled)
-        if mask_clicks and mask_frame is None:
-            mask_frame = 0  # clicks are on one frame: the first unless told
         tracker = make_tracker(mask_tracker, mask_tracker_model)
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
         window_size, window_overlap = self.prepare_windows(window_size, window_overlap)
         device = self._execution_device
         source = self.prepare_source(video, height=height, width=width, size=size)
-        masked = None if mask is None and not mask_clicks else MaskedEdit(
-            None if mask is None else load_mask(mask, source.num_frames, source.input_size, mask_frame), mask_frame,
-            bool(erase), mask_structure or ("fill" if erase else "keep"), mask_structure_level,
-            tracker, structure_given=depth is not None,
-            clicks=tuple(check_clicks(mask_clicks, mask_frame, source.num_frames, source.input_size)
-                         if mask_clicks else ()),
-            drag=check_drag(drag, source.num_frames, source.input_size))
+        masked = self.prepare_masked_edit(
+            source, mask=mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
+            mask_structure_level=mask_structure_level, tracker=tracker, mask_clicks=mask_clicks, drag=drag,
+            structure_given=depth is not None)
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds,
@@ -745,13 +759,12 @@ class Gen1Pipeline(DiffusionPipeline):
             source, content, depth=depth, structure_level=structure_level, plan=plan, generator=generator,
             device=device, settings={**route_settings, "timesteps": timesteps}, masked=masked,
             depth_cache=depth_cache)
-        if masked is not None and masked.start_frames is not None:  # a drag: the moved source is kept and started from
+        if masked is not None and masked.start_frames is not None:  # an erase's or a drag's own source (MaskedEdit)
             source = SourceVideo(masked.start_frames, source.fps, source.input_size, source.latent_size)
         latents, noise, source_latents = self.prepare_latents(
             source, timesteps, strength=strength, need_source=user_mask is not None, generator=generator,
             device=device, decode_chunk_size=decode_chunk_size, scheduler=scheduler,
             full_strength_start=full_strength_start,
-            frames=prefilled(source.frames, user_mask) if masked is not None and masked.erase else None,
         )
         kept = None if user_mask is None else KeptRegion.from_pixel_mask(
             user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
@@ -804,7 +817,10 @@ class MaskedEdit:
     structure_given: bool = False
     clicks: tuple = ()  # (x, y, positive) on mask_frame in pixels of the video, instead of a mask
     drag: Any = None  # a gen1.drag.Drag: the subject moved (docs/drag.md)
-    start_frames: Any = None  # a drag: the source with the subject moved (kept outside the region, started from)
+    # The source of the rest of the edit when not the clip itself (set by prepare_route): what sampling starts from
+    # below strength 1 and what is kept outside the region. An erase's: the region pre-filled from its boundary
+    # (gen1.masked_edits.prefilled, equal to the clip outside it); a drag's: the subject moved (gen1.drag.moved_frames).
+    start_frames: Any = None
 
     @property
     def replaces_subject(self) -> bool:

@@ -32,9 +32,8 @@ import time
 import warnings
 
 import torch
+from bench_common import add_sampler_argument, use_sampler, write_stills
 
-from gen1.denoise import make_scheduler
-from gen1.settings import SCHEDULERS
 
 ALPHAS = (0.0, 0.5, 1.0, 1.5, 2.0)
 SEED_OFFSET = 400_000  # held-out cases: HELD_OUT_START + this + i (the edit benchmark uses +100000 and +200000)
@@ -121,20 +120,10 @@ def score_case(pipe, case: DirectionCase, alphas, *, steps: int, guidance: float
     return scores
 
 
-def write_stills(path, case: DirectionCase, outputs: dict, frames=(0, 4), scale: int = 3) -> None:
-    """A PNG grid (atomically written): one row per frame in ``frames``; columns the source, every run, the ground
-    truth; each 64 px frame enlarged ``scale`` times (nearest)."""
-    import numpy as np
-    from PIL import Image
-
-    from gen1.atomic import atomic_path, check_output_path
-
-    columns = [case.source, *outputs.values(), case.truth]
-    rows = [torch.cat([video[f] for video in columns], dim=2) for f in frames if f < case.source.shape[0]]
-    grid = (torch.cat(rows, dim=1).permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
-    image = Image.fromarray(grid).resize((grid.shape[1] * scale, grid.shape[0] * scale), Image.NEAREST)
-    with atomic_path(check_output_path(path)) as tmp:
-        image.save(tmp, format="PNG")
+def write_direction_stills(path, case: DirectionCase, outputs: dict, frames=(0, 4), scale: int = 3) -> None:
+    """The stills grid (:func:`bench_common.write_stills`): one row per frame in ``frames``; columns the source,
+    every run, the ground truth; each 64 px frame enlarged ``scale`` times."""
+    write_stills(path, [[case.source, *outputs.values(), case.truth]], frames=frames, zoom=scale)
     print(f"stills: {path} (columns: source, {', '.join(outputs)}, ground truth)")
 
 
@@ -159,9 +148,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--first", type=int, default=0, help="first case index")
     parser.add_argument("--alphas", type=float, nargs="+", default=list(ALPHAS))
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim",
-                        help="sampler, made from the model's scheduler config (default ddim: the published figures' "
-                        "sampler; the bundled model's own default is unipc at 6 steps)")
+    add_sampler_argument(parser)
     parser.add_argument("--guidance", type=float, default=None, help="w (default: the model's recommended w)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
@@ -178,7 +165,7 @@ def main(argv=None) -> dict:
     from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
-    pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+    use_sampler(pipe, args.scheduler)
     pipe.cast(torch.float32)
     pipe.set_progress_bar_config(disable=True)
     guidance = pipe.default_guidance_scale if args.guidance is None else args.guidance
@@ -193,7 +180,7 @@ def main(argv=None) -> dict:
         scores = score_case(pipe, case, args.alphas, steps=args.steps, guidance=guidance, strength=args.strength,
                             masked_alphas=args.masked_alphas, outputs=outputs)
         if outputs is not None:
-            write_stills(args.stills, case, outputs)
+            write_direction_stills(args.stills, case, outputs)
         per_case.append(dict(index=index, attribute=case.attribute, neutral=case.neutral, target=case.target,
                              scores=scores))
         for name, row in scores.items():

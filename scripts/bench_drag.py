@@ -34,15 +34,14 @@ import time
 
 import numpy as np
 import torch
-from bench_erase import pick_subject, psnr_inside, subject_masks, warp_error, write_stills
+from bench_common import add_sampler_argument, use_sampler, write_stills
+from bench_erase import pick_subject, psnr_inside, subject_masks, warp_error
 
 from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
-from gen1.denoise import make_scheduler
 from gen1.demo.world import FRAME_SIZE, HELD_OUT_START, demo_scene
 from gen1.depth.warp import warp_layer
 from gen1.drag import drag_layers, parse_drag
 from gen1.masked_edits import edit_region
-from gen1.settings import SCHEDULERS
 from gen1.synthetic import render, sample_style
 from gen1.synthetic.style import PALETTE
 from gen1.synthetic.raycast import _camera_rays
@@ -253,9 +252,7 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=FRAME_SIZE)
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim",
-                        help="sampler, made from the model's scheduler config (default ddim: the published figures' "
-                        "sampler; the bundled model's own default is unipc at 6 steps)")
+    add_sampler_argument(parser)
     parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temporal-guidance", type=float, default=1.0, help="w_t of every edit (default 1)")
@@ -279,7 +276,7 @@ def main(argv=None):
     from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_pretrained(bundled_model_dir())
-    pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+    use_sampler(pipe, args.scheduler)
     pipe.set_progress_bar_config(disable=True)
     rows, skipped = [], []
     for index in range(args.first, args.first + args.scenes):

@@ -31,10 +31,10 @@ import time
 
 import numpy as np
 import torch
+from bench_common import add_sampler_argument, write_stills
 
 from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
 from gen1.demo.world import FRAME_SIZE, HELD_OUT_START, demo_scene
-from gen1.settings import SCHEDULERS
 from gen1.synthetic import inverse_depth_for_viewing, render, sample_style
 from gen1.tracking import track_mask
 
@@ -155,25 +155,6 @@ def run_scene(pipe, seed, args):
 STILLS: list[list[torch.Tensor]] = []
 
 
-def write_stills(path, videos, frames=(0, 3, 7), zoom=2):
-    """A PNG (written atomically) with one row per scene and frame in ``frames``: the scene's videos side by side
-    (``(F, C, H, W)`` in [0, 1], one channel shown grey), each enlarged ``zoom`` times (nearest). bench_drag's stills
-    are source | structure | drag | erase-then-paste | target; this script's those of :data:`STILLS`."""
-    from PIL import Image
-
-    from gen1.atomic import atomic_path
-
-    rows = []
-    for scene in videos:
-        for index in frames:
-            tiles = [video[index].expand(3, -1, -1) for video in scene]
-            rows.append(torch.cat(tiles, dim=2))
-    grid = (torch.cat(rows, dim=1).clamp(0, 1).permute(1, 2, 0).numpy() * 255 + 0.5).astype(np.uint8)
-    image = Image.fromarray(grid).resize((grid.shape[1] * zoom, grid.shape[0] * zoom), Image.NEAREST)
-    with atomic_path(path) as staged:
-        image.save(staged, format="PNG")
-
-
 def replace_scene(pipe, scene, style, case, args, common, generator):
     """The subject swapped for another shape: PSNR inside the union mask, new depth given vs the old one's."""
     old = scene.primitives[case["index"]]
@@ -226,7 +207,7 @@ def main(argv=None):
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=FRAME_SIZE)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's recorded)")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default=None, help="sampler (default: the model's)")
+    add_sampler_argument(parser, default=None)
     parser.add_argument("--erase-strength", type=float, default=None,
                         help="an erase's start from its pre-filled region (default: gen1's, ERASE_STRENGTH; 1 = "
                         "from pure noise, as before it was pre-filled)")

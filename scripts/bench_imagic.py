@@ -32,11 +32,10 @@ from pathlib import Path
 
 import torch
 
-from gen1.denoise import make_scheduler
-from gen1.settings import SCHEDULERS
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from bench_directions import direction_case, write_stills  # noqa: E402  (a script beside this one)
+from bench_common import add_sampler_argument, use_sampler  # noqa: E402  (scripts beside this one)
+from bench_directions import direction_case, write_direction_stills  # noqa: E402
 
 ETAS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25)
 
@@ -145,9 +144,7 @@ def main(argv=None) -> dict:
     parser.add_argument("--first", type=int, default=0, help="first case index")
     parser.add_argument("--etas", type=float, nargs="+", default=list(ETAS))
     parser.add_argument("--steps", type=int, default=20)
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim",
-                        help="sampler, made from the model's scheduler config (default ddim: the published figures' "
-                        "sampler; the bundled model's own default is unipc at 6 steps)")
+    add_sampler_argument(parser)
     parser.add_argument("--guidance", type=float, default=None, help="w (default: the model's recommended w)")
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--size", type=int, default=64)
@@ -167,7 +164,7 @@ def main(argv=None) -> dict:
     from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
-    pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+    use_sampler(pipe, args.scheduler)
     pipe.cast(torch.float32)
     pipe.set_progress_bar_config(disable=True)
     per_case = []
@@ -179,7 +176,7 @@ def main(argv=None) -> dict:
             outputs = {} if args.stills and index == args.first else None
             scores = score_case(pipe, case, args, outputs)
             if outputs is not None:
-                write_stills(args.stills, case, outputs)
+                write_direction_stills(args.stills, case, outputs)
             per_case.append(dict(index=index, attribute=case.attribute, caption=case.caption, **scores))
             best = max(scores["eta_psnr_truth"], key=scores["eta_psnr_truth"].get)
             print(f"case {index} ({case.attribute}): VAE {scores['vae_psnr']:.2f} dB, eta=0 vs source "

@@ -36,9 +36,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from bench_common import add_sampler_argument, use_sampler
 
-from gen1.denoise import make_scheduler
-from gen1.settings import SCHEDULERS
 
 REPO = Path(__file__).resolve().parents[1]
 DEFAULT_CLIPS = ("car-turn:48", "car-turn:80", "wolf", "blackswan", "synth:1000:48", "synth:1001:48")
@@ -150,9 +149,7 @@ def main() -> None:
     parser.add_argument("--model", default=None, help="pipeline directory (default: the bundled demo model)")
     parser.add_argument("--window", type=int, default=8, help="frames per window")
     parser.add_argument("--steps", type=int, default=15, help="denoising steps")
-    parser.add_argument("--scheduler", choices=SCHEDULERS, default="ddim",
-                        help="sampler, made from the model's scheduler config (default ddim: the published figures' "
-                        "sampler; the bundled model's own default is unipc at 6 steps)")
+    add_sampler_argument(parser)
     parser.add_argument("--size", type=int, default=64, help="frame size in pixels")
     parser.add_argument("--guidance", type=float, default=None, help="content guidance (default: the demo's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3],
@@ -171,7 +168,7 @@ def main() -> None:
 
     args.guidance = DEMO_GUIDANCE if args.guidance is None else args.guidance
     pipe = Gen1Pipeline.from_pretrained(str(args.model or bundled_model_dir()))
-    pipe.scheduler = make_scheduler(args.scheduler, pipe.scheduler.config)
+    use_sampler(pipe, args.scheduler)
     pipe.cast(torch.float32)
     pipe.set_progress_bar_config(disable=True)
     _, reference, _, _ = sample_inputs(size=args.size)  # a held-out reference image of the demo's world

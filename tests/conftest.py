@@ -57,3 +57,28 @@ def bundled_pipe():
     pipe.cast(torch.float32)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+# ----------------------------------------------------------------------------------------------- the web app
+@pytest.fixture(scope="module")
+def catalog():
+    """The web app's model catalog with the bundled model only, as ``gen1 serve`` makes it with no model named."""
+    import argparse
+
+    from gen1.model_sources import check_model_source
+    from gen1.serve.models import ModelCatalog, ServedModel
+
+    source = check_model_source(argparse.Namespace(model=None, base=None, motion_adapter=None, controlnet=None,
+                                                   depth_model=None))
+    return ModelCatalog([ServedModel("demo", source)], device=torch.device("cpu"), dtype=torch.float32)
+
+
+@pytest.fixture
+def service(catalog, tmp_path):
+    """The web app's edit service over :func:`catalog`, taking at most 12 frames or 5 s of a clip, writing under
+    ``tmp_path / "work"``; closed after the test."""
+    from gen1.serve.service import EditService, ServeLimits
+
+    service = EditService(catalog, ServeLimits(max_frames=12, max_seconds=5), workdir=tmp_path / "work")
+    yield service
+    service.close()

@@ -14,27 +14,6 @@ from pathlib import Path
 STARTUP_LIMIT_S = 240  # a loaded 2-core machine needs a minute to import gradio and torch and load the model
 
 
-def bundled_catalog():
-    """The web app's model catalog with the bundled model only, as ``gen1 serve`` makes it with no model named."""
-    import argparse
-
-    import torch
-
-    from gen1.model_sources import check_model_source
-    from gen1.serve.models import ModelCatalog, ServedModel
-
-    source = check_model_source(argparse.Namespace(model=None, base=None, motion_adapter=None, controlnet=None,
-                                                   depth_model=None))
-    return ModelCatalog([ServedModel("demo", source)], device=torch.device("cpu"), dtype=torch.float32)
-
-
-def small_service(catalog, workdir: Path):
-    """An edit service over ``catalog`` that takes at most 12 frames or 5 s of a clip, writing under ``workdir``."""
-    from gen1.serve.service import EditService, ServeLimits
-
-    return EditService(catalog, ServeLimits(max_frames=12, max_seconds=5), workdir=workdir)
-
-
 def free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
         sock.bind(("127.0.0.1", 0))

@@ -15,19 +15,7 @@ from gen1.cli import main
 from gen1.editing import EditCancelled, EditRequest, run_edit
 from gen1.serve.preview import prepare_structure
 from gen1.serve.service import EditForm, EditOutcome, EditService, ServeLimits
-from serve_helpers import bundled_catalog, clip_with_audio, free_port, small_service
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    return bundled_catalog()
-
-
-@pytest.fixture
-def service(catalog, tmp_path):
-    service = small_service(catalog, tmp_path / "work")
-    yield service
-    service.close()
+from serve_helpers import clip_with_audio, free_port
 
 
 @pytest.fixture(scope="module")

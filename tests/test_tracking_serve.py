@@ -8,7 +8,6 @@ import itertools
 
 import numpy as np
 import pytest
-from serve_helpers import bundled_catalog, small_service
 from test_sam2_tracker import REPO, write_tiny_sam2
 from tiny_hub import cache_repo, offline_cache
 
@@ -16,18 +15,6 @@ from gen1.media import read_video, write_video
 from gen1.serve.service import EditForm, canvas_click, format_clicks, parse_clicks
 
 SIZE, FRAMES = 64, 5
-
-
-@pytest.fixture(scope="module")
-def catalog():
-    return bundled_catalog()
-
-
-@pytest.fixture
-def service(catalog, tmp_path):
-    service = small_service(catalog, tmp_path / "work")
-    yield service
-    service.close()
 
 
 @pytest.fixture(scope="module")

@@ -6,17 +6,15 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from bad_files import npy_claiming, png_claiming
+from process_helpers import ENV
 from gen1.depth import load_structure
 from gen1.media import read_frames_or_images, read_image
-
-REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.parametrize("side", [13000, 20000])  # over gen1's limit only; over PIL's bomb limit too
@@ -109,9 +107,8 @@ def test_a_fifo_is_refused_at_once_not_read_forever(tmp_path, name):
     code = ("import sys\nfrom gen1.media import read_frames_or_images\n"
             f"try:\n    read_frames_or_images({str(fifo)!r})\n"
             "except ValueError as e:\n    print(e)\n    sys.exit(3)\n")
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
     try:
-        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=env)
+        result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, env=ENV)
     except subprocess.TimeoutExpired:
         pytest.fail(f"reading the FIFO '{fifo}' blocked")
     assert result.returncode == 3, result.stderr

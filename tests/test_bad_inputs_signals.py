@@ -4,27 +4,13 @@ command."""
 
 from __future__ import annotations
 
-import os
 import signal
-import subprocess
 import sys
-import time
-from pathlib import Path
 
 import pytest
+from process_helpers import signal_when_logged
 
 from gen1.cli import main
-
-REPO = Path(__file__).resolve().parents[1]
-ENV = dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]))
-
-
-def _wait_for(process, log: Path, marker: str, what: str):
-    deadline = time.monotonic() + 300  # a guard against a hang, not a timing assertion
-    while marker not in log.read_text(errors="replace"):
-        assert process.poll() is None, log.read_text(errors="replace")
-        assert time.monotonic() < deadline, f"{what} never started"
-        time.sleep(0.05)
 
 
 def test_sigterm_during_an_atomic_write_removes_the_temporary_and_keeps_the_output(tmp_path):
@@ -40,16 +26,8 @@ def test_sigterm_during_an_atomic_write_removes_the_temporary_and_keeps_the_outp
             "            time.sleep(300)\n"
             "except Terminated:\n"
             "    sys.exit(43)\n")
-    with open(log, "wb") as stdout:
-        process = subprocess.Popen([sys.executable, "-c", code], stdout=stdout, stderr=subprocess.STDOUT, env=ENV,
-                                   cwd=tmp_path)
-        try:
-            _wait_for(process, log, "writing", "the write")
-            process.send_signal(signal.SIGTERM)
-            returncode = process.wait(timeout=60)
-        finally:
-            if process.poll() is None:
-                process.kill()
+    returncode = signal_when_logged([sys.executable, "-c", code], log, "writing", signal.SIGTERM, what="the write",
+                                    cwd=tmp_path, both_streams=True, timeout_s=60)
     assert returncode == 43, log.read_text()
     assert out.read_bytes() == b"the previous output"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["log.txt", "out.bin"]  # no hidden temporary
@@ -81,15 +59,7 @@ def test_sigterm_stops_gen1_edit_like_ctrl_c(model_dir, clips_dir, tmp_path):
     command = [sys.executable, "-m", "gen1", "edit", str(clips_dir / "wolf.mp4"), "-o", str(out), "--prompt", "x",
                "--model", str(model_dir), "--size", "64", "--max-frames", "2", "--steps", "1000", "--device", "cpu",
                "--threads", "1"]
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=ENV, cwd=tmp_path)
-        try:
-            _wait_for(process, log, "/1000", "the denoising loop")
-            process.send_signal(signal.SIGTERM)
-            code = process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
+    code = signal_when_logged(command, log, "/1000", signal.SIGTERM, what="the denoising loop", cwd=tmp_path)
     err = log.read_text(errors="replace")
     assert code == 143, err
     assert "gen1 edit: terminated (SIGTERM)" in err and "Traceback" not in err

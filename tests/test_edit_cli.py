@@ -336,31 +336,16 @@ def test_threads_option_sets_torch_and_opencv_threads(model_dir, clips_dir, tmp_
 def test_ctrl_c_prints_interrupted_exits_130_and_keeps_the_previous_output(model_dir, clips_dir, tmp_path):
     """A real SIGINT while the tiny model denoises (1000 steps, interrupted within the first few)."""
     import signal
-    import subprocess
     import sys
-    import time
-    from pathlib import Path
+
+    from process_helpers import signal_when_logged
 
     out, log = tmp_path / "out.mp4", tmp_path / "stderr.txt"
     out.write_bytes(b"the previous output")
-    repo = Path(__file__).resolve().parents[1]
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(repo), os.environ.get("PYTHONPATH", "")]))
     command = [sys.executable, "-m", "gen1", "edit", str(clips_dir / "wolf.mp4"), "-o", str(out), "--prompt", "x",
                "--model", str(model_dir), "--size", "64", "--max-frames", "2", "--steps", "1000", "--device", "cpu",
                "--threads", "1"]
-    with open(log, "wb") as stderr:
-        process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=stderr, env=env, cwd=tmp_path)
-        try:
-            deadline = time.monotonic() + 300  # a guard against a hang, not a timing assertion
-            while "/1000" not in log.read_text(errors="replace"):  # the denoising progress bar has started
-                assert process.poll() is None, log.read_text(errors="replace")
-                assert time.monotonic() < deadline, "the edit never reached the denoising loop"
-                time.sleep(0.1)
-            process.send_signal(signal.SIGINT)
-            code = process.wait(timeout=120)
-        finally:
-            if process.poll() is None:
-                process.kill()
+    code = signal_when_logged(command, log, "/1000", signal.SIGINT, what="the denoising loop", cwd=tmp_path)
     err = log.read_text(errors="replace")
     assert code == 130, err
     assert "gen1 edit: interrupted" in err and "Traceback" not in err

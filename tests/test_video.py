@@ -3,7 +3,6 @@ memory, writing with audio."""
 
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 from fractions import Fraction
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 from PIL import Image
+from process_helpers import ENV
 
 import gen1.media.read as media_read
 import gen1.media.write as media_write
@@ -673,10 +673,8 @@ print(peak_kib * 1024, out)
 
 
 def _peak_memory(small: Path, tall: Path | str, backend: str) -> tuple[int, int]:
-    root = str(Path(__file__).resolve().parents[1])  # this checkout's gen1, whatever PYTHONPATH says
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [root, os.environ.get("PYTHONPATH")]))}
     result = subprocess.run([sys.executable, "-c", _PEAK_CHILD, str(small), str(tall), backend],
-                            env=env, capture_output=True, text=True, timeout=120, check=True)
+                            env=ENV, capture_output=True, text=True, timeout=120, check=True)
     peak, out = result.stdout.split()[-2:]
     return int(peak), int(out)
 

@@ -31,9 +31,9 @@ from pathlib import Path
 
 import torch
 
-from gen1.depth.fill import check_fill_mask, fill_depth
+from gen1.depth.fill import check_fill_mask
 from gen1.depth.warp import composite_nearer, warp_layer
-from gen1.masked_edits import erase_margin, grow
+from gen1.masked_edits import erase_margin, grow, prefilled, structure_depth
 from gen1.media.resize import cover_geometry  # the cover-and-crop geometry the source is resized by
 
 #: Where the moved subject lands on something at most this much nearer (normalised inverse depth), it stays in front:
@@ -277,7 +277,7 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
     old = grow(subject, margin)
     check_fill_mask(old, "the subject's mask (tracked and grown)")
     transforms = frame_transforms(drag, subject, input_size, drag_frame)
-    background = fill_depth(depth.float(), old).clamp(0, 1)
+    background = structure_depth(depth.float(), old, "fill")  # the old place filled as an erase fills it
     layer, landed = warp_layer(depth.float(), subject, transforms)
     guided, moved = composite_nearer(background, layer, landed,
                                      OCCLUSION_TOLERANCE if tolerance is None else tolerance)
@@ -290,13 +290,12 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
 
 def moved_frames(frames: torch.Tensor, layers: DragLayers) -> torch.Tensor:
     """``frames`` ``(F, 3, H, W)`` moved as the drag moves the depth: the subject's old place (grown) filled from its
-    boundary, each colour channel as the depth is (:func:`gen1.depth.fill.fill_depth`), and the subject's pixels
+    boundary as an erase's region is (:func:`gen1.masked_edits.prefilled`), and the subject's pixels
     where it is visible at its new place; outside ``layers.union`` the frames exactly. The source of the edit: what
     sampling starts from at a ``strength`` below 1, and what is kept outside ``layers.region``."""
     subject = layers.subject
     old = grow(subject, erase_margin(tuple(frames.shape[-2:])))
-    filled = torch.cat([fill_depth(frames[:, channel:channel + 1].float(), old) for channel in range(frames.shape[1])],
-                       dim=1).clamp(0, 1)
+    filled = prefilled(frames.float(), old)  # the old place filled as an erase fills it
     colours, _ = warp_layer(frames.float(), subject, layers.transforms)
     return torch.where(layers.moved > 0.5, colours, filled)
 

@@ -34,7 +34,7 @@ import torch
 from gen1.depth.fill import check_fill_mask
 from gen1.depth.warp import composite_nearer, warp_layer
 from gen1.masked_edits import erase_margin, grow, prefilled, structure_depth
-from gen1.media.resize import cover_geometry  # the cover-and-crop geometry the source is resized by
+from gen1.media.resize import fit_points  # where the source's pixels land in the frames an edit reads
 
 #: Where the moved subject lands on something at most this much nearer (normalised inverse depth), it stays in front:
 #: the subject's own contact with the floor and a blurred depth estimate are not occluders.
@@ -183,15 +183,6 @@ def check_drag_arguments(drag, *, mask, erase: bool, mask_structure) -> Drag | N
     return parsed
 
 
-def to_output_coordinates(points: torch.Tensor, input_size: tuple[int, int], size: tuple[int, int]) -> torch.Tensor:
-    """Pixel coordinates ``(..., 2)`` (x, y) of the source at ``input_size`` (H, W) at the output ``size`` (H, W):
-    the scaling that covers it, then the centred crop (:func:`gen1.conditioning.resize`), pixel centres kept."""
-    scaled_h, scaled_w, top, left = cover_geometry(*input_size, *size)
-    scale = torch.tensor([scaled_w / input_size[1], scaled_h / input_size[0]], dtype=torch.float64)
-    offset = torch.tensor([left, top], dtype=torch.float64)
-    return (points.double() + 0.5) * scale - 0.5 - offset
-
-
 def fit_transform(starts: torch.Tensor, ends: torch.Tensor) -> torch.Tensor:
     """The affine map ``(2, 3)`` that takes ``starts`` ``(N, 2)`` to ``ends``: a translation for one vector, the
     similarity through both for two, the least-squares affine map for three or more."""
@@ -232,7 +223,7 @@ def frame_transforms(drag: Drag, subject: torch.Tensor, input_size: tuple[int, i
     maps = []
     for frame, vectors in zip(frames, drag.vectors, strict=True):
         points = torch.tensor([[v.x0, v.y0, v.x1, v.y1] for v in vectors], dtype=torch.float64).reshape(-1, 2, 2)
-        points = to_output_coordinates(points, input_size, size)
+        points = torch.from_numpy(fit_points(points.numpy(), input_size, size))
         for vector, (x, y) in zip(vectors, points[:, 0].tolist(), strict=True):
             column, row = min(max(round(x), 0), size[1] - 1), min(max(round(y), 0), size[0] - 1)
             if not bool(on_subject[frame, 0, row, column]):
@@ -323,12 +314,11 @@ def scale_drag(drag: Drag | None, from_size: tuple[int, int], to_size: tuple[int
     frames = []
     for vectors in drag.vectors:
         points = torch.tensor([[v.x0, v.y0, v.x1, v.y1] for v in vectors], dtype=torch.float64).reshape(-1, 2, 2)
-        moved = to_output_coordinates(points, from_size, to_size).reshape(-1, 4).tolist()
+        moved = fit_points(points.numpy(), from_size, to_size).reshape(-1, 4).tolist()
         frames.append(tuple(DragVector(*row) for row in moved))
     return Drag(tuple(frames), per_frame=drag.per_frame)
 
 
 __all__ = ["KEEP_SUBJECT", "OCCLUSION_TOLERANCE", "TRACK_SUFFIXES", "Drag", "DragLayers", "DragVector", "check_drag",
            "check_drag_arguments", "drag_content", "drag_layers", "fit_transform", "frame_transforms",
-           "is_track_file", "moved_frames", "parse_drag", "parse_vector", "read_track_file", "scale_drag",
-           "to_output_coordinates"]
+           "is_track_file", "moved_frames", "parse_drag", "parse_vector", "read_track_file", "scale_drag"]

@@ -240,8 +240,10 @@ def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> Ed
 
 def _clicks_for(request: EditRequest, clip) -> tuple:
     """``--mask-click`` in pixels of the source video's frames, checked against them, brought to the clip as read
-    (at ``--size``): pixel centres map to pixel centres."""
+    (at ``--size``, :func:`gen1.media.resize.fit_points`: the clip's covering scale and centred crop, as a drag's
+    vectors are)."""
     from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media.resize import fit_points  # lazy: keeps this module's import light (no torch when it loads)
     from gen1.tracking import check_clicks  # lazy: keeps this module's import light (no torch when it loads)
 
     height, width = frame_size(request.input)
@@ -250,8 +252,8 @@ def _clicks_for(request: EditRequest, clip) -> tuple:
         points = check_clicks(request.mask_clicks, mask_frame, clip.num_frames, (height, width))
     except ValueError as error:
         raise ValueError(f"--mask-click: {error}") from None
-    scale_x, scale_y = clip.width / width, clip.height / height
-    return tuple(((x + 0.5) * scale_x - 0.5, (y + 0.5) * scale_y - 0.5, positive) for x, y, positive in points)
+    fitted = fit_points([(x, y) for x, y, _ in points], (height, width), (clip.height, clip.width))
+    return tuple((float(x), float(y), positive) for (x, y), (_, _, positive) in zip(fitted, points, strict=True))
 
 
 def _drag_for(request: EditRequest, clip):

@@ -61,6 +61,15 @@ def cover_geometry(height: int, width: int, out_h: int, out_w: int) -> tuple[int
     return scaled_h, scaled_w, (scaled_h - out_h) // 2, (scaled_w - out_w) // 2
 
 
+def fit_points(points, input_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """Pixel coordinates ``(..., 2)`` (x, y) in frames of ``input_size`` (H, W) as the same points in those frames
+    fitted to ``size`` (H, W) by :func:`fit_frames` (the covering scale, then the centred crop), pixel centres kept:
+    where a click or a drag given on the source lands in the frames an edit reads. Float64."""
+    scaled_h, scaled_w, top, left = cover_geometry(*input_size, *size)
+    scale = np.array([scaled_w / input_size[1], scaled_h / input_size[0]])
+    return (np.asarray(points, dtype=np.float64) + 0.5) * scale - 0.5 - np.array([left, top], dtype=np.float64)
+
+
 def _check_output_shape(shape: Any) -> tuple[int, int]:
     out_h, out_w = (int(v) for v in shape)
     if out_h < 1 or out_w < 1:

@@ -232,10 +232,12 @@ def test_one_resize_policy_for_uint8_frames_and_float_tensors():
     assert np.array_equal(resize_frames(frames, 16), fit_frames(frames, (16, 24)))
     # points (a click, a drag) land where fit_frames puts their pixels: 80 x 48 covers 16 x 16 as 27 x 16, cropped
     # 5 columns from the left; pixel centres map to pixel centres
-    from gen1.media.resize import fit_points
+    from gen1.media.resize import fit_points, unfit_points
 
-    np.testing.assert_allclose(fit_points([[40.0, 24.0], [25.0, 1.0]], (48, 80), (16, 16)),
+    points = [[40.0, 24.0], [25.0, 1.0]]
+    np.testing.assert_allclose(fit_points(points, (48, 80), (16, 16)),
                                [[40.5 * 27 / 80 - 0.5 - 5, 24.5 / 3 - 0.5], [25.5 * 27 / 80 - 0.5 - 5, 1.5 / 3 - 0.5]])
+    np.testing.assert_allclose(unfit_points(fit_points(points, (48, 80), (16, 16)), (48, 80), (16, 16)), points)
     with pytest.raises(ValueError, match="size .*at most 4096"):
         target_size(48, 80, size=100_000)
 

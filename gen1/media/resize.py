@@ -70,6 +70,14 @@ def fit_points(points, input_size: tuple[int, int], size: tuple[int, int]) -> np
     return (np.asarray(points, dtype=np.float64) + 0.5) * scale - 0.5 - np.array([left, top], dtype=np.float64)
 
 
+def unfit_points(points, input_size: tuple[int, int], size: tuple[int, int]) -> np.ndarray:
+    """The inverse of :func:`fit_points`: coordinates ``(..., 2)`` in frames fitted to ``size`` back in frames of
+    ``input_size`` (a click on the frame an edit reads, in pixels of its source). Float64."""
+    scaled_h, scaled_w, top, left = cover_geometry(*input_size, *size)
+    scale = np.array([scaled_w / input_size[1], scaled_h / input_size[0]])
+    return (np.asarray(points, dtype=np.float64) + 0.5 + np.array([left, top], dtype=np.float64)) / scale - 0.5
+
+
 def _check_output_shape(shape: Any) -> tuple[int, int]:
     out_h, out_w = (int(v) for v in shape)
     if out_h < 1 or out_w < 1:

@@ -477,11 +477,13 @@ def _mask_path(form: EditForm, job: Path) -> str | None:
 
 def canvas_click(video: str, canvas_shape, x: float, y: float, positive: bool = True) -> tuple[float, float, bool]:
     """A click at ``(x, y)`` on the page's mask canvas (the clip's frame enlarged, ``canvas_shape`` ``(H, W, ...)``)
-    as ``--mask-click`` takes it: in pixels of the source video ``video`` (pixel centres to pixel centres)."""
+    as ``--mask-click`` takes it: in pixels of the source video ``video``, through the geometry the clip was fitted
+    by (:func:`gen1.media.resize.unfit_points`; the canvas is that fit enlarged)."""
     from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media.resize import unfit_points  # lazy: keeps this module's import light (no torch when it loads)
 
-    height, width = frame_size(video)
-    return ((x + 0.5) * width / canvas_shape[1] - 0.5, (y + 0.5) * height / canvas_shape[0] - 0.5, bool(positive))
+    source_x, source_y = unfit_points([x, y], frame_size(video), tuple(canvas_shape[:2]))
+    return float(source_x), float(source_y), bool(positive)
 
 
 def parse_clicks(text) -> tuple:
@@ -538,13 +540,13 @@ def drag_arrows(canvas: np.ndarray, video: str, vectors: str | None) -> np.ndarr
     import numpy as np  # lazy: keeps this module's import light
 
     from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media.resize import fit_points  # lazy: keeps this module's import light (no torch when it loads)
 
-    height, width = frame_size(video)
-    scale_x, scale_y = canvas.shape[1] / width, canvas.shape[0] / height
+    source_size = frame_size(video)
 
     def on_canvas(point: str) -> tuple[int, int]:
-        x, y = (float(value) for value in point.split(","))
-        return round((x + 0.5) * scale_x - 0.5), round((y + 0.5) * scale_y - 0.5)
+        x, y = fit_points([float(value) for value in point.split(",")], source_size, tuple(canvas.shape[:2]))
+        return round(float(x)), round(float(y))
 
     drawn = np.ascontiguousarray(canvas[..., :3], dtype=np.uint8).copy()
     thickness = max(1, round(min(canvas.shape[:2]) / 160))

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from gen1.conditioning import resize
 from gen1.media import read_frames_or_images
+from gen1.seamless import blend_seamlessly
 
 
 def _to_gray_float(array: np.ndarray) -> np.ndarray:
@@ -130,7 +131,8 @@ class KeptRegion:
     """
 
     def __init__(self, pixel_mask: torch.Tensor, latent_mask: torch.Tensor, source_latents: torch.Tensor,
-                 noise: torch.Tensor, scheduler, timesteps: torch.Tensor):
+                 noise: torch.Tensor, scheduler, timesteps: torch.Tensor, seamless: bool = False):
+        self.seamless = seamless
         self.pixel_mask = pixel_mask
         self.latent_mask = latent_mask
         self.source_latents = source_latents
@@ -141,12 +143,14 @@ class KeptRegion:
     @classmethod
     def from_pixel_mask(cls, mask: torch.Tensor, size: tuple[int, int], latent_size: tuple[int, int],
                         sigma: float, *, source_latents: torch.Tensor, noise: torch.Tensor, scheduler,
-                        timesteps: torch.Tensor, cover: bool = False) -> "KeptRegion":
+                        timesteps: torch.Tensor, cover: bool = False, seamless: bool = False) -> "KeptRegion":
         """From the user's mask ``(F, 1, H0, W0)`` at the source size; ``size`` is the output ``(H, W)``.
 
         ``cover``: every pixel of the mask (> 0.5) is edited fully (pixel weight 1): the latent cells it touches and
         their neighbours are edited at weight 1, the feather only falls outside them. An erase needs this: a
-        feathered weight below 1 on the subject would blend the subject back in (a ghost)."""
+        feathered weight below 1 on the subject would blend the subject back in (a ghost). ``seamless``: the
+        redrawn pixels' colours are corrected to meet the kept ones at the mask's edge
+        (:func:`gen1.seamless.blend_seamlessly`; an erase's, whose drawing should continue its surroundings)."""
 
         pixel_mask = resize(mask.float(), tuple(size)).clamp(0, 1)
         latent = feather_mask(pixel_mask, latent_size, sigma)
@@ -154,7 +158,7 @@ class KeptRegion:
             touched = (F.adaptive_max_pool2d(pixel_mask, latent_size) > 0.5).float()
             latent = torch.maximum(latent, F.max_pool2d(touched, 3, stride=1, padding=1))
         latent_mask = latent.permute(1, 0, 2, 3).unsqueeze(0).to(source_latents.device)  # (1, 1, F, h, w)
-        return cls(pixel_mask, latent_mask, source_latents, noise, scheduler, timesteps)
+        return cls(pixel_mask, latent_mask, source_latents, noise, scheduler, timesteps, seamless=seamless)
 
     def __call__(self, index: int, t, latents: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
         if index + 1 < len(self.timesteps):
@@ -171,6 +175,10 @@ class KeptRegion:
         return (self.pixel_mask.cpu() * feathered).clamp(0, 1)
 
     def composite(self, edited: torch.Tensor, source: torch.Tensor) -> torch.Tensor:
-        """Decoded frames ``(F, 3, H, W)`` with the kept region taken from the ``source`` frames."""
+        """Decoded frames ``(F, 3, H, W)`` with the kept region taken from the ``source`` frames (and with
+        ``seamless`` the redrawn region blended into them)."""
         weight = self.pixel_weight()
-        return weight * edited + (1.0 - weight) * source
+        composed = weight * edited + (1.0 - weight) * source
+        if self.seamless:
+            composed = blend_seamlessly(composed, source, (self.pixel_mask.cpu() > 0.5).float())
+        return composed

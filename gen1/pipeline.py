@@ -675,7 +675,7 @@ class Gen1Pipeline(DiffusionPipeline):
                 filled from its boundary and its content the source's own (:meth:`gen1.routes.Route.source_content`;
                 give no prompt or reference); :mod:`gen1.masked_edits`.
             erase_strength: an erase starts from the source with its region pre-filled from the boundary
-                (:func:`gen1.masked_edits.prefilled`), noised to this share of the steps, in (0, 1] (default 0.6,
+                (:func:`gen1.masked_edits.prefilled`), noised to this share of the steps, in (0, 1] (default 0.4,
                 :data:`gen1.masked_edits.ERASE_STRENGTH`; 1 = from pure noise). ``strength`` is not an erase's.
             mask_structure: ``"keep"`` the depth inside the mask or ``"fill"`` it from the mask's boundary (default:
                 fill on an erase, else keep). A replace guided by a ``depth`` you give (a mock-up of the new object)
@@ -768,7 +768,8 @@ class Gen1Pipeline(DiffusionPipeline):
         )
         kept = None if user_mask is None else KeptRegion.from_pixel_mask(
             user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
-            scheduler=scheduler, timesteps=timesteps, cover=masked.replaces_subject)
+            scheduler=scheduler, timesteps=timesteps, cover=masked.replaces_subject,
+            seamless=masked.erase)
         hooks = [kept] if kept is not None else []
         if callback_on_step_end is not None:
             hooks.append(self._callback_hook(callback_on_step_end, callback_on_step_end_tensor_inputs))

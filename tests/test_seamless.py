@@ -1,0 +1,90 @@
+"""Seamless compositing of an erase's redrawn region (gen1.seamless): a colour cast is taken out, the drawing's own
+detail is kept, the correction is smooth and averaged over neighbouring frames, and nothing outside the region
+changes."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from gen1.masking import KeptRegion
+from gen1.seamless import blend_seamlessly, seam_correction, smooth_in_time
+
+SIZE = 24
+
+
+def _region(num_frames=3):
+    region = torch.zeros(num_frames, 1, SIZE, SIZE)
+    region[:, :, 6:18, 5:15] = 1
+    return region
+
+
+def test_a_colour_cast_on_a_plain_surrounding_is_taken_out_and_the_outside_is_kept_bit_for_bit():
+    kept = torch.tensor([0.9, 0.85, 0.8])[None, :, None, None].expand(3, 3, SIZE, SIZE).clone()
+    region = _region()
+    edited = torch.where(region > 0.5, kept + torch.tensor([0.05, -0.1, 0.08])[None, :, None, None], kept)
+    blended = blend_seamlessly(edited, kept, region, reach=0)
+    torch.testing.assert_close(blended, kept, rtol=0, atol=1e-6)
+    textured = kept + 0.05 * torch.rand(3, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(0))
+    outside = (region < 0.5).expand_as(kept)
+    assert torch.equal(blend_seamlessly(edited, textured, region)[outside], edited[outside])
+
+
+def test_the_correction_is_smooth_so_the_drawing_keeps_its_detail():
+    generator = torch.Generator().manual_seed(1)
+    kept = torch.rand(1, 3, SIZE, SIZE, generator=generator)
+    drawing = 0.4 + 0.2 * torch.rand(1, 3, SIZE, SIZE, generator=generator)  # detail and a cast of its own
+    region = _region(1)
+    edited = torch.where(region > 0.5, drawing, kept)
+    correction = seam_correction(edited, kept, region)
+    interior = F.max_pool2d(1 - region, 3, stride=1, padding=1) < 0.5  # no neighbour outside the region
+    laplacian = 4 * correction - F.pad(correction, (1, 1, 1, 1))[..., :-2, 1:-1] \
+        - F.pad(correction, (1, 1, 1, 1))[..., 2:, 1:-1] - F.pad(correction, (1, 1, 1, 1))[..., 1:-1, :-2] \
+        - F.pad(correction, (1, 1, 1, 1))[..., 1:-1, 2:]
+    assert float(laplacian[interior.expand_as(laplacian)].abs().max()) < 1e-6  # harmonic: no detail of its own
+    assert float(correction[interior.expand_as(correction)].abs().max()) > 0.01  # and it does correct
+    blended = blend_seamlessly(edited, kept, region, reach=0)  # the drawing plus that smooth field
+    torch.testing.assert_close(blended - edited, correction.float(), rtol=0, atol=1e-6)
+
+
+def test_a_cast_that_flickers_from_frame_to_frame_is_averaged_over_the_neighbouring_frames():
+    kept = torch.full((5, 3, SIZE, SIZE), 0.5)
+    region = _region(5)
+    casts = torch.tensor([0.1, -0.1, 0.1, -0.1, 0.1])[:, None, None, None]
+    edited = torch.where(region > 0.5, kept + casts, kept)
+    per_frame = blend_seamlessly(edited, kept, region, reach=0)
+    torch.testing.assert_close(per_frame, kept, rtol=0, atol=1e-6)  # each frame's cast taken out on its own
+    correction = seam_correction(edited, kept, region)
+    smoothed = smooth_in_time(correction, region, reach=2)
+    inside = (region[2] > 0.5).expand(3, -1, -1)
+    # frame 2's correction: weights 1, 2, 3, 2, 1 over corrections -0.1, 0.1, -0.1, 0.1, -0.1
+    expected = (-0.1 * 1 + 0.1 * 2 - 0.1 * 3 + 0.1 * 2 - 0.1 * 1) / 9
+    torch.testing.assert_close(smoothed[2][inside], torch.full_like(smoothed[2][inside], expected), rtol=0,
+                               atol=1e-6)
+    # a frame whose region does not cover a pixel gives that pixel nothing
+    moved = region.clone()
+    moved[1] = 0
+    moved[1, :, 0:4, 0:4] = 1
+    smoothed = smooth_in_time(seam_correction(edited, kept, moved), moved, reach=1)
+    torch.testing.assert_close(smoothed[0][(moved[0] > 0.5).expand(3, -1, -1)],
+                               torch.full((3 * 12 * 10,), -0.1, dtype=torch.float64), rtol=0, atol=1e-6)
+
+
+def test_an_erase_composite_is_seamless_and_a_plain_masked_edit_is_not():
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:20, 8:24] = 1
+    kwargs = dict(source_latents=torch.zeros(1, 4, 2, 4, 4), noise=torch.zeros(1, 4, 2, 4, 4), scheduler=None,
+                  timesteps=torch.zeros(1), cover=True)
+    source = torch.full((2, 3, 32, 32), 0.8)
+    drawn = torch.full((2, 3, 32, 32), 0.6)  # a grey cast over a light surrounding
+    erase = KeptRegion.from_pixel_mask(mask, (32, 32), (4, 4), 1.0, seamless=True, **kwargs).composite(drawn, source)
+    plain = KeptRegion.from_pixel_mask(mask, (32, 32), (4, 4), 1.0, **kwargs).composite(drawn, source)
+    torch.testing.assert_close(erase, source, rtol=0, atol=1e-6)
+    assert torch.equal(plain[mask.expand_as(plain) > 0.5], drawn[mask.expand_as(drawn) > 0.5])
+
+
+def test_mismatched_shapes_are_refused_in_one_line():
+    with pytest.raises(ValueError, match=r"^edited \(2, 3, 8, 8\), kept \(2, 3, 8, 9\)") as error:
+        blend_seamlessly(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 9), torch.zeros(2, 1, 8, 8))
+    assert "\n" not in str(error.value)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import signal
 from pathlib import Path
 
 import pytest
@@ -10,6 +11,12 @@ import torch
 # One intra-op thread for the whole suite: the models are tiny, so extra threads only add synchronisation
 # (10-100x slower on a loaded 2-core machine), and the thread count no longer depends on test order.
 torch.set_num_threads(1)
+
+# Ctrl-C as a terminal sends it, whoever started the suite: a shell without job control starts a background command
+# (`pytest &`, nohup, CI scripts) with SIGINT ignored, which Python and every child process it starts inherit, and
+# then the tests of what Ctrl-C does (in this process and in gen1 commands started from it) see nothing arrive.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_CLIPS = REPO_ROOT.parent / "shared" / "clips"

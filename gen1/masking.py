@@ -131,8 +131,10 @@ class KeptRegion:
     """
 
     def __init__(self, pixel_mask: torch.Tensor, latent_mask: torch.Tensor, source_latents: torch.Tensor,
-                 noise: torch.Tensor, scheduler, timesteps: torch.Tensor, seamless: bool = False):
+                 noise: torch.Tensor, scheduler, timesteps: torch.Tensor, seamless: bool = False,
+                 seam_anchor: torch.Tensor | None = None):
         self.seamless = seamless
+        self.seam_anchor = seam_anchor
         self.pixel_mask = pixel_mask
         self.latent_mask = latent_mask
         self.source_latents = source_latents
@@ -143,14 +145,17 @@ class KeptRegion:
     @classmethod
     def from_pixel_mask(cls, mask: torch.Tensor, size: tuple[int, int], latent_size: tuple[int, int],
                         sigma: float, *, source_latents: torch.Tensor, noise: torch.Tensor, scheduler,
-                        timesteps: torch.Tensor, cover: bool = False, seamless: bool = False) -> "KeptRegion":
+                        timesteps: torch.Tensor, cover: bool = False, seamless: bool = False,
+                        seam_anchor: torch.Tensor | None = None) -> "KeptRegion":
         """From the user's mask ``(F, 1, H0, W0)`` at the source size; ``size`` is the output ``(H, W)``.
 
         ``cover``: every pixel of the mask (> 0.5) is edited fully (pixel weight 1): the latent cells it touches and
         their neighbours are edited at weight 1, the feather only falls outside them. An erase needs this: a
         feathered weight below 1 on the subject would blend the subject back in (a ghost). ``seamless``: the
         redrawn pixels' colours are corrected to meet the kept ones at the mask's edge
-        (:func:`gen1.seamless.blend_seamlessly`; an erase's, whose drawing should continue its surroundings)."""
+        (:func:`gen1.seamless.blend_seamlessly`; an erase's, whose drawing should continue its surroundings), or
+        only the kept pixels where ``seam_anchor`` ``(F, 1, H, W)`` at the output size is > 0.5 (a drag's: those
+        outside the subject's old and new places, not the moved subject's own)."""
 
         pixel_mask = resize(mask.float(), tuple(size)).clamp(0, 1)
         latent = feather_mask(pixel_mask, latent_size, sigma)
@@ -158,7 +163,8 @@ class KeptRegion:
             touched = (F.adaptive_max_pool2d(pixel_mask, latent_size) > 0.5).float()
             latent = torch.maximum(latent, F.max_pool2d(touched, 3, stride=1, padding=1))
         latent_mask = latent.permute(1, 0, 2, 3).unsqueeze(0).to(source_latents.device)  # (1, 1, F, h, w)
-        return cls(pixel_mask, latent_mask, source_latents, noise, scheduler, timesteps, seamless=seamless)
+        return cls(pixel_mask, latent_mask, source_latents, noise, scheduler, timesteps, seamless=seamless,
+                   seam_anchor=seam_anchor)
 
     def __call__(self, index: int, t, latents: torch.Tensor, prediction: torch.Tensor) -> torch.Tensor:
         if index + 1 < len(self.timesteps):
@@ -180,5 +186,6 @@ class KeptRegion:
         weight = self.pixel_weight()
         composed = weight * edited + (1.0 - weight) * source
         if self.seamless:
-            composed = blend_seamlessly(composed, source, (self.pixel_mask.cpu() > 0.5).float())
+            anchor = None if self.seam_anchor is None else self.seam_anchor.cpu()
+            composed = blend_seamlessly(composed, source, (self.pixel_mask.cpu() > 0.5).float(), anchor=anchor)
         return composed

@@ -369,6 +369,7 @@ class Gen1Pipeline(DiffusionPipeline):
             layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0)
             region, guided = layers.region, layers.depth
             masked.start_frames = moved_frames(source.frames, layers)
+            masked.seam_anchor = 1.0 - layers.union
             encoded = drag_content(route, content, source.frames, layers, generator=generator, device=device)
         else:
             guided = structure_depth(depth_full, region, masked.structure)
@@ -769,7 +770,7 @@ class Gen1Pipeline(DiffusionPipeline):
         kept = None if user_mask is None else KeptRegion.from_pixel_mask(
             user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
             scheduler=scheduler, timesteps=timesteps, cover=masked.replaces_subject,
-            seamless=masked.erase)
+            seamless=masked.redraws_background, seam_anchor=masked.seam_anchor)
         hooks = [kept] if kept is not None else []
         if callback_on_step_end is not None:
             hooks.append(self._callback_hook(callback_on_step_end, callback_on_step_end_tensor_inputs))
@@ -822,6 +823,15 @@ class MaskedEdit:
     # below strength 1 and what is kept outside the region. An erase's: the region pre-filled from its boundary
     # (gen1.masked_edits.prefilled, equal to the clip outside it); a drag's: the subject moved (gen1.drag.moved_frames).
     start_frames: Any = None
+    # The kept pixels a redrawn background must meet seamlessly when not all of them (gen1.seamless): a drag's, those
+    # outside the subject's old and new places (set by prepare_route).
+    seam_anchor: Any = None
+
+    @property
+    def redraws_background(self) -> bool:
+        """Whether the model draws what lies behind the subject (an erase, a drag's old place): then its drawing is
+        composited seamlessly into the kept pixels (:mod:`gen1.seamless`)."""
+        return self.erase or self.drag is not None
 
     @property
     def replaces_subject(self) -> bool:

@@ -36,11 +36,15 @@ def _neighbour_sum(values: torch.Tensor) -> torch.Tensor:
     return padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]
 
 
-def seam_correction(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
+def seam_correction(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tensor,
+                    anchor: torch.Tensor | None = None) -> torch.Tensor:
     """The per-frame correction ``(F, C, H, W)`` (float64, zero outside ``region``) that makes ``edited``'s region
-    (``region`` ``(F, 1, H, W)`` > 0.5) meet ``kept`` (the frames outside it) at its edge; no temporal averaging."""
+    (``region`` ``(F, 1, H, W)`` > 0.5) meet ``kept`` (the frames outside it) at its edge; no temporal averaging.
+    ``anchor`` ``(F, 1, H, W)`` (> 0.5): the kept pixels the region must meet (default: all of them); a region
+    pixel next to other kept pixels only (a dragged subject's own, which the old place need not continue) is left
+    as the fill makes it there, pulled toward no correction."""
     inside = region > 0.5
-    outside = (~inside).double()
+    outside = (~inside).double() if anchor is None else ((anchor > 0.5) & ~inside).double()
     kept_neighbours = _neighbour_sum(outside)
     ring = inside & (kept_neighbours > 0)
     interior = inside & ~ring
@@ -72,17 +76,18 @@ def smooth_in_time(correction: torch.Tensor, region: torch.Tensor, reach: int = 
 
 
 def blend_seamlessly(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tensor,
-                     reach: int = SEAM_FRAMES) -> torch.Tensor:
+                     reach: int = SEAM_FRAMES, anchor: torch.Tensor | None = None) -> torch.Tensor:
     """``edited`` ``(F, C, H, W)`` in [0, 1] with its ``region`` ``(F, 1, H, W)`` (> 0.5) corrected to meet
     ``kept`` at the region's edge (see the module docstring); outside the region ``edited`` unchanged, bit for
-    bit. ``reach``: frames on each side the correction is averaged over (0: each frame on its own)."""
+    bit. ``reach``: frames on each side the correction is averaged over (0: each frame on its own); ``anchor``: the
+    kept pixels to meet (:func:`seam_correction`; default all)."""
     if edited.shape != kept.shape or region.shape != (edited.shape[0], 1, *edited.shape[-2:]):
         raise ValueError(f"edited {tuple(edited.shape)}, kept {tuple(kept.shape)} and region {tuple(region.shape)} "
                          "must be (F, C, H, W), (F, C, H, W) and (F, 1, H, W)")
     inside = region > 0.5
     if not bool(inside.any()) or bool(inside.all()):
         return edited  # nothing redrawn, or nothing kept to meet
-    correction = seam_correction(edited, kept, region)
+    correction = seam_correction(edited, kept, region, anchor)
     if reach > 0:
         correction = smooth_in_time(correction, region, reach)
     corrected = (edited.double() + correction).clamp(0, 1).to(edited.dtype)

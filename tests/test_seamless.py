@@ -71,6 +71,21 @@ def test_a_cast_that_flickers_from_frame_to_frame_is_averaged_over_the_neighbour
                                torch.full((3 * 12 * 10,), -0.1, dtype=torch.float64), rtol=0, atol=1e-6)
 
 
+def test_a_drag_meets_only_the_anchor_pixels_and_not_the_moved_subject_beside_its_old_place():
+    kept = torch.full((1, 3, SIZE, SIZE), 0.8)  # the surroundings
+    subject = torch.zeros(1, 1, SIZE, SIZE)
+    subject[:, :, 6:18, 15:20] = 1  # the moved subject, kept, right beside the old place
+    kept = torch.where(subject > 0.5, torch.full_like(kept, 0.1), kept)
+    region = _region(1)  # the old place, columns 5-14
+    edited = torch.where(region > 0.5, torch.full_like(kept, 0.6), kept)
+    anchored = blend_seamlessly(edited, kept, region, anchor=1 - region - subject)
+    plain = blend_seamlessly(edited, kept, region)
+    inside = (region > 0.5).expand_as(kept)
+    assert float(anchored[inside].min()) >= 0.6 - 1e-6  # pulled only up towards the light surroundings
+    assert float(anchored[inside].max()) <= 0.8 + 1e-6
+    assert float(plain[inside].min()) < 0.5  # meeting every kept pixel drags the dark subject's colour in
+
+
 def test_an_erase_composite_is_seamless_and_a_plain_masked_edit_is_not():
     mask = torch.zeros(2, 1, 32, 32)
     mask[:, :, 8:20, 8:24] = 1

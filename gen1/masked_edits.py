@@ -32,7 +32,7 @@ import torch
 import torch.nn.functional as F
 
 from gen1.conditioning import resize
-from gen1.depth.fill import check_fill_mask, fill_depth
+from gen1.depth.fill import check_fill_mask, fill_depth, fill_from_boundary
 from gen1.masking import mask_to_tensor, prepare_mask
 from gen1.settings import MASK_STRUCTURES
 from gen1.tracking import check_clicks, check_one_frame_mask, track_mask
@@ -129,8 +129,8 @@ def prefilled(frames: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     colour channel as the depth is filled (:func:`gen1.depth.fill.fill_depth`, harmonic: smooth, exact on a colour
     gradient); outside the region the frames unchanged, bit for bit."""
     inside = (region > 0.5).float()
-    channels = [fill_depth(frames[:, c:c + 1].double(), inside).to(frames.dtype) for c in range(frames.shape[1])]
-    return torch.where(inside.bool(), torch.cat(channels, dim=1).clamp(0, 1), frames)
+    filled = fill_from_boundary(frames.double(), inside).to(frames.dtype)
+    return torch.where(inside.bool(), filled.clamp(0, 1), frames)
 
 
 def structure_depth(depth: torch.Tensor, region: torch.Tensor, mask_structure: str) -> torch.Tensor:

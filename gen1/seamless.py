@@ -8,8 +8,8 @@ low frequencies from the surroundings:
 
 * on the region's inner ring (region pixels next to a kept pixel) the correction is the kept neighbours' mean
   colour minus the drawing's;
-* inside the ring it is the harmonic continuation of those values (:func:`gen1.depth.fill.fill_depth`: smooth,
-  exact on a colour ramp), so the drawing's own edges and texture are kept and only a smooth field is added;
+* inside the ring it is the harmonic continuation of those values (:func:`gen1.depth.fill.fill_from_boundary`:
+  smooth, exact on a colour ramp), so the drawing's own edges and texture are kept and only a smooth field is added;
 * the model draws each frame's edge a little differently, so a per-frame correction would flicker: it is averaged
   over the nearest :data:`SEAM_FRAMES` frames on each side (weights falling linearly with the distance) wherever they
   cover the pixel; a smooth field is close to itself a frame later.
@@ -24,7 +24,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from gen1.depth.fill import fill_depth
+from gen1.depth.fill import fill_from_boundary
 
 #: Frames on each side a seam correction is averaged over (see the module docstring).
 SEAM_FRAMES = 2
@@ -51,11 +51,8 @@ def seam_correction(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tens
     target = _neighbour_sum(kept.double() * outside) / kept_neighbours.clamp_min(1)
     correction = torch.where(ring, target - edited.double(), torch.zeros_like(target))
     frames = [index for index in range(edited.shape[0]) if bool(interior[index].any())]
-    if frames:  # the interior of each frame filled from its ring, all channels of those frames in one solve
-        channels = edited.shape[1]
-        values = correction[frames].reshape(-1, 1, *edited.shape[-2:])
-        mask = interior[frames].expand(-1, channels, -1, -1).reshape_as(values).double()
-        correction[frames] = fill_depth(values, mask).reshape(len(frames), channels, *edited.shape[-2:])
+    if frames:  # the interior of each frame filled from its ring
+        correction[frames] = fill_from_boundary(correction[frames], interior[frames].double())
     return torch.where(inside, correction, torch.zeros_like(correction))
 
 

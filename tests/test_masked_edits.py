@@ -90,6 +90,28 @@ def test_the_harmonic_fill_bends_between_two_planes_where_one_plane_cannot():
     assert truth_error["harmonic"] < truth_error["planar"]
 
 
+def test_every_channel_is_filled_as_one_is_and_satisfies_laplace_with_the_border_as_a_mirror():
+    from gen1.depth.fill import fill_from_boundary
+
+    values = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+    mask = torch.zeros(2, 1, 20, 24)
+    mask[0, :, 4:12, 6:18] = 1
+    mask[1, :, 0:9, 15:24] = 1  # in a corner: two sides on the frame's border
+    mask[1, :, 14:17, 2:5] = 1  # a second region in the same frame
+    filled = fill_from_boundary(values, mask)
+    for channel in range(3):
+        torch.testing.assert_close(filled[:, channel:channel + 1], fill_depth(values[:, channel:channel + 1], mask),
+                                   rtol=0, atol=1e-12)
+    padded = torch.nn.functional.pad(filled, (1, 1, 1, 1), mode="replicate")  # a missing neighbour is the pixel
+    neighbours = padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]
+    # the harmonic part: the fill minus its plane solves Laplace's equation; a plane does too, away from the border,
+    # so check the whole fill where no masked pixel lies on the border
+    inner = (mask > 0.5).expand_as(filled).clone()
+    inner[1] = False
+    assert float((4 * filled - neighbours)[inner].abs().max()) < 1e-9
+    assert torch.equal(filled[(mask < 0.5).expand_as(filled)], values[(mask < 0.5).expand_as(values)])
+
+
 # --------------------------------------------------------------------------------------------- erase
 @pytest.fixture(scope="module")
 def native():

@@ -38,28 +38,28 @@ def _neighbour_sum(values: torch.Tensor) -> torch.Tensor:
 
 def seam_correction(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tensor,
                     anchor: torch.Tensor | None = None) -> torch.Tensor:
-    """The per-frame correction ``(F, C, H, W)`` (float64, zero outside ``region``) that makes ``edited``'s region
+    """The per-frame correction ``(F, C, H, W)`` (float32, zero outside ``region``) that makes ``edited``'s region
     (``region`` ``(F, 1, H, W)`` > 0.5) meet ``kept`` (the frames outside it) at its edge; no temporal averaging.
     ``anchor`` ``(F, 1, H, W)`` (> 0.5): the kept pixels the region must meet (default: all of them); a region
     pixel next to other kept pixels only (a dragged subject's own, which the old place need not continue) is left
     as the fill makes it there, pulled toward no correction."""
     inside = region > 0.5
-    outside = (~inside).double() if anchor is None else ((anchor > 0.5) & ~inside).double()
+    outside = (~inside).float() if anchor is None else ((anchor > 0.5) & ~inside).float()
     kept_neighbours = _neighbour_sum(outside)
     ring = inside & (kept_neighbours > 0)
     interior = inside & ~ring
-    target = _neighbour_sum(kept.double() * outside) / kept_neighbours.clamp_min(1)
-    correction = torch.where(ring, target - edited.double(), torch.zeros_like(target))
+    target = _neighbour_sum(kept.float() * outside) / kept_neighbours.clamp_min(1)
+    correction = torch.where(ring, target - edited.float(), torch.zeros_like(target))
     frames = [index for index in range(edited.shape[0]) if bool(interior[index].any())]
-    if frames:  # the interior of each frame filled from its ring
-        correction[frames] = fill_from_boundary(correction[frames], interior[frames].double())
+    if frames:  # the interior of each frame filled from its ring (solved in float64)
+        correction[frames] = fill_from_boundary(correction[frames], interior[frames].float())
     return torch.where(inside, correction, torch.zeros_like(correction))
 
 
 def smooth_in_time(correction: torch.Tensor, region: torch.Tensor, reach: int = SEAM_FRAMES) -> torch.Tensor:
     """``correction`` ``(F, C, H, W)`` averaged at each pixel over the frames within ``reach`` whose ``region``
     covers it, with weight ``reach + 1 - distance``; zero outside each frame's region."""
-    inside = (region > 0.5).double()
+    inside = (region > 0.5).to(correction.dtype)
     total = torch.zeros_like(correction)
     weight = torch.zeros_like(inside)
     for offset in range(-reach, reach + 1):
@@ -87,7 +87,7 @@ def blend_seamlessly(edited: torch.Tensor, kept: torch.Tensor, region: torch.Ten
     correction = seam_correction(edited, kept, region, anchor)
     if reach > 0:
         correction = smooth_in_time(correction, region, reach)
-    corrected = (edited.double() + correction).clamp(0, 1).to(edited.dtype)
+    corrected = (edited.float() + correction).clamp(0, 1).to(edited.dtype)
     return torch.where(inside, corrected, edited)
 
 

@@ -68,7 +68,7 @@ def test_a_cast_that_flickers_from_frame_to_frame_is_averaged_over_the_neighbour
     moved[1, :, 0:4, 0:4] = 1
     smoothed = smooth_in_time(seam_correction(edited, kept, moved), moved, reach=1)
     torch.testing.assert_close(smoothed[0][(moved[0] > 0.5).expand(3, -1, -1)],
-                               torch.full((3 * 12 * 10,), -0.1, dtype=torch.float64), rtol=0, atol=1e-6)
+                               torch.full((3 * 12 * 10,), -0.1), rtol=0, atol=1e-6)
 
 
 def test_a_drag_meets_only_the_anchor_pixels_and_not_the_moved_subject_beside_its_old_place():

@@ -55,9 +55,13 @@ def fill_from_boundary(values: torch.Tensor, mask: torch.Tensor, method: str = "
         raise ValueError(f"values (F, C, H, W) and mask (F, 1, H, W) must match, got {tuple(values.shape)} and "
                          f"{tuple(mask.shape)}")
     inside = check_fill_mask(mask)
-    plane = _planar(values, inside, ring)
-    filled = plane if method == "planar" else plane + _harmonic(values.double() - plane, inside)
-    return torch.where(inside, filled.to(values.dtype), values)
+    result = values.clone()
+    for frame in range(values.shape[0]):  # frames are independent: float64 work one frame at a time
+        known, where = values[frame:frame + 1].double(), inside[frame:frame + 1]
+        plane = _planar(known, where, ring)
+        filled = plane if method == "planar" else plane + _harmonic(known - plane, where)
+        result[frame:frame + 1] = torch.where(where, filled.to(values.dtype), values[frame:frame + 1])
+    return result
 
 
 #: A pixel's 4 neighbours, as (row, column) offsets.

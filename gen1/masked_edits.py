@@ -131,7 +131,7 @@ def prefilled(frames: torch.Tensor, region: torch.Tensor) -> torch.Tensor:
     colour channel as the depth is filled (:func:`gen1.depth.fill.fill_depth`, harmonic: smooth, exact on a colour
     gradient); outside the region the frames unchanged, bit for bit."""
     inside = (region > 0.5).float()
-    filled = fill_from_boundary(frames.double(), inside).to(frames.dtype)
+    filled = fill_from_boundary(frames, inside)  # solved in float64 one frame at a time
     return torch.where(inside.bool(), filled.clamp(0, 1), frames)
 
 

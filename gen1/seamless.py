@@ -8,8 +8,9 @@ low frequencies from the surroundings:
 
 * on the region's inner ring (region pixels next to a kept pixel) the correction is the kept neighbours' mean
   colour minus the drawing's;
-* inside the ring it is the harmonic continuation of those values (:func:`gen1.depth.fill.fill_from_boundary`:
-  smooth, exact on a colour ramp), so the drawing's own edges and texture are kept and only a smooth field is added;
+* inside the ring it is the harmonic continuation of those values (:func:`gen1.depth.fill.fill_from_boundary`'s
+  ``"laplace"``: the smoothest field through them, a constant cast taken out exactly, the frame's border a mirror),
+  so the drawing's own edges and texture are kept and only a smooth field is added;
 * the model draws each frame's edge a little differently, so a per-frame correction would flicker: it is averaged
   over the nearest :data:`SEAM_FRAMES` frames on each side (weights falling linearly with the distance) wherever they
   cover the pixel; a smooth field is close to itself a frame later.
@@ -43,17 +44,21 @@ def seam_correction(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tens
     ``anchor`` ``(F, 1, H, W)`` (> 0.5): the kept pixels the region must meet (default: all of them); a region
     pixel next to other kept pixels only (a dragged subject's own, which the old place need not continue) is left
     as the fill makes it there, pulled toward no correction."""
-    inside = region > 0.5
-    outside = (~inside).float() if anchor is None else ((anchor > 0.5) & ~inside).float()
-    kept_neighbours = _neighbour_sum(outside)
-    ring = inside & (kept_neighbours > 0)
-    interior = inside & ~ring
-    target = _neighbour_sum(kept.float() * outside) / kept_neighbours.clamp_min(1)
-    correction = torch.where(ring, target - edited.float(), torch.zeros_like(target))
-    frames = [index for index in range(edited.shape[0]) if bool(interior[index].any())]
-    if frames:  # the interior of each frame filled from its ring (solved in float64)
-        correction[frames] = fill_from_boundary(correction[frames], interior[frames].float())
-    return torch.where(inside, correction, torch.zeros_like(correction))
+    correction = torch.zeros(edited.shape, dtype=torch.float32)
+    for frame in range(edited.shape[0]):  # one frame at a time: the temporaries are a frame's, not the clip's
+        inside = region[frame:frame + 1] > 0.5
+        meet = ~inside if anchor is None else (anchor[frame:frame + 1] > 0.5) & ~inside
+        kept_neighbours = _neighbour_sum(meet.float())
+        ring = inside & (kept_neighbours > 0)
+        if not bool(ring.any()):
+            continue  # nothing to meet (the region covers the frame, or only pixels it need not continue)
+        target = _neighbour_sum(kept[frame:frame + 1].float() * meet) / kept_neighbours.clamp_min(1)
+        values = torch.where(ring, target - edited[frame:frame + 1].float(), torch.zeros_like(target))
+        interior = inside & ~ring
+        if bool(interior.any()):  # the smoothest continuation of the ring's values (no plane: see fill's "laplace")
+            values = fill_from_boundary(values, interior.float(), "laplace")
+        correction[frame:frame + 1] = torch.where(inside, values, torch.zeros_like(values))
+    return correction
 
 
 def smooth_in_time(correction: torch.Tensor, region: torch.Tensor, reach: int = SEAM_FRAMES) -> torch.Tensor:

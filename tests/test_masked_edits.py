@@ -90,7 +90,7 @@ def test_the_harmonic_fill_bends_between_two_planes_where_one_plane_cannot():
     assert truth_error["harmonic"] < truth_error["planar"]
 
 
-def test_every_channel_is_filled_as_one_is_and_satisfies_laplace_with_the_border_as_a_mirror():
+def test_every_channel_is_filled_as_one_is_and_the_fill_solves_laplace_inside():
     from gen1.depth.fill import fill_from_boundary
 
     values = torch.rand(2, 3, 20, 24, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
@@ -104,12 +104,16 @@ def test_every_channel_is_filled_as_one_is_and_satisfies_laplace_with_the_border
                                    rtol=0, atol=1e-12)
     padded = torch.nn.functional.pad(filled, (1, 1, 1, 1), mode="replicate")  # a missing neighbour is the pixel
     neighbours = padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]
-    # the harmonic part: the fill minus its plane solves Laplace's equation; a plane does too, away from the border,
-    # so check the whole fill where no masked pixel lies on the border
+    # the fill is the plane plus a harmonic part; a plane solves Laplace's equation too away from the frame's border
+    # (at the border the mirror applies to the harmonic part only), so check the frame whose regions stay inside
     inner = (mask > 0.5).expand_as(filled).clone()
     inner[1] = False
     assert float((4 * filled - neighbours)[inner].abs().max()) < 1e-9
     assert torch.equal(filled[(mask < 0.5).expand_as(filled)], values[(mask < 0.5).expand_as(values)])
+    laplace = fill_from_boundary(values, mask, "laplace")  # no plane: Laplace everywhere, the border a mirror
+    neighbours = sum(torch.nn.functional.pad(laplace, (1, 1, 1, 1), mode="replicate")[..., 1 + dy:21 + dy, 1 + dx:25 + dx]
+                     for dy, dx in ((-1, 0), (1, 0), (0, -1), (0, 1)))
+    assert float((4 * laplace - neighbours)[(mask > 0.5).expand_as(laplace)].abs().max()) < 1e-9
 
 
 # --------------------------------------------------------------------------------------------- erase

@@ -31,6 +31,32 @@ def test_a_colour_cast_on_a_plain_surrounding_is_taken_out_and_the_outside_is_ke
     assert torch.equal(blend_seamlessly(edited, textured, region)[outside], edited[outside])
 
 
+@pytest.mark.parametrize("rows, cols", [(slice(16, 24), slice(0, 24)),  # a band along the bottom, full width
+                                        (slice(0, 24), slice(0, 9)),  # a band along the left, full height
+                                        (slice(0, 10), slice(14, 24)),  # a corner
+                                        (slice(3, 24), slice(0, 24))])  # all but a strip at the top
+def test_a_colour_cast_is_taken_out_where_the_region_meets_the_frame_border(rows, cols):
+    ys, xs = torch.meshgrid(torch.arange(SIZE, dtype=torch.float32), torch.arange(SIZE, dtype=torch.float32),
+                            indexing="ij")
+    kept = torch.stack([0.3 + 0.01 * xs, 0.6 - 0.01 * ys, torch.full_like(xs, 0.5)])[None].expand(2, -1, -1, -1)
+    region = torch.zeros(2, 1, SIZE, SIZE)
+    region[:, :, rows, cols] = 1
+    edited = torch.where(region > 0.5, kept + 0.1, kept)  # the drawing: the right surface, a cast over it
+    blended = blend_seamlessly(edited, kept, region)
+    error = (blended - kept)[(region > 0.5).expand_as(kept)].abs()
+    assert float(error.max()) < 0.02, float(error.max())  # the cast (0.1) is gone, nothing blows up at the border
+
+
+def test_a_frame_the_region_covers_whole_is_left_as_drawn():
+    kept = torch.full((3, 3, SIZE, SIZE), 0.8)
+    region = _region(3)
+    region[1] = 1  # nothing kept on frame 1: nothing to meet there
+    edited = torch.where(region > 0.5, torch.full_like(kept, 0.6), kept)
+    blended = blend_seamlessly(edited, kept, region, reach=0)
+    assert torch.equal(blended[1], edited[1])
+    torch.testing.assert_close(blended[0], kept[0], rtol=0, atol=1e-6)
+
+
 def test_the_correction_is_smooth_so_the_drawing_keeps_its_detail():
     generator = torch.Generator().manual_seed(1)
     kept = torch.rand(1, 3, SIZE, SIZE, generator=generator)

@@ -15,6 +15,10 @@ the image coordinates):
   factorisation per frame), so a small region of a large frame is quick.
 * ``"planar"``: the least-squares affine function ``a x + b y + c`` of the depth on a ring of ``ring`` pixels just
   outside the mask, evaluated inside (one plane per frame).
+* ``"laplace"``: the harmonic fill alone, without the plane: the smoothest continuation of the boundary values (a
+  constant comes back exactly, a plane only away from the frame border). For values that are not a surface (a
+  correction that is zero on most of the boundary): there a plane fitted to the boundary would be extrapolated to
+  wherever the mask meets the frame's border.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-FILL_METHODS = ("harmonic", "planar")
+FILL_METHODS = ("harmonic", "planar", "laplace")
 
 
 def check_fill_mask(mask: torch.Tensor, what: str = "mask") -> torch.Tensor:
@@ -58,8 +62,11 @@ def fill_from_boundary(values: torch.Tensor, mask: torch.Tensor, method: str = "
     result = values.clone()
     for frame in range(values.shape[0]):  # frames are independent: float64 work one frame at a time
         known, where = values[frame:frame + 1].double(), inside[frame:frame + 1]
-        plane = _planar(known, where, ring)
-        filled = plane if method == "planar" else plane + _harmonic(known - plane, where)
+        if method == "laplace":
+            filled = _harmonic(known, where)
+        else:
+            plane = _planar(known, where, ring)
+            filled = plane if method == "planar" else plane + _harmonic(known - plane, where)
         result[frame:frame + 1] = torch.where(where, filled.to(values.dtype), values[frame:frame + 1])
     return result
 
@@ -101,7 +108,9 @@ def _harmonic(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
             np.add.at(rhs, pixel[~unknown], known[:, ny[~unknown], nx[~unknown]].T)
         data = np.concatenate([degree] + [-np.ones(r.size) for r in entries_row[1:]])
         system = csc_matrix((data, (np.concatenate(entries_row), np.concatenate(entries_col))), shape=(count, count))
-        solution = splu(system).solve(rhs)  # (count, C)
+        # symmetric positive definite: a symmetric ordering and no pivoting (about half the factors' memory)
+        factors = splu(system, permc_spec="MMD_AT_PLUS_A", diag_pivot_thresh=0, options=dict(SymmetricMode=True))
+        solution = factors.solve(rhs)  # (count, C)
         result[frame][:, torch.from_numpy(where)] = torch.from_numpy(np.ascontiguousarray(solution.T))
     return result
 

@@ -43,7 +43,7 @@ from gen1.conditioning import decode_latents, encode_latents, resize, target_siz
 from gen1.denoise import denoise, make_scheduler
 from gen1.depth import load_structure
 from gen1.depth.cache import estimate_depth
-from gen1.drag import check_drag, check_drag_arguments, drag_content, drag_layers, moved_frames
+from gen1.drag import check_drag, check_drag_arguments, drag_content, drag_layers, drag_start, moved_frames
 from gen1.guidance import GuidancePlan, plan_guidance
 from gen1.hub import resolve_pipeline
 from gen1.imagic import require_imagic
@@ -616,6 +616,7 @@ class Gen1Pipeline(DiffusionPipeline):
         mask_frame: int | None = None,
         erase: bool = False,
         erase_strength: float | None = None,
+        drag_strength: float | None = None,
         mask_structure: str | None = None,
         mask_structure_level: float | None = None,
         mask_tracker="flow",
@@ -678,6 +679,9 @@ class Gen1Pipeline(DiffusionPipeline):
             erase_strength: an erase starts from the source with its region pre-filled from the boundary
                 (:func:`gen1.masked_edits.prefilled`), noised to this share of the steps, in (0, 1] (default 0.4,
                 :data:`gen1.masked_edits.ERASE_STRENGTH`; 1 = from pure noise). ``strength`` is not an erase's.
+            drag_strength: a drag starts from the source with the subject moved and its old place pre-filled
+                (:func:`gen1.drag.moved_frames`), noised to this share of the steps, in (0, 1] (default 0.4,
+                :data:`gen1.drag.DRAG_STRENGTH`; 1 = from pure noise). ``strength`` is not a drag's.
             mask_structure: ``"keep"`` the depth inside the mask or ``"fill"`` it from the mask's boundary (default:
                 fill on an erase, else keep). A replace guided by a ``depth`` you give (a mock-up of the new object)
                 keeps it.
@@ -738,9 +742,13 @@ class Gen1Pipeline(DiffusionPipeline):
                                  mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
                                  mask_structure_level=mask_structure_level, mask_clicks=mask_clicks,
                                  imagic_scale=imagic_scale, erase_strength=erase_strength, strength=strength)
-        drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure)
+        drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure,
+                                    drag_strength=drag_strength, strength=strength)
+        check_settings(dict(drag_strength=drag_strength))
         if erase:
             strength = erase_start(erase_strength)  # from the pre-filled region (gen1.masked_edits.prefilled)
+        if drag is not None:
+            strength = drag_start(drag_strength)  # from the subject moved, its old place pre-filled (moved_frames)
         tracker = make_tracker(mask_tracker, mask_tracker_model)
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)

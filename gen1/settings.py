@@ -138,6 +138,10 @@ class EditSettings:
         None, "--erase-strength", "an erase starts from its region pre-filled from the surroundings' colours, noised "
         "to this share of the steps: in (0, 1], 1 = from pure noise (default 0.4; docs/masked_edits.md)", low=0,
         high=1, low_open=True, kind=float, group="content")
+    drag_strength: float | None = setting(
+        None, "--drag-strength", "a drag starts from the clip with the subject moved and its old place pre-filled, "
+        "noised to this share of the steps: in (0, 1], 1 = from pure noise (default 0.4; docs/drag.md)", low=0,
+        high=1, low_open=True, kind=float, group="content")
     mask_structure: str | None = setting(None, "--mask-structure", "the structure inside --mask: keep the subject's "
                                          "depth (or your --depth: the new object's), or fill it from the mask's "
                                          "boundary (default: fill with --erase, else keep)", choices=MASK_STRUCTURES)

@@ -194,7 +194,7 @@ def run_scene(pipe, seed, args):
 
         drag = [str(Path(tempfile.mkdtemp()) / "track.json")]
         Path(drag[0]).write_text(json.dumps(moved["track_on"](subject)))
-    result = pipe(frames, drag=drag, generator=generator(), strength=args.strength, **common)
+    result = pipe(frames, drag=drag, generator=generator(), drag_strength=args.strength, **common)
     dragged = result.frames
     erased = pipe(frames, erase=True, generator=generator(), **common).frames
     layers = drag_layers(depth, subject, parse_drag(drag), (args.size, args.size))
@@ -256,7 +256,8 @@ def main(argv=None):
     parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--temporal-guidance", type=float, default=1.0, help="w_t of every edit (default 1)")
-    parser.add_argument("--strength", type=float, default=1.0, help="the drag's strength (default 1)")
+    parser.add_argument("--strength", type=float, default=1.0, help="the drag's start, drag_strength (default 1, as "
+                        "the published figures were measured; gen1's default is DRAG_STRENGTH)")
     parser.add_argument("--min-move", type=float, default=6.0, help="shortest move in pixels (default 6)")
     parser.add_argument("--max-move", type=float, default=14.0, help="longest move in pixels (default 14)")
     parser.add_argument("--render-subject", action="store_true", help="the model draws the moved subject too "

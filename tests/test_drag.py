@@ -152,8 +152,8 @@ def _frames_of(masks, seed=0):
 
 
 def _edit(pipe, frames, **kwargs):
-    return pipe(frames, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt",
-                size=SIZE, **kwargs)
+    kwargs = {"num_inference_steps": 2, **kwargs}
+    return pipe(frames, generator=torch.Generator().manual_seed(0), output_type="pt", size=SIZE, **kwargs)
 
 
 @pytest.mark.parametrize("route", ["native", "public"])
@@ -173,18 +173,28 @@ def test_a_drag_keeps_every_pixel_outside_the_old_and_new_places_exact(route, re
     assert float(out.depth[(masks > 0.5) & ~new_place].mean()) < 0.35  # and by the floor where it was
 
 
-def test_below_strength_1_a_drag_starts_from_the_moved_source(native, monkeypatch):
-    from gen1.drag import moved_frames
+def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkeypatch):
+    from gen1.drag import DRAG_STRENGTH, moved_frames
 
     depth, masks = square_scene()
     frames = _frames_of(masks)
-    encoded = []
+    encoded, steps = [], []
     original = type(native.route).encode_source
     monkeypatch.setattr(type(native.route), "encode_source",
                         lambda self, video, **kwargs: encoded.append(video) or original(self, video, **kwargs))
-    _edit(native, frames, mask=masks[:, 0].numpy(), drag="8,12:18,14", depth=depth, strength=0.5)
     layers = drag_layers(depth, masks, parse_drag("8,12:18,14"), (SIZE, SIZE))
-    assert len(encoded) == 1 and torch.equal(encoded[0], moved_frames(frames, layers))
+
+    def count(pipe, index, t, tensors):
+        steps.append(int(t))
+        return tensors
+
+    for drag_strength, expected in ((None, int(10 * DRAG_STRENGTH)), (0.5, 5), (1.0, 10)):
+        encoded.clear()
+        steps.clear()
+        _edit(native, frames, mask=masks[:, 0].numpy(), drag="8,12:18,14", depth=depth, num_inference_steps=10,
+              drag_strength=drag_strength, callback_on_step_end=count)
+        assert len(steps) == expected
+        assert len(encoded) == 1 and torch.equal(encoded[0], moved_frames(frames, layers))
     assert not torch.equal(encoded[0], frames)  # the subject is at its new place, its old place filled
 
 
@@ -198,6 +208,10 @@ def test_below_strength_1_a_drag_starts_from_the_moved_source(native, monkeypatc
     (dict(drag="8,12:10,12", mask_frame=0, erase=True), "^drag moves the subject and erase removes it"),
     (dict(drag="8,12:10,12", mask_frame=0, mask_structure="fill"), "^drag makes the structure inside the mask"),
     (dict(drag=["x.json"], mask_frame=0), "^drag track file not found"),
+    (dict(drag="8,12:10,12", mask_frame=0, strength=0.5), "^a drag starts from the clip with the subject moved at "
+     "drag_strength"),
+    (dict(drag="8,12:10,12", mask_frame=0, drag_strength=0.0), "^drag_strength must be"),
+    (dict(drag_strength=0.5), "^drag_strength is a drag's"),
 ])
 def test_bad_drags_are_refused_in_one_line(native, kwargs, message):
     depth, masks = square_scene()

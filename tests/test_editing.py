@@ -39,7 +39,7 @@ FULL = EditRequest(
     mask_tracker="sam2", mask_tracker_model="facebook/sam2.1-hiera-small",
     mask_clicks=((10.5, 20.0, True), (3.0, 4.0, False)), inpaint_controlnet_scale=0.7,
     imagic_scale=0.75,
-    drag=("10,20:30,40.5", "-1,5:7,8"),
+    drag=("10,20:30,40.5", "-1,5:7,8"), drag_strength=0.45,
 )
 
 

@@ -18,7 +18,10 @@ keeps its content:
   pixels exactly (:class:`gen1.masking.KeptRegion`, every pixel inside edited fully); what the model draws of the
   old place is composited seamlessly into the pixels outside the union (:mod:`gen1.seamless`), as an erase's is;
 * **the content** (:func:`drag_content`): the source's own (:meth:`gen1.routes.Route.own_content`), or the prompt /
-  reference the user gives.
+  reference the user gives;
+* **the start** (:func:`moved_frames`, :func:`drag_start`): the source with the subject moved and its old place
+  pre-filled, noised to ``drag_strength`` of the steps (default :data:`DRAG_STRENGTH`), as an erase starts from its
+  pre-filled region.
 """
 
 from __future__ import annotations

@@ -265,14 +265,15 @@ class DragLayers:
     """What a drag makes, all ``(F, 1, H, W)`` at the output size: ``depth``, the structure it is guided by;
     ``union``, the old and new places (grown; 0/1), outside which the source is kept; ``region``, what is edited
     (``union``, less the moved subject where its pixels are kept: :data:`KEEP_SUBJECT`); ``moved``, where the moved
-    subject is visible; ``subject``, where it was; ``background``, the scene's depth without the subject;
-    ``transforms`` ``(F, 2, 3)``, the map of each frame."""
+    subject is visible; ``subject``, where it was; ``old_place``, that grown as an erase grows its region (0/1);
+    ``background``, the scene's depth without the subject; ``transforms`` ``(F, 2, 3)``, the map of each frame."""
 
     depth: torch.Tensor
     union: torch.Tensor
     region: torch.Tensor
     moved: torch.Tensor
     subject: torch.Tensor
+    old_place: torch.Tensor
     background: torch.Tensor
     transforms: torch.Tensor
 
@@ -296,8 +297,8 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
     union = ((old + grow(moved, margin)) > 0).float()
     keep = KEEP_SUBJECT if keep_subject is None else keep_subject
     region = union * (1 - moved) if keep else union
-    return DragLayers(depth=guided, union=union, region=region, moved=moved, subject=subject, background=background,
-                      transforms=transforms)
+    return DragLayers(depth=guided, union=union, region=region, moved=moved, subject=subject, old_place=old,
+                      background=background, transforms=transforms)
 
 
 def moved_frames(frames: torch.Tensor, layers: DragLayers) -> torch.Tensor:
@@ -305,10 +306,8 @@ def moved_frames(frames: torch.Tensor, layers: DragLayers) -> torch.Tensor:
     boundary as an erase's region is (:func:`gen1.masked_edits.prefilled`), and the subject's pixels
     where it is visible at its new place; outside ``layers.union`` the frames exactly. The source of the edit: what
     sampling starts from at a ``strength`` below 1, and what is kept outside ``layers.region``."""
-    subject = layers.subject
-    old = grow(subject, erase_margin(tuple(frames.shape[-2:])))
-    filled = prefilled(frames.float(), old)  # the old place filled as an erase fills it
-    colours, _ = warp_layer(frames.float(), subject, layers.transforms)
+    filled = prefilled(frames.float(), layers.old_place)  # the old place filled as an erase fills it
+    colours, _ = warp_layer(frames.float(), layers.subject, layers.transforms)
     return torch.where(layers.moved > 0.5, colours, filled)
 
 
@@ -322,8 +321,7 @@ def drag_content(route, content, frames: torch.Tensor, layers: DragLayers, *, ge
     if given:
         return route.edit_content(content, frames, generator=generator, device=device)
     if bool((layers.region < layers.union).any()):  # the subject's pixels are kept
-        region = grow(layers.subject, erase_margin(tuple(frames.shape[-2:])))
-        return route.source_content(frames, region, content, generator=generator, device=device)
+        return route.source_content(frames, layers.old_place, content, generator=generator, device=device)
     return route.own_content(frames, content, generator=generator, device=device)
 
 

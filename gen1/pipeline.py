@@ -434,10 +434,12 @@ class Gen1Pipeline(DiffusionPipeline):
 
     def check_edit_settings(self, route_settings: dict, *, direction: tuple, direction_scale: tuple, mask,
                             mask_frame, erase: bool, mask_structure, mask_structure_level, mask_clicks=(),
-                            imagic_scale=None, erase_strength=None, strength: float = 1.0) -> None:
+                            imagic_scale=None, erase_strength=None, strength: float = 1.0, drag=None,
+                            drag_strength=None):
         """Check the settings only some routes or modes take, before anything is read or run: the route's own
         (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
-        the directions, and the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`)."""
+        the directions, the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`) and the drag's
+        (:func:`gen1.drag.check_drag_arguments`). Returns the parsed drag (None without one)."""
         self.route.check_settings(route_settings, model="this pipeline")
         check_settings(dict(direction=direction, direction_scale=direction_scale))
         if erase and direction:
@@ -446,13 +448,16 @@ class Gen1Pipeline(DiffusionPipeline):
         check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
                              mask_structure_level=mask_structure_level, clicks=mask_clicks,
                              erase_strength=erase_strength, strength=strength)
+        parsed_drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure,
+                                           drag_strength=drag_strength, strength=strength)
         check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level,
-                            erase_strength=erase_strength))
+                            erase_strength=erase_strength, drag_strength=drag_strength))
         if imagic_scale is not None:  # an Imagic adapter's content (gen1.imagic): its range, and the adapter
             check_settings(dict(imagic_scale=imagic_scale))
             require_imagic(self)
             if erase:
                 raise ValueError("erase takes its content from the source: give no imagic_scale")
+        return parsed_drag
 
     @staticmethod
     def prepare_masked_edit(source: "SourceVideo", *, mask, mask_frame, erase: bool, mask_structure,
@@ -738,13 +743,11 @@ class Gen1Pipeline(DiffusionPipeline):
                               controlnet_guidance_end=controlnet_guidance_end)
         direction, direction_scale = tuple(direction or ()), tuple(direction_scale or ())
         mask_clicks = tuple(tuple(click) for click in mask_clicks or ())
-        self.check_edit_settings(route_settings, direction=direction, direction_scale=direction_scale, mask=mask,
-                                 mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
-                                 mask_structure_level=mask_structure_level, mask_clicks=mask_clicks,
-                                 imagic_scale=imagic_scale, erase_strength=erase_strength, strength=strength)
-        drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure,
-                                    drag_strength=drag_strength, strength=strength)
-        check_settings(dict(drag_strength=drag_strength))
+        drag = self.check_edit_settings(
+            route_settings, direction=direction, direction_scale=direction_scale, mask=mask, mask_frame=mask_frame,
+            erase=erase, mask_structure=mask_structure, mask_structure_level=mask_structure_level,
+            mask_clicks=mask_clicks, imagic_scale=imagic_scale, erase_strength=erase_strength, strength=strength,
+            drag=drag, drag_strength=drag_strength)
         if erase:
             strength = erase_start(erase_strength)  # from the pre-filled region (gen1.masked_edits.prefilled)
         if drag is not None:

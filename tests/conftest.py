@@ -89,3 +89,29 @@ def service(catalog, tmp_path):
     service = EditService(catalog, ServeLimits(max_frames=12, max_seconds=5), workdir=tmp_path / "work")
     yield service
     service.close()
+
+
+@pytest.fixture(scope="module")
+def native():
+    """The tiny native pipeline (tests/tiny_pipeline.py), progress bars off; one per test module."""
+    from tiny_pipeline import tiny_pipeline
+
+    pipe = tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="module")
+def public_stack(tmp_path_factory):
+    """The tiny public-route checkpoints (tests/tiny_public.py, :func:`write_public_stack`); one per test module."""
+    from tiny_public import write_public_stack
+
+    return write_public_stack(tmp_path_factory.mktemp("public"))
+
+
+@pytest.fixture(scope="module")
+def public(public_stack):
+    """A public-route pipeline on :func:`public_stack`, progress bars off."""
+    from tiny_public import public_pipeline
+
+    return public_pipeline(public_stack)

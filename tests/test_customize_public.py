@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from gen1.cli import main
-from tiny_public import write_public_stack
+from tiny_public import public_pipeline, write_public_stack
 from training_helpers import make_media
 
 PROMPT = "a photo of sks dog"
@@ -28,12 +28,7 @@ def stack(tmp_path_factory):
 
 
 def _pipe(stack):
-    from gen1.pipeline import Gen1Pipeline
-
-    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"], depth_estimator=stack["dpt"])
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
+    return public_pipeline(stack, depth_estimator=stack["dpt"])
 
 
 def _edit(pipe):

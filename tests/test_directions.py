@@ -9,8 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from tiny_pipeline import tiny_pipeline
-from tiny_public import public_pipeline, write_public_stack
+from tiny_public import public_pipeline
 
 from gen1.editing import EditRequest, check_request
 from gen1.settings import check_directions, flag_label
@@ -34,21 +33,6 @@ def _edit(pipe, **kwargs):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the tiny content encoder has no prior: its text embeddings warn
         return pipe(_video(), **settings).frames
-
-
-@pytest.fixture(scope="module")
-def native():
-    return tiny_pipeline()
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    return write_public_stack(tmp_path_factory.mktemp("public"))
-
-
-@pytest.fixture(scope="module")
-def public(stack):
-    return public_pipeline(stack)
 
 
 # ------------------------------------------------------------------------------------------ native route
@@ -126,13 +110,13 @@ def test_public_alpha_zero_is_the_empty_prompt_edit_and_a_direction_moves_the_hi
                                                                    ["a street"]), rtol=0, atol=0)
 
 
-def test_public_with_an_ip_adapter_moves_the_text_and_keeps_the_null_image_tokens(stack, tmp_path):
+def test_public_with_an_ip_adapter_moves_the_text_and_keeps_the_null_image_tokens(public_stack, tmp_path):
     from tiny_models import tiny_motion_unet
     from tiny_public import write_ip_adapter
 
     from gen1.routes import ContentRequest
 
-    pipe = public_pipeline(stack)
+    pipe = public_pipeline(public_stack)
     pipe.load_ip_adapter(write_ip_adapter(tmp_path / "ip" / "models", tiny_motion_unet(seed=0)))
     assert torch.equal(_edit(pipe, direction=[CAR], direction_scale=[0.0]), _edit(pipe, prompt=""))
     content = pipe.route.edit_content(ContentRequest(direction=(CAR,)), _video(), generator=None, device="cpu")

@@ -14,7 +14,6 @@ from gen1.depth.warp import composite_nearer, warp_layer
 from gen1.drag import Drag, DragVector, drag_layers, fit_transform, parse_drag, scale_drag
 from gen1.masked_edits import erase_margin, grow
 from tiny_pipeline import tiny_pipeline
-from tiny_public import public_pipeline, write_public_stack
 
 FRAMES, SIZE = 3, 32
 FLOOR, SUBJECT = 0.2, 0.6
@@ -133,18 +132,6 @@ def test_drag_vectors_given_in_the_files_pixels_are_brought_to_the_read_size():
 
 
 # --------------------------------------------------------------------------------------------- through the pipeline
-@pytest.fixture(scope="module")
-def native():
-    pipe = tiny_pipeline()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@pytest.fixture(scope="module")
-def public(tmp_path_factory):
-    return public_pipeline(write_public_stack(tmp_path_factory.mktemp("public")))
-
-
 def _frames_of(masks, seed=0):
     generator = torch.Generator().manual_seed(seed)
     background = torch.nn.functional.avg_pool2d(torch.rand(1, 3, SIZE, SIZE, generator=generator), 5, 1, 2)

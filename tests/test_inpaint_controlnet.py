@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 from tiny_models import tiny_motion_unet
 from tiny_public import (
+    animatediff_scheduler,
     diffusers_video_pipeline,
     public_pipeline,
     tiny_controlnet,
@@ -35,18 +36,7 @@ def stack(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def pipe(stack):
-    pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"], inpaint_controlnet=stack["inpaint"])
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-def _scheduler(stack):
-    from diffusers import DDIMScheduler
-
-    from gen1.animatediff import ANIMATEDIFF_SCHEDULER
-
-    return DDIMScheduler.from_pretrained(stack["base"], subfolder="scheduler", **ANIMATEDIFF_SCHEDULER)
+    return public_pipeline(stack, inpaint_controlnet=stack["inpaint"])
 
 
 def _video(seed=0):
@@ -75,7 +65,7 @@ SETTINGS = {"prompt": "a red car", "guidance_scale": 3.0, "strength": 0.75, "num
 
 
 def _edit(pipe, stack, **kwargs):
-    pipe.scheduler = _scheduler(stack)
+    pipe.scheduler = animatediff_scheduler(stack)
     settings = dict(SETTINGS, temporal_guidance_scale=1.0, depth=_depth(), generator=_gen(), output_type="pt",
                     decode_chunk_size=8, mask=_mask(), controlnet_conditioning_scale=0.8, inpaint_controlnet_scale=0.6)
     settings.update(kwargs)
@@ -101,7 +91,7 @@ def test_a_masked_edit_equals_diffusers_with_a_multi_controlnet_of_depth_and_inp
     from diffusers.models.controlnets.multicontrolnet import MultiControlNetModel
 
     reference = diffusers_video_pipeline(pipe, base=stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+                                         controlnet=stack["controlnet"], scheduler=animatediff_scheduler(stack))
     reference.register_modules(controlnet=MultiControlNetModel(
         [reference.controlnet, ControlNetModel.from_pretrained(stack["inpaint"])]))
     video, depth = _video(), _depth()

@@ -11,8 +11,7 @@ import torch
 from gen1.depth.fill import fill_depth
 from gen1.masked_edits import edit_region, erase_margin, grow
 from gen1.tracking import TRACKERS, MaskTracker, track_mask
-from tiny_pipeline import tiny_pipeline
-from tiny_public import public_pipeline, write_public_stack
+from tiny_public import public_pipeline
 
 FRAMES, SIZE = 4, 32
 
@@ -117,23 +116,6 @@ def test_every_channel_is_filled_as_one_is_and_the_fill_solves_laplace_inside():
 
 
 # --------------------------------------------------------------------------------------------- erase
-@pytest.fixture(scope="module")
-def native():
-    pipe = tiny_pipeline()
-    pipe.set_progress_bar_config(disable=True)
-    return pipe
-
-
-@pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    return write_public_stack(tmp_path_factory.mktemp("public"))
-
-
-@pytest.fixture(scope="module")
-def public(stack):
-    return public_pipeline(stack)
-
-
 def _edit(pipe, frames, **kwargs):
     return pipe(frames, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt",
                 size=SIZE, **kwargs)
@@ -159,7 +141,7 @@ def test_an_erase_keeps_every_pixel_outside_its_region_exact_public(public):
     assert not torch.equal(out.frames[~outside], frames[~outside])
 
 
-def test_an_erase_on_the_public_route_with_an_ip_adapter_takes_the_source_frames_as_references(stack, public,
+def test_an_erase_on_the_public_route_with_an_ip_adapter_takes_the_source_frames_as_references(public_stack, public,
                                                                                                  tmp_path):
     from tiny_models import tiny_motion_unet
     from tiny_public import write_ip_adapter
@@ -169,7 +151,7 @@ def test_an_erase_on_the_public_route_with_an_ip_adapter_takes_the_source_frames
     frames, _, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(2, 1))
     plain = public.route.source_content(frames, masks, ContentRequest(), generator=None, device="cpu")
     assert plain.extra is None
-    with_ip = public_pipeline(stack)
+    with_ip = public_pipeline(public_stack)
     with_ip.load_ip_adapter(write_ip_adapter(tmp_path / "models", tiny_motion_unet(seed=0)))
     content = with_ip.route.source_content(frames, masks, ContentRequest(), generator=None, device="cpu")
     assert content.extra is not None and not torch.equal(content.extra, content.null_extra)

@@ -10,7 +10,8 @@ from PIL import Image
 
 from gen1.routes import ControlNetRoute
 
-from tiny_public import diffusers_video_pipeline, public_pipeline, write_foreign_controlnet, write_public_stack
+from tiny_public import (animatediff_scheduler, diffusers_video_pipeline, public_pipeline, write_foreign_controlnet,
+                         write_public_stack)
 
 FRAMES, SIZE = 4, 32
 
@@ -18,14 +19,6 @@ FRAMES, SIZE = 4, 32
 @pytest.fixture(scope="module")
 def stack(tmp_path_factory):
     return write_public_stack(tmp_path_factory.mktemp("public"))
-
-
-def _scheduler(stack):
-    from diffusers import DDIMScheduler
-
-    from gen1.animatediff import ANIMATEDIFF_SCHEDULER
-
-    return DDIMScheduler.from_pretrained(stack["base"], subfolder="scheduler", **ANIMATEDIFF_SCHEDULER)
 
 
 @pytest.fixture(scope="module")
@@ -64,7 +57,7 @@ def _depth_images(depth):
 def _diffusers_video_pipeline(stack, pipe):
     """diffusers' AnimateDiff ControlNet video-to-video pipeline on the same checkpoints (and text encoder)."""
     return diffusers_video_pipeline(pipe, base=stack["base"], motion_adapter=stack["motion_adapter"],
-                                    controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+                                    controlnet=stack["controlnet"], scheduler=animatediff_scheduler(stack))
 
 
 def test_video_route_equals_diffusers_animatediff_controlnet_video_to_video(stack, pipe):
@@ -75,7 +68,7 @@ def test_video_route_equals_diffusers_animatediff_controlnet_video_to_video(stac
         prompt="a red car", strength=0.75, num_inference_steps=3, guidance_scale=3.0, height=SIZE, width=SIZE,
         generator=_gen(), output_type="pt", decode_chunk_size=8,
     ).frames[0]
-    pipe.scheduler = _scheduler(stack)
+    pipe.scheduler = animatediff_scheduler(stack)
     out = _edit(pipe, video=video, depth=depth)
     assert out.shape == expected.shape == (FRAMES, 3, SIZE, SIZE)
     torch.testing.assert_close(out, expected.float(), rtol=0, atol=1e-4)
@@ -87,7 +80,7 @@ def test_at_strength_1_gen1_starts_from_pure_noise_where_diffusers_keeps_some_of
     so the source frames play no part (only their depth); diffusers noises the source to the first timestep and
     keeps sqrt(alpha_bar_T) of it, so its output differs from gen1's and follows the source."""
     reference = _diffusers_video_pipeline(stack, pipe)
-    pipe.scheduler = _scheduler(stack)
+    pipe.scheduler = animatediff_scheduler(stack)
     depth = _depth()
 
     def diffusers_edit(video):
@@ -108,7 +101,7 @@ def test_at_strength_1_gen1_starts_from_pure_noise_where_diffusers_keeps_some_of
 
 
 def test_full_strength_start_is_checked_and_changes_nothing_below_strength_1(stack, pipe):
-    pipe.scheduler = _scheduler(stack)
+    pipe.scheduler = animatediff_scheduler(stack)
     with pytest.raises(ValueError, match="full_strength_start must be one of noise, noised-source, got 'source'"):
         _edit(pipe, full_strength_start="source")
     below = [_edit(pipe, strength=0.75, full_strength_start=start) for start in ("noise", "noised-source")]
@@ -121,7 +114,7 @@ def _image_reference(stack, pipe, prompt: str, guidance: float):
     reference = StableDiffusionControlNetImg2ImgPipeline(
         vae=pipe.vae, text_encoder=pipe.text_encoder, tokenizer=pipe.tokenizer,
         unet=UNet2DConditionModel.from_pretrained(stack["base"], subfolder="unet"),
-        controlnet=ControlNetModel.from_pretrained(stack["controlnet"]), scheduler=_scheduler(stack),
+        controlnet=ControlNetModel.from_pretrained(stack["controlnet"]), scheduler=animatediff_scheduler(stack),
         safety_checker=None, feature_extractor=None, requires_safety_checker=False,
     )
     reference.set_progress_bar_config(disable=True)
@@ -135,7 +128,7 @@ def _image_reference(stack, pipe, prompt: str, guidance: float):
 
 def test_image_model_term_equals_diffusers_controlnet_img2img_frame_by_frame(stack, pipe):
     """w_t = 0, w = 0 leaves only mu_pi(null): the image UNet on each frame with the empty prompt."""
-    pipe.scheduler = _scheduler(stack)
+    pipe.scheduler = animatediff_scheduler(stack)
     expected = _image_reference(stack, pipe, "", guidance=1.0)
     out = _edit(pipe, guidance_scale=0.0, temporal_guidance_scale=0.0)
     torch.testing.assert_close(out, expected.float(), rtol=0, atol=1e-4)
@@ -148,7 +141,7 @@ def test_w_t_0_and_w_1_is_the_image_model_when_the_motion_modules_are_identity(s
     from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+                                         controlnet=stack["controlnet"], scheduler=animatediff_scheduler(stack))
     pipe.set_progress_bar_config(disable=True)
     with torch.no_grad():
         for name, param in pipe.unet.named_parameters():
@@ -280,7 +273,7 @@ def test_bf16_runs_close_to_fp32(stack):
     from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+                                         controlnet=stack["controlnet"], scheduler=animatediff_scheduler(stack))
     pipe.set_progress_bar_config(disable=True)
     reference = _edit(pipe)
     out = _edit(pipe.cast(torch.bfloat16))
@@ -350,7 +343,7 @@ def test_a_stable_diffusion_lora_applies_to_the_image_unet_exactly(stack, lora_f
 
     path, reference = lora_file
     pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+                                         controlnet=stack["controlnet"], scheduler=animatediff_scheduler(stack))
     pipe.set_progress_bar_config(disable=True)
     plain = _edit(pipe)
     targets = pipe.load_lora_weights(path)
@@ -371,7 +364,7 @@ def test_lora_scale_zero_is_no_lora_and_a_lora_of_another_base_is_refused(stack,
 
     path, _ = lora_file
     pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+                                         controlnet=stack["controlnet"], scheduler=animatediff_scheduler(stack))
     pipe.set_progress_bar_config(disable=True)
     plain = _edit(pipe)
     pipe.load_lora_weights(path, scale=0.0)
@@ -405,7 +398,7 @@ def ip_pipe(stack, ip_adapter):
     from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"], scheduler=_scheduler(stack))
+                                         controlnet=stack["controlnet"], scheduler=animatediff_scheduler(stack))
     pipe.set_progress_bar_config(disable=True)
     pipe.load_ip_adapter(ip_adapter)
     return pipe
@@ -492,7 +485,7 @@ def test_the_controlnet_acting_on_part_of_the_steps_equals_diffusers_and_skips_i
     calls = []
     hook = pipe.controlnet.register_forward_pre_hook(lambda *args: calls.append(1))
     try:
-        pipe.scheduler = _scheduler(stack)
+        pipe.scheduler = animatediff_scheduler(stack)
         out = _edit(pipe, video=video, depth=depth, strength=0.5, num_inference_steps=8,
                     controlnet_guidance_start=0.25, controlnet_guidance_end=0.75)
     finally:

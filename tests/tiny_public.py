@@ -112,14 +112,25 @@ def write_ip_adapter(root: Path, unet, seed: int = 5) -> Path:
     return root / "ip-adapter_sd15.safetensors"
 
 
-def public_pipeline(stack: dict[str, Path]):
-    """A gen1 pipeline of the public route from a :func:`write_public_stack` folder, its progress bar off."""
+def public_pipeline(stack: dict[str, Path], **parts):
+    """A gen1 pipeline of the public route from a :func:`write_public_stack` folder, its progress bar off; ``parts``:
+    more of :meth:`Gen1Pipeline.from_animatediff`'s arguments (an inpainting ControlNet, a depth estimator)."""
     from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_animatediff(stack["base"], motion_adapter=stack["motion_adapter"],
-                                         controlnet=stack["controlnet"])
+                                         controlnet=stack["controlnet"], **parts)
     pipe.set_progress_bar_config(disable=True)
     return pipe
+
+
+def animatediff_scheduler(stack: dict[str, Path]):
+    """The DDIM scheduler of :func:`write_public_stack`'s base in AnimateDiff's settings (what diffusers' pipeline and
+    gen1's are compared under)."""
+    from diffusers import DDIMScheduler
+
+    from gen1.animatediff import ANIMATEDIFF_SCHEDULER
+
+    return DDIMScheduler.from_pretrained(stack["base"], subfolder="scheduler", **ANIMATEDIFF_SCHEDULER)
 
 
 def diffusers_video_pipeline(pipe, *, base: Path, motion_adapter: Path, controlnet: Path, scheduler):

@@ -30,15 +30,14 @@ import argparse
 import dataclasses
 import json
 import math
-import time
 
 import numpy as np
 import torch
-from bench_common import add_sampler_argument, use_sampler, write_stills
+from bench_common import add_sampler_argument, add_scene_arguments, run_scenes, use_sampler
 from bench_erase import pick_subject, psnr_inside, subject_masks, warp_error
 
 from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
-from gen1.demo.world import FRAME_SIZE, HELD_OUT_START, demo_scene
+from gen1.demo.world import HELD_OUT_START, demo_scene
 from gen1.depth.warp import warp_layer
 from gen1.drag import drag_layers, parse_drag
 from gen1.masked_edits import edit_region
@@ -246,16 +245,10 @@ def summary(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenes", type=int, default=32, help="scenes to try (a scene without a fitting object is "
-                        "skipped and reported)")
-    parser.add_argument("--first", type=int, default=0, help="index of the first scene")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=FRAME_SIZE)
+    add_scene_arguments(parser, stills_columns="source | structure | drag | erase-then-paste | target",
+                        guidance=DEMO_GUIDANCE)
     parser.add_argument("--steps", type=int, default=20)
     add_sampler_argument(parser)
-    parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temporal-guidance", type=float, default=1.0, help="w_t of every edit (default 1)")
     parser.add_argument("--strength", type=float, default=1.0, help="the drag's start, drag_strength (default 1, as "
                         "the published figures were measured; gen1's default is DRAG_STRENGTH)")
     parser.add_argument("--min-move", type=float, default=6.0, help="shortest move in pixels (default 6)")
@@ -264,10 +257,6 @@ def main(argv=None):
                         "(gen1.drag.KEEP_SUBJECT = False) instead of keeping its pixels")
     parser.add_argument("--true-track", action="store_true", help="drag by a track file of every frame's true "
                         "vector instead of frame 0's vector on every frame")
-    parser.add_argument("--stills", help="write a PNG of the first scenes here (source | structure | drag | "
-                        "erase-then-paste | target; frames 0, 3 and 7)")
-    parser.add_argument("--stills-scenes", type=int, default=2, help="scenes in --stills (default 2)")
-    parser.add_argument("--json", help="write every scene's row and the summary here")
     args = parser.parse_args(argv)
     if args.render_subject:
         import gen1.drag
@@ -279,26 +268,7 @@ def main(argv=None):
     pipe = Gen1Pipeline.from_pretrained(bundled_model_dir())
     use_sampler(pipe, args.scheduler)
     pipe.set_progress_bar_config(disable=True)
-    rows, skipped = [], []
-    for index in range(args.first, args.first + args.scenes):
-        seed = HELD_OUT_START + SEED_OFFSET + index
-        start = time.time()
-        row, why = run_scene(pipe, seed, args)
-        if row is None:
-            skipped.append(seed)
-            print(f"scene {seed}: {why}; skipped", flush=True)
-            continue
-        rows.append(row)
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
-              f"({time.time() - start:.0f} s)", flush=True)
-    result = dict(summary=summary(rows), skipped=skipped, rows=rows, args=vars(args))
-    print(json.dumps(result["summary"], indent=1))
-    if args.stills and STILLS:
-        write_stills(args.stills, STILLS)
-    if args.json:
-        from gen1.atomic import write_json
-
-        write_json(args.json, result)
+    return run_scenes(pipe, args, HELD_OUT_START + SEED_OFFSET, run_scene, summary, STILLS)
 
 
 if __name__ == "__main__":

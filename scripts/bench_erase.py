@@ -25,16 +25,14 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import math
-import time
 
 import numpy as np
 import torch
-from bench_common import add_sampler_argument, write_stills
+from bench_common import add_sampler_argument, add_scene_arguments, run_scenes
 
 from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
-from gen1.demo.world import FRAME_SIZE, HELD_OUT_START, demo_scene
+from gen1.demo.world import HELD_OUT_START, demo_scene
 from gen1.synthetic import inverse_depth_for_viewing, render, sample_style
 from gen1.tracking import track_mask
 
@@ -107,10 +105,11 @@ def nearer_background(pipe, output, source, background, masks):
 
 
 def run_scene(pipe, seed, args):
+    """The scene's row, and None; or None and why the scene is skipped."""
     scene, style = demo_scene(seed), sample_style(seed)
     case = pick_subject(scene, style, args.frames, args.size)
     if case is None:
-        return None
+        return None, "no object covers 2-40 % of frame 0 and stays visible"
     frames, masks = case["frames"], case["masks"]
     generator = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
     common = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, size=args.size, output_type="pt",
@@ -123,7 +122,7 @@ def run_scene(pipe, seed, args):
     row = dict(seed=seed, subject=scene.primitives[case["index"]].shape, mask_share=float(masks.mean()),
                tracking_iou=float(np.mean(ious)))
     if not args.erase:
-        return {**row, **replace_scene(pipe, scene, style, case, args, common, generator)}
+        return {**row, **replace_scene(pipe, scene, style, case, args, common, generator)}, None
     # the mask on frame 0 only, tracked; or (--exact-masks) the exact mask of every frame, to tell the tracker's
     # misses from the erase's
     given = dict(mask=masks[:, 0].numpy()) if args.exact_masks else dict(mask=masks[0, 0].numpy(), mask_frame=0)
@@ -148,7 +147,7 @@ def run_scene(pipe, seed, args):
         row.update(replace_scene(pipe, scene, style, case, args, common, generator))
     else:
         row.update(replace_new_depth_psnr=None, replace_old_depth_psnr=None)
-    return row
+    return row, None
 
 
 #: The videos of the first scenes, for --stills: source, the region, erase, erase with the subject's depth kept, truth.
@@ -201,54 +200,25 @@ def summary(rows):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--scenes", type=int, default=32, help="scenes to try (a scene without a fitting object is "
-                        "skipped and reported)")
-    parser.add_argument("--first", type=int, default=0, help="index of the first scene")
-    parser.add_argument("--frames", type=int, default=8)
-    parser.add_argument("--size", type=int, default=FRAME_SIZE)
+    add_scene_arguments(parser, stills_columns="source | region | erase | erase with the subject's depth kept | "
+                        "true background", guidance=DEMO_GUIDANCE)
     parser.add_argument("--steps", type=int, default=None, help="denoising steps (default: the model's recorded)")
     add_sampler_argument(parser, default=None)
     parser.add_argument("--erase-strength", type=float, default=None,
                         help="an erase's start from its pre-filled region (default: gen1's, ERASE_STRENGTH; 1 = "
                         "from pure noise, as before it was pre-filled)")
-    parser.add_argument("--guidance", type=float, default=DEMO_GUIDANCE)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--temporal-guidance", type=float, default=1.0, help="w_t of every edit (default 1)")
     parser.add_argument("--exact-masks", action="store_true", help="give the exact mask of every frame instead of "
                         "frame 0's tracked (tells the tracker's misses from the erase's)")
     parser.add_argument("--swap-scale", type=float, default=1.0, help="the new object's size over the old one's")
     parser.add_argument("--no-erase", dest="erase", action="store_false", help="only tracking and replace")
     parser.add_argument("--no-replace", dest="replace", action="store_false", help="skip the replace edits")
-    parser.add_argument("--json", help="write every scene's row and the summary here")
-    parser.add_argument("--stills", help="write a PNG of the first scenes here (source | region | erase | erase with "
-                        "the subject's depth kept | true background; frames 0, 3, 7)")
-    parser.add_argument("--stills-scenes", type=int, default=2, help="scenes in --stills (default 2)")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     from gen1.pipeline import Gen1Pipeline
 
     pipe = Gen1Pipeline.from_pretrained(bundled_model_dir())
     pipe.set_progress_bar_config(disable=True)
-    rows, skipped = [], []
-    for index in range(args.first, args.first + args.scenes):
-        seed = HELD_OUT_START + SEED_OFFSET + index
-        start = time.time()
-        row = run_scene(pipe, seed, args)
-        if row is None:
-            skipped.append(seed)
-            print(f"scene {seed}: no object covers 2-40 % of frame 0 and stays visible; skipped", flush=True)
-            continue
-        rows.append(row)
-        print(json.dumps({k: (round(v, 4) if isinstance(v, float) else v) for k, v in row.items()}),
-              f"({time.time() - start:.0f} s)", flush=True)
-    if args.stills and STILLS:
-        write_stills(args.stills, STILLS)
-    result = dict(summary=summary(rows), skipped=skipped, rows=rows, args=vars(args))
-    print(json.dumps(result["summary"], indent=1))
-    if args.json:
-        from gen1.atomic import write_json
-
-        write_json(args.json, result)
+    return run_scenes(pipe, args, HELD_OUT_START + SEED_OFFSET, run_scene, summary, STILLS)
 
 
 if __name__ == "__main__":

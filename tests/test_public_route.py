@@ -10,20 +10,21 @@ from PIL import Image
 
 from gen1.routes import ControlNetRoute
 
-from tiny_public import (animatediff_scheduler, diffusers_video_pipeline, public_pipeline, write_foreign_controlnet,
-                         write_public_stack)
+from tiny_public import animatediff_scheduler, diffusers_video_pipeline, write_foreign_controlnet
 
 FRAMES, SIZE = 4, 32
 
 
 @pytest.fixture(scope="module")
-def stack(tmp_path_factory):
-    return write_public_stack(tmp_path_factory.mktemp("public"))
+def stack(public_stack):
+    """The tiny public checkpoints (conftest's ``public_stack``), under the short name these tests use."""
+    return public_stack
 
 
 @pytest.fixture(scope="module")
-def pipe(stack):
-    return public_pipeline(stack)
+def pipe(public):
+    """Their public-route pipeline (conftest's ``public``)."""
+    return public
 
 
 def _video(frames=FRAMES, size=SIZE, seed=0):

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 from tiny_pipeline import tiny_pipeline
-from tiny_public import public_pipeline, write_public_stack
+from tiny_public import public_pipeline
 from tiny_structure_content import TINY_DIM
 
 from gen1.adapters import has_adapter
@@ -124,14 +124,40 @@ def test_eta_zero_is_the_optimised_embedding_and_eta_one_the_targets_bit_for_bit
     assert torch.equal(content.null_context, torch.zeros_like(content.null_context))  # w acts as in any edit
 
 
-def test_the_public_route_optimises_text_hidden_states(tmp_path):
-    pipe = public_pipeline(write_public_stack(tmp_path / "public"))
+def test_the_public_route_optimises_text_hidden_states(tmp_path, public_stack):
+    pipe = public_pipeline(public_stack)
     result, _ = _run(pipe, tmp_path / "work", embedding_steps=4, steps=2)
     hidden = pipe.route.text_embedding(TEXT, device="cpu")
     assert result.target.shape == hidden.shape and hidden.shape[1] > 1  # token by token
     assert torch.equal(result.target, hidden)
     before, after = result.embedding_loss
     assert after < before
+
+
+@pytest.mark.parametrize("route", ["native", "public"])
+def test_gradient_checkpointing_recomputes_the_forward_and_gives_the_same_loss_and_gradient(route, public_stack,
+                                                                                               tmp_path):
+    resnet_calls, results = [], []
+    for checkpointing in (False, True):
+        pipe = tiny_pipeline() if route == "native" else public_pipeline(public_stack)
+        settings = ImagicSettings(**FAST, gradient_checkpointing=checkpointing)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            run = ImagicRun(pipe, _video(), TEXT, settings, tmp_path / str(checkpointing), device="cpu",
+                            progress=False, depth=_depth())
+        calls = []
+        assert [m.is_gradient_checkpointing for m in pipe.route.denoisers()] == [checkpointing] * (
+            1 if route == "native" else 2)
+        resnet = pipe.unet.image_unet.down_blocks[-1].resnets[0]  # after a cross-attention: the embedding's gradient
+        resnet.register_forward_pre_hook(lambda *_: calls.append(1))  # a re-run stops once it has what it needs
+        loss = run.draw_loss(run.embedding, "embedding", 0)
+        loss.backward()
+        resnet_calls.append(len(calls))
+        results.append((loss.detach(), run.embedding.grad.clone()))
+    assert resnet_calls == [1, 2]  # checkpointed: run again in the backward pass
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-5, atol=1e-7)
+    assert results[0][1].abs().sum() > 0
 
 
 @pytest.mark.parametrize("call, message", [
@@ -184,8 +210,9 @@ def test_ctrl_c_keeps_the_work_and_a_resumed_run_ends_where_an_uninterrupted_one
         _run(tiny_pipeline(), tmp_path / "work", resume=True, text="a blue car")
     with pytest.raises(ValueError, match="holds checkpoints of an earlier run"):
         _run(tiny_pipeline(), tmp_path / "work")
-    resumed_pipe = tiny_pipeline()
-    resumed, _ = _run(resumed_pipe, tmp_path / "work", resume=True)
+    resumed_pipe = tiny_pipeline()  # a run that ran out of memory resumes with gradient checkpointing
+    resumed, _ = _run(resumed_pipe, tmp_path / "work", resume=True, gradient_checkpointing=phase == "lora")
+    assert not resumed_pipe.unet.is_gradient_checkpointing  # switched off again for the edits
     assert resumed.resumed_from is not None
     assert torch.equal(resumed.optimised, straight.optimised)
     assert resumed.history == straight.history
@@ -206,7 +233,7 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
               "--embedding-steps", "3", "--steps", "2", "--out", str(out)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main([*common, "--prompt", TEXT]) == 0, capsys.readouterr().err
+        assert main([*common, "--prompt", TEXT, "--gradient-checkpointing"]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert f"Imagic on {FRAMES} frames for '{TEXT}': embedding loss" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted([ADAPTER_FILE, EMBEDDINGS_FILE])
@@ -226,6 +253,8 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
          "--imagic-scale takes its content from the Imagic adapter: give no --prompt"),
         ([*common, "--prompt", ""], "--imagic needs --prompt TEXT"),
         ([*common, "--prompt", TEXT, "--batch-size", "2"], "--batch-size does not apply to --imagic"),
+        (["customize", "--model", str(model), "--images", str(tmp_path), "--out", str(tmp_path / "a.safetensors"),
+          "--embedding-steps", "3"], "--embedding-steps is a flag of --imagic (one clip and a target text)"),
         ([*common, "--prompt", TEXT, "--out", str(tmp_path)], "is a folder with other files than an Imagic adapter's"),
     ]:
         assert main(argv) == 2

@@ -25,6 +25,11 @@ from gen1.checks import check_integer, check_number
 #: The flags of the images mode that --imagic does not take (it fine-tunes a LoRA on one clip).
 IMAGES_ONLY = (("--images", "images"), ("--full", "full"), ("--batch-size", "batch_size"),
                ("--content-model", "content_model"))
+#: The flags of --imagic that the images mode does not take.
+IMAGIC_ONLY = (("--video", "video"), ("--max-frames", "max_frames"), ("--embedding-steps", "embedding_steps"),
+               ("--embedding-lr", "embedding_lr"), ("--image-ratio", "image_ratio"),
+               ("--structure-level", "structure_level"), ("--patience", "patience"), ("--resume", "resume"),
+               ("--gradient-checkpointing", "gradient_checkpointing"))
 
 
 def add_imagic_arguments(parser) -> None:
@@ -49,6 +54,18 @@ def add_imagic_arguments(parser) -> None:
                        "(every 5 steps) without improvement (default 4)")
     group.add_argument("--resume", action="store_true",
                        help="--imagic: continue an interrupted run from its checkpoint in OUT.work")
+    group.add_argument("--gradient-checkpointing", action="store_true", default=None,
+                       help="--imagic: recompute activations in the backward pass instead of keeping them: the same "
+                       "result in about a third less memory, each step 10-35%% slower (docs/directions.md); a run "
+                       "resumes with or without it")
+
+
+def refuse_imagic_flags(args) -> None:
+    """``ValueError`` (one line) for a flag of --imagic given without it (the images mode would ignore it)."""
+    for flag, name in IMAGIC_ONLY:
+        if getattr(args, name, None) not in (None, False):
+            raise ValueError(f"{flag} is a flag of --imagic (one clip and a target text); the images mode does not "
+                             "take it")
 
 
 def _check_flags(args) -> None:
@@ -85,7 +102,7 @@ def imagic_settings(args):
     flags = dict(steps=args.steps, lr=args.lr, lora_rank=args.lora_rank, lora_alpha=args.lora_alpha,
                  include_temporal=args.include_temporal, seed=args.seed, embedding_steps=args.embedding_steps,
                  embedding_lr=args.embedding_lr, image_ratio=args.image_ratio, structure_level=args.structure_level,
-                 patience=args.patience)
+                 patience=args.patience, gradient_checkpointing=args.gradient_checkpointing)
     return ImagicSettings(**{k: v for k, v in flags.items() if v is not None}).validate()
 
 

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from gen1.checks import check_integer, check_model_files, check_number, check_seed, seed_value
 from gen1.commands._common import add_threads_argument, apply_threads, check_output_file
-from gen1.commands._imagic import add_imagic_arguments, run_imagic
+from gen1.commands._imagic import add_imagic_arguments, refuse_imagic_flags, run_imagic
 from gen1.commands._models import NAME_HELP
 
 FALLBACK_SIZE = 256  # --size for a model that records no trained size (gen1.model_defaults)
@@ -208,6 +208,7 @@ def run(args) -> int:
     from gen1.adapters import save_adapter  # lazy: keeps this module's import light (no torch when it loads)
     if args.imagic:  # one clip and a target text (gen1.commands._imagic)
         return run_imagic(args, _check_model, _size_from_model)
+    refuse_imagic_flags(args)
     if args.images is None:
         raise ValueError("give --images FOLDER (or --imagic --video CLIP --prompt TEXT)")
     _check_arguments(args)

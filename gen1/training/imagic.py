@@ -69,6 +69,9 @@ class ImagicSettings:
     min_improvement: float = 1e-3  # relative: a measurement improves when below best x (1 - this)
     checkpoint_every: int = 20
     seed: int = 0
+    #: Recompute the denoisers' activations in the backward pass instead of keeping them (less memory, more time;
+    #: the same losses and gradients). How a step is computed, not what: not part of a checkpoint's fingerprint.
+    gradient_checkpointing: bool = False
 
     def validate(self) -> "ImagicSettings":
         for name in ("embedding_steps", "steps", "lora_rank", "eval_every", "eval_draws", "patience",
@@ -84,6 +87,8 @@ class ImagicSettings:
             raise ValueError(f"image_ratio must be in [0, 1], got {self.image_ratio!r}")
         if not (math.isfinite(self.min_improvement) and 0.0 <= self.min_improvement < 1.0):
             raise ValueError(f"min_improvement must be in [0, 1), got {self.min_improvement!r}")
+        if not isinstance(self.gradient_checkpointing, bool):
+            raise ValueError(f"gradient_checkpointing must be True or False, got {self.gradient_checkpointing!r}")
         return self
 
 
@@ -179,10 +184,12 @@ def encode_clip(pipe, frames: torch.Tensor, structure_level: float, *, generator
 
 
 def fingerprint(frames: torch.Tensor, text: str, settings: ImagicSettings, model: str) -> str:
-    """What a checkpoint must have been made from to be resumed: the clip's pixels, the text, the settings and the
-    model (a hash)."""
+    """What a checkpoint must have been made from to be resumed: the clip's pixels, the text, the settings (those
+    that change the result: a run that ran out of memory resumes with gradient checkpointing) and the model (a
+    hash)."""
     digest = hashlib.sha256(frames.float().cpu().numpy().tobytes())
-    digest.update(json.dumps([text, asdict(settings), model], sort_keys=True).encode())
+    settings = {k: v for k, v in asdict(settings).items() if k != "gradient_checkpointing"}
+    digest.update(json.dumps([text, settings, model], sort_keys=True).encode())
     return digest.hexdigest()
 
 
@@ -208,6 +215,8 @@ class ImagicRun:
         self.noise_scheduler = with_prediction_type(DDPMScheduler.from_config(pipe.scheduler.config))
         for module in pipe.route.denoisers():
             module.requires_grad_(False)
+            if settings.gradient_checkpointing:  # active only while gradients are on: edits run as before
+                module.enable_gradient_checkpointing()
         generator = torch.Generator().manual_seed(settings.seed)
         self.clip = encode_clip(pipe, frames, settings.structure_level, generator=generator, device=self.device,
                                 depth=depth)
@@ -374,7 +383,17 @@ class ImagicRun:
         return dict(path=found[-1])
 
     def run(self, *, resume: bool = False) -> ImagicResult:
-        """Both phases (resumed from the newest checkpoint in the work folder when ``resume``)."""
+        """Both phases (resumed from the newest checkpoint in the work folder when ``resume``); gradient
+        checkpointing, when the settings asked for it, is switched off again at the end (the edits that follow
+        compute no gradients, and a pipeline that goes on training should choose for itself)."""
+        try:
+            return self._run(resume)
+        finally:
+            if self.settings.gradient_checkpointing:
+                for module in self.route.denoisers():
+                    module.disable_gradient_checkpointing()
+
+    def _run(self, resume: bool) -> ImagicResult:
         import time
 
         from accelerate import PartialState  # lazy: accelerate is heavy and only this path needs it

@@ -150,6 +150,14 @@ def test_every_panel_opened_and_an_edit_with_the_defaults(server, browser, sourc
         page.locator("button.label-wrap").filter(has_text=panel).first.click()
     for field in ("max-frames", "window", "overlap"):
         assert page.locator(f"#{field} textarea, #{field} input").first.input_value() == ""
+    # the frame to paint and click on goes to the clip's last frame; choosing one shows it on the click canvas
+    frame = page.locator("#mask-frame input[type=range]")
+    assert frame.get_attribute("max") == "9"
+    first_src = page.get_attribute("#click-canvas img", "src")
+    frame.fill("6")
+    frame.dispatch_event("pointerup")
+    page.wait_for_function("old => document.querySelector('#click-canvas img')?.src !== old", arg=first_src,
+                           timeout=EDIT_LIMIT_MS)
     page.fill("#prompt textarea", PROMPT)
     status = _edit_and_wait(page)
     assert "10 frames" in status

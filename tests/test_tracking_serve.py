@@ -77,6 +77,31 @@ def test_a_painted_mask_tracked_from_the_first_frame_is_in_the_command(service, 
     assert "--mask mask.png --mask-frame 0" in service.edit(form).command
 
 
+def test_a_later_frame_is_chosen_to_paint_on_and_the_mask_is_followed_from_there(service, square):
+    from gen1.serve.app import mask_frame_of
+
+    form = EditForm(video=str(square), size=SIZE)
+    first, later = service.frame_canvas(form, 0), service.frame_canvas(form, 3)
+    assert first.shape == later.shape == (512, 512, 3)
+    bright = later.mean(axis=2) > 200  # the square of frame 3 (x 44..84 of 128 px), enlarged 4x from the source's
+    columns = np.nonzero(bright.any(axis=0))[0]
+    assert abs(columns.min() - 176) <= 8 and abs(columns.max() - 335) <= 8
+    assert not np.array_equal(first, later)
+    with pytest.raises(ValueError, match=r"^--mask-frame 5 is outside the clip \(frames 0 to 4\)$"):
+        service.frame_canvas(form, 5)
+    assert not list((service.workdir).glob("*/*"))  # nothing is written for a frame
+
+    painted = dict(video=str(square), size=SIZE, mask_drawing=_canvas(176, 336), mask_tracker="flow")
+    tinted = _tinted(service.track_preview(EditForm(**painted, mask_frame=3)))
+    assert abs(np.nonzero(tinted[3])[1].mean() - 31.5) < 2  # where it was painted, on frame 3
+    assert np.nonzero(tinted[0])[1].mean() < np.nonzero(tinted[3])[1].mean() - 6  # followed back to frame 0
+    edit = service.edit(EditForm(**painted, mask_frame=3, prompt="red stripes", num_inference_steps=1,
+                                 guidance_scale=1.0))
+    assert "--mask mask.png --mask-frame 3" in edit.command
+    # the page's choice becomes --mask-frame only for a followed mask or clicks: a painted mask of every frame has none
+    assert (mask_frame_of(3.0, True, ""), mask_frame_of(3, False, "5,5"), mask_frame_of(3, False, " ")) == (3, 3, None)
+
+
 @pytest.mark.parametrize("settings, message", [
     ({"mask_clicks": "12"}, "^--mask-click: a click is X,Y or X,Y,"),
     ({"mask_clicks": "500,3", "mask_tracker": "sam2"}, "^--mask-click: the click at x=500, y=3 is outside the frame"),
@@ -121,13 +146,27 @@ def test_drags_given_by_clicks_are_drawn_as_arrows_on_the_first_frame(square):
     assert np.array_equal(drag_arrows(canvas, str(square), "no vector"), canvas)  # a typo draws nothing
 
 
+def test_choosing_a_frame_on_the_page_shows_it_and_clears_what_was_given_on_the_other(service, square):
+    from gen1.serve.app import build_app
+
+    app = build_app(service)
+    slider = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "mask-frame")
+    (choose,) = [fn for fn in app.fns.values() if (slider._id, "release") in fn.targets]
+    clip = [str(square), SIZE, 0.0, "", "", "", None, False, "demo", 0.0]  # the clip's fields, as the page sends them
+    drawing, clicks_canvas, clicks, kept, drags = choose.fn(*clip, 3)
+    shown = service.frame_canvas(EditForm(video=str(square), size=SIZE), 3)
+    assert np.array_equal(drawing["background"], shown) and drawing["layers"] == []
+    assert np.array_equal(clicks_canvas, shown) and np.array_equal(kept, shown) and (clicks, drags) == ("", "")
+
+
 def test_the_page_builds_with_the_tracking_controls(service):
     from gen1.serve.app import build_app
 
     app = build_app(service)
     ids = {block.elem_id for block in app.blocks.values() if getattr(block, "elem_id", None)}
     assert {"click-canvas", "mask-clicks", "mask-tracker", "track-drawn", "track-button", "track-video",
-            "subject-action", "drag-vectors"} <= ids
+            "subject-action", "drag-vectors", "mask-frame"} <= ids
     edit_api = next(dep for dep in app.get_config_file()["dependencies"] if dep.get("api_name") == "edit")
     inputs = [app.blocks[block_id].elem_id for block_id in edit_api["inputs"]]
-    assert inputs[-2:] == ["subject-action", "drag-vectors"]  # the edit takes the choice and the vectors
+    # the edit takes the choice, the vectors and the frame they and the mask were given on
+    assert inputs[-3:] == ["subject-action", "drag-vectors", "mask-frame"]

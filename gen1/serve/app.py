@@ -157,8 +157,11 @@ def _knob_inputs(ui, service: EditService) -> None:
             ui.max_frames = _optional_number("Max frames", f"--max-frames (empty: all; this server edits at most "
                                              f"{limits.max_frames} frames, {limits.max_seconds:g} s)", "max-frames")
     with gr.Accordion("Mask: edit only part of the frame", open=False):
-        gr.Markdown("Paint the region to edit on the first frame, or upload a mask image or video "
-                    "(white = edit, black = keep).")
+        gr.Markdown("Paint the region to edit on a frame (the first, or the one chosen below), or upload a mask "
+                    "image or video (white = edit, black = keep).")
+        ui.mask_frame = gr.Slider(0, 1, value=0, step=1, label="Frame to paint, click and drag on",
+                                  info="--mask-frame: for a subject that enters later or is best seen there; choosing "
+                                  "another frame clears the painting, the clicks and the drags", elem_id="mask-frame")
         ui.mask_drawing = gr.ImageEditor(label="Draw the mask", type="numpy", sources=[], transforms=(),
                                          layers=False, brush=gr.Brush(colors=["#ff3070"], color_mode="fixed"),
                                          eraser=gr.Eraser(), format="png", elem_id="mask-editor")
@@ -191,31 +194,31 @@ def _knob_inputs(ui, service: EditService) -> None:
 
 
 def _tracking_inputs(ui) -> None:
-    """A mask given on the first frame (painted, or clicks on the subject) that follows the subject to every frame,
+    """A mask given on one frame (painted, or clicks on the subject) that follows the subject to every frame,
     and a preview of where it goes (docs/masked_edits.md)."""
-    gr.Markdown("Give the subject on the first frame only and let it be followed: tick the box below for a painted "
+    gr.Markdown("Give the subject on one frame only and let it be followed: tick the box below for a painted "
                 "mask, or click on the subject (SAM 2). *Preview the tracked mask* shows the region on every frame.")
     with gr.Row():
-        ui.track_drawn = gr.Checkbox(label="The painted / uploaded mask is the first frame's: follow the subject",
-                                     info="--mask-frame 0", elem_id="track-drawn")
+        ui.track_drawn = gr.Checkbox(label="The painted / uploaded mask is the chosen frame's: follow the subject",
+                                     info="--mask-frame N", elem_id="track-drawn")
         ui.mask_tracker = gr.Radio(list(TRACKER_NAMES), value=DEFAULTS["mask_tracker"], label="Follow it with",
                                    info="--mask-tracker: flow (optical flow and depth edges) or sam2 (SAM 2; "
                                    "clicks need it)", elem_id="mask-tracker")
     with gr.Row():
-        ui.click_canvas = gr.Image(label="…or click on the subject (first frame)", type="numpy",
+        ui.click_canvas = gr.Image(label="…or click on the subject (the chosen frame)", type="numpy",
                                    interactive=False, format="png", elem_id="click-canvas")
         with gr.Column():
             ui.click_sign = gr.Radio(["subject", "not the subject"], value="subject", label="A click marks")
             ui.mask_clicks = gr.Textbox(label="Clicks (pixels of the source video)", info="--mask-click X,Y[,+|-]; "
                                         "separated by ;", placeholder="no clicks", elem_id="mask-clicks")
             ui.clear_clicks = gr.Button("Clear the clicks and drags", size="sm")
-    ui.first_frame = gr.State(None)  # the click canvas as uploaded, for the drag arrows to be drawn on afresh
+    ui.shown_frame = gr.State(None)  # the chosen frame's click canvas, for the drag arrows to be drawn on afresh
     with gr.Row():
         ui.subject_action = gr.Radio(list(SUBJECT_ACTIONS), value="edit", label="With the subject",
                                      info="edit: restyle or replace it (the prompt or reference); erase: remove it "
                                      "(--erase; no prompt); drag: move it (--drag)", elem_id="subject-action")
         ui.drag_vectors = gr.Textbox(label="Drag vectors (pixels of the source video)",
-                                     info="--drag X0,Y0:X1,Y1; with drag chosen, two clicks on the first frame (from, "
+                                     info="--drag X0,Y0:X1,Y1; with drag chosen, two clicks on the chosen frame (from, "
                                      "then to) add one", placeholder="no drag", elem_id="drag-vectors")
     ui.track_button = gr.Button("Preview the tracked mask", elem_id="track-button")
     ui.track_video = gr.Video(label="The region the edit will change, on every frame", interactive=False,
@@ -266,16 +269,28 @@ def _wire(ui, service: EditService) -> None:
         *clip_values, level = values
         clip = read_clip(*clip_values, progress, request)
         if clip is None:  # no video: every output empty, as clearing the video leaves them
-            return (None,) * 6 + (None, "")
-        canvas = {"background": clip.mask_canvas, "layers": [], "composite": None}
-        return (str(clip.source_video), clip.structure.image(level), clip.structure, canvas, clip.mask_canvas, "",
-                clip.mask_canvas, "")
+            return (None,) * 6 + (None, "", gr.Slider(maximum=1, value=0))
+        return (str(clip.source_video), clip.structure.image(level), clip.structure,
+                *_frame_outputs(clip.mask_canvas), gr.Slider(maximum=max(1, clip.num_frames - 1), value=0))
 
-    first_frame_outputs = [ui.mask_drawing, ui.click_canvas, ui.mask_clicks, ui.first_frame, ui.drag_vectors]
-    ui.video.upload(preview_upload, clip_inputs, preview_outputs + first_frame_outputs, concurrency_id="preview",
-                    api_visibility="private")
-    ui.video.clear(lambda: (None,) * 6 + (None, ""), None, preview_outputs + first_frame_outputs,
-                   api_visibility="private")
+    frame_outputs = [ui.mask_drawing, ui.click_canvas, ui.mask_clicks, ui.shown_frame, ui.drag_vectors]
+    ui.video.upload(preview_upload, clip_inputs, preview_outputs + frame_outputs + [ui.mask_frame],
+                    concurrency_id="preview", api_visibility="private")
+    ui.video.clear(lambda: (None,) * 6 + (None, "", gr.Slider(maximum=1, value=0)), None,
+                   preview_outputs + frame_outputs + [ui.mask_frame], api_visibility="private")
+
+    def choose_frame(*values, request: gr.Request = None):
+        *clip_values, index = values
+        video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, _ = clip_values
+        if not video:
+            return (gr.skip(),) * 5
+        form = EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames,
+                        fps=fps, depth_file=depth_file, depth_invert=depth_invert, model=model)
+        with _page_errors():
+            return _frame_outputs(service.frame_canvas(form, int(index), session=_session(request)))
+
+    ui.mask_frame.release(choose_frame, clip_inputs + [ui.mask_frame], frame_outputs, concurrency_id="preview",
+                          api_visibility="private")
     settings = [ui.size.release, ui.start.submit, ui.duration.submit, ui.max_frames.submit, ui.fps.submit,
                 ui.depth_file.change, ui.depth_invert.change]
     if isinstance(ui.model, gr.Dropdown):
@@ -292,18 +307,30 @@ def _wire(ui, service: EditService) -> None:
     _wire_edit(ui, service)
 
 
+def _frame_outputs(canvas):
+    """The page's fields for a newly shown frame: the painting canvas (cleared), the click canvas, no clicks, the
+    frame kept for redrawing the drag arrows, no drags."""
+    return {"background": canvas, "layers": [], "composite": None}, canvas, "", canvas, ""
+
+
+def mask_frame_of(frame, track_drawn, mask_clicks) -> int | None:
+    """``--mask-frame`` from the page: the chosen frame where the painted / uploaded mask is to be followed or the
+    clicks were given on it (drags are given on the mask's frame too); ``None`` for a mask of every frame."""
+    return int(frame or 0) if track_drawn or (mask_clicks or "").strip() else None
+
+
 def _tracking_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, mask_drawing,
-                   mask_file, track_drawn, mask_tracker, mask_clicks, erase=False) -> EditForm:
-    """The form of a tracking preview: the clip as the edit reads it, the mask or clicks, the tracker."""
+                   mask_file, track_drawn, mask_tracker, mask_clicks, frame=0, erase=False) -> EditForm:
+    """The form of a tracking preview: the clip as the edit reads it, the mask or clicks, the frame, the tracker."""
     return EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames, fps=fps,
                     depth_file=depth_file, depth_invert=depth_invert, model=model, mask_drawing=mask_drawing,
-                    mask_file=mask_file, mask_frame=0 if track_drawn else None, mask_tracker=mask_tracker or "flow",
-                    mask_clicks=mask_clicks or "", erase=bool(erase))
+                    mask_file=mask_file, mask_frame=mask_frame_of(frame, track_drawn, mask_clicks),
+                    mask_tracker=mask_tracker or "flow", mask_clicks=mask_clicks or "", erase=bool(erase))
 
 
 def _wire_tracking(ui, service: EditService) -> None:
-    def click(video, canvas, sign, clicks, action, vectors, first_frame, event: gr.SelectData):
-        """A click on the first frame: a point on (or off) the subject, or with drag chosen a drag's start or end
+    def click(video, canvas, sign, clicks, action, vectors, shown_frame, event: gr.SelectData):
+        """A click on the chosen frame: a point on (or off) the subject, or with drag chosen a drag's start or end
         (the drags are drawn as arrows on the frame)."""
         if not video or canvas is None:
             return gr.skip(), gr.skip(), gr.skip()
@@ -311,26 +338,26 @@ def _wire_tracking(ui, service: EditService) -> None:
             added = canvas_click(video, canvas.shape, *event.index, positive=sign == "subject")
             if action == "drag":
                 vectors = add_drag_point(vectors, added[0], added[1])
-                return gr.skip(), vectors, drag_arrows(canvas if first_frame is None else first_frame, video, vectors)
+                return gr.skip(), vectors, drag_arrows(canvas if shown_frame is None else shown_frame, video, vectors)
             return format_clicks(parse_clicks(clicks or "") + (added,)), gr.skip(), gr.skip()
 
     ui.click_canvas.select(click, [ui.video, ui.click_canvas, ui.click_sign, ui.mask_clicks, ui.subject_action,
-                                   ui.drag_vectors, ui.first_frame], [ui.mask_clicks, ui.drag_vectors,
+                                   ui.drag_vectors, ui.shown_frame], [ui.mask_clicks, ui.drag_vectors,
                                                                       ui.click_canvas],
                            queue=False, api_visibility="private")
-    ui.clear_clicks.click(lambda first_frame: ("", "", first_frame), ui.first_frame,
+    ui.clear_clicks.click(lambda shown_frame: ("", "", shown_frame), ui.shown_frame,
                           [ui.mask_clicks, ui.drag_vectors, ui.click_canvas], queue=False, api_visibility="private")
 
     def track(*values, request: gr.Request = None, progress=gr.Progress()):
-        *values, action = values  # an erase's region is grown as the erase grows it
+        *values, frame, action = values  # an erase's region is grown as the erase grows it
         progress(None, desc="reading the clip and following the subject")
         with _page_errors():
-            form = _tracking_form(*values, erase=action == "erase")
+            form = _tracking_form(*values, frame=frame, erase=action == "erase")
             return str(service.track_preview(form, session=_session(request)))
 
     ui.track_button.click(track, [ui.video, ui.size, ui.start, ui.duration, ui.max_frames, ui.fps, ui.depth_file,
                                   ui.depth_invert, ui.model, ui.mask_drawing, ui.mask_file, ui.track_drawn,
-                                  ui.mask_tracker, ui.mask_clicks, ui.subject_action], ui.track_video,
+                                  ui.mask_tracker, ui.mask_clicks, ui.mask_frame, ui.subject_action], ui.track_video,
                           concurrency_id="preview", api_visibility="private")
 
 
@@ -348,7 +375,7 @@ def _wire_edit(ui, service: EditService) -> None:
               ui.negative_prompt, ui.controlnet_conditioning_scale, ui.mask_drawing,
               ui.mask_file, ui.depth_file, ui.depth_invert, ui.model, ui.direction_neutral, ui.direction_target,
               ui.direction_alpha, ui.track_drawn, ui.mask_tracker, ui.mask_clicks, ui.subject_action,
-              ui.drag_vectors]
+              ui.drag_vectors, ui.mask_frame]
     outputs = [ui.output_video, ui.compare_video, ui.downloads, ui.command, ui.status]
 
     # Edit: the whole clip; Preview: its first temporal window (EditService.preview_edit)
@@ -383,7 +410,7 @@ def _edit_handler(run):
              negative_prompt=None, controlnet_conditioning_scale=1.0, mask_drawing=None, mask_file=None,
              depth_file=None, depth_invert=False, model=None, direction_neutral=None, direction_target=None,
              direction_alpha=1.0, track_drawn=None, mask_tracker=None, mask_clicks=None, subject="edit",
-             drag_vectors=None, request: gr.Request = None, progress=gr.Progress()):
+             drag_vectors=None, chosen_frame=0, request: gr.Request = None, progress=gr.Progress()):
         with _page_errors():
             subject_form = subject_settings(subject, drag_vectors)
         form = EditForm(
@@ -398,7 +425,7 @@ def _edit_handler(run):
             negative_prompt=negative_prompt or "", controlnet_conditioning_scale=controlnet_conditioning_scale,
             mask_drawing=mask_drawing, mask_file=mask_file, depth_file=depth_file, depth_invert=depth_invert,
             model=model, direction_neutral=direction_neutral or "", direction_target=direction_target or "",
-            direction_alpha=direction_alpha, mask_frame=0 if track_drawn else None,
+            direction_alpha=direction_alpha, mask_frame=mask_frame_of(chosen_frame, track_drawn, mask_clicks),
             mask_tracker=mask_tracker or "flow", mask_clicks=mask_clicks or "", **subject_form)
         progress(0, desc="reading the clip and loading the model")
 

@@ -33,7 +33,7 @@ if TYPE_CHECKING:
 
 UPLOAD_PIXELS_MIN = 4096 * 4096  # an image upload may always be this large (a photo), ...
 UPLOAD_SCALE = 8  # ... or this many times the edit's short side on each side, whichever is more
-MASK_CANVAS = 512  # the mask is drawn on the first frame enlarged to about this short side
+MASK_CANVAS = 512  # the mask is drawn on a frame (the first, or the one the page chooses) enlarged to this short side
 JOB_LIFETIME_S = 3600.0  # job folders older than this are removed (the page has long copied their files)
 
 
@@ -116,6 +116,7 @@ class ClipPreview:
     structure: StructurePreview
     source_video: Path
     mask_canvas: np.ndarray  # uint8 (H, W, 3): the first frame, enlarged
+    num_frames: int  # the frames the edit reads (the page's frame choice goes up to num_frames - 1)
 
 
 @dataclass
@@ -203,7 +204,25 @@ class EditService:
             clip = inputs.clip
             source = write_video(Path(request.output).with_name("source.mp4"), clip.frames, clip.fps,
                                  audio_from=clip if clip.has_audio else None)
-        return ClipPreview(structure=structure, source_video=Path(source), mask_canvas=_enlarge(clip.frames[0]))
+        return ClipPreview(structure=structure, source_video=Path(source), mask_canvas=_enlarge(clip.frames[0]),
+                           num_frames=len(clip.frames))
+
+    def frame_canvas(self, form: EditForm, index: int, *, session: str = "") -> np.ndarray:
+        """Frame ``index`` of the clip as an edit of ``form`` reads it, enlarged as :attr:`ClipPreview.mask_canvas`:
+        the frame a mask is painted on, clicks and drags are given on and tracking starts from (``--mask-frame``),
+        for a subject that is not in the first frame or is best seen later. No depth is estimated."""
+        form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
+        with _uploads_named(form):
+            job = self._new_job()
+            try:
+                self._claim(session, form, job)
+                request = self._request(form, job)
+                frames = read_inputs(request, limits=self._clip_limits(request.size)).clip.frames
+            finally:
+                shutil.rmtree(job, ignore_errors=True)  # nothing is written for a frame
+        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(frames):
+            raise ValueError(f"--mask-frame {index} is outside the clip (frames 0 to {len(frames) - 1})")
+        return _enlarge(frames[index])
 
     # ------------------------------------------------------------------------------------------- tracking
     def track_preview(self, form: EditForm, *, session: str = "") -> Path:

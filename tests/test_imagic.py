@@ -21,6 +21,7 @@ from gen1.routes import ContentRequest
 from gen1.training import checkpoint as ckpt
 from gen1.training.imagic import ImagicRun, ImagicSettings
 from gen1.training.interrupt import TrainingInterrupted
+from gen1.training.recompute import is_recomputing
 
 FRAMES, SIZE = 4, 32
 TEXT = "a red car"
@@ -137,7 +138,7 @@ def test_the_public_route_optimises_text_hidden_states(tmp_path, public_stack):
 @pytest.mark.parametrize("route", ["native", "public"])
 def test_gradient_checkpointing_recomputes_the_forward_and_gives_the_same_loss_and_gradient(route, public_stack,
                                                                                                tmp_path):
-    resnet_calls, results = [], []
+    runs, results = [], []
     for checkpointing in (False, True):
         pipe = tiny_pipeline() if route == "native" else public_pipeline(public_stack)
         settings = ImagicSettings(**FAST, gradient_checkpointing=checkpointing)
@@ -145,16 +146,19 @@ def test_gradient_checkpointing_recomputes_the_forward_and_gives_the_same_loss_a
             warnings.simplefilter("ignore")
             run = ImagicRun(pipe, _video(), TEXT, settings, tmp_path / str(checkpointing), device="cpu",
                             progress=False, depth=_depth())
-        calls = []
-        assert [m.is_gradient_checkpointing for m in pipe.route.denoisers()] == [checkpointing] * (
-            1 if route == "native" else 2)
-        resnet = pipe.unet.image_unet.down_blocks[-1].resnets[0]  # after a cross-attention: the embedding's gradient
-        resnet.register_forward_pre_hook(lambda *_: calls.append(1))  # a re-run stops once it has what it needs
+        assert [is_recomputing(m) for m in pipe.route.denoisers()] == [checkpointing] * (1 if route == "native" else 2)
+        calls = {"layer": 0, "block": 0}
+        unet = pipe.unet.image_unet  # after a cross-attention, so that the embedding's gradient passes through them:
+        layer = unet.down_blocks[-1].resnets[0]  # a resnet diffusers checkpoints
+        block_part = unet.down_blocks[0].downsamplers[0]  # a layer only whole-block checkpointing re-runs
+        layer.register_forward_pre_hook(lambda *_: calls.update(layer=calls["layer"] + 1))
+        block_part.register_forward_pre_hook(lambda *_: calls.update(block=calls["block"] + 1))
         loss = run.draw_loss(run.embedding, "embedding", 0)
         loss.backward()
-        resnet_calls.append(len(calls))
+        runs.append(calls)
         results.append((loss.detach(), run.embedding.grad.clone()))
-    assert resnet_calls == [1, 2]  # checkpointed: run again in the backward pass
+    # checkpointed, both run again in the backward pass (a re-run stops once it has what it needs)
+    assert runs == [{"layer": 1, "block": 1}, {"layer": 2, "block": 2}]
     torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-5, atol=1e-7)
     assert results[0][1].abs().sum() > 0
@@ -212,7 +216,7 @@ def test_ctrl_c_keeps_the_work_and_a_resumed_run_ends_where_an_uninterrupted_one
         _run(tiny_pipeline(), tmp_path / "work")
     resumed_pipe = tiny_pipeline()  # a run that ran out of memory resumes with gradient checkpointing
     resumed, _ = _run(resumed_pipe, tmp_path / "work", resume=True, gradient_checkpointing=phase == "lora")
-    assert not resumed_pipe.unet.is_gradient_checkpointing  # switched off again for the edits
+    assert not is_recomputing(resumed_pipe.unet)  # switched off again for the edits
     assert resumed.resumed_from is not None
     assert torch.equal(resumed.optimised, straight.optimised)
     assert resumed.history == straight.history

@@ -56,7 +56,7 @@ def add_imagic_arguments(parser) -> None:
                        help="--imagic: continue an interrupted run from its checkpoint in OUT.work")
     group.add_argument("--gradient-checkpointing", action="store_true", default=None,
                        help="--imagic: recompute activations in the backward pass instead of keeping them: the same "
-                       "result in about a third less memory, each step 10-35%% slower (docs/directions.md); a run "
+                       "result in about half the memory, each step 1.2-1.7x the time (docs/directions.md); a run "
                        "resumes with or without it")
 
 

@@ -1,0 +1,68 @@
+"""Gradient (activation) checkpointing of the denoisers at two levels, for fine-tuning in less memory.
+
+diffusers' own checkpointing (``enable_gradient_checkpointing``) re-runs each resnet and transformer in the backward
+pass, but keeps every block's internal boundaries and everything outside those layers; on the public route that
+saves only a third of a training step's memory (docs/directions.md). :func:`enable_recompute` adds a second level:
+each whole UNet / ControlNet block (down, mid, up) is checkpointed too, with diffusers' per-layer checkpointing
+nested inside, so a step keeps the blocks' inputs and, while one block is re-run, that block's layer boundaries.
+Both levels are exact: the forward is re-run with the same inputs, the losses and gradients are those of a plain
+step (``tests/test_imagic.py``).
+
+A gen1 :class:`~gen1.unet.VideoUNet` runs its temporal layers under a per-call frame context
+(:mod:`gen1.temporal_layers.context`) that is gone when the backward pass re-runs a block: the context of the
+forward call is captured and restored for the re-run, as the per-layer level does.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.utils.checkpoint import checkpoint
+
+
+def _blocks(model) -> list[torch.nn.Module]:
+    """The down, mid and up blocks of a diffusers UNet or ControlNet (a VideoUNet's inner UNet's)."""
+    unet = getattr(model, "image_unet", model)
+    blocks = [*unet.down_blocks, unet.mid_block, *getattr(unet, "up_blocks", [])]
+    return [block for block in blocks if block is not None]
+
+
+def _checkpointed(forward, context):
+    """``forward`` of a block, checkpointed while gradients are on (with ``context``'s frame state restored)."""
+
+    def run_checkpointed(*args, **kwargs):
+        if not torch.is_grad_enabled():
+            return forward(*args, **kwargs)
+        state = None if context is None else getattr(context._local, "state", None)
+
+        def run(*inner_args, **inner_kwargs):
+            if state is None:
+                return forward(*inner_args, **inner_kwargs)
+            with context.active(state):
+                return forward(*inner_args, **inner_kwargs)
+
+        return checkpoint(run, *args, use_reentrant=False, **kwargs)
+
+    return run_checkpointed
+
+
+def enable_recompute(modules) -> None:
+    """Checkpoint each of ``modules`` (diffusers models: a VideoUNet, ControlNets) per layer and per block."""
+    for model in modules:
+        model.enable_gradient_checkpointing()
+        context = getattr(model, "_frame_context", None)
+        for block in _blocks(model):
+            if "forward" not in vars(block):  # not wrapped twice
+                block.forward = _checkpointed(block.forward, context)
+
+
+def disable_recompute(modules) -> None:
+    """Undo :func:`enable_recompute`: the blocks' own ``forward`` again, no per-layer checkpointing."""
+    for model in modules:
+        model.disable_gradient_checkpointing()
+        for block in _blocks(model):
+            vars(block).pop("forward", None)
+
+
+def is_recomputing(model) -> bool:
+    """Whether :func:`enable_recompute` is in effect on ``model`` (at either level)."""
+    return model.is_gradient_checkpointing or any("forward" in vars(block) for block in _blocks(model))

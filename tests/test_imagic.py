@@ -4,6 +4,7 @@ end; Ctrl-C keeps the work and a resumed run ends where an uninterrupted one doe
 
 from __future__ import annotations
 
+import copy
 import os
 import signal
 import warnings
@@ -21,7 +22,7 @@ from gen1.routes import ContentRequest
 from gen1.training import checkpoint as ckpt
 from gen1.training.imagic import ImagicRun, ImagicSettings
 from gen1.training.interrupt import TrainingInterrupted
-from gen1.training.recompute import is_recomputing
+from gen1.training.recompute import disable_recompute, is_recomputing
 
 FRAMES, SIZE = 4, 32
 TEXT = "a red car"
@@ -159,6 +160,11 @@ def test_gradient_checkpointing_recomputes_the_forward_and_gives_the_same_loss_a
         results.append((loss.detach(), run.embedding.grad.clone()))
     # checkpointed, both run again in the backward pass (a re-run stops once it has what it needs)
     assert runs == [{"layer": 1, "block": 1}, {"layer": 2, "block": 2}]
+    copied = copy.deepcopy(pipe.unet).image_unet.down_blocks[0]  # a copy runs its own weights, not the original's
+    assert copied.forward.__self__ is copied
+    disable_recompute(pipe.route.denoisers())
+    assert not any(is_recomputing(m) for m in pipe.route.denoisers())
+    assert "forward" not in vars(pipe.unet.image_unet.down_blocks[0])  # the block's own forward again
     torch.testing.assert_close(results[1][0], results[0][0], rtol=0, atol=1e-6)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-5, atol=1e-7)
     assert results[0][1].abs().sum() > 0
@@ -258,7 +264,7 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
         ([*common, "--prompt", ""], "--imagic needs --prompt TEXT"),
         ([*common, "--prompt", TEXT, "--batch-size", "2"], "--batch-size does not apply to --imagic"),
         (["customize", "--model", str(model), "--images", str(tmp_path), "--out", str(tmp_path / "a.safetensors"),
-          "--embedding-steps", "3"], "--embedding-steps is a flag of --imagic (one clip and a target text)"),
+          "--structure-level", "0"], "--structure-level is a flag of --imagic (one clip and a target text)"),
         ([*common, "--prompt", TEXT, "--out", str(tmp_path)], "is a folder with other files than an Imagic adapter's"),
     ]:
         assert main(argv) == 2

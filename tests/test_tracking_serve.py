@@ -100,6 +100,9 @@ def test_a_later_frame_is_chosen_to_paint_on_and_the_mask_is_followed_from_there
     assert "--mask mask.png --mask-frame 3" in edit.command
     # the page's choice becomes --mask-frame only for a followed mask or clicks: a painted mask of every frame has none
     assert (mask_frame_of(3.0, True, ""), mask_frame_of(3, False, "5,5"), mask_frame_of(3, False, " ")) == (3, 3, None)
+    assert mask_frame_of(0, False, "", "1,1:2,2") is None  # drags on the first frame, the mask of every frame
+    with pytest.raises(ValueError, match="^the drags were given on frame 3: tick 'follow the subject'"):
+        mask_frame_of(3, False, "", "1,1:2,2")
 
 
 @pytest.mark.parametrize("settings, message", [
@@ -151,7 +154,7 @@ def test_choosing_a_frame_on_the_page_shows_it_and_clears_what_was_given_on_the_
 
     app = build_app(service)
     slider = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "mask-frame")
-    (choose,) = [fn for fn in app.fns.values() if (slider._id, "release") in fn.targets]
+    (choose,) = [fn for fn in app.fns.values() if (slider._id, "input") in fn.targets]
     clip = [str(square), SIZE, 0.0, "", "", "", None, False, "demo", 0.0]  # the clip's fields, as the page sends them
     drawing, clicks_canvas, clicks, kept, drags = choose.fn(*clip, 3)
     shown = service.frame_canvas(EditForm(video=str(square), size=SIZE), 3)
@@ -168,5 +171,7 @@ def test_the_page_builds_with_the_tracking_controls(service):
             "subject-action", "drag-vectors", "mask-frame"} <= ids
     edit_api = next(dep for dep in app.get_config_file()["dependencies"] if dep.get("api_name") == "edit")
     inputs = [app.blocks[block_id].elem_id for block_id in edit_api["inputs"]]
+    frame = next(block for block in app.blocks.values() if getattr(block, "elem_id", None) == "mask-frame")
+    assert frame.maximum == service.limits.max_frames - 1  # an API call (no upload) may name any frame it can have
     # the edit takes the choice, the vectors and the frame they and the mask were given on
     assert inputs[-3:] == ["subject-action", "drag-vectors", "mask-frame"]

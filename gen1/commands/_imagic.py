@@ -63,7 +63,8 @@ def add_imagic_arguments(parser) -> None:
 def refuse_imagic_flags(args) -> None:
     """``ValueError`` (one line) for a flag of --imagic given without it (the images mode would ignore it)."""
     for flag, name in IMAGIC_ONLY:
-        if getattr(args, name, None) not in (None, False):
+        value = getattr(args, name, None)
+        if value is not None and value is not False:  # 0 is given too (0 == False)
             raise ValueError(f"{flag} is a flag of --imagic (one clip and a target text); the images mode does not "
                              "take it")
 

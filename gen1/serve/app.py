@@ -159,7 +159,8 @@ def _knob_inputs(ui, service: EditService) -> None:
     with gr.Accordion("Mask: edit only part of the frame", open=False):
         gr.Markdown("Paint the region to edit on a frame (the first, or the one chosen below), or upload a mask "
                     "image or video (white = edit, black = keep).")
-        ui.mask_frame = gr.Slider(0, 1, value=0, step=1, label="Frame to paint, click and drag on",
+        ui.mask_frame = gr.Slider(0, _last_frame(limits.max_frames), value=0, step=1,
+                                  label="Frame to paint, click and drag on",
                                   info="--mask-frame: for a subject that enters later or is best seen there; choosing "
                                   "another frame clears the painting, the clicks and the drags", elem_id="mask-frame")
         ui.mask_drawing = gr.ImageEditor(label="Draw the mask", type="numpy", sources=[], transforms=(),
@@ -262,21 +263,22 @@ def _wire(ui, service: EditService) -> None:
         *clip_values, level = values
         clip = read_clip(*clip_values, progress, request)
         if clip is None:
-            return None, None, None
-        return str(clip.source_video), clip.structure.image(level), clip.structure
+            return None, None, None, gr.skip()
+        return (str(clip.source_video), clip.structure.image(level), clip.structure,
+                gr.Slider(maximum=_last_frame(clip.num_frames)))  # the clip read again may have other frames
 
     def preview_upload(*values, request: gr.Request = None, progress=gr.Progress()):
         *clip_values, level = values
         clip = read_clip(*clip_values, progress, request)
         if clip is None:  # no video: every output empty, as clearing the video leaves them
-            return (None,) * 6 + (None, "", gr.Slider(maximum=1, value=0))
+            return (None,) * 6 + (None, "", gr.Slider(value=0))
         return (str(clip.source_video), clip.structure.image(level), clip.structure,
-                *_frame_outputs(clip.mask_canvas), gr.Slider(maximum=max(1, clip.num_frames - 1), value=0))
+                *_frame_outputs(clip.mask_canvas), gr.Slider(maximum=_last_frame(clip.num_frames), value=0))
 
     frame_outputs = [ui.mask_drawing, ui.click_canvas, ui.mask_clicks, ui.shown_frame, ui.drag_vectors]
     ui.video.upload(preview_upload, clip_inputs, preview_outputs + frame_outputs + [ui.mask_frame],
                     concurrency_id="preview", api_visibility="private")
-    ui.video.clear(lambda: (None,) * 6 + (None, "", gr.Slider(maximum=1, value=0)), None,
+    ui.video.clear(lambda: (None,) * 6 + (None, "", gr.Slider(value=0)), None,
                    preview_outputs + frame_outputs + [ui.mask_frame], api_visibility="private")
 
     def choose_frame(*values, request: gr.Request = None):
@@ -289,17 +291,18 @@ def _wire(ui, service: EditService) -> None:
         with _page_errors():
             return _frame_outputs(service.frame_canvas(form, int(index), session=_session(request)))
 
-    ui.mask_frame.release(choose_frame, clip_inputs + [ui.mask_frame], frame_outputs, concurrency_id="preview",
-                          api_visibility="private")
+    # input: a drag of the slider or its arrow keys (not the value the upload sets)
+    ui.mask_frame.input(choose_frame, clip_inputs + [ui.mask_frame], frame_outputs, concurrency_id="preview",
+                        trigger_mode="always_last", api_visibility="private")
     settings = [ui.size.release, ui.start.submit, ui.duration.submit, ui.max_frames.submit, ui.fps.submit,
                 ui.depth_file.change, ui.depth_invert.change]
     if isinstance(ui.model, gr.Dropdown):
         ui.model.change(lambda name: _model_defaults(service, name), ui.model,
                         [ui.size, ui.guidance_scale, ui.num_inference_steps],
-                        api_visibility="private").then(preview, clip_inputs, preview_outputs,
+                        api_visibility="private").then(preview, clip_inputs, preview_outputs + [ui.mask_frame],
                                                        concurrency_id="preview", api_visibility="private")
-    gr.on(settings, preview, clip_inputs, preview_outputs, trigger_mode="always_last", concurrency_id="preview",
-          api_visibility="private")
+    gr.on(settings, preview, clip_inputs, preview_outputs + [ui.mask_frame], trigger_mode="always_last",
+          concurrency_id="preview", api_visibility="private")
     ui.structure_level.change(lambda structure, level: None if structure is None else structure.image(level),
                               [ui.structure_state, ui.structure_level], ui.structure_image, queue=False,
                               show_progress="hidden", api_visibility="private")
@@ -313,10 +316,22 @@ def _frame_outputs(canvas):
     return {"background": canvas, "layers": [], "composite": None}, canvas, "", canvas, ""
 
 
-def mask_frame_of(frame, track_drawn, mask_clicks) -> int | None:
+def _last_frame(num_frames: int) -> int:
+    """The slider's maximum for a clip of ``num_frames`` frames (at least 1: a slider needs a range)."""
+    return max(1, num_frames - 1)
+
+
+def mask_frame_of(frame, track_drawn, mask_clicks, drag_vectors="") -> int | None:
     """``--mask-frame`` from the page: the chosen frame where the painted / uploaded mask is to be followed or the
-    clicks were given on it (drags are given on the mask's frame too); ``None`` for a mask of every frame."""
-    return int(frame or 0) if track_drawn or (mask_clicks or "").strip() else None
+    clicks were given on it; ``None`` for a mask of every frame. Drags are taken on the mask's frame (else the
+    first): drags given on another frame without a followed mask are refused in one line."""
+    frame = int(frame or 0)
+    if track_drawn or (mask_clicks or "").strip():
+        return frame
+    if frame and (drag_vectors or "").strip():
+        raise ValueError(f"the drags were given on frame {frame}: tick 'follow the subject' (or click on it) so that "
+                         f"the subject is taken on that frame too (--mask-frame {frame})")
+    return None
 
 
 def _tracking_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, mask_drawing,
@@ -410,9 +425,10 @@ def _edit_handler(run):
              negative_prompt=None, controlnet_conditioning_scale=1.0, mask_drawing=None, mask_file=None,
              depth_file=None, depth_invert=False, model=None, direction_neutral=None, direction_target=None,
              direction_alpha=1.0, track_drawn=None, mask_tracker=None, mask_clicks=None, subject="edit",
-             drag_vectors=None, chosen_frame=0, request: gr.Request = None, progress=gr.Progress()):
+             drag_vectors=None, mask_frame=0, request: gr.Request = None, progress=gr.Progress()):
         with _page_errors():
             subject_form = subject_settings(subject, drag_vectors)
+            mask_frame = mask_frame_of(mask_frame, track_drawn, mask_clicks, drag_vectors)
         form = EditForm(
             video=video, prompt=prompt or "", prompt_weight=prompt_weight,
             references=[(reference_1, weight_1), (reference_2, weight_2), (reference_3, weight_3)],
@@ -425,7 +441,7 @@ def _edit_handler(run):
             negative_prompt=negative_prompt or "", controlnet_conditioning_scale=controlnet_conditioning_scale,
             mask_drawing=mask_drawing, mask_file=mask_file, depth_file=depth_file, depth_invert=depth_invert,
             model=model, direction_neutral=direction_neutral or "", direction_target=direction_target or "",
-            direction_alpha=direction_alpha, mask_frame=mask_frame_of(chosen_frame, track_drawn, mask_clicks),
+            direction_alpha=direction_alpha, mask_frame=mask_frame,
             mask_tracker=mask_tracker or "flow", mask_clicks=mask_clicks or "", **subject_form)
         progress(0, desc="reading the clip and loading the model")
 

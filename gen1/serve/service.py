@@ -115,7 +115,7 @@ class ClipPreview:
 
     structure: StructurePreview
     source_video: Path
-    mask_canvas: np.ndarray  # uint8 (H, W, 3): the first frame, enlarged
+    mask_canvas: np.ndarray  # uint8 (H, W, 3): the first frame, enlarged (EditService.frame_canvas: another)
     num_frames: int  # the frames the edit reads (the page's frame choice goes up to num_frames - 1)
 
 
@@ -486,7 +486,7 @@ def _mask_path(form: EditForm, job: Path) -> str | None:
     """The mask file of the edit: the uploaded one, or the drawn one saved as ``mask.png`` in ``job``."""
     drawn = _drawn_mask(form.mask_drawing)
     if drawn is not None and form.mask_file:
-        raise ValueError("give one mask: drawn on the first frame or uploaded, not both (clear one of them)")
+        raise ValueError("give one mask: drawn on a frame or uploaded, not both (clear one of them)")
     if drawn is None:
         return form.mask_file or None
     from PIL import Image  # lazy: PIL is heavy and only this path needs it
@@ -539,7 +539,7 @@ def subject_settings(action: str | None, drag_vectors: str | None) -> dict:
         raise ValueError(f"the subject's action must be one of {', '.join(SUBJECT_ACTIONS)}, got {action!r}")
     vectors = (drag_vectors or "").strip()
     if action == "drag" and not vectors:
-        raise ValueError("drag: give the drag vectors (--drag X0,Y0:X1,Y1; two clicks on the first frame, from and "
+        raise ValueError("drag: give the drag vectors (--drag X0,Y0:X1,Y1; two clicks on the chosen frame, from and "
                          "to, add one)")
     return dict(erase=action == "erase", drag_vectors=vectors if action == "drag" else "")
 
@@ -554,9 +554,10 @@ def add_drag_point(vectors: str | None, x: float, y: float) -> str:
 
 
 def drag_arrows(canvas: np.ndarray, video: str, vectors: str | None) -> np.ndarray:
-    """A copy of the page's first-frame canvas ``canvas`` ``uint8 (H, W, 3)`` with the drag ``vectors`` (the page's
-    field: ``X0,Y0:X1,Y1`` in pixels of the source ``video``, a trailing ``X,Y:`` a start waiting for its end) drawn
-    on it as arrows (a waiting start as a dot), so the user sees the drags given by clicks."""
+    """A copy of the page's canvas ``canvas`` ``uint8 (H, W, 3)`` (the chosen frame, enlarged) with the drag
+    ``vectors`` (the page's field: ``X0,Y0:X1,Y1`` in pixels of the source ``video``, a trailing ``X,Y:`` a start
+    waiting for its end) drawn on it as arrows (a waiting start as a dot), so the user sees the drags given by
+    clicks."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
     import numpy as np  # lazy: keeps this module's import light
 

@@ -217,8 +217,6 @@ class ImagicRun:
         self.noise_scheduler = with_prediction_type(DDPMScheduler.from_config(pipe.scheduler.config))
         for module in pipe.route.denoisers():
             module.requires_grad_(False)
-        if settings.gradient_checkpointing:  # active only while gradients are on; switched off when the run ends
-            enable_recompute(pipe.route.denoisers())
         generator = torch.Generator().manual_seed(settings.seed)
         self.clip = encode_clip(pipe, frames, settings.structure_level, generator=generator, device=self.device,
                                 depth=depth)
@@ -228,6 +226,8 @@ class ImagicRun:
         self.clip.base = base
         self.embedding = torch.nn.Parameter(self.target.clone())
         self.state = _State()
+        if settings.gradient_checkpointing:  # last, so that a refused run leaves the pipeline as it was; switched
+            enable_recompute(pipe.route.denoisers())  # off when the run ends (and inactive without gradients)
 
     # ------------------------------------------------------------------------------------------- the loss
     def loss(self, context: torch.Tensor, frames: slice, timestep: torch.Tensor, noise: torch.Tensor,

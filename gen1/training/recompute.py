@@ -8,15 +8,22 @@ nested inside, so a step keeps the blocks' inputs and, while one block is re-run
 Both levels are exact: the forward is re-run with the same inputs, the losses and gradients are those of a plain
 step (``tests/test_imagic.py``).
 
-A gen1 :class:`~gen1.unet.VideoUNet` runs its temporal layers under a per-call frame context
+A block is checkpointed by giving it a ``forward`` of its own, bound to it (so a deep copy of the model rebinds it to
+the copy) and marked, so that :func:`disable_recompute` removes only what it added. A gen1
+:class:`~gen1.unet.VideoUNet` runs its temporal layers under a per-call frame context
 (:mod:`gen1.temporal_layers.context`) that is gone when the backward pass re-runs a block: the context of the
 forward call is captured and restored for the re-run, as the per-layer level does.
 """
 
 from __future__ import annotations
 
+import types
+
 import torch
 from torch.utils.checkpoint import checkpoint
+
+#: The attribute a checkpointed block carries: the frame context its re-runs restore (None for a ControlNet's).
+MARK = "_gen1_recompute_context"
 
 
 def _blocks(model) -> list[torch.nn.Module]:
@@ -26,23 +33,21 @@ def _blocks(model) -> list[torch.nn.Module]:
     return [block for block in blocks if block is not None]
 
 
-def _checkpointed(forward, context):
-    """``forward`` of a block, checkpointed while gradients are on (with ``context``'s frame state restored)."""
+def _checkpointed_forward(block, *args, **kwargs):
+    """A block's own ``forward``, checkpointed while gradients are on (its frame context restored for re-runs)."""
+    forward = types.MethodType(type(block).forward, block)
+    if not torch.is_grad_enabled():
+        return forward(*args, **kwargs)
+    context = getattr(block, MARK)
+    state = None if context is None else getattr(context._local, "state", None)
 
-    def run_checkpointed(*args, **kwargs):
-        if not torch.is_grad_enabled():
-            return forward(*args, **kwargs)
-        state = None if context is None else getattr(context._local, "state", None)
+    def run(*inner_args, **inner_kwargs):
+        if state is None:
+            return forward(*inner_args, **inner_kwargs)
+        with context.active(state):
+            return forward(*inner_args, **inner_kwargs)
 
-        def run(*inner_args, **inner_kwargs):
-            if state is None:
-                return forward(*inner_args, **inner_kwargs)
-            with context.active(state):
-                return forward(*inner_args, **inner_kwargs)
-
-        return checkpoint(run, *args, use_reentrant=False, **kwargs)
-
-    return run_checkpointed
+    return checkpoint(run, *args, use_reentrant=False, **kwargs)
 
 
 def enable_recompute(modules) -> None:
@@ -51,8 +56,9 @@ def enable_recompute(modules) -> None:
         model.enable_gradient_checkpointing()
         context = getattr(model, "_frame_context", None)
         for block in _blocks(model):
-            if "forward" not in vars(block):  # not wrapped twice
-                block.forward = _checkpointed(block.forward, context)
+            if "forward" not in vars(block):  # not wrapped twice, nor over somebody else's forward
+                setattr(block, MARK, context)
+                block.forward = types.MethodType(_checkpointed_forward, block)
 
 
 def disable_recompute(modules) -> None:
@@ -60,9 +66,11 @@ def disable_recompute(modules) -> None:
     for model in modules:
         model.disable_gradient_checkpointing()
         for block in _blocks(model):
-            vars(block).pop("forward", None)
+            if hasattr(block, MARK):
+                del block.forward
+                delattr(block, MARK)
 
 
 def is_recomputing(model) -> bool:
     """Whether :func:`enable_recompute` is in effect on ``model`` (at either level)."""
-    return model.is_gradient_checkpointing or any("forward" in vars(block) for block in _blocks(model))
+    return model.is_gradient_checkpointing or any(hasattr(block, MARK) for block in _blocks(model))

@@ -28,7 +28,7 @@ import time
 import warnings
 
 import torch
-from bench_public_route import DTYPES, build_pipeline
+from bench_public_route import DTYPES, add_model_arguments, build_pipeline, model_flags
 
 
 class PeakResidentSize:
@@ -119,10 +119,10 @@ def measure(args) -> dict:
 
 
 def in_child(args, checkpointing: bool) -> dict:
-    command = [sys.executable, __file__, "--child", "--device", args.device, "--frames", str(args.frames),
+    command = [sys.executable, __file__, "--child", *model_flags(args), "--frames", str(args.frames),
                "--res", str(args.res)]
-    command += (["--tiny"] if args.tiny else []) + (["--dtype", args.dtype] if args.dtype else [])
-    command += (["--threads", str(args.threads)] if args.threads else []) + (["--checkpointing"] if checkpointing else [])
+    command += ["--threads", str(args.threads)] if args.threads else []
+    command += ["--checkpointing"] if checkpointing else []
     result = subprocess.run(command, capture_output=True, text=True)
     if result.returncode != 0:
         return dict(gradient_checkpointing=checkpointing, failed=result.stderr.strip().splitlines()[-1:])
@@ -131,9 +131,7 @@ def in_child(args, checkpointing: bool) -> dict:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--tiny", action="store_true", help="tiny models: checks the script, not a benchmark")
-    parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: fp16 on cuda, fp32 on cpu")
+    add_model_arguments(parser)
     parser.add_argument("--frames", type=int, default=4, help="frames of the clip (the window is at most 32)")
     parser.add_argument("--res", type=int, default=128, help="square frames of this many pixels")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")

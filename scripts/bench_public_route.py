@@ -138,19 +138,30 @@ def time_anchor(args, compile_: bool) -> dict:
 def gen1_in_child(args) -> dict:
     """gen1's times (:func:`time_gen1`) from a child process, so that gen1 and the anchor never hold their models at
     once."""
-    command = [sys.executable, __file__, "--gen1-only", "--device", args.device, "--frames", str(args.frames),
+    command = [sys.executable, __file__, "--gen1-only", *model_flags(args), "--frames", str(args.frames),
                "--res", str(args.res), "--steps", str(args.steps), "--strength", str(args.strength)]
-    command += (["--tiny"] if args.tiny else []) + (["--dtype", args.dtype] if args.dtype else [])
     command += ["--threads", str(args.threads)] if args.threads else []
     result = subprocess.run(command, capture_output=True, text=True, check=True)
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def add_model_arguments(parser) -> None:
+    """The flags of :func:`build_pipeline`'s model (``--tiny``, ``--device``, ``--dtype``), as its children get them
+    back from :func:`model_flags`."""
     parser.add_argument("--tiny", action="store_true", help="tiny models: checks the script, not a benchmark")
     parser.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="default: fp16 on cuda, fp32 on cpu")
+
+
+def model_flags(args) -> list[str]:
+    """:func:`add_model_arguments`' flags as given, for a child process."""
+    flags = ["--device", args.device] + (["--tiny"] if args.tiny else [])
+    return flags + (["--dtype", args.dtype] if args.dtype else [])
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_model_arguments(parser)
     parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--res", type=int, default=128)
     parser.add_argument("--steps", type=int, default=3)

@@ -96,6 +96,8 @@ def check_request(request: EditRequest) -> None:
 def _check_content(request: EditRequest) -> None:
     if request.drag:
         _check_drag(request)
+    elif request.drag_strength is not None:
+        raise ValueError("--drag-strength is a drag's start: give --drag, or no --drag-strength")
     if request.erase:  # the content is the source's own
         if request.imagic_scale is not None:
             raise ValueError("--erase takes its content from the source: give no --imagic-scale")
@@ -136,6 +138,9 @@ def _check_drag(request: EditRequest) -> None:
         raise ValueError("--drag moves the subject and --erase removes it: give one of them")
     if request.mask_structure is not None:
         raise ValueError("--drag makes the structure inside --mask itself: give no --mask-structure")
+    if request.strength is not None and request.strength < 1.0:
+        raise ValueError("--drag starts from the clip with the subject moved, at --drag-strength: give --drag-strength, "
+                         "not --strength")
     if any(is_track_file(value) for value in request.drag):
         if len(request.drag) != 1:
             raise ValueError("--drag: give either one track file or vectors X0,Y0:X1,Y1, not both")

@@ -6,7 +6,8 @@ folders whose ``model_index.json`` or component configs are JSON of the wrong ty
 the allow-list; Hub names with the Hub offline (not cached, several at once, names that look like local paths);
 FIFOs and devices given as video or image; SIGTERM during an atomic write and during ``gen1 edit``; size-like knobs
 and training configurations (``gen1 customize`` batch, LoRA rank and learning rate; ``gen1 train`` output folders
-inside an input, unknown stages and keys, DataLoader workers; ``gen1 preprocess --size``).
+inside an input, unknown stages and keys, DataLoader workers; ``gen1 preprocess --size``); the editing modes' inputs
+(erase / replace masks, the mask's frame, clicks, trackers, drags, directions, Imagic adapters and clips).
 
 Every case expects a refusal. Each ends as one of:
 
@@ -19,7 +20,7 @@ Every case expects a refusal. Each ends as one of:
 Inputs (every file a case reads) are hashed before and after: ``inputs changed`` counts cases that altered one.
 No network is used: the Hub is offline (``HF_HUB_OFFLINE=1``, an empty cache in a temporary folder).
 
-Usage: ``python scripts/fuzz_inputs.py [--timeout 60] [--no-cli] [-v]`` from the repository root.
+Usage: ``python scripts/fuzz_inputs.py [--timeout 60] [--no-cli] [--family modes] [-v]`` from the repository root.
 """
 
 from __future__ import annotations
@@ -112,6 +113,9 @@ def _judge(case: Case, error: BaseException | None, result) -> tuple[str, str]:
         # progress bars (tqdm, on stderr) are not messages: drop their lines
         text = "\n".join(line for line in err.replace("\r", "\n").splitlines()
                          if line.strip() and not ("%|" in line and "it/s" in line or "?it/s" in line)).strip()
+        lines = text.splitlines()
+        if code == 2 and lines and lines[0].startswith("usage:") and ": error: " in lines[-1]:
+            text = lines[-1]  # argparse's refusal: the command's usage, then one line
         if "Traceback" in text:
             return "traceback", text.splitlines()[-1] if text else ""
         if code == 0:
@@ -438,6 +442,110 @@ def knob_cases(work: Path, timeout: float) -> list[Case]:
             for name, args, names in variants]
 
 
+def mode_cases(work: Path, timeout: float) -> list[Case]:
+    """The editing modes' own inputs through the commands (issues 33-35): erase and replace (masks, the frame they
+    are given on, clicks, trackers, structure inside the mask), drags, directions, Imagic (its adapter, its scale, its
+    clip); each refused in one line naming the flag or file, before the model runs."""
+    import numpy as np
+    from PIL import Image
+
+    from gen1.media import write_video
+
+    folder = work / "modes"
+    folder.mkdir()
+    clip = folder / "clip.mp4"
+    write_video(clip, np.full((2, 64, 64, 3), 100, np.uint8), fps=8)
+    masks = {}
+    for name, fill in (("empty", 0), ("full", 255), ("square", None)):
+        pixels = np.full((64, 64), fill or 0, np.uint8)
+        if fill is None:
+            pixels[20:40, 20:40] = 255
+        masks[name] = folder / f"{name}.png"
+        Image.fromarray(pixels).save(masks[name])
+    masks["small"] = folder / "small.png"
+    Image.fromarray(np.full((20, 30), 255, np.uint8)).save(masks["small"])
+    masks["video"] = folder / "masks.mp4"
+    write_video(masks["video"], np.full((2, 64, 64, 3), 255, np.uint8), fps=8)
+    text_adapter = folder / "adapter.safetensors"
+    text_adapter.write_text("not weights")
+    empty_folder = folder / "empty-adapter"
+    empty_folder.mkdir()
+    out = folder / "out.mp4"
+    base = ["edit", str(clip), "-o", str(out), "--size", "64", "--max-frames", "2", "--steps", "1", "--threads", "1"]
+    square = ["--mask", str(masks["square"]), "--mask-frame", "0"]
+    variants = [
+        ("--erase with an empty mask", [*base, "--erase", "--mask", str(masks["empty"])], ("mask",)),
+        ("--erase with a full mask", [*base, "--erase", "--mask", str(masks["full"])], ("mask",)),
+        ("--erase with a mask of another size", [*base, "--erase", "--mask", str(masks["small"])], ("mask",)),
+        ("--erase without a mask", [*base, "--erase"], ("--erase", "mask")),
+        ("--erase with --prompt", [*base, "--erase", *square, "--prompt", "x"], ("--erase", "--prompt")),
+        ("--erase-strength 0", [*base, "--erase", *square, "--erase-strength", "0"], ("--erase-strength",)),
+        ("--erase-strength nan", [*base, "--erase", *square, "--erase-strength", "nan"], ("--erase-strength",)),
+        ("--mask-frame 2 of 2 frames", [*base, "--erase", "--mask", str(masks["square"]), "--mask-frame", "2"],
+         ("--mask-frame", "mask_frame")),
+        ("--mask-frame -1", [*base, "--erase", "--mask", str(masks["square"]), "--mask-frame", "-1"],
+         ("--mask-frame",)),
+        ("--mask-frame 0.5", [*base, "--erase", "--mask", str(masks["square"]), "--mask-frame", "0.5"],
+         ("--mask-frame",)),
+        ("--mask-frame with a per-frame mask video", [*base, "--erase", "--mask", str(masks["video"]),
+                                                      "--mask-frame", "0"], ("--mask-frame", "mask")),
+        ("--mask-click with the flow tracker", [*base, "--erase", "--mask-click", "5,5"], ("--mask-click", "flow")),
+        ("--mask-click outside the frame", [*base, "--erase", "--mask-tracker", "sam2", "--mask-click", "900,5"],
+         ("--mask-click", "--mask-tracker-model")),  # SAM 2 is not in the offline cache: that is found first
+        ("--mask-click nan,5", [*base, "--erase", "--mask-tracker", "sam2", "--mask-click", "nan,5"],
+         ("--mask-click",)),
+        ("--mask-click 5,5,x", [*base, "--erase", "--mask-tracker", "sam2", "--mask-click", "5,5,x"],
+         ("--mask-click",)),
+        ("--mask-tracker nope", [*base, "--erase", *square, "--mask-tracker", "nope"], ("--mask-tracker",)),
+        ("--mask-tracker-model missing folder", [*base, "--erase", *square, "--mask-tracker", "sam2",
+                                                 "--mask-tracker-model", str(folder / "no-sam")],
+         ("--mask-tracker-model", "no-sam")),
+        ("--mask-structure sideways", [*base, *square, "--prompt", "x", "--mask-structure", "sideways"],
+         ("--mask-structure",)),
+        ("--mask-structure-level 99", [*base, *square, "--prompt", "x", "--mask-structure-level", "99"],
+         ("--mask-structure-level",)),
+        ("--drag without a mask", [*base, "--drag", "30,30:40,40"], ("--drag",)),
+        ("--drag malformed", [*base, *square, "--drag", "30,30:40"], ("--drag",)),
+        ("--drag nan", [*base, *square, "--drag", "nan,30:40,40"], ("--drag",)),
+        ("--drag outside the frame", [*base, *square, "--drag", "30,30:4000,40"], ("--drag",)),
+        ("--drag from off the subject", [*base, *square, "--drag", "2,2:10,10"], ("drag 2,2:10,10",)),
+        ("--drag with --strength 0.5", [*base, *square, "--drag", "30,30:40,40", "--strength", "0.5"],
+         ("--strength", "--drag")),
+        ("--drag-strength 0", [*base, *square, "--drag", "30,30:40,40", "--drag-strength", "0"],
+         ("--drag-strength",)),
+        ("--drag with --erase", [*base, *square, "--drag", "30,30:40,40", "--erase"], ("--drag", "--erase")),
+        ("--drag track file missing", [*base, *square, "--drag", str(folder / "track.csv")], ("--drag", "track")),
+        ("--direction with an empty text", [*base, "--direction", "", "red objects"], ("--direction",)),
+        ("--direction NEUTRAL = TARGET", [*base, "--direction", "red", "red"], ("--direction",)),
+        ("--direction-scale nan", [*base, "--direction", "red", "blue", "--direction-scale", "nan"],
+         ("--direction-scale",)),
+        ("two scales for one direction", [*base, "--direction", "red", "blue", "--direction-scale", "1",
+                                          "--direction-scale", "2"], ("--direction-scale",)),
+        ("--direction-scale without a direction", [*base, "--prompt", "x", "--direction-scale", "1"],
+         ("--direction-scale",)),
+        ("--imagic-scale without an adapter", [*base, "--imagic-scale", "0.5"], ("--imagic-scale",)),
+        ("--imagic-scale inf", [*base, "--imagic-scale", "inf", "--adapter", str(empty_folder)], ("--imagic-scale",)),
+        ("--adapter a text file", [*base, "--prompt", "x", "--adapter", str(text_adapter)], (str(text_adapter),)),
+        ("--adapter an empty folder", [*base, "--prompt", "x", "--adapter", str(empty_folder)],
+         (str(empty_folder),)),
+        ("customize --imagic, a 1-frame clip", ["customize", "--imagic", "--video", str(masks["square"]),
+                                                "--prompt", "x", "--out", str(folder / "imagic"), "--threads", "1"],
+         ("--video",)),
+        ("customize --imagic --video missing", ["customize", "--imagic", "--video", str(folder / "none.mp4"),
+                                                "--prompt", "x", "--out", str(folder / "imagic")], ("none.mp4",)),
+        ("customize --imagic --image-ratio 2", ["customize", "--imagic", "--video", str(clip), "--prompt", "x",
+                                                "--out", str(folder / "imagic"), "--image-ratio", "2"],
+         ("--image-ratio",)),
+        ("customize --images with --gradient-checkpointing", ["customize", "--images", str(folder), "--out",
+                                                              str(folder / "a.safetensors"),
+                                                              "--gradient-checkpointing"],
+         ("--gradient-checkpointing",)),
+    ]
+    inputs = (clip, *masks.values(), text_adapter, empty_folder, DEMO_MODEL)
+    return [Case("modes", name, lambda a=args: _gen1(a, timeout), names, inputs, cli=True)
+            for name, args, names in variants]
+
+
 def _env() -> dict:
     return dict(os.environ, PYTHONPATH=os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")]),
                 OMP_NUM_THREADS="1")
@@ -458,6 +566,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--timeout", type=float, default=60.0, help="seconds before a case counts as a hang")
     parser.add_argument("--no-cli", action="store_true", help="skip the cases run through `gen1 edit` subprocesses")
     parser.add_argument("-v", "--verbose", action="store_true", help="print every case, not only the failures")
+    parser.add_argument("--family", action="append", help="run only this family's cases (repeatable), e.g. modes")
     args = parser.parse_args(argv)
 
     with tempfile.TemporaryDirectory(prefix="gen1-fuzz-") as tmp:
@@ -472,7 +581,9 @@ def main(argv: list[str] | None = None) -> int:
         cases = (image_cases(work) + npy_cases(work) + model_folder_cases(work) + hub_cases(work)
                  + special_file_cases(work) + signal_cases(work, args.timeout))
         if not args.no_cli:
-            cases += cli_cases(work, args.timeout) + knob_cases(work, args.timeout)
+            cases += cli_cases(work, args.timeout) + knob_cases(work, args.timeout) + mode_cases(work, args.timeout)
+        if args.family:
+            cases = [case for case in cases if case.family in args.family]
         tally = Tally()
         started = time.monotonic()
         for case in cases:

@@ -237,7 +237,11 @@ def test_gen1_edit_drag_end_to_end(clips_dir, tmp_path, capsys):
     for bad, line in ((["--drag", "256,256:600,300"], ("--drag 256,256:600,300: its end 600,300 is outside the "
                                                        "frame (columns 0 to 511, rows 0 to 511)")),
                       (["--drag", "256:384"], "--drag must be X0,Y0:X1,Y1"),
-                      (["--drag", "10,10:100,100"], "is not on the subject")):
+                      (["--drag", "10,10:100,100"], "is not on the subject"),
+                      (["--drag", "256,256:384,300", "--strength", "0.5"],
+                       "--drag starts from the clip with the subject moved, at --drag-strength: give --drag-strength, "
+                       "not --strength"),
+                      (["--drag-strength", "0.5"], "--drag-strength is a drag's start: give --drag")):
         assert main([*args, *bad]) == 2
         assert line in capsys.readouterr().err
     assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(out), "--model", str(model), "--drag", "1,1:2,2"]) == 2

@@ -255,6 +255,9 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
         assert main([*edit, "-o", str(tmp_path / "e.mp4"), "--adapter", str(out), "--imagic-scale", "0.5"]) == 0
     assert (tmp_path / "e.mp4").is_file() and "Imagic embeddings for 'a red car'" in capsys.readouterr().out
 
+    from PIL import Image
+
+    Image.fromarray(np.zeros((SIZE, SIZE, 3), np.uint8)).save(tmp_path / "still.png")
     for argv, message in [
         ([*edit, "-o", str(tmp_path / "f.mp4"), "--imagic-scale", "0.5"], "--imagic-scale needs an Imagic adapter"),
         ([*edit, "-o", str(tmp_path / "f.mp4"), "--adapter", str(out), "--imagic-scale", "3"],
@@ -263,6 +266,7 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
          "--imagic-scale takes its content from the Imagic adapter: give no --prompt"),
         ([*common, "--prompt", ""], "--imagic needs --prompt TEXT"),
         ([*common, "--prompt", TEXT, "--batch-size", "2"], "--batch-size does not apply to --imagic"),
+        ([*common, "--prompt", TEXT, "--video", str(tmp_path / "still.png")], "is a still image: Imagic fine-tunes"),
         (["customize", "--model", str(model), "--images", str(tmp_path), "--out", str(tmp_path / "a.safetensors"),
           "--structure-level", "0"], "--structure-level is a flag of --imagic (one clip and a target text)"),
         ([*common, "--prompt", TEXT, "--out", str(tmp_path)], "is a folder with other files than an Imagic adapter's"),

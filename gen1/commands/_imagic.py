@@ -111,9 +111,12 @@ def _read_clip(args):
     """The clip's frames ``(F, 3, H, W)`` in [0, 1] at --size (short side) and at most --max-frames."""
     from gen1.commands._common import check_input_file  # lazy: keeps this module's import light
     from gen1.conditioning import video_to_tensor  # lazy: keeps this module's import light (no torch when it loads)
-    from gen1.media import read_video  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media import is_image_path, read_video  # lazy: keeps this module's import light (no torch when it loads)
 
     check_input_file("--video", args.video)
+    if is_image_path(args.video):
+        raise ValueError(f"--video '{args.video}' is a still image: Imagic fine-tunes on a clip of at least 2 frames "
+                         "(for stills use gen1 customize --images)")
     clip = read_video(args.video, max_frames=args.max_frames or 16, size=args.size)
     return video_to_tensor(clip)[0]
 

@@ -15,8 +15,10 @@ keeps its content:
   transform and composited with a z-test (:mod:`gen1.depth.warp`): where it lands behind something nearer it stays
   hidden;
 * **the region**: the union of the subject's old and new masks, grown as an erase grows it; outside it the source's
-  pixels exactly (:class:`gen1.masking.KeptRegion`, every pixel inside edited fully); what the model draws of the
-  old place is composited seamlessly into the pixels outside the union (:mod:`gen1.seamless`), as an erase's is;
+  pixels exactly (:class:`gen1.masking.KeptRegion`, every pixel inside edited fully); what the model draws is
+  composited seamlessly (:mod:`gen1.seamless`, :class:`gen1.seamless.SeamAnchor`): the old place into the pixels
+  outside the union, as an erase's is, with the moved subject beside it a mirror; the drawn margin around the moved
+  subject into the subject and its surroundings both;
 * **the content** (:func:`drag_content`): the source's own (:meth:`gen1.routes.Route.own_content`), or the prompt /
   reference the user gives;
 * **the start** (:func:`moved_frames`, :func:`drag_start`): the source with the subject moved and its old place

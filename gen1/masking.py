@@ -22,7 +22,7 @@ import torch.nn.functional as F
 
 from gen1.conditioning import resize
 from gen1.media import read_frames_or_images
-from gen1.seamless import blend_seamlessly
+from gen1.seamless import SeamAnchor, blend_seamlessly
 
 
 def _to_gray_float(array: np.ndarray) -> np.ndarray:
@@ -132,7 +132,7 @@ class KeptRegion:
 
     def __init__(self, pixel_mask: torch.Tensor, latent_mask: torch.Tensor, source_latents: torch.Tensor,
                  noise: torch.Tensor, scheduler, timesteps: torch.Tensor, seamless: bool = False,
-                 seam_anchor: torch.Tensor | None = None):
+                 seam_anchor: SeamAnchor | None = None):
         self.seamless = seamless
         self.seam_anchor = seam_anchor
         self.pixel_mask = pixel_mask
@@ -146,7 +146,7 @@ class KeptRegion:
     def from_pixel_mask(cls, mask: torch.Tensor, size: tuple[int, int], latent_size: tuple[int, int],
                         sigma: float, *, source_latents: torch.Tensor, noise: torch.Tensor, scheduler,
                         timesteps: torch.Tensor, cover: bool = False, seamless: bool = False,
-                        seam_anchor: torch.Tensor | None = None) -> "KeptRegion":
+                        seam_anchor: SeamAnchor | None = None) -> "KeptRegion":
         """From the user's mask ``(F, 1, H0, W0)`` at the source size; ``size`` is the output ``(H, W)``.
 
         ``cover``: every pixel of the mask (> 0.5) is edited fully (pixel weight 1): the latent cells it touches and
@@ -154,8 +154,8 @@ class KeptRegion:
         feathered weight below 1 on the subject would blend the subject back in (a ghost). ``seamless``: the
         redrawn pixels' colours are corrected to meet the kept ones at the mask's edge
         (:func:`gen1.seamless.blend_seamlessly`; an erase's, whose drawing should continue its surroundings), or
-        only the kept pixels where ``seam_anchor`` ``(F, 1, H, W)`` at the output size is > 0.5 (a drag's: those
-        outside the subject's old and new places, not the moved subject's own)."""
+        as ``seam_anchor`` says (:class:`gen1.seamless.SeamAnchor`; a drag's: the old place meets the pixels outside
+        the subject's old and new places, not the moved subject's own)."""
 
         pixel_mask = resize(mask.float(), tuple(size)).clamp(0, 1)
         latent = feather_mask(pixel_mask, latent_size, sigma)
@@ -186,6 +186,9 @@ class KeptRegion:
         weight = self.pixel_weight()
         composed = weight * edited + (1.0 - weight) * source
         if self.seamless:
-            anchor = None if self.seam_anchor is None else self.seam_anchor.cpu()
-            composed = blend_seamlessly(composed, source, (self.pixel_mask.cpu() > 0.5).float(), anchor=anchor)
+            anchor = self.seam_anchor
+            pixels = None if anchor is None else anchor.pixels.cpu()
+            part = None if anchor is None or anchor.part is None else anchor.part.cpu()
+            composed = blend_seamlessly(composed, source, (self.pixel_mask.cpu() > 0.5).float(), anchor=pixels,
+                                        anchored=part)
         return composed

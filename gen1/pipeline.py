@@ -56,6 +56,7 @@ from gen1.media import unit_to_uint8
 from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_from_trained, image_model_size
 from gen1.model_folders import check_pipeline_folder, not_a_pipeline_hint
 from gen1.routes import ContentRequest, Route, route_class
+from gen1.seamless import SeamAnchor
 from gen1.settings import check_setting, check_settings
 from gen1.tracking import check_clicks, make_tracker
 from gen1.windows import WindowBlender, check_window_arguments
@@ -369,7 +370,7 @@ class Gen1Pipeline(DiffusionPipeline):
             layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0)
             region, guided = layers.region, layers.depth
             masked.start_frames = moved_frames(source.frames, layers)
-            masked.seam_anchor = 1.0 - layers.union
+            masked.seam_anchor = SeamAnchor(1.0 - layers.union, layers.old_place)
             encoded = drag_content(route, content, source.frames, layers, generator=generator, device=device)
         else:
             guided = structure_depth(depth_full, region, masked.structure)
@@ -834,8 +835,9 @@ class MaskedEdit:
     # below strength 1 and what is kept outside the region. An erase's: the region pre-filled from its boundary
     # (gen1.masked_edits.prefilled, equal to the clip outside it); a drag's: the subject moved (gen1.drag.moved_frames).
     start_frames: Any = None
-    # The kept pixels a redrawn background must meet seamlessly when not all of them (gen1.seamless): a drag's, those
-    # outside the subject's old and new places (set by prepare_route).
+    # Which kept pixels a redrawn background meets seamlessly when not all of them (gen1.seamless.SeamAnchor): a
+    # drag's old place meets those outside the subject's old and new places, its new place's margin all (set by
+    # prepare_route).
     seam_anchor: Any = None
 
     @property

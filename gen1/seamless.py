@@ -24,6 +24,8 @@ and lowered the warp error from 1.61x to 1.49x the truth's (with the margin then
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
 import torch.nn.functional as F
 
@@ -33,6 +35,17 @@ from gen1.depth.fill import fill_from_boundary
 SEAM_FRAMES = 2
 
 
+@dataclass(frozen=True)
+class SeamAnchor:
+    """Which kept pixels a redrawn region meets when not all of them (:func:`seam_correction`'s ``anchor`` and
+    ``anchored``): its ``part`` (default: all of it) meets only the kept ``pixels``; the rest meets every kept pixel.
+    Both ``(F, 1, H, W)`` at the output size, > 0.5. A drag's: the old place meets the pixels outside the subject's
+    old and new places, the drawn margin around the moved subject meets the subject too."""
+
+    pixels: torch.Tensor
+    part: torch.Tensor | None = None
+
+
 def _neighbour_sum(values: torch.Tensor) -> torch.Tensor:
     """Sum of the (up to 4) in-frame neighbours of every pixel of ``values`` ``(N, C, H, W)``."""
     padded = F.pad(values, (1, 1, 1, 1))
@@ -40,25 +53,36 @@ def _neighbour_sum(values: torch.Tensor) -> torch.Tensor:
 
 
 def seam_correction(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tensor,
-                    anchor: torch.Tensor | None = None) -> torch.Tensor:
+                    anchor: torch.Tensor | None = None, anchored: torch.Tensor | None = None) -> torch.Tensor:
     """The per-frame correction ``(F, C, H, W)`` (float32, zero outside ``region``) that makes ``edited``'s region
     (``region`` ``(F, 1, H, W)`` > 0.5) meet ``kept`` (the frames outside it) at its edge; no temporal averaging.
-    ``anchor`` ``(F, 1, H, W)`` (> 0.5): the kept pixels the region must meet (default: all of them); a region
-    pixel next to other kept pixels only (a dragged subject's own, which the old place need not continue) is left
-    as the fill makes it there, pulled toward no correction."""
+
+    ``anchor`` ``(F, 1, H, W)`` (> 0.5): the kept pixels that the ``anchored`` part of the region (default: all of
+    it) must meet; the other kept pixels are a mirror for that part, neither continued nor pulled toward no
+    correction (a drag's old place continues the surroundings outside the subject's old and new places, not the
+    moved subject beside it). The rest of the region meets every kept pixel (a drag's new place: the drawn margin
+    between the moved subject and its surroundings). Default: every region pixel meets every kept pixel."""
     correction = torch.zeros(edited.shape, dtype=torch.float32)
     for frame in range(edited.shape[0]):  # one frame at a time: the temporaries are a frame's, not the clip's
         inside = region[frame:frame + 1] > 0.5
-        meet = ~inside if anchor is None else (anchor[frame:frame + 1] > 0.5) & ~inside
-        kept_neighbours = _neighbour_sum(meet.float())
-        ring = inside & (kept_neighbours > 0)
+        every = ~inside
+        meet = every if anchor is None else (anchor[frame:frame + 1] > 0.5) & every
+        part = inside if anchored is None else inside & (anchored[frame:frame + 1] > 0.5)  # meets `meet` only
+        source = kept[frame:frame + 1].float()
+        targets, rings = [], []
+        for pixels, meets in ((part, meet), (inside & ~part, every)):
+            count = _neighbour_sum(meets.float())
+            rings.append(pixels & (count > 0))
+            targets.append(_neighbour_sum(source * meets) / count.clamp_min(1))
+        ring = rings[0] | rings[1]
         if not bool(ring.any()):
             continue  # nothing to meet (the region covers the frame, or only pixels it need not continue)
-        target = _neighbour_sum(kept[frame:frame + 1].float() * meet) / kept_neighbours.clamp_min(1)
+        target = torch.where(part, targets[0], targets[1])
         values = torch.where(ring, target - edited[frame:frame + 1].float(), torch.zeros_like(target))
         interior = inside & ~ring
         if bool(interior.any()):  # the smoothest continuation of the ring's values (no plane: see fill's "laplace")
-            values = fill_from_boundary(values, interior.float(), "laplace")
+            walls = None if anchor is None else (every & ~meet).float()
+            values = fill_from_boundary(values, interior.float(), "laplace", walls=walls)
         correction[frame:frame + 1] = torch.where(inside, values, torch.zeros_like(values))
     return correction
 
@@ -80,22 +104,23 @@ def smooth_in_time(correction: torch.Tensor, region: torch.Tensor, reach: int = 
 
 
 def blend_seamlessly(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tensor,
-                     reach: int = SEAM_FRAMES, anchor: torch.Tensor | None = None) -> torch.Tensor:
+                     reach: int = SEAM_FRAMES, anchor: torch.Tensor | None = None,
+                     anchored: torch.Tensor | None = None) -> torch.Tensor:
     """``edited`` ``(F, C, H, W)`` in [0, 1] with its ``region`` ``(F, 1, H, W)`` (> 0.5) corrected to meet
     ``kept`` at the region's edge (see the module docstring); outside the region ``edited`` unchanged, bit for
-    bit. ``reach``: frames on each side the correction is averaged over (0: each frame on its own); ``anchor``: the
-    kept pixels to meet (:func:`seam_correction`; default all)."""
+    bit. ``reach``: frames on each side the correction is averaged over (0: each frame on its own); ``anchor`` and
+    ``anchored``: which kept pixels which part of the region meets (:func:`seam_correction`; default all, all)."""
     if edited.shape != kept.shape or region.shape != (edited.shape[0], 1, *edited.shape[-2:]):
         raise ValueError(f"edited {tuple(edited.shape)}, kept {tuple(kept.shape)} and region {tuple(region.shape)} "
                          "must be (F, C, H, W), (F, C, H, W) and (F, 1, H, W)")
     inside = region > 0.5
     if not bool(inside.any()) or bool(inside.all()):
         return edited  # nothing redrawn, or nothing kept to meet
-    correction = seam_correction(edited, kept, region, anchor)
+    correction = seam_correction(edited, kept, region, anchor, anchored)
     if reach > 0:
         correction = smooth_in_time(correction, region, reach)
     corrected = (edited.float() + correction).clamp(0, 1).to(edited.dtype)
     return torch.where(inside, corrected, edited)
 
 
-__all__ = ["SEAM_FRAMES", "blend_seamlessly", "seam_correction", "smooth_in_time"]
+__all__ = ["SEAM_FRAMES", "SeamAnchor", "blend_seamlessly", "seam_correction", "smooth_in_time"]

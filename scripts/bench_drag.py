@@ -210,6 +210,11 @@ def run_scene(pipe, seed, args):
         row.update({f"{name}_iou": iou, f"{name}_centroid_px": centroid})
     if args.stills and len(STILLS) < args.stills_scenes:
         STILLS.append([frames, result.depth, dragged, pasted, target])
+    uncovered = (masks * (1 - truth) > 0).float()  # where the subject was and is no longer: what both draw
+    for part, region in (("new_place", truth), ("uncovered", uncovered)):
+        empty = not bool(region.any())
+        row.update({f"drag_psnr_{part}": None if empty else psnr_inside(dragged, target, region),
+                    f"paste_psnr_{part}": None if empty else psnr_inside(pasted, target, region)})
     row.update(drag_psnr=psnr_inside(dragged, target, union), paste_psnr=psnr_inside(pasted, target, union),
                drag_warp_error=warp_error(dragged, target, union), paste_warp_error=warp_error(pasted, target, union),
                target_warp_error=warp_error(target, target, union))
@@ -228,6 +233,10 @@ def summary(rows):
     def mean(key):
         return float(np.mean([row[key] for row in done]))
 
+    def gain(part):  # drag over erase-then-paste inside one part of the union, over the scenes that have it
+        pairs = [(r[f"drag_psnr_{part}"], r[f"paste_psnr_{part}"]) for r in done if r.get(f"drag_psnr_{part}")]
+        return float(np.mean([d - p for d, p in pairs])) if pairs else None
+
     return dict(
         scenes=len(done), outside_exact=sum(r["outside_exact"] for r in done),
         drag_iou=mean("drag_iou"), paste_iou=mean("paste_iou"), target_iou=mean("target_iou"),
@@ -235,6 +244,7 @@ def summary(rows):
         target_centroid_px=mean("target_centroid_px"),
         drag_psnr=mean("drag_psnr"), paste_psnr=mean("paste_psnr"),
         gain_db=float(np.mean([r["drag_psnr"] - r["paste_psnr"] for r in done])),
+        gain_db_new_place=gain("new_place"), gain_db_uncovered=gain("uncovered"),
         scenes_gain_positive=sum(r["drag_psnr"] > r["paste_psnr"] for r in done),
         drag_warp_ratio=mean("drag_warp_error") / max(mean("target_warp_error"), 1e-12),
         paste_warp_ratio=mean("paste_warp_error") / max(mean("target_warp_error"), 1e-12),

@@ -115,6 +115,27 @@ def test_every_channel_is_filled_as_one_is_and_the_fill_solves_laplace_inside():
     assert float((4 * laplace - neighbours)[(mask > 0.5).expand_as(laplace)].abs().max()) < 1e-9
 
 
+def test_walls_are_a_mirror_to_the_fill_and_a_part_walled_in_takes_their_values():
+    from gen1.depth.fill import fill_from_boundary
+
+    values = torch.zeros(1, 1, 8, 12, dtype=torch.float64)
+    values[..., :, 0:2] = 1.0  # known on the left; on the right, 0 behind the walls
+    mask = torch.zeros(1, 1, 8, 12)
+    mask[..., :, 2:9] = 1
+    walls = torch.zeros(1, 1, 8, 12)
+    walls[..., :, 9:] = 1
+    through = fill_from_boundary(values, mask, "laplace")[0, 0, 0, 2:9]
+    assert float(through[0]) > float(through[-1]) + 0.5  # continued toward the 0 on the right: a ramp
+    mirrored = fill_from_boundary(values, mask, "laplace", walls=walls)[0, 0, 0, 2:9]
+    torch.testing.assert_close(mirrored, torch.ones(7, dtype=torch.float64), rtol=0, atol=1e-12)  # the 1 goes on
+    enclosed = torch.zeros(1, 1, 8, 12)
+    enclosed[..., 3:5, 4:6] = 1  # touches walls only: it is filled from them after all
+    ring = torch.nn.functional.max_pool2d(enclosed, 3, 1, 1) - enclosed
+    walled = torch.where(ring > 0.5, torch.full_like(values, 0.25), values)
+    filled = fill_from_boundary(walled, enclosed, "laplace", walls=ring)
+    torch.testing.assert_close(filled[enclosed > 0.5], torch.full((4,), 0.25, dtype=torch.float64))
+
+
 # --------------------------------------------------------------------------------------------- erase
 def _edit(pipe, frames, **kwargs):
     return pipe(frames, num_inference_steps=2, generator=torch.Generator().manual_seed(0), output_type="pt",

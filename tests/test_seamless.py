@@ -112,6 +112,26 @@ def test_a_drag_meets_only_the_anchor_pixels_and_not_the_moved_subject_beside_it
     assert float(plain[inside].min()) < 0.5  # meeting every kept pixel drags the dark subject's colour in
 
 
+def test_a_drags_new_margin_meets_the_moved_subject_and_its_old_place_only_the_surroundings():
+    kept = torch.full((1, 3, SIZE, SIZE), 0.8)  # the surroundings
+    subject = torch.zeros(1, 1, SIZE, SIZE)
+    subject[:, :, 6:18, 15:19] = 1  # the moved subject, kept, between the old place and its drawn margin
+    kept = torch.where(subject > 0.5, torch.full_like(kept, 0.1), kept)
+    old = _region(1)  # the old place, columns 5-14
+    margin = torch.zeros(1, 1, SIZE, SIZE)
+    margin[:, :, 6:18, 19:22] = 1  # the new place's drawn margin, right of the subject
+    region = old + margin
+    edited = torch.where(region > 0.5, torch.full_like(kept, 0.6), kept)
+    outside = 1 - region - subject
+    blended = blend_seamlessly(edited, kept, region, reach=0, anchor=outside, anchored=old)
+    in_old, in_margin = (old > 0.5).expand_as(kept), (margin > 0.5).expand_as(kept)
+    torch.testing.assert_close(blended[in_old], torch.full_like(blended[in_old], 0.8))  # the surroundings, on
+    beside = blended[:, :, 10, 19]  # the margin's column beside the subject meets it
+    assert float(beside.max()) < 0.5 and float(blended[in_margin].max()) <= 0.8 + 1e-6
+    only_anchor = blend_seamlessly(edited, kept, region, reach=0, anchor=outside)  # the whole region: old place's
+    assert float(only_anchor[:, :, 10, 19].min()) > 0.6  # no part meets the subject then
+
+
 def test_an_erase_composite_is_seamless_and_a_plain_masked_edit_is_not():
     mask = torch.zeros(2, 1, 32, 32)
     mask[:, :, 8:20, 8:24] = 1

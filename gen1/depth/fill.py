@@ -19,6 +19,11 @@ the image coordinates):
   constant comes back exactly, a plane only away from the frame border). For values that are not a surface (a
   correction that is zero on most of the boundary): there a plane fitted to the boundary would be extrapolated to
   wherever the mask meets the frame's border.
+
+``walls`` (the harmonic and Laplace fills): pixels outside the mask that the fill treats as the frame's border, a
+mirror, instead of as values to continue (a drag's moved subject beside its old place: the old place's correction
+continues the surroundings, not the subject). A part of the mask that touches nothing but walls takes their values
+after all, so that every part has something to be filled from.
 """
 
 from __future__ import annotations
@@ -50,23 +55,28 @@ def fill_depth(depth: torch.Tensor, mask: torch.Tensor, method: str = "harmonic"
 
 
 def fill_from_boundary(values: torch.Tensor, mask: torch.Tensor, method: str = "harmonic", *,
-                       ring: int = 2) -> torch.Tensor:
+                       ring: int = 2, walls: torch.Tensor | None = None) -> torch.Tensor:
     """``values`` ``(F, C, H, W)`` (a depth, a clip's colours, a correction) with every channel filled where ``mask``
-    ``(F, 1, H, W)`` is > 0.5, as :func:`fill_depth` fills a depth; outside the mask unchanged, bit for bit."""
+    ``(F, 1, H, W)`` is > 0.5, as :func:`fill_depth` fills a depth; outside the mask unchanged, bit for bit.
+    ``walls`` ``(F, 1, H, W)`` (> 0.5, outside the mask): a mirror, not values (see the module docstring)."""
     if method not in FILL_METHODS:
         raise ValueError(f"fill method must be one of {', '.join(FILL_METHODS)}, got {method!r}")
     if values.ndim != 4 or mask.shape != (values.shape[0], 1, *values.shape[-2:]):
         raise ValueError(f"values (F, C, H, W) and mask (F, 1, H, W) must match, got {tuple(values.shape)} and "
                          f"{tuple(mask.shape)}")
+    if walls is not None and (walls.shape != mask.shape or method == "planar"):
+        raise ValueError(f"walls must be (F, 1, H, W) like the mask, for a harmonic or Laplace fill; got "
+                         f"{tuple(walls.shape)} with {method!r}")
     inside = check_fill_mask(mask)
     result = values.clone()
     for frame in range(values.shape[0]):  # frames are independent: float64 work one frame at a time
         known, where = values[frame:frame + 1].double(), inside[frame:frame + 1]
+        wall = None if walls is None else (walls[frame:frame + 1] > 0.5) & ~where
         if method == "laplace":
-            filled = _harmonic(known, where)
+            filled = _harmonic(known, where, wall)
         else:
             plane = _planar(known, where, ring)
-            filled = plane if method == "planar" else plane + _harmonic(known - plane, where)
+            filled = plane if method == "planar" else plane + _harmonic(known - plane, where, wall)
         result[frame:frame + 1] = torch.where(where, filled.to(values.dtype), values[frame:frame + 1])
     return result
 
@@ -75,20 +85,23 @@ def fill_from_boundary(values: torch.Tensor, mask: torch.Tensor, method: str = "
 _NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
 
-def _harmonic(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
+def _harmonic(values: torch.Tensor, inside: torch.Tensor, walls: torch.Tensor | None = None) -> torch.Tensor:
     """Discrete Laplace equation inside the mask, the values outside as Dirichlet values: ``4 u - sum(neighbours)
-    = 0`` at every masked pixel, where a neighbour beyond the frame border is the pixel itself (a mirror), i.e.
-    ``deg u - sum(in-frame neighbours) = 0``. Solved directly, frame by frame: a sparse LU factorisation of the
-    masked pixels' system (scipy's SuperLU), every channel a right-hand side of the same factors. The system is
-    non-singular when every frame keeps a pixel outside the mask (each masked region then touches a known pixel).
-    Only the masked pixels are unknowns, so the cost follows the region's size, not the frame's."""
+    = 0`` at every masked pixel, where a neighbour beyond the frame border, or on a wall, is the pixel itself (a
+    mirror), i.e. ``deg u - sum(other neighbours) = 0``. Solved directly, frame by frame: a sparse LU factorisation
+    of the masked pixels' system (scipy's SuperLU), every channel a right-hand side of the same factors. The system
+    is non-singular when every part of the mask touches a known pixel that is not a wall: a part that touches
+    walls only takes the walls as known values. Only the masked pixels are unknowns, so the cost follows the
+    region's size, not the frame's."""
     import numpy as np  # lazy: only the fill needs numpy and scipy
     from scipy.sparse import csc_matrix
     from scipy.sparse.linalg import splu
 
     result = torch.zeros(values.shape, dtype=torch.float64)
     height, width = values.shape[-2:]
+    wall_frames = None if walls is None else walls[:, 0].cpu().numpy()
     for frame, (known, where) in enumerate(zip(values.double().cpu().numpy(), inside[:, 0].cpu().numpy())):
+        wall = None if wall_frames is None else _walls_kept_solvable(where, wall_frames[frame])
         rows_of, cols_of = np.nonzero(where)
         count = rows_of.size
         index = np.full(where.shape, -1, dtype=np.int64)
@@ -99,6 +112,8 @@ def _harmonic(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
         for dy, dx in _NEIGHBOURS:
             ny, nx = rows_of + dy, cols_of + dx
             in_frame = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
+            if wall is not None:  # a wall neighbour is a mirror, as the frame's border is
+                in_frame[in_frame] = ~wall[ny[in_frame], nx[in_frame]]
             degree += in_frame
             pixel, ny, nx = np.nonzero(in_frame)[0], ny[in_frame], nx[in_frame]
             neighbour = index[ny, nx]
@@ -113,6 +128,24 @@ def _harmonic(values: torch.Tensor, inside: torch.Tensor) -> torch.Tensor:
         solution = factors.solve(rhs)  # (count, C)
         result[frame][:, torch.from_numpy(where)] = torch.from_numpy(np.ascontiguousarray(solution.T))
     return result
+
+
+def _walls_kept_solvable(inside, walls):
+    """``walls`` (bool ``(H, W)``) without those beside a part of ``inside`` that touches no other known pixel (such
+    a part would have nothing to be filled from); None when no wall is left."""
+    import numpy as np  # lazy: only the fill needs numpy and scipy
+    from scipy import ndimage
+
+    walls = walls & ~inside
+    if not walls.any():
+        return None
+    parts, count = ndimage.label(inside)
+    known = ~inside & ~walls
+    touching = np.unique(parts[ndimage.binary_dilation(known) & inside])
+    stranded = np.setdiff1d(np.arange(1, count + 1), touching)
+    if stranded.size:
+        walls = walls & ~ndimage.binary_dilation(np.isin(parts, stranded))
+    return walls if walls.any() else None
 
 
 def _planar(values: torch.Tensor, inside: torch.Tensor, ring: int) -> torch.Tensor:

@@ -50,9 +50,9 @@ OCCLUSION_TOLERANCE = 0.1
 #: the subject too, from the moved structure and the content (docs/drag.md measures both).
 KEEP_SUBJECT = True
 #: The share of the steps a drag redraws, from the clip with the subject moved and its old place pre-filled
-#: (:func:`moved_frames`), unless ``drag_strength`` says otherwise: on the drag benchmark (32 scenes, with the seamless
-#: composite; docs/drag.md) 0.4 and 0.6 beat 1 (from pure noise) by 0.4-0.5 dB inside the union, with the subject's
-#: place and the warp error as good.
+#: (:func:`moved_frames`), unless ``drag_strength`` says otherwise: on the drag benchmark (32 scenes, with the two-part
+#: seamless composite; docs/drag.md) 0.4 and 0.6 beat 1 (from pure noise) by about 0.3 dB inside the union, with the
+#: subject's place as good and the warp error lower.
 DRAG_STRENGTH = 0.4
 #: The suffixes a drag given as a file (a per-frame track) may have.
 TRACK_SUFFIXES = (".json", ".csv")

@@ -139,8 +139,8 @@ def _check_drag(request: EditRequest) -> None:
     if request.mask_structure is not None:
         raise ValueError("--drag makes the structure inside --mask itself: give no --mask-structure")
     if request.strength is not None and request.strength < 1.0:
-        raise ValueError("--drag starts from the clip with the subject moved, at --drag-strength: give --drag-strength, "
-                         "not --strength")
+        raise ValueError("--drag starts from the clip with the subject moved, at --drag-strength: leave --strength "
+                         "at 1 and give --drag-strength")
     if any(is_track_file(value) for value in request.drag):
         if len(request.drag) != 1:
             raise ValueError("--drag: give either one track file or vectors X0,Y0:X1,Y1, not both")

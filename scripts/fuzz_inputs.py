@@ -114,8 +114,9 @@ def _judge(case: Case, error: BaseException | None, result) -> tuple[str, str]:
         text = "\n".join(line for line in err.replace("\r", "\n").splitlines()
                          if line.strip() and not ("%|" in line and "it/s" in line or "?it/s" in line)).strip()
         lines = text.splitlines()
-        if code == 2 and lines and lines[0].startswith("usage:") and ": error: " in lines[-1]:
-            text = lines[-1]  # argparse's refusal: the command's usage, then one line
+        usage = lines and lines[0].startswith("usage:") and all(line.startswith(" ") for line in lines[1:-1])
+        if code == 2 and usage and ": error: " in lines[-1] and "Traceback" not in text:
+            text = lines[-1]  # argparse's refusal: the command's usage (indented lines), then one line
         if "Traceback" in text:
             return "traceback", text.splitlines()[-1] if text else ""
         if code == 0:

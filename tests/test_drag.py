@@ -239,8 +239,8 @@ def test_gen1_edit_drag_end_to_end(clips_dir, tmp_path, capsys):
                       (["--drag", "256:384"], "--drag must be X0,Y0:X1,Y1"),
                       (["--drag", "10,10:100,100"], "is not on the subject"),
                       (["--drag", "256,256:384,300", "--strength", "0.5"],
-                       "--drag starts from the clip with the subject moved, at --drag-strength: give --drag-strength, "
-                       "not --strength"),
+                       "--drag starts from the clip with the subject moved, at --drag-strength: leave --strength at 1 "
+                       "and give --drag-strength"),
                       (["--drag-strength", "0.5"], "--drag-strength is a drag's start: give --drag")):
         assert main([*args, *bad]) == 2
         assert line in capsys.readouterr().err

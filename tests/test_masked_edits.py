@@ -134,6 +134,17 @@ def test_walls_are_a_mirror_to_the_fill_and_a_part_walled_in_takes_their_values(
     walled = torch.where(ring > 0.5, torch.full_like(values, 0.25), values)
     filled = fill_from_boundary(walled, enclosed, "laplace", walls=ring)
     torch.testing.assert_close(filled[enclosed > 0.5], torch.full((4,), 0.25, dtype=torch.float64))
+    both = torch.zeros(1, 1, 8, 12)
+    both[..., :, 0:3] = 1  # walled in by column 3 (and the frame's border): takes column 3's values...
+    both[..., :, 4:8] = 1  # ...while this part, between that wall and the known 1 on the right, mirrors it
+    shared = torch.zeros(1, 1, 8, 12)
+    shared[..., :, 3] = 1
+    values = torch.where(shared > 0.5, torch.full_like(values, 5.0), torch.ones_like(values))
+    filled = fill_from_boundary(values, both, "laplace", walls=shared)
+    torch.testing.assert_close(filled[..., :, 0:3], torch.full((1, 1, 8, 3), 5.0, dtype=torch.float64))
+    torch.testing.assert_close(filled[..., :, 4:8], torch.ones(1, 1, 8, 4, dtype=torch.float64))
+    with pytest.raises(ValueError, match="walls must be .* for the Laplace fill"):
+        fill_from_boundary(values, both, "harmonic", walls=shared)
 
 
 # --------------------------------------------------------------------------------------------- erase

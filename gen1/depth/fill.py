@@ -20,7 +20,7 @@ the image coordinates):
   correction that is zero on most of the boundary): there a plane fitted to the boundary would be extrapolated to
   wherever the mask meets the frame's border.
 
-``walls`` (the harmonic and Laplace fills): pixels outside the mask that the fill treats as the frame's border, a
+``walls`` (the Laplace fill): pixels outside the mask that the fill treats as the frame's border, a
 mirror, instead of as values to continue (a drag's moved subject beside its old place: the old place's correction
 continues the surroundings, not the subject). A part of the mask that touches nothing but walls takes their values
 after all, so that every part has something to be filled from.
@@ -64,8 +64,8 @@ def fill_from_boundary(values: torch.Tensor, mask: torch.Tensor, method: str = "
     if values.ndim != 4 or mask.shape != (values.shape[0], 1, *values.shape[-2:]):
         raise ValueError(f"values (F, C, H, W) and mask (F, 1, H, W) must match, got {tuple(values.shape)} and "
                          f"{tuple(mask.shape)}")
-    if walls is not None and (walls.shape != mask.shape or method == "planar"):
-        raise ValueError(f"walls must be (F, 1, H, W) like the mask, for a harmonic or Laplace fill; got "
+    if walls is not None and (walls.shape != mask.shape or method != "laplace"):  # a plane would continue them
+        raise ValueError(f"walls must be (F, 1, H, W) like the mask, for the Laplace fill; got "
                          f"{tuple(walls.shape)} with {method!r}")
     inside = check_fill_mask(mask)
     result = values.clone()
@@ -76,7 +76,7 @@ def fill_from_boundary(values: torch.Tensor, mask: torch.Tensor, method: str = "
             filled = _harmonic(known, where, wall)
         else:
             plane = _planar(known, where, ring)
-            filled = plane if method == "planar" else plane + _harmonic(known - plane, where, wall)
+            filled = plane if method == "planar" else plane + _harmonic(known - plane, where)
         result[frame:frame + 1] = torch.where(where, filled.to(values.dtype), values[frame:frame + 1])
     return result
 
@@ -101,7 +101,8 @@ def _harmonic(values: torch.Tensor, inside: torch.Tensor, walls: torch.Tensor | 
     height, width = values.shape[-2:]
     wall_frames = None if walls is None else walls[:, 0].cpu().numpy()
     for frame, (known, where) in enumerate(zip(values.double().cpu().numpy(), inside[:, 0].cpu().numpy())):
-        wall = None if wall_frames is None else _walls_kept_solvable(where, wall_frames[frame])
+        wall = None if wall_frames is None else wall_frames[frame] & ~where
+        stranded = None if wall is None or not wall.any() else _stranded(where, wall)
         rows_of, cols_of = np.nonzero(where)
         count = rows_of.size
         index = np.full(where.shape, -1, dtype=np.int64)
@@ -112,8 +113,9 @@ def _harmonic(values: torch.Tensor, inside: torch.Tensor, walls: torch.Tensor | 
         for dy, dx in _NEIGHBOURS:
             ny, nx = rows_of + dy, cols_of + dx
             in_frame = (ny >= 0) & (ny < height) & (nx >= 0) & (nx < width)
-            if wall is not None:  # a wall neighbour is a mirror, as the frame's border is
-                in_frame[in_frame] = ~wall[ny[in_frame], nx[in_frame]]
+            if stranded is not None:  # a wall neighbour is a mirror, as the frame's border is (not for a stranded part)
+                near = np.nonzero(in_frame)[0]
+                in_frame[near] = ~(wall[ny[near], nx[near]] & ~stranded[rows_of[near], cols_of[near]])
             degree += in_frame
             pixel, ny, nx = np.nonzero(in_frame)[0], ny[in_frame], nx[in_frame]
             neighbour = index[ny, nx]
@@ -130,22 +132,17 @@ def _harmonic(values: torch.Tensor, inside: torch.Tensor, walls: torch.Tensor | 
     return result
 
 
-def _walls_kept_solvable(inside, walls):
-    """``walls`` (bool ``(H, W)``) without those beside a part of ``inside`` that touches no other known pixel (such
-    a part would have nothing to be filled from); None when no wall is left."""
+def _stranded(inside, walls):
+    """The pixels of ``inside`` (bool ``(H, W)``) in a part (4-connected, as the stencil) that touches no known pixel
+    but ``walls``: such a part would have nothing to be filled from, so the walls are values to it (and stay a mirror
+    to every other part)."""
     import numpy as np  # lazy: only the fill needs numpy and scipy
     from scipy import ndimage
 
-    walls = walls & ~inside
-    if not walls.any():
-        return None
     parts, count = ndimage.label(inside)
     known = ~inside & ~walls
     touching = np.unique(parts[ndimage.binary_dilation(known) & inside])
-    stranded = np.setdiff1d(np.arange(1, count + 1), touching)
-    if stranded.size:
-        walls = walls & ~ndimage.binary_dilation(np.isin(parts, stranded))
-    return walls if walls.any() else None
+    return np.isin(parts, np.setdiff1d(np.arange(1, count + 1), touching))
 
 
 def _planar(values: torch.Tensor, inside: torch.Tensor, ring: int) -> torch.Tensor:

@@ -186,9 +186,6 @@ class KeptRegion:
         weight = self.pixel_weight()
         composed = weight * edited + (1.0 - weight) * source
         if self.seamless:
-            anchor = self.seam_anchor
-            pixels = None if anchor is None else anchor.pixels.cpu()
-            part = None if anchor is None or anchor.part is None else anchor.part.cpu()
-            composed = blend_seamlessly(composed, source, (self.pixel_mask.cpu() > 0.5).float(), anchor=pixels,
-                                        anchored=part)
+            composed = blend_seamlessly(composed, source, (self.pixel_mask.cpu() > 0.5).float(),
+                                        anchor=self.seam_anchor)
         return composed

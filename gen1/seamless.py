@@ -37,10 +37,11 @@ SEAM_FRAMES = 2
 
 @dataclass(frozen=True)
 class SeamAnchor:
-    """Which kept pixels a redrawn region meets when not all of them (:func:`seam_correction`'s ``anchor`` and
-    ``anchored``): its ``part`` (default: all of it) meets only the kept ``pixels``; the rest meets every kept pixel.
-    Both ``(F, 1, H, W)`` at the output size, > 0.5. A drag's: the old place meets the pixels outside the subject's
-    old and new places, the drawn margin around the moved subject meets the subject too."""
+    """Which kept pixels a redrawn region meets when not all of them (:func:`seam_correction`): its ``part``
+    (default: all of it) meets only the kept ``pixels``, the other kept pixels a mirror to it; the rest of the region
+    meets every kept pixel. Both ``(F, 1, H, W)`` at the output size (any device), > 0.5. A drag's: the old place
+    meets the pixels outside the subject's old and new places, the drawn margin around the moved subject meets the
+    subject too."""
 
     pixels: torch.Tensor
     part: torch.Tensor | None = None
@@ -52,22 +53,26 @@ def _neighbour_sum(values: torch.Tensor) -> torch.Tensor:
     return padded[..., :-2, 1:-1] + padded[..., 2:, 1:-1] + padded[..., 1:-1, :-2] + padded[..., 1:-1, 2:]
 
 
+def _within(mask: torch.Tensor | None, frame: int, pixels: torch.Tensor) -> torch.Tensor:
+    """``pixels`` (bool ``(1, 1, H, W)``) where frame ``frame`` of ``mask`` is > 0.5 (all of them: no ``mask``)."""
+    return pixels if mask is None else (mask[frame:frame + 1].to(pixels.device) > 0.5) & pixels
+
+
 def seam_correction(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tensor,
-                    anchor: torch.Tensor | None = None, anchored: torch.Tensor | None = None) -> torch.Tensor:
+                    anchor: SeamAnchor | None = None) -> torch.Tensor:
     """The per-frame correction ``(F, C, H, W)`` (float32, zero outside ``region``) that makes ``edited``'s region
     (``region`` ``(F, 1, H, W)`` > 0.5) meet ``kept`` (the frames outside it) at its edge; no temporal averaging.
 
-    ``anchor`` ``(F, 1, H, W)`` (> 0.5): the kept pixels that the ``anchored`` part of the region (default: all of
-    it) must meet; the other kept pixels are a mirror for that part, neither continued nor pulled toward no
-    correction (a drag's old place continues the surroundings outside the subject's old and new places, not the
-    moved subject beside it). The rest of the region meets every kept pixel (a drag's new place: the drawn margin
-    between the moved subject and its surroundings). Default: every region pixel meets every kept pixel."""
+    ``anchor``: which kept pixels which part of the region meets (:class:`SeamAnchor`); the kept pixels its part does
+    not meet are a mirror to it, neither continued nor pulled toward no correction (a drag's old place continues the
+    surroundings outside the subject's old and new places, not the moved subject beside it). Default: every region
+    pixel meets every kept pixel."""
     correction = torch.zeros(edited.shape, dtype=torch.float32)
     for frame in range(edited.shape[0]):  # one frame at a time: the temporaries are a frame's, not the clip's
         inside = region[frame:frame + 1] > 0.5
         every = ~inside
-        meet = every if anchor is None else (anchor[frame:frame + 1] > 0.5) & every
-        part = inside if anchored is None else inside & (anchored[frame:frame + 1] > 0.5)  # meets `meet` only
+        meet = every if anchor is None else _within(anchor.pixels, frame, every)
+        part = inside if anchor is None else _within(anchor.part, frame, inside)  # meets `meet` only
         source = kept[frame:frame + 1].float()
         targets, rings = [], []
         for pixels, meets in ((part, meet), (inside & ~part, every)):
@@ -104,19 +109,18 @@ def smooth_in_time(correction: torch.Tensor, region: torch.Tensor, reach: int = 
 
 
 def blend_seamlessly(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tensor,
-                     reach: int = SEAM_FRAMES, anchor: torch.Tensor | None = None,
-                     anchored: torch.Tensor | None = None) -> torch.Tensor:
+                     reach: int = SEAM_FRAMES, anchor: SeamAnchor | None = None) -> torch.Tensor:
     """``edited`` ``(F, C, H, W)`` in [0, 1] with its ``region`` ``(F, 1, H, W)`` (> 0.5) corrected to meet
     ``kept`` at the region's edge (see the module docstring); outside the region ``edited`` unchanged, bit for
-    bit. ``reach``: frames on each side the correction is averaged over (0: each frame on its own); ``anchor`` and
-    ``anchored``: which kept pixels which part of the region meets (:func:`seam_correction`; default all, all)."""
+    bit. ``reach``: frames on each side the correction is averaged over (0: each frame on its own); ``anchor``: which
+    kept pixels which part of the region meets (:class:`SeamAnchor`; default: every pixel meets every kept one)."""
     if edited.shape != kept.shape or region.shape != (edited.shape[0], 1, *edited.shape[-2:]):
         raise ValueError(f"edited {tuple(edited.shape)}, kept {tuple(kept.shape)} and region {tuple(region.shape)} "
                          "must be (F, C, H, W), (F, C, H, W) and (F, 1, H, W)")
     inside = region > 0.5
     if not bool(inside.any()) or bool(inside.all()):
         return edited  # nothing redrawn, or nothing kept to meet
-    correction = seam_correction(edited, kept, region, anchor, anchored)
+    correction = seam_correction(edited, kept, region, anchor)
     if reach > 0:
         correction = smooth_in_time(correction, region, reach)
     corrected = (edited.float() + correction).clamp(0, 1).to(edited.dtype)

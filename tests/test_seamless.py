@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 
 from gen1.masking import KeptRegion
-from gen1.seamless import blend_seamlessly, seam_correction, smooth_in_time
+from gen1.seamless import SeamAnchor, blend_seamlessly, seam_correction, smooth_in_time
 
 SIZE = 24
 
@@ -104,7 +104,7 @@ def test_a_drag_meets_only_the_anchor_pixels_and_not_the_moved_subject_beside_it
     kept = torch.where(subject > 0.5, torch.full_like(kept, 0.1), kept)
     region = _region(1)  # the old place, columns 5-14
     edited = torch.where(region > 0.5, torch.full_like(kept, 0.6), kept)
-    anchored = blend_seamlessly(edited, kept, region, anchor=1 - region - subject)
+    anchored = blend_seamlessly(edited, kept, region, anchor=SeamAnchor(1 - region - subject))
     plain = blend_seamlessly(edited, kept, region)
     inside = (region > 0.5).expand_as(kept)
     assert float(anchored[inside].min()) >= 0.6 - 1e-6  # pulled only up towards the light surroundings
@@ -123,12 +123,12 @@ def test_a_drags_new_margin_meets_the_moved_subject_and_its_old_place_only_the_s
     region = old + margin
     edited = torch.where(region > 0.5, torch.full_like(kept, 0.6), kept)
     outside = 1 - region - subject
-    blended = blend_seamlessly(edited, kept, region, reach=0, anchor=outside, anchored=old)
+    blended = blend_seamlessly(edited, kept, region, reach=0, anchor=SeamAnchor(outside, old))
     in_old, in_margin = (old > 0.5).expand_as(kept), (margin > 0.5).expand_as(kept)
     torch.testing.assert_close(blended[in_old], torch.full_like(blended[in_old], 0.8))  # the surroundings, on
     beside = blended[:, :, 10, 19]  # the margin's column beside the subject meets it
     assert float(beside.max()) < 0.5 and float(blended[in_margin].max()) <= 0.8 + 1e-6
-    only_anchor = blend_seamlessly(edited, kept, region, reach=0, anchor=outside)  # the whole region: old place's
+    only_anchor = blend_seamlessly(edited, kept, region, reach=0, anchor=SeamAnchor(outside))  # the whole region: old place's
     assert float(only_anchor[:, :, 10, 19].min()) > 0.6  # no part meets the subject then
 
 

@@ -71,7 +71,7 @@ def fill_from_boundary(values: torch.Tensor, mask: torch.Tensor, method: str = "
     result = values.clone()
     for frame in range(values.shape[0]):  # frames are independent: float64 work one frame at a time
         known, where = values[frame:frame + 1].double(), inside[frame:frame + 1]
-        wall = None if walls is None else (walls[frame:frame + 1] > 0.5) & ~where
+        wall = None if walls is None else walls[frame:frame + 1] > 0.5
         if method == "laplace":
             filled = _harmonic(known, where, wall)
         else:

@@ -749,10 +749,8 @@ class Gen1Pipeline(DiffusionPipeline):
             erase=erase, mask_structure=mask_structure, mask_structure_level=mask_structure_level,
             mask_clicks=mask_clicks, imagic_scale=imagic_scale, erase_strength=erase_strength, strength=strength,
             drag=drag, drag_strength=drag_strength)
-        if erase:
-            strength = erase_start(erase_strength)  # from the pre-filled region (gen1.masked_edits.prefilled)
-        if drag is not None:
-            strength = drag_start(drag_strength)  # from the subject moved, its old place pre-filled (moved_frames)
+        strength = self.start_strength(strength, erase=erase, erase_strength=erase_strength, drag=drag,
+                                       drag_strength=drag_strength)
         tracker = make_tracker(mask_tracker, mask_tracker_model)
         scheduler = self.prepare_scheduler(scheduler)
         plan = plan_guidance(guidance_scale, temporal_guidance_scale)
@@ -791,7 +789,23 @@ class Gen1Pipeline(DiffusionPipeline):
                                 num_steps=len(timesteps), shift=window_shift, device=device)
         latents = self.run_loop(blender, latents, timesteps, scheduler, generator=generator, hooks=hooks,
                                 progress_callback=progress_callback)
+        return self.finish(latents, kept, source, depth_shown, output_type, decode_chunk_size)
 
+    @staticmethod
+    def start_strength(strength: float, *, erase: bool, erase_strength, drag, drag_strength) -> float:
+        """Where sampling starts: an erase from its pre-filled region at ``erase_strength``
+        (:func:`gen1.masked_edits.erase_start`), a drag from the subject moved at ``drag_strength``
+        (:func:`gen1.drag.drag_start`), any other edit at ``strength``."""
+        if erase:
+            return erase_start(erase_strength)
+        if drag is not None:
+            return drag_start(drag_strength)
+        return strength
+
+    def finish(self, latents: torch.Tensor, kept: KeptRegion | None, source: "SourceVideo", depth_shown,
+               output_type: str, decode_chunk_size: int) -> Gen1PipelineOutput:
+        """An edit's output from its final ``latents``: as they are (``"latent"``), or decoded with the ``kept``
+        region put back (:meth:`gen1.masking.KeptRegion.composite`) and formatted; offloaded models' hooks freed."""
         if output_type == "latent":
             self.maybe_free_model_hooks()
             return Gen1PipelineOutput(frames=latents, depth=depth_shown, fps=source.fps)

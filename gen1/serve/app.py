@@ -250,18 +250,17 @@ def _wire(ui, service: EditService) -> None:
                    ui.model, ui.structure_level]
     preview_outputs = [ui.source_preview, ui.structure_image, ui.structure_state]
 
-    def read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, progress, request):
-        if not video:
+    def read_clip(*values, progress, request):
+        if not values[0]:  # no video
             return None
         progress(None, desc="reading the clip and estimating its depth")
-        form = EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames,
-                        fps=fps, depth_file=depth_file, depth_invert=depth_invert, model=model)
+        form = _clip_form(*values)
         with _page_errors():
             return service.preview_clip(form, session=_session(request))
 
     def preview(*values, request: gr.Request = None, progress=gr.Progress()):
         *clip_values, level = values
-        clip = read_clip(*clip_values, progress, request)
+        clip = read_clip(*clip_values, progress=progress, request=request)
         if clip is None:
             return None, None, None, gr.skip()
         return (str(clip.source_video), clip.structure.image(level), clip.structure,
@@ -269,7 +268,7 @@ def _wire(ui, service: EditService) -> None:
 
     def preview_upload(*values, request: gr.Request = None, progress=gr.Progress()):
         *clip_values, level = values
-        clip = read_clip(*clip_values, progress, request)
+        clip = read_clip(*clip_values, progress=progress, request=request)
         if clip is None:  # no video: every output empty, as clearing the video leaves them
             return (None,) * 6 + (None, "", gr.Slider(value=0))
         return (str(clip.source_video), clip.structure.image(level), clip.structure,
@@ -282,12 +281,10 @@ def _wire(ui, service: EditService) -> None:
                    preview_outputs + frame_outputs + [ui.mask_frame], api_visibility="private")
 
     def choose_frame(*values, request: gr.Request = None):
-        *clip_values, index = values
-        video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, _ = clip_values
-        if not video:
+        *clip_values, _, index = values  # the clip's fields, the structure level, the frame
+        if not clip_values[0]:  # no video
             return (gr.skip(),) * 5
-        form = EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames,
-                        fps=fps, depth_file=depth_file, depth_invert=depth_invert, model=model)
+        form = _clip_form(*clip_values)
         with _page_errors():
             return _frame_outputs(service.frame_canvas(form, int(index), session=_session(request)))
 
@@ -334,13 +331,20 @@ def mask_frame_of(frame, track_drawn, mask_clicks, drag_vectors="") -> int | Non
     return None
 
 
+def _clip_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, **fields) -> EditForm:
+    """The form of the page's clip fields (how the edit reads the clip: its size, which frames, its depth), and any
+    other ``fields``."""
+    return EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames, fps=fps,
+                    depth_file=depth_file, depth_invert=depth_invert, model=model, **fields)
+
+
 def _tracking_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, mask_drawing,
                    mask_file, track_drawn, mask_tracker, mask_clicks, frame=0, erase=False) -> EditForm:
     """The form of a tracking preview: the clip as the edit reads it, the mask or clicks, the frame, the tracker."""
-    return EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames, fps=fps,
-                    depth_file=depth_file, depth_invert=depth_invert, model=model, mask_drawing=mask_drawing,
-                    mask_file=mask_file, mask_frame=mask_frame_of(frame, track_drawn, mask_clicks),
-                    mask_tracker=mask_tracker or "flow", mask_clicks=mask_clicks or "", erase=bool(erase))
+    return _clip_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model,
+                      mask_drawing=mask_drawing, mask_file=mask_file,
+                      mask_frame=mask_frame_of(frame, track_drawn, mask_clicks), mask_tracker=mask_tracker or "flow",
+                      mask_clicks=mask_clicks or "", erase=bool(erase))
 
 
 def _wire_tracking(ui, service: EditService) -> None:

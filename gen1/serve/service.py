@@ -184,6 +184,22 @@ class EditService:
                 path.unlink(missing_ok=True)
 
     # ------------------------------------------------------------------------------------------- preview
+    @contextlib.contextmanager
+    def _reading_clip(self, form: EditForm, session: str, *, keep_job: bool):
+        """The clip of ``form`` read as an edit reads it (its content and mask play no part in that): yields the
+        request (its outputs in a new job folder of ``session``) and the inputs read; the job folder is removed at the
+        end unless ``keep_job``."""
+        form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
+        with _uploads_named(form):
+            job = self._new_job()
+            try:
+                self._claim(session, form, job)
+                request = self._request(form, job)
+                yield request, read_inputs(request, limits=self._clip_limits(request.size))
+            finally:
+                if not keep_job:
+                    shutil.rmtree(job, ignore_errors=True)
+
     def preview_clip(self, form: EditForm, *, session: str = "") -> ClipPreview:
         """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy."""
         # lazy: keeps this module's import light (no torch when it loads)
@@ -192,13 +208,7 @@ class EditService:
         # lazy: keeps this module's import light (no torch when it loads)
         from gen1.serve.preview import prepare_structure
 
-        # content and mask play no part in reading the clip and its structure
-        form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
-        with _uploads_named(form):
-            job = self._new_job()
-            self._claim(session, form, job)
-            request = self._request(form, job)
-            inputs = read_inputs(request, limits=self._clip_limits(request.size))
+        with self._reading_clip(form, session, keep_job=True) as (request, inputs):
             pipe = self.catalog.pipeline(self._model_name(form))
             structure = prepare_structure(pipe, inputs.clip.frames, inputs.depth)
             clip = inputs.clip
@@ -210,16 +220,9 @@ class EditService:
     def frame_canvas(self, form: EditForm, index: int, *, session: str = "") -> np.ndarray:
         """Frame ``index`` of the clip as an edit of ``form`` reads it, enlarged as :attr:`ClipPreview.mask_canvas`:
         the frame a mask is painted on, clicks and drags are given on and tracking starts from (``--mask-frame``),
-        for a subject that is not in the first frame or is best seen later. No depth is estimated."""
-        form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
-        with _uploads_named(form):
-            job = self._new_job()
-            try:
-                self._claim(session, form, job)
-                request = self._request(form, job)
-                frames = read_inputs(request, limits=self._clip_limits(request.size)).clip.frames
-            finally:
-                shutil.rmtree(job, ignore_errors=True)  # nothing is written for a frame
+        for a subject that is not in the first frame or is best seen later. No depth is estimated, nothing written."""
+        with self._reading_clip(form, session, keep_job=False) as (_, inputs):
+            frames = inputs.clip.frames
         if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(frames):
             raise ValueError(f"--mask-frame {index} is outside the clip (frames 0 to {len(frames) - 1})")
         return _enlarge(frames[index])

@@ -105,18 +105,19 @@ class FrameContext:
             self._local.state = previous
 
     def checkpointing_func(self, inner: Callable) -> Callable:
-        """Wrap a diffusers gradient-checkpointing function so re-runs during backward see the same state."""
+        """Wrap a diffusers gradient-checkpointing function ``inner(module, *args, **kwargs)`` so re-runs during
+        backward see the same state."""
 
-        def checkpoint_with_frame_state(module, *args):
+        def checkpoint_with_frame_state(module, *args, **kwargs):
             state = getattr(self._local, "state", None)
             if state is None:
-                return inner(module, *args)
+                return inner(module, *args, **kwargs)
 
-            def run(*inputs):
+            def run(*inputs, **named):
                 with self.active(state):
-                    return module(*inputs)
+                    return module(*inputs, **named)
 
-            return inner(run, *args)
+            return inner(run, *args, **kwargs)
 
         return checkpoint_with_frame_state
 

@@ -11,8 +11,8 @@ step (``tests/test_imagic.py``).
 A block is checkpointed by giving it a ``forward`` of its own, bound to it (so a deep copy of the model rebinds it to
 the copy) and marked, so that :func:`disable_recompute` removes only what it added. A gen1
 :class:`~gen1.unet.VideoUNet` runs its temporal layers under a per-call frame context
-(:mod:`gen1.temporal_layers.context`) that is gone when the backward pass re-runs a block: the context of the
-forward call is captured and restored for the re-run, as the per-layer level does.
+(:mod:`gen1.temporal_layers.context`) that is gone when the backward pass re-runs a block: the block level restores
+it with the same wrapper the per-layer level uses (``FrameContext.checkpointing_func``).
 """
 
 from __future__ import annotations
@@ -33,21 +33,19 @@ def _blocks(model) -> list[torch.nn.Module]:
     return [block for block in blocks if block is not None]
 
 
+def _checkpoint(function, *args, **kwargs):
+    return checkpoint(function, *args, use_reentrant=False, **kwargs)
+
+
 def _checkpointed_forward(block, *args, **kwargs):
-    """A block's own ``forward``, checkpointed while gradients are on (its frame context restored for re-runs)."""
+    """A block's own ``forward``, checkpointed while gradients are on (its frame context restored for re-runs by
+    :meth:`gen1.temporal_layers.context.FrameContext.checkpointing_func`, as the per-layer level restores it)."""
     forward = types.MethodType(type(block).forward, block)
     if not torch.is_grad_enabled():
         return forward(*args, **kwargs)
     context = getattr(block, MARK)
-    state = None if context is None else getattr(context._local, "state", None)
-
-    def run(*inner_args, **inner_kwargs):
-        if state is None:
-            return forward(*inner_args, **inner_kwargs)
-        with context.active(state):
-            return forward(*inner_args, **inner_kwargs)
-
-    return checkpoint(run, *args, use_reentrant=False, **kwargs)
+    run = _checkpoint if context is None else context.checkpointing_func(_checkpoint)
+    return run(forward, *args, **kwargs)
 
 
 def enable_recompute(modules) -> None:

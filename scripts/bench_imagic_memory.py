@@ -59,36 +59,51 @@ class PeakResidentSize:
         self.peak = max(self.peak, self.now())
 
 
+class PeakMemory:
+    """The peak memory the block adds to what is held when it starts (bytes, ``added``): on a GPU the CUDA
+    allocator's peak; on the CPU the sampled resident set size, the heap trimmed first (``malloc_trim``) so that
+    memory freed by earlier work does not count as held."""
+
+    def __init__(self, device):
+        self.device, self.added = device, 0
+
+    def __enter__(self):
+        import gc
+
+        gc.collect()
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            torch.cuda.reset_peak_memory_stats(self.device)
+            self.before = torch.cuda.memory_allocated(self.device)
+        else:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6").malloc_trim(0)
+            self.sampler = PeakResidentSize().__enter__()
+            self.before = self.sampler.peak
+        return self
+
+    def __exit__(self, *exc):
+        if self.device.type == "cuda":
+            torch.cuda.synchronize(self.device)
+            peak = torch.cuda.max_memory_allocated(self.device)
+        else:
+            self.sampler.__exit__(*exc)
+            peak = self.sampler.peak
+        self.added = peak - self.before
+
+
 def one_step(run, phase: str, device) -> dict:
     """Peak bytes added and seconds of one video-mode training step of ``phase``."""
-    import ctypes
-    import gc
-
-    gc.collect()
-    if device.type == "cpu":  # give freed heap back to the system, so that the size before the step is what is held
-        ctypes.CDLL("libc.so.6").malloc_trim(0)
     context = run.embedding if phase == "embedding" else run.embedding.detach()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        torch.cuda.reset_peak_memory_stats(device)
-        before = torch.cuda.memory_allocated(device)
-    sampler = PeakResidentSize() if device.type == "cpu" else None
-    start = time.perf_counter()
-    if sampler is not None:
-        sampler.__enter__()
-        before = sampler.peak
-    loss = run.draw_loss(context, phase, 0)
-    loss.backward()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-        peak = torch.cuda.max_memory_allocated(device)
-    else:
-        sampler.__exit__(None, None, None)
-        peak = sampler.peak
+    with PeakMemory(device) as memory:
+        start = time.perf_counter()
+        loss = run.draw_loss(context, phase, 0)
+        loss.backward()
     seconds = time.perf_counter() - start
     for p in list(run.trainable(phase).values()):
         p.grad = None
-    return dict(peak_added_gib=(peak - before) / 2**30, seconds=seconds, loss=float(loss.detach()))
+    return dict(peak_added_gib=memory.added / 2**30, seconds=seconds, loss=float(loss.detach()))
 
 
 def measure(args) -> dict:

@@ -98,6 +98,8 @@ def _check_content(request: EditRequest) -> None:
         _check_drag(request)
     elif request.drag_strength is not None:
         raise ValueError("--drag-strength is a drag's start: give --drag, or no --drag-strength")
+    if request.erase_fill is not None and not (request.erase or request.drag):
+        raise ValueError("--erase-fill is an erase's or a drag's: give --erase or --drag, or no --erase-fill")
     if request.erase:  # the content is the source's own
         if request.imagic_scale is not None:
             raise ValueError("--erase takes its content from the source: give no --imagic-scale")

@@ -49,8 +49,8 @@ from gen1.hub import resolve_pipeline
 from gen1.imagic import require_imagic
 from gen1.ip_adapter import load_ip_adapter_into
 from gen1.ip_adapter_text import attach_text_encoder
-from gen1.masked_edits import (check_mask_arguments, edit_region, erase_start, load_mask, prefilled,
-                               structure_depth)
+from gen1.masked_edits import (ERASE_FILL, check_mask_arguments, edit_region, erase_start, hidden_background, load_mask,
+                               prefilled, structure_depth)
 from gen1.masking import KeptRegion
 from gen1.media import unit_to_uint8
 from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_from_trained, image_model_size
@@ -365,15 +365,17 @@ class Gen1Pipeline(DiffusionPipeline):
                              depth=depth_full, erase=masked.erase, tracker=masked.tracker, clicks=masked.clicks)
         if masked.erase:
             encoded = route.source_content(source.frames, region, content, generator=generator, device=device)
-            masked.start_frames = prefilled(source.frames, region)
+            hidden = hidden_background(source.frames, region, masked.fill)
+            masked.start_frames = prefilled(source.frames, region, hidden)
         if masked.drag is not None:  # the subject's depth moved over the filled background; region: old and new
-            layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0)
+            layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0,
+                                 frames=source.frames, erase_fill=masked.fill)
             region, guided = layers.region, layers.depth
             masked.start_frames = moved_frames(source.frames, layers)
             masked.seam_anchor = SeamAnchor(1.0 - layers.union, layers.old_place)
             encoded = drag_content(route, content, source.frames, layers, generator=generator, device=device)
         else:
-            guided = structure_depth(depth_full, region, masked.structure)
+            guided = structure_depth(depth_full, region, masked.structure, hidden if masked.erase else None)
         depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
                                                         source.latent_size, frames=source.frames)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
@@ -436,7 +438,7 @@ class Gen1Pipeline(DiffusionPipeline):
     def check_edit_settings(self, route_settings: dict, *, direction: tuple, direction_scale: tuple, mask,
                             mask_frame, erase: bool, mask_structure, mask_structure_level, mask_clicks=(),
                             imagic_scale=None, erase_strength=None, strength: float = 1.0, drag=None,
-                            drag_strength=None):
+                            drag_strength=None, erase_fill=None):
         """Check the settings only some routes or modes take, before anything is read or run: the route's own
         (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
         the directions, the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`) and the drag's
@@ -451,8 +453,10 @@ class Gen1Pipeline(DiffusionPipeline):
                              erase_strength=erase_strength, strength=strength)
         parsed_drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure,
                                            drag_strength=drag_strength, strength=strength)
+        if erase_fill is not None and not (erase or parsed_drag is not None):
+            raise ValueError("erase_fill is an erase's or a drag's: give erase or drag, or no erase_fill")
         check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level,
-                            erase_strength=erase_strength, drag_strength=drag_strength))
+                            erase_strength=erase_strength, drag_strength=drag_strength, erase_fill=erase_fill))
         if imagic_scale is not None:  # an Imagic adapter's content (gen1.imagic): its range, and the adapter
             check_settings(dict(imagic_scale=imagic_scale))
             require_imagic(self)
@@ -463,7 +467,7 @@ class Gen1Pipeline(DiffusionPipeline):
     @staticmethod
     def prepare_masked_edit(source: "SourceVideo", *, mask, mask_frame, erase: bool, mask_structure,
                             mask_structure_level, tracker, mask_clicks: tuple, drag,
-                            structure_given: bool) -> "MaskedEdit | None":
+                            structure_given: bool, erase_fill: str | None = None) -> "MaskedEdit | None":
         """How this call uses its mask (:class:`MaskedEdit`; None without a mask or clicks), read and checked against
         the ``source``: the mask (:func:`gen1.masked_edits.load_mask`), the clicks (on ``mask_frame``, the first frame
         unless told; :func:`gen1.tracking.check_clicks`) and the drag (:func:`gen1.drag.check_drag`)."""
@@ -477,7 +481,7 @@ class Gen1Pipeline(DiffusionPipeline):
             mask_structure or ("fill" if erase else "keep"), mask_structure_level, tracker,
             structure_given=structure_given,
             clicks=tuple(check_clicks(mask_clicks, mask_frame, *size) if mask_clicks else ()),
-            drag=check_drag(drag, *size))
+            drag=check_drag(drag, *size), fill=erase_fill or ERASE_FILL)
 
     def run_loop(self, blender: WindowBlender, latents: torch.Tensor, timesteps: torch.Tensor, scheduler, *,
                  generator, hooks, progress_callback=None) -> torch.Tensor:
@@ -623,6 +627,7 @@ class Gen1Pipeline(DiffusionPipeline):
         erase: bool = False,
         erase_strength: float | None = None,
         drag_strength: float | None = None,
+        erase_fill: str | None = None,
         mask_structure: str | None = None,
         mask_structure_level: float | None = None,
         mask_tracker="flow",
@@ -680,14 +685,18 @@ class Gen1Pipeline(DiffusionPipeline):
             mask_clicks: instead of ``mask``, clicks ``(x, y, positive)`` on the subject (positive) or off it, in
                 pixels of ``video``, on frame ``mask_frame`` (default 0), for a tracker that takes clicks (sam2).
             erase: remove the masked subject: the mask (tracked, grown slightly) is edited fully, its structure
-                filled from its boundary and its content the source's own (:meth:`gen1.routes.Route.source_content`;
+                filled (``erase_fill``) and its content the source's own (:meth:`gen1.routes.Route.source_content`;
                 give no prompt or reference); :mod:`gen1.masked_edits`.
-            erase_strength: an erase starts from the source with its region pre-filled from the boundary
+            erase_strength: an erase starts from the source with its region pre-filled (``erase_fill``)
                 (:func:`gen1.masked_edits.prefilled`), noised to this share of the steps, in (0, 1] (default 0.4,
                 :data:`gen1.masked_edits.ERASE_STRENGTH`; 1 = from pure noise). ``strength`` is not an erase's.
             drag_strength: a drag starts from the source with the subject moved and its old place pre-filled
                 (:func:`gen1.drag.moved_frames`), noised to this share of the steps, in (0, 1] (default 0.4,
                 :data:`gen1.drag.DRAG_STRENGTH`; 1 = from pure noise). ``strength`` is not a drag's.
+            erase_fill: where an erase (and a drag's old place) takes what the subject hid, colours and depth, before
+                the model redraws it: ``"frames"`` (default, :data:`gen1.masked_edits.ERASE_FILL`): copied from the
+                frames that see it along the background's motion (:mod:`gen1.propagation`), the rest from the
+                surroundings; ``"boundary"``: all from the surroundings.
             mask_structure: ``"keep"`` the depth inside the mask or ``"fill"`` it from the mask's boundary (default:
                 fill on an erase, else keep). A replace guided by a ``depth`` you give (a mock-up of the new object)
                 keeps it.
@@ -748,7 +757,7 @@ class Gen1Pipeline(DiffusionPipeline):
             route_settings, direction=direction, direction_scale=direction_scale, mask=mask, mask_frame=mask_frame,
             erase=erase, mask_structure=mask_structure, mask_structure_level=mask_structure_level,
             mask_clicks=mask_clicks, imagic_scale=imagic_scale, erase_strength=erase_strength, strength=strength,
-            drag=drag, drag_strength=drag_strength)
+            drag=drag, drag_strength=drag_strength, erase_fill=erase_fill)
         strength = self.start_strength(strength, erase=erase, erase_strength=erase_strength, drag=drag,
                                        drag_strength=drag_strength)
         tracker = make_tracker(mask_tracker, mask_tracker_model)
@@ -760,7 +769,7 @@ class Gen1Pipeline(DiffusionPipeline):
         masked = self.prepare_masked_edit(
             source, mask=mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
             mask_structure_level=mask_structure_level, tracker=tracker, mask_clicks=mask_clicks, drag=drag,
-            structure_given=depth is not None)
+            structure_given=depth is not None, erase_fill=erase_fill)
 
         content = ContentRequest(prompt=prompt, negative_prompt=negative_prompt, reference_image=reference_image,
                                  content_weights=content_weights, content_embeds=content_embeds,
@@ -845,8 +854,9 @@ class MaskedEdit:
     structure_given: bool = False
     clicks: tuple = ()  # (x, y, positive) on mask_frame in pixels of the video, instead of a mask
     drag: Any = None  # a gen1.drag.Drag: the subject moved (docs/drag.md)
+    fill: str = ERASE_FILL  # where an erase or a drag's old place takes what the subject hid (gen1.settings.ERASE_FILLS)
     # The source of the rest of the edit when not the clip itself (set by prepare_route): what sampling starts from
-    # below strength 1 and what is kept outside the region. An erase's: the region pre-filled from its boundary
+    # below strength 1 and what is kept outside the region. An erase's: the region pre-filled (erase_fill)
     # (gen1.masked_edits.prefilled, equal to the clip outside it); a drag's: the subject moved (gen1.drag.moved_frames).
     start_frames: Any = None
     # Which kept pixels a redrawn background meets seamlessly when not all of them (gen1.seamless.SeamAnchor): a

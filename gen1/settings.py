@@ -34,6 +34,9 @@ MASK_STRUCTURES = ("keep", "fill")
 #: Where an edit at strength 1 starts: pure noise (Gen-1's way, the source's pixels play no part) or the source
 #: latents noised to the first timestep (diffusers' video-to-video pipelines, which keep sqrt(alpha_bar_T) of them).
 FULL_STRENGTH_STARTS = ("noise", "noised-source")
+#: Where an erase (and a drag's old place) takes what the subject hid before the model redraws it (gen1.masked_edits):
+#: copied from the frames that see it, the rest from the surroundings; or from the surroundings only.
+ERASE_FILLS = ("frames", "boundary")
 #: The trackers that carry a one-frame mask to every frame (gen1.tracking.TRACKERS holds them by these names).
 TRACKER_NAMES = ("flow", "sam2")
 
@@ -135,13 +138,18 @@ class EditSettings:
                           "structure and the source's own look (name the subject with --negative-prompt on public "
                           "models); no --prompt or --reference", group="content", switch=True)
     erase_strength: float | None = setting(
-        None, "--erase-strength", "an erase starts from its region pre-filled from the surroundings' colours, noised "
+        None, "--erase-strength", "an erase starts from its region pre-filled (--erase-fill), noised "
         "to this share of the steps: in (0, 1], 1 = from pure noise (default 0.4; docs/masked_edits.md)", low=0,
         high=1, low_open=True, kind=float, group="content")
     drag_strength: float | None = setting(
         None, "--drag-strength", "a drag starts from the clip with the subject moved and its old place pre-filled, "
         "noised to this share of the steps: in (0, 1], 1 = from pure noise (default 0.4; docs/drag.md)", low=0,
         high=1, low_open=True, kind=float, group="content")
+    erase_fill: str | None = setting(
+        None, "--erase-fill", "where an erase (and a drag's old place) takes what the subject hid, colours and depth, "
+        "before the model redraws it: frames = copied from the frames that see it along the background's motion, the "
+        "rest from the surroundings; boundary = from the surroundings only (default frames; docs/masked_edits.md)",
+        choices=ERASE_FILLS, group="content")
     mask_structure: str | None = setting(None, "--mask-structure", "the structure inside --mask: keep the subject's "
                                          "depth (or your --depth: the new object's), or fill it from the mask's "
                                          "boundary (default: fill with --erase, else keep)", choices=MASK_STRUCTURES)

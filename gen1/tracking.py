@@ -107,7 +107,7 @@ class FlowTracker(MaskTracker):
                              "(--mask-tracker sam2)")
         num_frames, _, height, width = frames.shape
         binary = check_one_frame_mask(mask, mask_frame, num_frames, (height, width))[0, 0].numpy()
-        gray = [_gray_uint8(frame) for frame in frames]
+        gray = [gray_uint8(frame) for frame in frames]
         depth_np = None if depth is None else depth[:, 0].float().numpy()
         band = self.band or max(1, round(min(height, width) / 32))
         if depth_np is not None and not self.depth_agrees(binary, depth_np[mask_frame], band):
@@ -203,20 +203,25 @@ def track_mask(frames: torch.Tensor, mask: torch.Tensor | None, mask_frame: int,
                          None if depth is None else depth.float().cpu(), **extra)
 
 
-def _gray_uint8(frame: torch.Tensor) -> np.ndarray:
+def gray_uint8(frame: torch.Tensor) -> np.ndarray:
     """A ``(3, H, W)`` frame in [0, 1] as an 8-bit grey image (what OpenCV's flow takes)."""
     rgb = frame.clamp(0, 1).permute(1, 2, 0).numpy()
     gray = rgb @ np.array([0.299, 0.587, 0.114], dtype=np.float32)
     return np.ascontiguousarray((gray * 255.0 + 0.5).astype(np.uint8))
 
 
-def _flow(target: np.ndarray, source: np.ndarray) -> np.ndarray:
+def dense_flow(target: np.ndarray, source: np.ndarray) -> np.ndarray:
     """Dense flow ``(H, W, 2)`` from ``target`` to ``source`` (Farneback's polynomial expansion, window 1/7 of the
     short side): pixel ``p`` of ``target`` shows what ``source`` shows at ``p + flow(p)``."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
-    window = max(5, min(target.shape) // 7) | 1
-    return cv2.calcOpticalFlowFarneback(target, source, None, 0.5, 3, window, 5, 5, 1.1, 0)
+    return cv2.calcOpticalFlowFarneback(target, source, None, 0.5, 3, flow_window(target.shape), 5, 5, 1.1, 0)
+
+
+def flow_window(size: tuple[int, int]) -> int:
+    """The side of :func:`dense_flow`'s averaging window for frames of ``size`` (H, W): 1/7 of the short side, odd,
+    at least 5. The flow near a moving subject is smeared by it up to half this far."""
+    return max(5, min(size) // 7) | 1
 
 
 def _warp(previous: np.ndarray, target: np.ndarray, source: np.ndarray) -> np.ndarray:
@@ -225,7 +230,7 @@ def _warp(previous: np.ndarray, target: np.ndarray, source: np.ndarray) -> np.nd
     frame's mask."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
-    flow = _flow(target, source)
+    flow = dense_flow(target, source)
     height, width = target.shape
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     carried = cv2.remap(previous.astype(np.float32), xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,

@@ -163,13 +163,13 @@ def test_a_drag_keeps_every_pixel_outside_the_old_and_new_places_exact(route, re
 def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkeypatch):
     from gen1.drag import DRAG_STRENGTH, moved_frames
 
-    depth, masks = square_scene()
+    depth, masks = square_scene(step=(2, 1))  # moving: other frames see some of its old place
     frames = _frames_of(masks)
     encoded, steps = [], []
     original = type(native.route).encode_source
     monkeypatch.setattr(type(native.route), "encode_source",
                         lambda self, video, **kwargs: encoded.append(video) or original(self, video, **kwargs))
-    layers = drag_layers(depth, masks, parse_drag("8,12:18,14"), (SIZE, SIZE))
+    layers = drag_layers(depth, masks, parse_drag("8,12:18,14"), (SIZE, SIZE), frames=frames)
 
     def count(pipe, index, t, tensors):
         steps.append(int(t))
@@ -183,6 +183,11 @@ def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkey
         assert len(steps) == expected
         assert len(encoded) == 1 and torch.equal(encoded[0], moved_frames(frames, layers))
     assert not torch.equal(encoded[0], frames)  # the subject is at its new place, its old place filled
+    encoded.clear()  # the old place filled from its boundary only: the layers made without the frames
+    _edit(native, frames, mask=masks[:, 0].numpy(), drag="8,12:18,14", depth=depth, erase_fill="boundary")
+    boundary = drag_layers(depth, masks, parse_drag("8,12:18,14"), (SIZE, SIZE))
+    assert boundary.hidden is None and torch.equal(encoded[0], moved_frames(frames, boundary))
+    assert bool(layers.hidden.seen.any()) and not torch.equal(encoded[0], moved_frames(frames, layers))
 
 
 @pytest.mark.parametrize("kwargs, message", [
@@ -241,7 +246,8 @@ def test_gen1_edit_drag_end_to_end(clips_dir, tmp_path, capsys):
                       (["--drag", "256,256:384,300", "--strength", "0.5"],
                        "--drag starts from the clip with the subject moved, at --drag-strength: leave --strength at 1 "
                        "and give --drag-strength"),
-                      (["--drag-strength", "0.5"], "--drag-strength is a drag's start: give --drag")):
+                      (["--drag-strength", "0.5"], "--drag-strength is a drag's start: give --drag"),
+                      (["--erase-fill", "boundary"], "--erase-fill is an erase's or a drag's: give --erase or --drag")):
         assert main([*args, *bad]) == 2
         assert line in capsys.readouterr().err
     assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(out), "--model", str(model), "--drag", "1,1:2,2"]) == 2

@@ -32,7 +32,7 @@ FULL = EditRequest(
     reference_image=("style.png",), negative_prompt="--blurry", content_weights=(0.25, 1.5, 2.0),
     structure_level=3.3, guidance_scale=0.1, temporal_guidance_scale=1.25, controlnet_conditioning_scale=0.5,
     controlnet_guidance_start=0.1, controlnet_guidance_end=0.9, num_inference_steps=7, scheduler="dpm",
-    strength=0.55, full_strength_start="noised-source", seed=2**64 - 1, mask="mask.png", mask_frame=2, erase=True, erase_strength=0.3, mask_structure="fill",
+    strength=0.55, full_strength_start="noised-source", seed=2**64 - 1, mask="mask.png", mask_frame=2, erase=True, erase_strength=0.3, erase_fill="boundary", mask_structure="fill",
     mask_structure_level=5.5, depth="depth.npy", depth_invert=True, depth_cache=False, size=256, fps=12.5,
     start=1.5, duration=2.25, max_frames=9, window_size=8, window_overlap=3, window_shift=False,
     direction=(("a car", "a red car"), ("day", "night")), direction_scale=(1.5, -0.5), compare="side by side.png",

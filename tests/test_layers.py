@@ -20,7 +20,7 @@ LAYERS = [
     ("inference", ["gen1.pipeline", "gen1.routes", "gen1.denoise", "gen1.windows", "gen1.masking", "gen1.guidance",
                    "gen1.conditioning", "gen1.prompts", "gen1.assembly", "gen1.animatediff",
                    "gen1.adapters", "gen1.comparison", "gen1.masked_edits", "gen1.tracking", "gen1.imagic",
-                   "gen1.drag", "gen1.seamless"]),
+                   "gen1.drag", "gen1.seamless", "gen1.propagation"]),
     ("models", ["gen1.unet", "gen1.temporal_layers", "gen1.depth", "gen1.content", "gen1.ip_adapter",
                 "gen1.sam2_tracker", "gen1.ip_adapter_text"]),
     ("ground", ["gen1.media", "gen1.hub", "gen1.model_folders", "gen1.model_defaults", "gen1.weights",

@@ -229,6 +229,7 @@ def test_the_prefill_continues_the_colours_across_the_region_and_leaves_the_outs
 
 def test_an_erase_starts_from_its_prefilled_region_at_the_erase_strength(native, monkeypatch):
     from gen1.masked_edits import ERASE_STRENGTH, prefilled
+    from gen1.propagation import background_sources
 
     frames, depth, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(2, 1))
     route_class = type(native.route)
@@ -254,7 +255,8 @@ def test_an_erase_starts_from_its_prefilled_region_at_the_erase_strength(native,
                      size=SIZE, callback_on_step_end=count)
         assert len(steps) == expected
         (source,) = encoded
-        torch.testing.assert_close(source, prefilled(frames, region), rtol=0, atol=0)  # no subject in the start
+        expected = prefilled(frames, region, background_sources(frames, region))  # no subject in the start
+        torch.testing.assert_close(source, expected, rtol=0, atol=0)
         outside = (region < 0.5).expand_as(frames)
         assert torch.equal(out.frames[outside], frames[outside])
 
@@ -284,6 +286,86 @@ def test_an_erase_strength_without_an_erase_is_refused(native):
     frames, _, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8)
     with pytest.raises(ValueError, match="^erase_strength is an erase's"):
         _edit(native, frames, mask=masks[:, 0].numpy(), prompt="a cat", erase_strength=0.5)
+    with pytest.raises(ValueError, match="^erase_fill is an erase's or a drag's: give erase or drag"):
+        _edit(native, frames, mask=masks[:, 0].numpy(), prompt="a cat", erase_fill="boundary")
+    with pytest.raises(ValueError, match="^erase_fill must be one of frames, boundary"):
+        _edit(native, frames, mask=masks[:, 0].numpy(), erase=True, erase_fill="nearest")
+
+
+# --------------------------------------------------------------------------------------------- what others saw
+def crossing_square(num_frames=6, size=32, side=8, step=4, pan=0):
+    """A flat-coloured square crossing a smooth textured background from left to right, ``step`` pixels a frame,
+    while the view pans ``pan`` pixels a frame the other way: the frames, the background alone (the exact erase) and
+    the square's masks, all (F, C, H, W)."""
+    generator = torch.Generator().manual_seed(3)
+    wide = torch.nn.functional.avg_pool2d(torch.rand(1, 3, size, size + pan * num_frames, generator=generator),
+                                          5, 1, 2)[0]
+    background = torch.stack([wide[:, :, pan * index:pan * index + size] for index in range(num_frames)])
+    frames, masks = background.clone(), torch.zeros(num_frames, 1, size, size)
+    for index in range(num_frames):
+        x, y = 2 + step * index, size // 3
+        frames[index, :, y:y + side, x:x + side] = torch.tensor([0.9, 0.1, 0.2])[:, None, None]
+        masks[index, :, y:y + side, x:x + side] = 1
+    return frames, background, masks
+
+
+@pytest.mark.parametrize("pan, flow_size", [(0, None), (1, None), (1, 16)])
+def test_what_a_crossing_subject_hides_is_copied_from_the_frames_that_see_it(pan, flow_size, monkeypatch):
+    import gen1.propagation
+    from gen1.masked_edits import prefilled
+    from gen1.propagation import background_sources
+
+    if flow_size is not None:  # the flow measured on the frames scaled down, read back at the full size
+        monkeypatch.setattr(gen1.propagation, "FLOW_SIZE", flow_size)
+    frames, background, masks = crossing_square(pan=pan)
+    region = grow(masks, 1)
+    sources = background_sources(frames, region)
+    inside = region.expand_as(frames) > 0.5
+    seen = (sources.seen & (region > 0.5)).expand_as(frames)
+    assert float(seen.sum() / inside.sum()) >= 0.9  # it moves its own width in two frames: almost all is seen
+    copied = sources.sample(frames)
+    assert torch.equal(copied[~inside], frames[~inside])  # nothing outside the region changes
+    error = (copied - background).abs()[seen].mean()
+    assert float(error) < (0.015 if flow_size is None else 0.025)  # the flow's error (the boundary fill's: 0.04)
+    from_frames, from_boundary = prefilled(frames, region, sources), prefilled(frames, region)
+    assert torch.equal(from_frames[~inside], frames[~inside])
+    boundary_error = (from_boundary - background).abs()[inside].mean()
+    assert float((from_frames - background).abs()[inside].mean()) < 0.5 * float(boundary_error)
+
+
+def test_a_subject_that_never_moves_hides_what_no_frame_sees_so_the_fill_is_the_boundary_fill():
+    from gen1.masked_edits import prefilled, structure_depth
+    from gen1.propagation import background_sources
+
+    frames, _, masks = crossing_square(step=0)
+    region = grow(masks, 1)
+    sources = background_sources(frames, region)
+    assert not bool(sources.seen.any())
+    assert torch.equal(prefilled(frames, region, sources), prefilled(frames, region))
+    depth = frames[:, :1]
+    assert torch.equal(structure_depth(depth, region, "fill", sources), structure_depth(depth, region, "fill"))
+    with pytest.raises(ValueError, match=r"^values must be \(F, C, H, W\) like the clip traced"):
+        sources.sample(frames[:2])
+
+
+def test_an_erase_fills_from_the_frames_by_default_and_from_the_boundary_when_told(native, monkeypatch):
+    from gen1.masked_edits import prefilled
+
+    frames, _, masks = crossing_square(num_frames=FRAMES, size=SIZE)
+    starts = []
+    original = type(native.route).encode_source
+
+    def spy(self, frames_, **kwargs):
+        starts.append(frames_.clone())
+        return original(self, frames_, **kwargs)
+
+    monkeypatch.setattr(type(native.route), "encode_source", spy)
+    outputs = [_edit(native, frames, mask=masks[:, 0].numpy(), erase=True, depth=frames[:, :1], **extra).frames
+               for extra in ({}, dict(erase_fill="frames"), dict(erase_fill="boundary"))]
+    assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
+    region = grow(masks, erase_margin((SIZE, SIZE)))
+    assert torch.equal(starts[2], prefilled(frames, region))  # the old pre-fill, bit for bit
+    assert not torch.equal(starts[0], starts[2])
 
 
 def test_a_covered_region_edits_every_masked_pixel_fully_and_nothing_outside():

@@ -21,7 +21,7 @@ from gen1.settings import DEFAULTS, FLAGS, EditSettings, check_setting, flag_lab
 #: --mask-structure-level).
 EDIT_OPTIONS = ['--adapter', '--base', '--compare', '--compile', '--content-weights', '--controlnet',
                 '--controlnet-end', '--controlnet-scale', '--controlnet-start', '--depth', '--depth-invert',
-                '--depth-model', '--device', '--direction', '--direction-scale', '--drag', '--drag-strength', '--dtype', '--duration', '--erase', '--erase-strength', '--fixed-windows', '--fps', '--full-strength-start', '--guidance',
+                '--depth-model', '--device', '--direction', '--direction-scale', '--drag', '--drag-strength', '--dtype', '--duration', '--erase', '--erase-fill', '--erase-strength', '--fixed-windows', '--fps', '--full-strength-start', '--guidance',
                 '--help', '--image-encoder', '--imagic-scale', '--inpaint-controlnet', '--inpaint-controlnet-scale', '--ip-adapter', '--ip-adapter-scale', '--ip-adapter-text-encoder', '--lora', '--lora-scale', '--mask',
                 '--mask-click', '--mask-frame', '--mask-structure', '--mask-structure-level', '--mask-tracker',
                 '--mask-tracker-model', '--max-frames', '--model',

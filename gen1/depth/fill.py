@@ -81,6 +81,19 @@ def fill_from_boundary(values: torch.Tensor, mask: torch.Tensor, method: str = "
     return result
 
 
+def fill_holes(values: torch.Tensor, mask: torch.Tensor, method: str = "harmonic") -> torch.Tensor:
+    """``values`` ``(F, C, H, W)`` filled as :func:`fill_from_boundary` fills them on the frames where ``mask``
+    ``(F, 1, H, W)`` (> 0.5) has pixels and leaves some known; the other frames unchanged (nothing to fill, or nothing
+    to fill from). For fills of what is left over (the part of a region no other frame sees), which may be nothing."""
+    inside = mask > 0.5
+    counts = inside.flatten(1).sum(dim=1)
+    picked = torch.nonzero((counts > 0) & (counts < inside[0].numel())).flatten()
+    result = values.clone()
+    if picked.numel():
+        result[picked] = fill_from_boundary(values[picked], inside[picked].float(), method)
+    return result
+
+
 #: A pixel's 4 neighbours, as (row, column) offsets.
 _NEIGHBOURS = ((-1, 0), (1, 0), (0, -1), (0, 1))
 
@@ -164,4 +177,4 @@ def _planar(values: torch.Tensor, inside: torch.Tensor, ring: int) -> torch.Tens
     return torch.stack(planes)
 
 
-__all__ = ["FILL_METHODS", "check_fill_mask", "fill_depth", "fill_from_boundary"]
+__all__ = ["FILL_METHODS", "check_fill_mask", "fill_depth", "fill_from_boundary", "fill_holes"]

@@ -88,6 +88,7 @@ class EditForm:
     erase: bool = False
     erase_strength: float | None = None
     drag_strength: float | None = None
+    erase_fill: str | None = None  # not on the page: an erase fills from the frames that see the background
     mask_frame: int | None = None  # the mask is this frame's, tracked to every frame
     mask_structure: str | None = None
     mask_structure_level: float | None = None
@@ -400,7 +401,7 @@ class EditService:
             window_overlap=optional_number(form.window_overlap, "--overlap", whole=True),
             window_shift=bool(form.window_shift), erase=bool(form.erase),
             erase_strength=optional_number(form.erase_strength, "--erase-strength"),
-            drag_strength=optional_number(form.drag_strength, "--drag-strength"),
+            drag_strength=optional_number(form.drag_strength, "--drag-strength"), erase_fill=form.erase_fill or None,
             mask_frame=optional_number(form.mask_frame, "--mask-frame", whole=True),
             mask_structure=form.mask_structure or None,
             mask_structure_level=optional_number(form.mask_structure_level, "--mask-structure-level"),

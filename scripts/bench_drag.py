@@ -183,7 +183,8 @@ def run_scene(pipe, seed, args):
     frames, masks, moved = case["frames"], case["masks"], case
     generator = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
     common = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, size=args.size, output_type="pt",
-                  temporal_guidance_scale=args.temporal_guidance, mask=masks[0, 0].numpy(), mask_frame=0)
+                  temporal_guidance_scale=args.temporal_guidance, mask=masks[0, 0].numpy(), mask_frame=0,
+                  erase_fill=args.erase_fill)
     depth = pipe.prepare_depth(frames, None)
     subject = edit_region(masks[0, 0].numpy(), frames, (args.size, args.size), mask_frame=0, depth=depth)
     drag = [moved["drag"]]
@@ -196,7 +197,8 @@ def run_scene(pipe, seed, args):
     result = pipe(frames, drag=drag, generator=generator(), drag_strength=args.strength, **common)
     dragged = result.frames
     erased = pipe(frames, erase=True, generator=generator(), **common).frames
-    layers = drag_layers(depth, subject, parse_drag(drag), (args.size, args.size))
+    layers = drag_layers(depth, subject, parse_drag(drag), (args.size, args.size), frames=frames,
+                         erase_fill=args.erase_fill)  # as the pipeline makes them
     colours, landed = warp_layer(frames, (subject > 0.5).float(), layers.transforms)
     pasted = torch.where(landed > 0.5, colours, erased)  # erase, then paste the subject's pixels at the new place
     outside = (layers.union < 0.5).expand_as(frames)
@@ -261,6 +263,8 @@ def main(argv=None):
     add_sampler_argument(parser)
     parser.add_argument("--strength", type=float, default=1.0, help="the drag's start, drag_strength (default 1, as "
                         "the published figures were measured; gen1's default is DRAG_STRENGTH)")
+    parser.add_argument("--erase-fill", choices=("frames", "boundary"), default=None,
+                        help="where the erase takes what the subject hid (default: gen1's, ERASE_FILL)")
     parser.add_argument("--min-move", type=float, default=6.0, help="shortest move in pixels (default 6)")
     parser.add_argument("--max-move", type=float, default=14.0, help="longest move in pixels (default 14)")
     parser.add_argument("--render-subject", action="store_true", help="the model draws the moved subject too "

@@ -19,6 +19,12 @@ Per scene it reports:
 
     OMP_NUM_THREADS=1 python scripts/bench_erase.py --scenes 32 --json erase.json   # the model's sampler and steps
     OMP_NUM_THREADS=1 python scripts/bench_erase.py --scenes 32 --erase-strength 1 --no-replace   # from pure noise
+
+``--crossing F`` makes the subject walk across the view (F times its footprint radius over the clip: a passer-by,
+whose background other frames see), and ``--erase-fill boundary`` fills what it hid from the boundary only instead of
+copying it from those frames (gen1's default, ``frames``):
+
+    OMP_NUM_THREADS=1 python scripts/bench_erase.py --scenes 32 --crossing 3 --exact-masks --no-replace
 """
 
 from __future__ import annotations
@@ -45,23 +51,45 @@ def subject_masks(depth_with, depth_without):
     return (depth_with < depth_without - 1e-4).float()
 
 
-def pick_subject(scene, style, frames, size):
+def crossing(scene, index, footprints):
+    """``scene`` with primitive ``index`` walking across the view instead of its own motion: in a straight line
+    across the first frame's line of sight, ``footprints`` times its footprint radius over the clip, centred on its
+    place, without spinning (a passer-by)."""
+    primitive = scene.primitives[index]
+    origin, target = scene.camera.pose(torch.zeros(1))
+    sight = (target - origin)[0]
+    across = torch.tensor([-float(sight[2]), float(sight[0])])
+    across = across / across.norm()
+    foot = math.hypot(primitive.size[0], primitive.size[2]) if primitive.shape == "box" else primitive.size[0]
+    velocity = across * footprints * foot / scene.duration
+    half = velocity * scene.duration / 2
+    walker = dataclasses.replace(primitive, motion="linear", velocity=(float(velocity[0]), float(velocity[1])),
+                                 spin=0.0, position=(primitive.position[0] - float(half[0]),
+                                                     primitive.position[1] - float(half[1])))
+    return dataclasses.replace(scene, primitives=scene.primitives[:index] + (walker,) + scene.primitives[index + 1:])
+
+
+def pick_subject(scene, style, frames, size, footprints=0.0):
     """The primitive whose frame-0 mask is largest while covering under 40 % of the frame and at least 2 %, with its
-    masks visible on every frame; None when no primitive qualifies."""
-    rgb, depth = render(scene, style, frames, size, size)
+    masks visible on every frame; None when no primitive qualifies. ``footprints`` > 0: each candidate walks across
+    the view (:func:`crossing`), and the case's clip is the scene with it walking."""
     best = None
     for index in range(len(scene.primitives)):
+        moved = crossing(scene, index, footprints) if footprints > 0 else scene
+        if footprints > 0 or index == 0:
+            rgb, depth = render(moved, style, frames, size, size)
         without = dataclasses.replace(scene, primitives=scene.primitives[:index] + scene.primitives[index + 1:])
         rgb_bg, depth_bg = render(without, style, frames, size, size)
         masks = subject_masks(depth, depth_bg)
         share = masks.mean(dim=(1, 2, 3))
         if 0.02 <= float(share[0]) <= 0.4 and bool((share > 0.005).all()):
             if best is None or float(share[0]) > best[0]:
-                best = (float(share[0]), index, rgb_bg, depth_bg, masks)
+                best = (float(share[0]), index, rgb, depth, rgb_bg, depth_bg, masks, moved)
     if best is None:
         return None
-    _, index, rgb_bg, depth_bg, masks = best
-    return dict(index=index, frames=rgb, depth=depth, background=rgb_bg, background_depth=depth_bg, masks=masks)
+    _, index, rgb, depth, rgb_bg, depth_bg, masks, moved = best
+    return dict(index=index, frames=rgb, depth=depth, background=rgb_bg, background_depth=depth_bg, masks=masks,
+                scene=moved)
 
 
 def psnr_inside(output, target, masks):
@@ -73,13 +101,13 @@ def warp_error(video, flow_source, masks):
     """Mean |frame t+1 - frame t carried along the flow of ``flow_source``| inside frame t+1's mask."""
     import cv2
 
-    from gen1.tracking import _flow, _gray_uint8
+    from gen1.tracking import dense_flow, gray_uint8
 
     total, count = 0.0, 0.0
     height, width = video.shape[-2:]
     xs, ys = np.meshgrid(np.arange(width, dtype=np.float32), np.arange(height, dtype=np.float32))
     for t in range(video.shape[0] - 1):
-        flow = _flow(_gray_uint8(flow_source[t + 1]), _gray_uint8(flow_source[t]))
+        flow = dense_flow(gray_uint8(flow_source[t + 1]), gray_uint8(flow_source[t]))
         frame = video[t].permute(1, 2, 0).numpy().astype(np.float32)
         carried = cv2.remap(frame, xs + flow[..., 0], ys + flow[..., 1], cv2.INTER_LINEAR,
                             borderMode=cv2.BORDER_REFLECT)
@@ -107,14 +135,14 @@ def nearer_background(pipe, output, source, background, masks):
 def run_scene(pipe, seed, args):
     """The scene's row, and None; or None and why the scene is skipped."""
     scene, style = demo_scene(seed), sample_style(seed)
-    case = pick_subject(scene, style, args.frames, args.size)
+    case = pick_subject(scene, style, args.frames, args.size, args.crossing)
     if case is None:
         return None, "no object covers 2-40 % of frame 0 and stays visible"
     frames, masks = case["frames"], case["masks"]
     generator = lambda: torch.Generator().manual_seed(args.seed)  # noqa: E731
     common = dict(num_inference_steps=args.steps, guidance_scale=args.guidance, size=args.size, output_type="pt",
                   temporal_guidance_scale=args.temporal_guidance, scheduler=args.scheduler)
-    erase_start = dict(erase_strength=args.erase_strength)
+    erase_start = dict(erase_strength=args.erase_strength, erase_fill=args.erase_fill)
     depth_estimate = pipe.prepare_depth(frames, None)
     tracked = track_mask(frames, masks[:1], 0, depth_estimate)
     ious = [float(((tracked[f] > 0.5) & (masks[f] > 0.5)).sum() / ((tracked[f] > 0.5) | (masks[f] > 0.5)).sum())
@@ -122,7 +150,7 @@ def run_scene(pipe, seed, args):
     row = dict(seed=seed, subject=scene.primitives[case["index"]].shape, mask_share=float(masks.mean()),
                tracking_iou=float(np.mean(ious)))
     if not args.erase:
-        return {**row, **replace_scene(pipe, scene, style, case, args, common, generator)}, None
+        return {**row, **replace_scene(pipe, case["scene"], style, case, args, common, generator)}, None
     # the mask on frame 0 only, tracked; or (--exact-masks) the exact mask of every frame, to tell the tracker's
     # misses from the erase's
     given = dict(mask=masks[:, 0].numpy()) if args.exact_masks else dict(mask=masks[0, 0].numpy(), mask_frame=0)
@@ -144,7 +172,7 @@ def run_scene(pipe, seed, args):
     row["warp_error"] = warp_error(erased, case["background"], masks)
     row["warp_error_truth"] = warp_error(case["background"], case["background"], masks)
     if args.replace:
-        row.update(replace_scene(pipe, scene, style, case, args, common, generator))
+        row.update(replace_scene(pipe, case["scene"], style, case, args, common, generator))
     else:
         row.update(replace_new_depth_psnr=None, replace_old_depth_psnr=None)
     return row, None
@@ -207,8 +235,13 @@ def main(argv=None):
     parser.add_argument("--erase-strength", type=float, default=None,
                         help="an erase's start from its pre-filled region (default: gen1's, ERASE_STRENGTH; 1 = "
                         "from pure noise, as before it was pre-filled)")
+    parser.add_argument("--erase-fill", choices=("frames", "boundary"), default=None,
+                        help="where the erase takes what the subject hid (default: gen1's, ERASE_FILL)")
     parser.add_argument("--exact-masks", action="store_true", help="give the exact mask of every frame instead of "
                         "frame 0's tracked (tells the tracker's misses from the erase's)")
+    parser.add_argument("--crossing", type=float, default=0.0, metavar="FOOTPRINTS",
+                        help="the subject walks across the view, this many times its footprint radius over the clip "
+                        "(a passer-by; default 0: the scene's own motion)")
     parser.add_argument("--swap-scale", type=float, default=1.0, help="the new object's size over the old one's")
     parser.add_argument("--no-erase", dest="erase", action="store_false", help="only tracking and replace")
     parser.add_argument("--no-replace", dest="replace", action="store_false", help="skip the replace edits")

@@ -26,6 +26,7 @@ def main(argv=None) -> dict:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     from gen1.masked_edits import prefilled, structure_depth
+    from gen1.propagation import background_sources
     from gen1.seamless import blend_seamlessly
 
     height, width = (int(v) for v in args.region.split("x"))
@@ -41,6 +42,7 @@ def main(argv=None) -> dict:
     timings = {}
     for name, run in (("depth fill", lambda: structure_depth(depth, region, "fill")),
                       ("colour prefill", lambda: prefilled(frames, region)),
+                      ("what other frames see (flows and trace)", lambda: background_sources(frames, region)),
                       ("seamless composite", lambda: blend_seamlessly(drawn, frames, region))):
         start = time.perf_counter()
         run()

@@ -333,6 +333,19 @@ def test_what_a_crossing_subject_hides_is_copied_from_the_frames_that_see_it(pan
     assert float((from_frames - background).abs()[inside].mean()) < 0.5 * float(boundary_error)
 
 
+def test_a_trace_looks_no_further_than_its_reach(monkeypatch):
+    import gen1.propagation
+
+    frames, _, masks = crossing_square(step=2)  # it moves a quarter of its width a frame: most is seen far away
+    region = grow(masks, 1)
+    far = gen1.propagation.background_sources(frames, region)
+    monkeypatch.setattr(gen1.propagation, "REACH", 1)
+    near = gen1.propagation.background_sources(frames, region)
+    distances = [np.abs(found[found >= 0] - t) for t, both in enumerate(near.frame) for found in both]
+    assert max(int(d.max()) for d in distances if d.size) == 1
+    assert 0 < int(near.seen.sum()) < int(far.seen.sum())
+
+
 def test_a_subject_that_never_moves_hides_what_no_frame_sees_so_the_fill_is_the_boundary_fill():
     from gen1.masked_edits import prefilled, structure_depth
     from gen1.propagation import background_sources

@@ -32,6 +32,7 @@ import csv
 import json
 import math
 import os
+from typing import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -182,24 +183,35 @@ def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int]) 
 
 def check_drag_arguments(drag, *, mask, erase: bool, mask_structure, drag_strength=None,
                          strength: float = 1.0) -> Drag | None:
-    """The parsed drag (:func:`parse_drag`), or ``ValueError`` for a drag without a subject mask, with an erase, with
-    a ``mask_structure`` (a drag makes the structure inside the mask itself), a ``drag_strength`` without a drag, or
-    a drag's start given as ``strength`` (it is ``drag_strength``)."""
+    """The parsed drag (:func:`parse_drag`), after :func:`check_drag_settings` (a drag without a subject mask, with an
+    erase, with a ``mask_structure``: a drag makes the structure inside the mask itself, started by ``strength``: it
+    is ``drag_strength``; a ``drag_strength`` without a drag)."""
     parsed = parse_drag(drag)
-    if parsed is None:
-        if drag_strength is not None:
-            raise ValueError("drag_strength is a drag's: give drag, or no drag_strength")
-        return None
-    if strength < 1.0:
-        raise ValueError("a drag starts from the clip with the subject moved at drag_strength: give drag_strength, "
-                         "not strength")
-    if mask is None:
-        raise ValueError("drag needs a mask of the subject to move")
-    if erase:
-        raise ValueError("drag moves the subject and erase removes it: give one of them")
-    if mask_structure is not None:
-        raise ValueError("drag makes the structure inside the mask itself: give no mask_structure")
+    check_drag_settings(parsed is not None, mask_given=mask is not None, erase=erase, mask_structure=mask_structure,
+                        drag_strength=drag_strength, strength=strength)
     return parsed
+
+
+def check_drag_settings(given: bool, *, mask_given: bool, erase: bool, mask_structure, drag_strength=None,
+                        strength: float | None = 1.0, label: Callable[[str], str] = str) -> None:
+    """``ValueError`` for a drag (``given``) without a subject mask, with an erase or a ``mask_structure``, started
+    by ``strength``, or a ``drag_strength`` without a drag. The messages name each setting as ``label(name)``: the
+    pipeline's keywords by default, ``gen1 edit``'s flags with :func:`gen1.settings.flag_label`."""
+    if not given:
+        if drag_strength is not None:
+            raise ValueError(f"{label('drag_strength')} is a drag's start: give {label('drag')}, or no "
+                             f"{label('drag_strength')}")
+        return
+    if not mask_given:
+        raise ValueError(f"{label('drag')} needs {label('mask')} (the subject to move)")
+    if erase:
+        raise ValueError(f"{label('drag')} moves the subject and {label('erase')} removes it: give one of them")
+    if mask_structure is not None:
+        raise ValueError(f"{label('drag')} makes the structure inside {label('mask')} itself: give no "
+                         f"{label('mask_structure')}")
+    if strength is not None and strength < 1.0:
+        raise ValueError(f"{label('drag')} starts from the clip with the subject moved, at {label('drag_strength')}: "
+                         f"leave {label('strength')} at 1 and give {label('drag_strength')}")
 
 
 def drag_start(drag_strength: float | None) -> float:

@@ -94,19 +94,24 @@ def check_request(request: EditRequest) -> None:
 
 
 def _check_content(request: EditRequest) -> None:
+    from gen1.drag import check_drag_settings  # lazy: keeps this module's import light (no torch)
+    from gen1.masked_edits import check_mask_arguments
+
+    # the pipeline's own checks of the masked modes, naming the flags
+    check_drag_settings(bool(request.drag), mask_given=request.mask is not None, erase=request.erase,
+                        mask_structure=request.mask_structure, drag_strength=request.drag_strength,
+                        strength=request.strength, label=flag_label)
+    check_mask_arguments(request.mask, mask_frame=request.mask_frame, erase=request.erase,
+                         mask_structure=request.mask_structure, mask_structure_level=request.mask_structure_level,
+                         clicks=request.mask_clicks, erase_strength=request.erase_strength, strength=request.strength,
+                         erase_fill=request.erase_fill, drag=bool(request.drag), label=flag_label)
     if request.drag:
-        _check_drag(request)
-    elif request.drag_strength is not None:
-        raise ValueError("--drag-strength is a drag's start: give --drag, or no --drag-strength")
-    if request.erase_fill is not None and not (request.erase or request.drag):
-        raise ValueError("--erase-fill is an erase's or a drag's: give --erase or --drag, or no --erase-fill")
+        _check_drag_vectors(request)
     if request.erase:  # the content is the source's own
         if request.imagic_scale is not None:
             raise ValueError("--erase takes its content from the source: give no --imagic-scale")
         if request.prompt or request.reference_image:
             raise ValueError("--erase takes its content from the source: give no --prompt or --reference")
-        if request.mask is None and not request.mask_clicks:
-            raise ValueError("--erase needs --mask (the subject to erase), or --mask-click on it")
         if request.direction:
             raise ValueError("--erase takes its content from the source without the subject: give no --direction")
         return
@@ -129,20 +134,10 @@ def _check_content(request: EditRequest) -> None:
             raise ValueError("--content-weights must not all be 0")
 
 
-def _check_drag(request: EditRequest) -> None:
-    """--drag: with --mask, without --erase and --mask-structure, its vectors well-formed (a track file is read with
-    the inputs)."""
+def _check_drag_vectors(request: EditRequest) -> None:
+    """--drag's vectors well-formed (a track file is read with the inputs)."""
     from gen1.drag import is_track_file, parse_drag  # lazy: keeps this module's import light (no torch)
 
-    if request.mask is None:
-        raise ValueError("--drag needs --mask (the subject to move)")
-    if request.erase:
-        raise ValueError("--drag moves the subject and --erase removes it: give one of them")
-    if request.mask_structure is not None:
-        raise ValueError("--drag makes the structure inside --mask itself: give no --mask-structure")
-    if request.strength is not None and request.strength < 1.0:
-        raise ValueError("--drag starts from the clip with the subject moved, at --drag-strength: leave --strength "
-                         "at 1 and give --drag-strength")
     if any(is_track_file(value) for value in request.drag):
         if len(request.drag) != 1:
             raise ValueError("--drag: give either one track file or vectors X0,Y0:X1,Y1, not both")

@@ -32,6 +32,8 @@ own; a prompt or reference for a replace).
 
 from __future__ import annotations
 
+from typing import Callable
+
 import torch
 
 from gen1.conditioning import resize
@@ -64,25 +66,35 @@ def erase_margin(size: tuple[int, int]) -> int:
 
 
 def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_structure_level, clicks=(),
-                         erase_strength=None, strength: float = 1.0) -> None:
+                         erase_strength=None, strength: float | None = 1.0, erase_fill=None, drag: bool = False,
+                         label: Callable[[str], str] = str) -> None:
     """``ValueError`` for a mask setting given without a mask (or ``clicks`` on the subject), a mask and clicks
-    both, an unknown ``mask_structure``, or an erase's start given as ``strength`` (it is ``erase_strength``)."""
+    both, an unknown ``mask_structure``, an erase's start given as ``strength`` (it is ``erase_strength``), or an
+    erase's settings without an erase (``erase_fill`` is a ``drag``'s too). The messages name each setting as
+    ``label(name)``: the pipeline's keywords by default, ``gen1 edit``'s flags with :func:`gen1.settings.flag_label`
+    (the one check both call)."""
     if erase_strength is not None and not erase:
-        raise ValueError("erase_strength is an erase's: give erase, or no erase_strength")
-    if erase and strength < 1.0:
-        raise ValueError("an erase starts from its pre-filled region at erase_strength: give erase_strength, not "
-                         "strength")
+        raise ValueError(f"{label('erase_strength')} is an erase's start: give {label('erase')}, or no "
+                         f"{label('erase_strength')}")
+    if erase_fill is not None and not (erase or drag):
+        raise ValueError(f"{label('erase_fill')} is an erase's or a drag's: give {label('erase')} or {label('drag')}, "
+                         f"or no {label('erase_fill')}")
+    if erase and strength is not None and strength < 1.0:
+        raise ValueError(f"{label('erase')} starts from its pre-filled region at {label('erase_strength')}: leave "
+                         f"{label('strength')} at 1 and give {label('erase_strength')}")
     if clicks and mask is not None:
-        raise ValueError("give the subject as a mask or as clicks (mask_clicks), not both")
+        raise ValueError(f"give the subject as {label('mask')} or as clicks ({label('mask_clicks')}), not both")
     if mask is None and not clicks:
         for name, value in (("mask_frame", mask_frame), ("mask_structure", mask_structure),
                             ("mask_structure_level", mask_structure_level)):
             if value is not None:
-                raise ValueError(f"{name} needs a mask")
+                raise ValueError(f"{label(name)} needs {label('mask')}")
         if erase:
-            raise ValueError("erase needs a mask of the subject to erase")
+            raise ValueError(f"{label('erase')} needs {label('mask')} (the subject to erase), or "
+                             f"{label('mask_clicks')} on it")
     if mask_structure is not None and mask_structure not in MASK_STRUCTURES:
-        raise ValueError(f"mask_structure must be one of {', '.join(MASK_STRUCTURES)}, got {mask_structure!r}")
+        raise ValueError(f"{label('mask_structure')} must be one of {', '.join(MASK_STRUCTURES)}, got "
+                         f"{mask_structure!r}")
 
 
 def load_mask(mask, num_frames: int, input_size: tuple[int, int], mask_frame: int | None = None) -> torch.Tensor:

@@ -448,13 +448,12 @@ class Gen1Pipeline(DiffusionPipeline):
         if erase and direction:
             raise ValueError("erase takes its content from the source without the subject: give no direction")
         check_settings(route_settings)
-        check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
-                             mask_structure_level=mask_structure_level, clicks=mask_clicks,
-                             erase_strength=erase_strength, strength=strength)
         parsed_drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure,
                                            drag_strength=drag_strength, strength=strength)
-        if erase_fill is not None and not (erase or parsed_drag is not None):
-            raise ValueError("erase_fill is an erase's or a drag's: give erase or drag, or no erase_fill")
+        check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
+                             mask_structure_level=mask_structure_level, clicks=mask_clicks,
+                             erase_strength=erase_strength, strength=strength, erase_fill=erase_fill,
+                             drag=parsed_drag is not None)
         check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level,
                             erase_strength=erase_strength, drag_strength=drag_strength, erase_fill=erase_fill))
         if imagic_scale is not None:  # an Imagic adapter's content (gen1.imagic): its range, and the adapter

@@ -191,17 +191,18 @@ def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkey
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(drag="3,3:9,9"), "^drag needs a mask of the subject"),
+    (dict(drag="3,3:9,9"), r"^drag needs mask \(the subject to move\)"),
     (dict(drag="40,12:10,12", mask_frame=0), r"^drag 40,12:10,12: its start 40,12 is outside the frame"),
     (dict(drag="8,12:10,-3", mask_frame=0), r"^drag 8,12:10,-3: its end 10,-3 is outside the frame"),
     (dict(drag="8,12>10,12", mask_frame=0), "^drag must be X0,Y0:X1,Y1"),
     (dict(drag="25,25:10,12", mask_frame=0), r"^drag 25,25:10,12: its start 25,25 is not on the subject"),
     (dict(drag=["8,12:9,12", "8,12:10,12"], mask_frame=0), "^two drags start at the same point"),
     (dict(drag="8,12:10,12", mask_frame=0, erase=True), "^drag moves the subject and erase removes it"),
-    (dict(drag="8,12:10,12", mask_frame=0, mask_structure="fill"), "^drag makes the structure inside the mask"),
+    (dict(drag="8,12:10,12", mask_frame=0, mask_structure="fill"),
+     "^drag makes the structure inside mask itself: give no mask_structure"),
     (dict(drag=["x.json"], mask_frame=0), "^drag track file not found"),
-    (dict(drag="8,12:10,12", mask_frame=0, strength=0.5), "^a drag starts from the clip with the subject moved at "
-     "drag_strength"),
+    (dict(drag="8,12:10,12", mask_frame=0, strength=0.5), "^drag starts from the clip with the subject moved, at "
+     "drag_strength: leave strength at 1 and give drag_strength"),
     (dict(drag="8,12:10,12", mask_frame=0, drag_strength=0.0), "^drag_strength must be"),
     (dict(drag_strength=0.5), "^drag_strength is a drag's"),
 ])
@@ -247,7 +248,9 @@ def test_gen1_edit_drag_end_to_end(clips_dir, tmp_path, capsys):
                        "--drag starts from the clip with the subject moved, at --drag-strength: leave --strength at 1 "
                        "and give --drag-strength"),
                       (["--drag-strength", "0.5"], "--drag-strength is a drag's start: give --drag"),
-                      (["--erase-fill", "boundary"], "--erase-fill is an erase's or a drag's: give --erase or --drag")):
+                      (["--erase-fill", "boundary"], "--erase-fill is an erase's or a drag's: give --erase or --drag"),
+                      (["--erase", "--strength", "0.5"], "--erase starts from its pre-filled region at --erase-strength: "
+                       "leave --strength at 1 and give --erase-strength")):
         assert main([*args, *bad]) == 2
         assert line in capsys.readouterr().err
     assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(out), "--model", str(model), "--drag", "1,1:2,2"]) == 2

@@ -262,7 +262,8 @@ def test_an_erase_starts_from_its_prefilled_region_at_the_erase_strength(native,
 
 
 @pytest.mark.parametrize("kwargs, message", [
-    (dict(mask=np.eye(SIZE), strength=0.5), "^an erase starts from its pre-filled region at erase_strength"),
+    (dict(mask=np.eye(SIZE), strength=0.5), "^erase starts from its pre-filled region at erase_strength: leave "
+     "strength at 1 and give erase_strength"),
     (dict(mask=np.eye(SIZE), erase_strength=0.0), "^erase_strength must be"),
     (dict(mask=np.zeros((SIZE, SIZE)), mask_frame=0), "^the mask is empty"),
     (dict(mask=np.ones((SIZE, SIZE)), mask_frame=0), "^the mask covers the whole frame"),
@@ -271,8 +272,8 @@ def test_an_erase_starts_from_its_prefilled_region_at_the_erase_strength(native,
     (dict(mask=np.stack([np.eye(SIZE)] * FRAMES), mask_frame=0), "^a mask tracked from mask_frame must be one image"),
     (dict(mask=np.ones((SIZE, SIZE))), "^the mask covers all of frame 0"),
     (dict(mask=np.zeros((SIZE, SIZE))), "^the mask is empty on frame 0"),
-    (dict(mask_frame=0), "^mask_frame needs a mask"),
-    (dict(), "^erase needs a mask"),
+    (dict(mask_frame=0), "^mask_frame needs mask"),
+    (dict(), r"^erase needs mask \(the subject to erase\), or mask_clicks on it"),
     (dict(mask=np.eye(SIZE), prompt="a cat"), "^erase takes its content from the source"),
 ])
 def test_bad_masks_and_starts_for_an_erase_are_refused_in_one_line(native, kwargs, message):

@@ -212,7 +212,7 @@ def test_the_pipeline_edits_inside_the_region_sam2_tracks_from_clicks(hub):
     with pytest.raises(ValueError, match=r"^the click at x=64, y=3 is outside the frame"):
         pipe(frames, prompt="a cat", num_inference_steps=1, size=32, depth=depth, mask_clicks=[(64, 3, True)],
              mask_tracker="sam2")
-    with pytest.raises(ValueError, match="^give the subject as a mask or as clicks"):
+    with pytest.raises(ValueError, match=r"^give the subject as mask or as clicks \(mask_clicks\), not both"):
         pipe(frames, prompt="a cat", num_inference_steps=1, size=32, depth=depth, mask=np.eye(64),
              mask_clicks=clicks, mask_tracker="sam2")
 

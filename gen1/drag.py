@@ -282,7 +282,7 @@ class DragLayers:
     (``union``, less the moved subject where its pixels are kept: :data:`KEEP_SUBJECT`); ``moved``, where the moved
     subject is visible; ``subject``, where it was; ``old_place``, that grown as an erase grows its region (0/1);
     ``background``, the scene's depth without the subject; ``transforms`` ``(F, 2, 3)``, the map of each frame;
-    ``hidden``, where other frames see what the old place hides (None: filled from the boundary only)."""
+    ``hidden``, where other frames see what the old place hides (None: its colours filled from the boundary only)."""
 
     depth: torch.Tensor
     union: torch.Tensor
@@ -302,16 +302,16 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
     and ``subject`` the subject's mask on every frame (same shape, as :func:`gen1.masked_edits.edit_region` gives
     it), ``drag`` in the source's pixel coordinates at ``input_size`` (H, W), given on ``drag_frame``;
     ``tolerance`` and ``keep_subject``: default :data:`OCCLUSION_TOLERANCE` and :data:`KEEP_SUBJECT`. With the clip's
-    ``frames`` ``(F, 3, H, W)`` the old place is filled as an erase's region is, per ``erase_fill``
-    (:func:`gen1.masked_edits.hidden_background`: what other frames see copied from them); without them from its
-    boundary."""
+    ``frames`` ``(F, 3, H, W)`` the old place's colours (:func:`moved_frames`) are filled as an erase's are, per
+    ``erase_fill`` (:func:`gen1.masked_edits.hidden_background`: what other frames see copied from them); without
+    them from its boundary."""
     subject = (subject > 0.5).float()
     margin = erase_margin(tuple(depth.shape[-2:]))
     old = grow(subject, margin)
     check_fill_mask(old, "the subject's mask (tracked and grown)")
     transforms = frame_transforms(drag, subject, input_size, drag_frame)
     hidden = None if frames is None else hidden_background(frames.float(), old, erase_fill)
-    background = structure_depth(depth.float(), old, "fill", hidden)  # the old place filled as an erase fills it
+    background = structure_depth(depth.float(), old, "fill")  # the old place filled as an erase fills it
     layer, landed = warp_layer(depth.float(), subject, transforms)
     guided, moved = composite_nearer(background, layer, landed,
                                      OCCLUSION_TOLERANCE if tolerance is None else tolerance)

@@ -14,9 +14,10 @@ rest, before any network runs:
   is guided by the new object's shape.
 
 * **what the subject hid** (:func:`hidden_background`, ``erase_fill``): where other frames see the background behind
-  the region (a subject that moves across the shot), the colours and the depth are copied from them along the
-  background's motion (:mod:`gen1.propagation`); the rest is filled from the boundary, which then includes the
-  copied pixels (``"boundary"``: all of it from the boundary, as before);
+  the region (a subject that moves across the shot), its colours are copied from them along the background's
+  motion (:mod:`gen1.propagation`); the rest is filled from the boundary, which then includes the copied pixels
+  (``"boundary"``: all of it from the boundary, as before); the depth is always filled from the boundary
+  (:func:`structure_depth` says why);
 * **from what it starts** (:func:`prefilled`): an erase starts from the source with the region filled in (the
   colours copied or continued across it, as the depth is), noised to :data:`ERASE_STRENGTH` of the steps
   (``erase_strength``), not from pure noise: the model then refines a background that is already there instead of
@@ -52,9 +53,9 @@ ERASE_STRENGTH = 0.4
 
 #: Where an erase takes what its subject hid unless ``erase_fill`` says otherwise (:data:`gen1.settings.ERASE_FILLS`):
 #: from the frames that see it. On the erase benchmark (32 scenes, tracked masks; docs/masked_edits.md) it changes
-#: little where the subjects barely move (PSNR inside the mask 19.36 -> 19.53 dB, warp error 1.36x -> 1.29x the
-#: truth's); where the subject walks across the view (``--crossing 3``, exact masks) it is worth +1.58 dB and
-#: takes the warp error from 2.06x to 1.44x.
+#: little where the subjects barely move (PSNR inside the mask 19.36 -> 19.52 dB, warp error 1.36x -> 1.29x the
+#: truth's); where the subject walks across the view (``--crossing 3``, exact masks) it is worth +1.55 dB and
+#: takes the warp error from 2.06x to 1.45x.
 ERASE_FILL = "frames"
 
 def erase_margin(size: tuple[int, int]) -> int:
@@ -160,15 +161,19 @@ def prefilled(frames: torch.Tensor, region: torch.Tensor, sources: BackgroundSou
     return torch.where(region > 0.5, _filled(frames, region, sources).clamp(0, 1), frames)
 
 
-def structure_depth(depth: torch.Tensor, region: torch.Tensor, mask_structure: str,
-                    sources: BackgroundSources | None = None) -> torch.Tensor:
+def structure_depth(depth: torch.Tensor, region: torch.Tensor, mask_structure: str) -> torch.Tensor:
     """The unobscured depth an edit is guided by: ``depth`` ``(F, 1, H, W)`` as it is (``"keep"``), or with the
-    region (> 0.5) filled (``"fill"``): where other frames see the background (``sources``), their depth there, the
-    rest from the boundary (:func:`gen1.depth.fill.fill_holes`; a frame without region, e.g. of a replace's mask
-    video, is left as it is)."""
+    region (> 0.5) filled from its boundary (``"fill"``, :func:`gen1.depth.fill.fill_holes`; a frame without region,
+    e.g. of a replace's mask video, is left as it is).
+
+    The depth is not copied from the frames that see the background, as the colours are (:func:`prefilled`): the
+    estimate is normalised frame by frame and changes as the camera moves, so values from other frames meet in
+    seams (on a real pan, car-turn.mp4, a patchwork of steps inside the region: edges the model would draw), and
+    its blur carries the subject's own depth some pixels past its outline. On the erase benchmark copying it
+    changed nothing (PSNR 19.52 -> 19.53 dB, the same frames nearer the background)."""
     if mask_structure == "keep":
         return depth
-    return _filled(depth, region, sources).clamp(0, 1)
+    return fill_holes(depth, (region > 0.5).float()).clamp(0, 1)
 
 
 def _filled(values: torch.Tensor, region: torch.Tensor, sources: BackgroundSources | None) -> torch.Tensor:

@@ -49,8 +49,8 @@ from gen1.hub import resolve_pipeline
 from gen1.imagic import require_imagic
 from gen1.ip_adapter import load_ip_adapter_into
 from gen1.ip_adapter_text import attach_text_encoder
-from gen1.masked_edits import (ERASE_FILL, check_mask_arguments, edit_region, erase_start, hidden_background, load_mask,
-                               prefilled, structure_depth)
+from gen1.masked_edits import (ERASE_FILL, check_mask_arguments, edit_region, erase_start, hidden_background,
+                               load_mask, prefilled, structure_depth)
 from gen1.masking import KeptRegion
 from gen1.media import unit_to_uint8
 from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_from_trained, image_model_size
@@ -375,7 +375,7 @@ class Gen1Pipeline(DiffusionPipeline):
             masked.seam_anchor = SeamAnchor(1.0 - layers.union, layers.old_place)
             encoded = drag_content(route, content, source.frames, layers, generator=generator, device=device)
         else:
-            guided = structure_depth(depth_full, region, masked.structure, hidden if masked.erase else None)
+            guided = structure_depth(depth_full, region, masked.structure)
         depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
                                                         source.latent_size, frames=source.frames)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
@@ -692,10 +692,10 @@ class Gen1Pipeline(DiffusionPipeline):
             drag_strength: a drag starts from the source with the subject moved and its old place pre-filled
                 (:func:`gen1.drag.moved_frames`), noised to this share of the steps, in (0, 1] (default 0.4,
                 :data:`gen1.drag.DRAG_STRENGTH`; 1 = from pure noise). ``strength`` is not a drag's.
-            erase_fill: where an erase (and a drag's old place) takes what the subject hid, colours and depth, before
-                the model redraws it: ``"frames"`` (default, :data:`gen1.masked_edits.ERASE_FILL`): copied from the
-                frames that see it along the background's motion (:mod:`gen1.propagation`), the rest from the
-                surroundings; ``"boundary"``: all from the surroundings.
+            erase_fill: where an erase (and a drag's old place) takes the colours the subject hid before the model
+                redraws them: ``"frames"`` (default, :data:`gen1.masked_edits.ERASE_FILL`): copied from the frames
+                that see them along the background's motion (:mod:`gen1.propagation`), the rest from the
+                surroundings; ``"boundary"``: all from the surroundings. The depth is filled from the surroundings.
             mask_structure: ``"keep"`` the depth inside the mask or ``"fill"`` it from the mask's boundary (default:
                 fill on an erase, else keep). A replace guided by a ``depth`` you give (a mock-up of the new object)
                 keeps it.

@@ -20,8 +20,8 @@ How (:func:`background_sources`):
 * what no frame sees stays unknown: :func:`gen1.masked_edits.prefilled` fills it from its boundary, which now
   includes the copied pixels.
 
-The sources are positions (frame, x, y), so the same trace gives the colours and the depth (:meth:`BackgroundSources.
-sample`). Nothing outside the region changes.
+The sources are positions (frame, x, y) (:meth:`BackgroundSources.sample` reads any values there; an erase reads its
+colours: :func:`gen1.masked_edits.structure_depth` says why not its depth). Nothing outside the region changes.
 """
 
 from __future__ import annotations

@@ -146,9 +146,9 @@ class EditSettings:
         "noised to this share of the steps: in (0, 1], 1 = from pure noise (default 0.4; docs/drag.md)", low=0,
         high=1, low_open=True, kind=float, group="content")
     erase_fill: str | None = setting(
-        None, "--erase-fill", "where an erase (and a drag's old place) takes what the subject hid, colours and depth, "
-        "before the model redraws it: frames = copied from the frames that see it along the background's motion, the "
-        "rest from the surroundings; boundary = from the surroundings only (default frames; docs/masked_edits.md)",
+        None, "--erase-fill", "where an erase (and a drag's old place) takes the colours the subject hid before the "
+        "model redraws them: frames = copied from the frames that see them along the background's motion, the rest "
+        "from the surroundings; boundary = from the surroundings only (default frames; docs/masked_edits.md)",
         choices=ERASE_FILLS, group="content")
     mask_structure: str | None = setting(None, "--mask-structure", "the structure inside --mask: keep the subject's "
                                          "depth (or your --depth: the new object's), or fill it from the mask's "

@@ -348,7 +348,7 @@ def test_a_trace_looks_no_further_than_its_reach(monkeypatch):
 
 
 def test_a_subject_that_never_moves_hides_what_no_frame_sees_so_the_fill_is_the_boundary_fill():
-    from gen1.masked_edits import prefilled, structure_depth
+    from gen1.masked_edits import prefilled
     from gen1.propagation import background_sources
 
     frames, _, masks = crossing_square(step=0)
@@ -356,8 +356,6 @@ def test_a_subject_that_never_moves_hides_what_no_frame_sees_so_the_fill_is_the_
     sources = background_sources(frames, region)
     assert not bool(sources.seen.any())
     assert torch.equal(prefilled(frames, region, sources), prefilled(frames, region))
-    depth = frames[:, :1]
-    assert torch.equal(structure_depth(depth, region, "fill", sources), structure_depth(depth, region, "fill"))
     with pytest.raises(ValueError, match=r"^values must be \(F, C, H, W\) like the clip traced"):
         sources.sample(frames[:2])
 
@@ -374,9 +372,11 @@ def test_an_erase_fills_from_the_frames_by_default_and_from_the_boundary_when_to
         return original(self, frames_, **kwargs)
 
     monkeypatch.setattr(type(native.route), "encode_source", spy)
-    outputs = [_edit(native, frames, mask=masks[:, 0].numpy(), erase=True, depth=frames[:, :1], **extra).frames
+    results = [_edit(native, frames, mask=masks[:, 0].numpy(), erase=True, depth=frames[:, :1], **extra)
                for extra in ({}, dict(erase_fill="frames"), dict(erase_fill="boundary"))]
+    outputs = [result.frames for result in results]
     assert torch.equal(outputs[0], outputs[1]) and not torch.equal(outputs[0], outputs[2])
+    assert torch.equal(results[0].depth, results[2].depth)  # the colours are copied, the depth filled either way
     region = grow(masks, erase_margin((SIZE, SIZE)))
     assert torch.equal(starts[2], prefilled(frames, region))  # the old pre-fill, bit for bit
     assert not torch.equal(starts[0], starts[2])

@@ -32,16 +32,15 @@ import csv
 import json
 import math
 import os
-from typing import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Callable
 
 import torch
 
 from gen1.depth.fill import check_fill_mask
 from gen1.depth.warp import composite_nearer, warp_layer
 from gen1.masked_edits import erase_margin, grow, hidden_background, prefilled, structure_depth
-from gen1.propagation import BackgroundSources
 from gen1.media.resize import fit_points  # where the source's pixels land in the frames an edit reads
 
 #: Where the moved subject lands on something at most this much nearer (normalised inverse depth), it stays in front:
@@ -281,8 +280,7 @@ class DragLayers:
     ``union``, the old and new places (grown; 0/1), outside which the source is kept; ``region``, what is edited
     (``union``, less the moved subject where its pixels are kept: :data:`KEEP_SUBJECT`); ``moved``, where the moved
     subject is visible; ``subject``, where it was; ``old_place``, that grown as an erase grows its region (0/1);
-    ``background``, the scene's depth without the subject; ``transforms`` ``(F, 2, 3)``, the map of each frame;
-    ``hidden``, where other frames see what the old place hides (None: its colours filled from the boundary only)."""
+    ``background``, the scene's depth without the subject; ``transforms`` ``(F, 2, 3)``, the map of each frame."""
 
     depth: torch.Tensor
     union: torch.Tensor
@@ -292,25 +290,20 @@ class DragLayers:
     old_place: torch.Tensor
     background: torch.Tensor
     transforms: torch.Tensor
-    hidden: BackgroundSources | None = None
 
 
 def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_size: tuple[int, int], *,
-                drag_frame: int = 0, tolerance: float | None = None, keep_subject: bool | None = None,
-                frames: torch.Tensor | None = None, erase_fill: str | None = None) -> DragLayers:
+                drag_frame: int = 0, tolerance: float | None = None, keep_subject: bool | None = None
+                ) -> DragLayers:
     """The structure and region of a drag (see the module docstring): ``depth`` the unobscured depth ``(F, 1, H, W)``
     and ``subject`` the subject's mask on every frame (same shape, as :func:`gen1.masked_edits.edit_region` gives
     it), ``drag`` in the source's pixel coordinates at ``input_size`` (H, W), given on ``drag_frame``;
-    ``tolerance`` and ``keep_subject``: default :data:`OCCLUSION_TOLERANCE` and :data:`KEEP_SUBJECT`. With the clip's
-    ``frames`` ``(F, 3, H, W)`` the old place's colours (:func:`moved_frames`) are filled as an erase's are, per
-    ``erase_fill`` (:func:`gen1.masked_edits.hidden_background`: what other frames see copied from them); without
-    them from its boundary."""
+    ``tolerance`` and ``keep_subject``: default :data:`OCCLUSION_TOLERANCE` and :data:`KEEP_SUBJECT`."""
     subject = (subject > 0.5).float()
     margin = erase_margin(tuple(depth.shape[-2:]))
     old = grow(subject, margin)
     check_fill_mask(old, "the subject's mask (tracked and grown)")
     transforms = frame_transforms(drag, subject, input_size, drag_frame)
-    hidden = None if frames is None else hidden_background(frames.float(), old, erase_fill)
     background = structure_depth(depth.float(), old, "fill")  # the old place filled as an erase fills it
     layer, landed = warp_layer(depth.float(), subject, transforms)
     guided, moved = composite_nearer(background, layer, landed,
@@ -319,15 +312,17 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
     keep = KEEP_SUBJECT if keep_subject is None else keep_subject
     region = union * (1 - moved) if keep else union
     return DragLayers(depth=guided, union=union, region=region, moved=moved, subject=subject, old_place=old,
-                      background=background, transforms=transforms, hidden=hidden)
+                      background=background, transforms=transforms)
 
 
-def moved_frames(frames: torch.Tensor, layers: DragLayers) -> torch.Tensor:
+def moved_frames(frames: torch.Tensor, layers: DragLayers, erase_fill: str | None = None) -> torch.Tensor:
     """``frames`` ``(F, 3, H, W)`` moved as the drag moves the depth: the subject's old place (grown) filled as an
-    erase's region is (:func:`gen1.masked_edits.prefilled`, with ``layers.hidden``), and the subject's pixels
-    where it is visible at its new place; outside ``layers.union`` the frames exactly. The source of the edit: what
-    sampling starts from at a ``strength`` below 1, and what is kept outside ``layers.region``."""
-    filled = prefilled(frames.float(), layers.old_place, layers.hidden)  # the old place filled as an erase's is
+    erase's region is, per ``erase_fill`` (:func:`gen1.masked_edits.hidden_background`: what other frames see copied
+    from them, the rest from the boundary; :func:`gen1.masked_edits.prefilled`), and the subject's pixels where it
+    is visible at its new place; outside ``layers.union`` the frames exactly. The source of the edit: what sampling
+    starts from at a ``strength`` below 1, and what is kept outside ``layers.region``."""
+    frames = frames.float()
+    filled = prefilled(frames, layers.old_place, hidden_background(frames, layers.old_place, erase_fill))
     colours, _ = warp_layer(frames.float(), layers.subject, layers.transforms)
     return torch.where(layers.moved > 0.5, colours, filled)
 

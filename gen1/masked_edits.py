@@ -41,7 +41,7 @@ from gen1.conditioning import resize
 from gen1.depth.fill import check_fill_mask, fill_holes
 from gen1.masking import grow, mask_to_tensor, prepare_mask
 from gen1.propagation import BackgroundSources, background_sources
-from gen1.settings import ERASE_FILLS, MASK_STRUCTURES
+from gen1.settings import MASK_STRUCTURES, check_setting
 from gen1.tracking import check_clicks, check_one_frame_mask, track_mask
 
 #: The share of the steps an erase redraws of its pre-filled region (:func:`prefilled`) unless ``erase_strength``
@@ -93,9 +93,7 @@ def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_
         if erase:
             raise ValueError(f"{label('erase')} needs {label('mask')} (the subject to erase), or "
                              f"{label('mask_clicks')} on it")
-    if mask_structure is not None and mask_structure not in MASK_STRUCTURES:
-        raise ValueError(f"{label('mask_structure')} must be one of {', '.join(MASK_STRUCTURES)}, got "
-                         f"{mask_structure!r}")
+    check_setting("mask_structure", mask_structure, label)
 
 
 def load_mask(mask, num_frames: int, input_size: tuple[int, int], mask_frame: int | None = None) -> torch.Tensor:
@@ -147,10 +145,8 @@ def erase_start(erase_strength: float | None) -> float:
 def hidden_background(frames: torch.Tensor, region: torch.Tensor, erase_fill: str | None) -> BackgroundSources | None:
     """Where the frames see what ``region`` hides (:func:`gen1.propagation.background_sources`) when ``erase_fill``
     (None: :data:`ERASE_FILL`) is ``"frames"``; None for ``"boundary"`` (everything from the boundary)."""
-    fill = ERASE_FILL if erase_fill is None else erase_fill
-    if fill not in ERASE_FILLS:
-        raise ValueError(f"erase_fill must be one of {', '.join(ERASE_FILLS)}, got {erase_fill!r}")
-    return None if fill == "boundary" else background_sources(frames, region)
+    check_setting("erase_fill", erase_fill)
+    return None if (erase_fill or ERASE_FILL) == "boundary" else background_sources(frames, region)
 
 
 def prefilled(frames: torch.Tensor, region: torch.Tensor, sources: BackgroundSources | None = None) -> torch.Tensor:

@@ -49,8 +49,8 @@ from gen1.hub import resolve_pipeline
 from gen1.imagic import require_imagic
 from gen1.ip_adapter import load_ip_adapter_into
 from gen1.ip_adapter_text import attach_text_encoder
-from gen1.masked_edits import (ERASE_FILL, check_mask_arguments, edit_region, erase_start, hidden_background,
-                               load_mask, prefilled, structure_depth)
+from gen1.masked_edits import (check_mask_arguments, edit_region, erase_start, hidden_background, load_mask,
+                               prefilled, structure_depth)
 from gen1.masking import KeptRegion
 from gen1.media import unit_to_uint8
 from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_from_trained, image_model_size
@@ -368,10 +368,9 @@ class Gen1Pipeline(DiffusionPipeline):
             hidden = hidden_background(source.frames, region, masked.fill)
             masked.start_frames = prefilled(source.frames, region, hidden)
         if masked.drag is not None:  # the subject's depth moved over the filled background; region: old and new
-            layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0,
-                                 frames=source.frames, erase_fill=masked.fill)
+            layers = drag_layers(depth_full, region, masked.drag, source.input_size, drag_frame=masked.mask_frame or 0)
             region, guided = layers.region, layers.depth
-            masked.start_frames = moved_frames(source.frames, layers)
+            masked.start_frames = moved_frames(source.frames, layers, masked.fill)
             masked.seam_anchor = SeamAnchor(1.0 - layers.union, layers.old_place)
             encoded = drag_content(route, content, source.frames, layers, generator=generator, device=device)
         else:
@@ -480,7 +479,7 @@ class Gen1Pipeline(DiffusionPipeline):
             mask_structure or ("fill" if erase else "keep"), mask_structure_level, tracker,
             structure_given=structure_given,
             clicks=tuple(check_clicks(mask_clicks, mask_frame, *size) if mask_clicks else ()),
-            drag=check_drag(drag, *size), fill=erase_fill or ERASE_FILL)
+            drag=check_drag(drag, *size), fill=erase_fill)
 
     def run_loop(self, blender: WindowBlender, latents: torch.Tensor, timesteps: torch.Tensor, scheduler, *,
                  generator, hooks, progress_callback=None) -> torch.Tensor:
@@ -853,7 +852,8 @@ class MaskedEdit:
     structure_given: bool = False
     clicks: tuple = ()  # (x, y, positive) on mask_frame in pixels of the video, instead of a mask
     drag: Any = None  # a gen1.drag.Drag: the subject moved (docs/drag.md)
-    fill: str = ERASE_FILL  # where an erase or a drag's old place takes what the subject hid (gen1.settings.ERASE_FILLS)
+    fill: str | None = None  # where an erase or a drag's old place takes the colours the subject hid (None: the default,
+    # gen1.masked_edits.ERASE_FILL; gen1.settings.ERASE_FILLS)
     # The source of the rest of the edit when not the clip itself (set by prepare_route): what sampling starts from
     # below strength 1 and what is kept outside the region. An erase's: the region pre-filled (erase_fill)
     # (gen1.masked_edits.prefilled, equal to the clip outside it); a drag's: the subject moved (gen1.drag.moved_frames).

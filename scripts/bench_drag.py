@@ -197,8 +197,7 @@ def run_scene(pipe, seed, args):
     result = pipe(frames, drag=drag, generator=generator(), drag_strength=args.strength, **common)
     dragged = result.frames
     erased = pipe(frames, erase=True, generator=generator(), **common).frames
-    layers = drag_layers(depth, subject, parse_drag(drag), (args.size, args.size), frames=frames,
-                         erase_fill=args.erase_fill)  # as the pipeline makes them
+    layers = drag_layers(depth, subject, parse_drag(drag), (args.size, args.size))
     colours, landed = warp_layer(frames, (subject > 0.5).float(), layers.transforms)
     pasted = torch.where(landed > 0.5, colours, erased)  # erase, then paste the subject's pixels at the new place
     outside = (layers.union < 0.5).expand_as(frames)

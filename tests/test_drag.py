@@ -162,6 +162,7 @@ def test_a_drag_keeps_every_pixel_outside_the_old_and_new_places_exact(route, re
 
 def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkeypatch):
     from gen1.drag import DRAG_STRENGTH, moved_frames
+    from gen1.masked_edits import hidden_background
 
     depth, masks = square_scene(step=(2, 1))  # moving: other frames see some of its old place
     frames = _frames_of(masks)
@@ -169,7 +170,7 @@ def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkey
     original = type(native.route).encode_source
     monkeypatch.setattr(type(native.route), "encode_source",
                         lambda self, video, **kwargs: encoded.append(video) or original(self, video, **kwargs))
-    layers = drag_layers(depth, masks, parse_drag("8,12:18,14"), (SIZE, SIZE), frames=frames)
+    layers = drag_layers(depth, masks, parse_drag("8,12:18,14"), (SIZE, SIZE))
 
     def count(pipe, index, t, tensors):
         steps.append(int(t))
@@ -183,11 +184,11 @@ def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkey
         assert len(steps) == expected
         assert len(encoded) == 1 and torch.equal(encoded[0], moved_frames(frames, layers))
     assert not torch.equal(encoded[0], frames)  # the subject is at its new place, its old place filled
-    encoded.clear()  # the old place filled from its boundary only: the layers made without the frames
+    encoded.clear()  # the old place filled from its boundary only
     _edit(native, frames, mask=masks[:, 0].numpy(), drag="8,12:18,14", depth=depth, erase_fill="boundary")
-    boundary = drag_layers(depth, masks, parse_drag("8,12:18,14"), (SIZE, SIZE))
-    assert boundary.hidden is None and torch.equal(encoded[0], moved_frames(frames, boundary))
-    assert bool(layers.hidden.seen.any()) and not torch.equal(encoded[0], moved_frames(frames, layers))
+    assert torch.equal(encoded[0], moved_frames(frames, layers, "boundary"))
+    assert bool(hidden_background(frames, layers.old_place, None).seen.any())
+    assert not torch.equal(encoded[0], moved_frames(frames, layers))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -34,7 +34,7 @@ import math
 import numpy as np
 import torch
 from bench_common import add_sampler_argument, add_scene_arguments, run_scenes, use_sampler
-from bench_erase import pick_subject, psnr_inside, subject_masks, warp_error
+from bench_erase import pick_subject, psnr_inside, subject_masks, warp_error, with_primitive
 
 from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
 from gen1.demo.world import HELD_OUT_START, demo_scene
@@ -96,8 +96,7 @@ def moved_case(scene, style, case, args, rng):
         vector = project(scene, centre + step, args.size) - project(scene, centre, args.size)
         moved = dataclasses.replace(prim, position=(prim.position[0] + float(step[0]),
                                                     prim.position[1] + float(step[2])))
-        target_scene = dataclasses.replace(scene, primitives=scene.primitives[:index] + (moved,)
-                                           + scene.primitives[index + 1:])
+        target_scene = with_primitive(scene, index, moved)
         target, target_depth = render(target_scene, style, args.frames, args.size, args.size)
         new_masks = subject_masks(target_depth, case["background_depth"])
         target = recoloured(target_scene, style, target, new_masks, args)

@@ -51,6 +51,13 @@ def subject_masks(depth_with, depth_without):
     return (depth_with < depth_without - 1e-4).float()
 
 
+def with_primitive(scene, index, primitive=None):
+    """``scene`` with primitive ``index`` replaced by ``primitive``, or without it (None): the scene re-rendered as
+    the target of an edit of that object."""
+    kept = (primitive,) if primitive is not None else ()
+    return dataclasses.replace(scene, primitives=scene.primitives[:index] + kept + scene.primitives[index + 1:])
+
+
 def crossing(scene, index, footprints):
     """``scene`` with primitive ``index`` walking across the view instead of its own motion: in a straight line
     across the first frame's line of sight, ``footprints`` times its footprint radius over the clip, centred on its
@@ -66,7 +73,7 @@ def crossing(scene, index, footprints):
     walker = dataclasses.replace(primitive, motion="linear", velocity=(float(velocity[0]), float(velocity[1])),
                                  spin=0.0, position=(primitive.position[0] - float(half[0]),
                                                      primitive.position[1] - float(half[1])))
-    return dataclasses.replace(scene, primitives=scene.primitives[:index] + (walker,) + scene.primitives[index + 1:])
+    return with_primitive(scene, index, walker)
 
 
 def pick_subject(scene, style, frames, size, footprints=0.0):
@@ -74,12 +81,11 @@ def pick_subject(scene, style, frames, size, footprints=0.0):
     masks visible on every frame; None when no primitive qualifies. ``footprints`` > 0: each candidate walks across
     the view (:func:`crossing`), and the case's clip is the scene with it walking."""
     best = None
+    as_it_is = None if footprints > 0 else render(scene, style, frames, size, size)  # the same clip for every candidate
     for index in range(len(scene.primitives)):
         moved = crossing(scene, index, footprints) if footprints > 0 else scene
-        if footprints > 0 or index == 0:
-            rgb, depth = render(moved, style, frames, size, size)
-        without = dataclasses.replace(scene, primitives=scene.primitives[:index] + scene.primitives[index + 1:])
-        rgb_bg, depth_bg = render(without, style, frames, size, size)
+        rgb, depth = as_it_is or render(moved, style, frames, size, size)
+        rgb_bg, depth_bg = render(with_primitive(scene, index), style, frames, size, size)
         masks = subject_masks(depth, depth_bg)
         share = masks.mean(dim=(1, 2, 3))
         if 0.02 <= float(share[0]) <= 0.4 and bool((share > 0.005).all()):
@@ -187,8 +193,7 @@ def replace_scene(pipe, scene, style, case, args, common, generator):
     old = scene.primitives[case["index"]]
     size = old.size if SWAP[old.shape] != "sphere" else (max(old.size),) * 3
     new = dataclasses.replace(old, shape=SWAP[old.shape], size=tuple(args.swap_scale * s for s in size))
-    swapped = dataclasses.replace(scene, primitives=scene.primitives[:case["index"]] + (new,)
-                                  + scene.primitives[case["index"] + 1:])
+    swapped = with_primitive(scene, case["index"], new)
     target, target_depth = render(swapped, style, args.frames, args.size, args.size)
     new_masks = subject_masks(target_depth, case["background_depth"])
     union = ((case["masks"] + new_masks) > 0).float()

@@ -705,7 +705,8 @@ def tall_clip(tmp_path_factory) -> Path:
     return path
 
 
-@pytest.mark.skipif(not Path("/proc/self/status").is_file(), reason="reads peak memory from /proc (Linux)")
+@pytest.mark.skipif(not Path("/proc/self/status").is_file(),  # CI runs on Linux, where it always runs
+                    reason="reads the process's peak memory (VmHWM) from /proc/self/status, which only Linux has")
 @pytest.mark.parametrize("backend", ["decord", "pyav"])
 def test_reading_memory_is_bounded_by_the_output_size(indexed, tall_clip, backend):
     """Reading a 4096-pixel-tall clip at size 64 keeps the output (16 frames of 64 x 1024, 3 MiB in all) and

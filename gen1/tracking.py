@@ -5,13 +5,19 @@ frame. A :class:`MaskTracker` turns the one-frame mask into a per-frame one; tra
 :data:`TRACKERS` (``flow``, the default, needs no weights; a video segmentation model such as SAM 2 is another
 tracker of the same interface).
 
-:class:`FlowTracker` carries the mask frame by frame, forwards and backwards from the given frame, along the
-source's dense optical flow (OpenCV's Farneback), then snaps it to the depth edges near its outline: a pixel in a thin
-band around the carried outline joins the subject (or the surroundings) when its depth is clearly the subject's
-depth nearby (or the surroundings'; locally weighted means). The flow drifts and blurs at motion boundaries; the depth edge is where the
-subject really ends, so the snap keeps the mask on it over many frames. The depth is used only when it agrees with
-the given mask on its own frame (:meth:`FlowTracker.depth_agrees`): an estimate whose edges are blurred or shifted
-against the subject's outline would pull the mask off it, and then the flow alone carries the mask.
+:class:`FlowTracker` carries the mask frame by frame, forwards and backwards from the given frame. Each step has two
+candidates for the next frame's mask: the mask carried along the source's dense optical flow (OpenCV's Farneback),
+and the mask moved by the subject's own translation, found by matching the subject's pixels in the next frame
+(masked sum of squared differences over a search window). The flow follows a subject that turns or changes shape,
+but inside a flat-coloured subject it sees no texture and takes the motion of the surroundings, so on a subject
+crossing the view the mask lags and shrinks frame by frame; the subject's matched pixels move with it whole. The
+candidate whose outline agrees better with the subject's colours is kept (the share of its inner ring nearer the
+subject's colours on the previous frame and of its outer ring nearer the surroundings'). Then the pixels in a thin
+band around the outline are snapped to the subject or the surroundings where their colour, then their depth, is
+clearly one side's (locally weighted means of each side): the edges of the colours and the depth are where the
+subject really ends, so the snaps keep the mask on it over many frames. Each is used only when it agrees with the
+given mask on its own frame (:func:`agrees`): a subject the colour of its surroundings, or a depth estimate whose
+edges are blurred or shifted against the subject's outline, would pull the mask off it, and then the others decide.
 """
 
 from __future__ import annotations
@@ -88,18 +94,24 @@ class MaskTracker:
 
 
 class FlowTracker(MaskTracker):
-    """The mask carried along the optical flow and snapped to nearby depth edges (no weights).
+    """The mask carried along the flow or the subject's matched motion, snapped to its colour and depth edges (no
+    weights; the module docstring says how).
 
-    ``band``: half-width in pixels of the band around the carried outline where the depth decides (default: 1/32 of
-    the short side, at least 1); ``depth_contrast``: the least depth difference between subject and surroundings for
-    the depth to decide at all (normalised depth units; below it the flow alone decides).
+    ``band``: half-width in pixels of the band around the carried outline where the colour and the depth decide
+    (default: 1/32 of the short side, at least 1); ``colour_contrast`` / ``depth_contrast``: the least difference
+    between the subject and its surroundings (RGB distance in [0, 1]; normalised depth units) for the colour / the
+    depth to decide at all (below it the other cues decide); ``search``: how far the subject is looked for in the next
+    frame, in pixels (default: 1/8 of the short side, at least 2).
     """
 
     name = "flow"
 
-    def __init__(self, band: int | None = None, depth_contrast: float = 0.02):
+    def __init__(self, band: int | None = None, depth_contrast: float = 0.02, colour_contrast: float = 0.05,
+                 search: int | None = None):
         self.band = band
         self.depth_contrast = depth_contrast
+        self.colour_contrast = colour_contrast
+        self.search = search
 
     def track(self, frames, mask, mask_frame, depth=None, clicks=()):
         if clicks or mask is None:
@@ -108,32 +120,35 @@ class FlowTracker(MaskTracker):
         num_frames, _, height, width = frames.shape
         binary = check_one_frame_mask(mask, mask_frame, num_frames, (height, width))[0, 0].numpy()
         gray = [gray_uint8(frame) for frame in frames]
-        depth_np = None if depth is None else depth[:, 0].float().numpy()
+        rgb = [np.ascontiguousarray(frame.clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32))
+               for frame in frames]
         band = self.band or max(1, round(min(height, width) / 32))
-        if depth_np is not None and not self.depth_agrees(binary, depth_np[mask_frame], band):
-            depth_np = None  # the depth's edges are not the subject's outline here: the flow alone decides
+        search = self.search or max(2, min(height, width) // 8)
+        # each cue, (values per frame, least contrast), kept only where it agrees with the given mask on its frame
+        cues = [(rgb, self.colour_contrast)]
+        if depth is not None:
+            cues.append((list(depth[:, 0, :, :, None].float().numpy()), self.depth_contrast))
+        cues = [(values, contrast) for values, contrast in cues
+                if agrees(binary, values[mask_frame], band, contrast)]
         masks = [None] * num_frames
         masks[mask_frame] = binary
         for step in (1, -1):
             soft, index = binary, mask_frame + step
             while 0 <= index < num_frames:
-                soft = _warp(soft, gray[index], gray[index - step])
+                previous = index - step
+                by_flow = _warp(soft, gray[index], gray[previous])
+                by_match = _translate(soft, *_matched_translation(rgb[previous], soft, rgb[index], search))
+                agreement = [_outline_agreement(candidate, rgb[previous], soft, rgb[index], band)
+                             for candidate in (by_flow, by_match)]
+                soft = by_match if agreement[1] >= agreement[0] else by_flow  # a tie: the rigid move keeps the shape
                 carried = (soft > 0.5).astype(np.float32)
-                if depth_np is not None:
-                    snapped = _snap_to_depth(carried, depth_np[index], band, self.depth_contrast)
+                for values, contrast in cues:
+                    snapped = _snap_to_edges(carried, values[index], band, contrast)
                     soft = np.where(snapped != carried, snapped, soft)
                     carried = snapped
                 masks[index] = carried
                 index += step
         return torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
-
-    def depth_agrees(self, mask: np.ndarray, depth: np.ndarray, band: int) -> bool:
-        """Whether snapping the given frame's own mask to its depth leaves it (IoU >= :data:`DEPTH_AGREEMENT`):
-        only then are the depth's edges the subject's outline (a blurred or shifted estimate would pull the mask
-        off the subject at every frame)."""
-        snapped = _snap_to_depth(mask, depth, band, self.depth_contrast) > 0.5
-        given = mask > 0.5
-        return float((snapped & given).sum()) / max(float((snapped | given).sum()), 1.0) >= DEPTH_AGREEMENT
 
 
 class Sam2Tracker(MaskTracker):
@@ -238,17 +253,115 @@ def _warp(previous: np.ndarray, target: np.ndarray, source: np.ndarray) -> np.nd
     return carried
 
 
-#: How closely the given frame's mask must survive its own depth snap for the depth to be used at all.
-DEPTH_AGREEMENT = 0.97
-#: A band pixel changes side only when its depth is within this share of the subject-surroundings gap of one side's.
+def _matched_translation(previous: np.ndarray, mask: np.ndarray, following: np.ndarray,
+                         search: int) -> tuple[float, float]:
+    """The shift ``(dx, dy)`` that best moves the subject's pixels of the ``previous`` frame ``(H, W, 3)`` (where
+    the soft ``mask`` is above 0.5) onto the ``following`` frame: the least mean squared difference over shifts up to
+    ``search`` pixels each way (OpenCV's masked template matching), to a fraction of a pixel by a parabola through
+    the least and its neighbours."""
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+
+    rows, cols = np.nonzero(mask > 0.5)
+    if len(rows) == 0:
+        return 0.0, 0.0
+    top, bottom, left, right = rows.min(), rows.max() + 1, cols.min(), cols.max() + 1
+    template = np.ascontiguousarray(previous[top:bottom, left:right])
+    weight = np.ascontiguousarray(np.repeat((mask[top:bottom, left:right] > 0.5).astype(np.float32)[..., None], 3,
+                                            axis=-1))
+    padded = cv2.copyMakeBorder(following, search, search, search, search, cv2.BORDER_REFLECT)
+    window = padded[top:bottom + 2 * search, left:right + 2 * search]
+    cost = cv2.matchTemplate(window, template, cv2.TM_SQDIFF, mask=weight)
+    row, col = np.unravel_index(int(np.argmin(cost)), cost.shape)
+    return col - search + _parabola_vertex(cost[row, :], col), row - search + _parabola_vertex(cost[:, col], row)
+
+
+def _parabola_vertex(values: np.ndarray, index: int) -> float:
+    """Where the parabola through ``values[index - 1 : index + 2]`` has its least, relative to ``index`` (0 at an
+    end of ``values`` or where they are not convex)."""
+    if 0 < index < len(values) - 1:
+        curvature = values[index - 1] - 2 * values[index] + values[index + 1]
+        if curvature > 1e-12:
+            return float(0.5 * (values[index - 1] - values[index + 1]) / curvature)
+    return 0.0
+
+
+def _translate(soft: np.ndarray, dx: float, dy: float) -> np.ndarray:
+    """The soft mask moved by ``(dx, dy)`` pixels (bilinear; nothing comes in from outside the frame)."""
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+
+    shift = np.float32([[1, 0, dx], [0, 1, dy]])
+    return cv2.warpAffine(soft.astype(np.float32), shift, soft.shape[::-1], flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+
+
+#: How many of the subject's and of its surroundings' colours the outline agreement compares with, at most.
+COLOUR_SAMPLES = 256
+#: How many pixels of each of a candidate's rings the outline agreement looks at, at most.
+RING_SAMPLES = 2048
+
+
+def _outline_agreement(candidate: np.ndarray, previous: np.ndarray, previous_mask: np.ndarray, following: np.ndarray,
+                       band: int) -> float:
+    """How well the soft ``candidate`` mask of the ``following`` frame fits the subject of the ``previous`` frame
+    (``previous_mask``): the share of its inner ring (``band`` wide) whose colour is nearer one of the subject's
+    colours than one of its surroundings' (the ring outside ``previous_mask``, twice as wide), plus the share of
+    its outer ring nearer the surroundings'. Up to :data:`RING_SAMPLES` pixels of each ring are compared with up to
+    :data:`COLOUR_SAMPLES` colours of each side (fixed draws, so that a run is repeatable). 0 to 2; -1 for an empty
+    candidate."""
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+
+    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+    before = (previous_mask > 0.5).astype(np.uint8)
+    after = (candidate > 0.5).astype(np.uint8)
+    if not after.any():
+        return -1.0
+    draw = np.random.default_rng(0)
+
+    def sample(colours: np.ndarray, most: int = COLOUR_SAMPLES) -> np.ndarray:
+        return colours[draw.choice(len(colours), min(most, len(colours)), replace=False)] if len(colours) else colours
+
+    subject = sample(previous[before > 0])
+    surroundings = sample(previous[(cv2.dilate(before, kernel, iterations=2) > 0) & (before == 0)])
+    if len(subject) == 0 or len(surroundings) == 0:
+        return 0.0
+
+    def nearer_subject(colours: np.ndarray) -> np.ndarray:
+        return _nearest_distance(colours, subject) < _nearest_distance(colours, surroundings)
+
+    inner = sample(following[(after > 0) & (cv2.erode(after, kernel) == 0)], RING_SAMPLES)
+    outer = sample(following[(cv2.dilate(after, kernel) > 0) & (after == 0)], RING_SAMPLES)
+    inside = float(nearer_subject(inner).mean()) if len(inner) else 0.0
+    outside = float((~nearer_subject(outer)).mean()) if len(outer) else 0.0
+    return inside + outside
+
+
+def _nearest_distance(colours: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """The squared distance of each of ``colours`` ``(N, 3)`` to the nearest of ``samples`` ``(K, 3)``."""
+    squared = (colours ** 2).sum(1)[:, None] + (samples ** 2).sum(1)[None] - 2.0 * colours @ samples.T
+    return squared.min(axis=1)
+
+
+#: How closely the given frame's mask must survive a snap to a cue (colour, depth) for that cue to be used at all.
+CUE_AGREEMENT = 0.97
+#: A band pixel changes side only when its value is within this share of the subject-surroundings gap of one side's.
 CLEAR_SHARE = 0.25
 
 
-def _snap_to_depth(mask: np.ndarray, depth: np.ndarray, band: int, contrast: float) -> np.ndarray:
+def agrees(mask: np.ndarray, values: np.ndarray, band: int, contrast: float) -> bool:
+    """Whether snapping the given frame's own ``mask`` to its ``values`` ``(H, W, C)`` (colour or depth) leaves it
+    (IoU >= :data:`CUE_AGREEMENT`): only then are the edges of the values the subject's outline (a blurred or
+    shifted depth estimate, or a subject the colour of its surroundings, would pull the mask off the subject at
+    every frame)."""
+    snapped = _snap_to_edges(mask, values, band, contrast) > 0.5
+    given = mask > 0.5
+    return float((snapped & given).sum()) / max(float((snapped | given).sum()), 1.0) >= CUE_AGREEMENT
+
+
+def _snap_to_edges(mask: np.ndarray, values: np.ndarray, band: int, contrast: float) -> np.ndarray:
     """``mask`` with the pixels within ``band`` of its outline given to the subject or the surroundings when their
-    depth is clearly one side's local mean depth (within :data:`CLEAR_SHARE` of the gap between the two, where the
-    two differ by at least ``contrast``); the flow's decision stands for the others (a contact with the floor, a
-    blurred estimate)."""
+    ``values`` ``(H, W, C)`` (colour, depth) are clearly one side's local mean (within :data:`CLEAR_SHARE` of the
+    distance between the two, where the two are at least ``contrast`` apart); the carried decision stands for the
+    others (a contact with the floor, a blurred estimate, a colour between the two)."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
     if not mask.any() or mask.all():
@@ -259,26 +372,40 @@ def _snap_to_depth(mask: np.ndarray, depth: np.ndarray, band: int, contrast: flo
     if not core.any() or not outside.any():
         return mask
     sigma = 3.0 * band
-    subject = _local_mean(depth, core, sigma)
-    surroundings = _local_mean(depth, outside, sigma)
-    gap = np.abs(subject - surroundings)
+    subject = _local_mean(values, core, sigma)
+    surroundings = _local_mean(values, outside, sigma)
+    gap = np.linalg.norm(subject - surroundings, axis=-1)
     band_pixels = (core == 0) & (outside == 0) & (gap >= contrast)
-    to_subject, to_surroundings = np.abs(depth - subject), np.abs(depth - surroundings)
+    to_subject = np.linalg.norm(values - subject, axis=-1)
+    to_surroundings = np.linalg.norm(values - surroundings, axis=-1)
     snapped = mask.copy()
-    snapped[band_pixels & (to_subject < CLEAR_SHARE * gap)] = 1.0  # clearly the subject's depth
+    snapped[band_pixels & (to_subject < CLEAR_SHARE * gap)] = 1.0  # clearly the subject's
     snapped[band_pixels & (to_surroundings < CLEAR_SHARE * gap)] = 0.0  # clearly the surroundings'
     return snapped
 
 
 def _local_mean(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
-    """Gaussian-weighted mean of ``values`` over the pixels where ``weight`` is 1 (the global mean where none is
-    near)."""
+    """Gaussian-weighted mean of ``values`` ``(H, W, C)`` over the pixels where ``weight`` ``(H, W)`` is 1 (the
+    global mean where none is near). A wide Gaussian (``sigma`` of 8 pixels or more: frames from ~128 px) is taken
+    on the frame shrunk so that it is about 4 pixels wide there, and the means enlarged back: the same smooth means
+    at a fraction of the cost (a Gaussian 48 pixels wide, as at 512 px, costs ~0.05 s per channel at full size)."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
-    total = cv2.GaussianBlur(values * weight, (0, 0), sigma)
-    count = cv2.GaussianBlur(weight, (0, 0), sigma)
-    fallback = float((values * weight).sum() / max(weight.sum(), 1.0))
-    return np.where(count > 1e-6, total / np.maximum(count, 1e-6), fallback)
+    height, width, channels = values.shape
+    weighted = np.ascontiguousarray(values * weight[..., None], dtype=np.float32)
+    fallback = weighted.reshape(-1, channels).sum(axis=0) / max(float(weight.sum()), 1.0)
+    weight = np.ascontiguousarray(weight, dtype=np.float32)
+    factor = max(1, int(sigma // 4))
+    if factor > 1:
+        small = (-(-width // factor), -(-height // factor))
+        weighted = cv2.resize(weighted, small, interpolation=cv2.INTER_AREA)
+        weight = cv2.resize(weight, small, interpolation=cv2.INTER_AREA)
+    total = cv2.GaussianBlur(weighted, (0, 0), sigma / factor).reshape(*weight.shape, channels)
+    count = cv2.GaussianBlur(weight, (0, 0), sigma / factor)[..., None]
+    mean = np.where(count > 1e-6, total / np.maximum(count, 1e-6), fallback).astype(np.float32)
+    if factor > 1:
+        mean = cv2.resize(mean, (width, height), interpolation=cv2.INTER_LINEAR).reshape(height, width, channels)
+    return mean
 
 
 __all__ = ["TRACKERS", "FlowTracker", "MaskTracker", "Sam2Tracker", "check_clicks", "check_one_frame_mask",

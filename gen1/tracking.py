@@ -5,19 +5,21 @@ frame. A :class:`MaskTracker` turns the one-frame mask into a per-frame one; tra
 :data:`TRACKERS` (``flow``, the default, needs no weights; a video segmentation model such as SAM 2 is another
 tracker of the same interface).
 
-:class:`FlowTracker` carries the mask frame by frame, forwards and backwards from the given frame. Each step has two
-candidates for the next frame's mask: the mask carried along the source's dense optical flow (OpenCV's Farneback),
-and the mask moved by the subject's own translation, found by matching the subject's pixels in the next frame
-(masked sum of squared differences over a search window). The flow follows a subject that turns or changes shape,
-but inside a flat-coloured subject it sees no texture and takes the motion of the surroundings, so on a subject
-crossing the view the mask lags and shrinks frame by frame; the subject's matched pixels move with it whole. The
-candidate whose outline agrees better with the subject's colours is kept (the share of its inner ring nearer the
-subject's colours on the previous frame and of its outer ring nearer the surroundings'). Then the pixels in a thin
-band around the outline are snapped to the subject or the surroundings where their colour, then their depth, is
-clearly one side's (locally weighted means of each side): the edges of the colours and the depth are where the
-subject really ends, so the snaps keep the mask on it over many frames. Each is used only when it agrees with the
-given mask on its own frame (:func:`agrees`): a subject the colour of its surroundings, or a depth estimate whose
-edges are blurred or shifted against the subject's outline, would pull the mask off it, and then the others decide.
+:class:`FlowTracker` carries the mask frame by frame, forwards and backwards from the given frame. Each step has three
+candidates for the next frame's mask: the mask carried along the source's dense optical flow (OpenCV's Farneback);
+the mask moved by the subject's own translation, found by matching the subject's pixels in the next frame (masked
+sum of squared differences over a search window); and the given frame's own mask, matched into the next frame the
+same way from where the previous mask is. The flow follows a subject that turns or changes shape, but inside a
+flat-coloured subject it sees no texture and takes the motion of the surroundings, so on a subject crossing the view
+the mask lags and shrinks frame by frame; the subject's matched pixels move with it whole, and the given mask
+carries no error from frame to frame. The candidate whose outline agrees best with the subject's colours is kept
+(the share of its inner ring whose colours are more common on the subject of the previous frame than around it,
+and of its outer ring the other way round). Then the pixels in a thin band around the outline are snapped to the
+subject or the surroundings where their colour, then their depth, is clearly one side's (locally weighted means of
+each side): the edges of the colours and the depth are where the subject really ends, so the snaps keep the mask
+on it over many frames. Each snap is used only when it agrees with the given mask on its own frame
+(:func:`agrees`): a subject the colour of its surroundings, or a depth estimate whose edges are blurred or shifted
+against the subject's outline, would pull the mask off it, and then the others decide.
 """
 
 from __future__ import annotations
@@ -94,8 +96,8 @@ class MaskTracker:
 
 
 class FlowTracker(MaskTracker):
-    """The mask carried along the flow or the subject's matched motion, snapped to its colour and depth edges (no
-    weights; the module docstring says how).
+    """The mask carried along the flow or the subject's matched motion (or the given mask matched anew), snapped to
+    its colour and depth edges (no weights; the module docstring says how).
 
     ``band``: half-width in pixels of the band around the carried outline where the colour and the depth decide
     (default: 1/32 of the short side, at least 1); ``colour_contrast`` / ``depth_contrast``: the least difference
@@ -136,11 +138,14 @@ class FlowTracker(MaskTracker):
             soft, index = binary, mask_frame + step
             while 0 <= index < num_frames:
                 previous = index - step
-                by_flow = _warp(soft, gray[index], gray[previous])
-                by_match = _translate(soft, *_matched_translation(rgb[previous], soft, rgb[index], search))
+                candidates = [  # on a tie the later one: the rigid moves keep the subject's shape
+                    _warp(soft, gray[index], gray[previous]),
+                    _translate(soft, *_matched_translation(rgb[previous], soft, rgb[index], search)),
+                    _given_mask_matched(rgb[mask_frame], binary, soft, rgb[index], search),
+                ]
                 agreement = [_outline_agreement(candidate, rgb[previous], soft, rgb[index], band)
-                             for candidate in (by_flow, by_match)]
-                soft = by_match if agreement[1] >= agreement[0] else by_flow  # a tie: the rigid move keeps the shape
+                             for candidate in candidates]
+                soft = candidates[max(range(len(candidates)), key=lambda i: (agreement[i], i))]
                 carried = (soft > 0.5).astype(np.float32)
                 for values, contrast in cues:
                     snapped = _snap_to_edges(carried, values[index], band, contrast)
@@ -294,6 +299,26 @@ def _translate(soft: np.ndarray, dx: float, dy: float) -> np.ndarray:
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0)
 
 
+def _given_mask_matched(given_frame: np.ndarray, given_mask: np.ndarray, soft: np.ndarray, following: np.ndarray,
+                        search: int) -> np.ndarray:
+    """The given frame's own mask moved into the ``following`` frame: brought to where the previous frame's ``soft``
+    mask is (centroid to centroid), then by the subject's matched translation from there (the given frame's pixels
+    moved along). Nothing accumulates from frame to frame in it, so a subject that keeps its shape keeps its
+    outline over the whole shot; an empty previous mask gives an empty candidate."""
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+
+    rows, cols = np.nonzero(soft > 0.5)
+    given_rows, given_cols = np.nonzero(given_mask > 0.5)
+    if len(rows) == 0:
+        return np.zeros_like(soft, dtype=np.float32)
+    dx, dy = cols.mean() - given_cols.mean(), rows.mean() - given_rows.mean()
+    moved_mask = _translate(given_mask, dx, dy)
+    shift = np.float32([[1, 0, dx], [0, 1, dy]])
+    moved_frame = cv2.warpAffine(given_frame, shift, given_frame.shape[1::-1], flags=cv2.INTER_LINEAR,
+                                 borderMode=cv2.BORDER_REFLECT)
+    return _translate(moved_mask, *_matched_translation(moved_frame, moved_mask, following, search))
+
+
 #: How many of the subject's and of its surroundings' colours the outline agreement compares with, at most.
 COLOUR_SAMPLES = 256
 #: How many pixels of each of a candidate's rings the outline agreement looks at, at most.
@@ -303,11 +328,11 @@ RING_SAMPLES = 2048
 def _outline_agreement(candidate: np.ndarray, previous: np.ndarray, previous_mask: np.ndarray, following: np.ndarray,
                        band: int) -> float:
     """How well the soft ``candidate`` mask of the ``following`` frame fits the subject of the ``previous`` frame
-    (``previous_mask``): the share of its inner ring (``band`` wide) whose colour is nearer one of the subject's
-    colours than one of its surroundings' (the ring outside ``previous_mask``, twice as wide), plus the share of
-    its outer ring nearer the surroundings'. Up to :data:`RING_SAMPLES` pixels of each ring are compared with up to
-    :data:`COLOUR_SAMPLES` colours of each side (fixed draws, so that a run is repeatable). 0 to 2; -1 for an empty
-    candidate."""
+    (``previous_mask``): the share of its inner ring (``band`` wide) whose colour is more common among the subject's
+    colours than among its surroundings' (the ring outside ``previous_mask``, twice as wide), plus the share of its
+    outer ring more common among the surroundings' (:func:`_colour_density`; a colour as common on both sides
+    counts half). Up to :data:`RING_SAMPLES` pixels of each ring are compared with up to :data:`COLOUR_SAMPLES`
+    colours of each side (fixed draws, so that a run is repeatable). 0 to 2; -1 for an empty candidate."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
     kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
@@ -325,20 +350,28 @@ def _outline_agreement(candidate: np.ndarray, previous: np.ndarray, previous_mas
     if len(subject) == 0 or len(surroundings) == 0:
         return 0.0
 
-    def nearer_subject(colours: np.ndarray) -> np.ndarray:
-        return _nearest_distance(colours, subject) < _nearest_distance(colours, surroundings)
+    def subject_share(colours: np.ndarray) -> float:
+        """The share of ``colours`` more common among the subject's than the surroundings' (ties: half)."""
+        if not len(colours):
+            return 0.0
+        margin = _colour_density(colours, subject) - _colour_density(colours, surroundings)
+        return float(((margin > 0) + 0.5 * (margin == 0)).mean())
 
     inner = sample(following[(after > 0) & (cv2.erode(after, kernel) == 0)], RING_SAMPLES)
     outer = sample(following[(cv2.dilate(after, kernel) > 0) & (after == 0)], RING_SAMPLES)
-    inside = float(nearer_subject(inner).mean()) if len(inner) else 0.0
-    outside = float((~nearer_subject(outer)).mean()) if len(outer) else 0.0
-    return inside + outside
+    return subject_share(inner) + (1.0 - subject_share(outer) if len(outer) else 0.0)
 
 
-def _nearest_distance(colours: np.ndarray, samples: np.ndarray) -> np.ndarray:
-    """The squared distance of each of ``colours`` ``(N, 3)`` to the nearest of ``samples`` ``(K, 3)``."""
+#: The width of the Gaussian kernel over RGB in [0, 1] by which a colour counts its like among the samples.
+COLOUR_WIDTH = 0.05
+
+
+def _colour_density(colours: np.ndarray, samples: np.ndarray) -> np.ndarray:
+    """How common each of ``colours`` ``(N, 3)`` is among ``samples`` ``(K, 3)``: the mean of a Gaussian kernel
+    (:data:`COLOUR_WIDTH` wide) of the distances. A colour both sides share scores on both; nearest-sample distances
+    would call it a tie whenever the subject's samples hold one pixel of the surroundings' colour."""
     squared = (colours ** 2).sum(1)[:, None] + (samples ** 2).sum(1)[None] - 2.0 * colours @ samples.T
-    return squared.min(axis=1)
+    return np.exp(-np.maximum(squared, 0.0) / (2.0 * COLOUR_WIDTH ** 2)).mean(axis=1)
 
 
 #: How closely the given frame's mask must survive a snap to a cue (colour, depth) for that cue to be used at all.

@@ -39,15 +39,20 @@ def main(argv=None) -> dict:
     region[:, :, top:top + height, left:left + width] = 1
     structure_depth(depth[:1, :, :64, :64], region[:1, :, :64, :64] * 0 + torch.nn.functional.pad(
         torch.ones(1, 1, 8, 8), (28, 28, 28, 28)), "fill")  # warm-up: scipy's import is not the fill's time
-    timings = {}
+    timings, held = {}, {}
     for name, run in (("depth fill", lambda: structure_depth(depth, region, "fill")),
                       ("colour prefill", lambda: prefilled(frames, region)),
                       ("what other frames see (flows and trace)", lambda: background_sources(frames, region)),
                       ("seamless composite", lambda: blend_seamlessly(drawn, frames, region))):
         start = time.perf_counter()
-        run()
+        output = run()
         timings[name] = round(time.perf_counter() - start, 3)
-    result = dict(size=args.size, frames=args.frames, region=args.region, threads=args.threads, seconds=timings)
+        if hasattr(output, "pixels"):  # what other frames see: the arrays it holds, per region pixel and frame
+            arrays = [a for rows_cols in output.pixels for a in rows_cols]
+            arrays += [a for per_frame in output.frame + output.position for a in per_frame]
+            held[name] = round(sum(a.nbytes for a in arrays) / max(int((region > 0.5).sum()), 1), 1)
+    result = dict(size=args.size, frames=args.frames, region=args.region, threads=args.threads, seconds=timings,
+                  bytes_per_region_pixel=held)
     print(json.dumps(result))
     return result
 

@@ -328,12 +328,13 @@ def moved_frames(frames: torch.Tensor, layers: DragLayers, erase_fill: str | Non
 
 
 def drag_content(route, content, frames: torch.Tensor, layers: DragLayers, *, generator, device):
-    """The content of a drag: the prompt / reference / embedding / direction the user gives (the route's
+    """The content of a drag: the prompt / reference / embedding / direction / Imagic mix the user gives (the route's
     :meth:`~gen1.routes.Route.edit_content`), else the source's own: where the subject's pixels are kept (``layers``'
     region leaves them out) what the model draws is its old place and surroundings, so an erase's content (the
     source without the subject, :meth:`~gen1.routes.Route.source_content`); where the model draws the subject too,
     the source's own with it (:meth:`~gen1.routes.Route.own_content`)."""
-    given = content.prompts or content.images or content.content_embeds is not None or content.direction
+    given = (content.prompts or content.images or content.content_embeds is not None or content.direction
+             or content.imagic_scale is not None)
     if given:
         return route.edit_content(content, frames, generator=generator, device=device)
     if bool((layers.region < layers.union).any()):  # the subject's pixels are kept

@@ -28,7 +28,7 @@ from typing import Any, Callable, Sequence
 
 from gen1.checks import errors_naming
 from gen1.model_defaults import edit_size
-from gen1.settings import FLAGS, EditSettings, check_settings, flag_label, setting_fields
+from gen1.settings import FLAGS, EditSettings, check_content_sources, check_settings, flag_label, setting_fields
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: denoising steps done so far across all temporal windows, of ``total``."""
@@ -107,18 +107,9 @@ def _check_content(request: EditRequest) -> None:
                          erase_fill=request.erase_fill, drag=bool(request.drag), label=flag_label)
     if request.drag:
         _check_drag_vectors(request)
-    if request.erase:  # the content is the source's own
-        if request.imagic_scale is not None:
-            raise ValueError("--erase takes its content from the source: give no --imagic-scale")
-        if request.prompt or request.reference_image:
-            raise ValueError("--erase takes its content from the source: give no --prompt or --reference")
-        if request.direction:
-            raise ValueError("--erase takes its content from the source without the subject: give no --direction")
-        return
-    if request.imagic_scale is not None:  # the content is the Imagic adapter's (gen1.imagic)
-        if request.prompt or request.reference_image or request.direction:
-            raise ValueError("--imagic-scale takes its content from the Imagic adapter: give no --prompt, "
-                             "--reference or --direction")
+    check_content_sources(dict(erase=request.erase, imagic_scale=request.imagic_scale, prompt=request.prompt,
+                               reference_image=request.reference_image, direction=request.direction), flag_label)
+    if request.erase or request.imagic_scale is not None:  # the source's own content, or the Imagic adapter's
         return
     if not request.prompt and not request.reference_image and not request.direction and not request.drag:
         raise ValueError("give --prompt and/or --reference (or --direction) for the content of the edit")

@@ -28,7 +28,7 @@ import os
 import warnings
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -57,7 +57,7 @@ from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_fr
 from gen1.model_folders import check_pipeline_folder, not_a_pipeline_hint
 from gen1.routes import ContentRequest, Route, route_class
 from gen1.seamless import SeamAnchor
-from gen1.settings import check_setting, check_settings
+from gen1.settings import check_content_sources, check_setting, check_settings
 from gen1.tracking import check_clicks, make_tracker
 from gen1.windows import WindowBlender, check_window_arguments
 
@@ -437,15 +437,15 @@ class Gen1Pipeline(DiffusionPipeline):
     def check_edit_settings(self, route_settings: dict, *, direction: tuple, direction_scale: tuple, mask,
                             mask_frame, erase: bool, mask_structure, mask_structure_level, mask_clicks=(),
                             imagic_scale=None, erase_strength=None, strength: float = 1.0, drag=None,
-                            drag_strength=None, erase_fill=None):
+                            drag_strength=None, erase_fill=None, content: Mapping[str, Any] | None = None):
         """Check the settings only some routes or modes take, before anything is read or run: the route's own
         (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
-        the directions, the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`) and the drag's
+        the directions, the sources of content (``content``: the prompt, reference_image and content_embeds given;
+        :func:`gen1.settings.check_content_sources`), the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`) and the drag's
         (:func:`gen1.drag.check_drag_arguments`). Returns the parsed drag (None without one)."""
         self.route.check_settings(route_settings, model="this pipeline")
         check_settings(dict(direction=direction, direction_scale=direction_scale))
-        if erase and direction:
-            raise ValueError("erase takes its content from the source without the subject: give no direction")
+        check_content_sources(dict(content or {}, erase=erase, direction=direction, imagic_scale=imagic_scale))
         check_settings(route_settings)
         parsed_drag = check_drag_arguments(drag, mask=mask, erase=erase, mask_structure=mask_structure,
                                            drag_strength=drag_strength, strength=strength)
@@ -458,8 +458,6 @@ class Gen1Pipeline(DiffusionPipeline):
         if imagic_scale is not None:  # an Imagic adapter's content (gen1.imagic): its range, and the adapter
             check_settings(dict(imagic_scale=imagic_scale))
             require_imagic(self)
-            if erase:
-                raise ValueError("erase takes its content from the source: give no imagic_scale")
         return parsed_drag
 
     @staticmethod
@@ -755,7 +753,8 @@ class Gen1Pipeline(DiffusionPipeline):
             route_settings, direction=direction, direction_scale=direction_scale, mask=mask, mask_frame=mask_frame,
             erase=erase, mask_structure=mask_structure, mask_structure_level=mask_structure_level,
             mask_clicks=mask_clicks, imagic_scale=imagic_scale, erase_strength=erase_strength, strength=strength,
-            drag=drag, drag_strength=drag_strength, erase_fill=erase_fill)
+            drag=drag, drag_strength=drag_strength, erase_fill=erase_fill,
+            content=dict(prompt=prompt, reference_image=reference_image, content_embeds=content_embeds))
         strength = self.start_strength(strength, erase=erase, erase_strength=erase_strength, drag=drag,
                                        drag_strength=drag_strength)
         tracker = make_tracker(mask_tracker, mask_tracker_model)

@@ -258,6 +258,32 @@ def check_settings(settings: Mapping[str, Any], label: Callable[[str], str] = la
         check_directions(settings.get("direction") or (), settings.get("direction_scale") or (), label)
 
 
+#: Settings that decide an edit's content themselves, and where it comes from then: given with another source of
+#: content (:data:`CONTENT_SOURCES`) the edit would have to ignore one of them.
+CONTENT_OWNERS: dict[str, str] = {"erase": "the source without the subject", "imagic_scale": "the Imagic adapter"}
+#: The settings that give an edit its content.
+CONTENT_SOURCES = ("prompt", "reference_image", "content_embeds", "direction", "imagic_scale")
+
+
+def check_content_sources(given: Mapping[str, Any], label: Callable[[str], str] = lambda name: name,
+                          hint: str = "") -> None:
+    """``ValueError`` when a setting of :data:`CONTENT_OWNERS` comes with another source of content, naming what
+    was given (``given``: setting name -> value; None, False and empty values count as not given; names shown as
+    ``label(name)``, ``flag_label`` for a command line; ``hint`` is added to the message). The one check of the
+    API, the command line and the routes."""
+
+    def is_given(value) -> bool:
+        return value is not None and value is not False and not (hasattr(value, "__len__") and len(value) == 0)
+
+    for owner, source in CONTENT_OWNERS.items():
+        if not is_given(given.get(owner)):
+            continue
+        others = [label(name) for name in CONTENT_SOURCES if name != owner and is_given(given.get(name))]
+        if others:
+            listed = others[0] if len(others) == 1 else f"{', '.join(others[:-1])} or {others[-1]}"
+            raise ValueError(f"{label(owner)} takes its content from {source}: give no {listed}{hint}")
+
+
 def check_directions(directions, scales, label: Callable[[str], str] = lambda name: name) -> list[float]:
     """``ValueError`` unless every direction is two different non-empty texts (NEUTRAL, TARGET) and the scales are
     finite numbers, none (1 for every direction) or one per direction; returns the scale of each direction."""
@@ -312,5 +338,6 @@ _FIELDS = {item.name: item for item in setting_fields()}
 
 __all__ = ["DEFAULTS", "FALLBACK_SIZE", "FLAGS", "FULL_STRENGTH_STARTS", "OPTIONAL_SETTINGS", "SCHEDULERS",
            "TRACKER_NAMES", "EditSettings", "click_value",
-           "add_setting_arguments", "check_directions", "check_setting", "check_settings", "flag_label", "setting",
+           "CONTENT_OWNERS", "CONTENT_SOURCES", "add_setting_arguments", "check_content_sources", "check_directions",
+           "check_setting", "check_settings", "flag_label", "setting",
            "setting_fields"]

@@ -191,6 +191,15 @@ def test_a_prompt_beside_imagic_scale_is_refused(trained):
         _edit(pipe, imagic_scale=0.5, prompt="a cat")
 
 
+def test_a_drag_with_imagic_scale_draws_with_the_imagic_content(trained):
+    # what the drag's model draws takes the Imagic mix like any given content (it was silently left out before)
+    pipe, result, _ = trained
+    mask = np.zeros((FRAMES, SIZE, SIZE), dtype=np.float32)
+    mask[:, 8:16, 8:16] = 1
+    drag = dict(mask=mask, drag="11,11:19,13")
+    assert torch.equal(_edit(pipe, imagic_scale=0.0, **drag), _edit(pipe, content_embeds=result.optimised, **drag))
+
+
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """An uninterrupted run: its result and its LoRA weights."""

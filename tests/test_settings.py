@@ -14,7 +14,7 @@ from gen1.cli import build_parser
 from gen1.editing import EditRequest, check_request
 from gen1.pipeline import Gen1Pipeline
 from gen1.serve.service import FORM_FIELDS, EditForm
-from gen1.settings import DEFAULTS, FLAGS, EditSettings, check_setting, flag_label, setting_fields
+from gen1.settings import DEFAULTS, FLAGS, EditSettings, check_content_sources, check_setting, flag_label, setting_fields
 
 #: ``gen1 edit``'s options before the settings were declared once (no option lost or renamed), and those added since
 #: (--no-cache, --controlnet-start, --controlnet-end, and the masked edits' --erase, --mask-frame, --mask-structure,
@@ -97,3 +97,32 @@ def test_a_range_is_checked_in_one_place_and_named_as_each_caller_names_it(name,
         check_setting(name, value, flag_label)
     with pytest.raises(ValueError, match=f"^{FLAGS[name]} "):
         check_request(EditRequest(input="in.mp4", output="out.mp4", prompt=("x",), **{name: value}))
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(erase=True, prompt=("a cat",)),
+     "erase takes its content from the source without the subject: give no prompt$"),
+    (dict(erase=True, prompt=("a cat",), direction=(("a", "b"),)),
+     "erase takes its content from the source without the subject: give no prompt or direction$"),
+    (dict(erase=True, imagic_scale=0.0), "erase takes .* give no imagic_scale$"),
+    (dict(imagic_scale=0.5, reference_image=("ref.png",), content_embeds=[[0.1]], direction=(("a", "b"),)),
+     "imagic_scale takes its content from the Imagic adapter: give no reference_image, content_embeds or direction$"),
+])
+def test_a_content_owner_with_another_source_of_content_is_one_check_named_as_each_caller_names_it(given, message):
+    with pytest.raises(ValueError, match=f"^{message}"):
+        check_content_sources(given)
+    flags = message.replace("imagic_scale", "--imagic-scale").replace("erase takes", "--erase takes")
+    for name in ("prompt", "direction", "reference_image"):
+        flags = flags.replace(f" {name}", f" {FLAGS[name]}")
+    with pytest.raises(ValueError, match=f"^{flags}"):
+        check_content_sources(given, flag_label)
+    # not given: None, False and empty values
+    check_content_sources(dict(erase=False, imagic_scale=None, prompt=("a cat",), direction=()))
+    check_content_sources(dict(erase=True, prompt=(), reference_image=None, content_embeds=None))
+
+
+def test_the_command_line_and_the_pipeline_refuse_an_erase_with_a_prompt_by_the_same_check():
+    request = EditRequest(input="in.mp4", output="out.mp4", prompt=("a cat",), erase=True, mask="m.png")
+    with pytest.raises(ValueError, match="^--erase takes its content from the source without the subject: give no "
+                                         "--prompt$"):
+        check_request(request)

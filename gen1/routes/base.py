@@ -33,7 +33,7 @@ from gen1.conditioning import encode_latents
 from gen1.guidance import GuidancePlan
 from gen1.imagic import require_imagic
 from gen1.media import read_image
-from gen1.settings import OPTIONAL_SETTINGS, check_directions
+from gen1.settings import OPTIONAL_SETTINGS, check_content_sources, check_directions
 
 
 def is_present(components: Mapping[str, Any], name: str) -> bool:
@@ -83,6 +83,12 @@ class ContentRequest:
     def images(self) -> list:
         images = self.reference_image
         return [] if images is None else list(images) if isinstance(images, (list, tuple)) else [images]
+
+    def sources(self, **owners) -> dict:
+        """The content settings given, for :func:`gen1.settings.check_content_sources`, with ``owners`` (e.g.
+        ``erase=True``) added."""
+        return dict(prompt=self.prompts, reference_image=self.images, content_embeds=self.content_embeds,
+                    direction=self.direction, imagic_scale=self.imagic_scale, **owners)
 
 
 @dataclass
@@ -228,9 +234,7 @@ class Route:
         ``negative_prompt``) as for any edit. eta = 0 is exactly the optimised embedding, 1 exactly the target's."""
 
         embeddings = require_imagic(self.pipe)
-        if content.prompts or content.images or content.content_embeds is not None or content.direction:
-            raise ValueError("imagic_scale takes its content from the Imagic adapter: give no prompt, "
-                             "reference_image, content_embeds or direction")
+        check_content_sources(content.sources())
         mixed = embeddings.mix(content.imagic_scale).to(device)
         return self.encode_content(replace(content, content_embeds=mixed, content_weights=None, imagic_scale=None),
                                    generator=generator, device=device)

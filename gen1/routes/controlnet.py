@@ -35,7 +35,7 @@ from gen1.ip_adapter import encode_reference_images, uses_hidden_states
 from gen1.ip_adapter_text import image_direction
 from gen1.prompts import encode_prompts, mixed_prompt_context
 from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, is_present, load_reference, masked_frames
-from gen1.settings import check_directions
+from gen1.settings import check_content_sources, check_directions
 
 #: The prompt of an erase on this route: the surroundings, nothing in particular (the subject goes in
 #: ``negative_prompt``).
@@ -162,9 +162,7 @@ class ControlNetRoute(Route):
         """A neutral background prompt (:data:`ERASE_PROMPT`) with the user's ``negative_prompt`` (name the subject
         there) as the null content; with an IP-Adapter loaded, also up to 4 evenly spaced source frames (the erased
         region painted in the frame's mean colour) as reference images."""
-        if content.prompts or content.images or content.content_embeds is not None:
-            raise ValueError("erase takes its content from the source: give no prompt, reference_image or "
-                             "content_embeds (name the subject with negative_prompt)")
+        check_content_sources(content.sources(erase=True), hint=" (name the subject with negative_prompt)")
         images = []
         if has_ip_adapter(self.pipe):
             picked = torch.linspace(0, frames.shape[0] - 1, min(4, frames.shape[0])).round().long()

@@ -16,6 +16,7 @@ from gen1.conditioning import video_structure
 from gen1.content import as_unet_context, convex_mix, null_content
 from gen1.guidance import GuidancePlan
 from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, load_reference, masked_frames
+from gen1.settings import check_content_sources
 
 
 @dataclass
@@ -79,9 +80,7 @@ class NativeRoute(Route):
     def source_content(self, frames, region, content, *, generator, device) -> Content:
         """The mean CLIP image embedding of (up to 8 evenly spaced) source frames, the erased region painted in
         the frame's mean colour, through the pipeline's content encoder: the shot's own look, without the subject."""
-        if content.prompts or content.images or content.content_embeds is not None:
-            raise ValueError("erase takes its content from the source: give no prompt, reference_image or "
-                             "content_embeds")
+        check_content_sources(content.sources(erase=True))
         if self.pipe.content_encoder is None:
             raise ValueError("erase needs the pipeline's content_encoder (the source's CLIP image embedding)")
         picked = torch.linspace(0, frames.shape[0] - 1, min(8, frames.shape[0])).round().long()

@@ -12,9 +12,12 @@ sum of squared differences over a search window); and the given frame's own mask
 same way from where the previous mask is. The flow follows a subject that turns or changes shape, but inside a
 flat-coloured subject it sees no texture and takes the motion of the surroundings, so on a subject crossing the view
 the mask lags and shrinks frame by frame; the subject's matched pixels move with it whole, and the given mask
-carries no error from frame to frame. The candidate whose outline agrees best with the subject's colours is kept
-(the share of its inner ring whose colours are more common on the subject of the previous frame than around it,
-and of its outer ring the other way round). Then the pixels in a thin band around the outline are snapped to the
+carries no error from frame to frame in its shape. A rigid candidate is taken over the flow's where its outline
+agrees with the subject's colours better than the flow's and clearly better than chance (the share of its inner
+ring whose colours are more common on the subject of the previous frame than around it, and of its outer ring the
+other way round); where the colours cannot tell them apart (a subject the colour of its surroundings) the flow's
+stands, and of shifts that match equally well the smallest is taken (a flat subject at the frame's edge, which the
+padding mirrors, matches at many). Then the pixels in a thin band around the outline are snapped to the
 subject or the surroundings where their colour, then their depth, is clearly one side's (locally weighted means of
 each side): the edges of the colours and the depth are where the subject really ends, so the snaps keep the mask
 on it over many frames. Each snap is used only when it agrees with the given mask on its own frame
@@ -103,13 +106,17 @@ class FlowTracker(MaskTracker):
     (default: 1/32 of the short side, at least 1); ``colour_contrast`` / ``depth_contrast``: the least difference
     between the subject and its surroundings (RGB distance in [0, 1]; normalised depth units) for the colour / the
     depth to decide at all (below it the other cues decide); ``search``: how far the subject is looked for in the next
-    frame, in pixels (default: 1/8 of the short side, at least 2).
+    frame, in pixels (default: 1/8 of the short side, at least 2). A rigid candidate is taken over the flow's only
+    where its outline fits the subject's colours clearly better than chance and than the flow's (:func:`_pick`).
     """
 
     name = "flow"
 
     def __init__(self, band: int | None = None, depth_contrast: float = 0.02, colour_contrast: float = 0.05,
                  search: int | None = None):
+        for name, value in (("band", band), ("search", search)):
+            if value is not None and (isinstance(value, bool) or int(value) != value or value < 1):
+                raise ValueError(f"the flow tracker's {name} must be a whole number of pixels >= 1, got {value!r}")
         self.band = band
         self.depth_contrast = depth_contrast
         self.colour_contrast = colour_contrast
@@ -122,38 +129,38 @@ class FlowTracker(MaskTracker):
         num_frames, _, height, width = frames.shape
         binary = check_one_frame_mask(mask, mask_frame, num_frames, (height, width))[0, 0].numpy()
         gray = [gray_uint8(frame) for frame in frames]
-        rgb = [np.ascontiguousarray(frame.clamp(0, 1).permute(1, 2, 0).numpy().astype(np.float32))
-               for frame in frames]
+
+        def rgb(index: int) -> np.ndarray:  # a frame as OpenCV takes it, made when used (not the whole clip again)
+            return np.ascontiguousarray(frames[index].clamp(0, 1).permute(1, 2, 0).numpy(), dtype=np.float32)
+
         band = self.band or max(1, round(min(height, width) / 32))
         search = self.search or max(2, min(height, width) // 8)
-        # each cue, (values per frame, least contrast), kept only where it agrees with the given mask on its frame
+        # each cue, (values of a frame, least contrast), kept only where it agrees with the given mask on its frame
         cues = [(rgb, self.colour_contrast)]
         if depth is not None:
-            cues.append((list(depth[:, 0, :, :, None].float().numpy()), self.depth_contrast))
+            cues.append((lambda index: depth[index, 0, :, :, None].float().numpy(), self.depth_contrast))
         cues = [(values, contrast) for values, contrast in cues
-                if agrees(binary, values[mask_frame], band, contrast)]
-        masks = [None] * num_frames
-        masks[mask_frame] = binary
+                if agrees(binary, values(mask_frame), band, contrast)]
+        given_frame = rgb(mask_frame)
+        masks = np.zeros((num_frames, 1, height, width), dtype=np.float32)
+        masks[mask_frame, 0] = binary
         for step in (1, -1):
             soft, index = binary, mask_frame + step
             while 0 <= index < num_frames:
-                previous = index - step
-                candidates = [  # on a tie the later one: the rigid moves keep the subject's shape
-                    _warp(soft, gray[index], gray[previous]),
-                    _translate(soft, *_matched_translation(rgb[previous], soft, rgb[index], search)),
-                    _given_mask_matched(rgb[mask_frame], binary, soft, rgb[index], search),
-                ]
-                agreement = [_outline_agreement(candidate, rgb[previous], soft, rgb[index], band)
-                             for candidate in candidates]
-                soft = candidates[max(range(len(candidates)), key=lambda i: (agreement[i], i))]
+                previous, following = rgb(index - step), rgb(index)
+                by_flow = _warp(soft, gray[index], gray[index - step])
+                rigid = [_translate(soft, *_matched_translation(previous, soft, following, search)),
+                         _given_mask_matched(given_frame, binary, soft, following, search)]
+                soft = _pick(by_flow, rigid, _SubjectColours(previous, soft, band), following)
                 carried = (soft > 0.5).astype(np.float32)
                 for values, contrast in cues:
-                    snapped = _snap_to_edges(carried, values[index], band, contrast)
+                    snapped = _snap_to_edges(carried, values(index), band, contrast)
                     soft = np.where(snapped != carried, snapped, soft)
                     carried = snapped
-                masks[index] = carried
+                masks[index, 0] = carried
                 index += step
-        return torch.from_numpy(np.stack(masks).astype(np.float32))[:, None]
+        return torch.from_numpy(masks)
+
 
 
 class Sam2Tracker(MaskTracker):
@@ -258,12 +265,19 @@ def _warp(previous: np.ndarray, target: np.ndarray, source: np.ndarray) -> np.nd
     return carried
 
 
+#: Shifts whose matching cost is within this of the least, per pixel and colour channel (a squared difference:
+#: 1 % of the range), tie; of tied shifts the smallest is taken. A subject the colour of its surroundings, or one
+#: touching the frame's edge (the padding mirrors it), matches equally well at many shifts: none of them says it
+#: moved.
+TIE = 1e-4
+
+
 def _matched_translation(previous: np.ndarray, mask: np.ndarray, following: np.ndarray,
                          search: int) -> tuple[float, float]:
     """The shift ``(dx, dy)`` that best moves the subject's pixels of the ``previous`` frame ``(H, W, 3)`` (where
-    the soft ``mask`` is above 0.5) onto the ``following`` frame: the least mean squared difference over shifts up to
-    ``search`` pixels each way (OpenCV's masked template matching), to a fraction of a pixel by a parabola through
-    the least and its neighbours."""
+    the soft ``mask`` is above 0.5) onto the ``following`` frame: the least sum of squared differences over shifts
+    up to ``search`` pixels each way (OpenCV's masked template matching; of shifts within :data:`TIE` of the least,
+    the smallest), to a fraction of a pixel by a parabola through the least and its neighbours."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
     rows, cols = np.nonzero(mask > 0.5)
@@ -276,14 +290,21 @@ def _matched_translation(previous: np.ndarray, mask: np.ndarray, following: np.n
     padded = cv2.copyMakeBorder(following, search, search, search, search, cv2.BORDER_REFLECT)
     window = padded[top:bottom + 2 * search, left:right + 2 * search]
     cost = cv2.matchTemplate(window, template, cv2.TM_SQDIFF, mask=weight)
-    row, col = np.unravel_index(int(np.argmin(cost)), cost.shape)
-    return col - search + _parabola_vertex(cost[row, :], col), row - search + _parabola_vertex(cost[:, col], row)
+    tolerance = TIE * float(weight.sum())
+    shift_rows, shift_cols = np.mgrid[:cost.shape[0], :cost.shape[1]] - search
+    tied = cost <= cost.min() + tolerance
+    distance = np.where(tied, shift_rows ** 2 + shift_cols ** 2, np.iinfo(np.int64).max)
+    row, col = np.unravel_index(int(np.argmin(distance)), cost.shape)
+    return (float(col - search + _parabola_vertex(cost[row, :], col, tolerance)),
+            float(row - search + _parabola_vertex(cost[:, col], row, tolerance)))
 
 
-def _parabola_vertex(values: np.ndarray, index: int) -> float:
+def _parabola_vertex(values: np.ndarray, index: int, tolerance: float = 0.0) -> float:
     """Where the parabola through ``values[index - 1 : index + 2]`` has its least, relative to ``index`` (0 at an
-    end of ``values`` or where they are not convex)."""
+    end of ``values``, where they are not convex, or where a neighbour ties the middle within ``tolerance``)."""
     if 0 < index < len(values) - 1:
+        if min(values[index - 1], values[index + 1]) <= values[index] + tolerance:
+            return 0.0
         curvature = values[index - 1] - 2 * values[index] + values[index + 1]
         if curvature > 1e-12:
             return float(0.5 * (values[index - 1] - values[index + 1]) / curvature)
@@ -303,8 +324,8 @@ def _given_mask_matched(given_frame: np.ndarray, given_mask: np.ndarray, soft: n
                         search: int) -> np.ndarray:
     """The given frame's own mask moved into the ``following`` frame: brought to where the previous frame's ``soft``
     mask is (centroid to centroid), then by the subject's matched translation from there (the given frame's pixels
-    moved along). Nothing accumulates from frame to frame in it, so a subject that keeps its shape keeps its
-    outline over the whole shot; an empty previous mask gives an empty candidate."""
+    moved along). Its shape carries no error from frame to frame (its place follows the previous mask), so a subject
+    that keeps its shape keeps its outline over the whole shot; an empty previous mask gives an empty candidate."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
     rows, cols = np.nonzero(soft > 0.5)
@@ -325,41 +346,66 @@ COLOUR_SAMPLES = 256
 RING_SAMPLES = 2048
 
 
-def _outline_agreement(candidate: np.ndarray, previous: np.ndarray, previous_mask: np.ndarray, following: np.ndarray,
-                       band: int) -> float:
-    """How well the soft ``candidate`` mask of the ``following`` frame fits the subject of the ``previous`` frame
-    (``previous_mask``): the share of its inner ring (``band`` wide) whose colour is more common among the subject's
-    colours than among its surroundings' (the ring outside ``previous_mask``, twice as wide), plus the share of its
-    outer ring more common among the surroundings' (:func:`_colour_density`; a colour as common on both sides
-    counts half). Up to :data:`RING_SAMPLES` pixels of each ring are compared with up to :data:`COLOUR_SAMPLES`
-    colours of each side (fixed draws, so that a run is repeatable). 0 to 2; -1 for an empty candidate."""
-    import cv2  # lazy: cv2 is heavy and only this path needs it
+#: How much better than the flow's a rigid candidate's outline agreement must be to be taken, and how far above
+#: chance (1): where colours cannot tell the candidates apart (a subject the colour of its surroundings), the flow's
+#: carried mask stands.
+RIGID_MARGIN, RIGID_LEAST = 0.0, 1.2
 
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
-    before = (previous_mask > 0.5).astype(np.uint8)
-    after = (candidate > 0.5).astype(np.uint8)
-    if not after.any():
-        return -1.0
-    draw = np.random.default_rng(0)
 
-    def sample(colours: np.ndarray, most: int = COLOUR_SAMPLES) -> np.ndarray:
-        return colours[draw.choice(len(colours), min(most, len(colours)), replace=False)] if len(colours) else colours
+def _pick(by_flow: np.ndarray, rigid: list[np.ndarray], colours: "_SubjectColours", following: np.ndarray) -> np.ndarray:
+    """The flow's candidate, unless the best rigid candidate's outline agrees with the subject's colours better by
+    :data:`RIGID_MARGIN` and by at least :data:`RIGID_LEAST` (of rigid candidates that tie, the later)."""
+    flow_score = colours.agreement(by_flow, following)
+    scores = [colours.agreement(candidate, following) for candidate in rigid]
+    best = max(range(len(rigid)), key=lambda i: (scores[i], i))
+    if scores[best] >= RIGID_LEAST and scores[best] > flow_score + RIGID_MARGIN:
+        return rigid[best]
+    return by_flow
 
-    subject = sample(previous[before > 0])
-    surroundings = sample(previous[(cv2.dilate(before, kernel, iterations=2) > 0) & (before == 0)])
-    if len(subject) == 0 or len(surroundings) == 0:
-        return 0.0
 
-    def subject_share(colours: np.ndarray) -> float:
+class _SubjectColours:
+    """The colours of the subject of the ``previous`` frame ``(H, W, 3)`` (``previous_mask``) and of its
+    surroundings (the ring outside the mask, 2 ``band`` wide), up to :data:`COLOUR_SAMPLES` of each (a fixed draw,
+    so that a run is repeatable): what :meth:`agreement` compares a candidate's outline with. Made once per step and
+    shared by its candidates."""
+
+    def __init__(self, previous: np.ndarray, previous_mask: np.ndarray, band: int):
+        import cv2  # lazy: cv2 is heavy and only this path needs it
+
+        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+        self.draw = np.random.default_rng(0)
+        before = (previous_mask > 0.5).astype(np.uint8)
+        self.subject = self.sample(previous[before > 0])
+        self.surroundings = self.sample(previous[(cv2.dilate(before, self.kernel, iterations=2) > 0) & (before == 0)])
+
+    def sample(self, colours: np.ndarray, most: int = COLOUR_SAMPLES) -> np.ndarray:
+        if not len(colours):
+            return colours
+        return colours[self.draw.choice(len(colours), min(most, len(colours)), replace=False)]
+
+    def agreement(self, candidate: np.ndarray, following: np.ndarray) -> float:
+        """How well the soft ``candidate`` mask of the ``following`` frame fits the subject: the share of its inner
+        ring (``band`` wide) whose colour is more common among the subject's colours than among its surroundings'
+        (:func:`_colour_density`; as common on both sides counts half), plus the share of its outer ring the other
+        way round; up to :data:`RING_SAMPLES` pixels of each ring. 0 to 2, 1 by chance; -1 for an empty
+        candidate."""
+        import cv2  # lazy: cv2 is heavy and only this path needs it
+
+        after = (candidate > 0.5).astype(np.uint8)
+        if not after.any():
+            return -1.0
+        if not len(self.subject) or not len(self.surroundings):
+            return 0.0
+        inner = self.sample(following[(after > 0) & (cv2.erode(after, self.kernel) == 0)], RING_SAMPLES)
+        outer = self.sample(following[(cv2.dilate(after, self.kernel) > 0) & (after == 0)], RING_SAMPLES)
+        return self.subject_share(inner) + (1.0 - self.subject_share(outer) if len(outer) else 0.0)
+
+    def subject_share(self, colours: np.ndarray) -> float:
         """The share of ``colours`` more common among the subject's than the surroundings' (ties: half)."""
         if not len(colours):
             return 0.0
-        margin = _colour_density(colours, subject) - _colour_density(colours, surroundings)
+        margin = _colour_density(colours, self.subject) - _colour_density(colours, self.surroundings)
         return float(((margin > 0) + 0.5 * (margin == 0)).mean())
-
-    inner = sample(following[(after > 0) & (cv2.erode(after, kernel) == 0)], RING_SAMPLES)
-    outer = sample(following[(cv2.dilate(after, kernel) > 0) & (after == 0)], RING_SAMPLES)
-    return subject_share(inner) + (1.0 - subject_share(outer) if len(outer) else 0.0)
 
 
 #: The width of the Gaussian kernel over RGB in [0, 1] by which a colour counts its like among the samples.
@@ -419,9 +465,10 @@ def _snap_to_edges(mask: np.ndarray, values: np.ndarray, band: int, contrast: fl
 
 def _local_mean(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:
     """Gaussian-weighted mean of ``values`` ``(H, W, C)`` over the pixels where ``weight`` ``(H, W)`` is 1 (the
-    global mean where none is near). A wide Gaussian (``sigma`` of 8 pixels or more: frames from ~128 px) is taken
-    on the frame shrunk so that it is about 4 pixels wide there, and the means enlarged back: the same smooth means
-    at a fraction of the cost (a Gaussian 48 pixels wide, as at 512 px, costs ~0.05 s per channel at full size)."""
+    global mean where none is near; C at most 4, as OpenCV resizes). A wide Gaussian (``sigma`` of 8 pixels or more:
+    a band of 3 pixels, frames from about 81 px) is taken on the frame shrunk so that it is about 4 pixels wide there,
+    and the means enlarged back: the same smooth means at a fraction of the cost (a Gaussian 48 pixels wide, as at
+    512 px, costs ~0.05 s per channel at full size; shrunk, the means in the band agree within 1e-4)."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
     height, width, channels = values.shape

@@ -97,6 +97,25 @@ def test_the_flow_tracker_follows_a_subject_that_turns():
     assert min(iou(tracked[i], masks[i]) for i in range(len(frames))) >= 0.9
 
 
+def test_a_subject_the_colour_of_its_surroundings_or_at_the_frame_edge_is_not_moved_by_the_match():
+    # where every shift matches equally well (same colour; the padding mirroring a subject at the edge), the matched
+    # candidates must not say it moved: a still box stays put (they jumped by the whole search window, IoU 0.14)
+    generator = torch.Generator().manual_seed(0)
+    frames = 0.5 + 0.01 * torch.randn(8, 3, 64, 64, generator=generator)
+    depth = torch.full((8, 1, 64, 64), 0.2)
+    masks = torch.zeros(8, 1, 64, 64)
+    masks[:, :, 24:40, 24:40] = 1
+    depth[masks > 0.5] = 0.8
+    tracked = track_mask(frames, masks[:1], 0, depth)
+    assert min(iou(tracked[i], masks[i]) for i in range(8)) >= 0.95
+    frames, masks = flat_square_on_a_pan(speed=0, pan=0)
+    frames[:, :, 24:38, 4:18] = frames[:, :, 24:38, 4:18].roll(-4, dims=-1)  # nothing changes but its place: x 0
+    masks = masks.roll(-4, dims=-1)
+    frames = torch.where(masks > 0.5, torch.tensor([0.8, 0.3, 0.2])[:, None, None], frames)
+    tracked = track_mask(frames, masks[:1], 0)
+    assert min(iou(tracked[i], masks[i]) for i in range(8)) >= 0.95
+
+
 def test_a_tracker_is_one_interface_picked_by_name():
     class Still(MaskTracker):
         name = "still"

@@ -323,7 +323,7 @@ def moved_frames(frames: torch.Tensor, layers: DragLayers, erase_fill: str | Non
     starts from at a ``strength`` below 1, and what is kept outside ``layers.region``."""
     frames = frames.float()
     filled = prefilled(frames, layers.old_place, hidden_background(frames, layers.old_place, erase_fill))
-    colours, _ = warp_layer(frames.float(), layers.subject, layers.transforms)
+    colours, _ = warp_layer(frames, layers.subject, layers.transforms)
     return torch.where(layers.moved > 0.5, colours, filled)
 
 

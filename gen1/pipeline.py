@@ -441,8 +441,9 @@ class Gen1Pipeline(DiffusionPipeline):
         """Check the settings only some routes or modes take, before anything is read or run: the route's own
         (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
         the directions, the sources of content (``content``: the prompt, reference_image and content_embeds given;
-        :func:`gen1.settings.check_content_sources`), the masked edit's arguments (:func:`gen1.masked_edits.check_mask_arguments`) and the drag's
-        (:func:`gen1.drag.check_drag_arguments`). Returns the parsed drag (None without one)."""
+        :func:`gen1.settings.check_content_sources`), the masked edit's arguments
+        (:func:`gen1.masked_edits.check_mask_arguments`) and the drag's (:func:`gen1.drag.check_drag_arguments`).
+        Returns the parsed drag (None without one)."""
         self.route.check_settings(route_settings, model="this pipeline")
         check_settings(dict(direction=direction, direction_scale=direction_scale))
         check_content_sources(dict(content or {}, erase=erase, direction=direction, imagic_scale=imagic_scale))

@@ -145,9 +145,9 @@ class FlowTracker(MaskTracker):
         masks = np.zeros((num_frames, 1, height, width), dtype=np.float32)
         masks[mask_frame, 0] = binary
         for step in (1, -1):
-            soft, index = binary, mask_frame + step
+            soft, index, previous = binary, mask_frame + step, given_frame
             while 0 <= index < num_frames:
-                previous, following = rgb(index - step), rgb(index)
+                following = rgb(index)
                 by_flow = _warp(soft, gray[index], gray[index - step])
                 rigid = [_translate(soft, *_matched_translation(previous, soft, following, search)),
                          _given_mask_matched(given_frame, binary, soft, following, search)]
@@ -158,7 +158,7 @@ class FlowTracker(MaskTracker):
                     soft = np.where(snapped != carried, snapped, soft)
                     carried = snapped
                 masks[index, 0] = carried
-                index += step
+                index, previous = index + step, following
         return torch.from_numpy(masks)
 
 
@@ -311,13 +311,15 @@ def _parabola_vertex(values: np.ndarray, index: int, tolerance: float = 0.0) -> 
     return 0.0
 
 
-def _translate(soft: np.ndarray, dx: float, dy: float) -> np.ndarray:
-    """The soft mask moved by ``(dx, dy)`` pixels (bilinear; nothing comes in from outside the frame)."""
+def _translate(image: np.ndarray, dx: float, dy: float, reflect: bool = False) -> np.ndarray:
+    """``image`` (a soft mask ``(H, W)`` or a frame ``(H, W, 3)``) moved by ``(dx, dy)`` pixels, bilinearly; what
+    comes in from outside the frame is 0 (a mask: nothing), or the frame mirrored (``reflect``)."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
     shift = np.float32([[1, 0, dx], [0, 1, dy]])
-    return cv2.warpAffine(soft.astype(np.float32), shift, soft.shape[::-1], flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
+    border = cv2.BORDER_REFLECT if reflect else cv2.BORDER_CONSTANT
+    return cv2.warpAffine(image.astype(np.float32), shift, image.shape[1::-1], flags=cv2.INTER_LINEAR,
+                          borderMode=border, borderValue=0)
 
 
 def _given_mask_matched(given_frame: np.ndarray, given_mask: np.ndarray, soft: np.ndarray, following: np.ndarray,
@@ -326,17 +328,12 @@ def _given_mask_matched(given_frame: np.ndarray, given_mask: np.ndarray, soft: n
     mask is (centroid to centroid), then by the subject's matched translation from there (the given frame's pixels
     moved along). Its shape carries no error from frame to frame (its place follows the previous mask), so a subject
     that keeps its shape keeps its outline over the whole shot; an empty previous mask gives an empty candidate."""
-    import cv2  # lazy: cv2 is heavy and only this path needs it
-
     rows, cols = np.nonzero(soft > 0.5)
     given_rows, given_cols = np.nonzero(given_mask > 0.5)
     if len(rows) == 0:
         return np.zeros_like(soft, dtype=np.float32)
     dx, dy = cols.mean() - given_cols.mean(), rows.mean() - given_rows.mean()
-    moved_mask = _translate(given_mask, dx, dy)
-    shift = np.float32([[1, 0, dx], [0, 1, dy]])
-    moved_frame = cv2.warpAffine(given_frame, shift, given_frame.shape[1::-1], flags=cv2.INTER_LINEAR,
-                                 borderMode=cv2.BORDER_REFLECT)
+    moved_mask, moved_frame = _translate(given_mask, dx, dy), _translate(given_frame, dx, dy, reflect=True)
     return _translate(moved_mask, *_matched_translation(moved_frame, moved_mask, following, search))
 
 
@@ -346,19 +343,19 @@ COLOUR_SAMPLES = 256
 RING_SAMPLES = 2048
 
 
-#: How much better than the flow's a rigid candidate's outline agreement must be to be taken, and how far above
-#: chance (1): where colours cannot tell the candidates apart (a subject the colour of its surroundings), the flow's
-#: carried mask stands.
-RIGID_MARGIN, RIGID_LEAST = 0.0, 1.2
+#: The least outline agreement a rigid candidate needs to be taken over the flow's (chance is 1): where colours
+#: cannot tell the candidates apart (a subject the colour of its surroundings), the flow's carried mask stands.
+#: (Asking also a margin of 0.05 over the flow's agreement tracked worse: 0.880 / 0.750 against 0.885 / 0.765.)
+RIGID_LEAST = 1.2
 
 
 def _pick(by_flow: np.ndarray, rigid: list[np.ndarray], colours: "_SubjectColours", following: np.ndarray) -> np.ndarray:
-    """The flow's candidate, unless the best rigid candidate's outline agrees with the subject's colours better by
-    :data:`RIGID_MARGIN` and by at least :data:`RIGID_LEAST` (of rigid candidates that tie, the later)."""
+    """The flow's candidate, unless the best rigid candidate's outline agrees with the subject's colours better than
+    the flow's and at least :data:`RIGID_LEAST` (of rigid candidates that tie, the later)."""
     flow_score = colours.agreement(by_flow, following)
     scores = [colours.agreement(candidate, following) for candidate in rigid]
     best = max(range(len(rigid)), key=lambda i: (scores[i], i))
-    if scores[best] >= RIGID_LEAST and scores[best] > flow_score + RIGID_MARGIN:
+    if scores[best] >= RIGID_LEAST and scores[best] > flow_score:
         return rigid[best]
     return by_flow
 

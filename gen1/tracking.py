@@ -40,7 +40,9 @@ def check_one_frame_mask(mask: torch.Tensor, mask_frame: int, num_frames: int, s
         raise ValueError(f"mask_frame must be an integer frame index, got {mask_frame!r}")
     if not 0 <= int(mask_frame) < num_frames:
         raise ValueError(f"mask_frame {mask_frame} is outside the clip (frames 0 to {num_frames - 1})")
-    if mask.ndim != 4 or mask.shape[0] != 1:
+    if mask.ndim != 4:
+        raise ValueError(f"a mask tracked from mask_frame must be (1, 1, H, W), got shape {tuple(mask.shape)}")
+    if mask.shape[0] != 1:
         raise ValueError(f"a mask tracked from mask_frame must be one image, got {mask.shape[0]} frames")
     if tuple(mask.shape[-2:]) != tuple(size):
         raise ValueError(f"mask size {mask.shape[-1]}x{mask.shape[-2]} (WxH) does not match the video size "
@@ -367,13 +369,11 @@ class _SubjectColours:
     shared by its candidates."""
 
     def __init__(self, previous: np.ndarray, previous_mask: np.ndarray, band: int):
-        import cv2  # lazy: cv2 is heavy and only this path needs it
-
-        self.kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
+        self.band = band
         self.draw = np.random.default_rng(0)
-        before = (previous_mask > 0.5).astype(np.uint8)
-        self.subject = self.sample(previous[before > 0])
-        self.surroundings = self.sample(previous[(cv2.dilate(before, self.kernel, iterations=2) > 0) & (before == 0)])
+        before = previous_mask > 0.5
+        self.subject = self.sample(previous[before])
+        self.surroundings = self.sample(previous[_grown(before, 2 * band) & ~before])
 
     def sample(self, colours: np.ndarray, most: int = COLOUR_SAMPLES) -> np.ndarray:
         if not len(colours):
@@ -386,15 +386,13 @@ class _SubjectColours:
         (:func:`_colour_density`; as common on both sides counts half), plus the share of its outer ring the other
         way round; up to :data:`RING_SAMPLES` pixels of each ring. 0 to 2, 1 by chance; -1 for an empty
         candidate."""
-        import cv2  # lazy: cv2 is heavy and only this path needs it
-
-        after = (candidate > 0.5).astype(np.uint8)
+        after = candidate > 0.5
         if not after.any():
             return -1.0
         if not len(self.subject) or not len(self.surroundings):
             return 0.0
-        inner = self.sample(following[(after > 0) & (cv2.erode(after, self.kernel) == 0)], RING_SAMPLES)
-        outer = self.sample(following[(cv2.dilate(after, self.kernel) > 0) & (after == 0)], RING_SAMPLES)
+        inner = self.sample(following[after & ~_shrunk(after, self.band)], RING_SAMPLES)
+        outer = self.sample(following[_grown(after, self.band) & ~after], RING_SAMPLES)
         return self.subject_share(inner) + (1.0 - self.subject_share(outer) if len(outer) else 0.0)
 
     def subject_share(self, colours: np.ndarray) -> float:
@@ -438,26 +436,49 @@ def _snap_to_edges(mask: np.ndarray, values: np.ndarray, band: int, contrast: fl
     ``values`` ``(H, W, C)`` (colour, depth) are clearly one side's local mean (within :data:`CLEAR_SHARE` of the
     distance between the two, where the two are at least ``contrast`` apart); the carried decision stands for the
     others (a contact with the floor, a blurred estimate, a colour between the two)."""
-    import cv2  # lazy: cv2 is heavy and only this path needs it
-
     if not mask.any() or mask.all():
         return mask
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * band + 1, 2 * band + 1))
-    core = cv2.erode(mask, kernel)
-    outside = 1.0 - cv2.dilate(mask, kernel)
+    inside = mask > 0.5
+    core = _shrunk(inside, band)
+    outside = ~_grown(inside, band)
     if not core.any() or not outside.any():
         return mask
     sigma = 3.0 * band
-    subject = _local_mean(values, core, sigma)
-    surroundings = _local_mean(values, outside, sigma)
-    gap = np.linalg.norm(subject - surroundings, axis=-1)
-    band_pixels = (core == 0) & (outside == 0) & (gap >= contrast)
-    to_subject = np.linalg.norm(values - subject, axis=-1)
-    to_surroundings = np.linalg.norm(values - surroundings, axis=-1)
+    subject = _local_mean(values, core.astype(np.float32), sigma)
+    surroundings = _local_mean(values, outside.astype(np.float32), sigma)
+    rows, columns = np.nonzero(~core & ~outside)  # the band: only its pixels can change side
+    near_subject, near_surroundings, own = subject[rows, columns], surroundings[rows, columns], values[rows, columns]
+    gap = np.linalg.norm(near_subject - near_surroundings, axis=-1)
+    clear = gap >= contrast
+    to_subject = np.linalg.norm(own - near_subject, axis=-1)
+    to_surroundings = np.linalg.norm(own - near_surroundings, axis=-1)
     snapped = mask.copy()
-    snapped[band_pixels & (to_subject < CLEAR_SHARE * gap)] = 1.0  # clearly the subject's
-    snapped[band_pixels & (to_surroundings < CLEAR_SHARE * gap)] = 0.0  # clearly the surroundings'
+    to_one = clear & (to_subject < CLEAR_SHARE * gap)  # clearly the subject's
+    to_zero = clear & (to_surroundings < CLEAR_SHARE * gap)  # clearly the surroundings' (wins a tie, as before)
+    snapped[rows[to_one], columns[to_one]] = 1.0
+    snapped[rows[to_zero], columns[to_zero]] = 0.0
     return snapped
+
+
+def _grown(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The boolean ``mask`` grown by a disc ``2 radius + 1`` pixels wide: every pixel within ``radius + 1/2``
+    (Euclidean) of it. A distance transform, whose cost does not grow with the radius as a dilation's by an elliptic kernel does
+    (a band of 34 pixels at 1080p: ~0.13 s a dilation)."""
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+
+    if not mask.any():
+        return mask.copy()
+    distance = cv2.distanceTransform((~mask).astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return distance <= radius + 0.5
+
+
+def _shrunk(mask: np.ndarray, radius: int) -> np.ndarray:
+    """The boolean ``mask`` without its pixels within ``radius + 1/2`` of a pixel outside it (the frame's edge does not
+    count as outside, as an erosion leaves it)."""
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+
+    distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)
+    return distance > radius + 0.5
 
 
 def _local_mean(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndarray:

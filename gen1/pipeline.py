@@ -585,6 +585,14 @@ class Gen1Pipeline(DiffusionPipeline):
             latents = noise * float(scheduler.init_noise_sigma)
         return latents, noise, source_latents
 
+    def step_hooks(self, kept: KeptRegion | None, callback: Callable | None, tensor_names: Sequence[str]) -> list:
+        """What runs after each scheduler step, in order: the masked edit's blend of the ``kept`` region, then the
+        user's ``callback_on_step_end`` (which sees the blended latents)."""
+        hooks = [kept] if kept is not None else []
+        if callback is not None:
+            hooks.append(self._callback_hook(callback, tensor_names))
+        return hooks
+
     def _callback_hook(self, callback: Callable, tensor_names: Sequence[str]):
         """``callback_on_step_end`` as a :func:`gen1.denoise.denoise` hook (a returned ``"latents"`` replaces them)."""
 
@@ -788,9 +796,7 @@ class Gen1Pipeline(DiffusionPipeline):
             user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
             scheduler=scheduler, timesteps=timesteps, cover=masked.replaces_subject,
             seamless=masked.redraws_background, seam_anchor=masked.seam_anchor)
-        hooks = [kept] if kept is not None else []
-        if callback_on_step_end is not None:
-            hooks.append(self._callback_hook(callback_on_step_end, callback_on_step_end_tensor_inputs))
+        hooks = self.step_hooks(kept, callback_on_step_end, callback_on_step_end_tensor_inputs)
 
         blender = WindowBlender(prediction.predict, source.num_frames, window_size, window_overlap,
                                 num_steps=len(timesteps), shift=window_shift, device=device)

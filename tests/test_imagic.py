@@ -7,6 +7,7 @@ from __future__ import annotations
 import copy
 import os
 import signal
+import shlex
 import warnings
 
 import numpy as np
@@ -245,24 +246,32 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
 
     model = tmp_path / "tiny-gen1"
     tiny_pipeline().save_pretrained(model)
-    clip = tmp_path / "clip.mp4"
-    write_video(clip, (np.random.default_rng(0).random((FRAMES, SIZE, SIZE, 3)) * 255).astype(np.uint8), 8)
-    out = tmp_path / "red"
+    clip = tmp_path / "my clip.mp4"  # spaces: the printed command must quote them
+    write_video(clip, (np.random.default_rng(0).random((FRAMES + 2, SIZE, SIZE, 3)) * 255).astype(np.uint8), 8)
+    out = tmp_path / "red adapter"
     common = ["customize", "--imagic", "--model", str(model), "--video", str(clip), "--size", str(SIZE),
-              "--embedding-steps", "3", "--steps", "2", "--out", str(out)]
+              "--embedding-steps", "3", "--steps", "2", "--out", str(out), "--max-frames", str(FRAMES)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         assert main([*common, "--prompt", TEXT, "--gradient-checkpointing"]) == 0, capsys.readouterr().err
     printed = capsys.readouterr().out
     assert f"Imagic on {FRAMES} frames for '{TEXT}': embedding loss" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted([ADAPTER_FILE, EMBEDDINGS_FILE])
-    assert not (tmp_path / "red.work").exists()  # the checkpoints go once the adapter is written
+    assert not (tmp_path / "red adapter.work").exists()  # the checkpoints go once the adapter is written
 
-    edit = ["edit", str(clip), "--model", str(model), "--size", str(SIZE), "--steps", "2"]
+    # the printed command runs as printed: quoted, with the model, the size and the frames the adapter was fitted on
+    words = shlex.split(printed.split("edit with: ", 1)[1].strip())
+    assert words[:3] == ["gen1", "edit", str(clip)] and words[words.index("--model") + 1] == str(model)
+    assert words[words.index("--max-frames") + 1] == str(FRAMES) and words[words.index("--size") + 1] == str(SIZE)
+    words[words.index("OUT.mp4")] = str(tmp_path / "e.mp4")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main([*edit, "-o", str(tmp_path / "e.mp4"), "--adapter", str(out), "--imagic-scale", "0.5"]) == 0
-    assert (tmp_path / "e.mp4").is_file() and "Imagic embeddings for 'a red car'" in capsys.readouterr().out
+        assert main([*words[1:], "--steps", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert (tmp_path / "e.mp4").is_file() and "Imagic embeddings for 'a red car'" in printed
+    assert f"({FRAMES} frames" in printed
+
+    edit = ["edit", str(clip), "--model", str(model), "--size", str(SIZE), "--steps", "2"]
 
     from PIL import Image
 

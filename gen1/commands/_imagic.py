@@ -125,6 +125,22 @@ def _work_dir(out: Path) -> Path:
     return out.with_name(out.name + ".work")
 
 
+#: customize's flags that name the model, passed on as they were given to the ``gen1 edit`` command it prints.
+MODEL_FLAGS = (("--model", "model"), ("--base", "base"), ("--motion-adapter", "motion_adapter"),
+               ("--controlnet", "controlnet"), ("--depth-model", "depth_model"))
+
+
+def edit_command_for(args, adapter: Path, num_frames: int) -> str:
+    """The ``gen1 edit`` command that applies the adapter just written to the clip it was fitted on: the same model
+    flags, the same size and the same first ``num_frames`` frames, at eta 0.8, quoted for a POSIX shell."""
+    from gen1.editing import EditRequest, edit_command  # lazy: keeps this module's import light (no torch)
+
+    request = EditRequest(input=args.video, output="OUT.mp4", imagic_scale=0.8, size=args.size, max_frames=num_frames)
+    model_args = [word for flag, name in MODEL_FLAGS if getattr(args, name, None) is not None
+                  for word in (flag, str(getattr(args, name)))]
+    return edit_command(request, [*model_args, "--adapter", str(adapter)])
+
+
 def run_imagic(args, check_model, size_from_model) -> int:
     """``gen1 customize --imagic`` (``check_model`` / ``size_from_model``: the command's own model checks)."""
     _check_flags(args)
@@ -171,7 +187,7 @@ def run_imagic(args, check_model, size_from_model) -> int:
           f"({result.steps['embedding']} steps{', stopped early' if result.stopped_early['embedding'] else ''}), "
           f"LoRA loss {lora_before:.4f} -> {lora_after:.4f} ({result.steps['lora']} steps"
           f"{', stopped early' if result.stopped_early['lora'] else ''}), {result.seconds:.0f} s; adapter {path}\n"
-          f"edit with: gen1 edit {args.video} -o OUT.mp4 --adapter {path} --imagic-scale 0.8")
+          f"edit with: {edit_command_for(args, path, frames.shape[0])}")
     return 0
 
 

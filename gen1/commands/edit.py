@@ -271,7 +271,8 @@ def run(args: argparse.Namespace) -> int:
     if args.compile:
         pipe.compile_denoiser()  # in place: the UNet (and a ControlNet) stay the same objects
     result = run_edit(pipe, request, inputs)
-    print(f"wrote {result.output} ({result.num_frames} frames at {float(result.fps):.3f} fps)")
+    frames = f"{result.num_frames} frame{'' if result.num_frames == 1 else 's'}"
+    print(f"wrote {result.output} ({frames} at {float(result.fps):.3f} fps)")
     if result.compare is not None:
         print(f"wrote {result.compare}")
     return 0

@@ -296,13 +296,32 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
     from gen1.masking import mask_to_tensor  # lazy: keeps this module's import light (no torch when it loads)
 
     with errors_naming("--mask"):
-        mask = mask_to_tensor(_read_media(path, clip_args, size, max_pixels))
-    if tuple(mask.shape[-2:]) != (clip.height, clip.width):
-        raise ValueError(
-            f"--mask size {mask.shape[-1]}x{mask.shape[-2]} (after resizing to --size {size}) does not match "
-            f"the video's {clip.width}x{clip.height}"
-        )
-    return torch.as_tensor(mask)
+        mask = torch.as_tensor(mask_to_tensor(_read_media(path, clip_args, size, max_pixels)))
+    if tuple(mask.shape[-2:]) != (clip.height, clip.width):  # resized alike, so another aspect ratio
+        (mask_height, mask_width), (height, width) = _media_size(path), _media_size(clip.path)
+        raise ValueError(f"--mask is {mask_width}x{mask_height} but the video is {width}x{height}: a mask has the "
+                         "video's size (or another size of the same shape)")
+    binary = mask > 0.5
+    if not bool(binary.any()):
+        raise ValueError(f"--mask has no white pixel at the edit's size ({clip.width}x{clip.height}, --size {size}): "
+                         "paint the region to edit white (a region of a few source pixels vanishes when the mask is "
+                         "brought to that size: paint a larger one, or edit at a larger --size)")
+    if bool(binary.all()):
+        raise ValueError("--mask is white everywhere: it would edit every pixel of every frame (an edit without "
+                         "--mask does that); paint only the region to edit white")
+    return mask
+
+
+def _media_size(path) -> tuple[int, int]:
+    """(height, width) of an image or of a video's frames, as stored (for messages)."""
+    from gen1.media import frame_size, is_image_path  # lazy: keeps this module's import light (no torch when it loads)
+
+    if is_image_path(path):
+        from PIL import Image  # lazy: only a message needs it
+
+        with Image.open(path) as image:
+            return image.height, image.width
+    return frame_size(path)
 
 
 def _user_depth(request: EditRequest, clip_args: dict, clip, max_pixels: int | None = None):

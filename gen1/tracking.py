@@ -153,10 +153,13 @@ class FlowTracker(MaskTracker):
                 by_flow = _warp(soft, gray[index], gray[index - step])
                 rigid = [_translate(soft, *_matched_translation(previous, soft, following, search)),
                          _given_mask_matched(given_frame, binary, soft, following, search)]
-                soft = _pick(by_flow, rigid, _SubjectColours(previous, soft, band), following)
+                colours = _SubjectColours(previous, soft, band)
+                soft = _pick(by_flow, rigid, colours, following)
                 carried = (soft > 0.5).astype(np.float32)
                 for values, contrast in cues:
                     snapped = _snap_to_edges(carried, values(index), band, contrast)
+                    if colours.agreement(snapped, following) < colours.agreement(carried, following):
+                        continue  # the snap moved the outline where the subject's colours say it is not
                     soft = np.where(snapped != carried, snapped, soft)
                     carried = snapped
                 masks[index, 0] = carried

@@ -100,7 +100,8 @@ def test_warnings_print_as_one_clean_line():
 
 
 @pytest.mark.parametrize("flag, message", [
-    ("--mask", "--mask size 56x32 (after resizing to --size 32) does not match the video's 32x32"),
+    ("--mask", "--mask is 56x32 but the video is 512x512: a mask has the video's size (or another size of the same "
+               "shape)"),
     ("--depth", "--depth has 3 frames but the edited clip has 2"),
 ])
 def test_mask_and_depth_mismatches_are_reported_before_the_model_loads(model_dir, clips_dir, tmp_path, capsys,

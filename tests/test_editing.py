@@ -5,6 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import fields, replace
 
+import numpy as np
 import pytest
 
 from gen1.cli import build_parser
@@ -145,3 +146,27 @@ def test_inputs_are_read_at_the_models_size_when_the_request_leaves_it_to_the_mo
     inputs = read_inputs(resolved)
     assert min(inputs.clip.height, inputs.clip.width) == 64
     assert run_edit(bundled_pipe, resolved, inputs).frames.shape[-2:] == (inputs.clip.height, inputs.clip.width)
+
+
+def test_a_mask_is_read_at_the_videos_shape_and_refused_when_nothing_or_everything_is_white(clips_dir, tmp_path):
+    # a mask of another size but the video's shape is scaled like the frames (painted on a preview); a region that
+    # vanishes at the edit's size, and a mask white everywhere, are refused naming why
+    from PIL import Image
+
+    def request(mask):
+        return EditRequest(input=str(clips_dir / "wolf.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
+                           mask=str(mask), size=32, max_frames=2)
+
+    half = np.zeros((256, 256), np.uint8)
+    half[64:192, 64:192] = 255
+    Image.fromarray(half).save(tmp_path / "half.png")
+    mask = read_inputs(request(tmp_path / "half.png")).mask
+    assert mask.shape[-2:] == (32, 32) and float((mask > 0.5).float().mean()) == pytest.approx(0.25, abs=0.02)
+    speck = np.zeros((512, 512), np.uint8)
+    speck[100:104, 100:104] = 255
+    Image.fromarray(speck).save(tmp_path / "speck.png")
+    with pytest.raises(ValueError, match=r"^--mask has no white pixel at the edit's size \(32x32, --size 32\)"):
+        read_inputs(request(tmp_path / "speck.png"))
+    Image.fromarray(np.full((512, 512), 255, np.uint8)).save(tmp_path / "white.png")
+    with pytest.raises(ValueError, match="^--mask is white everywhere"):
+        read_inputs(request(tmp_path / "white.png"))

@@ -245,6 +245,9 @@ def test_gen1_edit_refuses_a_missing_sam2_model_and_clicks_outside_the_video_bef
     assert main([*command, "--mask-click", "10,10"]) == 2
     error = capsys.readouterr().err.strip()
     assert f"--mask-tracker-model '{REPO}'" in error and f"hf download {REPO}" in error and "Traceback" not in error
+    assert main([*command, "--mask-click", "60,10"]) == 2  # the click first: no model is fetched for a wrong click
+    assert capsys.readouterr().err.strip().endswith(
+        "--mask-click: the click at x=60, y=10 is outside the frame (x in [0, 48), y in [0, 32))")
     cache_repo(cache, REPO, {"": sam2_folder})
     assert main([*command, "--mask-click", "10,10", "--mask-click", "48,3,-"]) == 2
     error = capsys.readouterr().err

@@ -99,7 +99,7 @@ def test_an_empty_drawing_is_no_mask(service, ski):
     (dict(model="sd15"), "unknown model 'sd15': this server offers demo"),
     (dict(negative_prompt="blurry"), "--negative-prompt does not apply to demo, a native Gen-1 model"),
     (dict(mask_file="{tmp}/mask.png", mask_drawing="paint"), "give one mask"),
-    (dict(mask_file="{tmp}/wide.png"), "--mask size 112x64 (after resizing to --size 64) does not match"),
+    (dict(mask_file="{tmp}/wide.png"), "--mask is 112x64 but the video is"),
     (dict(video="{tmp}/notes.mp4"), "INPUT: not a readable video file: 'notes.mp4'"),
 ])
 def test_mistakes_are_clear_errors_that_name_uploads_by_their_names(service, ski, tmp_path, settings, message):

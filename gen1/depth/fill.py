@@ -40,9 +40,9 @@ def check_fill_mask(mask: torch.Tensor, what: str = "mask") -> torch.Tensor:
     binary = mask > 0.5
     for index, frame in enumerate(binary):
         if not bool(frame.any()):
-            raise ValueError(f"{what} is empty on frame {index}: nothing to erase there")
+            raise ValueError(f"{what} is empty on frame {index}: nothing to fill there")
         if bool(frame.all()):
-            raise ValueError(f"{what} covers all of frame {index}: no surroundings to fill the erased region from")
+            raise ValueError(f"{what} covers all of frame {index}: no surroundings to fill it from")
     return binary
 
 

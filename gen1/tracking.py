@@ -137,11 +137,12 @@ class FlowTracker(MaskTracker):
 
         band = self.band or max(1, round(min(height, width) / 32))
         search = self.search or max(2, min(height, width) // 8)
-        # each cue, (values of a frame, least contrast), kept only where it agrees with the given mask on its frame
-        cues = [(rgb, self.colour_contrast)]
+        # each cue, (values of a frame, least contrast, whether its snaps must fit the subject's colours), kept only
+        # where it agrees with the given mask on its frame; the colour snap is colour evidence itself
+        cues = [(rgb, self.colour_contrast, False)]
         if depth is not None:
-            cues.append((lambda index: depth[index, 0, :, :, None].float().numpy(), self.depth_contrast))
-        cues = [(values, contrast) for values, contrast in cues
+            cues.append((lambda index: depth[index, 0, :, :, None].float().numpy(), self.depth_contrast, True))
+        cues = [(values, contrast, judged) for values, contrast, judged in cues
                 if agrees(binary, values(mask_frame), band, contrast)]
         given_frame = rgb(mask_frame)
         masks = np.zeros((num_frames, 1, height, width), dtype=np.float32)
@@ -156,9 +157,9 @@ class FlowTracker(MaskTracker):
                 colours = _SubjectColours(previous, soft, band)
                 soft = _pick(by_flow, rigid, colours, following)
                 carried = (soft > 0.5).astype(np.float32)
-                for values, contrast in cues:
+                for values, contrast, judged in cues:
                     snapped = _snap_to_edges(carried, values(index), band, contrast)
-                    if colours.agreement(snapped, following) < colours.agreement(carried, following):
+                    if judged and colours.agreement(snapped, following) < colours.agreement(carried, following):
                         continue  # the snap moved the outline where the subject's colours say it is not
                     soft = np.where(snapped != carried, snapped, soft)
                     carried = snapped

@@ -32,7 +32,7 @@ import csv
 import json
 import math
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -67,8 +67,13 @@ class DragVector:
     y0: float
     x1: float
     y1: float
+    #: The vector as the user gave it, when these are its pixels at another size (:func:`scale_drag`): what
+    #: messages name, so that a refusal shows the user's own numbers.
+    given: str | None = field(default=None, compare=False)
 
     def __str__(self) -> str:
+        if self.given is not None:
+            return self.given
         return ":".join(",".join(f"{v:g}" for v in pair) for pair in ((self.x0, self.y0), (self.x1, self.y1)))
 
 
@@ -263,8 +268,8 @@ def frame_transforms(drag: Drag, subject: torch.Tensor, input_size: tuple[int, i
             column, row = min(max(round(x), 0), size[1] - 1), min(max(round(y), 0), size[0] - 1)
             if not bool(on_subject[frame, 0, row, column]):
                 where = f" on frame {frame}" if drag.per_frame or subject.shape[0] > 1 else ""
-                raise ValueError(f"drag {vector}: its start {vector.x0:g},{vector.y0:g} is not on the subject"
-                                 f"{where} (the mask)")
+                start = str(vector).split(":")[0]
+                raise ValueError(f"drag {vector}: its start {start} is not on the subject{where} (the mask)")
         maps.append(fit_transform(points[:, 0], points[:, 1]))
     if drag.per_frame:
         return torch.stack(maps)
@@ -351,7 +356,7 @@ def scale_drag(drag: Drag | None, from_size: tuple[int, int], to_size: tuple[int
     for vectors in drag.vectors:
         points = torch.tensor([[v.x0, v.y0, v.x1, v.y1] for v in vectors], dtype=torch.float64).reshape(-1, 2, 2)
         moved = fit_points(points.numpy(), from_size, to_size).reshape(-1, 4).tolist()
-        frames.append(tuple(DragVector(*row) for row in moved))
+        frames.append(tuple(DragVector(*row, given=str(vector)) for row, vector in zip(moved, vectors, strict=True)))
     return Drag(tuple(frames), per_frame=drag.per_frame)
 
 

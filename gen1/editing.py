@@ -21,6 +21,7 @@ writes nothing.
 from __future__ import annotations
 
 import math
+import re
 import shlex
 from dataclasses import dataclass, fields, replace
 from pathlib import Path
@@ -140,8 +141,12 @@ def _check_drag_vectors(request: EditRequest) -> None:
 
 
 def _flags_named(text: str) -> str:
-    """A message of :mod:`gen1.drag` ("drag ...") as ``gen1 edit`` names the setting ("--drag ...")."""
-    return f"--{text}" if text.startswith("drag") else text
+    """A message of the pipeline or of :mod:`gen1.drag` as ``gen1 edit`` names its settings: a leading "drag" as
+    "--drag", and every setting whose Python name has an underscore (``mask_frame``) by its flag (``--mask-frame``);
+    single words such as "mask" are also plain words of a message and stay as they are."""
+    text = f"--{text}" if re.match(r"drag\b(?!_)", text) else text
+    names = "|".join(sorted((name for name in FLAGS if "_" in name), key=len, reverse=True))
+    return re.sub(rf"(?<![\w-])({names})(?![\w-])", lambda match: FLAGS[match.group(1)], text)
 
 
 def with_model_defaults(request: EditRequest, defaults, source_short_side: int | None = None
@@ -390,15 +395,18 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
                     depth=inputs.depth, mask=inputs.mask, size=None, mask_clicks=inputs.clicks)
     if request.drag:  # in the clip's pixels (read_inputs)
         settings.update(drag=inputs.drag if inputs.drag is not None else _drag_for(request, clip))
-    result = pipe(
-        clip.frames,
-        **settings,
-        height=clip.height,  # the clip as read (at request.size), not resized again to the model's size
-        width=clip.width,
-        generator=generator,
-        output_type="pt",
-        progress_callback=_reporter(progress, cancel),
-    )
+    try:
+        result = pipe(
+            clip.frames,
+            **settings,
+            height=clip.height,  # the clip as read (at request.size), not resized again to the model's size
+            width=clip.width,
+            generator=generator,
+            output_type="pt",
+            progress_callback=_reporter(progress, cancel),
+        )
+    except ValueError as error:  # the pipeline names settings as Python does; a request names them by flag
+        raise ValueError(_flags_named(str(error))) from None
     if cancel is not None and cancel():
         raise EditCancelled("the edit was cancelled")
     audio = clip if clip.has_audio else None

@@ -244,7 +244,10 @@ def test_gen1_edit_drag_end_to_end(clips_dir, tmp_path, capsys):
     for bad, line in ((["--drag", "256,256:600,300"], ("--drag 256,256:600,300: its end 600,300 is outside the "
                                                        "frame (columns 0 to 511, rows 0 to 511)")),
                       (["--drag", "256:384"], "--drag must be X0,Y0:X1,Y1"),
-                      (["--drag", "10,10:100,100"], "is not on the subject"),
+                      (["--drag", "10,10:100,100"],  # the user's own pixels, not the edit size's
+                       "--drag 10,10:100,100: its start 10,10 is not on the subject on frame 0 (the mask)"),
+                      (["--drag", "256,256:384,300", "--mask-frame", "3"],
+                       "--mask-frame 3 is outside the clip (frames 0 to 2)"),
                       (["--drag", "256,256:384,300", "--strength", "0.5"],
                        "--drag starts from the clip with the subject moved, at --drag-strength: leave --strength at 1 "
                        "and give --drag-strength"),

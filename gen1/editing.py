@@ -29,7 +29,8 @@ from typing import Any, Callable, Sequence
 
 from gen1.checks import errors_naming
 from gen1.model_defaults import edit_size
-from gen1.settings import FLAGS, EditSettings, check_content_sources, check_settings, flag_label, setting_fields
+from gen1.settings import (FLAGS, EditSettings, check_content_sources, check_directions, check_settings, flag_label,
+                           setting_fields)
 
 Progress = Callable[[int, int], None]
 """``progress(done, total)``: denoising steps done so far across all temporal windows, of ``total``."""
@@ -110,10 +111,13 @@ def _check_content(request: EditRequest) -> None:
         _check_drag_vectors(request)
     check_content_sources(dict(erase=request.erase, imagic_scale=request.imagic_scale, prompt=request.prompt,
                                reference_image=request.reference_image, direction=request.direction), flag_label)
+    if request.direction or request.direction_scale:  # a scale without a direction is named as such, not as no content
+        check_directions(request.direction, request.direction_scale, flag_label)
     if request.erase or request.imagic_scale is not None:  # the source's own content, or the Imagic adapter's
         return
     if not request.prompt and not request.reference_image and not request.direction and not request.drag:
-        raise ValueError("give --prompt and/or --reference (or --direction) for the content of the edit")
+        raise ValueError("give --prompt and/or --reference (or --direction, or --imagic-scale with an Imagic --adapter) "
+                         "for the content of the edit")
     if any(not prompt.strip() for prompt in request.prompt):
         raise ValueError("--prompt must not be empty")
     if request.content_weights is not None:

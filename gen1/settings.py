@@ -92,8 +92,8 @@ class EditSettings:
         "source's own (or the prompt's) plus alpha x (text(TARGET) - text(NEUTRAL)) in the route's content space "
         "(docs/directions.md)", group="content", repeat=True, nargs=2, metavar=("NEUTRAL", "TARGET"))
     direction_scale: tuple[float, ...] = setting(
-        (), "--direction-scale", "alpha of each --direction, in order: a finite number, 0 = the source's own content "
-        "(repeatable; default 1 for every direction)", group="content", repeat=True, kind=float, metavar="ALPHA")
+        (), "--direction-scale", "alpha of each --direction, in order: a number in [-100, 100], 0 = the source's own "
+        "content (repeatable; default 1 for every direction)", group="content", repeat=True, kind=float, metavar="ALPHA")
     imagic_scale: float | None = setting(
         None, "--imagic-scale", "eta in [0, 2] with an Imagic adapter (--adapter DIR from gen1 customize --imagic): the "
         "content is eta x target + (1 - eta) x the optimised embedding; 0 reconstructs the clip, 1 is the target text, "
@@ -284,6 +284,11 @@ def check_content_sources(given: Mapping[str, Any], label: Callable[[str], str] 
             raise ValueError(f"{label(owner)} takes its content from {source}: give no {listed}{hint}")
 
 
+#: The largest |alpha| of a direction: the content moved 100 times the distance between the two texts is far past
+#: anything a model draws (1 to 2 is a clear change), and much more overflows inside the network (a NaN video).
+MAX_DIRECTION_SCALE = 100.0
+
+
 def check_directions(directions, scales, label: Callable[[str], str] = lambda name: name) -> list[float]:
     """``ValueError`` unless every direction is two different non-empty texts (NEUTRAL, TARGET) and the scales are
     finite numbers, none (1 for every direction) or one per direction; returns the scale of each direction."""
@@ -305,6 +310,9 @@ def check_directions(directions, scales, label: Callable[[str], str] = lambda na
             raise ValueError(f"{shown_scale} must be a number, got {scale!r}") from None
         if not math.isfinite(value):
             raise ValueError(f"{shown_scale} must be a finite number, got {scale!r}")
+        if abs(value) > MAX_DIRECTION_SCALE:
+            raise ValueError(f"{shown_scale} must be within [-{MAX_DIRECTION_SCALE:g}, {MAX_DIRECTION_SCALE:g}], got "
+                             f"{value:g} (alpha times the distance between the two texts; 1 to 2 is a clear change)")
         values.append(value)
     if values and not directions:
         raise ValueError(f"{shown_scale} was given without {shown}")

@@ -130,6 +130,7 @@ def test_public_with_an_ip_adapter_moves_the_text_and_keeps_the_null_image_token
     ([("a car", "a car")], [], r"^direction: NEUTRAL and TARGET are the same text"),
     ([("a car",)], [], r"^direction takes two texts"),
     ([CAR], [float("nan")], r"^direction_scale must be a finite number, got nan"),
+    ([CAR], [1e30], r"^direction_scale must be within \[-100, 100\], got 1e\+30"),
     ([CAR], [1.0, 2.0], r"^direction_scale: give one per direction \(1\), or none for 1 each; got 2"),
     ([], [1.0], r"^direction_scale was given without direction"),
 ])
@@ -156,6 +157,10 @@ def test_the_command_line_names_the_flags_and_a_direction_alone_is_content():
     check_request(request)  # no prompt needed: the source's own content is moved
     assert request.direction == (CAR,) and request.settings("edit")["direction_scale"] == (0.5,)
     assert check_directions([CAR, ("day", "night")], [], flag_label) == [1.0, 1.0]
+    with pytest.raises(ValueError, match=r"^--direction-scale was given without --direction$"):
+        check_request(EditRequest(input="in.mp4", output="out.mp4", direction_scale=[1.0]))
+    with pytest.raises(ValueError, match=r"or --imagic-scale with an Imagic --adapter\) for the content of the edit"):
+        check_request(EditRequest(input="in.mp4", output="out.mp4"))
 
 
 def test_gen1_edit_parses_repeated_directions_and_writes_them_back():

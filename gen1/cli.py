@@ -19,8 +19,17 @@ import warnings
 from gen1 import __version__
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, its errors one line (what is wrong, and where the options are listed) instead of the usage block
+    above them: a mistyped value reads at a glance, as every other refusal of gen1 does. Sub-commands' parsers are
+    of this class too (``add_subparsers`` makes its parsers of the parent's class)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="gen1",
         description="Edit videos by structure (depth) and content (prompt or reference image).",
     )
@@ -33,6 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
             continue
         module = importlib.import_module(f"gen1.commands.{info.name}")
         module.register(subparsers)
+    parser.commands = subparsers.choices  # each sub-command's parser, by name: a mistyped flag is matched against it
     return parser
 
 
@@ -49,11 +59,15 @@ def main(argv: list[str] | None = None) -> int:
         # SIGTERM unwinds like Ctrl-C (temporaries removed, training checkpointed); warnings print as one line
         with sigterm_as_interrupt(), _warnings_as_lines():
             parser = build_parser()
-            args = parser.parse_args(argv)
+            args, unknown = parser.parse_known_args(argv)
             if getattr(args, "func", None) is None:
+                if unknown:
+                    parser.error(f"unrecognized arguments: {' '.join(unknown)}")
                 parser.print_help()
                 return 0
             name = f"gen1 {args.command}"
+            if unknown:
+                _unrecognized(parser, args.command, unknown)
             result = args.func(args)
     except Terminated:
         print(f"{name}: terminated (SIGTERM)", file=sys.stderr)
@@ -83,6 +97,18 @@ def _warnings_as_lines():
         yield
     finally:
         warnings.formatwarning = previous
+
+
+def _unrecognized(parser: argparse.ArgumentParser, command: str, unknown: list[str]) -> None:
+    """Exit (2) naming the sub-command whose flags these are not, with the nearest flags it has."""
+    import difflib  # lazy: only a mistyped flag needs it
+
+    command_parser = parser.commands[command]
+    known = [flag for action in command_parser._actions for flag in action.option_strings]
+    hints = [match for word in unknown if word.startswith("--")
+             for match in difflib.get_close_matches(word.split("=")[0], known, n=1)]
+    hint = f"; did you mean {', '.join(dict.fromkeys(hints))}?" if hints else ""
+    command_parser.error(f"unrecognized arguments: {' '.join(unknown)}{hint}")
 
 
 def _one_line(error: BaseException) -> str:

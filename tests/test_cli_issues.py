@@ -119,3 +119,21 @@ def test_mask_and_depth_mismatches_are_reported_before_the_model_loads(model_dir
                  str(model_dir), "--size", "32", "--max-frames", "2", flag, str(path)]) == 2
     err = capsys.readouterr().err
     assert message in err and err.count("\n") == 1
+
+
+@pytest.mark.parametrize("argv, line", [
+    (["edit", "in.mp4", "-o", "out.mp4", "--imagic-scale", "abc"],
+     "gen1 edit: error: argument --imagic-scale: invalid float value: 'abc' (see gen1 edit --help)"),
+    (["edit", "in.mp4", "-o", "out.mp4", "--erse"],
+     "gen1 edit: error: unrecognized arguments: --erse; did you mean --erase? (see gen1 edit --help)"),
+    (["customize", "--out", "a", "--lora-rnk", "3"],
+     "gen1 customize: error: unrecognized arguments: --lora-rnk 3; did you mean --lora-rank? (see gen1 customize "
+     "--help)"),
+    (["--bogus"], "gen1: error: unrecognized arguments: --bogus (see gen1 --help)"),
+])
+def test_a_mistyped_flag_or_value_is_one_line_naming_the_command(argv, line, capsys):
+    # argparse printed its whole usage block (35 lines for gen1 edit) above the error, and the top-level "gen1"
+    # for a flag of a sub-command
+    with pytest.raises(SystemExit) as done:
+        main(argv)
+    assert done.value.code == 2 and capsys.readouterr().err == line + "\n"

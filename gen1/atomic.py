@@ -186,7 +186,10 @@ def atomic_directory(path: str | os.PathLike) -> Iterator[Path]:
         raise
     os.chmod(tmp, 0o777 & ~_UMASK)  # created 0700
     for file in tmp.rglob("*"):
-        if file.is_file():
+        if file.is_file() and not file.is_symlink():
+            # the mode a plain open() gives: safetensors writes its files 0600, so a model folder's weights (and an
+            # adapter's embeddings) were readable by their owner alone
+            os.chmod(file, 0o666 & ~_UMASK)
             _fsync(file)
     if target.exists():
         old = _create_temporary_directory(target, ".old")

@@ -54,6 +54,22 @@ def test_atomic_directory_replaces_only_when_complete(tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ckpt"]
 
 
+def test_a_directory_written_atomically_holds_files_with_normal_permissions(tmp_path):
+    # safetensors writes its files 0600: an exported model's weights were readable by their owner alone
+    import torch
+    from safetensors.torch import save_file
+
+    with atomic_directory(tmp_path / "model") as tmp:
+        (tmp / "unet").mkdir()
+        save_file({"w": torch.zeros(2)}, str(tmp / "unet" / "weights.safetensors"))
+        (tmp / "config.json").write_text("{}")
+    umask = os.umask(0)
+    os.umask(umask)
+    for path in (tmp_path / "model" / "unet" / "weights.safetensors", tmp_path / "model" / "config.json"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o666 & ~umask, path
+    assert stat.S_IMODE((tmp_path / "model").stat().st_mode) == 0o777 & ~umask
+
+
 def test_write_json_replaces_whole_files_and_checks_the_directory(tmp_path):
     import json
 

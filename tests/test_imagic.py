@@ -81,6 +81,10 @@ def test_the_loop_lowers_its_embedding_loss_and_the_adapter_round_trips(trained)
     assert result.steps == {"embedding": 6, "lora": 4}
     assert not torch.equal(result.optimised, result.target)
     assert sorted(p.name for p in folder.iterdir()) == sorted([ADAPTER_FILE, EMBEDDINGS_FILE])
+    umask = os.umask(0)
+    os.umask(umask)
+    # both readable as any new file is (safetensors made the embeddings' file 0600, the LoRA's was 0644)
+    assert {(folder / name).stat().st_mode & 0o777 for name in (ADAPTER_FILE, EMBEDDINGS_FILE)} == {0o666 & ~umask}
     tensors = load_file(str(folder / EMBEDDINGS_FILE))
     assert sorted(tensors) == ["optimised", "target"]
     assert {tuple(t.shape) for t in tensors.values()} == {(1, 1, TINY_DIM)}

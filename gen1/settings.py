@@ -157,8 +157,9 @@ class EditSettings:
                                                  "--mask (default: --structure-level)", low=0, high=MAX_LEVEL,
                                                  kind=float, metavar="T")
     mask_tracker: str = setting("flow", "--mask-tracker", "how --mask-frame's mask (or --mask-click) follows the "
-                                "subject: flow (optical flow snapped to depth edges, no weights) or sam2 (the SAM 2 "
-                                "video segmentation model, --mask-tracker-model; default flow)", choices=TRACKER_NAMES)
+                                "subject: flow (no weights: carried by optical flow or moved by the subject's matched motion, "
+                                "whichever outline fits its colours, then snapped to colour and depth edges) or sam2 "
+                                "(the SAM 2 video segmentation model, --mask-tracker-model; default flow)", choices=TRACKER_NAMES)
     mask_tracker_model: str | None = setting(None, "--mask-tracker-model", "the SAM 2 model of --mask-tracker sam2: a "
                                              "folder or Hub id (default facebook/sam2.1-hiera-tiny)",
                                              metavar="DIR|REPO")

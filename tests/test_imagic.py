@@ -190,6 +190,22 @@ def test_bad_input_is_one_line(call, message):
     assert "\n" not in str(error.value)
 
 
+def test_the_clip_is_taken_in_any_form_the_pipeline_takes(tmp_path):
+    # ImagicRun(pipe, read_video(...)) raised AttributeError ('VideoClip' object has no attribute 'ndim')
+    from gen1.media import read_video, write_video
+
+    pipe = tiny_pipeline()
+    frames = (np.random.default_rng(0).random((FRAMES, SIZE, SIZE, 3)) * 255).astype(np.uint8)
+    write_video(tmp_path / "clip.mp4", frames, 8)
+    clip = read_video(tmp_path / "clip.mp4")
+    as_tensor = torch.from_numpy(clip.frames).permute(0, 3, 1, 2).float() / 255.0
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        keys = {ImagicRun(pipe, video, TEXT, ImagicSettings(), tmp_path / "work", device="cpu", depth=_depth()).key
+                for video in (clip, clip.frames, as_tensor)}
+    assert len(keys) == 1
+
+
 def test_a_prompt_beside_imagic_scale_is_refused(trained):
     pipe, _, _ = trained
     with pytest.raises(ValueError, match="imagic_scale takes its content from the Imagic adapter: give no prompt"):

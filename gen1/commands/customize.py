@@ -44,7 +44,8 @@ def register(subparsers) -> None:
     parser.add_argument("--motion-adapter", metavar="PATH|REPO",
                         help="public route: the AnimateDiff motion modules you edit with (off while training)")
     parser.add_argument("--controlnet", metavar="DIR|REPO", help="public route: the depth ControlNet")
-    parser.add_argument("--prompt", help="public route: the instance prompt that names the subject (default: empty)")
+    parser.add_argument("--prompt", help="public route: the instance prompt that names the subject (default: empty); "
+                        "with --imagic, on any route: the target text, the edit you want (required)")
     parser.add_argument("--images", help="folder of images of the subject or style (or --imagic --video CLIP)")
     parser.add_argument("--out", required=True, help="adapter file to write (.safetensors; with --imagic a folder)")
     parser.add_argument("--lora-rank", type=int, help="LoRA rank (default 4)")

@@ -198,7 +198,9 @@ def fingerprint(frames: torch.Tensor, text: str, settings: ImagicSettings, model
 class ImagicRun:
     """One Imagic run on a pipeline (see the module docstring); :meth:`run` does both phases.
 
-    ``frames`` ``(F, 3, H, W)`` in [0, 1] (at least 2), ``text`` the target; ``work_dir`` holds the checkpoints;
+    ``frames`` the clip (at least 2 frames), as the pipeline takes a video (:func:`gen1.conditioning.video_to_tensor`:
+    ``(F, 3, H, W)`` in [0, 1], a ``VideoClip`` from :func:`gen1.media.read_video`, uint8 ``(F, H, W, 3)``, a path),
+    at the size it is given; ``text`` the target; ``work_dir`` holds the checkpoints;
     ``model`` names the model in the checkpoints' fingerprint; ``depth`` the user's structure (None: estimated);
     ``on_step(phase, step, loss)`` is told after every step.
     """
@@ -208,6 +210,10 @@ class ImagicRun:
                  on_step: Optional[Callable[[str, int, float], None]] = None):
         from diffusers import DDPMScheduler  # lazy: diffusers is heavy and only this path needs it
 
+        from gen1.conditioning import video_to_tensor  # lazy: keeps this module's import light
+
+        if not isinstance(frames, torch.Tensor):  # a tensor is checked as it is, shape included (check_clip)
+            frames = video_to_tensor(frames)[0]
         check_clip(frames, text)
         self.pipe, self.settings, self.device = pipe, settings.validate(), torch.device(device)
         self.text = text

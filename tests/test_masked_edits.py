@@ -265,6 +265,23 @@ def test_an_erase_from_one_frame_keeps_every_pixel_outside_its_tracked_region_ex
     assert float(out.depth[masks > 0.5].mean()) < 0.45  # the floor is 0.2 to 0.3 there, the square 0.8
 
 
+def test_a_subject_that_leaves_the_shot_is_erased_or_dragged_where_it_is_and_the_rest_is_the_source(native):
+    # a passer-by walks out on the right: its masks are empty from frame 3 (an erase or a drag was refused as soon
+    # as one frame had no subject); those frames come back exactly, the others are edited
+    frames, _, _ = moving_square(num_frames=FRAMES + 2, size=SIZE, side=8, step=(0, 0))
+    masks = torch.zeros(FRAMES + 2, 1, SIZE, SIZE)
+    for index in range(FRAMES + 2):
+        x = 14 + 6 * index
+        frames[index, :, 10:20, x:x + 8] = torch.tensor([0.9, 0.1, 0.1])[:, None, None]
+        masks[index, :, 10:20, x:x + 8] = 1
+    absent = masks.flatten(1).sum(dim=1) == 0
+    assert absent.tolist() == [False, False, False, True, True, True]
+    for mode in (dict(erase=True), dict(drag="16,14:10,20")):
+        out = _edit(native, frames, mask=masks[:, 0].numpy(), **mode).frames
+        assert torch.equal(out[absent], frames[absent]), mode
+        assert not torch.equal(out[~absent], frames[~absent]), mode
+
+
 def test_an_erase_keeps_every_pixel_outside_its_region_exact_public(public):
     frames, depth, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(2, 1))
     out = _edit(public, frames, mask=masks[:, 0].numpy(), erase=True, negative_prompt="a square", depth=depth)
@@ -372,7 +389,7 @@ def test_an_erase_starts_from_its_prefilled_region_at_the_erase_strength(native,
     (dict(mask=np.eye(SIZE), mask_frame=FRAMES), f"^mask_frame {FRAMES} is outside the clip"),
     (dict(mask=np.stack([np.eye(SIZE)] * FRAMES), mask_frame=0), "^a mask tracked from mask_frame must be one image"),
     (dict(mask=np.ones((SIZE, SIZE))), "^the mask covers all of frame 0"),
-    (dict(mask=np.zeros((SIZE, SIZE))), "^the mask is empty on frame 0"),
+    (dict(mask=np.zeros((SIZE, SIZE))), "^the mask is empty on every frame: nothing to fill"),
     (dict(mask_frame=0), "^mask_frame needs mask"),
     (dict(), r"^erase needs mask \(the subject to erase\), or mask_clicks on it"),
     (dict(mask=np.eye(SIZE), prompt="a cat"), "^erase takes its content from the source"),

@@ -35,12 +35,13 @@ FILL_METHODS = ("harmonic", "planar", "laplace")
 
 
 def check_fill_mask(mask: torch.Tensor, what: str = "mask") -> torch.Tensor:
-    """``mask`` ``(F, 1, H, W)`` as bool (> 0.5); ``ValueError`` when a frame's mask is empty or covers the whole
-    frame (nothing to fill from)."""
+    """``mask`` ``(F, 1, H, W)`` as bool (> 0.5); ``ValueError`` when it is empty on every frame (nothing to fill)
+    or covers a whole frame (nothing to fill it from). A frame where it is empty has nothing to fill and keeps its
+    values: a subject that leaves the shot, or enters it late."""
     binary = mask > 0.5
+    if not bool(binary.any()):
+        raise ValueError(f"{what} is empty on every frame: nothing to fill")
     for index, frame in enumerate(binary):
-        if not bool(frame.any()):
-            raise ValueError(f"{what} is empty on frame {index}: nothing to fill there")
         if bool(frame.all()):
             raise ValueError(f"{what} covers all of frame {index}: no surroundings to fill it from")
     return binary
@@ -70,6 +71,8 @@ def fill_from_boundary(values: torch.Tensor, mask: torch.Tensor, method: str = "
     inside = check_fill_mask(mask)
     result = values.clone()
     for frame in range(values.shape[0]):  # frames are independent: float64 work one frame at a time
+        if not bool(inside[frame].any()):
+            continue  # nothing to fill on this frame
         known, where = values[frame:frame + 1].double(), inside[frame:frame + 1]
         wall = None if walls is None else walls[frame:frame + 1] > 0.5
         if method == "laplace":

@@ -168,9 +168,10 @@ def _csv_frames(path: Path) -> list[tuple[DragVector, ...]]:
 
 
 def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int]) -> Drag | None:
-    """``drag`` as it is, or ``ValueError`` (one line) for a track with another frame count than the clip, or a vector
+    """``drag`` as it is, or ``ValueError`` (one line) for a track with another frame count than the clip, a vector
     whose start or end lies outside the frame (``input_size`` = (H, W) of the source; a point counts as inside while
-    it is on a pixel of the frame, i.e. within half a pixel of the centres of the outermost ones)."""
+    it is on a pixel of the frame, i.e. within half a pixel of the centres of the outermost ones), or a drag whose
+    every vector ends where it starts."""
     if drag is None:
         return None
     if drag.per_frame and len(drag.vectors) != num_frames:
@@ -182,6 +183,10 @@ def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int]) 
                 if not (-0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
                     raise ValueError(f"drag {vector}: its {name} {x:g},{y:g} is outside the frame "
                                      f"(columns 0 to {width - 1}, rows 0 to {height - 1})")
+    if all(vector.x0 == vector.x1 and vector.y0 == vector.y1 for vectors in drag.vectors for vector in vectors):
+        shown = "the track" if drag.per_frame else " ".join(str(vector) for vector in drag.vectors[0])
+        raise ValueError(f"drag {shown}: moves nothing (every start is its end), yet the subject's place and its "
+                         "surroundings would be drawn again")
     return drag
 
 
@@ -313,11 +318,30 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
     layer, landed = warp_layer(depth.float(), subject, transforms)
     guided, moved = composite_nearer(background, layer, landed,
                                      OCCLUSION_TOLERANCE if tolerance is None else tolerance)
+    warn_if_hidden(moved, landed)
     union = ((old + grow(moved, margin)) > 0).float()
     keep = KEEP_SUBJECT if keep_subject is None else keep_subject
     region = union * (1 - moved) if keep else union
     return DragLayers(depth=guided, union=union, region=region, moved=moved, subject=subject, old_place=old,
                       background=background, transforms=transforms)
+
+
+#: The share of the moved subject that may be hidden behind nearer things before a drag says so.
+HIDDEN_WARNING = 0.25
+
+
+def warn_if_hidden(moved: torch.Tensor, landed: torch.Tensor) -> None:
+    """A warning when the z-test hides more than :data:`HIDDEN_WARNING` of the moved subject where it lands: the
+    depth estimate there is nearer than the subject (a wall, a bush), so that part of the subject is not drawn, and
+    the user would otherwise find it missing from the output without a word."""
+    import warnings  # lazy: only this check warns
+
+    landed_pixels = float((landed > 0.5).sum())
+    hidden = 1.0 - float((moved > 0.5).sum()) / landed_pixels if landed_pixels else 0.0
+    if hidden > HIDDEN_WARNING:
+        warnings.warn(f"the moved subject is hidden behind nearer things on {hidden:.0%} of its pixels (the depth "
+                      f"there is nearer than the subject's by more than {OCCLUSION_TOLERANCE:g}): those parts are not "
+                      "drawn; drag it less far, or give the structure with --depth", UserWarning, stacklevel=2)
 
 
 def moved_frames(frames: torch.Tensor, layers: DragLayers, erase_fill: str | None = None) -> torch.Tensor:

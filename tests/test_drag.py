@@ -69,6 +69,19 @@ def test_a_subject_landing_behind_a_nearer_object_stays_hidden_and_covers_a_fart
     assert torch.equal(layers.moved > 0.5, landed & (depth <= SUBJECT))
 
 
+def test_a_subject_mostly_hidden_where_it_lands_is_said_in_a_warning():
+    # a user found the swan's head missing after a long drag, without a word: the z-test had hidden it
+    import warnings
+
+    depth, masks = square_scene()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        drag_layers(depth, masks, parse_drag("8,12:22,12"), (SIZE, SIZE))  # lands in the open: no warning
+    depth[:, :, 6:24, 19:24] = 0.9  # a nearer wall over 4 of the 6 columns where it lands (20 to 25)
+    with pytest.warns(UserWarning, match=r"^the moved subject is hidden behind nearer things on 67% of its pixels"):
+        drag_layers(depth, masks, parse_drag("8,12:22,12"), (SIZE, SIZE))
+
+
 def test_warp_layer_and_the_z_test_on_their_own():
     values = torch.zeros(1, 1, 8, 8)
     values[0, 0, 2:4, 2:4] = torch.tensor([[1.0, 2.0], [3.0, 4.0]])
@@ -198,6 +211,7 @@ def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkey
     (dict(drag="8,12>10,12", mask_frame=0), "^drag must be X0,Y0:X1,Y1"),
     (dict(drag="25,25:10,12", mask_frame=0), r"^drag 25,25:10,12: its start 25,25 is not on the subject"),
     (dict(drag=["8,12:9,12", "8,12:10,12"], mask_frame=0), "^two drags start at the same point"),
+    (dict(drag="8,12:8,12", mask_frame=0), r"^drag 8,12:8,12: moves nothing \(every start is its end\)"),
     (dict(drag="8,12:10,12", mask_frame=0, erase=True), "^drag moves the subject and erase removes it"),
     (dict(drag="8,12:10,12", mask_frame=0, mask_structure="fill"),
      "^drag makes the structure inside mask itself: give no mask_structure"),

@@ -328,17 +328,35 @@ def _translate(image: np.ndarray, dx: float, dy: float, reflect: bool = False) -
                           borderMode=border, borderValue=0)
 
 
+#: Rounds of :func:`_placed_at`'s correction for the frame's edge (each moves the shift by the centroid's error).
+PLACEMENT_ROUNDS = 4
+
+
+def _placed_at(mask: np.ndarray, x: float, y: float) -> tuple[float, float]:
+    """The shift that puts the part of ``mask`` left inside the frame with its centroid at ``(x, y)``. Centroid to
+    centroid when the moved mask stays inside; where the frame's edge cuts it, the cut part's centroid moves inward,
+    so the shift is corrected until the visible part's centroid is there (a subject leaving the shot is placed
+    mostly outside the frame, as it is, not pulled whole into it)."""
+    rows, cols = np.nonzero(mask > 0.5)
+    dx, dy = x - cols.mean(), y - rows.mean()
+    for _ in range(PLACEMENT_ROUNDS):
+        visible_rows, visible_cols = np.nonzero(_translate(mask, dx, dy) > 0.5)
+        if len(visible_rows) == 0 or len(visible_rows) == len(rows):
+            break
+        dx, dy = dx + x - visible_cols.mean(), dy + y - visible_rows.mean()
+    return float(dx), float(dy)
+
+
 def _given_mask_matched(given_frame: np.ndarray, given_mask: np.ndarray, soft: np.ndarray, following: np.ndarray,
                         search: int) -> np.ndarray:
     """The given frame's own mask moved into the ``following`` frame: brought to where the previous frame's ``soft``
-    mask is (centroid to centroid), then by the subject's matched translation from there (the given frame's pixels
+    mask is (centroid to centroid, :func:`_placed_at`), then by the subject's matched translation from there (the given frame's pixels
     moved along). Its shape carries no error from frame to frame (its place follows the previous mask), so a subject
     that keeps its shape keeps its outline over the whole shot; an empty previous mask gives an empty candidate."""
     rows, cols = np.nonzero(soft > 0.5)
-    given_rows, given_cols = np.nonzero(given_mask > 0.5)
     if len(rows) == 0:
         return np.zeros_like(soft, dtype=np.float32)
-    dx, dy = cols.mean() - given_cols.mean(), rows.mean() - given_rows.mean()
+    dx, dy = _placed_at(given_mask, cols.mean(), rows.mean())
     moved_mask, moved_frame = _translate(given_mask, dx, dy), _translate(given_frame, dx, dy, reflect=True)
     return _translate(moved_mask, *_matched_translation(moved_frame, moved_mask, following, search))
 

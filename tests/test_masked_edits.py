@@ -127,6 +127,28 @@ def test_a_depth_estimate_that_lags_the_subject_does_not_pull_the_mask_off_it():
     assert min(iou(tracked[i], masks[i]) for i in range(8)) >= 0.95
 
 
+def test_a_subject_leaving_the_shot_is_not_pulled_back_into_it(clips_dir):
+    # car-turn.mp4 cropped into a pan that the car leaves on the right around frame 7: the given frame's mask was
+    # placed centroid to centroid on the sliver left at the edge, so it landed whole inside the frame (225 pixels of
+    # road and fence at frame 9, erased); placed so that its visible part has the sliver's centroid, it stays out
+    from gen1.media import read_video
+    from gen1.tracking import _placed_at
+
+    mask = np.zeros((16, 16), np.float32)
+    mask[4:12, 8:16] = 1  # cut by the right edge
+    assert _placed_at(mask, 11.5, 7.5) == (0.0, 0.0)
+    dx, _ = _placed_at(mask, 14.5, 7.5)  # the visible part's centroid 3 px further right: shift it about 6 px
+    assert 5.5 <= dx <= 6.5
+    full = read_video(clips_dir / "car-turn.mp4", max_frames=16).frames
+    pan = np.stack([full[t, 130:370, 240 - 16 * t:480 - 16 * t] for t in range(16)])
+    frames = torch.nn.functional.interpolate(torch.from_numpy(pan).permute(0, 3, 1, 2).float(), size=(64, 64),
+                                             mode="area") / 255
+    box = torch.zeros(1, 1, 64, 64)
+    box[..., 21:46, 38:64] = 1
+    areas = (track_mask(frames, box, 0) > 0.5).flatten(1).sum(dim=1)
+    assert int(areas[0]) == 650 and int(areas[9:].max()) <= 40, areas.tolist()
+
+
 def test_the_outline_rings_are_discs_as_wide_as_the_band():
     # the rings are grown / shrunk by distance transforms (a dilation by a wide elliptic kernel cost ~0.13 s at
     # 1080p): a disc 2 b + 1 wide, the frame's edge not counted as outside

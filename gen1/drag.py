@@ -318,7 +318,7 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
     layer, landed = warp_layer(depth.float(), subject, transforms)
     guided, moved = composite_nearer(background, layer, landed,
                                      OCCLUSION_TOLERANCE if tolerance is None else tolerance)
-    warn_if_hidden(moved, landed)
+    warn_if_hidden(moved, landed, OCCLUSION_TOLERANCE if tolerance is None else tolerance)
     union = ((old + grow(moved, margin)) > 0).float()
     keep = KEEP_SUBJECT if keep_subject is None else keep_subject
     region = union * (1 - moved) if keep else union
@@ -330,7 +330,7 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
 HIDDEN_WARNING = 0.25
 
 
-def warn_if_hidden(moved: torch.Tensor, landed: torch.Tensor) -> None:
+def warn_if_hidden(moved: torch.Tensor, landed: torch.Tensor, tolerance: float = OCCLUSION_TOLERANCE) -> None:
     """A warning when the z-test hides more than :data:`HIDDEN_WARNING` of the moved subject where it lands: the
     depth estimate there is nearer than the subject (a wall, a bush), so that part of the subject is not drawn, and
     the user would otherwise find it missing from the output without a word."""
@@ -340,7 +340,7 @@ def warn_if_hidden(moved: torch.Tensor, landed: torch.Tensor) -> None:
     hidden = 1.0 - float((moved > 0.5).sum()) / landed_pixels if landed_pixels else 0.0
     if hidden > HIDDEN_WARNING:
         warnings.warn(f"the moved subject is hidden behind nearer things on {hidden:.0%} of its pixels (the depth "
-                      f"there is nearer than the subject's by more than {OCCLUSION_TOLERANCE:g}): those parts are not "
+                      f"there is nearer than the subject's by more than {tolerance:g}): those parts are not "
                       "drawn; drag it less far, or give the structure with --depth", UserWarning, stacklevel=2)
 
 

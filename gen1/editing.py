@@ -146,11 +146,17 @@ def _check_drag_vectors(request: EditRequest) -> None:
 
 def _flags_named(text: str) -> str:
     """A message of the pipeline or of :mod:`gen1.drag` as ``gen1 edit`` names its settings: a leading "drag" as
-    "--drag", and every setting whose Python name has an underscore (``mask_frame``) by its flag (``--mask-frame``);
-    single words such as "mask" are also plain words of a message and stay as they are."""
-    text = f"--{text}" if re.match(r"drag\b(?!_)", text) else text
-    names = "|".join(sorted((name for name in FLAGS if "_" in name), key=len, reverse=True))
-    return re.sub(rf"(?<![\w-])({names})(?![\w-])", lambda match: FLAGS[match.group(1)], text)
+    "--drag", and every setting whose Python name has an underscore (``mask_frame``) by its flag (``--mask-frame``).
+    Left as they are: single words such as "mask" (also plain words of a message), quoted text (a file name),
+    ``name=value`` (a model's own setting, such as the UNet's max_frames=16) and settings whose flag is a negation
+    (``depth_cache``: ``--no-cache``)."""
+    text = f"--{text}" if re.match(r"drag\b", text) else text
+    names = "|".join(sorted((name for name, flag in FLAGS.items() if "_" in name and not flag.startswith("--no-")),
+                            key=len, reverse=True))
+    parts = re.split(r"('[^']*')", text)  # quoted parts at odd places
+    return "".join(part if index % 2 else re.sub(rf"(?<![\w-])({names})(?![\w=-])",
+                                                 lambda match: FLAGS[match.group(1)], part)
+                   for index, part in enumerate(parts))
 
 
 def with_model_defaults(request: EditRequest, defaults, source_short_side: int | None = None
@@ -312,9 +318,10 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
                          "video's size (or another size of the same shape)")
     binary = mask > 0.5
     if not bool(binary.any()):
-        raise ValueError(f"--mask has no white pixel at the edit's size ({clip.width}x{clip.height}, --size {size}): "
-                         "paint the region to edit white (a region of a few source pixels vanishes when the mask is "
-                         "brought to that size: paint a larger one, or edit at a larger --size)")
+        raise ValueError(f"--mask has no white pixel at the edit's size ({clip.width}x{clip.height}, --size {size}; "
+                         "white: above half grey): paint the region to edit white (a region of a few source pixels "
+                         "vanishes when the mask is brought to that size: paint a larger one, or edit at a larger "
+                         "--size)")
     if bool(binary.all()):
         raise ValueError("--mask is white everywhere: it would edit every pixel of every frame (an edit without "
                          "--mask does that); paint only the region to edit white")
@@ -326,10 +333,13 @@ def _media_size(path) -> tuple[int, int]:
     from gen1.media import frame_size, is_image_path  # lazy: keeps this module's import light (no torch when it loads)
 
     if is_image_path(path):
-        from PIL import Image  # lazy: only a message needs it
+        from PIL import ImageOps  # lazy: only a message needs it
 
-        with Image.open(path) as image:
-            return image.height, image.width
+        from gen1.media.images import open_image  # lazy: only a message needs it
+
+        with open_image(path) as image:
+            upright = ImageOps.exif_transpose(image)  # as the mask is read (gen1.media.images.read_image)
+            return upright.height, upright.width
     return frame_size(path)
 
 

@@ -159,7 +159,7 @@ class FlowTracker(MaskTracker):
                 carried = (soft > 0.5).astype(np.float32)
                 for values, contrast, judged in cues:
                     snapped = _snap_to_edges(carried, values(index), band, contrast)
-                    if judged and colours.agreement(snapped, following) < colours.agreement(carried, following):
+                    if judged and not colours.agree_with_change(carried, snapped, following):
                         continue  # the snap moved the outline where the subject's colours say it is not
                     soft = np.where(snapped != carried, snapped, soft)
                     carried = snapped
@@ -416,6 +416,22 @@ class _SubjectColours:
         inner = self.sample(following[after & ~_shrunk(after, self.band)], RING_SAMPLES)
         outer = self.sample(following[_grown(after, self.band) & ~after], RING_SAMPLES)
         return self.subject_share(inner) + (1.0 - self.subject_share(outer) if len(outer) else 0.0)
+
+    def agree_with_change(self, before: np.ndarray, after: np.ndarray, following: np.ndarray) -> bool:
+        """Whether the subject's colours agree with the pixels of the ``following`` frame that a change of its mask
+        from ``before`` to ``after`` moves: at least half of them (those it adds more common among the subject's
+        colours, those it removes among the surroundings'; up to :data:`RING_SAMPLES` of each). Judged on the
+        changed pixels alone, so a change of a few pixels is not decided by which of the whole rings were drawn."""
+        inside_before, inside_after = before > 0.5, after > 0.5
+        added = following[inside_after & ~inside_before]
+        removed = following[inside_before & ~inside_after]
+        if not len(added) and not len(removed):
+            return True
+        if not len(self.subject) or not len(self.surroundings):
+            return False
+        votes = (self.subject_share(self.sample(added, RING_SAMPLES)) * len(added)
+                 + (1.0 - self.subject_share(self.sample(removed, RING_SAMPLES))) * len(removed))
+        return votes >= 0.5 * (len(added) + len(removed))
 
     def subject_share(self, colours: np.ndarray) -> float:
         """The share of ``colours`` more common among the subject's than the surroundings' (ties: half)."""

@@ -165,8 +165,21 @@ def test_a_mask_is_read_at_the_videos_shape_and_refused_when_nothing_or_everythi
     speck = np.zeros((512, 512), np.uint8)
     speck[100:104, 100:104] = 255
     Image.fromarray(speck).save(tmp_path / "speck.png")
-    with pytest.raises(ValueError, match=r"^--mask has no white pixel at the edit's size \(32x32, --size 32\)"):
+    with pytest.raises(ValueError, match=r"^--mask has no white pixel at the edit's size \(32x32, --size 32; "
+                       r"white: above half grey\)"):
         read_inputs(request(tmp_path / "speck.png"))
     Image.fromarray(np.full((512, 512), 255, np.uint8)).save(tmp_path / "white.png")
     with pytest.raises(ValueError, match="^--mask is white everywhere"):
         read_inputs(request(tmp_path / "white.png"))
+
+
+def test_pipeline_messages_name_flags_but_not_file_names_or_a_models_own_settings():
+    from gen1.editing import _flags_named
+
+    assert _flags_named("mask_frame 8 is outside the clip") == "--mask-frame 8 is outside the clip"
+    assert _flags_named("drag 1,2:3,4: its start 1,2 is not on the subject") == ("--drag 1,2:3,4: its start 1,2 is "
+                                                                                 "not on the subject")
+    assert _flags_named("drag_strength must be in (0, 1]") == "--drag-strength must be in (0, 1]"
+    for kept in ("window must be <= the UNet's max_frames=16", "drag track file '/data/max_frames.csv': no rows",
+                 "depth_cache is off", "the mask is empty"):
+        assert _flags_named(kept) == (f"--{kept}" if kept.startswith("drag ") else kept)

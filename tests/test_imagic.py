@@ -313,3 +313,16 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
         err = capsys.readouterr().err
         assert message in err and "Traceback" not in err
     assert not (tmp_path / "f.mp4").exists()
+
+
+def test_the_printed_edit_command_passes_the_model_flags_gen1_edit_takes():
+    # --depth-model goes with the public route's parts only: gen1 edit refuses it beside --model
+    import argparse
+
+    from gen1.commands._models import model_flags
+
+    saved = argparse.Namespace(model="pipe", base=None, motion_adapter=None, controlnet=None, depth_model="dpt")
+    public = argparse.Namespace(model=None, base="sd", motion_adapter="mm", controlnet="cn", depth_model="dpt")
+    assert model_flags(saved) == ["--model", "pipe"]
+    assert model_flags(public) == ["--base", "sd", "--motion-adapter", "mm", "--controlnet", "cn", "--depth-model", "dpt"]
+    assert model_flags(argparse.Namespace(model=None, base=None)) == []

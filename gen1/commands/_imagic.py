@@ -125,20 +125,15 @@ def _work_dir(out: Path) -> Path:
     return out.with_name(out.name + ".work")
 
 
-#: customize's flags that name the model, passed on as they were given to the ``gen1 edit`` command it prints.
-MODEL_FLAGS = (("--model", "model"), ("--base", "base"), ("--motion-adapter", "motion_adapter"),
-               ("--controlnet", "controlnet"), ("--depth-model", "depth_model"))
-
-
 def edit_command_for(args, adapter: Path, num_frames: int) -> str:
     """The ``gen1 edit`` command that applies the adapter just written to the clip it was fitted on: the same model
     flags, the same size and the same first ``num_frames`` frames, at eta 0.8, quoted for a POSIX shell."""
     from gen1.editing import EditRequest, edit_command  # lazy: keeps this module's import light (no torch)
 
+    from gen1.commands._models import model_flags  # lazy: keeps this module's import light
+
     request = EditRequest(input=args.video, output="OUT.mp4", imagic_scale=0.8, size=args.size, max_frames=num_frames)
-    model_args = [word for flag, name in MODEL_FLAGS if getattr(args, name, None) is not None
-                  for word in (flag, str(getattr(args, name)))]
-    return edit_command(request, [*model_args, "--adapter", str(adapter)])
+    return edit_command(request, [*model_flags(args), "--adapter", str(adapter)])
 
 
 def run_imagic(args, check_model, size_from_model) -> int:

@@ -38,3 +38,15 @@ def add_model_arguments(group) -> None:
                        help="public route: the depth estimator (a MiDaS .pt file, e.g. "
                        "lllyasviel/Annotators/dpt_hybrid-midas-501f0c75.pt, or a DPT / Depth Anything folder or repo "
                        "such as Intel/dpt-hybrid-midas); without it, give --depth")
+
+
+def model_flags(args) -> list[str]:
+    """The model flags of a parsed command as ``gen1 edit`` takes them (to print or pass on a command line that loads
+    the same model): the public route's parts (``--base`` ... with ``--depth-model``), or ``--model``, or none (the
+    bundled model). ``--depth-model`` goes with the public parts only: ``gen1 edit`` takes it for no other model."""
+    public = [("--base", "base"), ("--motion-adapter", "motion_adapter"), ("--controlnet", "controlnet"),
+              ("--depth-model", "depth_model")]
+    if getattr(args, "base", None) is not None:
+        return [word for flag, name in public if getattr(args, name, None) is not None
+                for word in (flag, str(getattr(args, name)))]
+    return ["--model", str(args.model)] if getattr(args, "model", None) is not None else []

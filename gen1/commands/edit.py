@@ -175,11 +175,14 @@ def _check_tracker(request: EditRequest) -> None:
     if request.mask_clicks and request.mask is not None:
         raise ValueError("give the subject as --mask or as --mask-click, not both")
     if request.mask_clicks:  # in pixels of the source video: checked against its size before any model is fetched
+        from gen1.checks import errors_naming  # lazy: keeps this module's import light (no torch when it loads)
         from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
         from gen1.tracking import check_clicks  # lazy: keeps this module's import light (no torch when it loads)
 
+        with errors_naming("INPUT"):
+            size = frame_size(request.input)
         try:  # the frame they are on is checked once the clip is read (its length is not known yet)
-            check_clicks(request.mask_clicks, 0, 1, frame_size(request.input))
+            check_clicks(request.mask_clicks, 0, 1, size)
         except ValueError as error:
             raise ValueError(f"--mask-click: {error}") from None
     if kind.takes_model and (request.mask_frame is not None or request.mask_clicks):

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from gen1.checks import check_integer, check_number
 from gen1.commands._common import add_device_arguments, add_threads_argument, apply_threads, device_and_dtype
-from gen1.commands._models import add_model_arguments
+from gen1.commands._models import add_model_arguments, model_flags
 from gen1.model_sources import PUBLIC_FLAGS, check_model_source
 
 BUNDLED_NAME = "gen1 demo (64 px)"
@@ -74,10 +74,7 @@ def _served_models(args) -> list:
     if args.model is not None or given_public or not args.models:
         source = check_model_source(args)
         if given_public:
-            flags = [("--base", args.base), ("--motion-adapter", args.motion_adapter),
-                     ("--controlnet", args.controlnet), ("--depth-model", args.depth_model)]
-            model_args = tuple(word for flag, value in flags if value is not None for word in (flag, str(value)))
-            served.append(ServedModel(name=Path(args.base).name, source=source, model_args=model_args))
+            served.append(ServedModel(name=Path(args.base).name, source=source, model_args=tuple(model_flags(args))))
         elif args.model is not None:
             served.append(ServedModel(name=Path(args.model).name or args.model, source=source,
                                       model_args=("--model", args.model)))

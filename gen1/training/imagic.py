@@ -200,7 +200,8 @@ class ImagicRun:
 
     ``frames`` the clip (at least 2 frames), as the pipeline takes a video (:func:`gen1.conditioning.video_to_tensor`:
     ``(F, 3, H, W)`` in [0, 1], a ``VideoClip`` from :func:`gen1.media.read_video`, uint8 ``(F, H, W, 3)``, a path),
-    at the size it is given; ``text`` the target; ``work_dir`` holds the checkpoints;
+    at the size it is given (a path is read whole at its own size: read it with ``read_video(path, size=...,
+    max_frames=...)`` to choose); ``text`` the target; ``work_dir`` holds the checkpoints;
     ``model`` names the model in the checkpoints' fingerprint; ``depth`` the user's structure (None: estimated);
     ``on_step(phase, step, loss)`` is told after every step.
     """

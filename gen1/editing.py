@@ -116,8 +116,8 @@ def _check_content(request: EditRequest) -> None:
     if request.erase or request.imagic_scale is not None:  # the source's own content, or the Imagic adapter's
         return
     if not request.prompt and not request.reference_image and not request.direction and not request.drag:
-        raise ValueError("give --prompt and/or --reference (or --direction, or --imagic-scale with an Imagic --adapter) "
-                         "for the content of the edit")
+        raise ValueError("give --prompt and/or --reference (or --direction, or --imagic-scale with an Imagic "
+                         "--adapter) for the content of the edit")
     if any(not prompt.strip() for prompt in request.prompt):
         raise ValueError("--prompt must not be empty")
     if request.content_weights is not None:
@@ -276,7 +276,16 @@ def _drag_for(request: EditRequest, clip):
         check_drag(drag, clip.num_frames, source_size)
     except ValueError as error:
         raise ValueError(_flags_named(str(error))) from None
-    return scale_drag(drag, source_size, (clip.height, clip.width))
+    scaled = scale_drag(drag, source_size, (clip.height, clip.width))
+    for vectors in scaled.vectors:  # inside the video, but maybe in the part cropped away to the edit's shape
+        for vector in vectors:
+            for name, x, y, given in (("start", vector.x0, vector.y0, str(vector).split(":")[0]),
+                                      ("end", vector.x1, vector.y1, str(vector).split(":")[1])):
+                if not (-0.5 <= x < clip.width - 0.5 and -0.5 <= y < clip.height - 0.5):
+                    raise ValueError(f"--drag {vector}: its {name} {given} is in the part of the video cropped away "
+                                     f"at --size {request.size} (the frames are cut to {clip.width}x{clip.height} "
+                                     "about their centre): drag within the part that is kept")
+    return scaled
 
 
 def _check_limits(clip, limits: ClipLimits) -> None:

@@ -93,7 +93,8 @@ class EditSettings:
         "(docs/directions.md)", group="content", repeat=True, nargs=2, metavar=("NEUTRAL", "TARGET"))
     direction_scale: tuple[float, ...] = setting(
         (), "--direction-scale", "alpha of each --direction, in order: a number in [-100, 100], 0 = the source's own "
-        "content (repeatable; default 1 for every direction)", group="content", repeat=True, kind=float, metavar="ALPHA")
+        "content (repeatable; default 1 for every direction)", group="content", repeat=True, kind=float,
+        metavar="ALPHA")
     imagic_scale: float | None = setting(
         None, "--imagic-scale", "eta in [0, 2] with an Imagic adapter (--adapter DIR from gen1 customize --imagic): the "
         "content is eta x target + (1 - eta) x the optimised embedding; 0 reconstructs the clip, 1 is the target text, "
@@ -157,9 +158,10 @@ class EditSettings:
                                                  "--mask (default: --structure-level)", low=0, high=MAX_LEVEL,
                                                  kind=float, metavar="T")
     mask_tracker: str = setting("flow", "--mask-tracker", "how --mask-frame's mask (or --mask-click) follows the "
-                                "subject: flow (no weights: carried by optical flow or moved by the subject's matched motion, "
-                                "whichever outline fits its colours, then snapped to colour and depth edges) or sam2 "
-                                "(the SAM 2 video segmentation model, --mask-tracker-model; default flow)", choices=TRACKER_NAMES)
+                                "subject: flow (no weights: carried by optical flow or moved by the subject's matched "
+                                "motion, whichever outline fits its colours, then snapped to colour and depth edges) "
+                                "or sam2 (the SAM 2 video segmentation model, --mask-tracker-model; default flow)",
+                                choices=TRACKER_NAMES)
     mask_tracker_model: str | None = setting(None, "--mask-tracker-model", "the SAM 2 model of --mask-tracker sam2: a "
                                              "folder or Hub id (default facebook/sam2.1-hiera-tiny)",
                                              metavar="DIR|REPO")

@@ -183,3 +183,26 @@ def test_pipeline_messages_name_flags_but_not_file_names_or_a_models_own_setting
     for kept in ("window must be <= the UNet's max_frames=16", "drag track file '/data/max_frames.csv': no rows",
                  "depth_cache is off", "the mask is empty"):
         assert _flags_named(kept) == (f"--{kept}" if kept.startswith("drag ") else kept)
+
+
+def test_a_drag_into_the_part_cropped_away_is_named_in_the_users_pixels(tmp_path):
+    # 200x112 read at --size 32 is cut to 56x32 about its centre: source columns 0-1 and 198-199 are cropped away;
+    # the pipeline said "its end 56.6,16 is outside the frame (columns 0 to 55 ...)" of a vector the user gave as 199,56
+    from PIL import Image
+
+    from gen1.media import write_video
+
+    write_video(tmp_path / "wide.mp4", np.full((3, 112, 200, 3), 90, np.uint8), 8)
+    mask = np.zeros((112, 200), np.uint8)
+    mask[40:70, 80:120] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+
+    def request(drag):
+        return EditRequest(input=str(tmp_path / "wide.mp4"), output=str(tmp_path / "o.mp4"),
+                           mask=str(tmp_path / "mask.png"),
+                           mask_frame=0, drag=(drag,), size=32)
+
+    assert read_inputs(request("100,56:150,56")).drag is not None
+    with pytest.raises(ValueError, match=r"^--drag 100,56:199,56: its end 199,56 is in the part of the video cropped "
+                       r"away at --size 32 \(the frames are cut to 56x32 about their centre\)"):
+        read_inputs(request("100,56:199,56"))

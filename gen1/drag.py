@@ -76,6 +76,19 @@ class DragVector:
             return self.given
         return ":".join(",".join(f"{v:g}" for v in pair) for pair in ((self.x0, self.y0), (self.x1, self.y1)))
 
+    def points(self) -> tuple[tuple[str, float, float, str], ...]:
+        """``(name, x, y, shown)`` of the start and the end: ``shown`` is the point as messages name it (the user's
+        own numbers, :attr:`given`, when these are its pixels at another size)."""
+        start, end = str(self).split(":")
+        return ("start", self.x0, self.y0, start), ("end", self.x1, self.y1, end)
+
+
+def on_frame(x: float, y: float, size: tuple[int, int]) -> bool:
+    """Whether the point ``(x, y)`` is on a pixel of a frame of ``size`` (H, W): within half a pixel of the centres
+    of the outermost ones."""
+    height, width = size
+    return -0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5
+
 
 @dataclass(frozen=True)
 class Drag:
@@ -179,8 +192,8 @@ def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int]) 
     height, width = input_size
     for vectors in drag.vectors:
         for vector in vectors:
-            for name, x, y in (("start", vector.x0, vector.y0), ("end", vector.x1, vector.y1)):
-                if not (-0.5 <= x < width - 0.5 and -0.5 <= y < height - 0.5):
+            for name, x, y, _ in vector.points():
+                if not on_frame(x, y, input_size):
                     raise ValueError(f"drag {vector}: its {name} {x:g},{y:g} is outside the frame "
                                      f"(columns 0 to {width - 1}, rows 0 to {height - 1})")
     if all(vector.x0 == vector.x1 and vector.y0 == vector.y1 for vectors in drag.vectors for vector in vectors):
@@ -273,7 +286,7 @@ def frame_transforms(drag: Drag, subject: torch.Tensor, input_size: tuple[int, i
             column, row = min(max(round(x), 0), size[1] - 1), min(max(round(y), 0), size[0] - 1)
             if not bool(on_subject[frame, 0, row, column]):
                 where = f" on frame {frame}" if drag.per_frame or subject.shape[0] > 1 else ""
-                start = str(vector).split(":")[0]
+                start = vector.points()[0][3]
                 raise ValueError(f"drag {vector}: its start {start} is not on the subject{where} (the mask)")
         maps.append(fit_transform(points[:, 0], points[:, 1]))
     if drag.per_frame:
@@ -316,9 +329,9 @@ def drag_layers(depth: torch.Tensor, subject: torch.Tensor, drag: Drag, input_si
     transforms = frame_transforms(drag, subject, input_size, drag_frame)
     background = structure_depth(depth.float(), old, "fill")  # the old place filled as an erase fills it
     layer, landed = warp_layer(depth.float(), subject, transforms)
-    guided, moved = composite_nearer(background, layer, landed,
-                                     OCCLUSION_TOLERANCE if tolerance is None else tolerance)
-    warn_if_hidden(moved, landed, OCCLUSION_TOLERANCE if tolerance is None else tolerance)
+    tolerance = OCCLUSION_TOLERANCE if tolerance is None else tolerance
+    guided, moved = composite_nearer(background, layer, landed, tolerance)
+    warn_if_hidden(moved, landed, tolerance)
     union = ((old + grow(moved, margin)) > 0).float()
     keep = KEEP_SUBJECT if keep_subject is None else keep_subject
     region = union * (1 - moved) if keep else union
@@ -386,5 +399,5 @@ def scale_drag(drag: Drag | None, from_size: tuple[int, int], to_size: tuple[int
 
 __all__ = ["DRAG_STRENGTH", "KEEP_SUBJECT", "OCCLUSION_TOLERANCE", "TRACK_SUFFIXES", "Drag", "DragLayers", "DragVector",
            "check_drag", "check_drag_arguments", "drag_content", "drag_layers", "drag_start", "fit_transform",
-           "frame_transforms", "is_track_file", "moved_frames", "parse_drag", "parse_vector", "read_track_file",
-           "scale_drag"]
+           "frame_transforms", "is_track_file", "moved_frames", "on_frame", "parse_drag", "parse_vector",
+           "read_track_file", "scale_drag"]

@@ -350,9 +350,10 @@ def _placed_at(mask: np.ndarray, x: float, y: float) -> tuple[float, float]:
 def _given_mask_matched(given_frame: np.ndarray, given_mask: np.ndarray, soft: np.ndarray, following: np.ndarray,
                         search: int) -> np.ndarray:
     """The given frame's own mask moved into the ``following`` frame: brought to where the previous frame's ``soft``
-    mask is (centroid to centroid, :func:`_placed_at`), then by the subject's matched translation from there (the given frame's pixels
-    moved along). Its shape carries no error from frame to frame (its place follows the previous mask), so a subject
-    that keeps its shape keeps its outline over the whole shot; an empty previous mask gives an empty candidate."""
+    mask is (centroid to centroid, :func:`_placed_at`), then by the subject's matched translation from there (the
+    given frame's pixels moved along). Its shape carries no error from frame to frame (its place follows the previous
+    mask), so a subject that keeps its shape keeps its outline over the whole shot; an empty previous mask gives an
+    empty candidate."""
     rows, cols = np.nonzero(soft > 0.5)
     if len(rows) == 0:
         return np.zeros_like(soft, dtype=np.float32)
@@ -373,7 +374,8 @@ RING_SAMPLES = 2048
 RIGID_LEAST = 1.2
 
 
-def _pick(by_flow: np.ndarray, rigid: list[np.ndarray], colours: "_SubjectColours", following: np.ndarray) -> np.ndarray:
+def _pick(by_flow: np.ndarray, rigid: list[np.ndarray], colours: "_SubjectColours",
+          following: np.ndarray) -> np.ndarray:
     """The flow's candidate, unless the best rigid candidate's outline agrees with the subject's colours better than
     the flow's and at least :data:`RIGID_LEAST` (of rigid candidates that tie, the later)."""
     flow_score = colours.agreement(by_flow, following)
@@ -500,8 +502,8 @@ def _snap_to_edges(mask: np.ndarray, values: np.ndarray, band: int, contrast: fl
 
 def _grown(mask: np.ndarray, radius: int) -> np.ndarray:
     """The boolean ``mask`` grown by a disc ``2 radius + 1`` pixels wide: every pixel within ``radius + 1/2``
-    (Euclidean) of it. A distance transform, whose cost does not grow with the radius as a dilation's by an elliptic kernel does
-    (a band of 34 pixels at 1080p: ~0.13 s a dilation)."""
+    (Euclidean) of it. A distance transform, whose cost does not grow with the radius as a dilation's by an
+    elliptic kernel does (a band of 34 pixels at 1080p: ~0.13 s a dilation)."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
     if not mask.any():
@@ -511,8 +513,8 @@ def _grown(mask: np.ndarray, radius: int) -> np.ndarray:
 
 
 def _shrunk(mask: np.ndarray, radius: int) -> np.ndarray:
-    """The boolean ``mask`` without its pixels within ``radius + 1/2`` of a pixel outside it (the frame's edge does not
-    count as outside, as an erosion leaves it)."""
+    """The boolean ``mask`` without its pixels within ``radius + 1/2`` of a pixel outside it (the frame's edge does
+    not count as outside, as an erosion leaves it)."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
     distance = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, cv2.DIST_MASK_PRECISE)

@@ -128,9 +128,8 @@ def _work_dir(out: Path) -> Path:
 def edit_command_for(args, adapter: Path, num_frames: int) -> str:
     """The ``gen1 edit`` command that applies the adapter just written to the clip it was fitted on: the same model
     flags, the same size and the same first ``num_frames`` frames, at eta 0.8, quoted for a POSIX shell."""
-    from gen1.editing import EditRequest, edit_command  # lazy: keeps this module's import light (no torch)
-
     from gen1.commands._models import model_flags  # lazy: keeps this module's import light
+    from gen1.editing import EditRequest, edit_command  # lazy: keeps this module's import light (no torch)
 
     request = EditRequest(input=args.video, output="OUT.mp4", imagic_scale=0.8, size=args.size, max_frames=num_frames)
     return edit_command(request, [*model_flags(args), "--adapter", str(adapter)])

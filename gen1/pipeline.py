@@ -24,6 +24,7 @@ are cast to the models' dtype.
 from __future__ import annotations
 
 import importlib
+import math
 import os
 import warnings
 from dataclasses import dataclass
@@ -235,6 +236,13 @@ class Gen1Pipeline(DiffusionPipeline):
     def vae_scale_factor(self) -> int:
         """Pixels per latent cell (8 for Stable Diffusion's VAE)."""
         return 2 ** (len(self.vae.config.block_out_channels) - 1)
+
+    @property
+    def size_multiple(self) -> int:
+        """What an output's sides are rounded down to: a multiple of 8 (gen1's one resize policy, by which
+        ``gen1 edit`` and ``gen1 serve`` read a video) and of the VAE factor. A model whose VAE halves fewer
+        times (the bundled demo model's 4) thus gives the same size from Python as from the command line."""
+        return math.lcm(8, self.vae_scale_factor)
 
     @classmethod
     def from_stable_diffusion(
@@ -509,11 +517,17 @@ class Gen1Pipeline(DiffusionPipeline):
 
         if size is None and height is None and width is None:
             size = self.config.trained_size  # None: edit_size of the video's own short side
-        source = SourceVideo.prepare(video, height=height, width=width, size=size, multiple=self.vae_scale_factor)
+        source = SourceVideo.prepare(video, height=height, width=width, size=size, multiple=self.size_multiple,
+                                     vae_scale_factor=self.vae_scale_factor)
         message = far_from_trained(min(source.size), self.config.trained_size)
         if message is not None:  # stacklevel 4: the caller of __call__ (this, __call__, torch.no_grad's wrapper)
             warnings.warn(message, UserWarning, stacklevel=4)
         return source
+
+    def source_as_read(self, frames) -> "SourceVideo":
+        """``frames`` already read at an edit's size (by ``gen1 edit`` or ``gen1 serve``) as this pipeline's source:
+        their own size, rounded as :meth:`prepare_source` rounds, with this VAE's latent grid."""
+        return SourceVideo.prepare(frames, multiple=self.size_multiple, vae_scale_factor=self.vae_scale_factor)
 
     def prepare_windows(self, window_size: int | None, window_overlap: int | None) -> tuple[int, int]:
         """The temporal window and overlap: given, or the clip length the UNet was trained on and a quarter of it.
@@ -675,8 +689,9 @@ class Gen1Pipeline(DiffusionPipeline):
                 count its own scheduler was chosen for, else 30).
             height / width or size: output size (size = short side). Default: the size the model was trained at
                 (``trained_size``: the short side becomes it, the aspect ratio is kept), or the video's own size
-                up to 512 when the model records none; rounded down to a multiple of the VAE factor. A short side
-                more than 2x above or below ``trained_size`` warns (``UserWarning``).
+                up to 512 when the model records none; rounded down to a multiple of 8 (:attr:`size_multiple`, as
+                ``gen1 edit`` reads a video). A short side more than 2x above or below ``trained_size`` warns
+                (``UserWarning``).
             depth: the user's structure instead of the estimate: tensor ``(F|1, 1, H, W)`` in [0, 1] (1 = near),
                 or a path / frames for :func:`gen1.depth.load_structure`.
             depth_cache: keep the estimated depth for the next edit of the same clip (:meth:`prepare_depth`).
@@ -902,13 +917,16 @@ class SourceVideo:
         return tuple(self.frames.shape[-2:])
 
     @classmethod
-    def prepare(cls, video, *, height=None, width=None, size=None, multiple: int = 8) -> "SourceVideo":
+    def prepare(cls, video, *, height=None, width=None, size=None, multiple: int = 8,
+                vae_scale_factor: int | None = None) -> "SourceVideo":
         """Read / convert ``video`` (:func:`gen1.conditioning.video_to_tensor`) and resize it to the output size
-        (none given: :func:`gen1.model_defaults.edit_size` of its own short side)."""
+        (none given: :func:`gen1.model_defaults.edit_size` of its own short side), its sides rounded down to a
+        ``multiple``; the latent grid is that size over ``vae_scale_factor`` (default: ``multiple``)."""
         frames, fps = video_to_tensor(video)
         input_size = tuple(frames.shape[-2:])
         if size is None and height is None and width is None:
             size = edit_size(None, min(input_size), multiple)
         size_hw = target_size(*input_size, height=height, width=width, size=size, multiple=multiple)
-        latent_size = (size_hw[0] // multiple, size_hw[1] // multiple)
+        factor = multiple if vae_scale_factor is None else vae_scale_factor
+        latent_size = (size_hw[0] // factor, size_hw[1] // factor)
         return cls(resize(frames, size_hw), fps, input_size, latent_size)

@@ -11,6 +11,7 @@ from diffusers import ConfigMixin, DDIMScheduler, DPMSolverMultistepScheduler, M
 from diffusers.configuration_utils import register_to_config
 
 from gen1.guidance import guidance_formula
+from gen1.media import resized_shape
 from gen1.pipeline import Gen1Pipeline
 from tiny_models import tiny_unet, tiny_vae
 from tiny_pipeline import tiny_content_encoder, tiny_depth_estimator, tiny_pipeline, tiny_video_unet
@@ -58,7 +59,12 @@ def test_output_types_size_and_references(pipe):
     refs = [torch.rand(3, 32, 32), np.zeros((20, 30, 3), np.uint8)]
     common = dict(reference_image=refs, content_weights=[0.3, 0.7], num_inference_steps=2, guidance_scale=1.0)
     pt = pipe(video, size=16, output_type="pt", generator=_gen(), **common)
-    assert pt.frames.shape == (3, 3, 16, 26) and pt.depth.shape == (3, 1, 16, 26)  # short side 16, multiple of 2
+    # short side 16, the long side 26.7 rounded down to a multiple of 8 though this VAE's factor is 2: the size
+    # gen1 edit reads the video at (gen1.media.resized_shape), so Python and the command line agree
+    assert resized_shape(24, 40, 16) == (16, 24)
+    assert pt.frames.shape == (3, 3, 16, 24) and pt.depth.shape == (3, 1, 16, 24)
+    with pytest.raises(ValueError, match="size .* must be a multiple of 8, got 12"):
+        pipe(video, size=12, output_type="pt", generator=_gen(), **common)
     pil = pipe(video, height=16, width=24, output_type="pil", generator=_gen(), **common)
     assert len(pil.frames) == 3 and pil.frames[0].size == (24, 16)
     latent = pipe(video, height=16, width=24, output_type="latent", generator=_gen(), **common)

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gen1.pipeline import SourceVideo
 from gen1.routes import Route
 
 
@@ -38,7 +37,7 @@ class StructurePreview:
 def prepare_structure(pipe, frames, depth=None) -> StructurePreview:
     """Depth of ``frames`` (uint8 ``(F, H, W, 3)``, the clip an edit reads) as ``pipe`` will prepare it: estimated
     by its depth estimator, or ``depth`` (your own, as :func:`gen1.editing.read_inputs` reads it)."""
-    source = SourceVideo.prepare(frames, multiple=pipe.vae_scale_factor)
+    source = pipe.source_as_read(frames)
     with torch.no_grad():
         full = pipe.prepare_depth(source.frames, depth)
     return StructurePreview(depth=full, latent_size=source.latent_size, route=pipe.route)

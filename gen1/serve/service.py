@@ -239,7 +239,6 @@ class EditService:
 
         from gen1.masked_edits import edit_region  # lazy: keeps this module's import light (no torch when it loads)
         from gen1.media import write_video  # lazy: keeps this module's import light (no torch when it loads)
-        from gen1.pipeline import SourceVideo  # lazy: keeps this module's import light (no torch when it loads)
         from gen1.serve.preview import prepare_structure  # lazy: keeps this module's import light
         from gen1.tracking import make_tracker  # lazy: keeps this module's import light (no torch when it loads)
 
@@ -252,7 +251,7 @@ class EditService:
                 raise ValueError("draw or upload a mask, or click on the subject, to see it tracked")
             inputs = read_inputs(request, limits=self._clip_limits(request.size))
             pipe = self.catalog.pipeline(self._model_name(form))
-            source = SourceVideo.prepare(inputs.clip.frames, multiple=pipe.vae_scale_factor)
+            source = pipe.source_as_read(inputs.clip.frames)
             depth = prepare_structure(pipe, inputs.clip.frames, inputs.depth).depth
             mask_frame = request.mask_frame if request.mask_frame is not None or not inputs.clicks else 0
             region = edit_region(inputs.mask, source.frames, source.input_size, mask_frame=mask_frame, depth=depth,

@@ -149,6 +149,36 @@ def test_a_subject_leaving_the_shot_is_not_pulled_back_into_it(clips_dir):
     assert int(areas[0]) == 650 and int(areas[9:].max()) <= 40, areas.tolist()
 
 
+def square_leaving_the_shot(step, seed, num_frames=12, size=64, side=16, pan=0):
+    """A textured square moving by ``step`` a frame over a smooth texture that pans ``pan`` px a frame, out of the
+    shot on the right: frames (F, 3, H, W) and the exact masks (F, 1, H, W) (empty once it has left)."""
+    generator = torch.Generator().manual_seed(seed)
+    wide = torch.nn.functional.avg_pool2d(torch.rand(1, 3, size, size + pan * num_frames, generator=generator), 5,
+                                          1, 2)[0]
+    texture = torch.rand(3, side, side, generator=generator)
+    frames = torch.stack([wide[:, :, pan * index:pan * index + size] for index in range(num_frames)]).clone()
+    masks = torch.zeros(num_frames, 1, size, size)
+    for index in range(num_frames):
+        x, y = size // 4 + step[0] * index, size // 3 + step[1] * index
+        right = min(size, x + side)
+        if x < right:
+            frames[index, :, y:y + side, x:right] = texture[:, :, :right - x]
+            masks[index, :, y:y + side, x:right] = 1
+    return frames, masks
+
+
+@pytest.mark.parametrize("step, seed, pan", [((6, 0), 0, 0), ((5, 1), 2, 0), ((8, 0), 3, 1)])
+def test_a_subject_that_left_the_shot_leaves_no_sliver_at_the_edge(step, seed, pan):
+    # the flow and the matches have nothing to follow at the edge: the last sliver of the square stayed there on
+    # every later frame (87, 74 and 145 pixels of background), now the mask is empty once the square has gone
+    frames, masks = square_leaving_the_shot(step, seed, side=12 if step[1] else 16 + 4 * pan, pan=pan)
+    tracked = track_mask(frames, masks[:1], 0)
+    gone = [index for index in range(len(frames)) if not bool(masks[index].any())]
+    assert gone and all(not bool((tracked[index] > 0.5).any()) for index in gone)
+    inside = [index for index in range(len(frames)) if bool(masks[index].sum() > masks[0].sum() / 2)]
+    assert min(iou(tracked[index], masks[index]) for index in inside) >= 0.9
+
+
 def test_the_outline_rings_are_discs_as_wide_as_the_band():
     # the rings are grown / shrunk by distance transforms (a dilation by a wide elliptic kernel cost ~0.13 s at
     # 1080p): a disc 2 b + 1 wide, the frame's edge not counted as outside

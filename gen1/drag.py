@@ -57,6 +57,10 @@ KEEP_SUBJECT = True
 DRAG_STRENGTH = 0.4
 #: The suffixes a drag given as a file (a per-frame track) may have.
 TRACK_SUFFIXES = (".json", ".csv")
+#: The most a drag may stretch or shrink the subject along any direction (the linear part's singular values within
+#: [1/MAX_DRAG_SCALE, MAX_DRAG_SCALE]): a subject moved by its depth and drawn again from its own content has no
+#: detail to show at several times its size (7x filled a 64-px frame with blocks), nor any left at a fraction of it.
+MAX_DRAG_SCALE = 4.0
 
 
 @dataclass(frozen=True)
@@ -288,13 +292,28 @@ def frame_transforms(drag: Drag, subject: torch.Tensor, input_size: tuple[int, i
                 where = f" on frame {frame}" if drag.per_frame or subject.shape[0] > 1 else ""
                 start = vector.points()[0][3]
                 raise ValueError(f"drag {vector}: its start {start} is not on the subject{where} (the mask)")
-        maps.append(fit_transform(points[:, 0], points[:, 1]))
+        maps.append(_within_scale(fit_transform(points[:, 0], points[:, 1]), vectors,
+                                  f" on frame {frame}" if drag.per_frame else ""))
     if drag.per_frame:
         return torch.stack(maps)
     linear, shift = maps[0][:, :2], maps[0][:, 2]
     offsets = centroids(subject) - centroids(subject[drag_frame:drag_frame + 1])  # (F, 2)
     shifts = shift + offsets - offsets @ linear.T
     return torch.cat([linear.expand(subject.shape[0], 2, 2), shifts[:, :, None]], dim=2)
+
+
+def _within_scale(transform: torch.Tensor, vectors, where: str = "") -> torch.Tensor:
+    """``transform`` (2, 3) as it is, or ``ValueError`` naming ``vectors`` when it stretches or shrinks the subject
+    past :data:`MAX_DRAG_SCALE` along some direction."""
+    stretch = torch.linalg.svdvals(transform[:, :2])
+    largest, smallest = float(stretch[0]), float(stretch[-1])
+    if largest > MAX_DRAG_SCALE or smallest < 1.0 / MAX_DRAG_SCALE:
+        shown = " ".join(str(vector) for vector in vectors)
+        factor = f"{largest:.3g}x" if largest > MAX_DRAG_SCALE else f"{smallest:.3g}x"
+        raise ValueError(f"drag {shown}{where}: scales the subject by {factor} along one direction; a drag moves, "
+                         f"turns and scales it by at most {MAX_DRAG_SCALE:g}x or 1/{MAX_DRAG_SCALE:g} (the ends "
+                         "relative to each other as the starts are, give or take that)")
+    return transform
 
 
 @dataclass

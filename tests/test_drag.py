@@ -212,6 +212,11 @@ def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkey
     (dict(drag="25,25:10,12", mask_frame=0), r"^drag 25,25:10,12: its start 25,25 is not on the subject"),
     (dict(drag=["8,12:9,12", "8,12:10,12"], mask_frame=0), "^two drags start at the same point"),
     (dict(drag="8,12:8,12", mask_frame=0), r"^drag 8,12:8,12: moves nothing \(every start is its end\)"),
+    (dict(drag=["8,12:8,12", "10,12:26,12"], mask_frame=0),
+     r"^drag 8,12:8,12 10,12:26,12: scales the subject by 9x along one direction; a drag moves, turns and scales it "
+     r"by at most 4x or 1/4"),
+    (dict(drag=["8,12:8,12", "11,12:8.25,12"], mask_frame=0), r"^drag 8,12:8,12 11,12:8.25,12: scales the subject by "
+     r"0.0833x along one direction"),
     (dict(drag="8,12:10,12", mask_frame=0, erase=True), "^drag moves the subject and erase removes it"),
     (dict(drag="8,12:10,12", mask_frame=0, mask_structure="fill"),
      "^drag makes the structure inside mask itself: give no mask_structure"),

@@ -319,9 +319,13 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
     from gen1.masking import mask_to_tensor  # lazy: keeps this module's import light (no torch when it loads)
 
     with errors_naming("--mask"):
-        mask = torch.as_tensor(mask_to_tensor(_read_media(path, clip_args, size, max_pixels)))
+        if Path(path).suffix.lower() == ".npy":
+            mask, stored = _mask_array(path, size, max_pixels)
+        else:
+            mask = torch.as_tensor(mask_to_tensor(_read_media(path, clip_args, size, max_pixels)))
+            stored = None
     if tuple(mask.shape[-2:]) != (clip.height, clip.width):  # resized alike, so another aspect ratio
-        (mask_height, mask_width), (height, width) = _media_size(path), _media_size(clip.path)
+        (mask_height, mask_width), (height, width) = stored or _media_size(path), _media_size(clip.path)
         raise ValueError(f"--mask is {mask_width}x{mask_height} but the video is {width}x{height}: a mask has the "
                          "video's size (or another size of the same shape)")
     binary = mask > 0.5
@@ -334,6 +338,17 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
         raise ValueError("--mask is white everywhere: it would edit every pixel of every frame (an edit without "
                          "--mask does that); paint only the region to edit white")
     return mask
+
+
+def _mask_array(path: str, size: int | None, max_pixels: int | None = None):
+    """A ``.npy`` mask (:func:`gen1.masking.read_mask_array`) as float (F|1, 1, H, W), brought to ``size`` by the
+    video's resize policy (as an image mask is), and its stored (height, width)."""
+    from gen1.masking import mask_to_tensor, read_mask_array  # lazy: keeps this module's import light (no torch)
+    from gen1.media import fit_tensor, resized_shape  # lazy: keeps this module's import light (no torch)
+
+    mask = mask_to_tensor(read_mask_array(path, max_pixels))
+    stored = tuple(mask.shape[-2:])
+    return (mask if size is None else fit_tensor(mask, resized_shape(*stored, size))), stored
 
 
 def _media_size(path) -> tuple[int, int]:

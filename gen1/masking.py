@@ -22,6 +22,7 @@ import torch.nn.functional as F
 
 from gen1.conditioning import resize
 from gen1.media import read_frames_or_images
+from gen1.media.arrays import read_npy
 from gen1.seamless import SeamAnchor, blend_seamlessly
 
 
@@ -37,11 +38,18 @@ def _to_gray_float(array: np.ndarray) -> np.ndarray:
     return array
 
 
+def read_mask_array(path, max_pixels: int | None = None) -> np.ndarray:
+    """A mask saved with ``np.save`` (bool, 0/1 or 0-255 integers, floats in [0, 1]; one ``(H, W)`` or one per frame
+    ``(F, H, W)``, ``(F, 1, H, W)``, ``(F, H, W, 1|3)``), read safely (:func:`gen1.media.arrays.read_npy`)."""
+    array = read_npy(path, "mask array", max_pixels)
+    return array[:, 0] if array.ndim == 4 and array.shape[1] == 1 else array
+
+
 def mask_to_tensor(mask) -> torch.Tensor:
     """Turn a mask given as a path, PIL image, numpy array or tensor into float ``(F, 1, H, W)`` in [0, 1].
 
     * path: an image file (one mask for all frames) or a video (one mask per frame), read with
-      :func:`gen1.media.read_frames_or_images`;
+      :func:`gen1.media.read_frames_or_images`, or a ``.npy`` array (:func:`read_mask_array`);
     * PIL image or array ``(H, W)``, ``(H, W, C)``: one mask; array ``(F, H, W)`` or ``(F, H, W, C)``: per frame;
     * tensor ``(H, W)``, ``(1, H, W)``, ``(F, 1, H, W)`` or ``(F, H, W)``: float in [0, 1] (or bool).
     """
@@ -49,7 +57,8 @@ def mask_to_tensor(mask) -> torch.Tensor:
         path = Path(mask)
         if not path.is_file():
             raise FileNotFoundError(f"mask file not found: '{path}'")
-
+        if path.suffix.lower() == ".npy":
+            return mask_to_tensor(read_mask_array(path))
         array = read_frames_or_images(path)
         return torch.from_numpy(_to_gray_float(array)).unsqueeze(1).clamp(0, 1)
     if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image

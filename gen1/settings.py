@@ -131,7 +131,8 @@ class EditSettings:
         choices=FULL_STRENGTH_STARTS)
     seed: int = setting(0, "--seed", "random seed, 0 to 2**64-1 (default 0)", stage="seed", low=0, high=SEED_MAX,
                         integer=True, kind=seed_value)
-    mask: str | None = setting(None, "--mask", "mask image or video: white = edit, black = keep the source")
+    mask: str | None = setting(None, "--mask", "mask image, video or .npy array: white (1) = edit, black (0) = "
+                               "keep the source")
     mask_frame: int | None = setting(None, "--mask-frame", "--mask is one image of this frame (0 = the first): the "
                                      "subject is tracked from it to every frame (docs/masked_edits.md)", low=0,
                                      integer=True, kind=int, metavar="N")

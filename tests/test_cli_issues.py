@@ -102,6 +102,8 @@ def test_warnings_print_as_one_clean_line():
 @pytest.mark.parametrize("flag, message", [
     ("--mask", "--mask is 56x32 but the video is 512x512: a mask has the video's size (or another size of the same "
                "shape)"),
+    ("--mask.npy", "--mask is 56x32 but the video is 512x512: a mask has the video's size (or another size of the "
+                   "same shape)"),
     ("--depth", "--depth has 3 frames but the edited clip has 2"),
 ])
 def test_mask_and_depth_mismatches_are_reported_before_the_model_loads(model_dir, clips_dir, tmp_path, capsys,
@@ -112,6 +114,9 @@ def test_mask_and_depth_mismatches_are_reported_before_the_model_loads(model_dir
     if flag == "--mask":
         path = tmp_path / "wide.png"
         Image.fromarray(np.full((32, 56), 255, np.uint8)).save(path)
+    elif flag == "--mask.npy":
+        flag, path = "--mask", tmp_path / "wide.npy"
+        np.save(path, np.ones((32, 56), bool))
     else:
         path = tmp_path / "depth.npy"
         np.save(path, np.zeros((3, 32, 32), np.float32))
@@ -137,3 +142,40 @@ def test_a_mistyped_flag_or_value_is_one_line_naming_the_command(argv, line, cap
     with pytest.raises(SystemExit) as done:
         main(argv)
     assert done.value.code == 2 and capsys.readouterr().err == line + "\n"
+
+
+@pytest.mark.parametrize("stored", ["bool (H, W)", "uint8 (F, H, W, 1)", "float (F, 1, H, W)"])
+def test_a_mask_saved_with_numpy_reads_as_the_same_mask_as_an_image(clips_dir, tmp_path, stored):
+    # --mask took images and videos only, though Python takes arrays: a mask saved by np.save (e.g. from a
+    # segmentation model) failed as "not a video"
+    from gen1.editing import EditRequest, read_inputs
+
+    box = np.zeros((512, 512), bool)
+    box[128:320, 192:448] = True
+    image = tmp_path / "box.png"
+    Image.fromarray(box.astype(np.uint8) * 255).save(image)
+    array = {"bool (H, W)": box, "uint8 (F, H, W, 1)": np.stack([box, box])[..., None].astype(np.uint8) * 255,
+             "float (F, 1, H, W)": np.stack([box, box])[:, None].astype(np.float32)}[stored]
+    np.save(tmp_path / "box.npy", array)
+
+    def mask_of(path):
+        request = EditRequest(input=str(clips_dir / "wolf.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
+                              mask=str(path), size=32, max_frames=2)
+        return read_inputs(request).mask
+
+    from_image, from_array = mask_of(image), mask_of(tmp_path / "box.npy")
+    assert tuple(from_array.shape) == (1 if array.ndim == 2 else 2, 1, 32, 32)
+    assert np.array_equal(np.asarray(from_array[:1] > 0.5), np.asarray(from_image > 0.5))
+
+
+def test_a_mask_array_that_is_not_numbers_or_is_cut_short_is_refused_naming_it(clips_dir, tmp_path, capsys):
+    np.save(tmp_path / "objects.npy", np.array([{"a": 1}], dtype=object), allow_pickle=True)
+    short = tmp_path / "short.npy"
+    np.save(short, np.ones((4, 64, 64), np.float32))
+    short.write_bytes(short.read_bytes()[:200])
+    for path, message in ((tmp_path / "objects.npy", "holds object values"),
+                          (short, "claims shape (4, 64, 64) of float32")):
+        assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "o.mp4"), "--prompt", "x", "--size",
+                     "32", "--max-frames", "2", "--mask", str(path)]) == 2
+        err = capsys.readouterr().err
+        assert f"mask array '{path}'" in err and message in err and err.count("\n") == 1, err

@@ -23,51 +23,16 @@ from typing import Sequence
 import numpy as np
 import torch
 import torch.nn.functional as F
-from numpy.lib import format as npy
 
 from gen1.depth.normalize import normalize_clip_depth
 from gen1.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, read_video
-from gen1.media.checks import existing_file
-from gen1.media.images import check_max_pixels, check_pixel_count, read_depth_image
-
-MAX_DEPTH_VALUES = 2**30  # values in one depth array (.npy): 4 GiB as float32, e.g. 4096 frames of 512x512
+from gen1.media.arrays import read_npy
+from gen1.media.images import read_depth_image
 
 
 def _read_npy(path: Path, max_pixels: int | None) -> np.ndarray:
-    """A ``.npy`` depth array as float32, its header checked before anything is allocated.
-
-    ``np.load`` allocates what the header claims, so a few bytes can ask for petabytes: the shape is read
-    first (``numpy.lib.format``) and refused, naming the file, when the data in the file does not match it
-    (a truncated or forged file), a frame is over ``max_pixels`` or the whole is over :data:`MAX_DEPTH_VALUES`.
-    Object arrays (pickles) are never loaded.
-    """
-
-    path = existing_file(path, "depth array")
-    max_pixels = check_max_pixels(max_pixels)
-    try:
-        with open(path, "rb") as f:
-            version = npy.read_magic(f)
-            header = npy.read_array_header_1_0 if version == (1, 0) else npy.read_array_header_2_0
-            shape, fortran_order, dtype = header(f, max_header_size=10_000)
-            data_start = f.tell()
-    except (ValueError, OSError, SyntaxError, EOFError) as err:
-        raise ValueError(f"depth array '{path}' is not a readable .npy file ({err})") from None
-    if dtype.hasobject or dtype.kind not in "biuf":
-        raise ValueError(f"depth array '{path}' holds {dtype} values; depth must be numbers (int or float)")
-    if len(shape) not in (2, 3, 4) or any(n < 1 for n in shape):
-        raise ValueError(f"depth array '{path}' has shape {shape}; expected (H, W), (F, H, W) or (F, H, W, 1|3)")
-    values = int(np.prod(shape, dtype=object))
-    if values * dtype.itemsize != path.stat().st_size - data_start:
-        raise ValueError(f"depth array '{path}' claims shape {shape} of {dtype} ({values * dtype.itemsize:,} bytes) "
-                         f"but holds {path.stat().st_size - data_start:,} bytes of data (truncated or not written "
-                         "by numpy)")
-    channels_last = len(shape) == 4 and shape[1] != 1 and shape[-1] in (1, 3)  # (F, H, W, 1|3), see _as_tensor
-    height, width = shape[1:3] if channels_last else shape[-2:]
-    check_pixel_count(height, width, path, "depth array", max_pixels)
-    if values > MAX_DEPTH_VALUES:
-        raise ValueError(f"depth array '{path}' has shape {shape} = {values:,} values, more than the "
-                         f"{MAX_DEPTH_VALUES:,} gen1 loads; give fewer frames or a smaller size")
-    return np.load(path, allow_pickle=False).astype(np.float32)
+    """A ``.npy`` depth array as float32, read safely (:func:`gen1.media.arrays.read_npy`)."""
+    return read_npy(path, "depth array", max_pixels).astype(np.float32)
 
 
 def _load_array(path: Path, max_pixels: int | None = None) -> np.ndarray:

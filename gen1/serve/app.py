@@ -166,7 +166,8 @@ def _knob_inputs(ui, service: EditService) -> None:
         ui.mask_drawing = gr.ImageEditor(label="Draw the mask", type="numpy", sources=[], transforms=(),
                                          layers=False, brush=gr.Brush(colors=["#ff3070"], color_mode="fixed"),
                                          eraser=gr.Eraser(), format="png", elem_id="mask-editor")
-        ui.mask_file = gr.File(label="…or upload a mask", file_types=IMAGE_TYPES + VIDEO_TYPES, type="filepath")
+        ui.mask_file = gr.File(label="…or upload a mask", file_types=IMAGE_TYPES + VIDEO_TYPES + [".npy"],
+                               type="filepath")
         _tracking_inputs(ui)
     with gr.Accordion("Your own depth (render a mock-up)", open=False):
         ui.depth_file = gr.File(label="Depth video, image or .npy (brighter = nearer)",

@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from gen1.depth import obscure
-from gen1.media import MAX_SIZE, check_uint8_frames, fit_tensor, read_video, resized_shape, to_uint8_frames
+from gen1.media import (MAX_SIZE, check_uint8_frames, fit_frames, fit_tensor, read_video, resized_shape,
+                        to_uint8_frames)
 
 
 def video_to_tensor(video) -> tuple[torch.Tensor, object]:
@@ -24,7 +25,30 @@ def video_to_tensor(video) -> tuple[torch.Tensor, object]:
     Accepts a path (read with :func:`gen1.media.read_video`), a ``VideoClip``, a uint8 array ``(F, H, W, 3)``,
     a float tensor ``(F, 3, H, W)`` in [0, 1], or a list of PIL images or uint8 arrays ``(H, W, 3)``.
     """
+    frames, fps = video_as_given(video)
+    if isinstance(frames, np.ndarray):
+        frames = torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 255.0
+    return frames, fps
 
+
+def video_at_size(video, size_of) -> tuple[torch.Tensor, object, tuple[int, int]]:
+    """Source video -> (float frames ``(F, 3, H, W)`` in [0, 1] at ``size_of(input (H, W))``, fps or None, the input
+    (H, W)). Video given as 8-bit pixels (a path, a ``VideoClip``, a uint8 array, images) is resized as 8-bit
+    pixels, as :func:`gen1.media.read_video` resizes what ``gen1 edit`` reads (:func:`gen1.media.fit_frames`), so
+    that the same clip gives the same frames from Python and from the command line; a float tensor by
+    :func:`resize`."""
+    frames, fps = video_as_given(video)
+    if isinstance(frames, np.ndarray):
+        input_size = tuple(frames.shape[1:3])
+        fitted = fit_frames(frames, size_of(input_size))
+        return torch.from_numpy(fitted).permute(0, 3, 1, 2).float() / 255.0, fps, input_size
+    input_size = tuple(frames.shape[-2:])
+    return resize(frames, size_of(input_size)), fps, input_size
+
+
+def video_as_given(video) -> tuple[np.ndarray | torch.Tensor, object]:
+    """Source video -> (its frames as given: uint8 ``(F, H, W, 3)`` for 8-bit forms, a float tensor
+    ``(F, 3, H, W)`` on CPU for a tensor; fps or None), checked (:func:`video_to_tensor` lists the forms)."""
     fps = None
     if isinstance(video, (str, os.PathLike)):
         video = read_video(video)  # a missing file: MediaNotFoundError (a FileNotFoundError) naming it
@@ -36,8 +60,7 @@ def video_to_tensor(video) -> tuple[torch.Tensor, object]:
             raise ValueError("video must have at least 1 frame, got an empty list")
         video = to_uint8_frames(video, "video")
     if isinstance(video, np.ndarray):
-        video = check_uint8_frames(video, "video")
-        frames = torch.from_numpy(np.ascontiguousarray(video)).permute(0, 3, 1, 2).float() / 255.0
+        frames = check_uint8_frames(video, "video")
     elif isinstance(video, torch.Tensor):
         if video.ndim != 4 or video.shape[1] != 3 or not video.is_floating_point():
             raise ValueError(

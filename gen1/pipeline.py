@@ -40,7 +40,7 @@ from einops import rearrange
 from gen1.adapters import load_lora_weights
 from gen1.animatediff import from_animatediff
 from gen1.assembly import from_stable_diffusion
-from gen1.conditioning import decode_latents, encode_latents, resize, target_size, video_to_tensor
+from gen1.conditioning import decode_latents, encode_latents, resize, target_size, video_at_size
 from gen1.denoise import denoise, make_scheduler
 from gen1.depth import load_structure
 from gen1.depth.cache import estimate_depth
@@ -919,14 +919,17 @@ class SourceVideo:
     @classmethod
     def prepare(cls, video, *, height=None, width=None, size=None, multiple: int = 8,
                 vae_scale_factor: int | None = None) -> "SourceVideo":
-        """Read / convert ``video`` (:func:`gen1.conditioning.video_to_tensor`) and resize it to the output size
-        (none given: :func:`gen1.model_defaults.edit_size` of its own short side), its sides rounded down to a
-        ``multiple``; the latent grid is that size over ``vae_scale_factor`` (default: ``multiple``)."""
-        frames, fps = video_to_tensor(video)
-        input_size = tuple(frames.shape[-2:])
-        if size is None and height is None and width is None:
-            size = edit_size(None, min(input_size), multiple)
-        size_hw = target_size(*input_size, height=height, width=width, size=size, multiple=multiple)
+        """Read / convert ``video`` and resize it to the output size (:func:`gen1.conditioning.video_at_size`: 8-bit
+        video as ``gen1 edit`` reads it) (none given: :func:`gen1.model_defaults.edit_size` of its own short side),
+        its sides rounded down to a ``multiple``; the latent grid is that size over ``vae_scale_factor`` (default:
+        ``multiple``)."""
+
+        def output_size(input_size: tuple[int, int]) -> tuple[int, int]:
+            short = size if size is not None or height is not None or width is not None else edit_size(
+                None, min(input_size), multiple)
+            return target_size(*input_size, height=height, width=width, size=short, multiple=multiple)
+
+        frames, fps, input_size = video_at_size(video, output_size)
         factor = multiple if vae_scale_factor is None else vae_scale_factor
-        latent_size = (size_hw[0] // factor, size_hw[1] // factor)
-        return cls(resize(frames, size_hw), fps, input_size, latent_size)
+        latent_size = (frames.shape[-2] // factor, frames.shape[-1] // factor)
+        return cls(frames, fps, input_size, latent_size)

@@ -71,6 +71,21 @@ def test_output_types_size_and_references(pipe):
     assert latent.frames.shape == (1, 4, 3, 8, 12)
 
 
+def test_a_clip_given_as_8_bit_pixels_is_resized_as_gen1_edit_reads_it(pipe, clips_dir):
+    # the pipeline resized float frames with torch's antialiased bilinear, gen1 edit reads with OpenCV's area
+    # averaging: the same clip gave source frames up to 0.15 apart, an erase kept other pixels outside its region
+    # than the command line's, and the depth cache missed between them
+    from gen1.media import read_video
+
+    path = clips_dir / "blackswan.mp4"
+    as_read = read_video(path, size=32, max_frames=2)
+    expected = torch.from_numpy(as_read.frames).permute(0, 3, 1, 2).float() / 255
+    full = read_video(path, max_frames=2)
+    for given in (full.frames, full, list(full.frames)):
+        assert torch.equal(pipe.prepare_source(given, size=32).frames, expected)
+    assert pipe.prepare_source(full.frames, size=32).input_size == full.frames.shape[1:3]
+
+
 @pytest.mark.parametrize(
     "scheduler",
     [DPMSolverMultistepScheduler(prediction_type="v_prediction"), DDIMScheduler(prediction_type="v_prediction")],

@@ -39,7 +39,7 @@ import torch
 
 from gen1.conditioning import resize
 from gen1.depth.fill import check_fill_mask, fill_holes
-from gen1.masking import grow, mask_to_tensor, prepare_mask
+from gen1.masking import grow, mask_at_size, mask_to_tensor, prepare_mask
 from gen1.propagation import BackgroundSources, background_sources
 from gen1.settings import MASK_STRUCTURES, check_setting
 from gen1.tracking import check_clicks, check_one_frame_mask, track_mask
@@ -104,7 +104,10 @@ def load_mask(mask, num_frames: int, input_size: tuple[int, int], mask_frame: in
 
     if mask_frame is None:
         return prepare_mask(mask, num_frames, *input_size)
-    return check_one_frame_mask(mask_to_tensor(mask), mask_frame, num_frames, input_size)
+    tensor = mask_to_tensor(mask)
+    if tensor.ndim == 4 and tensor.shape[0] == 1:  # one image: of the video's shape at another size, scaled
+        tensor = mask_at_size(tensor, input_size)
+    return check_one_frame_mask(tensor, mask_frame, num_frames, input_size)
 
 
 def edit_region(mask, frames: torch.Tensor, input_size: tuple[int, int], *, mask_frame: int | None = None,

@@ -85,19 +85,30 @@ def mask_to_tensor(mask) -> torch.Tensor:
 def prepare_mask(mask, num_frames: int, height: int, width: int) -> torch.Tensor:
     """Load ``mask`` and check it against the video: returns float ``(num_frames, 1, height, width)``.
 
-    Raises ``ValueError`` if its size is not the video's ``height x width`` or if a per-frame mask has a frame
-    count other than ``num_frames``.
+    A mask of the video's shape at another size is scaled to it (:func:`mask_at_size`). Raises ``ValueError`` for
+    another shape or if a per-frame mask has a frame count other than ``num_frames``.
     """
-    tensor = mask_to_tensor(mask)
-    if tuple(tensor.shape[-2:]) != (height, width):
-        raise ValueError(
-            f"mask size {tensor.shape[-1]}x{tensor.shape[-2]} (WxH) does not match the video size {width}x{height}"
-        )
+    tensor = mask_at_size(mask_to_tensor(mask), (height, width))
     if tensor.shape[0] == 1:
         tensor = tensor.expand(num_frames, -1, -1, -1)
     elif tensor.shape[0] != num_frames:
         raise ValueError(f"mask has {tensor.shape[0]} frames but the video has {num_frames} (give 1 or {num_frames})")
     return tensor.contiguous()
+
+
+def mask_at_size(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """A float mask ``(F, 1, h, w)`` at the video's ``size`` (H, W): as it is at that size; scaled to it when it has
+    the video's shape at another size (within a pixel: a mask painted on a smaller or larger copy of the frame, as
+    ``gen1 edit`` scales it); else ``ValueError`` naming both sizes."""
+    height, width = size
+    mask_height, mask_width = mask.shape[-2:]
+    if (mask_height, mask_width) == (height, width):
+        return mask
+    scale = max(height / mask_height, width / mask_width)
+    if abs(mask_height * scale - height) > scale or abs(mask_width * scale - width) > scale:
+        raise ValueError(f"mask size {mask_width}x{mask_height} (WxH) does not match the video size {width}x{height} "
+                         "(a mask has the video's size, or another size of the same shape)")
+    return resize(mask.float(), (height, width)).clamp(0, 1)
 
 
 def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:

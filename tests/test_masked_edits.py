@@ -431,6 +431,23 @@ def test_an_erase_starts_from_its_prefilled_region_at_the_erase_strength(native,
         assert torch.equal(out.frames[outside], frames[outside])
 
 
+@pytest.mark.parametrize("mask_frame", [None, 0])
+def test_a_mask_of_the_videos_shape_at_another_size_is_scaled_to_it_as_gen1_edit_scales_it(mask_frame):
+    # gen1 edit scaled a mask painted on a smaller copy of the frame; the Python API refused it ("mask size 32x32
+    # (WxH) does not match the video size 64x64")
+    from gen1.masked_edits import load_mask
+
+    full = np.zeros((64, 96), np.float32)
+    full[16:48, 24:64] = 1
+    half = full[::2, ::2].copy()
+    scaled = load_mask(half, 4, (64, 96), mask_frame)
+    assert tuple(scaled.shape[-2:]) == (64, 96)
+    assert float(((scaled > 0.5).float() - torch.from_numpy(full)).abs().mean()) < 0.02
+    with pytest.raises(ValueError, match=r"^mask size 48x40 \(WxH\) does not match the video size 96x64 \(a mask "
+                                         r"has the video's size, or another size of the same shape\)$"):
+        load_mask(np.ones((40, 48), np.float32), 4, (64, 96), mask_frame)
+
+
 @pytest.mark.parametrize("kwargs, message", [
     (dict(mask=np.eye(SIZE), strength=0.5), "^erase starts from its pre-filled region at erase_strength: leave "
      "strength at 1 and give erase_strength"),

@@ -184,11 +184,13 @@ def _csv_frames(path: Path) -> list[tuple[DragVector, ...]]:
     return [tuple(by_frame[index]) for index in range(len(by_frame))]
 
 
-def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int]) -> Drag | None:
+def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int], kept_size=None,
+               cropped_at: str = "") -> Drag | None:
     """``drag`` as it is, or ``ValueError`` (one line) for a track with another frame count than the clip, a vector
     whose start or end lies outside the frame (``input_size`` = (H, W) of the source; a point counts as inside while
-    it is on a pixel of the frame, i.e. within half a pixel of the centres of the outermost ones), or a drag whose
-    every vector ends where it starts."""
+    it is on a pixel of the frame, i.e. within half a pixel of the centres of the outermost ones) or, with
+    ``kept_size`` (the edit's (H, W), which the frames are scaled and centre-cropped to), in the part cropped away
+    (``cropped_at`` says why, e.g. " at --size 64"), or a drag whose every vector ends where it starts."""
     if drag is None:
         return None
     if drag.per_frame and len(drag.vectors) != num_frames:
@@ -200,6 +202,10 @@ def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int]) 
                 if not on_frame(x, y, input_size):
                     raise ValueError(f"drag {vector}: its {name} {x:g},{y:g} is outside the frame "
                                      f"(columns 0 to {width - 1}, rows 0 to {height - 1})")
+                if kept_size is not None and not on_frame(*fit_points((x, y), input_size, kept_size), kept_size):
+                    raise ValueError(f"drag {vector}: its {name} {x:g},{y:g} is in the part of the video cropped "
+                                     f"away{cropped_at} (the frames are cut to {kept_size[1]}x{kept_size[0]} about "
+                                     "their centre): drag within the part that is kept")
     if all(vector.x0 == vector.x1 and vector.y0 == vector.y1 for vectors in drag.vectors for vector in vectors):
         shown = "the track" if drag.per_frame else " ".join(str(vector) for vector in drag.vectors[0])
         raise ValueError(f"drag {shown}: moves nothing (every start is its end), yet the subject's place and its "

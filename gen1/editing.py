@@ -267,24 +267,16 @@ def _clicks_for(request: EditRequest, clip) -> tuple:
 def _drag_for(request: EditRequest, clip):
     """--drag read (a track file too), checked against the source file's frame size and the clip's frame count, and
     brought to the pixels of the clip as read at --size (:func:`gen1.drag.scale_drag`)."""
-    from gen1.drag import check_drag, on_frame, parse_drag, scale_drag  # lazy: keeps this module's import light
+    from gen1.drag import check_drag, parse_drag, scale_drag  # lazy: keeps this module's import light
     from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
 
     try:
         drag = parse_drag(request.drag)
         source_size = frame_size(request.input)
-        check_drag(drag, clip.num_frames, source_size)
+        check_drag(drag, clip.num_frames, source_size, (clip.height, clip.width), f" at --size {request.size}")
     except ValueError as error:
         raise ValueError(_flags_named(str(error))) from None
-    scaled = scale_drag(drag, source_size, (clip.height, clip.width))
-    for vectors in scaled.vectors:  # inside the video, but maybe in the part cropped away to the edit's shape
-        for vector in vectors:
-            for name, x, y, shown in vector.points():
-                if not on_frame(x, y, (clip.height, clip.width)):
-                    raise ValueError(f"--drag {vector}: its {name} {shown} is in the part of the video cropped away "
-                                     f"at --size {request.size} (the frames are cut to {clip.width}x{clip.height} "
-                                     "about their centre): drag within the part that is kept")
-    return scaled
+    return scale_drag(drag, source_size, (clip.height, clip.width))
 
 
 def _check_limits(clip, limits: ClipLimits) -> None:

@@ -486,7 +486,7 @@ class Gen1Pipeline(DiffusionPipeline):
             mask_structure or ("fill" if erase else "keep"), mask_structure_level, tracker,
             structure_given=structure_given,
             clicks=tuple(check_clicks(mask_clicks, mask_frame, *size) if mask_clicks else ()),
-            drag=check_drag(drag, *size), fill=erase_fill)
+            drag=check_drag(drag, *size, source.size), fill=erase_fill)
 
     def run_loop(self, blender: WindowBlender, latents: torch.Tensor, timesteps: torch.Tensor, scheduler, *,
                  generator, hooks, progress_callback=None) -> torch.Tensor:

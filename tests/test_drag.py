@@ -235,6 +235,18 @@ def test_bad_drags_are_refused_in_one_line(native, kwargs, message):
     assert "\n" not in str(error.value)
 
 
+def test_a_drag_into_the_part_the_edit_crops_away_is_refused_in_python_too(native):
+    # gen1 edit refused it; pipe(...) took it and moved the subject off the edited frames (a 64x48 clip edited at
+    # short side 32 is cut to 40x32 about its centre: source columns 0-3 and 60-63 are cropped away)
+    _, masks = square_scene(x=24, y=20, side=8, size=64)
+    masks = masks[..., 8:56, :]
+    frames = torch.where(masks > 0.5, torch.tensor([0.9, 0.2, 0.1])[None, :, None, None], torch.full((3, 48, 64), 0.4))
+    mask = masks[0, 0].numpy()
+    with pytest.raises(ValueError, match=r"^drag 28,16:62,16: its end 62,16 is in the part of the video cropped away "
+                                         r"\(the frames are cut to 40x32 about their centre\)"):
+        native(frames, mask=mask, mask_frame=0, drag="28,16:62,16", size=32, num_inference_steps=1)
+
+
 def test_a_track_with_another_frame_count_is_refused(native, tmp_path):
     depth, masks = square_scene()
     track = tmp_path / "track.csv"

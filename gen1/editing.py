@@ -106,7 +106,8 @@ def _check_content(request: EditRequest) -> None:
     check_mask_arguments(request.mask, mask_frame=request.mask_frame, erase=request.erase,
                          mask_structure=request.mask_structure, mask_structure_level=request.mask_structure_level,
                          clicks=request.mask_clicks, erase_strength=request.erase_strength, strength=request.strength,
-                         erase_fill=request.erase_fill, drag=bool(request.drag), label=flag_label)
+                         erase_fill=request.erase_fill, drag=bool(request.drag), tracker=request.mask_tracker,
+                         label=flag_label)
     if request.drag:
         _check_drag_vectors(request)
     check_content_sources(dict(erase=request.erase, imagic_scale=request.imagic_scale, prompt=request.prompt,

@@ -68,10 +68,11 @@ def erase_margin(size: tuple[int, int]) -> int:
 
 def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_structure_level, clicks=(),
                          erase_strength=None, strength: float | None = 1.0, erase_fill=None, drag: bool = False,
-                         label: Callable[[str], str] = str) -> None:
+                         tracker="flow", label: Callable[[str], str] = str) -> None:
     """``ValueError`` for a mask setting given without a mask (or ``clicks`` on the subject), a mask and clicks
-    both, an unknown ``mask_structure``, an erase's start given as ``strength`` (it is ``erase_strength``), or an
-    erase's settings without an erase (``erase_fill`` is a ``drag``'s too). The messages name each setting as
+    both, an unknown ``mask_structure``, an erase's start given as ``strength`` (it is ``erase_strength``), an
+    erase's settings without an erase (``erase_fill`` is a ``drag``'s too), or a ``tracker`` other than the default
+    with nothing to track (no ``mask_frame``, no clicks). The messages name each setting as
     ``label(name)``: the pipeline's keywords by default, ``gen1 edit``'s flags with :func:`gen1.settings.flag_label`
     (the one check both call)."""
     if erase_strength is not None and not erase:
@@ -83,6 +84,11 @@ def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_
     if erase and strength is not None and strength < 1.0:
         raise ValueError(f"{label('erase')} starts from its pre-filled region at {label('erase_strength')}: leave "
                          f"{label('strength')} at 1 and give {label('erase_strength')}")
+    if tracker != "flow" and mask_frame is None and not clicks:
+        shown = tracker if isinstance(tracker, str) else type(tracker).__name__
+        raise ValueError(f"{label('mask_tracker')} {shown} follows the subject from one frame: give "
+                         f"{label('mask_frame')} (the frame {label('mask')} shows) or {label('mask_clicks')}, or no "
+                         f"{label('mask_tracker')}")
     if clicks and mask is not None:
         raise ValueError(f"give the subject as {label('mask')} or as clicks ({label('mask_clicks')}), not both")
     if mask is None and not clicks:

@@ -445,7 +445,8 @@ class Gen1Pipeline(DiffusionPipeline):
     def check_edit_settings(self, route_settings: dict, *, direction: tuple, direction_scale: tuple, mask,
                             mask_frame, erase: bool, mask_structure, mask_structure_level, mask_clicks=(),
                             imagic_scale=None, erase_strength=None, strength: float = 1.0, drag=None,
-                            drag_strength=None, erase_fill=None, content: Mapping[str, Any] | None = None):
+                            drag_strength=None, erase_fill=None, content: Mapping[str, Any] | None = None,
+                            mask_tracker="flow"):
         """Check the settings only some routes or modes take, before anything is read or run: the route's own
         (:meth:`gen1.routes.Route.check_settings`), then every declared range (:func:`gen1.settings.check_settings`),
         the directions, the sources of content (``content``: the prompt, reference_image and content_embeds given;
@@ -461,7 +462,7 @@ class Gen1Pipeline(DiffusionPipeline):
         check_mask_arguments(mask, mask_frame=mask_frame, erase=erase, mask_structure=mask_structure,
                              mask_structure_level=mask_structure_level, clicks=mask_clicks,
                              erase_strength=erase_strength, strength=strength, erase_fill=erase_fill,
-                             drag=parsed_drag is not None)
+                             drag=parsed_drag is not None, tracker=mask_tracker)
         check_settings(dict(mask_frame=mask_frame, mask_structure_level=mask_structure_level,
                             erase_strength=erase_strength, drag_strength=drag_strength, erase_fill=erase_fill))
         if imagic_scale is not None:  # an Imagic adapter's content (gen1.imagic): its range, and the adapter
@@ -778,7 +779,8 @@ class Gen1Pipeline(DiffusionPipeline):
             erase=erase, mask_structure=mask_structure, mask_structure_level=mask_structure_level,
             mask_clicks=mask_clicks, imagic_scale=imagic_scale, erase_strength=erase_strength, strength=strength,
             drag=drag, drag_strength=drag_strength, erase_fill=erase_fill,
-            content=dict(prompt=prompt, reference_image=reference_image, content_embeds=content_embeds))
+            content=dict(prompt=prompt, reference_image=reference_image, content_embeds=content_embeds),
+            mask_tracker=mask_tracker)
         strength = self.start_strength(strength, erase=erase, erase_strength=erase_strength, drag=drag,
                                        drag_strength=drag_strength)
         tracker = make_tracker(mask_tracker, mask_tracker_model)

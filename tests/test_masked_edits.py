@@ -460,6 +460,8 @@ def test_a_mask_of_the_videos_shape_at_another_size_is_scaled_to_it_as_gen1_edit
     (dict(mask=np.ones((SIZE, SIZE))), "^the mask covers all of frame 0"),
     (dict(mask=np.zeros((SIZE, SIZE))), "^the mask is empty on every frame: nothing to fill"),
     (dict(mask_frame=0), "^mask_frame needs mask"),
+    (dict(mask=np.eye(SIZE), mask_tracker="sam2"), r"^mask_tracker sam2 follows the subject from one frame: give "
+     r"mask_frame \(the frame mask shows\) or mask_clicks, or no mask_tracker$"),
     (dict(), r"^erase needs mask \(the subject to erase\), or mask_clicks on it"),
     (dict(mask=np.eye(SIZE), prompt="a cat"), "^erase takes its content from the source"),
 ])

@@ -14,6 +14,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 import pytest
 import torch
 from tiny_hub import cache_repo, offline_cache
@@ -248,6 +249,13 @@ def test_gen1_edit_refuses_a_missing_sam2_model_and_clicks_outside_the_video_bef
     assert main([*command, "--mask-click", "60,10"]) == 2  # the click first: no model is fetched for a wrong click
     assert capsys.readouterr().err.strip().endswith(
         "--mask-click: the click at x=60, y=10 is outside the frame (x in [0, 48), y in [0, 32))")
+    mask = tmp_path / "mask.png"
+    Image.fromarray(np.eye(32, 48, dtype=np.uint8) * 255).save(mask)
+    # with a mask for every frame and nothing to follow, --mask-tracker sam2 was ignored without a word
+    assert main([*command, "--mask", str(mask)]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--mask-tracker sam2 follows the subject from one frame: give --mask-frame (the frame --mask shows) or "
+        "--mask-click, or no --mask-tracker")
     cache_repo(cache, REPO, {"": sam2_folder})
     assert main([*command, "--mask-click", "10,10", "--mask-click", "48,3,-"]) == 2
     error = capsys.readouterr().err

@@ -42,6 +42,11 @@ def read_mask_array(path, max_pixels: int | None = None) -> np.ndarray:
     """A mask saved with ``np.save`` (bool, 0/1 or 0-255 integers, floats in [0, 1]; one ``(H, W)`` or one per frame
     ``(F, H, W)``, ``(F, 1, H, W)``, ``(F, H, W, 1|3)``), read safely (:func:`gen1.media.arrays.read_npy`)."""
     array = read_npy(path, "mask array", max_pixels)
+    if array.ndim >= 3 and array.shape[-1] in (2, 4) and array.shape[-2] > 4:
+        raise ValueError(f"mask array '{path}' has shape {array.shape}: {array.shape[-1]} channels; give a mask "
+                         "with one (grey or 0/1) or three")
+    if array.dtype.kind == "f" and not bool(np.isfinite(array).all()):
+        raise ValueError(f"mask array '{path}' holds NaN or infinite values; a mask holds 0 (keep) to 1 (edit)")
     return array[:, 0] if array.ndim == 4 and array.shape[1] == 1 else array
 
 

@@ -173,8 +173,12 @@ def test_a_mask_array_that_is_not_numbers_or_is_cut_short_is_refused_naming_it(c
     short = tmp_path / "short.npy"
     np.save(short, np.ones((4, 64, 64), np.float32))
     short.write_bytes(short.read_bytes()[:200])
+    np.save(tmp_path / "nan.npy", np.full((64, 64), np.nan, np.float32))
+    np.save(tmp_path / "rgba.npy", np.zeros((2, 64, 64, 4), np.uint8))
     for path, message in ((tmp_path / "objects.npy", "holds object values"),
-                          (short, "claims shape (4, 64, 64) of float32")):
+                          (short, "claims shape (4, 64, 64) of float32"),
+                          (tmp_path / "nan.npy", "holds NaN or infinite values"),
+                          (tmp_path / "rgba.npy", "has shape (2, 64, 64, 4): 4 channels")):
         assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "o.mp4"), "--prompt", "x", "--size",
                      "32", "--max-frames", "2", "--mask", str(path)]) == 2
         err = capsys.readouterr().err

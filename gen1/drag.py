@@ -298,8 +298,12 @@ def frame_transforms(drag: Drag, subject: torch.Tensor, input_size: tuple[int, i
                 where = f" on frame {frame}" if drag.per_frame or subject.shape[0] > 1 else ""
                 start = vector.points()[0][3]
                 raise ValueError(f"drag {vector}: its start {start} is not on the subject{where} (the mask)")
-        maps.append(_within_scale(fit_transform(points[:, 0], points[:, 1]), vectors,
-                                  f" on frame {frame}" if drag.per_frame else ""))
+        where = f" on frame {frame}" if drag.per_frame else ""
+        try:
+            transform = fit_transform(points[:, 0], points[:, 1])
+        except ValueError as error:  # the starts do not determine a map: named with the vectors given
+            raise ValueError(f"drag {' '.join(str(vector) for vector in vectors)}{where}: {error}") from None
+        maps.append(_within_scale(transform, vectors, where))
     if drag.per_frame:
         return torch.stack(maps)
     linear, shift = maps[0][:, :2], maps[0][:, 2]
@@ -379,7 +383,8 @@ def warn_if_hidden(moved: torch.Tensor, landed: torch.Tensor, tolerance: float =
     if hidden > HIDDEN_WARNING:
         warnings.warn(f"the moved subject is hidden behind nearer things on {hidden:.0%} of its pixels (the depth "
                       f"there is nearer than the subject's by more than {tolerance:g}): those parts are not "
-                      "drawn; drag it less far, or give the structure with --depth", UserWarning, stacklevel=2)
+                      "drawn; drag it less far, or give your own structure (--depth; depth= in Python)", UserWarning,
+                      stacklevel=2)
 
 
 def moved_frames(frames: torch.Tensor, layers: DragLayers, erase_fill: str | None = None) -> torch.Tensor:

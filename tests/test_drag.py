@@ -210,7 +210,10 @@ def test_a_drag_starts_from_the_moved_source_at_its_drag_strength(native, monkey
     (dict(drag="8,12:10,-3", mask_frame=0), r"^drag 8,12:10,-3: its end 10,-3 is outside the frame"),
     (dict(drag="8,12>10,12", mask_frame=0), "^drag must be X0,Y0:X1,Y1"),
     (dict(drag="25,25:10,12", mask_frame=0), r"^drag 25,25:10,12: its start 25,25 is not on the subject"),
-    (dict(drag=["8,12:9,12", "8,12:10,12"], mask_frame=0), "^two drags start at the same point"),
+    (dict(drag=["8,12:9,12", "8,12:10,12"], mask_frame=0), "^drag 8,12:9,12 8,12:10,12: two drags start at the "
+     "same point"),
+    (dict(drag=["7,11:9,12", "8,12:10,12", "9,13:11,14"], mask_frame=0), "^drag 7,11:9,12 8,12:10,12 9,13:11,14: the "
+     "starts of three or more drags lie on one line"),
     (dict(drag="8,12:8,12", mask_frame=0), r"^drag 8,12:8,12: moves nothing \(every start is its end\)"),
     (dict(drag=["8,12:8,12", "10,12:26,12"], mask_frame=0),
      r"^drag 8,12:8,12 10,12:26,12: scales the subject by 9x along one direction; a drag moves, turns and scales it "

@@ -326,3 +326,18 @@ def test_the_printed_edit_command_passes_the_model_flags_gen1_edit_takes():
     assert model_flags(saved) == ["--model", "pipe"]
     assert model_flags(public) == ["--base", "sd", "--motion-adapter", "mm", "--controlnet", "cn", "--depth-model", "dpt"]
     assert model_flags(argparse.Namespace(model=None, base=None)) == []
+
+
+def test_an_early_stop_ends_with_its_bar_at_the_steps_it_took(tmp_path, capsys):
+    # the bar wrapped the loop, so the step a phase stopped early after was never counted: "imagic lora: 63%
+    # 19/30" beside "(20 steps, stopped early)"
+    settings = ImagicSettings(**{**FAST, "embedding_steps": 12, "eval_every": 1, "patience": 1,
+                                 "min_improvement": 0.99})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        run = ImagicRun(tiny_pipeline(), _video(), TEXT, settings, tmp_path / "work", device="cpu", progress=True,
+                        depth=_depth())
+        result = run.run()
+    assert result.stopped_early["embedding"] and result.steps["embedding"] < 12
+    bar = capsys.readouterr().err.split("imagic embedding")[-1].split("\r")[0]
+    assert f"{result.steps['embedding']}/12" in bar

@@ -58,7 +58,8 @@ def register(subparsers) -> None:
     parser.add_argument("--batch-size", type=int, help="images per step (default 2)")
     parser.add_argument("--seed", type=seed_value, help="random seed, 0 to 2**64-1 (default 0)")
     parser.add_argument("--size", type=int,
-                        help="square training size in pixels (default: the size the model was trained at, else 256)")
+                        help="training size in pixels: the side of the square images, or with --imagic the clip's "
+                        "short side, its aspect kept (default: the size the model was trained at, else 256)")
     parser.add_argument("--depth-model", metavar="PATH|REPO",
                         help="depth estimator (default: MODEL/depth_estimator; the public route assembled from its "
                         "parts needs one)")

@@ -324,10 +324,10 @@ class ImagicRun:
         params = self.trainable(phase)
         if not state.history[phase]:  # the phase's starting point is its first measurement
             self.record(phase, 0, self.measure(self.context()), params, best)
-        progress = tqdm(range(state.phase_step, end), initial=state.phase_step, total=end,
-                        desc=f"imagic {phase}", disable=not self.progress)
+        # advanced by hand: a bar that wraps the loop misses the step an early stop breaks out after
+        progress = tqdm(initial=state.phase_step, total=end, desc=f"imagic {phase}", disable=not self.progress)
         with stop_on_interrupt() as stop:
-            for step in progress:
+            for step in range(state.phase_step, end):
                 loss = self.draw_loss(self.context(), phase, step)
                 loss.backward()
                 optimizer.step()
@@ -338,6 +338,7 @@ class ImagicRun:
                     raise ValueError(f"the Imagic {phase} optimisation diverged at step {step + 1}: the loss is "
                                      f"{value}; nothing was written (lower its learning rate)")
                 state.phase_step = done = step + 1
+                progress.update(1)
                 progress.set_postfix(loss=f"{value:.4f}")
                 if self.on_step is not None:
                     self.on_step(phase, done, value)

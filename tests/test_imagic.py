@@ -273,8 +273,11 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
               "--embedding-steps", "3", "--steps", "2", "--out", str(out), "--max-frames", str(FRAMES)]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        assert main([*common, "--prompt", TEXT, "--gradient-checkpointing"]) == 0, capsys.readouterr().err
-    printed = capsys.readouterr().out
+        # --resume with nothing to resume started afresh without a word
+        assert main([*common, "--prompt", TEXT, "--gradient-checkpointing", "--resume"]) == 0, capsys.readouterr().err
+    captured = capsys.readouterr()
+    assert f"nothing to resume in '{tmp_path / 'red adapter.work'}' (no checkpoint): starting afresh" in captured.err
+    printed = captured.out
     assert f"Imagic on {FRAMES} frames for '{TEXT}': embedding loss" in printed
     assert sorted(p.name for p in out.iterdir()) == sorted([ADAPTER_FILE, EMBEDDINGS_FILE])
     assert not (tmp_path / "red adapter.work").exists()  # the checkpoints go once the adapter is written

@@ -160,7 +160,11 @@ def run_imagic(args, check_model, size_from_model) -> int:
     from gen1.training.imagic import ImagicRun  # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.interrupt import TrainingInterrupted  # lazy: keeps this module's import light
 
+    from gen1.training.checkpoint import list_checkpoints  # lazy: keeps this module's import light
+
     work = _work_dir(out)
+    if args.resume and not list_checkpoints(work):
+        print(f"gen1 customize: nothing to resume in '{work}' (no checkpoint): starting afresh", file=sys.stderr)
     run = ImagicRun(pipe, frames, args.prompt, settings, work, device=device, model=str(source.describe()))
     try:
         result = run.run(resume=args.resume)

@@ -36,6 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
+import numpy as np
 import torch
 
 from gen1.depth.fill import check_fill_mask
@@ -130,12 +131,27 @@ def is_track_file(value) -> bool:
     return isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() in TRACK_SUFFIXES
 
 
+def _one_vector_of_numbers(value) -> bool:
+    """Whether ``value`` is one vector written as numbers: four (x0, y0, x1, y1), or two points ((x0, y0), (x1, y1))
+    (a point alone is no vector, so two of them cannot be two drags)."""
+    if not isinstance(value, (list, tuple)):
+        return False
+
+    def number(item) -> bool:
+        return isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool)
+
+    if len(value) == 4 and all(number(item) for item in value):
+        return True
+    return len(value) == 2 and all(isinstance(point, (list, tuple)) and len(point) == 2 and all(
+        number(item) for item in point) for point in value)
+
+
 def parse_drag(value) -> Drag | None:
     """The drag a user gave: ``None`` or empty (no drag), a :class:`Drag`, one vector, a list of vectors (given on
     one frame), or a track file's path (alone, or as the only item of a list). ``ValueError`` in one line."""
     if value is None or isinstance(value, Drag):
         return value
-    if isinstance(value, (str, os.PathLike, DragVector)):
+    if isinstance(value, (str, os.PathLike, DragVector)) or _one_vector_of_numbers(value):
         value = [value]
     items = list(value)
     if not items:

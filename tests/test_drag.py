@@ -138,6 +138,14 @@ def test_a_track_file_gives_every_frame_its_own_vector(tmp_path):
     assert parse_drag([str(csv_track)]) == parse_drag(str(track))
 
 
+def test_one_drag_written_as_numbers_is_one_vector():
+    # drag=(430, 260, 330, 270) was split into four "vectors" and refused ("got 430")
+    one = parse_drag("430,260:330,270")
+    assert parse_drag((430, 260, 330, 270)) == parse_drag(((430, 260), (330, 270))) == parse_drag(
+        [np.float32(430), 260, 330, 270.0]) == one
+    assert parse_drag([(430, 260, 330, 270), "1,2:3,4"]) == parse_drag(["430,260:330,270", "1,2:3,4"])
+
+
 def test_drag_vectors_given_in_the_files_pixels_are_brought_to_the_read_size():
     drag = Drag(((DragVector(0, 0, 511, 255.5),),))
     scaled = scale_drag(drag, (512, 512), (32, 32)).vectors[0][0]

@@ -132,49 +132,50 @@ class EditSettings:
     seed: int = setting(0, "--seed", "random seed, 0 to 2**64-1 (default 0)", stage="seed", low=0, high=SEED_MAX,
                         integer=True, kind=seed_value)
     mask: str | None = setting(None, "--mask", "mask image, video or .npy array: white (1) = edit, black (0) = "
-                               "keep the source")
+                               "keep the source", group="masked")
     mask_frame: int | None = setting(None, "--mask-frame", "--mask is one image of this frame (0 = the first): the "
                                      "subject is tracked from it to every frame (docs/masked_edits.md)", low=0,
-                                     integer=True, kind=int, metavar="N")
+                                     integer=True, kind=int, metavar="N", group="masked")
     erase: bool = setting(False, "--erase", "remove the masked subject: the region is filled with the surroundings' "
                           "structure and the source's own look (name the subject with --negative-prompt on public "
-                          "models); no --prompt or --reference", group="content", switch=True)
+                          "models); no --prompt or --reference", group="masked", switch=True)
     erase_strength: float | None = setting(
         None, "--erase-strength", "an erase starts from its region pre-filled (--erase-fill), noised "
         "to this share of the steps: in (0, 1], 1 = from pure noise (default 0.4; docs/masked_edits.md)", low=0,
-        high=1, low_open=True, kind=float, group="content")
+        high=1, low_open=True, kind=float, group="masked")
     drag_strength: float | None = setting(
         None, "--drag-strength", "a drag starts from the clip with the subject moved and its old place pre-filled, "
         "noised to this share of the steps: in (0, 1], 1 = from pure noise (default 0.4; docs/drag.md)", low=0,
-        high=1, low_open=True, kind=float, group="content")
+        high=1, low_open=True, kind=float, group="masked")
     erase_fill: str | None = setting(
         None, "--erase-fill", "where an erase (and a drag's old place) takes the colours the subject hid before the "
         "model redraws them: frames = copied from the frames that see them along the background's motion, the rest "
         "from the surroundings; boundary = from the surroundings only (default frames; docs/masked_edits.md)",
-        choices=ERASE_FILLS, group="content")
+        choices=ERASE_FILLS, group="masked")
     mask_structure: str | None = setting(None, "--mask-structure", "the structure inside --mask: keep the subject's "
                                          "depth (or your --depth: the new object's), or fill it from the mask's "
-                                         "boundary (default: fill with --erase, else keep)", choices=MASK_STRUCTURES)
+                                         "boundary (default: fill with --erase, else keep)", choices=MASK_STRUCTURES,
+                                         group="masked")
     mask_structure_level: float | None = setting(None, "--mask-structure-level", f"t_s in [0, {MAX_LEVEL}] inside "
                                                  "--mask (default: --structure-level)", low=0, high=MAX_LEVEL,
-                                                 kind=float, metavar="T")
+                                                 kind=float, metavar="T", group="masked")
     mask_tracker: str = setting("flow", "--mask-tracker", "how --mask-frame's mask (or --mask-click) follows the "
                                 "subject: flow (no weights: carried by optical flow or moved by the subject's matched "
                                 "motion, whichever outline fits its colours, then snapped to colour and depth edges) "
                                 "or sam2 (the SAM 2 video segmentation model, --mask-tracker-model; default flow)",
-                                choices=TRACKER_NAMES)
+                                choices=TRACKER_NAMES, group="masked")
     mask_tracker_model: str | None = setting(None, "--mask-tracker-model", "the SAM 2 model of --mask-tracker sam2: a "
                                              "folder or Hub id (default facebook/sam2.1-hiera-tiny)",
-                                             metavar="DIR|REPO")
+                                             metavar="DIR|REPO", group="masked")
     mask_clicks: tuple[tuple[float, float, bool], ...] = setting(
         (), "--mask-click", "a click X,Y (pixels of the source video) on the subject, X,Y,- on what is not it, on frame "
         "--mask-frame (default 0) instead of a painted --mask; repeatable; needs --mask-tracker sam2",
-        repeat=True, kind=click_value, metavar="X,Y[,+|-]")
+        repeat=True, kind=click_value, metavar="X,Y[,+|-]", group="masked")
     drag: tuple[str, ...] = setting(
         (), "--drag", "move the --mask subject from X0,Y0 (a pixel on it) to X1,Y1, in pixels of INPUT (repeatable: "
         "one = move, two = move, turn and scale, three or more = affine); given on --mask-frame (else the first frame) "
         "and applied to every frame; or a track file (.json/.csv) with vectors for every frame (docs/drag.md)",
-        repeat=True, metavar="X0,Y0:X1,Y1")
+        repeat=True, metavar="X0,Y0:X1,Y1", group="masked")
     depth: str | None = setting(None, "--depth", "your own structure instead of the estimate: a depth video, an "
                                 "image (8/16-bit PNG or TIFF, read at full precision), a .npy array or a folder of "
                                 "images; brighter = nearer unless --depth-invert")

@@ -48,6 +48,8 @@ def register(subparsers) -> None:
     parser.add_argument("-o", "--output", required=True, help="output video (.mp4/.mov/.m4v)")
     groups = {"content": parser.add_argument_group("content"),
               "knobs": parser.add_argument_group("guidance and structure"),
+              "masked": parser.add_argument_group("masks: masked edits, erase, replace, drag (docs/masked_edits.md, "
+                                                  "docs/drag.md)"),
               "io": parser.add_argument_group("input, output and model")}
     add_setting_arguments(groups)  # every setting of the edit, from its one declaration (gen1.settings)
     _add_ip_adapter_arguments(groups["content"])

@@ -451,7 +451,10 @@ def run_edit(pipe, request: EditRequest, inputs: EditInputs | None = None, *, pr
         # comparison is written (a full disk while writing the comparison leaves no new output and keeps an old one)
         with atomic_path(request.output) as staged:
             write_video(staged, result.frames, clip.fps, audio_from=audio)
-            labels = ("source", f"structure (t_s = {request.structure_level:g})", "output")
+            inside = request.mask_structure_level
+            level = f"t_s = {request.structure_level:g}" + (
+                f", {inside:g} in the mask" if inside is not None and inside != request.structure_level else "")
+            labels = ("source", f"structure ({level})", "output")
             compare = Path(write_comparison(request.compare, clip.frames, result.depth, result.frames, clip.fps,
                                             labels=labels))
         output = request.output

@@ -109,6 +109,25 @@ def test_a_cancelled_edit_stops_and_writes_nothing(bundled_pipe, ski, tmp_path):
     assert run_edit(bundled_pipe, request).output.is_file()  # the pipeline still edits afterwards
 
 
+def test_the_comparison_names_the_structure_level_inside_the_mask_too(bundled_pipe, ski, tmp_path, monkeypatch):
+    # it read "structure (t_s = 0)" where --mask-structure-level 5 shaped the masked region
+    from PIL import Image
+
+    import gen1.comparison
+
+    shown = []
+    monkeypatch.setattr(gen1.comparison, "write_comparison", lambda path, *a, labels, **k: shown.append(labels) or
+                        str(path))
+    mask = np.zeros((718, 718), np.uint8)
+    mask[200:500, 200:500] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    request = EditRequest(input=ski, output=str(tmp_path / "out.mp4"), compare=str(tmp_path / "c.mp4"),
+                          prompt=("red stripes",), size=64, num_inference_steps=1, max_frames=2, guidance_scale=1.0,
+                          mask=str(tmp_path / "mask.png"), structure_level=0.0, mask_structure_level=5.0)
+    run_edit(bundled_pipe, request)
+    assert shown == [("source", "structure (t_s = 0, 5 in the mask)", "output")]
+
+
 def test_limits_bound_the_frames_and_seconds_read(clips_dir):
     wolf = str(clips_dir / "wolf.mp4")  # 40 frames at 20 fps
     request = EditRequest(input=wolf, output="unused.mp4", prompt=("x",), size=16)

@@ -179,15 +179,23 @@ def test_a_new_start_shows_its_frame_on_the_canvases(service, wide):
 
 
 def test_a_painting_follows_a_change_of_size(service, wide):
+    """A mask painted at Size 64 (the 172x96 clip is 112x64 there, its canvas 896x512) still fits after Size 72
+    (128x72): the page scales the painting to the new canvas, and an edit that arrives before the canvas is redrawn
+    brings the old painting to the edit's frames itself (both were refused: --mask is 896x512 but the video is
+    172x96)."""
+    from PIL import Image
+
     app = build_app(service)
-    painted = _painting((512, 896), 480)  # on the canvas of size 64 (112x64 enlarged 8x)
+    painted = _painting((512, 896), 448)  # the left half of the canvas of size 64
     clip = [str(wide), 72, 0, "", "", "", None, False, service.catalog.default_name, 0.0]
     *_, drawing, click_canvas, shown, slider = _handler(app, "preview")(*clip, 0, painted, "", session="ed")
-    assert drawing["layers"][0].shape[:2] == click_canvas.shape[:2] != (512, 896)
-    with pytest.raises(ValueError, match="--mask is 896x512 but the video is 172x96"):
-        service.edit(_form(wide, size=72, mask_drawing=painted))
-    outcome = service.edit(_form(wide, size=72, mask_drawing=drawing))
-    assert "--mask mask.png" in outcome.command
+    assert drawing["layers"][0].shape[:2] == click_canvas.shape[:2] == (504, 896)  # 128x72 enlarged 7x
+    for given in (drawing, painted):
+        outcome = service.edit(_form(wide, size=72, mask_drawing=given))
+        assert "--mask mask.png" in outcome.command
+        mask = np.asarray(Image.open([path for path in outcome.downloads if path.name == "mask.png"][0]))
+        assert mask.shape == (504, 896)
+        assert mask[:, :440].min() == 255 and mask[:, 456:].max() == 0  # still the left half
 
 
 # ----------------------------------------------------------------------------------------------- 7: preview window

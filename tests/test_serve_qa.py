@@ -136,6 +136,20 @@ def test_a_failed_edit_says_so_in_the_status_and_clears_the_previous_result(serv
     assert {block.trigger_after for block in failures} == edits
 
 
+
+def test_the_errors_kept_for_the_status_are_bounded(service, ski, monkeypatch):
+    """API clients' failed edits run no failure handler (the page's JavaScript does): their errors must not pile up."""
+    import gen1.serve.app as app_module
+
+    monkeypatch.setattr(app_module, "MAX_FAILURES_KEPT", 2)
+    app = build_app(service)
+    for session in ("a", "b", "c"):
+        with pytest.raises(gr.Error):
+            _handler(app, "edit")(str(ski), "", session=session)
+    assert _handler(app, "failed")(session="a")[-1].startswith("The edit failed (the message above")
+    assert _handler(app, "failed")(session="c")[-1].startswith("The edit failed: give --prompt")
+
+
 # ----------------------------------------------------------------------------------------------- 5: numbers
 @pytest.mark.parametrize("settings, message", [
     (dict(num_inference_steps=float("nan")), "^--steps must be an integer, got nan$"),
@@ -167,6 +181,9 @@ def test_fewer_frames_move_the_chosen_frame_within_the_clip_and_show_it(service,
     assert infos and "the frame to paint, click and drag on is now 1 (it was 4)" in infos[0]
     expected = service.frame_canvas(_form(ski, max_frames="2"), 1)
     assert np.array_equal(click_canvas, expected) and np.array_equal(drawing["background"], expected)
+    outputs = [len(block.outputs) for block in app.fns.values() if getattr(block.fn, "__name__", "") == "preview"]
+    cleared = _handler(app, "preview")(None, *clip[1:], 4, None, "", session="cy")  # no video: one value per output
+    assert len(cleared) in outputs and cleared[:3] == (None, None, None)
 
 
 def test_a_new_start_shows_its_frame_on_the_canvases(service, wide):

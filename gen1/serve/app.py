@@ -39,6 +39,7 @@ MODEL_DEFAULT_SCHEDULER = "model's own"
 VIDEO_TYPES = [".mp4", ".mov", ".m4v", ".webm", ".gif", ".mkv", ".avi"]
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"]
 PREVIEW_HEIGHT = 240
+MAX_FAILURES_KEPT = 1000  # sessions whose last edit's error is kept for the page's status
 OUTPUT_HEIGHT = 360
 CSS = """
 #structure-preview img, #mask-editor canvas { image-rendering: pixelated; }
@@ -266,22 +267,24 @@ def _wire(ui, service: EditService) -> None:
         progress(None, desc="reading the clip and estimating its depth")
         form = _clip_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model)
         with _page_errors():
-            return service.preview_clip(form, session=_session(request), frame=_frame_index(frame))
+            return service.preview_clip(form, session=_session(request), frame=frame)
 
     def preview(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, level, frame,
                 drawing, vectors, request: gr.Request = None, progress=gr.Progress()):
         """The clip read again after a change of its settings: the chosen frame is kept (the last one if the clip
         has fewer frames now), shown afresh on the canvases with the painting scaled to them."""
+        with _page_errors():
+            frame = _frame_index(frame)
         clip = read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, frame=frame,
                          progress=progress, request=request)
         if clip is None:
-            return (None, None, None) + (gr.skip(),) * 6
-        if clip.frame != _frame_index(frame):
+            return (None, None, None) + (gr.skip(),) * 4
+        if clip.frame != frame:
             gr.Info(f"The clip now has {clip.num_frames} frames: the frame to paint, click and drag on is now "
-                    f"{clip.frame} (it was {_frame_index(frame)}); check the mask, clicks and drags on it.")
+                    f"{clip.frame} (it was {frame}); check the mask, clicks and drags on it.")
         canvas = clip.mask_canvas
         with _page_errors():
-            shown = drag_arrows(canvas, video, vectors) if (vectors or "").strip() else canvas
+            shown = drag_arrows(canvas, video, vectors) if isinstance(vectors, str) and vectors.strip() else canvas
         return (str(clip.source_video), clip.structure.image(level), clip.structure, fit_drawing(drawing, canvas),
                 shown, canvas, gr.Slider(maximum=_last_frame(clip.num_frames), value=clip.frame))
 
@@ -303,8 +306,8 @@ def _wire(ui, service: EditService) -> None:
                      request: gr.Request = None):
         if not video:
             return (gr.skip(),) * 5
-        form = _clip_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model)
         with _page_errors():
+            form = _clip_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model)
             return _frame_outputs(service.frame_canvas(form, _frame_index(index), session=_session(request)))
 
     # input: a drag of the slider or its arrow keys (not the value the upload sets)
@@ -523,7 +526,11 @@ def _edit_handler(run, failures: dict | None = None):
         except gr.Error as error:
             if failures is not None:
                 bound = inspect.signature(edit).bind(*args, **kwargs)
-                failures[_session(bound.arguments.get("request"))] = error.message
+                session = _session(bound.arguments.get("request"))
+                failures.pop(session, None)
+                failures[session] = error.message
+                while len(failures) > MAX_FAILURES_KEPT:  # API clients' sessions may never end: keep the newest
+                    failures.pop(next(iter(failures)))
             raise
 
     return remembering_failures

@@ -118,6 +118,14 @@ def test_edit_in_a_real_browser(server, browser, source_clip, tmp_path):
     assert edit_command(shown) in page.inner_text("#command")
     _screenshot(page, tmp_path / "serve.png")
 
+    # an edit that fails says so in the status, and the previous result is not left as if it were this edit's
+    page.fill("#prompt textarea", "")
+    page.click("#edit-button")
+    page.wait_for_function("() => /The edit failed: give --prompt/.test(document.querySelector('#status').innerText)",
+                           timeout=EDIT_LIMIT_MS)
+    assert "gen1 edit" not in page.inner_text("#command")
+    assert page.locator("#downloads a[download]").count() == 0 and page.locator("#output-video video").count() == 0
+
     # a text file named .mp4 is an error on the page, and the app keeps working
     notes = tmp_path / "notes.mp4"
     notes.write_text("these are not video frames")

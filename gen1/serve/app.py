@@ -9,7 +9,9 @@ The edit is also the app's public API (``api_name="edit"``), callable with ``gra
 from __future__ import annotations
 
 import contextlib
+import functools
 import html
+import inspect
 import logging
 from pathlib import Path
 from types import SimpleNamespace
@@ -24,7 +26,9 @@ from gen1.serve.service import (
     add_drag_point,
     canvas_click,
     drag_arrows,
+    fit_drawing,
     format_clicks,
+    optional_number,
     parse_clicks,
     subject_settings,
 )
@@ -35,6 +39,7 @@ MODEL_DEFAULT_SCHEDULER = "model's own"
 VIDEO_TYPES = [".mp4", ".mov", ".m4v", ".webm", ".gif", ".mkv", ".avi"]
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"]
 PREVIEW_HEIGHT = 240
+MAX_FAILURES_KEPT = 1000  # sessions whose last edit's error is kept for the page's status
 OUTPUT_HEIGHT = 360
 CSS = """
 #structure-preview img, #mask-editor canvas { image-rendering: pixelated; }
@@ -49,7 +54,7 @@ def build_app(service: EditService):
     with gr.Blocks(title="gen1: edit a video", analytics_enabled=False, delete_cache=(1800, 3600)) as app:
         gr.Markdown("# gen1: edit a video\nUpload a clip, say what it should look like, and keep its structure "
                     "(depth) at the level you choose. The result keeps the clip's sound.")
-        ui = SimpleNamespace(structure_state=gr.State(None))
+        ui = SimpleNamespace(structure_state=gr.State(None), failures={})  # failures: each session's last edit error
         with gr.Row():
             with gr.Column(scale=5):
                 _source_inputs(ui, service)
@@ -64,6 +69,7 @@ def build_app(service: EditService):
         _wire(ui, service)
         # the page was closed: its job folders and uploads go (they count against the quotas until then)
         def end_session(request: gr.Request):
+            ui.failures.pop(_session(request), None)
             service.end_session(_session(request))
 
         app.unload(end_session)
@@ -250,62 +256,91 @@ def _wire(ui, service: EditService) -> None:
     clip_inputs = [ui.video, ui.size, ui.start, ui.duration, ui.max_frames, ui.fps, ui.depth_file, ui.depth_invert,
                    ui.model, ui.structure_level]
     preview_outputs = [ui.source_preview, ui.structure_image, ui.structure_state]
+    frame_outputs = [ui.mask_drawing, ui.click_canvas, ui.mask_clicks, ui.shown_frame, ui.drag_vectors]
 
-    def read_clip(*values, progress, request):
-        if not values[0]:  # no video
+    # Every handler has a fixed signature: gradio passes the gr.Request (whose session books the preview's files, so
+    # they go when the page closes and count against its own quota) only to parameters it can see, not to *args.
+    def read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, *, frame=0,
+                  progress, request):
+        if not video:
             return None
         progress(None, desc="reading the clip and estimating its depth")
-        form = _clip_form(*values)
+        form = _clip_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model)
         with _page_errors():
-            return service.preview_clip(form, session=_session(request))
+            return service.preview_clip(form, session=_session(request), frame=frame)
 
-    def preview(*values, request: gr.Request = None, progress=gr.Progress()):
-        *clip_values, level = values
-        clip = read_clip(*clip_values, progress=progress, request=request)
+    def preview(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, level, frame,
+                drawing, vectors, request: gr.Request = None, progress=gr.Progress()):
+        """The clip read again after a change of its settings: the chosen frame is kept (the last one if the clip
+        has fewer frames now), shown afresh on the canvases with the painting scaled to them."""
+        with _page_errors():
+            frame = _frame_index(frame)
+        clip = read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, frame=frame,
+                         progress=progress, request=request)
         if clip is None:
-            return None, None, None, gr.skip()
-        return (str(clip.source_video), clip.structure.image(level), clip.structure,
-                gr.Slider(maximum=_last_frame(clip.num_frames)))  # the clip read again may have other frames
+            return (None, None, None) + (gr.skip(),) * 4
+        if clip.frame != frame:
+            gr.Info(f"The clip now has {clip.num_frames} frames: the frame to paint, click and drag on is now "
+                    f"{clip.frame} (it was {frame}); check the mask, clicks and drags on it.")
+        canvas = clip.mask_canvas
+        with _page_errors():
+            shown = drag_arrows(canvas, video, vectors) if isinstance(vectors, str) and vectors.strip() else canvas
+        return (str(clip.source_video), clip.structure.image(level), clip.structure, fit_drawing(drawing, canvas),
+                shown, canvas, gr.Slider(maximum=_last_frame(clip.num_frames), value=clip.frame))
 
-    def preview_upload(*values, request: gr.Request = None, progress=gr.Progress()):
-        *clip_values, level = values
-        clip = read_clip(*clip_values, progress=progress, request=request)
+    def preview_upload(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, level,
+                       request: gr.Request = None, progress=gr.Progress()):
+        clip = read_clip(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model,
+                         progress=progress, request=request)
         if clip is None:  # no video: every output empty, as clearing the video leaves them
             return (None,) * 6 + (None, "", gr.Slider(value=0))
         return (str(clip.source_video), clip.structure.image(level), clip.structure,
                 *_frame_outputs(clip.mask_canvas), gr.Slider(maximum=_last_frame(clip.num_frames), value=0))
 
-    frame_outputs = [ui.mask_drawing, ui.click_canvas, ui.mask_clicks, ui.shown_frame, ui.drag_vectors]
     ui.video.upload(preview_upload, clip_inputs, preview_outputs + frame_outputs + [ui.mask_frame],
                     concurrency_id="preview", api_visibility="private")
     ui.video.clear(lambda: (None,) * 6 + (None, "", gr.Slider(value=0)), None,
                    preview_outputs + frame_outputs + [ui.mask_frame], api_visibility="private")
 
-    def choose_frame(*values, request: gr.Request = None):
-        *clip_values, _, index = values  # the clip's fields, the structure level, the frame
-        if not clip_values[0]:  # no video
+    def choose_frame(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, level, index,
+                     request: gr.Request = None):
+        if not video:
             return (gr.skip(),) * 5
-        form = _clip_form(*clip_values)
         with _page_errors():
-            return _frame_outputs(service.frame_canvas(form, int(index), session=_session(request)))
+            form = _clip_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model)
+            return _frame_outputs(service.frame_canvas(form, _frame_index(index), session=_session(request)))
 
     # input: a drag of the slider or its arrow keys (not the value the upload sets)
     ui.mask_frame.input(choose_frame, clip_inputs + [ui.mask_frame], frame_outputs, concurrency_id="preview",
                         trigger_mode="always_last", api_visibility="private")
     settings = [ui.size.release, ui.start.submit, ui.duration.submit, ui.max_frames.submit, ui.fps.submit,
                 ui.depth_file.change, ui.depth_invert.change]
+    # the settings' preview keeps the painting, the clicks and the drags, on the chosen frame as read now
+    settings_inputs = clip_inputs + [ui.mask_frame, ui.mask_drawing, ui.drag_vectors]
+    settings_outputs = preview_outputs + [ui.mask_drawing, ui.click_canvas, ui.shown_frame, ui.mask_frame]
     if isinstance(ui.model, gr.Dropdown):
         ui.model.change(lambda name: _model_defaults(service, name), ui.model,
                         [ui.size, ui.guidance_scale, ui.num_inference_steps],
-                        api_visibility="private").then(preview, clip_inputs, preview_outputs + [ui.mask_frame],
+                        api_visibility="private").then(preview, settings_inputs, settings_outputs,
                                                        concurrency_id="preview", api_visibility="private")
-    gr.on(settings, preview, clip_inputs, preview_outputs + [ui.mask_frame], trigger_mode="always_last",
+    gr.on(settings, preview, settings_inputs, settings_outputs, trigger_mode="always_last",
           concurrency_id="preview", api_visibility="private")
     ui.structure_level.change(lambda structure, level: None if structure is None else structure.image(level),
                               [ui.structure_state, ui.structure_level], ui.structure_image, queue=False,
                               show_progress="hidden", api_visibility="private")
     _wire_tracking(ui, service)
     _wire_edit(ui, service)
+
+
+def _frame_index(value) -> int:
+    """The page's chosen frame (the slider's value, ``None`` or empty: 0) as an ``int``; ``ValueError`` naming
+    ``--mask-frame`` for one that is no whole number >= 0 (an API client's NaN, say)."""
+    if value is None or value == "":
+        return 0
+    number = optional_number(value, "--mask-frame", whole=True)
+    if number < 0:
+        raise ValueError(f"--mask-frame must be a frame of the clip (0 or more), got {number}")
+    return number
 
 
 def _frame_outputs(canvas):
@@ -323,7 +358,7 @@ def mask_frame_of(frame, track_drawn, mask_clicks, drag_vectors="") -> int | Non
     """``--mask-frame`` from the page: the chosen frame where the painted / uploaded mask is to be followed or the
     clicks were given on it; ``None`` for a mask of every frame. Drags are taken on the mask's frame (else the
     first): drags given on another frame without a followed mask are refused in one line."""
-    frame = int(frame or 0)
+    frame = _frame_index(frame)
     if track_drawn or (mask_clicks or "").strip():
         return frame
     if frame and (drag_vectors or "").strip():
@@ -368,11 +403,15 @@ def _wire_tracking(ui, service: EditService) -> None:
     ui.clear_clicks.click(lambda shown_frame: ("", "", shown_frame), ui.shown_frame,
                           [ui.mask_clicks, ui.drag_vectors, ui.click_canvas], queue=False, api_visibility="private")
 
-    def track(*values, request: gr.Request = None, progress=gr.Progress()):
-        *values, frame, action = values  # an erase's region is grown as the erase grows it
+    def track(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, mask_drawing,
+              mask_file, track_drawn, mask_tracker, mask_clicks, frame, action, request: gr.Request = None,
+              progress=gr.Progress()):
         progress(None, desc="reading the clip and following the subject")
         with _page_errors():
-            form = _tracking_form(*values, frame=frame, erase=action == "erase")
+            # an erase's region is grown as the erase grows it
+            form = _tracking_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model,
+                                  mask_drawing, mask_file, track_drawn, mask_tracker, mask_clicks, frame=frame,
+                                  erase=action == "erase")
             return str(service.track_preview(form, session=_session(request)))
 
     ui.track_button.click(track, [ui.video, ui.size, ui.start, ui.duration, ui.max_frames, ui.fps, ui.depth_file,
@@ -399,7 +438,8 @@ def _wire_edit(ui, service: EditService) -> None:
     outputs = [ui.output_video, ui.compare_video, ui.downloads, ui.command, ui.status]
 
     # Edit: the whole clip; Preview: its first temporal window (EditService.preview_edit)
-    edit, preview = _edit_handler(service.edit), _edit_handler(service.preview_edit)
+    failures = ui.failures  # each session's last edit error, for the status (failed)
+    edit, preview = _edit_handler(service.edit, failures), _edit_handler(service.preview_edit, failures)
 
     def arm(request: gr.Request):
         service.arm(_session(request))
@@ -408,19 +448,34 @@ def _wire_edit(ui, service: EditService) -> None:
     def cancel(request: gr.Request):
         service.cancel(_session(request))
 
+    def failed(request: gr.Request):
+        """The edit failed (its message shown as gradio's error): the status says so, and the previous result,
+        which the page would otherwise show as this edit's, is cleared."""
+        return _failed_outputs(failures.pop(_session(request), None))
+
     # one progress bar, on the edited video's panel (not one per output, and not under the status text)
     ui.edit_button.click(arm, None, ui.status, queue=False, show_progress="hidden", api_visibility="private").then(
         edit, inputs, outputs, api_name="edit", concurrency_id="device", concurrency_limit=1,
-        show_progress_on=[ui.output_video])
+        show_progress_on=[ui.output_video]).failure(failed, None, outputs, queue=False, show_progress="hidden",
+                                                    api_visibility="private")
     ui.preview_button.click(arm, None, ui.status, queue=False, show_progress="hidden",
                             api_visibility="private").then(
         preview, inputs, outputs, api_name="preview_edit", concurrency_id="device", concurrency_limit=1,
-        show_progress_on=[ui.output_video])
+        show_progress_on=[ui.output_video]).failure(failed, None, outputs, queue=False, show_progress="hidden",
+                                                    api_visibility="private")
     ui.cancel_button.click(cancel, None, None, queue=False, api_visibility="private")
 
 
-def _edit_handler(run):
-    """A gradio handler for ``run`` (``EditService.edit`` or ``preview_edit``), taking the page's fields by name."""
+def _failed_outputs(error: str | None) -> tuple:
+    """The edit's outputs after it failed with ``error`` (the message gradio showed): no video, downloads or
+    command (they were the previous edit's), and a status that says so."""
+    reason = f": {error}" if error else " (the message above says why)"
+    return None, None, None, "", f"The edit failed{reason}. Nothing was written; change the settings and try again."
+
+
+def _edit_handler(run, failures: dict | None = None):
+    """A gradio handler for ``run`` (``EditService.edit`` or ``preview_edit``), taking the page's fields by name;
+    the message of an edit that fails is kept in ``failures`` under its session, for the page's status."""
 
     # Defaults of None make those parameters optional for API clients (the widgets' values are the other defaults).
     def edit(video, prompt=None, prompt_weight=1.0, reference_1=None, weight_1=1.0, reference_2=None, weight_2=1.0,
@@ -464,7 +519,21 @@ def _edit_handler(run):
         return (str(outcome.output), str(outcome.compare), [str(p) for p in outcome.downloads], outcome.command,
                 outcome.summary)
 
-    return edit
+    @functools.wraps(edit)  # the same signature: gradio reads the fields, the request and the progress from it
+    def remembering_failures(*args, **kwargs):
+        try:
+            return edit(*args, **kwargs)
+        except gr.Error as error:
+            if failures is not None:
+                bound = inspect.signature(edit).bind(*args, **kwargs)
+                session = _session(bound.arguments.get("request"))
+                failures.pop(session, None)
+                failures[session] = error.message
+                while len(failures) > MAX_FAILURES_KEPT:  # API clients' sessions may never end: keep the newest
+                    failures.pop(next(iter(failures)))
+            raise
+
+    return remembering_failures
 
 
 def _session(request) -> str:

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from gen1.editing import ClipLimits, EditRequest, check_request, edit_command, read_inputs, run_edit
 from gen1.serve.models import ModelCatalog
-from gen1.settings import flag_label
+from gen1.settings import check_settings, flag_label
 
 if TYPE_CHECKING:
     import numpy as np
@@ -118,6 +118,7 @@ class ClipPreview:
     source_video: Path
     mask_canvas: np.ndarray  # uint8 (H, W, 3): the first frame, enlarged (EditService.frame_canvas: another)
     num_frames: int  # the frames the edit reads (the page's frame choice goes up to num_frames - 1)
+    frame: int = 0  # the frame mask_canvas shows (EditService.preview_clip's ``frame``, within the clip)
 
 
 @dataclass
@@ -201,8 +202,10 @@ class EditService:
                 if not keep_job:
                     shutil.rmtree(job, ignore_errors=True)
 
-    def preview_clip(self, form: EditForm, *, session: str = "") -> ClipPreview:
-        """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy."""
+    def preview_clip(self, form: EditForm, *, session: str = "", frame: int = 0) -> ClipPreview:
+        """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy; its
+        :attr:`ClipPreview.mask_canvas` shows frame ``frame`` (the page's chosen frame; the last one if the clip
+        has fewer frames now)."""
         # lazy: keeps this module's import light (no torch when it loads)
         from gen1.media import write_video  # lazy: keeps this module's import light (no torch when it loads)
 
@@ -215,8 +218,9 @@ class EditService:
             clip = inputs.clip
             source = write_video(Path(request.output).with_name("source.mp4"), clip.frames, clip.fps,
                                  audio_from=clip if clip.has_audio else None)
-        return ClipPreview(structure=structure, source_video=Path(source), mask_canvas=_enlarge(clip.frames[0]),
-                           num_frames=len(clip.frames))
+        shown = max(0, min(int(frame), len(clip.frames) - 1))
+        return ClipPreview(structure=structure, source_video=Path(source), mask_canvas=_enlarge(clip.frames[shown]),
+                           num_frames=len(clip.frames), frame=shown)
 
     def frame_canvas(self, form: EditForm, index: int, *, session: str = "") -> np.ndarray:
         """Frame ``index`` of the clip as an edit of ``form`` reads it, enlarged as :attr:`ClipPreview.mask_canvas`:
@@ -242,7 +246,9 @@ class EditService:
         from gen1.serve.preview import prepare_structure  # lazy: keeps this module's import light
         from gen1.tracking import make_tracker  # lazy: keeps this module's import light (no torch when it loads)
 
-        form = dataclasses.replace(form, prompt=form.prompt or "preview")
+        # any content will do for a preview of the region; an erase takes none (--erase refuses a prompt)
+        form = dataclasses.replace(form, prompt="" if form.erase else (form.prompt or "preview"),
+                                   references=[] if form.erase else form.references)
         with _uploads_named(form):
             job = self._new_job()
             self._claim(session, form, job)
@@ -250,6 +256,7 @@ class EditService:
             if request.mask is None and not request.mask_clicks:
                 raise ValueError("draw or upload a mask, or click on the subject, to see it tracked")
             inputs = read_inputs(request, limits=self._clip_limits(request.size))
+            _check_tracker_model(request)
             pipe = self.catalog.pipeline(self._model_name(form))
             source = pipe.source_as_read(inputs.clip.frames)
             depth = prepare_structure(pipe, inputs.clip.frames, inputs.depth).depth
@@ -284,8 +291,13 @@ class EditService:
         pipe = self.catalog.pipeline(self._model_name(form))
         window, _ = pipe.prepare_windows(optional_number(form.window_size, "--window", whole=True), None)
         wanted = optional_number(form.max_frames, "--max-frames", whole=True)
-        outcome = self.edit(dataclasses.replace(form, max_frames=min(window, wanted or window)), session=session,
-                            progress=progress)
+        frames = min(window, wanted or window)
+        mask_frame = optional_number(form.mask_frame, "--mask-frame", whole=True)
+        if mask_frame is not None and mask_frame >= frames:
+            raise ValueError(f"the preview edits the first window, frames 0 to {frames - 1}, but the subject is given "
+                             f"on frame {mask_frame}: choose a frame within the window to preview it, or run the "
+                             "whole edit")
+        outcome = self.edit(dataclasses.replace(form, max_frames=frames), session=session, progress=progress)
         outcome.summary = "Preview of the first window. " + outcome.summary
         return outcome
 
@@ -307,6 +319,7 @@ class EditService:
                 pipe.route.check_settings(request.settings("edit"), label=flag_label, model=name)
                 _check_reference_pixels(request)
                 inputs = read_inputs(request, limits=self._clip_limits(request.size))
+                _check_tracker_model(request)
                 result = run_edit(pipe, request, inputs, progress=progress,
                                   cancel=lambda: cancelled.is_set() or self._stopping.is_set())
         finally:
@@ -373,6 +386,10 @@ class EditService:
                                                 else form.num_inference_steps))
         if form.mask_tracker_model:  # a page must not make the server fetch models of its choosing
             raise ValueError("--mask-tracker-model is the server's to choose: leave it empty")
+        form = replace(form, size=_whole(form.size), num_inference_steps=_whole(form.num_inference_steps),
+                       seed=_whole(form.seed))  # a value that is no whole number is refused naming its flag
+        check_settings({"size": form.size, "num_inference_steps": form.num_inference_steps, "seed": form.seed},
+                       flag_label)
         if form.size > self.limits.max_size:
             raise ValueError(f"--size {form.size} is above this server's limit of {self.limits.max_size}")
         stem = Path(form.video).stem or "video"
@@ -390,11 +407,11 @@ class EditService:
             controlnet_guidance_start=form.controlnet_guidance_start,
             controlnet_guidance_end=form.controlnet_guidance_end,
             inpaint_controlnet_scale=form.inpaint_controlnet_scale,
-            num_inference_steps=int(form.num_inference_steps), scheduler=form.scheduler or None,
-            strength=form.strength, full_strength_start=form.full_strength_start, seed=int(form.seed), mask=_mask_path(form, job), depth=form.depth_file or None,
-            depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=int(form.size),
-            fps=optional_number(form.fps, "--fps") or None, start=form.start or 0.0,
-            duration=optional_number(form.duration, "--duration") or None,
+            num_inference_steps=form.num_inference_steps, scheduler=form.scheduler or None,
+            strength=form.strength, full_strength_start=form.full_strength_start, seed=form.seed, mask=_mask_path(form, job), depth=form.depth_file or None,
+            depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=form.size,
+            fps=optional_number(form.fps, "--fps"), start=form.start or 0.0,
+            duration=optional_number(form.duration, "--duration"),
             max_frames=optional_number(form.max_frames, "--max-frames", whole=True),
             window_size=optional_number(form.window_size, "--window", whole=True),
             window_overlap=optional_number(form.window_overlap, "--overlap", whole=True),
@@ -406,10 +423,67 @@ class EditService:
             mask_structure_level=optional_number(form.mask_structure_level, "--mask-structure-level"),
             mask_tracker=form.mask_tracker or "flow", mask_clicks=parse_clicks(form.mask_clicks),
             **_direction(form),
-            drag=tuple((form.drag_vectors or "").split()),
+            drag=drag_vectors(form.drag_vectors),
         )
         check_request(request)
         return request
+
+
+def _whole(value):
+    """``value`` as an ``int`` when it is a whole number (the page's sliders send floats such as ``2.0``); anything
+    else as it is, for :func:`gen1.settings.check_settings` to refuse naming the flag (``--steps must be an integer,
+    got nan``)."""
+    if isinstance(value, float) and value.is_integer():
+        return int(value)
+    return value
+
+
+def drag_vectors(text) -> tuple[str, ...]:
+    """The page's drag vectors (``X0,Y0:X1,Y1`` separated by spaces or new lines) as the request's ``drag``;
+    ``ValueError`` in one line for anything else. ``gen1 edit --drag`` also takes a track file's path: the web app
+    never does (a user names no file on the server), and its message neither shows a file nor says whether one
+    exists, so a page cannot probe the server's files through this field."""
+    from gen1.drag import is_track_file, parse_vector  # lazy: keeps this module's import light (no torch when it loads)
+
+    if text is None:
+        return ()
+    if not isinstance(text, str):
+        raise ValueError("--drag: give the drag vectors as text, X0,Y0:X1,Y1 separated by spaces")
+    vectors = tuple(text.split())
+    for vector in vectors:
+        try:
+            parse_vector(vector)
+        except ValueError:
+            if is_track_file(vector) or any(mark in vector for mark in "/\\~"):  # a path: not shown back
+                raise ValueError("--drag takes vectors X0,Y0:X1,Y1 here (pixels of the source video), not files "
+                                 "or paths") from None
+            shown = vector if len(vector) <= 40 else vector[:40] + "…"
+            raise ValueError(f"--drag takes vectors X0,Y0:X1,Y1 here (pixels of the source video), got "
+                             f"{shown!r}") from None
+    return vectors
+
+
+def _check_tracker_model(request: EditRequest) -> None:
+    """Refuse a tracker whose model this server does not have (SAM 2 not installed) in one line a web user can act
+    on: the full reason (the server's cache path, the download command) is for the operator, in the log."""
+    from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.tracking import check_clicks, make_tracker  # lazy: keeps this module's import light
+
+    tracker = make_tracker(request.mask_tracker)
+    if not tracker.takes_model or (request.mask_frame is None and not request.mask_clicks):
+        return
+    if request.mask_clicks:  # a click off the frame is the user's to fix first (as gen1 edit checks it)
+        try:
+            check_clicks(request.mask_clicks, 0, 1, frame_size(request.input))
+        except ValueError as error:
+            raise ValueError(f"--mask-click: {error}") from None
+    try:
+        tracker.check_model()
+    except (ValueError, OSError) as error:
+        logging.getLogger("gen1.serve").warning("the %s tracker cannot run: %s", tracker.name, error)
+        clicks = "clicks on the subject need it: " if request.mask_clicks else ""
+        raise ValueError(f"this server has no {tracker.name} model ({clicks}paint the subject's mask instead and "
+                         f"follow it with flow, or ask the server's operator to install it)") from None
 
 
 def upload_pixel_limit(size: int) -> int:
@@ -485,6 +559,25 @@ def _drawn_mask(drawing) -> np.ndarray | None:
     return np.where(painted, 255, 0).astype(np.uint8)
 
 
+def fit_drawing(drawing, canvas: np.ndarray) -> dict:
+    """The page's painting ``drawing`` (an ImageEditor value) on a new ``canvas`` (the chosen frame as the clip is
+    read now, e.g. at another size): its paint layers scaled to the canvas, so the mask follows a change of the
+    clip's size instead of being refused for the old canvas's size."""
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+    import numpy as np  # lazy: keeps this module's import light
+
+    height, width = canvas.shape[:2]
+    layers = []
+    for layer in (drawing.get("layers") or []) if isinstance(drawing, dict) else []:
+        layer = np.asarray(layer)
+        if layer.ndim != 3 or layer.shape[-1] != 4 or not layer[..., 3].any():
+            continue
+        if layer.shape[:2] != (height, width):
+            layer = cv2.resize(layer, (width, height), interpolation=cv2.INTER_NEAREST)
+        layers.append(layer)
+    return {"background": canvas, "layers": layers, "composite": None}
+
+
 def _mask_path(form: EditForm, job: Path) -> str | None:
     """The mask file of the edit: the uploaded one, or the drawn one saved as ``mask.png`` in ``job``."""
     drawn = _drawn_mask(form.mask_drawing)
@@ -495,8 +588,29 @@ def _mask_path(form: EditForm, job: Path) -> str | None:
     from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
     path = job / "mask.png"
-    Image.fromarray(drawn).save(path)
+    Image.fromarray(_at_edit_shape(drawn, form)).save(path)
     return str(path)
+
+
+def _at_edit_shape(drawn: np.ndarray, form: EditForm) -> np.ndarray:
+    """The drawn mask as painted on the canvas of the frames at the edit's size, or, when it was painted on the
+    canvas of another size (the Size changed since, and the page's canvas is not redrawn yet), brought to the
+    shape of the frames at the edit's size: each size's frames are the whole source (a long side cut to a multiple
+    of 8 at most), so the painting is stretched by those few pixels, not refused for the old canvas's shape."""
+    import cv2  # lazy: cv2 is heavy and only this path needs it
+
+    from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media.resize import resized_shape  # lazy: keeps this module's import light
+
+    try:
+        height, width = resized_shape(*frame_size(form.video), int(form.size))
+    except (ValueError, OSError, TypeError):
+        return drawn  # an unreadable video or size is refused when the edit reads them, naming them
+    painted_h, painted_w = drawn.shape[:2]
+    if painted_h % height == 0 and painted_w % width == 0 and painted_h // height == painted_w // width:
+        return drawn  # painted on these frames (enlarged by a whole factor)
+    factor = max(1, round(painted_h / height))
+    return cv2.resize(drawn, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
 
 
 def canvas_click(video: str, canvas_shape, x: float, y: float, positive: bool = True) -> tuple[float, float, bool]:
@@ -540,6 +654,8 @@ def subject_settings(action: str | None, drag_vectors: str | None) -> dict:
     action = action or "edit"
     if action not in SUBJECT_ACTIONS:
         raise ValueError(f"the subject's action must be one of {', '.join(SUBJECT_ACTIONS)}, got {action!r}")
+    if drag_vectors is not None and not isinstance(drag_vectors, str):
+        raise ValueError("--drag: give the drag vectors as text, X0,Y0:X1,Y1 separated by spaces")
     vectors = (drag_vectors or "").strip()
     if action == "drag" and not vectors:
         raise ValueError("drag: give the drag vectors (--drag X0,Y0:X1,Y1; two clicks on the chosen frame, from and "

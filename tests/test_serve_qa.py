@@ -117,6 +117,16 @@ def test_the_tracked_mask_preview_of_an_erase_takes_no_prompt(service, ski):
     assert service.track_preview(form).is_file()  # the page's prompt field is not the preview's business
 
 
+def test_the_pages_tracker_choice_applies_only_to_a_followed_mask(service, ski):
+    # gen1 edit refuses --mask-tracker sam2 with nothing to follow; the page keeps its dropdown's choice when the
+    # "follow" box is unticked, so that choice must not reach a plain masked edit
+    painted = _painting((512, 512), 200)
+    assert service._request(_form(ski, mask_drawing=painted, mask_tracker="sam2"), service._new_job()).mask_tracker \
+        == "flow"
+    followed = service._request(_form(ski, mask_drawing=painted, mask_tracker="sam2", mask_frame=0), service._new_job())
+    assert followed.mask_tracker == "sam2"
+
+
 # ----------------------------------------------------------------------------------------------- 4: failed edit
 def test_a_failed_edit_says_so_in_the_status_and_clears_the_previous_result(service, ski):
     from gen1.serve.app import _failed_outputs

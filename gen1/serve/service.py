@@ -421,7 +421,9 @@ class EditService:
             mask_frame=optional_number(form.mask_frame, "--mask-frame", whole=True),
             mask_structure=form.mask_structure or None,
             mask_structure_level=optional_number(form.mask_structure_level, "--mask-structure-level"),
-            mask_tracker=form.mask_tracker or "flow", mask_clicks=parse_clicks(form.mask_clicks),
+            # the page's tracker choice stays set when nothing is followed: it is the edit's only when it is
+            mask_tracker=(form.mask_tracker or "flow") if form.mask_frame is not None or form.mask_clicks else "flow",
+            mask_clicks=parse_clicks(form.mask_clicks),
             **_direction(form),
             drag=drag_vectors(form.drag_vectors),
         )

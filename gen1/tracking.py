@@ -148,7 +148,9 @@ class FlowTracker(MaskTracker):
         cues = [(values, contrast, judged) for values, contrast, judged in cues
                 if agrees(binary, values(mask_frame), band, contrast)]
         given_frame = rgb(mask_frame)
-        given_subject = _SubjectColours(given_frame, binary, band).subject  # the colours a subject that left lacks
+        # the colours a subject that left lacks, as offsets from its frame's mean (a change of light or exposure
+        # moves every colour of a frame alike)
+        given_colours = _SubjectColours(given_frame, binary, band)  # the colours a subject that left lacks
         masks = np.zeros((num_frames, 1, height, width), dtype=np.float32)
         masks[mask_frame, 0] = binary
         for step in (1, -1):
@@ -167,7 +169,7 @@ class FlowTracker(MaskTracker):
                         continue  # the snap moved the outline where the subject's colours say it is not
                     soft = np.where(snapped != carried, snapped, soft)
                     carried = snapped
-                if _left_the_shot(carried, following, colours, given_subject):
+                if _left_the_shot(carried, following, colours, given_colours):
                     soft, carried = np.zeros_like(soft), np.zeros_like(carried)
                 masks[index, 0] = carried
                 index, previous = index + step, following
@@ -395,22 +397,38 @@ def _pick(by_flow: np.ndarray, rigid: list[np.ndarray], colours: "_SubjectColour
 #: The least share of a mask's pixels, where it reaches the frame's edge, that must have the subject's colours
 #: (those of the given frame) for the subject to be still in the shot. A subject that leaves it leaves the flow and
 #: the matches nothing to follow at the edge, and its last sliver would stay there, holding what was behind it.
-#: Measured: slivers left after synthetic exits 0.00-0.18; real subjects at the edge (car-turn, blackswan at 64 and
-#: 128 px) 0.46 and above.
+#: Measured on raw colours: slivers left after synthetic exits 0.00-0.18; real subjects at the edge (car-turn,
+#: blackswan at 64 and 128 px) 0.46 and above. A subject at the edge whose light changes is kept by the same test on
+#: colours relative to each frame's light (:func:`_left_the_shot`).
 GONE_SHARE = 0.25
 
 
 def _left_the_shot(mask: np.ndarray, following: np.ndarray, colours: "_SubjectColours",
-                   given_subject: np.ndarray) -> bool:
+                   given: "_SubjectColours") -> bool:
     """Whether the subject has left the shot: its ``mask`` on the ``following`` frame reaches within the outline's
-    ``band`` of the frame's edge and fewer than :data:`GONE_SHARE` of its pixels are more like the given frame's
+    ``band`` of the frame's edge and fewer than :data:`GONE_SHARE` of its pixels are more like the ``given`` frame's
     subject colours than like the surroundings of the step (``colours``; the previous frame's own subject colours
-    would be the sliver's, once it holds background)."""
+    would be the sliver's, once it holds background), both as they are and as offsets from their frame's light
+    (the mean colour outside the subject): a change of light or exposure over the whole frame (a fade,
+    auto-exposure) moves every colour alike and must not make a subject at the edge look gone, while the offsets
+    alone tell a subject from its surroundings less well (on car-turn the least share at the edge fell from 0.46 to
+    0.24)."""
     inside, band = mask > 0.5, colours.band
     if not inside.any() or not (inside[:band].any() or inside[-band:].any() or inside[:, :band].any()
                                 or inside[:, -band:].any()):
         return False
-    return colours.subject_share(colours.sample(following[inside], RING_SAMPLES), given_subject) < GONE_SHARE
+    if not len(given.subject) or not len(colours.surroundings):
+        return False
+    pixels = colours.sample(following[inside], RING_SAMPLES)
+    light = following[~inside].mean(axis=0) if (~inside).any() else np.zeros(following.shape[-1], np.float32)
+    for offset in (False, True):
+        shifted = pixels - light if offset else pixels
+        subject = given.subject - given.light if offset else given.subject
+        surroundings = colours.surroundings - colours.light if offset else colours.surroundings
+        margin = _colour_density(shifted, subject) - _colour_density(shifted, surroundings)
+        if float(((margin > 0) + 0.5 * (margin == 0)).mean()) >= GONE_SHARE:
+            return False
+    return True
 
 
 class _SubjectColours:
@@ -425,6 +443,8 @@ class _SubjectColours:
         before = previous_mask > 0.5
         self.subject = self.sample(previous[before])
         self.surroundings = self.sample(previous[_grown(before, 2 * band) & ~before])
+        # the frame's light: the mean colour outside the subject (what a change of light or exposure moves)
+        self.light = previous[~before].mean(axis=0) if (~before).any() else np.zeros(previous.shape[-1], np.float32)
 
     def sample(self, colours: np.ndarray, most: int = COLOUR_SAMPLES) -> np.ndarray:
         if not len(colours):

@@ -179,6 +179,25 @@ def test_a_subject_that_left_the_shot_leaves_no_sliver_at_the_edge(step, seed, p
     assert min(iou(tracked[index], masks[index]) for index in inside) >= 0.9
 
 
+@pytest.mark.parametrize("light", [0.3, -0.2, "fade"])
+def test_a_subject_at_the_edge_whose_light_changes_is_not_taken_for_gone(light):
+    # the test for a subject that left the shot compared raw colours: a subject cut by the frame's edge lost its
+    # whole mask for the rest of the clip after the light of the frame rose by 0.15 (or faded in by 0.03 a frame)
+    generator = torch.Generator().manual_seed(0)
+    background = torch.tensor([0.5, 0.5, 0.45])[:, None, None] + 0.05 * torch.nn.functional.avg_pool2d(
+        torch.rand(1, 3, 64, 64, generator=generator), 5, 1, 2)[0]
+    frames, masks = background.expand(10, -1, -1, -1).clone(), torch.zeros(10, 1, 64, 64)
+    for index in range(10):
+        top = 20 + index  # against the left edge, drifting down
+        frames[index, :, top:top + 20, :18] = torch.tensor([0.55, 0.25, 0.2])[:, None, None] + 0.03 * torch.rand(
+            3, 20, 18, generator=generator)
+        masks[index, :, top:top + 20, :18] = 1
+        change = 0.03 * index if light == "fade" else (light if index >= 5 else 0.0)
+        frames[index] = (frames[index] + change).clamp(0, 1)
+    tracked = track_mask(frames, masks[:1], 0)
+    assert min(iou(tracked[index], masks[index]) for index in range(10)) >= 0.9
+
+
 def test_the_outline_rings_are_discs_as_wide_as_the_band():
     # the rings are grown / shrunk by distance transforms (a dilation by a wide elliptic kernel cost ~0.13 s at
     # 1080p): a disc 2 b + 1 wide, the frame's edge not counted as outside

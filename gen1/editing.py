@@ -314,6 +314,9 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
     with errors_naming("--mask"):
         if Path(path).suffix.lower() == ".npy":
             mask, stored = _mask_array(path, size, max_pixels)
+            if mask.shape[0] not in (1, clip.num_frames):  # an array has no timing: one per edited frame
+                raise ValueError(f"--mask has {mask.shape[0]} frames but the edited clip has {clip.num_frames} (give "
+                                 "one mask or one per edited frame)")
         else:
             mask = torch.as_tensor(mask_to_tensor(_read_media(path, clip_args, size, max_pixels)))
             stored = None

@@ -47,6 +47,13 @@ def read_mask_array(path, max_pixels: int | None = None) -> np.ndarray:
                          "with one (grey or 0/1) or three")
     if array.dtype.kind == "f" and not bool(np.isfinite(array).all()):
         raise ValueError(f"mask array '{path}' holds NaN or infinite values; a mask holds 0 (keep) to 1 (edit)")
+    if array.dtype.kind in "iu":  # 0/1 (a label of the subject) or 0-255 (an 8-bit image), by its largest value
+        low, high = int(array.min()), int(array.max())
+        if low < 0 or high > 255:
+            raise ValueError(f"mask array '{path}' holds integers from {low} to {high}; a mask holds 0/1 or 0-255")
+        array = array.astype(np.float32) / (1.0 if high <= 1 else 255.0)
+    elif array.dtype.kind == "b":
+        array = array.astype(np.float32)
     return array[:, 0] if array.ndim == 4 and array.shape[1] == 1 else array
 
 

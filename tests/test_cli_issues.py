@@ -105,6 +105,7 @@ def test_warnings_print_as_one_clean_line():
     ("--mask.npy", "--mask is 56x32 but the video is 512x512: a mask has the video's size (or another size of the "
                    "same shape)"),
     ("--depth", "--depth has 3 frames but the edited clip has 2"),
+    ("--mask.npy frames", "--mask has 40 frames but the edited clip has 2 (give one mask or one per edited frame)"),
 ])
 def test_mask_and_depth_mismatches_are_reported_before_the_model_loads(model_dir, clips_dir, tmp_path, capsys,
                                                                        monkeypatch, flag, message):
@@ -117,6 +118,9 @@ def test_mask_and_depth_mismatches_are_reported_before_the_model_loads(model_dir
     elif flag == "--mask.npy":
         flag, path = "--mask", tmp_path / "wide.npy"
         np.save(path, np.ones((32, 56), bool))
+    elif flag == "--mask.npy frames":
+        flag, path = "--mask", tmp_path / "frames.npy"
+        np.save(path, np.eye(32, dtype=bool)[None].repeat(40, axis=0))
     else:
         path = tmp_path / "depth.npy"
         np.save(path, np.zeros((3, 32, 32), np.float32))
@@ -144,7 +148,8 @@ def test_a_mistyped_flag_or_value_is_one_line_naming_the_command(argv, line, cap
     assert done.value.code == 2 and capsys.readouterr().err == line + "\n"
 
 
-@pytest.mark.parametrize("stored", ["bool (H, W)", "uint8 (F, H, W, 1)", "float (F, 1, H, W)"])
+@pytest.mark.parametrize("stored", ["bool (H, W)", "uint8 (F, H, W, 1)", "float (F, 1, H, W)", "uint8 0/1 (H, W)",
+                                    "int64 0-255 (H, W)"])
 def test_a_mask_saved_with_numpy_reads_as_the_same_mask_as_an_image(clips_dir, tmp_path, stored):
     # --mask took images and videos only, though Python takes arrays: a mask saved by np.save (e.g. from a
     # segmentation model) failed as "not a video"
@@ -155,7 +160,9 @@ def test_a_mask_saved_with_numpy_reads_as_the_same_mask_as_an_image(clips_dir, t
     image = tmp_path / "box.png"
     Image.fromarray(box.astype(np.uint8) * 255).save(image)
     array = {"bool (H, W)": box, "uint8 (F, H, W, 1)": np.stack([box, box])[..., None].astype(np.uint8) * 255,
-             "float (F, 1, H, W)": np.stack([box, box])[:, None].astype(np.float32)}[stored]
+             "float (F, 1, H, W)": np.stack([box, box])[:, None].astype(np.float32),
+             "uint8 0/1 (H, W)": box.astype(np.uint8),  # was divided by 255: 'no white pixel'
+             "int64 0-255 (H, W)": box.astype(np.int64) * 255}[stored]
     np.save(tmp_path / "box.npy", array)
 
     def mask_of(path):
@@ -175,10 +182,12 @@ def test_a_mask_array_that_is_not_numbers_or_is_cut_short_is_refused_naming_it(c
     short.write_bytes(short.read_bytes()[:200])
     np.save(tmp_path / "nan.npy", np.full((64, 64), np.nan, np.float32))
     np.save(tmp_path / "rgba.npy", np.zeros((2, 64, 64, 4), np.uint8))
+    np.save(tmp_path / "labels.npy", np.arange(64 * 64).reshape(64, 64) % 301)
     for path, message in ((tmp_path / "objects.npy", "holds object values"),
                           (short, "claims shape (4, 64, 64) of float32"),
                           (tmp_path / "nan.npy", "holds NaN or infinite values"),
-                          (tmp_path / "rgba.npy", "has shape (2, 64, 64, 4): 4 channels")):
+                          (tmp_path / "rgba.npy", "has shape (2, 64, 64, 4): 4 channels"),
+                          (tmp_path / "labels.npy", "holds integers from 0 to 300; a mask holds 0/1 or 0-255")):
         assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "o.mp4"), "--prompt", "x", "--size",
                      "32", "--max-frames", "2", "--mask", str(path)]) == 2
         err = capsys.readouterr().err

@@ -526,9 +526,12 @@ class Gen1Pipeline(DiffusionPipeline):
         return source
 
     def source_as_read(self, frames) -> "SourceVideo":
-        """``frames`` already read at an edit's size (by ``gen1 edit`` or ``gen1 serve``) as this pipeline's source:
-        their own size, rounded as :meth:`prepare_source` rounds, with this VAE's latent grid."""
-        return SourceVideo.prepare(frames, multiple=self.size_multiple, vae_scale_factor=self.vae_scale_factor)
+        """``frames`` (uint8 ``(F, H, W, 3)``) already read at an edit's size (by ``gen1 edit`` or ``gen1 serve``) as
+        this pipeline's source: their own size (above 512 px too), rounded as :meth:`prepare_source` rounds, with
+        this VAE's latent grid."""
+        height, width = np.asarray(frames).shape[1:3]
+        return SourceVideo.prepare(frames, height=height, width=width, multiple=self.size_multiple,
+                                   vae_scale_factor=self.vae_scale_factor)
 
     def prepare_windows(self, window_size: int | None, window_overlap: int | None) -> tuple[int, int]:
         """The temporal window and overlap: given, or the clip length the UNet was trained on and a quarter of it.

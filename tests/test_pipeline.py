@@ -86,6 +86,14 @@ def test_a_clip_given_as_8_bit_pixels_is_resized_as_gen1_edit_reads_it(pipe, cli
     assert pipe.prepare_source(full.frames, size=32).input_size == full.frames.shape[1:3]
 
 
+def test_frames_read_at_an_edits_size_keep_their_size_above_512(pipe):
+    # gen1 serve's previews took frames read at the edit's size through the default size rule, which caps a model
+    # that records no size at 512: a 600x800 clip was previewed at 512x680 and edited at 600x800
+    frames = np.zeros((2, 600, 800, 3), np.uint8)
+    source = pipe.source_as_read(frames)
+    assert source.size == (600, 800) and source.latent_size == (300, 400)  # the tiny VAE halves once
+
+
 @pytest.mark.parametrize(
     "scheduler",
     [DPMSolverMultistepScheduler(prediction_type="v_prediction"), DDIMScheduler(prediction_type="v_prediction")],

@@ -223,6 +223,9 @@ def test_a_painting_follows_a_change_of_size(service, wide):
         mask = np.asarray(Image.open([path for path in outcome.downloads if path.name == "mask.png"][0]))
         assert mask.shape == (504, 896)
         assert mask[:, :440].min() == 255 and mask[:, 456:].max() == 0  # still the left half
+    # a painting of another shape (another clip's) is refused naming the sizes, not stretched to fit
+    with pytest.raises(ValueError, match="^--mask is 512x512 but the video is 172x96"):
+        service.edit(_form(wide, size=72, mask_drawing=_painting((512, 512), 200)))
 
 
 # ----------------------------------------------------------------------------------------------- 7: preview window

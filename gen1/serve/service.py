@@ -613,6 +613,11 @@ def _at_edit_shape(drawn: np.ndarray, form: EditForm) -> np.ndarray:
     if painted_h % height == 0 and painted_w % width == 0 and painted_h // height == painted_w // width:
         return drawn  # painted on these frames (enlarged by a whole factor)
     factor = max(1, round(painted_h / height))
+    # another size's frames differ from these by the cut of the long side to a multiple of 8 (at most 8 pixels of
+    # either size); a painting of another shape (another clip's, an API client's) is left to be refused by name
+    scale = max(painted_h / (height * factor), painted_w / (width * factor))
+    if abs(painted_h - height * factor) > 8 * factor * scale or abs(painted_w - width * factor) > 8 * factor * scale:
+        return drawn
     return cv2.resize(drawn, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
 
 

@@ -147,10 +147,13 @@ def _one_vector_of_numbers(value) -> bool:
 
 
 def parse_drag(value) -> Drag | None:
-    """The drag a user gave: ``None`` or empty (no drag), a :class:`Drag`, one vector, a list of vectors (given on
-    one frame), or a track file's path (alone, or as the only item of a list). ``ValueError`` in one line."""
+    """The drag a user gave: ``None`` or empty (no drag), a :class:`Drag`, one vector (``"X0,Y0:X1,Y1"``, four
+    numbers or two points, also as an array), a list of vectors (given on one frame), or a track file's path (alone,
+    or as the only item of a list). ``ValueError`` in one line."""
     if value is None or isinstance(value, Drag):
         return value
+    if isinstance(value, (np.ndarray, torch.Tensor)):  # (4,), (2, 2) one vector; (N, 4) several
+        value = value.tolist()
     if isinstance(value, (str, os.PathLike, DragVector)) or _one_vector_of_numbers(value):
         value = [value]
     items = list(value)
@@ -206,7 +209,9 @@ def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int], 
     whose start or end lies outside the frame (``input_size`` = (H, W) of the source; a point counts as inside while
     it is on a pixel of the frame, i.e. within half a pixel of the centres of the outermost ones) or, with
     ``kept_size`` (the edit's (H, W), which the frames are scaled and centre-cropped to), in the part cropped away
-    (``cropped_at`` says why, e.g. " at --size 64"), or a drag whose every vector ends where it starts."""
+    (``cropped_at`` says why, e.g. " at --size 64"), starts that determine no map, a map that scales past
+    :data:`MAX_DRAG_SCALE` (the vectors alone say so: checked before any model runs), or a drag whose every vector
+    ends where it starts."""
     if drag is None:
         return None
     if drag.per_frame and len(drag.vectors) != num_frames:
@@ -222,6 +227,10 @@ def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int], 
                     raise ValueError(f"drag {vector}: its {name} {x:g},{y:g} is in the part of the video cropped "
                                      f"away{cropped_at} (the frames are cut to {kept_size[1]}x{kept_size[0]} about "
                                      "their centre): drag within the part that is kept")
+    for frame, vectors in enumerate(drag.vectors):  # the map the vectors ask for: determined, and within scale
+        where = f" on frame {frame}" if drag.per_frame else ""
+        points = torch.tensor([[v.x0, v.y0, v.x1, v.y1] for v in vectors], dtype=torch.float64).reshape(-1, 2, 2)
+        _within_scale(_fitted(points, vectors, where), vectors, where)
     if all(vector.x0 == vector.x1 and vector.y0 == vector.y1 for vectors in drag.vectors for vector in vectors):
         shown = "the track" if drag.per_frame else " ".join(str(vector) for vector in drag.vectors[0])
         raise ValueError(f"drag {shown}: moves nothing (every start is its end), yet the subject's place and its "
@@ -314,18 +323,21 @@ def frame_transforms(drag: Drag, subject: torch.Tensor, input_size: tuple[int, i
                 where = f" on frame {frame}" if drag.per_frame or subject.shape[0] > 1 else ""
                 start = vector.points()[0][3]
                 raise ValueError(f"drag {vector}: its start {start} is not on the subject{where} (the mask)")
-        where = f" on frame {frame}" if drag.per_frame else ""
-        try:
-            transform = fit_transform(points[:, 0], points[:, 1])
-        except ValueError as error:  # the starts do not determine a map: named with the vectors given
-            raise ValueError(f"drag {' '.join(str(vector) for vector in vectors)}{where}: {error}") from None
-        maps.append(_within_scale(transform, vectors, where))
+        maps.append(_fitted(points, vectors, f" on frame {frame}" if drag.per_frame else ""))
     if drag.per_frame:
         return torch.stack(maps)
     linear, shift = maps[0][:, :2], maps[0][:, 2]
     offsets = centroids(subject) - centroids(subject[drag_frame:drag_frame + 1])  # (F, 2)
     shifts = shift + offsets - offsets @ linear.T
     return torch.cat([linear.expand(subject.shape[0], 2, 2), shifts[:, :, None]], dim=2)
+
+
+def _fitted(points: torch.Tensor, vectors, where: str = "") -> torch.Tensor:
+    """:func:`fit_transform` of ``points`` ``(N, 2, 2)`` (start, end), its refusal named with the ``vectors``."""
+    try:
+        return fit_transform(points[:, 0], points[:, 1])
+    except ValueError as error:  # the starts do not determine a map
+        raise ValueError(f"drag {' '.join(str(vector) for vector in vectors)}{where}: {error}") from None
 
 
 def _within_scale(transform: torch.Tensor, vectors, where: str = "") -> torch.Tensor:

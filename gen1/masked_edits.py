@@ -41,7 +41,7 @@ from gen1.conditioning import resize
 from gen1.depth.fill import check_fill_mask, fill_holes
 from gen1.masking import grow, mask_at_size, mask_to_tensor, prepare_mask
 from gen1.propagation import BackgroundSources, background_sources
-from gen1.settings import MASK_STRUCTURES, check_setting
+from gen1.settings import MASK_STRUCTURES, TRACKER_NAMES, check_setting
 from gen1.tracking import check_clicks, check_one_frame_mask, track_mask
 
 #: The share of the steps an erase redraws of its pre-filled region (:func:`prefilled`) unless ``erase_strength``
@@ -84,9 +84,9 @@ def check_mask_arguments(mask, *, mask_frame, erase: bool, mask_structure, mask_
     if erase and strength is not None and strength < 1.0:
         raise ValueError(f"{label('erase')} starts from its pre-filled region at {label('erase_strength')}: leave "
                          f"{label('strength')} at 1 and give {label('erase_strength')}")
-    if tracker != "flow" and mask_frame is None and not clicks:
-        shown = tracker if isinstance(tracker, str) else type(tracker).__name__
-        raise ValueError(f"{label('mask_tracker')} {shown} follows the subject from one frame: give "
+    name = tracker if isinstance(tracker, str) else getattr(tracker, "name", None)  # a name or a MaskTracker
+    if name in TRACKER_NAMES and name != "flow" and mask_frame is None and not clicks:  # (an unknown name: its own)
+        raise ValueError(f"{label('mask_tracker')} {name} follows the subject from one frame: give "
                          f"{label('mask_frame')} (the frame {label('mask')} shows) or {label('mask_clicks')}, or no "
                          f"{label('mask_tracker')}")
     if clicks and mask is not None:

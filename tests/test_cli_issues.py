@@ -192,3 +192,20 @@ def test_a_mask_array_that_is_not_numbers_or_is_cut_short_is_refused_naming_it(c
                      "32", "--max-frames", "2", "--mask", str(path)]) == 2
         err = capsys.readouterr().err
         assert f"mask array '{path}'" in err and message in err and err.count("\n") == 1, err
+
+
+def test_a_drag_past_the_scale_limit_is_refused_before_the_model_loads(model_dir, clips_dir, tmp_path, capsys,
+                                                                     monkeypatch):
+    # the vectors alone say the map scales 9x; it was found only after the model, the depth and the tracking ran
+    import gen1.commands.edit
+
+    monkeypatch.setattr(gen1.commands.edit, "load_model", lambda *a, **k: pytest.fail("loaded the model first"))
+    mask = np.zeros((512, 512), np.uint8)
+    mask[200:300, 200:300] = 255
+    Image.fromarray(mask).save(tmp_path / "mask.png")
+    assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "o.mp4"), "--model", str(model_dir),
+                 "--size", "32", "--max-frames", "2", "--mask", str(tmp_path / "mask.png"), "--mask-frame", "0",
+                 "--drag", "210,250:210,250", "--drag", "220,250:300,250"]) == 2
+    err = capsys.readouterr().err
+    assert "--drag 210,250:210,250 220,250:300,250: scales the subject by 9x along one direction" in err, err
+    assert err.count("\n") == 1

@@ -144,6 +144,8 @@ def test_one_drag_written_as_numbers_is_one_vector():
     assert parse_drag((430, 260, 330, 270)) == parse_drag(((430, 260), (330, 270))) == parse_drag(
         [np.float32(430), 260, 330, 270.0]) == one
     assert parse_drag([(430, 260, 330, 270), "1,2:3,4"]) == parse_drag(["430,260:330,270", "1,2:3,4"])
+    assert parse_drag(np.array([430, 260, 330, 270])) == parse_drag(torch.tensor([[430, 260], [330, 270]])) == one
+    assert parse_drag(np.array([[430, 260, 330, 270], [1, 2, 3, 4]])) == parse_drag(["430,260:330,270", "1,2:3,4"])
 
 
 def test_drag_vectors_given_in_the_files_pixels_are_brought_to_the_read_size():

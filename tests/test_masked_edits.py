@@ -481,6 +481,7 @@ def test_a_mask_of_the_videos_shape_at_another_size_is_scaled_to_it_as_gen1_edit
     (dict(mask_frame=0), "^mask_frame needs mask"),
     (dict(mask=np.eye(SIZE), mask_tracker="sam2"), r"^mask_tracker sam2 follows the subject from one frame: give "
      r"mask_frame \(the frame mask shows\) or mask_clicks, or no mask_tracker$"),
+    (dict(mask=np.eye(SIZE), mask_tracker="Flow"), r"^mask_tracker must be one of flow, sam2, got 'Flow'"),
     (dict(), r"^erase needs mask \(the subject to erase\), or mask_clicks on it"),
     (dict(mask=np.eye(SIZE), prompt="a cat"), "^erase takes its content from the source"),
 ])
@@ -601,3 +602,12 @@ def test_a_covered_region_edits_every_masked_pixel_fully_and_nothing_outside():
     covered = KeptRegion.from_pixel_mask(mask, (32, 32), (4, 4), 1.0, cover=True, **kwargs).pixel_weight()
     assert float(plain[mask > 0.5].min()) < 0.9
     assert torch.equal(covered, mask)
+
+
+def test_a_flow_tracker_object_with_a_mask_for_every_frame_is_not_an_orphan(native):
+    # a FlowTracker given as an object was refused as "mask_tracker FlowTracker follows the subject from one frame"
+    from gen1.tracking import FlowTracker
+
+    frames, _, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8)
+    out = _edit(native, frames, erase=True, mask=masks[:, 0].numpy(), mask_tracker=FlowTracker(band=3))
+    assert out.frames.shape[0] == FRAMES

@@ -78,7 +78,7 @@ def target_size(
     height_in: int, width_in: int, *, height=None, width=None, size=None, multiple: int = 8
 ) -> tuple[int, int]:
     """Output ``(height, width)`` for a ``height_in x width_in`` video, by gen1's one resize policy
-    (:mod:`gen1.media.resize`): ``size`` = short side (a multiple of ``multiple``, the VAE's downscale factor,
+    (:mod:`gen1.media.resize`): ``size`` = short side (a multiple of ``multiple``: 8, and of the VAE's factor,
     at most ``MAX_SIZE``; the long side rounded down to a multiple), or explicit ``height``/``width``, or the
     input size; explicit and input sizes are rounded down to a multiple of ``multiple``. :func:`resize` then
     scales with the aspect kept and centre-crops to it."""

@@ -127,8 +127,9 @@ def far_from_trained(size: int, trained_size: int | None) -> str | None:
 def edit_size(trained_size: int | None, source_short_side: int | None = None, multiple: int = 8) -> int:
     """The default short side of an edit, the same for ``Gen1Pipeline.__call__``, ``gen1 edit`` and ``gen1 serve``:
     the model's ``trained_size``; for a model that records none, the source's own short side up to
-    :data:`FALLBACK_SIZE` (512, Stable Diffusion's), rounded down to a ``multiple`` (8 for a
-    command's ``--size`` and for the pipeline, :attr:`gen1.pipeline.Gen1Pipeline.size_multiple`), or :data:`FALLBACK_SIZE` when the source's size is not known."""
+    :data:`FALLBACK_SIZE` (512, Stable Diffusion's), rounded down to a ``multiple`` (8 for a command's ``--size``
+    and for the pipeline, :attr:`gen1.pipeline.Gen1Pipeline.size_multiple`), or :data:`FALLBACK_SIZE` when the
+    source's size is not known."""
     if trained_size:
         return int(trained_size)
     if source_short_side is None:

@@ -745,11 +745,11 @@ class Gen1Pipeline(DiffusionPipeline):
             imagic_scale: eta in [0, 2] with an Imagic adapter loaded (:func:`gen1.imagic.load_imagic_adapter`):
                 the content is eta x target + (1 - eta) x the optimised embedding (give no other content;
                 :meth:`gen1.routes.Route.imagic_content`); None: the adapter's LoRA only, with the content given.
-            drag: move the masked subject (:mod:`gen1.drag`, docs/drag.md): vectors ``"X0,Y0:X1,Y1"`` in the pixels
-                of ``video`` (given on ``mask_frame``, else the first frame; they apply to every frame), or a track
-                file with vectors for every frame. The region is the subject's old and new place; the structure its
-                depth moved over the filled background; the content the source's own unless a prompt, reference or
-                direction is given.
+            drag: move the masked subject (:mod:`gen1.drag`, docs/drag.md): vectors ``"X0,Y0:X1,Y1"`` (or four
+                numbers, :func:`gen1.drag.parse_drag`) in the pixels of ``video`` (given on ``mask_frame``, else the
+                first frame; they apply to every frame), or a track file with vectors for every frame. The region
+                is the subject's old and new place; the structure its depth moved over the filled background; the
+                content the source's own unless a prompt, reference or direction is given.
             scheduler: the sampler of this call: a name (``"ddim"``, ``"dpm"``, ``"euler"``, ``"unipc"``, made from the pipeline's
                 scheduler config) or a scheduler instance; default: the pipeline's own. The pipeline is not changed.
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.

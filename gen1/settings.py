@@ -328,8 +328,8 @@ def check_directions(directions, scales, label: Callable[[str], str] = lambda na
 
 
 def add_setting_arguments(groups: Mapping[str, Any]) -> None:
-    """Add every setting's flag to the argparse group named by its ``group`` (``content``, ``knobs``, ``io``);
-    the parsed ``dest`` of each is the setting's name."""
+    """Add every setting's flag to the argparse group named by its ``group`` (``content``, ``knobs``, ``masked``,
+    ``io``); the parsed ``dest`` of each is the setting's name."""
     for item in setting_fields():
         spec = item.metadata
         kwargs = dict(dest=item.name, help=spec["help"])

@@ -13,6 +13,7 @@ import functools
 import html
 import inspect
 import logging
+import threading
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -40,6 +41,7 @@ VIDEO_TYPES = [".mp4", ".mov", ".m4v", ".webm", ".gif", ".mkv", ".avi"]
 IMAGE_TYPES = [".png", ".jpg", ".jpeg", ".webp", ".bmp", ".tif", ".tiff"]
 PREVIEW_HEIGHT = 240
 MAX_FAILURES_KEPT = 1000  # sessions whose last edit's error is kept for the page's status
+FAILURES_LOCK = threading.Lock()  # the kept errors are written from gradio's worker threads
 OUTPUT_HEIGHT = 360
 CSS = """
 #structure-preview img, #mask-editor canvas { image-rendering: pixelated; }
@@ -525,12 +527,15 @@ def _edit_handler(run, failures: dict | None = None):
             return edit(*args, **kwargs)
         except gr.Error as error:
             if failures is not None:
-                bound = inspect.signature(edit).bind(*args, **kwargs)
-                session = _session(bound.arguments.get("request"))
-                failures.pop(session, None)
-                failures[session] = error.message
-                while len(failures) > MAX_FAILURES_KEPT:  # API clients' sessions may never end: keep the newest
-                    failures.pop(next(iter(failures)))
+                try:
+                    session = _session(inspect.signature(edit).bind(*args, **kwargs).arguments.get("request"))
+                except TypeError:  # arguments gradio did not bind as the signature says: the error stands alone
+                    session = _session(kwargs.get("request"))
+                with FAILURES_LOCK:  # edits of several sessions fail at once on gradio's worker threads
+                    failures.pop(session, None)
+                    failures[session] = error.message
+                    while len(failures) > MAX_FAILURES_KEPT:  # API clients' sessions may never end: keep the newest
+                        failures.pop(next(iter(failures)))
             raise
 
     return remembering_failures

@@ -146,7 +146,6 @@ def test_a_failed_edit_says_so_in_the_status_and_clears_the_previous_result(serv
     assert {block.trigger_after for block in failures} == edits
 
 
-
 def test_the_errors_kept_for_the_status_are_bounded(service, ski, monkeypatch):
     """API clients' failed edits run no failure handler (the page's JavaScript does): their errors must not pile up."""
     import gen1.serve.app as app_module

@@ -154,17 +154,17 @@ def run_imagic(args, check_model, size_from_model) -> int:
         raise ValueError("--content-model does not apply to --imagic: it uses the model's own content encoder")
     size_from_model(args, source)
     frames = _read_clip(args)  # the user's clip before the model loads: a bad file costs seconds
+    from gen1.training.checkpoint import list_checkpoints  # lazy: keeps this module's import light
+
+    work = _work_dir(out)
+    if args.resume and not list_checkpoints(work):  # said before the model loads (minutes on a public model)
+        print(f"gen1 customize: nothing to resume in '{work}' (no checkpoint): starting afresh", file=sys.stderr)
     apply_threads(args.threads)
     pipe, device = _load(args, source)
     from gen1.imagic import save_imagic_adapter  # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.imagic import ImagicRun  # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.interrupt import TrainingInterrupted  # lazy: keeps this module's import light
 
-    from gen1.training.checkpoint import list_checkpoints  # lazy: keeps this module's import light
-
-    work = _work_dir(out)
-    if args.resume and not list_checkpoints(work):
-        print(f"gen1 customize: nothing to resume in '{work}' (no checkpoint): starting afresh", file=sys.stderr)
     run = ImagicRun(pipe, frames, args.prompt, settings, work, device=device, model=str(source.describe()))
     try:
         result = run.run(resume=args.resume)

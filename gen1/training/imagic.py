@@ -335,6 +335,7 @@ class ImagicRun:
                 optimizer.zero_grad(set_to_none=True)
                 value = float(loss.detach())
                 if not math.isfinite(value):
+                    progress.close()
                     raise ValueError(f"the Imagic {phase} optimisation diverged at step {step + 1}: the loss is "
                                      f"{value}; nothing was written (lower its learning rate)")
                 state.phase_step = done = step + 1

@@ -309,21 +309,29 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
     """The mask at the clip's frame size (same resize policy as the video), as float (F|1, 1, H, W)."""
     import torch  # lazy: torch is heavy and only this path needs it
 
-    from gen1.masking import mask_to_tensor  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.masking import edited_frames_shape, mask_at_size, mask_to_tensor  # lazy: keeps this module's import
+    from gen1.media import fit_tensor  # lazy: keeps this module's import light (no torch when it loads)
 
     with errors_naming("--mask"):
         if Path(path).suffix.lower() == ".npy":
             mask, stored = _mask_array(path, size, max_pixels)
-            if mask.shape[0] not in (1, clip.num_frames):  # an array has no timing: one per edited frame
-                raise ValueError(f"--mask has {mask.shape[0]} frames but the edited clip has {clip.num_frames} (give "
-                                 "one mask or one per edited frame)")
         else:
             mask = torch.as_tensor(mask_to_tensor(_read_media(path, clip_args, size, max_pixels)))
             stored = None
-    if tuple(mask.shape[-2:]) != (clip.height, clip.width):  # resized alike, so another aspect ratio
+    if Path(path).suffix.lower() == ".npy" and mask.shape[0] not in (1, clip.num_frames):  # an array has no timing
+        raise ValueError(f"--mask has {mask.shape[0]} frames but the edited clip has {clip.num_frames} (give one "
+                         "mask or one per edited frame)")
+    if tuple(mask.shape[-2:]) != (clip.height, clip.width):  # resized alike, so another aspect ratio ...
         (mask_height, mask_width), (height, width) = stored or _media_size(path), _media_size(clip.path)
-        raise ValueError(f"--mask is {mask_width}x{mask_height} but the video is {width}x{height}: a mask has the "
-                         "video's size (or another size of the same shape)")
+        if not edited_frames_shape((height, width), (mask_height, mask_width)):
+            raise ValueError(f"--mask is {mask_width}x{mask_height} but the video is {width}x{height}: a mask has the "
+                             "video's size (or another size of the same shape)")
+        # ... or the shape of the frames an edit reads at some --size (the web app's mask.png): put back where
+        # those frames lie in the video, then read as the video is
+        with errors_naming("--mask"):
+            native = _mask_array(path, None, max_pixels)[0] if stored else torch.as_tensor(
+                mask_to_tensor(_read_media(path, clip_args, None, max_pixels)))
+        mask = fit_tensor(mask_at_size(native, (height, width)), (clip.height, clip.width)).clamp(0, 1)
     binary = mask > 0.5
     if not bool(binary.any()):
         raise ValueError(f"--mask has no white pixel at the edit's size ({clip.width}x{clip.height}, --size {size}; "

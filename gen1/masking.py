@@ -21,7 +21,8 @@ import torch
 import torch.nn.functional as F
 
 from gen1.conditioning import resize
-from gen1.media import read_frames_or_images
+from gen1.media import MAX_SIZE, read_frames_or_images, resized_shape
+from gen1.media.resize import cover_geometry
 from gen1.media.arrays import read_npy
 from gen1.seamless import SeamAnchor, blend_seamlessly
 
@@ -47,6 +48,9 @@ def read_mask_array(path, max_pixels: int | None = None) -> np.ndarray:
                          "with one (grey or 0/1) or three")
     if array.dtype.kind == "f" and not bool(np.isfinite(array).all()):
         raise ValueError(f"mask array '{path}' holds NaN or infinite values; a mask holds 0 (keep) to 1 (edit)")
+    if array.dtype.kind == "f" and (float(array.min()) < 0.0 or float(array.max()) > 1.0):
+        raise ValueError(f"mask array '{path}' holds floats from {float(array.min()):g} to {float(array.max()):g}; "
+                         "a float mask holds 0 (keep) to 1 (edit) (0-255 masks: save them as integers)")
     if array.dtype.kind in "iu":  # 0/1 (a label of the subject) or 0-255 (an 8-bit image), by its largest value
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 255:
@@ -111,16 +115,38 @@ def prepare_mask(mask, num_frames: int, height: int, width: int) -> torch.Tensor
 def mask_at_size(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     """A float mask ``(F, 1, h, w)`` at the video's ``size`` (H, W): as it is at that size; scaled to it when it has
     the video's shape at another size (within a pixel: a mask painted on a smaller or larger copy of the frame, as
-    ``gen1 edit`` scales it); else ``ValueError`` naming both sizes."""
+    ``gen1 edit`` scales it), or the shape of the frames an edit reads (:func:`edited_frames_shape`: the video at a
+    short side, its long side cut to a multiple of 8; or that enlarged by a whole factor, as the web app's canvas
+    is), put back where those frames lie in the video (what they cut away is not in the mask); else ``ValueError``
+    naming both sizes."""
     height, width = size
     mask_height, mask_width = mask.shape[-2:]
     if (mask_height, mask_width) == (height, width):
         return mask
     scale = max(height / mask_height, width / mask_width)
-    if abs(mask_height * scale - height) > scale or abs(mask_width * scale - width) > scale:
+    if abs(mask_height * scale - height) <= scale and abs(mask_width * scale - width) <= scale:
+        return resize(mask.float(), (height, width)).clamp(0, 1)
+    if not edited_frames_shape(size, (mask_height, mask_width)):
         raise ValueError(f"mask size {mask_width}x{mask_height} (WxH) does not match the video size {width}x{height} "
                          "(a mask has the video's size, or another size of the same shape)")
-    return resize(mask.float(), (height, width)).clamp(0, 1)
+    scaled_h, scaled_w, top, left = cover_geometry(height, width, mask_height, mask_width)
+    uncut = mask.float().new_zeros((*mask.shape[:-2], scaled_h, scaled_w))
+    uncut[..., top:top + mask_height, left:left + mask_width] = mask.float()
+    return torch.nn.functional.interpolate(uncut, size=(height, width), mode="bilinear", antialias=True,
+                                           align_corners=False).clamp(0, 1)
+
+
+def edited_frames_shape(size: tuple[int, int], shape: tuple[int, int]) -> bool:
+    """Whether ``shape`` (H, W) is that of the frames an edit reads from a video of ``size`` (H, W) at some short
+    side (:func:`gen1.media.resized_shape`), or that shape enlarged by a whole factor up to 16."""
+    for factor in range(1, 17):
+        if shape[0] % factor or shape[1] % factor:
+            continue
+        short = min(shape) // factor
+        if short >= 8 and short % 8 == 0 and short <= MAX_SIZE and resized_shape(*size, short) == (
+                shape[0] // factor, shape[1] // factor):
+            return True
+    return False
 
 
 def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:

@@ -183,11 +183,13 @@ def test_a_mask_array_that_is_not_numbers_or_is_cut_short_is_refused_naming_it(c
     np.save(tmp_path / "nan.npy", np.full((64, 64), np.nan, np.float32))
     np.save(tmp_path / "rgba.npy", np.zeros((2, 64, 64, 4), np.uint8))
     np.save(tmp_path / "labels.npy", np.arange(64 * 64).reshape(64, 64) % 301)
+    np.save(tmp_path / "f255.npy", np.eye(64, dtype=np.float32) * 255)
     for path, message in ((tmp_path / "objects.npy", "holds object values"),
                           (short, "claims shape (4, 64, 64) of float32"),
                           (tmp_path / "nan.npy", "holds NaN or infinite values"),
                           (tmp_path / "rgba.npy", "has shape (2, 64, 64, 4): 4 channels"),
-                          (tmp_path / "labels.npy", "holds integers from 0 to 300; a mask holds 0/1 or 0-255")):
+                          (tmp_path / "labels.npy", "holds integers from 0 to 300; a mask holds 0/1 or 0-255"),
+                          (tmp_path / "f255.npy", "holds floats from 0 to 255; a float mask holds 0 (keep) to 1")):
         assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "o.mp4"), "--prompt", "x", "--size",
                      "32", "--max-frames", "2", "--mask", str(path)]) == 2
         err = capsys.readouterr().err
@@ -209,3 +211,22 @@ def test_a_drag_past_the_scale_limit_is_refused_before_the_model_loads(model_dir
     err = capsys.readouterr().err
     assert "--drag 210,250:210,250 220,250:300,250: scales the subject by 9x along one direction" in err, err
     assert err.count("\n") == 1
+
+
+@pytest.mark.parametrize("size", [64, 112])
+def test_a_mask_painted_on_the_edited_frames_is_read_at_any_size(tmp_path, size):
+    # the web app offers mask.png at its canvas's size (the 172x96 clip read at 64 is cut to 112x64, enlarged 8x):
+    # gen1 edit took it at --size 64 only ("--mask is 896x512 but the video is 172x96" at 112)
+    from gen1.editing import EditRequest, read_inputs
+    from gen1.media import write_video
+
+    write_video(tmp_path / "wide.mp4", np.full((2, 96, 172, 3), 90, np.uint8), 8)
+    canvas = np.zeros((512, 896), np.uint8)
+    canvas[:, :448] = 255  # the left half of the frames as edited
+    Image.fromarray(canvas).save(tmp_path / "mask.png")
+    request = EditRequest(input=str(tmp_path / "wide.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
+                          mask=str(tmp_path / "mask.png"), size=size)
+    region = read_inputs(request).mask[0, 0] > 0.5
+    width = region.shape[1]
+    # (the edge columns that the cut at 64 px took off are not in the painting)
+    assert bool(region[:, 3:width // 2 - 2].all()) and not bool(region[:, width // 2 + 2:].any())

@@ -344,3 +344,14 @@ def test_an_early_stop_ends_with_its_bar_at_the_steps_it_took(tmp_path, capsys):
     assert result.stopped_early["embedding"] and result.steps["embedding"] < 12
     bar = capsys.readouterr().err.split("imagic embedding")[-1].split("\r")[0]
     assert f"{result.steps['embedding']}/12" in bar
+
+
+def test_a_phase_out_of_patience_on_its_last_step_did_not_stop_early(tmp_path):
+    # it said "(N steps, stopped early)" after running every step
+    settings = ImagicSettings(**{**FAST, "embedding_steps": 1, "steps": 1, "eval_every": 1, "patience": 1,
+                                 "min_improvement": 0.99})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        result = ImagicRun(tiny_pipeline(), _video(), TEXT, settings, tmp_path / "work", device="cpu",
+                           progress=False, depth=_depth()).run()
+    assert result.steps == {"embedding": 1, "lora": 1} and not any(result.stopped_early.values())

@@ -465,6 +465,16 @@ def test_a_mask_of_the_videos_shape_at_another_size_is_scaled_to_it_as_gen1_edit
     with pytest.raises(ValueError, match=r"^mask size 48x40 \(WxH\) does not match the video size 96x64 \(a mask "
                                          r"has the video's size, or another size of the same shape\)$"):
         load_mask(np.ones((40, 48), np.float32), 4, (64, 96), mask_frame)
+    # painted on the frames an edit reads (172x96 at short side 64: 114.7 cut to 112x64), or on those enlarged 8x
+    # as the web app's canvas: the Python API refused it ("mask size 112x64 ... 172x96"), gen1 edit took it
+    from gen1.conditioning import resize
+
+    edited = np.zeros((64, 112), np.float32)
+    edited[:, :56] = 1
+    for given in (edited, edited.repeat(8, axis=0).repeat(8, axis=1)):
+        at_source = load_mask(given, 4, (96, 172), mask_frame)
+        assert tuple(at_source.shape[-2:]) == (96, 172)
+        assert torch.equal((resize(at_source[:1].float(), (64, 112)) > 0.5).float()[0, 0], torch.from_numpy(edited))
 
 
 @pytest.mark.parametrize("kwargs, message", [

@@ -211,17 +211,24 @@ def test_a_painting_follows_a_change_of_size(service, wide):
     172x96)."""
     from PIL import Image
 
+    from gen1.editing import EditRequest, read_inputs
+
     app = build_app(service)
     painted = _painting((512, 896), 448)  # the left half of the canvas of size 64
     clip = [str(wide), 72, 0, "", "", "", None, False, service.catalog.default_name, 0.0]
     *_, drawing, click_canvas, shown, slider = _handler(app, "preview")(*clip, 0, painted, "", session="ed")
     assert drawing["layers"][0].shape[:2] == click_canvas.shape[:2] == (504, 896)  # 128x72 enlarged 7x
+    regions = []
     for given in (drawing, painted):
         outcome = service.edit(_form(wide, size=72, mask_drawing=given))
         assert "--mask mask.png" in outcome.command
-        mask = np.asarray(Image.open([path for path in outcome.downloads if path.name == "mask.png"][0]))
-        assert mask.shape == (504, 896)
-        assert mask[:, :440].min() == 255 and mask[:, 456:].max() == 0  # still the left half
+        path = [path for path in outcome.downloads if path.name == "mask.png"][0]
+        assert np.asarray(Image.open(path)).shape == given["layers"][0].shape[:2]  # as painted: read at any --size
+        request = EditRequest(input=str(wide), output=str(path.with_name("x.mp4")), prompt=("x",), mask=str(path),
+                              size=72)
+        regions.append(read_inputs(request).mask[0, 0] > 0.5)
+    assert tuple(regions[0].shape) == (72, 128) and bool(regions[0][:, :60].all()) and not regions[0][:, 68:].any()
+    assert float((regions[0] ^ regions[1]).float().mean()) < 0.02  # the left half either way
     # a painting of another shape (another clip's) is refused naming the sizes, not stretched to fit
     with pytest.raises(ValueError, match="^--mask is 512x512 but the video is 172x96"):
         service.edit(_form(wide, size=72, mask_drawing=_painting((512, 512), 200)))

@@ -591,34 +591,8 @@ def _mask_path(form: EditForm, job: Path) -> str | None:
     from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
     path = job / "mask.png"
-    Image.fromarray(_at_edit_shape(drawn, form)).save(path)
+    Image.fromarray(drawn).save(path)  # at the canvas's size: read as gen1 edit reads the frames' shape (any size)
     return str(path)
-
-
-def _at_edit_shape(drawn: np.ndarray, form: EditForm) -> np.ndarray:
-    """The drawn mask as painted on the canvas of the frames at the edit's size, or, when it was painted on the
-    canvas of another size (the Size changed since, and the page's canvas is not redrawn yet), brought to the
-    shape of the frames at the edit's size: each size's frames are the whole source (a long side cut to a multiple
-    of 8 at most), so the painting is stretched by those few pixels, not refused for the old canvas's shape."""
-    import cv2  # lazy: cv2 is heavy and only this path needs it
-
-    from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
-    from gen1.media.resize import resized_shape  # lazy: keeps this module's import light
-
-    try:
-        height, width = resized_shape(*frame_size(form.video), int(form.size))
-    except (ValueError, OSError, TypeError):
-        return drawn  # an unreadable video or size is refused when the edit reads them, naming them
-    painted_h, painted_w = drawn.shape[:2]
-    if painted_h % height == 0 and painted_w % width == 0 and painted_h // height == painted_w // width:
-        return drawn  # painted on these frames (enlarged by a whole factor)
-    factor = max(1, round(painted_h / height))
-    # another size's frames differ from these by the cut of the long side to a multiple of 8 (at most 8 pixels of
-    # either size); a painting of another shape (another clip's, an API client's) is left to be refused by name
-    scale = max(painted_h / (height * factor), painted_w / (width * factor))
-    if abs(painted_h - height * factor) > 8 * factor * scale or abs(painted_w - width * factor) > 8 * factor * scale:
-        return drawn
-    return cv2.resize(drawn, (width * factor, height * factor), interpolation=cv2.INTER_NEAREST)
 
 
 def canvas_click(video: str, canvas_shape, x: float, y: float, positive: bool = True) -> tuple[float, float, bool]:

@@ -345,7 +345,7 @@ class ImagicRun:
                     self.on_step(phase, done, value)
                 if done % settings.eval_every == 0 or done == end:
                     self.record(phase, done, self.measure(self.context()), params, best)
-                if state.bad >= settings.patience:
+                if state.bad >= settings.patience and done < end:  # out of patience on the last step: not early
                     state.stopped_early[phase] = True
                     break
                 if done < end and (stop.asked or done % settings.checkpoint_every == 0):

@@ -42,22 +42,32 @@ def _to_gray_float(array: np.ndarray) -> np.ndarray:
 def read_mask_array(path, max_pixels: int | None = None) -> np.ndarray:
     """A mask saved with ``np.save`` (bool, 0/1 or 0-255 integers, floats in [0, 1]; one ``(H, W)`` or one per frame
     ``(F, H, W)``, ``(F, 1, H, W)``, ``(F, H, W, 1|3)``), read safely (:func:`gen1.media.arrays.read_npy`)."""
-    array = read_npy(path, "mask array", max_pixels)
+    return mask_values(read_npy(path, "mask array", max_pixels), f"mask array '{path}'")
+
+
+def mask_values(array: np.ndarray, name: str = "mask array") -> np.ndarray:
+    """A mask given as numbers (a ``.npy`` file's, or an array passed in Python) as float32 in [0, 1], checked:
+    bool; integers 0/1 (a label of the subject) or 0-255 (an 8-bit image), told apart by the largest value; floats
+    in [0, 1]; ``(F, 1, H, W)`` made ``(F, H, W)``. ``ValueError`` naming it (``name``) for NaN, values outside
+    those ranges, or 2 or 4 channels."""
+    array = np.asarray(array)
     if array.ndim >= 3 and array.shape[-1] in (2, 4) and array.shape[-2] > 4:
-        raise ValueError(f"mask array '{path}' has shape {array.shape}: {array.shape[-1]} channels; give a mask "
-                         "with one (grey or 0/1) or three")
+        raise ValueError(f"{name} has shape {array.shape}: {array.shape[-1]} channels; give a mask with one (grey "
+                         "or 0/1) or three")
     if array.dtype.kind == "f" and not bool(np.isfinite(array).all()):
-        raise ValueError(f"mask array '{path}' holds NaN or infinite values; a mask holds 0 (keep) to 1 (edit)")
-    if array.dtype.kind == "f" and (float(array.min()) < 0.0 or float(array.max()) > 1.0):
-        raise ValueError(f"mask array '{path}' holds floats from {float(array.min()):g} to {float(array.max()):g}; "
-                         "a float mask holds 0 (keep) to 1 (edit) (0-255 masks: save them as integers)")
-    if array.dtype.kind in "iu":  # 0/1 (a label of the subject) or 0-255 (an 8-bit image), by its largest value
+        raise ValueError(f"{name} holds NaN or infinite values; a mask holds 0 (keep) to 1 (edit)")
+    if array.dtype.kind == "f" and array.size and (float(array.min()) < 0.0 or float(array.max()) > 1.0):
+        raise ValueError(f"{name} holds floats from {float(array.min()):g} to {float(array.max()):g}; a float mask "
+                         "holds 0 (keep) to 1 (edit) (0-255 masks: give them as integers)")
+    if array.dtype.kind in "iu" and array.size:
         low, high = int(array.min()), int(array.max())
         if low < 0 or high > 255:
-            raise ValueError(f"mask array '{path}' holds integers from {low} to {high}; a mask holds 0/1 or 0-255")
+            raise ValueError(f"{name} holds integers from {low} to {high}; a mask holds 0/1 or 0-255")
         array = array.astype(np.float32) / (1.0 if high <= 1 else 255.0)
-    elif array.dtype.kind == "b":
+    elif array.dtype.kind in "biu":
         array = array.astype(np.float32)
+    elif array.dtype.kind != "f":
+        raise ValueError(f"{name} holds {array.dtype} values; a mask holds numbers (bool, int or float)")
     return array[:, 0] if array.ndim == 4 and array.shape[1] == 1 else array
 
 
@@ -66,7 +76,8 @@ def mask_to_tensor(mask) -> torch.Tensor:
 
     * path: an image file (one mask for all frames) or a video (one mask per frame), read with
       :func:`gen1.media.read_frames_or_images`, or a ``.npy`` array (:func:`read_mask_array`);
-    * PIL image or array ``(H, W)``, ``(H, W, C)``: one mask; array ``(F, H, W)`` or ``(F, H, W, C)``: per frame;
+    * PIL image or array ``(H, W)``, ``(H, W, C)``: one mask; array ``(F, H, W)``, ``(F, 1, H, W)`` or
+      ``(F, H, W, C)``: per frame (its values as :func:`mask_values` takes them);
     * tensor ``(H, W)``, ``(1, H, W)``, ``(F, 1, H, W)`` or ``(F, H, W)``: float in [0, 1] (or bool).
     """
     if isinstance(mask, (str, os.PathLike)):
@@ -77,10 +88,10 @@ def mask_to_tensor(mask) -> torch.Tensor:
             return mask_to_tensor(read_mask_array(path))
         array = read_frames_or_images(path)
         return torch.from_numpy(_to_gray_float(array)).unsqueeze(1).clamp(0, 1)
-    if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image
-        mask = np.asarray(mask.convert("L"))
+    if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image: 8-bit grey, as an image file is read
+        mask = np.asarray(mask.convert("L")).astype(np.float32) / 255.0
     if isinstance(mask, np.ndarray):
-        gray = _to_gray_float(mask)
+        gray = _to_gray_float(mask_values(mask))
         if gray.ndim == 2:
             gray = gray[None]
         if gray.ndim != 3:

@@ -621,3 +621,20 @@ def test_a_flow_tracker_object_with_a_mask_for_every_frame_is_not_an_orphan(nati
     frames, _, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8)
     out = _edit(native, frames, erase=True, mask=masks[:, 0].numpy(), mask_tracker=FlowTracker(band=3))
     assert out.frames.shape[0] == FRAMES
+
+
+def test_a_mask_array_given_in_python_follows_the_rules_of_a_saved_one():
+    # in memory a uint8 0/1 array became 0 to 1/255 (an all but empty mask, without a word), (F, 1, H, W) was
+    # refused, NaN and integers past 255 were taken; saved with np.save the same arrays were read right or refused
+    from gen1.masking import mask_to_tensor
+
+    box = np.zeros((2, 8, 8), bool)
+    box[:, 2:6, 2:6] = True
+    expected = torch.from_numpy(box.astype(np.float32))[:, None]
+    for given in (box, box.astype(np.uint8), box.astype(np.uint8) * 255, box[:, None].astype(np.float32),
+                  box.astype(np.int64)):
+        assert torch.equal(mask_to_tensor(given), expected)
+    for bad, message in ((np.full((8, 8), np.nan), "holds NaN"), (box.astype(np.int64) * 300, "integers from 0 to 300"),
+                         (box.astype(np.float32) * 255, "floats from 0 to 255"), (np.zeros((8, 8, 4)), "4 channels")):
+        with pytest.raises(ValueError, match=message):
+            mask_to_tensor(bad)

@@ -154,6 +154,11 @@ def parse_drag(value) -> Drag | None:
         return value
     if isinstance(value, (np.ndarray, torch.Tensor)):  # (4,), (2, 2) one vector; (N, 4) several
         value = value.tolist()
+    if isinstance(value, (list, tuple)) and value and all(
+            isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool) for item in value
+    ) and len(value) != 4:
+        raise ValueError(f"drag as numbers is four, x0, y0, x1, y1 (from a pixel on the subject to where it goes), "
+                         f"got {len(value)}: {list(value)!r}")
     if isinstance(value, (str, os.PathLike, DragVector)) or _one_vector_of_numbers(value):
         value = [value]
     items = list(value)

@@ -146,6 +146,8 @@ def test_one_drag_written_as_numbers_is_one_vector():
     assert parse_drag([(430, 260, 330, 270), "1,2:3,4"]) == parse_drag(["430,260:330,270", "1,2:3,4"])
     assert parse_drag(np.array([430, 260, 330, 270])) == parse_drag(torch.tensor([[430, 260], [330, 270]])) == one
     assert parse_drag(np.array([[430, 260, 330, 270], [1, 2, 3, 4]])) == parse_drag(["430,260:330,270", "1,2:3,4"])
+    with pytest.raises(ValueError, match=r"^drag as numbers is four, x0, y0, x1, y1 .*, got 3: \[1, 2, 3\]$"):
+        parse_drag(np.array([1, 2, 3]))  # it said "got 1"
 
 
 def test_drag_vectors_given_in_the_files_pixels_are_brought_to_the_read_size():

@@ -235,6 +235,13 @@ def test_a_painting_follows_a_change_of_size(service, wide):
 
 
 # ----------------------------------------------------------------------------------------------- 7: preview window
+@pytest.mark.parametrize("window", ["0", "-4"])
+def test_the_preview_names_a_bad_window_as_the_flag(service, ski, window):
+    # it said "window_size must be an integer >= 1" (the Python name) where "abc" got "--window must be a number"
+    with pytest.raises(ValueError, match="^--window must be"):
+        service.preview_edit(_form(ski, window_size=window))
+
+
 def test_the_preview_of_a_subject_given_after_the_first_window_says_why_not(service, ski):
     form = _form(ski, mask_drawing=_painting((512, 512), 200), mask_frame=5, window_size="4")
     with pytest.raises(ValueError, match=r"^the preview edits the first window, frames 0 to 3, but the subject is "

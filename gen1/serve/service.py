@@ -289,7 +289,9 @@ class EditService:
         reproduces it; the full edit's frames there differ a little (its windows overlap and its noise is drawn
         for every frame)."""
         pipe = self.catalog.pipeline(self._model_name(form))
-        window, _ = pipe.prepare_windows(optional_number(form.window_size, "--window", whole=True), None)
+        given = optional_number(form.window_size, "--window", whole=True)
+        check_settings({"window_size": given}, flag_label)  # named --window, as the edit names it
+        window, _ = pipe.prepare_windows(given, None)
         wanted = optional_number(form.max_frames, "--max-frames", whole=True)
         frames = min(window, wanted or window)
         mask_frame = optional_number(form.mask_frame, "--mask-frame", whole=True)

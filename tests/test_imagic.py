@@ -355,3 +355,13 @@ def test_a_phase_out_of_patience_on_its_last_step_did_not_stop_early(tmp_path):
         result = ImagicRun(tiny_pipeline(), _video(), TEXT, settings, tmp_path / "work", device="cpu",
                            progress=False, depth=_depth()).run()
     assert result.steps == {"embedding": 1, "lora": 1} and not any(result.stopped_early.values())
+
+
+def test_a_learning_rate_past_float32_is_refused_as_an_overflow(tmp_path):
+    # Adam's step raised "value cannot be converted to type float without overflow" as a traceback
+    settings = ImagicSettings(**{**FAST, "embedding_lr": 1e38})
+    with warnings.catch_warnings(), pytest.raises(ValueError, match=r"^the Imagic embedding optimisation overflowed "
+                                                                    r"at step 1 .*lower its learning rate"):
+        warnings.simplefilter("ignore")
+        ImagicRun(tiny_pipeline(), _video(), TEXT, settings, tmp_path / "work", device="cpu", progress=False,
+                  depth=_depth()).run()

@@ -330,10 +330,18 @@ class ImagicRun:
             for step in range(state.phase_step, end):
                 loss = self.draw_loss(self.context(), phase, step)
                 loss.backward()
-                optimizer.step()
+                try:
+                    optimizer.step()
+                except RuntimeError as error:  # a learning rate past float32's range overflows inside the step
+                    if "overflow" not in str(error):
+                        raise
+                    progress.close()
+                    raise ValueError(f"the Imagic {phase} optimisation overflowed at step {step + 1} (its learning "
+                                     "rate is past what float32 holds); nothing was written (lower its learning "
+                                     "rate)") from None
+                value = float(loss.detach())
                 lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
-                value = float(loss.detach())
                 if not math.isfinite(value):
                     progress.close()
                     raise ValueError(f"the Imagic {phase} optimisation diverged at step {step + 1}: the loss is "

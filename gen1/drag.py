@@ -131,19 +131,19 @@ def is_track_file(value) -> bool:
     return isinstance(value, (str, os.PathLike)) and Path(value).suffix.lower() in TRACK_SUFFIXES
 
 
+def _is_number(item) -> bool:
+    return isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool)
+
+
 def _one_vector_of_numbers(value) -> bool:
     """Whether ``value`` is one vector written as numbers: four (x0, y0, x1, y1), or two points ((x0, y0), (x1, y1))
     (a point alone is no vector, so two of them cannot be two drags)."""
     if not isinstance(value, (list, tuple)):
         return False
-
-    def number(item) -> bool:
-        return isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool)
-
-    if len(value) == 4 and all(number(item) for item in value):
+    if len(value) == 4 and all(_is_number(item) for item in value):
         return True
     return len(value) == 2 and all(isinstance(point, (list, tuple)) and len(point) == 2 and all(
-        number(item) for item in point) for point in value)
+        _is_number(item) for item in point) for point in value)
 
 
 def parse_drag(value) -> Drag | None:
@@ -154,9 +154,7 @@ def parse_drag(value) -> Drag | None:
         return value
     if isinstance(value, (np.ndarray, torch.Tensor)):  # (4,), (2, 2) one vector; (N, 4) several
         value = value.tolist()
-    if isinstance(value, (list, tuple)) and value and all(
-            isinstance(item, (int, float, np.integer, np.floating)) and not isinstance(item, bool) for item in value
-    ) and len(value) != 4:
+    if isinstance(value, (list, tuple)) and value and all(_is_number(item) for item in value) and len(value) != 4:
         raise ValueError(f"drag as numbers is four, x0, y0, x1, y1 (from a pixel on the subject to where it goes), "
                          f"got {len(value)}: {list(value)!r}")
     if isinstance(value, (str, os.PathLike, DragVector)) or _one_vector_of_numbers(value):
@@ -234,10 +232,9 @@ def check_drag(drag: Drag | None, num_frames: int, input_size: tuple[int, int], 
                                      "their centre): drag within the part that is kept")
     for frame, vectors in enumerate(drag.vectors):  # the map the vectors ask for: determined, and within scale
         where = f" on frame {frame}" if drag.per_frame else ""
-        points = torch.tensor([[v.x0, v.y0, v.x1, v.y1] for v in vectors], dtype=torch.float64).reshape(-1, 2, 2)
-        _within_scale(_fitted(points, vectors, where), vectors, where)
+        _within_scale(_fitted(_start_end(vectors), vectors, where), vectors, where)
     if all(vector.x0 == vector.x1 and vector.y0 == vector.y1 for vectors in drag.vectors for vector in vectors):
-        shown = "the track" if drag.per_frame else " ".join(str(vector) for vector in drag.vectors[0])
+        shown = "the track" if drag.per_frame else _shown(drag.vectors[0])
         raise ValueError(f"drag {shown}: moves nothing (every start is its end), yet the subject's place and its "
                          "surroundings would be drawn again")
     return drag
@@ -320,7 +317,7 @@ def frame_transforms(drag: Drag, subject: torch.Tensor, input_size: tuple[int, i
     on_subject = grow((subject > 0.5).float(), erase_margin(size)) > 0.5  # a click on the outline counts
     maps = []
     for frame, vectors in zip(frames, drag.vectors, strict=True):
-        points = torch.tensor([[v.x0, v.y0, v.x1, v.y1] for v in vectors], dtype=torch.float64).reshape(-1, 2, 2)
+        points = _start_end(vectors)
         points = torch.from_numpy(fit_points(points.numpy(), input_size, size))
         for vector, (x, y) in zip(vectors, points[:, 0].tolist(), strict=True):
             column, row = min(max(round(x), 0), size[1] - 1), min(max(round(y), 0), size[0] - 1)
@@ -337,12 +334,22 @@ def frame_transforms(drag: Drag, subject: torch.Tensor, input_size: tuple[int, i
     return torch.cat([linear.expand(subject.shape[0], 2, 2), shifts[:, :, None]], dim=2)
 
 
+def _shown(vectors) -> str:
+    """The vectors of one frame as messages name them (as the user gave them)."""
+    return " ".join(str(vector) for vector in vectors)
+
+
+def _start_end(vectors) -> torch.Tensor:
+    """The ``vectors`` of one frame as ``(N, 2, 2)`` float64: each one's start and end, (x, y)."""
+    return torch.tensor([[v.x0, v.y0, v.x1, v.y1] for v in vectors], dtype=torch.float64).reshape(-1, 2, 2)
+
+
 def _fitted(points: torch.Tensor, vectors, where: str = "") -> torch.Tensor:
     """:func:`fit_transform` of ``points`` ``(N, 2, 2)`` (start, end), its refusal named with the ``vectors``."""
     try:
         return fit_transform(points[:, 0], points[:, 1])
     except ValueError as error:  # the starts do not determine a map
-        raise ValueError(f"drag {' '.join(str(vector) for vector in vectors)}{where}: {error}") from None
+        raise ValueError(f"drag {_shown(vectors)}{where}: {error}") from None
 
 
 def _within_scale(transform: torch.Tensor, vectors, where: str = "") -> torch.Tensor:
@@ -351,7 +358,7 @@ def _within_scale(transform: torch.Tensor, vectors, where: str = "") -> torch.Te
     stretch = torch.linalg.svdvals(transform[:, :2])
     largest, smallest = float(stretch[0]), float(stretch[-1])
     if largest > MAX_DRAG_SCALE or smallest < 1.0 / MAX_DRAG_SCALE:
-        shown = " ".join(str(vector) for vector in vectors)
+        shown = _shown(vectors)
         factor = f"{largest:.3g}x" if largest > MAX_DRAG_SCALE else f"{smallest:.3g}x"
         raise ValueError(f"drag {shown}{where}: scales the subject by {factor} along one direction; a drag moves, "
                          f"turns and scales it by at most {MAX_DRAG_SCALE:g}x or 1/{MAX_DRAG_SCALE:g} (the ends "
@@ -454,7 +461,7 @@ def scale_drag(drag: Drag | None, from_size: tuple[int, int], to_size: tuple[int
         return drag
     frames = []
     for vectors in drag.vectors:
-        points = torch.tensor([[v.x0, v.y0, v.x1, v.y1] for v in vectors], dtype=torch.float64).reshape(-1, 2, 2)
+        points = _start_end(vectors)
         moved = fit_points(points.numpy(), from_size, to_size).reshape(-1, 4).tolist()
         frames.append(tuple(DragVector(*row, given=str(vector)) for row, vector in zip(moved, vectors, strict=True)))
     return Drag(tuple(frames), per_frame=drag.per_frame)

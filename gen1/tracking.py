@@ -148,8 +148,6 @@ class FlowTracker(MaskTracker):
         cues = [(values, contrast, judged) for values, contrast, judged in cues
                 if agrees(binary, values(mask_frame), band, contrast)]
         given_frame = rgb(mask_frame)
-        # the colours a subject that left lacks, as offsets from its frame's mean (a change of light or exposure
-        # moves every colour of a frame alike)
         given_colours = _SubjectColours(given_frame, binary, band)  # the colours a subject that left lacks
         masks = np.zeros((num_frames, 1, height, width), dtype=np.float32)
         masks[mask_frame, 0] = binary
@@ -420,15 +418,10 @@ def _left_the_shot(mask: np.ndarray, following: np.ndarray, colours: "_SubjectCo
     if not len(given.subject) or not len(colours.surroundings):
         return False
     pixels = colours.sample(following[inside], RING_SAMPLES)
-    light = following[~inside].mean(axis=0) if (~inside).any() else np.zeros(following.shape[-1], np.float32)
-    for offset in (False, True):
-        shifted = pixels - light if offset else pixels
-        subject = given.subject - given.light if offset else given.subject
-        surroundings = colours.surroundings - colours.light if offset else colours.surroundings
-        margin = _colour_density(shifted, subject) - _colour_density(shifted, surroundings)
-        if float(((margin > 0) + 0.5 * (margin == 0)).mean()) >= GONE_SHARE:
-            return False
-    return True
+    light = _light(following, inside)
+    as_they_are = _share_nearer(pixels, given.subject, colours.surroundings)
+    relative = _share_nearer(pixels - light, given.subject - given.light, colours.surroundings - colours.light)
+    return as_they_are < GONE_SHARE and relative < GONE_SHARE
 
 
 class _SubjectColours:
@@ -443,8 +436,7 @@ class _SubjectColours:
         before = previous_mask > 0.5
         self.subject = self.sample(previous[before])
         self.surroundings = self.sample(previous[_grown(before, 2 * band) & ~before])
-        # the frame's light: the mean colour outside the subject (what a change of light or exposure moves)
-        self.light = previous[~before].mean(axis=0) if (~before).any() else np.zeros(previous.shape[-1], np.float32)
+        self.light = _light(previous, before)
 
     def sample(self, colours: np.ndarray, most: int = COLOUR_SAMPLES) -> np.ndarray:
         if not len(colours):
@@ -482,14 +474,24 @@ class _SubjectColours:
                  + (1.0 - self.subject_share(self.sample(removed, RING_SAMPLES))) * len(removed))
         return votes >= 0.5 * (len(added) + len(removed))
 
-    def subject_share(self, colours: np.ndarray, subject: np.ndarray | None = None) -> float:
-        """The share of ``colours`` more common among the subject's (or the samples ``subject``) than the
-        surroundings' (ties: half)."""
-        subject = self.subject if subject is None else subject
-        if not len(colours):
-            return 0.0
-        margin = _colour_density(colours, subject) - _colour_density(colours, self.surroundings)
-        return float(((margin > 0) + 0.5 * (margin == 0)).mean())
+    def subject_share(self, colours: np.ndarray) -> float:
+        """The share of ``colours`` more common among the subject's than the surroundings' (ties: half)."""
+        return _share_nearer(colours, self.subject, self.surroundings)
+
+
+def _share_nearer(colours: np.ndarray, subject: np.ndarray, surroundings: np.ndarray) -> float:
+    """The share of ``colours`` more common among the ``subject`` samples than the ``surroundings`` ones (ties:
+    half; no colours: 0)."""
+    if not len(colours):
+        return 0.0
+    margin = _colour_density(colours, subject) - _colour_density(colours, surroundings)
+    return float(((margin > 0) + 0.5 * (margin == 0)).mean())
+
+
+def _light(frame: np.ndarray, subject: np.ndarray) -> np.ndarray:
+    """A frame's light: the mean colour of ``frame`` ``(H, W, 3)`` outside the boolean ``subject`` (what a change of
+    light or exposure moves); zeros when the subject fills it."""
+    return frame[~subject].mean(axis=0) if (~subject).any() else np.zeros(frame.shape[-1], np.float32)
 
 
 #: The width of the Gaussian kernel over RGB in [0, 1] by which a colour counts its like among the samples.

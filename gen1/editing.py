@@ -317,8 +317,8 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
             mask, stored = _mask_array(path, size, max_pixels)
         else:
             mask = torch.as_tensor(mask_to_tensor(_read_media(path, clip_args, size, max_pixels)))
-            stored = None
-    if Path(path).suffix.lower() == ".npy" and mask.shape[0] not in (1, clip.num_frames):  # an array has no timing
+            stored = None  # an image or a video: its size is read from the file if a message needs it
+    if stored is not None and mask.shape[0] not in (1, clip.num_frames):  # an array has no timing
         raise ValueError(f"--mask has {mask.shape[0]} frames but the edited clip has {clip.num_frames} (give one "
                          "mask or one per edited frame)")
     if tuple(mask.shape[-2:]) != (clip.height, clip.width):  # resized alike, so another aspect ratio ...

@@ -22,8 +22,8 @@ import torch.nn.functional as F
 
 from gen1.conditioning import resize
 from gen1.media import MAX_SIZE, read_frames_or_images, resized_shape
-from gen1.media.resize import cover_geometry
 from gen1.media.arrays import read_npy
+from gen1.media.resize import cover_geometry
 from gen1.seamless import SeamAnchor, blend_seamlessly
 
 
@@ -143,8 +143,8 @@ def mask_at_size(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     scaled_h, scaled_w, top, left = cover_geometry(height, width, mask_height, mask_width)
     uncut = mask.float().new_zeros((*mask.shape[:-2], scaled_h, scaled_w))
     uncut[..., top:top + mask_height, left:left + mask_width] = mask.float()
-    return torch.nn.functional.interpolate(uncut, size=(height, width), mode="bilinear", antialias=True,
-                                           align_corners=False).clamp(0, 1)
+    return F.interpolate(uncut, size=(height, width), mode="bilinear", antialias=True,
+                         align_corners=False).clamp(0, 1)
 
 
 def edited_frames_shape(size: tuple[int, int], shape: tuple[int, int]) -> bool:

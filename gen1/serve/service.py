@@ -450,11 +450,7 @@ def drag_vectors(text) -> tuple[str, ...]:
     exists, so a page cannot probe the server's files through this field."""
     from gen1.drag import is_track_file, parse_vector  # lazy: keeps this module's import light (no torch when it loads)
 
-    if text is None:
-        return ()
-    if not isinstance(text, str):
-        raise ValueError("--drag: give the drag vectors as text, X0,Y0:X1,Y1 separated by spaces")
-    vectors = tuple(text.split())
+    vectors = tuple(_vector_text(text).split())
     for vector in vectors:
         try:
             parse_vector(vector)
@@ -466,6 +462,13 @@ def drag_vectors(text) -> tuple[str, ...]:
             raise ValueError(f"--drag takes vectors X0,Y0:X1,Y1 here (pixels of the source video), got "
                              f"{shown!r}") from None
     return vectors
+
+
+def _vector_text(value) -> str:
+    """The page's drag vectors field as text ("" when empty); ``ValueError`` for an API client's other value."""
+    if value is not None and not isinstance(value, str):
+        raise ValueError("--drag: give the drag vectors as text, X0,Y0:X1,Y1 separated by spaces")
+    return value or ""
 
 
 def _check_tracker_model(request: EditRequest) -> None:
@@ -638,9 +641,7 @@ def subject_settings(action: str | None, drag_vectors: str | None) -> dict:
     action = action or "edit"
     if action not in SUBJECT_ACTIONS:
         raise ValueError(f"the subject's action must be one of {', '.join(SUBJECT_ACTIONS)}, got {action!r}")
-    if drag_vectors is not None and not isinstance(drag_vectors, str):
-        raise ValueError("--drag: give the drag vectors as text, X0,Y0:X1,Y1 separated by spaces")
-    vectors = (drag_vectors or "").strip()
+    vectors = _vector_text(drag_vectors).strip()
     if action == "drag" and not vectors:
         raise ValueError("drag: give the drag vectors (--drag X0,Y0:X1,Y1; two clicks on the chosen frame, from and "
                          "to, add one)")

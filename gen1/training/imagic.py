@@ -324,9 +324,10 @@ class ImagicRun:
         params = self.trainable(phase)
         if not state.history[phase]:  # the phase's starting point is its first measurement
             self.record(phase, 0, self.measure(self.context()), params, best)
-        # advanced by hand: a bar that wraps the loop misses the step an early stop breaks out after
-        progress = tqdm(initial=state.phase_step, total=end, desc=f"imagic {phase}", disable=not self.progress)
-        with stop_on_interrupt() as stop:
+        # advanced by hand: a bar that wraps the loop misses the step an early stop breaks out after; closed however
+        # the phase ends (a refusal's line then starts a line of its own)
+        with tqdm(initial=state.phase_step, total=end, desc=f"imagic {phase}", disable=not self.progress) as progress, \
+                stop_on_interrupt() as stop:
             for step in range(state.phase_step, end):
                 loss = self.draw_loss(self.context(), phase, step)
                 loss.backward()
@@ -335,7 +336,6 @@ class ImagicRun:
                 except RuntimeError as error:  # a learning rate past float32's range overflows inside the step
                     if "overflow" not in str(error):
                         raise
-                    progress.close()
                     raise ValueError(f"the Imagic {phase} optimisation overflowed at step {step + 1} (its learning "
                                      "rate is past what float32 holds); nothing was written (lower its learning "
                                      "rate)") from None
@@ -343,7 +343,6 @@ class ImagicRun:
                 lr_scheduler.step()
                 optimizer.zero_grad(set_to_none=True)
                 if not math.isfinite(value):
-                    progress.close()
                     raise ValueError(f"the Imagic {phase} optimisation diverged at step {step + 1}: the loss is "
                                      f"{value}; nothing was written (lower its learning rate)")
                 state.phase_step = done = step + 1
@@ -359,9 +358,7 @@ class ImagicRun:
                 if done < end and (stop.asked or done % settings.checkpoint_every == 0):
                     path = self.save(accelerator, phase, optimizer, lr_scheduler, best)
                     if stop.asked:
-                        progress.close()
                         raise TrainingInterrupted(state.offset + done, str(path))
-        progress.close()
         state.steps[phase] = state.phase_step
         with torch.no_grad():
             for name, value in best.items():

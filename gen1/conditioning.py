@@ -15,8 +15,8 @@ import torch.nn.functional as F
 from einops import rearrange
 
 from gen1.depth import obscure
-from gen1.media import (MAX_SIZE, check_uint8_frames, fit_frames, fit_tensor, read_video, resized_shape,
-                        to_uint8_frames)
+from gen1.media import (MAX_SIZE, check_uint8_frames, fit_float_frames, fit_frames, fit_tensor, read_video,
+                        resized_shape, to_uint8_frames)
 
 
 def video_to_tensor(video) -> tuple[torch.Tensor, object]:
@@ -35,15 +35,20 @@ def video_at_size(video, size_of) -> tuple[torch.Tensor, object, tuple[int, int]
     """Source video -> (float frames ``(F, 3, H, W)`` in [0, 1] at ``size_of(input (H, W))``, fps or None, the input
     (H, W)). Video given as 8-bit pixels (a path, a ``VideoClip``, a uint8 array, images) is resized as 8-bit
     pixels, as :func:`gen1.media.read_video` resizes what ``gen1 edit`` reads (:func:`gen1.media.fit_frames`), so
-    that the same clip gives the same frames from Python and from the command line; a float tensor by
-    :func:`resize`."""
+    that the same clip gives the same frames from Python and from the command line; a float tensor by the same
+    interpolation in float (:func:`gen1.media.fit_float_frames`: the 8-bit clip it was made from gives the same
+    frames but for the 8-bit rounding)."""
     frames, fps = video_as_given(video)
     if isinstance(frames, np.ndarray):
         input_size = tuple(frames.shape[1:3])
         fitted = fit_frames(frames, size_of(input_size))
         return torch.from_numpy(fitted).permute(0, 3, 1, 2).float() / 255.0, fps, input_size
     input_size = tuple(frames.shape[-2:])
-    return resize(frames, size_of(input_size)), fps, input_size
+    shape = size_of(input_size)
+    if tuple(shape) == input_size:
+        return frames, fps, input_size
+    fitted = fit_float_frames(frames.permute(0, 2, 3, 1).numpy(), shape)
+    return torch.from_numpy(fitted).permute(0, 3, 1, 2).contiguous(), fps, input_size
 
 
 def video_as_given(video) -> tuple[np.ndarray | torch.Tensor, object]:

@@ -9,8 +9,9 @@ crop. Cropping rather than padding or stretching keeps every output pixel real, 
 which is what a diffusion model should see; a video, its mask and its depth that go through the same
 function stay aligned.
 
-Interpolation: uint8 frames use OpenCV, area averaging to shrink and bicubic to enlarge; float tensors use
-antialiased bilinear (torch).
+Interpolation: video frames, uint8 or float, use OpenCV, area averaging to shrink and bicubic to enlarge
+(:func:`fit_frames`, :func:`fit_float_frames`); other float tensors (masks, depth) antialiased bilinear
+(torch, :func:`fit_tensor`).
 
 ``size`` is at most :data:`MAX_SIZE`.
 """
@@ -88,9 +89,24 @@ def _check_output_shape(shape: Any) -> tuple[int, int]:
 def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``uint8 (F, H, W, 3)`` frames scaled (aspect kept) to cover ``shape = (height, width)``, centre-cropped
     to it. Frames already of that shape are returned as they are."""
+    return _fit_with_opencv(check_uint8_frames(frames, "frames"), shape)
+
+
+def fit_float_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``float32 (F, H, W, 3)`` frames in [0, 1] fitted to ``shape`` by the same OpenCV interpolation as
+    :func:`fit_frames`, clipped to [0, 1] (bicubic overshoots): a float clip and the 8-bit clip it was made
+    from give the same frames but for the 8-bit rounding, so Python and ``gen1 edit`` see one picture."""
+    frames = np.asarray(frames, dtype=np.float32)
+    if frames.ndim != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"float frames must be (F, H, W, 3), got shape {frames.shape}")
+    return np.clip(_fit_with_opencv(frames, shape), 0.0, 1.0)
+
+
+def _fit_with_opencv(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """``(F, H, W, C)`` frames (uint8 or float32) scaled to cover ``shape``, centre-cropped: OpenCV's area
+    averaging to shrink, bicubic to enlarge."""
     import cv2  # lazy: cv2 is heavy and only this path needs it
 
-    frames = check_uint8_frames(frames, "frames")
     out_h, out_w = _check_output_shape(shape)
     height, width = frames.shape[1:3]
     scaled_h, scaled_w, top, left = cover_geometry(height, width, out_h, out_w)

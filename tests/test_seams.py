@@ -116,3 +116,29 @@ def test_eval_command_reports_the_seam_ratio(tmp_path, capsys):
     assert "seam ratio" in capsys.readouterr().out
     assert main(common) == 0
     assert "no window schedule (--window)" in capsys.readouterr().out
+    # shifted windows move every step: the tilings to score depend on the steps the edit ran (a default of 30
+    # scored a 6-step edit of the bundled model on tilings it never used)
+    assert main(common + ["--window", "8", "--overlap", "2"]) == 2
+    assert "--window needs the edit's --steps" in capsys.readouterr().err
+    assert main(common + ["--window", "8", "--overlap", "2", "--steps", "6"]) == 0
+
+
+def test_eval_and_synth_help_shows_only_defaults_worth_telling():
+    # argparse's ArgumentDefaultsHelpFormatter ended every option, required ones too, with "(default: None)"
+    helps = {command: _help_of(command) for command in ("eval", "synth")}
+    for text in helps.values():
+        assert "(default: None)" not in text and "(default: False)" not in text
+    assert "(default: dis)" in helps["eval"] and "(default: 16)" in helps["synth"]
+
+
+def _help_of(command: str) -> str:
+    """What ``gen1 COMMAND --help`` prints."""
+    import contextlib
+    import io
+
+    from gen1.cli import main
+
+    buffer = io.StringIO()
+    with contextlib.redirect_stdout(buffer), contextlib.suppress(SystemExit):
+        main([command, "--help"])
+    return buffer.getvalue()

@@ -15,6 +15,7 @@ Commands use them as::
 
 from __future__ import annotations
 
+import argparse
 import os
 import sys
 from pathlib import Path
@@ -24,6 +25,19 @@ from gen1.checks import check_integer
 
 
 # ----------------------------------------------------------------------------------------------- threads
+class DefaultsHelpFormatter(argparse.HelpFormatter):
+    """Help that ends an option's text with its default when there is one to tell: not for required options,
+    flags, options whose default is None (nothing given: the help says what happens) or whose help already
+    names its default. argparse's ArgumentDefaultsHelpFormatter printed "(default: None)" after every one."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        if (action.required or action.default in (None, False, argparse.SUPPRESS) or "default" in text
+                or not action.option_strings):
+            return text
+        return f"{text} (default: %(default)s)"
+
+
 def add_threads_argument(parser, default_help: str = "one per core") -> None:
     """Add ``--threads N`` (CPU threads for torch and OpenCV) to a command's parser."""
     parser.add_argument(

@@ -6,12 +6,12 @@ not given (CLIP, depth) or a ground truth are skipped with a note. See docs/synt
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 
 from gen1.checks import check_integer, check_model_files, errors_naming, load_failure
 from gen1.commands._common import (
+    DefaultsHelpFormatter,
     add_threads_argument,
     apply_threads,
     check_input_file,
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
             "style accuracy with --gt. Output and ground truth must have the source's frame count; other frame "
             "sizes are resized to the source's."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--source", required=True, help="source video")
     parser.add_argument("--output", required=True, help="edited video to score")
@@ -42,10 +42,13 @@ def register(subparsers) -> None:
     parser.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each video")
     windows = parser.add_argument_group("seam ratio (long edits): the temporal windows the edit used")
     windows.add_argument("--window", type=int, default=None,
-                         help="frames per window of the edit (its --window, default its model's clip length)")
+                         help="frames per window the edit used (its --window; when it gave none, its model's clip "
+                              "length); without it no seam ratio is reported")
     windows.add_argument("--overlap", type=int, default=None, help="the edit's --overlap (default: window // 4)")
-    windows.add_argument("--steps", type=int, default=30,
-                         help="denoising steps the edit ran (its --steps; with --strength below 1, the steps that ran)")
+    windows.add_argument("--steps", type=int, default=None,
+                         help="denoising steps the edit ran (its --steps, or its model's default: 6 for the bundled "
+                              "model; with --strength below 1, the steps that ran); needed with --window unless "
+                              "--fixed-windows, since shifted windows move every step")
     windows.add_argument("--fixed-windows", action="store_true", help="the edit kept its windows fixed (no shift)")
     parser.add_argument("--device", default="cpu", help="torch device for the CLIP and depth models")
     parser.add_argument("--json", default=None, help="write the report to this JSON file")
@@ -148,7 +151,14 @@ def _window_schedule(args, num_frames: int):
         return None
     from gen1.windows import blend_schedule  # lazy: keeps this module's import light (no torch when it loads)
 
-    if args.steps < 1:
-        raise ValueError(f"--steps must be >= 1, got {args.steps}")
+    steps = args.steps
+    if steps is None and not args.fixed_windows:
+        raise ValueError("--window needs the edit's --steps as well (the steps it ran: 6 by default for the bundled "
+                         "model, 30 for a model that records none): its windows shift every step, so the tilings "
+                         "to score depend on it")
+    if steps is None:
+        steps = 1  # fixed windows: one tiling, whatever the step count
+    if steps < 1:
+        raise ValueError(f"--steps must be >= 1, got {steps}")
     overlap = args.window // 4 if args.overlap is None else args.overlap
-    return blend_schedule(num_frames, args.window, overlap, args.steps, shift=not args.fixed_windows)
+    return blend_schedule(num_frames, args.window, overlap, steps, shift=not args.fixed_windows)

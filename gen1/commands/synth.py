@@ -7,8 +7,9 @@ min-max normalised over the clip, white = near, grey-scale), ``NAME.txt`` (capti
 
 from __future__ import annotations
 
-import argparse
 from pathlib import Path
+
+from gen1.commands._common import DefaultsHelpFormatter
 
 
 def register(subparsers) -> None:
@@ -19,7 +20,7 @@ def register(subparsers) -> None:
             "Render procedural 3D scenes (deterministic by seed): RGB video, depth video, caption, and the "
             "ground-truth edit (same geometry and motion, other style) with its caption."
         ),
-        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        formatter_class=DefaultsHelpFormatter,
     )
     parser.add_argument("--out", required=True, help="output directory (created if missing)")
     parser.add_argument("--num", type=int, default=4, help="number of clips")

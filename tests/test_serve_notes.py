@@ -246,3 +246,21 @@ def test_a_missing_sam2_model_is_looked_for_once_then_remembered(catalog, ski, t
     with pytest.raises(ValueError):
         fresh.edit(form)
     assert len(looked) == 3  # remembered per server, not for every server of the process
+
+
+def test_aged_out_job_folders_are_forgotten_with_the_sessions_left_without_files(service, ski, tmp_path,
+                                                                                monkeypatch):
+    """An API client's session may never end (raw HTTP runs no unload): once its folders age out and its uploads
+    are gone, nothing of it is kept."""
+    import gen1.serve.service as service_module
+
+    upload = tmp_path / "upload.mp4"
+    upload.write_bytes(ski.read_bytes())
+    old = service.preview_clip(_form(upload), session="raw-client").source_video.parent
+    upload.unlink()  # gradio's own clean-up of old uploads
+    kept = service.preview_clip(_form(ski), session="page").source_video.parent
+    monkeypatch.setattr(service_module, "JOB_LIFETIME_S", -1.0)  # every folder is old now
+    service.frame_canvas(_form(ski), 0, session="page")
+    assert not old.exists() and not kept.exists()
+    assert "raw-client" not in service._session_files
+    assert service._session_files["page"] == {ski}  # its upload is still there: still booked

@@ -388,14 +388,29 @@ class EditService:
         return self.catalog.model(form.model or self.catalog.default_name).name
 
     def _new_job(self) -> Path:
-        """A fresh folder for one preview or edit; folders older than :data:`JOB_LIFETIME_S` are removed."""
+        """A fresh folder for one preview or edit; folders older than :data:`JOB_LIFETIME_S` are removed (and the
+        sessions' bookkeeping of files gone meanwhile: API clients' sessions may never end)."""
         now = time.time()
+        removed = False
         for old in self.workdir.glob("job-*"):
             if now - old.stat().st_mtime > JOB_LIFETIME_S:
                 shutil.rmtree(old, ignore_errors=True)
+                removed = True
+        if removed:
+            self._forget_gone_files()
         job = self.workdir / f"job-{uuid.uuid4().hex[:12]}"
         job.mkdir(parents=True)
         return job
+
+    def _forget_gone_files(self) -> None:
+        """Drop from each session's files those no longer on disk (aged-out job folders, uploads gradio removed),
+        and the sessions left with none: a session that never ends (an API client without gradio_client's
+        heartbeat) must not keep its entries for the server's life."""
+        with self._cancel_lock:
+            for session, files in list(self._session_files.items()):
+                files.difference_update([path for path in files if not path.exists()])
+                if not files:
+                    del self._session_files[session]
 
     def _clip_limits(self, size: int) -> ClipLimits:
         return ClipLimits(max_frames=self.limits.max_frames, max_seconds=self.limits.max_seconds,

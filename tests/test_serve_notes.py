@@ -18,8 +18,8 @@ from PIL import Image
 
 from bad_files import png_claiming
 from gen1.editing import EditCancelled
-from gen1.serve.app import Upload, build_app, uploaded_file, uploaded_image
-from gen1.serve.service import EditForm, EditService, ServeLimits, upload_name
+from gen1.serve.app import build_app, uploaded_file, uploaded_image
+from gen1.serve.service import EditForm, EditService, ServeLimits, Upload, upload_name
 from serve_helpers import clip_with_audio
 
 
@@ -142,8 +142,7 @@ def test_a_huge_mask_or_reference_is_one_line_naming_the_upload_and_the_limit(se
         FileData(path=str(bomb), orig_name="huge photo.png"))  # gradio's PIL.Image.open stopped it here
     assert reference == str(bomb) and reference.user_name == "huge photo.png"
     with pytest.raises(ValueError, match=f"^--reference image 'huge photo.png' {limit}"):
-        service.edit(_form(ski, prompt="", references=[(reference, 1.0)],
-                           upload_names={str(bomb): reference.user_name}))
+        service.edit(_form(ski, prompt="", references=[(reference, 1.0)]))
 
 
 # ----------------------------------------------------------------------------------------------- 6: upload names

@@ -23,6 +23,7 @@ from gradio_client import utils as client_utils
 from gen1.editing import DEFAULTS, EditCancelled
 from gen1.serve.service import (
     SUBJECT_ACTIONS,
+    Upload,
     EditForm,
     EditService,
     add_drag_point,
@@ -33,7 +34,6 @@ from gen1.serve.service import (
     optional_number,
     parse_clicks,
     subject_settings,
-    upload_name,
 )
 from gen1.settings import MAX_LEVEL, SCHEDULERS, TRACKER_NAMES
 
@@ -105,24 +105,14 @@ def upload_folder():
 
 
 # ----------------------------------------------------------------------------------------------- uploads
-class Upload(str):
-    """An upload's path on the server (what a ``type="filepath"`` component gives a handler), with ``user_name``:
-    the name of the user's file (:func:`gen1.serve.service.upload_name`), which gradio's stored name is not always
-    (it cleans names: "mask $(x).png" is stored as "mask (x).png"). ``name`` is the path, as gradio's NamedString's."""
-
-    def __new__(cls, path: str, user_name: str | None = None):
-        upload = super().__new__(cls, path)
-        upload.user_name, upload.name = upload_name(user_name, path), str(path)
-        return upload
-
-
 def uploaded_file(**options) -> gr.File:
-    """``gr.File(type="filepath", **options)`` for one file that gives the handler an :class:`Upload` (the stored
-    path, as gr.File gives it, and the user's file name), and leaves nothing behind: gradio 6's
-    ``File._process_single_file`` opens a ``NamedTemporaryFile(delete=False)`` in the upload folder for every file
-    it passes on, never uses it and never removes it (an empty file per upload and per event: 275 after a QA run).
-    A file of a type not offered is refused by gr.File itself, as before. (The instance's method is wrapped, not
-    the class subclassed: gradio writes a ``.pyi`` stub beside the source of every Component subclass.)"""
+    """``gr.File(type="filepath", **options)`` for one file that gives the handler a
+    :class:`gen1.serve.service.Upload` (the stored path, as gr.File gives it, and the user's file name), and leaves
+    nothing behind: gradio 6's ``File._process_single_file`` opens a ``NamedTemporaryFile(delete=False)`` in the
+    upload folder for every file it passes on, never uses it and never removes it (an empty file per upload and per
+    event: 275 after a QA run). A file of a type not offered is refused by gr.File itself, as before. (The
+    instance's method is wrapped, not the class subclassed: gradio writes a ``.pyi`` stub beside the source of
+    every Component subclass.)"""
     component = gr.File(type="filepath", **options)
     process_single_file = component._process_single_file
 
@@ -136,10 +126,10 @@ def uploaded_file(**options) -> gr.File:
 
 
 def uploaded_image(**options) -> gr.Image:
-    """``gr.Image(type="filepath", image_mode=None, **options)`` giving an :class:`Upload`: the file as uploaded
-    (gen1 reads it as ``gen1 edit --reference`` does, so the command line the page shows, naming the user's file,
-    gives the same edit), and an image too large for PIL to open (its decompression-bomb check, in gr.Image's
-    preprocess) passed on as uploaded, for the edit to refuse it in one line naming it and the limit
+    """``gr.Image(type="filepath", image_mode=None, **options)`` giving a :class:`gen1.serve.service.Upload`: the
+    file as uploaded (gen1 reads it as ``gen1 edit --reference`` does, so the command line the page shows, naming
+    the user's file, gives the same edit), and an image too large for PIL to open (its decompression-bomb check, in
+    gr.Image's preprocess) passed on as uploaded, for the edit to refuse it in one line naming it and the limit
     (:func:`gen1.serve.service.upload_pixel_limit`). Wrapped as :func:`uploaded_file` is."""
     component = gr.Image(type="filepath", image_mode=None, **options)
     preprocess = component.preprocess
@@ -157,11 +147,6 @@ def uploaded_image(**options) -> gr.Image:
 
     component.preprocess = upload
     return component
-
-
-def _upload_names(*values) -> dict[str, str]:
-    """The user's names of the uploads among ``values`` (:class:`Upload`), by their paths on the server."""
-    return {str(value): value.user_name for value in values if isinstance(value, Upload)}
 
 
 # ----------------------------------------------------------------------------------------------- layout
@@ -435,8 +420,7 @@ def _clip_form(video, size, start, duration, max_frames, fps, depth_file, depth_
     """The form of the page's clip fields (how the edit reads the clip: its size, which frames, its depth), and any
     other ``fields``."""
     return EditForm(video=video, size=int(size), start=start or 0.0, duration=duration, max_frames=max_frames, fps=fps,
-                    depth_file=depth_file, depth_invert=depth_invert, model=model,
-                    upload_names=_upload_names(video, depth_file, fields.get("mask_file")), **fields)
+                    depth_file=depth_file, depth_invert=depth_invert, model=model, **fields)
 
 
 def _tracking_form(video, size, start, duration, max_frames, fps, depth_file, depth_invert, model, mask_drawing,
@@ -567,8 +551,7 @@ def _edit_handler(run, failures: dict | None = None):
             mask_drawing=mask_drawing, mask_file=mask_file, depth_file=depth_file, depth_invert=depth_invert,
             model=model, direction_neutral=direction_neutral or "", direction_target=direction_target or "",
             direction_alpha=direction_alpha, mask_frame=mask_frame,
-            mask_tracker=mask_tracker or "flow", mask_clicks=mask_clicks or "", **subject_form,
-            upload_names=_upload_names(video, mask_file, depth_file, reference_1, reference_2, reference_3))
+            mask_tracker=mask_tracker or "flow", mask_clicks=mask_clicks or "", **subject_form)
         progress(0, desc="reading the clip and loading the model")
 
         def report(done, total):

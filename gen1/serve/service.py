@@ -106,9 +106,6 @@ class EditForm:
     mask_clicks: tuple | str = ()  # (x, y, positive) on mask_frame in pixels of the upload, or the page's text
     inpaint_controlnet_scale: float = 1.0
     drag_vectors: str = ""  # --drag: vectors X0,Y0:X1,Y1 separated by spaces or new lines (docs/drag.md), empty: none
-    # the names the user uploaded the files under, by their paths on the server (gradio stores an upload under a
-    # cleaned name: "mask $(x).png" becomes "mask (x).png"): the command line and the messages name the user's file
-    upload_names: dict[str, str] = field(default_factory=dict)
 
 
 #: The settings the page gives through fields of its own kind (every other setting is an EditForm field of its name).
@@ -365,7 +362,7 @@ class EditService:
         summary = (f"Edited {result.num_frames} frames ({clip.width}×{clip.height}, {float(clip.fps):.3f} fps, "
                    f"{audio}) with {name} in {time.monotonic() - started:.1f} s."
                    + "".join(f"\n\nWarning: {note}" for note in notes))
-        command = edit_command(_as_shown(request, form.upload_names), self.catalog.command_args(name))
+        command = edit_command(_as_shown(request, _upload_names(form)), self.catalog.command_args(name))
         return EditOutcome(result.output, result.compare, downloads, command, summary, notes)
 
     @property
@@ -758,6 +755,24 @@ def format_clicks(clicks) -> str:
     return "; ".join(f"{x:.1f},{y:.1f},{'+' if positive else '-'}" for x, y, positive in clicks)
 
 
+class Upload(str):
+    """An upload's path on the server, as the page's file fields give it (a form's ``video``, ``mask_file``,
+    ``depth_file`` and references may be these), with ``user_name``: the name of the user's file (:func:`upload_name`),
+    which the stored name is not always (gradio cleans names: "mask $(x).png" is stored as "mask (x).png"). The
+    command line and the messages name the upload by it. ``name`` is the path, as gradio's NamedString's."""
+
+    def __new__(cls, path: str, user_name: str | None = None):
+        upload = super().__new__(cls, path)
+        upload.user_name, upload.name = upload_name(user_name, path), str(path)
+        return upload
+
+
+def _upload_names(form: EditForm) -> dict[str, str]:
+    """The user's names of ``form``'s uploads that are :class:`Upload` objects, by their paths on the server."""
+    uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
+    return {str(path): path.user_name for path in uploads if isinstance(path, Upload)}
+
+
 def upload_name(given, path) -> str:
     """The name to show for the upload stored at ``path``: ``given`` (the name the client says the user's file has)
     when it is a plain file name fit to show in one line, else the stored file's name."""
@@ -791,7 +806,7 @@ def _uploads_named(form: EditForm):
         message = str(error)
         uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
         for path in sorted((str(p) for p in uploads if p), key=len, reverse=True):
-            message = message.replace(path, form.upload_names.get(path) or Path(path).name)
+            message = message.replace(path, _upload_names(form).get(path) or Path(path).name)
         raise ValueError(message) from None
 
 

@@ -50,6 +50,19 @@ def check_pixel_count(height: int, width: int, path, what: str, max_pixels: int)
                          f"{max_pixels:,} gen1 reads (a decompression bomb, or scale it down first)")
 
 
+def _too_many_pixels(path, what: str, max_pixels: int) -> ValueError:
+    """The error for an image PIL's own decompression-bomb check stopped (its header claims more than twice
+    ``PIL.Image.MAX_IMAGE_PIXELS``): worded as :func:`check_pixel_count`'s, naming the limit, not PIL's text."""
+    from PIL import Image  # lazy: PIL is heavy and only this path needs it
+
+    pil_limit = 2 * Image.MAX_IMAGE_PIXELS if Image.MAX_IMAGE_PIXELS else None
+    if pil_limit is None or max_pixels <= pil_limit:
+        return ValueError(f"{what} '{path}' has more than the {max_pixels:,} pixels gen1 reads (a decompression "
+                          "bomb, or scale it down first)")
+    return ValueError(f"{what} '{path}' has more than {pil_limit:,} pixels, PIL's limit for reading an image "
+                      "safely (scale it down first)")
+
+
 @contextlib.contextmanager
 def open_image(path: str | os.PathLike, what: str = "image file", *, max_pixels: int | None = None) -> Iterator:
     """A PIL image of ``path`` with its header read and checked, its pixels not yet decoded (call ``load()``).
@@ -69,16 +82,16 @@ def open_image(path: str | os.PathLike, what: str = "image file", *, max_pixels:
         warnings.simplefilter("ignore", Image.DecompressionBombWarning)
         try:
             image = Image.open(path)
-        except Image.DecompressionBombError as err:
-            raise ValueError(f"{what} '{path}' is too large to read safely ({err})") from None
+        except Image.DecompressionBombError:
+            raise _too_many_pixels(path, what, max_pixels) from None
         except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
             raise ValueError(f"not a readable image file: '{path}' ({err})") from None
         with image:
             check_pixel_count(image.height, image.width, path, what, max_pixels)
             try:
                 yield image
-            except Image.DecompressionBombError as err:
-                raise ValueError(f"{what} '{path}' is too large to read safely ({err})") from None
+            except Image.DecompressionBombError:
+                raise _too_many_pixels(path, what, max_pixels) from None
             except refused as err:  # truncated data, a text chunk over PIL's limit, ...
                 raise ValueError(f"not a readable image file: '{path}' ({type(err).__name__}: {err})") from None
 

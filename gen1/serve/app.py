@@ -18,10 +18,12 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import gradio as gr
+from gradio_client import utils as client_utils
 
 from gen1.editing import DEFAULTS, EditCancelled
 from gen1.serve.service import (
     SUBJECT_ACTIONS,
+    Upload,
     EditForm,
     EditService,
     add_drag_point,
@@ -102,10 +104,55 @@ def upload_folder():
     return Path(gr.utils.get_upload_folder()).resolve()
 
 
+# ----------------------------------------------------------------------------------------------- uploads
+def uploaded_file(**options) -> gr.File:
+    """``gr.File(type="filepath", **options)`` for one file that gives the handler a
+    :class:`gen1.serve.service.Upload` (the stored path, as gr.File gives it, and the user's file name), and leaves
+    nothing behind: gradio 6's ``File._process_single_file`` opens a ``NamedTemporaryFile(delete=False)`` in the
+    upload folder for every file it passes on, never uses it and never removes it (an empty file per upload and per
+    event: 275 after a QA run). A file of a type not offered is refused by gr.File itself, as before. (The
+    instance's method is wrapped, not the class subclassed: gradio writes a ``.pyi`` stub beside the source of
+    every Component subclass.)"""
+    component = gr.File(type="filepath", **options)
+    process_single_file = component._process_single_file
+
+    def upload(f):
+        if component.file_types and not client_utils.is_valid_file(f.path, component.file_types):
+            return process_single_file(f)  # gr.File's own refusal of the file's type
+        return Upload(f.path, f.orig_name)
+
+    component._process_single_file = upload
+    return component
+
+
+def uploaded_image(**options) -> gr.Image:
+    """``gr.Image(type="filepath", image_mode=None, **options)`` giving a :class:`gen1.serve.service.Upload`: the
+    file as uploaded (gen1 reads it as ``gen1 edit --reference`` does, so the command line the page shows, naming
+    the user's file, gives the same edit), and an image too large for PIL to open (its decompression-bomb check, in
+    gr.Image's preprocess) passed on as uploaded, for the edit to refuse it in one line naming it and the limit
+    (:func:`gen1.serve.service.upload_pixel_limit`). Wrapped as :func:`uploaded_file` is."""
+    component = gr.Image(type="filepath", image_mode=None, **options)
+    preprocess = component.preprocess
+
+    def upload(payload):
+        from PIL import Image  # lazy: PIL is heavy and only this path needs it
+
+        if payload is None:
+            return None
+        try:
+            value = preprocess(payload)
+        except Image.DecompressionBombError:
+            value = payload.path
+        return value if value is None else Upload(value, payload.orig_name)
+
+    component.preprocess = upload
+    return component
+
+
 # ----------------------------------------------------------------------------------------------- layout
 def _source_inputs(ui, service: EditService) -> None:
-    ui.video = gr.File(label="Source video (mp4, mov, webm, gif)", file_types=VIDEO_TYPES, type="filepath",
-                       elem_id="source-upload")
+    ui.video = uploaded_file(label="Source video (mp4, mov, webm, gif)", file_types=VIDEO_TYPES,
+                             elem_id="source-upload")
     with gr.Row():
         ui.source_preview = gr.Video(label="What will be edited (frames, size and sound)", interactive=False,
                                      height=PREVIEW_HEIGHT, elem_id="source-preview")
@@ -133,7 +180,7 @@ def _content_inputs(ui) -> None:
         with gr.Row():
             for slot in range(1, REFERENCE_SLOTS + 1):
                 with gr.Column(min_width=120):
-                    image = gr.Image(label=f"Reference {slot}", type="filepath", sources=["upload"], height=160)
+                    image = uploaded_image(label=f"Reference {slot}", sources=["upload"], height=160)
                     weight = gr.Slider(0, 1, value=1, step=0.05, label=f"Weight {slot}")
                     ui.references.append((image, weight))
 
@@ -153,7 +200,8 @@ def _knob_inputs(ui, service: EditService) -> None:
                                            info="--steps", elem_id="steps")
         ui.strength = gr.Slider(0.05, 1, value=DEFAULTS["strength"], step=0.05, label="Strength",
                                 info="--strength: below 1 starts from the noised source")
-        ui.seed = gr.Number(value=DEFAULTS["seed"], precision=0, minimum=0, label="Seed", info="--seed")
+        # no precision: gradio would round an API client's 2.7 to 3 unseen; --seed refuses it, naming the flag
+        ui.seed = gr.Number(value=DEFAULTS["seed"], minimum=0, step=1, label="Seed", info="--seed")
     with gr.Accordion("Size and which frames", open=False):
         with gr.Row():
             ui.size = gr.Slider(8, limits.max_size, value=min(defaults.size, limits.max_size), step=8,
@@ -174,12 +222,11 @@ def _knob_inputs(ui, service: EditService) -> None:
         ui.mask_drawing = gr.ImageEditor(label="Draw the mask", type="numpy", sources=[], transforms=(),
                                          layers=False, brush=gr.Brush(colors=["#ff3070"], color_mode="fixed"),
                                          eraser=gr.Eraser(), format="png", elem_id="mask-editor")
-        ui.mask_file = gr.File(label="…or upload a mask", file_types=IMAGE_TYPES + VIDEO_TYPES + [".npy"],
-                               type="filepath")
+        ui.mask_file = uploaded_file(label="…or upload a mask", file_types=IMAGE_TYPES + VIDEO_TYPES + [".npy"])
         _tracking_inputs(ui)
     with gr.Accordion("Your own depth (render a mock-up)", open=False):
-        ui.depth_file = gr.File(label="Depth video, image or .npy (brighter = nearer)",
-                                file_types=IMAGE_TYPES + VIDEO_TYPES + [".npy"], type="filepath")
+        ui.depth_file = uploaded_file(label="Depth video, image or .npy (brighter = nearer)",
+                                      file_types=IMAGE_TYPES + VIDEO_TYPES + [".npy"])
         ui.depth_invert = gr.Checkbox(label="It holds distance (far = bright), e.g. a Blender Z pass",
                                       info="--depth-invert")
     with gr.Accordion("Advanced", open=False):
@@ -471,7 +518,7 @@ def _wire_edit(ui, service: EditService) -> None:
 def _failed_outputs(error: str | None) -> tuple:
     """The edit's outputs after it failed with ``error`` (the message gradio showed): no video, downloads or
     command (they were the previous edit's), and a status that says so."""
-    reason = f": {error}" if error else " (the message above says why)"
+    reason = f": {html.escape(error)}" if error else " (the message above says why)"  # the status renders HTML
     return None, None, None, "", f"The edit failed{reason}. Nothing was written; change the settings and try again."
 
 
@@ -488,7 +535,7 @@ def _edit_handler(run, failures: dict | None = None):
              depth_file=None, depth_invert=False, model=None, direction_neutral=None, direction_target=None,
              direction_alpha=1.0, track_drawn=None, mask_tracker=None, mask_clicks=None, subject="edit",
              drag_vectors=None, mask_frame=0, request: gr.Request = None, progress=gr.Progress()):
-        with _page_errors():
+        with _page_errors(request):
             subject_form = subject_settings(subject, drag_vectors)
             mask_frame = mask_frame_of(mask_frame, track_drawn, mask_clicks, drag_vectors)
         form = EditForm(
@@ -511,13 +558,13 @@ def _edit_handler(run, failures: dict | None = None):
             progress((done, total), desc="denoising (steps × windows)", unit="steps")
 
         try:
-            with _page_errors():
+            with _page_errors(request):
                 outcome = run(form, session=_session(request), progress=report)
         except EditCancelled:
             return gr.skip(), gr.skip(), gr.skip(), gr.skip(), "Edit cancelled: nothing was written."
         log.info("%s", outcome.summary.split("\n")[0])  # the warnings are logged as they are caught
         for note in outcome.warnings:
-            gr.Warning(html.escape(note))
+            gr.Warning(_shown(note, request))
         return (str(outcome.output), str(outcome.compare), [str(p) for p in outcome.downloads], outcome.command,
                 outcome.summary)
 
@@ -533,7 +580,7 @@ def _edit_handler(run, failures: dict | None = None):
                     session = _session(kwargs.get("request"))
                 with FAILURES_LOCK:  # edits of several sessions fail at once on gradio's worker threads
                     failures.pop(session, None)
-                    failures[session] = error.message
+                    failures[session] = getattr(error, "text", error.message)  # plain: the status escapes it
                     while len(failures) > MAX_FAILURES_KEPT:  # API clients' sessions may never end: keep the newest
                         failures.pop(next(iter(failures)))
             raise
@@ -546,15 +593,35 @@ def _session(request) -> str:
 
 
 @contextlib.contextmanager
-def _page_errors():
+def _page_errors(request=None):
     """Show user errors on the page as ``gr.Error`` (the app keeps running); anything else becomes a short
-    ``gr.Error`` too, with the traceback in the server's log. Messages are escaped: gradio renders them as HTML."""
+    ``gr.Error`` too, with the traceback in the server's log. The message is as :func:`_shown` shows it to the
+    client of ``request`` (escaped for the page, which renders it as HTML; plain for API clients); its plain text
+    is the error's ``text``."""
     try:
         yield
     except (EditCancelled, gr.Error):
         raise
     except (ValueError, OSError) as error:
-        raise gr.Error(html.escape(str(error)), print_exception=False) from None
+        raise _error(str(error), request, print_exception=False) from None
     except Exception as error:
         log.exception("the request failed")
-        raise gr.Error(html.escape(f"the edit failed ({type(error).__name__}: {error})")) from None
+        raise _error(f"the edit failed ({type(error).__name__}: {error})", request) from None
+
+
+def _error(text: str, request, **options) -> gr.Error:
+    """A ``gr.Error`` showing ``text`` to the client of ``request`` (:func:`_shown`), with ``text`` kept as ``text``."""
+    error = gr.Error(_shown(text, request), **options)
+    error.text = text
+    return error
+
+
+def _shown(text: str, request=None) -> str:
+    """``text`` as the client of ``request`` should get it. gradio's page renders messages as HTML, so for the page
+    (which sends ``x-gradio-user: app`` with each event) and where no request is known it is escaped: a file name
+    or a word typed by a user is shown as typed, never taken as markup. API clients (gradio_client sends ``api``,
+    raw HTTP nothing) get the plain text, which they show as text (it read ``&#x27;`` and ``&lt;`` there)."""
+    if request is None:
+        return html.escape(text)
+    headers = getattr(request, "headers", None) or {}
+    return html.escape(text) if headers.get("x-gradio-user") == "app" else text

@@ -35,6 +35,11 @@ UPLOAD_PIXELS_MIN = 4096 * 4096  # an image upload may always be this large (a p
 UPLOAD_SCALE = 8  # ... or this many times the edit's short side on each side, whichever is more
 MASK_CANVAS = 512  # the mask is drawn on a frame (the first, or the one the page chooses) enlarged to this short side
 JOB_LIFETIME_S = 3600.0  # job folders older than this are removed (the page has long copied their files)
+MODEL_RETRY_S = 600.0  # a tracker model found missing is not looked for again (the Hub is slow to say no) for this long
+#: The downloads' names (edited video, comparison, drawn mask) of an edit and of a preview edit: distinct, so a user
+#: who downloads both keeps both (and each command line names its own files).
+OUTPUT_NAMES = {"edit": ("{stem}-edited.mp4", "{stem}-comparison.mp4", "mask.png"),
+                "preview": ("{stem}-preview.mp4", "{stem}-preview-comparison.mp4", "mask-preview.png")}
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ class EditService:
         self._idle = threading.Condition(self._cancel_lock)  # notified as each edit ends
         self._running = 0
         self._stopping = threading.Event()  # set by stop(): every edit is cancelled
+        self._missing_models: dict[str, float] = {}  # tracker name -> when its model was found missing
 
     def close(self) -> None:
         if self._own_workdir:
@@ -185,6 +191,25 @@ class EditService:
             elif self.upload_root is not None and path.resolve().is_relative_to(self.upload_root):
                 path.unlink(missing_ok=True)
 
+    @contextlib.contextmanager
+    def _job(self, session: str, form: EditForm):
+        """A fresh job folder booked to ``session`` with ``form``'s uploads (:meth:`_claim`); if what runs in it
+        fails or is cancelled, the folder is removed and unbooked at once: a request that fails leaves no folder
+        behind (only its own folder: nothing of another request or session is touched)."""
+        job = self._new_job()
+        try:
+            self._claim(session, form, job)
+            yield job
+        except BaseException:
+            self._drop_job(session, job)
+            raise
+
+    def _drop_job(self, session: str, job: Path) -> None:
+        """Remove the job folder ``job`` of ``session`` and forget it."""
+        with self._cancel_lock:
+            self._session_files.get(session, set()).discard(job)
+        shutil.rmtree(job, ignore_errors=True)
+
     # ------------------------------------------------------------------------------------------- preview
     @contextlib.contextmanager
     def _reading_clip(self, form: EditForm, session: str, *, keep_job: bool):
@@ -192,15 +217,11 @@ class EditService:
         request (its outputs in a new job folder of ``session``) and the inputs read; the job folder is removed at the
         end unless ``keep_job``."""
         form = dataclasses.replace(form, prompt="preview", references=[], mask_drawing=None, mask_file=None)
-        with _uploads_named(form):
-            job = self._new_job()
-            try:
-                self._claim(session, form, job)
-                request = self._request(form, job)
-                yield request, read_inputs(request, limits=self._clip_limits(request.size))
-            finally:
-                if not keep_job:
-                    shutil.rmtree(job, ignore_errors=True)
+        with _uploads_named(form), self._job(session, form) as job:
+            request = self._request(form, job)
+            yield request, read_inputs(request, limits=self._clip_limits(request.size))
+            if not keep_job:
+                self._drop_job(session, job)
 
     def preview_clip(self, form: EditForm, *, session: str = "", frame: int = 0) -> ClipPreview:
         """Read the clip as an edit of ``form`` would, estimate its depth once, and write a playable copy; its
@@ -249,14 +270,12 @@ class EditService:
         # any content will do for a preview of the region; an erase takes none (--erase refuses a prompt)
         form = dataclasses.replace(form, prompt="" if form.erase else (form.prompt or "preview"),
                                    references=[] if form.erase else form.references)
-        with _uploads_named(form):
-            job = self._new_job()
-            self._claim(session, form, job)
+        with _uploads_named(form), self._job(session, form) as job:
             request = self._request(form, job)
             if request.mask is None and not request.mask_clicks:
                 raise ValueError("draw or upload a mask, or click on the subject, to see it tracked")
             inputs = read_inputs(request, limits=self._clip_limits(request.size))
-            _check_tracker_model(request)
+            _check_tracker_model(request, self._missing_models)
             pipe = self.catalog.pipeline(self._model_name(form))
             source = pipe.source_as_read(inputs.clip.frames)
             depth = prepare_structure(pipe, inputs.clip.frames, inputs.depth).depth
@@ -299,29 +318,33 @@ class EditService:
             raise ValueError(f"the preview edits the first window, frames 0 to {frames - 1}, but the subject is given "
                              f"on frame {mask_frame}: choose a frame within the window to preview it, or run the "
                              "whole edit")
-        outcome = self.edit(dataclasses.replace(form, max_frames=frames), session=session, progress=progress)
+        outcome = self._edit(dataclasses.replace(form, max_frames=frames), session, progress, kind="preview")
         outcome.summary = "Preview of the first window. " + outcome.summary
         return outcome
 
     def edit(self, form: EditForm, *, session: str = "", progress: Callable[[int, int], None] | None = None
              ) -> EditOutcome:
         """Run the edit ``form`` describes; :class:`gen1.editing.EditCancelled` if ``session`` cancels it."""
+        return self._edit(form, session, progress, kind="edit")
+
+    def _edit(self, form: EditForm, session: str, progress, *, kind: str) -> EditOutcome:
+        """:meth:`edit`, its downloads named as :data:`OUTPUT_NAMES` ``[kind]`` says."""
         with self._cancel_lock:
             cancelled = self._cancel_events.setdefault(session, threading.Event())
             self._running += 1
         started = time.monotonic()
         try:
-            job = self._new_job()
-            with _uploads_named(form), warnings.catch_warnings(record=True) as caught:
+            # a failed or cancelled edit's folder (a drawn mask, a partial output) goes at once (EditService._job)
+            with self._job(session, form) as job, _uploads_named(form), \
+                    warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", UserWarning)
-                self._claim(session, form, job)
-                request = self._request(form, job)
+                request = self._request(form, job, names=OUTPUT_NAMES[kind])
                 name = self._model_name(form)
                 pipe = self.catalog.pipeline(name)
                 pipe.route.check_settings(request.settings("edit"), label=flag_label, model=name)
                 _check_reference_pixels(request)
                 inputs = read_inputs(request, limits=self._clip_limits(request.size))
-                _check_tracker_model(request)
+                _check_tracker_model(request, self._missing_models)
                 result = run_edit(pipe, request, inputs, progress=progress,
                                   cancel=lambda: cancelled.is_set() or self._stopping.is_set())
         finally:
@@ -339,7 +362,7 @@ class EditService:
         summary = (f"Edited {result.num_frames} frames ({clip.width}×{clip.height}, {float(clip.fps):.3f} fps, "
                    f"{audio}) with {name} in {time.monotonic() - started:.1f} s."
                    + "".join(f"\n\nWarning: {note}" for note in notes))
-        command = edit_command(_as_shown(request), self.catalog.command_args(name))
+        command = edit_command(_as_shown(request, _upload_names(form)), self.catalog.command_args(name))
         return EditOutcome(result.output, result.compare, downloads, command, summary, notes)
 
     @property
@@ -362,21 +385,37 @@ class EditService:
         return self.catalog.model(form.model or self.catalog.default_name).name
 
     def _new_job(self) -> Path:
-        """A fresh folder for one preview or edit; folders older than :data:`JOB_LIFETIME_S` are removed."""
+        """A fresh folder for one preview or edit; folders older than :data:`JOB_LIFETIME_S` are removed (and the
+        sessions' bookkeeping of files gone meanwhile: API clients' sessions may never end)."""
         now = time.time()
+        removed = False
         for old in self.workdir.glob("job-*"):
             if now - old.stat().st_mtime > JOB_LIFETIME_S:
                 shutil.rmtree(old, ignore_errors=True)
+                removed = True
+        if removed:
+            self._forget_gone_files()
         job = self.workdir / f"job-{uuid.uuid4().hex[:12]}"
         job.mkdir(parents=True)
         return job
+
+    def _forget_gone_files(self) -> None:
+        """Drop from each session's files those no longer on disk (aged-out job folders, uploads gradio removed),
+        and the sessions left with none: a session that never ends (an API client without gradio_client's
+        heartbeat) must not keep its entries for the server's life."""
+        with self._cancel_lock:
+            for session, files in list(self._session_files.items()):
+                files.difference_update([path for path in files if not path.exists()])
+                if not files:
+                    del self._session_files[session]
 
     def _clip_limits(self, size: int) -> ClipLimits:
         return ClipLimits(max_frames=self.limits.max_frames, max_seconds=self.limits.max_seconds,
                           max_image_pixels=upload_pixel_limit(size))
 
-    def _request(self, form: EditForm, job: Path) -> EditRequest:
-        """The request ``form`` describes, checked, with its outputs (and a drawn mask) in ``job``."""
+    def _request(self, form: EditForm, job: Path, names: tuple[str, str, str] = OUTPUT_NAMES["edit"]) -> EditRequest:
+        """The request ``form`` describes, checked, with its outputs (and a drawn mask) in ``job``, named ``names``
+        (:data:`OUTPUT_NAMES`)."""
         if not form.video:
             raise ValueError("upload a video first")
         if None in (form.size, form.guidance_scale, form.num_inference_steps):  # left out: the model's own
@@ -399,10 +438,11 @@ class EditService:
         references = [(path, weight) for path, weight in form.references if path]
         weights = ([form.prompt_weight] if prompts else []) + [weight for _, weight in references]
         request = EditRequest(
-            input=form.video, output=str(job / f"{stem}-edited.mp4"), compare=str(job / f"{stem}-comparison.mp4"),
+            input=form.video, output=str(job / names[0].format(stem=stem)),
+            compare=str(job / names[1].format(stem=stem)),
             prompt=prompts,
             reference_image=tuple(path for path, _ in references),
-            content_weights=tuple(weights) if len(set(weights)) > 1 else None,
+            content_weights=_content_weights(weights),
             negative_prompt=form.negative_prompt.strip() or None, structure_level=form.structure_level,
             guidance_scale=form.guidance_scale, temporal_guidance_scale=form.temporal_guidance_scale,
             controlnet_conditioning_scale=form.controlnet_conditioning_scale,
@@ -411,7 +451,7 @@ class EditService:
             inpaint_controlnet_scale=form.inpaint_controlnet_scale,
             num_inference_steps=form.num_inference_steps, scheduler=form.scheduler or None,
             strength=form.strength, full_strength_start=form.full_strength_start, seed=form.seed,
-            mask=_mask_path(form, job), depth=form.depth_file or None,
+            mask=_mask_path(form, job, names[2]), depth=form.depth_file or None,
             depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=form.size,
             fps=optional_number(form.fps, "--fps"), start=form.start or 0.0,
             duration=optional_number(form.duration, "--duration"),
@@ -432,6 +472,19 @@ class EditService:
         )
         check_request(request)
         return request
+
+
+def _content_weights(weights: list) -> tuple | None:
+    """The page's weights (prompt, then references) as ``--content-weights``: left out (``None``) when they are
+    equal and valid, as they change nothing then (they are normalised); otherwise given, so that what ``gen1 edit``
+    refuses (a lone weight 0, all 0, a negative one) is refused here too, naming --content-weights, instead of being
+    ignored."""
+    if not weights:
+        return None
+    first = weights[0]
+    equal = all(weight == first for weight in weights)
+    valid = isinstance(first, (int, float)) and not isinstance(first, bool) and 0 < first < float("inf")
+    return None if equal and valid else tuple(weights)
 
 
 def _whole(value):
@@ -471,9 +524,12 @@ def _vector_text(value) -> str:
     return value or ""
 
 
-def _check_tracker_model(request: EditRequest) -> None:
+def _check_tracker_model(request: EditRequest, missing: dict[str, float] | None = None) -> None:
     """Refuse a tracker whose model this server does not have (SAM 2 not installed) in one line a web user can act
-    on: the full reason (the server's cache path, the download command) is for the operator, in the log."""
+    on: the full reason (the server's cache path, the download command) is for the operator, in the log. A model
+    found missing is remembered in ``missing`` (tracker name -> when) for :data:`MODEL_RETRY_S`: each request would
+    otherwise ask the Hub again (seconds each time); after that it is looked for again (an operator may install
+    it meanwhile)."""
     from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
     from gen1.tracking import check_clicks, make_tracker  # lazy: keeps this module's import light
 
@@ -485,13 +541,19 @@ def _check_tracker_model(request: EditRequest) -> None:
             check_clicks(request.mask_clicks, 0, 1, frame_size(request.input))
         except ValueError as error:
             raise ValueError(f"--mask-click: {error}") from None
-    try:
-        tracker.check_model()
-    except (ValueError, OSError) as error:
-        logging.getLogger("gen1.serve").warning("the %s tracker cannot run: %s", tracker.name, error)
-        clicks = "clicks on the subject need it: " if request.mask_clicks else ""
-        raise ValueError(f"this server has no {tracker.name} model ({clicks}paint the subject's mask instead and "
-                         f"follow it with flow, or ask the server's operator to install it)") from None
+    clicks = "clicks on the subject need it: " if request.mask_clicks else ""
+    missing = {} if missing is None else missing
+    found_missing = missing.get(tracker.name)
+    if found_missing is None or time.monotonic() - found_missing > MODEL_RETRY_S:
+        try:
+            tracker.check_model()
+            missing.pop(tracker.name, None)
+            return
+        except (ValueError, OSError) as error:
+            logging.getLogger("gen1.serve").warning("the %s tracker cannot run: %s", tracker.name, error)
+            missing[tracker.name] = time.monotonic()
+    raise ValueError(f"this server has no {tracker.name} model ({clicks}paint the subject's mask instead and "
+                     f"follow it with flow, or ask the server's operator to install it)")
 
 
 def upload_pixel_limit(size: int) -> int:
@@ -586,8 +648,8 @@ def fit_drawing(drawing, canvas: np.ndarray) -> dict:
     return {"background": canvas, "layers": layers, "composite": None}
 
 
-def _mask_path(form: EditForm, job: Path) -> str | None:
-    """The mask file of the edit: the uploaded one, or the drawn one saved as ``mask.png`` in ``job``."""
+def _mask_path(form: EditForm, job: Path, name: str = "mask.png") -> str | None:
+    """The mask file of the edit: the uploaded one, or the drawn one saved as ``name`` in ``job``."""
     drawn = _drawn_mask(form.mask_drawing)
     if drawn is not None and form.mask_file:
         raise ValueError("give one mask: drawn on a frame or uploaded, not both (clear one of them)")
@@ -595,7 +657,7 @@ def _mask_path(form: EditForm, job: Path) -> str | None:
         return form.mask_file or None
     from PIL import Image  # lazy: PIL is heavy and only this path needs it
 
-    path = job / "mask.png"
+    path = job / name
     Image.fromarray(drawn).save(path)  # at the canvas's size: read as gen1 edit reads the frames' shape (any size)
     return str(path)
 
@@ -693,11 +755,41 @@ def format_clicks(clicks) -> str:
     return "; ".join(f"{x:.1f},{y:.1f},{'+' if positive else '-'}" for x, y, positive in clicks)
 
 
-def _as_shown(request: EditRequest) -> EditRequest:
-    """The request with every path shown by its file name: the names the page's downloads and the user's own
-    uploads have, for a command line to run where those files are."""
+class Upload(str):
+    """An upload's path on the server, as the page's file fields give it (a form's ``video``, ``mask_file``,
+    ``depth_file`` and references may be these), with ``user_name``: the name of the user's file (:func:`upload_name`),
+    which the stored name is not always (gradio cleans names: "mask $(x).png" is stored as "mask (x).png"). The
+    command line and the messages name the upload by it. ``name`` is the path, as gradio's NamedString's."""
+
+    def __new__(cls, path: str, user_name: str | None = None):
+        upload = super().__new__(cls, path)
+        upload.user_name, upload.name = upload_name(user_name, path), str(path)
+        return upload
+
+
+def _upload_names(form: EditForm) -> dict[str, str]:
+    """The user's names of ``form``'s uploads that are :class:`Upload` objects, by their paths on the server."""
+    uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
+    return {str(path): path.user_name for path in uploads if isinstance(path, Upload)}
+
+
+def upload_name(given, path) -> str:
+    """The name to show for the upload stored at ``path``: ``given`` (the name the client says the user's file has)
+    when it is a plain file name fit to show in one line, else the stored file's name."""
+    text = given if isinstance(given, str) else ""
+    plain = (0 < len(text) <= 255 and text not in (".", "..") and not any(mark in text for mark in "/\\")
+             and text.isprintable())
+    return text if plain else Path(path).name
+
+
+def _as_shown(request: EditRequest, upload_names: dict[str, str] | None = None) -> EditRequest:
+    """The request with every path shown by its file name: the names the page's downloads have and the names the
+    user's uploads had on their side (``upload_names``, by path; else the stored file's name), for a command line
+    to run where those files are."""
+    upload_names = upload_names or {}
+
     def name(path):
-        return None if path is None else Path(path).name
+        return None if path is None else upload_names.get(str(path)) or Path(path).name
 
     return dataclasses.replace(
         request, input=name(request.input), output=name(request.output), compare=name(request.compare),
@@ -714,7 +806,7 @@ def _uploads_named(form: EditForm):
         message = str(error)
         uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
         for path in sorted((str(p) for p in uploads if p), key=len, reverse=True):
-            message = message.replace(path, Path(path).name)
+            message = message.replace(path, _upload_names(form).get(path) or Path(path).name)
         raise ValueError(message) from None
 
 

@@ -318,6 +318,49 @@ def test_the_command_customizes_then_edits_end_to_end(tmp_path, capsys):
     assert not (tmp_path / "f.mp4").exists()
 
 
+def test_an_interrupted_command_resumes_with_resume_and_a_plain_rerun_is_refused_before_loading(tmp_path, capsys,
+                                                                                                 monkeypatch):
+    # the command checked the checkpoint folder beside --out as an output FILE: after Ctrl-C, the resume it
+    # advised (and any rerun) was refused with "output path is a directory, expected a file"
+    import gen1.training.imagic as imagic_training
+    from gen1.cli import main
+    from gen1.media import write_video
+
+    model = tmp_path / "tiny-gen1"
+    tiny_pipeline().save_pretrained(model)
+    clip = tmp_path / "clip.mp4"
+    write_video(clip, (np.random.default_rng(0).random((FRAMES, SIZE, SIZE, 3)) * 255).astype(np.uint8), 8)
+    out, work = tmp_path / "adapter", tmp_path / "adapter.work"
+    command = ["customize", "--imagic", "--model", str(model), "--video", str(clip), "--size", str(SIZE),
+               "--embedding-steps", "3", "--steps", "2", "--out", str(out), "--prompt", TEXT]
+
+    class CtrlCInTheLoRA(imagic_training.ImagicRun):
+        def __init__(self, *args, **kwargs):
+            def ctrl_c(phase, done, loss):
+                if (phase, done) == ("lora", 1):
+                    os.kill(os.getpid(), signal.SIGINT)
+
+            super().__init__(*args, on_step=ctrl_c, **kwargs)
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        with monkeypatch.context() as patched:
+            patched.setattr(imagic_training, "ImagicRun", CtrlCInTheLoRA)
+            assert main(command) == 130
+        assert "resume with: the same command and --resume" in capsys.readouterr().err
+        assert ckpt.list_checkpoints(work) and not out.exists()
+
+        loads = []
+        monkeypatch.setattr("gen1.model_sources.load_model", lambda *a, **k: loads.append(a))
+        assert main(command) == 2  # without --resume: refused before the model loads
+        assert "holds checkpoints of an earlier run: resume it (the same command and --resume)" in \
+            capsys.readouterr().err
+        assert loads == []
+        monkeypatch.undo()
+        assert main([*command, "--resume"]) == 0, capsys.readouterr().err
+    assert sorted(p.name for p in out.iterdir()) == sorted([ADAPTER_FILE, EMBEDDINGS_FILE]) and not work.exists()
+
+
 def test_the_printed_edit_command_passes_the_model_flags_gen1_edit_takes():
     # --depth-model goes with the public route's parts only: gen1 edit refuses it beside --model
     import argparse

@@ -125,6 +125,22 @@ def _work_dir(out: Path) -> Path:
     return out.with_name(out.name + ".work")
 
 
+def _check_work_dir(work: Path, *, resume: bool) -> Path:
+    """``work``, the folder of an Imagic run's checkpoints beside its ``--out``, checked before the model loads:
+    a folder (an interrupted run left it: ``--resume`` continues it) or a new one, in a folder that takes new files;
+    checkpoints of an earlier run without ``--resume`` are refused here rather than after minutes of loading."""
+    from gen1.commands._common import check_output_file  # lazy: keeps this module's import light
+    from gen1.training.checkpoint import list_checkpoints  # lazy: keeps this module's import light
+
+    if work.exists() and not work.is_dir():
+        raise ValueError(f"--out: '{work}', where --imagic keeps its checkpoints, is a file: move it away")
+    check_output_file("--out", work / "probe" if work.is_dir() else work)  # takes new files
+    if not resume and list_checkpoints(work):
+        raise ValueError(f"'{work}' holds checkpoints of an earlier run: resume it (the same command and --resume) "
+                         "or remove that folder to start again")
+    return work
+
+
 def edit_command_for(args, adapter: Path, num_frames: int) -> str:
     """The ``gen1 edit`` command that applies the adapter just written to the clip it was fitted on: the same model
     flags, the same size and the same first ``num_frames`` frames, at eta 0.8, quoted for a POSIX shell."""
@@ -139,7 +155,7 @@ def run_imagic(args, check_model, size_from_model) -> int:
     """``gen1 customize --imagic`` (``check_model`` / ``size_from_model``: the command's own model checks)."""
     _check_flags(args)
     settings = imagic_settings(args)
-    from gen1.commands._common import apply_threads, check_output_file  # lazy: keeps this module's import light
+    from gen1.commands._common import apply_threads  # lazy: keeps this module's import light
     from gen1.imagic import ADAPTER_FILE, EMBEDDINGS_FILE  # lazy: keeps this module's import light
 
     out = Path(args.out)
@@ -148,7 +164,7 @@ def run_imagic(args, check_model, size_from_model) -> int:
     if out.is_dir() and {p.name for p in out.iterdir()} - {ADAPTER_FILE, EMBEDDINGS_FILE}:
         raise ValueError(f"--out '{args.out}' is a folder with other files than an Imagic adapter's: it would be "
                          "replaced as a whole; choose a new path")
-    check_output_file("--out", _work_dir(out))  # its folder exists and takes new files
+    work = _check_work_dir(_work_dir(out), resume=args.resume)
     source = check_model(args)
     if args.content_model is not None:
         raise ValueError("--content-model does not apply to --imagic: it uses the model's own content encoder")
@@ -156,7 +172,6 @@ def run_imagic(args, check_model, size_from_model) -> int:
     frames = _read_clip(args)  # the user's clip before the model loads: a bad file costs seconds
     from gen1.training.checkpoint import list_checkpoints  # lazy: keeps this module's import light
 
-    work = _work_dir(out)
     if args.resume and not list_checkpoints(work):  # said before the model loads (minutes on a public model)
         print(f"gen1 customize: nothing to resume in '{work}' (no checkpoint): starting afresh", file=sys.stderr)
     apply_threads(args.threads)

@@ -50,7 +50,21 @@ def test_customize_defaults_to_the_bundled_model(tmp_path, capsys):
     out = tmp_path / "a.safetensors"
     assert main(["customize", "--images", str(tmp_path / "images"), "--out", str(out), "--steps", "1",
                  "--batch-size", "1", "--lora-rank", "1"]) == 0, capsys.readouterr().err
-    assert out.is_file() and "trained on 2 images for 1 steps" in capsys.readouterr().out
+    assert out.is_file() and "trained on 2 images for 1 steps (loss " in capsys.readouterr().out
+    # an adapter under another name (a .txt) was written as safetensors; gen1 edit --adapter reads .safetensors
+    assert main(["customize", "--images", str(tmp_path / "images"), "--out", str(tmp_path / "a.txt"),
+                 "--steps", "1"]) == 2
+    assert "--out must end in .safetensors, got" in capsys.readouterr().err and not (tmp_path / "a.txt").exists()
+
+
+def test_the_customize_summary_tells_the_loss_by_means_of_steps():
+    # it compared two single steps (one noise draw each): 0.32 -> 0.14 after 2 steps at a learning rate of 1e-4
+    from gen1.commands.customize import loss_summary
+
+    assert loss_summary([0.5]) == "loss 0.5000 -> 0.5000"
+    assert loss_summary([0.9, 0.1, 0.5, 0.5, 0.1, 0.3, 0.2, 0.2]) == \
+        "mean loss of the first and last 2 steps 0.5000 -> 0.2000"
+    assert "last 10 steps" in loss_summary([1.0] * 100)
 
 
 def test_compare_failing_leaves_no_new_output_and_keeps_an_old_one(model_dir, clips_dir, tmp_path, capsys,

@@ -216,7 +216,7 @@ def run(args) -> int:
     _check_arguments(args)
     settings = load_settings(args)
     paths = _image_paths(args)  # the user's own files first: a typo costs nothing, not a model download
-    out = check_output_file("--out", args.out)
+    out = check_output_file("--out", args.out, suffixes={".safetensors"})  # gen1 edit --adapter reads safetensors
     source = _check_model(args)
     _size_from_model(args, source)
     inputs = [Path(folder) for folder in (source.model_dir, source.base, args.images) if folder is not None]
@@ -228,6 +228,15 @@ def run(args) -> int:
     train = _train_public if source.route.text_content else _train_native  # a prompt, or its CLIP embedding
     unet, losses = train(args, source, paths, settings, device)
     path = save_adapter(unet, args.out)
-    print(f"trained on {len(paths)} images for {settings.steps} steps (loss {losses[0]:.4f} -> {losses[-1]:.4f}); "
+    print(f"trained on {len(paths)} images for {settings.steps} steps ({loss_summary(losses)}); "
           f"adapter {path} ({path.stat().st_size / 1024:.1f} KiB)")
     return 0
+
+
+def loss_summary(losses: list[float]) -> str:
+    """How the loss moved, told by the means of its first and last steps (a quarter of them, 1 to 10 each): one
+    step's loss is one noise draw at one timestep, and two of them said more of the draws than of the training."""
+    count = max(1, min(10, len(losses) // 4))
+    first, last = sum(losses[:count]) / count, sum(losses[-count:]) / count
+    told = "loss" if count == 1 else f"mean loss of the first and last {count} steps"
+    return f"{told} {first:.4f} -> {last:.4f}"

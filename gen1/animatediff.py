@@ -29,6 +29,7 @@ from gen1.depth import load_depth_estimator
 from gen1.hub import BASE, CONTROLNET, DEPTH_MODEL, MOTION_ADAPTER, resolve_all
 from gen1.temporal_layers import check_motion_adapter_fits, read_motion_adapter_config
 from gen1.unet import VideoUNet
+from gen1.weights import check_no_missing_weights
 
 BASE_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 #: the UNet widths of SDXL (and of its AnimateDiff motion adapters); SD 1.x has (320, 640, 1280, 1280)
@@ -188,4 +189,5 @@ def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_
         text_encoder=CLIPTextModel.from_pretrained(str(base), subfolder="text_encoder").eval(),
         tokenizer=CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer"),
     )
+    check_no_missing_weights(pipe.components, f"'{base}' with its ControlNets")
     return pipe if torch_dtype is None else pipe.cast(torch_dtype)

@@ -19,6 +19,7 @@ from gen1.content import load_content_encoder
 from gen1.depth import load_depth_estimator
 from gen1.model_folders import EXPORT_RECORD
 from gen1.unet import VideoUNet
+from gen1.weights import check_no_missing_weights
 
 
 def trained_video_unet(unet):
@@ -105,4 +106,5 @@ def from_stable_diffusion(pipeline_class, sd_dir, *, depth_estimator, content_en
         scheduler = DDIMScheduler.from_pretrained(sd_dir, subfolder="scheduler")
     pipe = pipeline_class(vae=vae, unet=unet, scheduler=scheduler, depth_estimator=depth_estimator,
                           content_encoder=content_encoder, prior=prior, prior_scheduler=prior_scheduler)
+    check_no_missing_weights(pipe.components, f"'{sd_dir}'")
     return pipe if torch_dtype is None else pipe.cast(torch_dtype)

@@ -60,6 +60,7 @@ from gen1.routes import ContentRequest, Route, route_class
 from gen1.seamless import SeamAnchor
 from gen1.settings import check_content_sources, check_setting, check_settings
 from gen1.tracking import check_clicks, make_tracker
+from gen1.weights import check_no_missing_weights
 from gen1.windows import WindowBlender, check_window_arguments
 
 OUTPUT_TYPES = ("np", "pt", "pil", "latent")
@@ -206,9 +207,14 @@ class Gen1Pipeline(DiffusionPipeline):
 
             raise ValueError(f"'{pretrained_model_name_or_path}' is not a pipeline directory (no model_index.json): "
                              f"{not_a_pipeline_hint(pretrained_model_name_or_path)}")
+        elif Path(pretrained_model_name_or_path).is_file():
+            raise ValueError(f"'{pretrained_model_name_or_path}' is a file: give the pipeline's folder (the one "
+                             "holding model_index.json)")
         for module in sorted(modules):
             importlib.import_module(module)
-        return super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
+        check_no_missing_weights(pipe.components, f"'{pretrained_model_name_or_path}'")
+        return pipe
 
     def cast(self, dtype: torch.dtype) -> "Gen1Pipeline":
         """Cast every model component to ``dtype`` (in place; returns self).

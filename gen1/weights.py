@@ -74,3 +74,22 @@ class StrictLoadingMixin:
                 keys = sorted(map(str, info[kind]))
                 raise ValueError(f"{pretrained_model_name_or_path}: {kind.replace('_', ' ')} {keys[:5]}")
         return (model, info) if want_info else model
+
+
+def check_no_missing_weights(components: Mapping[str, object], source) -> None:
+    """Raise ``ValueError`` if a model component of a loaded pipeline has weights its files did not hold.
+
+    diffusers leaves a key missing from a component's weights file on the meta device (with
+    ``low_cpu_mem_usage``, its default) after a warning: the pipeline loads, and the first edit fails with "Cannot
+    copy out of meta tensor" or "Tensor on device meta". gen1's own components are strict already
+    (:class:`StrictLoadingMixin`); this covers the diffusers ones (VAE, ControlNets). ``source`` names the folder.
+    """
+    for name, component in components.items():
+        if not isinstance(component, torch.nn.Module):
+            continue
+        tensors = list(component.named_parameters()) + list(component.named_buffers())
+        missing = sorted(key for key, tensor in tensors if tensor.is_meta)
+        if missing:
+            raise ValueError(f"{source}: the weights of '{name}' lack key '{missing[0]}'{_and_more(missing)} "
+                             "(a damaged or incomplete copy: fetch or save the model again)")
+

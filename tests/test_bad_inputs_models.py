@@ -66,6 +66,26 @@ def test_from_pretrained_names_a_component_config_of_the_wrong_type(model):
         Gen1Pipeline.from_pretrained(model)
 
 
+def test_a_vae_missing_a_weight_is_one_line_naming_the_key(model, tmp_path, clips_dir, capsys):
+    # diffusers left the key on the meta device after a warning: the pipeline loaded and the edit ended in a
+    # traceback ("Cannot copy out of meta tensor"); gen1's own components were strict already
+    from safetensors.torch import load_file, save_file
+
+    from gen1.pipeline import Gen1Pipeline
+
+    weights = model / "vae" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    del tensors["decoder.conv_norm_out.weight"]
+    save_file(tensors, weights)
+    with pytest.raises(ValueError, match=r"the weights of 'vae' lack key 'decoder.conv_norm_out.weight'"):
+        Gen1Pipeline.from_pretrained(model)
+    assert main(_edit(model, tmp_path, clips_dir)) == 2  # 2: refused in one line (a traceback exits 1)
+    # the last line: diffusers' own warning about the key comes before it
+    assert "lack key 'decoder.conv_norm_out.weight'" in capsys.readouterr().err.strip().splitlines()[-1]
+    with pytest.raises(ValueError, match="is a file: give the pipeline's folder"):
+        Gen1Pipeline.from_pretrained(weights)
+
+
 @pytest.mark.parametrize("entry", [["os", "system"], ["builtins", "eval"], ["gen1.cli", "VideoUNet"],
                                    ["gen1.unet", "ContentEncoder"], ["evil_module", "VideoUNet"],
                                    ["diffusers", "__class__"], ["diffusers"], "diffusers", None])

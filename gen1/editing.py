@@ -309,8 +309,9 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
     """The mask at the clip's frame size (same resize policy as the video), as float (F|1, 1, H, W)."""
     import torch  # lazy: torch is heavy and only this path needs it
 
-    from gen1.masking import edited_frames_shape, mask_at_size, mask_to_tensor  # lazy: keeps this module's import
+    from gen1.masking import mask_at_size, mask_to_tensor  # lazy: keeps this module's import light
     from gen1.media import fit_tensor  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media.resize import edited_frames_shape  # lazy: keeps this module's import light
 
     with errors_naming("--mask"):
         if Path(path).suffix.lower() == ".npy":
@@ -377,14 +378,17 @@ def _user_depth(request: EditRequest, clip_args: dict, clip, max_pixels: int | N
     image folders are read at full precision (16-bit PNG/TIFF) and scaled and centre-cropped like the video.
     """
     from gen1.depth import load_structure  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.depth.structure import check_depth_shape  # lazy: keeps this module's import light
     from gen1.media import VIDEO_SUFFIXES  # lazy: keeps this module's import light (no torch when it loads)
 
+    video_size = _media_size(clip.path)
     with errors_naming("--depth"):
         if Path(request.depth).suffix.lower() in VIDEO_SUFFIXES:
+            check_depth_shape(_media_size(request.depth), video_size)
             depth = load_structure(_read_media(request.depth, clip_args, request.size), invert=request.depth_invert)
         else:
             depth = load_structure(request.depth, size=(clip.height, clip.width), crop=True,
-                                   invert=request.depth_invert, max_pixels=max_pixels)
+                                   invert=request.depth_invert, max_pixels=max_pixels, video_size=video_size)
     if depth.shape[0] not in (1, clip.num_frames):
         raise ValueError(f"--depth has {depth.shape[0]} frames but the edited clip has {clip.num_frames} "
                          f"(give one depth map or one per edited frame)")

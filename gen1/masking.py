@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 
 from gen1.conditioning import resize
-from gen1.media import MAX_SIZE, read_frames_or_images, resized_shape
+from gen1.media import read_frames_or_images
 from gen1.media.arrays import read_npy
-from gen1.media.resize import cover_geometry
+from gen1.media.resize import cover_geometry, edited_frames_shape, same_shape
 from gen1.seamless import SeamAnchor, blend_seamlessly
 
 
@@ -134,8 +134,7 @@ def mask_at_size(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     mask_height, mask_width = mask.shape[-2:]
     if (mask_height, mask_width) == (height, width):
         return mask
-    scale = max(height / mask_height, width / mask_width)
-    if abs(mask_height * scale - height) <= scale and abs(mask_width * scale - width) <= scale:
+    if same_shape(size, (mask_height, mask_width)):
         return resize(mask.float(), (height, width)).clamp(0, 1)
     if not edited_frames_shape(size, (mask_height, mask_width)):
         raise ValueError(f"mask size {mask_width}x{mask_height} (WxH) does not match the video size {width}x{height} "
@@ -145,19 +144,6 @@ def mask_at_size(mask: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     uncut[..., top:top + mask_height, left:left + mask_width] = mask.float()
     return F.interpolate(uncut, size=(height, width), mode="bilinear", antialias=True,
                          align_corners=False).clamp(0, 1)
-
-
-def edited_frames_shape(size: tuple[int, int], shape: tuple[int, int]) -> bool:
-    """Whether ``shape`` (H, W) is that of the frames an edit reads from a video of ``size`` (H, W) at some short
-    side (:func:`gen1.media.resized_shape`), or that shape enlarged by a whole factor up to 16."""
-    for factor in range(1, 17):
-        if shape[0] % factor or shape[1] % factor:
-            continue
-        short = min(shape) // factor
-        if short >= 8 and short % 8 == 0 and short <= MAX_SIZE and resized_shape(*size, short) == (
-                shape[0] // factor, shape[1] // factor):
-            return True
-    return False
 
 
 def grow(mask: torch.Tensor, pixels: int) -> torch.Tensor:

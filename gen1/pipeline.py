@@ -44,6 +44,7 @@ from gen1.conditioning import decode_latents, encode_latents, resize, target_siz
 from gen1.denoise import denoise, make_scheduler
 from gen1.depth import load_structure
 from gen1.depth.cache import estimate_depth
+from gen1.depth.structure import check_depth_shape
 from gen1.drag import check_drag, check_drag_arguments, drag_content, drag_layers, drag_start, moved_frames
 from gen1.guidance import GuidancePlan, plan_guidance
 from gen1.hub import resolve_pipeline
@@ -54,6 +55,7 @@ from gen1.masked_edits import (check_mask_arguments, edit_region, erase_start, h
                                prefilled, structure_depth)
 from gen1.masking import KeptRegion
 from gen1.media import unit_to_uint8
+from gen1.media.resize import same_shape
 from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_from_trained, image_model_size
 from gen1.model_folders import check_pipeline_folder, not_a_pipeline_hint
 from gen1.routes import ContentRequest, Route, route_class
@@ -329,11 +331,14 @@ class Gen1Pipeline(DiffusionPipeline):
         return load_lora_weights(self.unet, path, scale=scale, adapter_name=adapter_name)
 
     # ----------------------------------------------------------------------------------------------- structure
-    def prepare_depth(self, frames: torch.Tensor, depth, batch_size: int = 8, cache=True) -> torch.Tensor:
+    def prepare_depth(self, frames: torch.Tensor, depth, batch_size: int = 8, cache=True,
+                      input_size: tuple[int, int] | None = None) -> torch.Tensor:
         """Unobscured depth ``(F, 1, H, W)`` in [0, 1] at the frames' size: estimated, or the user's ``depth``.
 
         An estimate is kept between edits of the same clip (:mod:`gen1.depth.cache`): ``cache`` True = in the user's
-        cache directory, False = estimate every time (``gen1 edit --no-cache``), or a ``DepthCache``."""
+        cache directory, False = estimate every time (``gen1 edit --no-cache``), or a ``DepthCache``. ``input_size``:
+        the (H, W) of the video as given; the user's depth must have its shape or the frames' (at any size): one of
+        another aspect ratio would be cropped off the frames, and is refused."""
         num_frames = frames.shape[0]
         if depth is None:
             if self.depth_estimator is None:
@@ -350,6 +355,9 @@ class Gen1Pipeline(DiffusionPipeline):
                 raise FileNotFoundError(f"depth file not found: '{depth}'")
             depth = load_structure(depth)
         depth = depth.float().cpu()
+        given = tuple(depth.shape[-2:])
+        if input_size is not None and not same_shape(tuple(frames.shape[-2:]), given):
+            check_depth_shape(given, input_size)
         if depth.shape[0] == 1 and num_frames > 1:
             depth = depth.expand(num_frames, -1, -1, -1)
         if depth.shape[0] != num_frames:
@@ -371,7 +379,7 @@ class Gen1Pipeline(DiffusionPipeline):
         route = self.route
         if masked is None or not (masked.erase or masked.drag is not None):
             encoded = route.edit_content(content, source.frames, generator=generator, device=device)
-        depth_full = self.prepare_depth(source.frames, depth, cache=depth_cache)
+        depth_full = self.prepare_depth(source.frames, depth, cache=depth_cache, input_size=source.input_size)
         if masked is None:
             depth_shown, structure = route.structure(depth_full, structure_level, source.latent_size)
             return route.bind(encoded, structure, plan, settings or {}), depth_shown, None

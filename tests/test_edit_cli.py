@@ -319,6 +319,35 @@ def test_16_bit_depth_is_read_at_full_precision_and_can_be_inverted(model_dir, c
     assert len(set(inverted.tolist())) >= 12 and bool((inverted.diff() <= 0).all())  # far = large: 1/d
 
 
+def test_a_depth_of_another_aspect_ratio_is_refused_as_a_mask_is(model_dir, clips_dir, tmp_path, monkeypatch,
+                                                                  capsys):
+    # a 2:1 depth for the square wolf.mp4 was centre-cropped without a word: the structure sat off the frames
+    from gen1.media import write_video
+
+    common = [clips_dir / "wolf.mp4", "-o", tmp_path / "o.mp4", "--prompt", "x", "--model", model_dir,
+              "--size", 16, "--max-frames", 2]
+    wide, square = tmp_path / "wide.npy", tmp_path / "square.png"
+    np.save(wide, np.random.default_rng(0).random((64, 128)).astype(np.float32))
+    write_video(tmp_path / "wide.mp4", np.zeros((2, 64, 128, 3), np.uint8), 8)
+    for depth in (wide, tmp_path / "wide.mp4"):
+        assert main(["edit", *map(str, common), "--depth", str(depth)]) == 2
+        assert "--depth: the depth is 128x64 (WxH) but the video is 512x512: a depth map has the video's shape" in \
+            capsys.readouterr().err
+    Image.fromarray(np.tile(np.linspace(0, 255, 96, dtype=np.uint8), (96, 1))).save(square)
+    assert _pipeline_call(monkeypatch, [*common, "--depth", square])["depth"].shape == (1, 1, 16, 16)  # any size
+
+
+def test_python_refuses_a_depth_of_another_aspect_ratio_and_takes_the_frames_own():
+    import torch
+
+    pipe = tiny_pipeline()
+    frames = torch.rand(2, 3, 16, 24)
+    with pytest.raises(ValueError, match=r"the depth is 48x16 \(WxH\) but the video is 48x32"):
+        pipe.prepare_depth(frames, torch.rand(2, 1, 16, 48), input_size=(32, 48))
+    for shape in ((32, 48), (16, 24), (8, 12)):  # the video's shape, the frames' (any size)
+        assert pipe.prepare_depth(frames, torch.rand(2, 1, *shape), input_size=(32, 48)).shape == (2, 1, 16, 24)
+
+
 def test_threads_option_sets_torch_and_opencv_threads(model_dir, clips_dir, tmp_path, monkeypatch):
     import cv2
     import torch

@@ -86,6 +86,33 @@ def _check_output_shape(shape: Any) -> tuple[int, int]:
     return out_h, out_w
 
 
+def same_shape(size: tuple[int, int], shape: tuple[int, int]) -> bool:
+    """Whether ``shape`` (H, W) is ``size`` (H, W) scaled by some factor, within a pixel of that scale (a mask or a
+    depth map made on a smaller or larger copy of the frame)."""
+    scale = max(size[0] / shape[0], size[1] / shape[1])
+    return abs(shape[0] * scale - size[0]) <= scale and abs(shape[1] * scale - size[1]) <= scale
+
+
+def edited_frames_shape(size: tuple[int, int], shape: tuple[int, int]) -> bool:
+    """Whether ``shape`` (H, W) is that of the frames an edit reads from a video of ``size`` (H, W) at some short
+    side (:func:`gen1.media.resized_shape`), or that shape enlarged by a whole factor up to 16."""
+    for factor in range(1, 17):
+        if shape[0] % factor or shape[1] % factor:
+            continue
+        short = min(shape) // factor
+        if short >= 8 and short % 8 == 0 and short <= MAX_SIZE and resized_shape(*size, short) == (
+                shape[0] // factor, shape[1] // factor):
+            return True
+    return False
+
+
+def fits_frames(size: tuple[int, int], shape: tuple[int, int]) -> bool:
+    """Whether a map of ``shape`` (H, W) (a mask, a depth map) lines up with the frames of a video of ``size``:
+    the video's shape at any size (:func:`same_shape`), or that of the frames an edit reads
+    (:func:`edited_frames_shape`). Another aspect ratio cannot: fitting it would crop or stretch it off the frames."""
+    return same_shape(size, shape) or edited_frames_shape(size, shape)
+
+
 def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``uint8 (F, H, W, 3)`` frames scaled (aspect kept) to cover ``shape = (height, width)``, centre-cropped
     to it. Frames already of that shape are returned as they are."""

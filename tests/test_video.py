@@ -17,7 +17,7 @@ from process_helpers import ENV
 
 import gen1.media.read as media_read
 import gen1.media.write as media_write
-from gen1.media import MAX_SIZE, fit_frames, to_uint8_frames
+from gen1.media import MAX_SIZE, fit_frames, frame_size, to_uint8_frames
 from gen1.media import (
     MediaNotFoundError,
     VideoClip,
@@ -155,6 +155,36 @@ def test_real_clip_through_pyav_fallback_matches_decord(clips_dir, monkeypatch):
     assert np.abs(fast.frames.astype(int) - slow.frames).mean() < 1.0
     whole = read_video(clips_dir / "wolf.mp4", size=64)  # PyAV reads every frame, resizing as it goes
     assert whole.frames.shape == (40, 64, 64, 3) and whole.fps == 20
+
+
+def _write_turned(path: Path, frame: np.ndarray, degrees: int, count: int = 3) -> None:
+    """A clip stored as ``frame`` and tagged with a display rotation of ``degrees`` (as phones store portrait)."""
+    with av.open(str(path), "w") as container:
+        stream = container.add_stream("libx264", rate=8)
+        stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
+        stream.set_display_rotation(degrees)
+        for _ in range(count):
+            for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
+                container.mux(packet)
+        for packet in stream.encode():
+            container.mux(packet)
+
+
+@pytest.mark.parametrize("degrees, turns", [(90, 1), (-90, 3), (180, 2)])
+def test_a_clip_with_a_display_rotation_is_read_upright(tmp_path, degrees, turns):
+    # a phone's portrait clip (stored 854x480, tagged 90 degrees) was read landscape: the edit came out sideways and
+    # masks, drags and sizes did not match what the user saw (players turn it: ffmpeg shows np.rot90(frame, 1))
+    stored = np.zeros((48, 64, 3), np.uint8)
+    stored[:16, :16] = 255  # a white block in the stored frame's top-left corner
+    path = tmp_path / "turned.mp4"
+    _write_turned(path, stored, degrees)
+    shown = np.rot90(stored, turns)
+    clip = read_video(path)
+    assert clip.frames.shape == (3, *shown.shape)
+    assert np.abs(clip.frames[0].astype(int) - shown).mean() < 8  # codec noise only
+    assert frame_size(path) == shown.shape[:2]
+    small = read_video(path, size=16)
+    assert small.frames.shape[1:3] == resized_shape(*shown.shape[:2], 16)
 
 
 def test_resize_blackswan_to_short_side_64_keeps_aspect_and_multiple_of_8(clips_dir):

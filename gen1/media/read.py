@@ -12,6 +12,10 @@ disagrees with the container). decord's ffmpeg chatter on stderr is silenced so 
 container is always probed with PyAV, which gives the *exact* source frame rate as a ``Fraction``
 (``30000/1001``, not ``29.97``) and whether the file has audio.
 
+Frames are returned as players show them: a clip stored turned, with a display rotation (a phone's portrait
+video is stored landscape, tagged 90 or -90 degrees), is turned upright as it is read, so sizes, masks, drags and
+the written edit follow what the user saw (the edit is written upright, untagged).
+
 Frame selection works on presentation timestamps (seconds from the start of the video stream), so it is
 right for variable-frame-rate files too:
 
@@ -94,8 +98,9 @@ class _Probe:
     num_frames: int  # 0 when the container does not say
     duration: float | None  # seconds, None when unknown
     format_name: str
-    height: int  # coded frame size (0 when unknown)
+    height: int  # frame size as shown, upright (0 when unknown)
     width: int
+    quarter_turns: int = 0  # counter-clockwise turns that make a decoded frame upright (its display rotation)
 
 
 def _probe(path: Path) -> _Probe:
@@ -112,6 +117,7 @@ def _probe(path: Path) -> _Probe:
         if not container.streams.video:
             raise ValueError(f"no video stream in '{path}' (streams: {[s.type for s in container.streams]})")
         stream = container.streams.video[0]
+        turns = _first_frame_quarter_turns(container, stream)
         duration = stream_seconds(stream, container)
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not fps and stream.frames and duration:
@@ -124,9 +130,34 @@ def _probe(path: Path) -> _Probe:
             num_frames=int(stream.frames or 0),
             duration=duration,
             format_name=format_name,
-            height=int(stream.codec_context.height or 0),
-            width=int(stream.codec_context.width or 0),
+            height=int((stream.codec_context.width if turns % 2 else stream.codec_context.height) or 0),
+            width=int((stream.codec_context.height if turns % 2 else stream.codec_context.width) or 0),
+            quarter_turns=turns,
         )
+
+
+def quarter_turns(rotation) -> int:
+    """Counter-clockwise quarter turns (0-3) that make a frame upright, from its display rotation in degrees (PyAV's
+    ``VideoFrame.rotation``: a phone's portrait clip is stored landscape with 90 or -90 there, and players turn it)."""
+    return round((rotation or 0) / 90) % 4
+
+
+def _first_frame_quarter_turns(container, stream) -> int:
+    """The display rotation of the stream's first frame as quarter turns (0 when it cannot be decoded: the read
+    itself then says what is wrong). PyAV shows the rotation on frames only, so one frame is decoded."""
+    import av  # lazy: av is heavy and only this path needs it
+
+    try:
+        for frame in container.decode(stream):
+            return quarter_turns(getattr(frame, "rotation", 0))
+    except (av.FFmpegError, ValueError):
+        return 0
+    return 0
+
+
+def upright(frames: np.ndarray, turns: int) -> np.ndarray:
+    """``(..., H, W, C)`` frames turned counter-clockwise by ``turns`` quarter turns, contiguous."""
+    return frames if turns % 4 == 0 else np.ascontiguousarray(np.rot90(frames, turns, axes=(-3, -2)))
 
 
 class _FrameSelector:
@@ -232,6 +263,8 @@ def _read_with_decord(path: Path, probe: _Probe, selector: _FrameSelector):
         return None
     if probe.format_name == "gif":  # decord cannot measure GIF durations
         return None
+    if probe.quarter_turns:  # decord turns some rotated clips itself (180 degrees) and not others: PyAV reads them
+        return None
     try:
         with _quiet_stderr():
             reader = decord.VideoReader(str(path))
@@ -280,7 +313,7 @@ def _read_with_pyav(path: Path, probe: _Probe, selector: _FrameSelector, size: i
                         t = 0.0 if last_t is None else last_t + 1.0 / float(probe.fps)
                     last_t = t
                     if selector.offer(t):
-                        rgb = frame.to_ndarray(format="rgb24")[None]
+                        rgb = upright(frame.to_ndarray(format="rgb24")[None], quarter_turns(getattr(frame, "rotation", 0)))
                         frames.append(rgb if size is None else resize_frames(rgb, size))
                         times.append(t)
                     if selector.done:
@@ -387,6 +420,6 @@ def stream_seconds(stream, container) -> float | None:
 
 
 def frame_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(height, width)`` of a video's frames, from its header (nothing is decoded)."""
+    """``(height, width)`` of a video's frames as shown (upright), from its header and its first frame."""
     probe = _probe(Path(path))
     return probe.height, probe.width

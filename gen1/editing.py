@@ -240,11 +240,26 @@ def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> Ed
     if limits is not None:
         _check_limits(clip, limits)
     max_pixels = None if limits is None else limits.max_image_pixels
+    _check_references(request.reference_image, max_pixels)
     mask = None if request.mask is None else _mask_for(request.mask, clip_args, request.size, clip, max_pixels)
     depth = None if request.depth is None else _user_depth(request, clip_args, clip, max_pixels)
     clicks = _clicks_for(request, clip) if request.mask_clicks else ()
     drag = _drag_for(request, clip) if request.drag else None
     return EditInputs(clip=clip, mask=mask, depth=depth, clicks=clicks, drag=drag)
+
+
+def _check_references(paths, max_pixels: int | None = None) -> None:
+    """Each ``--reference`` an image whose header reads, before the model loads (the pipeline decodes it later):
+    a wrong file is one line naming the flag, and a video given as a reference says so."""
+    from gen1.media import VIDEO_SUFFIXES  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media.images import open_image  # lazy: keeps this module's import light (no torch when it loads)
+
+    for path in paths:
+        if Path(path).suffix.lower() in VIDEO_SUFFIXES:
+            raise ValueError(f"--reference: '{path}' is a video; a reference is an image (save one frame of it as a "
+                             "PNG)")
+        with errors_naming("--reference"), open_image(path, "reference image", max_pixels=max_pixels):
+            pass
 
 
 def _clicks_for(request: EditRequest, clip) -> tuple:

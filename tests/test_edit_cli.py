@@ -337,6 +337,21 @@ def test_a_depth_of_another_aspect_ratio_is_refused_as_a_mask_is(model_dir, clip
     assert _pipeline_call(monkeypatch, [*common, "--depth", square])["depth"].shape == (1, 1, 16, 16)  # any size
 
 
+def test_a_bad_reference_is_one_line_naming_the_flag_before_the_model_loads(clips_dir, tmp_path, capsys,
+                                                                             monkeypatch):
+    # the pipeline read it after the model loaded: "not a readable image file: 'x.txt'", no flag named; a video
+    # given as a reference was taken for a broken image
+    loads = []
+    monkeypatch.setattr("gen1.model_sources.load_model", lambda *a, **k: loads.append(a))
+    (tmp_path / "notes.txt").write_text("not an image")
+    for reference, message in [(tmp_path / "notes.txt", "--reference: not a readable image file"),
+                               (clips_dir / "wolf.mp4", "is a video; a reference is an image")]:
+        assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "o.mp4"), "--reference",
+                     str(reference), "--max-frames", "2"]) == 2
+        assert message in capsys.readouterr().err
+    assert loads == []
+
+
 def test_python_refuses_a_depth_of_another_aspect_ratio_and_takes_the_frames_own():
     import torch
 

@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from gen1.training.batch import JointBatch
-from gen1.training.checkpoint import checkpoint_path
+from gen1.training.checkpoint import check_fresh_output, checkpoint_path
 from gen1.training.config import Config, config_to_dict
 from gen1.training.data import JointBatchPlan, make_loader
 from gen1.training.draws import draw_joint, joint_slot_generators
@@ -77,6 +77,17 @@ def make_accelerator(config: Config):
     return Accelerator(**kwargs)
 
 
+def check_fsdp(config: Config, accelerator) -> None:
+    """Refuse ``train.distributed: fsdp`` when Accelerate did not set the run up for FSDP (on CPU, or one device):
+    it accepts the plugin and runs without it, and the first FSDP checkpoint would then fail."""
+    from accelerate.utils import DistributedType  # lazy: accelerate is heavy and only this path needs it
+
+    if config.train.distributed == "fsdp" and accelerator.distributed_type != DistributedType.FSDP:
+        raise ValueError(f"train.distributed is 'fsdp' but Accelerate runs this job as "
+                         f"{accelerator.distributed_type.value} on {accelerator.device.type}: FSDP needs several GPU "
+                         "processes (accelerate launch --multi_gpu --num_processes N); use train.distributed=ddp here")
+
+
 def _hparams(config: Config) -> dict:
     flat = {}
 
@@ -108,6 +119,7 @@ def setup(config: Config) -> Run:
 
     accelerator = make_accelerator(config)
     check_process_count(accelerator.num_processes)
+    check_fsdp(config, accelerator)
     data = build_dataset(config, accelerator.device)
     torch.manual_seed(config.train.seed)  # identical new-layer init on every rank
     unet = build_unet(config, data)
@@ -129,6 +141,10 @@ def setup(config: Config) -> Run:
     if config.model.trainable == "temporal" and not plan.video_ids:
         raise ValueError("model.trainable is 'temporal' but the data holds no video clips: images run in image "
                          "mode, with the temporal layers gated off, so they would train nothing")
+    if config.data.image_ratio == 1.0 and not plan.image_ids:
+        raise ValueError(f"data.image_ratio is 1 (images only) but the data holds no images, only "
+                         f"{len(plan.video_ids)} video clips: they would train the model through its temporal "
+                         "layers; add images to the shards, or set data.image_ratio below 1 for video training")
     run = Run(config, accelerator, data, noise_scheduler, objective, optimizer, lr_scheduler, ema, params, plan)
     resume(run)
     if config.train.tensorboard:
@@ -274,6 +290,7 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     from tqdm.auto import tqdm  # lazy: tqdm is heavy and only this path needs it
 
     config.validate()
+    check_fresh_output(config.train.output_dir, config.train.resume)
     run = setup(config)
     result = TrainResult(resumed_from=run.resumed_from, step=run.start,
                          main_process=run.accelerator.is_main_process)

@@ -212,7 +212,7 @@ def micro_step(run: Run, batch: JointBatch, m: int, *, sync: bool, seen: dict[st
 
 def train_step(run: Run, micro_batches: Iterator[JointBatch], step: int, seen: dict[str, int]) -> float:
     """Optimizer step ``step`` (0-based): ``grad_accum`` micro-batches, clipping, AdamW, LR schedule, EMA.
-    Returns the mean loss of its micro-batches."""
+    Returns the mean loss of its micro-batches over the global batch (all processes)."""
     accum = run.config.train.grad_accum
     loss = 0.0
     for a in range(accum):
@@ -224,7 +224,17 @@ def train_step(run: Run, micro_batches: Iterator[JointBatch], step: int, seen: d
     run.optimizer.zero_grad(set_to_none=True)
     if run.ema is not None:
         run.ema.step(run.trainable)
-    return loss
+    return global_mean(run.accelerator, loss)
+
+
+def global_mean(accelerator, value: float) -> float:
+    """The mean of ``value`` over all processes (each process's loss is the mean over its own equal share of the
+    global batch, so this is the global batch's loss): what is shown, logged and returned, the same on every rank
+    and at every world size."""
+    if accelerator.num_processes == 1:
+        return value
+    total = accelerator.reduce(torch.tensor([value], dtype=torch.float64, device=accelerator.device), reduction="sum")
+    return total.item() / accelerator.num_processes
 
 
 def clip_gradients(run: Run, max_norm: float) -> None:
@@ -326,7 +336,8 @@ def interrupted(run: Run, done: int):
     if not checkpoint_due(run.config, done):
         save_run_checkpoint(run, done)
     path = checkpoint_path(run.config.train.output_dir, done)
-    return TrainingInterrupted(done, str(path), run.accelerator.is_main_process)
+    return TrainingInterrupted(done, str(path), run.accelerator.is_main_process,
+                               processes=run.accelerator.num_processes, global_batch=run.plan.global_batch)
 
 
 def run_validation(run: Run, step: int, result: TrainResult) -> None:

@@ -113,3 +113,20 @@ def test_a_damaged_shard_is_named_with_the_rerun_that_repairs_it(setup, tmp_path
         ShardDataset(copy)
     again = preprocess(list_inputs(first), copy, make_encoder(sd), PreprocessSettings(**SETTINGS))
     assert again["written"] == 1 and len(ShardDataset(copy)) == 6
+
+
+def test_a_synth_folder_gives_its_rgb_clips_only(tmp_path, caplog):
+    from training_helpers import moving_square
+
+    from gen1.media import write_video
+
+    for name in ("synth_00000", "synth_00000_depth", "synth_00000_edit", "walk_depth", "walk_edit"):
+        write_video(tmp_path / f"{name}.mp4", moving_square(4, 16, seed=0), fps=8)
+    with caplog.at_level("WARNING"):
+        names = [item.path.rsplit("/", 1)[1] for item in list_inputs(tmp_path)]
+    # a _depth / _edit video without its clip beside it is an ordinary video
+    assert names == ["synth_00000.mp4", "walk_depth.mp4", "walk_edit.mp4"]
+    assert "skipping 2 depth/edit videos of `gen1 synth`" in caplog.text
+    listing = tmp_path / "list.csv"
+    listing.write_text("path\nsynth_00000_depth.mp4\n")
+    assert [item.path.rsplit("/", 1)[1] for item in list_inputs(listing)] == ["synth_00000_depth.mp4"]

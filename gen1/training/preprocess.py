@@ -5,6 +5,7 @@ every step. Policies (documented in docs/training.md):
 
 * **Inputs** -- a folder (searched recursively, sorted), or a CSV (column ``path``, optional ``caption``)
   or JSONL (``{"path": ..., "caption": ...}``) list; relative paths are relative to the list file.
+  In a folder, the depth videos and ground-truth edits ``gen1 synth`` writes beside each clip are skipped.
   Video and image files are told apart by extension.
 * **Clips** -- a video is read keeping every ``stride``-th frame, resized to short side ``size`` and
   centre-cropped to ``size x size``, then cut into back-to-back clips of ``clip_length`` frames (a clip
@@ -90,7 +91,12 @@ def list_inputs(source: str | Path) -> list[InputItem]:
         raise FileNotFoundError(f"--input not found: {str(source)!r}")
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES + IMAGE_SUFFIXES)
-        items = [InputItem(str(p)) for p in files]
+        companions = [p for p in files if is_synth_companion(p)]
+        if companions:
+            logger.warning("skipping %d depth/edit videos of `gen1 synth` (%s ...: NAME_depth / NAME_edit beside "
+                           "NAME), which are not RGB training clips; list them in a CSV to train on them anyway",
+                           len(companions), companions[0].name)
+        items = [InputItem(str(p)) for p in files if p not in companions]
     elif source.suffix.lower() == ".csv":
         with open(source, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -112,6 +118,19 @@ def list_inputs(source: str | Path) -> list[InputItem]:
     if not items:
         raise ValueError(f"--input {str(source)!r} lists no video or image files")
     return items
+
+
+COMPANION_SUFFIXES = ("_depth", "_edit")  # what `gen1 synth` writes beside each clip NAME.mp4 (gen1.commands.synth)
+
+
+def is_synth_companion(path: Path) -> bool:
+    """Whether ``path`` is the depth video or ground-truth edit `gen1 synth` wrote beside a clip: ``NAME_depth.EXT``
+    or ``NAME_edit.EXT`` with ``NAME.EXT`` in the same folder (the depth is grey-scale inverse depth, the edit the
+    answer an evaluation compares against: neither is a training clip)."""
+    for suffix in COMPANION_SUFFIXES:
+        if path.stem.endswith(suffix) and path.with_name(path.stem[:-len(suffix)] + path.suffix).is_file():
+            return True
+    return False
 
 
 def _relative(list_file: Path, path: str) -> str:

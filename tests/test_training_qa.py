@@ -119,3 +119,43 @@ def test_an_export_without_a_vae_is_named_by_gen1_edit(tmp_path):
            "model.vae=PATH" in not_a_pipeline_hint(tmp_path)
     (tmp_path / "vae").mkdir()
     assert "did not write pipelines" in not_a_pipeline_hint(tmp_path)
+
+
+def test_the_resume_hint_of_a_multi_process_run_keeps_its_global_batch(data, tmp_path):
+    import argparse
+    import shlex
+
+    from gen1.commands.train import resume_hint
+
+    root, sd, shards = data
+    out = tmp_path / "run"
+    overrides = base_overrides(sd, shards, out, {**SHORT, "data.batch_size": 2})
+    args = argparse.Namespace(config="stage2_temporal", overrides=overrides)
+    one, launcher = resume_hint(args, processes=4, global_batch=8).splitlines()
+    assert launcher.startswith("or under the same launcher with 4 processes: gen1 train stage2_temporal")
+    command = shlex.split(one.split("resume with: ", 1)[1])
+    assert command[-2:] == ["data.batch_size=8", "train.resume=latest"] and "data.batch_size=2" not in command
+    config = load_config(command[2], command[3:])
+    assert config.data.batch_size * 1 == 8  # one process x 8: the checkpoint's global batch, which resumes
+    assert resume_hint(args).count("\n") == 0 and "data.batch_size=2" in resume_hint(args)
+
+
+def test_architecture_settings_that_a_videounet_base_cannot_take_are_refused(data, tmp_path):
+    from gen1.training.config import ModelConfig
+    from gen1.training.model import load_video_unet
+    from gen1.unet import VideoUNet
+
+    root, sd, shards = data
+    base = tmp_path / "video-unet"
+    VideoUNet.from_image_unet(str(sd), subfolder="unet", max_frames=16, content_dim=16,
+                              temporal_attention_head_dim=8).save_pretrained(str(base))
+    same = ModelConfig(base=str(base), max_frames=16, temporal={"temporal_attention_head_dim": 8})
+    assert load_video_unet(same, content_dim=16).max_frames == 16
+    assert load_video_unet(ModelConfig(base=str(base)), content_dim=16).max_frames == 16  # defaults: the base's
+    with pytest.raises(ValueError, match=r"is a VideoUNet with its own architecture, which these settings cannot "
+                                         r"change: model.max_frames=8 \(the base has 16\), "
+                                         r"model.temporal.temporal_attention_head_dim=16 \(the base has 8\)"):
+        load_video_unet(ModelConfig(base=str(base), max_frames=8, temporal={"temporal_attention_head_dim": 16}),
+                        content_dim=16)
+    with pytest.raises(ValueError, match=r"model.structure_channels=2 \(the base has 1\)"):
+        load_video_unet(ModelConfig(base=str(base), structure_channels=2), content_dim=16)

@@ -122,6 +122,9 @@ def not_a_pipeline_hint(folder: str | os.PathLike) -> str:
     folder = Path(folder)
     if (folder / "export" / PIPELINE_INDEX).is_file():
         return f"it is a `gen1 train` output folder: give its export, '{folder / 'export'}'"
+    if (folder / EXPORT_RECORD).is_file() and not (folder / "vae").is_dir():
+        return ("it is a `gen1 train` export without a VAE, so it is no pipeline: run the same `gen1 train` command "
+                "again with model.vae=PATH (the VAE the data was encoded with) and train.resume=latest")
     if (folder / EXPORT_RECORD).is_file():
         return ("it is a `gen1 train` export from a gen1 that did not write pipelines: run the same `gen1 train` "
                 "command again with train.resume=latest to export it as one")

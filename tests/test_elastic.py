@@ -116,6 +116,9 @@ def test_world_size_two_matches_one_and_resumes_at_one(data, ddp_two, tmp_path):
     state = json.loads((ckpt.checkpoint_path(out, 3) / "state.json").read_text())
     assert (state["world_size"], state["global_batch"]) == (2, 4)  # the two nodes joined as one job
     _assert_close(reference, _trained(out, 3), "two nodes x batch 2 vs one process x 4")
+    # the reported loss is the global batch's (all processes'), not rank 0's half of it
+    (printed,) = [line for line in (out / "node0.log").read_text().splitlines() if "last loss" in line]
+    assert abs(float(printed.rsplit(" ", 1)[1]) - single.losses[-1]) < 2e-4, (printed, single.losses[-1])
     assert not torch.equal(reference["unet.conv_out.weight"], _trained(out, 2)["unet.conv_out.weight"])  # it trained
 
     # the two-process run's step-2 checkpoint, resumed by one process with batch 4 (and two DataLoader workers)

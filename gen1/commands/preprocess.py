@@ -56,7 +56,14 @@ def run(args) -> int:
     from gen1.training.launch import check_process_count
 
     # lazy: keeps this module's import light (no torch when it loads)
-    from gen1.training.preprocess import PreprocessSettings, list_inputs, load_clip_encoder, preprocess
+    from gen1.training.preprocess import (
+        PreprocessSettings,
+        check_out,
+        list_inputs,
+        load_clip_encoder,
+        model_paths,
+        preprocess,
+    )
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     if not Path(args.model).exists():
@@ -65,6 +72,8 @@ def run(args) -> int:
                                   shard_size=args.shard_size, max_clips_per_video=args.max_clips_per_video,
                                   dtype=args.dtype, batch_size=args.batch_size).validate()
     inputs = list_inputs(args.input)
+    check_out(Path(args.out), args.input, args.model)
+    args.models = model_paths(args.model, args.depth_model, args.content_model)
     if args.engine == "ray":
         return run_ray(args, inputs, settings)
     if args.address or args.encoders:
@@ -74,14 +83,23 @@ def run(args) -> int:
     encoder = load_clip_encoder(args.model, args.depth_model, args.content_model, accelerator.device,
                                 batch_size=settings.batch_size)
     summary = preprocess(inputs, args.out, encoder, settings, rank=accelerator.process_index,
-                         world_size=accelerator.num_processes, barrier=accelerator.wait_for_everyone)
+                         world_size=accelerator.num_processes, barrier=accelerator.wait_for_everyone,
+                         models=args.models)
     accelerator.print(f"rank {accelerator.process_index}: wrote {summary['written']} shards, skipped "
                       f"{summary['skipped']} finished ones, {len(summary['failed'])} inputs failed")
     if "index" in summary:
         index = summary["index"]
         print(f"{args.out}: {index['num_clips']} clips in {len(index['shards'])} shards; "
               f"{index['num_failed']} corrupt/unreadable inputs skipped")
+        check_some_clips(args.out, index)
     return 0
+
+
+def check_some_clips(out: str, index: dict) -> None:
+    """A shard set without a single clip is a failed run (every input unreadable or too short): one line, exit 1."""
+    if index["num_clips"] == 0:
+        raise ValueError(f"--out {out!r} holds no clips: all {index['num_inputs']} input(s) failed (see the warnings "
+                         "above); nothing to train on")
 
 
 def run_ray(args, inputs, settings) -> int:
@@ -102,12 +120,13 @@ def run_ray(args, inputs, settings) -> int:
     try:
         make = functools.partial(load_clip_encoder, args.model, args.depth_model, args.content_model,
                                  batch_size=settings.batch_size)
-        summary = preprocess_ray(inputs, args.out, make, settings, ray_settings)  # make(device)
+        summary = preprocess_ray(inputs, args.out, make, settings, ray_settings, models=args.models)  # make(device)
     finally:
         ray.shutdown()
     index = summary["index"]
     print(f"{args.out}: wrote {summary['written']} shards, skipped {summary['skipped']} finished ones; "
           f"{index['num_clips']} clips in {len(index['shards'])} shards; {index['num_failed']} corrupt/unreadable "
           "inputs skipped")
+    check_some_clips(args.out, index)
     return 0
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import shlex
 import sys
+from typing import Optional
 
 
 def register(subparsers) -> None:
@@ -75,7 +76,7 @@ def run(args) -> int:
     except TrainingInterrupted as stop:
         if stop.main_process:
             print(f"gen1 train: interrupted after step {stop.step}; checkpoint saved: {stop.checkpoint}\n"
-                  f"resume with: {resume_command(args)}", file=sys.stderr)
+                  f"{resume_hint(args, stop.processes, stop.global_batch)}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("gen1 train: stopped at once (a second Ctrl-C, or one before training began); resume from the "
@@ -88,8 +89,21 @@ def run(args) -> int:
     return 0
 
 
-def resume_command(args) -> str:
-    """The ``gen1 train`` command line that continues this run from its latest checkpoint (same launcher)."""
+def resume_command(args, batch_size: Optional[int] = None) -> str:
+    """The ``gen1 train`` command line that continues this run from its latest checkpoint (same launcher), or with
+    ``data.batch_size`` set to ``batch_size``."""
 
-    overrides = [o for o in args.overrides if not o.startswith("train.resume=")]
-    return "gen1 train " + shlex.join([args.config, *overrides, "train.resume=latest"])
+    drop = ("train.resume=",) + (("data.batch_size=",) if batch_size is not None else ())
+    overrides = [o for o in args.overrides if not o.startswith(drop)]
+    extra = [f"data.batch_size={batch_size}"] if batch_size is not None else []
+    return "gen1 train " + shlex.join([args.config, *overrides, *extra, "train.resume=latest"])
+
+
+def resume_hint(args, processes: int = 1, global_batch: Optional[int] = None) -> str:
+    """How to resume: the command as run (one process), or, after a run of several processes, that command on one
+    process with the whole global batch, and the same command under the launcher with as many processes (a
+    resume must keep the global batch, ``data.batch_size`` x processes)."""
+    if processes <= 1 or global_batch is None:
+        return f"resume with: {resume_command(args)}"
+    return (f"resume with: {resume_command(args, global_batch)}\n"
+            f"or under the same launcher with {processes} processes: {resume_command(args)}")

@@ -76,6 +76,23 @@ def resolve_resume(output_dir: str | Path, resume: Optional[str]) -> Optional[Pa
     return path
 
 
+def check_fresh_output(output_dir: str | Path, resume: Optional[str]) -> None:
+    """Refuse to start a new run (``train.resume`` unset) in a folder holding an earlier run's checkpoints or export:
+    its export would be replaced and its checkpoints mixed with the new run's (a later ``resume: latest`` would
+    continue the old weights with the new settings)."""
+    if resume is not None:
+        return
+    output = Path(output_dir)
+    export = output / "export"
+    found = [f"checkpoints/{p.name}" for p in list_checkpoints(output)]
+    if export.is_dir() and any(export.iterdir()):
+        found.append("export/")
+    if found:
+        raise ValueError(f"train.output_dir '{output_dir}' holds an earlier run ({', '.join(found[:3])}"
+                         f"{', ...' if len(found) > 3 else ''}): continue it with train.resume=latest, or start the "
+                         "new run in a new train.output_dir")
+
+
 def capture_rng() -> dict[str, Any]:
     """RNG states of this process as tensors / tuples (loadable with ``weights_only=True``)."""
     version, internal, gauss = random.getstate()

@@ -19,17 +19,24 @@ def _require_dir(path: Path, what: str) -> Path:
     return path
 
 
+def vae_folder(model: str | Path) -> Optional[Path]:
+    """The VAE folder of ``model`` (its ``vae/``, or ``model`` itself when it is a VAE folder), or None."""
+    root = Path(model)
+    if (root / "vae" / "config.json").is_file():
+        return root / "vae"
+    if (root / "config.json").is_file() and "AutoencoderKL" in (root / "config.json").read_text(encoding="utf-8"):
+        return root  # a VAE folder itself
+    return None
+
+
 def load_vae(model: str, device, dtype, *, what: str = "--model"):
     from diffusers import AutoencoderKL  # lazy: diffusers is heavy and only this path needs it
 
-    root = _require_dir(Path(model), what)
-    folder = root / "vae"
-    if not (folder / "config.json").is_file():
-        if (root / "config.json").is_file() and "AutoencoderKL" in (root / "config.json").read_text(encoding="utf-8"):
-            folder = root  # a VAE folder itself
-        else:
-            raise FileNotFoundError(f"{what} {model!r} has no vae/config.json (expected a Stable Diffusion or gen1 "
-                                    "pipeline directory, or a VAE folder)")
+    _require_dir(Path(model), what)
+    folder = vae_folder(model)
+    if folder is None:
+        raise FileNotFoundError(f"{what} {model!r} has no vae/config.json (expected a Stable Diffusion or gen1 "
+                                "pipeline directory, or a VAE folder)")
     return AutoencoderKL.from_pretrained(str(folder), torch_dtype=dtype).to(device).eval()
 
 

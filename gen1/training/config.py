@@ -199,11 +199,13 @@ class Config:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
         if self.optim.lr <= 0:
             raise ValueError(f"optim.lr must be positive, got {self.optim.lr}")
+        self._validate_optim()
         if not self.model.base:
             raise ValueError("model.base is required: a Stable Diffusion or gen1 model directory")
         if self.model.depth_estimator and not Path(self.model.depth_estimator).exists():
             raise ValueError(f"model.depth_estimator {self.model.depth_estimator!r} does not exist (a MiDaS .pt file, "
                              "or a DPT / Depth Anything / gen1 DepthEstimator folder)")
+        self._validate_encoders()
         if self.data.source == "shards" and not self.data.shards:
             raise ValueError("data.shards is required when data.source is 'shards'")
         self._validate_synthetic()
@@ -217,6 +219,36 @@ class Config:
         if self.validation.size < 0 or self.validation.size % 8:
             raise ValueError(f"validation.size must be 0 or a positive multiple of 8, got {self.validation.size}")
         return self
+
+    def _validate_optim(self) -> None:
+        """AdamW's and the LR schedule's ranges, named by key before any data or model loads."""
+        optim = self.optim
+        for name in ("beta1", "beta2"):
+            if not 0.0 <= getattr(optim, name) < 1.0:
+                raise ValueError(f"optim.{name} must be in [0, 1), got {getattr(optim, name)}")
+        for name in ("weight_decay", "max_grad_norm"):
+            if getattr(optim, name) < 0:
+                raise ValueError(f"optim.{name} must be >= 0, got {getattr(optim, name)}")
+        if optim.eps <= 0:
+            raise ValueError(f"optim.eps must be positive, got {optim.eps}")
+        if optim.warmup_steps < 0:
+            raise ValueError(f"optim.warmup_steps must be >= 0, got {optim.warmup_steps}")
+
+    def _validate_encoders(self) -> None:
+        """``model.vae`` and ``model.content_encoder``, when given, must exist (and the VAE be one): they are
+        needed by synthetic data, validation samples and the export, which a run otherwise reaches only at its end."""
+        from gen1.training.components import vae_folder  # lazy: keeps this module's import light
+
+        vae, content = self.model.vae, self.model.content_encoder
+        if vae and not Path(vae).exists():
+            raise ValueError(f"model.vae {vae!r} does not exist (a Stable Diffusion or gen1 pipeline folder, or a VAE "
+                             "folder)")
+        if vae and vae_folder(vae) is None:
+            raise ValueError(f"model.vae {vae!r} has no vae/config.json (expected a Stable Diffusion or gen1 pipeline "
+                             "folder, or a VAE folder)")
+        if content and not Path(content).exists():
+            raise ValueError(f"model.content_encoder {content!r} does not exist (a gen1 ContentEncoder or transformers "
+                             "CLIP folder)")
 
     def _validate_temporal(self) -> None:
         """``model.temporal`` holds only the temporal-layer arguments a VideoUNet takes (a typo would otherwise reach
@@ -322,6 +354,10 @@ def _coerce(name: str, value: Any, annotation: Any) -> Any:
     return value
 
 
+#: YAML 1.1 reads a bare ``no`` as false: these string fields take false as the word the user wrote.
+FALSE_AS_NO = ("train.mixed_precision",)
+
+
 def _build(cls, data: dict, prefix: str):
     if not isinstance(data, dict):
         raise ValueError(f"config section '{prefix or 'root'}' must be a mapping, got {data!r}")
@@ -335,6 +371,8 @@ def _build(cls, data: dict, prefix: str):
         annotation = types[key]
         if dataclasses.is_dataclass(annotation):
             kwargs[key] = _build(annotation, value or {}, f"{full}.")
+        elif full in FALSE_AS_NO and value is False:
+            kwargs[key] = "no"
         else:
             kwargs[key] = _coerce(full, value, annotation)
     return cls(**kwargs)

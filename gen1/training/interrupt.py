@@ -19,9 +19,12 @@ from typing import Iterator, Optional
 class TrainingInterrupted(Exception):
     """Training stopped on request after optimizer step ``step``; ``checkpoint`` resumes it."""
 
-    def __init__(self, step: int, checkpoint: Optional[str], main_process: bool = True):
+    def __init__(self, step: int, checkpoint: Optional[str], main_process: bool = True, *, processes: int = 1,
+                 global_batch: Optional[int] = None):
         super().__init__(f"interrupted after step {step}; checkpoint: {checkpoint}")
         self.step, self.checkpoint, self.main_process = step, checkpoint, main_process
+        # the resume must keep the global batch (data.batch_size x processes): the hint gives both ways
+        self.processes, self.global_batch = processes, global_batch
 
 
 @dataclass

@@ -45,6 +45,7 @@ def load_video_unet(config: ModelConfig, *, content_dim: Optional[int]):
             if content_dim is not None and unet.content_dim != content_dim:
                 raise ValueError(f"model.base {config.base!r} takes content of size {unet.content_dim}, "
                                  f"the data has {content_dim}")
+            check_architecture(config, unet)
             return unet
         if name == "UNet2DConditionModel":
             return VideoUNet.from_image_unet(str(base), subfolder=subfolder, structure_channels=config.structure_channels,
@@ -52,6 +53,21 @@ def load_video_unet(config: ModelConfig, *, content_dim: Optional[int]):
         raise ValueError(f"model.base {config.base!r}: {cfg} describes a {name!r}, expected a "
                          "UNet2DConditionModel or VideoUNet")
     raise FileNotFoundError(f"model.base {config.base!r} holds neither unet/config.json nor config.json")
+
+
+def check_architecture(config: ModelConfig, unet) -> None:
+    """A VideoUNet base brings its own architecture: ``model.max_frames``, ``model.structure_channels`` and
+    ``model.temporal`` shape only a model inflated from an image UNet. Refuse one set (away from its default) to
+    another value than the base's, which would otherwise be ignored without a word."""
+    defaults = ModelConfig()
+    wanted = {"max_frames": config.max_frames, "structure_channels": config.structure_channels}
+    given = {f"model.{k}": (v, unet.config.get(k)) for k, v in wanted.items() if v != getattr(defaults, k)}
+    given.update({f"model.temporal.{k}": (v, unet.config.get(k)) for k, v in (config.temporal or {}).items()})
+    differs = [f"{name}={value!r} (the base has {base!r})" for name, (value, base) in given.items() if value != base]
+    if differs:
+        raise ValueError(f"model.base {config.base!r} is a VideoUNet with its own architecture, which these settings "
+                         f"cannot change: {', '.join(differs)}; leave them out, or inflate an image UNet "
+                         "(a Stable Diffusion model.base) to choose them")
 
 
 def data_clip_length(config, dataset) -> int:

@@ -5,6 +5,7 @@ every step. Policies (documented in docs/training.md):
 
 * **Inputs** -- a folder (searched recursively, sorted), or a CSV (column ``path``, optional ``caption``)
   or JSONL (``{"path": ..., "caption": ...}``) list; relative paths are relative to the list file.
+  In a folder, the depth videos and ground-truth edits ``gen1 synth`` writes beside each clip are skipped.
   Video and image files are told apart by extension.
 * **Clips** -- a video is read keeping every ``stride``-th frame, resized to short side ``size`` and
   centre-cropped to ``size x size``, then cut into back-to-back clips of ``clip_length`` frames (a clip
@@ -43,7 +44,8 @@ from gen1.media import (  # one definition, shared with gen1 edit
 )
 from gen1.training.components import load_content, load_depth, load_vae
 from gen1.training.encoding import encode_clips
-from gen1.training.shards import ClipRecord, read_shard_meta, shard_name, write_index, write_shard
+from gen1.atomic import atomic_path
+from gen1.training.shards import INDEX_NAME, ClipRecord, read_shard_meta, shard_name, write_index, write_shard
 
 logger = logging.getLogger(__name__)
 
@@ -89,7 +91,12 @@ def list_inputs(source: str | Path) -> list[InputItem]:
         raise FileNotFoundError(f"--input not found: {str(source)!r}")
     if source.is_dir():
         files = sorted(p for p in source.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES + IMAGE_SUFFIXES)
-        items = [InputItem(str(p)) for p in files]
+        companions = [p for p in files if is_synth_companion(p)]
+        if companions:
+            logger.warning("skipping %d depth/edit videos of `gen1 synth` (%s ...: NAME_depth / NAME_edit beside "
+                           "NAME), which are not RGB training clips; list them in a CSV to train on them anyway",
+                           len(companions), companions[0].name)
+        items = [InputItem(str(p)) for p in files if p not in companions]
     elif source.suffix.lower() == ".csv":
         with open(source, newline="", encoding="utf-8") as handle:
             reader = csv.DictReader(handle)
@@ -111,6 +118,19 @@ def list_inputs(source: str | Path) -> list[InputItem]:
     if not items:
         raise ValueError(f"--input {str(source)!r} lists no video or image files")
     return items
+
+
+COMPANION_SUFFIXES = ("_depth", "_edit")  # what `gen1 synth` writes beside each clip NAME.mp4 (gen1.commands.synth)
+
+
+def is_synth_companion(path: Path) -> bool:
+    """Whether ``path`` is the depth video or ground-truth edit `gen1 synth` wrote beside a clip: ``NAME_depth.EXT``
+    or ``NAME_edit.EXT`` with ``NAME.EXT`` in the same folder (the depth is grey-scale inverse depth, the edit the
+    answer an evaluation compares against: neither is a training clip)."""
+    for suffix in COMPANION_SUFFIXES:
+        if path.stem.endswith(suffix) and path.with_name(path.stem[:-len(suffix)] + path.suffix).is_file():
+            return True
+    return False
 
 
 def _relative(list_file: Path, path: str) -> str:
@@ -170,18 +190,91 @@ def load_clip_encoder(model: str, depth_model: Optional[str], content_model: Opt
                        load_content(model, content_model, device), device=device, batch_size=batch_size)
 
 
-def check_settings(out: Path, settings: PreprocessSettings, is_main: bool) -> None:
-    """Refuse ``out`` if it was preprocessed with other clip settings; the main process records them (both engines)."""
+def _read_json(path: Path, what: str):
+    """A JSON file of a shard folder, or a ``ValueError`` naming it (one line)."""
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError) as error:
+        raise ValueError(f"{what} '{path}' is not readable JSON ({error}): it is not preprocess's; use a new --out"
+                         ) from None
+
+
+def model_paths(model: str, depth_model: Optional[str], content_model: Optional[str]) -> dict:
+    """The encoders a run uses, as resolved paths (what :func:`check_settings` records and compares)."""
+    return dict(model=str(Path(model).resolve()),
+                depth_model=str(Path(depth_model or Path(model) / "depth_estimator").resolve()),
+                content_model=str(Path(content_model or Path(model) / "content_encoder").resolve()))
+
+
+def check_out(out: Path, input_source: str | Path | None = None, model: Optional[str] = None) -> None:
+    """Refuse an ``--out`` that is (or lies in) the input folder, is (or lies in) the model folder, or holds an
+    ``index.json`` that is not a gen1 shard index: preprocessing writes shards and an index there."""
+    from gen1.training.shards import FORMAT  # lazy: its own package, loaded by the time this runs
+
+    target = out.expanduser().resolve()
+    for flag, value in (("--input", input_source), ("--model", model)):
+        if value is None or not Path(value).is_dir():
+            continue
+        folder = Path(value).expanduser().resolve()
+        if target == folder or target.is_relative_to(folder):
+            relation = "is" if target == folder else "lies inside"
+            raise ValueError(f"--out '{out}' {relation} the {flag} folder '{value}': preprocessing writes shards "
+                             "there; choose a new output folder")
+    index = out / INDEX_NAME
+    if index.exists():
+        data = _read_json(index, "--out holds") if index.is_file() else None
+        if not isinstance(data, dict) or data.get("format") != FORMAT:
+            raise ValueError(f"--out '{out}' holds an {INDEX_NAME} that is not a gen1 shard index: preprocessing "
+                             "would overwrite it; choose a new output folder")
+
+
+def check_settings(out: Path, settings: PreprocessSettings, is_main: bool, models: Optional[dict] = None) -> None:
+    """Refuse ``out`` if it was preprocessed with other clip settings or other encoders (``models``, from
+    :func:`model_paths`); the main process records them (both engines)."""
     path = out / SETTINGS_NAME
-    current = asdict(settings)
+    current = dict(asdict(settings), **(models or {}))
     if path.is_file():
-        previous = json.loads(path.read_text(encoding="utf-8"))
+        previous = _read_json(path, "--out's settings file")
+        if not isinstance(previous, dict):
+            raise ValueError(f"--out's settings file '{path}' holds no settings: use a new --out")
         for key, value in current.items():
+            if key in ("model", "depth_model", "content_model") and key not in previous:
+                continue  # written before gen1 recorded the encoders
             if key != "batch_size" and previous.get(key) != value:
                 raise ValueError(f"--out {str(out)!r} was preprocessed with {key}={previous.get(key)!r}, now "
                                  f"{key}={value!r}: use a new output folder or the same settings")
     elif is_main:
-        path.write_text(json.dumps(current, indent=2), encoding="utf-8")
+        with atomic_path(path) as tmp:
+            tmp.write_text(json.dumps(current, indent=2), encoding="utf-8")
+
+
+def check_existing_shards(out: Path, groups: list[list["InputItem"]]) -> None:
+    """Refuse ``out`` if a shard there was made from other inputs than this run puts in it (another input folder or
+    list, or files added or removed, which shifts every later shard), or lies past this run's last shard: the
+    index would list them as this run's. Unreadable shards are left to be rewritten."""
+    for path in sorted(out.glob("shard-*.safetensors")):
+        try:
+            recorded = read_shard_meta(path).get("inputs")
+            k = int(path.name[len("shard-"):-len(".safetensors")])
+        except Exception:  # noqa: BLE001 -- unreadable or oddly named: rewritten or ignored as before
+            continue
+        expected = [item.path for item in groups[k]] if k < len(groups) else []
+        if recorded is not None and not _same_paths(recorded, expected):
+            raise ValueError(f"--out '{out}' holds {path.name}, made from other inputs ({_first(recorded)}) than "
+                             f"this run puts in it ({_first(expected)}): use a new --out for other inputs")
+
+
+def _same_paths(recorded: list, expected: list) -> bool:
+    if list(recorded) == expected:
+        return True
+    return len(recorded) == len(expected) and all(
+        Path(a).resolve() == Path(b).resolve() for a, b in zip(recorded, expected))
+
+
+def _first(paths: list) -> str:
+    if not paths:
+        return "none"
+    return f"'{paths[0]}'" + (f" and {len(paths) - 1} more" if len(paths) > 1 else "")
 
 
 def shard_inputs(inputs: list[InputItem], settings: PreprocessSettings) -> list[list[InputItem]]:
@@ -229,10 +322,11 @@ def encoder_info(encoder: ClipEncoder, content_dim: Optional[int] = None) -> dic
 
 def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, settings: PreprocessSettings, *,
                rank: int = 0, world_size: int = 1, barrier=None, content_dim: Optional[int] = None,
-               load=load_clips) -> dict:
+               load=load_clips, models: Optional[dict] = None) -> dict:
     """Write this process's shards, then (rank 0, after ``barrier()``) the index; return a summary.
 
     ``load(item, settings)`` reads an input's clips (default :func:`load_clips`; a benchmark swaps in a stand-in).
+    ``models`` (:func:`model_paths`): the encoders, recorded in ``preprocess.json`` and compared on a rerun.
 
     The summary holds ``written`` / ``skipped`` shard counts of this process, ``failed`` inputs of this
     process (path and reason) and, on rank 0, ``index`` (which sums failures over all shards).
@@ -241,10 +335,12 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
 
     settings.validate()
     out = Path(out)
+    check_out(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, settings, rank == 0)
-    dtype = getattr(torch, settings.dtype)
     groups = shard_inputs(inputs, settings)
+    check_existing_shards(out, groups)
+    check_settings(out, settings, rank == 0, models)
+    dtype = getattr(torch, settings.dtype)
     mine = [k for k in range(len(groups)) if k % world_size == rank]
     summary = dict(written=0, skipped=0, failed=[], clips=0)
     for k in tqdm(mine, desc=f"preprocess (rank {rank})", disable=rank != 0):

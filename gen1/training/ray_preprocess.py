@@ -37,6 +37,8 @@ import numpy as np
 from gen1.training.preprocess import (
     InputItem,
     PreprocessSettings,
+    check_existing_shards,
+    check_out,
     check_settings,
     encode_input,
     encoder_info,
@@ -176,14 +178,16 @@ def _encoder_info_remote(ray, make_encoder: Callable, gpus: float) -> dict:
 
 def preprocess_ray(inputs: list[InputItem], out: str | Path, make_encoder: Callable,
                    settings: PreprocessSettings, ray_settings: Optional[RaySettings] = None, *,
-                   on_shard: Optional[Callable[[int], None]] = None, load: Callable = load_clips) -> dict:
+                   on_shard: Optional[Callable[[int], None]] = None, load: Callable = load_clips,
+                   models: Optional[dict] = None) -> dict:
     """Write the missing shards of ``inputs`` into ``out`` on the connected Ray cluster, then the index.
 
     ``make_encoder(device)`` builds the :class:`~gen1.training.preprocess.ClipEncoder` inside each encoder actor
     (it must be picklable: a module-level function or a ``functools.partial`` of one). ``ray.init`` must have
     been called (a local cluster, or ``address=`` an existing one). ``on_shard(k)`` is called on the driver as
     each shard is reported done. ``load(item, settings)`` reads an input's clips in the decode tasks (default
-    :func:`~gen1.training.preprocess.load_clips`). Returns the summary of :func:`gen1.training.preprocess.preprocess`.
+    :func:`~gen1.training.preprocess.load_clips`). ``models``: the encoders' paths, recorded and compared as
+    :func:`~gen1.training.preprocess.preprocess` does. Returns the summary of :func:`gen1.training.preprocess.preprocess`.
     """
     import ray
     import ray.data
@@ -191,9 +195,11 @@ def preprocess_ray(inputs: list[InputItem], out: str | Path, make_encoder: Calla
     settings.validate()
     ray_settings = (ray_settings or RaySettings()).validate()
     out = Path(out)
+    check_out(out)
     out.mkdir(parents=True, exist_ok=True)
-    check_settings(out, settings, True)
     groups = shard_inputs(inputs, settings)
+    check_existing_shards(out, groups)
+    check_settings(out, settings, True, models)
     missing = [k for k in range(len(groups)) if not shard_finished(out / shard_name(k))]
     summary = dict(written=0, skipped=len(groups) - len(missing), failed=[], clips=0)
     gpus = ray_settings.encoder_gpus

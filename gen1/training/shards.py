@@ -23,6 +23,7 @@ loading (no pickle) and shapes readable from the header without touching the dat
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from dataclasses import dataclass
@@ -133,6 +134,24 @@ def read_index(shard_dir: str | os.PathLike) -> dict:
     return index
 
 
+def _damaged(path: Path, error: Exception) -> ValueError:
+    return ValueError(f"shard {str(path)!r} is damaged ({' '.join(str(error).split())[:160]}): rerun gen1 preprocess "
+                      "with the same settings into its folder, which rewrites it")
+
+
+@contextlib.contextmanager
+def _open_shard(path: Path):
+    """``safe_open`` of a shard, a damaged (truncated, not safetensors) file as a ``ValueError`` naming it."""
+    from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
+
+    try:
+        handle = safe_open(str(path), framework="pt")
+    except Exception as error:  # noqa: BLE001 -- SafetensorError and OSError alike: the file cannot be read
+        raise _damaged(path, error) from None
+    with handle:
+        yield handle
+
+
 class ShardDataset(torch.utils.data.Dataset):
     """Random access to the clips of a shard directory; every shape is checked when it is opened.
 
@@ -151,14 +170,15 @@ class ShardDataset(torch.utils.data.Dataset):
         self.is_image: list[bool] = []
         for shard in self.index["shards"]:
             self._scan(shard["file"], shard["num_clips"])
+        if not self.entries:
+            raise ValueError(f"shard directory {str(self.shard_dir)!r} is empty: it holds no clips (every input of "
+                             "gen1 preprocess failed); preprocess readable videos or images")
 
     def _scan(self, file: str, expected: int) -> None:
-        from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
-
         path = self.shard_dir / file
         if not path.is_file():
             raise FileNotFoundError(f"shard listed in the index is missing: {str(path)!r}")
-        with safe_open(str(path), framework="pt") as handle:
+        with _open_shard(path) as handle:
             meta = json.loads((handle.metadata() or {}).get("gen1", "{}"))
             clips = meta.get("clips", [])
             if len(clips) != expected:
@@ -191,10 +211,11 @@ class ShardDataset(torch.utils.data.Dataset):
         return len(self.entries)
 
     def __getitem__(self, i: int) -> dict:
-        from safetensors import safe_open  # lazy: safetensors is heavy and only this path needs it
-
         file, prefix = self.entries[i]
-        with safe_open(str(self.shard_dir / file), framework="pt") as handle:
-            item = {name: handle.get_tensor(f"{prefix}.{name}").float() for name in FIELDS}
+        with _open_shard(self.shard_dir / file) as handle:
+            try:
+                item = {name: handle.get_tensor(f"{prefix}.{name}").float() for name in FIELDS}
+            except Exception as error:  # noqa: BLE001 -- a damaged file, named with the way to repair it
+                raise _damaged(self.shard_dir / file, error) from None
         item["is_image"] = self.is_image[i]
         return item

@@ -26,7 +26,7 @@ from typing import Callable, Iterator, Optional
 import torch
 
 from gen1.training.batch import JointBatch
-from gen1.training.checkpoint import checkpoint_path
+from gen1.training.checkpoint import check_fresh_output, checkpoint_path
 from gen1.training.config import Config, config_to_dict
 from gen1.training.data import JointBatchPlan, make_loader
 from gen1.training.draws import draw_joint, joint_slot_generators
@@ -77,6 +77,17 @@ def make_accelerator(config: Config):
     return Accelerator(**kwargs)
 
 
+def check_fsdp(config: Config, accelerator) -> None:
+    """Refuse ``train.distributed: fsdp`` when Accelerate did not set the run up for FSDP (on CPU, or one device):
+    it accepts the plugin and runs without it, and the first FSDP checkpoint would then fail."""
+    from accelerate.utils import DistributedType  # lazy: accelerate is heavy and only this path needs it
+
+    if config.train.distributed == "fsdp" and accelerator.distributed_type != DistributedType.FSDP:
+        raise ValueError(f"train.distributed is 'fsdp' but Accelerate runs this job as "
+                         f"{accelerator.distributed_type.value} on {accelerator.device.type}: FSDP needs several GPU "
+                         "processes (accelerate launch --multi_gpu --num_processes N); use train.distributed=ddp here")
+
+
 def _hparams(config: Config) -> dict:
     flat = {}
 
@@ -108,6 +119,7 @@ def setup(config: Config) -> Run:
 
     accelerator = make_accelerator(config)
     check_process_count(accelerator.num_processes)
+    check_fsdp(config, accelerator)
     data = build_dataset(config, accelerator.device)
     torch.manual_seed(config.train.seed)  # identical new-layer init on every rank
     unet = build_unet(config, data)
@@ -129,6 +141,10 @@ def setup(config: Config) -> Run:
     if config.model.trainable == "temporal" and not plan.video_ids:
         raise ValueError("model.trainable is 'temporal' but the data holds no video clips: images run in image "
                          "mode, with the temporal layers gated off, so they would train nothing")
+    if config.data.image_ratio == 1.0 and not plan.image_ids:
+        raise ValueError(f"data.image_ratio is 1 (images only) but the data holds no images, only "
+                         f"{len(plan.video_ids)} video clips: they would train the model through its temporal "
+                         "layers; add images to the shards, or set data.image_ratio below 1 for video training")
     run = Run(config, accelerator, data, noise_scheduler, objective, optimizer, lr_scheduler, ema, params, plan)
     resume(run)
     if config.train.tensorboard:
@@ -196,7 +212,7 @@ def micro_step(run: Run, batch: JointBatch, m: int, *, sync: bool, seen: dict[st
 
 def train_step(run: Run, micro_batches: Iterator[JointBatch], step: int, seen: dict[str, int]) -> float:
     """Optimizer step ``step`` (0-based): ``grad_accum`` micro-batches, clipping, AdamW, LR schedule, EMA.
-    Returns the mean loss of its micro-batches."""
+    Returns the mean loss of its micro-batches over the global batch (all processes)."""
     accum = run.config.train.grad_accum
     loss = 0.0
     for a in range(accum):
@@ -208,7 +224,17 @@ def train_step(run: Run, micro_batches: Iterator[JointBatch], step: int, seen: d
     run.optimizer.zero_grad(set_to_none=True)
     if run.ema is not None:
         run.ema.step(run.trainable)
-    return loss
+    return global_mean(run.accelerator, loss)
+
+
+def global_mean(accelerator, value: float) -> float:
+    """The mean of ``value`` over all processes (each process's loss is the mean over its own equal share of the
+    global batch, so this is the global batch's loss): what is shown, logged and returned, the same on every rank
+    and at every world size."""
+    if accelerator.num_processes == 1:
+        return value
+    total = accelerator.reduce(torch.tensor([value], dtype=torch.float64, device=accelerator.device), reduction="sum")
+    return total.item() / accelerator.num_processes
 
 
 def clip_gradients(run: Run, max_norm: float) -> None:
@@ -274,6 +300,7 @@ def train(config: Config, *, stop_at: Optional[int] = None,
     from tqdm.auto import tqdm  # lazy: tqdm is heavy and only this path needs it
 
     config.validate()
+    check_fresh_output(config.train.output_dir, config.train.resume)
     run = setup(config)
     result = TrainResult(resumed_from=run.resumed_from, step=run.start,
                          main_process=run.accelerator.is_main_process)
@@ -309,7 +336,8 @@ def interrupted(run: Run, done: int):
     if not checkpoint_due(run.config, done):
         save_run_checkpoint(run, done)
     path = checkpoint_path(run.config.train.output_dir, done)
-    return TrainingInterrupted(done, str(path), run.accelerator.is_main_process)
+    return TrainingInterrupted(done, str(path), run.accelerator.is_main_process,
+                               processes=run.accelerator.num_processes, global_batch=run.plan.global_batch)
 
 
 def run_validation(run: Run, step: int, result: TrainResult) -> None:

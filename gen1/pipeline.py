@@ -218,6 +218,13 @@ class Gen1Pipeline(DiffusionPipeline):
         check_no_missing_weights(pipe.components, f"'{pretrained_model_name_or_path}'")
         return pipe
 
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        """diffusers' ``save_pretrained``, with a path that is a file refused in one line (it failed deep inside
+        with ``NotADirectoryError: '<file>/vae'``)."""
+        if Path(save_directory).exists() and not Path(save_directory).is_dir():
+            raise ValueError(f"save_pretrained: '{save_directory}' is a file; give a folder to save the pipeline in")
+        return super().save_pretrained(save_directory, *args, **kwargs)
+
     def cast(self, dtype: torch.dtype) -> "Gen1Pipeline":
         """Cast every model component to ``dtype`` (in place; returns self).
 
@@ -769,8 +776,9 @@ class Gen1Pipeline(DiffusionPipeline):
             output_type: ``"np"``, ``"pt"``, ``"pil"`` or ``"latent"``.
             callback_on_step_end: ``f(pipe, step, timestep, kwargs) -> dict`` with ``kwargs`` holding the tensors
                 named in ``callback_on_step_end_tensor_inputs``; a returned ``"latents"`` replaces the latents.
-            progress_callback: ``f(done, total)`` after each temporal window of each step (``total`` = steps x
-                windows, the length of the progress bar); an exception it raises stops the edit (a cancel button).
+            progress_callback: ``f(done, total)`` once with ``done = 0`` before the first step (so a bar shows its
+                length at once), then after each temporal window of each step (``total`` = steps x windows, the
+                length of the progress bar); an exception it raises stops the edit (a cancel button).
             Settings a route does not take (e.g. ``negative_prompt`` on a native model) are refused
             (:meth:`gen1.routes.Route.check_settings`).
         """

@@ -450,3 +450,9 @@ def test_bad_videos_and_content_raise(pipe, tmp_path):
         pipe(_video(4, 16, 16))
     with pytest.raises(ValueError, match="content_dim"):
         pipe(_video(4, 16, 16), content_embeds=torch.zeros(1, 7))
+    for prompt in (3, ["a", 3]):  # 3 was "TypeError: 'int' object is not iterable"
+        with pytest.raises(ValueError, match="prompt must be a text or a list of texts"):
+            pipe(_video(4, 16, 16), prompt=prompt)
+    (tmp_path / "file").write_text("")
+    with pytest.raises(ValueError, match="is a file; give a folder"):  # was NotADirectoryError '.../file/vae'
+        pipe.save_pretrained(tmp_path / "file")

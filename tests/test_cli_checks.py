@@ -79,6 +79,28 @@ def test_eval_names_a_directory_and_the_bundled_content_encoder(videos, capsys):
     assert "--clip-model" in err and "is a gen1 content encoder" in err and "Traceback" not in err
 
 
+def test_eval_reads_the_source_as_an_edit_of_part_of_it_read_it(tmp_path, capsys):
+    # an edit with --start/--duration was compared with the source's first frames ("give --max-frames 8"): the
+    # wrong frames; eval had no --start/--duration/--fps
+    import json
+
+    from gen1.media import write_video
+
+    frames = np.stack([np.full((32, 32, 3), 10 + 15 * i, np.uint8) for i in range(16)])  # frame i: its own grey
+    write_video(tmp_path / "src.mp4", frames, 8)
+    write_video(tmp_path / "part.mp4", frames[4:12], 8)  # what an edit of --start 0.5 --duration 1 read
+    common = ["eval", "--source", str(tmp_path / "src.mp4"), "--output", str(tmp_path / "part.mp4"),
+              "--gt", str(tmp_path / "src.mp4")]
+    assert main(common) == 2
+    assert "give its --start/--duration/--fps" in capsys.readouterr().err
+    assert main([*common, "--start", "0.5", "--duration", "1", "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["psnr"] > 35  # the same frames compared
+    assert main([*common, "--max-frames", "8", "--json", str(tmp_path / "r.json")]) == 0
+    assert json.loads((tmp_path / "r.json").read_text())["metrics"]["psnr"] < 20  # the first 8: other frames
+    assert main([*common, "--fps", "100"]) == 2
+    assert "--fps" in capsys.readouterr().err
+
+
 def test_eval_threads(videos, monkeypatch):
     calls = []
     monkeypatch.setattr(torch, "set_num_threads", calls.append)

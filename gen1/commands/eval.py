@@ -40,6 +40,12 @@ def register(subparsers) -> None:
     parser.add_argument("--depth-model", default=None, help="depth estimator name or path (gen1.depth)")
     parser.add_argument("--flow", default="dis", choices=("dis", "farneback"), help="OpenCV optical flow method")
     parser.add_argument("--max-frames", type=int, default=None, help="use only the first N frames of each video")
+    selection = parser.add_argument_group(
+        "the frames the edit read: an edit of part of the source (gen1 edit --start/--duration/--fps) is scored "
+        "against that part; give the edit's values and the source (and --gt) are read as the edit read them")
+    selection.add_argument("--start", type=float, default=0.0, help="the edit's --start, in seconds")
+    selection.add_argument("--duration", type=float, default=None, help="the edit's --duration, in seconds")
+    selection.add_argument("--fps", type=float, default=None, help="the edit's --fps")
     windows = parser.add_argument_group("seam ratio (long edits): the temporal windows the edit used")
     windows.add_argument("--window", type=int, default=None,
                          help="frames per window the edit used (its --window; when it gave none, its model's clip "
@@ -90,10 +96,12 @@ def run(args) -> int:
     _check_arguments(args)
     apply_threads(args.threads)
     videos = {}
+    as_the_edit_read = dict(start=args.start, duration=args.duration, target_fps=args.fps)
     for flag, path in (("--source", args.source), ("--output", args.output), ("--gt", args.gt)):
         if path is not None:
-            with errors_naming(flag):
-                videos[flag] = read_video(path, max_frames=args.max_frames)
+            with errors_naming(flag):  # the output is the edit's frames as written; the others as the edit read
+                videos[flag] = read_video(path, max_frames=args.max_frames,
+                                          **({} if flag == "--output" else as_the_edit_read))
     source, output, gt = videos["--source"], videos["--output"], videos.get("--gt")
     _check_frame_counts(videos)
 
@@ -140,8 +148,9 @@ def _check_frame_counts(videos: dict) -> None:
     if len(set(counts.values())) > 1:
         shared = min(counts.values())
         listed = ", ".join(f"{flag} {count}" for flag, count in counts.items())
-        raise ValueError(f"the videos have different frame counts ({listed}); they must match: give "
-                         f"--max-frames {shared} to compare the first {shared} frames of each")
+        raise ValueError(f"the videos have different frame counts ({listed}); they must match: for an edit of "
+                         "part of the source give its --start/--duration/--fps, so the source is read as the edit "
+                         f"read it; or give --max-frames {shared} to compare the first {shared} frames of each")
 
 
 def _window_schedule(args, num_frames: int):

@@ -60,6 +60,15 @@ def test_the_cli_prints_the_refusal_in_one_line(data, tmp_path, capsys):
     assert code != 0 and "holds an earlier run (export/)" in err and "Traceback" not in err
 
 
+def test_an_override_where_the_config_goes_says_so(capsys):
+    # `gen1 train model.base=...` said "config file not found: 'model.base=...'"
+    from gen1.cli import main
+
+    assert main(["train", "model.base=some/folder", "train.max_steps=2"]) == 2
+    err = capsys.readouterr().err
+    assert "'model.base=some/folder' is an override (KEY=VALUE); give a CONFIG first" in err and "stage2_temporal" in err
+
+
 @pytest.mark.parametrize("value", ["no", "false", "'no'"])
 def test_mixed_precision_no_reads_as_no_whichever_way_yaml_parses_it(data, tmp_path, value):
     assert _config(data, tmp_path, **{"train.mixed_precision": value}).train.mixed_precision == "no"

@@ -472,6 +472,9 @@ def resolve_preset(path: str | os.PathLike) -> Path:
     presets = list_presets()
     if candidate.suffix in ("", ".yaml") and candidate.parent == Path(".") and candidate.stem in presets:
         return PRESET_DIR / f"{candidate.stem}.yaml"
+    if "=" in str(path) and not candidate.exists():  # `gen1 train model.base=...`: an override where CONFIG goes
+        raise ValueError(f"{str(path)!r} is an override (KEY=VALUE); give a CONFIG first, a YAML file or one of the "
+                         f"presets ({', '.join(presets)}), then the overrides")
     raise FileNotFoundError(f"config file not found: {str(path)!r}, nor a packaged preset of that name "
                             f"(presets: {', '.join(presets)})")
 

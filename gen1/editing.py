@@ -236,11 +236,11 @@ def read_inputs(request: EditRequest, *, limits: ClipLimits | None = None) -> Ed
     clip_args = request.clip_args
     if limits is not None:
         clip_args["max_frames"] = min(request.max_frames or math.inf, limits.max_frames + 1)
+    max_pixels = None if limits is None else limits.max_image_pixels
+    _check_references(request.reference_image, max_pixels)  # before the source is decoded: a typo costs nothing
     clip = _read_source(request, clip_args)
     if limits is not None:
         _check_limits(clip, limits)
-    max_pixels = None if limits is None else limits.max_image_pixels
-    _check_references(request.reference_image, max_pixels)
     mask = None if request.mask is None else _mask_for(request.mask, clip_args, request.size, clip, max_pixels)
     depth = None if request.depth is None else _user_depth(request, clip_args, clip, max_pixels)
     clicks = _clicks_for(request, clip) if request.mask_clicks else ()
@@ -255,11 +255,14 @@ def _check_references(paths, max_pixels: int | None = None) -> None:
     from gen1.media.images import open_image  # lazy: keeps this module's import light (no torch when it loads)
 
     for path in paths:
-        if Path(path).suffix.lower() in VIDEO_SUFFIXES:
-            raise ValueError(f"--reference: '{path}' is a video; a reference is an image (save one frame of it as a "
-                             "PNG)")
-        with errors_naming("--reference"), open_image(path, "reference image", max_pixels=max_pixels):
-            pass
+        try:
+            with errors_naming("--reference"), open_image(path, "reference image", max_pixels=max_pixels):
+                pass
+        except ValueError:
+            if Path(path).suffix.lower() in VIDEO_SUFFIXES:  # a GIF opens as an image (its first frame): not here
+                raise ValueError(f"--reference: '{path}' is a video; a reference is an image (save one frame of it "
+                                 "as a PNG)") from None
+            raise
 
 
 def _clicks_for(request: EditRequest, clip) -> tuple:
@@ -372,7 +375,8 @@ def _mask_array(path: str, size: int | None, max_pixels: int | None = None):
 
 
 def _media_size(path) -> tuple[int, int]:
-    """(height, width) of an image or of a video's frames, as stored (for messages)."""
+    """(height, width) of an image or of a video's frames as they are read (upright: EXIF orientation, a video's
+    display rotation)."""
     from gen1.media import frame_size, is_image_path  # lazy: keeps this module's import light (no torch when it loads)
 
     if is_image_path(path):
@@ -399,7 +403,7 @@ def _user_depth(request: EditRequest, clip_args: dict, clip, max_pixels: int | N
     video_size = _media_size(clip.path)
     with errors_naming("--depth"):
         if Path(request.depth).suffix.lower() in VIDEO_SUFFIXES:
-            check_depth_shape(_media_size(request.depth), video_size)
+            check_depth_shape(_media_size(request.depth), video_size, frames_size=(clip.height, clip.width))
             depth = load_structure(_read_media(request.depth, clip_args, request.size), invert=request.depth_invert)
         else:
             depth = load_structure(request.depth, size=(clip.height, clip.width), crop=True,

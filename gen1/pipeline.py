@@ -55,7 +55,6 @@ from gen1.masked_edits import (check_mask_arguments, edit_region, erase_start, h
                                prefilled, structure_depth)
 from gen1.masking import KeptRegion
 from gen1.media import unit_to_uint8
-from gen1.media.resize import same_shape
 from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_from_trained, image_model_size
 from gen1.model_folders import check_pipeline_folder, not_a_pipeline_hint
 from gen1.routes import ContentRequest, Route, route_class
@@ -362,9 +361,8 @@ class Gen1Pipeline(DiffusionPipeline):
                 raise FileNotFoundError(f"depth file not found: '{depth}'")
             depth = load_structure(depth)
         depth = depth.float().cpu()
-        given = tuple(depth.shape[-2:])
-        if input_size is not None and not same_shape(tuple(frames.shape[-2:]), given):
-            check_depth_shape(given, input_size)
+        if input_size is not None:
+            check_depth_shape(tuple(depth.shape[-2:]), input_size, frames_size=tuple(frames.shape[-2:]))
         if depth.shape[0] == 1 and num_frames > 1:
             depth = depth.expand(num_frames, -1, -1, -1)
         if depth.shape[0] != num_frames:

@@ -335,6 +335,9 @@ def test_a_depth_of_another_aspect_ratio_is_refused_as_a_mask_is(model_dir, clip
             capsys.readouterr().err
     Image.fromarray(np.tile(np.linspace(0, 255, 96, dtype=np.uint8), (96, 1))).save(square)
     assert _pipeline_call(monkeypatch, [*common, "--depth", square])["depth"].shape == (1, 1, 16, 16)  # any size
+    # a square map for a 854x480 clip: the edited frames' short-side rounding used to let it pass at 8 px
+    assert main(["edit", str(clips_dir / "blackswan.mp4"), *map(str, common[1:]), "--depth", str(square)]) == 2
+    assert "the depth is 96x96 (WxH) but the video is 854x480" in capsys.readouterr().err
 
 
 def test_a_bad_reference_is_one_line_naming_the_flag_before_the_model_loads(clips_dir, tmp_path, capsys,
@@ -350,6 +353,11 @@ def test_a_bad_reference_is_one_line_naming_the_flag_before_the_model_loads(clip
                      str(reference), "--max-frames", "2"]) == 2
         assert message in capsys.readouterr().err
     assert loads == []
+    # a GIF is an image to PIL (its first frame) and was read as a reference before the check: it still is
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(tmp_path / "look.gif")
+    seen = _pipeline_call(monkeypatch, [clips_dir / "wolf.mp4", "-o", tmp_path / "o.mp4", "--reference",
+                                        tmp_path / "look.gif", "--max-frames", 2])
+    assert seen["reference_image"] == [str(tmp_path / "look.gif")]
 
 
 def test_python_refuses_a_depth_of_another_aspect_ratio_and_takes_the_frames_own():

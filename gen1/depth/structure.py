@@ -25,7 +25,8 @@ import torch
 import torch.nn.functional as F
 
 from gen1.depth.normalize import normalize_clip_depth
-from gen1.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, fits_frames, natural_key, read_video
+from gen1.media import IMAGE_SUFFIXES, VIDEO_SUFFIXES, natural_key, read_video
+from gen1.media.resize import same_shape
 from gen1.media.arrays import read_npy
 from gen1.media.images import read_depth_image
 
@@ -78,14 +79,18 @@ def _as_tensor(data) -> torch.Tensor:
     return t
 
 
-def check_depth_shape(shape: Sequence[int], video_size: Sequence[int]) -> None:
-    """Refuse a depth map of ``shape`` (H, W) that cannot line up with the frames of a video of ``video_size``
-    (:func:`gen1.media.fits_frames`: the video's shape at any size, or that of the frames an edit reads): fitting a
-    depth of another aspect ratio crops it, so the structure would sit off the frames it is meant for."""
+def check_depth_shape(shape: Sequence[int], video_size: Sequence[int],
+                      frames_size: Sequence[int] | None = None) -> None:
+    """Refuse a depth map of ``shape`` (H, W) that cannot line up with the frames of a video of ``video_size``:
+    it must have the video's shape at some size, or that of the frames the edit reads (``frames_size``, the video
+    fitted to the edit's size), within a pixel (:func:`gen1.media.resize.same_shape`). Fitting a depth of another
+    aspect ratio crops it, so the structure would sit off the frames it is meant for."""
     (height, width), (video_height, video_width) = shape, video_size
-    if not fits_frames((video_height, video_width), (height, width)):
-        raise ValueError(f"the depth is {width}x{height} (WxH) but the video is {video_width}x{video_height}: a depth "
-                         "map has the video's shape (at any size)")
+    if same_shape(tuple(video_size), tuple(shape)) or (frames_size is not None
+                                                       and same_shape(tuple(frames_size), tuple(shape))):
+        return
+    raise ValueError(f"the depth is {width}x{height} (WxH) but the video is {video_width}x{video_height}: a depth "
+                     "map has the video's shape (at any size)")
 
 
 def load_structure(
@@ -108,7 +113,8 @@ def load_structure(
     ``invert``: see the module docstring (True for distance, e.g. a Blender Z pass). ``max_pixels``: the largest
     depth image or ``.npy`` frame read (default :data:`gen1.media.images.MAX_IMAGE_PIXELS`), checked on the file's
     header before anything is decoded or allocated; over it, a ``ValueError`` naming the file. ``video_size``: the
-    (H, W) of the video the depth belongs to; a depth of another aspect ratio is refused (:func:`check_depth_shape`).
+    (H, W) of the video the depth belongs to; a depth of another aspect ratio than the video's or than ``size``'s (the
+    frames the edit reads, with ``crop``) is refused (:func:`check_depth_shape`).
     """
     if isinstance(path_or_frames, (str, os.PathLike)):
         path = Path(path_or_frames)
@@ -118,7 +124,8 @@ def load_structure(
     else:
         depth = _as_tensor(path_or_frames)
     if video_size is not None:
-        check_depth_shape(tuple(depth.shape[-2:]), video_size)
+        frames_size = tuple(size) if crop and isinstance(size, (tuple, list)) else None
+        check_depth_shape(tuple(depth.shape[-2:]), video_size, frames_size)
     if invert:
         valid = torch.isfinite(depth) & (depth > 0)
         depth = torch.where(valid, 1.0 / depth.clamp_min(1e-12), torch.zeros_like(depth))

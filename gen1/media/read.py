@@ -29,6 +29,7 @@ right for variable-frame-rate files too:
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import os
 import sys
@@ -89,7 +90,7 @@ class VideoClip:
         return self.num_frames / float(self.fps)
 
 
-@dataclass
+@dataclass(frozen=True)
 class _Probe:
     """What PyAV's demuxer says about a file, before any frame is decoded."""
 
@@ -104,6 +105,23 @@ class _Probe:
 
 
 def _probe(path: Path) -> _Probe:
+    """What the file's header (and first frame: its display rotation) says; kept per file version, since a read,
+    its size checks and the web app's canvas clicks ask again of one file."""
+    try:
+        stat = path.stat()
+    except OSError:
+        return _probe_file(path)  # says what is wrong with it
+    return _probe_version(str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+
+
+@functools.lru_cache(maxsize=64)
+def _probe_version(path: str, size: int, mtime_ns: int) -> _Probe:
+    """:func:`_probe` of one version of a file (``size`` and ``mtime_ns`` name it: a rewritten file is probed
+    again). Failures are not cached."""
+    return _probe_file(Path(path))
+
+
+def _probe_file(path: Path) -> _Probe:
     import av  # lazy: av is heavy and only this path needs it
 
     try:

@@ -106,13 +106,6 @@ def edited_frames_shape(size: tuple[int, int], shape: tuple[int, int]) -> bool:
     return False
 
 
-def fits_frames(size: tuple[int, int], shape: tuple[int, int]) -> bool:
-    """Whether a map of ``shape`` (H, W) (a mask, a depth map) lines up with the frames of a video of ``size``:
-    the video's shape at any size (:func:`same_shape`), or that of the frames an edit reads
-    (:func:`edited_frames_shape`). Another aspect ratio cannot: fitting it would crop or stretch it off the frames."""
-    return same_shape(size, shape) or edited_frames_shape(size, shape)
-
-
 def fit_frames(frames: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     """``uint8 (F, H, W, 3)`` frames scaled (aspect kept) to cover ``shape = (height, width)``, centre-cropped
     to it. Frames already of that shape are returned as they are."""

@@ -50,6 +50,9 @@ def test_a_rerun_with_other_inputs_is_refused_naming_the_shard(setup, tmp_path):
     # the same inputs again: resumed, nothing rewritten
     again = preprocess(list_inputs(first), copy, make_encoder(sd), PreprocessSettings(**SETTINGS))
     assert again["written"] == 0 and again["skipped"] == 2
+    # the same inputs at another shard size regroup them: the setting is named, not "other inputs"
+    with pytest.raises(ValueError, match=r"was preprocessed with shard_size=2, now shard_size=4"):
+        preprocess(list_inputs(first), copy, make_encoder(sd), PreprocessSettings(**dict(SETTINGS, shard_size=4)))
 
 
 def test_a_rerun_with_another_model_is_refused(setup, tmp_path):
@@ -79,13 +82,15 @@ def test_an_out_folder_that_is_an_input_a_model_or_another_tools_is_refused(setu
         preprocess(list_inputs(first), garbled, make_encoder(sd), PreprocessSettings(**SETTINGS))
 
 
-def test_the_cli_refuses_an_out_inside_the_input_before_loading_anything(setup, capsys):
+def test_the_cli_refuses_the_input_folder_as_out_before_loading_anything(setup, capsys):
     from gen1.cli import main
 
     root, sd, first, other, out = setup
-    code = main(["preprocess", "--input", str(first), "--out", str(first / "shards"), "--model", str(sd)])
-    assert code != 0 and "lies inside the --input folder" in capsys.readouterr().err
-    assert not (first / "shards").exists()
+    before = sorted(p.name for p in first.iterdir())
+    code = main(["preprocess", "--input", str(first), "--out", str(first), "--model", str(sd)])
+    assert code != 0 and "is the --input folder" in capsys.readouterr().err
+    assert sorted(p.name for p in first.iterdir()) == before
+    check_out(first / "shards", first, sd)  # a folder inside the input is a common layout: its shards are no input
 
 
 def test_a_run_that_wrote_no_clip_fails_and_train_calls_the_set_empty(setup, tmp_path, monkeypatch, capsys):
@@ -120,12 +125,16 @@ def test_a_synth_folder_gives_its_rgb_clips_only(tmp_path, caplog):
 
     from gen1.media import write_video
 
-    for name in ("synth_00000", "synth_00000_depth", "synth_00000_edit", "walk_depth", "walk_edit"):
+    for name in ("synth_00000", "synth_00000_depth", "synth_00000_edit", "walk_depth", "walk_edit", "interview",
+                 "interview_edit"):
         write_video(tmp_path / f"{name}.mp4", moving_square(4, 16, seed=0), fps=8)
+    for caption in ("synth_00000.txt", "synth_00000_edit.txt"):  # what gen1 synth writes beside each clip
+        (tmp_path / caption).write_text("red objects\n")
     with caplog.at_level("WARNING"):
         names = [item.path.rsplit("/", 1)[1] for item in list_inputs(tmp_path)]
-    # a _depth / _edit video without its clip beside it is an ordinary video
-    assert names == ["synth_00000.mp4", "walk_depth.mp4", "walk_edit.mp4"]
+    # a _depth / _edit video without its clip beside it, or a user's own NAME_edit beside NAME (no synth captions,
+    # no depth video), is an ordinary video
+    assert names == ["interview.mp4", "interview_edit.mp4", "synth_00000.mp4", "walk_depth.mp4", "walk_edit.mp4"]
     assert "skipping 2 depth/edit videos of `gen1 synth`" in caplog.text
     listing = tmp_path / "list.csv"
     listing.write_text("path\nsynth_00000_depth.mp4\n")

@@ -129,6 +129,7 @@ def test_eval_and_synth_help_shows_only_defaults_worth_telling():
     for text in helps.values():
         assert "(default: None)" not in text and "(default: False)" not in text
     assert "(default: dis)" in helps["eval"] and "(default: 16)" in helps["synth"]
+    assert "(default: 0.0)" in helps["eval"]  # --start: a default of 0 is worth telling (0 == False in Python)
 
 
 def _help_of(command: str) -> str:

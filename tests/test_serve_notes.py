@@ -263,3 +263,17 @@ def test_aged_out_job_folders_are_forgotten_with_the_sessions_left_without_files
     assert not old.exists() and not kept.exists()
     assert "raw-client" not in service._session_files
     assert service._session_files["page"] == {ski}  # its upload is still there: still booked
+
+
+# ----------------------------------------------------------------------------------------------- the upload fields
+def test_no_event_replaces_an_upload_field_whose_reading_gen1_wraps(service):
+    # uploaded_file / uploaded_image wrap the component's own reading (the user's file name, no stray temp files,
+    # huge images passed on to gen1's refusal). An event that returns an update of such a field makes gradio keep
+    # a fresh copy of the component for the session, without the wrapper: all three would silently stop.
+    app = build_app(service)
+    wrapped = {block._id for block in app.blocks.values()
+               if "_process_single_file" in vars(block) or "preprocess" in vars(block)}
+    assert len(wrapped) >= 4  # the source video, the mask, the depth and the reference images
+    for function in app.fns.values():
+        replaced = {block._id for block in function.outputs} & wrapped
+        assert not replaced, f"{getattr(function.fn, '__name__', function)} outputs to a wrapped upload field"

@@ -147,6 +147,10 @@ def test_the_resume_hint_of_a_multi_process_run_keeps_its_global_batch(data, tmp
     config = load_config(command[2], command[3:])
     assert config.data.batch_size * 1 == 8  # one process x 8: the checkpoint's global batch, which resumes
     assert resume_hint(args).count("\n") == 0 and "data.batch_size=2" in resume_hint(args)
+    # FSDP's checkpoint is sharded: one process is refused, so only the launcher form is offered
+    fsdp = resume_hint(args, processes=4, global_batch=8, distributed="fsdp")
+    assert fsdp.count("\n") == 0 and fsdp.startswith("resume under the same launcher with 4 processes")
+    assert "data.batch_size=8" not in fsdp
 
 
 def test_architecture_settings_that_a_videounet_base_cannot_take_are_refused(data, tmp_path):

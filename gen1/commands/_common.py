@@ -32,8 +32,8 @@ class DefaultsHelpFormatter(argparse.HelpFormatter):
 
     def _get_help_string(self, action):
         text = action.help or ""
-        if (action.required or action.default in (None, False, argparse.SUPPRESS) or "default" in text
-                or not action.option_strings):
+        if (action.required or action.default is None or action.default is False
+                or action.default == argparse.SUPPRESS or "default" in text or not action.option_strings):
             return text
         return f"{text} (default: %(default)s)"
 

@@ -76,7 +76,8 @@ def run(args) -> int:
     except TrainingInterrupted as stop:
         if stop.main_process:
             print(f"gen1 train: interrupted after step {stop.step}; checkpoint saved: {stop.checkpoint}\n"
-                  f"{resume_hint(args, stop.processes, stop.global_batch)}", file=sys.stderr)
+                  f"{resume_hint(args, stop.processes, stop.global_batch, config.train.distributed)}",
+                  file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("gen1 train: stopped at once (a second Ctrl-C, or one before training began); resume from the "
@@ -99,11 +100,14 @@ def resume_command(args, batch_size: Optional[int] = None) -> str:
     return "gen1 train " + shlex.join([args.config, *overrides, *extra, "train.resume=latest"])
 
 
-def resume_hint(args, processes: int = 1, global_batch: Optional[int] = None) -> str:
+def resume_hint(args, processes: int = 1, global_batch: Optional[int] = None, distributed: str = "ddp") -> str:
     """How to resume: the command as run (one process), or, after a run of several processes, that command on one
     process with the whole global batch, and the same command under the launcher with as many processes (a
-    resume must keep the global batch, ``data.batch_size`` x processes)."""
+    resume must keep the global batch, ``data.batch_size`` x processes). An FSDP run resumes only under the
+    launcher at its own world size (its checkpoint is sharded), so only that is offered."""
     if processes <= 1 or global_batch is None:
         return f"resume with: {resume_command(args)}"
+    if distributed == "fsdp":
+        return f"resume under the same launcher with {processes} processes: {resume_command(args)}"
     return (f"resume with: {resume_command(args, global_batch)}\n"
             f"or under the same launcher with {processes} processes: {resume_command(args)}")

@@ -125,10 +125,17 @@ COMPANION_SUFFIXES = ("_depth", "_edit")  # what `gen1 synth` writes beside each
 
 def is_synth_companion(path: Path) -> bool:
     """Whether ``path`` is the depth video or ground-truth edit `gen1 synth` wrote beside a clip: ``NAME_depth.EXT``
-    or ``NAME_edit.EXT`` with ``NAME.EXT`` in the same folder (the depth is grey-scale inverse depth, the edit the
-    answer an evaluation compares against: neither is a training clip)."""
+    or ``NAME_edit.EXT`` where the folder holds all that `gen1 synth` writes for ``NAME`` (``NAME.EXT``, both
+    companions, ``NAME.txt`` and ``NAME_edit.txt``), so a user's own ``interview_edit.mp4`` beside ``interview.mp4``
+    stays a training clip (the depth is grey-scale inverse depth, the edit the answer an evaluation compares
+    against: neither is one)."""
     for suffix in COMPANION_SUFFIXES:
-        if path.stem.endswith(suffix) and path.with_name(path.stem[:-len(suffix)] + path.suffix).is_file():
+        if not path.stem.endswith(suffix):
+            continue
+        name = path.stem[:-len(suffix)]
+        written = [f"{name}{path.suffix}", *(f"{name}{other}{path.suffix}" for other in COMPANION_SUFFIXES),
+                   f"{name}.txt", f"{name}_edit.txt"]
+        if all(path.with_name(file).is_file() for file in written):
             return True
     return False
 
@@ -207,8 +214,9 @@ def model_paths(model: str, depth_model: Optional[str], content_model: Optional[
 
 
 def check_out(out: Path, input_source: str | Path | None = None, model: Optional[str] = None) -> None:
-    """Refuse an ``--out`` that is (or lies in) the input folder, is (or lies in) the model folder, or holds an
-    ``index.json`` that is not a gen1 shard index: preprocessing writes shards and an index there."""
+    """Refuse an ``--out`` that is the input folder, is (or lies in) the model folder, or holds an ``index.json``
+    that is not a gen1 shard index: preprocessing writes shards and an index there. A folder inside the input
+    folder is fine (``--input data --out data/shards``): its shards and index are no inputs."""
     from gen1.training.shards import FORMAT  # lazy: its own package, loaded by the time this runs
 
     target = out.expanduser().resolve()
@@ -216,7 +224,7 @@ def check_out(out: Path, input_source: str | Path | None = None, model: Optional
         if value is None or not Path(value).is_dir():
             continue
         folder = Path(value).expanduser().resolve()
-        if target == folder or target.is_relative_to(folder):
+        if target == folder or (flag == "--model" and target.is_relative_to(folder)):
             relation = "is" if target == folder else "lies inside"
             raise ValueError(f"--out '{out}' {relation} the {flag} folder '{value}': preprocessing writes shards "
                              "there; choose a new output folder")
@@ -338,8 +346,9 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
     check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     groups = shard_inputs(inputs, settings)
+    check_settings(out, settings, False, models)  # other settings first: they regroup the inputs too
     check_existing_shards(out, groups)
-    check_settings(out, settings, rank == 0, models)
+    check_settings(out, settings, rank == 0, models)  # then recorded (a refused folder gets no settings file)
     dtype = getattr(torch, settings.dtype)
     mine = [k for k in range(len(groups)) if k % world_size == rank]
     summary = dict(written=0, skipped=0, failed=[], clips=0)

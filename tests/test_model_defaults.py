@@ -27,7 +27,7 @@ def _recorded(trained_size=None, guidance=None) -> Gen1Pipeline:
 
 def _call(pipe, video, **kwargs):
     embeds = torch.randn(1, TINY_DIM, generator=torch.Generator().manual_seed(5))
-    depth = torch.rand(video.shape[0], 1, 8, 8, generator=torch.Generator().manual_seed(6))
+    depth = torch.rand(video.shape[0], 1, *video.shape[-2:], generator=torch.Generator().manual_seed(6))  # its shape
     pipe.set_progress_bar_config(disable=True)
     return pipe(video, content_embeds=embeds, depth=depth, num_inference_steps=2, output_type="pt",
                 generator=torch.Generator().manual_seed(0), **kwargs).frames

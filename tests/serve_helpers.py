@@ -70,3 +70,47 @@ def clip_with_audio(path: Path, clips_dir: Path, frames: int = 10, size: int = 9
     clip = read_video(clips_dir / "man-skiing.mp4", max_frames=frames, size=size)
     assert clip.has_audio
     return write_video(path, clip.frames, clip.fps, audio_from=clip)
+
+
+# ----------------------------------------------------------------------------------------------- calling the page in-process
+def edit_form(video, steps: int = 1, **settings):
+    """An :class:`gen1.serve.service.EditForm` for ``video`` at 64 px, w = 1, ``steps`` steps, a prompt."""
+    from gen1.serve.service import EditForm  # lazy: helpers load without gradio until a test needs it
+
+    values = dict(video=str(video), prompt="red stripes", size=64, num_inference_steps=steps, guidance_scale=1.0)
+    values.update(settings)
+    return EditForm(**values)
+
+
+def painting(shape, left: int) -> dict:
+    """What the page's mask editor sends: the columns left of ``left`` painted on a frame of ``shape``."""
+    import numpy as np  # lazy: as above
+
+    layer = np.zeros((*shape[:2], 4), np.uint8)
+    layer[:, :left, 3] = 255
+    return {"background": np.zeros((*shape[:2], 3), np.uint8), "layers": [layer], "composite": None}
+
+
+def page_handler(app, name: str):
+    """The page's handler ``name`` (a function of app.py's wiring), called as gradio calls it: the request and
+    progress it asks for are passed by gradio.helpers.special_args, the request of session ``session`` sending
+    ``headers``; ``values`` and ``named`` are its first and named fields (the others at their defaults)."""
+    import inspect
+
+    import gradio as gr  # lazy: as above
+    from gradio.helpers import special_args
+
+    functions = [block.fn for block in app.fns.values() if getattr(block.fn, "__name__", "") == name]
+    assert functions, name
+    parameters = inspect.signature(functions[0]).parameters
+
+    def call(*values, session: str, headers: dict | None = None, **named):
+        fields = [field for field in parameters if field not in ("request", "progress", "event")]
+        given = [named.pop(field) if field in named else (values[index] if index < len(values)
+                                                           else parameters[field].default)
+                 for index, field in enumerate(fields)]
+        assert not named, named
+        inputs, *_ = special_args(functions[0], given, request=gr.Request(session_hash=session, headers=headers or {}))
+        return functions[0](*inputs)
+
+    return call

@@ -6,21 +6,19 @@ it, the preview's downloads are named apart from the edit's, and a missing SAM 2
 
 from __future__ import annotations
 
-import inspect
 import shlex
 
 import gradio as gr
 import numpy as np
 import pytest
 from gradio.data_classes import FileData
-from gradio.helpers import special_args
 from PIL import Image
 
 from bad_files import png_claiming
 from gen1.editing import EditCancelled
 from gen1.serve.app import build_app, uploaded_file, uploaded_image
-from gen1.serve.service import EditForm, EditService, ServeLimits, Upload, upload_name
-from serve_helpers import clip_with_audio
+from gen1.serve.service import EditService, ServeLimits, Upload, upload_name
+from serve_helpers import clip_with_audio, edit_form as _form, page_handler as _handler, painting as _painting
 
 
 @pytest.fixture(scope="module")
@@ -28,36 +26,10 @@ def ski(tmp_path_factory, clips_dir):
     return clip_with_audio(tmp_path_factory.mktemp("clip") / "ski.mp4", clips_dir, frames=6, size=64)
 
 
-def _form(video, **settings) -> EditForm:
-    values = dict(video=str(video), prompt="red stripes", size=64, num_inference_steps=1, guidance_scale=1.0)
-    values.update(settings)
-    return EditForm(**values)
 
 
-def _painting(shape, left: int) -> dict:
-    layer = np.zeros((*shape[:2], 4), np.uint8)
-    layer[:, :left, 3] = 255
-    return {"background": np.zeros((*shape[:2], 3), np.uint8), "layers": [layer], "composite": None}
 
 
-def _handler(app, name: str):
-    """The page's handler ``name``, called as gradio calls it, with the request of ``session`` sending ``headers``."""
-    functions = [block.fn for block in app.fns.values() if getattr(block.fn, "__name__", "") == name]
-    assert functions, name
-
-    def call(*values, session: str, headers: dict | None = None, **named):
-        """``values`` and ``named`` are the handler's first and named fields (the others at their defaults)."""
-        fields = [name for name, parameter in inspect.signature(functions[0]).parameters.items()
-                  if name not in ("request", "progress", "event")]
-        defaults = {name: parameter.default for name, parameter in inspect.signature(functions[0]).parameters.items()}
-        given = [named.pop(name) if name in named else (values[index] if index < len(values) else defaults[name])
-                 for index, name in enumerate(fields)]
-        assert not named, named
-        request = gr.Request(session_hash=session, headers=headers or {})
-        inputs, *_ = special_args(functions[0], given, request=request)
-        return functions[0](*inputs)
-
-    return call
 
 
 def _component(app, info: str):

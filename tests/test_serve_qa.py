@@ -12,8 +12,8 @@ from gradio.helpers import special_args
 
 from gen1.media import write_video
 from gen1.serve.app import build_app, mask_frame_of
-from gen1.serve.service import EditForm, EditService, ServeLimits
-from serve_helpers import clip_with_audio
+from gen1.serve.service import EditService, ServeLimits
+from serve_helpers import clip_with_audio, edit_form as _form, page_handler as _handler, painting as _painting
 
 
 @pytest.fixture(scope="module")
@@ -28,29 +28,10 @@ def wide(tmp_path_factory):
     return write_video(tmp_path_factory.mktemp("wide") / "wide.mp4", frames, 8)
 
 
-def _form(video, **settings) -> EditForm:
-    values = dict(video=str(video), prompt="red stripes", size=64, num_inference_steps=1, guidance_scale=1.0)
-    values.update(settings)
-    return EditForm(**values)
 
 
-def _painting(shape, left: int) -> dict:
-    layer = np.zeros((*shape[:2], 4), np.uint8)
-    layer[:, :left, 3] = 255
-    return {"background": np.zeros((*shape[:2], 3), np.uint8), "layers": [layer], "composite": None}
 
 
-def _handler(app, name: str):
-    """The page's handler ``name`` (a function of app.py's wiring), called as gradio calls it: the request and
-    progress it asks for are passed by gradio.helpers.special_args, the request of session ``session``."""
-    functions = [block.fn for block in app.fns.values() if getattr(block.fn, "__name__", "") == name]
-    assert len(functions) >= 1, name
-
-    def call(*values, session: str):
-        inputs, *_ = special_args(functions[0], list(values), request=gr.Request(session_hash=session))
-        return functions[0](*inputs)
-
-    return call
 
 
 # ----------------------------------------------------------------------------------------------- 1: drag field

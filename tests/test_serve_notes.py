@@ -113,8 +113,18 @@ def test_a_huge_mask_or_reference_is_one_line_naming_the_upload_and_the_limit(se
     reference = uploaded_image().preprocess(
         FileData(path=str(bomb), orig_name="huge photo.png"))  # gradio's PIL.Image.open stopped it here
     assert reference == str(bomb) and reference.user_name == "huge photo.png"
-    with pytest.raises(ValueError, match=f"^--reference image 'huge photo.png' {limit}"):
+    with pytest.raises(ValueError, match=f"^--reference: reference image 'huge photo.png' {limit}"):
         service.edit(_form(ski, prompt="", references=[(reference, 1.0)]))
+    # a file that is no image: gradio's "Could not preprocess input component ... UnidentifiedImageError" with the
+    # server's path; now gen1's line naming --reference and the user's file
+    notes = tmp_path / "stored.png"
+    notes.write_text("not an image")
+    reference = uploaded_image().preprocess(FileData(path=str(notes), orig_name="notes.png"))
+    assert reference == str(notes) and reference.user_name == "notes.png"
+    with pytest.raises(ValueError) as error:
+        service.edit(_form(ski, prompt="", references=[(reference, 1.0)]))
+    assert str(error.value).startswith("--reference: ") and "'notes.png'" in str(error.value)
+    assert str(tmp_path) not in str(error.value)
 
 
 # ----------------------------------------------------------------------------------------------- 6: upload names

@@ -128,9 +128,10 @@ def uploaded_file(**options) -> gr.File:
 def uploaded_image(**options) -> gr.Image:
     """``gr.Image(type="filepath", image_mode=None, **options)`` giving a :class:`gen1.serve.service.Upload`: the
     file as uploaded (gen1 reads it as ``gen1 edit --reference`` does, so the command line the page shows, naming
-    the user's file, gives the same edit), and an image too large for PIL to open (its decompression-bomb check, in
-    gr.Image's preprocess) passed on as uploaded, for the edit to refuse it in one line naming it and the limit
-    (:func:`gen1.serve.service.upload_pixel_limit`). Wrapped as :func:`uploaded_file` is."""
+    the user's file, gives the same edit), and a file gr.Image's preprocess cannot open (not an image, or too large
+    for PIL: its decompression-bomb check) passed on as uploaded, for the edit to refuse it in one line naming
+    --reference and the user's file (:func:`gen1.editing.read_inputs`; gradio's own message named neither, and
+    showed the server's path). Wrapped as :func:`uploaded_file` is."""
     component = gr.Image(type="filepath", image_mode=None, **options)
     preprocess = component.preprocess
 
@@ -141,8 +142,8 @@ def uploaded_image(**options) -> gr.Image:
             return None
         try:
             value = preprocess(payload)
-        except Image.DecompressionBombError:
-            value = payload.path
+        except (Image.DecompressionBombError, OSError, ValueError):  # PIL's UnidentifiedImageError is an OSError
+            value = payload.path  # gen1 refuses it naming --reference and the user's file (not gradio's message)
         return value if value is None else Upload(value, payload.orig_name)
 
     component.preprocess = upload

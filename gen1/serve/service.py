@@ -342,7 +342,6 @@ class EditService:
                 name = self._model_name(form)
                 pipe = self.catalog.pipeline(name)
                 pipe.route.check_settings(request.settings("edit"), label=flag_label, model=name)
-                _check_reference_pixels(request)
                 inputs = read_inputs(request, limits=self._clip_limits(request.size))
                 _check_tracker_model(request, self._missing_models)
                 result = run_edit(pipe, request, inputs, progress=progress,
@@ -561,15 +560,6 @@ def upload_pixel_limit(size: int) -> int:
     :data:`UPLOAD_SCALE` times the edit's side squared, at least :data:`UPLOAD_PIXELS_MIN`. A larger image only
     costs memory (a 13000x13000 PNG of 194 KB decodes to 500 MB) before it is scaled down to the edit's size."""
     return max(UPLOAD_PIXELS_MIN, (UPLOAD_SCALE * int(size)) ** 2)
-
-
-def _check_reference_pixels(request: EditRequest) -> None:
-    """Refuse a reference image over :func:`upload_pixel_limit` on its header, before the pipeline decodes it."""
-    from gen1.media.images import open_image  # lazy: keeps this module's import light (no torch when it loads)
-
-    for path in request.reference_image:
-        with open_image(path, "--reference image", max_pixels=upload_pixel_limit(request.size)):
-            pass
 
 
 def optional_number(value, flag: str, *, whole: bool = False) -> float | int | None:

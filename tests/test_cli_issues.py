@@ -244,3 +244,8 @@ def test_a_mask_painted_on_the_edited_frames_is_read_at_any_size(tmp_path, size)
     width = region.shape[1]
     # (the edge columns that the cut at 64 px took off are not in the painting)
     assert bool(region[:, 3:width // 2 - 2].all()) and not bool(region[:, width // 2 + 2:].any())
+    # a square mask is no shape of this clip's frames: at 8 px its frames were 8x8, so 64x64 passed as that x8
+    Image.fromarray(canvas[:64, :64]).save(tmp_path / "square.png")
+    with pytest.raises(ValueError, match="--mask is 64x64 but the video is 172x96"):
+        read_inputs(EditRequest(input=str(tmp_path / "wide.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
+                                mask=str(tmp_path / "square.png"), size=size))

@@ -93,14 +93,21 @@ def same_shape(size: tuple[int, int], shape: tuple[int, int]) -> bool:
     return abs(shape[0] * scale - size[0]) <= scale and abs(shape[1] * scale - size[1]) <= scale
 
 
+# The smallest short side :func:`edited_frames_shape` considers: at 8 px the long side, cut down to a multiple of 8,
+# loses up to half the frame (a 3:2 or 16:9 clip's frames are 8x8 there), so a square mask or depth map for a
+# wide clip passed as "its frames at 8 px, enlarged 8x"; nobody edits below 16 px.
+MIN_EDITED_SHORT_SIDE = 16
+
+
 def edited_frames_shape(size: tuple[int, int], shape: tuple[int, int]) -> bool:
     """Whether ``shape`` (H, W) is that of the frames an edit reads from a video of ``size`` (H, W) at some short
-    side (:func:`gen1.media.resized_shape`), or that shape enlarged by a whole factor up to 16."""
+    side of at least :data:`MIN_EDITED_SHORT_SIDE` (:func:`gen1.media.resized_shape`), or that shape enlarged by a
+    whole factor up to 16."""
     for factor in range(1, 17):
         if shape[0] % factor or shape[1] % factor:
             continue
         short = min(shape) // factor
-        if short >= 8 and short % 8 == 0 and short <= MAX_SIZE and resized_shape(*size, short) == (
+        if short >= MIN_EDITED_SHORT_SIDE and short % 8 == 0 and short <= MAX_SIZE and resized_shape(*size, short) == (
                 shape[0] // factor, shape[1] // factor):
             return True
     return False

@@ -189,5 +189,5 @@ def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_
         text_encoder=CLIPTextModel.from_pretrained(str(base), subfolder="text_encoder").eval(),
         tokenizer=CLIPTokenizer.from_pretrained(str(base), subfolder="tokenizer"),
     )
-    check_no_missing_weights(pipe.components, f"'{base}' with its ControlNets")
+    check_no_missing_weights(pipe.components, f"'{base}' with its ControlNets", folder=base)  # vae/, text_encoder/
     return pipe if torch_dtype is None else pipe.cast(torch_dtype)

@@ -214,7 +214,8 @@ class Gen1Pipeline(DiffusionPipeline):
         for module in sorted(modules):
             importlib.import_module(module)
         pipe = super().from_pretrained(pretrained_model_name_or_path, **kwargs)
-        check_no_missing_weights(pipe.components, f"'{pretrained_model_name_or_path}'")
+        check_no_missing_weights(pipe.components, f"'{pretrained_model_name_or_path}'",
+                                 folder=pretrained_model_name_or_path)
         return pipe
 
     def save_pretrained(self, save_directory, *args, **kwargs):

@@ -6,6 +6,7 @@ refused with a ``ValueError`` that names the first offending key, before any wei
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Mapping, Sequence, Union
 
 import torch
@@ -76,20 +77,42 @@ class StrictLoadingMixin:
         return (model, info) if want_info else model
 
 
-def check_no_missing_weights(components: Mapping[str, object], source) -> None:
+def check_no_missing_weights(components: Mapping[str, object], source, folder=None) -> None:
     """Raise ``ValueError`` if a model component of a loaded pipeline has weights its files did not hold.
 
     diffusers leaves a key missing from a component's weights file on the meta device (with
     ``low_cpu_mem_usage``, its default) after a warning: the pipeline loads, and the first edit fails with "Cannot
-    copy out of meta tensor" or "Tensor on device meta". gen1's own components are strict already
-    (:class:`StrictLoadingMixin`); this covers the diffusers ones (VAE, ControlNets). ``source`` names the folder.
+    copy out of meta tensor" or "Tensor on device meta". transformers gives such a key random values after a
+    warning, and the edit runs with them. gen1's own components are strict already (:class:`StrictLoadingMixin`);
+    this covers the diffusers ones (VAE, ControlNets) and, with ``folder`` (where ``NAME/`` holds each component's
+    files), the transformers ones (text and image encoders) by the keys of their safetensors files. ``source``
+    names the model in the message.
     """
     for name, component in components.items():
         if not isinstance(component, torch.nn.Module):
             continue
         tensors = list(component.named_parameters()) + list(component.named_buffers())
         missing = sorted(key for key, tensor in tensors if tensor.is_meta)
+        if not missing and folder is not None:
+            missing = _missing_from_files(component, Path(folder) / name)
         if missing:
             raise ValueError(f"{source}: the weights of '{name}' lack key '{missing[0]}'{_and_more(missing)} "
                              "(a damaged or incomplete copy: fetch or save the model again)")
 
+
+def _missing_from_files(model, folder: Path) -> list[str]:
+    """The keys of a transformers ``model``'s state dict that no safetensors file in ``folder`` holds (those it
+    ignores when missing, or ties to another, left out); none when it is no transformers model or has no such files."""
+    import re
+
+    files = sorted(folder.glob("*.safetensors")) if folder.is_dir() else []
+    if not files or not hasattr(model, "_keys_to_ignore_on_load_missing"):  # transformers' PreTrainedModel
+        return []
+    stored = set()
+    for path in files:
+        stored.update(safetensors_shapes(path, "weights file"))
+    ignored = [re.compile(pattern) for pattern in (model._keys_to_ignore_on_load_missing or [])]
+    tied = getattr(model, "_tied_weights_keys", None) or []
+    tied = set(tied.keys() if isinstance(tied, Mapping) else tied)
+    return sorted(key for key in model.state_dict() if key not in stored and key not in tied
+                  and not any(pattern.search(key) for pattern in ignored))

@@ -292,6 +292,17 @@ def test_save_pretrained_round_trip_gives_identical_output(stack, pipe, tmp_path
     assert isinstance(loaded.route, ControlNetRoute) and loaded.unet.temporal_kind == "animatediff"
     torch.testing.assert_close(_edit(loaded), _edit(pipe), rtol=0, atol=0)
 
+    # a text encoder missing a weight: transformers gave it random values after a warning, and the edit ran
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp_path / "model" / "text_encoder" / "model.safetensors"
+    tensors = load_file(weights)
+    dropped = sorted(tensors)[0]
+    del tensors[dropped]
+    save_file(tensors, weights)
+    with pytest.raises(ValueError, match=f"the weights of 'text_encoder' lack key '{dropped}'"):
+        Gen1Pipeline.from_pretrained(tmp_path / "model")
+
 
 def test_mismatched_components_are_refused_before_loading_weights(stack, tmp_path):
     import json

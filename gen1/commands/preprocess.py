@@ -82,9 +82,12 @@ def run(args) -> int:
     check_process_count(accelerator.num_processes)
     encoder = load_clip_encoder(args.model, args.depth_model, args.content_model, accelerator.device,
                                 batch_size=settings.batch_size)
-    summary = preprocess(inputs, args.out, encoder, settings, rank=accelerator.process_index,
-                         world_size=accelerator.num_processes, barrier=accelerator.wait_for_everyone,
-                         models=args.models)
+    from tqdm.contrib.logging import logging_redirect_tqdm  # lazy: tqdm is heavy and only this path needs it
+
+    with logging_redirect_tqdm():  # a skipped input's warning on a line of its own, not inside the bar's line
+        summary = preprocess(inputs, args.out, encoder, settings, rank=accelerator.process_index,
+                             world_size=accelerator.num_processes, barrier=accelerator.wait_for_everyone,
+                             models=args.models)
     accelerator.print(f"rank {accelerator.process_index}: wrote {summary['written']} shards, skipped "
                       f"{summary['skipped']} finished ones, {len(summary['failed'])} inputs failed")
     if "index" in summary:

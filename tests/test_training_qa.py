@@ -172,3 +172,11 @@ def test_architecture_settings_that_a_videounet_base_cannot_take_are_refused(dat
                         content_dim=16)
     with pytest.raises(ValueError, match=r"model.structure_channels=2 \(the base has 1\)"):
         load_video_unet(ModelConfig(base=str(base), structure_channels=2), content_dim=16)
+
+
+def test_a_key_given_twice_in_a_config_file_is_refused_naming_it(tmp_path):
+    # PyYAML kept the last of two `lr:` lines without a word
+    path = tmp_path / "twice.yaml"
+    path.write_text("optim:\n  lr: 0.1\n  lr: 0.2\n")
+    with pytest.raises(ValueError, match=r"not valid YAML \(line 3, column 3: the key 'lr' is given twice\)"):
+        load_config(path)

@@ -429,13 +429,32 @@ def load_config(path: str | os.PathLike | None, overrides: list[str] | tuple = (
         resolved = resolve_preset(path)
         with open(resolved, encoding="utf-8") as handle:
             try:
-                data = yaml.safe_load(handle) or {}
+                data = yaml.load(handle, Loader=_unique_keys_loader()) or {}
             except yaml.YAMLError as error:
                 raise ValueError(f"config file {str(resolved)!r} is not valid YAML{_yaml_where(error)}") from None
         if not isinstance(data, dict):
             raise ValueError(f"config file {str(resolved)!r} must hold a YAML mapping")
     data = apply_overrides(data, list(overrides))
     return config_from_dict(data).validate()
+
+
+def _unique_keys_loader():
+    """PyYAML's safe loader, refusing a key given twice in one mapping (PyYAML keeps the last one silently: a
+    config with two ``lr:`` lines trained with the second, whichever the user meant)."""
+    import yaml  # lazy: yaml is heavy and only this path needs it
+
+    class UniqueKeyLoader(yaml.SafeLoader):
+        def construct_mapping(self, node, deep=False):
+            seen = set()
+            for key_node, _ in node.value:
+                key = self.construct_object(key_node, deep=deep)
+                if key in seen:
+                    raise yaml.constructor.ConstructorError(None, None, f"the key {key!r} is given twice",
+                                                            key_node.start_mark)
+                seen.add(key)
+            return super().construct_mapping(node, deep=deep)
+
+    return UniqueKeyLoader
 
 
 def _yaml_where(error) -> str:

@@ -126,18 +126,20 @@ def _work_dir(out: Path) -> Path:
 
 
 def _check_work_dir(work: Path, *, resume: bool) -> Path:
-    """``work``, the folder of an Imagic run's checkpoints beside its ``--out``, checked before the model loads:
-    a folder (an interrupted run left it: ``--resume`` continues it) or a new one, in a folder that takes new files;
-    checkpoints of an earlier run without ``--resume`` are refused here rather than after minutes of loading."""
+    """``work``, the folder of an Imagic run's checkpoints beside its ``--out``, checked before the model loads
+    (minutes on a public model): a folder (an interrupted run left it: ``--resume`` continues it) or a new one, in a
+    folder that takes new files; checkpoints of an earlier run without ``--resume`` are refused, and ``--resume``
+    with nothing to resume says it starts afresh."""
     from gen1.commands._common import check_output_file  # lazy: keeps this module's import light
-    from gen1.training.checkpoint import list_checkpoints  # lazy: keeps this module's import light
+    from gen1.training.checkpoint import list_checkpoints, refuse_earlier_checkpoints  # lazy: as above
 
     if work.exists() and not work.is_dir():
         raise ValueError(f"--out: '{work}', where --imagic keeps its checkpoints, is a file: move it away")
     check_output_file("--out", work / "probe" if work.is_dir() else work)  # takes new files
-    if not resume and list_checkpoints(work):
-        raise ValueError(f"'{work}' holds checkpoints of an earlier run: resume it (the same command and --resume) "
-                         "or remove that folder to start again")
+    if not resume:
+        refuse_earlier_checkpoints(work, "the same command and --resume")
+    elif not list_checkpoints(work):
+        print(f"gen1 customize: nothing to resume in '{work}' (no checkpoint): starting afresh", file=sys.stderr)
     return work
 
 
@@ -170,10 +172,6 @@ def run_imagic(args, check_model, size_from_model) -> int:
         raise ValueError("--content-model does not apply to --imagic: it uses the model's own content encoder")
     size_from_model(args, source)
     frames = _read_clip(args)  # the user's clip before the model loads: a bad file costs seconds
-    from gen1.training.checkpoint import list_checkpoints  # lazy: keeps this module's import light
-
-    if args.resume and not list_checkpoints(work):  # said before the model loads (minutes on a public model)
-        print(f"gen1 customize: nothing to resume in '{work}' (no checkpoint): starting afresh", file=sys.stderr)
     apply_threads(args.threads)
     pipe, device = _load(args, source)
     from gen1.imagic import save_imagic_adapter  # lazy: keeps this module's import light (no torch when it loads)

@@ -154,10 +154,11 @@ def _probe_file(path: Path) -> _Probe:
         )
 
 
-def quarter_turns(rotation) -> int:
-    """Counter-clockwise quarter turns (0-3) that make a frame upright, from its display rotation in degrees (PyAV's
-    ``VideoFrame.rotation``: a phone's portrait clip is stored landscape with 90 or -90 there, and players turn it)."""
-    return round((rotation or 0) / 90) % 4
+def quarter_turns(frame) -> int:
+    """Counter-clockwise quarter turns (0-3) that make a decoded PyAV ``frame`` upright, from its display rotation in
+    degrees (``VideoFrame.rotation``: a phone's portrait clip is stored landscape with 90 or -90 there, and players
+    turn it; PyAV before 13 has no rotation: 0)."""
+    return round((getattr(frame, "rotation", 0) or 0) / 90) % 4
 
 
 def _first_frame_quarter_turns(container, stream) -> int:
@@ -167,7 +168,7 @@ def _first_frame_quarter_turns(container, stream) -> int:
 
     try:
         for frame in container.decode(stream):
-            return quarter_turns(getattr(frame, "rotation", 0))
+            return quarter_turns(frame)
     except (av.FFmpegError, ValueError):
         return 0
     return 0
@@ -331,7 +332,7 @@ def _read_with_pyav(path: Path, probe: _Probe, selector: _FrameSelector, size: i
                         t = 0.0 if last_t is None else last_t + 1.0 / float(probe.fps)
                     last_t = t
                     if selector.offer(t):
-                        rgb = upright(frame.to_ndarray(format="rgb24")[None], quarter_turns(getattr(frame, "rotation", 0)))
+                        rgb = upright(frame.to_ndarray(format="rgb24")[None], quarter_turns(frame))
                         frames.append(rgb if size is None else resize_frames(rgb, size))
                         times.append(t)
                     if selector.done:

@@ -78,8 +78,10 @@ class ContentRequest:
     @property
     def prompts(self) -> list[str]:
         """``prompt`` as a list of texts (``ValueError`` for anything but a text or a list/tuple of texts)."""
-        if self.prompt is None or isinstance(self.prompt, str):
-            return [] if self.prompt is None else [self.prompt]
+        if self.prompt is None:
+            return []
+        if isinstance(self.prompt, str):
+            return [self.prompt]
         if not isinstance(self.prompt, (list, tuple)) or not all(isinstance(text, str) for text in self.prompt):
             raise ValueError(f"prompt must be a text or a list of texts, got {self.prompt!r}")
         return list(self.prompt)

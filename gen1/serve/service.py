@@ -757,10 +757,14 @@ class Upload(str):
         return upload
 
 
+def _uploads(form: EditForm) -> list:
+    """``form``'s upload fields (source, mask, depth, references), given or not."""
+    return [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
+
+
 def _upload_names(form: EditForm) -> dict[str, str]:
     """The user's names of ``form``'s uploads that are :class:`Upload` objects, by their paths on the server."""
-    uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
-    return {str(path): path.user_name for path in uploads if isinstance(path, Upload)}
+    return {str(path): path.user_name for path in _uploads(form) if isinstance(path, Upload)}
 
 
 def upload_name(given, path) -> str:
@@ -793,10 +797,9 @@ def _uploads_named(form: EditForm):
     try:
         yield
     except (ValueError, OSError) as error:
-        message = str(error)
-        uploads = [form.video, form.mask_file, form.depth_file] + [path for path, _ in form.references]
-        for path in sorted((str(p) for p in uploads if p), key=len, reverse=True):
-            message = message.replace(path, _upload_names(form).get(path) or Path(path).name)
+        message, names = str(error), _upload_names(form)
+        for path in sorted((str(p) for p in _uploads(form) if p), key=len, reverse=True):
+            message = message.replace(path, names.get(path) or Path(path).name)
         raise ValueError(message) from None
 
 

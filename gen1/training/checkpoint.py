@@ -76,6 +76,14 @@ def resolve_resume(output_dir: str | Path, resume: Optional[str]) -> Optional[Pa
     return path
 
 
+def refuse_earlier_checkpoints(work_dir: str | Path, resume_with: str) -> None:
+    """Refuse to start afresh in ``work_dir`` when it holds an earlier run's checkpoints (``resume_with`` says how to
+    resume that run instead): a new run would mix its checkpoints with them."""
+    if list_checkpoints(work_dir):
+        raise ValueError(f"'{work_dir}' holds checkpoints of an earlier run: resume it ({resume_with}) or remove that "
+                         "folder to start again")
+
+
 def check_fresh_output(output_dir: str | Path, resume: Optional[str]) -> None:
     """Refuse to start a new run (``train.resume`` unset) in a folder holding an earlier run's checkpoints or export:
     its export would be replaced and its checkpoints mixed with the new run's (a later ``resume: latest`` would

@@ -415,9 +415,8 @@ class ImagicRun:
 
         started, asked = time.perf_counter(), False
         accelerator = PartialState()
-        if not resume and ckpt.list_checkpoints(self.work_dir):
-            raise ValueError(f"'{self.work_dir}' holds checkpoints of an earlier run: resume it (--resume) or remove "
-                             "that folder")
+        if not resume:
+            ckpt.refuse_earlier_checkpoints(self.work_dir, "--resume")
         resumed = self.resume(accelerator) if resume else None
         load_into = self.state.phase if resumed else None
         for phase in PHASES[PHASES.index(self.state.phase):]:

@@ -207,7 +207,7 @@ def _read_json(path: Path, what: str):
 
 
 def model_paths(model: str, depth_model: Optional[str], content_model: Optional[str]) -> dict:
-    """The encoders a run uses, as resolved paths (what :func:`check_settings` records and compares)."""
+    """The encoders a run uses, as resolved paths (what :func:`check_rerun` records and compares)."""
     return dict(model=str(Path(model).resolve()),
                 depth_model=str(Path(depth_model or Path(model) / "depth_estimator").resolve()),
                 content_model=str(Path(content_model or Path(model) / "content_encoder").resolve()))
@@ -236,24 +236,33 @@ def check_out(out: Path, input_source: str | Path | None = None, model: Optional
                              "would overwrite it; choose a new output folder")
 
 
-def check_settings(out: Path, settings: PreprocessSettings, is_main: bool, models: Optional[dict] = None) -> None:
-    """Refuse ``out`` if it was preprocessed with other clip settings or other encoders (``models``, from
-    :func:`model_paths`); the main process records them (both engines)."""
+def check_rerun(out: Path, settings: PreprocessSettings, groups: list[list["InputItem"]], *, record: bool,
+                models: Optional[dict] = None) -> None:
+    """Refuse ``out`` unless a run with these settings, encoders (``models``, from :func:`model_paths`) and input
+    groups may continue there (both engines): the settings are compared first, since other settings regroup the
+    inputs too (and would otherwise read as other inputs), then each shard's inputs; ``record`` (the main process)
+    then writes the settings of a new folder, so a refused folder gets no settings file."""
     path = out / SETTINGS_NAME
     current = dict(asdict(settings), **(models or {}))
     if path.is_file():
-        previous = _read_json(path, "--out's settings file")
-        if not isinstance(previous, dict):
-            raise ValueError(f"--out's settings file '{path}' holds no settings: use a new --out")
-        for key, value in current.items():
-            if key in ("model", "depth_model", "content_model") and key not in previous:
-                continue  # written before gen1 recorded the encoders
-            if key != "batch_size" and previous.get(key) != value:
-                raise ValueError(f"--out {str(out)!r} was preprocessed with {key}={previous.get(key)!r}, now "
-                                 f"{key}={value!r}: use a new output folder or the same settings")
-    elif is_main:
+        _check_settings(out, path, current)
+    check_existing_shards(out, groups)
+    if record and not path.is_file():
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(current, indent=2), encoding="utf-8")
+
+
+def _check_settings(out: Path, path: Path, current: dict) -> None:
+    """Refuse ``out`` if its settings file ``path`` records other clip settings or other encoders than ``current``."""
+    previous = _read_json(path, "--out's settings file")
+    if not isinstance(previous, dict):
+        raise ValueError(f"--out's settings file '{path}' holds no settings: use a new --out")
+    for key, value in current.items():
+        if key in ("model", "depth_model", "content_model") and key not in previous:
+            continue  # written before gen1 recorded the encoders
+        if key != "batch_size" and previous.get(key) != value:
+            raise ValueError(f"--out {str(out)!r} was preprocessed with {key}={previous.get(key)!r}, now "
+                             f"{key}={value!r}: use a new output folder or the same settings")
 
 
 def check_existing_shards(out: Path, groups: list[list["InputItem"]]) -> None:
@@ -346,9 +355,7 @@ def preprocess(inputs: list[InputItem], out: str | Path, encoder: ClipEncoder, s
     check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     groups = shard_inputs(inputs, settings)
-    check_settings(out, settings, False, models)  # other settings first: they regroup the inputs too
-    check_existing_shards(out, groups)
-    check_settings(out, settings, rank == 0, models)  # then recorded (a refused folder gets no settings file)
+    check_rerun(out, settings, groups, record=rank == 0, models=models)
     dtype = getattr(torch, settings.dtype)
     mine = [k for k in range(len(groups)) if k % world_size == rank]
     summary = dict(written=0, skipped=0, failed=[], clips=0)

@@ -37,9 +37,8 @@ import numpy as np
 from gen1.training.preprocess import (
     InputItem,
     PreprocessSettings,
-    check_existing_shards,
     check_out,
-    check_settings,
+    check_rerun,
     encode_input,
     encoder_info,
     index_info,
@@ -198,9 +197,7 @@ def preprocess_ray(inputs: list[InputItem], out: str | Path, make_encoder: Calla
     check_out(out)
     out.mkdir(parents=True, exist_ok=True)
     groups = shard_inputs(inputs, settings)
-    check_settings(out, settings, False, models)  # other settings first: they regroup the inputs too
-    check_existing_shards(out, groups)
-    check_settings(out, settings, True, models)  # then recorded (a refused folder gets no settings file)
+    check_rerun(out, settings, groups, record=True, models=models)
     missing = [k for k in range(len(groups)) if not shard_finished(out / shard_name(k))]
     summary = dict(written=0, skipped=len(groups) - len(missing), failed=[], clips=0)
     gpus = ray_settings.encoder_gpus

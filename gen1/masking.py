@@ -250,6 +250,8 @@ class KeptRegion:
         weight = self.pixel_weight()
         composed = weight * edited + (1.0 - weight) * source
         if self.seamless:
-            composed = blend_seamlessly(composed, source, (self.pixel_mask.cpu() > 0.5).float(),
-                                        anchor=self.seam_anchor)
+            region = self.pixel_mask.cpu() > 0.5
+            if self.seam_anchor is not None and self.seam_anchor.redrawn is not None:
+                region = region & (self.seam_anchor.redrawn.cpu() > 0.5)
+            composed = blend_seamlessly(composed, source, region.float(), anchor=self.seam_anchor)
         return composed

@@ -51,8 +51,8 @@ from gen1.hub import resolve_pipeline
 from gen1.imagic import require_imagic
 from gen1.ip_adapter import load_ip_adapter_into
 from gen1.ip_adapter_text import attach_text_encoder
-from gen1.masked_edits import (check_mask_arguments, edit_region, erase_start, hidden_background, load_mask,
-                               prefilled, structure_depth)
+from gen1.masked_edits import (check_mask_arguments, edit_region, erase_start, given_background, hidden_background,
+                               load_mask, prefilled, structure_depth)
 from gen1.masking import KeptRegion
 from gen1.media import unit_to_uint8
 from gen1.model_defaults import ModelDefaults, check_defaults, edit_size, far_from_trained, image_model_size
@@ -403,6 +403,10 @@ class Gen1Pipeline(DiffusionPipeline):
             encoded = drag_content(route, content, source.frames, layers, generator=generator, device=device)
         else:
             guided = structure_depth(depth_full, region, masked.structure)
+        if masked.structure_given and masked.structure == "keep" and not masked.redraws_background:
+            # a replace guided by the user's depth of the new object: the background it leaves is composited
+            # seamlessly, the new object not (gen1.masked_edits.given_background)
+            masked.seam_anchor = SeamAnchor(1.0 - (region > 0.5).float(), redrawn=given_background(depth_full, region))
         depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
                                                         source.latent_size, frames=source.frames)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
@@ -836,7 +840,7 @@ class Gen1Pipeline(DiffusionPipeline):
         kept = None if user_mask is None else KeptRegion.from_pixel_mask(
             user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
             scheduler=scheduler, timesteps=timesteps, cover=masked.replaces_subject,
-            seamless=masked.redraws_background, seam_anchor=masked.seam_anchor)
+            seamless=masked.redraws_background or masked.seam_anchor is not None, seam_anchor=masked.seam_anchor)
         hooks = self.step_hooks(kept, callback_on_step_end, callback_on_step_end_tensor_inputs)
 
         blender = WindowBlender(prediction.predict, source.num_frames, window_size, window_overlap,

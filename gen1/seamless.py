@@ -45,6 +45,9 @@ class SeamAnchor:
 
     pixels: torch.Tensor
     part: torch.Tensor | None = None
+    #: The part of the region that is redrawn background, composited seamlessly (default: all of it); the rest of the
+    #: region keeps its drawing as it is. A replace's: where its given structure shows no new object.
+    redrawn: torch.Tensor | None = None
 
 
 def _neighbour_sum(values: torch.Tensor) -> torch.Tensor:

@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from gen1.depth.fill import fill_depth
-from gen1.masked_edits import edit_region, erase_margin, grow
+from gen1.masked_edits import edit_region, erase_margin, given_background, grow
+from gen1.masking import KeptRegion
 from gen1.tracking import TRACKERS, MaskTracker, track_mask
 from tiny_public import public_pipeline
 
@@ -400,6 +401,39 @@ def test_a_replace_takes_its_own_structure_level_inside_the_mask(native):
     assert not torch.equal(one.depth[masks > 0.5], other.depth[masks > 0.5])
 
 
+def test_a_replaces_background_is_where_its_given_depth_shows_no_new_object():
+    rows = torch.linspace(0.1, 0.5, 32).view(1, 1, 32, 1)
+    floor = rows.expand(2, 1, 32, 32).clone()  # a floor: inverse depth affine in the image, its fill exact
+    region = torch.zeros(2, 1, 32, 32)
+    region[:, :, 8:24, 6:26] = 1
+    given = floor.clone()
+    given[:, :, 12:20, 10:16] += 0.3  # the new object, nearer than the floor
+    given[:, :, 12:20, 18:22] += 0.01  # a bump within the tolerance: still the floor
+    expected = region.clone()
+    expected[:, :, 12:20, 10:16] = 0
+    assert torch.equal(given_background(given, region), expected)
+    assert torch.equal(given_background(floor, region), region)  # no object given: all of it is background
+
+
+def test_a_replace_with_a_given_depth_composites_only_the_background_it_leaves_seamlessly(native, monkeypatch):
+    frames, depth, masks = moving_square(num_frames=FRAMES, size=SIZE, side=12, step=(1, 1))
+    calls = []
+    original = KeptRegion.from_pixel_mask.__func__
+
+    def spy(cls, mask, *args, **kwargs):
+        calls.append((mask, kwargs))
+        return original(cls, mask, *args, **kwargs)
+
+    monkeypatch.setattr(KeptRegion, "from_pixel_mask", classmethod(spy))
+    plain = torch.linspace(0.2, 0.3, SIZE).view(1, 1, SIZE, 1).expand_as(depth).clone()  # a floor: nothing new there
+    out = _edit(native, frames, mask=masks[:, 0].numpy(), prompt="a ball", depth=plain)
+    mask, kwargs = calls[-1]
+    assert kwargs["seamless"] and torch.equal(kwargs["seam_anchor"].redrawn, (mask > 0.5).float())
+    assert torch.equal(out.frames[(mask < 0.5).expand_as(frames)], frames[(mask < 0.5).expand_as(frames)])
+    _edit(native, frames, mask=masks[:, 0].numpy(), prompt="a ball")  # no given depth: a plain masked edit
+    assert not calls[-1][1]["seamless"] and calls[-1][1]["seam_anchor"] is None
+
+
 def test_the_prefill_continues_the_colours_across_the_region_and_leaves_the_outside_alone():
     from gen1.masked_edits import prefilled
 
@@ -602,8 +636,6 @@ def test_an_erase_fills_from_the_frames_by_default_and_from_the_boundary_when_to
 
 
 def test_a_covered_region_edits_every_masked_pixel_fully_and_nothing_outside():
-    from gen1.masking import KeptRegion
-
     mask = torch.zeros(2, 1, 32, 32)
     mask[:, :, 9:14, 17:20] = 1  # smaller than a latent cell's feather: the plain weight stays below 1 there
     kwargs = dict(source_latents=torch.zeros(1, 4, 2, 4, 4), noise=torch.zeros(1, 4, 2, 4, 4), scheduler=None,

@@ -145,6 +145,24 @@ def test_an_erase_composite_is_seamless_and_a_plain_masked_edit_is_not():
     assert torch.equal(plain[mask.expand_as(plain) > 0.5], drawn[mask.expand_as(drawn) > 0.5])
 
 
+def test_a_replaces_uncovered_background_is_seamless_and_its_new_object_keeps_its_drawing():
+    mask = torch.zeros(2, 1, 32, 32)
+    mask[:, :, 8:20, 8:24] = 1  # the old subject's place
+    new_object = torch.zeros(2, 1, 32, 32)
+    new_object[:, :, 10:18, 10:16] = 1  # what the given depth puts there: a smaller object
+    kwargs = dict(source_latents=torch.zeros(1, 4, 2, 4, 4), noise=torch.zeros(1, 4, 2, 4, 4), scheduler=None,
+                  timesteps=torch.zeros(1), cover=True, seamless=True)
+    source = torch.full((2, 3, 32, 32), 0.8)
+    drawn = torch.where(new_object > 0.5, torch.full_like(source, 0.1), torch.full_like(source, 0.6))
+    anchor = SeamAnchor(1 - mask, redrawn=mask * (1 - new_object))
+    out = KeptRegion.from_pixel_mask(mask, (32, 32), (4, 4), 1.0, seam_anchor=anchor, **kwargs).composite(drawn, source)
+    uncovered, kept_object = (anchor.redrawn > 0.5).expand_as(out), (new_object > 0.5).expand_as(out)
+    # the background's cast is taken out (it meets the surroundings, the new object a mirror beside it)...
+    torch.testing.assert_close(out[uncovered], source[uncovered], rtol=0, atol=1e-6)
+    assert torch.equal(out[kept_object], drawn[kept_object])  # ...and the new object is as drawn
+    assert torch.equal(out[mask.expand_as(out) < 0.5], source[mask.expand_as(out) < 0.5])
+
+
 def test_mismatched_shapes_are_refused_in_one_line():
     with pytest.raises(ValueError, match=r"^edited \(2, 3, 8, 8\), kept \(2, 3, 8, 9\)") as error:
         blend_seamlessly(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 9), torch.zeros(2, 1, 8, 8))

@@ -46,10 +46,10 @@ def psnr(output: torch.Tensor, reference: torch.Tensor) -> float:
 
 
 @torch.no_grad()
-def edit(pipe, case, depth, *, steps: int, guidance: float, **content) -> torch.Tensor:
+def edit(pipe, case, depth, *, steps: int, guidance: float, strength: float = 1.0, **content) -> torch.Tensor:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)
-        out = pipe(case.source, depth=depth, num_inference_steps=steps, guidance_scale=guidance,
+        out = pipe(case.source, depth=depth, num_inference_steps=steps, guidance_scale=guidance, strength=strength,
                    generator=torch.Generator().manual_seed(case.seed), output_type="pt", **content).frames
     return out.float().clamp(0, 1)
 
@@ -62,6 +62,9 @@ def score_case(pipe, case, args, outputs: dict | None = None) -> dict:
     guidance = pipe.default_guidance_scale if args.guidance is None else args.guidance
     vae = pipe.decode_latents(pipe.encode_video(case.source)).float().clamp(0, 1)
     prompt = edit(pipe, case, depth, steps=args.steps, guidance=guidance, prompt=case.caption)
+    # the prompt edit from the same start as the Imagic edits (Dreamix's: the source noised to --strength)
+    prompt_same_start = prompt if args.strength == 1 else edit(pipe, case, depth, steps=args.steps, guidance=guidance,
+                                                                strength=args.strength, prompt=case.caption)
     settings = ImagicSettings(embedding_steps=args.embedding_steps, steps=args.lora_steps,
                               embedding_lr=args.embedding_lr, lr=args.lr, eval_every=5, patience=args.patience,
                               lora_rank=args.lora_rank, image_ratio=args.image_ratio,
@@ -72,15 +75,22 @@ def score_case(pipe, case, args, outputs: dict | None = None) -> dict:
         result = ImagicRun(pipe, case.source, case.caption, settings, args.work / f"case-{case.seed}", device="cpu",
                            progress=False, depth=depth).run()
     tuned = time.perf_counter() - started
-    etas = {eta: edit(pipe, case, depth, steps=args.steps, guidance=guidance, imagic_scale=eta) for eta in args.etas}
+    etas = {eta: edit(pipe, case, depth, steps=args.steps, guidance=guidance, strength=args.strength,
+                      imagic_scale=eta) for eta in args.etas}
     edits = time.perf_counter() - started - tuned
     remove_adapter(pipe)
     if outputs is not None:
         outputs["prompt edit"] = prompt
         outputs.update({f"eta={eta:g}": out for eta, out in etas.items()})
     before, after = result.embedding_loss
+    from gen1.eval.image_metrics import style_accuracy
+
     return dict(vae_psnr=psnr(vae, case.source), prompt_psnr_truth=psnr(prompt, case.truth),
                 prompt_psnr_source=psnr(prompt, case.source),
+                prompt_same_start_psnr_truth=psnr(prompt_same_start, case.truth),
+                prompt_style_accuracy=style_accuracy(prompt, case.source, case.truth),
+                prompt_same_start_style_accuracy=style_accuracy(prompt_same_start, case.source, case.truth),
+                eta_style_accuracy={f"{e:g}": style_accuracy(o, case.source, case.truth) for e, o in etas.items()},
                 eta_psnr_source={f"{e:g}": psnr(o, case.source) for e, o in etas.items()},
                 eta_psnr_truth={f"{e:g}": psnr(o, case.truth) for e, o in etas.items()},
                 embedding_loss=[before, after], embedding_loss_fall=(before - after) / before,
@@ -101,6 +111,11 @@ def summarise(per_case: list[dict], etas) -> dict:
     eta0 = mean([c["eta_psnr_source"]["0"] for c in per_case]) if "0" in per_case[0]["eta_psnr_source"] else None
     prompt = mean([c["prompt_psnr_truth"] for c in per_case])
     return dict(cases=n, vae_psnr=vae, eta0_psnr_source=eta0, prompt_psnr_truth=prompt,
+                prompt_same_start_psnr_truth=mean([c["prompt_same_start_psnr_truth"] for c in per_case]),
+                prompt_style_accuracy=mean([c["prompt_style_accuracy"] for c in per_case]),
+                prompt_same_start_style_accuracy=mean([c["prompt_same_start_style_accuracy"] for c in per_case]),
+                eta_style_accuracy={f"{e:g}": mean([c["eta_style_accuracy"][f"{e:g}"] for c in per_case])
+                                    for e in etas},
                 eta_psnr_truth=by_eta, best_fixed_eta=best_fixed, best_fixed_psnr_truth=by_eta[best_fixed],
                 best_per_case_psnr_truth=mean(best_per_case),
                 embedding_loss_fall=mean([c["embedding_loss_fall"] for c in per_case]),
@@ -120,6 +135,10 @@ def format_table(summary: dict, args) -> str:
         lines.append(f"| eta = 0 edit PSNR vs source | {s['eta0_psnr_source']:.2f} dB | "
                      f">= {s['vae_psnr'] - 3:.2f} dB |")
     lines += [f"| prompt edit (target caption) PSNR vs ground truth | {s['prompt_psnr_truth']:.2f} dB | |",
+              f"| prompt edit from the Imagic edits' start (strength {args.strength:g}) PSNR vs ground truth | "
+              f"{s['prompt_same_start_psnr_truth']:.2f} dB | |",
+              f"| style accuracy: prompt edit / from the same start | {s['prompt_style_accuracy']:.1%} / "
+              f"{s['prompt_same_start_style_accuracy']:.1%} | |",
               f"| best eta per case, PSNR vs ground truth | {s['best_per_case_psnr_truth']:.2f} dB | "
               f">= {s['prompt_psnr_truth'] + 1.5:.2f} dB |",
               f"| best single eta ({s['best_fixed_eta']}), PSNR vs ground truth | "
@@ -131,7 +150,8 @@ def format_table(summary: dict, args) -> str:
               f"{s['seconds_edits']:.1f} | |", "",
               "| eta | " + " | ".join(s["eta_psnr_truth"]) + " |",
               "|---|" + "---|" * len(s["eta_psnr_truth"]),
-              "| PSNR vs ground truth (dB) | " + " | ".join(f"{v:.2f}" for v in s["eta_psnr_truth"].values()) + " |"]
+              "| PSNR vs ground truth (dB) | " + " | ".join(f"{v:.2f}" for v in s["eta_psnr_truth"].values()) + " |",
+              "| style accuracy | " + " | ".join(f"{v:.1%}" for v in s["eta_style_accuracy"].values()) + " |"]
     return "\n".join(lines)
 
 
@@ -144,6 +164,10 @@ def main(argv=None) -> dict:
     parser.add_argument("--first", type=int, default=0, help="first case index")
     parser.add_argument("--etas", type=float, nargs="+", default=list(ETAS))
     parser.add_argument("--steps", type=int, default=20)
+    parser.add_argument("--strength", type=float, default=1.0,
+                        help="where the Imagic edits start: the source noised to this share of the steps (Dreamix "
+                        "starts from the degraded input; 1 = pure noise, as Imagic). The prompt edit is run at 1 and, "
+                        "when this is below 1, from the same start too")
     add_sampler_argument(parser)
     parser.add_argument("--guidance", type=float, default=None, help="w (default: the model's recommended w)")
     parser.add_argument("--frames", type=int, default=8)

@@ -186,7 +186,7 @@ class EditSettings:
                                  "pass: use 1/distance as the structure", stage="read", switch=True)
     # which frames, at which size, in which windows
     size: int | None = setting(None, "--size", "short side of the output in pixels, a multiple of 8 up to 4096 "
-                               f"(default: the size the model was trained at, else {FALLBACK_SIZE})", group="io",
+                               f"(default: the size the model was trained at, else the clip's short side up to {FALLBACK_SIZE})", group="io",
                                kind=int)
     fps: float | None = setting(None, "--fps", "resample the input to this frame rate (default: keep)", group="io",
                                 stage="read", low=0, low_open=True, kind=float)

@@ -49,12 +49,12 @@ from gen1.media.resize import fit_points  # where the source's pixels land in th
 OCCLUSION_TOLERANCE = 0.1
 #: Whether the moved subject's own pixels are kept where it is visible at its new place (the edit then draws its old
 #: place, its outline, and what it changes around it): the subject looks exactly as it did. False: the model draws
-#: the subject too, from the moved structure and the content (docs/drag.md measures both).
+#: the subject too, from the moved structure and the content (docs/drag_results.md measures both).
 KEEP_SUBJECT = True
 #: The share of the steps a drag redraws, from the clip with the subject moved and its old place pre-filled
-#: (:func:`moved_frames`), unless ``drag_strength`` says otherwise: on the drag benchmark (32 scenes, with the two-part
-#: seamless composite; docs/drag.md) 0.4 and 0.6 beat 1 (from pure noise) by about 0.3 dB inside the union, with the
-#: subject's place as good and the warp error lower.
+#: (:func:`moved_frames`), unless ``drag_strength`` says otherwise: on the drag benchmark (32 scenes, with the
+#: two-part seamless composite; docs/drag_results.md) 0.4 and 0.6 beat 1 (from pure noise) by about 0.3 dB inside the
+#: union, with the subject's place as good and the warp error lower.
 DRAG_STRENGTH = 0.4
 #: The suffixes a drag given as a file (a per-frame track) may have.
 TRACK_SUFFIXES = (".json", ".csv")

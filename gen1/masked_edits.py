@@ -23,7 +23,7 @@ rest, before any network runs:
   (``erase_strength``), not from pure noise: the model then refines a background that is already there instead of
   inventing the region's content, and draws less of the subject back (on the erase benchmark, 8 scenes, exact
   masks: PSNR inside the mask 16.56 -> 19.19 dB, frames whose output depth is nearer the background's 59 -> 80 %,
-  warp error 2.79x -> 1.94x the truth's; docs/masked_edits.md);
+  warp error 2.79x -> 1.94x the truth's; docs/masked_edits_results.md);
 * **how it meets its surroundings**: the redrawn region is composited seamlessly (:mod:`gen1.seamless`, the
   erase's :class:`gen1.masking.KeptRegion`): its colour cast is corrected to meet the kept pixels at its edge. A
   replace with a given depth composites only the background it leaves (:func:`given_background`) so, the new object
@@ -54,21 +54,21 @@ from gen1.tracking import check_clicks, check_one_frame_mask, track_mask
 ERASE_STRENGTH = 0.4
 
 #: Where an erase takes what its subject hid unless ``erase_fill`` says otherwise (:data:`gen1.settings.ERASE_FILLS`):
-#: from the frames that see it. On the erase benchmark (32 scenes, tracked masks; docs/masked_edits.md) it changes
-#: little where the subjects barely move (PSNR inside the mask 19.36 -> 19.52 dB, warp error 1.36x -> 1.29x the
-#: truth's); where the subject walks across the view (``--crossing 3``, exact masks) it is worth +1.55 dB and
+#: from the frames that see it. On the erase benchmark (32 scenes, tracked masks; docs/masked_edits_results.md) it
+#: changes little where the subjects barely move (PSNR inside the mask 19.36 -> 19.52 dB, warp error 1.36x -> 1.29x
+#: the truth's); where the subject walks across the view (``--crossing 3``, exact masks) it is worth +1.55 dB and
 #: takes the warp error from 2.06x to 1.45x.
 ERASE_FILL = "frames"
 
 #: How much nearer than the background continued across the region (normalised inverse depth) a replace's given
 #: depth must be to count as the new object (:func:`given_background`).
-GIVEN_OBJECT_TOLERANCE = 0.02  # chosen on the replace benchmark's first 8 scenes (docs/masked_edits.md)
+GIVEN_OBJECT_TOLERANCE = 0.02  # chosen on the replace benchmark's first 8 scenes (docs/masked_edits_results.md)
 
 def erase_margin(size: tuple[int, int]) -> int:
     """Pixels an erase grows the mask by: 3/64 of the short side, at least 1 (3 at 64 px, 24 at 512). On the erase
-    benchmark (32 scenes, the seamless composite, start 0.4; docs/masked_edits.md) margins of 1 / 2 / 3 / 4 / 5 px at
-    64 px gave PSNR 19.52 / 19.45 / 19.36 / 19.03 / 18.95 dB, frames nearer the background 83.6 / 85.2 / 86.7 / 87.5 /
-    87.5 %, warp error 1.80 / 1.49 / 1.36 / 1.31 / 1.25x the truth's: 3 takes most of the gain for 0.1 dB."""
+    benchmark (32 scenes, the seamless composite, start 0.4; docs/masked_edits_results.md) margins of 1 / 2 / 3 / 4 /
+    5 px at 64 px gave PSNR 19.52 / 19.45 / 19.36 / 19.03 / 18.95 dB, frames nearer the background 83.6 / 85.2 / 86.7 /
+    87.5 / 87.5 %, warp error 1.80 / 1.49 / 1.36 / 1.31 / 1.25x the truth's: 3 takes most of the gain for 0.1 dB."""
     return max(1, round(3 * min(size) / 64))
 
 

@@ -16,8 +16,8 @@ low frequencies from the surroundings:
   cover the pixel; a smooth field is close to itself a frame later.
 
 Outside the region nothing changes, bit for bit. On the erase benchmark (32 scenes, tracked masks;
-docs/masked_edits.md), with the erase's start lowered from 0.6 to 0.4 of the steps at the same time, it raised the
-PSNR inside the mask from 18.39 to 19.45 dB and the frames whose depth reads as the background from 66 % to 85 %,
+docs/masked_edits_results.md), with the erase's start lowered from 0.6 to 0.4 of the steps at the same time, it raised
+the PSNR inside the mask from 18.39 to 19.45 dB and the frames whose depth reads as the background from 66 % to 85 %,
 and lowered the warp error from 1.61x to 1.49x the truth's (with the margin then grown from 2 to 3 px: 19.36 dB,
 86.7 %, 1.36x).
 """

@@ -1,4 +1,5 @@
-"""Benchmark drag (move a subject) on synthetic scenes with an exact target (docs/drag.md).
+"""Benchmark drag (move a subject) on synthetic scenes with an exact target (docs/drag.md; every
+figure: docs/drag_results.md).
 
 Not a test: it runs the bundled demo model (64 px) on held-out scenes of its synthetic world. In each scene one object
 (the one ``bench_erase.pick_subject`` picks) is moved in the world sideways, along the ground at a constant distance

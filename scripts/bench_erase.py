@@ -1,4 +1,5 @@
-"""Benchmark erase, replace and mask tracking on synthetic scenes with exact targets (docs/masked_edits.md).
+"""Benchmark erase, replace and mask tracking on synthetic scenes with exact targets (docs/masked_edits.md;
+every figure: docs/masked_edits_results.md).
 
 Not a test: it runs the bundled demo model (64 px) on held-out scenes of its synthetic world. Each scene is rendered
 with and without one object (:mod:`gen1.synthetic`): removing a primitive and re-rendering gives the exact clip an

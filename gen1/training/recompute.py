@@ -1,12 +1,12 @@
 """Gradient (activation) checkpointing of the denoisers at two levels, for fine-tuning in less memory.
 
 diffusers' own checkpointing (``enable_gradient_checkpointing``) re-runs each resnet and transformer in the backward
-pass, but keeps every block's internal boundaries and everything outside those layers; on the public route that
-saves only a third of a training step's memory (docs/directions.md). :func:`enable_recompute` adds a second level:
-each whole UNet / ControlNet block (down, mid, up) is checkpointed too, with diffusers' per-layer checkpointing
-nested inside, so a step keeps the blocks' inputs and, while one block is re-run, that block's layer boundaries.
-Both levels are exact: the forward is re-run with the same inputs, the losses and gradients are those of a plain
-step (``tests/test_imagic.py``).
+pass, but keeps every block's internal boundaries and everything outside those layers; on the public route that saves
+only a third of a training step's memory (docs/directions_results.md). :func:`enable_recompute` adds a second level:
+each whole UNet / ControlNet block (down, mid, up) is checkpointed too, with diffusers' per-layer checkpointing nested
+inside, so a step keeps the blocks' inputs and, while one block is re-run, that block's layer boundaries. Both levels
+are exact: the forward is re-run with the same inputs, the losses and gradients are those of a plain step
+(``tests/test_imagic.py``).
 
 A block is checkpointed by giving it a ``forward`` of its own, bound to it (so a deep copy of the model rebinds it to
 the copy) and marked, so that :func:`disable_recompute` removes only what it added. A gen1

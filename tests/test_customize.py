@@ -139,3 +139,78 @@ def test_an_adapter_with_non_finite_weights_is_never_written(setup):
     with pytest.raises(ValueError, match="non-finite weights"):
         save_adapter(trained, root / "nan.safetensors")
     assert not (root / "nan.safetensors").exists()
+
+
+def _ctrl_c_after(step):
+    """An ``on_step`` that sends this process Ctrl-C (SIGINT) right after step ``step``."""
+    import os
+    import signal
+
+    def on_step(done, loss):
+        if done == step:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    return on_step
+
+
+def test_ctrl_c_keeps_the_work_and_a_resumed_run_ends_where_an_uninterrupted_one_does(setup, tmp_path):
+    # Ctrl-C during training discarded every step taken: no checkpoint, nothing written (gen1 train and
+    # customize --imagic keep it)
+    import signal
+
+    from gen1.adapters import adapter_state_dict
+    from gen1.training import checkpoint as ckpt
+    from gen1.training.interrupt import TrainingInterrupted
+
+    root, sd, data = setup
+    settings = CustomizeSettings(steps=4, lr=1e-2, batch_size=2)
+    straight = _fresh()
+    straight_losses = train_adapter(straight, data, load_noise_scheduler(str(sd)), settings, progress=False)
+
+    work = tmp_path / "a.safetensors.work"
+    with pytest.raises(TrainingInterrupted) as stopped:
+        train_adapter(_fresh(), data, load_noise_scheduler(str(sd)), settings, progress=False, work_dir=work,
+                      key="k", on_step=_ctrl_c_after(2))
+    assert stopped.value.step == 2 and stopped.value.checkpoint == str(ckpt.checkpoint_path(work, 2))
+    assert [p.name for p in ckpt.list_checkpoints(work)] == ["checkpoint-00000002"]
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+    with pytest.raises(ValueError, match="holds checkpoints of an earlier run: resume it \\(--resume\\)"):
+        train_adapter(_fresh(), data, load_noise_scheduler(str(sd)), settings, progress=False, work_dir=work, key="k")
+    with pytest.raises(ValueError, match="were made from other images, model or settings"):
+        train_adapter(_fresh(), data, load_noise_scheduler(str(sd)), settings, progress=False, work_dir=work,
+                      resume=True, key="other")
+
+    resumed = _fresh()
+    losses = train_adapter(resumed, data, load_noise_scheduler(str(sd)), settings, progress=False, work_dir=work,
+                           resume=True, key="k")
+    assert losses == straight_losses
+    expected = adapter_state_dict(straight)
+    assert all(torch.equal(value, expected[name]) for name, value in adapter_state_dict(resumed).items())
+
+
+def test_an_interrupted_command_says_what_was_kept_and_resumes_with_resume(tmp_path, capsys, monkeypatch):
+    import gen1.training.customize as customize_training
+    from gen1.cli import main
+    from gen1.training import checkpoint as ckpt
+
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(images / f"{i}.png")
+    out, work = tmp_path / "a.safetensors", tmp_path / "a.safetensors.work"
+    command = ["customize", "--images", str(images), "--out", str(out), "--steps", "3", "--size", "64"]
+    train = customize_training.train_adapter
+    with monkeypatch.context() as patched:
+        patched.setattr(customize_training, "train_adapter",
+                        lambda *a, **k: train(*a, **k, on_step=_ctrl_c_after(1), progress=False))
+        assert main(command) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted after step 1; checkpoint saved: {ckpt.checkpoint_path(work, 1)}" in err
+    assert "resume with: the same command and --resume" in err
+    assert ckpt.list_checkpoints(work) and not out.exists()
+    assert main(command) == 2  # without --resume: refused, naming how to go on
+    assert "holds checkpoints of an earlier run: resume it (the same command and --resume)" in capsys.readouterr().err
+    assert main([*command, "--resume"]) == 0, capsys.readouterr().err
+    assert out.is_file() and not work.exists()

@@ -28,7 +28,7 @@ IMAGES_ONLY = (("--images", "images"), ("--full", "full"), ("--batch-size", "bat
 #: The flags of --imagic that the images mode does not take.
 IMAGIC_ONLY = (("--video", "video"), ("--max-frames", "max_frames"), ("--embedding-steps", "embedding_steps"),
                ("--embedding-lr", "embedding_lr"), ("--image-ratio", "image_ratio"),
-               ("--structure-level", "structure_level"), ("--patience", "patience"), ("--resume", "resume"),
+               ("--structure-level", "structure_level"), ("--patience", "patience"),
                ("--gradient-checkpointing", "gradient_checkpointing"))
 
 
@@ -53,7 +53,8 @@ def add_imagic_arguments(parser) -> None:
     group.add_argument("--patience", type=int, help="--imagic: stop a phase after this many loss measurements "
                        "(every 5 steps) without improvement (default 4)")
     group.add_argument("--resume", action="store_true",
-                       help="--imagic: continue an interrupted run from its checkpoint in OUT.work")
+                       help="continue an interrupted run (Ctrl-C saves a checkpoint) from OUT.work, the folder of "
+                       "checkpoints beside --out; also in the images mode")
     group.add_argument("--gradient-checkpointing", action="store_true", default=None,
                        help="--imagic: recompute activations in the backward pass instead of keeping them: the same "
                        "result in about half the memory, each step 1.2-1.7x the time (docs/directions.md); a run "
@@ -121,20 +122,21 @@ def _read_clip(args):
     return video_to_tensor(clip)[0]
 
 
-def _work_dir(out: Path) -> Path:
+def work_dir(out: Path) -> Path:
+    """The folder of a customisation's checkpoints beside its ``--out`` (``OUT.work``)."""
     return out.with_name(out.name + ".work")
 
 
-def _check_work_dir(work: Path, *, resume: bool) -> Path:
-    """``work``, the folder of an Imagic run's checkpoints beside its ``--out``, checked before the model loads
-    (minutes on a public model): a folder (an interrupted run left it: ``--resume`` continues it) or a new one, in a
-    folder that takes new files; checkpoints of an earlier run without ``--resume`` are refused, and ``--resume``
-    with nothing to resume says it starts afresh."""
+def check_work_dir(work: Path, *, resume: bool) -> Path:
+    """``work``, the folder of a run's checkpoints beside its ``--out`` (Imagic's or the images mode's), checked
+    before the model loads (minutes on a public model): a folder (an interrupted run left it: ``--resume`` continues
+    it) or a new one, in a folder that takes new files; checkpoints of an earlier run without ``--resume`` are
+    refused, and ``--resume`` with nothing to resume says it starts afresh."""
     from gen1.commands._common import check_output_file  # lazy: keeps this module's import light
     from gen1.training.checkpoint import list_checkpoints, refuse_earlier_checkpoints  # lazy: as above
 
     if work.exists() and not work.is_dir():
-        raise ValueError(f"--out: '{work}', where --imagic keeps its checkpoints, is a file: move it away")
+        raise ValueError(f"--out: '{work}', where gen1 customize keeps its checkpoints, is a file: move it away")
     check_output_file("--out", work / "probe" if work.is_dir() else work)  # takes new files
     if not resume:
         refuse_earlier_checkpoints(work, "the same command and --resume")
@@ -166,7 +168,7 @@ def run_imagic(args, check_model, size_from_model) -> int:
     if out.is_dir() and {p.name for p in out.iterdir()} - {ADAPTER_FILE, EMBEDDINGS_FILE}:
         raise ValueError(f"--out '{args.out}' is a folder with other files than an Imagic adapter's: it would be "
                          "replaced as a whole; choose a new path")
-    work = _check_work_dir(_work_dir(out), resume=args.resume)
+    work = check_work_dir(work_dir(out), resume=args.resume)
     source = check_model(args)
     if args.content_model is not None:
         raise ValueError("--content-model does not apply to --imagic: it uses the model's own content encoder")

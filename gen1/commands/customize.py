@@ -12,16 +12,21 @@ Examples::
         --images corgi/ --prompt "a photo of sks dog" --out corgi-sd15.safetensors
     gen1 edit input.mp4 -o out.mp4 --prompt "a photo of sks dog running" --adapter corgi-sd15.safetensors \\
         --base ... --motion-adapter ... --controlnet ... --depth-model ...
+
+Checkpoints go to ``OUT.work`` while it runs (every 100 steps; removed once the adapter is written). Ctrl-C saves
+one after the current step and exits with 130; the same command with ``--resume`` continues from it.
 """
 
 from __future__ import annotations
 
+import sys
 import warnings
 from pathlib import Path
 
 from gen1.checks import check_integer, check_model_files, check_number, check_seed, seed_value
 from gen1.commands._common import add_threads_argument, apply_threads, check_output_file
-from gen1.commands._imagic import add_imagic_arguments, refuse_imagic_flags, run_imagic
+from gen1.commands._imagic import (add_imagic_arguments, check_work_dir, refuse_imagic_flags, run_imagic,
+                                   work_dir)
 from gen1.commands._models import NAME_HELP
 
 FALLBACK_SIZE = 256  # --size for a model that records no trained size (gen1.model_defaults)
@@ -155,7 +160,7 @@ def _image_paths(args):
     return paths
 
 
-def _train_native(args, source, paths, settings, device):
+def _train_native(args, source, paths, settings, device, **checkpoints):
     import torch  # lazy: torch is heavy and only this path needs it
 
     # lazy: keeps this module's import light (no torch when it loads)
@@ -174,10 +179,10 @@ def _train_native(args, source, paths, settings, device):
                           load_content(model, args.content_model, device), device=device)
     data = encode_images(paths, encoder, args.size)
     unet = VideoUNet.from_pretrained(model, subfolder="unet").to(device)
-    return unet, train_adapter(unet, data, load_noise_scheduler(model), settings, device=device)
+    return unet, train_adapter(unet, data, load_noise_scheduler(model), settings, device=device, **checkpoints)
 
 
-def _train_public(args, source, paths, settings, device):
+def _train_public(args, source, paths, settings, device, **checkpoints):
     """LoRA of the public route's image UNet, on the images given the instance prompt (see gen1.training.customize)."""
     from diffusers import DDPMScheduler  # lazy: diffusers is heavy and only this path needs it
 
@@ -199,12 +204,14 @@ def _train_public(args, source, paths, settings, device):
     # the schedule the edits denoise with (the pipeline's; AnimateDiff's linear betas when assembled from parts)
     scheduler = DDPMScheduler.from_config(pipe.scheduler.config)
     losses = train_adapter(pipe.unet, data, scheduler, settings, device=device,
-                           draw=controlnet_image_inputs(pipe.controlnet))
+                           draw=controlnet_image_inputs(pipe.controlnet), **checkpoints)
     pipe.unet._gen1_adapter["prompt"] = args.prompt or ""  # recorded in the adapter's metadata
     return pipe.unet, losses
 
 
 def run(args) -> int:
+    import shutil
+
     import torch  # lazy: torch is heavy and only this path needs it
 
     from gen1.adapters import save_adapter  # lazy: keeps this module's import light (no torch when it loads)
@@ -217,6 +224,7 @@ def run(args) -> int:
     settings = load_settings(args)
     paths = _image_paths(args)  # the user's own files first: a typo costs nothing, not a model download
     out = check_output_file("--out", args.out, suffixes={".safetensors"})  # gen1 edit --adapter reads safetensors
+    work = check_work_dir(work_dir(out), resume=args.resume)  # Ctrl-C's checkpoint goes there (OUT.work)
     source = _check_model(args)
     _size_from_model(args, source)
     inputs = [Path(folder) for folder in (source.model_dir, source.base, args.images) if folder is not None]
@@ -226,8 +234,22 @@ def run(args) -> int:
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.manual_seed(settings.seed)
     train = _train_public if source.route.text_content else _train_native  # a prompt, or its CLIP embedding
-    unet, losses = train(args, source, paths, settings, device)
+    from gen1.training.customize import fingerprint  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.training.interrupt import TrainingInterrupted  # lazy: keeps this module's import light
+
+    key = fingerprint(paths, args.size, settings, source.describe(), args.prompt or "")
+    try:
+        unet, losses = train(args, source, paths, settings, device, work_dir=work, resume=args.resume, key=key)
+    except TrainingInterrupted as stop:
+        print(f"gen1 customize: interrupted after step {stop.step}; checkpoint saved: {stop.checkpoint}\n"
+              "resume with: the same command and --resume", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        print(f"gen1 customize: stopped at once (a second Ctrl-C); the last checkpoint, if any, is in '{work}': "
+              "resume with the same command and --resume", file=sys.stderr)
+        return 130
     path = save_adapter(unet, args.out)
+    shutil.rmtree(work, ignore_errors=True)  # the adapter is written: its checkpoints are no longer needed
     print(f"trained on {len(paths)} images for {settings.steps} steps ({loss_summary(losses)}); "
           f"adapter {path} ({path.stat().st_size / 1024:.1f} KiB)")
     return 0

@@ -12,14 +12,24 @@ its depth obscured to a drawn t_s entering through the frozen ControlNet as at i
 
 The adapter is trained on the frozen VideoUNet and saved with :func:`gen1.adapters.save_adapter`; inference
 applies it with :func:`gen1.adapters.load_adapter`.
+
+Ctrl-C and resuming are ``gen1 train``'s and ``gen1 customize --imagic``'s: given a work folder,
+:func:`train_adapter` runs under :func:`gen1.training.interrupt.stop_on_interrupt` (the first Ctrl-C or SIGTERM
+stops after the current step with a checkpoint and raises :class:`~gen1.training.interrupt.TrainingInterrupted`,
+a second quits at once) and writes its checkpoints with :mod:`gen1.training.checkpoint` (atomic; every
+``checkpoint_every`` steps too). Every step draws from its own generator, so a resumed run ends where an
+uninterrupted one does.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import json
 import math
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 import torch
 
@@ -28,8 +38,10 @@ from gen1.conditioning import encode_latents
 from gen1.depth import MAX_LEVEL
 from gen1.prompts import encode_prompts
 from gen1.training.batch import Clips, JointBatch
+from gen1.training import checkpoint as ckpt
 from gen1.training.config import DiffusionConfig
 from gen1.training.draws import draw_controlnet_inputs, draw_inputs, micro_generator
+from gen1.training.interrupt import StopRequest, TrainingInterrupted, stop_on_interrupt
 from gen1.training.losses import DiffusionObjective
 from gen1.training.model import with_prediction_type
 from gen1.training.preprocess import InputItem, PreprocessSettings, load_clips
@@ -47,9 +59,10 @@ class CustomizeSettings:
     content_dropout: float = 0.1
     structure_level_max: int = 7  # gen1.depth.MAX_LEVEL (kept literal: a dataclass default)
     seed: int = 0
+    checkpoint_every: int = 100  # steps between checkpoints when train_adapter is given a work folder
 
     def validate(self) -> "CustomizeSettings":
-        for name in ("lora_rank", "steps", "batch_size"):
+        for name in ("lora_rank", "steps", "batch_size", "checkpoint_every"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
                 raise ValueError(f"{name} must be a positive integer, got {value!r}")
@@ -81,15 +94,32 @@ def controlnet_image_inputs(controlnet):
     return draw
 
 
+def fingerprint(paths: list[Path], size: int, settings: CustomizeSettings, model: str, prompt: str = "") -> str:
+    """What a customisation checkpoint must have been made from to be resumed: the images' bytes, the training
+    size, the settings, the model (as the command names it) and the instance prompt (a hash)."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
+    digest.update(json.dumps([size, asdict(settings), model, prompt], sort_keys=True).encode())
+    return digest.hexdigest()
+
+
 def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings, *, device="cpu",
                   prediction_type: Optional[str] = None, progress: bool = True,
-                  draw=draw_image_inputs) -> list[float]:
+                  draw=draw_image_inputs, work_dir=None, resume: bool = False, key: str = "",
+                  on_step: Optional[Callable[[int, float], None]] = None) -> list[float]:
     """Fine-tune ``unet`` on encoded images; return the per-step losses.
 
     ``data`` holds the encoded images and ``draw(data, pick, noise_scheduler, diffusion, generator, device)`` turns
     the images ``pick`` into a batch of training inputs: :func:`draw_image_inputs` for a native model (``latents
     (N,C,1,h,w)``, ``depth (N,1,1,h,w)``, ``content (N,1,D)``), :func:`controlnet_image_inputs` for the public route
     (what :func:`encode_public_images` returns). Each step draws ``batch_size`` images.
+
+    ``work_dir`` (None: no checkpoints, Ctrl-C raises ``KeyboardInterrupt`` as usual) holds the run's checkpoints:
+    one every ``checkpoint_every`` steps and one when the first Ctrl-C or SIGTERM stops the run after the current
+    step (then :class:`~gen1.training.interrupt.TrainingInterrupted` is raised); ``resume`` continues from the
+    newest there, which must carry the fingerprint ``key`` (:func:`fingerprint`). ``on_step(step, loss)`` is told
+    after every step.
     """
     from tqdm.auto import tqdm  # lazy: tqdm is heavy and only this path needs it
 
@@ -98,31 +128,80 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
         n = data["latents"].shape[0]
         raise ValueError(f"batch_size {settings.batch_size} is more than the {n} images: use at most {n} (each step "
                          "draws that many of them)")
+    if work_dir is not None and not resume:  # before any work: a new run would mix its checkpoints with them
+        ckpt.refuse_earlier_checkpoints(work_dir, "--resume")
     noise_scheduler = with_prediction_type(noise_scheduler, prediction_type)
-    params = prepare_adapter(unet, rank=settings.lora_rank, alpha=settings.lora_alpha, full=settings.full,
-                             include_temporal=settings.include_temporal)
+    with torch.random.fork_rng(devices=[]):  # the LoRA's initial weights drawn from the run's seed, as every step's
+        torch.manual_seed(settings.seed)    # draws are: a run (and a resumed one) is reproducible from its settings
+        params = prepare_adapter(unet, rank=settings.lora_rank, alpha=settings.lora_alpha, full=settings.full,
+                                 include_temporal=settings.include_temporal)
     optimizer = torch.optim.AdamW(params, lr=settings.lr, weight_decay=0.0)
+    run = _Checkpoints(work_dir, unet, optimizer, key) if work_dir is not None else None
+    losses = run.resume() if run is not None and resume else []
     objective = DiffusionObjective(unet).to(device).train()
     diffusion = DiffusionConfig(content_dropout=settings.content_dropout, use_structure=True,
                                 structure_level_min=0, structure_level_max=settings.structure_level_max)
     n = data["latents"].shape[0]
-    losses = []
-    for step in tqdm(range(settings.steps), desc="customize", disable=not progress):
-        gen = micro_generator(settings.seed, 0, step)
-        pick = torch.randint(0, n, (settings.batch_size,), generator=gen)
-        part = draw(data, pick, noise_scheduler, diffusion, gen, device)
-        loss = objective(JointBatch(image=part))
-        loss.backward()
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        losses.append(float(loss.detach()))
-        if not math.isfinite(losses[-1]):
-            raise ValueError(f"the customisation diverged at step {step + 1}: the loss is {losses[-1]}; nothing was "
-                             f"written (lower --lr, now {settings.lr:g})")
+    interruptible = stop_on_interrupt() if run is not None else contextlib.nullcontext(StopRequest())
+    with interruptible as stop, tqdm(initial=len(losses), total=settings.steps, desc="customize",
+                                     disable=not progress) as bar:
+        for step in range(len(losses), settings.steps):
+            gen = micro_generator(settings.seed, 0, step)
+            pick = torch.randint(0, n, (settings.batch_size,), generator=gen)
+            part = draw(data, pick, noise_scheduler, diffusion, gen, device)
+            loss = objective(JointBatch(image=part))
+            loss.backward()
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            if not math.isfinite(losses[-1]):
+                raise ValueError(f"the customisation diverged at step {step + 1}: the loss is {losses[-1]}; nothing "
+                                 f"was written (lower --lr, now {settings.lr:g})")
+            bar.update(1)
+            if on_step is not None:
+                on_step(step + 1, losses[-1])
+            done = step + 1
+            if run is not None and done < settings.steps and (stop.asked or done % settings.checkpoint_every == 0):
+                path = run.save(losses)
+                if stop.asked:
+                    bar.close()
+                    raise TrainingInterrupted(done, str(path))
     unet.eval()
     for p in unet.parameters():
         p.requires_grad_(False)
     return losses
+
+
+class _Checkpoints:
+    """A customisation's checkpoints in ``work_dir`` (:mod:`gen1.training.checkpoint`, as Imagic's): the adapter's
+    weights, the optimizer, the losses so far and the run's fingerprint."""
+
+    def __init__(self, work_dir, unet, optimizer, key: str):
+        from accelerate import PartialState  # lazy: accelerate is heavy and only this path needs it
+        from diffusers.optimization import get_scheduler  # lazy: diffusers is heavy and only this path needs it
+
+        self.work_dir, self.key, self.optimizer = Path(work_dir), key, optimizer
+        self.params = {name: p for name, p in unet.named_parameters() if p.requires_grad}
+        self.lr_scheduler = get_scheduler("constant", optimizer)  # a checkpoint holds one (the rate is constant)
+        self.accelerator = PartialState()
+
+    def save(self, losses: list[float]) -> Path:
+        return ckpt.save_checkpoint(self.accelerator, self.work_dir, len(losses), trainable=self.params,
+                                    optimizer=self.optimizer, lr_scheduler=self.lr_scheduler, ema=None, keep=2,
+                                    state=dict(losses=losses, fingerprint=self.key))
+
+    def resume(self) -> list[float]:
+        """The losses of the newest checkpoint's steps, its weights and optimizer loaded (none: no steps)."""
+        found = ckpt.list_checkpoints(self.work_dir)
+        if not found:
+            return []
+        state = ckpt._read_state(found[-1])
+        if state.get("fingerprint") != self.key:
+            raise ValueError(f"the checkpoints in '{self.work_dir}' were made from other images, model or settings: "
+                             "give the same ones to resume, or remove that folder to start again")
+        ckpt.load_checkpoint(self.accelerator, found[-1], params=self.params, optimizer=self.optimizer,
+                             lr_scheduler=self.lr_scheduler, ema=None)
+        return [float(loss) for loss in state["losses"]]
 
 
 def _read_images(paths: list[Path], size: int):

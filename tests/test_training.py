@@ -389,6 +389,48 @@ def test_a_second_ctrl_c_quits_at_once(data, tmp_path, monkeypatch, capsys):
     assert ckpt.list_checkpoints(tmp_path / "o") == []  # quit before any checkpoint was due
 
 
+def test_under_torchrun_the_launchers_echo_of_a_ctrl_c_is_not_a_second_one(data, tmp_path, monkeypatch, capsys):
+    # torchrun / accelerate launch forward the Ctrl-C they receive to every worker, which the terminal has already
+    # sent it: taken as a second Ctrl-C, the worker quit at once (no checkpoint, "stopped at once"), then the
+    # launcher's SignalException traceback was all there was to read
+    from gen1.cli import main
+
+    root, sd, shards = data
+    config = tmp_path / "run.yaml"
+    config.write_text("stage: 2\n")
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")  # what torch elastic sets for its workers
+    _ctrl_c_after(monkeypatch, 1, times=2)  # the terminal's SIGINT, then the launcher's
+    out = tmp_path / "o"
+    assert main(["train", str(config), *base_overrides(sd, shards, out, INTERRUPT)]) == 130
+    err = capsys.readouterr().err
+    assert f"interrupted after step 1; checkpoint saved: {out / 'checkpoints' / 'checkpoint-00000001'}" in err
+    assert "the launcher then reports the same Ctrl-C with a SignalException traceback" in err
+    assert [p.name for p in ckpt.list_checkpoints(out)] == ["checkpoint-00000001"]
+
+
+def test_under_torchrun_a_ctrl_c_after_the_launchers_echo_still_quits_at_once(monkeypatch):
+    import os
+    import signal
+
+    from gen1.training import interrupt
+
+    monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
+    with interrupt.stop_on_interrupt() as stop:
+        os.kill(os.getpid(), signal.SIGINT)
+        os.kill(os.getpid(), signal.SIGTERM)  # a launcher that got SIGTERM forwards SIGTERM
+        assert stop.asked
+        monkeypatch.setattr(interrupt, "LAUNCHER_ECHO_SECONDS", 0.0)  # the echo window has passed
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    monkeypatch.delenv("TORCHELASTIC_RUN_ID")
+    monkeypatch.undo()
+    with interrupt.stop_on_interrupt():  # no launcher: a second signal is a second Ctrl-C at once
+        os.kill(os.getpid(), signal.SIGINT)
+        with pytest.raises(KeyboardInterrupt):
+            os.kill(os.getpid(), signal.SIGINT)
+    assert interrupt.launcher_note({}) == ""
+
+
 def test_a_launch_that_would_split_the_job_is_refused_with_the_command_that_works():
     from gen1.training.launch import check_process_count
 

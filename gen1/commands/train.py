@@ -8,7 +8,9 @@ Examples::
     accelerate launch --multi_gpu --num_processes 8 -m gen1 train my.yaml train.resume=latest   # 8 GPUs
 
 Ctrl-C saves a checkpoint after the current step, prints the command that resumes, and exits with 130; a
-second Ctrl-C quits at once.
+second Ctrl-C quits at once. Under torchrun / accelerate launch the launcher forwards the Ctrl-C to every process
+(that echo is not a second one: :mod:`gen1.training.interrupt`) and then prints its own SignalException
+traceback after gen1's message.
 """
 
 from __future__ import annotations
@@ -68,7 +70,7 @@ def run(args) -> int:
         print(yaml.safe_dump(config_to_dict(config), sort_keys=False))
         return 0
     # lazy: keeps this module's import light (no torch when it loads)
-    from gen1.training.interrupt import TrainingInterrupted
+    from gen1.training.interrupt import TrainingInterrupted, launcher_note
     from gen1.training.trainer import train  # lazy: keeps this module's import light (no torch when it loads)
 
     try:
@@ -76,8 +78,8 @@ def run(args) -> int:
     except TrainingInterrupted as stop:
         if stop.main_process:
             print(f"gen1 train: interrupted after step {stop.step}; checkpoint saved: {stop.checkpoint}\n"
-                  f"{resume_hint(args, stop.processes, stop.global_batch, config.train.distributed)}",
-                  file=sys.stderr)
+                  f"{resume_hint(args, stop.processes, stop.global_batch, config.train.distributed)}"
+                  f"{launcher_note()}", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
         print("gen1 train: stopped at once (a second Ctrl-C, or one before training began); resume from the "

@@ -5,15 +5,43 @@ schedulers, containers and ``kill`` send (Slurm before a job's time runs out), s
 Under several processes every rank gets the signal (a terminal sends it to the whole process group), but not
 necessarily within the same step, so the ranks agree on it after each step (one tiny all-reduce) before they
 write the checkpoint together.
+
+Under ``torchrun`` or ``accelerate launch`` (a torch elastic launcher: ``TORCHELASTIC_RUN_ID`` is set) one Ctrl-C
+reaches each worker twice: from the terminal, and again from the launcher, which forwards every SIGINT or SIGTERM
+it receives to its workers (then raises ``SignalException`` and prints its traceback, which no worker can prevent).
+Counted as a second Ctrl-C, that echo quit at once, in the middle of the checkpoint when it came late enough, so
+there a repeat within :data:`LAUNCHER_ECHO_SECONDS` of the first signal is taken as the same one. The launcher
+kills its workers ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` seconds (30) after forwarding: the checkpoint must be
+written by then.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import threading
+import time
 from dataclasses import dataclass
-from typing import Iterator, Optional
+from typing import Iterator, Mapping, Optional
+
+#: Under a torch elastic launcher, a signal this soon after the first is the launcher's echo of it, not a second.
+LAUNCHER_ECHO_SECONDS = 2.0
+
+
+def under_elastic_launcher(env: Optional[Mapping[str, str]] = None) -> bool:
+    """Whether this process is a worker of ``torchrun`` / ``accelerate launch`` (torch elastic sets
+    ``TORCHELASTIC_RUN_ID`` for its workers), whose launcher forwards the signals it receives to them."""
+    return "TORCHELASTIC_RUN_ID" in (os.environ if env is None else env)
+
+
+def launcher_note(env: Optional[Mapping[str, str]] = None) -> str:
+    """A line saying that the launcher's ``SignalException`` traceback, printed after gen1's message, reports the
+    same Ctrl-C ("" outside a torch elastic launcher)."""
+    if not under_elastic_launcher(env):
+        return ""
+    return ("\n(the launcher then reports the same Ctrl-C with a SignalException traceback: the checkpoint above "
+            "is complete)")
 
 
 class TrainingInterrupted(Exception):
@@ -37,7 +65,9 @@ class StopRequest:
 @contextlib.contextmanager
 def stop_on_interrupt() -> Iterator[StopRequest]:
     """While active, the first SIGINT or SIGTERM sets ``asked``; a second one raises ``KeyboardInterrupt`` (for
-    SIGTERM, :class:`gen1.atomic.Terminated`, a ``KeyboardInterrupt``) as usual.
+    SIGTERM, :class:`gen1.atomic.Terminated`, a ``KeyboardInterrupt``) as usual. Under a torch elastic launcher a
+    repeat within :data:`LAUNCHER_ECHO_SECONDS` of the first is the launcher's echo of it (see the module) and is
+    ignored.
 
     Signal handlers live in the main thread only; elsewhere (a training loop driven from another thread) Ctrl-C
     keeps its default behaviour.
@@ -49,12 +79,17 @@ def stop_on_interrupt() -> Iterator[StopRequest]:
         yield request
         return
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
+    echoes = under_elastic_launcher()
+    first_at = [0.0]
 
     def quit_now(signum, frame):
+        if echoes and time.monotonic() - first_at[0] < LAUNCHER_ECHO_SECONDS:
+            return  # the launcher forwarding the first signal
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
     def first(signum, frame):
         request.asked = True
+        first_at[0] = time.monotonic()
         for each in previous:  # a second signal quits at once
             signal.signal(each, quit_now)
 

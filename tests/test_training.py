@@ -195,6 +195,46 @@ def test_batch_plan_matches_the_reference_bit_for_bit(world, ratio):
         assert [plan.batch(m) for m in ms] == [_reference_batch(plan, m) for m in ms]
 
 
+@pytest.mark.parametrize("world", [1, 2, 3])
+@pytest.mark.parametrize("batch", [1, 2, 3])
+@pytest.mark.parametrize("ratio", [0.0, 0.25, 0.3, 0.5, 0.7, 1.0])
+def test_a_plan_knows_whether_a_micro_batch_can_hold_images_only(world, batch, ratio):
+    is_image = [i % 2 == 0 for i in range(12)]
+    plans = [JointBatchPlan(is_image, batch_size=batch, image_ratio=ratio, seed=0, rank=r, world_size=world)
+             for r in range(world)]
+    seen = any(not plan.slots(m)[1] for plan in plans for m in range(60))  # no video slot on that process
+    assert all(plan.image_only_batches() == seen for plan in plans)
+
+
+@pytest.mark.parametrize("trainable, ratio, batch, expected", [
+    ("image", 1.0, 2, False),  # the temporal layers are frozen: every trainable weight gets its gradient
+    ("temporal", 0.0, 2, False),
+    ("all", 0.0, 2, False),
+    ("all", 0.5, 2, False),  # one image and one video in every micro-batch: the temporal layers always run
+    ("all", 0.5, 1, True),  # half the micro-batches are one image: the temporal layers get no gradient there
+    ("all", 1.0, 2, True),
+])
+def test_ddp_looks_for_unused_parameters_only_when_some_can_be_unused(trainable, ratio, batch, expected):
+    # find_unused_parameters was always true: DDP then traversed the graph every step and warned that it found
+    # no unused parameters (e.g. the images stage, whose temporal layers are frozen)
+    from gen1.training.model import select_trainable
+    from gen1.training.trainer import find_unused_parameters
+    from gen1.unet import VideoUNet
+    from tiny_models import tiny_unet
+    from training_helpers import CONTENT_DIM, TEMPORAL
+
+    from gen1.training.config import config_from_dict
+
+    config = config_from_dict({"model": {"trainable": trainable}, "data": {"image_ratio": ratio}})
+    with torch.random.fork_rng(devices=[]):
+        unet = VideoUNet.from_image_unet(tiny_unet("sd1"), content_dim=CONTENT_DIM, **TEMPORAL)
+    params = select_trainable(unet, trainable)
+    plan = JointBatchPlan([i % 2 == 0 for i in range(8)], batch_size=batch, image_ratio=ratio, seed=0)
+    assert find_unused_parameters(config, unet, params, plan) is expected
+    forced = config_from_dict({"train": {"find_unused_parameters": not expected}})
+    assert find_unused_parameters(forced, unet, params, plan) is (not expected)  # the config's word wins
+
+
 def test_presets_load_and_bad_config_is_named(data, tmp_path):
     root, sd, shards = data
     for name in PRESETS:

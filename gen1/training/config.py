@@ -116,7 +116,9 @@ class TrainConfig:
     mixed_precision: str = "no"
     seed: int = 0
     distributed: str = "ddp"
-    find_unused_parameters: bool = True  # image-only micro-batches leave temporal layers without gradients
+    # DDP's flag; None: decided from the run (gen1.training.trainer.find_unused_parameters): true only when the
+    # temporal layers train and a process's micro-batch can hold images only (image mode gates them off)
+    find_unused_parameters: Optional[bool] = None
     checkpoint_every: int = 500
     keep_checkpoints: int = 3
     resume: Optional[str] = None  # None, "latest", or a checkpoint directory

@@ -86,6 +86,14 @@ class JointBatchPlan:
             return (m * self.global_batch - self._images_before(m)) / len(self.video_ids)
         return self._images_before(m) / len(self.image_ids)
 
+    def image_only_batches(self) -> bool:
+        """Whether some process's micro-batch can hold images only (the temporal layers then get no gradient there):
+        a micro-batch's image slots are the global batch's first ``n_img`` (the floor or the ceiling of global batch
+        x image_ratio), and a process's last slot is ``rank + W x (batch_size - 1)``, so rank 0's micro-batch is
+        images only when ``n_img`` exceeds ``W x (batch_size - 1)``."""
+        most_images = math.ceil(self.global_batch * self.image_ratio - 1e-9)
+        return most_images > self.world_size * (self.batch_size - 1)
+
     def slots(self, m: int) -> tuple[list[int], list[int]]:
         """The global slots of micro-batch ``m`` this rank holds: ``(image slots, video slots)``, in the order
         :meth:`batch` lists their clips (the global batch's ``n_img`` image slots come first, then videos)."""

@@ -35,7 +35,8 @@ from gen1.training.export import export_model
 from gen1.training.interrupt import TrainingInterrupted, agreed, stop_on_interrupt
 from gen1.training.launch import check_process_count
 from gen1.training.losses import DiffusionObjective
-from gen1.training.model import build_unet, load_noise_scheduler, optimizer_groups, select_trainable
+from gen1.training.model import (build_unet, load_noise_scheduler, optimizer_groups, select_trainable,
+                                  temporal_layer_names)
 from gen1.training.run import Run
 from gen1.training.sources import build_dataset, held_out
 from gen1.training.validation import make_pipeline, sample, validation_loss, write_sample
@@ -72,8 +73,8 @@ def make_accelerator(config: Config):
 
         kwargs["fsdp_plugin"] = FullyShardedDataParallelPlugin(use_orig_params=True)
     else:
-        kwargs["kwargs_handlers"] = [
-            DistributedDataParallelKwargs(find_unused_parameters=config.train.find_unused_parameters)]
+        # find_unused_parameters is set once the trainable parameters and the batches are known (setup)
+        kwargs["kwargs_handlers"] = [DistributedDataParallelKwargs()]
     return Accelerator(**kwargs)
 
 
@@ -114,6 +115,17 @@ def make_optimizer(config: Config, params: dict[str, torch.nn.Parameter]):
     return optimizer, lr_scheduler
 
 
+def find_unused_parameters(config: Config, unet, params: dict, plan: JointBatchPlan) -> bool:
+    """DDP's ``find_unused_parameters`` for this run: ``train.find_unused_parameters`` when set, else True only
+    when some trainable parameters can get no gradient in a micro-batch: the temporal layers train and a process's
+    micro-batch can hold images only (image mode gates them off). Set without need, DDP traverses the autograd
+    graph every step for nothing and warns; unset when needed, it fails at the first such micro-batch."""
+    if config.train.find_unused_parameters is not None:
+        return config.train.find_unused_parameters
+    temporal = temporal_layer_names(unet)
+    return any(name in temporal for name in params) and plan.image_only_batches()
+
+
 def setup(config: Config) -> Run:
     """Build the run of ``config`` on this process; resume it when ``train.resume`` names a checkpoint."""
 
@@ -126,10 +138,6 @@ def setup(config: Config) -> Run:
     noise_scheduler = load_noise_scheduler(config.model.base, config.diffusion.prediction_type)
     params = select_trainable(unet, config.model.trainable)
     optimizer, lr_scheduler = make_optimizer(config, params)
-    objective, optimizer = accelerator.prepare(DiffusionObjective(unet), optimizer)
-    ema = make_ema(list(params.values()), config.ema)
-    if ema is not None:
-        ema.to(accelerator.device)
     samples, global_batch = len(data.dataset.is_image), config.data.batch_size * accelerator.num_processes
     if global_batch > samples:  # each step would hold every sample more than once, in memory at once
         raise ValueError(f"data.batch_size {config.data.batch_size} x {accelerator.num_processes} process(es) is more "
@@ -138,6 +146,12 @@ def setup(config: Config) -> Run:
     plan = JointBatchPlan(data.dataset.is_image, batch_size=config.data.batch_size,
                           image_ratio=config.data.image_ratio, seed=config.train.seed,
                           rank=accelerator.process_index, world_size=accelerator.num_processes)
+    if accelerator.ddp_handler is not None:  # DDP (not FSDP): read when prepare wraps the objective
+        accelerator.ddp_handler.find_unused_parameters = find_unused_parameters(config, unet, params, plan)
+    objective, optimizer = accelerator.prepare(DiffusionObjective(unet), optimizer)
+    ema = make_ema(list(params.values()), config.ema)
+    if ema is not None:
+        ema.to(accelerator.device)
     if config.model.trainable == "temporal" and not plan.video_ids:
         raise ValueError("model.trainable is 'temporal' but the data holds no video clips: images run in image "
                          "mode, with the temporal layers gated off, so they would train nothing")

@@ -29,7 +29,7 @@ from gen1.depth import load_depth_estimator
 from gen1.hub import BASE, CONTROLNET, DEPTH_MODEL, MOTION_ADAPTER, resolve_all
 from gen1.temporal_layers import check_motion_adapter_fits, read_motion_adapter_config
 from gen1.unet import VideoUNet
-from gen1.weights import check_no_missing_weights
+from gen1.weights import check_no_missing_weights, missing_weight_reports_held
 
 BASE_SUBFOLDERS = ("unet", "vae", "text_encoder", "tokenizer", "scheduler")
 #: the UNet widths of SDXL (and of its AnimateDiff motion adapters); SD 1.x has (320, 640, 1280, 1280)
@@ -149,6 +149,7 @@ def resolve_parts(parts: Mapping[str, Any], *, flags: Mapping[str, str] | None =
     return local(weights=True) if weights else configs
 
 
+@missing_weight_reports_held()  # the check at the end names a missing key: diffusers' report dropped
 def from_animatediff(pipeline_class, base, *, motion_adapter, controlnet, depth_estimator=None, scheduler=None,
                      max_frames: int | None = None, clip_length: int | None = None, adapter_config=None,
                      torch_dtype: torch.dtype | None = None, inpaint_controlnet=None):

@@ -19,7 +19,7 @@ from gen1.content import load_content_encoder
 from gen1.depth import load_depth_estimator
 from gen1.model_folders import EXPORT_RECORD
 from gen1.unet import VideoUNet
-from gen1.weights import check_no_missing_weights
+from gen1.weights import check_no_missing_weights, missing_weight_reports_held
 
 
 def trained_video_unet(unet):
@@ -84,6 +84,7 @@ def _video_unet_for(sd_dir: Path, unet, content_dim: int, *, structure_channels,
     return unet
 
 
+@missing_weight_reports_held()  # the check at the end names a missing key: diffusers' report dropped
 def from_stable_diffusion(pipeline_class, sd_dir, *, depth_estimator, content_encoder, temporal_weights=None,
                           unet=None, structure_channels: int = 1, max_frames: int = 32, clip_length=None,
                           scheduler=None, prior=None, prior_scheduler=None,

@@ -6,8 +6,11 @@ refused with a ``ValueError`` that names the first offending key, before any wei
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import threading
 from pathlib import Path
-from typing import Mapping, Sequence, Union
+from typing import Iterator, Mapping, Sequence, Union
 
 import torch
 
@@ -58,6 +61,47 @@ def safetensors_shapes(path, what: str) -> dict[str, list[int]]:
         raise ValueError(f"{what} '{path}' is not a readable safetensors file: {error}") from None
 
 
+class MissingWeights(ValueError):
+    """A loaded model lacks weights its files should have held (the message names the first key)."""
+
+
+#: The loggers of diffusers' and transformers' own reports of weights missing from a checkpoint, and what marks
+#: such a report (diffusers: "... were not initialized ... You should probably TRAIN this model"; transformers' load
+#: report, a table of missing and unexpected keys).
+_REPORT_LOGGERS = ("diffusers.models.modeling_utils", "transformers.modeling_utils",
+                   "transformers.utils.loading_report")
+_REPORT_MARKS = ("were not initialized from the model checkpoint", "LOAD REPORT")
+
+
+@contextlib.contextmanager
+def missing_weight_reports_held() -> Iterator[None]:
+    """While active, diffusers' and transformers' warnings that weights were missing from a checkpoint (and "newly
+    initialized": "You should probably TRAIN this model...") are held back in this thread. When the block raises
+    :class:`MissingWeights`, gen1's own one-line error naming the key says it, so they are dropped (they told a user
+    of a damaged download to train the model); otherwise they are emitted as they were. Other warnings pass."""
+    thread, held = threading.get_ident(), []
+
+    def hold(record: logging.LogRecord) -> bool:
+        if record.thread == thread and any(mark in record.getMessage() for mark in _REPORT_MARKS):
+            held.append(record)
+            return False
+        return True
+
+    loggers = [logging.getLogger(name) for name in _REPORT_LOGGERS]
+    for logger in loggers:
+        logger.addFilter(hold)
+    try:
+        yield
+    except MissingWeights:
+        held.clear()
+        raise
+    finally:
+        for logger in loggers:
+            logger.removeFilter(hold)
+        for record in held:
+            logging.getLogger(record.name).handle(record)
+
+
 class StrictLoadingMixin:
     """diffusers' ``from_pretrained``, made strict for gen1's components (VideoUNet, DepthEstimator,
     ContentEncoder): any missing, unexpected or wrongly shaped key raises ``ValueError`` naming it.
@@ -69,11 +113,14 @@ class StrictLoadingMixin:
     @classmethod
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         want_info = kwargs.pop("output_loading_info", False)
-        model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True, **kwargs)
-        for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
-            if info.get(kind):
-                keys = sorted(map(str, info[kind]))
-                raise ValueError(f"{pretrained_model_name_or_path}: {kind.replace('_', ' ')} {keys[:5]}")
+        with missing_weight_reports_held():  # the refusal below names the keys: diffusers' report is dropped
+            model, info = super().from_pretrained(pretrained_model_name_or_path, *args, output_loading_info=True,
+                                                  **kwargs)
+            for kind in ("missing_keys", "unexpected_keys", "mismatched_keys"):
+                if info.get(kind):
+                    keys = sorted(map(str, info[kind]))
+                    error = MissingWeights if kind == "missing_keys" else ValueError
+                    raise error(f"{pretrained_model_name_or_path}: {kind.replace('_', ' ')} {keys[:5]}")
         return (model, info) if want_info else model
 
 
@@ -86,7 +133,8 @@ def check_no_missing_weights(components: Mapping[str, object], source, folder=No
     warning, and the edit runs with them. gen1's own components are strict already (:class:`StrictLoadingMixin`);
     this covers the diffusers ones (VAE, ControlNets) and, with ``folder`` (where ``NAME/`` holds each component's
     files), the transformers ones (text and image encoders) by the keys of their safetensors files. ``source``
-    names the model in the message.
+    names the model in the message. Call it inside :func:`missing_weight_reports_held` with the load, so that
+    diffusers' own warning about the key ("You should probably TRAIN this model...") does not precede the error.
     """
     for name, component in components.items():
         if not isinstance(component, torch.nn.Module):
@@ -96,7 +144,7 @@ def check_no_missing_weights(components: Mapping[str, object], source, folder=No
         if not missing and folder is not None:
             missing = _missing_from_files(component, Path(folder) / name)
         if missing:
-            raise ValueError(f"{source}: the weights of '{name}' lack key '{missing[0]}'{_and_more(missing)} "
+            raise MissingWeights(f"{source}: the weights of '{name}' lack key '{missing[0]}'{_and_more(missing)} "
                              "(a damaged or incomplete copy: fetch or save the model again)")
 
 

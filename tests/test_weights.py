@@ -59,3 +59,76 @@ def test_gen1_components_load_strictly_from_save_pretrained_folders(component, t
     _tamper(tmp_path / "missing", drop=some_key)
     with pytest.raises(ValueError, match="missing keys.*" + some_key.replace(".", r"\.")):
         cls.from_pretrained(tmp_path / "missing")
+
+
+class _Records(list):
+    """The records the loggers ``names`` emit while the ``with`` block runs (whatever their handlers)."""
+
+    def __init__(self, *names):
+        super().__init__()
+        import logging
+
+        self.handler = logging.Handler()
+        self.handler.emit = self.append
+        self.loggers = [logging.getLogger(name) for name in names]
+
+    def __enter__(self):
+        for logger in self.loggers:
+            logger.addHandler(self.handler)
+        return self
+
+    def __exit__(self, *exc):
+        for logger in self.loggers:
+            logger.removeHandler(self.handler)
+
+    def messages(self):
+        return [record.getMessage() for record in self]
+
+
+def test_a_pipeline_missing_a_weight_is_refused_without_diffusers_advice_to_train_it(tmp_path):
+    # diffusers printed "Some weights of AutoencoderKL were not initialized ... You should probably TRAIN this
+    # model ..." before gen1's error naming the key: advice to train a model whose download is damaged
+    import shutil
+    from pathlib import Path
+
+    from safetensors.torch import load_file, save_file
+
+    from gen1.pipeline import Gen1Pipeline
+
+    model = Path(shutil.copytree(Path(__file__).resolve().parents[1] / "gen1" / "assets" / "demo-model",
+                                 tmp_path / "model"))
+    weights = model / "vae" / "diffusion_pytorch_model.safetensors"
+    tensors = load_file(weights)
+    del tensors["decoder.conv_norm_out.weight"]
+    save_file(tensors, weights)
+    with _Records("diffusers.models.modeling_utils") as records:
+        with pytest.raises(ValueError, match=r"the weights of 'vae' lack key 'decoder.conv_norm_out.weight'"):
+            Gen1Pipeline.from_pretrained(model)
+    assert not [m for m in records.messages() if "TRAIN this model" in m or "not initialized" in m]
+
+
+def test_missing_weight_reports_are_held_only_for_gen1s_own_error():
+    import logging
+
+    from gen1.weights import MissingWeights, missing_weight_reports_held
+
+    logger = logging.getLogger("diffusers.models.modeling_utils")
+    filters = list(logger.filters)
+    report = ("Some weights of AutoencoderKL were not initialized from the model checkpoint at vae and are newly "
+              "initialized: ['x']\nYou should probably TRAIN this model on a down-stream task")
+    with _Records(logger.name) as records:
+        with pytest.raises(MissingWeights):
+            with missing_weight_reports_held():
+                logger.warning(report)
+                logger.warning("another warning")  # passes at once
+                assert records.messages() == ["another warning"]
+                raise MissingWeights("the weights of 'vae' lack key 'x'")
+        assert records.messages() == ["another warning"]  # the report was dropped: gen1's error says it
+        with missing_weight_reports_held():  # no error of gen1's: the report is told after all
+            logger.warning(report)
+        with pytest.raises(OSError):
+            with missing_weight_reports_held():  # another failure: the report may explain it
+                logger.warning(report)
+                raise OSError("disk")
+    assert records.messages() == ["another warning", report, report]
+    assert logger.filters == filters  # nothing left behind

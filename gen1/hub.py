@@ -1,8 +1,9 @@
 """Models by name: a local path, or a Hugging Face Hub repo id fetched through huggingface_hub's cache.
 
 Every model option of gen1 (``gen1 edit --model/--base/--motion-adapter/--controlnet/--depth-model/--ip-adapter/
---image-encoder/--lora``, ``Gen1Pipeline.from_pretrained``, ``from_animatediff``, ``load_ip_adapter``) takes a
-name that :func:`resolve` turns into a local path:
+--image-encoder/--lora``, ``gen1 preprocess`` and ``gen1 customize --depth-model/--content-model``,
+``Gen1Pipeline.from_pretrained``, ``from_animatediff``, ``load_ip_adapter``) takes a name that :func:`resolve`
+turns into a local path:
 
 * a local path that exists is used as it is, always (a folder named like a repo id wins over the Hub);
 * ``ORG/NAME`` is a repo: its files of the expected :class:`Layout` (``unet/config.json``, ...), fetched
@@ -88,6 +89,12 @@ DEPTH_MODEL = Layout("a depth estimator (a DPT / Depth Anything folder, or a MiD
                      file_suffixes=(".pt", ".pth", ".ckpt"))
 IMAGE_ENCODER = Layout("a CLIP image encoder (a CLIPVisionModelWithProjection folder)",
                        files=_model("", TRANSFORMERS_WEIGHTS))
+CONTENT_MODEL = Layout(
+    "a content encoder (a gen1 ContentEncoder folder, or a transformers CLIP model such as "
+    "openai/clip-vit-large-patch14: config.json, model.safetensors, tokenizer and preprocessor files)",
+    files=_model("", TRANSFORMERS_WEIGHTS + DIFFUSERS_WEIGHTS),
+    optional=("preprocessor_config.json", "tokenizer_config.json", "tokenizer.json", "vocab.json", "merges.txt",
+              "special_tokens_map.json", "tokenizer/*"))  # tokenizer/: a gen1 ContentEncoder's
 IP_ADAPTER = Layout("an IP-Adapter (ip-adapter_sd15.safetensors)",
                     files=(("ip-adapter_sd15.safetensors", "ip-adapter_sd15.bin"),),
                     file_suffixes=(".safetensors", ".bin"))
@@ -218,6 +225,14 @@ def resolve_pipeline(name, *, flag: str, weights: bool = True) -> Path:
     except ValueError as error:
         raise ValueError(f"{flag} '{name}': {error}") from None
     return resolve(name, pipeline_layout(index), flag=flag, weights=weights)
+
+
+def resolve_encoders(depth_model, content_model) -> tuple:
+    """``--depth-model`` and ``--content-model`` of ``gen1 preprocess`` / ``gen1 customize`` (None: the model's own,
+    left None) as local paths, each a path or a Hub repo id (both missing: one message naming both)."""
+    depth, content = resolve_all([("--depth-model", depth_model, DEPTH_MODEL),
+                                  ("--content-model", content_model, CONTENT_MODEL)])
+    return (None if depth is None else str(depth)), (None if content is None else str(content))
 
 
 def resolve_all(parts, *, weights: bool = True) -> list[Path]:

@@ -139,3 +139,32 @@ def test_a_synth_folder_gives_its_rgb_clips_only(tmp_path, caplog):
     listing = tmp_path / "list.csv"
     listing.write_text("path\nsynth_00000_depth.mp4\n")
     assert [item.path.rsplit("/", 1)[1] for item in list_inputs(listing)] == ["synth_00000_depth.mp4"]
+
+
+def test_the_encoders_are_taken_by_hub_id_from_the_cache(setup, tmp_path, monkeypatch, capsys):
+    # --content-model openai/clip-vit-large-patch14 was refused as "does not exist": preprocess read its encoder
+    # options as local paths only, while every other model option goes through gen1.hub
+    from tiny_hub import cache_repo, offline_cache
+    from tiny_pipeline import tiny_depth_estimator
+    from tiny_structure_content import TINY_DIM, save_tiny_clip_checkpoint
+
+    from gen1.cli import main
+    from gen1.training.preprocess import SETTINGS_NAME
+
+    root, sd, first, other, out = setup
+    cache = offline_cache(monkeypatch, tmp_path / "hf")
+    clip = cache_repo(cache, "openai/clip-vit-large-patch14", {"": save_tiny_clip_checkpoint(tmp_path / "clip")})
+    tiny_depth_estimator().save_pretrained(tmp_path / "depth")
+    depth = cache_repo(cache, "someone/tiny-depth", {"": tmp_path / "depth"})
+    shards = tmp_path / "shards"
+    command = ["preprocess", "--input", str(first), "--out", str(shards), "--model", str(sd), "--size", "32",
+               "--clip-length", "4", "--stride", "1", "--depth-model", "someone/tiny-depth",
+               "--content-model", "openai/clip-vit-large-patch14"]
+    assert main(command) == 0, capsys.readouterr().err
+    recorded = json.loads((shards / SETTINGS_NAME).read_text())
+    assert (recorded["content_model"], recorded["depth_model"]) == (str(clip.resolve()), str(depth.resolve()))
+    assert ShardDataset(shards)[0]["content"].shape[-1] == TINY_DIM  # the cached CLIP's embeddings
+    assert main(command) == 0  # a rerun resolves to the same encoders: accepted
+    assert main([*command[:-1], "openai/clip-vit-base-patch32"]) == 2
+    assert "hf download openai/clip-vit-base-patch32 config.json model.safetensors preprocessor_config.json" in \
+        capsys.readouterr().err

@@ -68,7 +68,9 @@ def register(subparsers) -> None:
     parser.add_argument("--depth-model", metavar="PATH|REPO",
                         help="depth estimator (default: MODEL/depth_estimator; the public route assembled from its "
                         "parts needs one)")
-    parser.add_argument("--content-model", help="native models: content encoder (default: MODEL/content_encoder)")
+    parser.add_argument("--content-model", metavar="PATH|REPO",
+                        help="native models: content encoder or CLIP model, a folder or a Hub repo id (default: "
+                        "MODEL/content_encoder)")
     add_threads_argument(parser)
     add_imagic_arguments(parser)
     parser.set_defaults(func=run)
@@ -174,7 +176,10 @@ def _train_native(args, source, paths, settings, device, **checkpoints):
     from gen1.training.preprocess import ClipEncoder  # lazy: keeps this module's import light (no torch when it loads)
     from gen1.unet import VideoUNet  # lazy: keeps this module's import light (no torch when it loads)
 
+    from gen1.hub import resolve_encoders  # lazy: keeps this module's import light (no torch when it loads)
+
     model = str(source.model_dir)
+    args.depth_model, args.content_model = resolve_encoders(args.depth_model, args.content_model)  # path or Hub id
     encoder = ClipEncoder(load_vae(model, device, torch.float32), load_depth(model, args.depth_model, device),
                           load_content(model, args.content_model, device), device=device)
     data = encode_images(paths, encoder, args.size)

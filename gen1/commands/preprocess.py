@@ -31,8 +31,11 @@ def register(subparsers) -> None:
     parser.add_argument("--input", required=True, help="folder of videos/images, or a .csv/.jsonl list (path[,caption])")
     parser.add_argument("--out", required=True, help="shard directory")
     parser.add_argument("--model", required=True, help="Stable Diffusion or gen1 pipeline directory (its vae/)")
-    parser.add_argument("--depth-model", help="depth estimator (default: MODEL/depth_estimator)")
-    parser.add_argument("--content-model", help="content encoder or CLIP folder (default: MODEL/content_encoder)")
+    parser.add_argument("--depth-model", metavar="PATH|REPO", help="depth estimator, a path or a Hub repo id "
+                        "(default: MODEL/depth_estimator)")
+    parser.add_argument("--content-model", metavar="PATH|REPO",
+                        help="content encoder or CLIP model, a folder or a Hub repo id such as "
+                        "openai/clip-vit-large-patch14 (default: MODEL/content_encoder)")
     parser.add_argument("--clip-length", type=int, default=8, help="frames per clip (default 8)")
     parser.add_argument("--stride", type=int, default=4, help="keep every N-th source frame (default 4)")
     parser.add_argument("--size", type=int, default=256, help="square frame size in pixels (default 256)")
@@ -73,6 +76,9 @@ def run(args) -> int:
                                   dtype=args.dtype, batch_size=args.batch_size).validate()
     inputs = list_inputs(args.input)
     check_out(Path(args.out), args.input, args.model)
+    from gen1.hub import resolve_encoders  # lazy: keeps this module's import light (no torch when it loads)
+
+    args.depth_model, args.content_model = resolve_encoders(args.depth_model, args.content_model)  # path or Hub id
     args.models = model_paths(args.model, args.depth_model, args.content_model)
     if args.engine == "ray":
         return run_ray(args, inputs, settings)

@@ -157,12 +157,16 @@ def test_real_clip_through_pyav_fallback_matches_decord(clips_dir, monkeypatch):
     assert whole.frames.shape == (40, 64, 64, 3) and whole.fps == 20
 
 
-def _write_turned(path: Path, frame: np.ndarray, degrees: int, count: int = 3) -> None:
-    """A clip stored as ``frame`` and tagged with a display rotation of ``degrees`` (as phones store portrait)."""
+def _write_turned(path: Path, frame: np.ndarray, degrees: int, count: int = 3, pixel_aspect=None) -> None:
+    """A clip stored as ``frame`` and tagged with a display rotation of ``degrees`` (as phones store portrait) and,
+    given, a sample aspect ratio ``pixel_aspect`` (non-square pixels, as anamorphic DV stores them)."""
     with av.open(str(path), "w") as container:
         stream = container.add_stream("libx264", rate=8)
         stream.width, stream.height, stream.pix_fmt = frame.shape[1], frame.shape[0], "yuv420p"
-        stream.set_display_rotation(degrees)
+        if degrees:
+            stream.set_display_rotation(degrees)
+        if pixel_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = pixel_aspect
         for _ in range(count):
             for packet in stream.encode(av.VideoFrame.from_ndarray(frame, format="rgb24")):
                 container.mux(packet)
@@ -185,6 +189,31 @@ def test_a_clip_with_a_display_rotation_is_read_upright(tmp_path, degrees, turns
     assert frame_size(path) == shown.shape[:2]
     small = read_video(path, size=16)
     assert small.frames.shape[1:3] == resized_shape(*shown.shape[:2], 16)
+
+
+@pytest.mark.parametrize("aspect, degrees", [(Fraction(8, 9), 0), (Fraction(32, 27), 0), (Fraction(32, 27), 90)])
+def test_a_clip_of_non_square_pixels_is_read_at_its_display_aspect(tmp_path, aspect, degrees):
+    # anamorphic clips (DV 720x480 at 8:9 or 32:27) were read at their stored size: the edit came out squashed or
+    # stretched against what players show, and masks drawn on the shown frame did not fit it
+    from gen1.media import write_video
+
+    stored = np.zeros((48, 72, 3), np.uint8)
+    stored[:, :36] = 255  # the stored frame's left half white
+    path = tmp_path / "anamorphic.mp4"
+    _write_turned(path, stored, degrees, pixel_aspect=aspect)
+    width = round(72 * aspect)  # players scale the width, the height kept: 64 or 85
+    shown = np.zeros((48, width, 3), np.uint8)
+    shown[:, : width // 2] = 255  # still half white: scaled, not cropped
+    shown = np.rot90(shown, degrees // 90)
+    clip = read_video(path)
+    assert clip.frames.shape == (3, *shown.shape)
+    assert np.abs(clip.frames[0].astype(int) - shown).mean() < 8  # codec and scaling noise only
+    assert frame_size(path) == shown.shape[:2]  # the size masks and drags are given in
+    assert read_video(path, size=16).frames.shape[1:3] == resized_shape(*shown.shape[:2], 16)
+    out = write_video(tmp_path / "edit.mp4", clip.frames, clip.fps)  # written with square pixels
+    with av.open(str(out)) as container:
+        assert media_read.pixel_aspect(container.streams.video[0]) == 1
+    assert frame_size(out) == tuple(n + n % 2 for n in shown.shape[:2])  # yuv420p: an odd side padded by one
 
 
 def test_resize_blackswan_to_short_side_64_keeps_aspect_and_multiple_of_8(clips_dir):

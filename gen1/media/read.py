@@ -14,7 +14,10 @@ container is always probed with PyAV, which gives the *exact* source frame rate 
 
 Frames are returned as players show them: a clip stored turned, with a display rotation (a phone's portrait
 video is stored landscape, tagged 90 or -90 degrees), is turned upright as it is read, so sizes, masks, drags and
-the written edit follow what the user saw (the edit is written upright, untagged).
+the written edit follow what the user saw (the edit is written upright, untagged). Likewise a clip of non-square
+pixels (a sample aspect ratio other than 1: anamorphic DV, 720x480 at 8:9 or 32:27, shown 640x480 or 853x480) is
+scaled to its display width as it is read (the height kept, as players do), so the edit is neither squashed nor
+stretched against what players show, and is written with square pixels.
 
 Frame selection works on presentation timestamps (seconds from the start of the video stream), so it is
 right for variable-frame-rate files too:
@@ -99,9 +102,10 @@ class _Probe:
     num_frames: int  # 0 when the container does not say
     duration: float | None  # seconds, None when unknown
     format_name: str
-    height: int  # frame size as shown, upright (0 when unknown)
+    height: int  # frame size as shown, upright and in square pixels (0 when unknown)
     width: int
     quarter_turns: int = 0  # counter-clockwise turns that make a decoded frame upright (its display rotation)
+    pixel_aspect: Fraction = Fraction(1)  # the stored pixels' width / height (sample aspect ratio; 1: square)
 
 
 def _probe(path: Path) -> _Probe:
@@ -136,6 +140,8 @@ def _probe_file(path: Path) -> _Probe:
             raise ValueError(f"no video stream in '{path}' (streams: {[s.type for s in container.streams]})")
         stream = container.streams.video[0]
         turns = _first_frame_quarter_turns(container, stream)
+        aspect = pixel_aspect(stream)
+        shown = (int(stream.codec_context.height or 0), display_width(int(stream.codec_context.width or 0), aspect))
         duration = stream_seconds(stream, container)
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
         if not fps and stream.frames and duration:
@@ -148,10 +154,37 @@ def _probe_file(path: Path) -> _Probe:
             num_frames=int(stream.frames or 0),
             duration=duration,
             format_name=format_name,
-            height=int((stream.codec_context.width if turns % 2 else stream.codec_context.height) or 0),
-            width=int((stream.codec_context.height if turns % 2 else stream.codec_context.width) or 0),
+            height=shown[1] if turns % 2 else shown[0],
+            width=shown[0] if turns % 2 else shown[1],
             quarter_turns=turns,
+            pixel_aspect=aspect,
         )
+
+
+def pixel_aspect(stream) -> Fraction:
+    """The sample aspect ratio of a PyAV video ``stream`` (the width / height of one stored pixel), as players take
+    it: the container's if it records one, else the codec's, else 1 (square)."""
+    for ratio in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
+        if ratio is not None and ratio.numerator > 0 and ratio.denominator > 0:
+            return Fraction(ratio)
+    return Fraction(1)
+
+
+def display_width(width: int, aspect: Fraction) -> int:
+    """The width, in square pixels, that a stored ``width`` of pixels ``aspect`` wide is shown at (the height is
+    kept, as players scale)."""
+    return width if aspect == 1 or width <= 0 else max(1, round(width * aspect))
+
+
+def _rgb_shown(frame, aspect: Fraction) -> np.ndarray:
+    """A decoded PyAV ``frame`` as ``uint8 (1, H, W, 3)`` RGB as shown: scaled to square pixels (its display width,
+    area averaging to narrow, bicubic to widen) and turned upright."""
+    if aspect == 1:
+        rgb = frame.to_ndarray(format="rgb24")
+    else:
+        rgb = frame.to_ndarray(format="rgb24", width=display_width(frame.width, aspect), height=frame.height,
+                               interpolation="AREA" if aspect < 1 else "BICUBIC")
+    return upright(rgb[None], quarter_turns(frame))
 
 
 def quarter_turns(frame) -> int:
@@ -284,6 +317,8 @@ def _read_with_decord(path: Path, probe: _Probe, selector: _FrameSelector):
         return None
     if probe.quarter_turns:  # decord turns some rotated clips itself (180 degrees) and not others: PyAV reads them
         return None
+    if probe.pixel_aspect != 1:  # decord gives the stored pixels: PyAV scales them to the display width
+        return None
     try:
         with _quiet_stderr():
             reader = decord.VideoReader(str(path))
@@ -332,7 +367,7 @@ def _read_with_pyav(path: Path, probe: _Probe, selector: _FrameSelector, size: i
                         t = 0.0 if last_t is None else last_t + 1.0 / float(probe.fps)
                     last_t = t
                     if selector.offer(t):
-                        rgb = upright(frame.to_ndarray(format="rgb24")[None], quarter_turns(frame))
+                        rgb = _rgb_shown(frame, probe.pixel_aspect)
                         frames.append(rgb if size is None else resize_frames(rgb, size))
                         times.append(t)
                     if selector.done:
@@ -439,6 +474,7 @@ def stream_seconds(stream, container) -> float | None:
 
 
 def frame_size(path: str | os.PathLike) -> tuple[int, int]:
-    """``(height, width)`` of a video's frames as shown (upright), from its header and its first frame."""
+    """``(height, width)`` of a video's frames as shown (upright, in square pixels), from its header and its first
+    frame."""
     probe = _probe(Path(path))
     return probe.height, probe.width

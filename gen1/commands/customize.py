@@ -250,8 +250,8 @@ def run(args) -> int:
               "resume with: the same command and --resume", file=sys.stderr)
         return 130
     except KeyboardInterrupt:
-        print(f"gen1 customize: stopped at once (a second Ctrl-C); the last checkpoint, if any, is in '{work}': "
-              "resume with the same command and --resume", file=sys.stderr)
+        print(f"gen1 customize: stopped at once (a second Ctrl-C, or one before training began); the last "
+              f"checkpoint, if any, is in '{work}': resume with the same command and --resume", file=sys.stderr)
         return 130
     path = save_adapter(unet, args.out)
     shutil.rmtree(work, ignore_errors=True)  # the adapter is written: its checkpoints are no longer needed

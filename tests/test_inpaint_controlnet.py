@@ -19,9 +19,11 @@ from tiny_public import (
     write_public_stack,
 )
 
+from gen1.masked_edits import given_background
 from gen1.masking import KeptRegion
 from gen1.pipeline import Gen1Pipeline
 from gen1.routes.controlnet import inpaint_condition
+from gen1.seamless import SeamAnchor
 
 FRAMES, SIZE = 4, 32
 
@@ -113,7 +115,9 @@ def test_a_masked_edit_equals_diffusers_with_a_multi_controlnet_of_depth_and_inp
             drawn["kept"] = KeptRegion.from_pixel_mask(
                 mask, (SIZE, SIZE), latent_size, 1.0, source_latents=drawn["source"], noise=drawn["noise"],
                 scheduler=pipeline.scheduler, timesteps=pipeline.scheduler.timesteps[-pipeline._num_timesteps:],
-                cover=True)  # a depth given by the user: its masked pixels are edited fully
+                cover=True,  # a depth given by the user: its masked pixels are edited fully, and the part where
+                # that depth shows no new object is composited seamlessly, as gen1 composites it
+                seamless=True, seam_anchor=SeamAnchor(1 - mask, redrawn=given_background(depth, mask)))
         return {"latents": drawn["kept"](index, t, tensors["latents"], None)}
 
     depth_images = [Image.fromarray((d[0].numpy() * 255).round().astype(np.uint8)).convert("RGB") for d in depth]

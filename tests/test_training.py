@@ -452,13 +452,18 @@ def test_under_torchrun_a_ctrl_c_after_the_launchers_echo_still_quits_at_once(mo
     import os
     import signal
 
+    from gen1.atomic import Terminated
     from gen1.training import interrupt
 
     monkeypatch.setenv("TORCHELASTIC_RUN_ID", "none")
     with interrupt.stop_on_interrupt() as stop:
         os.kill(os.getpid(), signal.SIGINT)
-        os.kill(os.getpid(), signal.SIGTERM)  # a launcher that got SIGTERM forwards SIGTERM
+        os.kill(os.getpid(), signal.SIGINT)  # the same signal again at once: its echo
         assert stop.asked
+        with pytest.raises(Terminated):  # torch 2.14's launcher relays a second Ctrl-C as SIGTERM: it quits
+            os.kill(os.getpid(), signal.SIGTERM)
+    with interrupt.stop_on_interrupt():
+        os.kill(os.getpid(), signal.SIGINT)
         monkeypatch.setattr(interrupt, "LAUNCHER_ECHO_SECONDS", 0.0)  # the echo window has passed
         with pytest.raises(KeyboardInterrupt):
             os.kill(os.getpid(), signal.SIGINT)

@@ -6,13 +6,15 @@ Under several processes every rank gets the signal (a terminal sends it to the w
 necessarily within the same step, so the ranks agree on it after each step (one tiny all-reduce) before they
 write the checkpoint together.
 
-Under ``torchrun`` or ``accelerate launch`` (a torch elastic launcher: ``TORCHELASTIC_RUN_ID`` is set) one Ctrl-C
-reaches each worker twice: from the terminal, and again from the launcher, which forwards every SIGINT or SIGTERM
-it receives to its workers (then raises ``SignalException`` and prints its traceback, which no worker can prevent).
-Counted as a second Ctrl-C, that echo quit at once, in the middle of the checkpoint when it came late enough, so
-there a repeat within :data:`LAUNCHER_ECHO_SECONDS` of the first signal is taken as the same one. The launcher
-kills its workers ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` seconds (30) after forwarding: the checkpoint must be
-written by then.
+Under ``torchrun`` or ``accelerate launch`` (a torch elastic launcher: ``TORCHELASTIC_RUN_ID`` is set) the launcher
+forwards every SIGINT or SIGTERM it receives to its workers (then raises ``SignalException`` and prints its
+traceback, which no worker can prevent). Where the workers share the terminal's process group (launchers that do
+not start them in a session of their own; Slurm, which signals every process of a job step) one Ctrl-C can then
+reach a worker twice, and counted as a second one that echo quit at once, in the middle of the checkpoint when it
+came late enough. So there a repeat of the *same* signal within :data:`LAUNCHER_ECHO_SECONDS` of the first is taken
+as the same one; a different one quits (torch 2.14's launcher relays a second Ctrl-C as SIGTERM). The launcher
+kills its workers ``TORCH_ELASTIC_SHUTDOWN_TIMEOUT`` seconds (30) after forwarding: the checkpoint must be written
+by then.
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ import time
 from dataclasses import dataclass
 from typing import Iterator, Mapping, Optional
 
-#: Under a torch elastic launcher, a signal this soon after the first is the launcher's echo of it, not a second.
+#: Under a torch elastic launcher, the same signal this soon after the first is an echo of it, not a second.
 LAUNCHER_ECHO_SECONDS = 2.0
 
 
@@ -66,8 +68,8 @@ class StopRequest:
 def stop_on_interrupt() -> Iterator[StopRequest]:
     """While active, the first SIGINT or SIGTERM sets ``asked``; a second one raises ``KeyboardInterrupt`` (for
     SIGTERM, :class:`gen1.atomic.Terminated`, a ``KeyboardInterrupt``) as usual. Under a torch elastic launcher a
-    repeat within :data:`LAUNCHER_ECHO_SECONDS` of the first is the launcher's echo of it (see the module) and is
-    ignored.
+    repeat of the same signal within :data:`LAUNCHER_ECHO_SECONDS` of the first is an echo of it (see the module)
+    and is ignored.
 
     Signal handlers live in the main thread only; elsewhere (a training loop driven from another thread) Ctrl-C
     keeps its default behaviour.
@@ -80,16 +82,16 @@ def stop_on_interrupt() -> Iterator[StopRequest]:
         return
     previous = {signum: signal.getsignal(signum) for signum in (signal.SIGINT, signal.SIGTERM)}
     echoes = under_elastic_launcher()
-    first_at = [0.0]
+    first_at, first_signal = [0.0], [None]
 
     def quit_now(signum, frame):
-        if echoes and time.monotonic() - first_at[0] < LAUNCHER_ECHO_SECONDS:
-            return  # the launcher forwarding the first signal
+        if echoes and signum == first_signal[0] and time.monotonic() - first_at[0] < LAUNCHER_ECHO_SECONDS:
+            return  # the first signal again, forwarded by the launcher
         raise KeyboardInterrupt if signum == signal.SIGINT else Terminated(signum)
 
     def first(signum, frame):
         request.asked = True
-        first_at[0] = time.monotonic()
+        first_at[0], first_signal[0] = time.monotonic(), signum
         for each in previous:  # a second signal quits at once
             signal.signal(each, quit_now)
 

@@ -216,6 +216,18 @@ def test_a_clip_of_non_square_pixels_is_read_at_its_display_aspect(tmp_path, asp
     assert frame_size(out) == tuple(n + n % 2 for n in shown.shape[:2])  # yuv420p: an odd side padded by one
 
 
+def test_an_implausible_pixel_aspect_is_ignored_with_a_warning(tmp_path):
+    # a damaged header's 255:1 read a 720x480 clip 183600 px wide, seconds a frame to scale (5:1 here: what PyAV's
+    # encoder stores)
+    stored = np.zeros((48, 72, 3), np.uint8)
+    for aspect in (Fraction(5, 1), Fraction(1, 5)):
+        path = tmp_path / f"damaged-{aspect.numerator}-{aspect.denominator}.mp4"
+        _write_turned(path, stored, 0, pixel_aspect=aspect)
+        with pytest.warns(UserWarning, match=r"says its pixels are .*damaged header.*read as square pixels"):
+            assert frame_size(path) == (48, 72)
+        assert read_video(path).frames.shape == (3, 48, 72, 3)
+
+
 def test_resize_blackswan_to_short_side_64_keeps_aspect_and_multiple_of_8(clips_dir):
     clip = read_video(clips_dir / "blackswan.mp4", size=64, max_frames=2)
     assert clip.frames.shape == (2, 64, 112, 3)  # 854 * 64 / 480 = 113.9 -> 114 -> centre-cropped to 112

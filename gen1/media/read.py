@@ -140,7 +140,7 @@ def _probe_file(path: Path) -> _Probe:
             raise ValueError(f"no video stream in '{path}' (streams: {[s.type for s in container.streams]})")
         stream = container.streams.video[0]
         turns = _first_frame_quarter_turns(container, stream)
-        aspect = pixel_aspect(stream)
+        aspect = pixel_aspect(stream, path)
         shown = (int(stream.codec_context.height or 0), display_width(int(stream.codec_context.width or 0), aspect))
         duration = stream_seconds(stream, container)
         fps = stream.average_rate or stream.guessed_rate or stream.base_rate
@@ -161,12 +161,27 @@ def _probe_file(path: Path) -> _Probe:
         )
 
 
-def pixel_aspect(stream) -> Fraction:
+#: The widest (and, inverted, the narrowest) pixel a clip's sample aspect ratio is taken from: anamorphic formats
+#: stay well within it (DV 8:9 to 32:27, HDV 4:3, 2:1 anamorphic); a ratio beyond it is a damaged header, which
+#: would read a 720x480 clip 183600 px wide at 255:1.
+MAX_PIXEL_ASPECT = 4
+
+
+def pixel_aspect(stream, path=None) -> Fraction:
     """The sample aspect ratio of a PyAV video ``stream`` (the width / height of one stored pixel), as players take
-    it: the container's if it records one, else the codec's, else 1 (square)."""
+    it: the container's if it records one, else the codec's, else 1 (square). One beyond :data:`MAX_PIXEL_ASPECT`
+    either way is ignored with a warning naming ``path`` (the pixels are read as square)."""
     for ratio in (stream.sample_aspect_ratio, stream.codec_context.sample_aspect_ratio):
         if ratio is not None and ratio.numerator > 0 and ratio.denominator > 0:
-            return Fraction(ratio)
+            aspect = Fraction(ratio)
+            if not 1 / MAX_PIXEL_ASPECT <= aspect <= MAX_PIXEL_ASPECT:
+                import warnings
+
+                warnings.warn(f"'{path or 'the video'}' says its pixels are {aspect.numerator}:{aspect.denominator} "
+                              f"(wider than {MAX_PIXEL_ASPECT}:1 either way, a damaged header): read as square pixels",
+                              stacklevel=2)
+                return Fraction(1)
+            return aspect
     return Fraction(1)
 
 

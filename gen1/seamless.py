@@ -95,10 +95,14 @@ def seam_correction(edited: torch.Tensor, kept: torch.Tensor, region: torch.Tens
     return correction
 
 
-def smooth_in_time(correction: torch.Tensor, region: torch.Tensor, reach: int = SEAM_FRAMES) -> torch.Tensor:
+def smooth_in_time(correction: torch.Tensor, region: torch.Tensor, reach: int = SEAM_FRAMES,
+                   sources: torch.Tensor | None = None) -> torch.Tensor:
     """``correction`` ``(F, C, H, W)`` averaged at each pixel over the frames within ``reach`` whose ``region``
-    covers it, with weight ``reach + 1 - distance``; zero outside each frame's region."""
+    covers it, with weight ``reach + 1 - distance``; zero outside each frame's region. ``sources`` (bool ``(F,)``,
+    default all): the frames whose correction is averaged in (a frame the region covers whole has none of its own,
+    and its zeros would weaken its neighbours')."""
     inside = (region > 0.5).to(correction.dtype)
+    given = inside if sources is None else inside * sources.to(inside.dtype).view(-1, 1, 1, 1)
     total = torch.zeros_like(correction)
     weight = torch.zeros_like(inside)
     for offset in range(-reach, reach + 1):
@@ -106,8 +110,8 @@ def smooth_in_time(correction: torch.Tensor, region: torch.Tensor, reach: int = 
         lo, hi = max(0, -offset), min(correction.shape[0], correction.shape[0] - offset)
         if lo >= hi:
             continue
-        total[lo:hi] += w * correction[lo + offset:hi + offset] * inside[lo + offset:hi + offset]
-        weight[lo:hi] += w * inside[lo + offset:hi + offset]
+        total[lo:hi] += w * correction[lo + offset:hi + offset] * given[lo + offset:hi + offset]
+        weight[lo:hi] += w * given[lo + offset:hi + offset]
     return torch.where(inside > 0, total / weight.clamp_min(1e-12), torch.zeros_like(total))
 
 
@@ -125,7 +129,8 @@ def blend_seamlessly(edited: torch.Tensor, kept: torch.Tensor, region: torch.Ten
         return edited  # nothing redrawn, or nothing kept to meet
     correction = seam_correction(edited, kept, region, anchor)
     if reach > 0:
-        correction = smooth_in_time(correction, region, reach)
+        covered = inside.flatten(1).all(dim=1)  # frames with nothing kept to meet: no correction of their own
+        correction = smooth_in_time(correction, region, reach, sources=~covered)
     corrected = (edited.float() + correction).clamp(0, 1).to(edited.dtype)
     return torch.where(inside, corrected, edited)
 

@@ -163,6 +163,20 @@ def test_a_replaces_uncovered_background_is_seamless_and_its_new_object_keeps_it
     assert torch.equal(out[mask.expand_as(out) < 0.5], source[mask.expand_as(out) < 0.5])
 
 
+def test_a_frame_the_region_covers_whole_does_not_weaken_its_neighbours_correction():
+    # a replace may mask a whole frame (an erase may not): its zero correction was averaged into its neighbours'
+    kept = torch.full((5, 3, SIZE, SIZE), 0.8)
+    region = _region(5)
+    region[2] = 1
+    edited = torch.where(region > 0.5, torch.full_like(kept, 0.6), kept)
+    blended = blend_seamlessly(edited, kept, region)
+    for frame in (0, 1, 3, 4):
+        inside = (region[frame] > 0.5).expand_as(kept[frame])
+        torch.testing.assert_close(blended[frame][inside], kept[frame][inside], rtol=0, atol=1e-6)
+    shared = (_region(1)[0] > 0.5).expand_as(kept[2])  # where its neighbours have a correction, it takes theirs
+    torch.testing.assert_close(blended[2][shared], kept[2][shared], rtol=0, atol=1e-6)
+
+
 def test_mismatched_shapes_are_refused_in_one_line():
     with pytest.raises(ValueError, match=r"^edited \(2, 3, 8, 8\), kept \(2, 3, 8, 9\)") as error:
         blend_seamlessly(torch.zeros(2, 3, 8, 8), torch.zeros(2, 3, 8, 9), torch.zeros(2, 1, 8, 8))

@@ -430,6 +430,11 @@ def test_a_replace_with_a_given_depth_composites_only_the_background_it_leaves_s
     mask, kwargs = calls[-1]
     assert kwargs["seamless"] and torch.equal(kwargs["seam_anchor"].redrawn, (mask > 0.5).float())
     assert torch.equal(out.frames[(mask < 0.5).expand_as(frames)], frames[(mask < 0.5).expand_as(frames)])
+    new_object = torch.zeros_like(plain)
+    new_object[:, :, 12:16, 12:16] = 1  # inside every frame's mask (the square's top-left corner moves by 1 px)
+    _edit(native, frames, mask=masks[:, 0].numpy(), prompt="a ball", depth=plain + 0.5 * new_object)
+    mask, kwargs = calls[-1]
+    assert torch.equal(kwargs["seam_anchor"].redrawn, ((mask > 0.5) & (new_object < 0.5)).float())
     _edit(native, frames, mask=masks[:, 0].numpy(), prompt="a ball")  # no given depth: a plain masked edit
     assert not calls[-1][1]["seamless"] and calls[-1][1]["seam_anchor"] is None
 

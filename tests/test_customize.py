@@ -214,3 +214,54 @@ def test_an_interrupted_command_says_what_was_kept_and_resumes_with_resume(tmp_p
     assert "holds checkpoints of an earlier run: resume it (the same command and --resume)" in capsys.readouterr().err
     assert main([*command, "--resume"]) == 0, capsys.readouterr().err
     assert out.is_file() and not work.exists()
+
+
+def test_a_diverged_run_leaves_no_checkpoints_so_a_lower_lr_can_run(tmp_path, capsys, monkeypatch):
+    # the message says "lower --lr", but the diverged run's checkpoints refused that rerun (an earlier run's) and
+    # its --resume (other settings)
+    import gen1.training.customize as customize_training
+    from gen1.cli import main
+
+    from PIL import Image
+
+    images = tmp_path / "images"
+    images.mkdir()
+    for i in range(2):
+        Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(images / f"{i}.png")
+    out, work = tmp_path / "a.safetensors", tmp_path / "a.safetensors.work"
+    command = ["customize", "--images", str(images), "--out", str(out), "--steps", "3", "--size", "64"]
+    train = customize_training.train_adapter
+    with monkeypatch.context() as patched:  # a checkpoint after step 1, then the loss is NaN at step 2
+        import dataclasses
+
+        losses = iter([0.5, float("nan")])
+        forward = customize_training.DiffusionObjective.forward
+        patched.setattr(customize_training.DiffusionObjective, "forward",
+                        lambda self, batch: forward(self, batch) * 0 + next(losses))
+        patched.setattr(customize_training, "train_adapter", lambda unet, data, scheduler, settings, **kwargs: train(
+            unet, data, scheduler, dataclasses.replace(settings, checkpoint_every=1), **kwargs, progress=False))
+        assert main(command) == 2
+        err = capsys.readouterr().err
+        assert "the customisation diverged at step 2" in err and "lower --lr" in err
+    assert not work.exists() and not out.exists()
+    assert main([*command, "--lr", "1e-5"]) == 0, capsys.readouterr().err
+    assert out.is_file() and not work.exists()
+
+
+def test_the_checkpoint_key_names_every_model_part(tmp_path):
+    from types import SimpleNamespace
+
+    from gen1.commands.customize import _model_parts
+    from gen1.model_sources import ModelSource
+
+    model, other = tmp_path / "model", tmp_path / "other-depth"
+    model.mkdir()
+    other.mkdir()
+    source = ModelSource(model_dir=model)
+    plain = _model_parts(source, SimpleNamespace(depth_model=None, content_model=None))
+    depth = _model_parts(source, SimpleNamespace(depth_model=str(other), content_model=None))
+    hub = _model_parts(source, SimpleNamespace(depth_model=None, content_model="openai/clip-vit-large-patch14"))
+    assert len({plain, depth, hub}) == 3  # another encoder is another run
+    public = ModelSource(base=model, motion_adapter=tmp_path / "m", controlnet=tmp_path / "c")
+    assert _model_parts(public, SimpleNamespace()) != _model_parts(
+        ModelSource(base=model, motion_adapter=tmp_path / "m", controlnet=tmp_path / "c2"), SimpleNamespace())

@@ -19,6 +19,7 @@ one after the current step and exits with 130; the same command with ``--resume`
 
 from __future__ import annotations
 
+import json
 import sys
 import warnings
 from pathlib import Path
@@ -176,10 +177,7 @@ def _train_native(args, source, paths, settings, device, **checkpoints):
     from gen1.training.preprocess import ClipEncoder  # lazy: keeps this module's import light (no torch when it loads)
     from gen1.unet import VideoUNet  # lazy: keeps this module's import light (no torch when it loads)
 
-    from gen1.hub import resolve_encoders  # lazy: keeps this module's import light (no torch when it loads)
-
     model = str(source.model_dir)
-    args.depth_model, args.content_model = resolve_encoders(args.depth_model, args.content_model)  # path or Hub id
     encoder = ClipEncoder(load_vae(model, device, torch.float32), load_depth(model, args.depth_model, device),
                           load_content(model, args.content_model, device), device=device)
     data = encode_images(paths, encoder, args.size)
@@ -240,11 +238,19 @@ def run(args) -> int:
     torch.manual_seed(settings.seed)
     train = _train_public if source.route.text_content else _train_native  # a prompt, or its CLIP embedding
     from gen1.training.customize import fingerprint  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.training.customize import TrainingDiverged  # lazy: keeps this module's import light
     from gen1.training.interrupt import TrainingInterrupted  # lazy: keeps this module's import light
 
-    key = fingerprint(paths, args.size, settings, source.describe(), args.prompt or "")
+    if train is _train_native:  # the encoders, a path or a Hub id, resolved before they are fingerprinted
+        from gen1.hub import resolve_encoders  # lazy: keeps this module's import light (no torch when it loads)
+
+        args.depth_model, args.content_model = resolve_encoders(args.depth_model, args.content_model)
+    key = fingerprint(paths, args.size, settings, _model_parts(source, args), args.prompt or "")
     try:
         unet, losses = train(args, source, paths, settings, device, work_dir=work, resume=args.resume, key=key)
+    except TrainingDiverged:
+        shutil.rmtree(work, ignore_errors=True)  # a resume would diverge again; a lower --lr is another run
+        raise
     except TrainingInterrupted as stop:
         print(f"gen1 customize: interrupted after step {stop.step}; checkpoint saved: {stop.checkpoint}\n"
               "resume with: the same command and --resume", file=sys.stderr)
@@ -253,11 +259,29 @@ def run(args) -> int:
         print(f"gen1 customize: stopped at once (a second Ctrl-C, or one before training began); the last "
               f"checkpoint, if any, is in '{work}': resume with the same command and --resume", file=sys.stderr)
         return 130
-    path = save_adapter(unet, args.out)
+    try:
+        path = save_adapter(unet, args.out)  # atomic: a Ctrl-C here leaves --out as it was
+    except KeyboardInterrupt:
+        print(f"gen1 customize: stopped while writing the adapter; '{args.out}' was not written. The last checkpoint, "
+              f"if any, is in '{work}': resume with the same command and --resume", file=sys.stderr)
+        return 130
     shutil.rmtree(work, ignore_errors=True)  # the adapter is written: its checkpoints are no longer needed
     print(f"trained on {len(paths)} images for {settings.steps} steps ({loss_summary(losses)}); "
           f"adapter {path} ({path.stat().st_size / 1024:.1f} KiB)")
     return 0
+
+
+def _model_parts(source, args) -> str:
+    """Every part of the model a customisation trains against, as resolved paths (the folder or the public parts,
+    an IP-Adapter or LoRA applied, the depth and content encoders given): a checkpoint resumed with another
+    encoder, ControlNet or motion adapter would go on from inputs drawn differently. A Hub id the command resolves
+    later stays as given."""
+    parts = {name: str(Path(value).resolve()) for name, value in vars(source).items() if isinstance(value, Path)}
+    for flag in ("depth_model", "content_model"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            parts[f"--{flag.replace('_', '-')}"] = str(Path(value).resolve()) if Path(value).exists() else str(value)
+    return json.dumps(parts, sort_keys=True)
 
 
 def loss_summary(losses: list[float]) -> str:

@@ -94,9 +94,15 @@ def controlnet_image_inputs(controlnet):
     return draw
 
 
+class TrainingDiverged(ValueError):
+    """The loss became NaN or infinite: the run's checkpoints would diverge again when resumed, and a lower learning
+    rate makes another run (its checkpoints are of no use to it)."""
+
+
 def fingerprint(paths: list[Path], size: int, settings: CustomizeSettings, model: str, prompt: str = "") -> str:
     """What a customisation checkpoint must have been made from to be resumed: the images' bytes, the training
-    size, the settings, the model (as the command names it) and the instance prompt (a hash)."""
+    size, the settings, the model (every part of it, as :func:`gen1.commands.customize` resolves them) and the
+    instance prompt (a hash)."""
     digest = hashlib.sha256()
     for path in paths:
         digest.update(hashlib.sha256(Path(path).read_bytes()).digest())
@@ -155,8 +161,8 @@ def train_adapter(unet, data: dict, noise_scheduler, settings: CustomizeSettings
             optimizer.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
             if not math.isfinite(losses[-1]):
-                raise ValueError(f"the customisation diverged at step {step + 1}: the loss is {losses[-1]}; nothing "
-                                 f"was written (lower --lr, now {settings.lr:g})")
+                raise TrainingDiverged(f"the customisation diverged at step {step + 1}: the loss is {losses[-1]}; "
+                                       f"nothing was written (lower --lr, now {settings.lr:g})")
             bar.update(1)
             if on_step is not None:
                 on_step(step + 1, losses[-1])

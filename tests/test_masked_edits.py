@@ -413,6 +413,12 @@ def test_a_replaces_background_is_where_its_given_depth_shows_no_new_object():
     expected[:, :, 12:20, 10:16] = 0
     assert torch.equal(given_background(given, region), expected)
     assert torch.equal(given_background(floor, region), region)  # no object given: all of it is background
+    big = torch.nn.functional.interpolate(given, scale_factor=8, mode="nearest")  # 256 px: solved on a coarser grid
+    floor_big = torch.linspace(0.1, 0.5, 256).view(1, 1, 256, 1).expand(2, 1, 256, 256)
+    big = torch.where(big > floor_big + 0.2, big, floor_big)  # the same floor, smooth at the new size
+    region_big = torch.nn.functional.interpolate(region, scale_factor=8, mode="nearest")
+    expected_big = torch.nn.functional.interpolate(expected, scale_factor=8, mode="nearest")
+    assert torch.equal(given_background(big, region_big), expected_big)
 
 
 def test_a_replace_with_a_given_depth_composites_only_the_background_it_leaves_seamlessly(native, monkeypatch):

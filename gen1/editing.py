@@ -308,12 +308,29 @@ def _check_limits(clip, limits: ClipLimits) -> None:
                           f"{limits.max_seconds:g} s at once: {advice}")
 
 
-def _read_media(path: str, clip_args: dict, size: int, max_pixels: int | None = None):
-    """uint8 frames (F, H, W, 3) from an image (one frame, at most ``max_pixels``) or a video read with the
-    source's timing."""
-    from gen1.media import read_frames_or_images  # lazy: keeps this module's import light (no torch when it loads)
+def _read_media(path: str, clip_args: dict, size: int, clip, max_pixels: int | None = None):
+    """uint8 frames (F, H, W, 3) from an image (one frame, at most ``max_pixels``), an image folder, or a video
+    sampled at the times of the clip's frames (:func:`gen1.media.read_video_at`): frame ``i`` is what the video
+    shows when ``clip``'s frame ``i`` is shown, whatever its frame rate (the docs: 'read on the source's
+    timeline'); and the video's frame rate (None for images). A video that ends early gives fewer frames
+    (:func:`_check_covers` refuses them)."""
+    from gen1.media import is_image_path, read_frames_or_images, read_video_at  # lazy: keeps this module's import light
 
-    return read_frames_or_images(path, size=size, max_pixels=max_pixels, **clip_args)
+    if Path(path).is_dir() or is_image_path(path) or not Path(path).exists():
+        return read_frames_or_images(path, size=size, max_pixels=max_pixels, **clip_args), None
+    return read_video_at(path, clip.times, size=size)
+
+
+def _check_covers(flag: str, frames, fps, clip) -> None:
+    """Refuse a mask or depth video that ends before the edited part: '``flag`` has N frames but the video has M'
+    (N: its frames at the edited frames' times), naming both frame rates when they differ."""
+    if fps is None or len(frames) >= clip.num_frames:
+        return
+    rates = "" if abs(float(fps) - float(clip.fps)) < 1e-3 else (
+        f" ({flag} is {float(fps):g} fps and the edited frames {float(clip.fps):g} fps: it is read at their times, "
+        f"and ends after {len(frames)} of them)")
+    raise ValueError(f"{flag} has {len(frames)} frames but the video has {clip.num_frames}{rates}: give one image, "
+                     f"or a video that lasts the edited part ({clip.duration:.2f} s from {clip.start:.2f} s)")
 
 
 def _read_source(request: EditRequest, clip_args: dict):
@@ -335,8 +352,11 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
         if Path(path).suffix.lower() == ".npy":
             mask, stored = _mask_array(path, size, max_pixels)
         else:
-            mask = torch.as_tensor(mask_to_tensor(_read_media(path, clip_args, size, max_pixels)))
+            frames, fps = _read_media(path, clip_args, size, clip, max_pixels)
             stored = None  # an image or a video: its size is read from the file if a message needs it
+    if stored is None:
+        _check_covers("--mask", frames, fps, clip)
+        mask = torch.as_tensor(mask_to_tensor(frames))
     if stored is not None and mask.shape[0] not in (1, clip.num_frames):  # an array has no timing
         raise ValueError(f"--mask has {mask.shape[0]} frames but the edited clip has {clip.num_frames} (give one "
                          "mask or one per edited frame)")
@@ -349,7 +369,7 @@ def _mask_for(path: str, clip_args: dict, size: int, clip, max_pixels: int | Non
         # those frames lie in the video, then read as the video is
         with errors_naming("--mask"):
             native = _mask_array(path, None, max_pixels)[0] if stored else torch.as_tensor(
-                mask_to_tensor(_read_media(path, clip_args, None, max_pixels)))
+                mask_to_tensor(_read_media(path, clip_args, None, clip, max_pixels)[0]))
         mask = fit_tensor(mask_at_size(native, (height, width)), (clip.height, clip.width)).clamp(0, 1)
     binary = mask > 0.5
     if not bool(binary.any()):
@@ -393,7 +413,7 @@ def _media_size(path) -> tuple[int, int]:
 def _user_depth(request: EditRequest, clip_args: dict, clip, max_pixels: int | None = None):
     """--depth as normalised inverse depth (F|1, 1, H, W) at the clip's frame size.
 
-    A depth video is read with the clip's timing (video codecs hold 8 bits anyway); images, ``.npy`` arrays and
+    A depth video is read at the clip's frames' times (video codecs hold 8 bits anyway); images, ``.npy`` arrays and
     image folders are read at full precision (16-bit PNG/TIFF) and scaled and centre-cropped like the video.
     """
     from gen1.depth import load_structure  # lazy: keeps this module's import light (no torch when it loads)
@@ -401,11 +421,14 @@ def _user_depth(request: EditRequest, clip_args: dict, clip, max_pixels: int | N
     from gen1.media import VIDEO_SUFFIXES  # lazy: keeps this module's import light (no torch when it loads)
 
     video_size = _media_size(clip.path)
-    with errors_naming("--depth"):
-        if Path(request.depth).suffix.lower() in VIDEO_SUFFIXES:
+    if Path(request.depth).suffix.lower() in VIDEO_SUFFIXES:
+        with errors_naming("--depth"):
             check_depth_shape(_media_size(request.depth), video_size, frames_size=(clip.height, clip.width))
-            depth = load_structure(_read_media(request.depth, clip_args, request.size), invert=request.depth_invert)
-        else:
+            frames, fps = _read_media(request.depth, clip_args, request.size, clip)
+        _check_covers("--depth", frames, fps, clip)  # outside errors_naming: its message names --depth
+        depth = load_structure(frames, invert=request.depth_invert)
+    else:
+        with errors_naming("--depth"):
             depth = load_structure(request.depth, size=(clip.height, clip.width), crop=True,
                                    invert=request.depth_invert, max_pixels=max_pixels, video_size=video_size)
     if depth.shape[0] not in (1, clip.num_frames):

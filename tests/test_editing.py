@@ -225,3 +225,34 @@ def test_a_drag_into_the_part_cropped_away_is_named_in_the_users_pixels(tmp_path
     with pytest.raises(ValueError, match=r"^--drag 100,56:199,56: its end 199,56 is in the part of the video cropped "
                        r"away at --size 32 \(the frames are cut to 56x32 about their centre\)"):
         read_inputs(request("100,56:199,56"))
+
+
+@pytest.mark.parametrize("flag", ["mask", "depth"])
+def test_a_mask_or_depth_video_at_another_frame_rate_is_read_at_the_edited_frames_times(tmp_path, flag):
+    # a 10 fps mask of a 20 fps source was read on its own timeline: edited frame i got the mask's frame i (twice the
+    # time), and with --start the mask's frame at or after the start, not the one shown then
+    from gen1.media import write_video
+
+    def bars(count, step):  # frame j: a white bar at column 4 * j * step
+        frames = np.zeros((count, 32, 64, 3), np.uint8)
+        for j in range(count):
+            frames[j, :, 4 * j * step:4 * j * step + 4] = 255
+        return frames
+
+    write_video(tmp_path / "src.mp4", bars(12, 1) // 2 + 40, 20)
+    write_video(tmp_path / "slow.mp4", bars(6, 2), 10)  # the same motion at 10 fps
+    write_video(tmp_path / "short.mp4", bars(4, 2), 10)  # 0.4 s of the 0.6 s
+
+    def read(path, **selection):
+        request = EditRequest(input=str(tmp_path / "src.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
+                              size=32, **{flag: str(tmp_path / path)}, **selection)
+        inputs = read_inputs(request)
+        frames = inputs.mask if flag == "mask" else inputs.depth
+        return [int(np.nonzero(frame[0].numpy().mean(0) > 0.5)[0].min()) for frame in frames]
+
+    # source frames at 0.25, 0.30, 0.35, 0.40 s show the 10 fps frames of 0.2, 0.3, 0.3 and 0.4 s
+    assert read("slow.mp4", start=0.25, max_frames=4) == [16, 24, 24, 32]
+    assert read("slow.mp4", fps=10, max_frames=3) == [0, 8, 16]
+    with pytest.raises(ValueError, match=rf"^--{flag} has 8 frames but the video has 12 \(--{flag} is 10 fps and "
+                       r"the edited frames 20 fps: it is read at their times, and ends after 8 of them\)"):
+        read("short.mp4")

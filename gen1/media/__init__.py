@@ -28,7 +28,7 @@ from gen1.media.checks import (
 )
 from gen1.media.frames import check_uint8_frames, to_uint8_frames, unit_to_uint8
 from gen1.media.images import read_frames_or_images, read_image
-from gen1.media.read import VideoClip, frame_size, read_video
+from gen1.media.read import VideoClip, frame_size, read_video, read_video_at
 from gen1.media.resize import (MAX_SIZE, check_size, fit_float_frames, fit_frames, fit_tensor, resize_frames,
                                resized_shape)
 from gen1.media.write import write_video
@@ -51,6 +51,7 @@ __all__ = [
     "read_frames_or_images",
     "read_image",
     "read_video",
+    "read_video_at",
     "resize_frames",
     "resized_shape",
     "to_uint8_frames",

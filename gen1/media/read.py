@@ -493,3 +493,24 @@ def frame_size(path: str | os.PathLike) -> tuple[int, int]:
     frame."""
     probe = _probe(Path(path))
     return probe.height, probe.width
+
+
+def read_video_at(path: str | os.PathLike, times, *, size: int | None = None) -> tuple[np.ndarray, Fraction]:
+    """The frames of a video shown at ``times`` (seconds from its stream start, ascending): for each, the last frame
+    at or before it, as a player shows it; and the video's frame rate.
+
+    This puts a video made at another frame rate (a mask, a depth video) on another clip's timeline: frame ``i`` is
+    what the video shows at ``times[i]``. A video that ends earlier covers only the first times (a frame is shown
+    for ``1 / fps`` seconds): the frames returned are fewer than ``times``, none when it ends before the first.
+    """
+    path = existing_file(path, "video file")
+    times = np.asarray(times, dtype=np.float64)
+    probe = _probe(path)
+    frame_seconds = 1.0 / float(probe.fps)
+    first = max(0.0, float(times[0]) - frame_seconds)  # the frame shown at times[0] may begin up to a frame earlier
+    if probe.duration is not None and probe.duration > 0 and first >= probe.duration:
+        return np.zeros((0, 0, 0, 3), np.uint8), probe.fps
+    clip = read_video(path, size=size, start=first, duration=float(times[-1]) - first + 2 * TIME_EPS)
+    shown = np.searchsorted(clip.times, times + TIME_EPS, side="right") - 1
+    covered = times < clip.times[-1] + frame_seconds - TIME_EPS
+    return clip.frames[np.maximum(shown, 0)[covered]], probe.fps

@@ -309,7 +309,8 @@ def _check_limits(clip, limits: ClipLimits) -> None:
 
 
 def _read_media(path: str, clip_args: dict, size: int, clip, max_pixels: int | None = None):
-    """uint8 frames (F, H, W, 3) from an image (one frame, at most ``max_pixels``), an image folder, or a video
+    """uint8 frames (F, H, W, 3) from a mask image (one frame, at most ``max_pixels``; one with transparency is
+    read as its alpha: :func:`gen1.media.images.alpha_mask`), an image folder, or a video
     sampled at the times of the clip's frames (:func:`gen1.media.read_video_at`): frame ``i`` is what the video
     shows when ``clip``'s frame ``i`` is shown, whatever its frame rate (the docs: 'read on the source's
     timeline'); and the video's frame rate (None for images). A video that ends early gives fewer frames
@@ -317,7 +318,7 @@ def _read_media(path: str, clip_args: dict, size: int, clip, max_pixels: int | N
     from gen1.media import is_image_path, read_frames_or_images, read_video_at  # lazy: keeps this module's import light
 
     if Path(path).is_dir() or is_image_path(path) or not Path(path).exists():
-        return read_frames_or_images(path, size=size, max_pixels=max_pixels, **clip_args), None
+        return read_frames_or_images(path, size=size, max_pixels=max_pixels, mask=True, **clip_args), None
     return read_video_at(path, clip.times, size=size)
 
 

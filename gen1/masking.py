@@ -23,6 +23,7 @@ import torch.nn.functional as F
 from gen1.conditioning import resize
 from gen1.media import read_frames_or_images
 from gen1.media.arrays import read_npy
+from gen1.media.images import alpha_mask
 from gen1.media.resize import cover_geometry, edited_frames_shape, same_shape
 from gen1.seamless import SeamAnchor, blend_seamlessly
 
@@ -76,6 +77,7 @@ def mask_to_tensor(mask) -> torch.Tensor:
 
     * path: an image file (one mask for all frames) or a video (one mask per frame), read with
       :func:`gen1.media.read_frames_or_images`, or a ``.npy`` array (:func:`read_mask_array`);
+    * an image with transparency (file or PIL image) is read as its alpha (:func:`gen1.media.images.alpha_mask`);
     * PIL image or array ``(H, W)``, ``(H, W, C)``: one mask; array ``(F, H, W)``, ``(F, 1, H, W)`` or
       ``(F, H, W, C)``: per frame (its values as :func:`mask_values` takes them);
     * tensor ``(H, W)``, ``(1, H, W)``, ``(F, 1, H, W)`` or ``(F, H, W)``: float in [0, 1] (or bool).
@@ -86,10 +88,11 @@ def mask_to_tensor(mask) -> torch.Tensor:
             raise FileNotFoundError(f"mask file not found: '{path}'")
         if path.suffix.lower() == ".npy":
             return mask_to_tensor(read_mask_array(path))
-        array = read_frames_or_images(path)
+        array = read_frames_or_images(path, mask=True)  # transparency: its alpha is the region
         return torch.from_numpy(_to_gray_float(array)).unsqueeze(1).clamp(0, 1)
-    if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image: 8-bit grey, as an image file is read
-        mask = np.asarray(mask.convert("L")).astype(np.float32) / 255.0
+    if hasattr(mask, "convert") and hasattr(mask, "size"):  # PIL image: 8-bit grey (or alpha), as a file is read
+        alpha = alpha_mask(mask)
+        mask = (np.asarray(mask.convert("L")) if alpha is None else alpha).astype(np.float32) / 255.0
     if isinstance(mask, np.ndarray):
         gray = _to_gray_float(mask_values(mask))
         if gray.ndim == 2:

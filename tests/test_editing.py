@@ -256,3 +256,26 @@ def test_a_mask_or_depth_video_at_another_frame_rate_is_read_at_the_edited_frame
     with pytest.raises(ValueError, match=rf"^--{flag} has 8 frames but the video has 12 \(--{flag} is 10 fps and "
                        r"the edited frames 20 fps: it is read at their times, and ends after 8 of them\)"):
         read("short.mp4")
+
+
+def test_a_mask_with_transparency_is_read_as_its_alpha(clips_dir, tmp_path):
+    # composited over white, white paint on a transparent layer was refused as 'white everywhere' and a cut-out
+    # (the subject opaque, the rest transparent) was inverted; an opaque mask keeps its grey values
+    from PIL import Image
+
+    from gen1.masking import mask_to_tensor
+
+    subject = np.zeros((64, 64), bool)
+    subject[16:48, 8:40] = True
+    strokes = np.zeros((64, 64, 4), np.uint8)
+    strokes[subject] = 255
+    cutout = np.full((64, 64, 4), 60, np.uint8)
+    cutout[..., 3] = np.where(subject, 255, 0)
+    opaque = np.dstack([np.where(subject, 255, 0).astype(np.uint8)] * 3 + [np.full((64, 64), 255, np.uint8)])
+    for name, pixels in (("strokes", strokes), ("cutout", cutout), ("opaque", opaque)):
+        Image.fromarray(pixels, "RGBA").save(tmp_path / f"{name}.png")
+        request = EditRequest(input=str(clips_dir / "wolf.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
+                              mask=str(tmp_path / f"{name}.png"), size=64, max_frames=2)
+        for mask in (read_inputs(request).mask, mask_to_tensor(tmp_path / f"{name}.png"),
+                     mask_to_tensor(Image.fromarray(pixels, "RGBA"))):
+            assert np.array_equal(mask[0, 0].numpy() > 0.5, subject), name

@@ -96,18 +96,23 @@ def open_image(path: str | os.PathLike, what: str = "image file", *, max_pixels:
                 raise ValueError(f"not a readable image file: '{path}' ({type(err).__name__}: {err})") from None
 
 
-def read_image(path: str | os.PathLike, *, what: str = "image file", max_pixels: int | None = None) -> np.ndarray:
+def read_image(path: str | os.PathLike, *, what: str = "image file", max_pixels: int | None = None,
+               mask: bool = False) -> np.ndarray:
     """Read an image as ``uint8 (H, W, 3)`` RGB.
 
     EXIF orientation is applied; transparent images are composited over white; 16-bit greyscale
     (common for depth renders) is scaled to 8 bits rather than clipped. ``what`` names the file in errors
     (``"mask image"``); an image over ``max_pixels`` pixels is refused before decoding (:func:`open_image`).
+    With ``mask``, an image with transparency is read as its alpha (:func:`alpha_mask`).
     """
     from PIL import Image, ImageOps  # lazy: PIL is heavy and only this path needs it
 
     with open_image(path, what, max_pixels=max_pixels) as image:
         image = ImageOps.exif_transpose(image)
         image.load()
+    alpha = alpha_mask(image) if mask else None
+    if alpha is not None:
+        return np.ascontiguousarray(np.repeat(alpha[..., None], 3, axis=-1))
     if image.mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
         gray = np.asarray(image, dtype=np.float64)
         peak = 65535.0 if image.mode.startswith("I;16") or gray.max() > 255 else 255.0
@@ -118,6 +123,18 @@ def read_image(path: str | os.PathLike, *, what: str = "image file", max_pixels:
         background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
         image = Image.alpha_composite(background, rgba)
     return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def alpha_mask(image) -> np.ndarray | None:
+    """A PIL image's alpha as ``uint8 (H, W)`` when it has transparency somewhere, else ``None``.
+
+    A mask painted on a transparent layer, or cut out of a frame (the subject opaque, the rest transparent), marks
+    its region by its alpha, as the web app's drawing does: composited over white (:func:`read_image`) it would
+    be white everywhere, or the cut-out inverted. An image opaque everywhere is read by its grey values."""
+    if image.mode not in ("RGBA", "LA", "PA") and not (image.mode == "P" and "transparency" in image.info):
+        return None
+    alpha = np.asarray(image.convert("RGBA"), dtype=np.uint8)[..., 3]
+    return None if int(alpha.min()) == 255 else np.ascontiguousarray(alpha)
 
 
 def read_depth_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:
@@ -151,6 +168,7 @@ def read_frames_or_images(
     start: float = 0.0,
     duration: float | None = None,
     max_pixels: int | None = None,
+    mask: bool = False,
 ) -> np.ndarray:
     """Frames ``uint8 (F, H, W, 3)`` from a video file, a single image (F = 1), or a directory of images read
     in natural order (``frame2.png`` before ``frame10.png``); all images must share a size.
@@ -159,7 +177,8 @@ def read_frames_or_images(
     :func:`read_video`); ``max_frames`` limits a video or an image sequence. ``stride``, ``target_fps``,
     ``start`` and ``duration`` select frames of a video (see :func:`read_video`) and do not apply to
     images, which have no timing: a mask or depth image stands for every frame of the clip it goes with.
-    ``max_pixels`` bounds each image (:func:`open_image`).
+    ``max_pixels`` bounds each image (:func:`open_image`); ``mask`` reads images with transparency as their
+    alpha (:func:`read_image`).
     """
     path = Path(path)
     if not path.exists():
@@ -177,7 +196,7 @@ def read_frames_or_images(
         files = [path]
     images, first_shape = [], None
     for file in files[:max_frames]:
-        image = read_image(file, max_pixels=max_pixels)
+        image = read_image(file, max_pixels=max_pixels, mask=mask)
         first_shape = first_shape or image.shape
         if image.shape != first_shape:
             raise ValueError(

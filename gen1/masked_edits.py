@@ -45,7 +45,7 @@ from gen1.depth.fill import check_fill_mask, fill_holes
 from gen1.masking import grow, mask_at_size, mask_to_tensor, prepare_mask
 from gen1.propagation import BackgroundSources, background_sources
 from gen1.settings import MASK_STRUCTURES, TRACKER_NAMES, check_setting
-from gen1.tracking import check_clicks, check_one_frame_mask, track_mask
+from gen1.tracking import check_clicks, check_one_frame_mask, fit_clicks, track_mask
 
 #: The share of the steps an erase redraws of its pre-filled region (:func:`prefilled`) unless ``erase_strength``
 #: says otherwise. With the seamless composite (:mod:`gen1.seamless`) and a 2-px margin, on the erase benchmark's 32
@@ -135,14 +135,14 @@ def edit_region(mask, frames: torch.Tensor, input_size: tuple[int, int], *, mask
     :data:`gen1.tracking.TRACKERS` or a tracker) along ``frames`` and ``depth`` (the unobscured depth, ``(F, 1, H,
     W)``). An ``erase`` makes it binary and grows it by :func:`erase_margin`; its every frame must then leave some
     surroundings and hold some subject. ``clicks`` ``(x, y, positive)`` in pixels at ``input_size``, on frame
-    ``mask_frame``, give the subject instead of ``mask`` to a tracker that takes them."""
+    ``mask_frame``, give the subject instead of ``mask`` to a tracker that takes them (brought to the frames as the
+    frames are: :func:`gen1.tracking.fit_clicks`; one in the part cropped away is refused)."""
 
     num_frames, size = frames.shape[0], tuple(frames.shape[-2:])
     if clicks:
-        scale_y, scale_x = size[0] / input_size[0], size[1] / input_size[1]
         points = check_clicks(clicks, mask_frame, num_frames, input_size)
-        scaled = [((x + 0.5) * scale_x - 0.5, (y + 0.5) * scale_y - 0.5, positive) for x, y, positive in points]
-        region = track_mask(frames, None, mask_frame, depth, tracker, clicks=scaled)
+        fitted = fit_clicks(points, input_size, size)  # where they land in the frames (scaled, then cropped)
+        region = track_mask(frames, None, mask_frame, depth, tracker, clicks=fitted)
     elif mask_frame is None:
         region = resize(load_mask(mask, num_frames, input_size).float(), size).clamp(0, 1)
     else:

@@ -80,6 +80,26 @@ def check_clicks(clicks, mask_frame: int, num_frames: int, size: tuple[int, int]
     return checked
 
 
+def fit_clicks(clicks, input_size: tuple[int, int], size: tuple[int, int], *, label: str = "mask_clicks",
+               cropped_at: str = "") -> list[tuple[float, float, bool]]:
+    """Clicks ``(x, y, positive)`` checked by :func:`check_clicks` in frames of ``input_size`` (H, W), brought to
+    the frames an edit reads at ``size`` (H, W) as the frames are (:func:`gen1.media.resize.fit_points`: the
+    covering scale, then the centred crop). A click in the part cropped away is a ``ValueError`` naming ``label``
+    and the click as given (``cropped_at``: what cut it, e.g. ``" at --size 64"``)."""
+    from gen1.media.resize import cover_geometry, fit_points  # lazy: keeps this module's import light
+
+    _, _, top, left = cover_geometry(*input_size, *size)
+    height, width = size
+    fitted = fit_points([(x, y) for x, y, _ in clicks], input_size, size).reshape(-1, 2)
+    for (x, y, _), (column, row) in zip(clicks, fitted, strict=True):  # on a pixel kept, along an axis cut?
+        if (left and not -0.5 <= column < width - 0.5) or (top and not -0.5 <= row < height - 0.5):
+            raise ValueError(f"{label}: the click at x={x:g}, y={y:g} is in the part of the video cropped "
+                             f"away{cropped_at} (the frames are cut to {width}x{height} about their centre): click "
+                             "within the part that is kept")
+    fitted = np.clip(fitted, 0, [width - 1, height - 1])  # on the frames' outer pixels, as check_clicks wants
+    return [(float(x), float(y), positive) for (x, y), (_, _, positive) in zip(fitted, clicks, strict=True)]
+
+
 class MaskTracker:
     """Propagates a one-frame mask to every frame of a clip (see the module docstring)."""
 
@@ -598,4 +618,4 @@ def _local_mean(values: np.ndarray, weight: np.ndarray, sigma: float) -> np.ndar
 
 
 __all__ = ["TRACKERS", "FlowTracker", "MaskTracker", "Sam2Tracker", "check_clicks", "check_one_frame_mask",
-           "make_tracker", "track_mask"]
+           "fit_clicks", "make_tracker", "track_mask"]

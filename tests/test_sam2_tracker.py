@@ -218,6 +218,29 @@ def test_the_pipeline_edits_inside_the_region_sam2_tracks_from_clicks(hub):
              mask_clicks=clicks, mask_tracker="sam2")
 
 
+def test_api_clicks_land_where_the_frames_show_them_and_one_cropped_away_is_refused():
+    # mask_clicks were scaled per axis (x by 56/60, y by 32/32), not by the cover-and-crop the frames take: a click
+    # in the 2 columns cut off each side landed inside the frames, on another pixel than the one clicked
+    from gen1.masked_edits import edit_region
+    from gen1.media.resize import fit_points
+    from gen1.tracking import MaskTracker
+
+    class Recorder(MaskTracker):
+        takes_clicks = True
+
+        def track(self, frames, mask, mask_frame, depth=None, clicks=()):
+            self.clicks = list(clicks)
+            return torch.zeros(frames.shape[0], 1, *frames.shape[-2:])
+
+    frames, recorder = torch.rand(2, 3, 32, 56), Recorder()
+    edit_region(None, frames, (32, 60), mask_frame=0, tracker=recorder, clicks=[(40.0, 10.0, True)])
+    assert recorder.clicks == [(38.0, 10.0, True)] == [(*fit_points((40, 10), (32, 60), (32, 56)), True)]
+    for x in (1.0, 58.5):
+        with pytest.raises(ValueError, match=rf"^mask_clicks: the click at x={x:g}, y=10 is in the part of the video "
+                           r"cropped away \(the frames are cut to 56x32 about their centre\)"):
+            edit_region(None, frames, (32, 60), mask_frame=0, tracker=recorder, clicks=[(x, 10.0, True)])
+
+
 def test_gen1_edit_parses_clicks_and_the_tracker_flags():
     import argparse
 

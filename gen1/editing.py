@@ -267,11 +267,11 @@ def _check_references(paths, max_pixels: int | None = None) -> None:
 
 def _clicks_for(request: EditRequest, clip) -> tuple:
     """``--mask-click`` in pixels of the source video's frames, checked against them, brought to the clip as read
-    (at ``--size``, :func:`gen1.media.resize.fit_points`: the clip's covering scale and centred crop, as a drag's
-    vectors are)."""
+    (at ``--size``, :func:`gen1.tracking.fit_clicks`: the clip's covering scale and centred crop, as a drag's
+    vectors are); one in the part that ``--size`` crops away is refused here, in the user's numbers, as a
+    ``--drag`` there is, not later in the clip's pixels."""
     from gen1.media import frame_size  # lazy: keeps this module's import light (no torch when it loads)
-    from gen1.media.resize import fit_points  # lazy: keeps this module's import light (no torch when it loads)
-    from gen1.tracking import check_clicks  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.tracking import check_clicks, fit_clicks  # lazy: keeps this module's import light (no torch)
 
     height, width = frame_size(request.input)
     mask_frame = 0 if request.mask_frame is None else request.mask_frame
@@ -279,8 +279,8 @@ def _clicks_for(request: EditRequest, clip) -> tuple:
         points = check_clicks(request.mask_clicks, mask_frame, clip.num_frames, (height, width))
     except ValueError as error:
         raise ValueError(f"--mask-click: {error}") from None
-    fitted = fit_points([(x, y) for x, y, _ in points], (height, width), (clip.height, clip.width))
-    return tuple((float(x), float(y), positive) for (x, y), (_, _, positive) in zip(fitted, points, strict=True))
+    return tuple(fit_clicks(points, (height, width), (clip.height, clip.width), label="--mask-click",
+                            cropped_at=f" at --size {request.size}"))
 
 
 def _drag_for(request: EditRequest, clip):

@@ -241,6 +241,23 @@ def test_api_clicks_land_where_the_frames_show_them_and_one_cropped_away_is_refu
             edit_region(None, frames, (32, 60), mask_frame=0, tracker=recorder, clicks=[(x, 10.0, True)])
 
 
+def test_gen1_edit_refuses_a_click_in_the_part_size_crops_away_up_front_in_the_users_pixels(tmp_path, capsys,
+                                                                                           monkeypatch):
+    # it was refused after the model loaded, in the clip's pixels ('the click at x=-1.03, y=31.6 is outside the
+    # frame'), without naming --mask-click
+    from gen1.cli import main
+    from gen1.media import write_video
+
+    source = tmp_path / "src.mp4"
+    write_video(source, np.random.default_rng(0).integers(0, 255, (3, 32, 60, 3), dtype=np.uint8), 8)
+    offline_cache(monkeypatch, tmp_path)  # no SAM 2 model: the click is checked first, before one is looked for
+    assert main(["edit", str(source), "-o", str(tmp_path / "out.mp4"), "--erase", "--mask-tracker", "sam2",
+                 "--size", "32", "--mask-click", "1,10"]) == 2
+    assert capsys.readouterr().err.strip().endswith(
+        "--mask-click: the click at x=1, y=10 is in the part of the video cropped away at --size 32 (the frames are "
+        "cut to 56x32 about their centre): click within the part that is kept")
+
+
 def test_gen1_edit_parses_clicks_and_the_tracker_flags():
     import argparse
 

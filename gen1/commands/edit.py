@@ -164,8 +164,8 @@ def _check_model(args) -> ModelSource:
 
 
 def _check_tracker(request: EditRequest) -> None:
-    """--mask-tracker / --mask-tracker-model / --mask-click fit together, and a tracker's model is there (the Hub
-    cache, or fetched), before the edit's model loads."""
+    """--mask-tracker / --mask-tracker-model / --mask-click fit together, and the clicks are on the video
+    (:func:`_check_tracker_model` checks the tracker's model once the edit's size is known)."""
     from gen1.tracking import TRACKERS  # lazy: keeps this module's import light (no torch when it loads)
 
     kind = TRACKERS[request.mask_tracker]
@@ -187,6 +187,22 @@ def _check_tracker(request: EditRequest) -> None:
             check_clicks(request.mask_clicks, 0, 1, size)
         except ValueError as error:
             raise ValueError(f"--mask-click: {error}") from None
+
+
+def _check_tracker_model(request: EditRequest) -> None:
+    """--mask-click in the part of the video kept at --size (the model's size, if not given: known by now), then
+    the tracker's model there (the Hub cache, or fetched): a wrong click fetches no model."""
+    from gen1.tracking import TRACKERS  # lazy: keeps this module's import light (no torch when it loads)
+
+    if request.mask_clicks and request.size is not None:
+        from gen1.media import frame_size, resized_shape  # lazy: keeps this module's import light (no torch)
+        from gen1.tracking import fit_clicks  # lazy: keeps this module's import light (no torch when it loads)
+
+        height, width = frame_size(request.input)
+        fit_clicks([(float(x), float(y), bool(p)) for x, y, p in request.mask_clicks], (height, width),
+                   resized_shape(height, width, request.size), label="--mask-click",
+                   cropped_at=f" at --size {request.size}")
+    kind = TRACKERS[request.mask_tracker]
     if kind.takes_model and (request.mask_frame is not None or request.mask_clicks):
         tracker = kind(model=request.mask_tracker_model)
         tracker.check_model()
@@ -235,6 +251,7 @@ def _check_arguments(args) -> tuple[EditRequest, ModelSource, dict | None]:
                          "--imagic")
     source = _check_model(args)
     request = _with_model_defaults(request, source)
+    _check_tracker_model(request)
     return request, source, adapter
 
 

@@ -110,6 +110,9 @@ def _check_content(request: EditRequest) -> None:
                          label=flag_label)
     if request.drag:
         _check_drag_vectors(request)
+    if request.depth_invert and request.depth is None:  # it was taken and ignored
+        raise ValueError(f"{flag_label('depth_invert')} needs a depth: give {flag_label('depth')} (the distance map "
+                         "it reads as depth)")
     check_content_sources(dict(erase=request.erase, imagic_scale=request.imagic_scale, prompt=request.prompt,
                                reference_image=request.reference_image, direction=request.direction), flag_label)
     if request.direction or request.direction_scale:  # a scale without a direction is named as such, not as no content

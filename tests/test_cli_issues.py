@@ -249,3 +249,19 @@ def test_a_mask_painted_on_the_edited_frames_is_read_at_any_size(tmp_path, size)
     with pytest.raises(ValueError, match="--mask is 64x64 but the video is 172x96"):
         read_inputs(EditRequest(input=str(tmp_path / "wide.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
                                 mask=str(tmp_path / "square.png"), size=size))
+
+
+@pytest.mark.parametrize("flags, message", [
+    (["--depth-invert"], "--depth-invert needs a depth: give --depth (the distance map it reads as depth)"),
+    (["--lora-scale", "0.5"], "--lora-scale needs a LoRA: give --lora (the LoRA it scales)"),
+])
+def test_a_flag_that_qualifies_another_is_refused_without_it(model_dir, clips_dir, tmp_path, capsys, monkeypatch,
+                                                             flags, message):
+    # both were taken and ignored: the edit ran and wrote its output as if they were not there
+    import gen1.commands.edit
+
+    monkeypatch.setattr(gen1.commands.edit, "load_model", lambda *a, **k: pytest.fail("loaded the model first"))
+    assert main(["edit", str(clips_dir / "wolf.mp4"), "-o", str(tmp_path / "o.mp4"), "--prompt", "x", "--model",
+                 str(model_dir), "--max-frames", "2", *flags]) == 2
+    err = capsys.readouterr().err
+    assert err == f"gen1 edit: error: {message}\n"

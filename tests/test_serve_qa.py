@@ -108,6 +108,17 @@ def test_the_pages_tracker_choice_applies_only_to_a_followed_mask(service, ski):
     assert followed.mask_tracker == "sam2"
 
 
+def test_the_pages_distance_box_applies_only_to_an_uploaded_depth(service, ski, tmp_path):
+    # gen1 edit refuses --depth-invert without --depth; the page's box sits under the upload and may stay ticked
+    # when no file is given, so it must not reach an edit without one
+    from PIL import Image
+
+    assert not service._request(_form(ski, depth_invert=True), service._new_job()).depth_invert
+    Image.fromarray(np.zeros((64, 64), np.uint8)).save(tmp_path / "far.png")
+    form = _form(ski, depth_invert=True, depth_file=str(tmp_path / "far.png"))
+    assert service._request(form, service._new_job()).depth_invert
+
+
 # ----------------------------------------------------------------------------------------------- 4: failed edit
 def test_a_failed_edit_says_so_in_the_status_and_clears_the_previous_result(service, ski):
     from gen1.serve.app import _failed_outputs

@@ -84,7 +84,7 @@ def _add_io_arguments(io) -> None:
     io.add_argument("--lora", metavar="FILE|REPO",
                     help="a Stable Diffusion LoRA (.safetensors, diffusers or kohya format) for the UNet, a local "
                     "file or a Hub name")
-    io.add_argument("--lora-scale", type=float, default=1.0, help="strength of --lora (default 1)")
+    io.add_argument("--lora-scale", type=float, help="strength of --lora (default 1)")
     add_device_arguments(io)
     io.add_argument(
         "--compile",
@@ -101,7 +101,9 @@ def _check_loading_knobs(args) -> None:
         check_number("--ip-adapter-scale", args.ip_adapter_scale, low=0)
     if args.threads is not None:
         check_integer("--threads", args.threads, low=1)
-    if not math.isfinite(args.lora_scale):
+    if args.lora_scale is not None and args.lora is None:  # it was taken and ignored
+        raise ValueError("--lora-scale needs a LoRA: give --lora (the LoRA it scales)")
+    if args.lora_scale is not None and not math.isfinite(args.lora_scale):
         raise ValueError(f"--lora-scale must be a finite number, got {args.lora_scale:g}")
 
 
@@ -282,11 +284,12 @@ def _load_pipeline(source: ModelSource, args, adapter: dict | None):
             details.append(f"Imagic embeddings for '{adapter['imagic'].get('text', '?')}'")
         print(f"applied adapter {args.adapter} ({', '.join(details)})")
     if args.lora is not None:
+        lora_scale = 1.0 if args.lora_scale is None else args.lora_scale
         try:
-            targets = pipe.load_lora_weights(source.lora, scale=args.lora_scale)
+            targets = pipe.load_lora_weights(source.lora, scale=lora_scale)
         except ValueError as error:
             raise ValueError(f"--lora: {error}") from None
-        print(f"applied LoRA {args.lora} ({len(targets)} layers, scale {args.lora_scale:g})")
+        print(f"applied LoRA {args.lora} ({len(targets)} layers, scale {lora_scale:g})")
     return pipe
 
 

@@ -451,7 +451,8 @@ class EditService:
             num_inference_steps=form.num_inference_steps, scheduler=form.scheduler or None,
             strength=form.strength, full_strength_start=form.full_strength_start, seed=form.seed,
             mask=_mask_path(form, job, names[2]), depth=form.depth_file or None,
-            depth_invert=bool(form.depth_invert), depth_cache=bool(form.depth_cache), size=form.size,
+            depth_invert=bool(form.depth_invert and form.depth_file),  # the box goes with the upload
+            depth_cache=bool(form.depth_cache), size=form.size,
             fps=optional_number(form.fps, "--fps"), start=form.start or 0.0,
             duration=optional_number(form.duration, "--duration"),
             max_frames=optional_number(form.max_frames, "--max-frames", whole=True),

@@ -55,8 +55,12 @@ class EditRequest(EditSettings):
             object.__setattr__(self, name, tuple(str(value) for value in getattr(self, name)))
         if self.content_weights is not None:
             object.__setattr__(self, "content_weights", tuple(float(w) for w in self.content_weights))
-        object.__setattr__(self, "direction", tuple(tuple(pair) if isinstance(pair, (list, tuple)) else pair
-                                                    for pair in self.direction))
+        # a direction's texts without surrounding spaces, which the content encoder's tokenizer drops anyway: so
+        # edit_command can write a text starting with '-' as ' -red' (argparse takes it for a value) and the
+        # command parses back to this request
+        object.__setattr__(self, "direction", tuple(
+            tuple(text.strip() if isinstance(text, str) else text for text in pair)
+            if isinstance(pair, (list, tuple)) else pair for pair in self.direction))
         object.__setattr__(self, "direction_scale", tuple(self.direction_scale))
         object.__setattr__(self, "mask_clicks", tuple(tuple(click) for click in self.mask_clicks))
         object.__setattr__(self, "drag", tuple(str(value) for value in self.drag))
@@ -556,8 +560,8 @@ def edit_command(request: EditRequest, model_args: Sequence[str] = ()) -> str:
         elif name == "content_weights":
             words += [flag, *map(_number, value)]
         elif name == "direction":
-            for neutral, target in value:
-                words += [flag, neutral, target]
+            for pair in value:  # nargs=2: no '--direction=TEXT' form; a leading space keeps '-red' a value
+                words += [flag, *(f" {text}" if text.startswith("-") else text for text in pair)]
         elif name == "direction_scale":
             for scale in value:
                 words += _option(flag, _number(scale))

@@ -7,6 +7,7 @@ from dataclasses import fields, replace
 
 import numpy as np
 import pytest
+import torch
 
 from gen1.cli import build_parser
 from gen1.editing import (
@@ -36,7 +37,7 @@ FULL = EditRequest(
     strength=0.55, full_strength_start="noised-source", seed=2**64 - 1, mask="mask.png", mask_frame=2, erase=True, erase_strength=0.3, erase_fill="boundary", mask_structure="fill",
     mask_structure_level=5.5, depth="depth.npy", depth_invert=True, depth_cache=False, size=256, fps=12.5,
     start=1.5, duration=2.25, max_frames=9, window_size=8, window_overlap=3, window_shift=False,
-    direction=(("a car", "a red car"), ("day", "night")), direction_scale=(1.5, -0.5), compare="side by side.png",
+    direction=(("a car", "a red car"), ("-red", "--teal")), direction_scale=(1.5, -0.5), compare="side by side.png",
     mask_tracker="sam2", mask_tracker_model="facebook/sam2.1-hiera-small",
     mask_clicks=((10.5, 20.0, True), (3.0, 4.0, False)), inpaint_controlnet_scale=0.7,
     imagic_scale=0.75,
@@ -279,3 +280,15 @@ def test_a_mask_with_transparency_is_read_as_its_alpha(clips_dir, tmp_path):
         for mask in (read_inputs(request).mask, mask_to_tensor(tmp_path / f"{name}.png"),
                      mask_to_tensor(Image.fromarray(pixels, "RGBA"))):
             assert np.array_equal(mask[0, 0].numpy() > 0.5, subject), name
+
+
+def test_a_direction_text_starting_with_a_dash_is_written_as_a_value_the_encoder_reads_alike(bundled_pipe):
+    # edit_command wrote '--direction -red teal', which gen1 edit cannot parse ('expected 2 arguments'); it now
+    # writes ' -red' (the round trip: FULL above), and a request drops the texts' surrounding spaces, which the
+    # content encoder's tokenizer drops too: the same direction, bit for bit
+    command = edit_command(EditRequest(input="in.mp4", output="out.mp4", direction=(("-red", "teal"),)))
+    assert "--direction ' -red' teal" in command
+    assert request_from_args(_parsed(command)).direction == (("-red", "teal"),)
+    route = bundled_pipe.route
+    assert torch.equal(route.text_direction(" -red ", "teal ", device="cpu"),
+                       route.text_direction("-red", "teal", device="cpu"))

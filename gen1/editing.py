@@ -320,12 +320,17 @@ def _read_media(path: str, clip_args: dict, size: int, clip, max_pixels: int | N
     read as its alpha: :func:`gen1.media.images.alpha_mask`), an image folder, or a video
     sampled at the times of the clip's frames (:func:`gen1.media.read_video_at`): frame ``i`` is what the video
     shows when ``clip``'s frame ``i`` is shown, whatever its frame rate (the docs: 'read on the source's
-    timeline'); and the video's frame rate (None for images). A video that ends early gives fewer frames
+    timeline'; a one-frame video is one mask for every frame, as an image is); and the video's frame rate (None
+    for images). A video that ends early gives fewer frames
     (:func:`_check_covers` refuses them)."""
-    from gen1.media import is_image_path, read_frames_or_images, read_video_at  # lazy: keeps this module's import light
+    # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media import is_image_path, read_frames_or_images, read_video, read_video_at
 
     if Path(path).is_dir() or is_image_path(path) or not Path(path).exists():
         return read_frames_or_images(path, size=size, max_pixels=max_pixels, mask=True, **clip_args), None
+    first = read_video(path, size=size, max_frames=2)
+    if first.num_frames == 1:  # a one-frame video (a still saved as a GIF): one mask for every frame, as an image
+        return first.frames, None
     return read_video_at(path, clip.times, size=size)
 
 

@@ -243,6 +243,7 @@ def test_a_mask_or_depth_video_at_another_frame_rate_is_read_at_the_edited_frame
     write_video(tmp_path / "src.mp4", bars(12, 1) // 2 + 40, 20)
     write_video(tmp_path / "slow.mp4", bars(6, 2), 10)  # the same motion at 10 fps
     write_video(tmp_path / "short.mp4", bars(4, 2), 10)  # 0.4 s of the 0.6 s
+    write_video(tmp_path / "still.mp4", bars(1, 2), 10)  # one frame: one mask for every frame, as an image is
 
     def read(path, **selection):
         request = EditRequest(input=str(tmp_path / "src.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
@@ -254,6 +255,7 @@ def test_a_mask_or_depth_video_at_another_frame_rate_is_read_at_the_edited_frame
     # source frames at 0.25, 0.30, 0.35, 0.40 s show the 10 fps frames of 0.2, 0.3, 0.3 and 0.4 s
     assert read("slow.mp4", start=0.25, max_frames=4) == [16, 24, 24, 32]
     assert read("slow.mp4", fps=10, max_frames=3) == [0, 8, 16]
+    assert read("still.mp4", start=0.25, max_frames=3) == [0]  # one for all, as an image (the pipeline repeats it)
     with pytest.raises(ValueError, match=rf"^--{flag} has 8 frames but the video has 12 \(--{flag} is 10 fps and "
                        r"the edited frames 20 fps: it is read at their times, and ends after 8 of them\)"):
         read("short.mp4")

@@ -133,8 +133,9 @@ class EditSettings:
                         integer=True, kind=seed_value)
     mask: str | None = setting(None, "--mask", "mask image, video or .npy array: white (1) = edit, black (0) = "
                                "keep the source", group="masked")
-    mask_frame: int | None = setting(None, "--mask-frame", "--mask is one image of this frame (0 = the first): the "
-                                     "subject is tracked from it to every frame (docs/masked_edits.md)", low=0,
+    mask_frame: int | None = setting(None, "--mask-frame", "--mask is one image of this frame (0 = the first edited "
+                                     "frame, after --start and --fps): the subject is tracked from it to every frame "
+                                     "(docs/masked_edits.md)", low=0,
                                      integer=True, kind=int, metavar="N", group="masked")
     erase: bool = setting(False, "--erase", "remove the masked subject: the region is filled with the surroundings' "
                           "structure and the source's own look (name the subject with --negative-prompt on public "

@@ -188,19 +188,24 @@ def test_ctrl_c_keeps_the_work_and_a_resumed_run_ends_where_an_uninterrupted_one
     assert all(torch.equal(value, expected[name]) for name, value in adapter_state_dict(resumed).items())
 
 
-def test_an_interrupted_command_says_what_was_kept_and_resumes_with_resume(tmp_path, capsys, monkeypatch):
-    import gen1.training.customize as customize_training
-    from gen1.cli import main
-    from gen1.training import checkpoint as ckpt
-
+def _three_step_command(tmp_path):
+    """``gen1 customize`` of two 64-px images for 3 steps: its arguments, its --out and its checkpoint folder."""
     from PIL import Image
 
     images = tmp_path / "images"
     images.mkdir()
     for i in range(2):
         Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(images / f"{i}.png")
-    out, work = tmp_path / "a.safetensors", tmp_path / "a.safetensors.work"
+    out = tmp_path / "a.safetensors"
     command = ["customize", "--images", str(images), "--out", str(out), "--steps", "3", "--size", "64"]
+    return command, out, tmp_path / "a.safetensors.work"
+
+
+def test_an_interrupted_command_says_what_was_kept_and_resumes_with_resume(tmp_path, capsys, monkeypatch):
+    import gen1.training.customize as customize_training
+    from gen1.cli import main
+    from gen1.training import checkpoint as ckpt
+    command, out, work = _three_step_command(tmp_path)
     train = customize_training.train_adapter
     with monkeypatch.context() as patched:
         patched.setattr(customize_training, "train_adapter",
@@ -221,15 +226,7 @@ def test_a_diverged_run_leaves_no_checkpoints_so_a_lower_lr_can_run(tmp_path, ca
     # its --resume (other settings)
     import gen1.training.customize as customize_training
     from gen1.cli import main
-
-    from PIL import Image
-
-    images = tmp_path / "images"
-    images.mkdir()
-    for i in range(2):
-        Image.new("RGB", (64, 64), (40 * i, 90, 200)).save(images / f"{i}.png")
-    out, work = tmp_path / "a.safetensors", tmp_path / "a.safetensors.work"
-    command = ["customize", "--images", str(images), "--out", str(out), "--steps", "3", "--size", "64"]
+    command, out, work = _three_step_command(tmp_path)
     train = customize_training.train_adapter
     with monkeypatch.context() as patched:  # a checkpoint after step 1, then the loss is NaN at step 2
         import dataclasses
@@ -251,17 +248,17 @@ def test_a_diverged_run_leaves_no_checkpoints_so_a_lower_lr_can_run(tmp_path, ca
 def test_the_checkpoint_key_names_every_model_part(tmp_path):
     from types import SimpleNamespace
 
-    from gen1.commands.customize import _model_parts
+    from gen1.commands._models import model_parts
     from gen1.model_sources import ModelSource
 
     model, other = tmp_path / "model", tmp_path / "other-depth"
     model.mkdir()
     other.mkdir()
     source = ModelSource(model_dir=model)
-    plain = _model_parts(source, SimpleNamespace(depth_model=None, content_model=None))
-    depth = _model_parts(source, SimpleNamespace(depth_model=str(other), content_model=None))
-    hub = _model_parts(source, SimpleNamespace(depth_model=None, content_model="openai/clip-vit-large-patch14"))
+    plain = model_parts(source, SimpleNamespace(depth_model=None, content_model=None))
+    depth = model_parts(source, SimpleNamespace(depth_model=str(other), content_model=None))
+    hub = model_parts(source, SimpleNamespace(depth_model=None, content_model="openai/clip-vit-large-patch14"))
     assert len({plain, depth, hub}) == 3  # another encoder is another run
     public = ModelSource(base=model, motion_adapter=tmp_path / "m", controlnet=tmp_path / "c")
-    assert _model_parts(public, SimpleNamespace()) != _model_parts(
+    assert model_parts(public, SimpleNamespace()) != model_parts(
         ModelSource(base=model, motion_adapter=tmp_path / "m", controlnet=tmp_path / "c2"), SimpleNamespace())

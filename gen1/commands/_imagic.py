@@ -21,6 +21,7 @@ import sys
 from pathlib import Path
 
 from gen1.checks import check_integer, check_number
+from gen1.commands._models import model_parts
 
 #: The flags of the images mode that --imagic does not take (it fine-tunes a LoRA on one clip).
 IMAGES_ONLY = (("--images", "images"), ("--full", "full"), ("--batch-size", "batch_size"),
@@ -122,6 +123,21 @@ def _read_clip(args):
     return video_to_tensor(clip)[0]
 
 
+def report_interrupted(stop: BaseException, work: Path) -> int:
+    """Tell how a customisation (images or Imagic) stopped on Ctrl-C or SIGTERM and how to go on; the exit status.
+    ``stop``: :class:`gen1.training.interrupt.TrainingInterrupted` (stopped after a step, with a checkpoint) or a
+    ``KeyboardInterrupt`` (a second Ctrl-C, or one before training began)."""
+    from gen1.training.interrupt import TrainingInterrupted  # lazy: keeps this module's import light
+
+    if isinstance(stop, TrainingInterrupted):
+        print(f"gen1 customize: interrupted after step {stop.step}; checkpoint saved: {stop.checkpoint}\n"
+              "resume with: the same command and --resume", file=sys.stderr)
+    else:
+        print(f"gen1 customize: stopped at once (a second Ctrl-C, or one before training began); the last "
+              f"checkpoint, if any, is in '{work}': resume with the same command and --resume", file=sys.stderr)
+    return 130
+
+
 def work_dir(out: Path) -> Path:
     """The folder of a customisation's checkpoints beside its ``--out`` (``OUT.work``)."""
     return out.with_name(out.name + ".work")
@@ -180,17 +196,11 @@ def run_imagic(args, check_model, size_from_model) -> int:
     from gen1.training.imagic import ImagicRun  # lazy: keeps this module's import light (no torch when it loads)
     from gen1.training.interrupt import TrainingInterrupted  # lazy: keeps this module's import light
 
-    run = ImagicRun(pipe, frames, args.prompt, settings, work, device=device, model=str(source.describe()))
+    run = ImagicRun(pipe, frames, args.prompt, settings, work, device=device, model=model_parts(source, args))
     try:
         result = run.run(resume=args.resume)
-    except TrainingInterrupted as stop:
-        print(f"gen1 customize: interrupted after step {stop.step}; checkpoint saved: {stop.checkpoint}\n"
-              "resume with: the same command and --resume", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print(f"gen1 customize: stopped at once (a second Ctrl-C); the last checkpoint, if any, is in '{work}': "
-              "resume with the same command and --resume", file=sys.stderr)
-        return 130
+    except (TrainingInterrupted, KeyboardInterrupt) as stop:
+        return report_interrupted(stop, work)
     path = save_imagic_adapter(pipe.unet, out, optimised=result.optimised, target=result.target,
                                info=result.info(args.prompt, pipe.route.description, settings))
     shutil.rmtree(work, ignore_errors=True)

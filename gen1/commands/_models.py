@@ -14,6 +14,9 @@ against the base); :func:`load_model` then loads.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 NAME_HELP = "a local path or a Hub repo id"
 
 
@@ -50,3 +53,16 @@ def model_flags(args) -> list[str]:
         return [word for flag, name in public if getattr(args, name, None) is not None
                 for word in (flag, str(getattr(args, name)))]
     return ["--model", str(args.model)] if getattr(args, "model", None) is not None else []
+
+
+def model_parts(source, args) -> str:
+    """Every part of the model a customisation (images or Imagic) trains against, as resolved paths (the folder or
+    the public parts, an IP-Adapter or LoRA applied, the depth and content encoders given): a checkpoint resumed
+    with another encoder, ControlNet or motion adapter would go on from inputs drawn differently. A Hub id the
+    command resolves later stays as given."""
+    parts = {name: str(Path(value).resolve()) for name, value in vars(source).items() if isinstance(value, Path)}
+    for flag in ("depth_model", "content_model"):
+        value = getattr(args, flag, None)
+        if value is not None:
+            parts[f"--{flag.replace('_', '-')}"] = str(Path(value).resolve()) if Path(value).exists() else str(value)
+    return json.dumps(parts, sort_keys=True)

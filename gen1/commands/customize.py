@@ -19,16 +19,15 @@ one after the current step and exits with 130; the same command with ``--resume`
 
 from __future__ import annotations
 
-import json
 import sys
 import warnings
 from pathlib import Path
 
 from gen1.checks import check_integer, check_model_files, check_number, check_seed, seed_value
 from gen1.commands._common import add_threads_argument, apply_threads, check_output_file
-from gen1.commands._imagic import (add_imagic_arguments, check_work_dir, refuse_imagic_flags, run_imagic,
-                                   work_dir)
-from gen1.commands._models import NAME_HELP
+from gen1.commands._imagic import (add_imagic_arguments, check_work_dir, refuse_imagic_flags, report_interrupted,
+                                   run_imagic, work_dir)
+from gen1.commands._models import NAME_HELP, model_parts
 
 FALLBACK_SIZE = 256  # --size for a model that records no trained size (gen1.model_defaults)
 
@@ -245,20 +244,14 @@ def run(args) -> int:
         from gen1.hub import resolve_encoders  # lazy: keeps this module's import light (no torch when it loads)
 
         args.depth_model, args.content_model = resolve_encoders(args.depth_model, args.content_model)
-    key = fingerprint(paths, args.size, settings, _model_parts(source, args), args.prompt or "")
+    key = fingerprint(paths, args.size, settings, model_parts(source, args), args.prompt or "")
     try:
         unet, losses = train(args, source, paths, settings, device, work_dir=work, resume=args.resume, key=key)
     except TrainingDiverged:
         shutil.rmtree(work, ignore_errors=True)  # a resume would diverge again; a lower --lr is another run
         raise
-    except TrainingInterrupted as stop:
-        print(f"gen1 customize: interrupted after step {stop.step}; checkpoint saved: {stop.checkpoint}\n"
-              "resume with: the same command and --resume", file=sys.stderr)
-        return 130
-    except KeyboardInterrupt:
-        print(f"gen1 customize: stopped at once (a second Ctrl-C, or one before training began); the last "
-              f"checkpoint, if any, is in '{work}': resume with the same command and --resume", file=sys.stderr)
-        return 130
+    except (TrainingInterrupted, KeyboardInterrupt) as stop:
+        return report_interrupted(stop, work)
     try:
         path = save_adapter(unet, args.out)  # atomic: a Ctrl-C here leaves --out as it was
     except KeyboardInterrupt:
@@ -269,19 +262,6 @@ def run(args) -> int:
     print(f"trained on {len(paths)} images for {settings.steps} steps ({loss_summary(losses)}); "
           f"adapter {path} ({path.stat().st_size / 1024:.1f} KiB)")
     return 0
-
-
-def _model_parts(source, args) -> str:
-    """Every part of the model a customisation trains against, as resolved paths (the folder or the public parts,
-    an IP-Adapter or LoRA applied, the depth and content encoders given): a checkpoint resumed with another
-    encoder, ControlNet or motion adapter would go on from inputs drawn differently. A Hub id the command resolves
-    later stays as given."""
-    parts = {name: str(Path(value).resolve()) for name, value in vars(source).items() if isinstance(value, Path)}
-    for flag in ("depth_model", "content_model"):
-        value = getattr(args, flag, None)
-        if value is not None:
-            parts[f"--{flag.replace('_', '-')}"] = str(Path(value).resolve()) if Path(value).exists() else str(value)
-    return json.dumps(parts, sort_keys=True)
 
 
 def loss_summary(losses: list[float]) -> str:

@@ -315,23 +315,22 @@ def _check_limits(clip, limits: ClipLimits) -> None:
                           f"{limits.max_seconds:g} s at once: {advice}")
 
 
-def _read_media(path: str, clip_args: dict, size: int, clip, max_pixels: int | None = None):
+def _read_media(path: str, clip_args: dict, size: int, clip, max_pixels: int | None = None, mask: bool = True):
     """uint8 frames (F, H, W, 3) from a mask image (one frame, at most ``max_pixels``; one with transparency is
     read as its alpha: :func:`gen1.media.images.alpha_mask`), an image folder, or a video
     sampled at the times of the clip's frames (:func:`gen1.media.read_video_at`): frame ``i`` is what the video
     shows when ``clip``'s frame ``i`` is shown, whatever its frame rate (the docs: 'read on the source's
-    timeline'; a one-frame video is one mask for every frame, as an image is); and the video's frame rate (None
-    for images). A video that ends early gives fewer frames
-    (:func:`_check_covers` refuses them)."""
+    timeline'; a one-frame video is one mask for every frame, as an image is; a mask video's transparent frames are
+    read as their alpha too); and the video's frame rate (None for images). A video that ends early gives fewer
+    frames (:func:`_check_covers` refuses them). ``mask=False``: a depth video, read by its colours."""
     # lazy: keeps this module's import light (no torch when it loads)
     from gen1.media import is_image_path, read_frames_or_images, read_video, read_video_at
 
     if Path(path).is_dir() or is_image_path(path) or not Path(path).exists():
         return read_frames_or_images(path, size=size, max_pixels=max_pixels, mask=True, **clip_args), None
-    first = read_video(path, size=size, max_frames=2)
-    if first.num_frames == 1:  # a one-frame video (a still saved as a GIF): one mask for every frame, as an image
-        return first.frames, None
-    return read_video_at(path, clip.times, size=size)
+    if read_video(path, size=size, max_frames=2).num_frames == 1:  # a still saved as a GIF: one for every frame
+        return read_video_at(path, [0.0], size=size, alpha=mask)[0], None
+    return read_video_at(path, clip.times, size=size, alpha=mask)
 
 
 def _check_covers(flag: str, frames, fps, clip) -> None:
@@ -437,7 +436,7 @@ def _user_depth(request: EditRequest, clip_args: dict, clip, max_pixels: int | N
     if Path(request.depth).suffix.lower() in VIDEO_SUFFIXES:
         with errors_naming("--depth"):
             check_depth_shape(_media_size(request.depth), video_size, frames_size=(clip.height, clip.width))
-            frames, fps = _read_media(request.depth, clip_args, request.size, clip)
+            frames, fps = _read_media(request.depth, clip_args, request.size, clip, mask=False)
         _check_covers("--depth", frames, fps, clip)  # outside errors_naming: its message names --depth
         depth = load_structure(frames, invert=request.depth_invert)
     else:

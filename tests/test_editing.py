@@ -282,6 +282,42 @@ def test_a_mask_with_transparency_is_read_as_its_alpha(clips_dir, tmp_path):
         for mask in (read_inputs(request).mask, mask_to_tensor(tmp_path / f"{name}.png"),
                      mask_to_tensor(Image.fromarray(pixels, "RGBA"))):
             assert np.array_equal(mask[0, 0].numpy() > 0.5, subject), name
+    faint = strokes.copy()
+    faint[subject, 3] = 100  # painted at alpha 100, as a soft brush leaves it: the web app's drawing takes it all
+    stray = opaque.copy()
+    stray[0, 0, 3] = 254  # one pixel not quite opaque does not turn a black-and-white mask into an alpha mask
+    Image.fromarray(faint, "RGBA").save(tmp_path / "faint.png")
+    Image.fromarray(stray, "RGBA").save(tmp_path / "stray.png")
+    for name in ("faint", "stray"):
+        assert np.array_equal(mask_to_tensor(tmp_path / f"{name}.png")[0, 0].numpy() > 0.5, subject), name
+    frames = [Image.fromarray(pixels, "RGBA") for pixels in (strokes, strokes)]  # a GIF mask with transparency
+    frames[0].save(tmp_path / "strokes.gif", save_all=True, append_images=frames[1:], duration=[100, 100],
+                   disposal=2, transparency=0)
+    request = EditRequest(input=str(clips_dir / "wolf.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
+                          mask=str(tmp_path / "strokes.gif"), size=64, max_frames=2)
+    assert np.array_equal(read_inputs(request).mask[0, 0].numpy() > 0.5, subject)
+
+
+def test_a_video_with_frames_held_unevenly_is_read_at_what_it_shows(tmp_path):
+    # read_video_at took every frame as lasting 1/fps: a GIF that holds a frame (0.5 s, then 0.1 s each) gave a
+    # later frame at 0.45 s and refused times its first frame still covered
+    from PIL import Image
+
+    from gen1.media import read_video_at
+
+    frames = []
+    for index in range(6):
+        pixels = np.zeros((16, 48, 3), np.uint8)
+        pixels[:, 8 * index:8 * index + 8] = 255  # frame k lights columns 8k..8k+7
+        frames.append(Image.fromarray(pixels))
+    frames[0].save(tmp_path / "held.gif", save_all=True, append_images=frames[1:], duration=[500, 100, 100, 100, 100,
+                                                                                               100])
+    times = np.array([0.0, 0.3, 0.45, 0.55, 0.65, 0.95, 1.05])
+    shown, _ = read_video_at(tmp_path / "held.gif", times)
+    lit = [int(np.argmax(frame[8].mean(axis=-1) > 127)) // 8 for frame in shown]
+    assert lit == [0, 0, 0, 1, 2, 5]  # 1.05 s: after the last frame's 0.1 s, not covered
+    late, _ = read_video_at(tmp_path / "held.gif", np.array([0.45, 0.55]))  # starting inside the held frame
+    assert [int(np.argmax(frame[8].mean(axis=-1) > 127)) // 8 for frame in late] == [0, 1]
 
 
 def test_a_direction_text_starting_with_a_dash_is_written_as_a_value_the_encoder_reads_alike(bundled_pipe):

@@ -126,15 +126,17 @@ def read_image(path: str | os.PathLike, *, what: str = "image file", max_pixels:
 
 
 def alpha_mask(image) -> np.ndarray | None:
-    """A PIL image's alpha as ``uint8 (H, W)`` when it has transparency somewhere, else ``None``.
+    """A PIL image's region by its alpha, ``uint8 (H, W)``: 255 where it is not transparent, 0 where it is; ``None``
+    when no pixel is fully transparent.
 
     A mask painted on a transparent layer, or cut out of a frame (the subject opaque, the rest transparent), marks
-    its region by its alpha, as the web app's drawing does: composited over white (:func:`read_image`) it would
-    be white everywhere, or the cut-out inverted. An image opaque everywhere is read by its grey values."""
+    its region by its alpha, as the web app's drawing does (every painted pixel, however faint): composited over
+    white (:func:`read_image`) it would be white everywhere, or the cut-out inverted. An image with no transparent
+    pixel (opaque, or a stray pixel at 254) is read by its grey values."""
     if image.mode not in ("RGBA", "LA", "PA") and not (image.mode == "P" and "transparency" in image.info):
         return None
     alpha = np.asarray(image.convert("RGBA"), dtype=np.uint8)[..., 3]
-    return None if int(alpha.min()) == 255 else np.ascontiguousarray(alpha)
+    return None if int(alpha.min()) > 0 else np.where(alpha > 0, 255, 0).astype(np.uint8)
 
 
 def read_depth_image(path: str | os.PathLike, *, max_pixels: int | None = None) -> np.ndarray:

@@ -191,15 +191,19 @@ def display_width(width: int, aspect: Fraction) -> int:
     return width if aspect == 1 or width <= 0 else max(1, round(width * aspect))
 
 
-def _rgb_shown(frame, aspect: Fraction) -> np.ndarray:
+def _rgb_shown(frame, aspect: Fraction, channel: str = "rgb") -> np.ndarray:
     """A decoded PyAV ``frame`` as ``uint8 (1, H, W, 3)`` RGB as shown: scaled to square pixels (its display width,
-    area averaging to narrow, bicubic to widen) and turned upright."""
+    area averaging to narrow, bicubic to widen) and turned upright. ``channel="alpha"``: its alpha instead (255 where
+    the frame has none), ``(1, H, W, 1)``."""
+    format_name = "rgb24" if channel == "rgb" else "rgba"
     if aspect == 1:
-        rgb = frame.to_ndarray(format="rgb24")
+        array = frame.to_ndarray(format=format_name)
     else:
-        rgb = frame.to_ndarray(format="rgb24", width=display_width(frame.width, aspect), height=frame.height,
-                               interpolation="AREA" if aspect < 1 else "BICUBIC")
-    return upright(rgb[None], quarter_turns(frame))
+        array = frame.to_ndarray(format=format_name, width=display_width(frame.width, aspect), height=frame.height,
+                                 interpolation="AREA" if aspect < 1 else "BICUBIC")
+    if channel != "rgb":
+        array = np.ascontiguousarray(array[..., 3:])
+    return upright(array[None], quarter_turns(frame))
 
 
 def quarter_turns(frame) -> int:
@@ -495,22 +499,61 @@ def frame_size(path: str | os.PathLike) -> tuple[int, int]:
     return probe.height, probe.width
 
 
-def read_video_at(path: str | os.PathLike, times, *, size: int | None = None) -> tuple[np.ndarray, Fraction]:
+def read_video_at(path: str | os.PathLike, times, *, size: int | None = None,
+                  alpha: bool = False) -> tuple[np.ndarray, Fraction]:
     """The frames of a video shown at ``times`` (seconds from its stream start, ascending): for each, the last frame
     at or before it, as a player shows it; and the video's frame rate.
 
     This puts a video made at another frame rate (a mask, a depth video) on another clip's timeline: frame ``i`` is
-    what the video shows at ``times[i]``. A video that ends earlier covers only the first times (a frame is shown
-    for ``1 / fps`` seconds): the frames returned are fewer than ``times``, none when it ends before the first.
+    what the video shows at ``times[i]``. Frames are held for as long as the file says (a GIF holds a frame that did
+    not change; a variable-frame-rate video spaces its frames unevenly), the last one until the stream ends. A video
+    that ends earlier covers only the first times: the frames returned are fewer than ``times``, none when it ends
+    before the first. ``alpha`` (a mask): a frame with transparent pixels is read as its alpha, as
+    :func:`gen1.media.images.alpha_mask` reads an image (white where it is not transparent, black elsewhere).
     """
+    import av  # lazy: av is heavy and only this path needs it
+
     path = existing_file(path, "video file")
     times = np.asarray(times, dtype=np.float64)
     probe = _probe(path)
-    frame_seconds = 1.0 / float(probe.fps)
-    first = max(0.0, float(times[0]) - frame_seconds)  # the frame shown at times[0] may begin up to a frame earlier
-    if probe.duration is not None and probe.duration > 0 and first >= probe.duration:
+    shown: list[np.ndarray] = []
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        tb, origin = stream.time_base, stream.start_time or 0
+        if times[0] > 0 and tb is not None:  # the frame on screen at times[0] begins at or after this keyframe
+            with contextlib.suppress(av.FFmpegError):
+                container.seek(origin + int(times[0] / tb), stream=stream, backward=True)
+        on_screen, start, end, index = None, 0.0, 0.0, 0
+        try:
+            for frame in container.decode(stream):
+                timed = frame.pts is not None and tb is not None
+                start = float((frame.pts - origin) * tb) if timed else end
+                while index < len(times) and on_screen is not None and start > times[index] + TIME_EPS:
+                    shown.append(on_screen)  # still on screen at times[index]
+                    index += 1
+                if index == len(times):
+                    break
+                on_screen = _shown_frame(frame, probe, size, alpha)
+                held = float(frame.duration * tb) if timed and frame.duration else 1.0 / float(probe.fps)
+                end = start + held
+        except av.FFmpegError as err:
+            raise ValueError(f"video '{path}' is corrupt or truncated: decoding failed ({err})") from None
+    if on_screen is not None and index < len(times):  # the last frame, held until the stream ends
+        end = max(end, probe.duration or 0.0)
+        while index < len(times) and times[index] < end - TIME_EPS:
+            shown.append(on_screen)
+            index += 1
+    if not shown:
         return np.zeros((0, 0, 0, 3), np.uint8), probe.fps
-    clip = read_video(path, size=size, start=first, duration=float(times[-1]) - first + 2 * TIME_EPS)
-    shown = np.searchsorted(clip.times, times + TIME_EPS, side="right") - 1
-    covered = times < clip.times[-1] + frame_seconds - TIME_EPS
-    return clip.frames[np.maximum(shown, 0)[covered]], probe.fps
+    return np.concatenate(shown), probe.fps
+
+
+def _shown_frame(frame, probe: _Probe, size: int | None, alpha: bool) -> np.ndarray:
+    """A decoded PyAV ``frame`` as ``uint8 (1, H, W, 3)`` as shown (:func:`_rgb_shown`), resized to ``size``; with
+    ``alpha``, one with transparent pixels as its alpha (white where not transparent)."""
+    rgb = _rgb_shown(frame, probe.pixel_aspect)
+    if alpha:
+        opacity = _rgb_shown(frame, probe.pixel_aspect, channel="alpha")
+        if int(opacity.min()) == 0:
+            rgb = np.repeat(np.where(opacity > 0, 255, 0).astype(np.uint8), 3, axis=-1)
+    return rgb if size is None else resize_frames(rgb, size)

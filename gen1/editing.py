@@ -330,7 +330,23 @@ def _read_media(path: str, clip_args: dict, size: int, clip, max_pixels: int | N
         return read_frames_or_images(path, size=size, max_pixels=max_pixels, mask=True, **clip_args), None
     if read_video(path, size=size, max_frames=2).num_frames == 1:  # a still saved as a GIF: one for every frame
         return read_video_at(path, [0.0], size=size, alpha=mask)[0], None
-    return read_video_at(path, clip.times, size=size, alpha=mask)
+    return read_video_at(path, _frame_for_frame(path, clip), size=size, alpha=mask)
+
+
+def _frame_for_frame(path: str, clip):
+    """The times of ``clip``'s frames on the timeline of the mask or depth video ``path``: the same times, unless the
+    video has exactly as many frames as the clip's whole video at another frame rate. Then it is taken frame for
+    frame (a depth tool's output written at its own fixed rate, which matched frame by frame before masks and depth
+    were read by time), its times scaled by the two rates."""
+    import numpy as np  # lazy: keeps this module's import light
+
+    from gen1.media import frame_count_and_rate  # lazy: keeps this module's import light (no torch when it loads)
+
+    count, rate = frame_count_and_rate(path)
+    source_count, source_rate = frame_count_and_rate(clip.path)
+    if count and count == source_count and abs(float(rate) - float(source_rate)) > 1e-3:
+        return np.asarray(clip.times, dtype=np.float64) * float(source_rate) / float(rate)
+    return clip.times
 
 
 def _check_covers(flag: str, frames, fps, clip) -> None:

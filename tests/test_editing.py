@@ -259,6 +259,10 @@ def test_a_mask_or_depth_video_at_another_frame_rate_is_read_at_the_edited_frame
     with pytest.raises(ValueError, match=rf"^--{flag} has 8 frames but the video has 12 \(--{flag} is 10 fps and "
                        r"the edited frames 20 fps: it is read at their times, and ends after 8 of them\)"):
         read("short.mp4")
+    # as many frames as the source at another rate (a depth tool's fixed-rate output): frame for frame, as before
+    write_video(tmp_path / "same_count.mp4", bars(12, 1), 25)
+    assert read("same_count.mp4", start=0.25, max_frames=3) == [20, 24, 28]
+    assert read("same_count.mp4") == [4 * j for j in range(12)]
 
 
 def test_a_mask_with_transparency_is_read_as_its_alpha(clips_dir, tmp_path):

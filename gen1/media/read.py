@@ -492,6 +492,12 @@ def stream_seconds(stream, container) -> float | None:
     return None
 
 
+def frame_count_and_rate(path: str | os.PathLike) -> tuple[int, Fraction]:
+    """A video's frame count as its container lists it (0 when it does not) and its frame rate, from its header."""
+    probe = _probe(Path(path))
+    return probe.num_frames, probe.fps
+
+
 def frame_size(path: str | os.PathLike) -> tuple[int, int]:
     """``(height, width)`` of a video's frames as shown (upright, in square pixels), from its header and its first
     frame."""

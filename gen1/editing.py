@@ -335,18 +335,19 @@ def _read_media(path: str, clip_args: dict, size: int, clip, max_pixels: int | N
 
 def _frame_for_frame(path: str, clip):
     """The times of ``clip``'s frames on the timeline of the mask or depth video ``path``: the same times, unless the
-    video has exactly as many frames as the clip's whole video at another frame rate. Then it is taken frame for
-    frame (a depth tool's output written at its own fixed rate, which matched frame by frame before masks and depth
-    were read by time), its times scaled by the two rates."""
+    video has exactly as many frames as the clip's whole video. Then it is taken frame for frame (made for this
+    clip: a depth tool's output written at its own fixed rate, which matched frame by frame before masks and depth
+    were read by time): edited frame ``i``, frame ``k`` of its video, takes the video's frame ``k``, whatever the
+    rates and however unevenly either spaces its frames (packet timestamps, demuxed, not decoded)."""
     import numpy as np  # lazy: keeps this module's import light
 
-    from gen1.media import frame_count_and_rate  # lazy: keeps this module's import light (no torch when it loads)
+    from gen1.media import frame_times  # lazy: keeps this module's import light (no torch when it loads)
 
-    count, rate = frame_count_and_rate(path)
-    source_count, source_rate = frame_count_and_rate(clip.path)
-    if count and count == source_count and abs(float(rate) - float(source_rate)) > 1e-3:
-        return np.asarray(clip.times, dtype=np.float64) * float(source_rate) / float(rate)
-    return clip.times
+    own, source = frame_times(path), frame_times(clip.path)
+    if len(own) == 0 or len(own) != len(source):
+        return clip.times
+    index = np.clip(np.searchsorted(source, np.asarray(clip.times) - 1e-4), 0, len(source) - 1)
+    return own[index]
 
 
 def _check_covers(flag: str, frames, fps, clip) -> None:

@@ -263,6 +263,12 @@ def test_a_mask_or_depth_video_at_another_frame_rate_is_read_at_the_edited_frame
     write_video(tmp_path / "same_count.mp4", bars(12, 1), 25)
     assert read("same_count.mp4", start=0.25, max_frames=3) == [20, 24, 28]
     assert read("same_count.mp4") == [4 * j for j in range(12)]
+    if flag == "mask":  # frames held unevenly (80 and 20 ms by turns, 20 fps on average): frame k for frame k
+        from PIL import Image
+
+        still = [Image.fromarray(frame) for frame in bars(12, 1)]
+        still[0].save(tmp_path / "uneven.gif", save_all=True, append_images=still[1:], duration=[80, 20] * 6)
+        assert read("uneven.gif") == [4 * j for j in range(12)]
 
 
 def test_a_mask_with_transparency_is_read_as_its_alpha(clips_dir, tmp_path):
@@ -300,6 +306,18 @@ def test_a_mask_with_transparency_is_read_as_its_alpha(clips_dir, tmp_path):
     request = EditRequest(input=str(clips_dir / "wolf.mp4"), output=str(tmp_path / "o.mp4"), prompt=("x",),
                           mask=str(tmp_path / "strokes.gif"), size=64, max_frames=2)
     assert np.array_equal(read_inputs(request).mask[0, 0].numpy() > 0.5, subject)
+    painted = np.zeros((64, 64, 4), np.uint8)  # black paint, the second frame painted whole (the subject fills it)
+    painted[subject, 3] = 255
+    whole = np.zeros((64, 64, 4), np.uint8)
+    whole[..., 3] = 255
+    frames = [Image.fromarray(pixels, "RGBA") for pixels in (painted, whole, painted)]
+    frames[0].save(tmp_path / "moving.gif", save_all=True, append_images=frames[1:], duration=[100] * 3, disposal=2)
+    for mask in (mask_to_tensor(tmp_path / "moving.gif"),  # the Python API's path too
+                 read_inputs(EditRequest(input=str(clips_dir / "wolf.mp4"), output=str(tmp_path / "o.mp4"),
+                                         prompt=("x",), mask=str(tmp_path / "moving.gif"), size=64, fps=10,
+                                         max_frames=3)).mask):
+        assert np.array_equal(mask[0, 0].numpy() > 0.5, subject)
+        assert bool((mask[1] > 0.5).all())  # by its alpha, decided for the video, not frame by frame
 
 
 def test_a_video_with_frames_held_unevenly_is_read_at_what_it_shows(tmp_path):

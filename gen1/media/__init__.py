@@ -28,7 +28,7 @@ from gen1.media.checks import (
 )
 from gen1.media.frames import check_uint8_frames, to_uint8_frames, unit_to_uint8
 from gen1.media.images import read_frames_or_images, read_image
-from gen1.media.read import VideoClip, frame_count_and_rate, frame_size, read_video, read_video_at
+from gen1.media.read import VideoClip, frame_size, frame_times, read_video, read_video_at
 from gen1.media.resize import (MAX_SIZE, check_size, fit_float_frames, fit_frames, fit_tensor, resize_frames,
                                resized_shape)
 from gen1.media.write import write_video
@@ -45,8 +45,8 @@ __all__ = [
     "fit_frames",
     "fit_float_frames",
     "fit_tensor",
-    "frame_count_and_rate",
     "frame_size",
+    "frame_times",
     "is_image_path",
     "natural_key",
     "read_frames_or_images",

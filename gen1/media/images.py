@@ -32,7 +32,7 @@ from gen1.media.checks import (
     is_image_path,
     natural_key,
 )
-from gen1.media.read import read_video
+from gen1.media.read import read_video, read_video_at
 from gen1.media.resize import check_size, resize_frames
 
 MAX_IMAGE_PIXELS = 8192 * 8192  # 67 megapixels: 4x MAX_SIZE squared; 200 MB as RGB, 256 MB as float32 depth
@@ -189,7 +189,10 @@ def read_frames_or_images(
     size = None if size is None else check_size(size)
     if not path.is_dir() and not is_image_path(path):
         clip_args = dict(stride=stride, target_fps=target_fps, start=start, duration=duration)
-        return read_video(path, max_frames=max_frames, size=size, **clip_args).frames
+        clip = read_video(path, max_frames=max_frames, size=size, **clip_args)
+        if mask:  # the same frames, a video with transparency read by its alpha (a GIF painted on a clear layer)
+            return read_video_at(path, clip.times, size=size, alpha=True)[0]
+        return clip.frames
     if path.is_dir():
         files = sorted((p for p in path.iterdir() if p.is_file() and is_image_path(p)), key=natural_key)
         if not files:

@@ -492,10 +492,17 @@ def stream_seconds(stream, container) -> float | None:
     return None
 
 
-def frame_count_and_rate(path: str | os.PathLike) -> tuple[int, Fraction]:
-    """A video's frame count as its container lists it (0 when it does not) and its frame rate, from its header."""
-    probe = _probe(Path(path))
-    return probe.num_frames, probe.fps
+def frame_times(path: str | os.PathLike) -> np.ndarray:
+    """The presentation time of every frame of a video (seconds from its stream start, ascending), from its packets'
+    timestamps: demuxed, not decoded. Frames without a timestamp are left out."""
+    import av  # lazy: av is heavy and only this path needs it
+
+    path = existing_file(path, "video file")
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        tb, origin = stream.time_base, stream.start_time or 0
+        stamps = [packet.pts for packet in container.demux(stream) if packet.pts is not None and packet.size]
+    return np.sort(np.asarray([float((pts - origin) * tb) for pts in stamps], dtype=np.float64))
 
 
 def frame_size(path: str | os.PathLike) -> tuple[int, int]:
@@ -514,52 +521,62 @@ def read_video_at(path: str | os.PathLike, times, *, size: int | None = None,
     what the video shows at ``times[i]``. Frames are held for as long as the file says (a GIF holds a frame that did
     not change; a variable-frame-rate video spaces its frames unevenly), the last one until the stream ends. A video
     that ends earlier covers only the first times: the frames returned are fewer than ``times``, none when it ends
-    before the first. ``alpha`` (a mask): a frame with transparent pixels is read as its alpha, as
-    :func:`gen1.media.images.alpha_mask` reads an image (white where it is not transparent, black elsewhere).
+    before the first. ``alpha`` (a mask): a video with transparent pixels in some frame is read as its alpha in
+    every frame, as :func:`gen1.media.images.alpha_mask` reads an image (white where it is not transparent, black
+    elsewhere; decided once, so a frame the painted subject fills whole stays the region). FFmpeg's own VP9 decoder
+    drops a WebM's alpha: such a mask reads as its colours.
     """
     import av  # lazy: av is heavy and only this path needs it
 
     path = existing_file(path, "video file")
     times = np.asarray(times, dtype=np.float64)
     probe = _probe(path)
-    shown: list[np.ndarray] = []
+    shown: list[tuple] = []  # per time: the frame on screen (_shown_frame)
     with av.open(str(path)) as container:
         stream = container.streams.video[0]
         tb, origin = stream.time_base, stream.start_time or 0
         if times[0] > 0 and tb is not None:  # the frame on screen at times[0] begins at or after this keyframe
             with contextlib.suppress(av.FFmpegError):
                 container.seek(origin + int(times[0] / tb), stream=stream, backward=True)
-        on_screen, start, end, index = None, 0.0, 0.0, 0
+        on_screen, converted, start, end, index = None, None, 0.0, 0.0, 0
         try:
             for frame in container.decode(stream):
                 timed = frame.pts is not None and tb is not None
                 start = float((frame.pts - origin) * tb) if timed else end
                 while index < len(times) and on_screen is not None and start > times[index] + TIME_EPS:
-                    shown.append(on_screen)  # still on screen at times[index]
+                    converted = converted or _shown_frame(on_screen, probe, size, alpha)  # a frame shown, converted
+                    shown.append(converted)  # still on screen at times[index]
                     index += 1
                 if index == len(times):
                     break
-                on_screen = _shown_frame(frame, probe, size, alpha)
+                on_screen, converted = frame, None
                 held = float(frame.duration * tb) if timed and frame.duration else 1.0 / float(probe.fps)
                 end = start + held
         except av.FFmpegError as err:
             raise ValueError(f"video '{path}' is corrupt or truncated: decoding failed ({err})") from None
     if on_screen is not None and index < len(times):  # the last frame, held until the stream ends
         end = max(end, probe.duration or 0.0)
+        converted = converted or _shown_frame(on_screen, probe, size, alpha)
         while index < len(times) and times[index] < end - TIME_EPS:
-            shown.append(on_screen)
+            shown.append(converted)
             index += 1
     if not shown:
         return np.zeros((0, 0, 0, 3), np.uint8), probe.fps
-    return np.concatenate(shown), probe.fps
+    by_alpha = any(transparent for _, _, transparent in shown)  # decided once for the whole video
+    return np.concatenate([region if by_alpha else rgb for rgb, region, _ in shown]), probe.fps
 
 
-def _shown_frame(frame, probe: _Probe, size: int | None, alpha: bool) -> np.ndarray:
-    """A decoded PyAV ``frame`` as ``uint8 (1, H, W, 3)`` as shown (:func:`_rgb_shown`), resized to ``size``; with
-    ``alpha``, one with transparent pixels as its alpha (white where not transparent)."""
+def _shown_frame(frame, probe: _Probe, size: int | None, alpha: bool) -> tuple:
+    """A decoded PyAV ``frame`` as shown (:func:`_rgb_shown`), resized to ``size``: ``uint8 (1, H, W, 3)``; with
+    ``alpha``, also its region by alpha (white where it is not transparent) and whether it has a transparent
+    pixel (else None, False)."""
     rgb = _rgb_shown(frame, probe.pixel_aspect)
+    region, transparent = None, False
     if alpha:
         opacity = _rgb_shown(frame, probe.pixel_aspect, channel="alpha")
-        if int(opacity.min()) == 0:
-            rgb = np.repeat(np.where(opacity > 0, 255, 0).astype(np.uint8), 3, axis=-1)
-    return rgb if size is None else resize_frames(rgb, size)
+        transparent = int(opacity.min()) == 0
+        region = np.repeat(np.where(opacity > 0, 255, 0).astype(np.uint8), 3, axis=-1)
+    if size is not None:
+        rgb = resize_frames(rgb, size)
+        region = None if region is None else resize_frames(region, size)
+    return rgb, region, transparent

@@ -324,26 +324,27 @@ def _read_media(path: str, clip_args: dict, size: int, clip, max_pixels: int | N
     read as their alpha too); and the video's frame rate (None for images). A video that ends early gives fewer
     frames (:func:`_check_covers` refuses them). ``mask=False``: a depth video, read by its colours."""
     # lazy: keeps this module's import light (no torch when it loads)
-    from gen1.media import is_image_path, read_frames_or_images, read_video, read_video_at
+    from gen1.media import frame_times, is_image_path, read_frames_or_images, read_video_at
 
     if Path(path).is_dir() or is_image_path(path) or not Path(path).exists():
         return read_frames_or_images(path, size=size, max_pixels=max_pixels, mask=True, **clip_args), None
-    if read_video(path, size=size, max_frames=2).num_frames == 1:  # a still saved as a GIF: one for every frame
-        return read_video_at(path, [0.0], size=size, alpha=mask)[0], None
-    return read_video_at(path, _frame_for_frame(path, clip), size=size, alpha=mask)
+    own = frame_times(path)  # its frames' times, demuxed, not decoded
+    if len(own) == 1:  # a still saved as a GIF: one for every frame
+        return read_video_at(path, own, size=size, alpha=mask)[0], None
+    return read_video_at(path, _frame_for_frame(own, clip), size=size, alpha=mask)
 
 
-def _frame_for_frame(path: str, clip):
-    """The times of ``clip``'s frames on the timeline of the mask or depth video ``path``: the same times, unless the
-    video has exactly as many frames as the clip's whole video. Then it is taken frame for frame (made for this
-    clip: a depth tool's output written at its own fixed rate, which matched frame by frame before masks and depth
-    were read by time): edited frame ``i``, frame ``k`` of its video, takes the video's frame ``k``, whatever the
-    rates and however unevenly either spaces its frames (packet timestamps, demuxed, not decoded)."""
+def _frame_for_frame(own, clip):
+    """The times of ``clip``'s frames on the timeline of a mask or depth video whose frames are at ``own`` times: the
+    same times, unless the video has exactly as many frames as the clip's whole video. Then it is taken frame for
+    frame (made for this clip: a depth tool's output written at its own fixed rate, which matched frame by frame
+    before masks and depth were read by time): edited frame ``i``, frame ``k`` of its video, takes the video's frame
+    ``k``, whatever the rates and however unevenly either spaces its frames (packet timestamps)."""
     import numpy as np  # lazy: keeps this module's import light
 
     from gen1.media import frame_times  # lazy: keeps this module's import light (no torch when it loads)
 
-    own, source = frame_times(path), frame_times(clip.path)
+    source = frame_times(clip.path)
     if len(own) == 0 or len(own) != len(source):
         return clip.times
     index = np.clip(np.searchsorted(source, np.asarray(clip.times) - 1e-4), 0, len(source) - 1)

@@ -84,6 +84,20 @@ def refuse_earlier_checkpoints(work_dir: str | Path, resume_with: str) -> None:
                          "folder to start again")
 
 
+def newest_of_this_run(work_dir: str | Path, key: str, made_from: str) -> Optional[tuple[Path, dict]]:
+    """The newest checkpoint in ``work_dir`` and its saved state (None: there is none), for a run that resumes it
+    (a customisation's, Imagic's): one whose ``fingerprint`` is not ``key`` is refused in one line saying it was made
+    from ``made_from`` (e.g. "other images, model or settings")."""
+    found = list_checkpoints(work_dir)
+    if not found:
+        return None
+    state = _read_state(found[-1])
+    if state.get("fingerprint") != key:
+        raise ValueError(f"the checkpoints in '{work_dir}' were made from {made_from}: give the same ones to resume, "
+                         "or remove that folder to start again")
+    return found[-1], state
+
+
 def check_fresh_output(output_dir: str | Path, resume: Optional[str]) -> None:
     """Refuse to start a new run (``train.resume`` unset) in a folder holding an earlier run's checkpoints or export:
     its export would be replaced and its checkpoints mixed with the new run's (a later ``resume: latest`` would

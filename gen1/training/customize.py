@@ -198,14 +198,11 @@ class _Checkpoints:
 
     def resume(self) -> list[float]:
         """The losses of the newest checkpoint's steps, its weights and optimizer loaded (none: no steps)."""
-        found = ckpt.list_checkpoints(self.work_dir)
-        if not found:
+        newest = ckpt.newest_of_this_run(self.work_dir, self.key, "other images, model or settings")
+        if newest is None:
             return []
-        state = ckpt._read_state(found[-1])
-        if state.get("fingerprint") != self.key:
-            raise ValueError(f"the checkpoints in '{self.work_dir}' were made from other images, model or settings: "
-                             "give the same ones to resume, or remove that folder to start again")
-        ckpt.load_checkpoint(self.accelerator, found[-1], params=self.params, optimizer=self.optimizer,
+        path, state = newest
+        ckpt.load_checkpoint(self.accelerator, path, params=self.params, optimizer=self.optimizer,
                              lr_scheduler=self.lr_scheduler, ema=None)
         return [float(loss) for loss in state["losses"]]
 

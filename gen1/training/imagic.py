@@ -386,17 +386,14 @@ class ImagicRun:
 
     def resume(self, accelerator) -> Optional[dict]:
         """The state of the newest checkpoint in the work folder (None: there is none); its phase set up."""
-        found = ckpt.list_checkpoints(self.work_dir)
-        if not found:
+        newest = ckpt.newest_of_this_run(self.work_dir, self.key, "another clip, text, model or settings")
+        if newest is None:
             return None
-        saved = ckpt._read_state(found[-1])
-        if saved.get("fingerprint") != self.key:
-            raise ValueError(f"the checkpoints in '{self.work_dir}' were made from another clip, text, model or "
-                             "settings: give the same ones to resume, or remove that folder to start again")
+        path, saved = newest
         fields_ = {k: saved[k] for k in asdict(_State()) if k in saved}
         fields_["history"] = {k: [tuple(e) for e in v] for k, v in fields_["history"].items()}
         self.state = _State(**fields_)
-        return dict(path=found[-1])
+        return dict(path=path)
 
     def run(self, *, resume: bool = False) -> ImagicResult:
         """Both phases (resumed from the newest checkpoint in the work folder when ``resume``); gradient

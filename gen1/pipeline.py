@@ -738,10 +738,10 @@ class Gen1Pipeline(DiffusionPipeline):
                 give no prompt or reference); :mod:`gen1.masked_edits`.
             erase_strength: an erase starts from the source with its region pre-filled (``erase_fill``)
                 (:func:`gen1.masked_edits.prefilled`), noised to this share of the steps, in (0, 1] (default 0.4,
-                :data:`gen1.masked_edits.ERASE_STRENGTH`; 1 = from pure noise). ``strength`` is not an erase's.
+                :data:`gen1.masked_edits.ERASE_STRENGTH`; 1 = from pure noise). ``strength`` below 1 is refused with it.
             drag_strength: a drag starts from the source with the subject moved and its old place pre-filled
                 (:func:`gen1.drag.moved_frames`), noised to this share of the steps, in (0, 1] (default 0.4,
-                :data:`gen1.drag.DRAG_STRENGTH`; 1 = from pure noise). ``strength`` is not a drag's.
+                :data:`gen1.drag.DRAG_STRENGTH`; 1 = from pure noise). ``strength`` below 1 is refused with it.
             erase_fill: where an erase (and a drag's old place) takes the colours the subject hid before the model
                 redraws them: ``"frames"`` (default, :data:`gen1.masked_edits.ERASE_FILL`): copied from the frames
                 that see them along the background's motion (:mod:`gen1.propagation`), the rest from the

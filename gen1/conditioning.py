@@ -189,3 +189,28 @@ def video_structure(depth: torch.Tensor, level: float, latent_size: tuple[int, i
     structure = depth_to_structure(rearrange(small, "f c h w -> 1 c f h w"), level)
     seen = rearrange((structure + 1.0) / 2.0, "1 c f h w -> f c h w")
     return resize(seen, tuple(depth.shape[-2:])).clamp(0, 1), structure
+
+
+def inpainting_input(latents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """THE inpainting channels of a model that takes them (``VideoUNet(inpainting_input=True)``), shared by training
+    and inference: ``[known, latents * known]``, ``(B, 1 + C, F, h, w)``, for clean ``latents`` ``(B, C, F, h, w)``
+    and the region drawn ``mask`` ``(B, 1, F, h, w)`` (1 inside), ``known = 1 - mask``. Nothing known is all zeros
+    (:func:`nothing_known`), so the channels, added at zero weight, leave an edit without a mask as the model
+    without them made it. The latents are masked on the latent grid: nothing of the region leaks into them."""
+    known = 1 - mask.to(latents.dtype)
+    return torch.cat([known, latents * known], dim=1)
+
+
+def nothing_known(latents: torch.Tensor) -> torch.Tensor:
+    """:func:`inpainting_input` of an edit without a mask, where everything is drawn: zeros ``(B, 1 + C, F, h, w)``."""
+    shape = list(latents.shape)
+    return latents.new_zeros([shape[0], 1 + shape[1], *shape[2:]])
+
+
+def region_on_latent_grid(region: torch.Tensor, latent_size: tuple[int, int]) -> torch.Tensor:
+    """A pixel region ``(F, 1, H, W)`` (> 0.5 inside) as the mask of :func:`inpainting_input` ``(F, 1, h, w)``: a
+    latent cell is drawn when any of its pixels is inside, so the known latents hold nothing of the region."""
+    inside = (region > 0.5).float()
+    if tuple(inside.shape[-2:]) == tuple(latent_size):
+        return inside
+    return F.adaptive_max_pool2d(inside, tuple(latent_size))

@@ -92,6 +92,11 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
             channels (structure channels are then added to ``conv_in``) or already latent + structure
             (SD-2-depth: nothing is added).
         structure_channels: input channels concatenated to the latents (depth: 1).
+        inpainting_input: the model also takes what is known of the clean video, after the structure channels:
+            where the source is known (1; 0 where the model draws) and the source latents there
+            (:func:`gen1.conditioning.inpainting_input`), ``1 + latent`` channels more. A masked edit shows it
+            the source around the region; any other edit tells it nothing is known (all zeros).
+            :meth:`with_inpainting_input` adds these channels to a trained model.
         max_frames: longest clip the frame-position embedding covers.
         content_dim: dimension of the content embeddings callers pass; if it differs from the image UNet's
             ``cross_attention_dim`` a learned ``content_proj`` (Linear) maps it.
@@ -131,6 +136,7 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         motion_adapter_config: Optional[dict] = None,
         ip_adapter_shapes: Optional[dict] = None,
         ip_adapter_scale: float = 1.0,
+        inpainting_input: bool = False,
     ):
         super().__init__()
         if not isinstance(unet_config, Mapping):
@@ -150,6 +156,8 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
                 f"unet_config in_channels={base_in} fits neither the latents alone ({latent}) nor latents + "
                 f"structure_channels ({in_channels}); check structure_channels={structure_channels}"
             )
+        if inpainting_input:
+            in_channels += 1 + latent  # the mask, then the known latents
         self.unet = UNet2DConditionModel(**{**base, "in_channels": in_channels})
         self._frame_context = FrameContext()
         if motion_adapter_config is not None:
@@ -208,6 +216,11 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
     @property
     def in_channels(self) -> int:
         return self.unet.config.in_channels
+
+    @property
+    def inpainting_input(self) -> bool:
+        """Whether the model takes the inpainting channels after its structure (see the class docstring)."""
+        return bool(self.config.get("inpainting_input", False))
 
     @property
     def cross_attention_dim(self) -> int:
@@ -285,7 +298,8 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         if channels != self.in_channels:
             raise ValueError(
                 f"sample has {channels} channels, expected in_channels={self.in_channels} "
-                f"({self.latent_channels} latent + {self.config.structure_channels} structure)"
+                f"({self.latent_channels} latent + {self.config.structure_channels} structure"
+                + (f" + {1 + self.latent_channels} inpainting" if self.inpainting_input else "") + ")"
             )
         if not 1 <= frames <= self.max_frames:
             raise ValueError(f"sample has F={frames} frames, expected 1 <= F <= max_frames={self.max_frames}")
@@ -528,6 +542,24 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
             for key, value in mapped.items():
                 own[key].copy_(value)
 
+    def with_inpainting_input(self) -> "VideoUNet":
+        """This model with the inpainting channels added to ``conv_in`` (see the class docstring): every weight
+        copied, the new input channels zero, so it predicts exactly what this model predicts until it is
+        fine-tuned to use them. A model that has them already is returned as it is."""
+        if self.inpainting_input:
+            return self
+        config = {key: value for key, value in self.config.items() if not key.startswith("_")}
+        widened = type(self).from_config({**config, "inpainting_input": True})
+        state = self.state_dict()
+        weight = state["unet.conv_in.weight"]
+        extra = widened.unet.conv_in.weight.shape[1] - weight.shape[1]
+        state["unet.conv_in.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], extra,
+                                                                           *weight.shape[2:])], dim=1)
+        widened.load_state_dict(state, strict=True)
+        if (widened.device, widened.dtype) != (weight.device, weight.dtype):
+            widened = widened.to(device=weight.device, dtype=weight.dtype)
+        return widened.train(self.training)
+
     # ------------------------------------------------------------------ new layers
     def reset_new_layers(self) -> None:
         """Initialise the temporal layers (zero output projections) and ``content_proj`` afresh."""
@@ -564,6 +596,8 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         signature["temporal_norm_num_groups"] = self.config.temporal_norm_num_groups or self.unet.config.get(
             "norm_num_groups", 32
         )
+        if not signature.get("inpainting_input"):  # files saved before the option existed do not name it
+            signature.pop("inpainting_input", None)
         signature["base"] = {k: self.unet.config.get(k) for k in _BASE_SIGNATURE_FIELDS}
         signature["base"]["in_channels"] = self.in_channels
         return _json_normalise(signature)

@@ -35,8 +35,8 @@ def use_sampler(pipe, name: str | None) -> None:
 
 def add_scene_arguments(parser, *, stills_columns: str, guidance: float) -> None:
     """The options of a scene benchmark: which scenes (``--scenes``, ``--first``), their size (``--frames``,
-    ``--size``), the edit's ``--guidance``, ``--seed`` and ``--temporal-guidance``, and what it writes (``--json``,
-    ``--stills`` showing ``stills_columns``, ``--stills-scenes``)."""
+    ``--size``), the edit's ``--guidance``, ``--seed`` and ``--temporal-guidance``, what it writes (``--json``,
+    ``--stills`` showing ``stills_columns``, ``--stills-scenes``) and which ``--model`` edits."""
     from gen1.demo.world import FRAME_SIZE
 
     parser.add_argument("--scenes", type=int, default=32, help="scenes to try (a scene without a fitting object is "
@@ -50,6 +50,18 @@ def add_scene_arguments(parser, *, stills_columns: str, guidance: float) -> None
     parser.add_argument("--json", help="write every scene's row and the summary here")
     parser.add_argument("--stills", help=f"write a PNG of the first scenes here ({stills_columns}; frames 0, 3, 7)")
     parser.add_argument("--stills-scenes", type=int, default=2, help="scenes in --stills (default 2)")
+    parser.add_argument("--model", default=None, help="a gen1 pipeline folder of the demo world's kind, e.g. a "
+                        "fine-tune's export (default: the bundled demo model)")
+
+
+def load_scene_pipeline(args):
+    """The pipeline a scene benchmark edits with: ``--model``, or the bundled demo model; progress bars off."""
+    from gen1.demo import bundled_model_dir
+    from gen1.pipeline import Gen1Pipeline
+
+    pipe = Gen1Pipeline.from_pretrained(args.model or bundled_model_dir())
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
 
 
 def run_scenes(pipe, args, first_seed: int, run_scene, summary, stills: list) -> dict:

@@ -34,10 +34,10 @@ import math
 
 import numpy as np
 import torch
-from bench_common import add_sampler_argument, add_scene_arguments, run_scenes, use_sampler
+from bench_common import add_sampler_argument, add_scene_arguments, load_scene_pipeline, run_scenes, use_sampler
 from bench_erase import pick_subject, psnr_inside, subject_masks, warp_error, with_primitive
 
-from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
+from gen1.demo import DEMO_GUIDANCE
 from gen1.demo.world import HELD_OUT_START, demo_scene
 from gen1.depth.warp import warp_layer
 from gen1.drag import drag_layers, parse_drag
@@ -276,11 +276,8 @@ def main(argv=None):
 
         gen1.drag.KEEP_SUBJECT = False
     torch.set_num_threads(1)
-    from gen1.pipeline import Gen1Pipeline
-
-    pipe = Gen1Pipeline.from_pretrained(bundled_model_dir())
+    pipe = load_scene_pipeline(args)
     use_sampler(pipe, args.scheduler)
-    pipe.set_progress_bar_config(disable=True)
     return run_scenes(pipe, args, HELD_OUT_START + SEED_OFFSET, run_scene, summary, STILLS)
 
 

@@ -36,9 +36,9 @@ import math
 
 import numpy as np
 import torch
-from bench_common import add_sampler_argument, add_scene_arguments, run_scenes
+from bench_common import add_sampler_argument, add_scene_arguments, load_scene_pipeline, run_scenes
 
-from gen1.demo import DEMO_GUIDANCE, bundled_model_dir
+from gen1.demo import DEMO_GUIDANCE
 from gen1.demo.world import HELD_OUT_START, demo_scene
 from gen1.synthetic import inverse_depth_for_viewing, render, sample_style
 from gen1.tracking import track_mask
@@ -253,10 +253,7 @@ def main(argv=None):
     parser.add_argument("--no-replace", dest="replace", action="store_false", help="skip the replace edits")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
-    from gen1.pipeline import Gen1Pipeline
-
-    pipe = Gen1Pipeline.from_pretrained(bundled_model_dir())
-    pipe.set_progress_bar_config(disable=True)
+    pipe = load_scene_pipeline(args)
     return run_scenes(pipe, args, HELD_OUT_START + SEED_OFFSET, run_scene, summary, STILLS)
 
 

@@ -3,6 +3,8 @@
 Structure enters as input channels concatenated to the latents (the depth obscured to t_s on the latent grid,
 :func:`gen1.conditioning.video_structure`); content is a CLIP image embedding (a reference image, or a prompt
 through the prior) in cross-attention, and the null content is the zero embedding the model was trained with.
+A model with inpainting input (``VideoUNet.inpainting_input``) also takes, after the structure, what is known of
+the source: in a masked edit the source latents outside the region, in any other edit nothing.
 """
 
 from __future__ import annotations
@@ -11,8 +13,9 @@ from dataclasses import dataclass
 from typing import Any, Mapping
 
 import torch
+from einops import rearrange
 
-from gen1.conditioning import video_structure
+from gen1.conditioning import inpainting_input, nothing_known, region_on_latent_grid, video_structure
 from gen1.content import as_unet_context, convex_mix, null_content
 from gen1.guidance import GuidancePlan
 from gen1.routes.base import Content, ContentRequest, GuidedPrediction, Route, load_reference, masked_frames
@@ -123,9 +126,36 @@ class NativeRoute(Route):
                                                      generator=noise).float()
         return as_unet_context(embedding.reshape(1, -1).to(device))
 
+    @property
+    def takes_inpainting_input(self) -> bool:
+        """Whether the UNet takes the inpainting channels after the structure (``VideoUNet.inpainting_input``)."""
+        return bool(getattr(self.pipe.unet, "inpainting_input", False))
+
     def structure(self, depth, level, latent_size):
-        """Obscured on the latent grid (:func:`gen1.conditioning.video_structure`): what the UNet sees."""
-        return video_structure(depth, level, latent_size)
+        """Obscured on the latent grid (:func:`gen1.conditioning.video_structure`): what the UNet sees. A UNet
+        with inpainting input is told that nothing is known (:func:`gen1.conditioning.nothing_known`)."""
+        shown, structure = video_structure(depth, level, latent_size)
+        if self.takes_inpainting_input:
+            latents = structure.new_zeros(1, self.pipe.unet.latent_channels, *structure.shape[2:])
+            structure = torch.cat([structure, nothing_known(latents)], dim=1)
+        return shown, structure
+
+    def masked_structure(self, depth, level, mask_level, region, latent_size, frames=None):
+        """The structure of a masked edit (:meth:`Route.masked_structure`). A UNet with inpainting input is shown
+        the source ``frames`` around the ``region`` (:meth:`known_input`) in place of "nothing known"."""
+        shown, structure = super().masked_structure(depth, level, mask_level, region, latent_size, frames)
+        if not self.takes_inpainting_input or frames is None:
+            return shown, structure
+        known = self.known_input(frames, region, latent_size).to(structure)
+        return shown, torch.cat([structure[:, :-known.shape[1]], known], dim=1)
+
+    def known_input(self, frames: torch.Tensor, region: torch.Tensor, latent_size) -> torch.Tensor:
+        """The inpainting channels ``(1, 1 + C, F, h, w)`` of source ``frames`` ``(F, 3, H, W)`` in [0, 1] whose
+        ``region`` ``(F, 1, H, W)`` the edit draws (:func:`gen1.conditioning.inpainting_input`): the source latents,
+        encoded as every edit encodes them, kept outside the region's latent cells."""
+        latents = self.encode_source(frames, generator=None, device=self.pipe._execution_device, chunk_size=8)
+        mask = rearrange(region_on_latent_grid(region, latent_size), "f c h w -> 1 c f h w")
+        return inpainting_input(latents, mask.to(latents.device))
 
     def bind(self, content: Content, structure, plan: GuidancePlan, settings: Mapping[str, Any]) -> NativePrediction:
         return NativePrediction(self.pipe.unet, plan, content, structure.to(content.context.device))

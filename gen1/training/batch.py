@@ -59,6 +59,9 @@ class NoisedClips:
     levels: torch.Tensor  # (B,) int: the structure level t_s each clip's depth was obscured to
     # public route: the ControlNet's (down residuals, mid residual) for these inputs, added to the UNet's skips
     controlnet_residuals: Optional[tuple] = None
+    # a model with inpainting input: its channels (B, 1 + C, F, h, w) (gen1.conditioning.inpainting_input); None:
+    # nothing known (DiffusionObjective gives such a model gen1.conditioning.nothing_known)
+    known: Optional[torch.Tensor] = None
 
     def __len__(self) -> int:
         return self.noisy.shape[0]

@@ -31,6 +31,9 @@ class ModelConfig:
 
     base: str = ""  # SD directory (unet/ vae/ scheduler/), a gen1 pipeline directory, or a VideoUNet directory
     structure_channels: int = 1
+    # true: the model takes inpainting input (gen1.unet.VideoUNet.inpainting_input); a base without it gets its
+    # input channels added at zero (VideoUNet.with_inpainting_input), which is how a trained model learns masked edits
+    inpainting_input: bool = False
     max_frames: int = 32
     content_dim: Optional[int] = None  # None: taken from the shards' index (CLIP embedding size)
     trainable: str = "temporal"  # temporal = VideoUNet.new_layers_parameters(); image = all but temporal layers; all
@@ -85,6 +88,9 @@ class DiffusionConfig:
     use_structure: bool = True  # False (stages 1-2): the structure channels are zeros
     structure_level_min: float = 0.0  # t_s is drawn uniformly from the integers min..max
     structure_level_max: float = 0.0
+    # a model with inpainting input (model.inpainting_input): the share of samples given a region to draw and the
+    # rest of the clip as known latents; the others are told nothing is known, as an edit without a mask tells it
+    inpainting_mask_probability: float = 0.5
 
 
 @dataclass
@@ -184,8 +190,9 @@ class Config:
                              "gated off, so they would train nothing")
         if not 0.0 <= self.ema.decay < 1.0:
             raise ValueError(f"ema.decay must be in [0, 1), got {self.ema.decay}")
-        if not 0.0 <= self.diffusion.content_dropout <= 1.0:
-            raise ValueError(f"diffusion.content_dropout must be in [0, 1], got {self.diffusion.content_dropout}")
+        for name in ("content_dropout", "inpainting_mask_probability"):
+            if not 0.0 <= getattr(self.diffusion, name) <= 1.0:
+                raise ValueError(f"diffusion.{name} must be in [0, 1], got {getattr(self.diffusion, name)}")
         lo, hi = self.diffusion.structure_level_min, self.diffusion.structure_level_max
         for name, value in (("structure_level_min", lo), ("structure_level_max", hi)):
             if float(value) != int(value):  # levels are drawn from the integers min..max

@@ -11,7 +11,9 @@ world size. (Customisation and validation, single-process, draw a whole batch fr
 * content dropout for classifier-free guidance (content -> ``gen1.content.null_content``);
 * the structure level ``t_s`` (integers uniform in ``[min, max]``; stage 3: 0, stage 4: 0..7), applied
   to the cached depth by ``gen1.conditioning.depth_to_structure`` (obscure, then [0,1] -> [-1,1]), exactly as
-  ``Gen1Pipeline`` builds the structure input at inference.
+  ``Gen1Pipeline`` builds the structure input at inference;
+* for a model with inpainting input, last: the region it draws (:func:`draw_inpainting_masks`), the rest of the
+  clip given to it as known latents (:func:`gen1.conditioning.inpainting_input`), as a masked edit gives it.
 
 Targets follow the training scheduler's ``prediction_type`` (the base model's, or ``diffusion.prediction_type``
 where a config overrides it): the noise for ``epsilon``, ``get_velocity`` for ``v_prediction``.
@@ -25,7 +27,7 @@ from typing import Sequence, Union
 
 import torch
 
-from gen1.conditioning import depth_to_structure
+from gen1.conditioning import depth_to_structure, inpainting_input
 from gen1.content import as_unet_context, null_content
 from gen1.depth import obscure
 from gen1.routes.controlnet import depth_to_controlnet_image
@@ -103,11 +105,41 @@ def draw(latents: torch.Tensor, scheduler, config: DiffusionConfig, generator: G
     return Draws(timesteps, noise, frame, drop, levels)
 
 
+def draw_inpainting_masks(shape: tuple[int, ...], probability: float, generator: Generators) -> torch.Tensor:
+    """Regions an inpainting-input model learns to draw, ``(B, 1, F, h, w)`` for latents of ``shape`` ``(B, C, F, h,
+    w)``: 1 inside. With ``probability`` a sample gets a box or an ellipse (each side 15-60 % of the frame's) whose
+    centre moves in a straight line across the clip, as a tracked subject's region does; otherwise the whole clip
+    (nothing known: what the model is given in an edit without a mask). Per-sample generators as :func:`draw`."""
+    b, frames, h, w = shape[0], shape[2], shape[-2], shape[-1]
+    if not isinstance(generator, torch.Generator):
+        if len(generator) != b:
+            raise ValueError(f"{len(generator)} generators for a batch of {b} samples")
+        return torch.cat([draw_inpainting_masks((1, *shape[1:]), probability, g) for g in generator])
+    masks = torch.ones(b, 1, frames, h, w)
+    ys = (torch.arange(h) + 0.5).view(1, h, 1) / h
+    xs = (torch.arange(w) + 0.5).view(1, 1, w) / w
+    along = torch.linspace(0, 1, frames).view(frames, 1, 1)
+    for i in range(b):
+        has_region, ellipse = (torch.rand(2, generator=generator) < torch.tensor([probability, 0.5])).tolist()
+        half = 0.5 * (0.15 + 0.45 * torch.rand(2, generator=generator))  # half heights/widths
+        start, end = 0.2 + 0.6 * torch.rand(2, 2, generator=generator)  # centres (y, x) in the middle 60 %
+        if not has_region:
+            continue
+        centre = start + (end - start) * along.view(frames, 1)  # (F, 2)
+        dy = (ys - centre[:, 0].view(frames, 1, 1)) / half[0]
+        dx = (xs - centre[:, 1].view(frames, 1, 1)) / half[1]
+        inside = (dy ** 2 + dx ** 2 <= 1) if ellipse else (dy.abs() <= 1) & (dx.abs() <= 1)
+        masks[i, 0] = inside.float()
+    return masks
+
+
 def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: Generators, *,
-                image_mode: bool) -> NoisedClips:
+                image_mode: bool, inpainting: bool = False) -> NoisedClips:
     """The network's inputs and target for ``clips`` (on their device) after this micro-step's draws.
 
     The target follows ``scheduler.config.prediction_type`` (noise for ``epsilon``, velocity for ``v_prediction``).
+    ``inpainting``: the model takes inpainting input; its regions are drawn last (:func:`draw_inpainting_masks`,
+    ``config.inpainting_mask_probability``), so that the other draws are those of a model without it.
     """
 
     latents = clips.latents
@@ -121,6 +153,10 @@ def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: Gen
         emb[d.drop.to(device)] = null.reshape(int(d.drop.sum()), -1)
     structure = structure_input(clips.depth, d.levels.to(device), config.use_structure)
     noisy = scheduler.add_noise(latents, d.noise, d.timesteps)
+    known = None
+    if inpainting:
+        masks = draw_inpainting_masks(tuple(latents.shape), config.inpainting_mask_probability, generator)
+        known = inpainting_input(latents, masks.to(device))
     return NoisedClips(
         noisy=torch.cat([noisy, structure], dim=1),
         timesteps=d.timesteps,
@@ -129,6 +165,7 @@ def draw_inputs(clips: Clips, scheduler, config: DiffusionConfig, generator: Gen
         image_mode=image_mode,
         dropped=d.drop,
         levels=d.levels,
+        known=known,
     )
 
 
@@ -168,7 +205,7 @@ def draw_controlnet_inputs(controlnet, latents: torch.Tensor, depth: torch.Tenso
 
 
 def draw_joint(batch: JointBatch[Clips], scheduler, config: DiffusionConfig,
-               generator: Union[torch.Generator, JointBatch]) -> JointBatch[NoisedClips]:
+               generator: Union[torch.Generator, JointBatch], *, inpainting: bool = False) -> JointBatch[NoisedClips]:
     """:func:`draw_inputs` for each part of a micro-batch, video first: from one generator, or from a
     :class:`JointBatch` holding each part's per-sample generators (:func:`joint_slot_generators`)."""
     def part_generator(image_mode: bool):
@@ -177,7 +214,7 @@ def draw_joint(batch: JointBatch[Clips], scheduler, config: DiffusionConfig,
         return generator.image if image_mode else generator.video
 
     return batch.map(lambda clips, image_mode: draw_inputs(clips, scheduler, config, part_generator(image_mode),
-                                                           image_mode=image_mode))
+                                                           image_mode=image_mode, inpainting=inpainting))
 
 
 def joint_slot_generators(seed: int, micro_step: int, slots: tuple[Sequence[int], Sequence[int]],

@@ -12,6 +12,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from gen1.conditioning import nothing_known
 from gen1.training.batch import JointBatch, NoisedClips
 
 
@@ -22,6 +23,16 @@ class DiffusionObjective(torch.nn.Module):
     def __init__(self, unet: torch.nn.Module):
         super().__init__()
         self.unet = unet
+        self.inpainting_input = bool(getattr(unet, "inpainting_input", False))
+
+    def network_input(self, part: NoisedClips) -> torch.Tensor:
+        """``part.noisy`` and, for a model with inpainting input, its channels (``part.known``, or nothing known:
+        what an edit without a mask gives the model)."""
+        if not self.inpainting_input:
+            return part.noisy
+        latents = part.noisy[:, : part.target.shape[1]]
+        known = part.known if part.known is not None else nothing_known(torch.zeros_like(latents))
+        return torch.cat([part.noisy, known.to(part.noisy.dtype)], dim=1)
 
     def forward(self, batch: JointBatch[NoisedClips]) -> torch.Tensor:
         total = None
@@ -32,7 +43,7 @@ class DiffusionObjective(torch.nn.Module):
             if part.controlnet_residuals is not None:  # the public route: structure through a ControlNet
                 down, mid = part.controlnet_residuals
                 residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
-            pred = self.unet(part.noisy, part.timesteps, part.context, image_mode=part.image_mode, **residuals).sample
+            pred = self.unet(self.network_input(part), part.timesteps, part.context, image_mode=part.image_mode, **residuals).sample
             per_sample = F.mse_loss(pred.float(), part.target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
             total = per_sample.sum() if total is None else total + per_sample.sum()
             count += len(part)

@@ -46,10 +46,11 @@ def load_video_unet(config: ModelConfig, *, content_dim: Optional[int]):
                 raise ValueError(f"model.base {config.base!r} takes content of size {unet.content_dim}, "
                                  f"the data has {content_dim}")
             check_architecture(config, unet)
-            return unet
+            return unet.with_inpainting_input() if config.inpainting_input else unet
         if name == "UNet2DConditionModel":
-            return VideoUNet.from_image_unet(str(base), subfolder=subfolder, structure_channels=config.structure_channels,
+            unet = VideoUNet.from_image_unet(str(base), subfolder=subfolder, structure_channels=config.structure_channels,
                                              max_frames=config.max_frames, content_dim=content_dim, **config.temporal)
+            return unet.with_inpainting_input() if config.inpainting_input else unet
         raise ValueError(f"model.base {config.base!r}: {cfg} describes a {name!r}, expected a "
                          "UNet2DConditionModel or VideoUNet")
     raise FileNotFoundError(f"model.base {config.base!r} holds neither unet/config.json nor config.json")

@@ -215,7 +215,8 @@ def micro_step(run: Run, batch: JointBatch, m: int, *, sync: bool, seen: dict[st
     for kind, count in clips.count().items():
         seen[kind] += count
     generators = joint_slot_generators(config.train.seed, m, slots)
-    inputs = draw_joint(clips, run.noise_scheduler, config.diffusion, generators)
+    inputs = draw_joint(clips, run.noise_scheduler, config.diffusion, generators,
+                        inpainting=getattr(run.unet, "inpainting_input", False))
     skip_sync = not sync and accelerator.num_processes > 1
     with accelerator.no_sync(run.objective) if skip_sync else contextlib.nullcontext():
         with accelerator.autocast():  # the forward only: PyTorch advises against backward under autocast

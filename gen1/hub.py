@@ -1,7 +1,8 @@
 """Models by name: a local path, or a Hugging Face Hub repo id fetched through huggingface_hub's cache.
 
 Every model option of gen1 (``gen1 edit --model/--base/--motion-adapter/--controlnet/--depth-model/--ip-adapter/
---image-encoder/--lora``, ``gen1 preprocess`` and ``gen1 customize --depth-model/--content-model``,
+--image-encoder/--lora``, ``gen1 preprocess --model/--depth-model/--content-model``,
+``gen1 customize --depth-model/--content-model``,
 ``Gen1Pipeline.from_pretrained``, ``from_animatediff``, ``load_ip_adapter``) takes a name that :func:`resolve`
 turns into a local path:
 
@@ -225,6 +226,25 @@ def resolve_pipeline(name, *, flag: str, weights: bool = True) -> Path:
     except ValueError as error:
         raise ValueError(f"{flag} '{name}': {error}") from None
     return resolve(name, pipeline_layout(index), flag=flag, weights=weights)
+
+
+def preprocess_model_layout(*, own_depth: bool, own_content: bool) -> Layout:
+    """What ``gen1 preprocess --model`` reads of a Stable Diffusion or gen1 pipeline repo: its ``vae/``, and the
+    pipeline's own ``depth_estimator/`` and ``content_encoder/`` when ``--depth-model`` / ``--content-model`` do
+    not name others (``own_depth`` / ``own_content``; fetched when the repo has them, as a gen1 pipeline does)."""
+    optional = ("model_index.json",) + (("depth_estimator/*",) if own_depth else ()) + (
+        ("content_encoder/*",) if own_content else ())
+    return Layout("a Stable Diffusion or gen1 pipeline in diffusers layout (vae/config.json and its weights)",
+                  files=_model("vae/", DIFFUSERS_WEIGHTS), optional=optional)
+
+
+def resolve_preprocess_models(model, depth_model, content_model) -> tuple:
+    """``--model``, ``--depth-model`` and ``--content-model`` of ``gen1 preprocess`` as local paths, each a path or a
+    Hub repo id (the encoders None: the model's own, left None); every missing one named in one message."""
+    layout = preprocess_model_layout(own_depth=depth_model is None, own_content=content_model is None)
+    paths = resolve_all([("--model", model, layout), ("--depth-model", depth_model, DEPTH_MODEL),
+                         ("--content-model", content_model, CONTENT_MODEL)])
+    return tuple(None if path is None else str(path) for path in paths)
 
 
 def resolve_encoders(depth_model, content_model) -> tuple:

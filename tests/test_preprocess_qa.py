@@ -168,3 +168,33 @@ def test_the_encoders_are_taken_by_hub_id_from_the_cache(setup, tmp_path, monkey
     assert main([*command[:-1], "openai/clip-vit-base-patch32"]) == 2
     assert "hf download openai/clip-vit-base-patch32 config.json model.safetensors preprocessor_config.json" in \
         capsys.readouterr().err
+
+
+def test_the_model_is_taken_by_hub_id_from_the_cache_with_its_own_encoders(setup, tmp_path, monkeypatch, capsys):
+    # --model was read as a local path only: a Stable Diffusion or gen1 pipeline by Hub id was "not found"
+    from tiny_hub import cache_repo, offline_cache
+    from tiny_pipeline import tiny_content_encoder, tiny_depth_estimator
+
+    from gen1.cli import main
+    from gen1.training.preprocess import SETTINGS_NAME
+
+    root, sd, first, other, out = setup
+    cache = offline_cache(monkeypatch, tmp_path / "hf")
+    pipeline = tmp_path / "pipeline"
+    shutil.copytree(sd / "vae", pipeline / "vae")
+    tiny_depth_estimator().save_pretrained(pipeline / "depth_estimator")
+    tiny_content_encoder().save_pretrained(pipeline / "content_encoder")
+    snapshot = cache_repo(cache, "someone/tiny-gen1", {"": pipeline})
+    shards = tmp_path / "shards"
+    command = ["preprocess", "--input", str(first), "--out", str(shards), "--model", "someone/tiny-gen1",
+               "--size", "32", "--clip-length", "4", "--stride", "1"]
+    assert main(command) == 0, capsys.readouterr().err
+    recorded = json.loads((shards / SETTINGS_NAME).read_text())
+    assert recorded["model"] == str(snapshot.resolve())
+    assert recorded["depth_model"] == str((snapshot / "depth_estimator").resolve())  # the pipeline's own encoders
+    assert recorded["content_model"] == str((snapshot / "content_encoder").resolve())
+    assert main([*command[:6], "someone/not-cached", *command[7:]]) == 2
+    assert ("hf download someone/not-cached vae/config.json vae/diffusion_pytorch_model.safetensors"
+            in capsys.readouterr().err)
+    assert main([*command[:6], "./no-such-folder", *command[7:]]) == 2
+    assert "--model path not found: './no-such-folder'" in capsys.readouterr().err

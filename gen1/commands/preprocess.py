@@ -30,7 +30,9 @@ def register(subparsers) -> None:
     )
     parser.add_argument("--input", required=True, help="folder of videos/images, or a .csv/.jsonl list (path[,caption])")
     parser.add_argument("--out", required=True, help="shard directory")
-    parser.add_argument("--model", required=True, help="Stable Diffusion or gen1 pipeline directory (its vae/)")
+    parser.add_argument("--model", required=True, metavar="PATH|REPO",
+                        help="Stable Diffusion or gen1 pipeline (its vae/), a folder or a Hub repo id such as "
+                        "stable-diffusion-v1-5/stable-diffusion-v1-5")
     parser.add_argument("--depth-model", metavar="PATH|REPO", help="depth estimator, a path or a Hub repo id "
                         "(default: MODEL/depth_estimator)")
     parser.add_argument("--content-model", metavar="PATH|REPO",
@@ -69,16 +71,16 @@ def run(args) -> int:
     )
 
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
-    if not Path(args.model).exists():
-        raise FileNotFoundError(f"--model not found: {args.model!r}")
+    from gen1.hub import resolve_preprocess_models  # lazy: keeps this module's import light (no torch when it loads)
+
+    # paths or Hub ids, before anything reads them (a missing local --model: one line naming it)
+    args.model, args.depth_model, args.content_model = resolve_preprocess_models(args.model, args.depth_model,
+                                                                                  args.content_model)
     settings = PreprocessSettings(clip_length=args.clip_length, stride=args.stride, size=args.size,
                                   shard_size=args.shard_size, max_clips_per_video=args.max_clips_per_video,
                                   dtype=args.dtype, batch_size=args.batch_size).validate()
     inputs = list_inputs(args.input)
     check_out(Path(args.out), args.input, args.model)
-    from gen1.hub import resolve_encoders  # lazy: keeps this module's import light (no torch when it loads)
-
-    args.depth_model, args.content_model = resolve_encoders(args.depth_model, args.content_model)  # path or Hub id
     args.models = model_paths(args.model, args.depth_model, args.content_model)
     if args.engine == "ray":
         return run_ray(args, inputs, settings)

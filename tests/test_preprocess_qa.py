@@ -198,3 +198,8 @@ def test_the_model_is_taken_by_hub_id_from_the_cache_with_its_own_encoders(setup
             in capsys.readouterr().err)
     assert main([*command[:6], "./no-such-folder", *command[7:]]) == 2
     assert "--model path not found: './no-such-folder'" in capsys.readouterr().err
+    # Ray's encoder actors are given the names as typed and resolve them in their own cache (another node's)
+    from gen1.training.preprocess import load_clip_encoder
+
+    encoder = load_clip_encoder("someone/tiny-gen1", None, None, "cpu")
+    assert encoder.vae is not None and encoder.depth is not None and encoder.content is not None

@@ -73,9 +73,10 @@ def run(args) -> int:
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s")
     from gen1.hub import resolve_preprocess_models  # lazy: keeps this module's import light (no torch when it loads)
 
-    # paths or Hub ids, before anything reads them (a missing local --model: one line naming it)
-    args.model, args.depth_model, args.content_model = resolve_preprocess_models(args.model, args.depth_model,
-                                                                                  args.content_model)
+    # paths or Hub ids, before anything reads them (a missing local --model: one line naming it); Ray's encoder
+    # actors, maybe on other nodes with caches of their own, get the names as given and resolve them themselves
+    args.names = (args.model, args.depth_model, args.content_model)
+    args.model, args.depth_model, args.content_model = resolve_preprocess_models(*args.names)
     settings = PreprocessSettings(clip_length=args.clip_length, stride=args.stride, size=args.size,
                                   shard_size=args.shard_size, max_clips_per_video=args.max_clips_per_video,
                                   dtype=args.dtype, batch_size=args.batch_size).validate()
@@ -129,8 +130,7 @@ def run_ray(args, inputs, settings) -> int:
     ray_settings = RaySettings(encoders=args.encoders).validate()
     ray.init(address=args.address, log_to_driver=False)
     try:
-        make = functools.partial(load_clip_encoder, args.model, args.depth_model, args.content_model,
-                                 batch_size=settings.batch_size)
+        make = functools.partial(load_clip_encoder, *args.names, batch_size=settings.batch_size)
         summary = preprocess_ray(inputs, args.out, make, settings, ray_settings, models=args.models)  # make(device)
     finally:
         ray.shutdown()

@@ -189,8 +189,12 @@ class ClipEncoder:
 def load_clip_encoder(model: str, depth_model: Optional[str], content_model: Optional[str], device, *,
                       batch_size: int = 8) -> ClipEncoder:
     """The :class:`ClipEncoder` of ``gen1 preprocess`` on ``device``: MODEL's VAE (float16 on CUDA), the depth
-    estimator and the content encoder. Module-level, so Ray can ship it to encoder actors by reference."""
+    estimator and the content encoder, each a path or a Hub repo id (:func:`gen1.hub.resolve_preprocess_models`:
+    resolved where this runs, so a Ray encoder actor on another node finds them in its own cache).
+    Module-level, so Ray can ship it to encoder actors by reference."""
+    from gen1.hub import resolve_preprocess_models  # lazy: keeps this module's import light
 
+    model, depth_model, content_model = resolve_preprocess_models(model, depth_model, content_model)
     device = torch.device(device)
     dtype = torch.float16 if device.type == "cuda" else torch.float32
     return ClipEncoder(load_vae(model, device, dtype), load_depth(model, depth_model, device),

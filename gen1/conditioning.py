@@ -196,7 +196,9 @@ def inpainting_input(latents: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     and inference: ``[known, latents * known]``, ``(B, 1 + C, F, h, w)``, for clean ``latents`` ``(B, C, F, h, w)``
     and the region drawn ``mask`` ``(B, 1, F, h, w)`` (1 inside), ``known = 1 - mask``. Nothing known is all zeros
     (:func:`nothing_known`), so the channels, added at zero weight, leave an edit without a mask as the model
-    without them made it. The latents are masked on the latent grid: nothing of the region leaks into them."""
+    without them made it. The latents are masked on the latent grid, after encoding: the VAE's receptive field
+    carries some of what the region held into the cells around it (training's cached latents hold the region's
+    content there; an edit encodes what it keeps, where an erase's region is pre-filled, not the subject)."""
     known = 1 - mask.to(latents.dtype)
     return torch.cat([known, latents * known], dim=1)
 

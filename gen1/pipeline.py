@@ -408,8 +408,11 @@ class Gen1Pipeline(DiffusionPipeline):
             # a replace guided by the user's depth of the new object: the background it leaves is composited
             # seamlessly, the new object not (gen1.masked_edits.given_background)
             masked.seam_anchor = SeamAnchor(1.0 - (region > 0.5).float(), redrawn=given_background(depth_full, region))
+        # what the edit keeps outside the region: the source, or an erase's pre-filled / a drag's moved source (the
+        # latents the loop keeps there come from it), for a route shown the surroundings
+        kept = masked.start_frames if masked.start_frames is not None else source.frames
         depth_shown, structure = route.masked_structure(guided, structure_level, masked.structure_level, region,
-                                                        source.latent_size, frames=source.frames)
+                                                        source.latent_size, frames=kept)
         return route.bind(encoded, structure, plan, settings or {}), depth_shown, region
 
     def load_ip_adapter(self, path, *, image_encoder=None, scale: float = 1.0, text_encoder=None) -> None:

@@ -548,16 +548,18 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         fine-tuned to use them. A model that has them already is returned as it is."""
         if self.inpainting_input:
             return self
-        config = {key: value for key, value in self.config.items() if not key.startswith("_")}
-        widened = type(self).from_config({**config, "inpainting_input": True})
-        state = self.state_dict()
+        config = {**{key: value for key, value in self.config.items() if not key.startswith("_")},
+                  "inpainting_input": True}
+        with torch.device("meta"):  # no random init of weights that are overwritten next (slow at SD size)
+            widened = type(self).from_config(config)
+        if any(name not in widened.state_dict() for name, _ in widened.named_buffers()):
+            widened = type(self).from_config(config)  # a non-persistent buffer: built for real, as _inflate does
+        state = {key: value.detach().clone() for key, value in self.state_dict().items()}  # no shared storage
         weight = state["unet.conv_in.weight"]
         extra = widened.unet.conv_in.weight.shape[1] - weight.shape[1]
         state["unet.conv_in.weight"] = torch.cat([weight, weight.new_zeros(weight.shape[0], extra,
                                                                            *weight.shape[2:])], dim=1)
-        widened.load_state_dict(state, strict=True)
-        if (widened.device, widened.dtype) != (weight.device, weight.dtype):
-            widened = widened.to(device=weight.device, dtype=weight.dtype)
+        widened.load_state_dict(state, strict=True, assign=True)
         return widened.train(self.training)
 
     # ------------------------------------------------------------------ new layers
@@ -629,6 +631,11 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
             raise ValueError(f"'{path}' has no '{TEMPORAL_METADATA_KEY}' metadata: not a gen1 temporal-layers file")
         saved = json.loads(metadata[TEMPORAL_METADATA_KEY])
         mine = self._temporal_signature()
+        if bool(saved.get("inpainting_input")) != self.inpainting_input:  # named first: it also changes base's width
+            which = ("with", "without") if saved.get("inpainting_input") else ("without", "with")
+            raise ValueError(f"'{path}' holds the layers of a model {which[0]} inpainting input, this model is "
+                             f"{which[1]} it" + (": load them into VideoUNet.with_inpainting_input(), or use the "
+                                                 "run's export/unet folder" if which[0] == "with" else ""))
         for key in sorted((set(saved) | set(mine)) - {"clip_length"}):  # clip_length: what trained, not a shape
             if saved.get(key) != mine.get(key):
                 raise ValueError(

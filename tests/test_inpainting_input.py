@@ -32,6 +32,8 @@ def test_inpainting_channels_are_added_at_zero_so_the_model_predicts_what_it_did
     assert widened.inpainting_input and not unet.inpainting_input
     assert widened.in_channels == unet.in_channels + 1 + unet.latent_channels
     assert widened.with_inpainting_input() is widened
+    shared = {p.data_ptr() for p in unet.parameters()} & {p.data_ptr() for p in widened.parameters()}
+    assert not shared and all(p.device.type == "cpu" for p in widened.parameters())
     sample, timesteps, context = _inputs(widened)
     with torch.no_grad():
         before = unet(sample[:, : unet.in_channels], timesteps, context).sample
@@ -63,8 +65,13 @@ def test_a_temporal_layers_file_of_a_model_without_the_option_still_loads(tmp_pa
     unet = tiny_video_unet()
     path = unet.save_new_layers(tmp_path / "temporal.safetensors")
     tiny_video_unet(seed=1).load_new_layers(path)
-    with pytest.raises(ValueError, match="temporal config .base. is .* in the file but"):
+    with pytest.raises(ValueError, match="holds the layers of a model without inpainting input, this model is with"):
         tiny_video_unet().with_inpainting_input().load_new_layers(path)
+    widened = tiny_video_unet().with_inpainting_input()
+    widened.load_new_layers(widened.save_new_layers(tmp_path / "inpainting.safetensors"))
+    with pytest.raises(ValueError, match=r"a model with inpainting input, this model is without it: load them into "
+                                         r"VideoUNet.with_inpainting_input\(\)"):
+        tiny_video_unet().load_new_layers(tmp_path / "inpainting.safetensors")
 
 
 def test_the_known_latents_are_the_source_outside_the_region_and_nothing_inside():
@@ -168,10 +175,11 @@ def test_gen1_train_adds_inpainting_input_to_its_base_and_exports_a_pipeline_tha
         "model.max_frames": FRAMES, "model.temporal": "{temporal_attention_head_dim: 8}", "train.tensorboard": "false",
         "data.synthetic.frames": FRAMES, "data.synthetic.size": SIZE, "data.synthetic.num_scenes": 4,
         "model.inpainting_input": "true", "model.trainable": "all", "train.max_steps": 2, "data.batch_size": 2,
-        "diffusion.inpainting_mask_probability": "1.0",
+        "diffusion.inpainting_mask_probability": "1.0", "validation.every": 2, "validation.num_inference_steps": 2,
     }
     result = train(load_config(None, [f"{k}={v}" for k, v in items.items()]))
     assert len(result.losses) == 2 and all(torch.isfinite(torch.tensor(result.losses)))
+    assert [step for step, _ in result.validation] == [2] and torch.isfinite(torch.tensor(result.validation[0][1]))
     pipe = Gen1Pipeline.from_pretrained(Path(result.export_dir))
     assert pipe.unet.inpainting_input and pipe.unet.unet.conv_in.weight[:, -5:].abs().sum() > 0  # it trained them
     pipe.set_progress_bar_config(disable=True)
@@ -187,3 +195,28 @@ def test_gen1_train_adds_inpainting_input_to_its_base_and_exports_a_pipeline_tha
 def test_a_probability_outside_zero_to_one_is_refused_naming_it():
     with pytest.raises(ValueError, match=r"diffusion.inpainting_mask_probability must be in \[0, 1\], got 1.5"):
         load_config(None, ["model.base=x", "diffusion.inpainting_mask_probability=1.5"])
+
+
+@pytest.mark.parametrize("edit", ["erase", "drag"])
+def test_an_erase_or_a_drag_shows_the_model_what_it_keeps_not_the_subject(edit, monkeypatch):
+    """The known latents are those of what the loop keeps outside the region: an erase's pre-filled source (no subject
+    to reach the cells around it through the VAE), a drag's source with the subject moved (known where it now is)."""
+    import gen1.pipeline as pipeline_module
+    from gen1.routes.native import NativeRoute
+    from test_masked_edits import moving_square
+
+    made, shown = [], []
+    name = "prefilled" if edit == "erase" else "moved_frames"
+    original = getattr(pipeline_module, name)
+    monkeypatch.setattr(pipeline_module, name, lambda *a, **k: made.append(original(*a, **k)) or made[-1])
+    known_input = NativeRoute.known_input
+    monkeypatch.setattr(NativeRoute, "known_input",
+                        lambda self, frames, *a: shown.append(frames) or known_input(self, frames, *a))
+    pipe = tiny_pipeline()
+    pipe.unet = pipe.unet.with_inpainting_input().eval()
+    frames, depth, masks = moving_square(num_frames=FRAMES, size=SIZE, side=8, step=(1, 0))
+    extra = dict(erase=True) if edit == "erase" else dict(drag="8,12:18,14")
+    pipe(frames, mask=masks[0, 0].numpy(), mask_frame=0, depth=depth, num_inference_steps=2, output_type="pt",
+         size=SIZE, generator=torch.Generator().manual_seed(0), **extra)
+    assert len(made) == 1 and len(shown) == 1 and torch.equal(shown[0], made[0])
+    assert not torch.equal(shown[0], frames)  # not the source with its subject where it was

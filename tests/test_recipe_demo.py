@@ -163,6 +163,9 @@ def test_depth_usage_probe_shows_the_bundled_model_uses_depth(bundled_pipe):
     assert table_row.endswith(f"| {row['ts=7'] / row['true']:.3f} |")
     with pytest.raises(ValueError, match="timestep 1000 is outside the scheduler's 0..999"):
         structure_usage(bundled_pipe.unet, scheduler, images, timesteps=(1000,))
+    # a model with inpainting input is probed with nothing known: its channels added at zero, the same losses
+    widened = structure_usage(bundled_pipe.unet.with_inpainting_input(), scheduler, images, timesteps=(850,))[850]
+    assert widened == pytest.approx(row, rel=1e-4)
     with pytest.raises(ValueError, match="at least 2 images"):
         probe_images(bundled_pipe.vae, bundled_pipe.content_encoder, num_images=1)
 

@@ -269,8 +269,9 @@ class Route:
                          latent_size: tuple[int, int], frames: torch.Tensor | None = None):
         """:meth:`structure` at ``level`` outside ``region`` ``(F, 1, H, W)`` (1 = inside) and at ``mask_level``
         inside it (None: ``level`` everywhere): both structure inputs, blended by the region brought to each one's
-        grid (area averages on a coarser grid). ``frames``: the source ``(F, 3, H, W)`` in [0, 1], for a route
-        whose structure input shows the surroundings of the region too (an inpainting ControlNet's)."""
+        grid (area averages on a coarser grid). ``frames``: what the edit keeps outside the region ``(F, 3, H, W)``
+        in [0, 1] (the source; an erase's pre-filled source, a drag's moved one), for a route whose structure input
+        shows the surroundings of the region too (an inpainting ControlNet's, an inpainting-input model's)."""
         shown, structure = self.structure(depth, level, latent_size)
         if mask_level is None or float(mask_level) == float(level):
             return shown, structure

@@ -142,7 +142,7 @@ class NativeRoute(Route):
 
     def masked_structure(self, depth, level, mask_level, region, latent_size, frames=None):
         """The structure of a masked edit (:meth:`Route.masked_structure`). A UNet with inpainting input is shown
-        the source ``frames`` around the ``region`` (:meth:`known_input`) in place of "nothing known"."""
+        ``frames``, what the edit keeps, around the ``region`` (:meth:`known_input`) in place of "nothing known"."""
         shown, structure = super().masked_structure(depth, level, mask_level, region, latent_size, frames)
         if not self.takes_inpainting_input or frames is None:
             return shown, structure
@@ -150,9 +150,11 @@ class NativeRoute(Route):
         return shown, torch.cat([structure[:, :-known.shape[1]], known], dim=1)
 
     def known_input(self, frames: torch.Tensor, region: torch.Tensor, latent_size) -> torch.Tensor:
-        """The inpainting channels ``(1, 1 + C, F, h, w)`` of source ``frames`` ``(F, 3, H, W)`` in [0, 1] whose
-        ``region`` ``(F, 1, H, W)`` the edit draws (:func:`gen1.conditioning.inpainting_input`): the source latents,
-        encoded as every edit encodes them, kept outside the region's latent cells."""
+        """The inpainting channels ``(1, 1 + C, F, h, w)`` of ``frames`` ``(F, 3, H, W)`` in [0, 1] (what the edit
+        keeps: the source, or an erase's pre-filled one, whose region holds no subject to leak through the VAE into
+        the cells around it) whose ``region`` ``(F, 1, H, W)`` the edit draws
+        (:func:`gen1.conditioning.inpainting_input`): their latents, encoded as every edit encodes its source, kept
+        outside the region's latent cells."""
         latents = self.encode_source(frames, generator=None, device=self.pipe._execution_device, chunk_size=8)
         mask = rearrange(region_on_latent_grid(region, latent_size), "f c h w -> 1 c f h w")
         return inpainting_input(latents, mask.to(latents.device))

@@ -363,7 +363,8 @@ def run_validation(run: Run, step: int, result: TrainResult) -> None:
     if run.held is None:
         run.held = held_out(config, run.data)
     with ema_weights(run.ema, run.trainable):
-        value = validation_loss(run.objective, run.held, run.noise_scheduler, config, accelerator.device)
+        value = validation_loss(run.objective, run.held, run.noise_scheduler, config, accelerator.device,
+                                inpainting=getattr(run.unet, "inpainting_input", False))
         result.validation.append((step, value))
         if config.train.tensorboard:
             accelerator.log({"val/loss": value}, step=step)

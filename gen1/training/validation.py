@@ -75,11 +75,14 @@ def held_out_synthetic(config: Config, encoder) -> HeldOut:
 
 
 @torch.no_grad()
-def validation_loss(objective, held: HeldOut, noise_scheduler, config: Config, device) -> float:
-    """The objective on the held-out batch with fixed draws (``micro_generator(seed, 0, -1)``)."""
+def validation_loss(objective, held: HeldOut, noise_scheduler, config: Config, device, *,
+                    inpainting: bool = False) -> float:
+    """The objective on the held-out batch with fixed draws (``micro_generator(seed, 0, -1)``); ``inpainting``: the
+    model takes inpainting input, and the held-out samples draw their regions as training's do."""
 
     gen = micro_generator(config.train.seed, 0, -1)
-    batch = draw_joint(held.batch.map(lambda clips, _: clips.to(device)), noise_scheduler, config.diffusion, gen)
+    batch = draw_joint(held.batch.map(lambda clips, _: clips.to(device)), noise_scheduler, config.diffusion, gen,
+                       inpainting=inpainting)
     was_training = objective.training
     objective.eval()
     try:

@@ -1,12 +1,13 @@
-"""Put a fine-tuned VideoUNet into an assembled demo model, keeping everything else it records.
+"""Put a fine-tuned VideoUNet into a copy of an assembled demo model, keeping everything else it records.
 
     python scripts/demo/replace_unet.py --model gen1/assets/demo-model --unet runs/demo/unet_inpaint_video/export/unet \
-        --out gen1/assets/demo-model
+        --out runs/demo/model_inpaint
 
-A fine-tune of the UNet alone (e.g. the inpainting-input run of scripts/demo/train_all.sh, step 9) leaves the VAE,
-the content encoder, the depth estimator, the scheduler and the recorded defaults (trained size, guidance, steps)
-as they were; assemble.py would rebuild the scheduler and the defaults from the recipe's first choices. The result
-is saved in fp16, atomically (``--out`` may be ``--model``).
+A fine-tune of the UNet alone (e.g. the inpainting-input fine-tune of docs/masked_edits_results.md, measured and not
+shipped) leaves the VAE, the content encoder, the depth estimator, the scheduler and the recorded defaults (trained
+size, guidance, steps) as they were; assemble.py would rebuild the scheduler and the defaults from the recipe's first
+choices. The result is saved in fp16, atomically, to a folder the benchmarks take as ``--model`` (``--out`` may be
+``--model`` itself, to replace it).
 """
 
 from __future__ import annotations

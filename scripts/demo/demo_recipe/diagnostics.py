@@ -59,7 +59,7 @@ def structure_usage(unet, scheduler, images: dict[str, torch.Tensor], *, timeste
                     repeats: int = 2, seed: int = 0) -> dict[int, dict[str, float]]:
     """``{timestep: {condition: mean loss}}`` over ``images`` (from :func:`probe_images`); every condition of a
     timestep sees the same noise, so differences come from the structure input alone."""
-    from gen1.conditioning import depth_to_structure
+    from gen1.conditioning import depth_to_structure, nothing_known
     from gen1.content import as_unet_context
     from gen1.training.draws import prediction_target
 
@@ -84,6 +84,8 @@ def structure_usage(unet, scheduler, images: dict[str, torch.Tensor], *, timeste
             target = prediction_target(scheduler, latents, noise, steps, prediction_type)
             for condition, structure in structures.items():
                 model_input = torch.cat([noisy, structure], dim=1)
+                if getattr(unet, "inpainting_input", False):  # the probe is about structure: nothing known
+                    model_input = torch.cat([model_input, nothing_known(noisy)], dim=1)
                 pred = unet(model_input, steps, context, image_mode=True).sample
                 totals[condition] += float(((pred.float() - target) ** 2).mean()) / repeats
         result[int(t)] = totals

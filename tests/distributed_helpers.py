@@ -1,8 +1,12 @@
-"""Launch ``gen1.training.trainer.train`` as several spawned CPU processes joined over gloo on the loopback.
+"""Launch ``gen1.training.trainer.train`` as several CPU processes joined over gloo on the loopback.
 
-The processes are spawned (fresh interpreters, as ``torchrun`` starts them), so they inherit no thread pools or
-other state of the test process: a forked rank hangs in OpenMP when the parent has used more than one thread.
-Each sets the environment a launcher sets (RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1, ...) and
+The processes are not forked from the test process, so they inherit no thread pools or other state of it: a
+forked rank hangs in OpenMP when the parent has used more than one thread. They are forked from multiprocessing's
+fork server instead: a fresh interpreter, started once per test session, that only imports what every rank imports
+(:data:`PRELOAD`: torch, diffusers, accelerate and the trainer, most of a rank's start-up) and runs nothing, so
+each rank starts as a fresh interpreter that has imported them, without importing them again (spawned ranks
+imported them afresh for every launch). Each rank runs in the test process's environment of the moment, then
+sets the environment a launcher sets (RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1, ...) and
 ``ACCELERATE_USE_CPU=true``, and saves its final UNet weights as ``OUT/rank{r}.safetensors``.
 
 ``fsdp=True`` runs the processes under FSDP (``train.distributed=fsdp``). Accelerate (1.15) chooses FSDP only on
@@ -22,6 +26,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 from serve_helpers import free_port
+
+# The fork server imports this module first: with one intra-op thread (as the suite runs, tests/conftest.py) no
+# import after it can start an OpenMP thread pool that the forked ranks would inherit.
+torch.set_num_threads(1)
+
+#: What the fork server imports once, before it forks any rank: this module (torch), then the trainer.
+PRELOAD = ["distributed_helpers", "gen1.training.config", "gen1.training.trainer"]
 
 
 def _force_fsdp(trainer) -> None:
@@ -77,15 +88,25 @@ def _rank_main(rank: int, world: int, port: int, overrides: list[str], out: str,
         os._exit(code)
 
 
+def _in_environment(environ: dict, target, args: tuple) -> None:
+    """Run ``target(*args)`` in ``environ``: a process forked from the fork server has the fork server's
+    environment, which is the test process's when an earlier test started it (its own GEN1_CACHE_DIR, say)."""
+    os.environ.clear()
+    os.environ.update(environ)
+    target(*args)
+
+
 def spawn_ranks(target, rank_args: list[tuple], out: Path) -> None:
-    """Run ``target(*rank_args[r])`` in one spawned process per rank (gloo on this machine); assert that every
-    rank exited 0 and that none wrote a ``*.error`` file (a rank's traceback) into ``out``."""
-    context = multiprocessing.get_context("spawn")
-    procs = [context.Process(target=target, args=args) for args in rank_args]
+    """Run ``target(*rank_args[r])`` in one process per rank (gloo on this machine), forked from the fork server
+    (see the module) in the test process's environment; assert that every rank exited 0 and that none wrote a
+    ``*.error`` file (a rank's traceback) into ``out``."""
+    context = multiprocessing.get_context("forkserver")
+    context.set_forkserver_preload(PRELOAD)  # takes effect when the session's fork server starts
+    procs = [context.Process(target=_in_environment, args=(dict(os.environ), target, args)) for args in rank_args]
     for proc in procs:
         proc.start()
     for proc in procs:
-        proc.join(timeout=300)  # a spawned process imports torch, diffusers and accelerate afresh
+        proc.join(timeout=300)  # the first launch of a session waits for the fork server's imports
     for proc in procs:
         if proc.is_alive():
             proc.kill()
@@ -95,8 +116,8 @@ def spawn_ranks(target, rank_args: list[tuple], out: Path) -> None:
 
 
 def launch(world: int, overrides: list[str], out: Path, *, fsdp: bool = False) -> list[dict]:
-    """Train as ``world`` spawned gloo processes writing into ``out``; each process's final weights (DDP), or
-    ``[]`` under FSDP. Asserts that every process ended cleanly."""
+    """Train as ``world`` gloo processes (see the module) writing into ``out``; each process's final weights
+    (DDP), or ``[]`` under FSDP. Asserts that every process ended cleanly."""
     if fsdp:
         overrides = [*overrides, "train.distributed=fsdp"]
     port = free_port()

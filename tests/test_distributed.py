@@ -1,8 +1,9 @@
 """Two CPU processes (gloo, loopback only) train under Accelerate/DDP and end with identical weights.
 
-The two ranks are spawned (fresh interpreters, as ``accelerate launch`` starts them), so they inherit no thread
-pools or other state of the test process: a forked rank hangs in OpenMP when the parent has used more than one
-thread. Each sets the environment ``accelerate launch`` would set: RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1...
+The two ranks are not forked from the test process, so they inherit no thread pools or other state of it (a
+forked rank hangs in OpenMP when the parent has used more than one thread): they start as fresh interpreters do,
+forked from the session's fork server (``distributed_helpers.spawn_ranks``). Each sets the environment
+``accelerate launch`` would set: RANK, WORLD_SIZE, MASTER_ADDR=127.0.0.1...
 """
 
 from __future__ import annotations

@@ -227,29 +227,8 @@ def test_gradio_client_edit_gives_the_frames_of_gen1_edit(server, source_clip, t
     np.testing.assert_array_equal(served.frames, local.frames)
 
 
-SIGNALS = ["SIGINT", "SIGTERM"]
-
-
-@pytest.fixture(scope="module")
-def servers_to_signal(tmp_path_factory):
-    """A server of its own for each signal the next test sends (each with two threads), started together: each
-    start-up (importing gradio and torch, loading the model) runs on one core, so two at once take about the time
-    of one on this 2-core machine; each test ends its own server."""
-    servers = {}
-    try:
-        for signum in SIGNALS:
-            servers[signum] = Server(tmp_path_factory.mktemp(f"serve-{signum}"), "--max-frames", "12",
-                                     "--max-seconds", "5", "--threads", "2")
-        for server in servers.values():
-            server.wait_until_up()
-        yield servers
-    finally:
-        for server in servers.values():
-            server.stop()
-
-
-@pytest.mark.parametrize("signum", SIGNALS)
-def test_ctrl_c_or_sigterm_while_editing_exits_cleanly(source_clip, servers_to_signal, signum):
+@pytest.mark.parametrize("signum", ["SIGINT", "SIGTERM"])
+def test_ctrl_c_or_sigterm_while_editing_exits_cleanly(source_clip, tmp_path, signum):
     """Ctrl-C (or SIGTERM, as a scheduler or `kill` sends it) during an edit cancels it, removes the server's work
     folder with every user's outputs, and exits (Ctrl-C used to abort: "terminate called without an active
     exception", exit -6, with torch's worker threads busy: a server of its own, with two threads)."""
@@ -259,9 +238,9 @@ def test_ctrl_c_or_sigterm_while_editing_exits_cleanly(source_clip, servers_to_s
     from gradio_client import Client, handle_file
     from gradio_client.utils import Status
 
-    server = servers_to_signal[signum]
+    server = Server(tmp_path, "--max-frames", "12", "--max-seconds", "5", "--threads", "2")
     try:
-        assert server.process.poll() is None, server.log()  # up, and not yet signalled
+        server.wait_until_up()
         client = Client(server.url, verbose=False, analytics_enabled=False)
         job = client.submit(video=handle_file(str(source_clip)), prompt=PROMPT, num_inference_steps=100,
                             api_name="/edit")

@@ -3,8 +3,8 @@
 Structure enters as input channels concatenated to the latents (the depth obscured to t_s on the latent grid,
 :func:`gen1.conditioning.video_structure`); content is a CLIP image embedding (a reference image, or a prompt
 through the prior) in cross-attention, and the null content is the zero embedding the model was trained with.
-A model with inpainting input (``VideoUNet.inpainting_input``) also takes, after the structure, what is known of
-the source: in a masked edit the source latents outside the region, in any other edit nothing.
+A model with inpainting input (``VideoUNet.inpainting_input``) also takes, after the structure, what is known: in a
+masked edit the latents of what the edit keeps outside the region, in any other edit nothing.
 """
 
 from __future__ import annotations

@@ -30,8 +30,7 @@ class DiffusionObjective(torch.nn.Module):
         what an edit without a mask gives the model)."""
         if not self.inpainting_input:
             return part.noisy
-        latents = part.noisy[:, : part.target.shape[1]]
-        known = part.known if part.known is not None else nothing_known(torch.zeros_like(latents))
+        known = part.known if part.known is not None else nothing_known(part.noisy[:, : part.target.shape[1]])
         return torch.cat([part.noisy, known.to(part.noisy.dtype)], dim=1)
 
     def forward(self, batch: JointBatch[NoisedClips]) -> torch.Tensor:
@@ -43,7 +42,8 @@ class DiffusionObjective(torch.nn.Module):
             if part.controlnet_residuals is not None:  # the public route: structure through a ControlNet
                 down, mid = part.controlnet_residuals
                 residuals = dict(down_block_additional_residuals=down, mid_block_additional_residual=mid)
-            pred = self.unet(self.network_input(part), part.timesteps, part.context, image_mode=part.image_mode, **residuals).sample
+            pred = self.unet(self.network_input(part), part.timesteps, part.context, image_mode=part.image_mode,
+                             **residuals).sample
             per_sample = F.mse_loss(pred.float(), part.target.float(), reduction="none").mean(dim=(1, 2, 3, 4))
             total = per_sample.sum() if total is None else total + per_sample.sum()
             count += len(part)

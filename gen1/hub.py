@@ -248,7 +248,7 @@ def resolve_preprocess_models(model, depth_model, content_model) -> tuple:
 
 
 def resolve_encoders(depth_model, content_model) -> tuple:
-    """``--depth-model`` and ``--content-model`` of ``gen1 preprocess`` / ``gen1 customize`` (None: the model's own,
+    """``--depth-model`` and ``--content-model`` of ``gen1 customize`` (None: the model's own,
     left None) as local paths, each a path or a Hub repo id (both missing: one message naming both)."""
     depth, content = resolve_all([("--depth-model", depth_model, DEPTH_MODEL),
                                   ("--content-model", content_model, CONTENT_MODEL)])

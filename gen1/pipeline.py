@@ -631,6 +631,19 @@ class Gen1Pipeline(DiffusionPipeline):
             latents = noise * float(scheduler.init_noise_sigma)
         return latents, noise, source_latents
 
+    @staticmethod
+    def prepare_kept_region(user_mask, masked: "MaskedEdit | None", source: "SourceVideo", mask_feather: float, *,
+                            source_latents, noise, scheduler, timesteps) -> KeptRegion | None:
+        """What a masked edit keeps outside its region (``user_mask``, from :meth:`prepare_route`; None: no mask, so
+        nothing is kept), reset after every step: the ``source_latents`` noised as the loop goes, composited
+        seamlessly where the edit redraws background (an erase, a drag, a replace's given background)."""
+        if user_mask is None:
+            return None
+        return KeptRegion.from_pixel_mask(
+            user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
+            scheduler=scheduler, timesteps=timesteps, cover=masked.replaces_subject,
+            seamless=masked.redraws_background or masked.seam_anchor is not None, seam_anchor=masked.seam_anchor)
+
     def step_hooks(self, kept: KeptRegion | None, callback: Callable | None, tensor_names: Sequence[str]) -> list:
         """What runs after each scheduler step, in order: the masked edit's blend of the ``kept`` region, then the
         user's ``callback_on_step_end`` (which sees the blended latents)."""
@@ -841,10 +854,8 @@ class Gen1Pipeline(DiffusionPipeline):
             device=device, decode_chunk_size=decode_chunk_size, scheduler=scheduler,
             full_strength_start=full_strength_start,
         )
-        kept = None if user_mask is None else KeptRegion.from_pixel_mask(
-            user_mask, source.size, source.latent_size, mask_feather, source_latents=source_latents, noise=noise,
-            scheduler=scheduler, timesteps=timesteps, cover=masked.replaces_subject,
-            seamless=masked.redraws_background or masked.seam_anchor is not None, seam_anchor=masked.seam_anchor)
+        kept = self.prepare_kept_region(user_mask, masked, source, mask_feather, source_latents=source_latents,
+                                        noise=noise, scheduler=scheduler, timesteps=timesteps)
         hooks = self.step_hooks(kept, callback_on_step_end, callback_on_step_end_tensor_inputs)
 
         blender = WindowBlender(prediction.predict, source.num_frames, window_size, window_overlap,

@@ -473,16 +473,24 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
         return UNet2DConditionModel.from_pretrained(unet_or_path, subfolder=subfolder, torch_dtype=torch_dtype)
 
     @classmethod
+    def _built_without_init(cls, arguments: dict) -> "VideoUNet":
+        """A VideoUNet of ``arguments`` on the meta device, its weights neither allocated nor initialised (they are
+        overwritten next: an SD-size UNet takes tens of seconds to init on CPU); built for real when it has a
+        non-persistent buffer, which no state dict fills."""
+        with torch.device("meta"):
+            model = cls(**arguments)
+        persistent = set(model.state_dict())
+        if any(name not in persistent for name, _ in model.named_buffers()):
+            return cls(**arguments)
+        return model
+
+    @classmethod
     def _inflate(cls, base: UNet2DConditionModel, arguments: dict, torch_dtype, motion_adapter=None) -> "VideoUNet":
         """A VideoUNet of ``arguments`` holding ``base``'s weights (and ``motion_adapter``'s, when given)."""
         # Build without random-initialising the image weights that are overwritten next (an SD-size UNet takes
         # tens of seconds to init on CPU): construct on the meta device, allocate, init only the new layers.
-        with torch.device("meta"):
-            model = cls(**arguments)
-        persistent = set(model.state_dict())
-        if any(name not in persistent for name, _ in model.named_buffers()):  # a non-persistent buffer: init it
-            model = cls(**arguments)
-        else:
+        model = cls._built_without_init(arguments)
+        if next(model.parameters()).is_meta:
             model = model.to_empty(device=base.device)
             model.reset_new_layers()
         model.load_image_unet_weights(base.state_dict())
@@ -550,10 +558,7 @@ class VideoUNet(StrictLoadingMixin, ModelMixin, ConfigMixin):
             return self
         config = {**{key: value for key, value in self.config.items() if not key.startswith("_")},
                   "inpainting_input": True}
-        with torch.device("meta"):  # no random init of weights that are overwritten next (slow at SD size)
-            widened = type(self).from_config(config)
-        if any(name not in widened.state_dict() for name, _ in widened.named_buffers()):
-            widened = type(self).from_config(config)  # a non-persistent buffer: built for real, as _inflate does
+        widened = self._built_without_init(config)
         state = {key: value.detach().clone() for key, value in self.state_dict().items()}  # no shared storage
         weight = state["unet.conv_in.weight"]
         extra = widened.unet.conv_in.weight.shape[1] - weight.shape[1]

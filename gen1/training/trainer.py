@@ -216,7 +216,7 @@ def micro_step(run: Run, batch: JointBatch, m: int, *, sync: bool, seen: dict[st
         seen[kind] += count
     generators = joint_slot_generators(config.train.seed, m, slots)
     inputs = draw_joint(clips, run.noise_scheduler, config.diffusion, generators,
-                        inpainting=getattr(run.unet, "inpainting_input", False))
+                        inpainting=run.unet.inpainting_input)
     skip_sync = not sync and accelerator.num_processes > 1
     with accelerator.no_sync(run.objective) if skip_sync else contextlib.nullcontext():
         with accelerator.autocast():  # the forward only: PyTorch advises against backward under autocast
@@ -364,7 +364,7 @@ def run_validation(run: Run, step: int, result: TrainResult) -> None:
         run.held = held_out(config, run.data)
     with ema_weights(run.ema, run.trainable):
         value = validation_loss(run.objective, run.held, run.noise_scheduler, config, accelerator.device,
-                                inpainting=getattr(run.unet, "inpainting_input", False))
+                                inpainting=run.unet.inpainting_input)
         result.validation.append((step, value))
         if config.train.tensorboard:
             accelerator.log({"val/loss": value}, step=step)
